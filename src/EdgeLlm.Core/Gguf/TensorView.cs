@@ -1,0 +1,38 @@
+namespace EdgeLlm.Gguf;
+
+/// <summary>
+/// A tensor's bytes in place (inside a memory map or other pinned memory): no copy. Dims are ggml order,
+/// innermost first, so a weight matrix of <c>Rows</c> output rows each <c>Ne0</c> long.
+/// </summary>
+public readonly unsafe struct TensorView
+{
+    public readonly string Name;
+    public readonly GgmlType Type;
+    public readonly long[] Dims;
+    public readonly byte* Data;
+    public readonly long ByteLength;
+
+    public TensorView(string name, GgmlType type, long[] dims, byte* data, long byteLength)
+    {
+        Name = name;
+        Type = type;
+        Dims = dims;
+        Data = data;
+        ByteLength = byteLength;
+    }
+
+    public long Ne0 => Dims[0];
+
+    public long Rows
+    {
+        get { long n = 1; for (int i = 1; i < Dims.Length; i++) n *= Dims[i]; return n; }
+    }
+
+    public long RowBytes => GgmlTypes.RowBytes(Type, Dims[0]);
+
+    /// <summary>Pointer to row <paramref name="row"/>.</summary>
+    public byte* Row(long row) => Data + row * RowBytes;
+
+    /// <summary>The bytes as a span (only for tensors under 2 GiB).</summary>
+    public ReadOnlySpan<byte> Span => new(Data, checked((int)ByteLength));
+}
