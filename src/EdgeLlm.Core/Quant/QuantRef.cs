@@ -1,0 +1,73 @@
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// Reference scalar code for every computable tensor type: dequantize a row, dot a row with a float
+/// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
+/// them. <c>n</c> is the row length in elements and must be a multiple of the type's block size.
+/// </summary>
+public static unsafe class QuantRef
+{
+    public static void DequantizeRow(GgmlType type, byte* src, float* dst, long n)
+    {
+        switch (type)
+        {
+            case GgmlType.F32: for (long i = 0; i < n; i++) dst[i] = ((float*)src)[i]; break;
+            case GgmlType.F16: for (long i = 0; i < n; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(((ushort*)src)[i]); break;
+            case GgmlType.BF16: for (long i = 0; i < n; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)src)[i] << 16); break;
+            default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
+        }
+    }
+
+    /// <summary>Dot product of a row of weights with float activations, accumulated in double.</summary>
+    public static float Dot(GgmlType type, byte* row, float* x, long n)
+    {
+        double sum = 0;
+        switch (type)
+        {
+            case GgmlType.F32: for (long i = 0; i < n; i++) sum += (double)((float*)row)[i] * x[i]; break;
+            case GgmlType.F16: for (long i = 0; i < n; i++) sum += (double)(float)BitConverter.UInt16BitsToHalf(((ushort*)row)[i]) * x[i]; break;
+            case GgmlType.BF16: for (long i = 0; i < n; i++) sum += (double)BitConverter.UInt32BitsToSingle((uint)((ushort*)row)[i] << 16) * x[i]; break;
+            default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
+        }
+        return (float)sum;
+    }
+
+    public static void QuantizeRow(GgmlType type, float* src, byte* dst, long n)
+    {
+        switch (type)
+        {
+            case GgmlType.F32: for (long i = 0; i < n; i++) ((float*)dst)[i] = src[i]; break;
+            case GgmlType.F16: for (long i = 0; i < n; i++) ((ushort*)dst)[i] = BitConverter.HalfToUInt16Bits((Half)src[i]); break;
+            case GgmlType.BF16: for (long i = 0; i < n; i++) ((ushort*)dst)[i] = FloatToBF16(src[i]); break;
+            default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
+        }
+    }
+
+    /// <summary>float -> bf16 with round-to-nearest-even; NaN stays a quiet NaN (as ggml does).</summary>
+    public static ushort FloatToBF16(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 64);
+        return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+    }
+
+    // Span conveniences for tests and tools (not for the hot path).
+    public static void DequantizeRow(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        fixed (byte* s = src) fixed (float* d = dst) DequantizeRow(type, s, d, dst.Length);
+    }
+
+    public static float Dot(GgmlType type, ReadOnlySpan<byte> row, ReadOnlySpan<float> x)
+    {
+        fixed (byte* r = row) fixed (float* px = x) return Dot(type, r, px, x.Length);
+    }
+
+    public static byte[] QuantizeRow(GgmlType type, ReadOnlySpan<float> src)
+    {
+        var dst = new byte[GgmlTypes.RowBytes(type, src.Length)];
+        fixed (float* s = src) fixed (byte* d = dst) QuantizeRow(type, s, d, src.Length);
+        return dst;
+    }
+}
