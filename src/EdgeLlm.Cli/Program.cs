@@ -1,1 +1,3 @@
-Console.WriteLine("edgellm");
+using EdgeLlm.Cli;
+
+return EdgeLlmCli.Execute(args, Console.Out, Console.Error);

@@ -4,7 +4,7 @@ namespace EdgeLlm.Gguf;
 /// A model file that is not a valid GGUF file (or is one this build cannot use). The message is one line
 /// that names the file, the field and the byte offset where the problem was found.
 /// </summary>
-public sealed class GgufFormatException : Exception
+public sealed class GgufFormatException : EdgeLlmException
 {
     public string Path { get; }
     public long Offset { get; }

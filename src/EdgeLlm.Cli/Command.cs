@@ -1,0 +1,66 @@
+using Microsoft.Extensions.Logging;
+
+namespace EdgeLlm.Cli;
+
+/// <summary>One `edgellm` subcommand: its name, its options, and what it does.</summary>
+public abstract class Command
+{
+    public abstract string Name { get; }
+    public abstract string Summary { get; }
+    public abstract string Usage { get; }
+    public abstract IReadOnlyList<OptionSpec> Options { get; }
+
+    /// <summary>Runs the command; returns the process exit code.</summary>
+    public abstract int Run(CliArgs args, CliContext ctx);
+
+    public string HelpText()
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.Append("usage: edgellm ").Append(Usage).Append("\n\n").Append(Summary).Append("\n\noptions:\n");
+        foreach (var o in Options)
+        {
+            string names = string.Join(", ", o.Names) + (o.TakesValue ? " " + o.Value : "");
+            sb.Append("  ").Append(names.PadRight(30)).Append(' ').Append(o.Help).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    // Options shared by the commands that load a model.
+    public static readonly OptionSpec Model = new(["-m", "--model"], true, "FILE", "GGUF model file (default: the bundled stories260K)");
+    public static readonly OptionSpec Threads = new(["-t", "--threads"], true, "N", "CPU threads (default: all cores)");
+    public static readonly OptionSpec Ctx = new(["-c", "--ctx-size"], true, "N", "context length (default: the model's, at most 4096)");
+    public static readonly OptionSpec Verbose = new(["-v", "--verbose"], false, null, "log details to stderr");
+    public static readonly OptionSpec Help = new(["-h", "--help"], false, null, "show this help");
+}
+
+/// <summary>What every command gets: output streams and a logger factory configured from -v.</summary>
+public sealed class CliContext : IDisposable
+{
+    public TextWriter Out { get; }
+    public TextWriter Err { get; }
+    public ILoggerFactory Logging { get; }
+    public bool Verbose { get; }
+
+    public CliContext(TextWriter stdout, TextWriter stderr, bool verbose)
+    {
+        Out = stdout;
+        Err = stderr;
+        Verbose = verbose;
+        Logging = LoggerFactory.Create(b =>
+        {
+            b.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
+            b.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss.fff ";
+                o.IncludeScopes = false;
+            });
+            // Logs never mix with generated text: everything goes to stderr.
+            b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        });
+    }
+
+    public ILogger Logger(string category) => Logging.CreateLogger(category);
+
+    public void Dispose() => Logging.Dispose();
+}

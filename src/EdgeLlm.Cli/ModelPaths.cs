@@ -1,0 +1,35 @@
+namespace EdgeLlm.Cli;
+
+/// <summary>Finds the model to load: the -m argument, or the bundled stories260K next to the binary or in the repo.</summary>
+public static class ModelPaths
+{
+    public const string BundledName = "stories260K.gguf";
+
+    public static string Resolve(string? given)
+    {
+        if (given is not null)
+        {
+            if (!File.Exists(given))
+                throw new FileNotFoundException(Directory.Exists(given) ? $"{given}: is a directory, not a model file" : $"{given}: model file not found");
+            return given;
+        }
+        foreach (string candidate in BundledCandidates())
+            if (File.Exists(candidate)) return Path.GetRelativePath(Environment.CurrentDirectory, candidate);
+        throw new FileNotFoundException(
+            $"no model given (-m) and the bundled {BundledName} was not found (looked in {string.Join(", ", BundledCandidates())})");
+    }
+
+    /// <summary>Next to the executable, in models/ next to it, and in the repository's models/ (dist/&lt;name&gt;/edgellm -> ../../models).</summary>
+    public static IEnumerable<string> BundledCandidates()
+    {
+        string exeDir = AppContext.BaseDirectory;
+        yield return Path.GetFullPath(Path.Combine(exeDir, BundledName));
+        yield return Path.GetFullPath(Path.Combine(exeDir, "models", BundledName));
+        for (string? d = exeDir; d is not null; d = Path.GetDirectoryName(d))
+        {
+            string p = Path.Combine(d, "models", BundledName);
+            if (File.Exists(p) && File.Exists(Path.Combine(d, "EdgeLlm.sln"))) { yield return p; yield break; }
+        }
+        yield return Path.GetFullPath(Path.Combine("models", BundledName));
+    }
+}

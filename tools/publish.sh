@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Publishes the Native AOT binaries listed in rid-matrix.json into dist/<name>/.
+#   tools/publish.sh                 every entry
+#   tools/publish.sh linux-x64 ...   only the named entries
+# Each result is a single native file per program (no .dll), checked for its glibc floor.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+command -v dotnet >/dev/null || { echo "publish: the .NET 10 SDK (dotnet) is not on PATH" >&2; exit 1; }
+if ! command -v clang >/dev/null && ! command -v gcc >/dev/null; then
+  echo "publish: Native AOT needs a C toolchain to link: apt-get install -y clang zlib1g-dev" >&2; exit 1
+fi
+
+# rid-matrix.json -> lines "name rid instructionSet glibcFloor sysroot" (python3 if present, else a strict sed parse).
+matrix() {
+  if command -v python3 >/dev/null; then
+    python3 - "$root/rid-matrix.json" <<'PY'
+import json, sys
+for b in json.load(open(sys.argv[1]))["binaries"]:
+    print(b["name"], b["rid"], b["instructionSet"], b.get("glibcFloor", "") or "-", b.get("sysroot", "") or "-")
+PY
+  else
+    tr -d '\n' < "$root/rid-matrix.json" | grep -o '{[^{}]*"name"[^{}]*}' | while read -r obj; do
+      f() { echo "$obj" | sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
+      echo "$(f name) $(f rid) $(f instructionSet) $(f glibcFloor | sed 's/^$/-/') $(f sysroot | sed 's/^$/-/')"
+    done
+  fi
+}
+
+mapfile -t entries < <(matrix)
+want=("$@")
+for w in "${want[@]}"; do
+  printf '%s\n' "${entries[@]}" | awk '{print $1}' | grep -qx -- "$w" || { echo "publish: '$w' is not an entry of rid-matrix.json" >&2; exit 1; }
+done
+
+projects=(src/EdgeLlm.Cli/EdgeLlm.Cli.csproj)
+for p in tools/*/*.csproj; do [ -f "$p" ] && grep -q '<PublishAot>true' "$p" && projects+=("$p"); done
+
+for e in "${entries[@]}"; do
+  read -r name rid isa floor sysroot <<<"$e"
+  if [ ${#want[@]} -gt 0 ] && ! printf '%s\n' "${want[@]}" | grep -qx -- "$name"; then continue; fi
+  out="$root/dist/$name"
+  rm -rf "$out"; mkdir -p "$out"
+  extra=()
+  [ "$sysroot" != "-" ] && extra+=("-p:SysRoot=$root/$sysroot")
+  for proj in "${projects[@]}"; do
+    echo "publish: $name ($rid, $isa) <- $proj" >&2
+    dotnet publish "$proj" -c Release -r "$rid" -p:IlcInstructionSet="$isa" \
+      -p:EdgeLlmBuildName="$name" -o "$root/obj/publish/$name" "${extra[@]}" -nologo -v:q >&2
+  done
+  for f in "$root/obj/publish/$name"/*; do
+    case "$f" in *.dbg|*.pdb|*.json) continue;; esac
+    [ -f "$f" ] && [ -x "$f" ] && cp "$f" "$out/"
+  done
+  rm -rf "$root/obj/publish/$name"
+  if ls "$out" | grep -q '\.dll$'; then echo "publish: $name: unexpected .dll in output" >&2; exit 1; fi
+  if [ "$floor" != "-" ] && command -v objdump >/dev/null; then
+    for bin in "$out"/*; do
+      need=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n1)
+      if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$floor" | sort -V | tail -n1)" != "$floor" ]; then
+        echo "publish: $name: $(basename "$bin") needs GLIBC_$need, newer than the floor $floor in rid-matrix.json" >&2; exit 1
+      fi
+    done
+  fi
+  for bin in "$out"/*; do echo "publish: $bin ($(du -h "$bin" | cut -f1))" >&2; done
+done
