@@ -1,0 +1,70 @@
+namespace EdgeLlm.Tests.Cli;
+
+/// <summary>Bad input gets one line on stderr naming what and where, a non-zero exit, and no stack trace.</summary>
+public class CliErrorTests
+{
+    private static void AssertOneLineError(CliRunner.Result r, int exitCode, string mustContain)
+    {
+        Assert.Equal(exitCode, r.ExitCode);
+        Assert.Equal("", r.Stdout);
+        string err = r.Stderr.TrimEnd('\n');
+        Assert.DoesNotContain('\n', err);
+        Assert.Contains(mustContain, err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void UnknownOption() =>
+        AssertOneLineError(CliRunner.InProcess("info", "--bogus"), 2, "unknown option '--bogus'");
+
+    [Fact]
+    public void UnknownCommand() =>
+        AssertOneLineError(CliRunner.InProcess("frobnicate"), 2, "unknown command 'frobnicate'");
+
+    [Fact]
+    public void MissingModelFile() =>
+        AssertOneLineError(CliRunner.InProcess("info", "-m", "/nonexistent/model.gguf"), 1, "/nonexistent/model.gguf: model file not found");
+
+    [Fact]
+    public void DirectoryInsteadOfModel() =>
+        AssertOneLineError(CliRunner.InProcess("info", "-m", TestPaths.RepoRoot), 1, "is a directory");
+
+    [Fact]
+    public void OptionMissingItsValue() =>
+        AssertOneLineError(CliRunner.InProcess("info", "-m"), 2, "option '-m' needs a value");
+
+    [Fact]
+    public void TruncatedModelNamesFieldAndOffset()
+    {
+        string path = TestPaths.TempFile("truncated.gguf");
+        File.WriteAllBytes(path, File.ReadAllBytes(TestPaths.Stories260K).AsSpan(0, 5000).ToArray());
+        AssertOneLineError(CliRunner.InProcess("info", "-m", path), 1, "invalid GGUF: metadata 'tokenizer.ggml.tokens'[370] length at offset 4996");
+    }
+
+    [Fact]
+    public void NotAGgufFile()
+    {
+        string path = TestPaths.TempFile("text.gguf");
+        File.WriteAllText(path, "this is not a model file, just some text");
+        AssertOneLineError(CliRunner.InProcess("info", "-m", path), 1, "magic at offset 0");
+    }
+
+    [Fact]
+    public void InfoPrintsTensorTable()
+    {
+        var r = CliRunner.InProcess("info", "-m", TestPaths.Stories260K);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("architecture:  llama", r.Stdout);
+        Assert.Contains("tensors (48):", r.Stdout);
+        Assert.Matches(@"token_embd\.weight\s+F32\s+\[64, 512\]\s+131,072", r.Stdout);
+        Assert.Contains("parameters:    292,800", r.Stdout);
+    }
+
+    [Fact]
+    public void VersionNamesTheProduct()
+    {
+        var r = CliRunner.InProcess("--version");
+        Assert.Equal(0, r.ExitCode);
+        Assert.StartsWith("edgellm 0.1.0 (", r.Stdout);
+    }
+}
