@@ -30,4 +30,21 @@ public class BpeTokenizerTests
         var (input, expected) = VocabTestVectors.Load(Gpt2Vocab)[index];
         Assert.Equal(input, Gpt2.Value.Decode(expected));
     }
+
+    [Fact]
+    public void Gpt2VocabularyMetadata()
+    {
+        var t = Gpt2.Value;
+        Assert.IsType<BpeTokenizer>(t);
+        var v = t.Vocab;
+        Assert.Equal(50257, v.Count);
+        Assert.Equal("gpt-2", v.Pre);
+        Assert.Equal(PreTokenizerKind.Gpt2, v.PreTokenizer);
+        Assert.Equal(50000, v.Merges.Count);
+        Assert.False(v.AddSpacePrefix);
+        Assert.Equal(50256, v.Eos); // <|endoftext|>
+        Assert.True(v.IsEndOfGeneration(50256));
+        // "Ġworld" decodes to " world"; byte characters map back to their bytes.
+        Assert.Equal(" world"u8.ToArray(), t.TokenBytes(v.Find("Ġworld")));
+    }
 }
