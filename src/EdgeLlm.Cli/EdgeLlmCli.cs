@@ -10,6 +10,7 @@ public static class EdgeLlmCli
 {
     public static IReadOnlyList<Command> Commands { get; } =
     [
+        new TokenizeCommand(),
         new InfoCommand(),
     ];
 
