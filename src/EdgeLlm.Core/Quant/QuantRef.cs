@@ -5,7 +5,9 @@ namespace EdgeLlm.Quant;
 /// <summary>
 /// Reference scalar code for every computable tensor type: dequantize a row, dot a row with a float
 /// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
-/// them. <c>n</c> is the row length in elements and must be a multiple of the type's block size.
+/// them. <c>n</c> is the row length in elements and must be a non-negative multiple of the type's block size
+/// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. The block
+/// formats live in Q8_0.cs, Q4_0.cs, Q4_K.cs and Q6_K.cs.
 /// </summary>
 public static unsafe class QuantRef
 {
@@ -13,9 +15,13 @@ public static unsafe class QuantRef
     {
         switch (type)
         {
-            case GgmlType.F32: for (long i = 0; i < n; i++) dst[i] = ((float*)src)[i]; break;
-            case GgmlType.F16: for (long i = 0; i < n; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(((ushort*)src)[i]); break;
-            case GgmlType.BF16: for (long i = 0; i < n; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)src)[i] << 16); break;
+            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = ((float*)src)[i]; break;
+            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(((ushort*)src)[i]); break;
+            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)src)[i] << 16); break;
+            case GgmlType.Q8_0: Q8_0.Dequantize(src, dst, n); break;
+            case GgmlType.Q4_0: Q4_0.Dequantize(src, dst, n); break;
+            case GgmlType.Q4_K: Q4_K.Dequantize(src, dst, n); break;
+            case GgmlType.Q6_K: Q6_K.Dequantize(src, dst, n); break;
             default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
         }
     }
@@ -26,9 +32,13 @@ public static unsafe class QuantRef
         double sum = 0;
         switch (type)
         {
-            case GgmlType.F32: for (long i = 0; i < n; i++) sum += (double)((float*)row)[i] * x[i]; break;
-            case GgmlType.F16: for (long i = 0; i < n; i++) sum += (double)(float)BitConverter.UInt16BitsToHalf(((ushort*)row)[i]) * x[i]; break;
-            case GgmlType.BF16: for (long i = 0; i < n; i++) sum += (double)BitConverter.UInt32BitsToSingle((uint)((ushort*)row)[i] << 16) * x[i]; break;
+            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)((float*)row)[i] * x[i]; break;
+            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)(float)BitConverter.UInt16BitsToHalf(((ushort*)row)[i]) * x[i]; break;
+            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)BitConverter.UInt32BitsToSingle((uint)((ushort*)row)[i] << 16) * x[i]; break;
+            case GgmlType.Q8_0: return Q8_0.Dot(row, x, n);
+            case GgmlType.Q4_0: return Q4_0.Dot(row, x, n);
+            case GgmlType.Q4_K: return Q4_K.Dot(row, x, n);
+            case GgmlType.Q6_K: return Q6_K.Dot(row, x, n);
             default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
         }
         return (float)sum;
@@ -38,9 +48,13 @@ public static unsafe class QuantRef
     {
         switch (type)
         {
-            case GgmlType.F32: for (long i = 0; i < n; i++) ((float*)dst)[i] = src[i]; break;
-            case GgmlType.F16: for (long i = 0; i < n; i++) ((ushort*)dst)[i] = BitConverter.HalfToUInt16Bits((Half)src[i]); break;
-            case GgmlType.BF16: for (long i = 0; i < n; i++) ((ushort*)dst)[i] = FloatToBF16(src[i]); break;
+            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((float*)dst)[i] = src[i]; break;
+            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((ushort*)dst)[i] = BitConverter.HalfToUInt16Bits((Half)src[i]); break;
+            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((ushort*)dst)[i] = FloatToBF16(src[i]); break;
+            case GgmlType.Q8_0: Q8_0.Quantize(src, dst, n); break;
+            case GgmlType.Q4_0: Q4_0.Quantize(src, dst, n); break;
+            case GgmlType.Q4_K: Q4_K.Quantize(src, dst, n); break;
+            case GgmlType.Q6_K: Q6_K.Quantize(src, dst, n); break;
             default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
         }
     }
@@ -53,14 +67,16 @@ public static unsafe class QuantRef
         return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
     }
 
-    // Span conveniences for tests and tools (not for the hot path).
+    // Span conveniences for tests and tools (not for the hot path). They also check the buffer sizes.
     public static void DequantizeRow(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
+        CheckBytes(type, src.Length, dst.Length, "src");
         fixed (byte* s = src) fixed (float* d = dst) DequantizeRow(type, s, d, dst.Length);
     }
 
     public static float Dot(GgmlType type, ReadOnlySpan<byte> row, ReadOnlySpan<float> x)
     {
+        CheckBytes(type, row.Length, x.Length, "row");
         fixed (byte* r = row) fixed (float* px = x) return Dot(type, r, px, x.Length);
     }
 
@@ -69,5 +85,15 @@ public static unsafe class QuantRef
         var dst = new byte[GgmlTypes.RowBytes(type, src.Length)];
         fixed (float* s = src) fixed (byte* d = dst) QuantizeRow(type, s, d, src.Length);
         return dst;
+    }
+
+    private static void CheckScalarRow(GgmlType type, long n) => QuantMath.CheckRow(GgmlTypes.Name(type), n, 1);
+
+    /// <summary>A row of <paramref name="n"/> elements must fit in the given bytes (and n must be whole blocks).</summary>
+    private static void CheckBytes(GgmlType type, int bytes, int n, string what)
+    {
+        long need = GgmlTypes.RowBytes(type, n);
+        if (bytes < need)
+            throw new ArgumentException($"{GgmlTypes.Name(type)}: {what} has {bytes} bytes, a row of {n} elements needs {need}", what);
     }
 }

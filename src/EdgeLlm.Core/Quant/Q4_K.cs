@@ -1,0 +1,236 @@
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// Q4_K (ggml type 12): super-blocks of 256 weights in 144 bytes,
+/// <c>fp16 d; fp16 dmin; uint8 scales[12]; uint8 qs[128]</c>. Eight sub-blocks of 32 weights each have a 6-bit
+/// scale sc and a 6-bit min m; weight = d·sc·q − dmin·m with a 4-bit q. Each 64-weight chunk uses 32 bytes of qs:
+/// low nibbles are its first sub-block, high nibbles its second. The quantizer is a port of ggml's
+/// <c>quantize_row_q4_K_ref</c> (the <c>make_qkx2_quants</c> search), in the same single-precision order.
+/// </summary>
+public static unsafe class Q4_K
+{
+    public const int BlockSize = 256;
+    public const int BlockBytes = 144;
+
+    private const int ScalesOffset = 4;
+    private const int QsOffset = 16;
+
+    /// <summary>Expands <paramref name="n"/> weights (a multiple of 256) to floats.</summary>
+    public static void Dequantize(byte* src, float* dst, long n)
+    {
+        QuantMath.CheckRow(nameof(Q4_K), n, BlockSize);
+        for (long b = 0; b < n / BlockSize; b++)
+            DequantizeBlock(src + b * BlockBytes, dst + b * BlockSize);
+    }
+
+    /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
+    public static float Dot(byte* row, float* x, long n)
+    {
+        QuantMath.CheckRow(nameof(Q4_K), n, BlockSize);
+        float* w = stackalloc float[BlockSize];
+        double sum = 0;
+        for (long b = 0; b < n / BlockSize; b++)
+        {
+            DequantizeBlock(row + b * BlockBytes, w);
+            float* xb = x + b * BlockSize;
+            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
+        }
+        return (float)sum;
+    }
+
+    /// <summary>
+    /// Unpacks the 6-bit scale and min of sub-block <paramref name="j"/> (0..7) from the 12 packed bytes
+    /// (ggml's <c>get_scale_min_k4</c>): j &lt; 4 keep them in the low 6 bits of bytes j and j+4; j ≥ 4 keep
+    /// their low 4 bits in byte j+4 and their top 2 bits in the high bits of bytes j−4 and j.
+    /// </summary>
+    public static void GetScaleMin(int j, byte* s, out int scale, out int min)
+    {
+        if (j < 4)
+        {
+            scale = s[j] & 63;
+            min = s[j + 4] & 63;
+        }
+        else
+        {
+            scale = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+            min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+
+    /// <summary>Quantizes <paramref name="n"/> floats (a multiple of 256), byte-identical to ggml's reference.</summary>
+    public static void Quantize(float* src, byte* dst, long n)
+    {
+        QuantMath.CheckRow(nameof(Q4_K), n, BlockSize);
+        byte* L = stackalloc byte[BlockSize];
+        byte* laux = stackalloc byte[32];
+        float* weights = stackalloc float[32];
+        float* mins = stackalloc float[8];
+        float* scales = stackalloc float[8];
+        for (long b = 0; b < n / BlockSize; b++)
+            QuantizeBlock(src + b * BlockSize, dst + b * BlockBytes, L, laux, weights, mins, scales);
+    }
+
+    private static void DequantizeBlock(byte* block, float* y)
+    {
+        float d = QuantMath.ReadHalf(block);
+        float dmin = QuantMath.ReadHalf(block + 2);
+        byte* s = block + ScalesOffset;
+        byte* q = block + QsOffset;
+        for (int chunk = 0; chunk < 4; chunk++)
+        {
+            GetScaleMin(2 * chunk, s, out int sc1, out int m1i);
+            GetScaleMin(2 * chunk + 1, s, out int sc2, out int m2i);
+            float d1 = d * sc1, m1 = dmin * m1i;
+            float d2 = d * sc2, m2 = dmin * m2i;
+            for (int l = 0; l < 32; l++) y[l] = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) y[32 + l] = d2 * (q[l] >> 4) - m2;
+            y += 64;
+            q += 32;
+        }
+    }
+
+    private static void QuantizeBlock(float* x, byte* y, byte* L, byte* laux, float* weights, float* mins, float* scales)
+    {
+        // 1. Per sub-block: fit scale and min with weights |x| + rms(x).
+        float maxScale = 0f, maxMin = 0f;
+        for (int j = 0; j < 8; j++)
+        {
+            float* xs = x + 32 * j;
+            float sumX2 = 0f;
+            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
+            float avX = MathF.Sqrt(sumX2 / 32f);
+            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
+            scales[j] = MakeQkx2Quants(32, 15, xs, weights, L + 32 * j, out mins[j], laux, -1f, 0.1f, 20);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+
+        // 2. Quantize the scales and mins to 6 bits relative to the super-block d and dmin, and pack them.
+        byte* s = y + ScalesOffset;
+        float invScale = maxScale > 0f ? 63f / maxScale : 0f;
+        float invMin = maxMin > 0f ? 63f / maxMin : 0f;
+        for (int j = 0; j < 8; j++)
+        {
+            byte ls = Math.Min((byte)63, (byte)QuantMath.NearestInt(invScale * scales[j]));
+            byte lm = Math.Min((byte)63, (byte)QuantMath.NearestInt(invMin * mins[j]));
+            if (j < 4)
+            {
+                s[j] = ls;
+                s[j + 4] = lm;
+            }
+            else
+            {
+                s[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                s[j - 4] |= (byte)((ls >> 4) << 6);
+                s[j] |= (byte)((lm >> 4) << 6);
+            }
+        }
+        QuantMath.WriteHalf(y, maxScale / 63f);
+        QuantMath.WriteHalf(y + 2, maxMin / 63f);
+
+        // 3. Re-quantize against the stored (rounded) scales; a sub-block whose scale is 0 keeps its search result.
+        float d = QuantMath.ReadHalf(y);
+        float dmin = QuantMath.ReadHalf(y + 2);
+        for (int j = 0; j < 8; j++)
+        {
+            GetScaleMin(j, s, out int sc, out int m);
+            float dj = d * sc;
+            if (dj == 0f) continue;
+            float dm = dmin * m;
+            for (int i = 0; i < 32; i++)
+            {
+                int l = QuantMath.NearestInt((x[32 * j + i] + dm) / dj);
+                L[32 * j + i] = (byte)Math.Clamp(l, 0, 15);
+            }
+        }
+
+        // 4. Pack nibbles: each 64-weight chunk -> 32 bytes, low nibble first sub-block, high nibble second.
+        byte* q = y + QsOffset;
+        for (int j = 0; j < BlockSize; j += 64)
+        {
+            for (int l = 0; l < 32; l++) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
+        }
+    }
+
+    /// <summary>
+    /// ggml's <c>make_qkx2_quants</c> (without mean absolute deviation): fits x ≈ scale·L + min with L in
+    /// 0..nmax and min ≤ 0 by weighted least squares over nstep+1 trial inverse scales; returns the scale and
+    /// −min through <paramref name="theMin"/>.
+    /// </summary>
+    private static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin,
+        byte* laux, float rmin, float rdelta, int nstep)
+    {
+        float min = x[0], max = x[0];
+        float sumW = weights[0];
+        float sumX = sumW * x[0];
+        for (int i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0f) min = 0f;
+        if (max == min)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            theMin = -min;
+            return 0f;
+        }
+
+        float iscale = nmax / (max - min);
+        float scale = 1f / iscale;
+        float bestError = 0f;
+        for (int i = 0; i < n; i++)
+        {
+            int l = QuantMath.NearestInt(iscale * (x[i] - min));
+            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            float diff = scale * L[i] + min - x[i];
+            bestError += weights[i] * (diff * diff);
+        }
+
+        for (int step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0f, sumL2 = 0f, sumXL = 0f;
+            for (int i = 0; i < n; i++)
+            {
+                int l = QuantMath.NearestInt(iscale * (x[i] - min));
+                l = Math.Max(0, Math.Min(nmax, l));
+                laux[i] = (byte)l;
+                float w = weights[i];
+                sumL += w * l;
+                sumL2 += w * l * l;
+                sumXL += w * l * x[i];
+            }
+            float det = sumW * sumL2 - sumL * sumL;
+            if (det > 0f)
+            {
+                float thisScale = (sumW * sumXL - sumX * sumL) / det;
+                float thisMin = (sumL2 * sumX - sumL * sumXL) / det;
+                if (thisMin > 0f)
+                {
+                    thisMin = 0f;
+                    thisScale = sumXL / sumL2;
+                }
+                float curError = 0f;
+                for (int i = 0; i < n; i++)
+                {
+                    float diff = thisScale * laux[i] + thisMin - x[i];
+                    curError += weights[i] * (diff * diff);
+                }
+                if (curError < bestError)
+                {
+                    for (int i = 0; i < n; i++) L[i] = laux[i];
+                    bestError = curError;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        theMin = -min;
+        return scale;
+    }
+}

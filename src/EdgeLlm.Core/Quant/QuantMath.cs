@@ -1,0 +1,39 @@
+using System.Runtime.CompilerServices;
+
+namespace EdgeLlm.Quant;
+
+/// <summary>
+/// Small helpers shared by the reference block formats: fp16 fields, ggml's <c>nearest_int</c>, and the
+/// row-length check. All arithmetic is IEEE single precision, as in ggml's C code.
+/// </summary>
+internal static unsafe class QuantMath
+{
+    /// <summary>Reads a little-endian IEEE fp16 field at <paramref name="p"/> (no alignment needed).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ReadHalf(byte* p) => (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(p));
+
+    /// <summary>Writes <paramref name="value"/> as fp16, rounding to nearest even (what GGML_FP32_TO_FP16 does).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteHalf(byte* p, float value) => Unsafe.WriteUnaligned(p, BitConverter.HalfToUInt16Bits((Half)value));
+
+    /// <summary>
+    /// ggml's <c>nearest_int</c>: adds 1.5·2^23 so the float adder rounds to an integer (half to even), then reads
+    /// the low mantissa bits. Valid for |v| ≤ 2^22 - 1; kept bit-for-bit so quantizers match ggml even on ties.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NearestInt(float v)
+    {
+        float shifted = v + 12582912f;
+        return (BitConverter.SingleToInt32Bits(shifted) & 0x007fffff) - 0x00400000;
+    }
+
+    /// <summary>Throws unless <paramref name="n"/> is a non-negative multiple of <paramref name="blockSize"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CheckRow(string type, long n, int blockSize)
+    {
+        if (n < 0 || n % blockSize != 0) ThrowBadRow(type, n, blockSize);
+    }
+
+    private static void ThrowBadRow(string type, long n, int blockSize) =>
+        throw new ArgumentException($"{type}: n = {n} is not a non-negative multiple of the block size {blockSize}", "n");
+}
