@@ -148,6 +148,26 @@ public class ForwardTests
         Assert.Equal(one, three);
     }
 
+    [Theory]
+    [InlineData(GgmlType.F32, 1)]
+    [InlineData(GgmlType.F16, 1)]
+    [InlineData(GgmlType.Q8_0, 1)]
+    [InlineData(GgmlType.F16, 2)]
+    public void ForwardAllocatesNothing(GgmlType type, int threads)
+    {
+        // With one thread every op runs on the calling thread, so its allocation counter sees everything.
+        string path = RandomModel.Write(new RandomModelSpec { WeightType = type });
+        using var model = LlamaModel.Load(path, new BackendOptions { Threads = threads });
+        var logits = new float[Tokens.Length * model.VocabSize];
+        model.Forward(Tokens, 0, logits, allLogits: true); // warm up: JIT, first-use paths
+        model.Forward(5, 16, logits);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int pos = 17; pos < 20; pos++) model.Forward(7, pos, logits);
+        model.Forward(Tokens.AsSpan(0, 6), 20, logits);
+        model.Forward(Tokens.AsSpan(0, 6), 26, logits, allLogits: true);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Fact]
     public void LlamaTwoTinyRandomMatchesReference()
     {

@@ -13,8 +13,8 @@ internal abstract class ParallelWork
 /// <summary>
 /// A fixed set of worker threads started once. <see cref="Run"/> publishes a work item, runs thread 0's
 /// share on the calling thread and waits for the rest. Waiting is a cheap barrier: spin on a volatile
-/// counter for a while (ops follow each other within microseconds during a forward pass), then block on
-/// a monitor (so an idle model costs no CPU). No tasks, no allocation per dispatch.
+/// counter for a while (ops follow each other within microseconds during a forward pass), yielding now
+/// and then in case the machine is oversubscribed, then block on a monitor (so an idle model costs no CPU). No tasks, no allocation per dispatch.
 /// </summary>
 internal sealed class WorkerPool : IDisposable
 {
@@ -70,7 +70,7 @@ internal sealed class WorkerPool : IDisposable
 
         for (int spins = 0; Volatile.Read(ref _remaining) != 0; spins++)
         {
-            if (spins < SpinIterations) { Thread.SpinWait(4); continue; }
+            if (spins < SpinIterations) { Spin(spins); continue; }
             lock (_lock)
             {
                 while (Volatile.Read(ref _remaining) != 0) Monitor.Wait(_lock);
@@ -79,6 +79,13 @@ internal sealed class WorkerPool : IDisposable
         _work = null;
         var error = mine ?? _error;
         if (error is not null) throw new AggregateException("a CPU worker failed: " + error.Message, error);
+    }
+
+    /// <summary>Pause briefly; every 64th spin yield the core, so an oversubscribed machine still makes progress.</summary>
+    private static void Spin(int spins)
+    {
+        if ((spins & 63) == 63) Thread.Yield();
+        else Thread.SpinWait(4);
     }
 
     private void WorkerLoop(object? arg)
@@ -90,7 +97,7 @@ internal sealed class WorkerPool : IDisposable
             int gen;
             for (int spins = 0; (gen = Volatile.Read(ref _generation)) == seen; spins++)
             {
-                if (spins < SpinIterations) { Thread.SpinWait(4); continue; }
+                if (spins < SpinIterations) { Spin(spins); continue; }
                 lock (_lock)
                 {
                     while (_generation == seen) Monitor.Wait(_lock);
