@@ -6,7 +6,8 @@ namespace EdgeLlm.Model;
 /// <summary>
 /// A loaded Llama model: config, weights (views of the file's memory map), a backend, a KV cache and the
 /// activation buffers, all allocated once here. <see cref="Forward"/> is the whole transformer in one
-/// readable method (in the spirit of llama2.c's run.c), written against <see cref="IBackend"/>.
+/// readable method (in the spirit of llama2.c's run.c), written against <see cref="IBackend"/>. One sequence,
+/// one caller at a time: the model is not thread-safe (its parallelism is inside the backend).
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
