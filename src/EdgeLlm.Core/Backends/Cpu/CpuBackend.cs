@@ -1,0 +1,195 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+
+namespace EdgeLlm.Backends.Cpu;
+
+/// <summary>
+/// The CPU implementation of <see cref="IBackend"/>: native float32 buffers, weights read in place from
+/// the memory map, and each operation split over a fixed <see cref="WorkerPool"/> by output rows. Every
+/// output element is computed by exactly one thread in a fixed order, so results are bit-identical for
+/// any thread count. Scratch memory is allocated once in <see cref="Prepare"/>; the per-token path
+/// allocates nothing.
+/// </summary>
+public sealed unsafe class CpuBackend : IBackend
+{
+    private readonly WorkerPool _pool;
+    private readonly List<CpuBuffer> _buffers = new();
+    private readonly List<nint> _scratch = new();
+    private MatMul? _matMul;
+    private Attention? _attention;
+    private Rope? _rope;
+    private readonly RmsNorm _rmsNorm = new();
+    private readonly SwiGlu _swiGlu = new();
+    private readonly Add _add = new();
+    private BackendLimits _limits;
+    private bool _disposed;
+
+    /// <param name="threads">worker threads including the caller; 0 = one per logical processor.</param>
+    public CpuBackend(int threads = 0)
+    {
+        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"thread count {threads} is negative");
+        _pool = new WorkerPool(threads == 0 ? Environment.ProcessorCount : threads);
+    }
+
+    public int ThreadCount => _pool.ThreadCount;
+
+    public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdName}";
+
+    /// <summary>The widest vector the kernels use on this machine.</summary>
+    public static string SimdName =>
+        Vector512.IsHardwareAccelerated ? "512-bit SIMD" :
+        Vector256.IsHardwareAccelerated ? "256-bit SIMD" :
+        Vector128.IsHardwareAccelerated ? "128-bit SIMD" : "scalar";
+
+    public void Prepare(BackendLimits limits)
+    {
+        if (limits.MaxBatch < 1 || limits.MaxRowLength < 1 || limits.ContextSize < 1 || limits.HeadDim < 2 || limits.RopeDims < 2)
+            throw new ArgumentOutOfRangeException(nameof(limits), $"invalid backend limits {limits}");
+        FreeScratch();
+        _limits = limits;
+        int threads = ThreadCount;
+        var rows = new float*[threads];
+        var scores = new float*[threads];
+        for (int i = 0; i < threads; i++)
+        {
+            rows[i] = AllocScratch(limits.MaxRowLength);
+            scores[i] = AllocScratch(limits.ContextSize);
+        }
+        int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
+        _matMul = new MatMul(rows);
+        _attention = new Attention(scores);
+        _rope = new Rope(AllocScratch(ropeCapacity), AllocScratch(ropeCapacity), ropeCapacity);
+    }
+
+    public BackendBuffer Allocate(long length)
+    {
+        if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));
+        var b = new CpuBuffer(length);
+        _buffers.Add(b);
+        return b;
+    }
+
+    public BackendWeight LoadWeight(TensorView tensor) => new CpuWeight(tensor);
+
+    public void GetRows(BackendWeight table, ReadOnlySpan<int> ids, BackendBuffer dst)
+    {
+        var w = W(table);
+        Need(dst, (long)ids.Length * w.Ne0, "get_rows dst");
+        foreach (int id in ids)
+            if ((uint)id >= (ulong)w.Rows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} is outside {w.Name} (0..{w.Rows - 1})");
+        Cpu.GetRows.Run(w, ids, P(dst));
+    }
+
+    public void RmsNorm(BackendBuffer x, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps)
+    {
+        var w = W(weight);
+        if (w.Ne0 != dim || w.Type != GgmlType.F32) throw new ArgumentException($"rms_norm weight {w.Name} is not F32 [{dim}]");
+        Need(x, (long)nTokens * dim, "rms_norm x");
+        Need(dst, (long)nTokens * dim, "rms_norm dst");
+        _rmsNorm.Run(_pool, P(x), (float*)w.Data, P(dst), nTokens, dim, eps);
+    }
+
+    public void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens)
+    {
+        var w = W(weight);
+        Ready();
+        if (w.Ne0 > _limits.MaxRowLength && w.Type is GgmlType.F16 or GgmlType.BF16)
+            throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
+        Need(x, nTokens * w.Ne0, "matmul x");
+        Need(dst, nTokens * w.Rows, "matmul dst");
+        _matMul!.Run(_pool, w, P(x), P(dst), nTokens);
+    }
+
+    public void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope)
+    {
+        Ready();
+        Need(x, (long)nTokens * nHeads * rope.HeadDim, "rope x");
+        _rope!.Run(_pool, P(x), nTokens, nHeads, startPos, rope);
+    }
+
+    public void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v)
+    {
+        long count = (long)nTokens * cache.KvDim;
+        if (startPos < 0 || startPos + nTokens > cache.Size) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + nTokens - 1} are outside the kv cache of {cache.Size}");
+        Copy(k, 0, cache.Keys(layer), (long)startPos * cache.KvDim, count);
+        Copy(v, 0, cache.Values(layer), (long)startPos * cache.KvDim, count);
+    }
+
+    public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst)
+    {
+        Ready();
+        if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
+        Need(q, (long)nTokens * nHeads * headDim, "attention q");
+        Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
+        _attention!.Run(_pool, P(q), P(cache.Keys(layer)), P(cache.Values(layer)), P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim);
+    }
+
+    public void SwiGlu(BackendBuffer gate, BackendBuffer up, long count)
+    {
+        Need(gate, count, "swiglu gate");
+        Need(up, count, "swiglu up");
+        _swiGlu.Run(_pool, P(gate), P(up), count);
+    }
+
+    public void Add(BackendBuffer x, BackendBuffer y, long count)
+    {
+        Need(x, count, "add x");
+        Need(y, count, "add y");
+        _add.Run(_pool, P(x), P(y), count);
+    }
+
+    public void Copy(BackendBuffer src, long srcOffset, BackendBuffer dst, long dstOffset, long count)
+    {
+        Need(src, srcOffset + count, "copy src");
+        Need(dst, dstOffset + count, "copy dst");
+        Buffer.MemoryCopy(P(src) + srcOffset, P(dst) + dstOffset, count * sizeof(float), count * sizeof(float));
+    }
+
+    public void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst)
+    {
+        Need(src, srcOffset + dst.Length, "copy_out src");
+        new ReadOnlySpan<float>(P(src) + srcOffset, dst.Length).CopyTo(dst);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _pool.Dispose();
+        foreach (var b in _buffers) b.Free();
+        _buffers.Clear();
+        FreeScratch();
+    }
+
+    private static float* P(BackendBuffer b) => ((CpuBuffer)b).Data;
+
+    private static CpuWeight W(BackendWeight w) => (CpuWeight)w;
+
+    private static void Need(BackendBuffer b, long floats, string what)
+    {
+        if (floats > b.Length) throw new ArgumentException($"{what}: {floats} floats needed, buffer holds {b.Length}");
+    }
+
+    private void Ready()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_matMul is null) throw new InvalidOperationException("CpuBackend.Prepare must be called before running operations");
+    }
+
+    private float* AllocScratch(long floats)
+    {
+        nuint bytes = checked((nuint)Math.Max(1, floats) * sizeof(float));
+        void* p = NativeMemory.AlignedAlloc(bytes, 64);
+        NativeMemory.Clear(p, bytes);
+        _scratch.Add((nint)p);
+        return (float*)p;
+    }
+
+    private void FreeScratch()
+    {
+        foreach (nint p in _scratch) NativeMemory.AlignedFree((void*)p);
+        _scratch.Clear();
+    }
+}

@@ -1,0 +1,77 @@
+using EdgeLlm.Model;
+
+namespace EdgeLlm.Backends.Cpu;
+
+/// <summary>
+/// Rotary position embedding, llama.cpp "normal" layout: in each head, pair (x[2i], x[2i+1]) for
+/// 2i &lt; dims rotates by theta_i(pos); elements past dims pass through. cos/sin are computed in double
+/// once per (spec, startPos, nTokens) into a table shared by Q and K of every layer; threads then split
+/// the (token, head) rows.
+/// </summary>
+internal sealed unsafe class Rope : ParallelWork
+{
+    private readonly float* _cos;
+    private readonly float* _sin;
+    private readonly int _capacity; // floats in each table
+    private RopeSpec? _tableSpec;
+    private int _tableStart = -1;
+    private int _tableCount;
+
+    private float* _x;
+    private int _nTokens;
+    private int _nHeads;
+    private int _headDim;
+    private int _half;
+
+    public Rope(float* cos, float* sin, int capacity)
+    {
+        _cos = cos;
+        _sin = sin;
+        _capacity = capacity;
+    }
+
+    public void Run(WorkerPool pool, float* x, int nTokens, int nHeads, int startPos, RopeSpec spec)
+    {
+        int half = spec.Dims / 2;
+        if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
+        if (!ReferenceEquals(spec, _tableSpec) || startPos != _tableStart || nTokens > _tableCount)
+        {
+            for (int t = 0; t < nTokens; t++)
+            {
+                for (int i = 0; i < half; i++)
+                {
+                    double theta = spec.Theta(startPos + t, i);
+                    _cos[t * half + i] = (float)Math.Cos(theta);
+                    _sin[t * half + i] = (float)Math.Sin(theta);
+                }
+            }
+            _tableSpec = spec;
+            _tableStart = startPos;
+            _tableCount = nTokens;
+        }
+        _x = x;
+        _nTokens = nTokens;
+        _nHeads = nHeads;
+        _headDim = spec.HeadDim;
+        _half = half;
+        pool.Run(this);
+    }
+
+    public override void Execute(int thread, int threadCount)
+    {
+        var (r0, r1) = WorkerPool.Range((long)_nTokens * _nHeads, thread, threadCount);
+        for (long r = r0; r < r1; r++)
+        {
+            long t = r / _nHeads;
+            float* v = _x + r * _headDim;
+            float* c = _cos + t * _half;
+            float* s = _sin + t * _half;
+            for (int i = 0; i < _half; i++)
+            {
+                float x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = x0 * c[i] - x1 * s[i];
+                v[2 * i + 1] = x0 * s[i] + x1 * c[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+namespace EdgeLlm.Model;
+
+/// <summary>How to run a model: threads, context size and batch size. Zero means "choose for me".</summary>
+public sealed class BackendOptions
+{
+    /// <summary>Default cap on the KV cache when <see cref="ContextSize"/> is 0 (llama.cpp's default -c).</summary>
+    public const int DefaultContextCap = 4096;
+    public const int DefaultMaxBatch = 64;
+
+    /// <summary>CPU threads including the caller (the <c>-t</c> option); 0 = one per logical processor.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>KV cache positions; 0 = the model's context_length capped at <see cref="DefaultContextCap"/>.
+    /// May exceed the trained context (RoPE extrapolates; quality is the caller's business).</summary>
+    public int ContextSize { get; init; }
+
+    /// <summary>Tokens per forward batch; longer inputs are processed in chunks of this size.</summary>
+    public int MaxBatch { get; init; } = DefaultMaxBatch;
+}

@@ -1,0 +1,130 @@
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Model;
+
+/// <summary>
+/// The operations the Llama forward pass needs, one call per operation over a whole batch (never per
+/// row), on opaque buffers the backend owns. Activations are float32 and row-major: a batch of
+/// <c>nTokens</c> vectors of width <c>w</c> is <c>nTokens * w</c> contiguous floats. The CPU backend runs
+/// them on its worker threads; a GPU backend would enqueue kernels and sync only in <see cref="CopyOut"/>.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>Short description for logs ("cpu, 8 threads, avx512").</summary>
+    string Name { get; }
+
+    /// <summary>Allocates the backend's working memory for these limits (once, at load).</summary>
+    void Prepare(BackendLimits limits);
+
+    /// <summary>A zeroed float32 buffer of <paramref name="length"/> elements, freed with the backend.</summary>
+    BackendBuffer Allocate(long length);
+
+    /// <summary>Makes a weight tensor usable by this backend (the CPU keeps the mmap view; a GPU uploads).</summary>
+    BackendWeight LoadWeight(TensorView tensor);
+
+    /// <summary>Embedding lookup: <c>dst[t] = dequantize(table row ids[t])</c>. Ids must already be in range.</summary>
+    void GetRows(BackendWeight table, ReadOnlySpan<int> ids, BackendBuffer dst);
+
+    /// <summary><c>dst[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight</c> for each of the nTokens rows of width dim.</summary>
+    void RmsNorm(BackendBuffer x, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps);
+
+    /// <summary>
+    /// <c>dst[t, r] = dot(weight row r, x[t])</c> for t &lt; nTokens: x rows are weight.Ne0 wide, dst rows
+    /// weight.Rows wide. Each output element is computed the same way whatever nTokens is.
+    /// </summary>
+    void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens);
+
+    /// <summary>Rotates, in place, the nHeads heads of each token t at position startPos + t.</summary>
+    void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope);
+
+    /// <summary>Writes the nTokens rows of k and v into the cache for <paramref name="layer"/> at positions startPos...</summary>
+    void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v);
+
+    /// <summary>
+    /// Causal grouped-query attention: for token t (position startPos + t) and head h,
+    /// <c>dst[t, h] = softmax(q[t, h] . K[0..pos, h / group] / sqrt(headDim)) . V[0..pos, h / group]</c>.
+    /// </summary>
+    void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst);
+
+    /// <summary><c>gate[i] = silu(gate[i]) * up[i]</c> for i &lt; count.</summary>
+    void SwiGlu(BackendBuffer gate, BackendBuffer up, long count);
+
+    /// <summary><c>x[i] += y[i]</c> for i &lt; count (the residual connection).</summary>
+    void Add(BackendBuffer x, BackendBuffer y, long count);
+
+    /// <summary>Copies count floats from src[srcOffset] to dst[dstOffset] on the backend.</summary>
+    void Copy(BackendBuffer src, long srcOffset, BackendBuffer dst, long dstOffset, long count);
+
+    /// <summary>Copies <c>dst.Length</c> floats from src[srcOffset] into host memory (waits for pending work).</summary>
+    void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst);
+}
+
+/// <summary>
+/// What a backend sizes its scratch memory for: tokens per batch, the longest weight row, the KV cache
+/// length, and the attention head geometry.
+/// </summary>
+public readonly record struct BackendLimits(int MaxBatch, int MaxRowLength, int ContextSize, int HeadDim, int RopeDims);
+
+/// <summary>An activation buffer owned by a backend: <see cref="Length"/> float32 elements.</summary>
+public abstract class BackendBuffer
+{
+    public long Length { get; }
+
+    protected BackendBuffer(long length) => Length = length;
+}
+
+/// <summary>A weight matrix or vector as a backend holds it: Rows rows of Ne0 elements of Type.</summary>
+public abstract class BackendWeight
+{
+    public string Name { get; }
+    public GgmlType Type { get; }
+    public long Ne0 { get; }
+    public long Rows { get; }
+
+    protected BackendWeight(string name, GgmlType type, long ne0, long rows)
+    {
+        Name = name;
+        Type = type;
+        Ne0 = ne0;
+        Rows = rows;
+    }
+}
+
+/// <summary>
+/// RoPE in llama.cpp's "normal" layout: pairs (x[2i], x[2i+1]) for 2i &lt; Dims of each head rotate by
+/// <c>theta_i = (pos / Scale) * Base^(-2i/Dims) / FreqFactors[i]</c> (factors only for Llama-3.1 style
+/// models with a rope_freqs tensor). One instance per model, so a backend may cache tables keyed on it.
+/// </summary>
+public sealed class RopeSpec
+{
+    public int HeadDim { get; }
+    public int Dims { get; }
+    public float Base { get; }
+    public float Scale { get; }
+    public float[]? FreqFactors { get; }
+
+    /// <summary>Per pair i: <c>Base^(-2i/Dims) / FreqFactors[i]</c>, in double so every backend starts from the same numbers.</summary>
+    public double[] InverseFrequencies { get; }
+
+    public RopeSpec(int headDim, int dims, float @base, float scale, float[]? freqFactors)
+    {
+        if (dims % 2 != 0 || dims > headDim || dims < 2) throw new ArgumentException($"rope dims {dims} must be even and in [2, {headDim}]");
+        if (freqFactors is not null && freqFactors.Length != dims / 2)
+            throw new ArgumentException($"rope_freqs has {freqFactors.Length} factors, {dims / 2} expected");
+        HeadDim = headDim;
+        Dims = dims;
+        Base = @base;
+        Scale = scale;
+        FreqFactors = freqFactors;
+        InverseFrequencies = new double[dims / 2];
+        for (int i = 0; i < dims / 2; i++)
+        {
+            double f = Math.Pow(@base, -2.0 * i / dims);
+            if (freqFactors is not null) f /= freqFactors[i];
+            InverseFrequencies[i] = f;
+        }
+    }
+
+    /// <summary>The rotation angle of pair i at position pos.</summary>
+    public double Theta(long pos, int i) => pos / (double)Scale * InverseFrequencies[i];
+}

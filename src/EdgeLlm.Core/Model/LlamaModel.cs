@@ -1,0 +1,217 @@
+using EdgeLlm.Backends.Cpu;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Model;
+
+/// <summary>
+/// A loaded Llama model: config, weights (views of the file's memory map), a backend, a KV cache and the
+/// activation buffers, all allocated once here. <see cref="Forward"/> is the whole transformer in one
+/// readable method (in the spirit of llama2.c's run.c), written against <see cref="IBackend"/>. One sequence,
+/// one caller at a time: the model is not thread-safe (its parallelism is inside the backend).
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    public GgufFile File { get; }
+    public LlamaConfig Config { get; }
+    public LlamaWeights Weights { get; }
+    public IBackend Backend { get; }
+    public KvCache Cache { get; }
+    public RopeSpec Rope { get; }
+
+    /// <summary>Positions the KV cache holds: the most tokens one sequence may have.</summary>
+    public int ContextSize => Cache.Size;
+    public int MaxBatch { get; }
+    public int VocabSize => Config.VocabSize;
+
+    private readonly bool _ownsFile;
+    private readonly BackendWeight _tokenEmbd, _outputNorm, _output;
+    private readonly Layer[] _layers;
+
+    // Activations for one batch of up to MaxBatch tokens, row-major [tokens, width].
+    private readonly BackendBuffer _x;      // residual stream [B, dim]
+    private readonly BackendBuffer _xb;     // normed input / branch output [B, dim]
+    private readonly BackendBuffer _q;      // [B, qDim]
+    private readonly BackendBuffer _k;      // [B, kvDim]
+    private readonly BackendBuffer _v;      // [B, kvDim]
+    private readonly BackendBuffer _att;    // attention output [B, qDim]
+    private readonly BackendBuffer _gate;   // [B, ffn]
+    private readonly BackendBuffer _up;     // [B, ffn]
+    private readonly BackendBuffer _logits; // [B, vocab]
+
+    private sealed class Layer
+    {
+        public required BackendWeight AttnNorm, Wq, Wk, Wv, Wo, FfnNorm, Gate, Up, Down;
+    }
+
+    /// <summary>Opens a GGUF file and loads it on the CPU backend. The model owns (and disposes) the file.</summary>
+    public static LlamaModel Load(string path, BackendOptions? options = null)
+    {
+        options ??= new BackendOptions();
+        var file = GgufFile.Open(path);
+        IBackend? backend = null;
+        try
+        {
+            backend = new CpuBackend(options.Threads);
+            return new LlamaModel(file, backend, options, ownsFile: true);
+        }
+        catch
+        {
+            backend?.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Binds an open file to a backend. The model disposes the backend, and the file if <paramref name="ownsFile"/>.</summary>
+    public LlamaModel(GgufFile file, IBackend backend, BackendOptions options, bool ownsFile)
+    {
+        File = file;
+        Backend = backend;
+        _ownsFile = ownsFile;
+        Config = LlamaConfig.FromGguf(file);
+        Weights = new LlamaWeights(file, Config);
+        var c = Config;
+
+        int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
+        if (ctx < 1 || ctx > LlamaConfig.MaxContext)
+            throw new ArgumentOutOfRangeException(nameof(options), $"context size {options.ContextSize} is not in [1, {LlamaConfig.MaxContext}]");
+        if (options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), $"batch size {options.MaxBatch} must be at least 1");
+        MaxBatch = Math.Min(options.MaxBatch, ctx);
+        Rope = new RopeSpec(c.HeadDim, c.RopeDims, c.RopeFreqBase, c.RopeScale, Weights.RopeFreqFactors());
+        int maxRow = Math.Max(Math.Max(c.Dim, c.QDim), c.FfnDim);
+        backend.Prepare(new BackendLimits(MaxBatch, maxRow, ctx, c.HeadDim, c.RopeDims));
+
+        _tokenEmbd = backend.LoadWeight(Weights.TokenEmbd);
+        _outputNorm = backend.LoadWeight(Weights.OutputNorm);
+        _output = Weights.TiedOutput ? _tokenEmbd : backend.LoadWeight(Weights.Output);
+        _layers = new Layer[c.LayerCount];
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            var l = Weights.Layers[i];
+            _layers[i] = new Layer
+            {
+                AttnNorm = backend.LoadWeight(l.AttnNorm),
+                Wq = backend.LoadWeight(l.Wq),
+                Wk = backend.LoadWeight(l.Wk),
+                Wv = backend.LoadWeight(l.Wv),
+                Wo = backend.LoadWeight(l.Wo),
+                FfnNorm = backend.LoadWeight(l.FfnNorm),
+                Gate = backend.LoadWeight(l.Gate),
+                Up = backend.LoadWeight(l.Up),
+                Down = backend.LoadWeight(l.Down),
+            };
+        }
+
+        Cache = new KvCache(backend, c.LayerCount, ctx, c.KvDim);
+        long b = MaxBatch;
+        _x = backend.Allocate(b * c.Dim);
+        _xb = backend.Allocate(b * c.Dim);
+        _q = backend.Allocate(b * c.QDim);
+        _k = backend.Allocate(b * c.KvDim);
+        _v = backend.Allocate(b * c.KvDim);
+        _att = backend.Allocate(b * c.QDim);
+        _gate = backend.Allocate(b * c.FfnDim);
+        _up = backend.Allocate(b * c.FfnDim);
+        _logits = backend.Allocate(b * c.VocabSize);
+    }
+
+    /// <summary>One token at position <paramref name="pos"/>; writes its <see cref="VocabSize"/> logits.</summary>
+    public void Forward(int token, int pos, Span<float> logits) => Forward(new ReadOnlySpan<int>(in token), pos, logits);
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions startPos, startPos+1, ... (a prefill batch, or one token
+    /// when decoding), appending their keys and values to the cache. Writes the last token's logits into
+    /// <paramref name="logits"/> (VocabSize floats), or with <paramref name="allLogits"/> every token's
+    /// (tokens.Length * VocabSize floats, token-major). startPos may rewind into the cache (later entries
+    /// are overwritten) but may not skip past <see cref="KvCache.Filled"/>.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, int startPos, Span<float> logits, bool allLogits = false)
+    {
+        int n = tokens.Length;
+        int vocab = Config.VocabSize;
+        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (startPos < 0 || startPos > Cache.Filled)
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"start position {startPos} is not in [0, {Cache.Filled}] (the positions already in the kv cache)");
+        if ((long)startPos + n > ContextSize)
+            throw new ContextOverflowException(startPos, n, ContextSize);
+        long need = allLogits ? (long)n * vocab : vocab;
+        if (logits.Length < need) throw new ArgumentException($"logits span holds {logits.Length} floats, {need} needed", nameof(logits));
+        for (int i = 0; i < n; i++)
+            if ((uint)tokens[i] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tokens[i]} at index {i} is not in the vocabulary [0, {vocab})");
+
+        for (int done = 0; done < n; done += MaxBatch)
+        {
+            int nb = Math.Min(MaxBatch, n - done);
+            bool last = done + nb == n;
+            ForwardBatch(tokens.Slice(done, nb), startPos + done);
+            if (allLogits) Logits(nb, logits.Slice(done * vocab, nb * vocab), lastOnly: false);
+            else if (last) Logits(nb, logits[..vocab], lastOnly: true);
+        }
+    }
+
+    /// <summary>The transformer over one batch: embeddings, then every layer, leaving the residual stream in _x.</summary>
+    private void ForwardBatch(ReadOnlySpan<int> tokens, int pos)
+    {
+        var c = Config;
+        var b = Backend;
+        int n = tokens.Length;
+
+        b.GetRows(_tokenEmbd, tokens, _x);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var w = _layers[l];
+
+            // attention: x += Wo . attention(rope(Wq . norm(x)), cache + rope(Wk . norm(x)), Wv . norm(x))
+            b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+            b.MatMul(w.Wq, _xb, _q, n);
+            b.MatMul(w.Wk, _xb, _k, n);
+            b.MatMul(w.Wv, _xb, _v, n);
+            b.Rope(_q, n, c.HeadCount, pos, Rope);
+            b.Rope(_k, n, c.KvHeadCount, pos, Rope);
+            b.StoreKv(Cache, l, pos, n, _k, _v);
+            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att);
+            b.MatMul(w.Wo, _att, _xb, n);
+            b.Add(_x, _xb, (long)n * c.Dim);
+
+            // feed-forward: x += Wdown . (silu(Wgate . norm(x)) * (Wup . norm(x)))
+            b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
+            b.MatMul(w.Gate, _xb, _gate, n);
+            b.MatMul(w.Up, _xb, _up, n);
+            b.SwiGlu(_gate, _up, (long)n * c.FfnDim);
+            b.MatMul(w.Down, _gate, _xb, n);
+            b.Add(_x, _xb, (long)n * c.Dim);
+        }
+        Cache.Filled = pos + n;
+    }
+
+    /// <summary>Final norm and output projection of the batch's last token (or of all n), copied to <paramref name="dst"/>.</summary>
+    private void Logits(int n, Span<float> dst, bool lastOnly)
+    {
+        var c = Config;
+        var b = Backend;
+        int rows = n;
+        var src = _x;
+        if (lastOnly)
+        {
+            b.Copy(_x, (long)(n - 1) * c.Dim, _xb, 0, c.Dim);
+            src = _xb;
+            rows = 1;
+        }
+        b.RmsNorm(src, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
+        b.MatMul(_output, _xb, _logits, rows);
+        b.CopyOut(_logits, 0, dst[..(rows * c.VocabSize)]);
+    }
+
+    public void Dispose()
+    {
+        Backend.Dispose();
+        if (_ownsFile) File.Dispose();
+    }
+}
+
+/// <summary>A forward pass that would run past the end of the KV cache.</summary>
+public sealed class ContextOverflowException(int startPos, int count, int contextSize)
+    : InvalidOperationException($"context overflow: positions {startPos}..{(long)startPos + count - 1} do not fit in the context of {contextSize} tokens")
+{
+    public int ContextSize { get; } = contextSize;
+}
