@@ -10,7 +10,10 @@ public static class EdgeLlmCli
 {
     public static IReadOnlyList<Command> Commands { get; } =
     [
+        new RunCommand(),
         new TokenizeCommand(),
+        new LogitsCommand(),
+        new PerplexityCommand(),
         new InfoCommand(),
     ];
 

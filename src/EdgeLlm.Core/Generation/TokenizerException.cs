@@ -3,7 +3,7 @@ namespace EdgeLlm.Generation;
 /// <summary>
 /// Tokenizer metadata that cannot be used. The message is one line naming the file and the GGUF key.
 /// </summary>
-public sealed class TokenizerException : Exception
+public sealed class TokenizerException : EdgeLlmException
 {
     public string Key { get; }
 

@@ -211,7 +211,7 @@ public sealed class LlamaModel : IDisposable
 
 /// <summary>A forward pass that would run past the end of the KV cache.</summary>
 public sealed class ContextOverflowException(int startPos, int count, int contextSize)
-    : InvalidOperationException($"context overflow: positions {startPos}..{(long)startPos + count - 1} do not fit in the context of {contextSize} tokens")
+    : EdgeLlmException($"context overflow: positions {startPos}..{(long)startPos + count - 1} do not fit in the context of {contextSize} tokens")
 {
     public int ContextSize { get; } = contextSize;
 }

@@ -5,7 +5,7 @@ namespace EdgeLlm.Model;
 /// missing tensor, a tensor of the wrong shape or of a type EdgeLlm cannot compute. The message is one
 /// line naming the file and the metadata key or tensor at fault.
 /// </summary>
-public sealed class ModelFormatException : Exception
+public sealed class ModelFormatException : EdgeLlmException
 {
     public string Path { get; }
 

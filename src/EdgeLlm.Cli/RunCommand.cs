@@ -1,0 +1,104 @@
+using System.Globalization;
+using EdgeLlm.Generation;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeLlm.Cli;
+
+/// <summary>`edgellm run`: generate a continuation of a prompt, streamed to stdout; timings to stderr.</summary>
+public sealed class RunCommand : Command
+{
+    private static readonly OptionSpec Prompt = new(["-p", "--prompt"], true, "TEXT", "prompt (default: empty, generation starts from BOS)");
+    private static readonly OptionSpec File_ = new(["-f", "--file"], true, "FILE", "read the prompt from a file");
+    private static readonly OptionSpec N = new(["-n", "--n-predict"], true, "N", "tokens to generate (default -1: until end of text or context)");
+    private static readonly OptionSpec Temp = new(["--temp"], true, "T", "temperature; 0 = greedy (default 0.8)");
+    private static readonly OptionSpec TopK = new(["--top-k"], true, "K", "keep the K most likely tokens; 0 = off (default 40)");
+    private static readonly OptionSpec TopP = new(["--top-p"], true, "P", "nucleus sampling; 1 = off (default 0.95)");
+    private static readonly OptionSpec MinP = new(["--min-p"], true, "P", "drop tokens below P x the top probability; 0 = off (default 0.05)");
+    private static readonly OptionSpec RepeatPenalty = new(["--repeat-penalty"], true, "R", "penalize repeats of the last N tokens; 1 = off (default 1.0)");
+    private static readonly OptionSpec RepeatLastN = new(["--repeat-last-n"], true, "N", "tokens the repeat penalty looks back over (default 64)");
+    private static readonly OptionSpec PresencePenalty = new(["--presence-penalty"], true, "P", "presence penalty; 0 = off (default 0)");
+    private static readonly OptionSpec FrequencyPenalty = new(["--frequency-penalty"], true, "F", "frequency penalty; 0 = off (default 0)");
+    private static readonly OptionSpec Seed = new(["-s", "--seed"], true, "S", "random seed; -1 = random (default -1)");
+    private static readonly OptionSpec IgnoreEos = new(["--ignore-eos"], false, null, "keep generating past the end-of-text token");
+    private static readonly OptionSpec NoBos = new(["--no-bos"], false, null, "do not add the BOS token to the prompt");
+
+    public override string Name => "run";
+    public override string Summary => "generate text from a prompt, streamed to stdout";
+    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--ignore-eos]";
+    public override IReadOnlyList<OptionSpec> Options { get; } =
+        [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
+         IgnoreEos, NoBos, Threads, Ctx, Verbose, Help];
+
+    public override int Run(CliArgs args, CliContext ctx)
+    {
+        args.NoPositionals();
+        string prompt = PromptText.Read(args, "-p", "-f") ?? "";
+        int n = args.GetInt("-n", -1, -1);
+        var options = SamplingOptions(args);
+
+        using var model = ModelOptions.Load(args, ctx);
+        var tokenizer = Tokenizer.FromGguf(model.File);
+        int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
+        if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
+        var generator = new Generator(model, tokenizer);
+
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        GenerationStats stats;
+        try
+        {
+            var sampler = new Sampler(model.VocabSize, options);
+            ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
+            // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
+            var pinned = options with { Seed = (long)sampler.Seed };
+            stats = generator.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
+                ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        ctx.Out.WriteLine();
+        ctx.Out.Flush();
+        PrintTimings(ctx.Err, stats, model.ContextSize);
+        return stats.Stop == StopReason.Cancelled ? 130 : 0;
+    }
+
+    internal static SamplerOptions SamplingOptions(CliArgs args)
+    {
+        var d = new SamplerOptions();
+        var o = d with
+        {
+            Temperature = args.GetFloat("--temp", d.Temperature, 0f, 100f),
+            TopK = args.GetInt("--top-k", d.TopK, 0),
+            TopP = args.GetFloat("--top-p", d.TopP, 0f, 1f),
+            MinP = args.GetFloat("--min-p", d.MinP, 0f, 1f),
+            RepeatPenalty = args.GetFloat("--repeat-penalty", d.RepeatPenalty, 0f, 100f),
+            RepeatLastN = args.GetInt("--repeat-last-n", d.RepeatLastN, -1),
+            PresencePenalty = args.GetFloat("--presence-penalty", d.PresencePenalty, -100f, 100f),
+            FrequencyPenalty = args.GetFloat("--frequency-penalty", d.FrequencyPenalty, -100f, 100f),
+            Seed = args.GetLong("-s", d.Seed),
+        };
+        try { o.Validate(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        return o;
+    }
+
+    private static void PrintTimings(TextWriter err, GenerationStats s, int contextSize)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string why = s.Stop switch
+        {
+            StopReason.EndOfGeneration => "end of text",
+            StopReason.TokenLimit => "token limit (-n)",
+            StopReason.ContextFull => $"context full ({contextSize} tokens, -c)",
+            _ => "interrupted",
+        };
+        err.WriteLine(string.Format(inv,
+            "prompt: {0} tokens in {1:F1} ms ({2:F1} tok/s) | generation: {3} tokens in {4:F1} ms ({5:F1} tok/s) | first token after {6:F1} ms | stopped: {7}",
+            s.PromptTokens, s.PromptTime.TotalMilliseconds, s.PromptTokensPerSecond,
+            s.GeneratedTokens, s.GenerationTime.TotalMilliseconds, s.GenerationTokensPerSecond,
+            s.TimeToFirstToken.TotalMilliseconds, why));
+    }
+}
