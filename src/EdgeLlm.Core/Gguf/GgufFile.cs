@@ -16,7 +16,7 @@ namespace EdgeLlm.Gguf;
 /// The rules, and where they differ from llama.cpp's <c>gguf.cpp</c>:
 /// <list type="bullet">
 /// <item>Counts are checked against the bytes left in the file before anything is allocated (a KV pair takes
-/// at least 14 bytes, a tensor info 32, an array element 1 to 12), so parsing time is linear in the file size
+/// at least 14 bytes, a tensor info 33, an array element 1 to 12), so parsing time is linear in the file size
 /// and memory is bounded by it: array elements decode to at most about 6 bytes of memory per file byte (the
 /// worst case is arrays of empty arrays), plus a fixed cost per key and per tensor, whose counts are capped at
 /// <see cref="MaxMetadataEntries"/> and <see cref="MaxTensors"/>. Strings are capped at
@@ -30,7 +30,7 @@ namespace EdgeLlm.Gguf;
 /// <item>A tensor has 1 to 4 dimensions, each at least 1 (llama.cpp also accepts 0 dimensions, a scalar, and
 /// zero-length dimensions; no Llama tensor is either, and row length <c>Dims[0]</c> is used everywhere), a
 /// known ggml type, a row length that is a multiple of the block size, an element count and byte size that fit
-/// in 63 bits, and a name of at most 63 bytes, unique in the file.</item>
+/// in 63 bits, and a non-empty name of at most 63 bytes, unique in the file (llama.cpp allows an empty name).</item>
 /// <item>Tensor offsets must be exactly the running sum of the padded sizes of the tensors before it, in table
 /// order, as llama.cpp requires. This rules out overlapping tensors, gaps and out-of-order data, and makes
 /// "offset + size overflows" impossible. Each tensor's bytes (not its trailing padding) must lie inside the
@@ -68,7 +68,7 @@ public sealed unsafe class GgufFile : IDisposable
     public const int HeaderBytes = 24;
 
     private const int MinKvBytes = 8 + 1 + 4 + 1;        // key length, one key byte, type, one value byte
-    private const int MinTensorInfoBytes = 8 + 4 + 8 + 4 + 8; // name length, n_dims, one dim, type, offset
+    private const int MinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8; // name length, one name byte, n_dims, one dim, type, offset
 
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
@@ -150,6 +150,16 @@ public sealed unsafe class GgufFile : IDisposable
             fs.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Parses GGUF bytes already in memory (no file, no mapping); <paramref name="name"/> stands in for the path
+    /// in messages. The memory must stay valid and unchanged while the result is used. For tests and sweeps.
+    /// </summary>
+    internal static GgufFile FromMemory(string name, byte* data, long length)
+    {
+        if (length == 0) throw new GgufFormatException(name, "magic", 0, "the file is empty (0 bytes)");
+        return new GgufFile(name, null, null, data, length);
     }
 
     public static long AlignUp(long x, long alignment) => (x + alignment - 1) / alignment * alignment;
@@ -239,11 +249,8 @@ public sealed unsafe class GgufFile : IDisposable
 
     public void Dispose()
     {
-        if (_view is not null && _base != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _base = null;
-        }
+        if (_view is not null && _base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _base = null;
         _view?.Dispose();
         _map?.Dispose();
     }
@@ -337,6 +344,7 @@ public sealed unsafe class GgufFile : IDisposable
         {
             long at = c.Pos;
             string name = c.String($"tensor_info[{i}].name", -1, MaxTensorNameBytes, "tensor name");
+            if (name.Length == 0) throw Error($"tensor_info[{i}].name", at, "empty tensor name");
             string field = $"tensor {Quote(name)}";
             if (_tensorByName.TryGetValue(name, out var first))
                 throw Error(field + " name", at, $"duplicate tensor name (first defined at offset {first.InfoOffset})");
