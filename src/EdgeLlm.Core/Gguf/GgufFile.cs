@@ -186,34 +186,41 @@ public sealed unsafe class GgufFile : IDisposable
 
     public bool? GetBool(string key) => Get(key)?.Value as bool?;
 
-    public T[]? GetArray<T>(string key) => Get(key)?.Value as T[];
+    /// <summary>
+    /// The array if its element type is exactly <typeparamref name="T"/> (the CLR would otherwise let a uint[]
+    /// pass as an int[], or an sbyte[] as a byte[]).
+    /// </summary>
+    public T[]? GetArray<T>(string key) => Get(key)?.Value is T[] a && a.GetType() == typeof(T[]) ? a : null;
 
     /// <summary>An integer array of any integer element type, widened to int (a value out of int range fails).</summary>
     public int[]? GetIntArray(string key)
     {
         var v = Get(key);
         if (v is null || v.Type != GgufValueType.Array) return null;
-        switch (v.Value)
+        switch (v.ElementType) // not the CLR type: a uint[] also passes as an int[]
         {
-            case int[] a: return a;
-            case short[] s: return Array.ConvertAll(s, x => (int)x);
-            case sbyte[] sb: return Array.ConvertAll(sb, x => (int)x);
-            case byte[] b: return Array.ConvertAll(b, x => (int)x);
-            case ushort[] us: return Array.ConvertAll(us, x => (int)x);
-            case uint[] u:
+            case GgufValueType.Int32: return (int[])v.Value;
+            case GgufValueType.Int16: return Array.ConvertAll((short[])v.Value, x => (int)x);
+            case GgufValueType.Int8: return Array.ConvertAll((sbyte[])v.Value, x => (int)x);
+            case GgufValueType.UInt8: return Array.ConvertAll((byte[])v.Value, x => (int)x);
+            case GgufValueType.UInt16: return Array.ConvertAll((ushort[])v.Value, x => (int)x);
+            case GgufValueType.UInt32:
             {
+                var u = (uint[])v.Value;
                 var r = new int[u.Length];
                 for (int i = 0; i < u.Length; i++) r[i] = u[i] <= int.MaxValue ? (int)u[i] : throw OutOfIntRange(key, i, u[i]);
                 return r;
             }
-            case long[] l:
+            case GgufValueType.Int64:
             {
+                var l = (long[])v.Value;
                 var r = new int[l.Length];
                 for (int i = 0; i < l.Length; i++) r[i] = l[i] is >= int.MinValue and <= int.MaxValue ? (int)l[i] : throw OutOfIntRange(key, i, l[i]);
                 return r;
             }
-            case ulong[] ul:
+            case GgufValueType.UInt64:
             {
+                var ul = (ulong[])v.Value;
                 var r = new int[ul.Length];
                 for (int i = 0; i < ul.Length; i++) r[i] = ul[i] <= int.MaxValue ? (int)ul[i] : throw OutOfIntRange(key, i, ul[i]);
                 return r;

@@ -64,7 +64,10 @@ public sealed class GgufValue
     public static GgufValue Of(double[] v) => new(GgufValueType.Array, v, GgufValueType.Float64);
     public static GgufValue Of(bool[] v) => new(GgufValueType.Array, v, GgufValueType.Bool);
 
-    /// <summary>An array of arrays; every element must itself be an array value.</summary>
+    /// <summary>
+    /// An array of arrays; every element must itself be an array value. Valid GGUF, but llama.cpp's reader
+    /// rejects arrays of arrays, so a file meant for llama.cpp should not contain them.
+    /// </summary>
     public static GgufValue Of(GgufValue[] arrays) => new(GgufValueType.Array, arrays, GgufValueType.Array);
 
     /// <summary>
@@ -86,16 +89,21 @@ public sealed class GgufValue
             }
             return null;
         }
-        bool ok = (ElementType, Value) switch
+        // compare exact CLR types: the runtime lets a uint[] pass as an int[] and an sbyte[] as a byte[]
+        Type? expected = ElementType switch
         {
-            (GgufValueType.UInt8, byte[]) or (GgufValueType.Int8, sbyte[]) or (GgufValueType.UInt16, ushort[])
-                or (GgufValueType.Int16, short[]) or (GgufValueType.UInt32, uint[]) or (GgufValueType.Int32, int[])
-                or (GgufValueType.Float32, float[]) or (GgufValueType.Bool, bool[]) or (GgufValueType.UInt64, ulong[])
-                or (GgufValueType.Int64, long[]) or (GgufValueType.Float64, double[]) => true,
-            (GgufValueType.String, string[] strings) => Array.TrueForAll(strings, x => x is not null),
-            _ => false,
+            GgufValueType.UInt8 => typeof(byte[]), GgufValueType.Int8 => typeof(sbyte[]),
+            GgufValueType.UInt16 => typeof(ushort[]), GgufValueType.Int16 => typeof(short[]),
+            GgufValueType.UInt32 => typeof(uint[]), GgufValueType.Int32 => typeof(int[]),
+            GgufValueType.Float32 => typeof(float[]), GgufValueType.Bool => typeof(bool[]),
+            GgufValueType.String => typeof(string[]), GgufValueType.UInt64 => typeof(ulong[]),
+            GgufValueType.Int64 => typeof(long[]), GgufValueType.Float64 => typeof(double[]),
+            _ => null,
         };
-        return ok ? null : $"{ElementType} array holds a {Value.GetType().Name}";
+        if (expected is null) return $"unknown array element type {(uint)ElementType}";
+        if (Value.GetType() != expected) return $"{ElementType} array holds a {Value.GetType().Name}";
+        if (Value is string[] strings && Array.IndexOf(strings, null) >= 0) return "string array holds a null";
+        return null;
     }
 
     private static bool Matches(GgufValueType type, object value) => (type, value) switch

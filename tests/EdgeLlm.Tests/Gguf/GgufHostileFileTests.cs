@@ -402,6 +402,32 @@ public class GgufHostileFileTests
         Rejects(new GgufBytes().Raw(cut), "tensor_info[1].name length", b["w.offset"] + 8, "truncated");
     }
 
+    [Fact]
+    public void AccessorErrorsNameTheKeyAndItsOffset()
+    {
+        var b = new GgufBytes().Header(0, 3).KvString("name", "x").Mark("n").KvU32("n", 5).Mark("ids")
+            .Key("ids", GgufValueType.Array).U32((uint)GgufValueType.UInt32).U64(2).U32(7).U32(0x80000000);
+        string path = b.Save();
+        using var f = GgufFile.Open(path);
+        Assert.Equal(5, f.RequireInt("n"));
+        var e = Assert.Throws<GgufFormatException>(() => f.RequireInt("name"));
+        Assert.Equal(("metadata 'name'", 24L), (e.Field, e.Offset));
+        Assert.Contains("expected integer, found String", e.Message);
+        e = Assert.Throws<GgufFormatException>(() => f.RequireString("missing"));
+        Assert.Equal($"{path}: invalid GGUF: metadata 'missing' at offset 24: required string key is missing", e.Message);
+        e = Assert.Throws<GgufFormatException>(() => f.GetIntArray("ids"));
+        Assert.Equal(("metadata 'ids'[1]", b["ids"]), (e.Field, e.Offset));
+        Assert.Contains("2147483648 does not fit in int32", e.Message);
+        Assert.Equal(b["n"], f.GetKeyOffset("n"));
+        Assert.Null(f.GetArray<int>("ids"));            // a u32 array is not an int[] (though the CLR would cast it)
+        Assert.Equal(new uint[] { 7, 0x80000000 }, f.GetArray<uint>("ids"));
+
+        // a tensor info from another file is refused rather than read out of bounds
+        using var other = GgufFile.Open(TestPaths.Stories260K);
+        using var mine = Loads(TwoTensors());
+        Assert.Throws<ArgumentException>(() => mine.GetTensor(other.Tensors[0]));
+    }
+
     // ------------------------------------------------------------------ sweeps over real models
 
     public static TheoryData<string> Models => new() { "models/stories260K.gguf", "tests/data/llama-2-tiny-random.gguf" };

@@ -328,6 +328,8 @@ public class GgufWriterTests
         Assert.Throws<ArgumentException>(() => w.Set(new string('k', GgufFile.MaxKeyBytes + 1), "x"));
         Assert.Throws<ArgumentException>(() => w.Set("bad", new GgufValue(GgufValueType.UInt32, 5)));          // int in a u32
         Assert.Throws<ArgumentException>(() => w.Set("bad", new GgufValue(GgufValueType.Array, new int[1], GgufValueType.Float32)));
+        Assert.Throws<ArgumentException>(() => w.Set("bad", new GgufValue(GgufValueType.Array, new uint[1], GgufValueType.Int32)));
+        Assert.Throws<ArgumentException>(() => w.Set("bad", new GgufValue(GgufValueType.Array, new[] { "a", null! }, GgufValueType.String)));
         Assert.Throws<ArgumentException>(() => w.Set("bad", new GgufValue(GgufValueType.Array, new[] { GgufValue.Of(1) }, GgufValueType.Array)));
         Assert.Throws<ArgumentException>(() => w.Set("general.alignment", 64u)); // the alignment is chosen in the constructor
         Assert.Throws<ArgumentException>(() => w.Set("general.alignment", 32));  // and is a u32
