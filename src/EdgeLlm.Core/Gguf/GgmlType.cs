@@ -93,7 +93,9 @@ public static class GgmlTypes
     {
         var (bs, bb) = Geometry(type);
         if (bs == 0) throw new ArgumentException($"unknown ggml type {(uint)type}");
+        if (ne0 < 0) throw new ArgumentException($"negative row length {ne0}");
         if (ne0 % bs != 0) throw new ArgumentException($"row of {ne0} elements is not a multiple of the {type} block size {bs}");
+        if (ne0 / bs > long.MaxValue / bb) throw new ArgumentException($"row of {ne0} {type} elements overflows 63 bits");
         return ne0 / bs * bb;
     }
 

@@ -51,6 +51,69 @@ public sealed class GgufValue
     public static GgufValue Of(float[] v) => new(GgufValueType.Array, v, GgufValueType.Float32);
     public static GgufValue Of(int[] v) => new(GgufValueType.Array, v, GgufValueType.Int32);
     public static GgufValue Of(uint[] v) => new(GgufValueType.Array, v, GgufValueType.UInt32);
+    public static GgufValue Of(byte v) => new(GgufValueType.UInt8, v);
+    public static GgufValue Of(sbyte v) => new(GgufValueType.Int8, v);
+    public static GgufValue Of(ushort v) => new(GgufValueType.UInt16, v);
+    public static GgufValue Of(short v) => new(GgufValueType.Int16, v);
+    public static GgufValue Of(byte[] v) => new(GgufValueType.Array, v, GgufValueType.UInt8);
+    public static GgufValue Of(sbyte[] v) => new(GgufValueType.Array, v, GgufValueType.Int8);
+    public static GgufValue Of(ushort[] v) => new(GgufValueType.Array, v, GgufValueType.UInt16);
+    public static GgufValue Of(short[] v) => new(GgufValueType.Array, v, GgufValueType.Int16);
+    public static GgufValue Of(ulong[] v) => new(GgufValueType.Array, v, GgufValueType.UInt64);
+    public static GgufValue Of(long[] v) => new(GgufValueType.Array, v, GgufValueType.Int64);
+    public static GgufValue Of(double[] v) => new(GgufValueType.Array, v, GgufValueType.Float64);
+    public static GgufValue Of(bool[] v) => new(GgufValueType.Array, v, GgufValueType.Bool);
+
+    /// <summary>
+    /// An array of arrays; every element must itself be an array value. Valid GGUF, but llama.cpp's reader
+    /// rejects arrays of arrays, so a file meant for llama.cpp should not contain them.
+    /// </summary>
+    public static GgufValue Of(GgufValue[] arrays) => new(GgufValueType.Array, arrays, GgufValueType.Array);
+
+    /// <summary>
+    /// Checks that <see cref="Value"/> holds the CLR type <see cref="Type"/> (and, for arrays,
+    /// <see cref="ElementType"/>) calls for; returns null when it does, else what is wrong.
+    /// </summary>
+    public string? Validate(int depth = 0)
+    {
+        if (Value is null) return $"{Type} value is null";
+        if (Type != GgufValueType.Array) return Matches(Type, Value) ? null : $"{Type} value holds a {Value.GetType().Name}";
+        if (depth >= GgufFile.MaxArrayNesting) return $"arrays nested deeper than {GgufFile.MaxArrayNesting} levels";
+        if (ElementType == GgufValueType.Array)
+        {
+            if (Value is not GgufValue[] inner) return $"array of arrays holds a {Value.GetType().Name}";
+            foreach (var v in inner)
+            {
+                if (v is null || v.Type != GgufValueType.Array) return "array of arrays has an element that is not an array";
+                if (v.Validate(depth + 1) is { } why) return why;
+            }
+            return null;
+        }
+        // compare exact CLR types: the runtime lets a uint[] pass as an int[] and an sbyte[] as a byte[]
+        Type? expected = ElementType switch
+        {
+            GgufValueType.UInt8 => typeof(byte[]), GgufValueType.Int8 => typeof(sbyte[]),
+            GgufValueType.UInt16 => typeof(ushort[]), GgufValueType.Int16 => typeof(short[]),
+            GgufValueType.UInt32 => typeof(uint[]), GgufValueType.Int32 => typeof(int[]),
+            GgufValueType.Float32 => typeof(float[]), GgufValueType.Bool => typeof(bool[]),
+            GgufValueType.String => typeof(string[]), GgufValueType.UInt64 => typeof(ulong[]),
+            GgufValueType.Int64 => typeof(long[]), GgufValueType.Float64 => typeof(double[]),
+            _ => null,
+        };
+        if (expected is null) return $"unknown array element type {(uint)ElementType}";
+        if (Value.GetType() != expected) return $"{ElementType} array holds a {Value.GetType().Name}";
+        if (Value is string[] strings && Array.IndexOf(strings, null) >= 0) return "string array holds a null";
+        return null;
+    }
+
+    private static bool Matches(GgufValueType type, object value) => (type, value) switch
+    {
+        (GgufValueType.UInt8, byte) or (GgufValueType.Int8, sbyte) or (GgufValueType.UInt16, ushort)
+            or (GgufValueType.Int16, short) or (GgufValueType.UInt32, uint) or (GgufValueType.Int32, int)
+            or (GgufValueType.Float32, float) or (GgufValueType.Bool, bool) or (GgufValueType.String, string)
+            or (GgufValueType.UInt64, ulong) or (GgufValueType.Int64, long) or (GgufValueType.Float64, double) => true,
+        _ => false,
+    };
 
     /// <summary>Number of elements when this is an array, else 1.</summary>
     public long Count => Value is Array a ? a.LongLength : 1;

@@ -5,10 +5,12 @@ using System.Text;
 namespace EdgeLlm.Gguf;
 
 /// <summary>
-/// Writes GGUF v3 files in the layout llama.cpp reads and writes: header, metadata in insertion order,
-/// tensor infos, padding to the alignment, then each tensor's data padded to the alignment. Tensor data
-/// can be streamed (a callback per tensor) so a converter never holds the whole model in memory.
-/// <see cref="Write(string)"/> goes through <c>NAME.partial</c> and renames only when complete.
+/// Writes GGUF v3 files in the layout llama.cpp's gguf-py converter writes: header, metadata in insertion
+/// order, tensor infos, padding to the alignment, then each tensor's data padded to the alignment (the last
+/// one too). A file with no tensors (vocab-only) ends right after the metadata with no padding, as gguf-py
+/// writes it (ggml's gguf.cpp would pad; both readers accept either). Tensor data can be streamed (a callback
+/// per tensor) so a converter never holds the whole model in memory. <see cref="Write(string)"/> goes
+/// through <c>NAME.partial</c> and renames only when complete.
 /// </summary>
 public sealed class GgufWriter
 {
@@ -25,13 +27,27 @@ public sealed class GgufWriter
         if (alignment != GgufFile.DefaultAlignment) Set("general.alignment", GgufValue.Of(alignment));
     }
 
-    /// <summary>Sets a metadata value; a key set twice keeps its first position and takes the new value.</summary>
+    /// <summary>
+    /// Sets a metadata value; a key set twice keeps its first position and takes the new value (as gguf-py;
+    /// ggml's gguf_set_val moves it to the end). <c>general.alignment</c> can only be set to this writer's
+    /// <see cref="Alignment"/> as a u32: the alignment is chosen in the constructor.
+    /// </summary>
     public GgufWriter Set(string key, GgufValue value)
     {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        int keyBytes = Encoding.UTF8.GetByteCount(key);
+        if (keyBytes == 0 || keyBytes > GgufFile.MaxKeyBytes)
+            throw new ArgumentException($"metadata key must be 1 to {GgufFile.MaxKeyBytes} UTF-8 bytes, got {keyBytes}", nameof(key));
+        if (value.Validate() is { } why) throw new ArgumentException($"metadata '{key}': {why}", nameof(value));
+        if (key == AlignmentKey && !(value.Type == GgufValueType.UInt32 && (uint)value.Value == Alignment))
+            throw new ArgumentException($"{AlignmentKey} must be the u32 {Alignment} this writer was created with (pass the alignment to the constructor)", nameof(value));
         int i = _kv.FindIndex(p => p.Key == key);
         if (i >= 0) _kv[i] = (key, value); else _kv.Add((key, value));
         return this;
     }
+
+    private const string AlignmentKey = "general.alignment";
 
     public GgufWriter Set(string key, string value) => Set(key, GgufValue.Of(value));
     public GgufWriter Set(string key, uint value) => Set(key, GgufValue.Of(value));
@@ -42,13 +58,23 @@ public sealed class GgufWriter
     public GgufWriter Set(string key, float[] value) => Set(key, GgufValue.Of(value));
     public GgufWriter Set(string key, int[] value) => Set(key, GgufValue.Of(value));
 
-    /// <summary>Copies every metadata pair of an open file (for re-quantizing or rewriting).</summary>
+    /// <summary>
+    /// Copies every metadata pair of an open file (for re-quantizing or rewriting), in the file's order.
+    /// <c>general.alignment</c> is copied, at its position in the source, only when it equals this writer's
+    /// alignment; otherwise this writer's own alignment stands. A fresh writer with the file's alignment
+    /// therefore reproduces the file's metadata bytes exactly.
+    /// </summary>
     public GgufWriter CopyMetadataFrom(GgufFile file)
     {
         foreach (string key in file.Keys)
         {
-            if (key == "general.alignment") continue;
-            Set(key, file.Get(key)!);
+            var value = file.Get(key)!;
+            if (key == AlignmentKey)
+            {
+                if (value.Type != GgufValueType.UInt32 || (uint)value.Value != Alignment) continue;
+                _kv.RemoveAll(p => p.Key == AlignmentKey); // take the source's position
+            }
+            Set(key, value);
         }
         return this;
     }
@@ -61,22 +87,45 @@ public sealed class GgufWriter
         return AddTensor(name, type, dims, s => s.Write(data.Span));
     }
 
-    /// <summary>Adds a tensor whose bytes a callback writes later, in order, at <see cref="Write(Stream)"/> time.</summary>
+    /// <summary>
+    /// Adds a tensor whose bytes a callback writes later, in order, at <see cref="Write(Stream)"/> time. The
+    /// callback must write exactly <see cref="ByteSize"/> bytes, or the write fails.
+    /// </summary>
     public GgufWriter AddTensor(string name, GgmlType type, long[] dims, Action<Stream> writeData)
     {
-        if (string.IsNullOrEmpty(name) || Encoding.UTF8.GetByteCount(name) > GgufFile.MaxTensorNameBytes)
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(dims);
+        ArgumentNullException.ThrowIfNull(writeData);
+        if (name.Length == 0 || Encoding.UTF8.GetByteCount(name) > GgufFile.MaxTensorNameBytes)
             throw new ArgumentException($"tensor name '{name}' is empty or longer than {GgufFile.MaxTensorNameBytes} bytes");
-        if (!_tensorNames.Add(name)) throw new ArgumentException($"duplicate tensor '{name}'");
-        if (dims.Length is 0 or > GgufFile.MaxDims) throw new ArgumentException($"tensor '{name}': {dims.Length} dimensions");
-        _tensors.Add(new PendingTensor(name, type, (long[])dims.Clone(), ByteSize(type, dims), writeData));
+        if (_tensorNames.Contains(name)) throw new ArgumentException($"duplicate tensor '{name}'");
+        if (dims.Length is 0 or > GgufFile.MaxDims) throw new ArgumentException($"tensor '{name}': {dims.Length} dimensions (1 to {GgufFile.MaxDims} allowed)");
+        long size;
+        try { size = ByteSize(type, dims); }
+        catch (ArgumentException e) { throw new ArgumentException($"tensor '{name}': {e.Message}"); }
+        _tensorNames.Add(name);
+        _tensors.Add(new PendingTensor(name, type, (long[])dims.Clone(), size, writeData));
         return this;
     }
 
+    /// <summary>Bytes of a tensor of this type and shape (dims innermost-first); ArgumentException if invalid.</summary>
     public static long ByteSize(GgmlType type, long[] dims)
     {
-        long rows = 1;
-        for (int i = 1; i < dims.Length; i++) rows *= dims[i];
-        return GgmlTypes.RowBytes(type, dims[0]) * rows;
+        if (!GgmlTypes.IsKnown(type)) throw new ArgumentException($"unknown ggml type id {(uint)type}");
+        if (dims.Length == 0) throw new ArgumentException("no dimensions");
+        foreach (long d in dims)
+            if (d <= 0) throw new ArgumentException($"invalid dimension {d} in [{string.Join(", ", dims)}]");
+        try
+        {
+            long rows = 1;
+            for (int i = 1; i < dims.Length; i++) rows = checked(rows * dims[i]);
+            checked { _ = dims[0] * rows; } // the element count must fit too
+            return checked(GgmlTypes.RowBytes(type, dims[0]) * rows);
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentException($"shape [{string.Join(", ", dims)}] of {GgmlTypes.Name(type)} overflows 63 bits");
+        }
     }
 
     /// <summary>
@@ -126,7 +175,7 @@ public sealed class GgufWriter
             WriteU64(header, (ulong)offset);
             offset = GgufFile.AlignUp(offset + t.Size, Alignment);
         }
-        Pad(header, header.Length);
+        if (_tensors.Count > 0) Pad(header, header.Length); // gguf-py writes no padding when there are no tensors
         header.Position = 0;
         header.CopyTo(stream);
 

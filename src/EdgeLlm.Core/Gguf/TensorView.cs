@@ -33,6 +33,8 @@ public readonly unsafe struct TensorView
     /// <summary>Pointer to row <paramref name="row"/>.</summary>
     public byte* Row(long row) => Data + row * RowBytes;
 
-    /// <summary>The bytes as a span (only for tensors under 2 GiB).</summary>
-    public ReadOnlySpan<byte> Span => new(Data, checked((int)ByteLength));
+    /// <summary>The bytes as a span (only for tensors under 2 GiB; use <see cref="Data"/> and <see cref="Row"/> for larger ones).</summary>
+    public ReadOnlySpan<byte> Span => ByteLength <= int.MaxValue
+        ? new(Data, (int)ByteLength)
+        : throw new InvalidOperationException($"tensor '{Name}' is {ByteLength} bytes, too large for a span");
 }
