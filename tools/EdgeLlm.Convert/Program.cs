@@ -1,0 +1,1 @@
+return EdgeLlm.Convert.ConvertCli.Execute(args, Console.Out, Console.Error);

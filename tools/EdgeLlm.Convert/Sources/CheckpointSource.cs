@@ -1,0 +1,87 @@
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Convert.Sources;
+
+/// <summary>Element type of a tensor in a source checkpoint.</summary>
+public enum SourceDType { F32, F16, BF16 }
+
+/// <summary>
+/// One tensor of a source checkpoint, already named and laid out the way llama.cpp expects (GGUF name, Meta
+/// adjacent-pair RoPE row order: a source whose q/k rows are in rotate-half order undoes that in
+/// <see cref="ReadRows"/>). <see cref="Shape"/> is in PyTorch order (Shape[0] = output rows); the GGUF dims are
+/// its reverse. The tensor is read as a 2-D matrix [Shape[0], product of the rest], a few rows at a time, so
+/// no reader ever needs to hold a whole tensor (or a whole shard) in memory.
+/// </summary>
+public abstract class SourceTensor
+{
+    public required string Name { get; init; }
+    public required long[] Shape { get; init; }
+    public required SourceDType DType { get; init; }
+
+    public long Rows => Shape[0];
+
+    public long RowLength
+    {
+        get { long n = 1; for (int i = 1; i < Shape.Length; i++) n *= Shape[i]; return n; }
+    }
+
+    /// <summary>GGUF dims (innermost first): the reverse of <see cref="Shape"/>.</summary>
+    public long[] GgufDims
+    {
+        get { var d = (long[])Shape.Clone(); Array.Reverse(d); return d; }
+    }
+
+    /// <summary>Reads rows [row, row + count) as float32 into dst (count * RowLength floats). Thread-safe.</summary>
+    public abstract void ReadRows(long row, int count, Span<float> dst);
+}
+
+/// <summary>Hyperparameters of a Llama checkpoint, whatever format it came in.</summary>
+public sealed record LlamaParams
+{
+    public required int Dim { get; init; }
+    public required int Layers { get; init; }
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int FfnDim { get; init; }
+    public required int VocabSize { get; init; }
+    public required float NormEps { get; init; }
+    public float RopeTheta { get; init; } = 10000f;
+    public int ContextLength { get; init; } = 2048;
+    /// <summary>Llama-3.1 style rope scaling factors (written as rope_freqs), if the checkpoint asks for them.</summary>
+    public float[]? RopeFreqFactors { get; init; }
+    public string Name { get; init; } = "llama";
+}
+
+/// <summary>Tokenizer of a checkpoint, ready to be written as GGUF tokenizer.* metadata.</summary>
+public sealed record TokenizerData
+{
+    /// <summary>"llama" (SentencePiece) or "gpt2" (byte-level BPE).</summary>
+    public required string Model { get; init; }
+    public required string[] Tokens { get; init; }
+    public float[]? Scores { get; init; }
+    public required int[] TokenTypes { get; init; }
+    public string[]? Merges { get; init; }
+    public string? Pre { get; init; }
+    public int Bos { get; init; } = -1;
+    public int Eos { get; init; } = -1;
+    public int Unknown { get; init; } = -1;
+    public int Padding { get; init; } = -1;
+    public bool? AddBos { get; init; }
+    public bool? AddEos { get; init; }
+    public string? ChatTemplate { get; init; }
+}
+
+/// <summary>
+/// An opened checkpoint: its hyperparameters, its tokenizer and its tensors (GGUF names, llama.cpp layout, in
+/// the order they should be written). Implemented once per input format (HF safetensors, Meta .pth shards,
+/// llama2c .bin, GGUF).
+/// </summary>
+public abstract class CheckpointSource : IDisposable
+{
+    public abstract string Format { get; }
+    public abstract LlamaParams Params { get; }
+    public abstract TokenizerData Tokenizer { get; }
+    public abstract IReadOnlyList<SourceTensor> Tensors { get; }
+
+    public virtual void Dispose() { }
+}
