@@ -6,8 +6,8 @@ using EdgeLlm.Tests.Quant;
 
 namespace EdgeLlm.Tests.Kernels;
 
-/// <summary>One way to run a kernel: a rung, and for AVX2 whether AVX-VNNI is used.</summary>
-public enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Neon }
+/// <summary>One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used, for AVX-512 whether VBMI is (Q4_0).</summary>
+public enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
 
 /// <summary>Inputs and runners shared by the kernel tests: seeded weights and activations, and rung dispatch.</summary>
 internal static unsafe class KernelTestData
@@ -20,7 +20,8 @@ internal static unsafe class KernelTestData
         var list = new List<Variant> { Variant.Scalar };
         if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
         if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
-        if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512);
+        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported) list.Add(Variant.Avx512);
+        if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
         if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
         return list.ToArray();
     }
@@ -34,7 +35,8 @@ internal static unsafe class KernelTestData
             Variant.Scalar => DotQ4_0.DotScalar(w, xq, n),
             Variant.Avx2 => DotQ4_0.DotAvx2(w, xq, n, vnni: false),
             Variant.Avx2Vnni => DotQ4_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n),
+            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n, vbmi: true),
+            Variant.Avx512NoVbmi => DotQ4_0.DotAvx512(w, xq, n, vbmi: false),
             _ => DotQ4_0.DotNeon(w, xq, n),
         },
         GgmlType.Q8_0 => v switch
@@ -42,7 +44,7 @@ internal static unsafe class KernelTestData
             Variant.Scalar => DotQ8_0.DotScalar(w, xq, n),
             Variant.Avx2 => DotQ8_0.DotAvx2(w, xq, n, vnni: false),
             Variant.Avx2Vnni => DotQ8_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ8_0.DotAvx512(w, xq, n),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ8_0.DotAvx512(w, xq, n),
             _ => DotQ8_0.DotNeon(w, xq, n),
         },
         GgmlType.Q4_K => v switch
@@ -50,7 +52,7 @@ internal static unsafe class KernelTestData
             Variant.Scalar => DotQ4_K.DotScalar(w, xq, n),
             Variant.Avx2 => DotQ4_K.DotAvx2(w, xq, n, vnni: false),
             Variant.Avx2Vnni => DotQ4_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ4_K.DotAvx512(w, xq, n),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_K.DotAvx512(w, xq, n),
             _ => DotQ4_K.DotNeon(w, xq, n),
         },
         GgmlType.Q6_K => v switch
@@ -58,7 +60,7 @@ internal static unsafe class KernelTestData
             Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
             Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
             Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ6_K.DotAvx512(w, xq, n),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n),
             _ => DotQ6_K.DotNeon(w, xq, n),
         },
         _ => throw new ArgumentException($"no kernel for {t}"),

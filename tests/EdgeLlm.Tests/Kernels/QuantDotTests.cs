@@ -144,7 +144,7 @@ public unsafe class QuantDotTests
     {
         Variant selected = KernelRung.Selected switch
         {
-            Rung.Avx512 => Variant.Avx512,
+            Rung.Avx512 => KernelRung.UseAvx512Vbmi ? Variant.Avx512 : Variant.Avx512NoVbmi,
             Rung.Avx2 => KernelRung.UseAvxVnni ? Variant.Avx2Vnni : Variant.Avx2,
             Rung.Neon => Variant.Neon,
             _ => Variant.Scalar,

@@ -94,7 +94,7 @@ public static unsafe class ActivationQuant
                 continue;
             }
             int first = 0;
-            while (MathF.Abs(xb[first]) != amax) first++;
+            while (first < Q8_KBlockSize - 1 && MathF.Abs(xb[first]) != amax) first++; // bounded: a NaN never matches
             float iscale = -127f / xb[first];
 
             Vector128<float> vs = Vector128.Create(iscale);

@@ -19,7 +19,7 @@ public static unsafe partial class DotQ4_0
         int nb = Blocks(n);
         switch (KernelRung.Selected)
         {
-            case Rung.Avx512: return Avx512Loop(w, xq, nb);
+            case Rung.Avx512: return KernelRung.UseAvx512Vbmi ? Avx512Loop<VbmiOn>(w, xq, nb) : Avx512Loop<VbmiOff>(w, xq, nb);
             case Rung.Avx2: return KernelRung.UseAvxVnni ? Avx2Loop<VnniOn>(w, xq, nb) : Avx2Loop<VnniOff>(w, xq, nb);
             case Rung.Neon: return NeonLoop(w, xq, nb);
             default: return ScalarLoop(w, xq, nb);
@@ -40,11 +40,16 @@ public static unsafe partial class DotQ4_0
         return Avx2Loop<VnniOn>(w, xq, nb);
     }
 
-    public static float DotAvx512(byte* w, byte* xq, int n)
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotAvx512(w, xq, n, KernelRung.UseAvx512Vbmi);
+
+    /// <summary>The AVX-512 rung with AVX512-VBMI (vpermb nibble expansion) on or off.</summary>
+    public static float DotAvx512(byte* w, byte* xq, int n, bool vbmi)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        return Avx512Loop(w, xq, nb);
+        if (!vbmi) return Avx512Loop<VbmiOff>(w, xq, nb);
+        if (!Avx512Vbmi.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
+        return Avx512Loop<VbmiOn>(w, xq, nb);
     }
 
     public static float DotNeon(byte* w, byte* xq, int n)

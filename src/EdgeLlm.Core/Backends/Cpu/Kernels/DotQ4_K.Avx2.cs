@@ -12,7 +12,7 @@ public static unsafe partial class DotQ4_K
     /// fused into AVX-VNNI vpdpwssd when available — summed in int32 over the block. The mins term is one vpmaddwd of
     /// the 16 bsums with [m0, m0, m1, m1, …], kept in its own float accumulator and subtracted at the end.
     /// </summary>
-    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IVnniFlag
+    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
     {
         Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
         for (int b = 0; b < nb; b++)
@@ -43,7 +43,7 @@ public static unsafe partial class DotQ4_K
     /// <summary>Sub-blocks j and j+1 (one 64-weight chunk); scales holds sc_0..7 as int16 in both 128-bit halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Avx2Chunk<TVnni>(Vector256<int> isum, byte* q, sbyte* y, Vector256<byte> scales, int j)
-        where TVnni : struct, IVnniFlag
+        where TVnni : struct, IIsaFlag
     {
         Vector256<byte> packed = Vector256.Load(q);
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);

@@ -44,12 +44,13 @@ public static unsafe partial class DotQ4_K
     private static Vector512<int> Avx512Chunk(byte* q, sbyte* y, Vector512<short> scales, Vector512<short> idx)
     {
         Vector256<byte> packed = Vector256.Load(q);
-        Vector512<byte> nib = Vector512.Create(packed, (packed.AsUInt16() >>> 4).AsByte()) & Vector512.Create((byte)0x0F);
+        Vector512<byte> nib = Avx512Join.Join(packed, (packed.AsUInt16() >>> 4).AsByte()) & Vector512.Create((byte)0x0F);
         Vector512<short> p = Avx512BW.MultiplyAddAdjacent(nib, Vector512.Load(y));
         return Avx512BW.MultiplyAddAdjacent(p, Avx512BW.PermuteVar32x16(scales, idx));
     }
 
     /// <summary>vpermw indices: 16 lanes of sub-block j, then 16 of j+1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> ScaleIndex(int j) =>
         Vector512.Create(Vector256.Create((short)j), Vector256.Create((short)(j + 1)));
 }

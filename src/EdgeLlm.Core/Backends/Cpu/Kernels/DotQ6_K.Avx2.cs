@@ -12,7 +12,7 @@ public static unsafe partial class DotQ6_K
     /// group scales (int8 → int16, pshufb'd to [sc_g ×8 | sc_g+1 ×8]) — vpdpwssd under AVX-VNNI. The −32 offset is
     /// −32·Σ_g sc_g·bsums_g, one vpmaddwd per block. All int32-exact; one FMA with d·d_x per block.
     /// </summary>
-    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IVnniFlag
+    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
     {
         Vector256<float> acc = Vector256<float>.Zero;
         for (int b = 0; b < nb; b++)
@@ -35,7 +35,7 @@ public static unsafe partial class DotQ6_K
     /// <summary>One 128-weight half; g0 is the index of its first group (0 or 8).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Avx2Half<TVnni>(Vector256<int> isum, byte* ql, byte* qh, sbyte* y, Vector128<sbyte> sc, int g0)
-        where TVnni : struct, IVnniFlag
+        where TVnni : struct, IIsaFlag
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<byte> m2 = Vector256.Create((byte)0x03);
@@ -55,7 +55,7 @@ public static unsafe partial class DotQ6_K
     /// <summary>32 weights of groups g and g+1 against their activations, scaled per group.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Avx2Quarter<TVnni>(Vector256<int> isum, Vector256<byte> q, sbyte* y, Vector128<sbyte> sc, int g)
-        where TVnni : struct, IVnniFlag
+        where TVnni : struct, IIsaFlag
     {
         Vector256<short> p = Avx2.MultiplyAddAdjacent(q, Vector256.Load(y));
         Vector128<sbyte> pick = Vector128.Create((ulong)g * 0x0101010101010101UL, (ulong)(g + 1) * 0x0101010101010101UL).AsSByte();

@@ -40,7 +40,7 @@ public static unsafe partial class DotQ6_K
         Vector512<byte> m2 = Vector512.Create((byte)0x03);
         Vector512<byte> l = Vector512.Load(ql);
         Vector256<byte> h = Vector256.Load(qh);
-        Vector512<byte> hh = Vector512.Create(h, (h.AsUInt16() >>> 2).AsByte()); // bit pairs 0|1, then 2|3 via >> 4
+        Vector512<byte> hh = Avx512Join.Join(h, (h.AsUInt16() >>> 2).AsByte()); // bit pairs 0|1, then 2|3 via >> 4
         Vector512<byte> a = (l & m4) | ((hh & m2).AsUInt16() << 4).AsByte();
         Vector512<byte> bq = ((l.AsUInt16() >>> 4).AsByte() & m4) | (((hh.AsUInt16() >>> 4).AsByte() & m2).AsUInt16() << 4).AsByte();
         Vector512<short> pa = Avx512BW.MultiplyAddAdjacent(a, Vector512.Load(y));
@@ -50,6 +50,7 @@ public static unsafe partial class DotQ6_K
     }
 
     /// <summary>vpermw indices: 8 int16 lanes each of groups g, g+1, g+2, g+3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> GroupIndex(int g) => Vector512.Create(
         Vector256.Create(Vector128.Create((short)g), Vector128.Create((short)(g + 1))),
         Vector256.Create(Vector128.Create((short)(g + 2)), Vector128.Create((short)(g + 3))));
