@@ -14,6 +14,8 @@ public sealed unsafe class WeightMatrix : IDisposable
     public const int Cols = 4096;
 
     public GgmlType Type { get; }
+    /// <summary>Rows of this matrix (<see cref="Rows"/> unless the constructor was given another count).</summary>
+    public int RowCount { get; }
     public long RowBytes { get; }
     public byte* Weights { get; }
     public float* X { get; }
@@ -22,15 +24,19 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>Bytes of quantized weights one pass over the matrix reads (what the GB/s column divides by).</summary>
     public static long WeightBytes(GgmlType type) => Rows * GgmlTypes.RowBytes(type, Cols);
 
-    public WeightMatrix(GgmlType type)
+    public WeightMatrix(GgmlType type) : this(type, Rows) { }
+
+    /// <summary>A <paramref name="rows"/> × <see cref="Cols"/> matrix (e.g. 4096 × 4096 for the kernel benchmarks).</summary>
+    public WeightMatrix(GgmlType type, int rows)
     {
         Type = type;
+        RowCount = rows;
         RowBytes = GgmlTypes.RowBytes(type, Cols);
-        Weights = (byte*)NativeMemory.AlignedAlloc((nuint)(RowBytes * Rows), 64);
+        Weights = (byte*)NativeMemory.AlignedAlloc((nuint)(RowBytes * rows), 64);
         X = (float*)NativeMemory.AlignedAlloc(Cols * sizeof(float), 64);
         Y = (float*)NativeMemory.AlignedAlloc(Cols * sizeof(float), 64);
         var rng = new Random(1234);
-        for (int r = 0; r < Rows; r++)
+        for (int r = 0; r < rows; r++)
         {
             for (int c = 0; c < Cols; c++) Y[c] = Gaussian(rng) * 0.02f;
             QuantRef.QuantizeRow(type, Y, Weights + r * RowBytes, Cols);

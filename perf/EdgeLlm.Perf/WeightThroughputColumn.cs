@@ -8,7 +8,7 @@ namespace EdgeLlm.Perf;
 
 /// <summary>
 /// "Weights GB/s": quantized weight bytes read per operation (<see cref="WeightMatrix.WeightBytes"/> for the case's
-/// Type parameter) divided by the mean time. Lets Q4 and Q8 kernels be compared against memory bandwidth.
+/// Type parameter, or its Rows parameter × the row bytes where the benchmark has one) divided by the mean time. Lets Q4 and Q8 kernels be compared against memory bandwidth.
 /// </summary>
 public sealed class WeightThroughputColumn : IColumn
 {
@@ -30,7 +30,9 @@ public sealed class WeightThroughputColumn : IColumn
     {
         var stats = summary[benchmarkCase]?.ResultStatistics;
         if (stats is null || benchmarkCase.Parameters["Type"] is not GgmlType type) return "-";
-        double bytes = WeightMatrix.WeightBytes(type);
+        // Benchmarks with a Rows parameter (the kernel mat-vecs) read that many rows, the others WeightMatrix.Rows.
+        int rows = benchmarkCase.Parameters["Rows"] is int r ? r : WeightMatrix.Rows;
+        double bytes = (double)rows * GgmlTypes.RowBytes(type, WeightMatrix.Cols);
         return (bytes / stats.Mean).ToString("0.000", System.Globalization.CultureInfo.InvariantCulture); // bytes/ns = GB/s
     }
 }

@@ -1,0 +1,145 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Quantizes an activation vector once per token so the weight dot products can run in integers, as llama.cpp does:
+/// Q8_0 blocks (32 values, <c>fp16 d; i8 qs[32]</c>, 34 bytes, byte-identical to <see cref="Quant.Q8_0.Quantize"/>)
+/// for Q4_0 and Q8_0 weights, and Q8_K blocks (256 values, <c>f32 d; i8 qs[256]; i16 bsums[16]</c>, 292 bytes,
+/// ggml's <c>block_q8_K</c> / <c>quantize_row_q8_K_ref</c>) for Q4_K and Q6_K weights. bsums[g] is the sum of
+/// qs[16g..16g+15]; the K-quant kernels use it for the min and offset terms. Vectorized with Vector128 so it runs
+/// the same on x64 and arm64; every lane does the scalar reference's float operations, so the bytes are identical.
+/// </summary>
+public static unsafe class ActivationQuant
+{
+    public const int Q8_0BlockSize = 32;
+    public const int Q8_0BlockBytes = 34;
+    public const int Q8_KBlockSize = 256;
+    public const int Q8_KBlockBytes = 292;
+    /// <summary>Byte offset of qs in a Q8_K block (d is a float at 0).</summary>
+    public const int Q8_KQsOffset = 4;
+    /// <summary>Byte offset of bsums (16 × int16) in a Q8_K block.</summary>
+    public const int Q8_KBsumsOffset = 260;
+
+    /// <summary>Which activation format a weight type's kernels take: Q8_0 for Q4_0/Q8_0, Q8_K for Q4_K/Q6_K.</summary>
+    public static GgmlType FormatFor(GgmlType weightType) => weightType switch
+    {
+        GgmlType.Q4_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q4_K or GgmlType.Q6_K => GgmlType.Q8_K,
+        _ => throw new NotSupportedException($"ActivationQuant: no integer kernel for {GgmlTypes.Name(weightType)} weights"),
+    };
+
+    /// <summary>Bytes the quantized activations of <paramref name="n"/> values take for <paramref name="weightType"/>.</summary>
+    public static int BytesFor(GgmlType weightType, int n) =>
+        FormatFor(weightType) == GgmlType.Q8_0 ? n / Q8_0BlockSize * Q8_0BlockBytes : n / Q8_KBlockSize * Q8_KBlockBytes;
+
+    /// <summary>Quantizes <paramref name="x"/> into the format <paramref name="weightType"/>'s kernels take.</summary>
+    public static void QuantizeFor(GgmlType weightType, float* x, byte* dst, int n)
+    {
+        if (FormatFor(weightType) == GgmlType.Q8_0) QuantizeQ8_0(x, dst, n);
+        else QuantizeQ8_K(x, dst, n);
+    }
+
+    /// <summary>
+    /// x → Q8_0 blocks: d = amax/127 (stored fp16), q = round-half-away(x·(1/d)); an all-zero block gives d = 0, q = 0.
+    /// </summary>
+    public static void QuantizeQ8_0(float* x, byte* dst, int n)
+    {
+        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_0", n, Q8_0BlockSize);
+        for (int b = 0; b < n / Q8_0BlockSize; b++)
+        {
+            float* xb = x + b * Q8_0BlockSize;
+            byte* y = dst + b * Q8_0BlockBytes;
+            Vector128<float> m = Vector128.Abs(Vector128.Load(xb));
+            for (int j = 4; j < Q8_0BlockSize; j += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(xb + j)));
+            float amax = MathF.Max(MathF.Max(m[0], m[1]), MathF.Max(m[2], m[3]));
+            float d = amax / 127f;
+            float id = d != 0f ? 1f / d : 0f;
+            Unsafe.WriteUnaligned(y, BitConverter.HalfToUInt16Bits((Half)d));
+            Vector128<float> vid = Vector128.Create(id);
+            for (int j = 0; j < Q8_0BlockSize; j += 16)
+            {
+                Vector128<int> q0 = RoundAway(Vector128.Load(xb + j) * vid);
+                Vector128<int> q1 = RoundAway(Vector128.Load(xb + j + 4) * vid);
+                Vector128<int> q2 = RoundAway(Vector128.Load(xb + j + 8) * vid);
+                Vector128<int> q3 = RoundAway(Vector128.Load(xb + j + 12) * vid);
+                Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store((sbyte*)(y + 2 + j));
+            }
+        }
+    }
+
+    /// <summary>
+    /// x → Q8_K blocks (ggml's reference): max = the signed value of the first largest |x|, iscale = −127/max,
+    /// q = min(127, nearest_int(iscale·x)), d = 1/iscale, bsums = sums of 16 q. An all-zero block gives d = 0, q = 0,
+    /// bsums = 0.
+    /// </summary>
+    public static void QuantizeQ8_K(float* x, byte* dst, int n)
+    {
+        if (n < 0 || n % Q8_KBlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_K", n, Q8_KBlockSize);
+        for (int b = 0; b < n / Q8_KBlockSize; b++)
+        {
+            float* xb = x + b * Q8_KBlockSize;
+            byte* y = dst + b * Q8_KBlockBytes;
+            sbyte* qs = (sbyte*)(y + Q8_KQsOffset);
+            short* bsums = (short*)(y + Q8_KBsumsOffset);
+
+            Vector128<float> m = Vector128.Abs(Vector128.Load(xb));
+            for (int j = 4; j < Q8_KBlockSize; j += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(xb + j)));
+            float amax = MathF.Max(MathF.Max(m[0], m[1]), MathF.Max(m[2], m[3]));
+            if (amax == 0f)
+            {
+                new Span<byte>(y, Q8_KBlockBytes).Clear();
+                continue;
+            }
+            int first = 0;
+            while (first < Q8_KBlockSize - 1 && MathF.Abs(xb[first]) != amax) first++; // bounded: a NaN never matches
+            float iscale = -127f / xb[first];
+
+            Vector128<float> vs = Vector128.Create(iscale);
+            for (int g = 0; g < 16; g++)
+            {
+                float* xg = xb + 16 * g;
+                Vector128<int> q0 = NearestIntMax127(Vector128.Load(xg) * vs);
+                Vector128<int> q1 = NearestIntMax127(Vector128.Load(xg + 4) * vs);
+                Vector128<int> q2 = NearestIntMax127(Vector128.Load(xg + 8) * vs);
+                Vector128<int> q3 = NearestIntMax127(Vector128.Load(xg + 12) * vs);
+                Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store(qs + 16 * g);
+                Unsafe.WriteUnaligned(bsums + g, (short)Vector128.Sum(q0 + q1 + q2 + q3));
+            }
+            Unsafe.WriteUnaligned(y, 1f / iscale);
+        }
+    }
+
+    /// <summary>Q8_K blocks → floats d·q (for tests and tools).</summary>
+    public static void DequantizeQ8_K(byte* src, float* dst, int n)
+    {
+        if (n < 0 || n % Q8_KBlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.DequantizeQ8_K", n, Q8_KBlockSize);
+        for (int b = 0; b < n / Q8_KBlockSize; b++)
+        {
+            byte* y = src + b * Q8_KBlockBytes;
+            float d = Unsafe.ReadUnaligned<float>(y);
+            sbyte* qs = (sbyte*)(y + Q8_KQsOffset);
+            for (int j = 0; j < Q8_KBlockSize; j++) dst[b * Q8_KBlockSize + j] = d * qs[j];
+        }
+    }
+
+    /// <summary>roundf: half away from zero. v − trunc(v) is exact, so the comparison with 0.5 decides exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> RoundAway(Vector128<float> v)
+    {
+        Vector128<float> t = Vector128.Truncate(v);
+        Vector128<float> up = Vector128.GreaterThanOrEqual(Vector128.Abs(v - t), Vector128.Create(0.5f));
+        Vector128<float> step = Vector128.CopySign(Vector128.Create(1f), v) & up;
+        return Vector128.ConvertToInt32(t + step);
+    }
+
+    /// <summary>ggml's nearest_int (add 1.5·2^23, read the mantissa: round half to even), then min(127, ·).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> NearestIntMax127(Vector128<float> v)
+    {
+        Vector128<int> i = ((v + Vector128.Create(12582912f)).AsInt32() & Vector128.Create(0x007fffff)) - Vector128.Create(0x00400000);
+        return Vector128.Min(i, Vector128.Create(127));
+    }
+}

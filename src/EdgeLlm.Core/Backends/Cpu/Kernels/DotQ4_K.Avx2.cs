@@ -1,0 +1,58 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+public static unsafe partial class DotQ4_K
+{
+    /// <summary>
+    /// Per 64-weight chunk: 32 packed bytes → low nibbles (sub-block 2c) and high nibbles (2c+1), vpmaddubsw with the
+    /// matching 32 activations (int16, ≤ 3810), then vpmaddwd with the sub-block scale broadcast as int16 (pshufb) —
+    /// fused into AVX-VNNI vpdpwssd when available — summed in int32 over the block. The mins term is one vpmaddwd of
+    /// the 16 bsums with [m0, m0, m1, m1, …], kept in its own float accumulator and subtracted at the end.
+    /// </summary>
+    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
+    {
+        Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* wb = w + b * BlockBytes;
+            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
+            UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
+            float dy = Unsafe.ReadUnaligned<float>(yb);
+
+            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
+            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
+            Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
+            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(Fp16.Read(wb + 2) * dy), accMin);
+
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
+            byte* q = wb + QsOffset;
+            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+            Vector256<int> isum = Avx2Chunk<TVnni>(Vector256<int>.Zero, q, y, scales, 0);
+            isum = Avx2Chunk<TVnni>(isum, q + 32, y + 64, scales, 2);
+            isum = Avx2Chunk<TVnni>(isum, q + 64, y + 128, scales, 4);
+            isum = Avx2Chunk<TVnni>(isum, q + 96, y + 192, scales, 6);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Fp16.Read(wb) * dy), acc);
+        }
+        return Vector256.Sum(acc) - Vector256.Sum(accMin);
+    }
+
+    /// <summary>Sub-blocks j and j+1 (one 64-weight chunk); scales holds sc_0..7 as int16 in both 128-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Avx2Chunk<TVnni>(Vector256<int> isum, byte* q, sbyte* y, Vector256<byte> scales, int j)
+        where TVnni : struct, IIsaFlag
+    {
+        Vector256<byte> packed = Vector256.Load(q);
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<short> pLo = Avx2.MultiplyAddAdjacent(packed & m4, Vector256.Load(y));
+        Vector256<short> pHi = Avx2.MultiplyAddAdjacent((packed.AsUInt16() >>> 4).AsByte() & m4, Vector256.Load(y + 32));
+        Vector256<short> sLo = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x0100 + 0x0202 * j)).AsByte()).AsInt16();
+        Vector256<short> sHi = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x0100 + 0x0202 * (j + 1))).AsByte()).AsInt16();
+        if (TVnni.Enabled)
+            return AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(isum, pLo, sLo), pHi, sHi);
+        return isum + Avx2.MultiplyAddAdjacent(pLo, sLo) + Avx2.MultiplyAddAdjacent(pHi, sHi);
+    }
+}

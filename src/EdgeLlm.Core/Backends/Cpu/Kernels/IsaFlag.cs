@@ -1,0 +1,33 @@
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Compile-time switch for an optional instruction set inside a rung's loop: the loops are generic over a struct
+/// implementing this, so the JIT/AOT compiler emits one loop with the extension and one without, the choice is made
+/// once per call (never per block), and tests can run both on a CPU that has the extension.
+/// </summary>
+internal interface IIsaFlag
+{
+    static abstract bool Enabled { get; }
+}
+
+/// <summary>AVX2 rung with AVX-VNNI (256-bit vpdpbusd / vpdpwssd).</summary>
+internal struct VnniOn : IIsaFlag
+{
+    public static bool Enabled => true;
+}
+
+internal struct VnniOff : IIsaFlag
+{
+    public static bool Enabled => false;
+}
+
+/// <summary>AVX-512 rung with AVX512-VBMI (vpermb byte shuffles).</summary>
+internal struct VbmiOn : IIsaFlag
+{
+    public static bool Enabled => true;
+}
+
+internal struct VbmiOff : IIsaFlag
+{
+    public static bool Enabled => false;
+}

@@ -1,0 +1,181 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+using EdgeLlm.Tests.Quant;
+
+namespace EdgeLlm.Tests.Kernels;
+
+/// <summary>One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used, for AVX-512 whether VBMI is (Q4_0).</summary>
+public enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
+
+/// <summary>Inputs and runners shared by the kernel tests: seeded weights and activations, and rung dispatch.</summary>
+internal static unsafe class KernelTestData
+{
+    public static readonly GgmlType[] QuantTypes = { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
+
+    /// <summary>The variants this CPU can run (scalar always).</summary>
+    public static Variant[] SupportedVariants()
+    {
+        var list = new List<Variant> { Variant.Scalar };
+        if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
+        if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
+        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported) list.Add(Variant.Avx512);
+        if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
+        if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
+        return list.ToArray();
+    }
+
+    public static int BlockSize(GgmlType t) => GgmlTypes.Geometry(t).BlockSize;
+
+    public static float Run(GgmlType t, Variant v, byte* w, byte* xq, int n) => t switch
+    {
+        GgmlType.Q4_0 => v switch
+        {
+            Variant.Scalar => DotQ4_0.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ4_0.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ4_0.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n, vbmi: true),
+            Variant.Avx512NoVbmi => DotQ4_0.DotAvx512(w, xq, n, vbmi: false),
+            _ => DotQ4_0.DotNeon(w, xq, n),
+        },
+        GgmlType.Q8_0 => v switch
+        {
+            Variant.Scalar => DotQ8_0.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ8_0.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ8_0.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ8_0.DotAvx512(w, xq, n),
+            _ => DotQ8_0.DotNeon(w, xq, n),
+        },
+        GgmlType.Q4_K => v switch
+        {
+            Variant.Scalar => DotQ4_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ4_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ4_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_K.DotAvx512(w, xq, n),
+            _ => DotQ4_K.DotNeon(w, xq, n),
+        },
+        GgmlType.Q6_K => v switch
+        {
+            Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n),
+            _ => DotQ6_K.DotNeon(w, xq, n),
+        },
+        _ => throw new ArgumentException($"no kernel for {t}"),
+    };
+
+    public static float RunSelected(GgmlType t, byte* w, byte* xq, int n) => t switch
+    {
+        GgmlType.Q4_0 => DotQ4_0.Dot(w, xq, n),
+        GgmlType.Q8_0 => DotQ8_0.Dot(w, xq, n),
+        GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
+        GgmlType.Q6_K => DotQ6_K.Dot(w, xq, n),
+        _ => throw new ArgumentException($"no kernel for {t}"),
+    };
+
+    /// <summary>Weights: "gaussian" (σ 0.02 with a few ±0.5 outliers, quantized by the reference quantizer),
+    /// "raw" (random bytes for every quant field, random finite fp16 scales: every nibble / q value and every scale
+    /// byte, −128 included), "zeros" (gaussian with blocks 1, 3, 5, … all-zero bytes).</summary>
+    public static byte[] Weights(GgmlType t, int n, string kind, int seed)
+    {
+        var rng = new Random(seed);
+        int bs = BlockSize(t), bb = GgmlTypes.Geometry(t).BlockBytes;
+        if (kind == "raw")
+        {
+            var raw = new byte[n / bs * bb];
+            rng.NextBytes(raw);
+            for (int b = 0; b < n / bs; b++)
+            {
+                int o = b * bb;
+                switch (t)
+                {
+                    case GgmlType.Q4_0:
+                    case GgmlType.Q8_0: SetHalf(raw, o, rng); break;
+                    case GgmlType.Q4_K: SetHalf(raw, o, rng); SetHalf(raw, o + 2, rng); break;
+                    case GgmlType.Q6_K: SetHalf(raw, o + 208, rng); break;
+                }
+            }
+            return raw;
+        }
+        float[] f = QuantTestData.Gaussian(n, seed, 0.02);
+        for (int i = 0; i < n; i += 97) f[i] = (i & 1) == 0 ? 0.5f : -0.5f;
+        byte[] q = QuantRef.QuantizeRow(t, f);
+        if (kind == "zeros")
+            for (int b = 1; b < n / bs; b += 2) Array.Clear(q, b * bb, bb);
+        return q;
+    }
+
+    /// <summary>A random finite fp16 with magnitude in [2^-14, 2^0), either sign.</summary>
+    private static void SetHalf(byte[] a, int o, Random rng)
+    {
+        ushort h = (ushort)(((rng.Next(1, 16)) << 10) | rng.Next(1024) | (rng.Next(2) << 15));
+        a[o] = (byte)h;
+        a[o + 1] = (byte)(h >> 8);
+    }
+
+    /// <summary>
+    /// Activations: N(0, 1); with 2+ blocks block 1 is tiny (×1e-20: its Q8_0 scale underflows fp16 to 0), blocks
+    /// 2, 7, 12, … are all zero, and with 4+ blocks block 0 has a 1e3 outlier (the rest of it quantizes coarsely).
+    /// </summary>
+    public static float[] Activations(int n, int blockSize, int seed)
+    {
+        float[] x = QuantTestData.Gaussian(n, seed);
+        int nb = n / blockSize;
+        for (int b = 2; b < nb; b += 5) Array.Clear(x, b * blockSize, blockSize);
+        if (nb >= 4) x[3] = 1000f;
+        if (nb >= 2)
+            for (int i = blockSize; i < 2 * blockSize; i++) x[i] *= 1e-20f;
+        return x;
+    }
+
+    public static byte[] QuantizeActivations(GgmlType weightType, float[] x)
+    {
+        var xq = new byte[ActivationQuant.BytesFor(weightType, x.Length)];
+        fixed (float* px = x) fixed (byte* pq = xq) ActivationQuant.QuantizeFor(weightType, px, pq, x.Length);
+        return xq;
+    }
+
+    public static float[] DequantizeActivations(GgmlType weightType, byte[] xq, int n)
+    {
+        var x = new float[n];
+        fixed (byte* pq = xq) fixed (float* px = x)
+        {
+            if (ActivationQuant.FormatFor(weightType) == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            else ActivationQuant.DequantizeQ8_K(pq, px, n);
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// The magnitude float reassociation errors scale with: Σ |x'_i|·(|w'_i| + 2·μ_i), where μ_i = dmin·m of the
+    /// weight's Q4_K sub-block (0 for other types): it bounds Σ_blocks of |each float term| the kernels add up.
+    /// </summary>
+    public static double Magnitude(GgmlType t, byte[] w, float[] wDeq, float[] xDeq)
+    {
+        double m = 0;
+        for (int i = 0; i < xDeq.Length; i++)
+            m += Math.Abs((double)xDeq[i]) * (Math.Abs((double)wDeq[i]) + 2 * MinTerm(t, w, i));
+        return m;
+    }
+
+    private static double MinTerm(GgmlType t, byte[] w, int i)
+    {
+        if (t != GgmlType.Q4_K) return 0;
+        int b = i / 256;
+        fixed (byte* p = w)
+        {
+            byte* blk = p + b * Q4_K.BlockBytes;
+            Q4_K.GetScaleMin(i % 256 / 32, blk + 4, out _, out int m);
+            return Math.Abs((double)(float)BitConverter.UInt16BitsToHalf((ushort)(blk[2] | (blk[3] << 8)))) * m;
+        }
+    }
+
+    public static float[] DequantizeWeights(GgmlType t, byte[] w, int n)
+    {
+        var f = new float[n];
+        QuantRef.DequantizeRow(t, w, f);
+        return f;
+    }
+}
