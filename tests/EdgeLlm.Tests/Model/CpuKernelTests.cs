@@ -53,7 +53,7 @@ public unsafe class CpuKernelTests
                 mag += Math.Abs((double)a[i] * b[i]);
             }
             float got;
-            fixed (float* pa = a) fixed (float* pb = b) got = Dot.F32(pa, pb, n);
+            fixed (float* pa = a) fixed (float* pb = b) got = EdgeLlm.Backends.Cpu.Kernels.DotF32.Dot(pa, pb, n);
             Assert.True(Math.Abs(got - want) <= 1e-6 * mag + 1e-7, $"n={n}: {got} vs {want}");
         }
     }
@@ -96,8 +96,22 @@ public unsafe class CpuKernelTests
             {
                 for (int r = 0; r < rows; r++)
                 {
+                    // Quantized weights are dotted with 8-bit activations: the reference is the weights' float dot with
+                    // the activations rounded through that format (Q8_0 or Q8_K), computed in double.
                     float want;
-                    fixed (float* px = &x[t * ne0]) want = QuantRef.Dot(type, w + r * rowBytes, px, ne0);
+                    float[] xr = x.AsSpan(t * ne0, ne0).ToArray();
+                    if (type is GgmlType.Q4_0 or GgmlType.Q8_0)
+                        QuantRef.DequantizeRow(GgmlType.Q8_0, QuantRef.QuantizeRow(GgmlType.Q8_0, xr), xr);
+                    else if (type is GgmlType.Q4_K or GgmlType.Q6_K)
+                    {
+                        var q8k = new byte[ne0 / 256 * EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.Q8_KBlockBytes];
+                        fixed (float* pxr = xr) fixed (byte* pq = q8k)
+                        {
+                            EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.QuantizeQ8_K(pxr, pq, ne0);
+                            EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.DequantizeQ8_K(pq, pxr, ne0);
+                        }
+                    }
+                    fixed (float* px = xr) want = QuantRef.Dot(type, w + r * rowBytes, px, ne0);
                     Assert.True(Math.Abs(got[t * rows + r] - want) <= 1e-5 * (1 + Math.Abs(want)), $"t={t} r={r}: {got[t * rows + r]} vs {want}");
                 }
             }

@@ -7,6 +7,10 @@ namespace EdgeLlm.Tests.Model;
 /// The test oracle: a plain Llama forward pass, one token at a time, with every weight dequantized by
 /// <see cref="QuantRef.DequantizeRow"/> and all arithmetic in double. It reads the hyperparameters from
 /// the file itself (not through LlamaConfig) and shares no code with the engine's forward pass.
+/// With <c>quantizeActivations</c>, the input of every matrix product with block-quantized weights is first
+/// rounded through the 8-bit activation format the engine's integer kernels use (Q8_0 blocks for Q4_0/Q8_0
+/// weights, Q8_K for Q4_K/Q6_K, as llama.cpp does), so the oracle computes the engine's numerical model in
+/// double; without it the oracle is the exact float64 model.
 /// </summary>
 internal sealed class ReferenceLlama
 {
@@ -17,6 +21,8 @@ internal sealed class ReferenceLlama
     private readonly double[] _outputNorm;
     private readonly Layer[] _layer;
     private readonly List<double[]>[] _keys, _values;
+    private readonly bool _quantizeActivations;
+    private readonly Dictionary<double[][], GgmlType> _types = new(ReferenceEqualityComparer.Instance);
 
     private sealed class Layer
     {
@@ -26,8 +32,9 @@ internal sealed class ReferenceLlama
 
     public int Vocab => _vocab;
 
-    public ReferenceLlama(string path)
+    public ReferenceLlama(string path, bool quantizeActivations = false)
     {
+        _quantizeActivations = quantizeActivations;
         using var f = GgufFile.Open(path);
         _dim = (int)f.RequireInt("llama.embedding_length");
         _layers = (int)f.RequireInt("llama.block_count");
@@ -68,7 +75,7 @@ internal sealed class ReferenceLlama
     }
 
     /// <summary>Rows of a tensor, dequantized to double.</summary>
-    private static unsafe double[][] Matrix(GgufFile f, string name)
+    private unsafe double[][] Matrix(GgufFile f, string name)
     {
         var t = f.GetTensor(name) ?? throw new InvalidOperationException("missing " + name);
         var rows = new double[t.Rows][];
@@ -78,6 +85,7 @@ internal sealed class ReferenceLlama
             QuantRef.DequantizeRow(t.Type, new ReadOnlySpan<byte>(RowPtr(t, r), (int)t.RowBytes), buf);
             rows[r] = Array.ConvertAll(buf, x => (double)x);
         }
+        _types[rows] = t.Type;
         return rows;
     }
 
@@ -150,8 +158,10 @@ internal sealed class ReferenceLlama
         return y;
     }
 
-    private static double[] MatVec(double[][] w, double[] x)
+    private double[] MatVec(double[][] w, double[] x)
     {
+        if (_quantizeActivations && _types.TryGetValue(w, out var type) && type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K)
+            x = RoundThroughActivationFormat(type, x);
         var y = new double[w.Length];
         for (int r = 0; r < w.Length; r++)
         {
@@ -166,5 +176,26 @@ internal sealed class ReferenceLlama
     private static void Accumulate(double[] x, double[] y)
     {
         for (int i = 0; i < x.Length; i++) x[i] += y[i];
+    }
+
+    /// <summary>x (as float32, which is what the engine holds) quantized to the activation blocks and back.</summary>
+    private static unsafe double[] RoundThroughActivationFormat(GgmlType weightType, double[] x)
+    {
+        var f = Array.ConvertAll(x, v => (float)v);
+        var back = new float[f.Length];
+        if (weightType is GgmlType.Q4_0 or GgmlType.Q8_0)
+        {
+            QuantRef.DequantizeRow(GgmlType.Q8_0, QuantRef.QuantizeRow(GgmlType.Q8_0, f), back);
+        }
+        else
+        {
+            var q = new byte[f.Length / 256 * EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.Q8_KBlockBytes];
+            fixed (float* pf = f) fixed (byte* pq = q) fixed (float* pb = back)
+            {
+                EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.QuantizeQ8_K(pf, pq, f.Length);
+                EdgeLlm.Backends.Cpu.Kernels.ActivationQuant.DequantizeQ8_K(pq, pb, f.Length);
+            }
+        }
+        return Array.ConvertAll(back, v => (double)v);
     }
 }

@@ -1,3 +1,4 @@
+using EdgeLlm.Backends.Cpu.Kernels;
 using System.Runtime.Intrinsics;
 
 namespace EdgeLlm.Backends.Cpu;
@@ -53,7 +54,7 @@ internal sealed unsafe class Attention : ParallelWork
             int last = _startPos + t;
             long kvOff = (long)(h / _group) * _headDim;
             float* q = _q + (long)t * qDim + (long)h * _headDim;
-            for (int j = 0; j <= last; j++) scores[j] = Dot.F32(q, _k + (long)j * _kvDim + kvOff, _headDim) * scale;
+            for (int j = 0; j <= last; j++) scores[j] = DotF32.Dot(q, _k + (long)j * _kvDim + kvOff, _headDim) * scale;
             Softmax.Row(scores, last + 1);
             float* o = _dst + (long)t * qDim + (long)h * _headDim;
             new Span<float>(o, _headDim).Clear();

@@ -35,7 +35,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public int ThreadCount => _pool.ThreadCount;
 
-    public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdName}";
+    public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdName}, int8 kernels: {Kernels.KernelRung.Selected}";
 
     /// <summary>The widest vector the kernels use on this machine.</summary>
     public static string SimdName =>
@@ -58,7 +58,8 @@ public sealed unsafe class CpuBackend : IBackend
             scores[i] = AllocScratch(limits.ContextSize);
         }
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
-        _matMul = new MatMul(rows);
+        long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
+        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes);
         _attention = new Attention(scores);
         _rope = new Rope(AllocScratch(ropeCapacity), AllocScratch(ropeCapacity), ropeCapacity);
     }
@@ -95,7 +96,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         var w = W(weight);
         Ready();
-        if (w.Ne0 > _limits.MaxRowLength && w.Type is GgmlType.F16 or GgmlType.BF16)
+        if (w.Ne0 > _limits.MaxRowLength)
             throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
         Need(x, nTokens * w.Ne0, "matmul x");
         Need(dst, nTokens * w.Rows, "matmul dst");

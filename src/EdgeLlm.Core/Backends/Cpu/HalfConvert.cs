@@ -4,8 +4,8 @@ namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
 /// F16 and BF16 rows widened to float32 (exactly: every half and bfloat16 value is a float32 value), so
-/// a 16-bit matmul row is converted once into a per-thread scratch row and then dotted with each token
-/// of the batch by <see cref="Dot.F32"/>. Same vector ladder as Dot. The F16 conversion is the classic
+/// a BF16 matmul row (and an F16/BF16 embedding row) is converted once into float32 and then dotted with each token
+/// of the batch by <see cref="Kernels.DotF32.Dot"/>. The F16 conversion is the classic
 /// bit trick: move exponent and mantissa into float position and rebias the exponent by 112, fix up
 /// Inf/NaN (rebias once more) and zero/subnormals (renormalise by a float subtraction, which is exact).
 /// </summary>
