@@ -15,6 +15,7 @@ public static class EdgeLlmCli
         new LogitsCommand(),
         new PerplexityCommand(),
         new InfoCommand(),
+        new BenchCommand(),
     ];
 
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)

@@ -1,0 +1,1 @@
+return EdgeLlm.ModelGen.ModelGenCli.Execute(args, Console.Out, Console.Error);
