@@ -94,6 +94,7 @@ internal sealed class Endpoints(InferenceEngine engine)
             throw new ApiError(404, $"the model '{r.Model}' does not exist (this server has '{engine.ModelId}')", "model", "model_not_found");
         if (r.N is { } n && n != 1) throw new ApiError(400, $"n must be 1, got {n}", "n");
         if (r.MaxTokens is < 0) throw new ApiError(400, $"max_tokens must not be negative, got {r.MaxTokens}", "max_tokens");
+        if (r.MaxCompletionTokens is < 0) throw new ApiError(400, $"max_completion_tokens must not be negative, got {r.MaxCompletionTokens}", "max_completion_tokens");
         if (r.Temperature is { } t && !(t >= 0 && t <= 2)) throw new ApiError(400, $"temperature must be in [0, 2], got {t}", "temperature");
         if (r.TopP is { } p && !(p > 0 && p <= 1)) throw new ApiError(400, $"top_p must be in (0, 1], got {p}", "top_p");
         if (r.PresencePenalty is { } pp && !(pp >= -2 && pp <= 2)) throw new ApiError(400, $"presence_penalty must be in [-2, 2], got {pp}", "presence_penalty");
@@ -109,7 +110,7 @@ internal sealed class Endpoints(InferenceEngine engine)
             FrequencyPenalty = r.FrequencyPenalty ?? 0,
             Seed = r.Seed ?? -1,
         };
-        return new GenerateOptions { MaxTokens = r.MaxTokens ?? -1, Sampler = s };
+        return new GenerateOptions { MaxTokens = r.MaxTokens ?? r.MaxCompletionTokens ?? -1, Sampler = s };
     }
 
     private int[] CheckFits(int[] prompt)

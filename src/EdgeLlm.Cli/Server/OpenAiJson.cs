@@ -17,6 +17,8 @@ public abstract class SamplingRequest
     public float? Temperature { get; set; }
     public float? TopP { get; set; }
     public int? MaxTokens { get; set; }
+    /// <summary>The newer name of max_tokens (what current OpenAI clients send).</summary>
+    public int? MaxCompletionTokens { get; set; }
     /// <summary>A string or an array of strings in the JSON.</summary>
     [JsonConverter(typeof(StopJsonConverter))]
     public string[]? Stop { get; set; }
