@@ -20,7 +20,7 @@ public sealed class InferenceEngine : IDisposable
     public string ModelId { get; }
     public ChatTemplateKind Template { get; }
     public int[] ChatStopTokens { get; }
-    public int QueueLimit { get; }
+    public int QueueLimit { get; internal set; }
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     /// <summary>Requests running or waiting now.</summary>
