@@ -38,6 +38,8 @@ public sealed class CliContext : IDisposable
 {
     public TextWriter Out { get; }
     public TextWriter Err { get; }
+    /// <summary>Standard input (the chat's lines); tests give a StringReader.</summary>
+    public TextReader In { get; init; } = Console.In;
     public ILoggerFactory Logging { get; }
     public bool Verbose { get; }
 

@@ -11,14 +11,16 @@ public static class EdgeLlmCli
     public static IReadOnlyList<Command> Commands { get; } =
     [
         new RunCommand(),
+        new ChatCommand(),
+        new ServeCommand(),
         new TokenizeCommand(),
         new LogitsCommand(),
         new PerplexityCommand(),
-        new InfoCommand(),
         new BenchCommand(),
+        new InfoCommand(),
     ];
 
-    public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
@@ -43,7 +45,7 @@ public static class EdgeLlmCli
         {
             if (rest.Contains("-h") || rest.Contains("--help")) { stdout.Write(command.HelpText()); return 0; }
             var parsed = new CliArgs(command.Name, rest, command.Options);
-            using var ctx = new CliContext(stdout, stderr, verbose);
+            using var ctx = new CliContext(stdout, stderr, verbose) { In = stdin ?? Console.In };
             int rc = command.Run(parsed, ctx);
             stdout.Flush();
             return rc;

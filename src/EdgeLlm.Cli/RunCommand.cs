@@ -22,6 +22,9 @@ public sealed class RunCommand : Command
     private static readonly OptionSpec IgnoreEos = new(["--ignore-eos"], false, null, "keep generating past the end-of-text token");
     private static readonly OptionSpec NoBos = new(["--no-bos"], false, null, "do not add the BOS token to the prompt");
 
+    /// <summary>The sampling flags, shared with `chat`.</summary>
+    internal static OptionSpec[] SamplingSpecs => [N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed];
+
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
     public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--ignore-eos]";

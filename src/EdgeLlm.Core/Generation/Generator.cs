@@ -4,7 +4,7 @@ using EdgeLlm.Model;
 namespace EdgeLlm.Generation;
 
 /// <summary>Why generation stopped.</summary>
-public enum StopReason { EndOfGeneration, TokenLimit, ContextFull, Cancelled }
+public enum StopReason { EndOfGeneration, TokenLimit, ContextFull, Cancelled, StopText }
 
 /// <summary>Counts and timings of one generation, for the stderr summary and for benchmarks.</summary>
 public sealed record GenerationStats(
@@ -39,6 +39,19 @@ public sealed class Generator
         _history = new int[model.ContextSize];
     }
 
+    /// <summary>Positions of the KV cache that hold <see cref="CachedTokens"/> after the last call.</summary>
+    public int CachedCount { get; private set; }
+
+    /// <summary>The tokens whose keys and values the model's cache holds, oldest first (prompt and generated).</summary>
+    public ReadOnlySpan<int> CachedTokens => new(_history, 0, CachedCount);
+
+    /// <summary>Tokens the last call actually ran through the prompt pass (the prompt minus the reused prefix).</summary>
+    public int LastPrefillTokens { get; private set; }
+
+    /// <summary>The logits after the prompt pass of the last call (before any sampling), for tests.</summary>
+    public ReadOnlySpan<float> PromptLogits => _promptLogits;
+    private float[] _promptLogits = [];
+
     /// <summary>
     /// Generates a continuation of <paramref name="prompt"/> (token ids, BOS included if wanted).
     /// <paramref name="maxTokens"/> &lt; 0 means no limit but the context. Each piece of text is passed to
@@ -46,20 +59,40 @@ public sealed class Generator
     /// </summary>
     public GenerationStats Generate(ReadOnlySpan<int> prompt, int maxTokens, SamplerOptions options, Action<string> onText,
         bool ignoreEos = false, CancellationToken cancel = default)
+        => Generate(prompt, new GenerateOptions { MaxTokens = maxTokens, Sampler = options, IgnoreEos = ignoreEos },
+            text => { onText(text); return true; }, cancel);
+
+    /// <summary>
+    /// The general form: reuses the longest prefix of <paramref name="prompt"/> that is already in the KV cache
+    /// (when <see cref="GenerateOptions.ReuseCache"/>), prefills only the rest, then samples until an end
+    /// token (the vocabulary's or <see cref="GenerateOptions.StopTokens"/>), the token limit, the context end,
+    /// cancellation, or <paramref name="onText"/> returning false.
+    /// </summary>
+    public GenerationStats Generate(ReadOnlySpan<int> prompt, GenerateOptions o, Func<string, bool> onText, CancellationToken cancel = default)
     {
         int ctx = _model.ContextSize;
         if (prompt.Length == 0) throw new EdgeLlmException("the prompt is empty (not even a BOS token)");
         if (prompt.Length >= ctx)
             throw new EdgeLlmException($"the prompt is {prompt.Length} tokens, which does not fit in the context of {ctx} tokens (raise -c)");
 
-        var sampler = new Sampler(_model.VocabSize, options);
+        int reuse = 0;
+        if (o.ReuseCache)
+        {
+            int limit = Math.Min(CachedCount, prompt.Length - 1); // at least one token must run to get logits
+            while (reuse < limit && _history[reuse] == prompt[reuse]) reuse++;
+        }
+        var sampler = new Sampler(_model.VocabSize, o.Sampler);
         bool onlyBos = prompt.Length == 1 && prompt[0] == _tokenizer.Vocab.Bos;
         var decoder = _tokenizer.CreateDecoder(stripLeadingSpace: onlyBos);
         prompt.CopyTo(_history);
         int count = prompt.Length;
+        CachedCount = reuse; // what is valid while the prefill runs, should it throw
 
         var clock = Stopwatch.StartNew();
-        _model.Forward(prompt, 0, _logits);
+        _model.Forward(prompt[reuse..], reuse, _logits);
+        CachedCount = count;
+        LastPrefillTokens = count - reuse;
+        if (o.KeepPromptLogits) _promptLogits = (float[])_logits.Clone();
         var promptTime = clock.Elapsed;
         TimeSpan firstToken = TimeSpan.Zero;
         int generated = 0;
@@ -69,17 +102,48 @@ public sealed class Generator
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
             int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count));
             if (generated == 0) firstToken = clock.Elapsed;
-            if (!ignoreEos && _tokenizer.Vocab.IsEndOfGeneration(token)) { stop = StopReason.EndOfGeneration; break; }
+            if (!o.IgnoreEos && IsStop(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; break; }
             generated++;
             _history[count++] = token;
             string text = decoder.Append(token);
-            if (text.Length > 0) onText(text);
-            if (maxTokens >= 0 && generated >= maxTokens) { stop = StopReason.TokenLimit; break; }
+            if (text.Length > 0 && !onText(text)) { stop = StopReason.StopText; break; }
+            if (o.MaxTokens >= 0 && generated >= o.MaxTokens) { stop = StopReason.TokenLimit; break; }
             if (count >= ctx) { stop = StopReason.ContextFull; break; }
             _model.Forward(token, count - 1, _logits);
+            CachedCount = count;
         }
         string rest = decoder.Flush();
         if (rest.Length > 0) onText(rest);
         return new GenerationStats(prompt.Length, generated, promptTime, clock.Elapsed - firstToken, firstToken, stop);
     }
+
+    private bool IsStop(int token, int[]? extra)
+    {
+        if (_tokenizer.Vocab.IsEndOfGeneration(token)) return true;
+        if (extra is not null)
+            foreach (int t in extra) if (t == token) return true;
+        return false;
+    }
+
+    /// <summary>Forgets what the cache holds, so the next call prefills from position 0.</summary>
+    public void ResetCache()
+    {
+        CachedCount = 0;
+        _model.Cache.Clear();
+    }
+}
+
+/// <summary>Settings of one <see cref="Generator.Generate(ReadOnlySpan{int}, GenerateOptions, Func{string, bool}, CancellationToken)"/> call.</summary>
+public sealed record GenerateOptions
+{
+    /// <summary>Tokens to generate; &lt; 0 means until an end token or the context end.</summary>
+    public int MaxTokens { get; init; } = -1;
+    public SamplerOptions Sampler { get; init; } = new();
+    public bool IgnoreEos { get; init; }
+    /// <summary>End-of-turn tokens of a chat template, on top of the vocabulary's end-of-generation set.</summary>
+    public int[]? StopTokens { get; init; }
+    /// <summary>Reuse the longest common prefix with the tokens already in the KV cache.</summary>
+    public bool ReuseCache { get; init; }
+    /// <summary>Copy the logits after the prompt pass to <see cref="Generator.PromptLogits"/> (tests).</summary>
+    public bool KeepPromptLogits { get; init; }
 }

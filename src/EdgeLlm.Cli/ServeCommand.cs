@@ -1,0 +1,56 @@
+using EdgeLlm.Cli.Server;
+using EdgeLlm.Generation;
+
+namespace EdgeLlm.Cli;
+
+/// <summary>`edgellm serve`: an OpenAI-compatible HTTP server over one model (Kestrel, loopback by default).</summary>
+public sealed class ServeCommand : Command
+{
+    private static readonly OptionSpec Host = new(["--host"], true, "IP", "address to listen on (default 127.0.0.1)");
+    private static readonly OptionSpec Port = new(["--port"], true, "N", "TCP port (default 8080)");
+    private static readonly OptionSpec ApiKey = new(["--api-key"], true, "KEY", "require 'Authorization: Bearer KEY' on every request");
+    private static readonly OptionSpec Queue = new(["--queue"], true, "N", "requests that may wait for the model; more get 503 (default 8)");
+    private static readonly OptionSpec Template = new(["--chat-template"], true, "NAME", "force a chat format (default: from the model, else chatml)");
+
+    public override string Name => "serve";
+    public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)";
+    public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [-t THREADS] [-c CTX]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Threads, Ctx, Verbose, Help];
+
+    public override int Run(CliArgs args, CliContext ctx)
+    {
+        args.NoPositionals();
+        var options = new ServerOptions
+        {
+            Host = args.GetString("--host") ?? "127.0.0.1",
+            Port = args.GetInt("--port", 8080, 0, 65535),
+            ApiKey = args.GetString("--api-key"),
+            Verbose = ctx.Verbose,
+        };
+        if (options.ApiKey is { Length: 0 }) throw new UsageException("--api-key must not be empty");
+        int queue = args.GetInt("--queue", 8, 0, 10_000);
+        string? forced = args.GetString("--chat-template");
+        if (forced is not null && ChatTemplates.FromName(forced) is null)
+            throw new UsageException($"unknown chat template '{forced}' (known: {string.Join(", ", ChatTemplates.KnownNames)})");
+
+        using var model = ModelOptions.Load(args, ctx);
+        var kind = ChatTemplates.Resolve(model.File.GetString("tokenizer.chat_template"), forced, out string? warning);
+        if (warning is not null) ctx.Err.WriteLine($"edgellm serve: warning: {warning}");
+        using var engine = new InferenceEngine(model, ModelId(model.File.Path), kind, queue);
+        var server = EdgeLlmServer.StartAsync(engine, options).GetAwaiter().GetResult();
+        try
+        {
+            ctx.Err.WriteLine($"edgellm serve: model '{engine.ModelId}' (chat template {ChatTemplates.Name(kind)}) on {server.BaseAddress}; Ctrl-C stops");
+            ctx.Err.Flush();
+            server.WaitForShutdownAsync().GetAwaiter().GetResult();
+        }
+        finally
+        {
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        return 0;
+    }
+
+    /// <summary>The model's id in the API: its file name without the extension.</summary>
+    public static string ModelId(string path) => Path.GetFileNameWithoutExtension(path);
+}

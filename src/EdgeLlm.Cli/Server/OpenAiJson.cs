@@ -1,0 +1,182 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EdgeLlm.Cli.Server;
+
+/// <summary>One message of a chat request or response.</summary>
+public sealed class ChatMessageDto
+{
+    public string? Role { get; set; }
+    public string? Content { get; set; }
+}
+
+/// <summary>The fields of OpenAI's sampling parameters that EdgeLlm maps onto its sampler.</summary>
+public abstract class SamplingRequest
+{
+    public string? Model { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? MaxTokens { get; set; }
+    /// <summary>The newer name of max_tokens (what current OpenAI clients send).</summary>
+    public int? MaxCompletionTokens { get; set; }
+    /// <summary>A string or an array of strings in the JSON.</summary>
+    [JsonConverter(typeof(StopJsonConverter))]
+    public string[]? Stop { get; set; }
+    public long? Seed { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public bool? Stream { get; set; }
+    public int? N { get; set; }
+}
+
+/// <summary>POST /v1/chat/completions.</summary>
+public sealed class ChatCompletionRequest : SamplingRequest
+{
+    public List<ChatMessageDto>? Messages { get; set; }
+}
+
+/// <summary>POST /v1/completions.</summary>
+public sealed class CompletionRequest : SamplingRequest
+{
+    public string? Prompt { get; set; }
+}
+
+public sealed class Usage
+{
+    public int PromptTokens { get; set; }
+    public int CompletionTokens { get; set; }
+    public int TotalTokens { get; set; }
+}
+
+public sealed class ChatChoice
+{
+    public int Index { get; set; }
+    public ChatMessageDto Message { get; set; } = new();
+    public string? FinishReason { get; set; }
+}
+
+public sealed class ChatCompletion
+{
+    public string Id { get; set; } = "";
+    public string Object { get; set; } = "chat.completion";
+    public long Created { get; set; }
+    public string Model { get; set; } = "";
+    public List<ChatChoice> Choices { get; set; } = new();
+    public Usage Usage { get; set; } = new();
+}
+
+public sealed class ChatDelta
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Role { get; set; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Content { get; set; }
+}
+
+public sealed class ChatChunkChoice
+{
+    public int Index { get; set; }
+    public ChatDelta Delta { get; set; } = new();
+    public string? FinishReason { get; set; }
+}
+
+public sealed class ChatCompletionChunk
+{
+    public string Id { get; set; } = "";
+    public string Object { get; set; } = "chat.completion.chunk";
+    public long Created { get; set; }
+    public string Model { get; set; } = "";
+    public List<ChatChunkChoice> Choices { get; set; } = new();
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; set; }
+}
+
+public sealed class CompletionChoice
+{
+    public int Index { get; set; }
+    public string Text { get; set; } = "";
+    public object? Logprobs => null;
+    public string? FinishReason { get; set; }
+}
+
+public sealed class Completion
+{
+    public string Id { get; set; } = "";
+    public string Object { get; set; } = "text_completion";
+    public long Created { get; set; }
+    public string Model { get; set; } = "";
+    public List<CompletionChoice> Choices { get; set; } = new();
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; set; }
+}
+
+public sealed class ModelInfo
+{
+    public string Id { get; set; } = "";
+    public string Object { get; set; } = "model";
+    public long Created { get; set; }
+    public string OwnedBy { get; set; } = "edgellm";
+}
+
+public sealed class ModelList
+{
+    public string Object { get; set; } = "list";
+    public List<ModelInfo> Data { get; set; } = new();
+}
+
+public sealed class ErrorBody
+{
+    public string Message { get; set; } = "";
+    public string Type { get; set; } = "invalid_request_error";
+    public string? Param { get; set; }
+    public string? Code { get; set; }
+}
+
+public sealed class ErrorResponse
+{
+    public ErrorBody Error { get; set; } = new();
+}
+
+public sealed class HealthResponse
+{
+    public string Status { get; set; } = "ok";
+}
+
+/// <summary>OpenAI's `stop`: null, one string, or an array of strings.</summary>
+public sealed class StopJsonConverter : JsonConverter<string[]?>
+{
+    public override string[]? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return null;
+        if (reader.TokenType == JsonTokenType.String) return [reader.GetString()!];
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("stop must be a string or an array of strings");
+        var list = new List<string>();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.String) throw new JsonException("stop must be a string or an array of strings");
+            list.Add(reader.GetString()!);
+        }
+        return list.ToArray();
+    }
+
+    public override void Write(Utf8JsonWriter writer, string[]? value, JsonSerializerOptions options)
+    {
+        if (value is null) { writer.WriteNullValue(); return; }
+        writer.WriteStartArray();
+        foreach (string s in value) writer.WriteStringValue(s);
+        writer.WriteEndArray();
+    }
+}
+
+/// <summary>Source-generated (reflection-free, trim-safe) JSON for every request and response type.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    NumberHandling = JsonNumberHandling.Strict, AllowTrailingCommas = false)]
+[JsonSerializable(typeof(ChatCompletionRequest))]
+[JsonSerializable(typeof(CompletionRequest))]
+[JsonSerializable(typeof(ChatCompletion))]
+[JsonSerializable(typeof(ChatCompletionChunk))]
+[JsonSerializable(typeof(Completion))]
+[JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(HealthResponse))]
+public sealed partial class OpenAiJsonContext : JsonSerializerContext;
