@@ -23,7 +23,7 @@ public static class BackendSelector
     public static BackendSelection Select(BackendOptions options, GgufFile file)
     {
         var spec = DeviceSpec.Parse(options.Device);
-        if (spec.Kind == DeviceKind.Cpu) return Cpu(options, "device cpu (requested with --device cpu)", warn: false);
+        if (spec.Kind == DeviceKind.Cpu) return Cpu(options, "device cpu (requested)", warn: false);
 
         if (TryCuda(spec.Kind == DeviceKind.Cuda ? spec.Ordinal : 0, options, file, out var cuda, out string why, out bool warn))
             return new BackendSelection(cuda!, $"device cuda: {cuda!.Name}; weights {cuda.WeightPlacement}", IsCuda: true, Warn: false);
