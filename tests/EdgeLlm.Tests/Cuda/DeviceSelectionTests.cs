@@ -122,6 +122,24 @@ public class DeviceSelectionTests
         Assert.EndsWith("cuInit returned 100 (CUDA_ERROR_NO_DEVICE): no CUDA device", line);
     }
 
+    [NoDriverFact]
+    public void DevicesCommandSaysWhyThereIsNoCuda()
+    {
+        var r = CliRunner.InProcess("devices");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal($"cpu: always available\ncuda: not available: {NoDriver}\n", r.Stdout.ReplaceLineEndings("\n"));
+    }
+
+    [UnpackedLibcudaFact]
+    public void PublishedDevicesCommandWithDriverButNoDevice()
+    {
+        CudaTestEnvironment.RequireLibcuda();
+        var env = new Dictionary<string, string> { ["LD_LIBRARY_PATH"] = CudaTestEnvironment.LibcudaDir };
+        var r = CliRunner.PublishedWithEnv(env, "devices", "--bandwidth");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Matches(@"^cpu: always available\ncuda: not available: CUDA driver \d+\.\d+ found \(libcuda\.so\.1\) but cuInit returned 100 \(CUDA_ERROR_NO_DEVICE\): no CUDA device\n$", r.Stdout);
+    }
+
     [UnpackedLibcudaFact]
     public void DriverVariablePointsAtAnExplicitLibrary()
     {

@@ -388,6 +388,19 @@ public sealed unsafe class CudaBackend : IBackend
         new ReadOnlySpan<float>(_hostOut, dst.Length).CopyTo(dst);
     }
 
+    /// <summary>Copies host floats into dst[dstOffset...] (after the pending step; waits until done).</summary>
+    public void CopyIn(ReadOnlySpan<float> src, BackendBuffer dst, long dstOffset)
+    {
+        Ready();
+        var d = Buf(dst, "copy_in dst");
+        Need(d, dstOffset + src.Length, "copy_in dst");
+        Flush();
+        CudaDriver.Check(CudaDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+        fixed (float* p = src)
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoD(d.Ptr + (ulong)(dstOffset * sizeof(float)), p, (nuint)((long)src.Length * sizeof(float))), "cuMemcpyHtoD_v2");
+        _needContextSync = true;
+    }
+
     // ---------------------------------------------------------------- token selection on the device
 
     /// <summary>The id of the largest of <paramref name="count"/> logits at src[offset] (ties: lowest id); only the id crosses the bus.</summary>

@@ -1,0 +1,55 @@
+using System.Globalization;
+using EdgeLlm.Backends;
+using EdgeLlm.Backends.Cuda;
+using EdgeLlm.Backends.Cuda.Native;
+
+namespace EdgeLlm.Cli;
+
+/// <summary>
+/// `edgellm devices`: what --device auto would find. Lists the CUDA devices and how the kernels would be built
+/// for them, or the one reason CUDA cannot be used here; with --bandwidth also builds the kernels and measures
+/// each device's device-to-device copy bandwidth (the yardstick of the decode benchmarks).
+/// </summary>
+public sealed class DevicesCommand : Command
+{
+    private static readonly OptionSpec Bandwidth = new(["--bandwidth"], false, null, "build the kernels and measure each device's copy bandwidth");
+
+    public override string Name => "devices";
+    public override string Summary => "list the CUDA devices --device can use, or say why there are none";
+    public override string Usage => "devices [--bandwidth]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Bandwidth, Verbose, Help];
+
+    public override int Run(CliArgs args, CliContext ctx)
+    {
+        args.NoPositionals();
+        var inv = CultureInfo.InvariantCulture;
+        ctx.Out.WriteLine("cpu: always available");
+        if (!CudaProbe.TryGetDevice(0, out _, out string why))
+        {
+            ctx.Out.WriteLine($"cuda: not available: {why}");
+            return 0;
+        }
+        CudaDriver.Check(CudaDriver.cuDeviceGetCount(out int count), "cuDeviceGetCount");
+        for (int i = 0; i < count; i++)
+        {
+            if (!CudaProbe.TryGetDevice(i, out var dev, out why))
+            {
+                ctx.Out.WriteLine($"cuda:{i}: not usable: {why}");
+                continue;
+            }
+            if (!CudaProbe.TryGetTarget(dev!, out var target, out why))
+            {
+                ctx.Out.WriteLine($"{dev}: not usable: {why}");
+                continue;
+            }
+            ctx.Out.WriteLine(string.Create(inv, $"{dev}: usable; kernels {target}; NVRTC {CudaLibraries.NvrtcPath}; peak memory bandwidth {dev!.TheoreticalBandwidthGBs:F0} GB/s"));
+            if (!args.Has("--bandwidth")) continue;
+            using var backend = new CudaBackend(dev, target, KernelCache.Default());
+            backend.Prepare(new Model.BackendLimits(1, 32, 1, 2, 2));
+            double gbs = backend.MeasureCopyBandwidth();
+            ctx.Out.WriteLine(string.Create(inv,
+                $"cuda:{i} device-to-device copy bandwidth: {gbs:F1} GB/s (kernels: {backend.KernelsCompiled} compiled, {backend.KernelCacheHits} from {KernelCache.Default().Directory})"));
+        }
+        return 0;
+    }
+}
