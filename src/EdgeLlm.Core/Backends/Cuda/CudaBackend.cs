@@ -130,6 +130,7 @@ public sealed unsafe class CudaBackend : IBackend
             if (mapFile is not null && device.Integrated)
             {
                 if (!device.CanMapHostMemory) WeightPlacement = "copied: the integrated GPU cannot map host memory";
+                else if (!device.HostRegisterSupported) WeightPlacement = "copied: the device does not support cuMemHostRegister";
                 else if (TryRegister(mapFile, device, out _mappedDevice, out string why))
                 {
                     _mappedHost = mapFile.BasePointer;
