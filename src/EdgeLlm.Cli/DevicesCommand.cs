@@ -46,7 +46,8 @@ public sealed class DevicesCommand : Command
             if (!args.Has("--bandwidth")) continue;
             using var backend = new CudaBackend(dev, target, KernelCache.Default());
             backend.Prepare(new Model.BackendLimits(1, 32, 1, 2, 2));
-            double gbs = backend.MeasureCopyBandwidth();
+            var (free, _) = backend.MemoryInfo();
+            double gbs = backend.MeasureCopyBandwidth(Math.Min(1L << 30, free / 4 / 4096 * 4096));
             ctx.Out.WriteLine(string.Create(inv,
                 $"cuda:{i} device-to-device copy bandwidth: {gbs:F1} GB/s (kernels: {backend.KernelsCompiled} compiled, {backend.KernelCacheHits} from {KernelCache.Default().Directory})"));
         }

@@ -888,6 +888,7 @@ public sealed unsafe class CudaBackend : IBackend
         if (WeightsMapped) CudaDriver.cuMemHostUnregister(_mappedHost);
         CudaDriver.cuCtxSetCurrent(0);
         t_currentContext = 0;
-        CudaDriver.cuDevicePrimaryCtxRelease(_deviceHandle);
+        if (CudaLibraries.DriverHas("cuDevicePrimaryCtxRelease_v2")) CudaDriver.cuDevicePrimaryCtxRelease(_deviceHandle);
+        else CudaDriver.cuDevicePrimaryCtxReleaseV1(_deviceHandle);
     }
 }

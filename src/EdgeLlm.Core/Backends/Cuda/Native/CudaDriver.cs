@@ -48,6 +48,8 @@ public static unsafe partial class CudaDriver
 
     [LibraryImport(Lib)] public static partial int cuDevicePrimaryCtxRetain(out nint context, int device);
     [LibraryImport(Lib, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] public static partial int cuDevicePrimaryCtxRelease(int device);
+    /// <summary>The pre-11.0 name (JetPack 4's CUDA 10.2 driver has no _v2).</summary>
+    [LibraryImport(Lib, EntryPoint = "cuDevicePrimaryCtxRelease")] public static partial int cuDevicePrimaryCtxReleaseV1(int device);
     [LibraryImport(Lib, EntryPoint = "cuCtxCreate_v2")] public static partial int cuCtxCreate(out nint context, uint flags, int device);
     [LibraryImport(Lib)] public static partial int cuCtxSetCurrent(nint context);
     [LibraryImport(Lib)] public static partial int cuCtxSynchronize();
