@@ -111,6 +111,20 @@ public class KernelCompileTests
         Assert.True(KernelCompiler.CanEmitCubin);
     }
 
+    /// <summary>The Native AOT binary finds its embedded kernels and drives NVRTC through the same bindings.</summary>
+    [NvrtcFact]
+    public void PublishedBinaryCompilesEveryKernel()
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        var r = Cli.CliRunner.Published("devices", "--compile", "87");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("NVRTC ", lines[0]);
+        Assert.EndsWith("sm_87", lines[0]);
+        Assert.Equal(KernelFilesOnDisk().Select(f => $"kernels/{f}:").ToArray(), lines.Skip(1).Select(l => l.Split(' ')[0]).ToArray());
+        Assert.All(lines.Skip(1), l => Assert.EndsWith("byte cubin", l));
+    }
+
     [Fact]
     public void EmbeddedSourcesAreTheKernelsFolder()
     {
