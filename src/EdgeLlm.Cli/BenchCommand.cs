@@ -30,7 +30,7 @@ public sealed class BenchCommand : Command
     public override string Name => "bench";
     public override string Summary => "prompt and generation tokens/s, weight bandwidth per token, and the machine's memory bandwidth";
     public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [--bw-mib MIB] [--json]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, BwMib, Json, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, BwMib, Device, Json, Verbose, Help];
 
     /// <summary>Median, extremes and sample standard deviation of one test's tokens/s over the repetitions.</summary>
     public readonly record struct Stats(double Median, double Min, double Max, double StdDev)
@@ -69,7 +69,9 @@ public sealed class BenchCommand : Command
             Threads = threadsWanted,
             ContextSize = p + n,
             MaxBatch = Math.Max(1, Math.Min(batch, p)),
+            Device = ModelOptions.DeviceOption(args),
         });
+        log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         int threads = model.Backend is CpuBackend cpu ? cpu.ThreadCount : threadsWanted;
         log.LogInformation("loaded {Path}: {Config}; backend {Backend}", path, model.Config, model.Backend.Name);
 
@@ -116,7 +118,17 @@ public sealed class BenchCommand : Command
         BandwidthResult? bw = null;
         if (bwMib > 0)
         {
-            bw = MemoryBandwidth.Measure(threads, (long)bwMib << 20);
+            // The 100% mark is the memory the weights live in: device-to-device copies on a GPU, a streaming read on the CPU.
+            long bytes = (long)bwMib << 20;
+            if (model.Backend is EdgeLlm.Backends.Cuda.CudaBackend gpu)
+            {
+                double gbs = gpu.MeasureCopyBandwidth(bytes);
+                bw = new BandwidthResult(gbs, gbs, bytes, 1, 20, "cuda copy");
+            }
+            else
+            {
+                bw = MemoryBandwidth.Measure(threads, bytes);
+            }
             log.LogInformation("memory read bandwidth: best {Best:F1} GB/s, median {Median:F1} GB/s", bw.Value.BestGBps, bw.Value.MedianGBps);
         }
 

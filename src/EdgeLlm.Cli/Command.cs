@@ -29,6 +29,7 @@ public abstract class Command
     public static readonly OptionSpec Model = new(["-m", "--model"], true, "FILE", "GGUF model file (default: the bundled stories260K)");
     public static readonly OptionSpec Threads = new(["-t", "--threads"], true, "N", "CPU threads (default: all cores)");
     public static readonly OptionSpec Ctx = new(["-c", "--ctx-size"], true, "N", "context length (default: the model's, at most 4096)");
+    public static readonly OptionSpec Device = new(["--device"], true, "DEV", "auto, cpu, cuda or cuda:N (default auto: CUDA when a usable GPU is found, else the CPU; $EDGELLM_DEVICE overrides the default)");
     public static readonly OptionSpec Verbose = new(["-v", "--verbose"], false, null, "log details to stderr");
     public static readonly OptionSpec Help = new(["-h", "--help"], false, null, "show this help");
 }

@@ -18,6 +18,7 @@ public static class EdgeLlmCli
         new PerplexityCommand(),
         new BenchCommand(),
         new InfoCommand(),
+        new DevicesCommand(),
     ];
 
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)
@@ -83,7 +84,7 @@ public static class EdgeLlmCli
     private static string GeneralHelp()
     {
         var sb = new System.Text.StringBuilder();
-        sb.Append("edgellm: run Llama-family GGUF models offline on the CPU\n\nusage: edgellm <command> [options]\n\ncommands:\n");
+        sb.Append("edgellm: run Llama-family GGUF models offline on the CPU or a CUDA GPU\n\nusage: edgellm <command> [options]\n\ncommands:\n");
         foreach (var c in Commands) sb.Append("  ").Append(c.Name.PadRight(12)).Append(c.Summary).Append('\n');
         sb.Append("\n'edgellm <command> --help' lists a command's options; 'edgellm --version' prints the build.\n");
         return sb.ToString();

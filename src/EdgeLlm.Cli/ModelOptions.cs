@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 
 namespace EdgeLlm.Cli;
 
-/// <summary>Loads the model a command names (-m, -t, -c) and logs what was loaded.</summary>
+/// <summary>Loads the model a command names (-m, -t, -c, --device) and logs what was loaded and on which device.</summary>
 public static class ModelOptions
 {
     public static LlamaModel Load(CliArgs args, CliContext ctx, int? minContext = null)
@@ -12,14 +12,30 @@ public static class ModelOptions
         int threads = args.GetInt("-t", 0, 0, 1024);
         int context = args.GetInt("-c", 0, 0, 1 << 20);
         if (context == 0 && minContext is { } min) context = min;
+        string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context });
+        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device });
+        log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         var c = model.Config;
         log.LogInformation("loaded {Path} in {Ms:F0} ms: {Layers} layers, dim {Dim}, {Heads} heads ({KvHeads} kv), ffn {Ffn}, vocab {Vocab}, context {Ctx}; backend {Backend}",
             path, clock.Elapsed.TotalMilliseconds, c.LayerCount, c.Dim, c.HeadCount, c.KvHeadCount, c.FfnDim, c.VocabSize, model.ContextSize, model.Backend.Name);
         if (model.ContextSize > c.ContextLength)
             log.LogWarning("context {Ctx} is longer than the {Trained} tokens the model was trained with", model.ContextSize, c.ContextLength);
         return model;
+    }
+
+    /// <summary>Environment variable giving the default of --device.</summary>
+    public const string DeviceVariable = "EDGELLM_DEVICE";
+
+    /// <summary>--device, else $EDGELLM_DEVICE, else "auto"; a value that is not a device is a usage error.</summary>
+    public static string DeviceOption(CliArgs args)
+    {
+        string? given = args.GetString("--device");
+        string? env = Environment.GetEnvironmentVariable(DeviceVariable);
+        string value = given ?? (string.IsNullOrEmpty(env) ? "auto" : env);
+        if (!Backends.DeviceSpec.TryParse(value, out _))
+            throw new UsageException($"{(given is null ? "$" + DeviceVariable : "--device")} '{value}' is not one of auto, cpu, cuda, cuda:N");
+        return value.Trim();
     }
 }

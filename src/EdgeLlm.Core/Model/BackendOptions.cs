@@ -16,4 +16,10 @@ public sealed class BackendOptions
 
     /// <summary>Tokens per forward batch; longer inputs are processed in chunks of this size.</summary>
     public int MaxBatch { get; init; } = DefaultMaxBatch;
+
+    /// <summary>
+    /// Where to run: "cpu" (the default for library callers), "auto" (CUDA when a usable GPU is found, else the
+    /// CPU), "cuda" or "cuda:N" (CUDA or an error). See <see cref="Backends.BackendSelector"/>.
+    /// </summary>
+    public string Device { get; init; } = "cpu";
 }

@@ -19,6 +19,12 @@ public interface IBackend : IDisposable
     /// <summary>A zeroed float32 buffer of <paramref name="length"/> elements, freed with the backend.</summary>
     BackendBuffer Allocate(long length);
 
+    /// <summary>
+    /// A KV-cache buffer of <paramref name="length"/> elements, only ever written by <see cref="StoreKv"/> and read
+    /// by <see cref="Attention"/>, so a backend may store it in a narrower type (the CUDA backend uses fp16).
+    /// </summary>
+    BackendBuffer AllocateCache(long length) => Allocate(length);
+
     /// <summary>Makes a weight tensor usable by this backend (the CPU keeps the mmap view; a GPU uploads).</summary>
     BackendWeight LoadWeight(TensorView tensor);
 

@@ -27,8 +27,8 @@ public sealed class KvCache
         _v = new BackendBuffer[layerCount];
         for (int l = 0; l < layerCount; l++)
         {
-            _k[l] = backend.Allocate((long)size * kvDim);
-            _v[l] = backend.Allocate((long)size * kvDim);
+            _k[l] = backend.AllocateCache((long)size * kvDim);
+            _v[l] = backend.AllocateCache((long)size * kvDim);
         }
     }
 

@@ -1,4 +1,3 @@
-using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Model;
@@ -43,16 +42,45 @@ public sealed class LlamaModel : IDisposable
         public required BackendWeight AttnNorm, Wq, Wk, Wv, Wo, FfnNorm, Gate, Up, Down;
     }
 
-    /// <summary>Opens a GGUF file and loads it on the CPU backend. The model owns (and disposes) the file.</summary>
+    /// <summary>Which backend <see cref="Load"/> chose and why, one line for the log ("" when constructed directly).</summary>
+    public string BackendDescription { get; private set; } = "";
+
+    /// <summary>True when <see cref="BackendDescription"/> is worth a warning (a GPU is present but was not used).</summary>
+    public bool BackendWarning { get; private set; }
+
+    /// <summary>
+    /// Opens a GGUF file and loads it on the backend <see cref="BackendOptions.Device"/> selects (the CPU by
+    /// default). With "auto", a CUDA failure while loading the weights falls back to the CPU. The model owns
+    /// (and disposes) the file.
+    /// </summary>
     public static LlamaModel Load(string path, BackendOptions? options = null)
     {
         options ??= new BackendOptions();
+        var spec = Backends.DeviceSpec.Parse(options.Device);
         var file = GgufFile.Open(path);
         IBackend? backend = null;
         try
         {
-            backend = new CpuBackend(options.Threads);
-            return new LlamaModel(file, backend, options, ownsFile: true);
+            var selection = Backends.BackendSelector.Select(options, file);
+            backend = selection.Backend;
+            try
+            {
+                var model = new LlamaModel(file, backend, options, ownsFile: true);
+                model.BackendDescription = selection.Description;
+                model.BackendWarning = selection.Warn;
+                return model;
+            }
+            catch (Backends.Cuda.Native.CudaException e) when (selection.IsCuda && spec.Kind == Backends.DeviceKind.Auto)
+            {
+                backend.Dispose();
+                backend = null;
+                var cpu = Backends.BackendSelector.Cpu(options, $"device cpu: CUDA failed while loading the model: {e.Message}", warn: true);
+                backend = cpu.Backend;
+                var model = new LlamaModel(file, backend, options, ownsFile: true);
+                model.BackendDescription = cpu.Description;
+                model.BackendWarning = true;
+                return model;
+            }
         }
         catch
         {

@@ -20,11 +20,15 @@ internal static class CliRunner
     public static string PublishedBinary => Path.Combine(TestPaths.RepoRoot, "dist", "linux-x64", "edgellm");
 
     /// <summary>Runs the published binary with an empty environment (env -i): no dotnet anywhere.</summary>
-    public static Result Published(params string[] args)
+    public static Result Published(params string[] args) => PublishedWithEnv([], args);
+
+    /// <summary>Runs the published binary with only the given environment variables (env -i NAME=VALUE ...).</summary>
+    public static Result PublishedWithEnv(IEnumerable<KeyValuePair<string, string>> env, params string[] args)
     {
         Assert.True(File.Exists(PublishedBinary), $"{PublishedBinary} is missing: run tools/publish.sh linux-x64 (tools/test.sh does)");
         var psi = new ProcessStartInfo("/usr/bin/env") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = TestPaths.RepoRoot };
         psi.ArgumentList.Add("-i");
+        foreach (var (name, value) in env) psi.ArgumentList.Add($"{name}={value}");
         psi.ArgumentList.Add(PublishedBinary);
         foreach (string a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;

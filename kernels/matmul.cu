@@ -1,0 +1,228 @@
+// Matrix-vector and small-batch matrix products, dst[t, r] = dot(W row r, x[t]), with the weights dequantized on
+// the fly. One warp per weight row; lane i takes the row's 32-weight blocks i, i+32, ... and the warp sums the
+// lanes with shuffles. The block-quantized types dot their 4- to 6-bit weights with 8-bit activations
+// (quantize.cu) through dp4a; the float types (F32, F16, BF16) use float activations.
+//
+// Each kernel exists for NT = 1 (decode) and NT = 8 (prefill: a row is read once per 8 tokens). For a given
+// (row, token) both do the same operations in the same order (explicit _rn intrinsics, so no contraction
+// differs), so a token's result does not depend on the batch it came in.
+#include "common.cuh"
+
+// ---- one 32-weight block of a quantized row against one 32-element q8 activation block ----
+
+__device__ __forceinline__ float dot_q4_0(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * Q4_0_BYTES;
+    float d = half_to_float(*(const u16*)blk);
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        int v = load_i32_a2(blk + 2 + 4 * j);
+        sumi = dp4a(v & 0x0F0F0F0F, xq[j], sumi);            // weights 4j..4j+3 (low nibbles)
+        sumi = dp4a((v >> 4) & 0x0F0F0F0F, xq[j + 4], sumi); // weights 16+4j.. (high nibbles)
+    }
+    // sum (q - 8) * xq * dx * d = d * (dx * sum(q * xq) - 8 * s)
+    return __fmul_rn(d, __fsub_rn(__fmul_rn(dxv, (float)sumi), __fmul_rn(8.0f, sxv)));
+}
+
+__device__ __forceinline__ float dot_q8_0(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * Q8_0_BYTES;
+    float d = half_to_float(*(const u16*)blk);
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) sumi = dp4a(load_i32_a2(blk + 2 + 4 * j), xq[j], sumi);
+    return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+}
+
+// Block b is sub-block b % 8 of super-block b / 8: 32 nibbles (low or high half of a 32-byte chunk), one
+// 6-bit scale and min. weight = d*sc*q - dmin*m.
+__device__ __forceinline__ float dot_q4_k(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q4_K_BYTES;
+    int s = b & 7;
+    float d = half_to_float(*(const u16*)blk);
+    float dmin = half_to_float(*(const u16*)(blk + 2));
+    int sc, m;
+    q4k_scale_min(s, blk + 4, &sc, &m);
+    const int* q = (const int*)(blk + 16 + (s >> 1) * 32);
+    int shift = (s & 1) * 4;
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) sumi = dp4a((q[j] >> shift) & 0x0F0F0F0F, xq[j], sumi);
+    return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), __fmul_rn(dxv, (float)sumi)),
+                     __fmul_rn(__fmul_rn(dmin, (float)m), sxv));
+}
+
+// Block b is group b % 8 of super-block b / 8: half g/4 (128 weights), quarter g%4 (32 weights) whose low 4
+// bits come from ql (low or high nibbles), high 2 bits from qh, with two 8-bit scales (one per 16 weights).
+__device__ __forceinline__ float dot_q6_k(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q6_K_BYTES;
+    int g = b & 7, half = g >> 2, quarter = g & 3;
+    const u8* ql = blk + half * 64 + (quarter & 1) * 32;
+    const u8* qh = blk + 128 + half * 32;
+    const i8* sc = (const i8*)(blk + 192) + half * 8 + quarter * 2;
+    int shl = (quarter >> 1) * 4, shh = quarter * 2;
+    float d = half_to_float(*(const u16*)(blk + 208));
+    int s1 = 0, s2 = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+    {
+        int l = load_i32_a2(ql + 4 * j);
+        int h = load_i32_a2(qh + 4 * j);
+        int q = ((l >> shl) & 0x0F0F0F0F) | (((h >> shh) & 0x03030303) << 4); // 0..63 per byte
+        q = __vsub4(q, 0x20202020);                                        // -32..31 per byte
+        if (j < 4) s1 = dp4a(q, xq[j], s1);
+        else s2 = dp4a(q, xq[j], s2);
+    }
+    int sumi = (int)sc[0] * s1 + (int)sc[1] * s2;
+    return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+}
+
+#define QTYPE_Q4_0 0
+#define QTYPE_Q8_0 1
+#define QTYPE_Q4_K 2
+#define QTYPE_Q6_K 3
+
+template <int TYPE>
+__device__ __forceinline__ float dot_block(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    if (TYPE == QTYPE_Q4_0) return dot_q4_0(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q8_0) return dot_q8_0(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q4_K) return dot_q4_k(row, b, xq, dxv, sxv);
+    return dot_q6_k(row, b, xq, dxv, sxv);
+}
+
+// W: rows x rowBytes; qx/dx/sx: the q8 activations of nTokens rows of K; dst: [nTokens, rows].
+template <int NT, int TYPE>
+__device__ __forceinline__ void matvec_quant(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
+                                             const i8* __restrict__ qx, const float* __restrict__ dx,
+                                             const float* __restrict__ sx, float* __restrict__ dst, int nTokens)
+{
+    int lane = threadIdx.x % WARP;
+    int r = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    if (r >= rows) return;
+    const u8* row = W + (i64)r * rowBytes;
+    int nb = K / 32;
+    for (int t0 = 0; t0 < nTokens; t0 += NT)
+    {
+        float acc[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+        for (int b = lane; b < nb; b += WARP)
+        {
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+            {
+                if (t0 + t < nTokens)
+                {
+                    i64 tok = t0 + t;
+                    const int* xq = (const int*)(qx + tok * K + (i64)b * 32);
+                    acc[t] = __fadd_rn(acc[t], dot_block<TYPE>(row, b, xq, dx[tok * nb + b], sx[tok * nb + b]));
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+        {
+            if (t0 + t < nTokens)
+            {
+                float s = warp_sum(acc[t]);
+                if (lane == 0) dst[(i64)(t0 + t) * rows + r] = s;
+            }
+        }
+    }
+}
+
+#define MATVEC_QUANT(NAME, TYPE)                                                                               \
+    extern "C" __global__ void matvec_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx,    \
+                                                  const float* dx, const float* sx, float* dst, int nTokens)   \
+    { matvec_quant<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens); }                                 \
+    extern "C" __global__ void matvec_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const i8* qx,    \
+                                                  const float* dx, const float* sx, float* dst, int nTokens)   \
+    { matvec_quant<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens); }
+
+MATVEC_QUANT(q4_0, QTYPE_Q4_0)
+MATVEC_QUANT(q8_0, QTYPE_Q8_0)
+MATVEC_QUANT(q4_k, QTYPE_Q4_K)
+MATVEC_QUANT(q6_k, QTYPE_Q6_K)
+
+// ---- float weights (F32, F16, BF16) against float activations ----
+
+#define FTYPE_F32 0
+#define FTYPE_F16 1
+#define FTYPE_BF16 2
+
+template <int TYPE>
+__device__ __forceinline__ float weight_at(const u8* row, int i)
+{
+    if (TYPE == FTYPE_F32) return ((const float*)row)[i];
+    if (TYPE == FTYPE_F16) return half_to_float(((const u16*)row)[i]);
+    return bf16_to_float(((const u16*)row)[i]);
+}
+
+// Lane i takes 8-weight chunks i, i+32, ... then the K % 8 tail one weight per lane; per token the products
+// are fused-multiply-added in index order within a chunk.
+template <int NT, int TYPE>
+__device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
+                                             const float* __restrict__ x, float* __restrict__ dst, int nTokens)
+{
+    int lane = threadIdx.x % WARP;
+    int r = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    if (r >= rows) return;
+    const u8* row = W + (i64)r * rowBytes;
+    int chunks = K / 8;
+    for (int t0 = 0; t0 < nTokens; t0 += NT)
+    {
+        float acc[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+        for (int c = lane; c < chunks; c += WARP)
+        {
+            float w[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) w[i] = weight_at<TYPE>(row, c * 8 + i);
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+            {
+                if (t0 + t < nTokens)
+                {
+                    const float* xt = x + (i64)(t0 + t) * K + c * 8;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[t] = __fmaf_rn(w[i], xt[i], acc[t]);
+                }
+            }
+        }
+        int e = chunks * 8 + lane;
+        if (e < K)
+        {
+            float w = weight_at<TYPE>(row, e);
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (t0 + t < nTokens) acc[t] = __fmaf_rn(w, x[(i64)(t0 + t) * K + e], acc[t]);
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+        {
+            if (t0 + t < nTokens)
+            {
+                float s = warp_sum(acc[t]);
+                if (lane == 0) dst[(i64)(t0 + t) * rows + r] = s;
+            }
+        }
+    }
+}
+
+#define MATVEC_FLOAT(NAME, TYPE)                                                                               \
+    extern "C" __global__ void matvec_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const float* x,  \
+                                                  float* dst, int nTokens)                                     \
+    { matvec_float<1, TYPE>(W, rowBytes, K, rows, x, dst, nTokens); }                                          \
+    extern "C" __global__ void matvec_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const float* x,  \
+                                                  float* dst, int nTokens)                                     \
+    { matvec_float<8, TYPE>(W, rowBytes, K, rows, x, dst, nTokens); }
+
+MATVEC_FLOAT(f32, FTYPE_F32)
+MATVEC_FLOAT(f16, FTYPE_F16)
+MATVEC_FLOAT(bf16, FTYPE_BF16)

@@ -1,0 +1,145 @@
+using EdgeLlm.Backends.Cuda.Native;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Backends.Cuda;
+
+/// <summary>
+/// Every kernel file compiled (or read from the <see cref="KernelCache"/>) and loaded as a CUDA module, with the
+/// function handle of each entry point. <see cref="EntryPoints"/> is the contract between kernels/*.cu and this
+/// class: the tests check every name is an <c>.entry</c> of its file's PTX.
+/// </summary>
+internal sealed class CudaKernels : IDisposable
+{
+    /// <summary>The weight types the CUDA kernels read, and the suffix their kernels carry.</summary>
+    public static string? Suffix(GgmlType t) => t switch
+    {
+        GgmlType.F32 => "f32",
+        GgmlType.F16 => "f16",
+        GgmlType.BF16 => "bf16",
+        GgmlType.Q4_0 => "q4_0",
+        GgmlType.Q8_0 => "q8_0",
+        GgmlType.Q4_K => "q4_k",
+        GgmlType.Q6_K => "q6_k",
+        _ => null,
+    };
+
+    public static bool Supports(GgmlType t) => Suffix(t) is not null;
+
+    /// <summary>Weight types whose products use 8-bit activations (dp4a); the others use float activations.</summary>
+    public static bool IsIntegerDot(GgmlType t) => t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    private static readonly GgmlType[] WeightTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+
+    /// <summary>Kernel file -> its extern "C" entry points.</summary>
+    public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = BuildEntryPoints();
+
+    private static Dictionary<string, string[]> BuildEntryPoints()
+    {
+        var matmul = new List<string>();
+        var getRows = new List<string>();
+        foreach (var t in WeightTypes)
+        {
+            matmul.Add($"matvec_{Suffix(t)}_t1");
+            matmul.Add($"matvec_{Suffix(t)}_t8");
+            getRows.Add($"get_rows_{Suffix(t)}");
+        }
+        return new Dictionary<string, string[]>
+        {
+            ["attention.cu"] = ["attention_f16"],
+            ["elementwise.cu"] = ["swiglu_f32", "add_f32", "store_kv_f16"],
+            ["get_rows.cu"] = getRows.ToArray(),
+            ["matmul.cu"] = matmul.ToArray(),
+            ["quantize.cu"] = ["quantize_q8"],
+            ["rmsnorm.cu"] = ["rmsnorm_f32"],
+            ["rope.cu"] = ["rope_f32"],
+            ["sample.cu"] = ["argmax_f32", "sample_f32"],
+        };
+    }
+
+    private readonly List<nint> _modules = new();
+    private readonly Dictionary<string, nint> _functions = new();
+
+    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, Add, StoreKv, Attention, ArgMax, Sample;
+
+    /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
+    public readonly nint[] MatVecT1 = new nint[64], MatVecT8 = new nint[64], GetRows = new nint[64];
+
+    /// <summary>How many files came from the disk cache and how many were compiled.</summary>
+    public int CacheHits { get; private set; }
+    public int Compiled { get; private set; }
+
+    /// <summary>Builds (or reads from the cache) and loads every kernel file for <paramref name="target"/>. A context must be current.</summary>
+    public static unsafe CudaKernels Load(CudaDeviceInfo device, KernelTarget target, KernelCache cache)
+    {
+        var k = new CudaKernels();
+        try
+        {
+            var headers = KernelSources.HeaderFiles;
+            var options = KernelCompiler.Options(target.Arch, target.Cubin);
+            foreach (var (file, source) in KernelSources.Files)
+            {
+                if (!EntryPoints.TryGetValue(file, out var names))
+                    throw new InvalidOperationException($"kernels/{file} is embedded but CudaKernels.EntryPoints does not list it");
+                ulong key = KernelCache.Key(file, source, headers, options, target.Arch, target.Cubin, device.DriverVersion, (target.NvrtcMajor, target.NvrtcMinor));
+                byte[]? image = cache.TryRead(key, target.Cubin);
+                nint module = 0;
+                if (image is not null && TryLoadModule(image, out module) == CudaDriver.Success)
+                {
+                    k.CacheHits++;
+                }
+                else
+                {
+                    // Not cached, or the cached image no longer loads (a driver change the key missed): rebuild it.
+                    image = KernelCompiler.Compile(file, source, headers, options, target.Arch, target.Cubin).Image;
+                    k.Compiled++;
+                    CudaDriver.Check(TryLoadModule(image, out module), $"cuModuleLoadData({file})");
+                    cache.TryWrite(key, target.Cubin, image);
+                }
+                k._modules.Add(module);
+                foreach (string name in names)
+                {
+                    CudaDriver.Check(CudaDriver.cuModuleGetFunction(out nint f, module, name), $"cuModuleGetFunction({name})");
+                    k._functions[name] = f;
+                }
+            }
+            k.Bind();
+            return k;
+        }
+        catch
+        {
+            k.Dispose();
+            throw;
+        }
+    }
+
+    private static unsafe int TryLoadModule(byte[] image, out nint module)
+    {
+        fixed (byte* p = image) return CudaDriver.cuModuleLoadData(out module, p);
+    }
+
+    private void Bind()
+    {
+        QuantizeQ8 = _functions["quantize_q8"];
+        RmsNorm = _functions["rmsnorm_f32"];
+        Rope = _functions["rope_f32"];
+        SwiGlu = _functions["swiglu_f32"];
+        Add = _functions["add_f32"];
+        StoreKv = _functions["store_kv_f16"];
+        Attention = _functions["attention_f16"];
+        ArgMax = _functions["argmax_f32"];
+        Sample = _functions["sample_f32"];
+        foreach (var t in WeightTypes)
+        {
+            MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];
+            MatVecT8[(int)t] = _functions[$"matvec_{Suffix(t)}_t8"];
+            GetRows[(int)t] = _functions[$"get_rows_{Suffix(t)}"];
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (nint m in _modules) CudaDriver.cuModuleUnload(m);
+        _modules.Clear();
+        _functions.Clear();
+    }
+}

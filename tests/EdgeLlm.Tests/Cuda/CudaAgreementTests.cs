@@ -1,0 +1,176 @@
+using EdgeLlm.Backends.Cuda;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+using EdgeLlm.Tests.Model;
+
+namespace EdgeLlm.Tests.Cuda;
+
+/// <summary>
+/// The CUDA backend against the CPU backend, in process. These need a GPU and skip everywhere else (CI has
+/// none); perf/cuda-check.sh runs them on a GPU machine before its binary-level checks.
+///
+/// Tolerance (the same numbers perf/cuda-check.sh applies): per position, the normalised squared error
+/// NMSE = sum (cuda - cpu)^2 / sum cpu^2 over the vocabulary must stay below 2e-3 for the block-quantized types
+/// (the GPU quantizes activations to 8 bits for dp4a; the CPU reference does not) and below 1e-4 for F32, F16
+/// and BF16 (only the fp16 KV cache and summation order differ).
+/// </summary>
+public class CudaAgreementTests
+{
+    public const double IntegerDotNmse = 2e-3;
+    public const double FloatNmse = 1e-4;
+
+    public static double Tolerance(GgmlType t) => CudaKernels.IsIntegerDot(t) ? IntegerDotNmse : FloatNmse;
+
+    private static LlamaModel Load(string path, string device, int ctx = 0) =>
+        LlamaModel.Load(path, new BackendOptions { Device = device, ContextSize = ctx });
+
+    private static int[] RandomTokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        var t = new int[n];
+        t[0] = 1;
+        for (int i = 1; i < n; i++) t[i] = rng.Next(3, vocab);
+        return t;
+    }
+
+    internal static double Nmse(ReadOnlySpan<float> got, ReadOnlySpan<float> want)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < want.Length; i++)
+        {
+            double d = got[i] - want[i];
+            num += d * d;
+            den += (double)want[i] * want[i];
+        }
+        return den == 0 ? num : num / den;
+    }
+
+    [CudaDeviceTheory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void LogitsAgreeWithTheCpuAtEveryPosition(GgmlType type)
+    {
+        string path = RandomModel.Write(new RandomModelSpec { WeightType = type, Dim = 256, Heads = 4, KvHeads = 2, Ffn = 512, Layers = 2, Vocab = 300, ContextLength = 128 });
+        const int n = 64;
+        int[] tokens = RandomTokens(n, 300, 7);
+        using var cpu = Load(path, "cpu", 128);
+        using var gpu = Load(path, "cuda", 128);
+        Assert.IsType<CudaBackend>(gpu.Backend);
+        var want = new float[n * 300];
+        var got = new float[n * 300];
+        cpu.Forward(tokens, 0, want, allLogits: true);
+        gpu.Forward(tokens, 0, got, allLogits: true);
+        for (int p = 0; p < n; p++)
+        {
+            double e = Nmse(got.AsSpan(p * 300, 300), want.AsSpan(p * 300, 300));
+            Assert.True(e <= Tolerance(type), $"{type} position {p}: NMSE {e:E2} exceeds {Tolerance(type):E0}");
+        }
+    }
+
+    /// <summary>
+    /// Decode (one token per step, NT=1 kernels, replayed CUDA graphs) gives bit-identical logits to one prefill
+    /// batch (NT=8 kernels): every output is computed by the same operations in the same order.
+    /// </summary>
+    [CudaDeviceTheory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void DecodeStepsMatchThePrefillBatchExactly(GgmlType type)
+    {
+        string path = RandomModel.Write(new RandomModelSpec { WeightType = type, Dim = 256, Heads = 4, KvHeads = 2, Ffn = 512, Layers = 2, Vocab = 300, ContextLength = 128 });
+        const int n = 24;
+        int[] tokens = RandomTokens(n, 300, 11);
+        using var gpu = Load(path, "cuda", 128);
+        var batch = new float[n * 300];
+        gpu.Forward(tokens, 0, batch, allLogits: true);
+        gpu.Cache.Clear();
+        var step = new float[300];
+        for (int p = 0; p < n; p++)
+        {
+            gpu.Forward(tokens[p], p, step);
+            Assert.True(step.AsSpan().SequenceEqual(batch.AsSpan(p * 300, 300)), $"{type}: decode logits at position {p} differ from the batch's");
+        }
+        var cuda = (CudaBackend)gpu.Backend;
+        if (cuda.GraphsEnabled)
+        {
+            Assert.True(cuda.GraphCaptures >= 1, "no decode step was captured into a CUDA graph");
+            Assert.True(cuda.GraphReplays >= n - 2, $"only {cuda.GraphReplays} of {n} decode steps replayed a graph");
+        }
+    }
+
+    [CudaDeviceFact]
+    public void Stories260KGreedyTokensMatchTheCpu()
+    {
+        using var cpu = Load(TestPaths.Stories260K, "cpu");
+        using var gpu = Load(TestPaths.Stories260K, "cuda");
+        Assert.Equal(Greedy(cpu, 64), Greedy(gpu, 64));
+    }
+
+    private static int[] Greedy(LlamaModel m, int count)
+    {
+        var logits = new float[m.VocabSize];
+        var outTokens = new int[count];
+        int token = 1;
+        for (int i = 0; i < count; i++)
+        {
+            m.Forward(token, i, logits);
+            int best = 0;
+            for (int j = 1; j < logits.Length; j++) if (logits[j] > logits[best]) best = j;
+            outTokens[i] = token = best;
+        }
+        return outTokens;
+    }
+
+    [CudaDeviceFact]
+    public void DeviceArgMaxAndSamplingPickTheRightIds()
+    {
+        using var gpu = Load(TestPaths.Stories260K, "cuda");
+        var cuda = (CudaBackend)gpu.Backend;
+        const int n = 32000;
+        var rng = new Random(5);
+        var logits = new float[n];
+        for (int i = 0; i < n; i++) logits[i] = (float)(rng.NextDouble() * 10 - 5);
+        logits[12345] = 9f;
+        logits[777] = 9f;   // a tie with a lower id: argmax takes 777
+        logits[31999] = 8.5f;
+        var buf = cuda.Allocate(n + 16);
+        cuda.CopyIn(logits, buf, 16);
+        Assert.Equal(777, cuda.ArgMax(buf, 16, n));
+        Assert.Equal(777, cuda.Sample(buf, 16, n, temperature: 0f, topK: 40, topP: 0.95f, uniform: 0.5f));
+        Assert.Equal(777, cuda.Sample(buf, 16, n, temperature: 0.8f, topK: 1, topP: 1f, uniform: 0.99f));
+        // top-k 3 keeps 777, 12345 (9.0) and 31999 (8.5); at temperature 1 their weights are 1, 1, e^-0.5.
+        double z = 2 + Math.Exp(-0.5);
+        Assert.Equal(777, cuda.Sample(buf, 16, n, 1f, 3, 1f, uniform: (float)(0.5 / z)));
+        Assert.Equal(12345, cuda.Sample(buf, 16, n, 1f, 3, 1f, uniform: (float)(1.5 / z)));
+        Assert.Equal(31999, cuda.Sample(buf, 16, n, 1f, 3, 1f, uniform: (float)(2.2 / z)));
+        // top-p small enough keeps only the two tied maxima.
+        int id = cuda.Sample(buf, 16, n, 1f, 0, 1e-4f, uniform: 0.75f);
+        Assert.True(id is 777 or 12345, $"nucleus sampling chose {id}");
+    }
+
+    [CudaDeviceFact]
+    public void CopyBandwidthIsMeasured()
+    {
+        using var gpu = Load(TestPaths.Stories260K, "cuda");
+        double gbs = ((CudaBackend)gpu.Backend).MeasureCopyBandwidth(64L << 20, 5);
+        Assert.True(gbs > 1 && gbs < 100_000, $"device copy bandwidth {gbs} GB/s is not plausible");
+    }
+
+    [CudaDeviceFact]
+    public void SecondStartReadsKernelsFromTheDiskCache()
+    {
+        string dir = Path.Combine(Path.GetDirectoryName(TestPaths.TempFile("x"))!, "kernel-cache");
+        var (info, target) = CudaTestEnvironment.Device.Value!.Value;
+        using (var first = new CudaBackend(info, target, new KernelCache(dir)))
+            Assert.Equal(KernelSources.Files.Count, first.KernelsCompiled);
+        using var second = new CudaBackend(info, target, new KernelCache(dir));
+        Assert.Equal(0, second.KernelsCompiled);
+        Assert.Equal(KernelSources.Files.Count, second.KernelCacheHits);
+    }
+}
