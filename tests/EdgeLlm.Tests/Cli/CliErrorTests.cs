@@ -68,3 +68,27 @@ public class CliErrorTests
         Assert.StartsWith("edgellm 0.1.0 (", r.Stdout);
     }
 }
+
+/// <summary>Every command that loads a model accepts the options ModelOptions.Load reads (-m, -t, -c, --device).</summary>
+public class CommandOptionTests
+{
+    [Fact]
+    public void ModelLoadingCommandsDeclareTheSharedModelOptions()
+    {
+        foreach (var c in EdgeLlm.Cli.EdgeLlmCli.Commands)
+        {
+            if (!c.Options.Contains(EdgeLlm.Cli.Command.Threads)) continue;
+            foreach (var o in new[] { EdgeLlm.Cli.Command.Model, EdgeLlm.Cli.Command.Ctx, EdgeLlm.Cli.Command.Device })
+                Assert.True(c.Options.Contains(o) || (c.Name == "bench" && o == EdgeLlm.Cli.Command.Ctx), $"'{c.Name}' does not declare {o.Names[^1]}");
+        }
+    }
+
+    [Fact]
+    public void ChatAcceptsDeviceCpu()
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int rc = EdgeLlm.Cli.EdgeLlmCli.Execute(["chat", "--device", "cpu", "--temp", "0", "-n", "4", "-c", "256"], o, e, new StringReader("Hi\n"));
+        Assert.True(rc == 0, e.ToString());
+    }
+}
