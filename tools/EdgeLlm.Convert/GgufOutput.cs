@@ -55,7 +55,7 @@ internal static class GgufOutput
     /// tokenizer.* keys. A vocabulary shorter than the model's embedding is padded with <c>[PADn]</c> unused
     /// tokens (score -10000), as llama.cpp's converter pads; a longer one is an error.
     /// </summary>
-    private static void AddTokenizer(GgufWriter w, TokenizerData tok, int vocabSize)
+    internal static void AddTokenizer(GgufWriter w, TokenizerData tok, int vocabSize)
     {
         int n = tok.Tokens.Length;
         if (tok.TokenTypes.Length != n || (tok.Scores is { } s0 && s0.Length != n))

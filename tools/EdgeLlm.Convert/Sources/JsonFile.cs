@@ -19,7 +19,10 @@ internal sealed class JsonFile : IDisposable
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }); }
+        byte[] bytes = File.ReadAllBytes(path);
+        var json = bytes.AsMemory();
+        if (json.Span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) json = json[3..]; // UTF-8 BOM (JsonDocument rejects it)
+        try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }); }
         catch (JsonException e) { throw new EdgeLlmException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {
