@@ -24,7 +24,7 @@ internal static class ConvertTestKit
     }
 
     /// <summary>Converts with the CLI and asserts success; returns the output path.</summary>
-    public static string Convert(string input, string type, params string[] extra)
+    public static string ConvertWithCli(string input, string type, params string[] extra)
     {
         string output = TestPaths.TempFile($"out-{type}.gguf");
         var r = Cli([input, "-o", output, "--type", type, "-t", "2", .. extra]);

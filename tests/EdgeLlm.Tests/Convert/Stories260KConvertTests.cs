@@ -13,14 +13,14 @@ public class Stories260KConvertTests
     [Fact]
     public void HuggingFaceF32GreedyMatchesReferenceFor256Tokens()
     {
-        string gguf = ConvertTestKit.Convert(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512);
+        string gguf = ConvertTestKit.ConvertWithCli(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512);
         Assert.Equal(ConvertTestKit.ReferenceGreedy(), ConvertTestKit.Greedy(gguf, 256));
     }
 
     [Fact]
     public void Llama2cF32GreedyMatchesReferenceFor256Tokens()
     {
-        string gguf = ConvertTestKit.Convert(ConvertTestKit.Llama2cBin, "f32");
+        string gguf = ConvertTestKit.ConvertWithCli(ConvertTestKit.Llama2cBin, "f32");
         Assert.Equal(ConvertTestKit.ReferenceGreedy(), ConvertTestKit.Greedy(gguf, 256));
     }
 
@@ -30,8 +30,8 @@ public class Stories260KConvertTests
     public void F32TensorsEqualTheBundledGgufExactly(string form)
     {
         string gguf = form == "hf"
-            ? ConvertTestKit.Convert(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512)
-            : ConvertTestKit.Convert(ConvertTestKit.Llama2cBin, "f32");
+            ? ConvertTestKit.ConvertWithCli(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512)
+            : ConvertTestKit.ConvertWithCli(ConvertTestKit.Llama2cBin, "f32");
         using var got = GgufFile.Open(gguf);
         using var want = GgufFile.Open(TestPaths.Stories260K);
         // The bundled file carries output.weight as a copy of token_embd (convert-llama2c does); a tied model
@@ -71,8 +71,8 @@ public class Stories260KConvertTests
     [Fact]
     public void Q8_0StaysCloseToF32()
     {
-        string f32 = ConvertTestKit.Convert(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512);
-        string q8 = ConvertTestKit.Convert(ConvertTestKit.HfDir, "q8_0", "--tokenizer", ConvertTestKit.Tok512);
+        string f32 = ConvertTestKit.ConvertWithCli(ConvertTestKit.HfDir, "f32", "--tokenizer", ConvertTestKit.Tok512);
+        string q8 = ConvertTestKit.ConvertWithCli(ConvertTestKit.HfDir, "q8_0", "--tokenizer", ConvertTestKit.Tok512);
         using (var f = GgufFile.Open(q8))
         {
             Assert.Equal(7, f.GetInt("general.file_type"));
