@@ -15,7 +15,7 @@ internal static class ConvertTestKit
 
     public sealed record Run(int ExitCode, string Stdout, string Stderr);
 
-    public static Run Cli(params string[] args)
+    public static Run ConvertCliRun(params string[] args)
     {
         var o = new StringWriter();
         var e = new StringWriter();
@@ -27,7 +27,7 @@ internal static class ConvertTestKit
     public static string ConvertWithCli(string input, string type, params string[] extra)
     {
         string output = TestPaths.TempFile($"out-{type}.gguf");
-        var r = Cli([input, "-o", output, "--type", type, "-t", "2", .. extra]);
+        var r = ConvertCliRun([input, "-o", output, "--type", type, "-t", "2", .. extra]);
         Assert.True(r.ExitCode == 0, $"convert failed ({r.ExitCode}): {r.Stderr}");
         Assert.True(File.Exists(output));
         Assert.False(File.Exists(output + ".partial"));
