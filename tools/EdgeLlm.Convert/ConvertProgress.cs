@@ -61,12 +61,16 @@ internal sealed class ConvertProgress(TextWriter err, bool bar, int tensorCount,
         const int width = 24;
         int filled = (int)(frac * width);
         string line = string.Create(CultureInfo.InvariantCulture,
-            $"[{_index + 1,4}/{tensorCount}] {Trim(_name, 28),-28} [{new string('#', filled)}{new string('.', width - filled)}] {_done / 1e9:F2}/{totalBytes / 1e9:F2} GB {mbps,7:F1} MB/s ETA {eta}");
+            $"[{_index + 1,4}/{tensorCount}] {Trim(_name, 28),-28} [{new string('#', filled)}{new string('.', width - filled)}] {Size(_done)}/{Size(totalBytes)} {mbps,7:F1} MB/s ETA {eta}");
         int pad = Math.Max(0, _lastWidth - line.Length);
         err.Write("\r" + line + new string(' ', pad));
         err.Flush();
         _lastWidth = line.Length;
     }
+
+    private string Size(long bytes) => totalBytes >= 1_000_000_000
+        ? string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e9:F2} GB")
+        : string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:F1} MB");
 
     private static string Trim(string s, int n) => s.Length <= n ? s : "..." + s[^(n - 3)..];
 

@@ -57,12 +57,22 @@ public static class Converter
         var shape = QuantPolicy.ModelShape.Of(p, hasOutput);
         var types = new GgmlType[tensors.Count];
         bool anyQuantized = false;
+        var fallbacks = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         for (int i = 0; i < tensors.Count; i++)
         {
             var choice = QuantPolicy.Choose(o.Type, tensors[i].Name, tensors[i].GgufDims, shape);
-            if (choice.Fallback is { } why) log.WriteLine($"edgellm-convert: {tensors[i].Name}: {why}");
+            if (choice.Fallback is { } why)
+            {
+                if (!fallbacks.TryGetValue(why, out var names)) fallbacks[why] = names = new List<string>();
+                names.Add(tensors[i].Name);
+            }
             types[i] = choice.Type;
             anyQuantized |= QuantPolicy.IsQuantized(choice.Type);
+        }
+        foreach (var (why, names) in fallbacks)
+        {
+            string list = names.Count <= 3 ? string.Join(", ", names) : $"{string.Join(", ", names.Take(3))} and {names.Count - 3} more";
+            log.WriteLine($"edgellm-convert: {list}: {why}");
         }
 
         var w = new GgufWriter();

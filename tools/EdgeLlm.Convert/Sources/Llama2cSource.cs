@@ -180,6 +180,7 @@ public sealed unsafe class Llama2cSource : CheckpointSource
                 float scale = BitConverter.Int32BitsToSingle(System.Runtime.CompilerServices.Unsafe.ReadUnaligned<int>(s + e / GroupSize * 4));
                 dst[(int)i] = q[e] * scale;
             }
+            File.Release(QOffset + first, n);
         }
     }
 

@@ -1,9 +1,10 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace EdgeLlm.Convert.Sources;
 
 /// <summary>A whole file mapped read-only; tensors are read straight from the page cache, never loaded whole.</summary>
-internal sealed unsafe class MappedFile : IDisposable
+internal sealed unsafe partial class MappedFile : IDisposable
 {
     private MemoryMappedFile? _map;
     private MemoryMappedViewAccessor? _view;
@@ -36,6 +37,26 @@ internal sealed unsafe class MappedFile : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Drops this process's mapping of pages wholly inside [offset, offset + length) once they have been read
+    /// (Linux madvise MADV_DONTNEED; the page cache keeps them). Converting a 70B checkpoint touches every page
+    /// once, and without this the mapped pages would count against the converter's resident set. A page that
+    /// another thread still reads is simply faulted in again from the page cache.
+    /// </summary>
+    public void Release(long offset, long length)
+    {
+        if (!OperatingSystem.IsLinux() || Base == null) return;
+        long page = Environment.SystemPageSize;
+        long start = ((long)Base + offset + page - 1) / page * page;
+        long end = ((long)Base + offset + length) / page * page;
+        if (end - start >= page) _ = Madvise((nint)start, (nuint)(end - start), MadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4;
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(nint addr, nuint length, int advice);
 
     public void Dispose()
     {

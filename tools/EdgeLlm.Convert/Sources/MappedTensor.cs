@@ -31,12 +31,14 @@ internal sealed unsafe class MappedTensor : SourceTensor
         if (RopeHeads == 0)
         {
             Convert(File.Base + Offset + row * n * eb, dst[..checked((int)(count * n))], DType);
+            File.Release(Offset + row * n * eb, count * n * eb);
             return;
         }
         for (int i = 0; i < count; i++)
         {
             long src = RopePermutation.SourceRow(row + i, Rows, RopeHeads);
             Convert(File.Base + Offset + src * n * eb, dst.Slice((int)(i * n), (int)n), DType);
+            File.Release(Offset + src * n * eb, n * eb);
         }
     }
 
