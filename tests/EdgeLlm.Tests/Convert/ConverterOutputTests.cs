@@ -120,4 +120,25 @@ public class ConverterOutputTests
         }
         Assert.Equal(TensorBytes(h, "token_embd.weight"), TensorBytes(g, "token_embd.weight"));
     }
+
+    [Fact]
+    public void NameContextAndTokenizerOptionsAreWritten()
+    {
+        string path = ConvertWithCli(Llama2cBin, "f16", "--name", "tiny stories", "--ctx", "256", "--tokenizer", TestPaths.Stories260K);
+        using var f = GgufFile.Open(path);
+        Assert.Equal("tiny stories", f.GetString("general.name"));
+        Assert.Equal(256, f.GetInt("llama.context_length"));
+        Assert.Equal(1, f.GetInt("general.file_type"));
+        Assert.Null(f.Get("general.quantization_version"));
+        using var reference = GgufFile.Open(TestPaths.Stories260K);
+        Assert.Equal(reference.GetArray<string>("tokenizer.ggml.tokens"), f.GetArray<string>("tokenizer.ggml.tokens"));
+
+        // Re-quantizing a GGUF keeps its metadata and rewrites only what was asked.
+        string again = ConvertWithCli(path, "q8_0", "--name", "again");
+        using var g = GgufFile.Open(again);
+        Assert.Equal("again", g.GetString("general.name"));
+        Assert.Equal(256, g.GetInt("llama.context_length"));
+        Assert.Equal(7, g.GetInt("general.file_type"));
+        Assert.Equal(2, g.GetInt("general.quantization_version"));
+    }
 }
