@@ -3,13 +3,20 @@ using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Cli;
 
-/// <summary>`edgellm info`: the architecture, every metadata pair and the tensor table of a GGUF file.</summary>
+/// <summary>
+/// `edgellm info`: the architecture, every metadata pair and the tensor table of a GGUF file. With --verify it
+/// then recomputes each tensor's XXH64 against the checksums edgellm-convert stored and reports OK or MISMATCH
+/// per tensor; the exit code is 1 when any tensor differs (or the file carries no checksums).
+/// </summary>
 public sealed class InfoCommand : Command
 {
     public override string Name => "info";
     public override string Summary => "print a GGUF file's architecture, metadata and tensor table";
-    public override string Usage => "info [-m MODEL]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Verbose, Help];
+    public override string Usage => "info [-m MODEL] [--verify]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, VerifyOption, Verbose, Help];
+
+    private static readonly OptionSpec VerifyOption = new(["--verify"], false, null,
+        $"recompute every tensor's XXH64 and compare it with the stored '{TensorChecksums.MetadataKey}' (exit 1 on a mismatch)");
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -45,6 +52,25 @@ public sealed class InfoCommand : Command
         o.WriteLine($"parameters:    {elements.ToString("N0", inv)}");
         o.WriteLine($"tensor bytes:  {total.ToString("N0", inv)} ({bpw.ToString("F2", inv)} bits per weight)");
         o.WriteLine($"tensor types:  {string.Join(", ", byType.Select(kv => $"{kv.Key} x{kv.Value}"))}");
-        return 0;
+        return args.Has("--verify") ? Verify(f, o) : 0;
+    }
+
+    private static int Verify(GgufFile f, TextWriter o)
+    {
+        var entries = TensorChecksums.Verify(f);
+        o.WriteLine();
+        o.WriteLine($"verify ({TensorChecksums.MetadataKey}):");
+        int bad = 0;
+        foreach (var e in entries)
+        {
+            if (e.Ok) o.WriteLine($"  OK        {e.Name}");
+            else
+            {
+                bad++;
+                o.WriteLine($"  MISMATCH  {e.Name} (stored {e.Expected:x16}, computed {e.Actual:x16})");
+            }
+        }
+        o.WriteLine(bad == 0 ? $"verify: all {entries.Length} tensors OK" : $"verify: {bad} of {entries.Length} tensors MISMATCH");
+        return bad == 0 ? 0 : 1;
     }
 }

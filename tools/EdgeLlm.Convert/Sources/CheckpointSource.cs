@@ -69,6 +69,8 @@ public sealed record TokenizerData
     public bool? AddBos { get; init; }
     public bool? AddEos { get; init; }
     public string? ChatTemplate { get; init; }
+    /// <summary>SentencePiece add_dummy_prefix (written as tokenizer.ggml.add_space_prefix only when false); null if unknown.</summary>
+    public bool? AddSpacePrefix { get; init; }
 }
 
 /// <summary>

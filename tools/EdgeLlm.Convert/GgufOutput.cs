@@ -1,0 +1,97 @@
+using EdgeLlm.Convert.Sources;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Convert;
+
+/// <summary>
+/// The metadata of a converted file, in the keys and order llama.cpp's converters write: general.*, the
+/// llama.* hyperparameters, general.file_type (and general.quantization_version = 2 when any tensor is
+/// quantized), the tokenizer.* keys and the chat template, then the per-tensor checksums
+/// (<see cref="TensorChecksums.MetadataKey"/>, filled in after the data is written). A GGUF input keeps all its
+/// metadata except the keys rewritten here.
+/// </summary>
+internal static class GgufOutput
+{
+    public static void AddMetadata(GgufWriter w, CheckpointSource source, TokenizerData tok, bool tokenizerOverridden,
+        OutputType type, bool anyQuantized, string? name, int? context, int tensorCount)
+    {
+        var p = source.Params;
+        if (source is GgufSource g)
+        {
+            foreach (string key in g.File.Keys)
+            {
+                if (key is "general.file_type" or "general.quantization_version" or "general.alignment" or TensorChecksums.MetadataKey) continue;
+                if (tokenizerOverridden && key.StartsWith("tokenizer.", StringComparison.Ordinal)) continue;
+                w.Set(key, g.File.Get(key)!);
+            }
+            if (name is not null) w.Set("general.name", name);
+            if (context is int c) w.Set("llama.context_length", (uint)c);
+            w.Set("general.file_type", QuantPolicy.FileType(type));
+            if (anyQuantized) w.Set("general.quantization_version", 2u);
+            if (tokenizerOverridden) AddTokenizer(w, tok, p.VocabSize);
+        }
+        else
+        {
+            w.Set("general.architecture", "llama");
+            w.Set("general.name", name ?? p.Name);
+            w.Set("llama.block_count", (uint)p.Layers);
+            w.Set("llama.context_length", (uint)(context ?? p.ContextLength));
+            w.Set("llama.embedding_length", (uint)p.Dim);
+            w.Set("llama.feed_forward_length", (uint)p.FfnDim);
+            w.Set("llama.attention.head_count", (uint)p.Heads);
+            w.Set("llama.attention.head_count_kv", (uint)p.KvHeads);
+            w.Set("llama.rope.freq_base", p.RopeTheta);
+            w.Set("llama.attention.layer_norm_rms_epsilon", p.NormEps);
+            w.Set("general.file_type", QuantPolicy.FileType(type));
+            w.Set("llama.vocab_size", (uint)p.VocabSize);
+            w.Set("llama.rope.dimension_count", (uint)(p.Dim / p.Heads));
+            if (anyQuantized) w.Set("general.quantization_version", 2u);
+            AddTokenizer(w, tok, p.VocabSize);
+        }
+        w.Set(TensorChecksums.MetadataKey, GgufValue.Of(new ulong[tensorCount]));
+    }
+
+    /// <summary>
+    /// tokenizer.* keys. A vocabulary shorter than the model's embedding is padded with <c>[PADn]</c> unused
+    /// tokens (score -10000), as llama.cpp's converter pads; a longer one is an error.
+    /// </summary>
+    internal static void AddTokenizer(GgufWriter w, TokenizerData tok, int vocabSize)
+    {
+        int n = tok.Tokens.Length;
+        if (tok.TokenTypes.Length != n || (tok.Scores is { } s0 && s0.Length != n))
+            throw new EdgeLlmException($"tokenizer: {n} tokens but {tok.TokenTypes.Length} types and {tok.Scores?.Length} scores");
+        if (n > vocabSize)
+            throw new EdgeLlmException($"the tokenizer has {n} tokens but the model's vocabulary (embedding rows) is {vocabSize}: wrong tokenizer?");
+        var tokens = tok.Tokens;
+        var types = tok.TokenTypes;
+        var scores = tok.Scores;
+        if (n < vocabSize)
+        {
+            tokens = new string[vocabSize];
+            types = new int[vocabSize];
+            tok.Tokens.CopyTo(tokens, 0);
+            tok.TokenTypes.CopyTo(types, 0);
+            if (scores is not null) { scores = new float[vocabSize]; tok.Scores!.CopyTo(scores, 0); }
+            for (int i = n; i < vocabSize; i++)
+            {
+                tokens[i] = $"[PAD{i}]";
+                types[i] = 5;
+                if (scores is not null) scores[i] = -10000f;
+            }
+        }
+        w.Set("tokenizer.ggml.model", tok.Model);
+        if (tok.Pre is not null) w.Set("tokenizer.ggml.pre", tok.Pre);
+        w.Set("tokenizer.ggml.tokens", tokens);
+        if (scores is not null) w.Set("tokenizer.ggml.scores", scores);
+        w.Set("tokenizer.ggml.token_type", types);
+        if (tok.Merges is { Length: > 0 } merges) w.Set("tokenizer.ggml.merges", merges);
+        if (tok.Bos >= 0) w.Set("tokenizer.ggml.bos_token_id", (uint)tok.Bos);
+        if (tok.Eos >= 0) w.Set("tokenizer.ggml.eos_token_id", (uint)tok.Eos);
+        if (tok.Unknown >= 0) w.Set("tokenizer.ggml.unknown_token_id", (uint)tok.Unknown);
+        if (tok.Padding >= 0) w.Set("tokenizer.ggml.padding_token_id", (uint)tok.Padding);
+        if (tok.AddBos is bool ab) w.Set("tokenizer.ggml.add_bos_token", ab);
+        if (tok.AddEos is bool ae) w.Set("tokenizer.ggml.add_eos_token", ae);
+        if (tok.AddSpacePrefix == false) w.Set("tokenizer.ggml.add_space_prefix", false);
+        if (!string.IsNullOrEmpty(tok.ChatTemplate)) w.Set("tokenizer.chat_template", tok.ChatTemplate);
+    }
+}

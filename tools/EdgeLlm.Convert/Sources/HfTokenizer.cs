@@ -1,0 +1,197 @@
+using System.Text.Json;
+
+namespace EdgeLlm.Convert.Sources;
+
+/// <summary>
+/// Hugging Face tokenizer files: <c>tokenizer.json</c> with a byte-level BPE model (vocab, merges,
+/// added_tokens) becomes a "gpt2" vocabulary as llama.cpp's converter writes it (added tokens that are special
+/// or look special are control tokens, other added tokens user-defined, missing ids <c>[PADn]</c> unused);
+/// <c>tokenizer_config.json</c> supplies the special tokens, add_bos/add_eos and the chat template (also read
+/// from <c>chat_template.jinja</c>), and is applied on top of a SentencePiece vocabulary too.
+/// </summary>
+internal static class HfTokenizer
+{
+    private const string Llama3Regex = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    private const string Gpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+    /// <summary>Reads tokenizer.json (+ tokenizer_config.json beside it) as a byte-level BPE vocabulary.</summary>
+    public static TokenizerData LoadBpe(string tokenizerJson, int vocabSize, int? configBos, int? configEos)
+    {
+        using var j = JsonFile.Open(tokenizerJson);
+        if (!j.Root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw j.Error("model", "is missing");
+        string type = model.TryGetProperty("type", out var ty) && ty.ValueKind == JsonValueKind.String ? ty.GetString()! : "";
+        if (type != "BPE") throw j.Error("model.type", $"'{type}' is not supported (byte-level BPE only; for SentencePiece provide tokenizer.model)");
+        if (model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True)
+            throw j.Error("model.byte_fallback", "is true: this is a SentencePiece-style vocabulary; provide its tokenizer.model");
+        if (!model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != JsonValueKind.Object) throw j.Error("model.vocab", "is missing");
+
+        var byId = new Dictionary<int, string>();
+        foreach (var p in vocab.EnumerateObject())
+        {
+            if (!p.Value.TryGetInt32(out int id) || id < 0) throw j.Error("model.vocab", $"entry '{p.Name}' has id {p.Value}");
+            byId[id] = p.Name;
+        }
+        var added = new Dictionary<int, (string Content, bool Special)>();
+        if (j.Root.TryGetProperty("added_tokens", out var at) && at.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var a in at.EnumerateArray())
+            {
+                if (!a.TryGetProperty("id", out var idv) || !idv.TryGetInt32(out int id) || !a.TryGetProperty("content", out var c))
+                    throw j.Error("added_tokens", $"entry {a} lacks id or content");
+                bool special = a.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
+                added[id] = (c.GetString() ?? "", special);
+                byId[id] = c.GetString() ?? "";
+            }
+        }
+        int n = vocabSize > 0 ? vocabSize : byId.Count == 0 ? 0 : byId.Keys.Max() + 1;
+        var tokens = new string[n];
+        var types = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            if (!byId.TryGetValue(i, out string? t)) { tokens[i] = $"[PAD{i}]"; types[i] = 5; continue; }
+            if (added.TryGetValue(i, out var a))
+            {
+                if (a.Special || LooksSpecial(t)) types[i] = 3;
+                else { types[i] = 4; t = t.Replace('\u2581', ' '); }
+            }
+            else types[i] = 1;
+            tokens[i] = t;
+        }
+
+        var merges = new List<string>();
+        if (model.TryGetProperty("merges", out var mg) && mg.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var m in mg.EnumerateArray())
+            {
+                if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
+                else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2) merges.Add(m[0].GetString() + " " + m[1].GetString());
+                else throw j.Error("model.merges", $"entry {m} is neither \"a b\" nor [\"a\", \"b\"]");
+            }
+        }
+        var data = new TokenizerData
+        {
+            Model = "gpt2",
+            Pre = DetectPre(j.Root),
+            Tokens = tokens,
+            TokenTypes = types,
+            Merges = merges.ToArray(),
+            Bos = configBos is int b && b < n ? b : -1,
+            Eos = configEos is int e && e < n ? e : -1,
+            AddBos = PostProcessorAddsBos(j.Root),
+        };
+        return ApplyConfig(data, Path.GetDirectoryName(Path.GetFullPath(tokenizerJson))!);
+    }
+
+    /// <summary>
+    /// tokenizer_config.json on top of a vocabulary: bos/eos/unk/pad by content, add_bos/add_eos, the chat
+    /// template (string, the "default" entry of a list, or chat_template.jinja), and added_tokens_decoder entries
+    /// inside the vocabulary (control if special, else user-defined, score -1000 as llama.cpp).
+    /// </summary>
+    public static TokenizerData ApplyConfig(TokenizerData data, string dir)
+    {
+        string configPath = Path.Combine(dir, "tokenizer_config.json");
+        string jinja = Path.Combine(dir, "chat_template.jinja");
+        string? template = File.Exists(jinja) ? File.ReadAllText(jinja) : null;
+        if (!File.Exists(configPath)) return template is null ? data : data with { ChatTemplate = template };
+
+        using var j = JsonFile.Open(configPath);
+        var tokens = (string[])data.Tokens.Clone();
+        var types = (int[])data.TokenTypes.Clone();
+        var scores = data.Scores is null ? null : (float[])data.Scores.Clone();
+        if (j.Root.TryGetProperty("added_tokens_decoder", out var atd) && atd.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var p in atd.EnumerateObject())
+            {
+                if (!int.TryParse(p.Name, out int id) || id < 0 || id >= tokens.Length) continue;
+                if (!p.Value.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String) continue;
+                bool special = p.Value.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
+                string content = c.GetString()!;
+                if (data.Model == "llama" && tokens[id] == content && types[id] != 1) continue; // already typed by the model
+                tokens[id] = special || LooksSpecial(content) ? content : content.Replace('\u2581', ' ');
+                types[id] = special || LooksSpecial(content) ? 3 : 4;
+                if (scores is not null) scores[id] = -1000f;
+            }
+        }
+        int Find(string key, int fallback)
+        {
+            if (!j.Root.TryGetProperty(key, out var v)) return fallback;
+            string? content = v.ValueKind == JsonValueKind.String ? v.GetString()
+                : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) ? c.GetString() : null;
+            if (content is null) return fallback;
+            int id = Array.IndexOf(tokens, content);
+            return id >= 0 ? id : fallback;
+        }
+        if (j.Root.TryGetProperty("chat_template", out var ct))
+        {
+            if (ct.ValueKind == JsonValueKind.String) template = ct.GetString();
+            else if (ct.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var e in ct.EnumerateArray())
+                    if (e.TryGetProperty("name", out var nm) && nm.GetString() == "default" && e.TryGetProperty("template", out var tp))
+                        template = tp.GetString();
+            }
+        }
+        return data with
+        {
+            Tokens = tokens,
+            TokenTypes = types,
+            Scores = scores,
+            Bos = Find("bos_token", data.Bos),
+            Eos = Find("eos_token", data.Eos),
+            Unknown = Find("unk_token", data.Unknown),
+            Padding = Find("pad_token", data.Padding),
+            AddBos = j.OptBool("add_bos_token") ?? data.AddBos,
+            AddEos = j.OptBool("add_eos_token") ?? data.AddEos,
+            ChatTemplate = template ?? data.ChatTemplate,
+        };
+    }
+
+    /// <summary>llama.cpp's heuristic for added tokens that are special even when not flagged so.</summary>
+    internal static bool LooksSpecial(string t) =>
+        t is "<pad>" or "<mask>" or "<2mass>" or "[@BOS@]"
+        || (t.StartsWith("<|", StringComparison.Ordinal) && t.EndsWith("|>", StringComparison.Ordinal))
+        || (t.StartsWith("<\uFF5C", StringComparison.Ordinal) && t.EndsWith("\uFF5C>", StringComparison.Ordinal))
+        || (t.StartsWith("<unused", StringComparison.Ordinal) && t.EndsWith('>'));
+
+    /// <summary>
+    /// The pre-tokenizer llama.cpp should use, from the pre_tokenizer's split regex: Llama 3's pattern is
+    /// "llama-bpe", GPT-2's (or a plain ByteLevel with its built-in regex) "gpt2", anything else "default".
+    /// </summary>
+    internal static string DetectPre(JsonElement root)
+    {
+        if (!root.TryGetProperty("pre_tokenizer", out var pt) || pt.ValueKind != JsonValueKind.Object) return "default";
+        var regexes = new List<string>();
+        bool byteLevelRegex = false;
+        void Visit(JsonElement e)
+        {
+            string? type = e.TryGetProperty("type", out var t) ? t.GetString() : null;
+            if (type == "Sequence" && e.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
+                foreach (var x in list.EnumerateArray()) Visit(x);
+            else if (type == "Split" && e.TryGetProperty("pattern", out var pat) && pat.ValueKind == JsonValueKind.Object
+                     && pat.TryGetProperty("Regex", out var rx) && rx.ValueKind == JsonValueKind.String)
+                regexes.Add(rx.GetString()!);
+            else if (type == "ByteLevel")
+                byteLevelRegex |= !(e.TryGetProperty("use_regex", out var ur) && ur.ValueKind == JsonValueKind.False);
+        }
+        Visit(pt);
+        if (regexes.Count == 1 && regexes[0] == Llama3Regex) return "llama-bpe";
+        if ((regexes.Count == 1 && regexes[0] == Gpt2Regex) || (regexes.Count == 0 && byteLevelRegex)) return "gpt2";
+        return "default";
+    }
+
+    /// <summary>True when the post-processor's single-sequence template starts with a special token (BOS).</summary>
+    private static bool? PostProcessorAddsBos(JsonElement root)
+    {
+        if (!root.TryGetProperty("post_processor", out var pp) || pp.ValueKind != JsonValueKind.Object) return null;
+        var candidates = new List<JsonElement> { pp };
+        if (pp.TryGetProperty("processors", out var list) && list.ValueKind == JsonValueKind.Array) candidates.AddRange(list.EnumerateArray());
+        foreach (var p in candidates)
+        {
+            if (p.TryGetProperty("type", out var t) && t.GetString() == "TemplateProcessing"
+                && p.TryGetProperty("single", out var single) && single.ValueKind == JsonValueKind.Array && single.GetArrayLength() > 0)
+                return single[0].TryGetProperty("SpecialToken", out _);
+        }
+        return null;
+    }
+}
