@@ -202,8 +202,12 @@ public sealed class MetaPthSource : CheckpointSource
         {
             foreach (var name in dicts[s].Keys)
                 if (!dicts[0].ContainsKey(name)) throw new EdgeLlmException($"{shards[s].Path}: tensor '{name}' is not in {Path.GetFileName(shards[0].Path)}");
-            foreach (var name in dicts[0].Keys)
-                if (!dicts[s].ContainsKey(name)) throw new EdgeLlmException($"{shards[s].Path}: tensor '{name}' is missing (it is in {Path.GetFileName(shards[0].Path)})");
+            foreach (var (name, first) in dicts[0])
+            {
+                if (!dicts[s].TryGetValue(name, out var slice)) throw new EdgeLlmException($"{shards[s].Path}: tensor '{name}' is missing (it is in {Path.GetFileName(shards[0].Path)})");
+                if (!slice.Shape.AsSpan().SequenceEqual(first.Shape) || slice.DType != first.DType)
+                    throw new EdgeLlmException($"{shards[s].Path}: tensor '{name}' is {slice.DType} [{string.Join(", ", slice.Shape)}] but {first.DType} [{string.Join(", ", first.Shape)}] in {Path.GetFileName(shards[0].Path)}");
+            }
         }
 
         int dim = hp.Dim, heads = hp.Heads, kvHeads = hp.KvHeads, headDim = dim / heads;
@@ -212,7 +216,9 @@ public sealed class MetaPthSource : CheckpointSource
         long tensorVocab = outSlice.Shape.Length == 2 ? outSlice.Shape[0] * n : -1;
         int vocab = hp.VocabSize > 0 ? hp.VocabSize : tok is not null ? tok.Tokens.Length : (int)Math.Min(int.MaxValue, tensorVocab);
         if (tok is not null && tok.Tokens.Length != vocab)
-            throw new EdgeLlmException($"{dir}: tokenizer.model has {tok.Tokens.Length} pieces but the model's vocabulary size is {vocab}");
+            throw new EdgeLlmException($"{dir}: tokenizer.model has {tok.Tokens.Length} pieces but params.json says vocab_size {vocab}");
+        if (tensorVocab != vocab)
+            throw new EdgeLlmException($"{dir}: the vocabulary size is {vocab} ({(hp.VocabSize > 0 ? "params.json" : "tokenizer.model pieces")}) but output.weight has {tensorVocab} rows");
 
         int ffn = DeriveFfnDim(dim, hp.MultipleOf, hp.FfnDimMultiplier);
         long w1Rows = hp.Layers == 0 ? ffn : Slice(dicts, shards, "layers.0.feed_forward.w1.weight", 0).Shape[0] * n;
@@ -294,9 +300,9 @@ public sealed class MetaPthSource : CheckpointSource
             if (!slice.Shape.AsSpan().SequenceEqual(want))
             {
                 string how = split switch { Split.Rows => $"rows of {n} shards concatenated", Split.Columns => $"columns of {n} shards concatenated", _ => "replicated in every shard" };
-                throw new EdgeLlmException($"{shards[s].Path}: tensor '{meta}' has shape [{string.Join(", ", slice.Shape)}]; params.json needs [{string.Join(", ", shape)}] ({how})");
+                string per = Array.IndexOf(want, -1L) >= 0 ? $"which cannot be cut into {n} shards" : $"i.e. [{string.Join(", ", want)}] per shard ({how})";
+                throw new EdgeLlmException($"{shards[s].Path}: tensor '{meta}' has shape [{string.Join(", ", slice.Shape)}] in this shard; params.json needs [{string.Join(", ", shape)}], {per}");
             }
-            if (slice.DType != first.DType) throw new EdgeLlmException($"{shards[s].Path}: tensor '{meta}' is {slice.DType} but {first.DType} in shard 0");
             if (s < parts.Length) parts[s] = slice;
         }
         return new MergedTensor(parts, split == Split.Columns)
