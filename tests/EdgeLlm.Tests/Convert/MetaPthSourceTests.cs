@@ -85,6 +85,34 @@ public class MetaPthSourceTests
         }
     }
 
+    /// <summary>
+    /// tests/data/meta-tiny: 2 shards written by CPython's own pickle and zipfile modules (make.py beside it),
+    /// shard 1 with ZIP64 local extra fields, so neither the pickle opcodes nor the zip layout come from our writer.
+    /// </summary>
+    [Fact]
+    public void A_checkpoint_written_by_CPython_pickle_and_zipfile_reads_correctly()
+    {
+        using var src = MetaPthSource.Open(TestPaths.Data("meta-tiny"));
+        Assert.Equal(2, src.ShardCount);
+        Assert.Equal(1, src.EmbeddingSplitAxis);
+        var p = src.Params;
+        Assert.Equal((8, 1, 2, 2, 24, 16), (p.Dim, p.Layers, p.Heads, p.KvHeads, p.FfnDim, p.VocabSize));
+        Assert.Equal(1e-6f, p.NormEps);
+        Assert.Equal(2048, p.ContextLength); // Llama-1 guess from norm_eps 1e-6
+        // make.py's tensor numbers t; element i of tensor t is ((37t + 11i) mod 251 - 125) / 64.
+        string[] order = ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight",
+            "blk.0.attn_output.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_down.weight", "blk.0.ffn_up.weight",
+            "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight", "output.weight"];
+        Assert.Equal(order.Order(), src.Tensors.Select(t => t.Name).Order());
+        foreach (var t in src.Tensors)
+        {
+            int n = Array.IndexOf(order, t.Name);
+            var got = ReadAll(t, 5);
+            for (int i = 0; i < got.Length; i++)
+                Assert.Equal(((37 * n + 11 * i) % 251 - 125) / 64f, got[i]);
+        }
+    }
+
     [Fact]
     public void Eight_shards_merge_to_the_same_tensors_as_one()
     {
