@@ -37,9 +37,9 @@ public sealed unsafe class ZipArchiveReader : IDisposable
     /// <summary>Most entries accepted (a 70B shard has a few hundred; each central entry takes at least 46 bytes).</summary>
     public const int MaxEntries = 1 << 20;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly SafeFileHandle? _handle;
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly SafeFileHandle _handle;
     private byte* _base;
     private readonly List<ZipEntry> _entries = new();
     private readonly Dictionary<string, ZipEntry> _byName = new(StringComparer.Ordinal);
@@ -51,7 +51,7 @@ public sealed unsafe class ZipArchiveReader : IDisposable
     /// <summary>True when the archive has a ZIP64 end-of-central-directory record.</summary>
     public bool IsZip64 { get; private set; }
 
-    private ZipArchiveReader(string path, SafeFileHandle? handle, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long length)
+    private ZipArchiveReader(string path, SafeFileHandle handle, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long length)
     {
         Path = path;
         _handle = handle;
@@ -101,13 +101,6 @@ public sealed unsafe class ZipArchiveReader : IDisposable
         }
     }
 
-    /// <summary>Parses an archive already in memory (for tests); the memory must outlive the reader.</summary>
-    internal static ZipArchiveReader FromMemory(string name, byte* data, long length)
-    {
-        if (length < EndBytes) throw Error(name, "end of central directory", 0, $"the file is {length} bytes, too short to be a zip archive");
-        return new ZipArchiveReader(name, null, null, null, data, length);
-    }
-
     public ZipEntry? Find(string name) => _byName.TryGetValue(name, out var e) ? e : null;
 
     public ZipEntry Require(string name) =>
@@ -135,11 +128,7 @@ public sealed unsafe class ZipArchiveReader : IDisposable
     {
         if (offset < 0 || offset > entry.Size || dst.Length > entry.Size - offset)
             throw new ArgumentOutOfRangeException(nameof(offset), $"{Path}: read of {dst.Length} bytes at {offset} is outside zip entry '{entry.Name}' ({entry.Size} bytes)");
-        if (_handle is null)
-        {
-            new ReadOnlySpan<byte>(Pointer(entry) + offset, dst.Length).CopyTo(dst);
-            return;
-        }
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
         long at = entry.DataOffset + offset;
         while (!dst.IsEmpty)
         {
@@ -166,11 +155,11 @@ public sealed unsafe class ZipArchiveReader : IDisposable
 
     public void Dispose()
     {
-        if (_base != null && _view is not null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        if (_base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _base = null;
-        _view?.Dispose();
-        _map?.Dispose();
-        _handle?.Dispose();
+        _view.Dispose();
+        _map.Dispose();
+        _handle.Dispose();
     }
 
     // ---------------------------------------------------------------- parsing
