@@ -25,6 +25,5 @@ public static class CheckpointSources
 
     /// <summary>Meta's original release (params.json + consolidated.NN.pth + tokenizer.model).</summary>
     private static CheckpointSource OpenMeta(string dir) =>
-        // The Meta .pth reader is built separately; the lead wires MetaPthSource.Open(dir) in here.
-        throw new EdgeLlmException($"{dir}: Meta format support (params.json + consolidated.*.pth) is not in this build");
+        MetaPthSource.Open(dir, tokenizerPath => TokenizerLoader.Load(tokenizerPath));
 }
