@@ -15,11 +15,12 @@ public unsafe class PanelDotTests
     private static readonly int[] BlockCounts = { 1, 3, 7, 8, 9, 16, 17, 33, 64 };
     private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
 
-    public enum PanelVariant { Scalar, Selected, Avx512, Avx512NoVbmi }
+    public enum PanelVariant { Scalar, Selected, Avx2, Avx512, Avx512NoVbmi }
 
     public static IEnumerable<object[]> Cases()
     {
         var variants = new List<PanelVariant> { PanelVariant.Scalar, PanelVariant.Selected };
+        if (KernelRung.IsSupported(Rung.Avx2)) variants.Add(PanelVariant.Avx2);
         if (KernelRung.IsSupported(Rung.Avx512)) variants.Add(PanelVariant.Avx512NoVbmi);
         if (KernelRung.IsSupported(Rung.Avx512) && System.Runtime.Intrinsics.X86.Avx512Vbmi.IsSupported) variants.Add(PanelVariant.Avx512);
         foreach (PanelVariant v in variants)
@@ -32,6 +33,7 @@ public unsafe class PanelDotTests
     {
         PanelVariant.Scalar => DotQ4_0.DotPanelScalar(w, panel, n),
         PanelVariant.Selected => DotQ4_0.DotPanel(w, panel, n),
+        PanelVariant.Avx2 => DotQ4_0.DotPanelAvx2(w, panel, n),
         PanelVariant.Avx512 => DotQ4_0.DotPanelAvx512(w, panel, n, vbmi: true),
         _ => DotQ4_0.DotPanelAvx512(w, panel, n, vbmi: false),
     };
@@ -40,6 +42,7 @@ public unsafe class PanelDotTests
     {
         switch (v)
         {
+            case PanelVariant.Avx2: DotQ4_0.DotPanel4Avx2(w, panel, panelBytes, n, dst, stride); break;
             case PanelVariant.Avx512: DotQ4_0.DotPanel4Avx512(w, panel, panelBytes, n, dst, stride, vbmi: true); break;
             case PanelVariant.Avx512NoVbmi: DotQ4_0.DotPanel4Avx512(w, panel, panelBytes, n, dst, stride, vbmi: false); break;
             case PanelVariant.Selected: DotQ4_0.DotPanel4(w, panel, panelBytes, n, dst, stride); break;

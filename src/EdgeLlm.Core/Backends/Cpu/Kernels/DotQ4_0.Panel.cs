@@ -10,13 +10,13 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// precomputed offset terms (Σ 8·y, one vpsubw from memory), vpmaddwd, int → float, FMA with d_w·d_x: the same exact
 /// integer block sums and the same float order as <see cref="Dot"/>'s AVX-512 loop, with two fewer shuffles and one
 /// multiply-add less per pair. <see cref="DotPanel4"/> dots one weight row with four tokens, unpacking each weight
-/// pair once for all four (prefill's register block). Rungs without a panel loop (<see cref="PanelAccelerated"/>
+/// pair once for all four (prefill's register block). The AVX2 rung (<c>DotQ4_0.PanelAvx2.cs</c>) runs the same skeleton a block per ymm. Rungs without a panel loop (<see cref="PanelAccelerated"/>
 /// false) run <see cref="ScalarPanel"/>; the matmul uses <see cref="Dot"/> there instead.
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
-    /// <summary>Whether the selected rung has a vectorized panel loop (AVX-512 today).</summary>
-    public static bool PanelAccelerated => KernelRung.Selected == Rung.Avx512;
+    /// <summary>Whether the selected rung has a vectorized panel loop (AVX-512 and AVX2; NEON keeps <see cref="Dot"/>).</summary>
+    public static bool PanelAccelerated => KernelRung.Selected is Rung.Avx512 or Rung.Avx2;
 
     /// <summary>Row <paramref name="w"/> · the panel of one token, <paramref name="n"/> values.</summary>
     public static float DotPanel(byte* w, byte* panel, int n)
@@ -24,6 +24,7 @@ public static unsafe partial class DotQ4_0
         int nb = Blocks(n);
         if (KernelRung.Selected == Rung.Avx512)
             return KernelRung.UseAvx512Vbmi ? Avx512Panel<VbmiOn>(w, panel, nb) : Avx512Panel<VbmiOff>(w, panel, nb);
+        if (KernelRung.Selected == Rung.Avx2) return Avx2Panel(w, panel, nb);
         return ScalarPanel(w, panel, nb);
     }
 
@@ -38,6 +39,11 @@ public static unsafe partial class DotQ4_0
         {
             if (KernelRung.UseAvx512Vbmi) Avx512Panel4<VbmiOn>(w, panel, panelBytes, nb, dst, dstStride);
             else Avx512Panel4<VbmiOff>(w, panel, panelBytes, nb, dst, dstStride);
+            return;
+        }
+        if (KernelRung.Selected == Rung.Avx2)
+        {
+            Avx2Panel4(w, panel, panelBytes, nb, dst, dstStride);
             return;
         }
         for (int t = 0; t < 4; t++) dst[t * dstStride] = ScalarPanel(w, panel + t * panelBytes, nb);
@@ -60,6 +66,20 @@ public static unsafe partial class DotQ4_0
         if (!vbmi) { Avx512Panel4<VbmiOff>(w, panel, panelBytes, nb, dst, dstStride); return; }
         if (!Avx512Vbmi.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
         Avx512Panel4<VbmiOn>(w, panel, panelBytes, nb, dst, dstStride);
+    }
+
+    public static float DotPanelAvx2(byte* w, byte* panel, int n)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx2);
+        return Avx2Panel(w, panel, nb);
+    }
+
+    public static void DotPanel4Avx2(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx2);
+        Avx2Panel4(w, panel, panelBytes, nb, dst, dstStride);
     }
 
     public static float DotPanelScalar(byte* w, byte* panel, int n) => ScalarPanel(w, panel, Blocks(n));
