@@ -15,12 +15,13 @@ public unsafe class PanelDotTests
     private static readonly int[] BlockCounts = { 1, 3, 7, 8, 9, 16, 17, 33, 64 };
     private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
 
-    public enum PanelVariant { Scalar, Selected, Avx2, Avx512, Avx512NoVbmi }
+    public enum PanelVariant { Scalar, Selected, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi }
 
     public static IEnumerable<object[]> Cases()
     {
         var variants = new List<PanelVariant> { PanelVariant.Scalar, PanelVariant.Selected };
         if (KernelRung.IsSupported(Rung.Avx2)) variants.Add(PanelVariant.Avx2);
+        if (KernelRung.IsSupported(Rung.Avx2) && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) variants.Add(PanelVariant.Avx2Vnni);
         if (KernelRung.IsSupported(Rung.Avx512)) variants.Add(PanelVariant.Avx512NoVbmi);
         if (KernelRung.IsSupported(Rung.Avx512) && System.Runtime.Intrinsics.X86.Avx512Vbmi.IsSupported) variants.Add(PanelVariant.Avx512);
         foreach (PanelVariant v in variants)
@@ -33,7 +34,8 @@ public unsafe class PanelDotTests
     {
         PanelVariant.Scalar => DotQ4_0.DotPanelScalar(w, panel, n),
         PanelVariant.Selected => DotQ4_0.DotPanel(w, panel, n),
-        PanelVariant.Avx2 => DotQ4_0.DotPanelAvx2(w, panel, n),
+        PanelVariant.Avx2 => DotQ4_0.DotPanelAvx2(w, panel, n, vnni: false),
+        PanelVariant.Avx2Vnni => DotQ4_0.DotPanelAvx2(w, panel, n, vnni: true),
         PanelVariant.Avx512 => DotQ4_0.DotPanelAvx512(w, panel, n, vbmi: true),
         _ => DotQ4_0.DotPanelAvx512(w, panel, n, vbmi: false),
     };
@@ -42,7 +44,8 @@ public unsafe class PanelDotTests
     {
         switch (v)
         {
-            case PanelVariant.Avx2: DotQ4_0.DotPanel4Avx2(w, panel, panelBytes, n, dst, stride); break;
+            case PanelVariant.Avx2: DotQ4_0.DotPanel4Avx2(w, panel, panelBytes, n, dst, stride, vnni: false); break;
+            case PanelVariant.Avx2Vnni: DotQ4_0.DotPanel4Avx2(w, panel, panelBytes, n, dst, stride, vnni: true); break;
             case PanelVariant.Avx512: DotQ4_0.DotPanel4Avx512(w, panel, panelBytes, n, dst, stride, vbmi: true); break;
             case PanelVariant.Avx512NoVbmi: DotQ4_0.DotPanel4Avx512(w, panel, panelBytes, n, dst, stride, vbmi: false); break;
             case PanelVariant.Selected: DotQ4_0.DotPanel4(w, panel, panelBytes, n, dst, stride); break;
@@ -63,13 +66,19 @@ public unsafe class PanelDotTests
         const int nb = 5, n = nb * 32;
         byte[] xq = QuantizeActivations(GgmlType.Q4_0, Activations(n, 32, 11));
         byte[] p = Panel(xq, n);
-        Assert.Equal(nb * 68, p.Length);
+        Assert.Equal(nb * 100, p.Length);
         for (int b = 0; b < nb; b++)
         {
             for (int j = 0; j < 32; j++) Assert.Equal(xq[b * 34 + 2 + j], p[b * 32 + j]);
             for (int j = 0; j < 16; j++)
                 Assert.Equal(8 * ((sbyte)xq[b * 34 + 2 + 2 * j] + (sbyte)xq[b * 34 + 3 + 2 * j]), BitConverter.ToInt16(p, nb * 32 + 32 * b + 2 * j));
             Assert.Equal((float)BitConverter.ToHalf(xq, b * 34), BitConverter.ToSingle(p, nb * 64 + 4 * b));
+            for (int i = 0; i < 8; i++)
+            {
+                int s4 = 0;
+                for (int j = 4 * i; j < 4 * i + 4; j++) s4 += (sbyte)xq[b * 34 + 2 + j];
+                Assert.Equal(-8 * s4, BitConverter.ToInt32(p, nb * 68 + 32 * b + 4 * i));
+            }
         }
     }
 

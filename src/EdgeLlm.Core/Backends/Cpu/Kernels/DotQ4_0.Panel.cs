@@ -24,7 +24,7 @@ public static unsafe partial class DotQ4_0
         int nb = Blocks(n);
         if (KernelRung.Selected == Rung.Avx512)
             return KernelRung.UseAvx512Vbmi ? Avx512Panel<VbmiOn>(w, panel, nb) : Avx512Panel<VbmiOff>(w, panel, nb);
-        if (KernelRung.Selected == Rung.Avx2) return Avx2Panel(w, panel, nb);
+        if (KernelRung.Selected == Rung.Avx2) return KernelRung.UseAvxVnni ? Avx2Panel<VnniOn>(w, panel, nb) : Avx2Panel<VnniOff>(w, panel, nb);
         return ScalarPanel(w, panel, nb);
     }
 
@@ -43,7 +43,8 @@ public static unsafe partial class DotQ4_0
         }
         if (KernelRung.Selected == Rung.Avx2)
         {
-            Avx2Panel4(w, panel, panelBytes, nb, dst, dstStride);
+            if (KernelRung.UseAvxVnni) Avx2Panel4<VnniOn>(w, panel, panelBytes, nb, dst, dstStride);
+            else Avx2Panel4<VnniOff>(w, panel, panelBytes, nb, dst, dstStride);
             return;
         }
         for (int t = 0; t < 4; t++) dst[t * dstStride] = ScalarPanel(w, panel + t * panelBytes, nb);
@@ -68,18 +69,23 @@ public static unsafe partial class DotQ4_0
         Avx512Panel4<VbmiOn>(w, panel, panelBytes, nb, dst, dstStride);
     }
 
-    public static float DotPanelAvx2(byte* w, byte* panel, int n)
+    /// <summary>The AVX2 panel loops with AVX-VNNI on or off.</summary>
+    public static float DotPanelAvx2(byte* w, byte* panel, int n, bool vnni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx2);
-        return Avx2Panel(w, panel, nb);
+        if (!vnni) return Avx2Panel<VnniOff>(w, panel, nb);
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx2);
+        return Avx2Panel<VnniOn>(w, panel, nb);
     }
 
-    public static void DotPanel4Avx2(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride)
+    public static void DotPanel4Avx2(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool vnni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx2);
-        Avx2Panel4(w, panel, panelBytes, nb, dst, dstStride);
+        if (!vnni) { Avx2Panel4<VnniOff>(w, panel, panelBytes, nb, dst, dstStride); return; }
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx2);
+        Avx2Panel4<VnniOn>(w, panel, panelBytes, nb, dst, dstStride);
     }
 
     public static float DotPanelScalar(byte* w, byte* panel, int n) => ScalarPanel(w, panel, Blocks(n));
