@@ -105,14 +105,35 @@ public static unsafe partial class DotQ4_0
         Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
         Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
         Vector512<ushort> shifts = VbmiShifts();
+        Vector512<ushort> scaleIndex = ScaleIndexVbmi();
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256, c += 256)
         {
-            Vector512<float> d = (BlockScales.Half8(w, wOff) * Vector256.Load(dx + b)).ToVector512Unsafe();
-            acc0 = PanelPair(acc0, UnpackPair<TVbmi>(w, 0, fromStart, shifts), y, c, Avx512F.PermuteVar16x32(d, i01));
-            acc1 = PanelPair(acc1, UnpackPair<TVbmi>(w, 1, fromStart, shifts), y + 64, c + 64, Avx512F.PermuteVar16x32(d, i23));
-            acc0 = PanelPair(acc0, UnpackPair<TVbmi>(w, 2, fromStart, shifts), y + 128, c + 128, Avx512F.PermuteVar16x32(d, i45));
-            acc1 = PanelPair(acc1, UnpackPair<TVbmi>(w, 3, fromEnd, shifts), y + 192, c + 192, Avx512F.PermuteVar16x32(d, i67));
+            PrefetchWeights(w);
+            Vector512<byte> q0, q1, q2, q3;
+            Vector256<float> dw;
+            if (TVbmi.Enabled)
+            {
+                Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
+                dw = ScalesVbmi(r0, r2, scaleIndex);
+                q0 = SpreadVbmi(r0, fromStart, shifts);
+                q1 = SpreadVbmi(Vector512.Load(w + 2 * BlockBytes), fromStart, shifts);
+                q2 = SpreadVbmi(r2, fromStart, shifts);
+                q3 = SpreadVbmi(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, shifts);
+            }
+            else
+            {
+                dw = BlockScales.Half8(w, wOff);
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, shifts);
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, shifts);
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, shifts);
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
+            }
+            Vector512<float> d = (dw * Vector256.Load(dx + b)).ToVector512Unsafe();
+            acc0 = PanelPair(acc0, q0, y, c, Avx512F.PermuteVar16x32(d, i01));
+            acc1 = PanelPair(acc1, q1, y + 64, c + 64, Avx512F.PermuteVar16x32(d, i23));
+            acc0 = PanelPair(acc0, q2, y + 128, c + 128, Avx512F.PermuteVar16x32(d, i45));
+            acc1 = PanelPair(acc1, q3, y + 192, c + 192, Avx512F.PermuteVar16x32(d, i67));
         }
         float sum = Vector512.Sum(acc0 + acc1);
         if (b < nb) sum += ScalarPanelTail(w, y, off + 16 * b, dx + b, nb - b);
@@ -129,37 +150,52 @@ public static unsafe partial class DotQ4_0
         Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
         Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
         Vector512<ushort> shifts = VbmiShifts();
+        Vector512<ushort> scaleIndex = ScaleIndexVbmi();
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes)
         {
-            Vector256<float> dw = BlockScales.Half8(w, wOff);
+            PrefetchWeights(w);
+            Vector512<byte> q0, q1, q2, q3;
+            Vector256<float> dw;
+            if (TVbmi.Enabled)
+            {
+                Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
+                dw = ScalesVbmi(r0, r2, scaleIndex);
+                q0 = SpreadVbmi(r0, fromStart, shifts);
+                q1 = SpreadVbmi(Vector512.Load(w + 2 * BlockBytes), fromStart, shifts);
+                q2 = SpreadVbmi(r2, fromStart, shifts);
+                q3 = SpreadVbmi(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, shifts);
+            }
+            else
+            {
+                dw = BlockScales.Half8(w, wOff);
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, shifts);
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, shifts);
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, shifts);
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
+            }
             long fo = 4L * b, qo = 32L * b;
             Vector512<float> d0 = (dw * Vector256.Load((float*)(y0 + sOff + fo))).ToVector512Unsafe();
             Vector512<float> d1 = (dw * Vector256.Load((float*)(y1 + sOff + fo))).ToVector512Unsafe();
             Vector512<float> d2 = (dw * Vector256.Load((float*)(y2 + sOff + fo))).ToVector512Unsafe();
             Vector512<float> d3 = (dw * Vector256.Load((float*)(y3 + sOff + fo))).ToVector512Unsafe();
             byte* ya = y0 + qo, yb = y1 + qo, yc = y2 + qo, yd = y3 + qo;
-            Vector512<byte> q;
-            q = UnpackPair<TVbmi>(w, 0, fromStart, shifts);
-            a0 = PanelPair(a0, q, ya, ya + cOff, Avx512F.PermuteVar16x32(d0, i01));
-            a1 = PanelPair(a1, q, yb, yb + cOff, Avx512F.PermuteVar16x32(d1, i01));
-            a2 = PanelPair(a2, q, yc, yc + cOff, Avx512F.PermuteVar16x32(d2, i01));
-            a3 = PanelPair(a3, q, yd, yd + cOff, Avx512F.PermuteVar16x32(d3, i01));
-            q = UnpackPair<TVbmi>(w, 1, fromStart, shifts);
-            a0 = PanelPair(a0, q, ya + 64, ya + cOff + 64, Avx512F.PermuteVar16x32(d0, i23));
-            a1 = PanelPair(a1, q, yb + 64, yb + cOff + 64, Avx512F.PermuteVar16x32(d1, i23));
-            a2 = PanelPair(a2, q, yc + 64, yc + cOff + 64, Avx512F.PermuteVar16x32(d2, i23));
-            a3 = PanelPair(a3, q, yd + 64, yd + cOff + 64, Avx512F.PermuteVar16x32(d3, i23));
-            q = UnpackPair<TVbmi>(w, 2, fromStart, shifts);
-            a0 = PanelPair(a0, q, ya + 128, ya + cOff + 128, Avx512F.PermuteVar16x32(d0, i45));
-            a1 = PanelPair(a1, q, yb + 128, yb + cOff + 128, Avx512F.PermuteVar16x32(d1, i45));
-            a2 = PanelPair(a2, q, yc + 128, yc + cOff + 128, Avx512F.PermuteVar16x32(d2, i45));
-            a3 = PanelPair(a3, q, yd + 128, yd + cOff + 128, Avx512F.PermuteVar16x32(d3, i45));
-            q = UnpackPair<TVbmi>(w, 3, fromEnd, shifts);
-            a0 = PanelPair(a0, q, ya + 192, ya + cOff + 192, Avx512F.PermuteVar16x32(d0, i67));
-            a1 = PanelPair(a1, q, yb + 192, yb + cOff + 192, Avx512F.PermuteVar16x32(d1, i67));
-            a2 = PanelPair(a2, q, yc + 192, yc + cOff + 192, Avx512F.PermuteVar16x32(d2, i67));
-            a3 = PanelPair(a3, q, yd + 192, yd + cOff + 192, Avx512F.PermuteVar16x32(d3, i67));
+            a0 = PanelPair(a0, q0, ya, ya + cOff, Avx512F.PermuteVar16x32(d0, i01));
+            a1 = PanelPair(a1, q0, yb, yb + cOff, Avx512F.PermuteVar16x32(d1, i01));
+            a2 = PanelPair(a2, q0, yc, yc + cOff, Avx512F.PermuteVar16x32(d2, i01));
+            a3 = PanelPair(a3, q0, yd, yd + cOff, Avx512F.PermuteVar16x32(d3, i01));
+            a0 = PanelPair(a0, q1, ya + 64, ya + cOff + 64, Avx512F.PermuteVar16x32(d0, i23));
+            a1 = PanelPair(a1, q1, yb + 64, yb + cOff + 64, Avx512F.PermuteVar16x32(d1, i23));
+            a2 = PanelPair(a2, q1, yc + 64, yc + cOff + 64, Avx512F.PermuteVar16x32(d2, i23));
+            a3 = PanelPair(a3, q1, yd + 64, yd + cOff + 64, Avx512F.PermuteVar16x32(d3, i23));
+            a0 = PanelPair(a0, q2, ya + 128, ya + cOff + 128, Avx512F.PermuteVar16x32(d0, i45));
+            a1 = PanelPair(a1, q2, yb + 128, yb + cOff + 128, Avx512F.PermuteVar16x32(d1, i45));
+            a2 = PanelPair(a2, q2, yc + 128, yc + cOff + 128, Avx512F.PermuteVar16x32(d2, i45));
+            a3 = PanelPair(a3, q2, yd + 128, yd + cOff + 128, Avx512F.PermuteVar16x32(d3, i45));
+            a0 = PanelPair(a0, q3, ya + 192, ya + cOff + 192, Avx512F.PermuteVar16x32(d0, i67));
+            a1 = PanelPair(a1, q3, yb + 192, yb + cOff + 192, Avx512F.PermuteVar16x32(d1, i67));
+            a2 = PanelPair(a2, q3, yc + 192, yc + cOff + 192, Avx512F.PermuteVar16x32(d2, i67));
+            a3 = PanelPair(a3, q3, yd + 192, yd + cOff + 192, Avx512F.PermuteVar16x32(d3, i67));
         }
         float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
         if (b < nb)
@@ -175,6 +211,40 @@ public static unsafe partial class DotQ4_0
         dst[dstStride] = s1;
         dst[2 * dstStride] = s2;
         dst[3 * dstStride] = s3;
+    }
+
+    /// <summary>Weights are streamed once per token: ask for the lines about 1 KiB ahead (three per 144-byte group).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchWeights(byte* w)
+    {
+        const int Ahead = 8 * 8 * BlockBytes;
+        Sse.Prefetch0(w + Ahead);
+        Sse.Prefetch0(w + Ahead + 64);
+        Sse.Prefetch0(w + Ahead + 128);
+    }
+
+    /// <summary>
+    /// The eight fp16 scales of a group as floats without a gather: they sit at words 0, 9, 18, 27 of the loads at
+    /// the group start and at block 4, so one vpermt2w collects them, vpmovzxwd widens, <see cref="Fp16"/> converts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScalesVbmi(Vector512<byte> r0, Vector512<byte> r4, Vector512<ushort> index)
+    {
+        Vector512<ushort> h = Avx512BW.PermuteVar32x16x2(r0.AsUInt16(), index, r4.AsUInt16());
+        return Fp16.ToFloat(Avx2.ConvertToVector256Int32(h.GetLower().GetLower()).AsUInt32());
+    }
+
+    /// <summary>vpermt2w indices for <see cref="ScalesVbmi"/>: words 0, 9, 18, 27 of the first source, then of the second (32 + ·).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ushort> ScaleIndexVbmi() =>
+        Vector512.Create(Vector256.Create(Vector128.Create((ushort)0, 9, 18, 27, 32, 41, 50, 59), Vector128<ushort>.Zero), Vector256<ushort>.Zero);
+
+    /// <summary>VBMI nibble expansion of a pair from its raw 64-byte load (see <see cref="Avx512PairVbmi"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> SpreadVbmi(Vector512<byte> raw, Vector512<byte> index, Vector512<ushort> shifts)
+    {
+        Vector512<byte> spread = Avx512Vbmi.PermuteVar64x8(raw, index);
+        return Avx512BW.ShiftRightLogicalVariable(spread.AsUInt16(), shifts).AsByte() & Vector512.Create((byte)0x0F);
     }
 
     /// <summary>The nibbles of blocks 2k and 2k+1 of an eight-block group at <paramref name="w"/>, ordered [lo0, hi0, lo1, hi1].</summary>
