@@ -59,7 +59,8 @@ public sealed unsafe class CpuBackend : IBackend
         }
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
         long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
-        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes);
+        long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
+        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes);
         _attention = new Attention(scores);
         _rope = new Rope(AllocScratch(ropeCapacity), AllocScratch(ropeCapacity), ropeCapacity);
     }

@@ -22,15 +22,28 @@ internal sealed unsafe class MatMul : ParallelWork
     private readonly float*[] _scratch;
     private readonly byte* _xq;
     private readonly long _xqCapacity;
+    private readonly byte* _panel;
+    private readonly long _panelCapacity;
+    private bool _usePanel;
+    private long _panelBytes;
+
+    /// <summary>Rows dotted against each four-token group before moving on, so the row tile stays in L1/L2 (bytes).</summary>
+    private const int RowTileBytes = 32 * 1024;
 
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
     /// <param name="xq">room for a batch of quantized activations (<paramref name="xqCapacity"/> bytes).</param>
-    public MatMul(float*[] scratch, byte* xq, long xqCapacity)
+    /// <param name="panel">room for a batch of <see cref="Q8_0Panel"/> activations (<paramref name="panelCapacity"/> bytes).</param>
+    public MatMul(float*[] scratch, byte* xq, long xqCapacity, byte* panel, long panelCapacity)
     {
         _scratch = scratch;
         _xq = xq;
         _xqCapacity = xqCapacity;
+        _panel = panel;
+        _panelCapacity = panelCapacity;
     }
+
+    /// <summary>Bytes of <see cref="Q8_0Panel"/> activations a batch of <paramref name="maxBatch"/> rows of up to <paramref name="maxRow"/> values needs.</summary>
+    public static long PanelBytes(int maxBatch, long maxRow) => maxBatch * ((maxRow + 31) / 32 * Q8_0Panel.BytesPerBlock);
 
     /// <summary>Bytes of quantized activations a batch of <paramref name="maxBatch"/> rows of up to <paramref name="maxRow"/> values needs, in the larger of the two formats.</summary>
     public static long ActivationBytes(int maxBatch, long maxRow) =>
@@ -45,11 +58,13 @@ internal sealed unsafe class MatMul : ParallelWork
         if (IsQuantized(w.Type))
         {
             _xqRowBytes = ActivationQuant.BytesFor(w.Type, (int)w.Ne0);
-            if (_xqRowBytes * nTokens > _xqCapacity)
+            _usePanel = w.Type == GgmlType.Q4_0 && DotQ4_0.PanelAccelerated;
+            _panelBytes = Q8_0Panel.BytesFor((int)w.Ne0);
+            if (_xqRowBytes * nTokens > _xqCapacity || (_usePanel && _panelBytes * nTokens > _panelCapacity))
                 throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
             if (nTokens == 1)
             {
-                ActivationQuant.QuantizeFor(w.Type, x, _xq, (int)w.Ne0);
+                QuantizeToken(0);
             }
             else
             {
@@ -61,6 +76,13 @@ internal sealed unsafe class MatMul : ParallelWork
         pool.Run(this);
     }
 
+    private void QuantizeToken(long t)
+    {
+        int n = (int)_w.Ne0;
+        ActivationQuant.QuantizeFor(_w.Type, _x + t * n, _xq + t * _xqRowBytes, n);
+        if (_usePanel) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
+    }
+
     private static bool IsQuantized(GgmlType t) => t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     public override void Execute(int thread, int threadCount)
@@ -69,7 +91,7 @@ internal sealed unsafe class MatMul : ParallelWork
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
             int n = (int)_w.Ne0;
-            for (long t = t0; t < t1; t++) ActivationQuant.QuantizeFor(_w.Type, _x + t * n, _xq + t * _xqRowBytes, n);
+            for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
         var (r0, r1) = WorkerPool.Range(_w.Rows, thread, threadCount);
@@ -78,6 +100,7 @@ internal sealed unsafe class MatMul : ParallelWork
             case GgmlType.F32: RowsF32(r0, r1); break;
             case GgmlType.F16: RowsF16(r0, r1); break;
             case GgmlType.BF16: RowsBF16(r0, r1, _scratch[thread]); break;
+            case GgmlType.Q4_0 when _usePanel: RowsQ4_0Panel(r0, r1); break;
             case GgmlType.Q4_0: RowsQ4_0(r0, r1); break;
             case GgmlType.Q8_0: RowsQ8_0(r0, r1); break;
             case GgmlType.Q4_K: RowsQ4_K(r0, r1); break;
@@ -128,6 +151,39 @@ internal sealed unsafe class MatMul : ParallelWork
         {
             byte* row = _w.Row(r);
             for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ4_0.Dot(row, _xq + t * _xqRowBytes, n);
+        }
+    }
+
+    /// <summary>
+    /// Q4_0 against panel activations. One token: each row once, in order. A batch: tiles of rows small enough to
+    /// stay in cache, each dotted with four tokens at a time (<see cref="DotQ4_0.DotPanel4"/> unpacks a weight pair
+    /// once for all four), the last nTokens mod 4 tokens one by one.
+    /// </summary>
+    private void RowsQ4_0Panel(long r0, long r1)
+    {
+        int n = (int)_w.Ne0;
+        long rows = _w.Rows;
+        if (_nTokens == 1)
+        {
+            for (long r = r0; r < r1; r++) _dst[r] = DotQ4_0.DotPanel(_w.Row(r), _panel, n);
+            return;
+        }
+        long tile = Math.Max(4, RowTileBytes / _w.RowBytes);
+        int full = _nTokens & ~3;
+        for (long ra = r0; ra < r1; ra += tile)
+        {
+            long rb = Math.Min(r1, ra + tile);
+            for (int t = 0; t < full; t += 4)
+            {
+                byte* p = _panel + t * _panelBytes;
+                float* d = _dst + t * rows;
+                for (long r = ra; r < rb; r++) DotQ4_0.DotPanel4(_w.Row(r), p, _panelBytes, n, d + r, rows);
+            }
+            for (int t = full; t < _nTokens; t++)
+            {
+                byte* p = _panel + t * _panelBytes;
+                for (long r = ra; r < rb; r++) _dst[t * rows + r] = DotQ4_0.DotPanel(_w.Row(r), p, n);
+            }
         }
     }
 

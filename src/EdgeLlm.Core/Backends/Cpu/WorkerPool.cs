@@ -15,6 +15,10 @@ internal abstract class ParallelWork
 /// share on the calling thread and waits for the rest. Waiting is a cheap barrier: spin on a volatile
 /// counter for a while (ops follow each other within microseconds during a forward pass), yielding now
 /// and then in case the machine is oversubscribed, then block on a monitor (so an idle model costs no CPU). No tasks, no allocation per dispatch.
+/// The monitor is only touched when someone sleeps: a publish or a last completion is one interlocked
+/// operation followed by a read of the sleeper count (a Dekker-style handshake: the sleeper registers itself
+/// with a full fence before its final check, the waker checks for sleepers after a full fence, so at least one
+/// of them sees the other), which keeps the per-op cost of a forward pass to a few cache-line transfers.
 /// </summary>
 internal sealed class WorkerPool : IDisposable
 {
@@ -26,6 +30,8 @@ internal sealed class WorkerPool : IDisposable
     private ParallelWork? _work;
     private int _generation;
     private int _remaining;
+    private int _sleepingWorkers;
+    private int _callerSleeping;
     private bool _stop;
     private Exception? _error;
 
@@ -58,10 +64,10 @@ internal sealed class WorkerPool : IDisposable
         _work = work;
         _error = null;
         Volatile.Write(ref _remaining, ThreadCount - 1);
-        lock (_lock)
+        Interlocked.Increment(ref _generation);
+        if (Volatile.Read(ref _sleepingWorkers) != 0)
         {
-            _generation++;
-            Monitor.PulseAll(_lock);
+            lock (_lock) Monitor.PulseAll(_lock);
         }
 
         Exception? mine = null;
@@ -73,7 +79,9 @@ internal sealed class WorkerPool : IDisposable
             if (spins < SpinIterations) { Spin(spins); continue; }
             lock (_lock)
             {
+                Interlocked.Exchange(ref _callerSleeping, 1);
                 while (Volatile.Read(ref _remaining) != 0) Monitor.Wait(_lock);
+                Volatile.Write(ref _callerSleeping, 0);
             }
         }
         _work = null;
@@ -100,14 +108,16 @@ internal sealed class WorkerPool : IDisposable
                 if (spins < SpinIterations) { Spin(spins); continue; }
                 lock (_lock)
                 {
-                    while (_generation == seen) Monitor.Wait(_lock);
+                    Interlocked.Increment(ref _sleepingWorkers);
+                    while (Volatile.Read(ref _generation) == seen) Monitor.Wait(_lock);
+                    Interlocked.Decrement(ref _sleepingWorkers);
                 }
             }
             seen = gen;
             if (Volatile.Read(ref _stop)) return;
             try { _work!.Execute(index, ThreadCount); }
             catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
-            if (Interlocked.Decrement(ref _remaining) == 0)
+            if (Interlocked.Decrement(ref _remaining) == 0 && Volatile.Read(ref _callerSleeping) != 0)
             {
                 lock (_lock) Monitor.PulseAll(_lock);
             }
@@ -119,8 +129,8 @@ internal sealed class WorkerPool : IDisposable
         if (_stop) return;
         lock (_lock)
         {
-            _stop = true;
-            _generation++;
+            Volatile.Write(ref _stop, true);
+            Interlocked.Increment(ref _generation);
             Monitor.PulseAll(_lock);
         }
         foreach (var t in _threads) t.Join();

@@ -27,4 +27,9 @@ internal static unsafe class BlockScales
     /// <summary>Lane k of <paramref name="d"/> in every lane (vpermps).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Broadcast(Vector256<float> d, int k) => Avx2.PermuteVar8x32(d, Vector256.Create(k));
+
+    /// <summary>The fp16 scales of eight consecutive blocks as floats (one gather, converted in registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Half8(byte* w, Vector256<int> wOffsets) =>
+        Fp16.ToFloat(Avx2.GatherVector256((int*)w, wOffsets, 1).AsUInt32());
 }

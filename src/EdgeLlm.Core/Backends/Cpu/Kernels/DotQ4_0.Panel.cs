@@ -1,0 +1,291 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Q4_0 weights · activations in the <see cref="Q8_0Panel"/> layout, the matmul's fast path. Per pair of blocks:
+/// vpmaddubsw of the unsigned nibbles with the activations (one 64-byte memory operand) minus the panel's
+/// precomputed offset terms (Σ 8·y, one vpsubw from memory), vpmaddwd, int → float, FMA with d_w·d_x: the same exact
+/// integer block sums and the same float order as <see cref="Dot"/>'s AVX-512 loop, with two fewer shuffles and one
+/// multiply-add less per pair. <see cref="DotPanel4"/> dots one weight row with four tokens, unpacking each weight
+/// pair once for all four (prefill's register block). The AVX2 rung (<c>DotQ4_0.PanelAvx2.cs</c>) runs the same skeleton a block per ymm. Rungs without a panel loop (<see cref="PanelAccelerated"/>
+/// false) run <see cref="ScalarPanel"/>; the matmul uses <see cref="Dot"/> there instead.
+/// </summary>
+public static unsafe partial class DotQ4_0
+{
+    /// <summary>Whether the selected rung has a vectorized panel loop (AVX-512 and AVX2; NEON keeps <see cref="Dot"/>).</summary>
+    public static bool PanelAccelerated => KernelRung.Selected is Rung.Avx512 or Rung.Avx2;
+
+    /// <summary>Row <paramref name="w"/> · the panel of one token, <paramref name="n"/> values.</summary>
+    public static float DotPanel(byte* w, byte* panel, int n)
+    {
+        int nb = Blocks(n);
+        if (KernelRung.Selected == Rung.Avx512)
+            return KernelRung.UseAvx512Vbmi ? Avx512Panel<VbmiOn>(w, panel, nb) : Avx512Panel<VbmiOff>(w, panel, nb);
+        if (KernelRung.Selected == Rung.Avx2) return KernelRung.UseAvxVnni ? Avx2Panel<VnniOn>(w, panel, nb) : Avx2Panel<VnniOff>(w, panel, nb);
+        return ScalarPanel(w, panel, nb);
+    }
+
+    /// <summary>
+    /// Row <paramref name="w"/> · four tokens' panels (<paramref name="panel"/> + t·<paramref name="panelBytes"/>),
+    /// result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>].
+    /// </summary>
+    public static void DotPanel4(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride)
+    {
+        int nb = Blocks(n);
+        if (KernelRung.Selected == Rung.Avx512)
+        {
+            if (KernelRung.UseAvx512Vbmi) Avx512Panel4<VbmiOn>(w, panel, panelBytes, nb, dst, dstStride);
+            else Avx512Panel4<VbmiOff>(w, panel, panelBytes, nb, dst, dstStride);
+            return;
+        }
+        if (KernelRung.Selected == Rung.Avx2)
+        {
+            if (KernelRung.UseAvxVnni) Avx2Panel4<VnniOn>(w, panel, panelBytes, nb, dst, dstStride);
+            else Avx2Panel4<VnniOff>(w, panel, panelBytes, nb, dst, dstStride);
+            return;
+        }
+        for (int t = 0; t < 4; t++) dst[t * dstStride] = ScalarPanel(w, panel + t * panelBytes, nb);
+    }
+
+    /// <summary>The panel loops of one rung directly (tests, benchmarks); <paramref name="vbmi"/> as in <see cref="DotAvx512(byte*, byte*, int, bool)"/>.</summary>
+    public static float DotPanelAvx512(byte* w, byte* panel, int n, bool vbmi)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx512);
+        if (!vbmi) return Avx512Panel<VbmiOff>(w, panel, nb);
+        if (!Avx512Vbmi.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
+        return Avx512Panel<VbmiOn>(w, panel, nb);
+    }
+
+    public static void DotPanel4Avx512(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool vbmi)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx512);
+        if (!vbmi) { Avx512Panel4<VbmiOff>(w, panel, panelBytes, nb, dst, dstStride); return; }
+        if (!Avx512Vbmi.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
+        Avx512Panel4<VbmiOn>(w, panel, panelBytes, nb, dst, dstStride);
+    }
+
+    /// <summary>The AVX2 panel loops with AVX-VNNI on or off.</summary>
+    public static float DotPanelAvx2(byte* w, byte* panel, int n, bool vnni)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx2);
+        if (!vnni) return Avx2Panel<VnniOff>(w, panel, nb);
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx2);
+        return Avx2Panel<VnniOn>(w, panel, nb);
+    }
+
+    public static void DotPanel4Avx2(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool vnni)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx2);
+        if (!vnni) { Avx2Panel4<VnniOff>(w, panel, panelBytes, nb, dst, dstStride); return; }
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx2);
+        Avx2Panel4<VnniOn>(w, panel, panelBytes, nb, dst, dstStride);
+    }
+
+    public static float DotPanelScalar(byte* w, byte* panel, int n) => ScalarPanel(w, panel, Blocks(n));
+
+    /// <summary>Scalar panel loop: per block the exact Σq·y − Σoff, times d_w·d_x, summed in block order.</summary>
+    private static float ScalarPanel(byte* w, byte* panel, int nb) =>
+        ScalarPanelTail(w, panel, Q8_0Panel.Offsets(panel, nb), Q8_0Panel.Scales(panel, nb), nb);
+
+    private static float Avx512Panel<TVbmi>(byte* w, byte* panel, int nb) where TVbmi : struct, IIsaFlag
+    {
+        float* dx = Q8_0Panel.Scales(panel, nb);
+        short* off = Q8_0Panel.Offsets(panel, nb);
+        byte* y = panel;
+        byte* c = (byte*)off;
+        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
+        Vector256<int> wOff = BlockScales.Offsets(BlockBytes);
+        Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
+        Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
+        Vector512<ushort> shifts = VbmiShifts();
+        Vector512<ushort> scaleIndex = ScaleIndexVbmi();
+        int b = 0;
+        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256, c += 256)
+        {
+            PrefetchWeights(w);
+            Vector512<byte> q0, q1, q2, q3;
+            Vector256<float> dw;
+            if (TVbmi.Enabled)
+            {
+                Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
+                dw = ScalesVbmi(r0, r2, scaleIndex);
+                q0 = SpreadVbmi(r0, fromStart, shifts);
+                q1 = SpreadVbmi(Vector512.Load(w + 2 * BlockBytes), fromStart, shifts);
+                q2 = SpreadVbmi(r2, fromStart, shifts);
+                q3 = SpreadVbmi(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, shifts);
+            }
+            else
+            {
+                dw = BlockScales.Half8(w, wOff);
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, shifts);
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, shifts);
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, shifts);
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
+            }
+            Vector512<float> d = (dw * Vector256.Load(dx + b)).ToVector512Unsafe();
+            acc0 = PanelPair(acc0, q0, y, c, Avx512F.PermuteVar16x32(d, i01));
+            acc1 = PanelPair(acc1, q1, y + 64, c + 64, Avx512F.PermuteVar16x32(d, i23));
+            acc0 = PanelPair(acc0, q2, y + 128, c + 128, Avx512F.PermuteVar16x32(d, i45));
+            acc1 = PanelPair(acc1, q3, y + 192, c + 192, Avx512F.PermuteVar16x32(d, i67));
+        }
+        float sum = Vector512.Sum(acc0 + acc1);
+        if (b < nb) sum += ScalarPanelTail(w, y, off + 16 * b, dx + b, nb - b);
+        return sum;
+    }
+
+    private static void Avx512Panel4<TVbmi>(byte* w, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
+        where TVbmi : struct, IIsaFlag
+    {
+        byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
+        long cOff = nb * 32, sOff = nb * 64; // byte offsets of the offset terms and of dx inside a panel
+        Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+        Vector256<int> wOff = BlockScales.Offsets(BlockBytes);
+        Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
+        Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
+        Vector512<ushort> shifts = VbmiShifts();
+        Vector512<ushort> scaleIndex = ScaleIndexVbmi();
+        int b = 0;
+        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes)
+        {
+            PrefetchWeights(w);
+            Vector512<byte> q0, q1, q2, q3;
+            Vector256<float> dw;
+            if (TVbmi.Enabled)
+            {
+                Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
+                dw = ScalesVbmi(r0, r2, scaleIndex);
+                q0 = SpreadVbmi(r0, fromStart, shifts);
+                q1 = SpreadVbmi(Vector512.Load(w + 2 * BlockBytes), fromStart, shifts);
+                q2 = SpreadVbmi(r2, fromStart, shifts);
+                q3 = SpreadVbmi(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, shifts);
+            }
+            else
+            {
+                dw = BlockScales.Half8(w, wOff);
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, shifts);
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, shifts);
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, shifts);
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
+            }
+            long fo = 4L * b, qo = 32L * b;
+            Vector512<float> d0 = (dw * Vector256.Load((float*)(y0 + sOff + fo))).ToVector512Unsafe();
+            Vector512<float> d1 = (dw * Vector256.Load((float*)(y1 + sOff + fo))).ToVector512Unsafe();
+            Vector512<float> d2 = (dw * Vector256.Load((float*)(y2 + sOff + fo))).ToVector512Unsafe();
+            Vector512<float> d3 = (dw * Vector256.Load((float*)(y3 + sOff + fo))).ToVector512Unsafe();
+            byte* ya = y0 + qo, yb = y1 + qo, yc = y2 + qo, yd = y3 + qo;
+            a0 = PanelPair(a0, q0, ya, ya + cOff, Avx512F.PermuteVar16x32(d0, i01));
+            a1 = PanelPair(a1, q0, yb, yb + cOff, Avx512F.PermuteVar16x32(d1, i01));
+            a2 = PanelPair(a2, q0, yc, yc + cOff, Avx512F.PermuteVar16x32(d2, i01));
+            a3 = PanelPair(a3, q0, yd, yd + cOff, Avx512F.PermuteVar16x32(d3, i01));
+            a0 = PanelPair(a0, q1, ya + 64, ya + cOff + 64, Avx512F.PermuteVar16x32(d0, i23));
+            a1 = PanelPair(a1, q1, yb + 64, yb + cOff + 64, Avx512F.PermuteVar16x32(d1, i23));
+            a2 = PanelPair(a2, q1, yc + 64, yc + cOff + 64, Avx512F.PermuteVar16x32(d2, i23));
+            a3 = PanelPair(a3, q1, yd + 64, yd + cOff + 64, Avx512F.PermuteVar16x32(d3, i23));
+            a0 = PanelPair(a0, q2, ya + 128, ya + cOff + 128, Avx512F.PermuteVar16x32(d0, i45));
+            a1 = PanelPair(a1, q2, yb + 128, yb + cOff + 128, Avx512F.PermuteVar16x32(d1, i45));
+            a2 = PanelPair(a2, q2, yc + 128, yc + cOff + 128, Avx512F.PermuteVar16x32(d2, i45));
+            a3 = PanelPair(a3, q2, yd + 128, yd + cOff + 128, Avx512F.PermuteVar16x32(d3, i45));
+            a0 = PanelPair(a0, q3, ya + 192, ya + cOff + 192, Avx512F.PermuteVar16x32(d0, i67));
+            a1 = PanelPair(a1, q3, yb + 192, yb + cOff + 192, Avx512F.PermuteVar16x32(d1, i67));
+            a2 = PanelPair(a2, q3, yc + 192, yc + cOff + 192, Avx512F.PermuteVar16x32(d2, i67));
+            a3 = PanelPair(a3, q3, yd + 192, yd + cOff + 192, Avx512F.PermuteVar16x32(d3, i67));
+        }
+        float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+        if (b < nb)
+        {
+            int rest = nb - b;
+            long fo = 4L * b, qo = 32L * b;
+            s0 += ScalarPanelTail(w, y0 + qo, (short*)(y0 + cOff + qo), (float*)(y0 + sOff + fo), rest);
+            s1 += ScalarPanelTail(w, y1 + qo, (short*)(y1 + cOff + qo), (float*)(y1 + sOff + fo), rest);
+            s2 += ScalarPanelTail(w, y2 + qo, (short*)(y2 + cOff + qo), (float*)(y2 + sOff + fo), rest);
+            s3 += ScalarPanelTail(w, y3 + qo, (short*)(y3 + cOff + qo), (float*)(y3 + sOff + fo), rest);
+        }
+        dst[0] = s0;
+        dst[dstStride] = s1;
+        dst[2 * dstStride] = s2;
+        dst[3 * dstStride] = s3;
+    }
+
+    /// <summary>Weights are streamed once per token: ask for the lines about 1 KiB ahead (three per 144-byte group).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchWeights(byte* w)
+    {
+        const int Ahead = 8 * 8 * BlockBytes;
+        Sse.Prefetch0(w + Ahead);
+        Sse.Prefetch0(w + Ahead + 64);
+        Sse.Prefetch0(w + Ahead + 128);
+    }
+
+    /// <summary>
+    /// The eight fp16 scales of a group as floats without a gather: they sit at words 0, 9, 18, 27 of the loads at
+    /// the group start and at block 4, so one vpermt2w collects them, vpmovzxwd widens, <see cref="Fp16"/> converts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScalesVbmi(Vector512<byte> r0, Vector512<byte> r4, Vector512<ushort> index)
+    {
+        Vector512<ushort> h = Avx512BW.PermuteVar32x16x2(r0.AsUInt16(), index, r4.AsUInt16());
+        return Fp16.ToFloat(Avx2.ConvertToVector256Int32(h.GetLower().GetLower()).AsUInt32());
+    }
+
+    /// <summary>vpermt2w indices for <see cref="ScalesVbmi"/>: words 0, 9, 18, 27 of the first source, then of the second (32 + ·).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ushort> ScaleIndexVbmi() =>
+        Vector512.Create(Vector256.Create(Vector128.Create((ushort)0, 9, 18, 27, 32, 41, 50, 59), Vector128<ushort>.Zero), Vector256<ushort>.Zero);
+
+    /// <summary>VBMI nibble expansion of a pair from its raw 64-byte load (see <see cref="Avx512PairVbmi"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> SpreadVbmi(Vector512<byte> raw, Vector512<byte> index, Vector512<ushort> shifts)
+    {
+        Vector512<byte> spread = Avx512Vbmi.PermuteVar64x8(raw, index);
+        return Avx512BW.ShiftRightLogicalVariable(spread.AsUInt16(), shifts).AsByte() & Vector512.Create((byte)0x0F);
+    }
+
+    /// <summary>The nibbles of blocks 2k and 2k+1 of an eight-block group at <paramref name="w"/>, ordered [lo0, hi0, lo1, hi1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> UnpackPair<TVbmi>(byte* w, int k, Vector512<byte> index, Vector512<ushort> shifts)
+        where TVbmi : struct, IIsaFlag
+    {
+        if (TVbmi.Enabled)
+        {
+            // 64-byte loads inside the 144-byte group: pairs 0..2 from their start, pair 3 ending at the group end.
+            Vector512<byte> raw = Vector512.Load(w + (k == 3 ? 8 * BlockBytes - 64 : 2 * k * BlockBytes));
+            Vector512<byte> spread = Avx512Vbmi.PermuteVar64x8(raw, index);
+            return Avx512BW.ShiftRightLogicalVariable(spread.AsUInt16(), shifts).AsByte() & Vector512.Create((byte)0x0F);
+        }
+        byte* wb = w + 2 * k * BlockBytes;
+        Vector256<byte> packed = Vector256.Create(Vector128.Load(wb + 2), Vector128.Load(wb + BlockBytes + 2));
+        Vector512<byte> nib = Avx512Join.Join(packed, Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()); // [lo0, lo1, hi0, hi1]
+        return Avx512F.Shuffle4x128(nib.AsUInt32(), nib.AsUInt32(), 0b11_01_10_00).AsByte() & Vector512.Create((byte)0x0F);
+    }
+
+    /// <summary>acc + float(Σ (q−8)·y per 4-lane group)·d for one pair: vpmaddubsw of the unsigned nibbles with the activations minus the offset terms <paramref name="off"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> PanelPair(Vector512<float> acc, Vector512<byte> q, byte* y, byte* off, Vector512<float> d)
+    {
+        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)y)) - Vector512.Load((short*)off);
+        Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(p, Vector512.Create((short)1));
+        return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d, acc);
+    }
+
+    /// <summary>Blocks one by one, scalar: the panel reference and the last nb mod 8 blocks of the vector loops.</summary>
+    private static float ScalarPanelTail(byte* w, byte* y, short* off, float* dx, int count)
+    {
+        float sum = 0f;
+        for (int b = 0; b < count; b++)
+        {
+            byte* wb = w + b * BlockBytes;
+            sbyte* yb = (sbyte*)(y + b * 32);
+            int isum = 0;
+            for (int j = 0; j < 16; j++) isum += (wb[2 + j] & 0x0F) * yb[j] + (wb[2 + j] >> 4) * yb[j + 16] - off[16 * b + j];
+            sum += Fp16.Read(wb) * dx[b] * isum;
+        }
+        return sum;
+    }
+}
