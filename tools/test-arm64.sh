@@ -24,9 +24,9 @@ timed dotnet publish tests/EdgeLlm.KernelCheck/EdgeLlm.KernelCheck.csproj -c Rel
   -p:SysRoot="$sysroot" -o "$kc_out" -nologo -v:q >&2 || { bad "publish kernelcheck for linux-arm64"; finish; }
 kc="$kc_out/kernelcheck"
 
-# One native file, an arm64 ELF, no GLIBC symbol version newer than 2.31.
+# One native file per program, an arm64 ELF (e_machine 183 = b7 00), no GLIBC symbol version newer than 2.31.
 if [ "$(ls "$root/dist/linux-arm64" | wc -l)" -ge 1 ] && ! ls "$root/dist/linux-arm64" | grep -qv -e '^edgellm$' -e '^edgellm-convert$' -e '^edgellm-modelgen$' &&
-   file -b "$bin" 2>/dev/null | grep -q 'ARM aarch64' ; then ok "linux-arm64: native arm64 files only ($(ls "$root/dist/linux-arm64" | tr '\n' ' '))"
+   [ "$(od -An -tx1 -j18 -N2 "$bin" | tr -d ' ')" = "b700" ]; then ok "linux-arm64: native arm64 files only ($(ls "$root/dist/linux-arm64" | tr '\n' ' '))"
 else bad "linux-arm64: dist/linux-arm64 holds $(ls "$root/dist/linux-arm64" | tr '\n' ' ')"; fi
 need=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n1)
 if [ -n "$need" ] && [ "$(printf '%s\n2.31\n' "$need" | sort -V | tail -n1)" = "2.31" ]; then ok "edgellm glibc floor: needs GLIBC_$need <= 2.31"
