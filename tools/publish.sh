@@ -43,11 +43,23 @@ for e in "${entries[@]}"; do
   out="$root/dist/$name"
   rm -rf "$out"; mkdir -p "$out"
   extra=()
-  [ "$sysroot" != "-" ] && extra+=("-p:SysRoot=$root/$sysroot")
+  # armv8-a is the arm64 default: no IlcInstructionSet, so Dp (sdot) stays a run-time check (armv8.2-a would abort
+  # at startup on Cortex-A53/A57 boards).
+  case "$isa" in armv8-a|default) ;; *) extra+=("-p:IlcInstructionSet=$isa");; esac
+  if [ "$sysroot" != "-" ]; then
+    if [ ! -f "$root/$sysroot/.edgellm-sysroot-done" ]; then
+      case "$sysroot" in
+        */bullseye-arm64) "$root/tools/arm64-sysroot.sh" "$root/$sysroot" ||
+          { echo "publish: $name needs the sysroot $sysroot; tools/arm64-sysroot.sh could not create it" >&2; exit 1; } ;;
+        *) echo "publish: $name needs the sysroot $sysroot, which is missing" >&2; exit 1 ;;
+      esac
+    fi
+    extra+=("-p:SysRoot=$root/$sysroot")
+  fi
   for proj in "${projects[@]}"; do
     echo "publish: $name ($rid, $isa) <- $proj" >&2
-    dotnet publish "$proj" -c Release -r "$rid" -p:IlcInstructionSet="$isa" \
-      -p:EdgeLlmBuildName="$name" -o "$root/obj/publish/$name" "${extra[@]}" -nologo -v:q >&2
+    dotnet publish "$proj" -c Release -r "$rid" \
+      -p:EdgeLlmBuildName="$name" -o "$root/obj/publish/$name" ${extra[@]+"${extra[@]}"} -nologo -v:q >&2
   done
   for f in "$root/obj/publish/$name"/*; do
     case "$f" in *.dbg|*.pdb|*.json) continue;; esac

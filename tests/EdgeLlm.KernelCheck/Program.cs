@@ -1,0 +1,478 @@
+using System.Runtime.Intrinsics.X86;
+using System.Text.Json;
+using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Generation;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.KernelCheck;
+
+/// <summary>
+/// The kernel agreement checks of tests/EdgeLlm.Tests/Kernels, runnable as one Native AOT file under qemu, for every
+/// weight type × every rung this CPU runs × odd block counts, plus the stories260K greedy-256 check. One line per
+/// check, then "N passed, N failed"; exit code 1 on any failure.
+///   kernelcheck [REPO]                  the checks (REPO: holds models/ and tests/data/; default: the current folder)
+///   kernelcheck --reference-text N [REPO]  print the text `edgellm run -n N --temp 0` must print (for the scripts)
+/// The NEON rung runs with sdot when the CPU has it; EDGELLM_KERNEL_DP=0 forces the widening path.
+/// </summary>
+internal static unsafe class Program
+{
+    private static int passed, failed;
+
+    private static int Main(string[] args)
+    {
+        if (args.Length >= 2 && args[0] == "--reference-text")
+        {
+            string r = args.Length > 2 ? args[2] : ".";
+            Console.Out.Write(ReferenceText(r, int.Parse(args[1])) + "\n");
+            return 0;
+        }
+        string repo = args.Length > 0 ? args[0] : ".";
+        Console.WriteLine($"kernelcheck: rung {KernelRung.Selected}, dot product {(KernelRung.UseDotProd ? "on" : "off")}, variants {string.Join(' ', Variants())}");
+        Guard("rung: Best is the selected rung", () => Check(KernelRung.Selected == KernelRung.Best() || Environment.GetEnvironmentVariable("EDGELLM_KERNEL_RUNG") != null, $"{KernelRung.Selected} vs {KernelRung.Best()}"));
+        foreach (GgmlType t in QuantTypes) QuantChecks(t);
+        FloatChecks();
+        Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
+        Console.WriteLine($"{passed} passed, {failed} failed");
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static void Guard(string name, Func<string?> check)
+    {
+        string? err;
+        try { err = check(); }
+        catch (Exception e) { err = $"{e.GetType().Name}: {e.Message}"; }
+        if (err == null) { passed++; Console.WriteLine($"PASS {name}"); }
+        else { failed++; Console.WriteLine($"FAIL {name}: {err}"); }
+    }
+
+    private static string? Check(bool ok, string detail) => ok ? null : detail;
+
+    // ---- quantized dots ----
+
+    private static readonly GgmlType[] QuantTypes = { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
+    private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
+
+    private enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
+
+    private static List<Variant> Variants()
+    {
+        var list = new List<Variant> { Variant.Scalar };
+        if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
+        if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
+        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported) list.Add(Variant.Avx512);
+        if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
+        if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
+        return list;
+    }
+
+    private static string Name(Variant v) => v == Variant.Neon ? (KernelRung.UseDotProd ? "Neon+Dp" : "Neon") : v.ToString();
+
+    private static float Run(GgmlType t, Variant v, byte* w, byte* xq, int n) => t switch
+    {
+        GgmlType.Q4_0 => v switch
+        {
+            Variant.Scalar => DotQ4_0.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ4_0.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ4_0.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n, vbmi: true),
+            Variant.Avx512NoVbmi => DotQ4_0.DotAvx512(w, xq, n, vbmi: false),
+            _ => DotQ4_0.DotNeon(w, xq, n),
+        },
+        GgmlType.Q8_0 => v switch
+        {
+            Variant.Scalar => DotQ8_0.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ8_0.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ8_0.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ8_0.DotAvx512(w, xq, n),
+            _ => DotQ8_0.DotNeon(w, xq, n),
+        },
+        GgmlType.Q4_K => v switch
+        {
+            Variant.Scalar => DotQ4_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ4_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ4_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_K.DotAvx512(w, xq, n),
+            _ => DotQ4_K.DotNeon(w, xq, n),
+        },
+        GgmlType.Q6_K => v switch
+        {
+            Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n),
+            _ => DotQ6_K.DotNeon(w, xq, n),
+        },
+        _ => throw new ArgumentException($"no kernel for {t}"),
+    };
+
+    private static float RunSelected(GgmlType t, byte* w, byte* xq, int n) => t switch
+    {
+        GgmlType.Q4_0 => DotQ4_0.Dot(w, xq, n),
+        GgmlType.Q8_0 => DotQ8_0.Dot(w, xq, n),
+        GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
+        _ => DotQ6_K.Dot(w, xq, n),
+    };
+
+    private sealed record Case(int N, byte[] W, float[] X, byte[] Xq, float[] WDeq, float[] XDeq, double M);
+
+    private static int BlockSize(GgmlType t) => GgmlTypes.Geometry(t).BlockSize;
+
+    private static void QuantChecks(GgmlType t)
+    {
+        int[] blocks = BlockSize(t) == 32 ? new[] { 1, 3, 7, 33 } : new[] { 1, 3, 5 };
+        foreach (int nb in blocks)
+            foreach (string kind in Kinds)
+            {
+                Case c = Make(t, nb, kind);
+                // Scalar rung vs the float reference over the dequantized activations (same integer sums, other order).
+                Guard($"{t} Scalar {nb} blocks {kind}: vs QuantRef over dequantized activations", () =>
+                {
+                    float scalar = Dot(t, Variant.Scalar, c), reference = QuantRef.Dot(t, c.W, c.XDeq);
+                    double tol = 1e-5 * c.M;
+                    return Check(c.M > 0 && Math.Abs(scalar - reference) <= tol, $"{scalar} vs reference {reference} (tol {tol:G3})");
+                });
+                foreach (Variant v in Variants())
+                {
+                    if (v == Variant.Scalar) continue;
+                    Guard($"{t} {Name(v)} {nb} blocks {kind}: vs Scalar rung", () =>
+                    {
+                        float scalar = Dot(t, Variant.Scalar, c), simd = Dot(t, v, c);
+                        double tol = 1e-5 * c.M;
+                        return Check(Math.Abs(simd - scalar) <= tol, $"{simd} vs scalar {scalar} (tol {tol:G3})");
+                    });
+                }
+            }
+        foreach (Variant v in Variants())
+        {
+            Guard($"{t} {Name(v)}: zero weights or zero activations give 0", () =>
+            {
+                int n = 3 * BlockSize(t);
+                byte[] zeroW = new byte[GgmlTypes.RowBytes(t, n)];
+                byte[] w = Weights(t, n, "raw", 7);
+                byte[] xq = QuantizeActivations(t, Activations(n, BlockSize(t), 8));
+                byte[] zeroXq = QuantizeActivations(t, new float[n]);
+                fixed (byte* pzw = zeroW) fixed (byte* pw = w) fixed (byte* pxq = xq) fixed (byte* pzx = zeroXq)
+                {
+                    float a = Run(t, v, pzw, pxq, n), b = Run(t, v, pw, pzx, n);
+                    return Check(a == 0f && b == 0f, $"{a}, {b}");
+                }
+            });
+            Guard($"{t} {Name(v)}: hand-computed block", () =>
+            {
+                (byte[] w, byte[] x, int n, float want) = Hand(t);
+                fixed (byte* pw = w) fixed (byte* px = x)
+                {
+                    float got = Run(t, v, pw, px, n);
+                    return Check(got == want, $"{got} vs {want}");
+                }
+            });
+        }
+        Guard($"{t}: Dot uses the selected rung", () =>
+        {
+            Variant sel = KernelRung.Selected switch
+            {
+                Rung.Avx512 => KernelRung.UseAvx512Vbmi ? Variant.Avx512 : Variant.Avx512NoVbmi,
+                Rung.Avx2 => KernelRung.UseAvxVnni ? Variant.Avx2Vnni : Variant.Avx2,
+                Rung.Neon => Variant.Neon,
+                _ => Variant.Scalar,
+            };
+            Case c = Make(t, 3, "raw");
+            fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
+            {
+                float a = Run(t, sel, w, xq, c.N), b = RunSelected(t, w, xq, c.N);
+                return Check(a == b, $"{b} vs {Name(sel)} {a}");
+            }
+        });
+    }
+
+    private static Case Make(GgmlType t, int nb, string kind)
+    {
+        int n = nb * BlockSize(t);
+        int seed = (int)t * 1000 + nb * 10 + kind.Length;
+        byte[] w = Weights(t, n, kind, seed);
+        float[] x = Activations(n, BlockSize(t) == 32 ? 32 : 256, seed + 1);
+        byte[] xq = QuantizeActivations(t, x);
+        var wDeq = new float[n];
+        QuantRef.DequantizeRow(t, w, wDeq);
+        float[] xDeq = DequantizeActivations(t, xq, n);
+        return new Case(n, w, x, xq, wDeq, xDeq, Magnitude(t, w, wDeq, xDeq));
+    }
+
+    private static float Dot(GgmlType t, Variant v, Case c)
+    {
+        fixed (byte* w = c.W) fixed (byte* xq = c.Xq) return Run(t, v, w, xq, c.N);
+    }
+
+    /// <summary>Seeded weights as in the xunit KernelTestData: "gaussian" (quantized by the reference quantizer, a few
+    /// ±0.5 outliers), "raw" (random bytes, random finite fp16 scales), "zeros" (gaussian with every other block zero).</summary>
+    private static byte[] Weights(GgmlType t, int n, string kind, int seed)
+    {
+        var rng = new Random(seed);
+        int bs = BlockSize(t), bb = GgmlTypes.Geometry(t).BlockBytes;
+        if (kind == "raw")
+        {
+            var raw = new byte[n / bs * bb];
+            rng.NextBytes(raw);
+            for (int b = 0; b < n / bs; b++)
+            {
+                int o = b * bb;
+                switch (t)
+                {
+                    case GgmlType.Q4_0:
+                    case GgmlType.Q8_0: SetHalf(raw, o, rng); break;
+                    case GgmlType.Q4_K: SetHalf(raw, o, rng); SetHalf(raw, o + 2, rng); break;
+                    case GgmlType.Q6_K: SetHalf(raw, o + 208, rng); break;
+                }
+            }
+            return raw;
+        }
+        float[] f = Gaussian(n, seed, 0.02);
+        for (int i = 0; i < n; i += 97) f[i] = (i & 1) == 0 ? 0.5f : -0.5f;
+        byte[] q = QuantRef.QuantizeRow(t, f);
+        if (kind == "zeros")
+            for (int b = 1; b < n / bs; b += 2) Array.Clear(q, b * bb, bb);
+        return q;
+    }
+
+    private static void SetHalf(byte[] a, int o, Random rng)
+    {
+        ushort h = (ushort)((rng.Next(1, 16) << 10) | rng.Next(1024) | (rng.Next(2) << 15));
+        a[o] = (byte)h;
+        a[o + 1] = (byte)(h >> 8);
+    }
+
+    /// <summary>N(0, 1) activations; block 1 tiny (its Q8_0 scale underflows), blocks 2, 7, … zero, a 1e3 outlier.</summary>
+    private static float[] Activations(int n, int blockSize, int seed)
+    {
+        float[] x = Gaussian(n, seed);
+        int nb = n / blockSize;
+        for (int b = 2; b < nb; b += 5) Array.Clear(x, b * blockSize, blockSize);
+        if (nb >= 4) x[3] = 1000f;
+        if (nb >= 2)
+            for (int i = blockSize; i < 2 * blockSize; i++) x[i] *= 1e-20f;
+        return x;
+    }
+
+    private static float[] Gaussian(int n, int seed, double sigma = 1.0)
+    {
+        var rng = new Random(seed);
+        var x = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            double u = 1.0 - rng.NextDouble(), v = rng.NextDouble();
+            x[i] = (float)(sigma * Math.Sqrt(-2 * Math.Log(u)) * Math.Cos(2 * Math.PI * v));
+        }
+        return x;
+    }
+
+    private static byte[] QuantizeActivations(GgmlType weightType, float[] x)
+    {
+        var xq = new byte[ActivationQuant.BytesFor(weightType, x.Length)];
+        fixed (float* px = x) fixed (byte* pq = xq) ActivationQuant.QuantizeFor(weightType, px, pq, x.Length);
+        return xq;
+    }
+
+    private static float[] DequantizeActivations(GgmlType weightType, byte[] xq, int n)
+    {
+        var x = new float[n];
+        fixed (byte* pq = xq) fixed (float* px = x)
+        {
+            if (ActivationQuant.FormatFor(weightType) == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            else ActivationQuant.DequantizeQ8_K(pq, px, n);
+        }
+        return x;
+    }
+
+    /// <summary>Σ |x'_i|·(|w'_i| + 2·μ_i): the magnitude float reassociation errors scale with (μ: Q4_K's dmin·m).</summary>
+    private static double Magnitude(GgmlType t, byte[] w, float[] wDeq, float[] xDeq)
+    {
+        double m = 0;
+        for (int i = 0; i < xDeq.Length; i++)
+        {
+            double mu = 0;
+            if (t == GgmlType.Q4_K)
+                fixed (byte* p = w)
+                {
+                    byte* blk = p + i / 256 * Q4_K.BlockBytes;
+                    Q4_K.GetScaleMin(i % 256 / 32, blk + 4, out _, out int mi);
+                    mu = Math.Abs((double)(float)BitConverter.UInt16BitsToHalf((ushort)(blk[2] | (blk[3] << 8)))) * mi;
+                }
+            m += Math.Abs((double)xDeq[i]) * (Math.Abs((double)wDeq[i]) + 2 * mu);
+        }
+        return m;
+    }
+
+    /// <summary>One hand-computed block per type (worked out in tests/EdgeLlm.Tests/Kernels/QuantDotTests.cs).</summary>
+    private static (byte[] W, byte[] X, int N, float Want) Hand(GgmlType t)
+    {
+        switch (t)
+        {
+            case GgmlType.Q4_0:
+            {
+                byte[] w = new byte[18];
+                w[1] = 0x3C;
+                Array.Fill(w, (byte)0x9A, 2, 16);
+                return (w, Q8Block(0x3800, _ => 3), 32, 72f);
+            }
+            case GgmlType.Q8_0:
+                return (Q8Block(0x4000, j => (sbyte)(j - 16)), Q8Block(0x3800, _ => 1), 32, -16f);
+            case GgmlType.Q4_K:
+            {
+                byte[] w = new byte[144];
+                w[1] = 0x3C; w[3] = 0x3C;
+                for (int i = 4; i < 12; i++) w[i] = 1;
+                for (int i = 12; i < 16; i++) w[i] = 0x11;
+                Array.Fill(w, (byte)0x31, 16, 128);
+                return (w, Q8KBlock(0.25f, 2), 256, 128f);
+            }
+            default:
+            {
+                byte[] w = new byte[210];
+                Array.Fill(w, (byte)0x21, 0, 128);
+                Array.Fill(w, (byte)0xE4, 128, 64);
+                Array.Fill(w, (byte)2, 192, 16);
+                w[209] = 0x3C;
+                return (w, Q8KBlock(0.5f, 1), 256, -1664f);
+            }
+        }
+    }
+
+    private static byte[] Q8Block(ushort d, Func<int, sbyte> q)
+    {
+        var b = new byte[34];
+        b[0] = (byte)d;
+        b[1] = (byte)(d >> 8);
+        for (int j = 0; j < 32; j++) b[2 + j] = (byte)q(j);
+        return b;
+    }
+
+    private static byte[] Q8KBlock(float d, sbyte q)
+    {
+        var b = new byte[ActivationQuant.Q8_KBlockBytes];
+        BitConverter.TryWriteBytes(b.AsSpan(0, 4), d);
+        Array.Fill(b, (byte)q, 4, 256);
+        for (int g = 0; g < 16; g++) BitConverter.TryWriteBytes(b.AsSpan(260 + 2 * g, 2), (short)(16 * q));
+        return b;
+    }
+
+    // ---- float dots ----
+
+    private static readonly int[] Lengths = { 0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 1000, 4099 };
+    private static readonly string[] Widths = { "Dot", "512", "256", "128", "Scalar" };
+
+    /// <summary>F32·F32 and F16·F32 against float64: |Δ| ≤ (n + 16)·2^-24·Σ|a·b|, every ladder width.</summary>
+    private static void FloatChecks()
+    {
+        foreach (string width in Widths)
+        {
+            Guard($"F32 {width}: every length vs float64", () =>
+            {
+                foreach (int n in Lengths)
+                {
+                    float[] a = Gaussian(n, 100 + n), b = Gaussian(n, 200 + n);
+                    double exact = 0, mag = 0;
+                    for (int i = 0; i < n; i++) { exact += (double)a[i] * b[i]; mag += Math.Abs((double)a[i] * b[i]); }
+                    float got;
+                    fixed (float* pa = a) fixed (float* pb = b)
+                        got = width switch
+                        {
+                            "Dot" => DotF32.Dot(pa, pb, n),
+                            "512" => DotF32.Dot512(pa, pb, n),
+                            "256" => DotF32.Dot256(pa, pb, n),
+                            "128" => DotF32.Dot128(pa, pb, n),
+                            _ => DotF32.DotScalar(pa, pb, n),
+                        };
+                    double tol = (n + 16) * Math.Pow(2, -24) * mag;
+                    if (!(Math.Abs(got - exact) <= tol)) return $"n {n}: {got} vs {exact} (tol {tol:G3})";
+                }
+                return null;
+            });
+            Guard($"F16 {width}: every length vs float64 (max, subnormals, -0)", () =>
+            {
+                foreach (int n in Lengths)
+                {
+                    float[] wf = Gaussian(n, 300 + n, 0.5);
+                    if (n > 5) { wf[1] = 65504f; wf[2] = 3e-7f; wf[3] = -0f; wf[4] = -6e-5f; }
+                    var w = new Half[n];
+                    for (int i = 0; i < n; i++) w[i] = (Half)wf[i];
+                    float[] x = Gaussian(n, 400 + n);
+                    double exact = 0, mag = 0;
+                    for (int i = 0; i < n; i++) { double p = (double)(float)w[i] * x[i]; exact += p; mag += Math.Abs(p); }
+                    float got;
+                    fixed (Half* pw = w) fixed (float* px = x)
+                        got = width switch
+                        {
+                            "Dot" => DotF16.Dot(pw, px, n),
+                            "512" => DotF16.Dot512(pw, px, n),
+                            "256" => DotF16.Dot256(pw, px, n),
+                            "128" => DotF16.Dot128(pw, px, n),
+                            _ => DotF16.DotScalar(pw, px, n),
+                        };
+                    double tol = (n + 16) * Math.Pow(2, -24) * mag;
+                    if (!(Math.Abs(got - exact) <= tol)) return $"n {n}: {got} vs {exact} (tol {tol:G3})";
+                    for (int i = 0; i < n; i++)
+                        if (BitConverter.SingleToInt32Bits(DotF16.ToFloat(w[i])) != BitConverter.SingleToInt32Bits((float)w[i]))
+                            return $"ToFloat({BitConverter.HalfToUInt16Bits(w[i]):X4}) = {DotF16.ToFloat(w[i])}, want {(float)w[i]}";
+                }
+                return null;
+            });
+        }
+    }
+
+    // ---- stories260K ----
+
+    private static JsonElement Reference(string repo) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(repo, "tests/data/stories260K.reference_greedy.json"))).RootElement;
+
+    private static int[] ReferenceIds(JsonElement root)
+    {
+        var ids = new List<int>();
+        foreach (JsonElement e in root.GetProperty("generated_token_ids").EnumerateArray()) ids.Add(e.GetInt32());
+        return ids.ToArray();
+    }
+
+    /// <summary>Greedy decoding from BOS for 256 positions through LlamaModel must give the float64 reference's tokens.</summary>
+    private static string? Greedy256(string repo)
+    {
+        JsonElement root = Reference(repo);
+        int[] expected = ReferenceIds(root);
+        if (expected.Length != 256) return $"reference has {expected.Length} tokens, want 256";
+        using var model = LlamaModel.Load(Path.Combine(repo, "models/stories260K.gguf"), new BackendOptions { Threads = 2, ContextSize = 256 });
+        var logits = new float[model.VocabSize];
+        int token = root.GetProperty("bos_token_id").GetInt32();
+        for (int pos = 0; pos < expected.Length; pos++)
+        {
+            model.Forward(token, pos, logits);
+            if (pos == 0)
+                foreach (JsonElement e in root.GetProperty("step0_top5_logits").EnumerateArray())
+                {
+                    int id = e.GetProperty("token_id").GetInt32();
+                    double want = e.GetProperty("logit").GetDouble();
+                    if (!(Math.Abs(logits[id] - want) <= 1e-3)) return $"step 0 logit of {id}: {logits[id]} vs {want}";
+                }
+            int best = 0;
+            for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+            if (best != expected[pos]) return $"position {pos}: token {best}, reference {expected[pos]}";
+            token = best;
+        }
+        return null;
+    }
+
+    /// <summary>The text `edgellm run -n N --temp 0` prints for the first N reference tokens (as CommandTests builds it).</summary>
+    private static string ReferenceText(string repo, int n)
+    {
+        JsonElement root = Reference(repo);
+        int[] ids = ReferenceIds(root);
+        using var f = GgufFile.Open(Path.Combine(repo, "models/stories260K.gguf"));
+        var dec = Tokenizer.FromGguf(f).CreateDecoder(stripLeadingSpace: true);
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i < n && i < ids.Length; i++) sb.Append(dec.Append(ids[i]));
+        sb.Append(dec.Flush());
+        string text = sb.ToString();
+        if (!root.GetProperty("generated_text").GetString()!.StartsWith(text, StringComparison.Ordinal))
+            throw new InvalidOperationException("the decoded reference tokens do not start the reference file's generated_text");
+        return text;
+    }
+}
