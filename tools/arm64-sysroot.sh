@@ -6,7 +6,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sysroot=${1:-$root/.sysroot/bullseye-arm64}
-mirror=${EDGELLM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt already uses (first URIs: of the main archive), or $EDGELLM_DEBIAN_MIRROR.
+mirror=${EDGELLM_DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -- '-security' | head -n1 || true)
+  [ -n "$mirror" ] || mirror=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+fi
+[ -n "$mirror" ] || { echo "arm64-sysroot: no Debian mirror found in the apt sources; set EDGELLM_DEBIAN_MIRROR" >&2; exit 1; }
 
 pkgs=()
 for p in clang llvm binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap; do
