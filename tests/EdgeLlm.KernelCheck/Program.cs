@@ -6,6 +6,8 @@ using EdgeLlm.Gguf;
 using EdgeLlm.Model;
 using EdgeLlm.Quant;
 
+using EdgeLlm.Tests.Kernels;
+
 namespace EdgeLlm.KernelCheck;
 
 /// <summary>
@@ -29,7 +31,7 @@ internal static unsafe class Program
             return 0;
         }
         string repo = args.Length > 0 ? args[0] : ".";
-        Console.WriteLine($"kernelcheck: rung {KernelRung.Selected}, dot product {(KernelRung.UseDotProd ? "on" : "off")}, variants {string.Join(' ', Variants())}");
+        Console.WriteLine($"kernelcheck: rung {KernelRung.Selected}, dot product {(KernelRung.UseDotProd ? "on" : "off")}, variants {string.Join(' ', KernelVariants.SupportedVariants())}");
         Guard("rung: Best is the selected rung", () => Check(KernelRung.Selected == KernelRung.Best() || Environment.GetEnvironmentVariable("EDGELLM_KERNEL_RUNG") != null, $"{KernelRung.Selected} vs {KernelRung.Best()}"));
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
         FloatChecks();
@@ -54,66 +56,7 @@ internal static unsafe class Program
     private static readonly GgmlType[] QuantTypes = { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
     private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
 
-    private enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
-
-    private static List<Variant> Variants()
-    {
-        var list = new List<Variant> { Variant.Scalar };
-        if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
-        if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
-        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported) list.Add(Variant.Avx512);
-        if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
-        if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
-        return list;
-    }
-
     private static string Name(Variant v) => v == Variant.Neon ? (KernelRung.UseDotProd ? "Neon+Dp" : "Neon") : v.ToString();
-
-    private static float Run(GgmlType t, Variant v, byte* w, byte* xq, int n) => t switch
-    {
-        GgmlType.Q4_0 => v switch
-        {
-            Variant.Scalar => DotQ4_0.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ4_0.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ4_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n, vbmi: true),
-            Variant.Avx512NoVbmi => DotQ4_0.DotAvx512(w, xq, n, vbmi: false),
-            _ => DotQ4_0.DotNeon(w, xq, n),
-        },
-        GgmlType.Q8_0 => v switch
-        {
-            Variant.Scalar => DotQ8_0.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ8_0.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ8_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ8_0.DotAvx512(w, xq, n),
-            _ => DotQ8_0.DotNeon(w, xq, n),
-        },
-        GgmlType.Q4_K => v switch
-        {
-            Variant.Scalar => DotQ4_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ4_K.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ4_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_K.DotAvx512(w, xq, n),
-            _ => DotQ4_K.DotNeon(w, xq, n),
-        },
-        GgmlType.Q6_K => v switch
-        {
-            Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n),
-            _ => DotQ6_K.DotNeon(w, xq, n),
-        },
-        _ => throw new ArgumentException($"no kernel for {t}"),
-    };
-
-    private static float RunSelected(GgmlType t, byte* w, byte* xq, int n) => t switch
-    {
-        GgmlType.Q4_0 => DotQ4_0.Dot(w, xq, n),
-        GgmlType.Q8_0 => DotQ8_0.Dot(w, xq, n),
-        GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
-        _ => DotQ6_K.Dot(w, xq, n),
-    };
 
     private sealed record Case(int N, byte[] W, float[] X, byte[] Xq, float[] WDeq, float[] XDeq, double M);
 
@@ -133,7 +76,7 @@ internal static unsafe class Program
                     double tol = 1e-5 * c.M;
                     return Check(c.M > 0 && Math.Abs(scalar - reference) <= tol, $"{scalar} vs reference {reference} (tol {tol:G3})");
                 });
-                foreach (Variant v in Variants())
+                foreach (Variant v in KernelVariants.SupportedVariants())
                 {
                     if (v == Variant.Scalar) continue;
                     Guard($"{t} {Name(v)} {nb} blocks {kind}: vs Scalar rung", () =>
@@ -144,7 +87,7 @@ internal static unsafe class Program
                     });
                 }
             }
-        foreach (Variant v in Variants())
+        foreach (Variant v in KernelVariants.SupportedVariants())
         {
             Guard($"{t} {Name(v)}: zero weights or zero activations give 0", () =>
             {
@@ -155,7 +98,7 @@ internal static unsafe class Program
                 byte[] zeroXq = QuantizeActivations(t, new float[n]);
                 fixed (byte* pzw = zeroW) fixed (byte* pw = w) fixed (byte* pxq = xq) fixed (byte* pzx = zeroXq)
                 {
-                    float a = Run(t, v, pzw, pxq, n), b = Run(t, v, pw, pzx, n);
+                    float a = KernelVariants.Run(t, v, pzw, pxq, n), b = KernelVariants.Run(t, v, pw, pzx, n);
                     return Check(a == 0f && b == 0f, $"{a}, {b}");
                 }
             });
@@ -164,7 +107,7 @@ internal static unsafe class Program
                 (byte[] w, byte[] x, int n, float want) = Hand(t);
                 fixed (byte* pw = w) fixed (byte* px = x)
                 {
-                    float got = Run(t, v, pw, px, n);
+                    float got = KernelVariants.Run(t, v, pw, px, n);
                     return Check(got == want, $"{got} vs {want}");
                 }
             });
@@ -181,7 +124,7 @@ internal static unsafe class Program
             Case c = Make(t, 3, "raw");
             fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
             {
-                float a = Run(t, sel, w, xq, c.N), b = RunSelected(t, w, xq, c.N);
+                float a = KernelVariants.Run(t, sel, w, xq, c.N), b = KernelVariants.RunSelected(t, w, xq, c.N);
                 return Check(a == b, $"{b} vs {Name(sel)} {a}");
             }
         });
@@ -202,7 +145,7 @@ internal static unsafe class Program
 
     private static float Dot(GgmlType t, Variant v, Case c)
     {
-        fixed (byte* w = c.W) fixed (byte* xq = c.Xq) return Run(t, v, w, xq, c.N);
+        fixed (byte* w = c.W) fixed (byte* xq = c.Xq) return KernelVariants.Run(t, v, w, xq, c.N);
     }
 
     /// <summary>Seeded weights as in the xunit KernelTestData: "gaussian" (quantized by the reference quantizer, a few

@@ -2,6 +2,7 @@ using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Gguf;
 using EdgeLlm.Quant;
 using static EdgeLlm.Tests.Kernels.KernelTestData;
+using static EdgeLlm.Tests.Kernels.KernelVariants;
 
 namespace EdgeLlm.Tests.Kernels;
 
