@@ -14,7 +14,7 @@ internal sealed unsafe class Add : ParallelWork
         _x = x;
         _y = y;
         _count = count;
-        pool.Run(this);
+        pool.Run(this, count);
     }
 
     public override void Execute(int thread, int threadCount)

@@ -10,6 +10,11 @@ namespace EdgeLlm.Backends.Cpu;
 /// and dotting it with every token in integers while the row is in cache, so a batch costs one pass over the
 /// weights. The weight type is switched on once per call; the kernels' SIMD rung was chosen once per process
 /// (<see cref="KernelRung.Selected"/>). F32 and F16 rows are dotted in place; BF16 rows are widened first.
+/// Rows are shared out in two parts so the threads finish together without an atomic per row: the first
+/// <see cref="StaticShare"/> of the rows split evenly (one contiguous range per thread, no coordination),
+/// the rest in small chunks that threads claim from a shared counter once their own range is done, which
+/// absorbs a late wake-up, a preempted core or an unfair share of memory bandwidth. A row is computed by
+/// exactly one thread with the same kernel whatever the split, so results do not depend on it.
 /// </summary>
 internal sealed unsafe class MatMul : ParallelWork
 {
@@ -29,6 +34,16 @@ internal sealed unsafe class MatMul : ParallelWork
 
     /// <summary>Rows dotted against each four-token group before moving on, so the row tile stays in L1/L2 (bytes).</summary>
     private const int RowTileBytes = 32 * 1024;
+
+    /// <summary>Fraction of the rows (eighths) split statically; the remainder is claimed in chunks.</summary>
+    private const int StaticShare = 7;
+
+    /// <summary>Bytes of weights a claimed chunk aims for (at least 4 rows, at most 16 chunks per thread).</summary>
+    private const long ChunkBytes = 32 * 1024;
+
+    private long _staticRows;
+    private long _chunkRows;
+    private PaddedCounter _next;
 
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
     /// <param name="xq">room for a batch of quantized activations (<paramref name="xqCapacity"/> bytes).</param>
@@ -73,7 +88,28 @@ internal sealed unsafe class MatMul : ParallelWork
                 _quantizePhase = false;
             }
         }
+        Split(w, pool.ThreadCount);
         pool.Run(this);
+    }
+
+    /// <summary>Sets the static share and the chunk size of the dynamic remainder for this call.</summary>
+    private void Split(CpuWeight w, int threads)
+    {
+        long rows = w.Rows;
+        if (threads == 1 || rows < 8L * threads)
+        {
+            _staticRows = rows;
+            _chunkRows = rows;
+        }
+        else
+        {
+            _staticRows = rows * StaticShare / 8 / threads * threads;
+            long rest = rows - _staticRows;
+            long rowBytes = Math.Max(1, w.RowBytes * (long)_nTokens);
+            long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
+            _chunkRows = Math.Max(4, (rest + chunks - 1) / chunks);
+        }
+        _next.Value = _staticRows;
     }
 
     private void QuantizeToken(long t)
@@ -94,7 +130,20 @@ internal sealed unsafe class MatMul : ParallelWork
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
-        var (r0, r1) = WorkerPool.Range(_w.Rows, thread, threadCount);
+        var (r0, r1) = WorkerPool.Range(_staticRows, thread, threadCount);
+        Rows(r0, r1, thread);
+        long rows = _w.Rows, chunk = _chunkRows;
+        while (Volatile.Read(ref _next.Value) < rows)
+        {
+            long start = Interlocked.Add(ref _next.Value, chunk) - chunk;
+            if (start >= rows) break;
+            Rows(start, Math.Min(rows, start + chunk), thread);
+        }
+    }
+
+    private void Rows(long r0, long r1, int thread)
+    {
+        if (r0 >= r1) return;
         switch (_w.Type)
         {
             case GgmlType.F32: RowsF32(r0, r1); break;
@@ -219,4 +268,11 @@ internal sealed unsafe class MatMul : ParallelWork
             for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ6_K.Dot(row, _xq + t * _xqRowBytes, n);
         }
     }
+}
+
+/// <summary>A counter alone on its cache line (and the next), so claiming a chunk does not evict the matmul's other fields.</summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 256)]
+internal struct PaddedCounter
+{
+    [System.Runtime.InteropServices.FieldOffset(128)] public long Value;
 }

@@ -22,7 +22,7 @@ internal sealed unsafe class RmsNorm : ParallelWork
         _nTokens = nTokens;
         _dim = dim;
         _eps = eps;
-        pool.Run(this);
+        pool.Run(this, (long)nTokens * dim);
     }
 
     public override void Execute(int thread, int threadCount)

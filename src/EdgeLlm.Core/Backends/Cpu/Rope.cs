@@ -54,7 +54,7 @@ internal sealed unsafe class Rope : ParallelWork
         _nHeads = nHeads;
         _headDim = spec.HeadDim;
         _half = half;
-        pool.Run(this);
+        pool.Run(this, (long)nTokens * nHeads * spec.HeadDim);
     }
 
     public override void Execute(int thread, int threadCount)

@@ -53,6 +53,24 @@ internal sealed class WorkerPool : IDisposable
     public static (long Start, long End) Range(long n, int thread, int threadCount) =>
         (n * thread / threadCount, n * (thread + 1) / threadCount);
 
+    /// <summary>
+    /// Element-wise ops over at most this many floats run on the calling thread alone: a decode step's norms,
+    /// residual adds and rotations take well under a microsecond, less than waking the workers and waiting for
+    /// them would, and the workers keep spinning for the next matmul meanwhile.
+    /// </summary>
+    public const long SerialElements = 4096;
+
+    /// <summary>
+    /// Runs <paramref name="work"/> over <paramref name="elements"/> items: on the caller alone when the op is small
+    /// (<see cref="SerialElements"/>), else as <see cref="Run(ParallelWork)"/>. Ops whose per-element result does not
+    /// depend on the split are the only ones to use this.
+    /// </summary>
+    public void Run(ParallelWork work, long elements)
+    {
+        if (elements <= SerialElements) work.Execute(0, 1);
+        else Run(work);
+    }
+
     /// <summary>Runs <paramref name="work"/> on every thread and returns when all are done. Not reentrant.</summary>
     public void Run(ParallelWork work)
     {
