@@ -35,7 +35,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public int ThreadCount => _pool.ThreadCount;
 
-    public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdName}, int8 kernels: {Kernels.KernelRung.Selected}";
+    public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}{(_pool.PinnedWorkers > 0 ? $" ({_pool.PinnedWorkers} pinned)" : "")}, {SimdName}, int8 kernels: {Kernels.KernelRung.Selected}";
 
     /// <summary>The widest vector the kernels use on this machine.</summary>
     public static string SimdName =>

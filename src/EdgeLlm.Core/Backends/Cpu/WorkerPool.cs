@@ -37,11 +37,21 @@ internal sealed class WorkerPool : IDisposable
 
     public int ThreadCount { get; }
 
+    /// <summary>How many worker threads are pinned to a CPU of their own (0 when pinning is off or not possible).</summary>
+    public int PinnedWorkers => Volatile.Read(ref _pinned);
+
+    private readonly int[] _cpus;
+    private int _pinned;
+
     public WorkerPool(int threadCount)
     {
         if (threadCount < 1) throw new ArgumentOutOfRangeException(nameof(threadCount), $"thread count {threadCount} must be at least 1");
         ThreadCount = threadCount;
         _threads = new Thread[threadCount - 1];
+        // Workers take CPUs 1..n-1 of the allowed set; the caller stays unpinned (threads it creates later inherit its
+        // mask), and the scheduler keeps it on the CPU the pinned workers leave free.
+        int[] allowed = threadCount > 1 && CpuAffinity.Enabled() ? CpuAffinity.AllowedCpus() : [];
+        _cpus = allowed.Length >= threadCount ? allowed : [];
         for (int i = 0; i < _threads.Length; i++)
         {
             _threads[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"edgellm-cpu-{i + 1}" };
@@ -117,6 +127,7 @@ internal sealed class WorkerPool : IDisposable
     private void WorkerLoop(object? arg)
     {
         int index = (int)arg!;
+        if (_cpus.Length > index && CpuAffinity.PinCurrentThread(_cpus[index])) Interlocked.Increment(ref _pinned);
         int seen = 0;
         while (true)
         {

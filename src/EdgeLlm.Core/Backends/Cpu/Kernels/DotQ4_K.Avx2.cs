@@ -18,6 +18,7 @@ public static unsafe partial class DotQ4_K
         for (int b = 0; b < nb; b++)
         {
             byte* wb = w + b * BlockBytes;
+            WeightPrefetch.Lines3(wb);
             byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
             UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
             float dy = Unsafe.ReadUnaligned<float>(yb);

@@ -20,6 +20,7 @@ public static unsafe partial class DotQ8_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
+            WeightPrefetch.Lines5(w);
             Vector256<float> d = BlockScales.Products8(w, wOff, xq, xOff);
             acc0 = Avx2Block<TVnni>(acc0, w, xq, BlockScales.Broadcast(d, 0));
             acc1 = Avx2Block<TVnni>(acc1, w + BlockBytes, xq + XB, BlockScales.Broadcast(d, 1));

@@ -19,6 +19,7 @@ public static unsafe partial class DotQ8_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
+            WeightPrefetch.Lines5(w);
             Vector512<float> d = BlockScales.Products8(w, wOff, xq, xOff).ToVector512Unsafe();
             acc0 = Avx512Block(acc0, w, xq, Avx512F.PermuteVar16x32(d, Vector512.Create(0)));
             acc1 = Avx512Block(acc1, w + BlockBytes, xq + XB, Avx512F.PermuteVar16x32(d, Vector512.Create(1)));
