@@ -247,10 +247,32 @@ internal sealed unsafe class MatMul : ParallelWork
         }
     }
 
+    /// <summary>Q4_K rows; a batch goes in row tiles × four tokens like <see cref="RowsQ4_0Panel"/> where the rung has <see cref="DotQ4_K.Dot4"/>.</summary>
     private void RowsQ4_K(long r0, long r1)
     {
         int n = (int)_w.Ne0;
         long rows = _w.Rows;
+        if (_nTokens >= 4 && DotQ4_K.Dot4Accelerated)
+        {
+            long tile = Math.Max(4, RowTileBytes / _w.RowBytes);
+            int full = _nTokens & ~3;
+            for (long ra = r0; ra < r1; ra += tile)
+            {
+                long rb = Math.Min(r1, ra + tile);
+                for (int t = 0; t < full; t += 4)
+                {
+                    byte* x = _xq + t * _xqRowBytes;
+                    float* d = _dst + t * rows;
+                    for (long r = ra; r < rb; r++) DotQ4_K.Dot4(_w.Row(r), x, _xqRowBytes, n, d + r, rows);
+                }
+                for (int t = full; t < _nTokens; t++)
+                {
+                    byte* x = _xq + t * _xqRowBytes;
+                    for (long r = ra; r < rb; r++) _dst[t * rows + r] = DotQ4_K.Dot(_w.Row(r), x, n);
+                }
+            }
+            return;
+        }
         for (long r = r0; r < r1; r++)
         {
             byte* row = _w.Row(r);
