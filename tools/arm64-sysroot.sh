@@ -42,8 +42,11 @@ if [ -d "$sysroot/lib" ] && [ ! -L "$sysroot/lib" ]; then
   cp -a "$sysroot/lib/." "$sysroot/usr/lib/" && rm -rf "$sysroot/lib" && ln -s usr/lib "$sysroot/lib"
 fi
 # Absolute symlinks (libpthread.so -> /lib/...) would resolve to the HOST's arm64 cross libc: make them relative.
+# Links into the host's virtual filesystems (debootstrap's proc -> /proc) are dropped: a relative link to the host's
+# /proc inside the repository makes tools that walk the tree (BenchmarkDotNet's project search) fail on /proc/*/map_files.
 find "$sysroot" -type l | while read -r l; do
   t=$(readlink "$l")
+  case $t in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*) rm -f "$l"; continue;; esac
   case $t in /*) ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$sysroot$t")" "$l";; esac
 done
 touch "$sysroot/.edgellm-sysroot-done"

@@ -37,8 +37,8 @@ public sealed class WeightThroughputColumn : IColumn
     }
 }
 
-/// <summary>Config for every benchmark class here: the default columns plus the weight throughput.</summary>
+/// <summary>Config for every benchmark class here: the default columns plus the weight throughput and the operation rate.</summary>
 public sealed class PerfConfig : ManualConfig
 {
-    public PerfConfig() => AddColumn(new WeightThroughputColumn());
+    public PerfConfig() => AddColumn(new WeightThroughputColumn(), new OpsThroughputColumn());
 }
