@@ -4,15 +4,22 @@ using System.Runtime.Intrinsics;
 namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
-/// Causal grouped-query attention over the KV cache. One work item is one (token, head): token t sits at
-/// position startPos + t and sees cache positions 0..startPos + t (so causality inside a prefill batch is
-/// just the loop bound, because the batch's own K/V were stored first). Query head h reads KV head
-/// h / group. scores = q.k / sqrt(headDim), softmax, out = sum p_j v_j. Each item is computed by one
-/// thread with a fixed order, so results do not depend on the thread count.
+/// Causal grouped-query attention over the KV cache, computed in tiles: the query rows of one KV head (token t,
+/// group member g, in that order: row = t · group + g) are cut into tiles of <see cref="AttentionTile.Lanes"/>
+/// rows, and one work unit is one (tile, KV head). A unit transposes its queries, computes the tile's scores
+/// against keys 0..startPos + (its last token) as a matrix product, masks the keys each row may not see (token t
+/// sits at position startPos + t and sees 0..startPos + t; the batch's own K/V were stored first), takes the
+/// softmax per row and multiplies by V (see <see cref="AttentionTile"/>). Units are dealt to threads as
+/// contiguous runs of about equal cost (later tiles see more keys). Each output element is computed by one thread
+/// through a fixed sequence of operations that does not depend on the tile it shares, so results do not depend on
+/// the thread count nor on how a sequence was split into batches.
 /// </summary>
 internal sealed unsafe class Attention : ParallelWork
 {
-    private readonly float*[] _scores; // per thread, context-size long
+    private const int Lanes = AttentionTile.Lanes;
+    private readonly float*[] _scratch; // per thread, ScratchFloats long
+    private readonly int _maxHeadDim;
+    private readonly int _contextSize;
 
     private float* _q;
     private float* _k;
@@ -24,11 +31,25 @@ internal sealed unsafe class Attention : ParallelWork
     private int _headDim;
     private int _group;
     private int _kvDim;
+    private int _nKv;
 
-    public Attention(float*[] scores) => _scores = scores;
+    /// <summary>Vector width to run (16, 8, 4 or 1 floats); 0 = the widest the hardware accelerates. Tests set it.</summary>
+    internal int Width { get; set; }
+
+    /// <summary>Floats of per-thread scratch: transposed queries, the score tile, row limits, 1/sum, a dummy output row.</summary>
+    public static long ScratchFloats(int contextSize, int headDim) =>
+        (long)headDim * Lanes + (long)contextSize * Lanes + Lanes + Lanes + RoundUp(headDim, 16);
+
+    public Attention(float*[] scratch, int contextSize, int maxHeadDim)
+    {
+        _scratch = scratch;
+        _contextSize = contextSize;
+        _maxHeadDim = maxHeadDim;
+    }
 
     public void Run(WorkerPool pool, float* q, float* k, float* v, float* dst, int startPos, int nTokens, int nHeads, int headDim, int kvDim)
     {
+        if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
         _q = q;
         _k = k;
         _v = v;
@@ -38,44 +59,106 @@ internal sealed unsafe class Attention : ParallelWork
         _nHeads = nHeads;
         _headDim = headDim;
         _kvDim = kvDim;
-        _group = nHeads / (kvDim / headDim);
+        _nKv = kvDim / headDim;
+        _group = nHeads / _nKv;
         pool.Run(this);
     }
 
     public override void Execute(int thread, int threadCount)
     {
-        var (i0, i1) = WorkerPool.Range((long)_nTokens * _nHeads, thread, threadCount);
-        float* scores = _scores[thread];
-        float scale = 1f / MathF.Sqrt(_headDim);
-        int qDim = _nHeads * _headDim;
-        for (long item = i0; item < i1; item++)
+        int width = Width != 0 ? Width
+            : Vector512.IsHardwareAccelerated ? 16
+            : Vector256.IsHardwareAccelerated ? 8
+            : Vector128.IsHardwareAccelerated ? 4 : 1;
+        int rowsPerKv = _nTokens * _group;
+        int tiles = (rowsPerKv + Lanes - 1) / Lanes;
+        long units = (long)tiles * _nKv;
+
+        long total = 0;
+        for (int tile = 0; tile < tiles; tile++) total += UnitCost(tile, rowsPerKv) * _nKv;
+
+        // Unit u = tile · nKv + kvHead goes to the thread whose equal share of the total cost holds its midpoint.
+        long before = 0;
+        for (long u = 0; u < units; u++)
         {
-            int t = (int)(item / _nHeads), h = (int)(item % _nHeads);
-            int last = _startPos + t;
-            long kvOff = (long)(h / _group) * _headDim;
-            float* q = _q + (long)t * qDim + (long)h * _headDim;
-            for (int j = 0; j <= last; j++) scores[j] = DotF32.Dot(q, _k + (long)j * _kvDim + kvOff, _headDim) * scale;
-            Softmax.Row(scores, last + 1);
-            float* o = _dst + (long)t * qDim + (long)h * _headDim;
-            new Span<float>(o, _headDim).Clear();
-            for (int j = 0; j <= last; j++) Axpy(o, scores[j], _v + (long)j * _kvDim + kvOff, _headDim);
+            int tile = (int)(u / _nKv);
+            long cost = UnitCost(tile, rowsPerKv);
+            long owner = threadCount == 1 ? 0 : Math.Min(threadCount - 1, (2 * before + cost) * threadCount / (2 * total));
+            before += cost;
+            if (owner != thread) continue;
+            int kvHead = (int)(u % _nKv);
+            int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
+            switch (width)
+            {
+                case 16: Unit<SimdF512, Vector512<float>>(thread, kvHead, r0, r1); break;
+                case 8: Unit<SimdF256, Vector256<float>>(thread, kvHead, r0, r1); break;
+                case 4: Unit<SimdF128, Vector128<float>>(thread, kvHead, r0, r1); break;
+                default: Unit<SimdF1, float>(thread, kvHead, r0, r1); break;
+            }
         }
     }
 
-    /// <summary>o += a * v (per element the same mul and add in every path, so width does not change results).</summary>
-    private static void Axpy(float* o, float a, float* v, int n)
+    /// <summary>Relative cost of a tile: its rows times the keys they read (plus a fixed part for transposing).</summary>
+    private long UnitCost(int tile, int rowsPerKv)
     {
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var va = Vector256.Create(a);
-            for (; i <= n - 8; i += 8) (Vector256.Load(o + i) + va * Vector256.Load(v + i)).Store(o + i);
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            var va = Vector128.Create(a);
-            for (; i <= n - 4; i += 4) (Vector128.Load(o + i) + va * Vector128.Load(v + i)).Store(o + i);
-        }
-        for (; i < n; i++) o[i] += a * v[i];
+        int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
+        long keys = _startPos + (r1 - 1) / _group + 1;
+        return (r1 - r0) * (keys + 16);
     }
+
+    private void Unit<TS, TV>(int thread, int kvHead, int r0, int r1)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int headDim = _headDim, group = _group, rows = r1 - r0;
+        float* qt = _scratch[thread];
+        float* st = qt + (long)_maxHeadDim * Lanes;
+        int* limit = (int*)(st + (long)_contextSize * Lanes);
+        float* inv = (float*)(limit + Lanes);
+        int keys = _startPos + (r1 - 1) / group + 1;
+        float* dummy = inv + Lanes;
+        long qDim = (long)_nHeads * headDim;
+        long kvOff = (long)kvHead * headDim;
+
+        // Transpose the tile's queries into qt[d][lane]; lanes past the tile are zero and see every key.
+        for (int r = 0; r < Lanes; r++)
+        {
+            if (r < rows)
+            {
+                int row = r0 + r, t = row / group, h = kvHead * group + row % group;
+                float* src = _q + t * qDim + (long)h * headDim;
+                for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
+                limit[r] = _startPos + t;
+            }
+            else
+            {
+                for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = 0f;
+                limit[r] = keys - 1;
+            }
+        }
+
+        int w = TS.Count;
+        int rows4 = (rows + 3) & ~3;
+        int chunks = (rows4 + w - 1) / w;
+        float* k = _k + kvOff, v = _v + kvOff;
+        AttentionTile.Scores<TS, TV>(qt, k, _kvDim, headDim, keys, chunks, 1f / MathF.Sqrt(headDim), st);
+        for (int r = 0; r < rows; r++)
+            for (int j = limit[r] + 1; j < keys; j++) st[(long)j * Lanes + r] = float.NegativeInfinity;
+        AttentionTile.Softmax<TS, TV>(st, keys, chunks, inv);
+
+        for (int r = 0; r < rows; r += 4)
+        {
+            float* o0 = Out(r0 + r, kvHead), o1 = r + 1 < rows ? Out(r0 + r + 1, kvHead) : dummy;
+            float* o2 = r + 2 < rows ? Out(r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(r0 + r + 3, kvHead) : dummy;
+            int n = limit[Math.Min(rows, r + 4) - 1] + 1;
+            AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, n, inv, o0, o1, o2, o3);
+        }
+    }
+
+    private float* Out(int row, int kvHead)
+    {
+        int t = row / _group, h = kvHead * _group + row % _group;
+        return _dst + (long)t * _nHeads * _headDim + (long)h * _headDim;
+    }
+
+    private static long RoundUp(long x, int m) => (x + m - 1) / m * m;
 }

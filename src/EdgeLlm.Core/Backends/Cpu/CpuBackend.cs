@@ -51,17 +51,17 @@ public sealed unsafe class CpuBackend : IBackend
         _limits = limits;
         int threads = ThreadCount;
         var rows = new float*[threads];
-        var scores = new float*[threads];
+        var attention = new float*[threads];
         for (int i = 0; i < threads; i++)
         {
             rows[i] = AllocScratch(limits.MaxRowLength);
-            scores[i] = AllocScratch(limits.ContextSize);
+            attention[i] = AllocScratch(Cpu.Attention.ScratchFloats(limits.ContextSize, limits.HeadDim));
         }
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
         long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
         long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
         _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes);
-        _attention = new Attention(scores);
+        _attention = new Attention(attention, limits.ContextSize, limits.HeadDim);
         _rope = new Rope(AllocScratch(ropeCapacity), AllocScratch(ropeCapacity), ropeCapacity);
     }
 

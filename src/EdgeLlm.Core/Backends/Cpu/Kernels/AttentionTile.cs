@@ -1,0 +1,253 @@
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// The three steps of attention for one tile of up to <see cref="Lanes"/> query rows that share a KV head, with
+/// rows in vector lanes: the queries are transposed once into qt[d][lane], so a score block is a small matrix
+/// product (each key element broadcast once for all rows of the tile), the softmax runs down the key axis with
+/// each lane a row (vectorized exp, per-row sums accumulated key by key), and out = P·V keeps 4 rows × up to
+/// 4 vectors of the head in registers while streaming the value rows once per 4 rows.
+/// Every output element goes through the same sequence of fused operations whichever rows share its tile and
+/// whichever rung runs it: score = (Σ_d fma, d ascending) · scale; softmax max over the row's keys, e = exp(s − max)
+/// (masked keys give exactly 0), sum and Σ_j e_j·v_j accumulated with j ascending (a masked key adds an exact 0),
+/// out = acc · (1 / sum). So a row's result does not depend on the batch it came in or the thread count.
+/// </summary>
+internal static unsafe class AttentionTile
+{
+    /// <summary>Rows per tile, and the float stride of a row of qt and of the score matrix.</summary>
+    public const int Lanes = 32;
+
+    /// <summary>
+    /// st[j][lane] = scale · Σ_d qt[d][lane] · k_j[d] for keys j in [0, n) and lanes [0, chunks · TS.Count).
+    /// </summary>
+    public static void Scores<TS, TV>(float* qt, float* k, long kStride, int headDim, int n, int chunks, float scale, float* st)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        TV vs = TS.Broadcast(scale);
+        int c = 0;
+        for (; c + 2 <= chunks; c += 2)
+        {
+            float* q = qt + c * w;
+            float* s = st + c * w;
+            int j = 0;
+            if (w >= 16)
+                for (; j + 8 <= n; j += 8) Block2x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+            for (; j + 4 <= n; j += 4) Block2x4<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+            for (; j < n; j++)
+            {
+                float* kj = k + j * kStride;
+                TV a0 = TS.Zero, a1 = TS.Zero;
+                for (int d = 0; d < headDim; d++)
+                {
+                    TV b = TS.Broadcast(kj[d]);
+                    a0 = TS.Fma(TS.Load(q + d * Lanes), b, a0);
+                    a1 = TS.Fma(TS.Load(q + d * Lanes + w), b, a1);
+                }
+                TS.Store(TS.Mul(a0, vs), s + j * Lanes);
+                TS.Store(TS.Mul(a1, vs), s + j * Lanes + w);
+            }
+        }
+        if (c < chunks)
+        {
+            float* q = qt + c * w;
+            float* s = st + c * w;
+            int j = 0;
+            for (; j + 8 <= n; j += 8) Block1x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+            for (; j < n; j++)
+            {
+                float* kj = k + j * kStride;
+                TV a0 = TS.Zero;
+                for (int d = 0; d < headDim; d++) a0 = TS.Fma(TS.Load(q + d * Lanes), TS.Broadcast(kj[d]), a0);
+                TS.Store(TS.Mul(a0, vs), s + j * Lanes);
+            }
+        }
+    }
+
+    private static void Block2x8<TS, TV>(float* q, float* k, long ks, int headDim, TV vs, float* s)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00, a07 = a00;
+        TV a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00, a17 = a00;
+        for (int d = 0; d < headDim; d++)
+        {
+            TV x0 = TS.Load(q + d * Lanes), x1 = TS.Load(q + d * Lanes + w);
+            float* kd = k + d;
+            TV b = TS.Broadcast(kd[0]); a00 = TS.Fma(x0, b, a00); a10 = TS.Fma(x1, b, a10);
+            b = TS.Broadcast(kd[ks]); a01 = TS.Fma(x0, b, a01); a11 = TS.Fma(x1, b, a11);
+            b = TS.Broadcast(kd[2 * ks]); a02 = TS.Fma(x0, b, a02); a12 = TS.Fma(x1, b, a12);
+            b = TS.Broadcast(kd[3 * ks]); a03 = TS.Fma(x0, b, a03); a13 = TS.Fma(x1, b, a13);
+            b = TS.Broadcast(kd[4 * ks]); a04 = TS.Fma(x0, b, a04); a14 = TS.Fma(x1, b, a14);
+            b = TS.Broadcast(kd[5 * ks]); a05 = TS.Fma(x0, b, a05); a15 = TS.Fma(x1, b, a15);
+            b = TS.Broadcast(kd[6 * ks]); a06 = TS.Fma(x0, b, a06); a16 = TS.Fma(x1, b, a16);
+            b = TS.Broadcast(kd[7 * ks]); a07 = TS.Fma(x0, b, a07); a17 = TS.Fma(x1, b, a17);
+        }
+        TS.Store(TS.Mul(a00, vs), s); TS.Store(TS.Mul(a10, vs), s + w);
+        TS.Store(TS.Mul(a01, vs), s + Lanes); TS.Store(TS.Mul(a11, vs), s + Lanes + w);
+        TS.Store(TS.Mul(a02, vs), s + 2 * Lanes); TS.Store(TS.Mul(a12, vs), s + 2 * Lanes + w);
+        TS.Store(TS.Mul(a03, vs), s + 3 * Lanes); TS.Store(TS.Mul(a13, vs), s + 3 * Lanes + w);
+        TS.Store(TS.Mul(a04, vs), s + 4 * Lanes); TS.Store(TS.Mul(a14, vs), s + 4 * Lanes + w);
+        TS.Store(TS.Mul(a05, vs), s + 5 * Lanes); TS.Store(TS.Mul(a15, vs), s + 5 * Lanes + w);
+        TS.Store(TS.Mul(a06, vs), s + 6 * Lanes); TS.Store(TS.Mul(a16, vs), s + 6 * Lanes + w);
+        TS.Store(TS.Mul(a07, vs), s + 7 * Lanes); TS.Store(TS.Mul(a17, vs), s + 7 * Lanes + w);
+    }
+
+    private static void Block2x4<TS, TV>(float* q, float* k, long ks, int headDim, TV vs, float* s)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        for (int d = 0; d < headDim; d++)
+        {
+            TV x0 = TS.Load(q + d * Lanes), x1 = TS.Load(q + d * Lanes + w);
+            float* kd = k + d;
+            TV b = TS.Broadcast(kd[0]); a00 = TS.Fma(x0, b, a00); a10 = TS.Fma(x1, b, a10);
+            b = TS.Broadcast(kd[ks]); a01 = TS.Fma(x0, b, a01); a11 = TS.Fma(x1, b, a11);
+            b = TS.Broadcast(kd[2 * ks]); a02 = TS.Fma(x0, b, a02); a12 = TS.Fma(x1, b, a12);
+            b = TS.Broadcast(kd[3 * ks]); a03 = TS.Fma(x0, b, a03); a13 = TS.Fma(x1, b, a13);
+        }
+        TS.Store(TS.Mul(a00, vs), s); TS.Store(TS.Mul(a10, vs), s + w);
+        TS.Store(TS.Mul(a01, vs), s + Lanes); TS.Store(TS.Mul(a11, vs), s + Lanes + w);
+        TS.Store(TS.Mul(a02, vs), s + 2 * Lanes); TS.Store(TS.Mul(a12, vs), s + 2 * Lanes + w);
+        TS.Store(TS.Mul(a03, vs), s + 3 * Lanes); TS.Store(TS.Mul(a13, vs), s + 3 * Lanes + w);
+    }
+
+    private static void Block1x8<TS, TV>(float* q, float* k, long ks, int headDim, TV vs, float* s)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        TV a0 = TS.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int d = 0; d < headDim; d++)
+        {
+            TV x = TS.Load(q + d * Lanes);
+            float* kd = k + d;
+            a0 = TS.Fma(x, TS.Broadcast(kd[0]), a0);
+            a1 = TS.Fma(x, TS.Broadcast(kd[ks]), a1);
+            a2 = TS.Fma(x, TS.Broadcast(kd[2 * ks]), a2);
+            a3 = TS.Fma(x, TS.Broadcast(kd[3 * ks]), a3);
+            a4 = TS.Fma(x, TS.Broadcast(kd[4 * ks]), a4);
+            a5 = TS.Fma(x, TS.Broadcast(kd[5 * ks]), a5);
+            a6 = TS.Fma(x, TS.Broadcast(kd[6 * ks]), a6);
+            a7 = TS.Fma(x, TS.Broadcast(kd[7 * ks]), a7);
+        }
+        TS.Store(TS.Mul(a0, vs), s);
+        TS.Store(TS.Mul(a1, vs), s + Lanes);
+        TS.Store(TS.Mul(a2, vs), s + 2 * Lanes);
+        TS.Store(TS.Mul(a3, vs), s + 3 * Lanes);
+        TS.Store(TS.Mul(a4, vs), s + 4 * Lanes);
+        TS.Store(TS.Mul(a5, vs), s + 5 * Lanes);
+        TS.Store(TS.Mul(a6, vs), s + 6 * Lanes);
+        TS.Store(TS.Mul(a7, vs), s + 7 * Lanes);
+    }
+
+    /// <summary>
+    /// Per lane (row) over keys [0, n): max, st[j] = exp(st[j] − max), inv = 1 / Σ_j st[j] (j ascending).
+    /// Masked keys hold −∞ and become exactly 0.
+    /// </summary>
+    public static void Softmax<TS, TV>(float* st, int n, int chunks, float* inv)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        for (int c = 0; c < chunks; c++)
+        {
+            float* p = st + c * w;
+            TV m = TS.Load(p);
+            for (int j = 1; j < n; j++) m = TS.Max(m, TS.Load(p + j * Lanes));
+            TV sum = TS.Zero;
+            for (int j = 0; j < n; j++)
+            {
+                TV e = TS.Exp(TS.Sub(TS.Load(p + j * Lanes), m));
+                TS.Store(e, p + j * Lanes);
+                sum = TS.Add(sum, e);
+            }
+            TS.Store(TS.Div(TS.Broadcast(1f), sum), inv + c * w);
+        }
+    }
+
+    /// <summary>
+    /// o_r[d] = inv[lane0 + r] · Σ_{j &lt; n} st[j][lane0 + r] · v_j[d] for the 4 rows r = 0..3 (j ascending, fused).
+    /// </summary>
+    public static void Values<TS, TV>(float* st, int lane0, float* v, long vStride, int headDim, int n, float* inv,
+        float* o0, float* o1, float* o2, float* o3)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        float* e = st + lane0;
+        TV i0 = TS.Broadcast(inv[lane0]), i1 = TS.Broadcast(inv[lane0 + 1]), i2 = TS.Broadcast(inv[lane0 + 2]), i3 = TS.Broadcast(inv[lane0 + 3]);
+        int d = 0;
+        for (; d + 4 * w <= headDim; d += 4 * w)
+        {
+            TV a00 = TS.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            TV a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+            for (int j = 0; j < n; j++)
+            {
+                float* vj = v + j * vStride + d;
+                TV v0 = TS.Load(vj), v1 = TS.Load(vj + w), v2 = TS.Load(vj + 2 * w), v3 = TS.Load(vj + 3 * w);
+                float* ej = e + j * Lanes;
+                TV b = TS.Broadcast(ej[0]);
+                a00 = TS.Fma(v0, b, a00); a01 = TS.Fma(v1, b, a01); a02 = TS.Fma(v2, b, a02); a03 = TS.Fma(v3, b, a03);
+                b = TS.Broadcast(ej[1]);
+                a10 = TS.Fma(v0, b, a10); a11 = TS.Fma(v1, b, a11); a12 = TS.Fma(v2, b, a12); a13 = TS.Fma(v3, b, a13);
+                b = TS.Broadcast(ej[2]);
+                a20 = TS.Fma(v0, b, a20); a21 = TS.Fma(v1, b, a21); a22 = TS.Fma(v2, b, a22); a23 = TS.Fma(v3, b, a23);
+                b = TS.Broadcast(ej[3]);
+                a30 = TS.Fma(v0, b, a30); a31 = TS.Fma(v1, b, a31); a32 = TS.Fma(v2, b, a32); a33 = TS.Fma(v3, b, a33);
+            }
+            TS.Store(TS.Mul(a00, i0), o0 + d); TS.Store(TS.Mul(a01, i0), o0 + d + w); TS.Store(TS.Mul(a02, i0), o0 + d + 2 * w); TS.Store(TS.Mul(a03, i0), o0 + d + 3 * w);
+            TS.Store(TS.Mul(a10, i1), o1 + d); TS.Store(TS.Mul(a11, i1), o1 + d + w); TS.Store(TS.Mul(a12, i1), o1 + d + 2 * w); TS.Store(TS.Mul(a13, i1), o1 + d + 3 * w);
+            TS.Store(TS.Mul(a20, i2), o2 + d); TS.Store(TS.Mul(a21, i2), o2 + d + w); TS.Store(TS.Mul(a22, i2), o2 + d + 2 * w); TS.Store(TS.Mul(a23, i2), o2 + d + 3 * w);
+            TS.Store(TS.Mul(a30, i3), o3 + d); TS.Store(TS.Mul(a31, i3), o3 + d + w); TS.Store(TS.Mul(a32, i3), o3 + d + 2 * w); TS.Store(TS.Mul(a33, i3), o3 + d + 3 * w);
+        }
+        for (; d + 2 * w <= headDim; d += 2 * w)
+        {
+            TV a00 = TS.Zero, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            for (int j = 0; j < n; j++)
+            {
+                float* vj = v + j * vStride + d;
+                TV v0 = TS.Load(vj), v1 = TS.Load(vj + w);
+                float* ej = e + j * Lanes;
+                TV b = TS.Broadcast(ej[0]); a00 = TS.Fma(v0, b, a00); a01 = TS.Fma(v1, b, a01);
+                b = TS.Broadcast(ej[1]); a10 = TS.Fma(v0, b, a10); a11 = TS.Fma(v1, b, a11);
+                b = TS.Broadcast(ej[2]); a20 = TS.Fma(v0, b, a20); a21 = TS.Fma(v1, b, a21);
+                b = TS.Broadcast(ej[3]); a30 = TS.Fma(v0, b, a30); a31 = TS.Fma(v1, b, a31);
+            }
+            TS.Store(TS.Mul(a00, i0), o0 + d); TS.Store(TS.Mul(a01, i0), o0 + d + w);
+            TS.Store(TS.Mul(a10, i1), o1 + d); TS.Store(TS.Mul(a11, i1), o1 + d + w);
+            TS.Store(TS.Mul(a20, i2), o2 + d); TS.Store(TS.Mul(a21, i2), o2 + d + w);
+            TS.Store(TS.Mul(a30, i3), o3 + d); TS.Store(TS.Mul(a31, i3), o3 + d + w);
+        }
+        for (; d + w <= headDim; d += w)
+        {
+            TV a0 = TS.Zero, a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < n; j++)
+            {
+                TV v0 = TS.Load(v + j * vStride + d);
+                float* ej = e + j * Lanes;
+                a0 = TS.Fma(v0, TS.Broadcast(ej[0]), a0);
+                a1 = TS.Fma(v0, TS.Broadcast(ej[1]), a1);
+                a2 = TS.Fma(v0, TS.Broadcast(ej[2]), a2);
+                a3 = TS.Fma(v0, TS.Broadcast(ej[3]), a3);
+            }
+            TS.Store(TS.Mul(a0, i0), o0 + d);
+            TS.Store(TS.Mul(a1, i1), o1 + d);
+            TS.Store(TS.Mul(a2, i2), o2 + d);
+            TS.Store(TS.Mul(a3, i3), o3 + d);
+        }
+        for (; d < headDim; d++)
+        {
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (int j = 0; j < n; j++)
+            {
+                float vd = v[j * vStride + d];
+                float* ej = e + j * Lanes;
+                a0 = MathF.FusedMultiplyAdd(vd, ej[0], a0);
+                a1 = MathF.FusedMultiplyAdd(vd, ej[1], a1);
+                a2 = MathF.FusedMultiplyAdd(vd, ej[2], a2);
+                a3 = MathF.FusedMultiplyAdd(vd, ej[3], a3);
+            }
+            o0[d] = a0 * inv[lane0];
+            o1[d] = a1 * inv[lane0 + 1];
+            o2[d] = a2 * inv[lane0 + 2];
+            o3[d] = a3 * inv[lane0 + 3];
+        }
+    }
+}
