@@ -24,7 +24,7 @@ public static unsafe partial class DotQ6_K
         int nb = Blocks(n);
         switch (KernelRung.Selected)
         {
-            case Rung.Avx512: return Avx512Loop(w, xq, nb);
+            case Rung.Avx512: return KernelRung.UseGfni && Gfni.V512.IsSupported ? Avx512Loop<GfniOn>(w, xq, nb) : Avx512Loop<GfniOff>(w, xq, nb);
             case Rung.Avx2: return KernelRung.UseAvxVnni ? Avx2Loop<VnniOn>(w, xq, nb) : Avx2Loop<VnniOff>(w, xq, nb);
             case Rung.Neon: return NeonLoop(w, xq, nb);
             default: return ScalarLoop(w, xq, nb);
@@ -45,11 +45,16 @@ public static unsafe partial class DotQ6_K
         return Avx2Loop<VnniOn>(w, xq, nb);
     }
 
-    public static float DotAvx512(byte* w, byte* xq, int n)
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotAvx512(w, xq, n, KernelRung.UseGfni);
+
+    /// <summary>The AVX-512 rung with GFNI (vgf2p8affineqb bit unpacking) on or off (off runs on any AVX-512 BW CPU).</summary>
+    public static float DotAvx512(byte* w, byte* xq, int n, bool gfni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        return Avx512Loop(w, xq, nb);
+        if (!gfni) return Avx512Loop<GfniOff>(w, xq, nb);
+        if (!Gfni.V512.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ6_K), Rung.Avx512);
+        return Avx512Loop<GfniOn>(w, xq, nb);
     }
 
     public static float DotNeon(byte* w, byte* xq, int n)
