@@ -58,8 +58,8 @@ internal static unsafe class KernelVariants
         GgmlType.Q6_K => v switch
         {
             Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false, gfni: false),
+            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true, gfni: Gfni.V256.IsSupported),
             Variant.Avx512 => DotQ6_K.DotAvx512(w, xq, n, gfni: true),
             Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n, gfni: false),
             _ => DotQ6_K.DotNeon(w, xq, n),
