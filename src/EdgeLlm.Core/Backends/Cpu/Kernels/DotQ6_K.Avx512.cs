@@ -11,9 +11,11 @@ public static unsafe partial class DotQ6_K
     /// half, their high nibbles with bit pairs 2 and 3 are weights 64..127 — each lines up with 64 contiguous
     /// activations. vpmaddubsw, then vpmaddwd with [sc_g ×8, sc_g+1 ×8, sc_g+2 ×8, sc_g+3 ×8], int32 sum; the −32
     /// offset via bsums as in the AVX2 rung. One FMA with d·d_x per block. With GFNI (<typeparamref name="TGfni"/>)
-    /// the 32 qh bytes are broadcast to both ymm halves by the load and one vgf2p8affineqb per zmm moves each half's
+    /// each half's 32 qh bytes are copied to both ymm halves and one vgf2p8affineqb per zmm moves each half's
     /// bit pair to bits 4..5 (a different bit matrix per 256-bit half), and the group scales come from one vpermw per
-    /// block plus an in-lane vpshufb per zmm; without, shifts and masks and a vpermw per zmm.
+    /// block plus an in-lane vpshufb per zmm, and the weights are prefetched about 1 KiB ahead; without, shifts and
+    /// masks and a vpermw per zmm. (The qh halves come from one 64-byte load and two vshufi64x2, not from
+    /// Avx512F.BroadcastVector256ToVector512 from memory: with .NET 10.0.12's Tier-1 JIT that gave wrong sums here.)
     /// </summary>
     private static float Avx512Loop<TGfni>(byte* w, byte* xq, int nb) where TGfni : struct, IIsaFlag
     {
@@ -31,6 +33,7 @@ public static unsafe partial class DotQ6_K
             Vector512<int> isum;
             if (TGfni.Enabled)
             {
+                PrefetchWeights(wb);
                 Vector512<byte> lanes = Avx512BW.PermuteVar32x16(sc16.ToVector512Unsafe(), laneIndex).AsByte();
                 Vector512<ulong> qh = Vector512.Load((ulong*)(wb + QhOffset));
                 isum = Avx512HalfGfni(wb, Avx512F.Shuffle4x128(qh, qh, 0x44).AsByte(), y, lanes, pairs01, pairs23, 0);
@@ -46,7 +49,31 @@ public static unsafe partial class DotQ6_K
             float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
         }
-        return Vector512.Sum(acc);
+        return Sum(acc);
+    }
+
+    /// <summary>Weights are streamed once per token: ask for the four lines about 1 KiB ahead (past the row end is fine: the next row follows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchWeights(byte* wb)
+    {
+        const int Ahead = 5 * BlockBytes;
+        Sse.Prefetch0(wb + Ahead);
+        Sse.Prefetch0(wb + Ahead + 64);
+        Sse.Prefetch0(wb + Ahead + 128);
+        Sse.Prefetch0(wb + Ahead + 192);
+    }
+
+    /// <summary>
+    /// Horizontal sum by halving (512 → 256 → 128 → 64 → 32 bits, seven instructions); Vector512.Sum compiles to four
+    /// separate 128-bit reductions, a cost per row that matters with only 8 or 16 blocks per row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Sum(Vector512<float> v)
+    {
+        Vector256<float> s8 = v.GetLower() + v.GetUpper();
+        Vector128<float> s4 = s8.GetLower() + s8.GetUpper();
+        Vector128<float> s2 = s4 + Sse.MoveHighToLow(s4, s4);
+        return (s2 + Sse.Shuffle(s2, s2, 0x55)).ToScalar();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
