@@ -7,7 +7,10 @@ namespace EdgeLlm.Tests.Kernels;
 // Compiled into both the xunit project and the AOT KernelCheck harness (tests/EdgeLlm.KernelCheck), so the two
 // drive the kernel rungs through the same table.
 
-/// <summary>One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used, for AVX-512 whether VBMI is (Q4_0).</summary>
+/// <summary>
+/// One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used (and for Q6_K GFNI with it), for AVX-512 whether
+/// its extensions are (VBMI for Q4_0, GFNI for Q6_K; Avx512NoVbmi runs both without).
+/// </summary>
 public enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
 
 /// <summary>Which kernel variants this CPU can run, and a call of each (type, variant) by name.</summary>
@@ -19,7 +22,7 @@ internal static unsafe class KernelVariants
         var list = new List<Variant> { Variant.Scalar };
         if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
         if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
-        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported) list.Add(Variant.Avx512);
+        if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported && Gfni.V512.IsSupported) list.Add(Variant.Avx512);
         if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
         if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
         return list.ToArray();
@@ -55,9 +58,10 @@ internal static unsafe class KernelVariants
         GgmlType.Q6_K => v switch
         {
             Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n),
+            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false, gfni: false),
+            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true, gfni: Gfni.V256.IsSupported),
+            Variant.Avx512 => DotQ6_K.DotAvx512(w, xq, n, gfni: true),
+            Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n, gfni: false),
             _ => DotQ6_K.DotNeon(w, xq, n),
         },
         _ => throw new ArgumentException($"no kernel for {t}"),

@@ -24,8 +24,8 @@ public static unsafe partial class DotQ6_K
         int nb = Blocks(n);
         switch (KernelRung.Selected)
         {
-            case Rung.Avx512: return Avx512Loop(w, xq, nb);
-            case Rung.Avx2: return KernelRung.UseAvxVnni ? Avx2Loop<VnniOn>(w, xq, nb) : Avx2Loop<VnniOff>(w, xq, nb);
+            case Rung.Avx512: return KernelRung.UseGfni && Gfni.V512.IsSupported ? Avx512Loop<GfniOn>(w, xq, nb) : Avx512Loop<GfniOff>(w, xq, nb);
+            case Rung.Avx2: return Avx2Dispatch(w, xq, nb, KernelRung.UseAvxVnni, KernelRung.UseGfni && Gfni.V256.IsSupported);
             case Rung.Neon: return NeonLoop(w, xq, nb);
             default: return ScalarLoop(w, xq, nb);
         }
@@ -35,21 +35,34 @@ public static unsafe partial class DotQ6_K
 
     public static float DotAvx2(byte* w, byte* xq, int n) => DotAvx2(w, xq, n, KernelRung.UseAvxVnni);
 
-    /// <summary>The AVX2 rung with AVX-VNNI on or off (off runs on any AVX2 CPU).</summary>
-    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni)
+    /// <summary>The AVX2 rung with AVX-VNNI on or off (off runs on any AVX2 CPU), GFNI as <see cref="KernelRung.UseGfni"/>.</summary>
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotAvx2(w, xq, n, vnni, KernelRung.UseGfni && Gfni.V256.IsSupported);
+
+    /// <summary>The AVX2 rung with AVX-VNNI and GFNI each on or off (both off runs on any AVX2 CPU).</summary>
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni, bool gfni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx2);
-        if (!vnni) return Avx2Loop<VnniOff>(w, xq, nb);
-        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ6_K), Rung.Avx2);
-        return Avx2Loop<VnniOn>(w, xq, nb);
+        if ((vnni && !AvxVnni.IsSupported) || (gfni && !Gfni.V256.IsSupported)) KernelRung.ThrowUnsupported(nameof(DotQ6_K), Rung.Avx2);
+        return Avx2Dispatch(w, xq, nb, vnni, gfni);
     }
 
-    public static float DotAvx512(byte* w, byte* xq, int n)
+    private static float Avx2Dispatch(byte* w, byte* xq, int nb, bool vnni, bool gfni)
+    {
+        if (vnni) return gfni ? Avx2Loop<VnniOn, GfniOn>(w, xq, nb) : Avx2Loop<VnniOn, GfniOff>(w, xq, nb);
+        return gfni ? Avx2Loop<VnniOff, GfniOn>(w, xq, nb) : Avx2Loop<VnniOff, GfniOff>(w, xq, nb);
+    }
+
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotAvx512(w, xq, n, KernelRung.UseGfni);
+
+    /// <summary>The AVX-512 rung with GFNI (vgf2p8affineqb bit unpacking) on or off (off runs on any AVX-512 BW CPU).</summary>
+    public static float DotAvx512(byte* w, byte* xq, int n, bool gfni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        return Avx512Loop(w, xq, nb);
+        if (!gfni) return Avx512Loop<GfniOff>(w, xq, nb);
+        if (!Gfni.V512.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ6_K), Rung.Avx512);
+        return Avx512Loop<GfniOn>(w, xq, nb);
     }
 
     public static float DotNeon(byte* w, byte* xq, int n)

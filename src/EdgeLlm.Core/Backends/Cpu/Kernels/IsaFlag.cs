@@ -31,3 +31,14 @@ internal struct VbmiOff : IIsaFlag
 {
     public static bool Enabled => false;
 }
+
+/// <summary>GFNI (vgf2p8affineqb: any per-byte bit permutation in one instruction) at the rung's vector width.</summary>
+internal struct GfniOn : IIsaFlag
+{
+    public static bool Enabled => true;
+}
+
+internal struct GfniOff : IIsaFlag
+{
+    public static bool Enabled => false;
+}

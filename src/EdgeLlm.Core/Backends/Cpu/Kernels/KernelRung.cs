@@ -20,7 +20,7 @@ public enum Rung
 /// <summary>
 /// Picks the kernel rung once per process. <see cref="Selected"/> is the best rung this CPU runs, unless the
 /// environment variable <c>EDGELLM_KERNEL_RUNG</c> (scalar, avx2, avx512, neon) names another supported one;
-/// <c>EDGELLM_KERNEL_VNNI=0</c> keeps the AVX2 rung off AVX-VNNI, <c>EDGELLM_KERNEL_VBMI=0</c> the AVX-512 rung off VBMI, <c>EDGELLM_KERNEL_DP=0</c> the NEON rung off the dot-product extension (sdot). Both are static readonly, so the dispatch
+/// <c>EDGELLM_KERNEL_VNNI=0</c> keeps the AVX2 rung off AVX-VNNI, <c>EDGELLM_KERNEL_VBMI=0</c> the AVX-512 rung off VBMI, <c>EDGELLM_KERNEL_GFNI=0</c> the x64 rungs off GFNI, <c>EDGELLM_KERNEL_DP=0</c> the NEON rung off the dot-product extension (sdot). Both are static readonly, so the dispatch
 /// switches in the Dot entry points see constants after tiering and nothing is decided per block.
 /// </summary>
 public static class KernelRung
@@ -34,6 +34,13 @@ public static class KernelRung
     /// <summary>Whether the AVX-512 rung uses AVX512-VBMI (vpermb) where a kernel has such a path.</summary>
     public static readonly bool UseAvx512Vbmi =
         Avx512Vbmi.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_KERNEL_VBMI") != "0";
+
+    /// <summary>
+    /// Whether the AVX-512 and AVX2 rungs use GFNI (vgf2p8affineqb) where a kernel has such a path: Gfni with its
+    /// 512-bit form on the AVX-512 rung, its 256-bit form on the AVX2 rung (each kernel checks the width it uses).
+    /// </summary>
+    public static readonly bool UseGfni =
+        Gfni.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_KERNEL_GFNI") != "0";
 
     /// <summary>Whether the NEON rung uses the arm64 dot-product extension (sdot); off, it widens (smull + sadalp).</summary>
     public static readonly bool UseDotProd =
