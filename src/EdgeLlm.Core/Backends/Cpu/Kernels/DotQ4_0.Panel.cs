@@ -6,10 +6,11 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
 /// Q4_0 weights · activations in the <see cref="Q8_0Panel"/> layout, the matmul's fast path. Per pair of blocks:
-/// vpmaddubsw of the unsigned nibbles with the activations (one 64-byte memory operand) minus the panel's
-/// precomputed offset terms (Σ 8·y, one vpsubw from memory), vpmaddwd, int → float, FMA with d_w·d_x: the same exact
-/// integer block sums and the same float order as <see cref="Dot"/>'s AVX-512 loop, with two fewer shuffles and one
-/// multiply-add less per pair. <see cref="DotPanel4"/> dots one weight row with four tokens, unpacking each weight
+/// vpmaddubsw of the unsigned nibbles q ∈ 0..15 with the activations (one 64-byte memory operand), vpmaddwd,
+/// int → float, FMA with d_w·d_x: Σ q·y·d_w·d_x. The −8 of Q4_0 comes off in float, once per eight blocks: one 8-wide
+/// FMA of the eight weight scales with the panel's c = d_x·8·Σy into a correction accumulator subtracted at the end
+/// (so no per-pair offset vpsubw, and no int16 offset array to stream). The result differs from <see cref="Dot"/>'s
+/// exact integer Σ(q−8)·y per block by float rounding only. <see cref="DotPanel4"/> dots one weight row with four tokens, unpacking each weight
 /// pair once for all four (prefill's register block). The AVX2 rung (<c>DotQ4_0.PanelAvx2.cs</c>) runs the same skeleton a block per ymm. Rungs without a panel loop (<see cref="PanelAccelerated"/>
 /// false) run <see cref="ScalarPanel"/>; the matmul uses <see cref="Dot"/> there instead.
 /// </summary>
@@ -90,24 +91,24 @@ public static unsafe partial class DotQ4_0
 
     public static float DotPanelScalar(byte* w, byte* panel, int n) => ScalarPanel(w, panel, Blocks(n));
 
-    /// <summary>Scalar panel loop: per block the exact Σq·y − Σoff, times d_w·d_x, summed in block order.</summary>
+    /// <summary>Scalar panel loop, the float order of <see cref="ScalarPanelTail"/>.</summary>
     private static float ScalarPanel(byte* w, byte* panel, int nb) =>
-        ScalarPanelTail(w, panel, Q8_0Panel.Offsets(panel, nb), Q8_0Panel.Scales(panel, nb), nb);
+        ScalarPanelTail(w, panel, Q8_0Panel.Scales(panel, nb), Q8_0Panel.Offsets(panel, nb), nb);
 
     private static float Avx512Panel<TVbmi>(byte* w, byte* panel, int nb) where TVbmi : struct, IIsaFlag
     {
         float* dx = Q8_0Panel.Scales(panel, nb);
-        short* off = Q8_0Panel.Offsets(panel, nb);
+        float* c = Q8_0Panel.Offsets(panel, nb);
         byte* y = panel;
-        byte* c = (byte*)off;
         Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
+        Vector256<float> corr = Vector256<float>.Zero;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes);
         Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
         Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
         Vector512<ushort> shifts = VbmiShifts();
         Vector512<ushort> scaleIndex = ScaleIndexVbmi();
         int b = 0;
-        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256, c += 256)
+        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256)
         {
             PrefetchWeights(w);
             Vector512<byte> q0, q1, q2, q3;
@@ -130,13 +131,14 @@ public static unsafe partial class DotQ4_0
                 q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
             }
             Vector512<float> d = (dw * Vector256.Load(dx + b)).ToVector512Unsafe();
-            acc0 = PanelPair(acc0, q0, y, c, Avx512F.PermuteVar16x32(d, i01));
-            acc1 = PanelPair(acc1, q1, y + 64, c + 64, Avx512F.PermuteVar16x32(d, i23));
-            acc0 = PanelPair(acc0, q2, y + 128, c + 128, Avx512F.PermuteVar16x32(d, i45));
-            acc1 = PanelPair(acc1, q3, y + 192, c + 192, Avx512F.PermuteVar16x32(d, i67));
+            corr = Fma.MultiplyAdd(dw, Vector256.Load(c + b), corr);
+            acc0 = PanelPair(acc0, q0, y, Avx512F.PermuteVar16x32(d, i01));
+            acc1 = PanelPair(acc1, q1, y + 64, Avx512F.PermuteVar16x32(d, i23));
+            acc0 = PanelPair(acc0, q2, y + 128, Avx512F.PermuteVar16x32(d, i45));
+            acc1 = PanelPair(acc1, q3, y + 192, Avx512F.PermuteVar16x32(d, i67));
         }
-        float sum = Vector512.Sum(acc0 + acc1);
-        if (b < nb) sum += ScalarPanelTail(w, y, off + 16 * b, dx + b, nb - b);
+        float sum = Vector512.Sum(acc0 + acc1) - Vector256.Sum(corr);
+        if (b < nb) sum += ScalarPanelTail(w, y, dx + b, c + b, nb - b);
         return sum;
     }
 
@@ -144,8 +146,9 @@ public static unsafe partial class DotQ4_0
         where TVbmi : struct, IIsaFlag
     {
         byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
-        long cOff = nb * 32, sOff = nb * 64; // byte offsets of the offset terms and of dx inside a panel
+        long sOff = nb * 32L, cOff = nb * 36L; // byte offsets of dx and of the offset terms inside a panel
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+        Vector256<float> k0 = Vector256<float>.Zero, k1 = Vector256<float>.Zero, k2 = Vector256<float>.Zero, k3 = Vector256<float>.Zero;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes);
         Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
         Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
@@ -179,34 +182,31 @@ public static unsafe partial class DotQ4_0
             Vector512<float> d1 = (dw * Vector256.Load((float*)(y1 + sOff + fo))).ToVector512Unsafe();
             Vector512<float> d2 = (dw * Vector256.Load((float*)(y2 + sOff + fo))).ToVector512Unsafe();
             Vector512<float> d3 = (dw * Vector256.Load((float*)(y3 + sOff + fo))).ToVector512Unsafe();
+            k0 = Fma.MultiplyAdd(dw, Vector256.Load((float*)(y0 + cOff + fo)), k0);
+            k1 = Fma.MultiplyAdd(dw, Vector256.Load((float*)(y1 + cOff + fo)), k1);
+            k2 = Fma.MultiplyAdd(dw, Vector256.Load((float*)(y2 + cOff + fo)), k2);
+            k3 = Fma.MultiplyAdd(dw, Vector256.Load((float*)(y3 + cOff + fo)), k3);
             byte* ya = y0 + qo, yb = y1 + qo, yc = y2 + qo, yd = y3 + qo;
-            a0 = PanelPair(a0, q0, ya, ya + cOff, Avx512F.PermuteVar16x32(d0, i01));
-            a1 = PanelPair(a1, q0, yb, yb + cOff, Avx512F.PermuteVar16x32(d1, i01));
-            a2 = PanelPair(a2, q0, yc, yc + cOff, Avx512F.PermuteVar16x32(d2, i01));
-            a3 = PanelPair(a3, q0, yd, yd + cOff, Avx512F.PermuteVar16x32(d3, i01));
-            a0 = PanelPair(a0, q1, ya + 64, ya + cOff + 64, Avx512F.PermuteVar16x32(d0, i23));
-            a1 = PanelPair(a1, q1, yb + 64, yb + cOff + 64, Avx512F.PermuteVar16x32(d1, i23));
-            a2 = PanelPair(a2, q1, yc + 64, yc + cOff + 64, Avx512F.PermuteVar16x32(d2, i23));
-            a3 = PanelPair(a3, q1, yd + 64, yd + cOff + 64, Avx512F.PermuteVar16x32(d3, i23));
-            a0 = PanelPair(a0, q2, ya + 128, ya + cOff + 128, Avx512F.PermuteVar16x32(d0, i45));
-            a1 = PanelPair(a1, q2, yb + 128, yb + cOff + 128, Avx512F.PermuteVar16x32(d1, i45));
-            a2 = PanelPair(a2, q2, yc + 128, yc + cOff + 128, Avx512F.PermuteVar16x32(d2, i45));
-            a3 = PanelPair(a3, q2, yd + 128, yd + cOff + 128, Avx512F.PermuteVar16x32(d3, i45));
-            a0 = PanelPair(a0, q3, ya + 192, ya + cOff + 192, Avx512F.PermuteVar16x32(d0, i67));
-            a1 = PanelPair(a1, q3, yb + 192, yb + cOff + 192, Avx512F.PermuteVar16x32(d1, i67));
-            a2 = PanelPair(a2, q3, yc + 192, yc + cOff + 192, Avx512F.PermuteVar16x32(d2, i67));
-            a3 = PanelPair(a3, q3, yd + 192, yd + cOff + 192, Avx512F.PermuteVar16x32(d3, i67));
+            a0 = PanelPair(a0, q0, ya, Avx512F.PermuteVar16x32(d0, i01));
+            a1 = PanelPair(a1, q0, yb, Avx512F.PermuteVar16x32(d1, i01));
+            a2 = PanelPair(a2, q0, yc, Avx512F.PermuteVar16x32(d2, i01));
+            a3 = PanelPair(a3, q0, yd, Avx512F.PermuteVar16x32(d3, i01));
+            a0 = PanelPair(a0, q1, ya + 64, Avx512F.PermuteVar16x32(d0, i23));
+            a1 = PanelPair(a1, q1, yb + 64, Avx512F.PermuteVar16x32(d1, i23));
+            a2 = PanelPair(a2, q1, yc + 64, Avx512F.PermuteVar16x32(d2, i23));
+            a3 = PanelPair(a3, q1, yd + 64, Avx512F.PermuteVar16x32(d3, i23));
+            a0 = PanelPair(a0, q2, ya + 128, Avx512F.PermuteVar16x32(d0, i45));
+            a1 = PanelPair(a1, q2, yb + 128, Avx512F.PermuteVar16x32(d1, i45));
+            a2 = PanelPair(a2, q2, yc + 128, Avx512F.PermuteVar16x32(d2, i45));
+            a3 = PanelPair(a3, q2, yd + 128, Avx512F.PermuteVar16x32(d3, i45));
+            a0 = PanelPair(a0, q3, ya + 192, Avx512F.PermuteVar16x32(d0, i67));
+            a1 = PanelPair(a1, q3, yb + 192, Avx512F.PermuteVar16x32(d1, i67));
+            a2 = PanelPair(a2, q3, yc + 192, Avx512F.PermuteVar16x32(d2, i67));
+            a3 = PanelPair(a3, q3, yd + 192, Avx512F.PermuteVar16x32(d3, i67));
         }
-        float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
-        if (b < nb)
-        {
-            int rest = nb - b;
-            long fo = 4L * b, qo = 32L * b;
-            s0 += ScalarPanelTail(w, y0 + qo, (short*)(y0 + cOff + qo), (float*)(y0 + sOff + fo), rest);
-            s1 += ScalarPanelTail(w, y1 + qo, (short*)(y1 + cOff + qo), (float*)(y1 + sOff + fo), rest);
-            s2 += ScalarPanelTail(w, y2 + qo, (short*)(y2 + cOff + qo), (float*)(y2 + sOff + fo), rest);
-            s3 += ScalarPanelTail(w, y3 + qo, (short*)(y3 + cOff + qo), (float*)(y3 + sOff + fo), rest);
-        }
+        float s0 = Vector512.Sum(a0) - Vector256.Sum(k0), s1 = Vector512.Sum(a1) - Vector256.Sum(k1);
+        float s2 = Vector512.Sum(a2) - Vector256.Sum(k2), s3 = Vector512.Sum(a3) - Vector256.Sum(k3);
+        if (b < nb) PanelTail4(w, y0, y1, y2, y3, b, nb, ref s0, ref s1, ref s2, ref s3);
         dst[0] = s0;
         dst[dstStride] = s1;
         dst[2 * dstStride] = s2;
@@ -269,27 +269,45 @@ public static unsafe partial class DotQ4_0
         return Avx512F.Shuffle4x128(nib.AsUInt32(), nib.AsUInt32(), 0b11_01_10_00).AsByte() & Vector512.Create((byte)0x0F);
     }
 
-    /// <summary>acc + float(Σ (q−8)·y per 4-lane group)·d for one pair: vpmaddubsw of the unsigned nibbles with the activations minus the offset terms <paramref name="off"/>.</summary>
+    /// <summary>acc + float(Σ q·y per 4-lane group)·d for one pair: vpmaddubsw of the unsigned nibbles with the activations, vpmaddwd.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> PanelPair(Vector512<float> acc, Vector512<byte> q, byte* y, byte* off, Vector512<float> d)
+    private static Vector512<float> PanelPair(Vector512<float> acc, Vector512<byte> q, byte* y, Vector512<float> d)
     {
-        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)y)) - Vector512.Load((short*)off);
+        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)y));
         Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(p, Vector512.Create((short)1));
         return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d, acc);
     }
 
-    /// <summary>Blocks one by one, scalar: the panel reference and the last nb mod 8 blocks of the vector loops.</summary>
-    private static float ScalarPanelTail(byte* w, byte* y, short* off, float* dx, int count)
+    /// <summary>
+    /// Blocks one by one, scalar: the panel reference and the last nb mod 8 blocks of the vector loops. Float order:
+    /// s = Σ_b (d_w·d_x)·float(Σ q·y) and k = Σ_b d_w·c[b], each summed in block order, result s − k (q the unsigned
+    /// nibbles, the integer sums exact).
+    /// </summary>
+    private static float ScalarPanelTail(byte* w, byte* y, float* dx, float* c, int count)
     {
-        float sum = 0f;
+        float sum = 0f, corr = 0f;
         for (int b = 0; b < count; b++)
         {
             byte* wb = w + b * BlockBytes;
             sbyte* yb = (sbyte*)(y + b * 32);
             int isum = 0;
-            for (int j = 0; j < 16; j++) isum += (wb[2 + j] & 0x0F) * yb[j] + (wb[2 + j] >> 4) * yb[j + 16] - off[16 * b + j];
-            sum += Fp16.Read(wb) * dx[b] * isum;
+            for (int j = 0; j < 16; j++) isum += (wb[2 + j] & 0x0F) * yb[j] + (wb[2 + j] >> 4) * yb[j + 16];
+            float dw = Fp16.Read(wb);
+            sum += dw * dx[b] * isum;
+            corr += dw * c[b];
         }
-        return sum;
+        return sum - corr;
+    }
+
+    /// <summary>The tail blocks b..nb of the four-token loops: <see cref="ScalarPanelTail"/> per token, added to s0..s3 (panels of nb blocks at y0..y3).</summary>
+    private static void PanelTail4(byte* w, byte* y0, byte* y1, byte* y2, byte* y3, int b, int nb,
+        ref float s0, ref float s1, ref float s2, ref float s3)
+    {
+        int rest = nb - b;
+        long qo = 32L * b, sOff = nb * 32L + 4L * b, cOff = nb * 36L + 4L * b;
+        s0 += ScalarPanelTail(w, y0 + qo, (float*)(y0 + sOff), (float*)(y0 + cOff), rest);
+        s1 += ScalarPanelTail(w, y1 + qo, (float*)(y1 + sOff), (float*)(y1 + cOff), rest);
+        s2 += ScalarPanelTail(w, y2 + qo, (float*)(y2 + sOff), (float*)(y2 + cOff), rest);
+        s3 += ScalarPanelTail(w, y3 + qo, (float*)(y3 + sOff), (float*)(y3 + cOff), rest);
     }
 }
