@@ -23,6 +23,7 @@ public static unsafe partial class DotQ4_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256)
         {
+            WeightPrefetch.Lines3(w);
             Vector256<float> dw = BlockScales.Half8(w, wOff);
             Vector256<float> d = dw * Vector256.Load(dx + b);
             corr = Fma.MultiplyAdd(dw, Vector256.Load(c + b), corr);
@@ -54,6 +55,7 @@ public static unsafe partial class DotQ4_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes)
         {
+            WeightPrefetch.Lines3(w);
             Vector256<float> dw = BlockScales.Half8(w, wOff);
             long fo = 4L * b, qo = 32L * b;
             Vector256<float> d0 = dw * Vector256.Load((float*)(y0 + sOff + fo));
