@@ -15,14 +15,34 @@ public static class ModelOptions
         string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device });
+        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args) });
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
+        LogLoad(model, log);
         var c = model.Config;
         log.LogInformation("loaded {Path} in {Ms:F0} ms: {Layers} layers, dim {Dim}, {Heads} heads ({KvHeads} kv), ffn {Ffn}, vocab {Vocab}, context {Ctx}; backend {Backend}",
             path, clock.Elapsed.TotalMilliseconds, c.LayerCount, c.Dim, c.HeadCount, c.KvHeadCount, c.FfnDim, c.VocabSize, model.ContextSize, model.Backend.Name);
         if (model.ContextSize > c.ContextLength)
             log.LogWarning("context {Ctx} is longer than the {Trained} tokens the model was trained with", model.ContextSize, c.ContextLength);
         return model;
+    }
+
+    /// <summary>--mmap / --no-mmap (default automatic) and --mlock.</summary>
+    public static Gguf.GgufLoadOptions LoadOptions(CliArgs args)
+    {
+        bool map = args.Has("--mmap"), read = args.Has("--no-mmap");
+        if (map && read) throw new UsageException("--mmap and --no-mmap contradict each other");
+        return new()
+        {
+            Mode = map ? Gguf.GgufLoadMode.Map : read ? Gguf.GgufLoadMode.Read : Gguf.GgufLoadMode.Auto,
+            LockInMemory = args.Has("--mlock"),
+        };
+    }
+
+    /// <summary>Says how the weights are held, and warns when --mlock was refused.</summary>
+    public static void LogLoad(LlamaModel model, ILogger log)
+    {
+        if (model.File.LockError is { } err) log.LogWarning("{Error}", err);
+        log.LogInformation("weights {How}{Locked}", model.File.InMemory ? "read into memory" : "memory-mapped", model.File.Locked ? ", locked in RAM" : "");
     }
 
     /// <summary>Environment variable giving the default of --device.</summary>

@@ -15,7 +15,7 @@ public sealed class ServeCommand : Command
     public override string Name => "serve";
     public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)";
     public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [-t THREADS] [-c CTX]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Threads, Ctx, Device, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

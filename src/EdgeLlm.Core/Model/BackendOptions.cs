@@ -22,4 +22,7 @@ public sealed class BackendOptions
     /// CPU), "cuda" or "cuda:N" (CUDA or an error). See <see cref="Backends.BackendSelector"/>.
     /// </summary>
     public string Device { get; init; } = "cpu";
+
+    /// <summary>How the model file's bytes are held: mapped (default), or read into memory, optionally locked in RAM.</summary>
+    public Gguf.GgufLoadOptions Load { get; init; } = Gguf.GgufLoadOptions.Default;
 }

@@ -57,7 +57,7 @@ public sealed class LlamaModel : IDisposable
     {
         options ??= new BackendOptions();
         var spec = Backends.DeviceSpec.Parse(options.Device);
-        var file = GgufFile.Open(path);
+        var file = GgufFile.Open(path, options.Load);
         IBackend? backend = null;
         try
         {
