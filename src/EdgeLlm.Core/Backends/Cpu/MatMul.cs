@@ -204,19 +204,29 @@ internal sealed unsafe class MatMul : ParallelWork
     }
 
     /// <summary>
-    /// Q4_0 against panel activations. One token: each row once, in order. A batch: tiles of rows small enough to
-    /// stay in cache, each dotted with four tokens at a time (<see cref="DotQ4_0.DotPanel4"/> unpacks a weight pair
-    /// once for all four), the last nTokens mod 4 tokens one by one.
+    /// Q4_0 against panel activations. One token: each row once, in order. A batch: <see cref="Tiles{TK}"/> with
+    /// <see cref="DotQ4_0.DotPanel4"/>.
     /// </summary>
     private void RowsQ4_0Panel(long r0, long r1)
     {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
         if (_nTokens == 1)
         {
+            int n = (int)_w.Ne0;
             for (long r = r0; r < r1; r++) _dst[r] = DotQ4_0.DotPanel(_w.Row(r), _panel, n);
             return;
         }
+        Tiles<Q4_0PanelRows>(r0, r1, _panel, _panelBytes);
+    }
+
+    /// <summary>
+    /// A batch in tiles of rows small enough to stay in cache, each dotted with four tokens at a time by the type's
+    /// four-token kernel (which unpacks a weight block once for all four), the last nTokens mod 4 tokens one by one.
+    /// <paramref name="x"/> holds the tokens' activations <paramref name="xStride"/> bytes apart.
+    /// </summary>
+    private void Tiles<TK>(long r0, long r1, byte* x, long xStride) where TK : struct, IFourTokenRows
+    {
+        int n = (int)_w.Ne0;
+        long rows = _w.Rows;
         long tile = Math.Max(4, RowTileBytes / _w.RowBytes);
         int full = _nTokens & ~3;
         for (long ra = r0; ra < r1; ra += tile)
@@ -224,14 +234,14 @@ internal sealed unsafe class MatMul : ParallelWork
             long rb = Math.Min(r1, ra + tile);
             for (int t = 0; t < full; t += 4)
             {
-                byte* p = _panel + t * _panelBytes;
+                byte* xt = x + t * xStride;
                 float* d = _dst + t * rows;
-                for (long r = ra; r < rb; r++) DotQ4_0.DotPanel4(_w.Row(r), p, _panelBytes, n, d + r, rows);
+                for (long r = ra; r < rb; r++) TK.Dot4(_w.Row(r), xt, xStride, n, d + r, rows);
             }
             for (int t = full; t < _nTokens; t++)
             {
-                byte* p = _panel + t * _panelBytes;
-                for (long r = ra; r < rb; r++) _dst[t * rows + r] = DotQ4_0.DotPanel(_w.Row(r), p, n);
+                byte* xt = x + t * xStride;
+                for (long r = ra; r < rb; r++) _dst[t * rows + r] = TK.Dot(_w.Row(r), xt, n);
             }
         }
     }
@@ -247,32 +257,16 @@ internal sealed unsafe class MatMul : ParallelWork
         }
     }
 
-    /// <summary>Q4_K rows; a batch goes in row tiles × four tokens like <see cref="RowsQ4_0Panel"/> where the rung has <see cref="DotQ4_K.Dot4"/>.</summary>
+    /// <summary>Q4_K rows; a batch goes through <see cref="Tiles{TK}"/> where the rung has <see cref="DotQ4_K.Dot4"/>.</summary>
     private void RowsQ4_K(long r0, long r1)
     {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
         if (_nTokens >= 4 && DotQ4_K.Dot4Accelerated)
         {
-            long tile = Math.Max(4, RowTileBytes / _w.RowBytes);
-            int full = _nTokens & ~3;
-            for (long ra = r0; ra < r1; ra += tile)
-            {
-                long rb = Math.Min(r1, ra + tile);
-                for (int t = 0; t < full; t += 4)
-                {
-                    byte* x = _xq + t * _xqRowBytes;
-                    float* d = _dst + t * rows;
-                    for (long r = ra; r < rb; r++) DotQ4_K.Dot4(_w.Row(r), x, _xqRowBytes, n, d + r, rows);
-                }
-                for (int t = full; t < _nTokens; t++)
-                {
-                    byte* x = _xq + t * _xqRowBytes;
-                    for (long r = ra; r < rb; r++) _dst[t * rows + r] = DotQ4_K.Dot(_w.Row(r), x, n);
-                }
-            }
+            Tiles<Q4_KRows>(r0, r1, _xq, _xqRowBytes);
             return;
         }
+        int n = (int)_w.Ne0;
+        long rows = _w.Rows;
         for (long r = r0; r < r1; r++)
         {
             byte* row = _w.Row(r);
@@ -297,4 +291,25 @@ internal sealed unsafe class MatMul : ParallelWork
 internal struct PaddedCounter
 {
     [System.Runtime.InteropServices.FieldOffset(128)] public long Value;
+}
+
+/// <summary>A weight type's one-token and four-token row kernels, for <see cref="MatMul"/>'s tiled batch loop (static: no dispatch per row).</summary>
+internal unsafe interface IFourTokenRows
+{
+    static abstract float Dot(byte* row, byte* x, int n);
+    static abstract void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride);
+}
+
+/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations.</summary>
+internal unsafe struct Q4_0PanelRows : IFourTokenRows
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanel(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4(row, x, xStride, n, dst, dstStride);
+}
+
+/// <summary>Q4_K against Q8_K activations.</summary>
+internal unsafe struct Q4_KRows : IFourTokenRows
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_K.Dot(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4(row, x, xStride, n, dst, dstStride);
 }

@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using EdgeLlm.Backends.Cpu.Kernels;
 
 namespace EdgeLlm.Backends.Cpu;
 
@@ -29,38 +30,24 @@ internal sealed unsafe class SwiGlu : ParallelWork
         Apply(_gate, _up, i0, i1);
     }
 
-    /// <summary>Elements [i0, i1): 16 at a time with Vector512 (or two Vector256, or four Vector128), scalar for the last partial group.</summary>
+    /// <summary>Elements [i0, i1): at the widest vector width the machine has, then scalar for the last partial group.</summary>
     internal static void Apply(float* gate, float* up, long i0, long i1)
     {
-        long i = i0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Vector512.IsHardwareAccelerated) i0 = Run<SimdF512, Vector512<float>>(gate, up, i0, i1);
+        else if (Vector256.IsHardwareAccelerated) i0 = Run<SimdF256, Vector256<float>>(gate, up, i0, i1);
+        else if (Vector128.IsHardwareAccelerated) i0 = Run<SimdF128, Vector128<float>>(gate, up, i0, i1);
+        Run<SimdF1, float>(gate, up, i0, i1);
+    }
+
+    /// <summary>Whole groups of TS.Count elements from i0; returns where it stopped.</summary>
+    private static long Run<TS, TV>(float* gate, float* up, long i, long i1) where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        TV one = TS.Broadcast(1f);
+        for (; i <= i1 - TS.Count; i += TS.Count)
         {
-            for (; i <= i1 - 16; i += 16)
-            {
-                var g = Vector512.Load(gate + i);
-                (g / (Vector512<float>.One + Vector512.Exp(-g)) * Vector512.Load(up + i)).Store(gate + i);
-            }
+            TV g = TS.Load(gate + i);
+            TS.Store(TS.Mul(TS.Div(g, TS.Add(one, TS.Exp(TS.Sub(TS.Zero, g)))), TS.Load(up + i)), gate + i);
         }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i <= i1 - 8; i += 8)
-            {
-                var g = Vector256.Load(gate + i);
-                (g / (Vector256<float>.One + Vector256.Exp(-g)) * Vector256.Load(up + i)).Store(gate + i);
-            }
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            for (; i <= i1 - 4; i += 4)
-            {
-                var g = Vector128.Load(gate + i);
-                (g / (Vector128<float>.One + Vector128.Exp(-g)) * Vector128.Load(up + i)).Store(gate + i);
-            }
-        }
-        for (; i < i1; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
+        return i;
     }
 }

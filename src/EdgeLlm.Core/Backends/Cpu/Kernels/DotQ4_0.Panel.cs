@@ -110,7 +110,7 @@ public static unsafe partial class DotQ4_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256)
         {
-            PrefetchWeights(w);
+            WeightPrefetch.Lines3(w);
             Vector512<byte> q0, q1, q2, q3;
             Vector256<float> dw;
             if (TVbmi.Enabled)
@@ -157,7 +157,7 @@ public static unsafe partial class DotQ4_0
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes)
         {
-            PrefetchWeights(w);
+            WeightPrefetch.Lines3(w);
             Vector512<byte> q0, q1, q2, q3;
             Vector256<float> dw;
             if (TVbmi.Enabled)
@@ -211,20 +211,6 @@ public static unsafe partial class DotQ4_0
         dst[dstStride] = s1;
         dst[2 * dstStride] = s2;
         dst[3 * dstStride] = s3;
-    }
-
-    /// <summary>
-    /// Weights are streamed once per token: ask for the lines 4.5 KiB ahead (three per 144-byte group). Decode spends
-    /// its time waiting on DRAM, and 1 KiB ahead was too close to hide the latency (1.1B Q4_0 decode, 2 threads: 49 -> 55
-    /// tok/s going from 1152 to 4608 bytes ahead; 9 and 18 KiB measured no better).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchWeights(byte* w)
-    {
-        const int Ahead = 4608;
-        Sse.Prefetch0(w + Ahead);
-        Sse.Prefetch0(w + Ahead + 64);
-        Sse.Prefetch0(w + Ahead + 128);
     }
 
     /// <summary>

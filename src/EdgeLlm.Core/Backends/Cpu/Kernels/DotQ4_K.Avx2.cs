@@ -19,24 +19,12 @@ public static unsafe partial class DotQ4_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
             UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float dy = Unsafe.ReadUnaligned<float>(yb);
-
             Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
             Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(Fp16.Read(wb + 2) * dy), accMin);
-
             Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
-            Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
-            byte* q = wb + QsOffset;
-            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-            Vector256<int> isum = Avx2Chunk<TVnni>(Vector256<int>.Zero, q, y, scales, 0);
-            isum = Avx2Chunk<TVnni>(isum, q + 32, y + 64, scales, 2);
-            isum = Avx2Chunk<TVnni>(isum, q + 64, y + 128, scales, 4);
-            isum = Avx2Chunk<TVnni>(isum, q + 96, y + 192, scales, 6);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Fp16.Read(wb) * dy), acc);
+            Token256<TVnni>(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes, wb + QsOffset,
+                Vector256.Create(sc16, sc16).AsByte(), minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMin);
     }

@@ -16,38 +16,23 @@ public static unsafe partial class DotQ4_K
         Vector512<float> acc = Vector512<float>.Zero;
         Vector256<float> accMin = Vector256<float>.Zero;
         Vector512<short> idx0 = ScaleIndex(0), idx1 = ScaleIndex(2), idx2 = ScaleIndex(4), idx3 = ScaleIndex(6);
+        Vector512<byte> m4 = Vector512.Create((byte)0x0F);
         for (int b = 0; b < nb; b++)
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
             UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float dy = Unsafe.ReadUnaligned<float>(yb);
-
             Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
             Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(Fp16.Read(wb + 2) * dy), accMin);
-
             Vector512<short> scales = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
             byte* q = wb + QsOffset;
-            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-            Vector512<int> isum = Avx512Chunk(q, y, scales, idx0);
-            isum += Avx512Chunk(q + 32, y + 64, scales, idx1);
-            isum += Avx512Chunk(q + 64, y + 128, scales, idx2);
-            isum += Avx512Chunk(q + 96, y + 192, scales, idx3);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(Fp16.Read(wb) * dy), acc);
+            Token512(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes,
+                Nibbles512(q, m4), Nibbles512(q + 32, m4), Nibbles512(q + 64, m4), Nibbles512(q + 96, m4),
+                Avx512BW.PermuteVar32x16(scales, idx0), Avx512BW.PermuteVar32x16(scales, idx1),
+                Avx512BW.PermuteVar32x16(scales, idx2), Avx512BW.PermuteVar32x16(scales, idx3),
+                minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
         }
         return Vector512.Sum(acc) - Vector256.Sum(accMin);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Avx512Chunk(byte* q, sbyte* y, Vector512<short> scales, Vector512<short> idx)
-    {
-        Vector256<byte> packed = Vector256.Load(q);
-        Vector512<byte> nib = Avx512Join.Join(packed, (packed.AsUInt16() >>> 4).AsByte()) & Vector512.Create((byte)0x0F);
-        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(nib, Vector512.Load(y));
-        return Avx512BW.MultiplyAddAdjacent(p, Avx512BW.PermuteVar32x16(scales, idx));
     }
 
     /// <summary>vpermw indices: 16 lanes of sub-block j, then 16 of j+1.</summary>

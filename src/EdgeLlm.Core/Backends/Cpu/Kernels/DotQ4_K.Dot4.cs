@@ -8,8 +8,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// One Q4_K row · four tokens' Q8_K activations (prefill's register block). Per block the weight side — the 6-bit
 /// scales and mins, the nibbles split into four 64-weight chunks, the scale lanes for vpmaddwd, d and dmin — is
 /// unpacked once and applied to all four tokens; each token then costs a vpmaddubsw, a vpmaddwd and an add per
-/// chunk plus its mins product. Every token's sums are formed with exactly the operations and order of the one-token
-/// loop of the same rung (<see cref="Dot"/>), so the results are bit-identical to four <see cref="Dot"/> calls.
+/// chunk plus its mins product. The one-token loops of the same rungs run the same per-token step
+/// (<c>Token512</c>, <c>Token256</c>), so the results are bit-identical to four <see cref="Dot"/> calls.
 /// </summary>
 public static unsafe partial class DotQ4_K
 {
@@ -96,7 +96,7 @@ public static unsafe partial class DotQ4_K
         return Avx512Join.Join(packed, (packed.AsUInt16() >>> 4).AsByte()) & m4;
     }
 
-    /// <summary>One token's share of a block, in <see cref="Avx512Loop"/>'s order.</summary>
+    /// <summary>One token's share of a block: the step of both <see cref="Avx512Loop"/> and <see cref="Avx512Loop4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token512(ref Vector512<float> acc, ref Vector256<float> accMin, byte* yb,
         Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
@@ -141,7 +141,7 @@ public static unsafe partial class DotQ4_K
         }
     }
 
-    /// <summary>One token's share of a block, in <see cref="Avx2Loop{TVnni}"/>'s order (the nibble unpack is cheap on ymm; the scales and mins are shared).</summary>
+    /// <summary>One token's share of a block, the step of both AVX2 loops (the nibble unpack is cheap on ymm; the scales and mins are shared).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token256<TVnni>(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, byte* q,
         Vector256<byte> scales, Vector256<short> minPairs, float d, float dmin) where TVnni : struct, IIsaFlag
