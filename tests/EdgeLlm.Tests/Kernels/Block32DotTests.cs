@@ -89,28 +89,35 @@ public unsafe class Block32DotTests
         a[o + 1] = (byte)(h >> 8);
     }
 
-    internal static Case Make(GgmlType t, int nb, string kind, int seedOffset = 0)
+    internal static Case Make(GgmlType t, int nb, string kind)
     {
         int n = nb * 32;
-        int seed = (int)t * 1000 + nb * 10 + kind.Length + seedOffset;
+        int seed = (int)t * 1000 + nb * 10 + kind.Length;
         byte[] w = Weights(t, n, kind, seed);
-        float[] x;
-        if (kind == "extreme")
-        {
-            // ±127·d activations with d = 1: every q is ±127 (Q8 never holds −128).
-            x = new float[n];
-            var rng = new Random(seed + 1);
-            for (int i = 0; i < n; i++) x[i] = rng.Next(2) == 0 ? 127f : -127f;
-        }
-        else x = KernelTestData.Activations(n, 32, seed + 1);
-        byte[] xq = KernelTestData.QuantizeActivations(t, x);
+        byte[] xq = KernelTestData.QuantizeActivations(t, Activations(kind, n, seed + 1));
         float[] wDeq = KernelTestData.DequantizeWeights(t, w, n);
         float[] xDeq = KernelTestData.DequantizeActivations(t, xq, n);
+        return new Case(n, w, xq, wDeq, xDeq, Magnitude(t, w, xq, wDeq, xDeq));
+    }
+
+    /// <summary>"extreme": ±127 (d = 1, every q = ±127; Q8 never holds −128); else <see cref="KernelTestData.Activations"/>.</summary>
+    internal static float[] Activations(string kind, int n, int seed)
+    {
+        if (kind != "extreme") return KernelTestData.Activations(n, 32, seed);
+        var x = new float[n];
+        var rng = new Random(seed);
+        for (int i = 0; i < n; i++) x[i] = rng.Next(2) == 0 ? 127f : -127f;
+        return x;
+    }
+
+    /// <summary>M = Σ|x'|(|w'| + 2|m|) + Σ_blocks |m·s| (see the class summary).</summary>
+    internal static double Magnitude(GgmlType t, byte[] w, byte[] xq, float[] wDeq, float[] xDeq)
+    {
         double m = 0;
-        for (int i = 0; i < n; i++) m += Math.Abs((double)xDeq[i]) * (Math.Abs((double)wDeq[i]) + 2 * Math.Abs(Min(t, w, i / 32)));
+        for (int i = 0; i < xDeq.Length; i++) m += Math.Abs((double)xDeq[i]) * (Math.Abs((double)wDeq[i]) + 2 * Math.Abs(Min(t, w, i / 32)));
         if (HasMin(t))
-            for (int b = 0; b < nb; b++) m += Math.Abs(Min(t, w, b) * (double)BitConverter.ToHalf(xq, b * 36 + 2));
-        return new Case(n, w, xq, wDeq, xDeq, m);
+            for (int b = 0; b < xDeq.Length / 32; b++) m += Math.Abs(Min(t, w, b) * (double)BitConverter.ToHalf(xq, b * 36 + 2));
+        return m;
     }
 
     /// <summary>The weight block's offset m (Q4_1/Q5_1), else 0.</summary>

@@ -10,38 +10,59 @@ public static unsafe partial class DotIQ4_NL
     /// Two blocks per zmm: the nibbles of both (each in activation order), one vpshufb from the grid, then
     /// Σ v·y = Σ |v|·(±y): vpabsb and a masked negation of y where v &lt; 0 (AVX-512 has no vpsignb); vpmaddubsw +
     /// vpmaddwd, so int32 lanes 0..7 belong to block 0 and 8..15 to block 1; int → float and one FMA with
-    /// [d0 ×8, d1 ×8] from the eight gathered scale products (<see cref="BlockScales"/>). Eight blocks per step, two
-    /// accumulators; the remainder goes pairwise with scalar scales, an odd last block through the 256-bit step.
+    /// [d0 ×8, d1 ×8] (vpermps from the eight gathered scale products,
+    /// <see cref="BlockScales"/>). Eight blocks per step, two accumulators; the remainder goes pairwise with scalar
+    /// scales, an odd last block through the 256-bit step. The per-token steps are those of the four-token loop
+    /// (<see cref="Avx512Group"/>, <see cref="Avx512RestPair"/>, <see cref="Avx512Odd"/>), so both give the same bits.
     /// </summary>
     private static float Avx512Loop(byte* w, byte* xq, int nb)
     {
         const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
+        float odd = 0f;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes), xOff = BlockScales.Offsets(XB);
-        Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
         Vector256<sbyte> grid256 = Vector256.Create(Grid(), Grid());
         Vector512<sbyte> grid = Vector512.Create(grid256, grid256);
         int b = 0;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
             WeightPrefetch.Lines3(w);
-            Vector512<float> d = BlockScales.Products8(w, wOff, xq, xOff).ToVector512Unsafe();
-            acc0 = Avx512Pair(acc0, Avx512Quants(w, grid), xq, Avx512F.PermuteVar16x32(d, i01));
-            acc1 = Avx512Pair(acc1, Avx512Quants(w + 2 * BlockBytes, grid), xq + 2 * XB, Avx512F.PermuteVar16x32(d, i23));
-            acc0 = Avx512Pair(acc0, Avx512Quants(w + 4 * BlockBytes, grid), xq + 4 * XB, Avx512F.PermuteVar16x32(d, i45));
-            acc1 = Avx512Pair(acc1, Avx512Quants(w + 6 * BlockBytes, grid), xq + 6 * XB, Avx512F.PermuteVar16x32(d, i67));
+            Avx512Group(ref acc0, ref acc1, xq, Avx512Quants(w, grid), Avx512Quants(w + 2 * BlockBytes, grid),
+                Avx512Quants(w + 4 * BlockBytes, grid), Avx512Quants(w + 6 * BlockBytes, grid), BlockScales.Half8(w, wOff), xOff);
         }
         for (; b + 2 <= nb; b += 2, w += 2 * BlockBytes, xq += 2 * XB)
-        {
-            float d0 = Fp16.Read(w) * Fp16.Read(xq);
-            float d1 = Fp16.Read(w + BlockBytes) * Fp16.Read(xq + XB);
-            acc0 = Avx512Pair(acc0, Avx512Quants(w, grid), xq, Avx512Join.Join(Vector256.Create(d0), Vector256.Create(d1)));
-        }
-        float odd = 0f;
-        if (b < nb)
-            odd = Vector256.Sum(Avx2Block<VnniOff>(Vector256<float>.Zero, w, xq, Vector256.Create(Fp16.Read(w) * Fp16.Read(xq)), grid.GetLower()));
+            Avx512RestPair(ref acc0, Avx512Quants(w, grid), w, xq);
+        if (b < nb) Avx512Odd(ref odd, Avx2Quants(w, grid256), w, xq);
         return Vector512.Sum(acc0 + acc1) + odd;
     }
+
+    /// <summary>One token's share of eight blocks (q01..q67 the unpacked pairs, dw the blocks' d).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx512Group(ref Vector512<float> acc0, ref Vector512<float> acc1, byte* xq,
+        Vector512<sbyte> q01, Vector512<sbyte> q23, Vector512<sbyte> q45, Vector512<sbyte> q67, Vector256<float> dw, Vector256<int> xOff)
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector512<float> d = (dw * BlockScales.Half8(xq, xOff)).ToVector512Unsafe();
+        acc0 = Avx512Pair(acc0, q01, xq, Avx512F.PermuteVar16x32(d, PairIndex(0)));
+        acc1 = Avx512Pair(acc1, q23, xq + 2 * XB, Avx512F.PermuteVar16x32(d, PairIndex(2)));
+        acc0 = Avx512Pair(acc0, q45, xq + 4 * XB, Avx512F.PermuteVar16x32(d, PairIndex(4)));
+        acc1 = Avx512Pair(acc1, q67, xq + 6 * XB, Avx512F.PermuteVar16x32(d, PairIndex(6)));
+    }
+
+    /// <summary>One token's share of a remainder pair of blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx512RestPair(ref Vector512<float> acc0, Vector512<sbyte> q, byte* w, byte* xq)
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        float d0 = Fp16.Read(w) * Fp16.Read(xq);
+        float d1 = Fp16.Read(w + BlockBytes) * Fp16.Read(xq + XB);
+        acc0 = Avx512Pair(acc0, q, xq, Avx512Join.Join(Vector256.Create(d0), Vector256.Create(d1)));
+    }
+
+    /// <summary>One token's share of an odd last block, through the 256-bit step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx512Odd(ref float odd, Vector256<sbyte> q, byte* w, byte* xq) =>
+        odd = Vector256.Sum(Avx2Token<VnniOff>(Vector256<float>.Zero, q, xq, Vector256.Create(Fp16.Read(w) * Fp16.Read(xq))));
 
     /// <summary>Two consecutive blocks' grid values in one zmm, each block in activation order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -53,7 +74,7 @@ public static unsafe partial class DotIQ4_NL
         return Avx512BW.Shuffle(grid, q.AsSByte());
     }
 
-    /// <summary>One token's share of a block pair (shared with the four-token loop).</summary>
+    /// <summary>One token's share of a block pair.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Avx512Pair(Vector512<float> acc, Vector512<sbyte> v, byte* yb, Vector512<float> d)
     {

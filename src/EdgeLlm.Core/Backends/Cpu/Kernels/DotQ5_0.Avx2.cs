@@ -11,7 +11,8 @@ public static unsafe partial class DotQ5_0
     /// activation order) or-ed with the qh bits as 0x10 (<see cref="QhBits"/>), q = 0..31; Σ (q − 16)·y = Σ q·y − Σ 16·y,
     /// both with vpmaddubsw (|·| ≤ 2·31·127, no saturation) or AVX-VNNI vpdpbusd; int → float, FMA with d_w·d_x. Eight
     /// blocks per step with their scales from <see cref="BlockScales"/>, two accumulators; the remainder converts
-    /// scales one by one.
+    /// scales one by one. The per-token steps (<see cref="Avx2Group"/>, <see cref="Avx2Rest"/>) are those of the
+    /// four-token loop, so both give the same bits.
     /// </summary>
     private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
     {
@@ -22,20 +23,35 @@ public static unsafe partial class DotQ5_0
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
             WeightPrefetch.Lines3(w);
-            Vector256<float> d = BlockScales.Products8(w, wOff, xq, xOff);
-            acc0 = Avx2Block<TVnni>(acc0, w, xq, BlockScales.Broadcast(d, 0));
-            acc1 = Avx2Block<TVnni>(acc1, w + BlockBytes, xq + XB, BlockScales.Broadcast(d, 1));
-            acc0 = Avx2Block<TVnni>(acc0, w + 2 * BlockBytes, xq + 2 * XB, BlockScales.Broadcast(d, 2));
-            acc1 = Avx2Block<TVnni>(acc1, w + 3 * BlockBytes, xq + 3 * XB, BlockScales.Broadcast(d, 3));
-            acc0 = Avx2Block<TVnni>(acc0, w + 4 * BlockBytes, xq + 4 * XB, BlockScales.Broadcast(d, 4));
-            acc1 = Avx2Block<TVnni>(acc1, w + 5 * BlockBytes, xq + 5 * XB, BlockScales.Broadcast(d, 5));
-            acc0 = Avx2Block<TVnni>(acc0, w + 6 * BlockBytes, xq + 6 * XB, BlockScales.Broadcast(d, 6));
-            acc1 = Avx2Block<TVnni>(acc1, w + 7 * BlockBytes, xq + 7 * XB, BlockScales.Broadcast(d, 7));
+            Avx2Group<TVnni>(ref acc0, ref acc1, w, xq, BlockScales.Half8(w, wOff), xOff);
         }
         for (; b < nb; b++, w += BlockBytes, xq += XB)
-            acc0 = Avx2Block<TVnni>(acc0, w, xq, Vector256.Create(Fp16.Read(w) * Fp16.Read(xq)));
+            Avx2Rest<TVnni>(ref acc0, Avx2Quants(w), w, xq);
         return Vector256.Sum(acc0 + acc1);
     }
+
+    /// <summary>One token's share of eight blocks: dw the blocks' d; the token's d gathered here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Group<TVnni>(ref Vector256<float> acc0, ref Vector256<float> acc1, byte* w, byte* xq,
+        Vector256<float> dw, Vector256<int> xOff) where TVnni : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector256<float> d = dw * BlockScales.Half8(xq, xOff);
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w), xq, BlockScales.Broadcast(d, 0));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + BlockBytes), xq + XB, BlockScales.Broadcast(d, 1));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 2 * BlockBytes), xq + 2 * XB, BlockScales.Broadcast(d, 2));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 3 * BlockBytes), xq + 3 * XB, BlockScales.Broadcast(d, 3));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 4 * BlockBytes), xq + 4 * XB, BlockScales.Broadcast(d, 4));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 5 * BlockBytes), xq + 5 * XB, BlockScales.Broadcast(d, 5));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 6 * BlockBytes), xq + 6 * XB, BlockScales.Broadcast(d, 6));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 7 * BlockBytes), xq + 7 * XB, BlockScales.Broadcast(d, 7));
+    }
+
+    /// <summary>One token's share of a remainder block (q its unpacked weights).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Rest<TVnni>(ref Vector256<float> acc0, Vector256<byte> q, byte* wb, byte* yb)
+        where TVnni : struct, IIsaFlag =>
+        acc0 = Avx2Token<TVnni>(acc0, q, yb, Vector256.Create(Fp16.Read(wb) * Fp16.Read(yb)));
 
     /// <summary>The 32 weights of a block as unsigned bytes 0..31 (before the −16) in activation order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -46,11 +62,7 @@ public static unsafe partial class DotQ5_0
         return nib | QhBits.Avx2(Unsafe.ReadUnaligned<uint>(wb + 2));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Avx2Block<TVnni>(Vector256<float> acc, byte* wb, byte* yb, Vector256<float> d)
-        where TVnni : struct, IIsaFlag => Avx2Token<TVnni>(acc, Avx2Quants(wb), yb, d);
-
-    /// <summary>One token's share of a block (shared with the four-token loop): acc + d·Σ (q − 16)·y.</summary>
+    /// <summary>One token's share of a block: acc + d·Σ (q − 16)·y.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Avx2Token<TVnni>(Vector256<float> acc, Vector256<byte> q, byte* yb, Vector256<float> d)
         where TVnni : struct, IIsaFlag
