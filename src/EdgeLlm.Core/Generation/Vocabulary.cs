@@ -122,10 +122,12 @@ public sealed class Vocabulary
         for (int i = 0; i < types.Length; i++)
             if (types[i] is TokenType.Control or TokenType.UserDefined or TokenType.Unknown) special.Add(i);
         var specialArr = special.ToArray();
-        // Longest text first (as llama.cpp); ties by id so the order is deterministic.
+        // Longest text first, measured in UTF-8 bytes as llama.cpp does; ties by id so the order is deterministic.
+        var bytes = new int[types.Length];
+        foreach (int id in specialArr) bytes[id] = System.Text.Encoding.UTF8.GetByteCount(tokens[id]);
         Array.Sort(specialArr, (a, b) =>
         {
-            int c = tokens[b].Length.CompareTo(tokens[a].Length);
+            int c = bytes[b].CompareTo(bytes[a]);
             return c != 0 ? c : a.CompareTo(b);
         });
         SpecialTokensByLength = specialArr;
