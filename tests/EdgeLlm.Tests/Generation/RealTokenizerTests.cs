@@ -140,8 +140,11 @@ public class RealTokenizerTests
     public void HardStringsMatchTheIndependentOracle(string name, int index)
     {
         var (input, ids) = VocabTestVectors.Load(RealTokenizers.Inp("hard-strings"), RealTokenizers.OracleOut(name, "hard-strings"))[index];
-        int[] got = RealTokenizers.Get(name).Encode(input, addBos: false);
+        var tok = RealTokenizers.Get(name);
+        int[] got = tok.Encode(input, addBos: false);
         Assert.True(ids.SequenceEqual(got), $"{name} input {index} {System.Text.Json.JsonSerializer.Serialize(input)}: got {Show(got)}, oracle {Show(ids)}");
+        // And back: the oracle's ids decode to the text (byte tokens of split characters joined, no prefix space).
+        Assert.Equal(input, tok.Decode(ids));
     }
 
     // Special tokens written by the chat templates are parsed as single tokens (the oracle splits added tokens out too).
