@@ -230,6 +230,40 @@ public class RealTokenizerTests
         Assert.StartsWith("[2, ", withBos.Stdout); // <bos> is id 2 and Gemma adds it
     }
 
+    // The chat template comes along, and EdgeLlm recognises each family's real Jinja template by its markers.
+    [RealTokenizerTheory]
+    [InlineData("llama3", ChatTemplateKind.Llama3)]
+    [InlineData("qwen3", ChatTemplateKind.ChatMl)]
+    [InlineData("gemma3", ChatTemplateKind.Gemma)]
+    public void RealChatTemplatesAreRecognised(string name, ChatTemplateKind kind)
+    {
+        using var f = GgufFile.Open(RealTokenizers.VocabGguf(name));
+        string? template = f.GetString("tokenizer.chat_template");
+        Assert.False(string.IsNullOrEmpty(template));
+        Assert.Equal(kind, ChatTemplates.Detect(template!));
+    }
+
+    // A vocab-only GGUF is itself a tokenizer source: converting it again keeps every tokenizer key.
+    [RealTokenizerTheory]
+    [InlineData("gemma3")]
+    [InlineData("qwen3")]
+    public void VocabOnlyFromAVocabGgufKeepsEveryTokenizerKey(string name)
+    {
+        string again = TestPaths.TempFile($"{name}-again.gguf");
+        var r = ConvertTestKit.ConvertCliRun("--vocab-only", RealTokenizers.VocabGguf(name), "-o", again);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var a = GgufFile.Open(RealTokenizers.VocabGguf(name));
+        using var b = GgufFile.Open(again);
+        var keys = a.Keys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)).Order().ToArray();
+        Assert.Equal(keys, b.Keys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)).Order().ToArray());
+        foreach (string k in keys)
+        {
+            object va = a.Get(k)!.Value, vb = b.Get(k)!.Value;
+            if (va is System.Collections.IEnumerable ea and not string) Assert.Equal(ea.Cast<object>(), ((System.Collections.IEnumerable)vb).Cast<object>());
+            else Assert.Equal(va, vb);
+        }
+    }
+
     // The keys the converter writes, as llama.cpp's convert_hf_to_gguf.py writes them for these models. Ids are the
     // published vocabularies' (e.g. Llama 3's <|eot_id|> is 128009).
     [RealTokenizerFact]
