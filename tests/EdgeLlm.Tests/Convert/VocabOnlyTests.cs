@@ -145,6 +145,36 @@ public class VocabOnlyTests
         Assert.Equal([8, 10, 9], tok.Encode("ab  a", addBos: false));
     }
 
+    public static TheoryData<string, string, bool> SpacePrefixCases => new()
+    {
+        // Gemma: spaces become "▁" but nothing is put in front.
+        { """{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}""", "null", false },
+        // Llama 2 / Phi-3 / Mistral: Prepend("▁") then Replace.
+        { """{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}""", "null", true },
+        // Newer exports: no normalizer, a Metaspace pre-tokenizer that prepends on the first piece, or never.
+        { "null", """{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}""", true },
+        { "null", """{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": false}""", false },
+    };
+
+    [Theory]
+    [MemberData(nameof(SpacePrefixCases))]
+    public void SpacePrefixFollowsTheNormalizerOrMetaspace(string normalizer, string preTokenizer, bool prefix)
+    {
+        string dir = Path.GetDirectoryName(TestPaths.TempFile("x"))!;
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), $$"""
+            { "normalizer": {{normalizer}}, "pre_tokenizer": {{preTokenizer}},
+              "model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
+                "vocab": {"<unk>": 0, "▁": 1, "a": 2, "▁a": 3}, "merges": [["▁", "a"]]} }
+            """, Encoding.UTF8);
+        string output = Path.Combine(dir, "vocab.gguf");
+        var r = ConvertTestKit.ConvertCliRun("--vocab-only", Path.Combine(dir, "tokenizer.json"), "-o", output);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var f = GgufFile.Open(output);
+        Assert.Equal(prefix ? null : false, f.GetBool("tokenizer.ggml.add_space_prefix"));
+        // "a" is "▁a" with the prefix, "a" without.
+        Assert.Equal(prefix ? [3] : [2], Tokenizer.FromGguf(f).Encode("a", addBos: false));
+    }
+
     [Fact]
     public void VocabOnlyCommandLineMistakes()
     {
