@@ -11,7 +11,8 @@ namespace EdgeLlm.Convert;
 /// </summary>
 public static class ConvertCli
 {
-    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [-v]";
+    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [-v]\n"
+        + "       edgellm-convert --vocab-only TOKENIZER -o VOCAB.gguf";
 
     public static string HelpText() => $"""
         edgellm-convert: turn a Llama checkpoint into a GGUF file that edgellm and llama.cpp run
@@ -24,9 +25,13 @@ public static class ConvertCli
           FILE.bin                    llama2.c checkpoint (v0, v1, v2) with tokenizer.bin or tok<vocab>.bin beside it
           FILE.gguf                   an existing GGUF, re-quantized (metadata and tokenizer copied)
 
+        With --vocab-only, INPUT is a tokenizer (tokenizer.json, tokenizer.model, or a Hugging Face directory
+        holding one) and OUTPUT a GGUF with only the tokenizer.* keys, no tensors ('edgellm tokenize' reads it).
+
         options:
           -o, --output FILE           output GGUF (written to FILE.partial, renamed when complete)
           --type T                    {string.Join("|", QuantPolicy.Names)} (default f16); q4_0 and q4_k_m follow llama.cpp's mixes
+          --vocab-only                write only the tokenizer (INPUT: tokenizer.json, tokenizer.model or a directory)
           --tokenizer PATH            tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from
           --name NAME                 general.name (default: the checkpoint's name)
           -t, --threads N             quantization threads (default: all cores)
@@ -78,6 +83,13 @@ public static class ConvertCli
 
     private static int Run(Command cmd, TextWriter stdout, TextWriter stderr, bool progressBar, CancellationToken ct)
     {
+        if (cmd.VocabOnly)
+        {
+            var (path, count) = VocabOnly.Write(cmd.Input, cmd.Output, cmd.Name);
+            stderr.WriteLine($"edgellm-convert: wrote {path}: vocabulary only, {count} tokens");
+            stdout.WriteLine(path);
+            return 0;
+        }
         using var source = CheckpointSources.Open(cmd.Input);
         var p = source.Params;
         var tok = cmd.Tokenizer is null ? null : TokenizerLoader.Load(cmd.Tokenizer, p.VocabSize);
@@ -100,7 +112,7 @@ public static class ConvertCli
         return 0;
     }
 
-    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version);
+    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version, bool VocabOnly = false);
 
     /// <summary>Null means --help.</summary>
     private static Command? Parse(string[] args)
@@ -109,7 +121,7 @@ public static class ConvertCli
         var type = OutputType.F16;
         int threads = Environment.ProcessorCount;
         int? ctx = null;
-        bool version = false;
+        bool version = false, vocabOnly = false;
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -129,6 +141,7 @@ public static class ConvertCli
             {
                 case "-h" or "--help": return null;
                 case "--version": version = true; break;
+                case "--vocab-only": vocabOnly = true; break;
                 case "-v" or "--verbose": break;
                 case "-o" or "--output": output = Value(); break;
                 case "--type":
@@ -147,9 +160,11 @@ public static class ConvertCli
             }
         }
         if (version) return new Command("", "", type, null, null, threads, null, true);
-        if (input is null) throw new UsageError("missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
+        if (input is null)
+            throw new UsageError(vocabOnly ? "missing INPUT (tokenizer.json, tokenizer.model or a Hugging Face directory)" : "missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
         if (output is null) throw new UsageError("missing -o OUTPUT.gguf");
-        return new Command(input, output, type, tokenizer, name, threads, ctx, false);
+        if (vocabOnly && tokenizer is not null) throw new UsageError("--vocab-only takes the tokenizer as INPUT, not --tokenizer");
+        return new Command(input, output, type, tokenizer, name, threads, ctx, false, vocabOnly);
     }
 
     private static string Version() =>

@@ -4,9 +4,10 @@ namespace EdgeLlm.Generation;
 
 /// <summary>
 /// Splits text into the words that byte-level BPE merges within, by hand-written scanners over code points
-/// that implement the GPT-2 and Llama-3 split expressions (as llama.cpp does with its custom splitters, so no
-/// regex engine is needed and letters/numbers outside the BMP are classified correctly). Character classes
-/// are Unicode's: \p{L} letters, \p{N} numbers, \s White_Space, \p{P} punctuation.
+/// that implement the split expressions llama.cpp uses per <c>tokenizer.ggml.pre</c> (GPT-2, Llama 3, Qwen 2,
+/// SmolLM/StarCoder, GPT-4o, default), so no regex engine is needed, the scan is linear, and letters/numbers
+/// outside the BMP are classified correctly. Character classes are Unicode's: \p{L} letters, \p{N} numbers,
+/// \s White_Space, \p{P} punctuation (llama.cpp's unicode tables use the same categories).
 /// </summary>
 public static class BpePreTokenizer
 {
@@ -34,8 +35,21 @@ public static class BpePreTokenizer
                 Gpt2(cps, 0, n, words);
                 break;
             case PreTokenizerKind.Llama3:
-                Llama3(cps, 0, n, words);
+                Llama3(cps, 0, n, maxDigits: 3, words);
                 break;
+            case PreTokenizerKind.Qwen2:
+                Llama3(cps, 0, n, maxDigits: 1, words);
+                break;
+            case PreTokenizerKind.Gpt4o:
+                Gpt4o(cps, 0, n, words);
+                break;
+            case PreTokenizerKind.SmolLm:
+            {
+                // llama.cpp's smollm/starcoder: every number character on its own, then the GPT-2 rule on each piece.
+                var pieces = SplitEach(cps, [(0, n)], IsNumber);
+                foreach (var (s, len) in pieces) Gpt2(cps, s, s + len, words);
+                break;
+            }
             case PreTokenizerKind.Default:
             {
                 // llama.cpp's default: each stage splits every piece of the previous one, keeping matches and gaps.
@@ -119,9 +133,9 @@ public static class BpePreTokenizer
 
     /// <summary>
     /// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-    /// over cps[start..end).
+    /// over cps[start..end); Qwen 2's rule is the same with \p{N} (<paramref name="maxDigits"/> 1).
     /// </summary>
-    private static void Llama3(int[] cps, int start, int end, List<(int, int)> words)
+    private static void Llama3(int[] cps, int start, int end, int maxDigits, List<(int, int)> words)
     {
         int pos = start;
         while (pos < end)
@@ -140,11 +154,11 @@ public static class BpePreTokenizer
                 continue;
             }
 
-            // \p{N}{1,3}
+            // \p{N}{1,3} (Qwen 2: \p{N})
             if (IsNumber(c))
             {
                 int i = pos;
-                while (i < end && i - pos < 3 && IsNumber(cps[i])) i++;
+                while (i < end && i - pos < maxDigits && IsNumber(cps[i])) i++;
                 words.Add((pos, i - pos));
                 pos = i;
                 continue;
@@ -162,16 +176,114 @@ public static class BpePreTokenizer
                 continue;
             }
 
-            // Whitespace: \s*[\r\n]+ (up to the last line break of the run), else \s+(?!\S), else \s+.
-            int ws = SpaceRun(cps, pos, end);
-            int lastBreak = -1;
-            for (int i = pos; i < pos + ws; i++)
-                if (cps[i] is '\r' or '\n') lastBreak = i;
-            if (lastBreak >= 0) len = lastBreak + 1 - pos;
-            else len = ws > 1 && pos + ws < end ? ws - 1 : ws;
+            // Whitespace: \s*[\r\n]+, else \s+(?!\S), else \s+.
+            len = Whitespace(cps, pos, end);
             words.Add((pos, len));
             pos += len;
         }
+    }
+
+    private static bool IsAsciiUpper(int cp) => cp >= 'A' && cp <= 'Z';
+    private static bool IsAsciiLower(int cp) => cp >= 'a' && cp <= 'z';
+
+    /// <summary>
+    /// llama.cpp's GPT-4o rule (Phi-4-mini, Llama 4) over cps[start..end), in the form llama.cpp runs it:
+    /// [^\r\n\p{L}\p{N}]?((?=\p{L})[^a-z])*((?=\p{L})[^A-Z])+C?|[^\r\n\p{L}\p{N}]?((?=\p{L})[^a-z])+((?=\p{L})[^A-Z])*C?
+    /// |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+ where C is a case-insensitive contraction.
+    /// The "upper" class is every letter but a-z and the "lower" class every letter but A-Z, so a letter outside
+    /// ASCII belongs to both (llama.cpp's rewrite of the original \p{Lu}/\p{Ll} classes).
+    /// </summary>
+    private static void Gpt4o(int[] cps, int start, int end, List<(int, int)> words)
+    {
+        int pos = start;
+        while (pos < end)
+        {
+            int c = cps[pos];
+            // Letters with an optional leading character that is neither a line break, letter nor number.
+            int s = -1;
+            if (IsLetter(c)) s = pos;
+            else if (c != '\r' && c != '\n' && !IsNumber(c) && pos + 1 < end && IsLetter(cps[pos + 1])) s = pos + 1;
+            if (s >= 0)
+            {
+                // First form: "upper"* greedy, then "lower"+ greedy; backtracking gives the end computed here.
+                // Every scan stays inside the word it returns, so the whole split is linear.
+                int k = s;
+                while (k < end && IsLetter(cps[k]) && !IsAsciiLower(cps[k])) k++;
+                int stop;
+                if (k < end && IsAsciiLower(cps[k]))
+                {
+                    stop = k;
+                    while (stop < end && IsLetter(cps[stop]) && !IsAsciiUpper(cps[stop])) stop++;
+                }
+                else
+                {
+                    // No a-z before the run ends at k: the "lower"+ part is the last letter that is not A-Z,
+                    // if any; with none the second form takes the whole run of A-Z.
+                    int j = k - 1;
+                    while (j >= s && IsAsciiUpper(cps[j])) j--;
+                    stop = j >= s ? j + 1 : k;
+                }
+                if (stop < end) stop += Contraction(cps, stop, end, ignoreCase: true);
+                words.Add((pos, stop - pos));
+                pos = stop;
+                continue;
+            }
+
+            if (IsNumber(c))
+            {
+                int i = pos;
+                while (i < end && i - pos < 3 && IsNumber(cps[i])) i++;
+                words.Add((pos, i - pos));
+                pos = i;
+                continue;
+            }
+
+            // " ?[^\s\p{L}\p{N}]+[\r\n/]*"
+            int o = c == ' ' && pos + 1 < end ? pos + 1 : pos;
+            if (IsOther(cps[o]))
+            {
+                int i = o + 1;
+                while (i < end && IsOther(cps[i])) i++;
+                while (i < end && cps[i] is '\r' or '\n' or '/') i++;
+                words.Add((pos, i - pos));
+                pos = i;
+                continue;
+            }
+
+            int len = Whitespace(cps, pos, end);
+            words.Add((pos, len));
+            pos += len;
+        }
+    }
+
+    /// <summary>\s*[\r\n]+ (up to the last line break of the run), else \s+(?!\S), else \s+, at a whitespace character.</summary>
+    private static int Whitespace(int[] cps, int pos, int end)
+    {
+        int ws = SpaceRun(cps, pos, end);
+        int lastBreak = -1;
+        for (int i = pos; i < pos + ws; i++)
+            if (cps[i] is '\r' or '\n') lastBreak = i;
+        if (lastBreak >= 0) return lastBreak + 1 - pos;
+        return ws > 1 && pos + ws < end ? ws - 1 : ws;
+    }
+
+    /// <summary>Splits every piece so that each character of the class stands alone (the gaps stay whole).</summary>
+    private static List<(int, int)> SplitEach(int[] cps, List<(int, int)> pieces, Func<int, bool> inClass)
+    {
+        var result = new List<(int, int)>(pieces.Count);
+        foreach (var (s, len) in pieces)
+        {
+            int end = s + len, gap = s;
+            for (int i = s; i < end; i++)
+            {
+                if (!inClass(cps[i])) continue;
+                if (i > gap) result.Add((gap, i - gap));
+                result.Add((i, 1));
+                gap = i + 1;
+            }
+            if (end > gap) result.Add((gap, end - gap));
+        }
+        return result;
     }
 
     /// <summary>Splits every piece into maximal runs of characters in the class and the gaps between them.</summary>

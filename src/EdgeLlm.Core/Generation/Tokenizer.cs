@@ -14,12 +14,14 @@ public abstract class Tokenizer
 {
     private readonly byte[][] _pieces;        // what a token prints as (control/unknown: nothing)
     private readonly byte[][] _specialPieces; // what a token prints as when specials are rendered
+    private readonly SpecialTokenMatcher _specials;
 
     public Vocabulary Vocab { get; }
 
     private protected Tokenizer(Vocabulary vocab)
     {
         Vocab = vocab;
+        _specials = new SpecialTokenMatcher(vocab, vocab.SpecialTokensByLength);
         int n = vocab.Count;
         _pieces = new byte[n][];
         _specialPieces = new byte[n][];
@@ -113,28 +115,16 @@ public abstract class Tokenizer
     /// <summary>Cuts literal special-token texts out of the input, longest token first (llama.cpp's tokenizer_st_partition).</summary>
     private List<Fragment> Partition(string text, bool parseSpecial)
     {
-        var list = new List<Fragment> { new(-1, 0, text.Length) };
-        foreach (int id in Vocab.SpecialTokensByLength)
+        var cuts = _specials.Find(text, parseSpecial);
+        var list = new List<Fragment>(2 * cuts.Count + 1);
+        int at = 0;
+        foreach (var (start, length, id) in cuts)
         {
-            TokenType type = Vocab.Type(id);
-            if (!parseSpecial && type is TokenType.Control or TokenType.Unknown) continue;
-            string special = Vocab.Token(id);
-            for (int i = 0; i < list.Count; i++)
-            {
-                var f = list[i];
-                if (f.Token >= 0) continue;
-                int at = text.AsSpan(f.Start, f.Length).IndexOf(special, StringComparison.Ordinal);
-                if (at < 0) continue;
-                int abs = f.Start + at;
-                list.RemoveAt(i);
-                int insert = i;
-                if (at > 0) list.Insert(insert++, new Fragment(-1, f.Start, at));
-                list.Insert(insert++, new Fragment(id, abs, special.Length));
-                int rest = f.Start + f.Length - (abs + special.Length);
-                if (rest > 0) list.Insert(insert, new Fragment(-1, abs + special.Length, rest));
-                i = insert - 1; // continue with the remainder (the loop's i++ lands on it)
-            }
+            if (start > at) list.Add(new Fragment(-1, at, start - at));
+            list.Add(new Fragment(id, start, length));
+            at = start + length;
         }
+        if (at < text.Length) list.Add(new Fragment(-1, at, text.Length - at));
         return list;
     }
 

@@ -16,6 +16,15 @@ public enum PreTokenizerKind
 
     /// <summary>The Llama-3 rule: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+</summary>
     Llama3,
+
+    /// <summary>Qwen 2 (and Qwen 2.5/3): the Llama-3 rule with single digits (\p{N} instead of \p{N}{1,3}).</summary>
+    Qwen2,
+
+    /// <summary>SmolLM / StarCoder: every number character alone, then the GPT-2 rule.</summary>
+    SmolLm,
+
+    /// <summary>GPT-4o (Phi-4-mini, Llama 4): case-aware letter runs with trailing contractions, \p{N}{1,3}, and the Llama-3 whitespace rules.</summary>
+    Gpt4o,
 }
 
 /// <summary>
@@ -113,10 +122,12 @@ public sealed class Vocabulary
         for (int i = 0; i < types.Length; i++)
             if (types[i] is TokenType.Control or TokenType.UserDefined or TokenType.Unknown) special.Add(i);
         var specialArr = special.ToArray();
-        // Longest text first (as llama.cpp); ties by id so the order is deterministic.
+        // Longest text first, measured in UTF-8 bytes as llama.cpp does; ties by id so the order is deterministic.
+        var bytes = new int[types.Length];
+        foreach (int id in specialArr) bytes[id] = System.Text.Encoding.UTF8.GetByteCount(tokens[id]);
         Array.Sort(specialArr, (a, b) =>
         {
-            int c = tokens[b].Length.CompareTo(tokens[a].Length);
+            int c = bytes[b].CompareTo(bytes[a]);
             return c != 0 ? c : a.CompareTo(b);
         });
         SpecialTokensByLength = specialArr;
@@ -236,13 +247,18 @@ public sealed class Vocabulary
             bos = 11; eos = 11;
             addBos = false;
             addSpacePrefix = false;
+            // The names llama.cpp's llama_vocab::impl::load accepts for these rules (and their flags).
             switch (pre)
             {
                 case "default":
                     preKind = PreTokenizerKind.Default;
                     break;
-                case "gpt2" or "gpt-2" or "phi-2" or "jina-es" or "jina-de" or "gigachat" or "jina-v2-es" or "jina-v2-de"
-                    or "a.x-4.0" or "mpt" or "olmo" or "jais" or "exaone4":
+                case "gpt-2" or "phi-2" or "jina-es" or "jina-de" or "gigachat" or "jina-v2-es" or "jina-v2-de"
+                    or "a.x-4.0" or "mellum" or "mpt" or "olmo" or "jais" or "exaone4" or "trillion" or "granite-docling":
+                    preKind = PreTokenizerKind.Gpt2;
+                    break;
+                case "gpt2":
+                    // Not a llama.cpp name: EdgeLlm's converter wrote it before it used "gpt-2"; kept so those files load.
                     preKind = PreTokenizerKind.Gpt2;
                     break;
                 case "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "falcon-h1" or "pixtral" or "midm-2.0" or "lfm2":
@@ -253,9 +269,18 @@ public sealed class Vocabulary
                 case "dbrx" or "smaug-bpe":
                     preKind = PreTokenizerKind.Llama3;
                     break;
+                case "qwen2" or "deepseek-r1-qwen" or "megrez" or "stablelm2" or "hunyuan":
+                    preKind = PreTokenizerKind.Qwen2;
+                    break;
+                case "smollm" or "starcoder" or "refact" or "command-r" or "codeshell" or "exaone" or "minerva-7b":
+                    preKind = PreTokenizerKind.SmolLm;
+                    break;
+                case "gpt-4o" or "llama4":
+                    preKind = PreTokenizerKind.Gpt4o;
+                    break;
                 default:
                     throw new TokenizerException(src, kPre,
-                        $"unsupported pre-tokenizer \"{pre}\" (EdgeLlm supports default, gpt-2 and llama-bpe style pre-tokenizers)");
+                        $"unknown pre-tokenizer \"{pre}\" (EdgeLlm knows default, gpt-2, llama-bpe, qwen2, smollm, gpt-4o and their llama.cpp aliases)");
             }
         }
         // Defaults that do not exist in a tiny vocabulary are "none".

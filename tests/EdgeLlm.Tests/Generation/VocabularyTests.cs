@@ -84,7 +84,7 @@ public class VocabularyTests
     [InlineData("bad-type", "tokenizer.ggml.token_type", "token 4 has type 9")]
     [InlineData("bos-range", "tokenizer.ggml.bos_token_id", "token id 5 is outside the vocabulary (0 to 4)")]
     [InlineData("no-merges", "tokenizer.ggml.merges", "required key is missing")]
-    [InlineData("bad-pre", "tokenizer.ggml.pre", "unsupported pre-tokenizer \"qwen9\"")]
+    [InlineData("bad-pre", "tokenizer.ggml.pre", "unknown pre-tokenizer \"qwen9\"")]
     [InlineData("tokens-type", "tokenizer.ggml.tokens", "expected an array of strings")]
     public void BadMetadataFailsWithAOneLineMessageNamingTheKey(string problem, string key, string message)
     {

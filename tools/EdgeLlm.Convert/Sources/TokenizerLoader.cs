@@ -69,6 +69,7 @@ public static class TokenizerLoader
             AddBos = f.GetBool("tokenizer.ggml.add_bos_token"),
             AddEos = f.GetBool("tokenizer.ggml.add_eos_token"),
             ChatTemplate = f.GetString("tokenizer.chat_template"),
+            AddSpacePrefix = f.GetBool("tokenizer.ggml.add_space_prefix"),
         };
     }
 }
