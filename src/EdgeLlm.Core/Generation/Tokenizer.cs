@@ -110,30 +110,39 @@ public abstract class Tokenizer
     /// <summary>A stretch of raw text (Token = -1) or one special token cut out of the text.</summary>
     private readonly record struct Fragment(int Token, int Start, int Length);
 
-    /// <summary>Cuts literal special-token texts out of the input, longest token first (llama.cpp's tokenizer_st_partition).</summary>
+    /// <summary>
+    /// Cuts literal special-token texts out of the input, longest token first (llama.cpp's tokenizer_st_partition:
+    /// each special token in turn splits every raw stretch left by the longer ones at its leftmost non-overlapping
+    /// occurrences). Each pass rebuilds the fragment list instead of inserting into its middle, and a token that does
+    /// not occur in the text at all costs one vectorized search, so the work is linear in the text for a given vocabulary.
+    /// </summary>
     private List<Fragment> Partition(string text, bool parseSpecial)
     {
         var list = new List<Fragment> { new(-1, 0, text.Length) };
+        List<Fragment>? next = null;
         foreach (int id in Vocab.SpecialTokensByLength)
         {
             TokenType type = Vocab.Type(id);
             if (!parseSpecial && type is TokenType.Control or TokenType.Unknown) continue;
             string special = Vocab.Token(id);
-            for (int i = 0; i < list.Count; i++)
+            if (special.Length == 0 || !text.Contains(special, StringComparison.Ordinal)) continue;
+            next ??= new List<Fragment>(list.Count * 2 + 2);
+            next.Clear();
+            foreach (var f in list)
             {
-                var f = list[i];
-                if (f.Token >= 0) continue;
-                int at = text.AsSpan(f.Start, f.Length).IndexOf(special, StringComparison.Ordinal);
-                if (at < 0) continue;
-                int abs = f.Start + at;
-                list.RemoveAt(i);
-                int insert = i;
-                if (at > 0) list.Insert(insert++, new Fragment(-1, f.Start, at));
-                list.Insert(insert++, new Fragment(id, abs, special.Length));
-                int rest = f.Start + f.Length - (abs + special.Length);
-                if (rest > 0) list.Insert(insert, new Fragment(-1, abs + special.Length, rest));
-                i = insert - 1; // continue with the remainder (the loop's i++ lands on it)
+                if (f.Token >= 0) { next.Add(f); continue; }
+                int start = f.Start, end = f.Start + f.Length;
+                while (start < end)
+                {
+                    int at = text.AsSpan(start, end - start).IndexOf(special, StringComparison.Ordinal);
+                    if (at < 0) break;
+                    if (at > 0) next.Add(new Fragment(-1, start, at));
+                    next.Add(new Fragment(id, start + at, special.Length));
+                    start += at + special.Length;
+                }
+                if (start < end) next.Add(new Fragment(-1, start, end - start));
             }
+            (list, next) = (next, list);
         }
         return list;
     }
