@@ -20,7 +20,7 @@ public static partial class ErrorText
         bool raw = m.Success;
         string text = e switch
         {
-            FileNotFoundException f => $"{f.FileName ?? args ?? "file"}: no such file",
+            FileNotFoundException f => raw ? $"{f.FileName ?? args ?? "file"}: no such file" : msg,
             DirectoryNotFoundException => raw ? $"{args ?? "path"}: no such directory" : msg,
             PathTooLongException => raw ? $"{args ?? "path"}: the path is too long" : msg,
             UnauthorizedAccessException => raw ? $"{args ?? "path"}: permission denied" : msg,

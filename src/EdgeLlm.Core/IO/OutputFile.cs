@@ -66,7 +66,9 @@ public sealed class OutputFile : IDisposable
     /// <summary>Closes the stream; commits nothing. The partial file is deleted unless <see cref="Commit"/> ran.</summary>
     public void Dispose()
     {
-        Stream.Dispose();
+        // Closing flushes what is buffered, which fails again on a full disk: the partial file goes regardless.
+        try { Stream.Dispose(); }
+        catch (IOException) when (!_done) { }
         if (_done) return;
         _done = true;
         try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
