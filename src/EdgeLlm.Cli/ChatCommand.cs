@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using EdgeLlm.Generation;
 
 namespace EdgeLlm.Cli;
@@ -41,16 +42,15 @@ public sealed class ChatCommand : Command
         ctx.Err.WriteLine($"chat template {ChatTemplates.Name(kind)}, context {model.ContextSize} tokens; /reset starts over, /exit quits, Ctrl-C stops an answer");
 
         CancellationTokenSource? current = null;
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        // Stop the answer being written, not the program; outside an answer Ctrl-C quits as usual. (A POSIX signal
+        // registration, not Console.CancelKeyPress, which opens Console.Out and fails when stdout is closed.)
+        using var onCancel = PosixSignalRegistration.Create(PosixSignal.SIGINT, e =>
         {
-            // Stop the answer being written, not the program; outside an answer Ctrl-C quits as usual.
             var c = Volatile.Read(ref current);
             if (c is null) return;
             e.Cancel = true;
             c.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        try
+        });
         {
             while (true)
             {
@@ -74,7 +74,7 @@ public sealed class ChatCommand : Command
                 {
                     stats = session.Send(line, options, t => { ctx.Out.Write(t); ctx.Out.Flush(); }, cts.Token);
                 }
-                catch (EdgeLlmException e)
+                catch (EdgeLlmException e) when (e is not IO.OutputClosedException)
                 {
                     ctx.Err.WriteLine($"edgellm chat: {e.Message}");
                     continue;
@@ -90,10 +90,6 @@ public sealed class ChatCommand : Command
                 if (ctx.Verbose)
                     ctx.Err.WriteLine($"[prefill {session.LastPrefillTokens} of {stats.PromptTokens} tokens, {stats.GeneratedTokens} generated]");
             }
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
         }
         ctx.Out.Flush();
         return 0;

@@ -58,13 +58,13 @@ public static class EdgeLlmCli
         }
         catch (Exception e) when (IsUserFacing(e))
         {
-            stderr.WriteLine($"edgellm {command.Name}: error: {OneLine(e.Message)}");
+            stderr.WriteLine($"edgellm {command.Name}: error: {OneLine(e)}");
             if (verbose) stderr.WriteLine(e.ToString());
             return 1;
         }
         catch (Exception e)
         {
-            stderr.WriteLine($"edgellm {command.Name}: internal error: {e.GetType().Name}: {OneLine(e.Message)}");
+            stderr.WriteLine($"edgellm {command.Name}: internal error: {e.GetType().Name}: {OneLine(e)}");
             if (verbose) stderr.WriteLine(e.ToString());
             return 1;
         }
@@ -73,7 +73,7 @@ public static class EdgeLlmCli
     private static bool IsUserFacing(Exception e) => e is GgufFormatException or IOException or UnauthorizedAccessException
         or EdgeLlmException or OperationCanceledException;
 
-    private static string OneLine(string s) => s.ReplaceLineEndings(" ");
+    private static string OneLine(Exception e) => EdgeLlm.IO.ErrorText.OneLine(e);
 
     private static Command? Find(string name)
     {

@@ -31,6 +31,7 @@ public sealed class LogitsCommand : Command
         int vocab = model.VocabSize;
         var logits = new float[(long)ids.Length * vocab];
         model.Forward(ids, 0, logits, allLogits: true);
+        Generation.LogitCheck.RequireRows(model, logits, model.VocabSize);
         var inv = CultureInfo.InvariantCulture;
         var order = new int[vocab];
         var sb = new StringBuilder();

@@ -51,6 +51,7 @@ public sealed class PerplexityCommand : Command
             if (tokenizer.Vocab.AddBos && tokenizer.Vocab.Bos >= 0) chunk[0] = tokenizer.Vocab.Bos;
             model.Cache.Clear();
             model.Forward(chunk, 0, logits, allLogits: true);
+            Generation.LogitCheck.RequireRows(model, logits, model.VocabSize);
             for (int j = first; j < nCtx - 1; j++)
             {
                 int target = tokens[(long)c * nCtx + j + 1];

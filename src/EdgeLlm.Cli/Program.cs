@@ -1,3 +1,4 @@
 using EdgeLlm.Cli;
+using EdgeLlm.IO;
 
-return EdgeLlmCli.Execute(args, Console.Out, Console.Error);
+return StandardStreams.Run("edgellm", (stdout, stderr, stdin) => EdgeLlmCli.Execute(args, stdout, stderr, stdin));

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Globalization;
 using EdgeLlm.Generation;
 using Microsoft.Extensions.Logging;
@@ -46,10 +47,16 @@ public sealed class RunCommand : Command
         var generator = new Generator(model, tokenizer);
 
         using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-        Console.CancelKeyPress += onCancel;
+        // The first Ctrl-C stops generation (within one prompt batch or token) and prints the summary; a second one,
+        // while that is still winding down, ends the process at once. (A POSIX signal registration, not
+        // Console.CancelKeyPress, which opens Console.Out and fails when stdout is closed.)
+        using var onCancel = PosixSignalRegistration.Create(PosixSignal.SIGINT, c =>
+        {
+            if (cts.IsCancellationRequested) return;
+            c.Cancel = true;
+            cts.Cancel();
+        });
         GenerationStats stats;
-        try
         {
             var sampler = new Sampler(model.VocabSize, options);
             ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
@@ -57,10 +64,6 @@ public sealed class RunCommand : Command
             var pinned = options with { Seed = (long)sampler.Seed };
             stats = generator.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
                 ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();

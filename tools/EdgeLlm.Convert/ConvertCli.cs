@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Reflection;
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
+using EdgeLlm.IO;
 
 namespace EdgeLlm.Convert;
 
@@ -69,13 +70,13 @@ public static class ConvertCli
         }
         catch (Exception e) when (e is EdgeLlmException or GgufFormatException or IOException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"edgellm-convert: error: {OneLine(e.Message)}");
+            stderr.WriteLine($"edgellm-convert: error: {ErrorText.OneLine(e)}");
             if (verbose) stderr.WriteLine(e.ToString());
             return 1;
         }
         catch (Exception e)
         {
-            stderr.WriteLine($"edgellm-convert: internal error: {e.GetType().Name}: {OneLine(e.Message)}");
+            stderr.WriteLine($"edgellm-convert: internal error: {e.GetType().Name}: {ErrorText.OneLine(e)}");
             if (verbose) stderr.WriteLine(e.ToString());
             return 1;
         }
@@ -83,6 +84,7 @@ public static class ConvertCli
 
     private static int Run(Command cmd, TextWriter stdout, TextWriter stderr, bool progressBar, CancellationToken ct)
     {
+        OutputFile.CheckTarget(Path.GetFullPath(cmd.Output)); // before any work: never replace a device, link or directory
         if (cmd.VocabOnly)
         {
             var (path, count) = VocabOnly.Write(cmd.Input, cmd.Output, cmd.Name);

@@ -1,3 +1,4 @@
+using EdgeLlm.IO;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -102,25 +103,41 @@ public static class Converter
         string full = Path.GetFullPath(outputPath);
         if (source is GgufSource gs && string.Equals(Path.GetFullPath(gs.File.Path), full, StringComparison.Ordinal))
             throw new EdgeLlmException($"{outputPath}: the output would overwrite the input");
-        string partial = full + ".partial";
         try
         {
-            using (var fs = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                w.Write(fs);
-                fs.Flush(flushToDisk: true);
-            }
+            using var output = OutputFile.Create(full);
+            w.Write(output.Stream);
+            output.Close();
             progress.Finish();
-            PatchChecksums(partial, written);
-            File.Move(partial, full, overwrite: true);
+            PatchChecksums(output.PartialPath, written);
+            CheckLoadable(output.PartialPath, outputPath);
+            output.Commit();
         }
         catch
         {
             progress.Finish();
-            try { File.Delete(partial); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
         return new ConvertResult(full, written, new FileInfo(full).Length, totalInput, progress.Elapsed);
+    }
+
+    /// <summary>
+    /// Opens the finished file the way edgellm does (hyperparameters and every tensor bound and checked), so the
+    /// converter never leaves a file its own runtime refuses (an eps, rope base or context out of range, a shape that
+    /// does not fit); the reason is the runtime's own one-line message.
+    /// </summary>
+    private static void CheckLoadable(string partial, string outputPath)
+    {
+        using var f = GgufFile.Open(partial);
+        try
+        {
+            var config = EdgeLlm.Model.LlamaConfig.FromGguf(f);
+            _ = new EdgeLlm.Model.LlamaWeights(f, config);
+        }
+        catch (EdgeLlm.Model.ModelFormatException e)
+        {
+            throw new EdgeLlmException($"{outputPath}: not written, because edgellm would refuse the result: {e.Message}");
+        }
     }
 
     /// <summary>Writes the XXH64s into the placeholder u64 array, found by re-reading the finished file.</summary>

@@ -1,11 +1,19 @@
+using System.Runtime.InteropServices;
 using EdgeLlm.Convert;
+using EdgeLlm.IO;
 
-// Ctrl-C cancels the conversion cleanly (the partial output is deleted); a second Ctrl-C kills the process.
+// Ctrl-C, SIGTERM and SIGHUP cancel the conversion cleanly (the partial output is deleted); a second Ctrl-C kills
+// the process.
+// (POSIX signal registrations, not Console.CancelKeyPress, which opens Console.Out and fails when stdout is closed.)
 using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
+void Stop(PosixSignalContext c)
 {
-    if (cts.IsCancellationRequested) return;
-    e.Cancel = true;
+    if (c.Signal == PosixSignal.SIGINT && cts.IsCancellationRequested) return; // second Ctrl-C: default action
+    c.Cancel = true;
     cts.Cancel();
-};
-return ConvertCli.Execute(args, Console.Out, Console.Error, !Console.IsErrorRedirected, cts.Token);
+}
+using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Stop);
+return StandardStreams.Run("edgellm-convert", (stdout, stderr, _) =>
+    ConvertCli.Execute(args, stdout, stderr, !Console.IsErrorRedirected && StandardStreams.IsUsable(2, write: true), cts.Token));

@@ -64,7 +64,7 @@ internal sealed class Endpoints(InferenceEngine engine)
         catch (JsonException e)
         {
             string? param = e.Path is { Length: > 2 } p && p.StartsWith("$.", StringComparison.Ordinal) ? p[2..] : null;
-            error = new ApiError(400, $"the request body is not valid JSON for this endpoint{(param is null ? "" : $" (at '{param}')")}: {FirstLine(e.Message)}",
+            error = new ApiError(400, $"the request body is not valid for this endpoint: {EdgeLlm.IO.ErrorText.OneLine(e)} (a syntax error or a value of the wrong type)",
                 param, "invalid_json");
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested) { return; }

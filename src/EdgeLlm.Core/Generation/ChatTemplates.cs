@@ -241,18 +241,19 @@ public static class ChatTemplates
     /// <summary>Gemma has no system role: the system text is merged into the next user turn; "assistant" is "model".</summary>
     private static void RenderGemma(StringBuilder sb, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
-        string system = "";
+        // System texts are collected in a builder (appending strings would copy the whole text per message).
+        var system = new StringBuilder();
         foreach (var m in messages)
         {
-            if (m.Role == "system") { system += m.Content.Trim(); continue; }
+            if (m.Role == "system") { system.Append(m.Content.AsSpan().Trim()); continue; }
             string role = m.Role == "assistant" ? "model" : m.Role;
             sb.Append("<start_of_turn>").Append(role).Append('\n');
             if (system.Length > 0 && role != "model")
             {
                 sb.Append(system).Append("\n\n");
-                system = "";
+                system.Clear();
             }
-            sb.Append(m.Content.Trim()).Append("<end_of_turn>\n");
+            sb.Append(m.Content.AsSpan().Trim()).Append("<end_of_turn>\n");
         }
         if (addGenerationPrompt) sb.Append("<start_of_turn>model\n");
     }

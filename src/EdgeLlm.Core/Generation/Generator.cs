@@ -89,14 +89,28 @@ public sealed class Generator
         CachedCount = reuse; // what is valid while the prefill runs, should it throw
 
         var clock = Stopwatch.StartNew();
-        _model.Forward(prompt[reuse..], reuse, _logits);
-        CachedCount = count;
+        // The prompt runs one batch at a time so a cancellation (Ctrl-C, a client that went away) stops it
+        // within one batch instead of at the end of a long prefill.
+        for (int pos = reuse; pos < count;)
+        {
+            if (cancel.IsCancellationRequested)
+            {
+                LastPrefillTokens = pos - reuse;
+                return new GenerationStats(prompt.Length, 0, clock.Elapsed, TimeSpan.Zero, TimeSpan.Zero, StopReason.Cancelled);
+            }
+            int nb = Math.Min(_model.MaxBatch, count - pos);
+            _model.Forward(prompt.Slice(pos, nb), pos, _logits);
+            pos += nb;
+            CachedCount = pos;
+        }
+        LogitCheck.Require(_model, _logits, count - 1);
         LastPrefillTokens = count - reuse;
         if (o.KeepPromptLogits) _promptLogits = (float[])_logits.Clone();
         var promptTime = clock.Elapsed;
         TimeSpan firstToken = TimeSpan.Zero;
         int generated = 0;
         StopReason stop;
+        if (o.MaxTokens == 0) return new GenerationStats(prompt.Length, 0, promptTime, TimeSpan.Zero, TimeSpan.Zero, StopReason.TokenLimit);
         while (true)
         {
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
@@ -111,6 +125,7 @@ public sealed class Generator
             if (count >= ctx) { stop = StopReason.ContextFull; break; }
             _model.Forward(token, count - 1, _logits);
             CachedCount = count;
+            LogitCheck.Require(_model, _logits, count - 1);
         }
         string rest = decoder.Flush();
         if (rest.Length > 0) onText(rest);

@@ -129,26 +129,15 @@ public sealed class GgufWriter
     }
 
     /// <summary>
-    /// Writes the file to <c>path.partial</c>, flushes it to disk and renames it to <paramref name="path"/>.
-    /// On any failure the partial file is deleted, so no file that looks valid is left behind.
+    /// Writes the file to <c>path.partial</c>, flushes it to disk and renames it to <paramref name="path"/>
+    /// (<see cref="EdgeLlm.IO.OutputFile"/>: a path that is not a regular file is refused, a stale partial is never
+    /// followed). On any failure the partial file is deleted, so no file that looks valid is left behind.
     /// </summary>
     public void Write(string path)
     {
-        string partial = path + ".partial";
-        try
-        {
-            using (var fs = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                Write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(partial, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(partial); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        using var output = EdgeLlm.IO.OutputFile.Create(path);
+        Write(output.Stream);
+        output.Commit();
     }
 
     /// <summary>Writes the whole file to a stream (which need not be seekable).</summary>

@@ -9,6 +9,15 @@ public static class CheckpointSources
     /// </summary>
     public static CheckpointSource Open(string path)
     {
+        try { return OpenAny(path); }
+        catch (InvalidOperationException e) when (JsonFile.IsWrongJsonType(e))
+        {
+            throw new EdgeLlmException($"{path}: a JSON value (config.json, params.json, a safetensors header or tokenizer.json) has the wrong type for its key");
+        }
+    }
+
+    private static CheckpointSource OpenAny(string path)
+    {
         if (Directory.Exists(path))
         {
             if (File.Exists(Path.Combine(path, "config.json"))) return SafetensorsSource.Open(path);

@@ -29,10 +29,19 @@ internal static class HfTokenizer
         if (!model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != JsonValueKind.Object) throw j.Error("model.vocab", "is missing");
         bool sentencePiece = model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True;
 
+        // Every id is bounded by the vocabulary the model declares (config.json's vocab_size) or, without one, by the
+        // number of entries plus a margin for gaps, so a hostile id cannot make the converter allocate gigabytes.
+        int entries = 0;
+        foreach (var _ in vocab.EnumerateObject()) entries++;
+        if (j.Root.TryGetProperty("added_tokens", out var atCount) && atCount.ValueKind == JsonValueKind.Array) entries += atCount.GetArrayLength();
+        long idLimit = vocabSize > 0 ? vocabSize : Math.Min((long)entries + 65536, 1 << 24);
+        string limitWhy = vocabSize > 0 ? $"the model's vocabulary of {vocabSize}" : $"the {entries} entries of the tokenizer (+65536)";
+
         var byId = new Dictionary<int, string>();
         foreach (var p in vocab.EnumerateObject())
         {
-            if (!p.Value.TryGetInt32(out int id) || id < 0 || id >= MaxTokens) throw j.Error("model.vocab", $"entry '{p.Name}' has id {p.Value}");
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0) throw j.Error("model.vocab", $"entry '{p.Name}' has id {p.Value}");
+            if (id >= idLimit || id >= MaxTokens) throw j.Error("model.vocab", $"entry '{p.Name}' has id {id}, outside {limitWhy}");
             byId[id] = p.Name;
         }
         var added = new Dictionary<int, (string Content, bool Special)>();
@@ -40,9 +49,10 @@ internal static class HfTokenizer
         {
             foreach (var a in at.EnumerateArray())
             {
-                if (!a.TryGetProperty("id", out var idv) || !idv.TryGetInt32(out int id) || id < 0 || id >= MaxTokens
+                if (!a.TryGetProperty("id", out var idv) || idv.ValueKind != JsonValueKind.Number || !idv.TryGetInt32(out int id)
                     || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
                     throw j.Error("added_tokens", $"entry {a} lacks a valid id or content");
+                if (id < 0 || id >= idLimit || id >= MaxTokens) throw j.Error("added_tokens", $"token '{c}' has id {id}, outside {limitWhy}");
                 bool special = a.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
                 added[id] = (c.GetString() ?? "", special);
                 byId[id] = c.GetString() ?? "";

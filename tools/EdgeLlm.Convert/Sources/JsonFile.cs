@@ -22,6 +22,8 @@ internal sealed class JsonFile : IDisposable
         byte[] bytes = File.ReadAllBytes(path);
         var json = bytes.AsMemory();
         if (json.Span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) json = json[3..]; // UTF-8 BOM (JsonDocument rejects it)
+        // JsonDocument checks UTF-8 only when a string is read, and then throws InvalidOperationException: check it here.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span)) throw new EdgeLlmException($"{path}: not valid JSON (the text is not valid UTF-8)");
         try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }); }
         catch (JsonException e) { throw new EdgeLlmException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
@@ -31,6 +33,13 @@ internal sealed class JsonFile : IDisposable
         }
         return new JsonFile(path, doc);
     }
+
+    /// <summary>
+    /// System.Text.Json's JsonElement accessors throw InvalidOperationException when a value has another JSON type
+    /// than the one read; the readers catch that at their entry points and name the file.
+    /// </summary>
+    public static bool IsWrongJsonType(InvalidOperationException e) =>
+        e.StackTrace is not { } trace || trace.Contains("System.Text.Json", StringComparison.Ordinal);
 
     public EdgeLlmException Error(string key, string problem) => new($"{Path}: '{key}' {problem}");
 

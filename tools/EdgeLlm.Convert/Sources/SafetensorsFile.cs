@@ -50,7 +50,9 @@ internal sealed class SafetensorsFile : IDisposable
             long dataBytes = f.Length - dataStart;
             var entries = new List<Entry>();
             JsonDocument doc;
-            try { doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(new ReadOnlySpan<byte>(f.Base + 8, (int)n).ToArray())); }
+            var header = new ReadOnlySpan<byte>(f.Base + 8, (int)n);
+            if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "the header is not valid UTF-8");
+            try { doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(header.ToArray())); }
             catch (JsonException e) { throw Bad(path, $"the header is not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
             using (doc)
             {
@@ -88,7 +90,8 @@ internal sealed class SafetensorsFile : IDisposable
         }
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw Bad(path, $"{what}: no data_offsets [begin, end]");
-        long b = off[0].TryGetInt64(out long b0) ? b0 : -1, e = off[1].TryGetInt64(out long e0) ? e0 : -1;
+        long b = off[0].ValueKind == JsonValueKind.Number && off[0].TryGetInt64(out long b0) ? b0 : -1;
+        long e = off[1].ValueKind == JsonValueKind.Number && off[1].TryGetInt64(out long e0) ? e0 : -1;
         if (b < 0 || e < b || e > dataBytes)
             throw Bad(path, $"{what}: data_offsets [{off[0]}, {off[1]}] outside the {dataBytes} data bytes (truncated file?)");
         int eb = ElementBytes(dtype);

@@ -12,6 +12,15 @@ public static class TokenizerLoader
     /// <param name="vocabSize">The model's vocabulary size (llama2.c tokenizers need it), or -1.</param>
     public static TokenizerData Load(string path, int vocabSize = -1)
     {
+        try { return LoadAny(path, vocabSize); }
+        catch (InvalidOperationException e) when (JsonFile.IsWrongJsonType(e))
+        {
+            throw new EdgeLlmException($"{path}: a JSON value has the wrong type for its key (a string where a number belongs, or the like)");
+        }
+    }
+
+    private static TokenizerData LoadAny(string path, int vocabSize)
+    {
         if (Directory.Exists(path)) return FromHfDirectory(path, null);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: tokenizer file not found", path);
         string ext = Path.GetExtension(path).ToLowerInvariant();

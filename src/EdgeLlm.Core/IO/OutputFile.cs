@@ -1,0 +1,76 @@
+namespace EdgeLlm.IO;
+
+/// <summary>
+/// A file written completely or not at all: the bytes go to <c>PATH.partial</c>, created exclusively (a stale
+/// partial is unlinked first, never followed, so a planted symbolic link is not written through), and are renamed
+/// onto PATH only when complete. PATH itself may be missing or a regular file; anything else (a device node such as
+/// /dev/null, a directory, a fifo, a symbolic link) is refused before any work starts and again before the rename,
+/// so no special file is ever replaced by a regular one. <see cref="Dispose"/> without <see cref="Commit"/> deletes
+/// the partial file.
+/// </summary>
+public sealed class OutputFile : IDisposable
+{
+    public string Path { get; }
+    public string PartialPath { get; }
+    public FileStream Stream { get; }
+    private bool _done;
+
+    private OutputFile(string path, string partial, FileStream stream)
+    {
+        Path = path;
+        PartialPath = partial;
+        Stream = stream;
+    }
+
+    /// <summary>Throws <see cref="EdgeLlmException"/> unless <paramref name="path"/> is missing or a regular file.</summary>
+    public static void CheckTarget(string path)
+    {
+        var kind = FileKinds.Of(path);
+        if (kind is not (FileKind.Missing or FileKind.Regular))
+            throw new EdgeLlmException($"{path}: refusing to write the output there: it is {FileKinds.Describe(kind)}, not a regular file");
+    }
+
+    public static OutputFile Create(string path, int bufferSize = 1 << 20)
+    {
+        CheckTarget(path);
+        string partial = path + ".partial";
+        var kind = FileKinds.Of(partial);
+        if (kind == FileKind.Directory)
+            throw new EdgeLlmException($"{partial}: a directory is in the way of the partial output file");
+        if (kind != FileKind.Missing) File.Delete(partial); // unlinks a link or stale file, never follows it
+        // CreateNew is O_CREAT|O_EXCL: it fails rather than follow a link planted after the delete.
+        var fs = new FileStream(partial, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize);
+        return new OutputFile(path, partial, fs);
+    }
+
+    private bool _closed;
+
+    /// <summary>Flushes the bytes to disk and closes the stream (the partial file stays until Commit or Dispose).</summary>
+    public void Close()
+    {
+        if (_closed) return;
+        Stream.Flush(flushToDisk: true);
+        Stream.Dispose();
+        _closed = true;
+    }
+
+    /// <summary>Closes (if still open) and renames the partial file onto <see cref="Path"/>.</summary>
+    public void Commit()
+    {
+        Close();
+        CheckTarget(Path);
+        File.Move(PartialPath, Path, overwrite: true);
+        _done = true;
+    }
+
+    /// <summary>Closes the stream; commits nothing. The partial file is deleted unless <see cref="Commit"/> ran.</summary>
+    public void Dispose()
+    {
+        // Closing flushes what is buffered, which fails again on a full disk: the partial file goes regardless.
+        try { Stream.Dispose(); }
+        catch (IOException) when (!_done) { }
+        if (_done) return;
+        _done = true;
+        try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
