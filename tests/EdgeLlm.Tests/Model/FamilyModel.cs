@@ -23,6 +23,14 @@ internal sealed record FamilySpec
     public int? SlidingWindow { get; init; }
     public float? AttnSoftcap { get; init; }
     public float? FinalSoftcap { get; init; }
+
+    /// <summary>Rotated head elements (rope.dimension_count; null = the whole head).</summary>
+    public int? RopeDims { get; init; }
+
+    /// <summary>Phi-3 LongRoPE: rope_factors_long/short tensors, rope.scaling.attn_factor and original_context_length.</summary>
+    public bool LongRope { get; init; }
+    public int OriginalContext { get; init; } = 16;
+    public float RopeAttnFactor { get; init; } = 1.19f;
     public int Seed { get; init; } = 4321;
 
     /// <summary>Tensor names to leave out (to test error messages).</summary>
@@ -64,6 +72,10 @@ internal static class FamilyModel
         if (s.HeadDim != s.Dim / s.Heads || gemma)
             w.Set(a + "attention.key_length", (uint)s.HeadDim).Set(a + "attention.value_length", (uint)s.HeadDim);
         if (s.RopeScaleLinear is float scale) w.Set(a + "rope.scaling.type", "linear").Set(a + "rope.scaling.factor", scale);
+        int ropeDims = s.RopeDims ?? s.HeadDim;
+        if (s.RopeDims is int rd) w.Set(a + "rope.dimension_count", (uint)rd);
+        if (s.LongRope)
+            w.Set(a + "rope.scaling.attn_factor", s.RopeAttnFactor).Set(a + "rope.scaling.original_context_length", (uint)s.OriginalContext);
         if (s.SlidingWindow is int window) w.Set(a + "attention.sliding_window", (uint)window);
         if (s.AttnSoftcap is float ac) w.Set(a + "attn_logit_softcapping", ac);
         if (s.FinalSoftcap is float fc) w.Set(a + "final_logit_softcapping", fc);
@@ -83,6 +95,11 @@ internal static class FamilyModel
         Add(w, s, "token_embd.weight", s.WeightType, s.Dim, s.Vocab, Uniform(rng, s.Dim * s.Vocab, 1f));
         Vector("output_norm.weight", s.Dim, 0.8f, 1.2f);
         if (!gemma) Matrix("output.weight", s.Dim, s.Vocab);
+        if (s.LongRope)
+        {
+            Vector("rope_factors_long.weight", ropeDims / 2, 1f, 8f);
+            Vector("rope_factors_short.weight", ropeDims / 2, 1f, 1.5f);
+        }
         for (int l = 0; l < s.Layers; l++)
         {
             string p = $"blk.{l}.";

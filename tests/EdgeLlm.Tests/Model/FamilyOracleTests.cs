@@ -59,17 +59,28 @@ public class FamilyOracleTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Families))]
-    public void EngineMatchesOracle(string arch)
+    public void EngineMatchesOracle(string arch) => CompareWithOracle(arch, FamilyModel.Write(Spec(arch)), contextSize: 32);
+
+    [Theory]
+    [InlineData(16)] // within original_context_length 16: short factors
+    [InlineData(32)] // past it: long factors
+    public void Phi3LongRopeWithPartialRotaryMatchesOracle(int contextSize)
     {
-        string path = FamilyModel.Write(Spec(arch));
-        int[] tokens = new int[24];
+        // Phi-4-mini style: 3/4 of each head rotated (12 of 16), LongRoPE factors and attention factor 1.19.
+        string path = FamilyModel.Write(new FamilySpec { Arch = "phi3", KvHeads = 2, RopeDims = 12, LongRope = true, ContextLength = 64 });
+        CompareWithOracle("phi3", path, contextSize, positions: contextSize);
+    }
+
+    private void CompareWithOracle(string arch, string path, int contextSize, int positions = 24)
+    {
+        int[] tokens = new int[positions];
         for (int i = 0; i < tokens.Length; i++) tokens[i] = (7 + 37 * i) % 300;
-        var oracle = new ReferenceTransformer(path);
+        var oracle = new ReferenceTransformer(path, contextSize: contextSize);
         var expected = new double[tokens.Length][];
         for (int p = 0; p < tokens.Length; p++) expected[p] = oracle.Forward(tokens[p]);
         double scale = expected.Max(e => e.Max(Math.Abs));
 
-        using var model = LlamaModel.Load(path, new BackendOptions { Threads = 2, ContextSize = 32, MaxBatch = 16 });
+        using var model = LlamaModel.Load(path, new BackendOptions { Threads = 2, ContextSize = contextSize, MaxBatch = 16 });
         Assert.Equal(arch, model.Config.Architecture);
         int vocab = model.VocabSize;
         var batch = new float[tokens.Length * vocab];
@@ -85,7 +96,7 @@ public class FamilyOracleTests(ITestOutputHelper output)
                 batchErr = Math.Max(batchErr, Math.Abs(batch[p * vocab + i] - expected[p][i]));
                 singleErr = Math.Max(singleErr, Math.Abs(single[p * vocab + i] - expected[p][i]));
             }
-        output.WriteLine($"{arch}: logit scale {scale:F3}, max |engine - oracle| batch {batchErr:E2} ({batchErr / scale:E2} of scale), token by token {singleErr:E2}");
+        output.WriteLine($"{arch} (context {contextSize}): logit scale {scale:F3}, max |engine - oracle| batch {batchErr:E2} ({batchErr / scale:E2} of scale), token by token {singleErr:E2}");
         Assert.True(scale > 0.5, "oracle logits are degenerate");
         Assert.True(batchErr <= RelTolerance * scale, $"{arch}: batch max |diff| {batchErr:E3} > {RelTolerance} x {scale:F3}");
         Assert.True(singleErr <= RelTolerance * scale, $"{arch}: token-by-token max |diff| {singleErr:E3} > {RelTolerance} x {scale:F3}");

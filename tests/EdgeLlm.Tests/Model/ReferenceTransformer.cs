@@ -25,7 +25,7 @@ internal sealed class ReferenceTransformer
     private readonly string _arch;
     private readonly bool _gemma, _neox;
     private readonly int _dim, _layers, _heads, _kvHeads, _headDim, _ffn, _vocab, _ropeDims, _slidingWindow, _swaPattern;
-    private readonly double _eps, _base, _scale, _attnSoftcap, _finalSoftcap, _queryScale;
+    private readonly double _eps, _base, _scale, _attnSoftcap, _finalSoftcap, _queryScale, _ropeMagnitude;
     private readonly double[]? _freqFactors;
     private readonly double[][] _tokenEmbd, _output;
     private readonly double[] _outputNorm;
@@ -43,7 +43,11 @@ internal sealed class ReferenceTransformer
 
     public int Vocab => _vocab;
 
-    public ReferenceTransformer(string path, bool quantizeActivations = false)
+    /// <param name="contextSize">
+    /// the context the engine runs with: Phi-3 LongRoPE uses its long factors when it exceeds
+    /// rope.scaling.original_context_length (llama.cpp's choice per context; transformers chooses per sequence length).
+    /// </param>
+    public ReferenceTransformer(string path, bool quantizeActivations = false, int contextSize = 0)
     {
         _quantizeActivations = quantizeActivations;
         using var f = GgufFile.Open(path);
@@ -74,7 +78,15 @@ internal sealed class ReferenceTransformer
         _output = f.FindTensor("output.weight") is null ? _tokenEmbd : Matrix(f, "output.weight");
         _outputNorm = Norm(f, "output_norm.weight");
         _freqFactors = f.FindTensor("rope_freqs.weight") is null ? null : Matrix(f, "rope_freqs.weight")[0];
-        if (f.FindTensor("rope_factors_short.weight") is not null) throw new NotSupportedException("oracle has no LongRoPE");
+        // Phi-3 LongRoPE (Phi3LongRoPEScaledRotaryEmbedding): inv_freq = 1 / (ext_factor · base^(2i/dim)) with the long or
+        // short ext factors, cos and sin multiplied by the scaling factor the converter stored as rope.scaling.attn_factor.
+        _ropeMagnitude = 1.0;
+        if (_arch == "phi3" && f.FindTensor("rope_factors_short.weight") is not null)
+        {
+            long original = f.GetInt(a + "rope.scaling.original_context_length") ?? f.RequireInt(a + "context_length");
+            _freqFactors = Matrix(f, contextSize > original ? "rope_factors_long.weight" : "rope_factors_short.weight")[0];
+            _ropeMagnitude = f.GetDouble(a + "rope.scaling.attn_factor") ?? 1.0;
+        }
         _layer = new Layer[_layers];
         _keys = new List<double[]>[_layers];
         _values = new List<double[]>[_layers];
@@ -226,7 +238,7 @@ internal sealed class ReferenceTransformer
         {
             double theta = pos / ropeScale * Math.Pow(ropeBase, -2.0 * i / _ropeDims);
             if (_freqFactors is not null) theta /= _freqFactors[i];
-            double c = Math.Cos(theta), s = Math.Sin(theta);
+            double c = Math.Cos(theta) * _ropeMagnitude, s = Math.Sin(theta) * _ropeMagnitude;
             int i0 = _neox ? off + i : off + 2 * i, i1 = _neox ? off + i + half : off + 2 * i + 1;
             double a = v[i0], b = v[i1];
             v[i0] = a * c - b * s;
