@@ -3,30 +3,41 @@ using EdgeLlm.Model;
 namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
-/// Rotary position embedding, llama.cpp "normal" layout: in each head, pair (x[2i], x[2i+1]) for
-/// 2i &lt; dims rotates by theta_i(pos); elements past dims pass through. cos/sin are computed in double
-/// once per (spec, startPos, nTokens) into a table shared by Q and K of every layer; threads then split
-/// the (token, head) rows.
+/// Rotary position embedding: in each head, pair i (i &lt; dims/2) rotates by theta_i(pos), the pair being
+/// (x[2i], x[2i+1]) in llama.cpp's "normal" layout and (x[i], x[i + dims/2]) in the NEOX layout; elements past
+/// dims pass through. cos/sin (times the spec's attention factor) are computed in double once per
+/// (spec, startPos, nTokens) into a table shared by Q and K of every layer of that kind; two tables are kept, so a
+/// model with local and global layers (Gemma 3) does not recompute them at every switch. Threads then split the
+/// (token, head) rows.
 /// </summary>
 internal sealed unsafe class Rope : ParallelWork
 {
-    private readonly float* _cos;
-    private readonly float* _sin;
+    public const int Tables = 2;
+
+    private readonly float*[] _cosTables;
+    private readonly float*[] _sinTables;
     private readonly int _capacity; // floats in each table
-    private RopeSpec? _tableSpec;
-    private int _tableStart = -1;
-    private int _tableCount;
+    private readonly RopeSpec?[] _tableSpec = new RopeSpec?[Tables];
+    private readonly int[] _tableStart = [-1, -1];
+    private readonly int[] _tableCount = new int[Tables];
+    private int _lastFilled;
+
+    private float* _cos;
+    private float* _sin;
 
     private float* _x;
     private int _nTokens;
     private int _nHeads;
     private int _headDim;
     private int _half;
+    private bool _neox;
 
-    public Rope(float* cos, float* sin, int capacity)
+    /// <param name="cos">Tables (<see cref="Tables"/>) cos tables of capacity floats each, and as many sin tables.</param>
+    public Rope(float*[] cos, float*[] sin, int capacity)
     {
-        _cos = cos;
-        _sin = sin;
+        if (cos.Length != Tables || sin.Length != Tables) throw new ArgumentException($"rope needs {Tables} cos and sin tables");
+        _cosTables = cos;
+        _sinTables = sin;
         _capacity = capacity;
     }
 
@@ -34,26 +45,36 @@ internal sealed unsafe class Rope : ParallelWork
     {
         int half = spec.Dims / 2;
         if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
-        if (!ReferenceEquals(spec, _tableSpec) || startPos != _tableStart || nTokens > _tableCount)
+        int slot = -1;
+        for (int k = 0; k < Tables; k++)
+            if (ReferenceEquals(spec, _tableSpec[k]) && startPos == _tableStart[k] && nTokens <= _tableCount[k]) slot = k;
+        if (slot < 0)
         {
+            slot = 1 - _lastFilled; // replace the table filled longer ago
+            _lastFilled = slot;
+            _cos = _cosTables[slot];
+            _sin = _sinTables[slot];
             for (int t = 0; t < nTokens; t++)
             {
                 for (int i = 0; i < half; i++)
                 {
                     double theta = spec.Theta(startPos + t, i);
-                    _cos[t * half + i] = (float)Math.Cos(theta);
-                    _sin[t * half + i] = (float)Math.Sin(theta);
+                    _cos[t * half + i] = (float)(Math.Cos(theta) * spec.AttnFactor);
+                    _sin[t * half + i] = (float)(Math.Sin(theta) * spec.AttnFactor);
                 }
             }
-            _tableSpec = spec;
-            _tableStart = startPos;
-            _tableCount = nTokens;
+            _tableSpec[slot] = spec;
+            _tableStart[slot] = startPos;
+            _tableCount[slot] = nTokens;
         }
+        _cos = _cosTables[slot];
+        _sin = _sinTables[slot];
         _x = x;
         _nTokens = nTokens;
         _nHeads = nHeads;
         _headDim = spec.HeadDim;
         _half = half;
+        _neox = spec.Neox;
         pool.Run(this, (long)nTokens * nHeads * spec.HeadDim);
     }
 
@@ -66,6 +87,17 @@ internal sealed unsafe class Rope : ParallelWork
             float* v = _x + r * _headDim;
             float* c = _cos + t * _half;
             float* s = _sin + t * _half;
+            if (_neox)
+            {
+                float* u = v + _half;
+                for (int i = 0; i < _half; i++)
+                {
+                    float x0 = v[i], x1 = u[i];
+                    v[i] = x0 * c[i] - x1 * s[i];
+                    u[i] = x0 * s[i] + x1 * c[i];
+                }
+                continue;
+            }
             for (int i = 0; i < _half; i++)
             {
                 float x0 = v[2 * i], x1 = v[2 * i + 1];
