@@ -11,15 +11,16 @@ namespace EdgeLlm.Convert;
 /// </summary>
 public static class ConvertCli
 {
-    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [-v]";
+    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [--allow-requantize] [-v]";
 
     public static string HelpText() => $"""
-        edgellm-convert: turn a Llama checkpoint into a GGUF file that edgellm and llama.cpp run
+        edgellm-convert: turn a checkpoint into a GGUF file that edgellm and llama.cpp run
 
         {Usage}
 
         INPUT is detected from the path:
-          DIR with config.json        Hugging Face checkpoint (*.safetensors, F32/F16/BF16; tokenizer.model or tokenizer.json)
+          DIR with config.json        Hugging Face checkpoint (*.safetensors, F32/F16/BF16; tokenizer.model or tokenizer.json) of
+                                      Llama (2, 3.x, SmolLM), Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini, Gemma, Gemma 2, Gemma 3 (text)
           DIR with params.json        Meta's original release (consolidated.*.pth + tokenizer.model)
           FILE.bin                    llama2.c checkpoint (v0, v1, v2) with tokenizer.bin or tok<vocab>.bin beside it
           FILE.gguf                   an existing GGUF, re-quantized (metadata and tokenizer copied)
@@ -30,7 +31,8 @@ public static class ConvertCli
           --tokenizer PATH            tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from
           --name NAME                 general.name (default: the checkpoint's name)
           -t, --threads N             quantization threads (default: all cores)
-          --ctx N                     llama.context_length to write (default: the checkpoint's)
+          --ctx N                     ARCH.context_length to write (default: the checkpoint's)
+          --allow-requantize          let a GGUF input's already quantized tensors be quantized to another type
           -v, --verbose               details and stack traces on errors
           -h, --help                  show this help
           --version                   print the version
@@ -89,6 +91,7 @@ public static class ConvertCli
             Threads = cmd.Threads,
             ContextLength = cmd.Context,
             Tokenizer = tok,
+            AllowRequantize = cmd.AllowRequantize,
             ProgressBar = progressBar,
         }, stderr, ct);
         var byType = new SortedDictionary<string, int>(StringComparer.Ordinal);
@@ -100,7 +103,7 @@ public static class ConvertCli
         return 0;
     }
 
-    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version);
+    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version, bool AllowRequantize = false);
 
     /// <summary>Null means --help.</summary>
     private static Command? Parse(string[] args)
@@ -109,7 +112,7 @@ public static class ConvertCli
         var type = OutputType.F16;
         int threads = Environment.ProcessorCount;
         int? ctx = null;
-        bool version = false;
+        bool version = false, allowRequantize = false;
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -139,6 +142,7 @@ public static class ConvertCli
                 case "--name": name = Value(); break;
                 case "-t" or "--threads": threads = Int(a, 1); break;
                 case "--ctx": ctx = Int(a, 1); break;
+                case "--allow-requantize": allowRequantize = true; break;
                 default:
                     if (a.Length > 1 && a[0] == '-') throw new UsageError($"unknown option '{a}'");
                     if (input is not null) throw new UsageError($"unexpected argument '{a}' (one INPUT only)");
@@ -149,7 +153,7 @@ public static class ConvertCli
         if (version) return new Command("", "", type, null, null, threads, null, true);
         if (input is null) throw new UsageError("missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
         if (output is null) throw new UsageError("missing -o OUTPUT.gguf");
-        return new Command(input, output, type, tokenizer, name, threads, ctx, false);
+        return new Command(input, output, type, tokenizer, name, threads, ctx, false, allowRequantize);
     }
 
     private static string Version() =>
