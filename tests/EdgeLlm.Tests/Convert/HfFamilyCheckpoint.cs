@@ -302,7 +302,21 @@ internal sealed class HfFamilyCheckpoint
         {
             ["version"] = "1.0",
             ["added_tokens"] = added,
-            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false },
+            // Llama 3's pre-tokenizer (llama.cpp: "llama-bpe").
+            ["pre_tokenizer"] = new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["pretokenizers"] = new JsonArray
+                {
+                    new JsonObject
+                    {
+                        ["type"] = "Split",
+                        ["pattern"] = new JsonObject { ["Regex"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+" },
+                        ["behavior"] = "Isolated", ["invert"] = false,
+                    },
+                    new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = false },
+                },
+            },
             ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = merges },
         };
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tok.ToJsonString());
