@@ -25,7 +25,7 @@ internal static class GgufOutput
                 w.Set(key, g.File.Get(key)!);
             }
             if (name is not null) w.Set("general.name", name);
-            if (context is int c) w.Set("llama.context_length", (uint)c);
+            if (context is int c) w.Set($"{g.File.GetString("general.architecture") ?? "llama"}.context_length", (uint)c);
             w.Set("general.file_type", QuantPolicy.FileType(type));
             if (anyQuantized) w.Set("general.quantization_version", 2u);
             if (tokenizerOverridden) AddTokenizer(w, tok, p.VocabSize);

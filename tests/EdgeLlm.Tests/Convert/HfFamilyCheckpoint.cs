@@ -36,11 +36,11 @@ internal sealed class HfFamilyCheckpoint
     public static readonly string[] Families = ["llama3", "smollm", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3"];
 
     /// <summary>The checkpoint of a family (shapes small enough for a float64 reference, features of the real models).</summary>
-    public static HfFamilyCheckpoint Create(string family, int seed = 1)
+    public static HfFamilyCheckpoint Create(string family, int seed = 1, int layers = 2)
     {
         var c = new JsonObject();
         string cls, arch;
-        int dim = 64, heads = 4, kv = 2, layers = 2, ffn = 96, vocab = 300;
+        int dim = 64, heads = 4, kv = 2, ffn = 96, vocab = 300;
         int? headDim = null;
         switch (family)
         {
