@@ -36,8 +36,10 @@ internal sealed class HfFamilyCheckpoint
     public static readonly string[] Families = ["llama3", "smollm", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3"];
 
     /// <summary>The checkpoint of a family (shapes small enough for a float64 reference, features of the real models).</summary>
-    public static HfFamilyCheckpoint Create(string family, int seed = 1, int layers = 2)
+    public static HfFamilyCheckpoint Create(string family, int seed = 1, int? layerCount = null)
     {
+        // Gemma 3 alternates five local layers and one global one: six layers hold both kinds.
+        int layers = layerCount ?? (family == "gemma3" ? 6 : 2);
         var c = new JsonObject();
         string cls, arch;
         int dim = 64, heads = 4, kv = 2, ffn = 96, vocab = 300;
@@ -118,7 +120,7 @@ internal sealed class HfFamilyCheckpoint
                 c["sliding_window"] = 4;
                 c["tie_word_embeddings"] = true;
                 break;
-            case "gemma3": // Gemma 3 1B style: q/k norms, 1 global layer in 2, own local rope base, padded embedding
+            case "gemma3": // Gemma 3 1B style: q/k norms, 1 global layer in 6 with its own rope base, padded embedding
                 cls = "Gemma3ForCausalLM"; arch = "gemma3"; headDim = 32; vocab = 320;
                 c["hidden_activation"] = "gelu_pytorch_tanh";
                 c["rope_theta"] = 1000000.0;
@@ -129,7 +131,7 @@ internal sealed class HfFamilyCheckpoint
                 c["final_logit_softcapping"] = null;
                 c["query_pre_attn_scalar"] = 32;
                 c["sliding_window"] = 4;
-                c["sliding_window_pattern"] = 2;
+                c["sliding_window_pattern"] = 6;
                 c["tie_word_embeddings"] = true;
                 break;
             default: throw new ArgumentException(family, nameof(family));

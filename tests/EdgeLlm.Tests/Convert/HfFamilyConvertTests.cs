@@ -297,6 +297,31 @@ public class HfFamilyConvertTests
         AssertOneLineFailure(r, output, "'blk.0.attn_q_norm.weight'");
     }
 
+    [Theory]
+    [InlineData("sliding_window_pattern", "4")]
+    [InlineData("layer_types", "[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"sliding_attention\",\"sliding_attention\",\"full_attention\"]")]
+    public void Gemma3LayoutsOtherThanFiveLocalOneGlobalAreRefused(string key, string json)
+    {
+        var ck = HfFamilyCheckpoint.Create("gemma3");
+        var config = (JsonObject)JsonNode.Parse(ck.Config.ToJsonString())!;
+        config[key] = JsonNode.Parse(json);
+        var (r, output) = ConvertBad(ck, config: config);
+        AssertOneLineFailure(r, output, $"'{key}'");
+    }
+
+    [Fact]
+    public void Gemma3LayerTypesInTheFiveToOneLayoutAreAccepted()
+    {
+        var ck = HfFamilyCheckpoint.Create("gemma3");
+        var config = (JsonObject)JsonNode.Parse(ck.Config.ToJsonString())!;
+        config.Remove("sliding_window_pattern");
+        config["layer_types"] = new JsonArray("sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention");
+        var (r, output) = ConvertBad(ck, config: config);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var f = GgufFile.Open(output);
+        Assert.Equal(4u, f.Get("gemma3.attention.sliding_window")!.Value);
+    }
+
     [Fact]
     public void Gemma2QueryScalingThatLlamaCppCannotExpressIsRefused()
     {

@@ -11,7 +11,7 @@ namespace EdgeLlm.Tests.Convert;
 public class HfFamilyLogitsTests
 {
     /// <summary>The families EdgeLlm's forward pass runs.</summary>
-    public static TheoryData<string> Families => new("llama3", "smollm", "mistral");
+    public static TheoryData<string> Families => new(HfFamilyCheckpoint.Families);
 
     private static readonly int[] Tokens = [256, 72, 101, 108, 258, 300 - 1, 33, 7, 150, 259, 12, 200];
 

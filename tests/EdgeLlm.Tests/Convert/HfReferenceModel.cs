@@ -66,7 +66,7 @@ internal sealed class HfReferenceModel(HfFamilyCheckpoint ck)
                 RotateHalf(q[t], heads, hd, rotDims, invFreq, ropeScale, t);
                 RotateHalf(k[t], kvHeads, hd, rotDims, invFreq, ropeScale, t);
             }
-            double scale = c["query_pre_attn_scalar"] is { } qs ? 1 / Math.Sqrt((double)qs) : 1 / Math.Sqrt(hd);
+            double scale = c["query_pre_attn_scalar"] is { } qs ? 1 / Math.Sqrt(double.Parse(qs.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture)) : 1 / Math.Sqrt(hd);
             double? softcap = Arch == "gemma2" ? (double)c["attn_logit_softcapping"]! : null;
             var wo = W(p + "self_attn.o_proj.weight");
             for (int t = 0; t < n; t++)

@@ -191,7 +191,10 @@ internal sealed record HfConfig
                 if (j.Has("attn_logit_softcapping")) throw j.Error("attn_logit_softcapping", "is set, but gemma3 has no attention softcapping");
                 if (j.OptDouble("final_logit_softcapping") is double fc && fc != 0) F("final_logit_softcapping", fc);
                 if (j.OptInt("sliding_window_pattern") != 1)
+                {
                     U("attention.sliding_window", j.OptInt("sliding_window") ?? throw j.Error("sliding_window", "is missing (gemma3 needs it)"));
+                    CheckGemma3Pattern(j, layers);
+                }
                 CheckQueryScale(j, layers == 62, dim, heads, headDim);
                 break;
         }
@@ -280,6 +283,28 @@ internal sealed record HfConfig
         double implied = is27B ? dim / heads : headDim;
         if (q != implied)
             throw j.Error("query_pre_attn_scalar", $"{q}: llama.cpp derives {implied} from this shape (head_dim, or hidden_size / heads for the 27B layer counts) and reads no such key");
+    }
+
+    /// <summary>
+    /// llama.cpp's gemma3 has no key for the local/global layout: every sixth layer is global, the others use the
+    /// sliding window (and rope base 10000). A config laid out otherwise (sliding_window_pattern, or the
+    /// layer_types list newer transformers write) cannot be converted faithfully.
+    /// </summary>
+    private static void CheckGemma3Pattern(JsonFile j, int layers)
+    {
+        if (j.OptInt("sliding_window_pattern") is int pattern && pattern != 6)
+            throw j.Error("sliding_window_pattern", $"{pattern}: llama.cpp's gemma3 always makes every sixth layer global (6)");
+        if (!j.Root.TryGetProperty("layer_types", out var lt) || lt.ValueKind == JsonValueKind.Null) return;
+        if (lt.ValueKind != JsonValueKind.Array || lt.GetArrayLength() != layers)
+            throw j.Error("layer_types", $"must list the {layers} layers' attention types");
+        int i = 0;
+        foreach (var t in lt.EnumerateArray())
+        {
+            string want = (i + 1) % 6 == 0 ? "full_attention" : "sliding_attention";
+            if (t.ValueKind != JsonValueKind.String || t.GetString() != want)
+                throw j.Error("layer_types", $"entry {i} is {t}, but llama.cpp's gemma3 makes layer {i} {want} (every sixth layer global)");
+            i++;
+        }
     }
 
     /// <summary>bos/eos ids may be a number or (Llama 3.x instruct) a list: the first entry is taken.</summary>
