@@ -1,4 +1,5 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 using static EdgeLlm.Tests.Convert.ConvertTestKit;
 
 namespace EdgeLlm.Tests.Convert;
@@ -38,6 +39,36 @@ public class RequantizeTests
         // Q8_0 tensors copied as they are need no flag; the log shows their stored type, not F32.
         Assert.Contains("Q8_0 [64, 512] -> Q8_0", r.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("F32  [64, 512]", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("qwen2")]
+    [InlineData("gemma2")]
+    public void AGgufOfAnotherFamilyIsRequantizedWithItsMetadata(string family)
+    {
+        string f16 = HfFamilyConvertTests.ConvertFamily(HfFamilyCheckpoint.Create(family), "f16");
+        using var src = GgufFile.Open(f16);
+        using var q8 = GgufFile.Open(ConvertWithCli(f16, "q8_0"));
+        Assert.Equal(family, q8.GetString("general.architecture"));
+        foreach (string key in src.Keys.Where(k => k.StartsWith(family + ".", StringComparison.Ordinal)))
+            Assert.Equal(src.Get(key)!.Value, q8.Get(key)!.Value);
+        Assert.Equal(src.Tensors.Select(t => t.Name), q8.Tensors.Select(t => t.Name));
+        foreach (var t in q8.Tensors)
+        {
+            var s = src.GetTensor(src.Tensors.First(x => x.Name == t.Name));
+            var want = s.Type == GgmlType.F32 ? GgmlType.F32 : GgmlType.Q8_0;
+            Assert.True(want == t.Type, $"{t.Name}: {t.Type}, {want} expected");
+            if (t.Type != GgmlType.Q8_0) continue;
+            // Each row is the reference Q8_0 quantization of the F16 source row.
+            long ne0 = s.Ne0, rows = s.ByteLength / s.RowBytes;
+            var view = q8.GetTensor(t);
+            for (long r = 0; r < rows; r++)
+            {
+                var f = new float[ne0];
+                QuantRef.DequantizeRow(GgmlType.F16, s.Span.Slice((int)(r * s.RowBytes), (int)s.RowBytes), f);
+                Assert.Equal(QuantRef.QuantizeRow(GgmlType.Q8_0, f), view.Span.Slice((int)(r * view.RowBytes), (int)view.RowBytes).ToArray());
+            }
+        }
     }
 
     [Fact]
