@@ -12,16 +12,17 @@ namespace EdgeLlm.Convert;
 /// </summary>
 public static class ConvertCli
 {
-    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [-v]\n"
+    public const string Usage = "usage: edgellm-convert INPUT -o OUTPUT.gguf [--type T] [--tokenizer PATH] [--name NAME] [-t THREADS] [--ctx N] [--allow-requantize] [-v]\n"
         + "       edgellm-convert --vocab-only TOKENIZER -o VOCAB.gguf";
 
     public static string HelpText() => $"""
-        edgellm-convert: turn a Llama checkpoint into a GGUF file that edgellm and llama.cpp run
+        edgellm-convert: turn a checkpoint into a GGUF file that edgellm and llama.cpp run
 
         {Usage}
 
         INPUT is detected from the path:
-          DIR with config.json        Hugging Face checkpoint (*.safetensors, F32/F16/BF16; tokenizer.model or tokenizer.json)
+          DIR with config.json        Hugging Face checkpoint (*.safetensors, F32/F16/BF16; tokenizer.model or tokenizer.json) of
+                                      Llama (2, 3.x, SmolLM), Mistral, Qwen2, Qwen3, Phi-3/Phi-4-mini, Gemma, Gemma 2, Gemma 3 (text)
           DIR with params.json        Meta's original release (consolidated.*.pth + tokenizer.model)
           FILE.bin                    llama2.c checkpoint (v0, v1, v2) with tokenizer.bin or tok<vocab>.bin beside it
           FILE.gguf                   an existing GGUF, re-quantized (metadata and tokenizer copied)
@@ -36,7 +37,8 @@ public static class ConvertCli
           --tokenizer PATH            tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from
           --name NAME                 general.name (default: the checkpoint's name)
           -t, --threads N             quantization threads (default: all cores)
-          --ctx N                     llama.context_length to write (default: the checkpoint's)
+          --ctx N                     ARCH.context_length to write (default: the checkpoint's)
+          --allow-requantize          let a GGUF input's already quantized tensors be quantized to another type
           -v, --verbose               details and stack traces on errors
           -h, --help                  show this help
           --version                   print the version
@@ -103,6 +105,7 @@ public static class ConvertCli
             Threads = cmd.Threads,
             ContextLength = cmd.Context,
             Tokenizer = tok,
+            AllowRequantize = cmd.AllowRequantize,
             ProgressBar = progressBar,
         }, stderr, ct);
         var byType = new SortedDictionary<string, int>(StringComparer.Ordinal);
@@ -114,7 +117,8 @@ public static class ConvertCli
         return 0;
     }
 
-    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version, bool VocabOnly = false);
+    private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version,
+        bool VocabOnly = false, bool AllowRequantize = false);
 
     /// <summary>Null means --help.</summary>
     private static Command? Parse(string[] args)
@@ -123,7 +127,7 @@ public static class ConvertCli
         var type = OutputType.F16;
         int threads = Environment.ProcessorCount;
         int? ctx = null;
-        bool version = false, vocabOnly = false;
+        bool version = false, vocabOnly = false, allowRequantize = false;
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -154,6 +158,7 @@ public static class ConvertCli
                 case "--name": name = Value(); break;
                 case "-t" or "--threads": threads = Int(a, 1); break;
                 case "--ctx": ctx = Int(a, 1); break;
+                case "--allow-requantize": allowRequantize = true; break;
                 default:
                     if (a.Length > 1 && a[0] == '-') throw new UsageError($"unknown option '{a}'");
                     if (input is not null) throw new UsageError($"unexpected argument '{a}' (one INPUT only)");
@@ -166,7 +171,7 @@ public static class ConvertCli
             throw new UsageError(vocabOnly ? "missing INPUT (tokenizer.json, tokenizer.model or a Hugging Face directory)" : "missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
         if (output is null) throw new UsageError("missing -o OUTPUT.gguf");
         if (vocabOnly && tokenizer is not null) throw new UsageError("--vocab-only takes the tokenizer as INPUT, not --tokenizer");
-        return new Command(input, output, type, tokenizer, name, threads, ctx, false, vocabOnly);
+        return new Command(input, output, type, tokenizer, name, threads, ctx, false, vocabOnly, allowRequantize);
     }
 
     private static string Version() =>

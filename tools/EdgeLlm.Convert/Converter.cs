@@ -23,6 +23,9 @@ public sealed record ConvertOptions
     /// <summary>A tokenizer to use instead of the checkpoint's own.</summary>
     public TokenizerData? Tokenizer { get; init; }
 
+    /// <summary>Allow converting tensors that are already quantized in a GGUF source into another type (precision is lost twice).</summary>
+    public bool AllowRequantize { get; init; }
+
     /// <summary>Draw a progress bar (stderr is a terminal) instead of one log line per tensor.</summary>
     public bool ProgressBar { get; init; }
 
@@ -51,6 +54,13 @@ public static class Converter
         var tensors = new List<SourceTensor>(source.Tensors);
         if (p.RopeFreqFactors is { } factors && !tensors.Exists(t => t.Name == LlamaLayout.RopeFreqs))
             tensors.Insert(Math.Min(1, tensors.Count), new ArrayTensor { Name = LlamaLayout.RopeFreqs, Shape = [factors.Length], DType = SourceDType.F32, Data = factors });
+        if (p.GeneratedTensors is { } generated)
+        {
+            int at = Math.Min(1, tensors.Count);
+            foreach (var (name, data) in generated)
+                if (!tensors.Exists(t => t.Name == name))
+                    tensors.Insert(at++, new ArrayTensor { Name = name, Shape = [data.Length], DType = SourceDType.F32, Data = data });
+        }
         if (source is not GgufSource) CheckTensors(tensors, p, source.Format);
         if (o.ContextLength is int ctx && ctx <= 0) throw new EdgeLlmException($"context length {ctx} must be positive");
 
@@ -69,6 +79,9 @@ public static class Converter
             }
             types[i] = choice.Type;
             anyQuantized |= QuantPolicy.IsQuantized(choice.Type);
+            if (tensors[i] is GgufSourceTensor g && QuantPolicy.IsQuantized(g.RawType) && g.RawType != choice.Type && !o.AllowRequantize)
+                throw new EdgeLlmException($"{((GgufSource)source).File.Path}: tensor '{g.Name}' is already quantized ({GgmlTypes.Name(g.RawType)}); " +
+                    $"re-quantizing it to {GgmlTypes.Name(choice.Type)} loses precision twice: pass --allow-requantize to do it anyway");
         }
         foreach (var (why, names) in fallbacks)
         {
@@ -89,7 +102,8 @@ public static class Converter
             var t = tensors[i];
             var type = types[i];
             long bytes = GgufWriter.ByteSize(type, t.GgufDims);
-            string what = $"{t.DType,-4} [{string.Join(", ", t.GgufDims)}] -> {GgmlTypes.Name(type)}";
+            string from = t is GgufSourceTensor gt ? GgmlTypes.Name(gt.RawType) : t.DType.ToString();
+            string what = $"{from,-4} [{string.Join(", ", t.GgufDims)}] -> {GgmlTypes.Name(type)}";
             w.AddTensor(t.Name, type, t.GgufDims, s =>
             {
                 progress.BeginTensor(index, t.Name, what);
@@ -170,13 +184,13 @@ public static class Converter
         {
             if (!names.Add(t.Name)) throw new EdgeLlmException($"{format}: tensor '{t.Name}' appears twice");
             var want = LlamaLayout.ExpectedShape(t.Name, p)
-                ?? throw new EdgeLlmException($"{format}: unexpected tensor '{t.Name}' (not part of a {p.Layers}-layer llama model)");
+                ?? throw new EdgeLlmException($"{format}: unexpected tensor '{t.Name}' (not part of a {p.Layers}-layer {p.Architecture} model)");
             if (!t.Shape.AsSpan().SequenceEqual(want))
                 throw new EdgeLlmException($"{format}: tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}], the hyperparameters imply [{string.Join(", ", want)}]");
         }
         var required = new List<string> { LlamaLayout.TokenEmbd, LlamaLayout.OutputNorm };
         for (int i = 0; i < p.Layers; i++)
-            foreach (string s in LlamaLayout.BlockTensors) required.Add($"blk.{i}.{s}");
+            foreach (string s in LlamaLayout.BlockTensorsOf(p.Architecture)) required.Add($"blk.{i}.{s}");
         foreach (string r in required)
             if (!names.Contains(r)) throw new EdgeLlmException($"{format}: tensor '{r}' is missing");
     }

@@ -5,7 +5,7 @@ namespace EdgeLlm.Convert;
 
 /// <summary>
 /// The metadata of a converted file, in the keys and order llama.cpp's converters write: general.*, the
-/// llama.* hyperparameters, general.file_type (and general.quantization_version = 2 when any tensor is
+/// {arch}.* hyperparameters (the llama set, or the architecture's own set a Hugging Face config produced), general.file_type (and general.quantization_version = 2 when any tensor is
 /// quantized), the tokenizer.* keys and the chat template, then the per-tensor checksums
 /// (<see cref="TensorChecksums.MetadataKey"/>, filled in after the data is written). A GGUF input keeps all its
 /// metadata except the keys rewritten here.
@@ -25,10 +25,21 @@ internal static class GgufOutput
                 w.Set(key, g.File.Get(key)!);
             }
             if (name is not null) w.Set("general.name", name);
-            if (context is int c) w.Set("llama.context_length", (uint)c);
+            if (context is int c) w.Set($"{g.File.GetString("general.architecture") ?? "llama"}.context_length", (uint)c);
             w.Set("general.file_type", QuantPolicy.FileType(type));
             if (anyQuantized) w.Set("general.quantization_version", 2u);
             if (tokenizerOverridden) AddTokenizer(w, tok, p.VocabSize);
+        }
+        else if (p.ArchMetadata is { } keys)
+        {
+            string arch = p.Architecture;
+            w.Set("general.architecture", arch);
+            w.Set("general.name", name ?? p.Name);
+            foreach (var (key, value) in keys)
+                w.Set($"{arch}.{key}", key == "context_length" && context is int c ? GgufValue.Of((uint)c) : value);
+            w.Set("general.file_type", QuantPolicy.FileType(type));
+            if (anyQuantized) w.Set("general.quantization_version", 2u);
+            AddTokenizer(w, tok, p.VocabSize);
         }
         else
         {

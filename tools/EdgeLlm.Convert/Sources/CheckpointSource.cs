@@ -50,6 +50,26 @@ public sealed record LlamaParams
     /// <summary>Llama-3.1 style rope scaling factors (written as rope_freqs), if the checkpoint asks for them.</summary>
     public float[]? RopeFreqFactors { get; init; }
     public string Name { get; init; } = "llama";
+
+    /// <summary>llama.cpp's architecture name (general.architecture): llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3.</summary>
+    public string Architecture { get; init; } = "llama";
+
+    /// <summary>Width of one attention head; 0 means Dim / Heads (gemma and qwen3 set it apart from that).</summary>
+    public int HeadDim { get; init; }
+
+    public int HeadSize => HeadDim > 0 ? HeadDim : Dim / Heads;
+
+    /// <summary>Rotated dimensions per head (rope.dimension_count); 0 means the whole head.</summary>
+    public int RopeDims { get; init; }
+
+    /// <summary>
+    /// The <c>{arch}.*</c> hyperparameter keys (without the prefix) in the order llama.cpp's converter writes them,
+    /// for sources that know their architecture's full key set (Hugging Face); null: the llama key set.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, GgufValue>>? ArchMetadata { get; init; }
+
+    /// <summary>Tensors the converter computes from the configuration (rope_factors_long/short), written as F32.</summary>
+    public IReadOnlyList<KeyValuePair<string, float[]>>? GeneratedTensors { get; init; }
 }
 
 /// <summary>Tokenizer of a checkpoint, ready to be written as GGUF tokenizer.* metadata.</summary>

@@ -5,7 +5,7 @@ using EdgeLlm.Quant;
 namespace EdgeLlm.Convert.Sources;
 
 /// <summary>
-/// An existing llama GGUF, to re-quantize (e.g. F16 -> Q4_0). Tensors are dequantized row by row from the
+/// An existing GGUF of an architecture EdgeLlm runs (llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3), to re-quantize (e.g. F16 -> Q4_0). Tensors are dequantized row by row from the
 /// mapping (any type EdgeLlm computes); a tensor whose chosen output type equals its stored type is copied
 /// byte for byte (<see cref="GgufSourceTensor.RawType"/>). The output copies this file's metadata (see
 /// <see cref="File"/>) and only rewrites file type, quantization version, name and checksums.
@@ -32,14 +32,13 @@ public sealed class GgufSource : CheckpointSource
         var f = GgufFile.Open(path);
         try
         {
-            var c = LlamaConfig.FromGguf(f);
-            if (c.Architecture != "llama")
-                throw new EdgeLlmException($"{path}: architecture '{c.Architecture}' cannot be re-quantized (llama only)");
+            var c = LlamaConfig.FromGguf(f); // any architecture EdgeLlm runs; refuses the others in one line
             var p = new LlamaParams
             {
                 Dim = c.Dim, Layers = c.LayerCount, Heads = c.HeadCount, KvHeads = c.KvHeadCount, FfnDim = c.FfnDim,
                 VocabSize = c.VocabSize, NormEps = c.RmsEps, RopeTheta = c.RopeFreqBase, ContextLength = c.ContextLength,
                 Name = f.GetString("general.name") ?? System.IO.Path.GetFileNameWithoutExtension(path),
+                Architecture = c.Architecture, HeadDim = c.HeadDim, RopeDims = c.RopeDims,
             };
             var tensors = new List<SourceTensor>();
             foreach (var info in f.Tensors)

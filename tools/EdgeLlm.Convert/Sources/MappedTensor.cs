@@ -18,6 +18,9 @@ internal sealed unsafe class MappedTensor : SourceTensor
     /// <summary>Heads to un-permute q/k rows over (0: no permutation).</summary>
     public int RopeHeads { get; init; }
 
+    /// <summary>Added to every element as it is read (Gemma's norm weights are stored as w, used as 1 + w).</summary>
+    public float Shift { get; init; }
+
     public static int ElementBytes(SourceDType t) => t == SourceDType.F32 ? 4 : 2;
 
     public long ByteLength => Rows * RowLength * ElementBytes(DType);
@@ -28,18 +31,23 @@ internal sealed unsafe class MappedTensor : SourceTensor
         SourceChecks.Rows(this, row, count, dst.Length);
         if (File.Base == null) throw new ObjectDisposedException(File.Path);
         int eb = ElementBytes(DType);
+        var all = dst[..checked((int)(count * n))];
         if (RopeHeads == 0)
         {
-            Convert(File.Base + Offset + row * n * eb, dst[..checked((int)(count * n))], DType);
+            Convert(File.Base + Offset + row * n * eb, all, DType);
             File.Release(Offset + row * n * eb, count * n * eb);
-            return;
         }
-        for (int i = 0; i < count; i++)
+        else
         {
-            long src = RopePermutation.SourceRow(row + i, Rows, RopeHeads);
-            Convert(File.Base + Offset + src * n * eb, dst.Slice((int)(i * n), (int)n), DType);
-            File.Release(Offset + src * n * eb, n * eb);
+            for (int i = 0; i < count; i++)
+            {
+                long src = RopePermutation.SourceRow(row + i, Rows, RopeHeads);
+                Convert(File.Base + Offset + src * n * eb, dst.Slice((int)(i * n), (int)n), DType);
+                File.Release(Offset + src * n * eb, n * eb);
+            }
         }
+        if (Shift != 0)
+            for (int i = 0; i < all.Length; i++) all[i] += Shift;
     }
 
     /// <summary>Converts dst.Length elements of the given type at p to float32.</summary>

@@ -3,12 +3,16 @@ using System.Text.Json;
 namespace EdgeLlm.Convert.Sources;
 
 /// <summary>
-/// A Hugging Face Llama checkpoint directory: <c>config.json</c>, one or many <c>*.safetensors</c> (listed by
+/// A Hugging Face checkpoint directory (Llama/Mistral/SmolLM, Qwen2, Qwen3, Phi-3, Gemma 1/2/3; see
+/// <see cref="HfConfig"/>): <c>config.json</c>, one or many <c>*.safetensors</c> (listed by
 /// <c>model.safetensors.index.json</c> when sharded) holding F32/F16/BF16 tensors, and a tokenizer
 /// (<c>tokenizer.model</c> or <c>tokenizer.json</c>, plus <c>tokenizer_config.json</c>). Tensors are renamed to
-/// llama.cpp's names and read straight from the mapped files; q_proj/k_proj rows are un-permuted from HF's
-/// rotate-half order as they are read. With no <c>lm_head.weight</c> the output is tied to the embedding and no
-/// <c>output.weight</c> is written (llama.cpp then uses <c>token_embd</c>).
+/// llama.cpp's names and read straight from the mapped files, transformed as llama.cpp's converter does while
+/// they are read: llama's q_proj/k_proj rows un-permuted from HF's rotate-half order (the NEOX-rope families
+/// keep theirs), Gemma's norm weights stored as 1 + w, Gemma 3's embedding cut to the tokenizer's vocabulary.
+/// Fused tensors (Phi-3's qkv_proj and gate_up_proj) are written as they are (attn_qkv, ffn_up). With tied
+/// embeddings (no <c>lm_head.weight</c>, or tie_word_embeddings) no <c>output.weight</c> is written
+/// (llama.cpp then uses <c>token_embd</c>).
 /// </summary>
 public sealed class SafetensorsSource : CheckpointSource
 {
@@ -38,14 +42,30 @@ public sealed class SafetensorsSource : CheckpointSource
         try
         {
             foreach (string f in ShardFiles(dir)) files.Add(SafetensorsFile.Open(f));
+            Func<TokenizerData> tokenizer = () => LoadTokenizer(dir, config);
+            if (config.Family == HfFamily.Gemma3)
+            {
+                // llama.cpp drops the embedding rows past the tokenizer's vocabulary (gemma3's padding rows).
+                var tok = LoadTokenizer(dir, config with { Params = config.Params with { VocabSize = -1 } });
+                if (tok.Tokens.Length < config.Params.VocabSize)
+                    config = config with { Params = config.Params with { VocabSize = tok.Tokens.Length } };
+                tokenizer = () => tok;
+            }
             var tensors = MapTensors(files, config);
-            return new SafetensorsSource(files, config.Params, tensors, () => TokenizerLoader.FromHfDirectory(dir, config));
+            return new SafetensorsSource(files, config.Params, tensors, tokenizer);
         }
         catch
         {
             foreach (var f in files) f.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The checkpoint's tokenizer; Gemma's SentencePiece vocabularies get add_space_prefix = false, as llama.cpp writes.</summary>
+    private static TokenizerData LoadTokenizer(string dir, HfConfig config)
+    {
+        var tok = TokenizerLoader.FromHfDirectory(dir, config);
+        return config.IsGemma && tok.Model == "llama" ? tok with { AddSpacePrefix = false } : tok;
     }
 
     /// <summary>The shard files: those named by the index's weight_map, else every *.safetensors in the directory.</summary>
@@ -92,31 +112,42 @@ public sealed class SafetensorsSource : CheckpointSource
             foreach (var e in file.Entries)
             {
                 if (e.Name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue; // recomputed by llama.cpp
-                var (gguf, ropeHeads) = MapName(e.Name, p)
-                    ?? throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' is not part of a llama model (unsupported checkpoint)");
+                // Tied output: the head is the embedding (llama.cpp then reads token_embd); gemma's converter drops lm_head always.
+                if (e.Name == "lm_head.weight" && (config.TieWordEmbeddings || config.IsGemma)) continue;
+                var (gguf, ropeHeads) = MapName(e.Name, config)
+                    ?? throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' is not part of a {HfConfig.ArchitectureName(config.Family)} model (unsupported checkpoint)");
                 var dtype = SafetensorsFile.ToSourceDType(e.DType)
                     ?? throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' has dtype {e.DType} (F32, F16 or BF16 expected)");
                 if (e.Shape.Length == 0 || Array.IndexOf(e.Shape, 0L) >= 0)
                     throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' has an empty shape [{string.Join(", ", e.Shape)}]");
                 if (ropeHeads > 0 && (e.Shape.Length != 2 || e.Shape[0] % (2L * ropeHeads) != 0))
                     throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' shape [{string.Join(", ", e.Shape)}] cannot hold {ropeHeads} heads of even size");
+                var shape = e.Shape;
+                if (gguf == LlamaLayout.TokenEmbd && shape.Length == 2 && shape[0] > p.VocabSize && config.Family == HfFamily.Gemma3)
+                    shape = [p.VocabSize, shape[1]]; // the leading rows: the vocabulary's
                 tensors.Add(new MappedTensor
                 {
                     Name = gguf,
-                    Shape = e.Shape,
+                    Shape = shape,
                     DType = dtype,
                     File = file.File,
                     Offset = file.DataStart + e.Begin,
                     RopeHeads = ropeHeads,
+                    Shift = gguf.EndsWith("norm.weight", StringComparison.Ordinal) ? config.NormShift : 0f,
                 });
             }
         }
-        return LlamaLayout.Order(tensors, t => t.Name, p.Layers);
+        return LlamaLayout.Order(tensors, t => t.Name, p.Layers, p.Architecture);
     }
 
     /// <summary>HF LlamaForCausalLM name -> (GGUF name, heads to un-permute over or 0), or null if unknown.</summary>
-    internal static (string Name, int RopeHeads)? MapName(string hf, LlamaParams p)
+    internal static (string Name, int RopeHeads)? MapName(string hf, LlamaParams p) =>
+        MapName(hf, new HfConfig { Params = p, Family = HfFamily.Llama, TieWordEmbeddings = false });
+
+    /// <summary>HF name -> (GGUF name, heads to un-permute over or 0), as llama.cpp's tensor map names them; null if unknown.</summary>
+    internal static (string Name, int RopeHeads)? MapName(string hf, HfConfig config)
     {
+        var p = config.Params;
         switch (hf)
         {
             case "model.embed_tokens.weight": return (LlamaLayout.TokenEmbd, 0);
@@ -130,19 +161,33 @@ public sealed class SafetensorsSource : CheckpointSource
             || layer >= p.Layers)
             return null;
         string blk = $"blk.{layer}.";
-        return hf[(dot + 1)..] switch
+        bool permute = config.PermuteQk;
+        bool sandwich = config.Family is HfFamily.Gemma2 or HfFamily.Gemma3; // norms before and after attention and FFN
+        string? suffix = hf[(dot + 1)..] switch
         {
-            "input_layernorm.weight" => (blk + "attn_norm.weight", 0),
-            "self_attn.q_proj.weight" => (blk + "attn_q.weight", p.Heads),
-            "self_attn.k_proj.weight" => (blk + "attn_k.weight", p.KvHeads),
-            "self_attn.v_proj.weight" => (blk + "attn_v.weight", 0),
-            "self_attn.o_proj.weight" => (blk + "attn_output.weight", 0),
-            "post_attention_layernorm.weight" => (blk + "ffn_norm.weight", 0),
-            "mlp.gate_proj.weight" => (blk + "ffn_gate.weight", 0),
-            "mlp.up_proj.weight" => (blk + "ffn_up.weight", 0),
-            "mlp.down_proj.weight" => (blk + "ffn_down.weight", 0),
+            "input_layernorm.weight" => "attn_norm.weight",
+            "self_attn.q_proj.weight" => "attn_q.weight",
+            "self_attn.k_proj.weight" => "attn_k.weight",
+            "self_attn.v_proj.weight" => "attn_v.weight",
+            "self_attn.q_proj.bias" => "attn_q.bias",
+            "self_attn.k_proj.bias" => "attn_k.bias",
+            "self_attn.v_proj.bias" => "attn_v.bias",
+            "self_attn.qkv_proj.weight" => "attn_qkv.weight",
+            "self_attn.o_proj.weight" => "attn_output.weight",
+            "self_attn.q_norm.weight" => "attn_q_norm.weight",
+            "self_attn.k_norm.weight" => "attn_k_norm.weight",
+            "post_attention_layernorm.weight" => sandwich ? "post_attention_norm.weight" : "ffn_norm.weight",
+            "pre_feedforward_layernorm.weight" => sandwich ? "ffn_norm.weight" : null,
+            "post_feedforward_layernorm.weight" => sandwich ? "post_ffw_norm.weight" : null,
+            "mlp.gate_proj.weight" => "ffn_gate.weight",
+            "mlp.up_proj.weight" => "ffn_up.weight",
+            "mlp.gate_up_proj.weight" => "ffn_up.weight",
+            "mlp.down_proj.weight" => "ffn_down.weight",
             _ => null,
         };
+        if (suffix is null) return null;
+        int heads = !permute ? 0 : suffix switch { "attn_q.weight" => p.Heads, "attn_k.weight" => p.KvHeads, _ => 0 };
+        return (blk + suffix, heads);
     }
 
     public override void Dispose()
