@@ -149,6 +149,7 @@ public class KernelCompileTests
             Assert.Contains($"matvec_{s}_t8", matmul);
             Assert.Contains($"get_rows_{s}", getRows);
         }
-        Assert.Equal(7, Enum.GetValues<GgmlType>().Count(CudaKernels.Supports));
+        Assert.Equal(CudaKernels.WeightTypes, Enum.GetValues<GgmlType>().Where(CudaKernels.Supports).OrderBy(t => Array.IndexOf(CudaKernels.WeightTypes, t)).ToArray());
+        Assert.Equal(15, CudaKernels.WeightTypes.Length);
     }
 }

@@ -1,0 +1,96 @@
+// Runs the CUDA block arithmetic of kernels/matmul.cu and kernels/get_rows.cu on the CPU (see host_shim.h).
+// stdin: type name (NUL-terminated), i32 K, i32 rows, i64 rowBytes, rows * rowBytes bytes of weights, K floats of
+// activations. stdout: rows * K floats (get_rows_<type> of every row); per 32-block of the activations its scale
+// dx (float) and 32 int8 quants (quantize_q8's arithmetic); then for every row and block, dot_block<type> of the
+// weight block with the activation block (float).
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+#include "matmul.cu"
+#include "get_rows.cu"
+
+typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
+typedef float (*DotFn)(const u8*, int, const int*, float, float);
+
+struct Entry { const char* name; GetRowsFn rows; DotFn dot; };
+
+static const Entry Types[] = {
+    {"q4_0", get_rows_q4_0, dot_block<QTYPE_Q4_0>},
+    {"q8_0", get_rows_q8_0, dot_block<QTYPE_Q8_0>},
+    {"q4_k", get_rows_q4_k, dot_block<QTYPE_Q4_K>},
+    {"q6_k", get_rows_q6_k, dot_block<QTYPE_Q6_K>},
+    {"q4_1", get_rows_q4_1, dot_block<QTYPE_Q4_1>},
+    {"q5_0", get_rows_q5_0, dot_block<QTYPE_Q5_0>},
+    {"q5_1", get_rows_q5_1, dot_block<QTYPE_Q5_1>},
+    {"iq4_nl", get_rows_iq4_nl, dot_block<QTYPE_IQ4_NL>},
+    {"q5_k", get_rows_q5_k, dot_block<QTYPE_Q5_K>},
+    {"iq4_xs", get_rows_iq4_xs, dot_block<QTYPE_IQ4_XS>},
+    {"q3_k", get_rows_q3_k, dot_block<QTYPE_Q3_K>},
+    {"q2_k", get_rows_q2_k, dot_block<QTYPE_Q2_K>},
+};
+
+static void read_exact(void* p, size_t n)
+{
+    if (std::fread(p, 1, n, stdin) != n) { std::fprintf(stderr, "harness: short input\n"); std::exit(2); }
+}
+
+int main()
+{
+    std::string name;
+    for (int c; (c = std::fgetc(stdin)) > 0;) name.push_back((char)c);
+    const Entry* t = nullptr;
+    for (const Entry& e : Types) if (name == e.name) t = &e;
+    if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", name.c_str()); return 2; }
+    int K, rows; i64 rowBytes;
+    read_exact(&K, 4);
+    read_exact(&rows, 4);
+    read_exact(&rowBytes, 8);
+    // 4-byte aligned storage, as cuMemAlloc gives the kernels.
+    std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+    const u8* W = (const u8*)store.data();
+    read_exact(store.data(), (size_t)(rows * rowBytes));
+    std::vector<float> x((size_t)K), deq((size_t)K * rows);
+    read_exact(x.data(), (size_t)K * 4);
+
+    // The get_rows kernel, one block of one thread per row: the thread walks the whole row.
+    std::vector<int> ids((size_t)rows);
+    for (int r = 0; r < rows; r++) ids[(size_t)r] = r;
+    blockDim.x = 1; threadIdx.x = 0;
+    for (int r = 0; r < rows; r++)
+    {
+        blockIdx.x = (unsigned)r;
+        t->rows(W, rowBytes, K, ids.data(), deq.data());
+    }
+    std::fwrite(deq.data(), 4, deq.size(), stdout);
+
+    // quantize_q8's arithmetic for each 32-block (its warp reductions done serially).
+    int nb = K / 32;
+    std::vector<u32> xqStore((size_t)K / 4);
+    i8* xq = (i8*)xqStore.data();
+    std::vector<float> dx((size_t)nb), sx((size_t)nb);
+    for (int b = 0; b < nb; b++)
+    {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = std::fmax(amax, std::fabs(x[(size_t)b * 32 + i]));
+        float d = amax / 127.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            int q = amax == 0.0f ? 0 : __float2int_rn(x[(size_t)b * 32 + i] / d);
+            xq[b * 32 + i] = (i8)q;
+            sum += q;
+        }
+        dx[(size_t)b] = d;
+        sx[(size_t)b] = d * (float)sum;
+        std::fwrite(&d, 4, 1, stdout);
+        std::fwrite(xq + b * 32, 1, 32, stdout);
+    }
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+        {
+            float dot = t->dot(W + (i64)r * rowBytes, b, (const int*)(xq + b * 32), dx[(size_t)b], sx[(size_t)b]);
+            std::fwrite(&dot, 4, 1, stdout);
+        }
+    return 0;
+}
