@@ -33,6 +33,18 @@ public readonly unsafe struct TensorView
     /// <summary>Pointer to row <paramref name="row"/>.</summary>
     public byte* Row(long row) => Data + row * RowBytes;
 
+    /// <summary>
+    /// Rows [<paramref name="firstRow"/>, firstRow + <paramref name="rowCount"/>) of a matrix as a matrix of their own,
+    /// zero copy (a weight's output rows are contiguous): how fused tensors (Phi-3's attn_qkv, gate|up) are split.
+    /// </summary>
+    public TensorView RowSlice(string name, long firstRow, long rowCount)
+    {
+        if (firstRow < 0 || rowCount < 1 || firstRow + rowCount > Rows)
+            throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows {firstRow}..{firstRow + rowCount - 1} are outside tensor '{Name}' of {Rows} rows");
+        long rowBytes = RowBytes;
+        return new TensorView(name, Type, [Ne0, rowCount], Data + firstRow * rowBytes, rowCount * rowBytes);
+    }
+
     /// <summary>The bytes as a span (only for tensors under 2 GiB; use <see cref="Data"/> and <see cref="Row"/> for larger ones).</summary>
     public ReadOnlySpan<byte> Span => ByteLength <= int.MaxValue
         ? new(Data, (int)ByteLength)

@@ -31,7 +31,10 @@ public interface IBackend : IDisposable
     /// <summary>Embedding lookup: <c>dst[t] = dequantize(table row ids[t])</c>. Ids must already be in range.</summary>
     void GetRows(BackendWeight table, ReadOnlySpan<int> ids, BackendBuffer dst);
 
-    /// <summary><c>dst[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight</c> for each of the nTokens rows of width dim.</summary>
+    /// <summary>
+    /// <c>dst[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight</c> for each of the nTokens rows of width dim. x and dst
+    /// may be the same buffer. Per-head q/k norms are this over nTokens · nHeads rows of width headDim.
+    /// </summary>
     void RmsNorm(BackendBuffer x, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps);
 
     /// <summary>
@@ -47,13 +50,24 @@ public interface IBackend : IDisposable
     void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v);
 
     /// <summary>
-    /// Causal grouped-query attention: for token t (position startPos + t) and head h,
-    /// <c>dst[t, h] = softmax(q[t, h] . K[0..pos, h / group] / sqrt(headDim)) . V[0..pos, h / group]</c>.
+    /// Causal grouped-query attention: for token t (position i = startPos + t) and head h,
+    /// <c>dst[t, h] = softmax_j(s_j) . V[j, h / group]</c> with <c>s_j = Scale · (q[t, h] . K[j, h / group])</c>,
+    /// then <c>s_j = Softcap · tanh(s_j / Softcap)</c> when Softcap &gt; 0, over the visible keys j: j ≤ i and
+    /// (Window == 0 or i − j &lt; Window) (llama.cpp's sliding-window mask).
     /// </summary>
-    void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst);
+    void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options);
 
-    /// <summary><c>gate[i] = silu(gate[i]) * up[i]</c> for i &lt; count.</summary>
-    void SwiGlu(BackendBuffer gate, BackendBuffer up, long count);
+    /// <summary><c>gate[i] = act(gate[i]) * up[i]</c> for i &lt; count, act chosen by <paramref name="kind"/>.</summary>
+    void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind);
+
+    /// <summary><c>x[t · w + i] += bias[i]</c> for t &lt; nTokens, i &lt; w = bias.Ne0 (an F32 vector).</summary>
+    void AddBias(BackendBuffer x, BackendWeight bias, int nTokens);
+
+    /// <summary><c>x[i] *= factor</c> for i &lt; count.</summary>
+    void Scale(BackendBuffer x, long count, float factor);
+
+    /// <summary><c>x[i] = cap · tanh(x[i] / cap)</c> for i &lt; count (Gemma 2's logit softcapping).</summary>
+    void Softcap(BackendBuffer x, long count, float cap);
 
     /// <summary><c>x[i] += y[i]</c> for i &lt; count (the residual connection).</summary>
     void Add(BackendBuffer x, BackendBuffer y, long count);
@@ -63,6 +77,22 @@ public interface IBackend : IDisposable
 
     /// <summary>Copies <c>dst.Length</c> floats from src[srcOffset] into host memory (waits for pending work).</summary>
     void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst);
+}
+
+/// <summary>
+/// How <see cref="IBackend.Attention"/> scores keys: <c>Scale · (q . k)</c>, softcapped to ±Softcap when Softcap &gt; 0,
+/// and only the last <c>Window</c> positions visible when Window &gt; 0 (0 = plain causal).
+/// </summary>
+public readonly record struct AttentionOptions(float Scale, float Softcap, int Window);
+
+/// <summary>The gate activation of a gated feed-forward: SiLU (Llama, Qwen, Phi) or tanh-approximated GELU (Gemma).</summary>
+public enum GluKind
+{
+    /// <summary>silu(x) = x / (1 + e^-x).</summary>
+    Silu,
+
+    /// <summary>gelu(x) ≈ 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))).</summary>
+    GeluTanh,
 }
 
 /// <summary>
@@ -97,9 +127,11 @@ public abstract class BackendWeight
 }
 
 /// <summary>
-/// RoPE in llama.cpp's "normal" layout: pairs (x[2i], x[2i+1]) for 2i &lt; Dims of each head rotate by
-/// <c>theta_i = (pos / Scale) * Base^(-2i/Dims) / FreqFactors[i]</c> (factors only for Llama-3.1 style
-/// models with a rope_freqs tensor). One instance per model, so a backend may cache tables keyed on it.
+/// RoPE: pair i (i &lt; Dims/2) of each head rotates by <c>theta_i = (pos / Scale) * Base^(-2i/Dims) / FreqFactors[i]</c>
+/// (factors for Llama-3.1 style rope_freqs and Phi-3 LongRoPE). The pair is (x[2i], x[2i+1]) in llama.cpp's
+/// "normal" layout and (x[i], x[i + Dims/2]) when <see cref="Neox"/>; cos and sin are multiplied by
+/// <see cref="AttnFactor"/> (LongRoPE's attention factor, 1 = none). Elements past Dims pass through. One instance
+/// per distinct layer kind of a model (Gemma 3 has a local and a global one), so a backend may cache tables keyed on it.
 /// </summary>
 public sealed class RopeSpec
 {
@@ -109,11 +141,18 @@ public sealed class RopeSpec
     public float Scale { get; }
     public float[]? FreqFactors { get; }
 
+    /// <summary>NEOX layout: pair i is (x[i], x[i + Dims/2]) instead of (x[2i], x[2i+1]).</summary>
+    public bool Neox { get; }
+
+    /// <summary>Multiplier of cos and sin (1 = none).</summary>
+    public float AttnFactor { get; }
+
     /// <summary>Per pair i: <c>Base^(-2i/Dims) / FreqFactors[i]</c>, in double so every backend starts from the same numbers.</summary>
     public double[] InverseFrequencies { get; }
 
-    public RopeSpec(int headDim, int dims, float @base, float scale, float[]? freqFactors)
+    public RopeSpec(int headDim, int dims, float @base, float scale, float[]? freqFactors, bool neox = false, float attnFactor = 1f)
     {
+        if (!(attnFactor > 0 && float.IsFinite(attnFactor))) throw new ArgumentException($"rope attention factor {attnFactor} must be positive");
         if (dims % 2 != 0 || dims > headDim || dims < 2) throw new ArgumentException($"rope dims {dims} must be even and in [2, {headDim}]");
         if (freqFactors is not null && freqFactors.Length != dims / 2)
             throw new ArgumentException($"rope_freqs has {freqFactors.Length} factors, {dims / 2} expected");
@@ -122,6 +161,8 @@ public sealed class RopeSpec
         Base = @base;
         Scale = scale;
         FreqFactors = freqFactors;
+        Neox = neox;
+        AttnFactor = attnFactor;
         InverseFrequencies = new double[dims / 2];
         for (int i = 0; i < dims / 2; i++)
         {

@@ -197,7 +197,7 @@ public sealed class LlamaModel : IDisposable
             b.Rope(_q, n, c.HeadCount, pos, Rope);
             b.Rope(_k, n, c.KvHeadCount, pos, Rope);
             b.StoreKv(Cache, l, pos, n, _k, _v);
-            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att);
+            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, new AttentionOptions(1f / MathF.Sqrt(c.HeadDim), 0f, 0));
             b.MatMul(w.Wo, _att, _xb, n);
             b.Add(_x, _xb, (long)n * c.Dim);
 
@@ -205,7 +205,7 @@ public sealed class LlamaModel : IDisposable
             b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
             b.MatMul(w.Gate, _xb, _gate, n);
             b.MatMul(w.Up, _xb, _up, n);
-            b.SwiGlu(_gate, _up, (long)n * c.FfnDim);
+            b.Glu(_gate, _up, (long)n * c.FfnDim, GluKind.Silu);
             b.MatMul(w.Down, _gate, _xb, n);
             b.Add(_x, _xb, (long)n * c.Dim);
         }

@@ -103,7 +103,7 @@ public unsafe class AttentionTests
                 var attention = new Attention(scratch, Context, 64) { Width = width };
                 long rowFloats = (long)HeadsQ * _headDim;
                 new Span<float>(_dst, (int)(count * rowFloats)).Fill(float.NaN);
-                attention.Run(pool, _q + firstToken * rowFloats, _k, _v, _dst, _startPos + firstToken, count, HeadsQ, _headDim, KvDim);
+                attention.Run(pool, _q + firstToken * rowFloats, _k, _v, _dst, _startPos + firstToken, count, HeadsQ, _headDim, KvDim, 1f / MathF.Sqrt(_headDim), 0f, 0);
                 return new Span<float>(_dst, (int)(count * rowFloats)).ToArray();
             }
             finally

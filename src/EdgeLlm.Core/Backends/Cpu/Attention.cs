@@ -7,9 +7,10 @@ namespace EdgeLlm.Backends.Cpu;
 /// Causal grouped-query attention over the KV cache, computed in tiles: the query rows of one KV head (token t,
 /// group member g, in that order: row = t · group + g) are cut into tiles of <see cref="AttentionTile.Lanes"/>
 /// rows, and one work unit is one (tile, KV head). A unit transposes its queries, computes the tile's scores
-/// against keys 0..startPos + (its last token) as a matrix product, masks the keys each row may not see (token t
-/// sits at position startPos + t and sees 0..startPos + t; the batch's own K/V were stored first), takes the
-/// softmax per row and multiplies by V (see <see cref="AttentionTile"/>). Units are dealt to threads as
+/// (scale · q·k, then softcapped when the options ask) against keys j0..startPos + (its last token) as a matrix
+/// product, masks the keys each row may not see (token t sits at position i = startPos + t and sees j ≤ i, and with
+/// a sliding window W only i − j &lt; W; the batch's own K/V were stored first; j0 is the first key the tile's first
+/// row sees), takes the softmax per row and multiplies by V (see <see cref="AttentionTile"/>). Units are dealt to threads as
 /// contiguous runs of about equal cost (later tiles see more keys). Each output element is computed by one thread
 /// through a fixed sequence of operations that does not depend on the tile it shares, so results do not depend on
 /// the thread count nor on how a sequence was split into batches.
@@ -32,6 +33,9 @@ internal sealed unsafe class Attention : ParallelWork
     private int _group;
     private int _kvDim;
     private int _nKv;
+    private float _scale;
+    private float _softcap;
+    private int _window;
 
     /// <summary>Vector width to run (16, 8, 4 or 1 floats); 0 = the widest the hardware accelerates. Tests set it.</summary>
     internal int Width { get; set; }
@@ -47,9 +51,15 @@ internal sealed unsafe class Attention : ParallelWork
         _maxHeadDim = maxHeadDim;
     }
 
-    public void Run(WorkerPool pool, float* q, float* k, float* v, float* dst, int startPos, int nTokens, int nHeads, int headDim, int kvDim)
+    public void Run(WorkerPool pool, float* q, float* k, float* v, float* dst, int startPos, int nTokens, int nHeads, int headDim, int kvDim,
+        float scale, float softcap, int window)
     {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
+        if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"attention window {window} is negative");
+        if (!float.IsFinite(scale) || !(softcap >= 0) || !float.IsFinite(softcap)) throw new ArgumentOutOfRangeException(nameof(scale), $"attention scale {scale} / softcap {softcap} is not usable");
+        _scale = scale;
+        _softcap = softcap;
+        _window = window;
         _q = q;
         _k = k;
         _v = v;
@@ -102,9 +112,12 @@ internal sealed unsafe class Attention : ParallelWork
     private long UnitCost(int tile, int rowsPerKv)
     {
         int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
-        long keys = _startPos + (r1 - 1) / _group + 1;
+        long keys = _startPos + (r1 - 1) / _group + 1 - FirstKey(_startPos + r0 / _group);
         return (r1 - r0) * (keys + 16);
     }
+
+    /// <summary>The first key position a query at position <paramref name="pos"/> sees (0 without a window).</summary>
+    private int FirstKey(int pos) => _window == 0 ? 0 : Math.Max(0, pos - _window + 1);
 
     private void Unit<TS, TV>(int thread, int kvHead, int r0, int r1)
         where TS : struct, ISimdFloat<TV> where TV : struct
@@ -115,6 +128,8 @@ internal sealed unsafe class Attention : ParallelWork
         int* limit = (int*)(st + (long)_contextSize * Lanes);
         float* inv = (float*)(limit + Lanes);
         int keys = _startPos + (r1 - 1) / group + 1;
+        int j0 = FirstKey(_startPos + r0 / group); // keys before j0 are hidden from every row of the tile
+        int n = keys - j0;
         float* dummy = inv + Lanes;
         long qDim = (long)_nHeads * headDim;
         long kvOff = (long)kvHead * headDim;
@@ -139,18 +154,24 @@ internal sealed unsafe class Attention : ParallelWork
         int w = TS.Count;
         int rows4 = (rows + 3) & ~3;
         int chunks = (rows4 + w - 1) / w;
-        float* k = _k + kvOff, v = _v + kvOff;
-        AttentionTile.Scores<TS, TV>(qt, k, _kvDim, headDim, keys, chunks, 1f / MathF.Sqrt(headDim), st);
+        // Score row s of st is key j0 + s.
+        float* k = _k + kvOff + (long)j0 * _kvDim, v = _v + kvOff + (long)j0 * _kvDim;
+        AttentionTile.Scores<TS, TV>(qt, k, _kvDim, headDim, n, chunks, _scale, st);
+        if (_softcap > 0) AttentionTile.Softcap<TS, TV>(st, n, chunks, _softcap);
         for (int r = 0; r < rows; r++)
-            for (int j = limit[r] + 1; j < keys; j++) st[(long)j * Lanes + r] = float.NegativeInfinity;
-        AttentionTile.Softmax<TS, TV>(st, keys, chunks, inv);
+        {
+            for (int j = limit[r] + 1; j < keys; j++) st[(long)(j - j0) * Lanes + r] = float.NegativeInfinity;
+            if (_window != 0)
+                for (int j = j0, lo = FirstKey(limit[r]); j < lo; j++) st[(long)(j - j0) * Lanes + r] = float.NegativeInfinity;
+        }
+        AttentionTile.Softmax<TS, TV>(st, n, chunks, inv);
 
         for (int r = 0; r < rows; r += 4)
         {
             float* o0 = Out(r0 + r, kvHead), o1 = r + 1 < rows ? Out(r0 + r + 1, kvHead) : dummy;
             float* o2 = r + 2 < rows ? Out(r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(r0 + r + 3, kvHead) : dummy;
-            int n = limit[Math.Min(rows, r + 4) - 1] + 1;
-            AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, n, inv, o0, o1, o2, o3);
+            int nv = limit[Math.Min(rows, r + 4) - 1] + 1 - j0;
+            AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, nv, inv, o0, o1, o2, o3);
         }
     }
 

@@ -21,8 +21,11 @@ public sealed unsafe class CpuBackend : IBackend
     private Attention? _attention;
     private Rope? _rope;
     private readonly RmsNorm _rmsNorm = new();
-    private readonly SwiGlu _swiGlu = new();
+    private readonly Glu _glu = new();
     private readonly Add _add = new();
+    private readonly AddBias _addBias = new();
+    private readonly Scale _scale = new();
+    private readonly Softcap _softcap = new();
     private BackendLimits _limits;
     private bool _disposed;
 
@@ -119,20 +122,43 @@ public sealed unsafe class CpuBackend : IBackend
         Copy(v, 0, cache.Values(layer), (long)startPos * cache.KvDim, count);
     }
 
-    public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst)
+    public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options)
     {
         Ready();
         if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
         Need(q, (long)nTokens * nHeads * headDim, "attention q");
         Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
-        _attention!.Run(_pool, P(q), P(cache.Keys(layer)), P(cache.Values(layer)), P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim);
+        _attention!.Run(_pool, P(q), P(cache.Keys(layer)), P(cache.Values(layer)), P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim,
+            options.Scale, options.Softcap, options.Window);
     }
 
-    public void SwiGlu(BackendBuffer gate, BackendBuffer up, long count)
+    public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind)
     {
-        Need(gate, count, "swiglu gate");
-        Need(up, count, "swiglu up");
-        _swiGlu.Run(_pool, P(gate), P(up), count);
+        Need(gate, count, "glu gate");
+        Need(up, count, "glu up");
+        if (kind is not (GluKind.Silu or GluKind.GeluTanh)) throw new ArgumentOutOfRangeException(nameof(kind), $"unknown gate activation {kind}");
+        _glu.Run(_pool, P(gate), P(up), count, kind);
+    }
+
+    public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens)
+    {
+        var w = W(bias);
+        if (w.Type != GgmlType.F32 || w.Rows != 1 || w.Ne0 > int.MaxValue) throw new ArgumentException($"bias {w.Name} is not an F32 vector");
+        Need(x, nTokens * w.Ne0, "add_bias x");
+        _addBias.Run(_pool, P(x), (float*)w.Data, (int)w.Ne0, nTokens);
+    }
+
+    public void Scale(BackendBuffer x, long count, float factor)
+    {
+        Need(x, count, "scale x");
+        _scale.Run(_pool, P(x), count, factor);
+    }
+
+    public void Softcap(BackendBuffer x, long count, float cap)
+    {
+        if (!(cap > 0) || !float.IsFinite(cap)) throw new ArgumentOutOfRangeException(nameof(cap), $"softcap {cap} must be positive");
+        Need(x, count, "softcap x");
+        _softcap.Run(_pool, P(x), count, cap);
     }
 
     public void Add(BackendBuffer x, BackendBuffer y, long count)

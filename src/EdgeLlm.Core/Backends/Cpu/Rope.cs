@@ -3,9 +3,10 @@ using EdgeLlm.Model;
 namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
-/// Rotary position embedding, llama.cpp "normal" layout: in each head, pair (x[2i], x[2i+1]) for
-/// 2i &lt; dims rotates by theta_i(pos); elements past dims pass through. cos/sin are computed in double
-/// once per (spec, startPos, nTokens) into a table shared by Q and K of every layer; threads then split
+/// Rotary position embedding: in each head, pair i (i &lt; dims/2) rotates by theta_i(pos), the pair being
+/// (x[2i], x[2i+1]) in llama.cpp's "normal" layout and (x[i], x[i + dims/2]) in the NEOX layout; elements past
+/// dims pass through. cos/sin (times the spec's attention factor) are computed in double once per
+/// (spec, startPos, nTokens) into a table shared by Q and K of every layer of that kind; threads then split
 /// the (token, head) rows.
 /// </summary>
 internal sealed unsafe class Rope : ParallelWork
@@ -22,6 +23,7 @@ internal sealed unsafe class Rope : ParallelWork
     private int _nHeads;
     private int _headDim;
     private int _half;
+    private bool _neox;
 
     public Rope(float* cos, float* sin, int capacity)
     {
@@ -41,8 +43,8 @@ internal sealed unsafe class Rope : ParallelWork
                 for (int i = 0; i < half; i++)
                 {
                     double theta = spec.Theta(startPos + t, i);
-                    _cos[t * half + i] = (float)Math.Cos(theta);
-                    _sin[t * half + i] = (float)Math.Sin(theta);
+                    _cos[t * half + i] = (float)(Math.Cos(theta) * spec.AttnFactor);
+                    _sin[t * half + i] = (float)(Math.Sin(theta) * spec.AttnFactor);
                 }
             }
             _tableSpec = spec;
@@ -54,6 +56,7 @@ internal sealed unsafe class Rope : ParallelWork
         _nHeads = nHeads;
         _headDim = spec.HeadDim;
         _half = half;
+        _neox = spec.Neox;
         pool.Run(this, (long)nTokens * nHeads * spec.HeadDim);
     }
 
@@ -66,6 +69,17 @@ internal sealed unsafe class Rope : ParallelWork
             float* v = _x + r * _headDim;
             float* c = _cos + t * _half;
             float* s = _sin + t * _half;
+            if (_neox)
+            {
+                float* u = v + _half;
+                for (int i = 0; i < _half; i++)
+                {
+                    float x0 = v[i], x1 = u[i];
+                    v[i] = x0 * c[i] - x1 * s[i];
+                    u[i] = x0 * s[i] + x1 * c[i];
+                }
+                continue;
+            }
             for (int i = 0; i < _half; i++)
             {
                 float x0 = v[2 * i], x1 = v[2 * i + 1];

@@ -301,6 +301,7 @@ public sealed unsafe class CudaBackend : IBackend
     public void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope)
     {
         Ready();
+        if (rope.Neox || rope.AttnFactor != 1f) throw new NotSupportedException("CUDA: NEOX rope and rope attention factors are not implemented yet");
         var a = Buf(x, "rope x");
         Need(a, (long)nTokens * nHeads * rope.HeadDim, "rope x");
         Record(new CudaOp { Kind = CudaOpKind.Rope, A = a, Rope = rope, Table = RopeTable(rope), I0 = nTokens, I1 = nHeads, StartPos = startPos });
@@ -319,9 +320,11 @@ public sealed unsafe class CudaBackend : IBackend
         Record(new CudaOp { Kind = CudaOpKind.StoreKv, A = kb, B = vb, C = kc, D = vc, I0 = nTokens, I1 = cache.KvDim, StartPos = startPos });
     }
 
-    public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst)
+    public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options)
     {
         Ready();
+        if (options.Softcap > 0) throw new NotSupportedException("CUDA: attention softcap is not implemented yet");
+        if (options.Window > 0) throw new NotSupportedException("CUDA: sliding-window attention is not implemented yet");
         if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
         if (headDim > MaxHeadDim) throw new ArgumentException($"head dimension {headDim} exceeds {MaxHeadDim}");
         int kvHeads = cache.KvDim / headDim;
@@ -333,19 +336,29 @@ public sealed unsafe class CudaBackend : IBackend
         Record(new CudaOp
         {
             Kind = CudaOpKind.Attention, A = qb, B = CacheBuf(cache.Keys(layer)), C = CacheBuf(cache.Values(layer)), D = d,
-            I0 = nTokens, I1 = nHeads, I2 = headDim, I3 = cache.KvDim, F0 = 1f / MathF.Sqrt(headDim), StartPos = startPos,
+            I0 = nTokens, I1 = nHeads, I2 = headDim, I3 = cache.KvDim, F0 = options.Scale, StartPos = startPos,
         });
     }
 
-    public void SwiGlu(BackendBuffer gate, BackendBuffer up, long count)
+    public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind)
     {
         Ready();
+        if (kind != GluKind.Silu) throw new NotSupportedException($"CUDA: {kind} gating is not implemented yet");
         var g = Buf(gate, "swiglu gate");
         var u = Buf(up, "swiglu up");
         Need(g, count, "swiglu gate");
         Need(u, count, "swiglu up");
         Record(new CudaOp { Kind = CudaOpKind.SwiGlu, A = g, B = u, L0 = count });
     }
+
+    public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens) =>
+        throw new NotSupportedException("CUDA: add_bias is not implemented yet");
+
+    public void Scale(BackendBuffer x, long count, float factor) =>
+        throw new NotSupportedException("CUDA: scale is not implemented yet");
+
+    public void Softcap(BackendBuffer x, long count, float cap) =>
+        throw new NotSupportedException("CUDA: softcap is not implemented yet");
 
     public void Add(BackendBuffer x, BackendBuffer y, long count)
     {

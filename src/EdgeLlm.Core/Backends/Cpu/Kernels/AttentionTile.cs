@@ -139,6 +139,19 @@ internal static unsafe class AttentionTile
         TS.Store(TS.Mul(a7, vs), s + 7 * Lanes);
     }
 
+    /// <summary>st[j][lane] = cap · tanh(st[j][lane] / cap) for keys [0, n) and lanes [0, chunks · TS.Count) (Gemma 2).</summary>
+    public static void Softcap<TS, TV>(float* st, int n, int chunks, float cap)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        TV c = TS.Broadcast(cap), ic = TS.Broadcast(1f / cap);
+        for (int j = 0; j < n; j++)
+        {
+            float* p = st + (long)j * Lanes;
+            for (int l = 0; l < chunks; l++) TS.Store(SimdTanh.Softcap<TS, TV>(TS.Load(p + l * w), c, ic), p + l * w);
+        }
+    }
+
     /// <summary>
     /// Per lane (row) over keys [0, n): max, st[j] = exp(st[j] − max), inv = 1 / Σ_j st[j] (j ascending).
     /// Masked keys hold −∞ and become exactly 0.
