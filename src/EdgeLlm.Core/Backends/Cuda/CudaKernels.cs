@@ -61,7 +61,7 @@ internal sealed class CudaKernels : IDisposable
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16"],
-            ["elementwise.cu"] = ["swiglu_f32", "add_f32", "store_kv_f16"],
+            ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
             ["quantize.cu"] = ["quantize_q8"],
@@ -74,7 +74,7 @@ internal sealed class CudaKernels : IDisposable
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, nint> _functions = new();
 
-    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, Add, StoreKv, Attention, ArgMax, Sample;
+    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly nint[] MatVecT1 = new nint[64], MatVecT8 = new nint[64], GetRows = new nint[64];
@@ -138,6 +138,10 @@ internal sealed class CudaKernels : IDisposable
         RmsNorm = _functions["rmsnorm_f32"];
         Rope = _functions["rope_f32"];
         SwiGlu = _functions["swiglu_f32"];
+        GeGlu = _functions["geglu_f32"];
+        AddBias = _functions["add_bias_f32"];
+        Scale = _functions["scale_f32"];
+        Softcap = _functions["softcap_f32"];
         Add = _functions["add_f32"];
         StoreKv = _functions["store_kv_f16"];
         Attention = _functions["attention_f16"];
