@@ -221,6 +221,26 @@ public class CudaBlockMathHostTests
             input.Write(weights);
             input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
 
+            var bytes = Exec(input, name);
+            int nb = k / 32;
+            long expect = (long)rows * k * 4 + nb * 36L + (long)rows * nb * 4;
+            Assert.Equal(expect, bytes.Length);
+            var deq = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(0, rows * k * 4)).ToArray();
+            var dx = new float[nb];
+            var xq = new sbyte[k];
+            int at = rows * k * 4;
+            for (int b = 0; b < nb; b++, at += 36)
+            {
+                dx[b] = BitConverter.ToSingle(bytes, at);
+                for (int i = 0; i < 32; i++) xq[b * 32 + i] = (sbyte)bytes[at + 4 + i];
+            }
+            var dots = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at, rows * nb * 4)).ToArray();
+            return new HarnessResult(deq, dx, xq, dots);
+        }
+
+        /// <summary>Runs the harness on <paramref name="input"/> (which starts with the type or op name) and returns its output.</summary>
+        public static byte[] Exec(MemoryStream input, string what)
+        {
             var psi = new ProcessStartInfo(Binary.Value)
             {
                 RedirectStandardInput = true,
@@ -238,23 +258,8 @@ public class CudaBlockMathHostTests
             p.StandardOutput.BaseStream.CopyTo(output);
             feed.Wait();
             p.WaitForExit();
-            Assert.True(p.ExitCode == 0, $"harness {name}: exit {p.ExitCode}: {stderr.Result}");
-
-            int nb = k / 32;
-            var bytes = output.ToArray();
-            long expect = (long)rows * k * 4 + nb * 36L + (long)rows * nb * 4;
-            Assert.Equal(expect, bytes.Length);
-            var deq = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(0, rows * k * 4)).ToArray();
-            var dx = new float[nb];
-            var xq = new sbyte[k];
-            int at = rows * k * 4;
-            for (int b = 0; b < nb; b++, at += 36)
-            {
-                dx[b] = BitConverter.ToSingle(bytes, at);
-                for (int i = 0; i < 32; i++) xq[b * 32 + i] = (sbyte)bytes[at + 4 + i];
-            }
-            var dots = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at, rows * nb * 4)).ToArray();
-            return new HarnessResult(deq, dx, xq, dots);
+            Assert.True(p.ExitCode == 0, $"harness {what}: exit {p.ExitCode}: {stderr.Result}");
+            return output.ToArray();
         }
     }
 }

@@ -156,7 +156,7 @@ public unsafe class CudaOpAgreementTests
         p.Cpu.Softcap(x.Cpu, width * tokens - 1, 5f);
         p.Gpu.Softcap(x.Gpu, width * tokens - 1, 5f);
         (want, got) = p.Read(x, width * (tokens + 1));
-        Close(want, got, 1e-5, 1e-7, "softcap");
+        Close(want, got, 3e-5, 2e-7 * 5f, "softcap"); // the CPU tanh: ~5e-8 absolute
         Assert.All(got.AsSpan(0, width * tokens - 1).ToArray(), v => Assert.True(Math.Abs(v) < 5f));
     }
 

@@ -1,4 +1,6 @@
-// Runs the CUDA block arithmetic of kernels/matmul.cu and kernels/get_rows.cu on the CPU (see host_shim.h).
+// Runs the CUDA block arithmetic of kernels/matmul.cu and kernels/get_rows.cu, and the one-thread-per-element
+// kernels of elementwise.cu and rope.cu, on the CPU (see host_shim.h). The first NUL-terminated string names a
+// weight type (below) or an operation (run_op).
 // stdin: type name (NUL-terminated), i32 K, i32 rows, i64 rowBytes, rows * rowBytes bytes of weights, K floats of
 // activations. stdout: rows * K floats (get_rows_<type> of every row); per 32-block of the activations its scale
 // dx (float) and 32 int8 quants (quantize_q8's arithmetic); then for every row and block, dot_block<type> of the
@@ -9,6 +11,8 @@
 #include <vector>
 #include "matmul.cu"
 #include "get_rows.cu"
+#include "elementwise.cu"
+#include "rope.cu"
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
@@ -35,10 +39,73 @@ static void read_exact(void* p, size_t n)
     if (std::fread(p, 1, n, stdin) != n) { std::fprintf(stderr, "harness: short input\n"); std::exit(2); }
 }
 
+template <typename T> static T read1() { T v; read_exact(&v, sizeof v); return v; }
+
+static std::vector<float> read_floats(i64 n)
+{
+    std::vector<float> v((size_t)n);
+    read_exact(v.data(), (size_t)n * 4);
+    return v;
+}
+
+// Launches a kernel of one thread per block over `threads` blocks (no kernel here communicates across threads).
+template <typename F> static void launch(i64 threads, F kernel)
+{
+    blockDim.x = 1; threadIdx.x = 0;
+    for (i64 i = 0; i < threads; i++) { blockIdx.x = (unsigned)i; kernel(); }
+}
+
+// Element-wise kernels and RoPE. Inputs per op:
+//   swiglu, geglu: i64 count, count floats gate, count floats up           -> count floats (gate)
+//   scale, softcap: f32 factor/cap, i64 count, count floats                -> count floats
+//   add_bias: i32 width, i64 count, width floats bias, count floats x      -> count floats
+//   rope: i32 nTokens, nHeads, headDim, half, startPos, neox; f32 scale, attnFactor; half doubles invFreq;
+//         nTokens * nHeads * headDim floats                                 -> the same count of floats
+static bool run_op(const std::string& op)
+{
+    std::vector<float> out;
+    if (op == "swiglu" || op == "geglu")
+    {
+        i64 n = read1<i64>();
+        out = read_floats(n);
+        std::vector<float> up = read_floats(n);
+        launch(n, [&] { (op == "swiglu" ? swiglu_f32 : geglu_f32)(out.data(), up.data(), n); });
+    }
+    else if (op == "scale" || op == "softcap")
+    {
+        float f = read1<float>();
+        i64 n = read1<i64>();
+        out = read_floats(n);
+        launch(n, [&] { (op == "scale" ? scale_f32 : softcap_f32)(out.data(), f, n); });
+    }
+    else if (op == "add_bias")
+    {
+        int width = read1<int>();
+        i64 n = read1<i64>();
+        std::vector<float> bias = read_floats(width);
+        out = read_floats(n);
+        launch(n, [&] { add_bias_f32(out.data(), bias.data(), width, n); });
+    }
+    else if (op == "rope")
+    {
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), half = read1<int>(), start = read1<int>(), neox = read1<int>();
+        float scale = read1<float>(), attnFactor = read1<float>();
+        std::vector<double> inv((size_t)half);
+        read_exact(inv.data(), (size_t)half * 8);
+        out = read_floats((i64)nTokens * nHeads * headDim);
+        int step[1] = {start};
+        launch((i64)nTokens * nHeads * half, [&] { rope_f32(out.data(), step, 0, nTokens, nHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
+    }
+    else return false;
+    std::fwrite(out.data(), 4, out.size(), stdout);
+    return true;
+}
+
 int main()
 {
     std::string name;
     for (int c; (c = std::fgetc(stdin)) > 0;) name.push_back((char)c);
+    if (run_op(name)) return 0;
     const Entry* t = nullptr;
     for (const Entry& e : Types) if (name == e.name) t = &e;
     if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", name.c_str()); return 2; }

@@ -4,6 +4,7 @@
 // warp shuffle returns its own value, so only code without cross-lane communication is meaningful here.
 #pragma once
 #include <cmath>
+#include <math.h> // expf, tanhf, sincos (a GNU extension, as in CUDA)
 #include <cstdint>
 #include <cstring>
 
@@ -20,6 +21,8 @@ static inline float __uint_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __frcp_rn(float a) { return 1.0f / a; }
 static inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 static inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int) { return v; }
