@@ -195,7 +195,7 @@ public class CudaBlockMathHostTests
             };
             foreach (string a in new[]
                      {
-                         "-std=c++14", "-O1", "-ffp-contract=off", "-Wall", "-Werror", "-Wno-unknown-pragmas", "-Wno-unused-function",
+                         "-std=c++14", "-O1", "-pthread", "-ffp-contract=off", "-Wall", "-Werror", "-Wno-unknown-pragmas", "-Wno-unused-function",
                          "-I", Path.Combine(TestPaths.RepoRoot, "kernels"),
                          "-include", Path.Combine(HostEmulationDir, "host_shim.h"),
                          Path.Combine(HostEmulationDir, "harness.cpp"), "-o", output,

@@ -8,9 +8,10 @@ namespace EdgeLlm.Tests.Cuda;
 
 /// <summary>
 /// The one-thread-per-element kernels of kernels/elementwise.cu (SwiGLU, GeGLU, bias add, scale, softcap) and
-/// kernels/rope.cu (normal and NEOX layouts, partial rotary, attention factor), compiled by the host C++ compiler
-/// (HostEmulation) and run on the CPU against the CPU backend's ops on the same inputs. This checks the kernels'
-/// formulas and indexing without a GPU; the device's own expf/tanhf/sincos are checked by CudaOpAgreementTests.
+/// kernels/rope.cu (normal and NEOX layouts, partial rotary, attention factor), and the attention kernel (a block
+/// of 128 OS threads with emulated warp shuffles and barriers), compiled by the host C++ compiler (HostEmulation)
+/// and run on the CPU against the CPU backend's ops on the same inputs. This checks the kernels' formulas,
+/// indexing and masking without a GPU; the device's own expf/tanhf/sincos are checked by CudaOpAgreementTests.
 /// </summary>
 public unsafe class CudaElementwiseHostTests : IDisposable
 {
@@ -153,5 +154,58 @@ public unsafe class CudaElementwiseHostTests : IDisposable
         for (int r = 0; r < heads * tokens; r++)
             for (int i = dims; i < headDim; i++)
                 Assert.Equal(x[r * headDim + i], got[r * headDim + i]);
+    }
+
+    public static TheoryData<int, int, float, int, int> AttentionCases() => new()
+    {
+        { 64, 0, 0f, 7, 0 }, { 64, 0, 0f, 1, 20 }, { 64, 5, 0f, 9, 13 }, { 64, 1, 0f, 3, 4 }, { 64, 0, 3f, 9, 13 },
+        { 64, 5, 3f, 1, 20 }, { 80, 5, 3f, 9, 13 }, { 80, 0, 0f, 4, 2 }, { 256, 3, 0f, 2, 6 },
+    };
+
+    /// <summary>
+    /// Score scale 0.3, softcap, sliding window, GQA group 2. K and V are rounded to fp16 before the CPU sees them,
+    /// so both sides attend over the same numbers (the device cache is fp16).
+    /// </summary>
+    [HostCompilerTheory]
+    [MemberData(nameof(AttentionCases))]
+    public void AttentionKernelMatchesTheCpu(int headDim, int window, float softcap, int nTokens, int startPos)
+    {
+        const int heads = 4, kvHeads = 2;
+        int kvDim = kvHeads * headDim, total = startPos + nTokens;
+        var cpu = new CpuBackend(1);
+        cpu.Prepare(new BackendLimits(16, 1024, 64, 256, 256));
+        try
+        {
+            var k = Random(total * kvDim, 1, 2f).Select(v => (float)(Half)v).ToArray();
+            var v = Random(total * kvDim, 2, 1f).Select(x => (float)(Half)x).ToArray();
+            var q = Random(nTokens * heads * headDim, 3, 2f);
+            var cache = new KvCache(cpu, 1, 64, kvDim);
+            BackendBuffer Buf(float[] a)
+            {
+                var b = cpu.Allocate(a.Length);
+                a.AsSpan().CopyTo(new Span<float>(((CpuBuffer)b).Data, a.Length));
+                return b;
+            }
+            cpu.StoreKv(cache, 0, 0, total, Buf(k), Buf(v));
+            var dst = cpu.Allocate(q.Length);
+            var options = new AttentionOptions(0.3f, softcap, window);
+            cpu.Attention(Buf(q), cache, 0, startPos, nTokens, heads, headDim, dst, options);
+            var want = new float[q.Length];
+            cpu.CopyOut(dst, 0, want);
+
+            var input = Input("attention");
+            foreach (int x in new[] { nTokens, heads, headDim, kvDim, startPos, window, 128 }) input.Write(BitConverter.GetBytes(x));
+            input.Write(BitConverter.GetBytes(options.Scale));
+            input.Write(BitConverter.GetBytes(options.Softcap));
+            foreach (float x in k) input.Write(BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)x)));
+            foreach (float x in v) input.Write(BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)x)));
+            input.Write(MemoryMarshal.AsBytes(q.AsSpan()));
+            var got = Floats(Harness.Exec(input, "attention"));
+            Close(want, got, 1e-5, 1e-6, $"attention head {headDim} window {window} softcap {softcap} n {nTokens} start {startPos}");
+        }
+        finally
+        {
+            cpu.Dispose();
+        }
     }
 }

@@ -1,5 +1,5 @@
 // Runs the CUDA block arithmetic of kernels/matmul.cu and kernels/get_rows.cu, and the one-thread-per-element
-// kernels of elementwise.cu and rope.cu, on the CPU (see host_shim.h). The first NUL-terminated string names a
+// kernels of elementwise.cu and rope.cu, and attention.cu's block (simt_launch), on the CPU (see host_shim.h). The first NUL-terminated string names a
 // weight type (below) or an operation (run_op).
 // stdin: type name (NUL-terminated), i32 K, i32 rows, i64 rowBytes, rows * rowBytes bytes of weights, K floats of
 // activations. stdout: rows * K floats (get_rows_<type> of every row); per 32-block of the activations its scale
@@ -13,6 +13,7 @@
 #include "get_rows.cu"
 #include "elementwise.cu"
 #include "rope.cu"
+#include "attention.cu"
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
@@ -61,6 +62,9 @@ template <typename F> static void launch(i64 threads, F kernel)
 //   add_bias: i32 width, i64 count, width floats bias, count floats x      -> count floats
 //   rope: i32 nTokens, nHeads, headDim, half, startPos, neox; f32 scale, attnFactor; half doubles invFreq;
 //         nTokens * nHeads * headDim floats                                 -> the same count of floats
+//   attention: i32 nTokens, nHeads, headDim, kvDim, startPos, window, threads; f32 scale, softcap;
+//         (startPos + nTokens) * kvDim fp16 keys, as many fp16 values, nTokens * nHeads * headDim floats q
+//                                                                           -> nTokens * nHeads * headDim floats
 static bool run_op(const std::string& op)
 {
     std::vector<float> out;
@@ -95,6 +99,23 @@ static bool run_op(const std::string& op)
         out = read_floats((i64)nTokens * nHeads * headDim);
         int step[1] = {start};
         launch((i64)nTokens * nHeads * half, [&] { rope_f32(out.data(), step, 0, nTokens, nHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
+    }
+    else if (op == "attention")
+    {
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(),
+            window = read1<int>(), threads = read1<int>();
+        float scale = read1<float>(), softcap = read1<float>();
+        size_t cache = (size_t)(start + nTokens) * kvDim;
+        std::vector<u16> kc(cache), vc(cache);
+        read_exact(kc.data(), cache * 2);
+        read_exact(vc.data(), cache * 2);
+        std::vector<float> q = read_floats((i64)nTokens * nHeads * headDim);
+        out.assign(q.size(), 0.0f);
+        int step[1] = {start};
+        int group = nHeads / (kvDim / headDim);
+        simt_launch((unsigned)nHeads, (unsigned)nTokens, (unsigned)threads, [&] {
+            attention_f16(q.data(), kc.data(), vc.data(), out.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap, window);
+        });
     }
     else return false;
     std::fwrite(out.data(), 4, out.size(), stdout);

@@ -1,20 +1,59 @@
 // Host versions of the CUDA built-ins the kernel files use, so a host C++ compiler can build kernels/*.cu and
-// the tests can run their block arithmetic (dot_<type>, deq_<type>) on the CPU. Force-included before the
-// kernel sources (-include host_shim.h). One "thread": the index variables are globals the harness sets, and a
-// warp shuffle returns its own value, so only code without cross-lane communication is meaningful here.
+// the tests can run them on the CPU. Force-included before the kernel sources (-include host_shim.h).
+// Two ways to run a kernel: serially, one "thread" at a time (the index variables set by the caller; a shuffle
+// then returns its own value, so only kernels without cross-thread communication), or with simt_launch, which
+// runs every thread of a block as an OS thread: __syncthreads is a block barrier, the warp shuffles exchange
+// values through the warp's slots between two warp barriers, __shared__ variables are statics.
 #pragma once
 #include <cmath>
 #include <math.h> // expf, tanhf, sincos (a GNU extension, as in CUDA)
 #include <cstdint>
 #include <cstring>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #define EDGELLM_HOST_EMULATION 1
 #define __device__
 #define __global__
 #define __forceinline__ inline
+#define __shared__ static
 
 struct HostDim3 { unsigned x, y, z; };
-static HostDim3 threadIdx, blockIdx, blockDim;
+static thread_local HostDim3 threadIdx;
+static HostDim3 blockIdx, blockDim;
+using std::max;
+using std::min;
+
+class HostBarrier
+{
+public:
+    explicit HostBarrier(int n) : _n(n) {}
+    void wait()
+    {
+        std::unique_lock<std::mutex> lock(_m);
+        long gen = _gen;
+        if (++_count == _n) { _count = 0; _gen++; _cv.notify_all(); return; }
+        _cv.wait(lock, [&] { return gen != _gen; });
+    }
+private:
+    std::mutex _m;
+    std::condition_variable _cv;
+    int _n, _count = 0;
+    long _gen = 0;
+};
+
+struct HostWarp
+{
+    HostBarrier barrier{32};
+    uint64_t slots[32];
+};
+
+static thread_local HostWarp* host_warp = nullptr;     // null: serial mode
+static thread_local HostBarrier* host_block = nullptr;
+
+static inline void __syncthreads() { if (host_block) host_block->wait(); }
 
 static inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }
 static inline float __uint_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
@@ -25,7 +64,44 @@ static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __frcp_rn(float a) { return 1.0f / a; }
 static inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 static inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
-template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int) { return v; }
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int laneMask)
+{
+    if (!host_warp) return v;
+    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+    int lane = (int)(threadIdx.x % 32);
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    host_warp->slots[lane] = bits;
+    host_warp->barrier.wait();
+    bits = host_warp->slots[lane ^ laneMask];
+    host_warp->barrier.wait();
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+
+// Runs kernel() for every thread of every block of a gridX x gridY grid of `threads`-thread blocks (a multiple of
+// 32), the blocks one after another.
+template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, unsigned threads, F kernel)
+{
+    blockDim = {threads, 1, 1};
+    for (unsigned by = 0; by < gridY; by++)
+        for (unsigned bx = 0; bx < gridX; bx++)
+        {
+            blockIdx = {bx, by, 0};
+            HostBarrier block((int)threads);
+            std::vector<HostWarp> warps(threads / 32);
+            std::vector<std::thread> pool;
+            for (unsigned t = 0; t < threads; t++)
+                pool.emplace_back([&, t] {
+                    threadIdx = {t, 0, 0};
+                    host_warp = &warps[t / 32];
+                    host_block = &block;
+                    kernel();
+                });
+            for (auto& th : pool) th.join();
+        }
+}
 
 // Per-byte wrap-around subtraction.
 static inline unsigned __vsub4(unsigned a, unsigned b)
