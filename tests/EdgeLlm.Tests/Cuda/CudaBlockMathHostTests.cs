@@ -15,10 +15,12 @@ namespace EdgeLlm.Tests.Cuda;
 /// by llama-quantize; the kernel's dequantization of every matrix must be within that type's quantization noise
 /// of the F16 original (a misread layout gives errors of the order of the weights themselves);</item>
 /// <item>the integer dot of each block with 8-bit activations equals the dequantized block times the same
-/// activations, in double, on real and on random blocks (every bit pattern of the scale and high-bit fields).</item>
+/// activations, in double, on real and on random blocks (every bit pattern of the scale and high-bit fields);</item>
+/// <item>the whole product kernels (quantize_q8 and matvec_&lt;type&gt;_t1/_t8, warps emulated by OS threads) sum
+/// those block dots, NT=1 and NT=8 bit-identically.</item>
 /// </list>
-/// What only a GPU checks: the PTX versions of dp4a/half conversion/byte_perm and the warp-level loops
-/// (CudaAgreementTests).
+/// What only a GPU checks: the inline-PTX versions of dp4a and the fp16 conversion, the hardware prmt/vsub4, and
+/// the device's scheduling (CudaAgreementTests, CudaOpAgreementTests).
 /// </summary>
 public class CudaBlockMathHostTests
 {
@@ -99,6 +101,66 @@ public class CudaBlockMathHostTests
         var r = Harness.Run(type, k, rows, bytes, x);
         Assert.All(r.Dequantized, v => Assert.True(float.IsFinite(v)));
         CheckDots(GgmlTypes.Name(type), r, k, rows);
+    }
+
+    /// <summary>
+    /// The product kernels themselves (quantize_q8, then matvec_&lt;type&gt;_t1 and _t8 with their warp loops and
+    /// shuffles, as CudaBackend launches them) on 11 tokens: NT=1 and NT=8 give bit-identical outputs (the decode
+    /// and prefill paths agree), and each output is the sum of its row's block dots. Real llama.cpp blocks where
+    /// models-visible has the type, random bits otherwise.
+    /// </summary>
+    [HostCompilerTheory]
+    [MemberData(nameof(IntegerDotTypes))]
+    public void MatVecKernelsSumTheBlockDotsAndAgreeBetweenNt1AndNt8(GgmlType type)
+    {
+        const int tokens = 11, rows = 12;
+        var (k, bytes) = SomeRows(type, rows);
+        var rng = new Random(9);
+        var x = RandomActivations(rng, tokens * k);
+        var t1 = Harness.MatVec(type, k, rows, tokens, 1, bytes, x);
+        var t8 = Harness.MatVec(type, k, rows, tokens, 8, bytes, x);
+        Assert.Equal(t1, t8);
+        int nb = k / 32;
+        for (int t = 0; t < tokens; t++)
+        {
+            var r = Harness.Run(type, k, rows, bytes, x.AsSpan(t * k, k).ToArray());
+            for (int row = 0; row < rows; row++)
+            {
+                double want = 0, scale = 0;
+                for (int b = 0; b < nb; b++)
+                {
+                    want += r.Dots[row * nb + b];
+                    scale += Math.Abs(r.Dots[row * nb + b]);
+                }
+                float got = t1[t * rows + row];
+                Assert.True(Math.Abs(got - want) <= 1e-5 * scale + 1e-30, $"{type} token {t} row {row}: matvec {got}, sum of block dots {want}");
+            }
+        }
+    }
+
+    /// <summary>The first rows of a matrix of <paramref name="type"/> from llama-TYPE.gguf, or random bits (k = 512).</summary>
+    private static (int K, byte[] Bytes) SomeRows(GgmlType type, int rows)
+    {
+        string path = TestPaths.Data(Path.Combine("models-visible", $"llama-{GgmlTypes.Name(type)}.gguf"));
+        if (File.Exists(path))
+        {
+            using var f = GgufFile.Open(path);
+            foreach (var info in f.Tensors)
+            {
+                var t = f.GetTensor(info);
+                if (t.Type != type || t.Dims.Length != 2 || t.Rows < rows) continue;
+                return ((int)t.Ne0, t.Span[..(int)(t.RowBytes * rows)].ToArray());
+            }
+        }
+        var (blockElems, blockBytes) = GgmlTypes.Geometry(type);
+        const int k = 512;
+        var rng = new Random((int)type + 100);
+        var bytes = new byte[rows * (k / blockElems) * blockBytes];
+        rng.NextBytes(bytes);
+        for (int b = 0; b < bytes.Length / blockBytes; b++)
+            foreach (int at in HalfFields(type))
+                BitConverter.TryWriteBytes(bytes.AsSpan(b * blockBytes + at, 2), BitConverter.HalfToUInt16Bits((Half)(rng.NextDouble() * 0.05 + 0.001)));
+        return (k, bytes);
     }
 
     /// <summary>IQ4 level lookups: the prmt-based four-at-a-time lookup against ggml's table, for every index.</summary>
@@ -236,6 +298,21 @@ public class CudaBlockMathHostTests
             }
             var dots = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at, rows * nb * 4)).ToArray();
             return new HarnessResult(deq, dx, xq, dots);
+        }
+
+        public static float[] MatVec(GgmlType type, int k, int rows, int tokens, int nt, byte[] weights, float[] x)
+        {
+            var input = new MemoryStream();
+            input.Write("matvec\0"u8);
+            input.Write(System.Text.Encoding.ASCII.GetBytes(CudaKernels.Suffix(type)!));
+            input.WriteByte(0);
+            foreach (int v in new[] { k, rows, tokens, nt }) input.Write(BitConverter.GetBytes(v));
+            input.Write(BitConverter.GetBytes(GgmlTypes.RowBytes(type, k)));
+            input.Write(weights);
+            input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
+            var bytes = Exec(input, $"matvec {type} NT={nt}");
+            Assert.Equal(tokens * rows * 4, bytes.Length);
+            return MemoryMarshal.Cast<byte, float>(bytes).ToArray();
         }
 
         /// <summary>Runs the harness on <paramref name="input"/> (which starts with the type or op name) and returns its output.</summary>

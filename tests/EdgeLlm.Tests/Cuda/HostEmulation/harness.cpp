@@ -14,26 +14,28 @@
 #include "elementwise.cu"
 #include "rope.cu"
 #include "attention.cu"
+#include "quantize.cu"
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
+typedef void (*MatVecFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int);
 
-struct Entry { const char* name; GetRowsFn rows; DotFn dot; };
+struct Entry { const char* name; GetRowsFn rows; DotFn dot; MatVecFn t1, t8; };
+
+#define ENTRY(NAME, TYPE) {#NAME, get_rows_##NAME, dot_block<TYPE>, matvec_##NAME##_t1, matvec_##NAME##_t8}
 
 static const Entry Types[] = {
-    {"q4_0", get_rows_q4_0, dot_block<QTYPE_Q4_0>},
-    {"q8_0", get_rows_q8_0, dot_block<QTYPE_Q8_0>},
-    {"q4_k", get_rows_q4_k, dot_block<QTYPE_Q4_K>},
-    {"q6_k", get_rows_q6_k, dot_block<QTYPE_Q6_K>},
-    {"q4_1", get_rows_q4_1, dot_block<QTYPE_Q4_1>},
-    {"q5_0", get_rows_q5_0, dot_block<QTYPE_Q5_0>},
-    {"q5_1", get_rows_q5_1, dot_block<QTYPE_Q5_1>},
-    {"iq4_nl", get_rows_iq4_nl, dot_block<QTYPE_IQ4_NL>},
-    {"q5_k", get_rows_q5_k, dot_block<QTYPE_Q5_K>},
-    {"iq4_xs", get_rows_iq4_xs, dot_block<QTYPE_IQ4_XS>},
-    {"q3_k", get_rows_q3_k, dot_block<QTYPE_Q3_K>},
-    {"q2_k", get_rows_q2_k, dot_block<QTYPE_Q2_K>},
+    ENTRY(q4_0, QTYPE_Q4_0), ENTRY(q8_0, QTYPE_Q8_0), ENTRY(q4_k, QTYPE_Q4_K), ENTRY(q6_k, QTYPE_Q6_K),
+    ENTRY(q4_1, QTYPE_Q4_1), ENTRY(q5_0, QTYPE_Q5_0), ENTRY(q5_1, QTYPE_Q5_1), ENTRY(iq4_nl, QTYPE_IQ4_NL),
+    ENTRY(q5_k, QTYPE_Q5_K), ENTRY(iq4_xs, QTYPE_IQ4_XS), ENTRY(q3_k, QTYPE_Q3_K), ENTRY(q2_k, QTYPE_Q2_K),
 };
+
+static const Entry* find_type(const std::string& name)
+{
+    for (const Entry& e : Types) if (name == e.name) return &e;
+    return nullptr;
+}
+
 
 static void read_exact(void* p, size_t n)
 {
@@ -62,6 +64,8 @@ template <typename F> static void launch(i64 threads, F kernel)
 //   add_bias: i32 width, i64 count, width floats bias, count floats x      -> count floats
 //   rope: i32 nTokens, nHeads, headDim, half, startPos, neox; f32 scale, attnFactor; half doubles invFreq;
 //         nTokens * nHeads * headDim floats                                 -> the same count of floats
+//   matvec: type name (NUL-terminated), i32 K, rows, nTokens, NT (1 or 8), i64 rowBytes, rows * rowBytes bytes,
+//         nTokens * K floats x                                              -> nTokens * rows floats
 //   attention: i32 nTokens, nHeads, headDim, kvDim, startPos, window, threads; f32 scale, softcap;
 //         (startPos + nTokens) * kvDim fp16 keys, as many fp16 values, nTokens * nHeads * headDim floats q
 //                                                                           -> nTokens * nHeads * headDim floats
@@ -100,6 +104,29 @@ static bool run_op(const std::string& op)
         int step[1] = {start};
         launch((i64)nTokens * nHeads * half, [&] { rope_f32(out.data(), step, 0, nTokens, nHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
     }
+    else if (op == "matvec")
+    {
+        // The product kernels as CudaBackend launches them: quantize_q8 (8 warps per block), then
+        // matvec_<type>_t1 or _t8 (4 warps = 4 rows per block).
+        std::string type;
+        for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
+        const Entry* t = find_type(type);
+        if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", type.c_str()); std::exit(2); }
+        int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), nt = read1<int>();
+        i64 rowBytes = read1<i64>();
+        std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+        read_exact(store.data(), (size_t)(rows * rowBytes));
+        std::vector<float> x = read_floats((i64)nTokens * K);
+        i64 blocks = (i64)nTokens * K / 32;
+        std::vector<u32> qxStore((size_t)nTokens * K / 4);
+        std::vector<float> dx((size_t)blocks), sx((size_t)blocks);
+        simt_launch((unsigned)((blocks + 7) / 8), 1, 256, [&] { quantize_q8(x.data(), (i8*)qxStore.data(), dx.data(), sx.data(), blocks); });
+        out.assign((size_t)nTokens * rows, 0.0f);
+        MatVecFn fn = nt == 1 ? t->t1 : t->t8;
+        simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
+            fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
+        });
+    }
     else if (op == "attention")
     {
         int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(),
@@ -127,8 +154,7 @@ int main()
     std::string name;
     for (int c; (c = std::fgetc(stdin)) > 0;) name.push_back((char)c);
     if (run_op(name)) return 0;
-    const Entry* t = nullptr;
-    for (const Entry& e : Types) if (name == e.name) t = &e;
+    const Entry* t = find_type(name);
     if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", name.c_str()); return 2; }
     int K, rows; i64 rowBytes;
     read_exact(&K, 4);
