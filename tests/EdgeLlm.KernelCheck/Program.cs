@@ -12,8 +12,9 @@ namespace EdgeLlm.KernelCheck;
 
 /// <summary>
 /// The kernel agreement checks of tests/EdgeLlm.Tests/Kernels, runnable as one Native AOT file under qemu, for every
-/// weight type × every rung this CPU runs × odd block counts, plus the stories260K greedy-256 check. One line per
-/// check, then "N passed, N failed"; exit code 1 on any failure.
+/// weight type × every rung this CPU runs × odd block counts, plus the stories260K greedy-256 check and the
+/// models-visible family logits against llama.cpp (llama, qwen2, phi3, gemma, gemma2). One line per check, then
+/// "N passed, N failed"; exit code 1 on any failure.
 ///   kernelcheck [REPO]                  the checks (REPO: holds models/ and tests/data/; default: the current folder)
 ///   kernelcheck --reference-text N [REPO]  print the text `edgellm run -n N --temp 0` must print (for the scripts)
 /// The NEON rung runs with sdot when the CPU has it; EDGELLM_KERNEL_DP=0 forces the widening path.
@@ -36,6 +37,8 @@ internal static unsafe class Program
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
         FloatChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
+        foreach (string family in Families)
+            Guard($"models-visible {family}: 40 positions (batch and token by token) vs llama.cpp top-10 within {FamilyTolerance}", () => FamilyLogits(repo, family));
         Console.WriteLine($"{passed} passed, {failed} failed");
         return failed == 0 ? 0 : 1;
     }
@@ -362,6 +365,43 @@ internal static unsafe class Program
                 return null;
             });
         }
+    }
+
+    // ---- model families (tests/data/models-visible, see its README and FamilyLogitsTests) ----
+
+    private static readonly string[] Families = { "llama", "qwen2", "phi3", "gemma", "gemma2" };
+    private const double FamilyTolerance = 0.01;
+
+    /// <summary>The 40 tokens at positions 0..39 in one batch and one at a time: every top-10 logit llama.cpp lists, within 0.01.</summary>
+    private static string? FamilyLogits(string repo, string name)
+    {
+        string dir = Path.Combine(repo, "tests/data/models-visible");
+        JsonElement root = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, name + ".json"))).RootElement;
+        var tokens = new List<int>();
+        foreach (JsonElement e in root.GetProperty("token_ids").EnumerateArray()) tokens.Add(e.GetInt32());
+        JsonElement top = root.GetProperty("top10");
+        if (tokens.Count != 40 || top.GetArrayLength() != 40) return $"reference has {tokens.Count} tokens and {top.GetArrayLength()} positions, want 40";
+        using var model = LlamaModel.Load(Path.Combine(dir, name + ".gguf"), new BackendOptions { Threads = 2, ContextSize = 64 });
+        int vocab = model.VocabSize;
+        var batch = new float[tokens.Count * vocab];
+        model.Forward(tokens.ToArray(), 0, batch, allLogits: true);
+        model.Cache.Clear();
+        var single = new float[tokens.Count * vocab];
+        for (int p = 0; p < tokens.Count; p++) model.Forward(tokens[p], p, single.AsSpan(p * vocab, vocab));
+        double worst = 0;
+        int pos = 0;
+        foreach (JsonElement position in top.EnumerateArray())
+        {
+            foreach (JsonElement pair in position.EnumerateArray())
+            {
+                int id = pair[0].GetInt32();
+                double want = pair[1].GetDouble();
+                worst = Math.Max(worst, Math.Max(Math.Abs(batch[pos * vocab + id] - want), Math.Abs(single[pos * vocab + id] - want)));
+            }
+            pos++;
+        }
+        Console.WriteLine($"  {name}: max |diff| {worst:E2}");
+        return worst <= FamilyTolerance ? null : $"max |diff| {worst:E3} > {FamilyTolerance}";
     }
 
     // ---- stories260K ----

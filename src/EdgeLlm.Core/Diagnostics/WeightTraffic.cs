@@ -14,9 +14,7 @@ public static class WeightTraffic
     public static long BytesPerToken(LlamaWeights w)
     {
         long bytes = w.TokenEmbd.RowBytes + w.OutputNorm.ByteLength + w.Output.ByteLength;
-        foreach (var l in w.Layers)
-            bytes += l.AttnNorm.ByteLength + l.Wq.ByteLength + l.Wk.ByteLength + l.Wv.ByteLength + l.Wo.ByteLength
-                + l.FfnNorm.ByteLength + l.Gate.ByteLength + l.Up.ByteLength + l.Down.ByteLength;
+        foreach (var l in w.Layers) bytes += l.ByteLength;
         return bytes;
     }
 

@@ -3,24 +3,28 @@ using EdgeLlm.Gguf;
 namespace EdgeLlm.Model;
 
 /// <summary>
-/// Hyperparameters of a Llama-layout model, read from GGUF metadata under the
-/// <c>general.architecture</c> prefix (<c>llama.embedding_length</c>, ...) with llama.cpp's defaults, and
-/// validated so the forward pass can trust every number.
+/// Hyperparameters of a transformer in one of the families <see cref="ArchSpec"/> describes, read from GGUF
+/// metadata under the <c>general.architecture</c> prefix (<c>qwen2.embedding_length</c>, ...) with llama.cpp's
+/// defaults, and validated so the forward pass can trust every number.
 /// </summary>
 public sealed class LlamaConfig
 {
-    /// <summary>Architectures whose files use the llama tensor layout and llama keys.</summary>
-    public static readonly string[] SupportedArchitectures = ["llama", "mistral"];
+    /// <summary>Architectures EdgeLlm runs.</summary>
+    public static readonly string[] SupportedArchitectures = Array.ConvertAll(ArchSpec.All, a => a.Name);
 
-    // Upper bounds far above any real Llama (405B: dim 16384, 126 layers, 128 heads, ffn 53248, vocab 128256).
+    // Upper bounds far above any real model (405B: dim 16384, 126 layers, 128 heads, ffn 53248, vocab 128256).
     public const int MaxDim = 1 << 16;
     public const int MaxLayers = 1024;
     public const int MaxHeads = 1024;
+    public const int MaxHeadDim = 1024;
     public const int MaxFfn = 1 << 20;
     public const int MaxVocab = 1 << 24;
     public const int MaxContext = 1 << 24;
 
     public required string Architecture { get; init; }
+
+    /// <summary>The family's structure (norms, biases, activation, rope layout, window pattern).</summary>
+    public required ArchSpec Arch { get; init; }
 
     /// <summary>Trained context length (<c>{arch}.context_length</c>).</summary>
     public required int ContextLength { get; init; }
@@ -31,6 +35,9 @@ public sealed class LlamaConfig
     public required int FfnDim { get; init; }
     public required int HeadCount { get; init; }
     public required int KvHeadCount { get; init; }
+
+    /// <summary>Width of one attention head: <c>{arch}.attention.key_length</c>, else embedding_length / head_count.</summary>
+    public required int HeadDim { get; init; }
     public required float RmsEps { get; init; }
 
     /// <summary>Leading elements of each head that RoPE rotates (even, at most <see cref="HeadDim"/>).</summary>
@@ -39,14 +46,40 @@ public sealed class LlamaConfig
 
     /// <summary>Linear RoPE scaling factor: positions are divided by it (1 = no scaling).</summary>
     public required float RopeScale { get; init; }
+
+    /// <summary>cos/sin multiplier (<c>{arch}.rope.scaling.attn_factor</c>, Phi-3 LongRoPE; 1 = none).</summary>
+    public float RopeAttnFactor { get; init; } = 1f;
+
+    /// <summary>Context the model was pre-trained at (<c>{arch}.rope.scaling.original_context_length</c>): LongRoPE uses its long factors past it.</summary>
+    public int RopeOriginalContext { get; init; }
+
+    /// <summary>RoPE base of the sliding-window layers (Gemma 3's local layers: 10000, unscaled); equals RopeFreqBase otherwise.</summary>
+    public float RopeFreqBaseSwa { get; init; }
+
+    /// <summary>Sliding window of the layers <see cref="ArchSpec.IsSlidingLayer"/> selects (0 = none).</summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>Attention scores are Scale · (q · k): 1/sqrt(head_dim), or llama.cpp's per-family choice.</summary>
+    public required float AttentionScale { get; init; }
+
+    /// <summary>Attention logit softcap (0 = none).</summary>
+    public float AttnSoftcap { get; init; }
+
+    /// <summary>Final logit softcap (0 = none).</summary>
+    public float FinalSoftcap { get; init; }
     public required int VocabSize { get; init; }
 
-    public int HeadDim => Dim / HeadCount;
     public int QDim => HeadCount * HeadDim;
     public int KvDim => KvHeadCount * HeadDim;
 
     /// <summary>Query heads that share one key/value head (grouped-query attention).</summary>
     public int GroupSize => HeadCount / KvHeadCount;
+
+    /// <summary>Embeddings are multiplied by this after the lookup (sqrt(dim) for Gemma, else 1).</summary>
+    public float EmbeddingScale => Arch.ScaleEmbeddings ? MathF.Sqrt(Dim) : 1f;
+
+    /// <summary>The sliding window of layer <paramref name="layer"/> (0 = it sees every earlier position).</summary>
+    public int LayerWindow(int layer) => Arch.IsSlidingLayer(layer) ? SlidingWindow : 0;
 
     /// <summary>Reads and validates the hyperparameters of an open GGUF file.</summary>
     public static LlamaConfig FromGguf(GgufFile file)
@@ -54,18 +87,25 @@ public sealed class LlamaConfig
         var r = new Reader(file);
         string arch = file.GetString("general.architecture")
             ?? throw r.Error("general.architecture", "required string key is missing");
-        if (Array.IndexOf(SupportedArchitectures, arch) < 0)
-            throw r.Error("general.architecture", $"architecture '{arch}' is not supported (EdgeLlm runs {string.Join(", ", SupportedArchitectures)})");
+        var spec = ArchSpec.Find(arch)
+            ?? throw r.Error("general.architecture", $"architecture '{arch}' is not supported (EdgeLlm runs {string.Join(", ", SupportedArchitectures)})");
         string p = arch + ".";
 
         int dim = r.Int(p + "embedding_length", null, 1, MaxDim);
+        int layers = r.Int(p + "block_count", null, 1, MaxLayers);
         int heads = r.Int(p + "attention.head_count", null, 1, MaxHeads);
-        if (dim % heads != 0) throw r.Error(p + "attention.head_count", $"{heads} heads do not divide embedding_length {dim}");
-        int headDim = dim / heads;
+        int headDim;
+        if (file.ContainsKey(p + "attention.key_length")) headDim = r.Int(p + "attention.key_length", null, 2, MaxHeadDim);
+        else if (dim % heads != 0) throw r.Error(p + "attention.head_count", $"{heads} heads do not divide embedding_length {dim}");
+        else headDim = dim / heads;
+        if (headDim > MaxHeadDim) throw r.Error(p + "attention.head_count", $"head size {headDim} exceeds {MaxHeadDim}");
+        int valueDim = r.Int(p + "attention.value_length", headDim, 1, MaxHeadDim);
+        if (valueDim != headDim) throw r.Error(p + "attention.value_length", $"{valueDim} differs from the key length {headDim} (EdgeLlm needs equal K and V head sizes)");
         int kvHeads = r.Int(p + "attention.head_count_kv", heads, 1, heads);
         if (heads % kvHeads != 0) throw r.Error(p + "attention.head_count_kv", $"{kvHeads} kv heads do not divide head_count {heads}");
         int ropeDims = r.Int(p + "rope.dimension_count", headDim, 2, headDim);
         if (ropeDims % 2 != 0) throw r.Error(p + "rope.dimension_count", $"{ropeDims} is odd (RoPE rotates pairs)");
+        int context = r.Int(p + "context_length", null, 1, MaxContext);
 
         double eps = r.Double(p + "attention.layer_norm_rms_epsilon", null);
         if (!(eps > 0 && eps < 1)) throw r.Error(p + "attention.layer_norm_rms_epsilon", $"{eps} is not in (0, 1)");
@@ -73,29 +113,49 @@ public sealed class LlamaConfig
         if (!(freqBase > 1 && freqBase < 1e12)) throw r.Error(p + "rope.freq_base", $"{freqBase} is not in (1, 1e12)");
 
         // llama.cpp: scaling type defaults to linear; factor 0 or absent means none; legacy key rope.scale_linear.
+        // A YaRN (or other) type with a factor other than 1 changes the rotation and is refused.
         string scalingType = file.GetString(p + "rope.scaling.type") ?? "linear";
         double scale = r.Double(p + "rope.scaling.factor", 0.0);
         if (scale == 0.0) scale = r.Double(p + "rope.scale_linear", 0.0);
         if (scalingType == "none") scale = 0.0;
-        else if (scalingType != "linear" && scale != 0.0 && scale != 1.0)
-            throw r.Error(p + "rope.scaling.type", $"RoPE scaling '{scalingType}' is not supported (EdgeLlm does linear)");
+        else if (scalingType != "linear" && !(spec.LongRope && scalingType == "longrope") && scale != 0.0 && scale != 1.0)
+            throw r.Error(p + "rope.scaling.type", $"RoPE scaling '{scalingType}' is not supported (EdgeLlm does linear and none)");
         if (scale == 0.0) scale = 1.0;
         if (!(scale >= 1e-3 && scale <= 1e6)) throw r.Error(p + "rope.scaling.factor", $"{scale} is not in [0.001, 1e6]");
+        double attnFactor = r.Double(p + "rope.scaling.attn_factor", 1.0);
+        if (!(attnFactor > 0 && attnFactor <= 100)) throw r.Error(p + "rope.scaling.attn_factor", $"{attnFactor} is not in (0, 100]");
+        int origContext = r.Int(p + "rope.scaling.original_context_length", context, 1, MaxContext);
+
+        int window = 0;
+        if (spec.SwaPattern > 0)
+            window = r.Int(p + "attention.sliding_window", spec.SwaDefaultWindow == 0 ? null : spec.SwaDefaultWindow, 1, MaxContext);
+        float attnSoftcap = spec.AttnSoftcapDefault > 0 ? r.Positive(p + "attn_logit_softcapping", spec.AttnSoftcapDefault) : 0f;
+        float finalSoftcap = spec.FinalSoftcapDefault > 0 ? r.Positive(p + "final_logit_softcapping", spec.FinalSoftcapDefault) : 0f;
+        float attnScale = spec.ScaleByDimLayerCount == layers ? 1f / MathF.Sqrt(dim / heads) : 1f / MathF.Sqrt(headDim);
 
         int vocab = ReadVocabSize(file, p, r);
         return new LlamaConfig
         {
             Architecture = arch,
-            ContextLength = r.Int(p + "context_length", null, 1, MaxContext),
+            Arch = spec,
+            ContextLength = context,
             Dim = dim,
-            LayerCount = r.Int(p + "block_count", null, 1, MaxLayers),
+            LayerCount = layers,
             FfnDim = r.Int(p + "feed_forward_length", null, 1, MaxFfn),
             HeadCount = heads,
             KvHeadCount = kvHeads,
+            HeadDim = headDim,
             RmsEps = (float)eps,
             RopeDims = ropeDims,
             RopeFreqBase = (float)freqBase,
             RopeScale = (float)scale,
+            RopeAttnFactor = (float)attnFactor,
+            RopeOriginalContext = origContext,
+            RopeFreqBaseSwa = spec.SwaRopeBase > 0 ? spec.SwaRopeBase : (float)freqBase,
+            SlidingWindow = window,
+            AttentionScale = attnScale,
+            AttnSoftcap = attnSoftcap,
+            FinalSoftcap = finalSoftcap,
             VocabSize = vocab,
         };
     }
@@ -119,7 +179,9 @@ public sealed class LlamaConfig
 
     public override string ToString() =>
         $"{Architecture}: dim {Dim}, layers {LayerCount}, heads {HeadCount}/{KvHeadCount} kv, head_dim {HeadDim}, ffn {FfnDim}, " +
-        $"vocab {VocabSize}, ctx {ContextLength}, rope dims {RopeDims} base {RopeFreqBase} scale {RopeScale}, eps {RmsEps}";
+        $"vocab {VocabSize}, ctx {ContextLength}, rope dims {RopeDims} base {RopeFreqBase} scale {RopeScale}, eps {RmsEps}" +
+        (SlidingWindow > 0 ? $", window {SlidingWindow}" : "") + (AttnSoftcap > 0 ? $", attn softcap {AttnSoftcap}" : "") +
+        (FinalSoftcap > 0 ? $", final softcap {FinalSoftcap}" : "");
 
     /// <summary>Typed metadata reads that fail with one line naming the key.</summary>
     private readonly struct Reader(GgufFile file)
@@ -133,6 +195,13 @@ public sealed class LlamaConfig
             if (!v.TryGetInt64(out long x)) throw Error(key, $"expected an integer, found {v.Type}");
             if (x < min || x > max) throw Error(key, $"{x} is not in [{min}, {max}]");
             return (int)x;
+        }
+
+        public float Positive(string key, float fallback)
+        {
+            double x = Double(key, fallback);
+            if (!(x > 0 && x < 1e6)) throw Error(key, $"{x} is not in (0, 1e6)");
+            return (float)x;
         }
 
         public double Double(string key, double? fallback)

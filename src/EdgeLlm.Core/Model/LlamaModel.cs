@@ -3,10 +3,12 @@ using EdgeLlm.Gguf;
 namespace EdgeLlm.Model;
 
 /// <summary>
-/// A loaded Llama model: config, weights (views of the file's memory map), a backend, a KV cache and the
-/// activation buffers, all allocated once here. <see cref="Forward"/> is the whole transformer in one
-/// readable method (in the spirit of llama2.c's run.c), written against <see cref="IBackend"/>. One sequence,
-/// one caller at a time: the model is not thread-safe (its parallelism is inside the backend).
+/// A loaded model of any family <see cref="ArchSpec"/> describes (Llama, Mistral, Qwen 2/3, Phi-3, Gemma 1/2/3):
+/// config, weights (views of the file's memory map), a backend, a KV cache and the activation buffers, all
+/// allocated once here. <see cref="ForwardBatch"/> is the whole transformer in one readable method (in the spirit
+/// of llama2.c's run.c), written against <see cref="IBackend"/>; the families differ only in data (which optional
+/// weights a layer has, the activation, the per-layer rope and attention options). One sequence, one caller at a
+/// time: the model is not thread-safe (its parallelism is inside the backend).
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
@@ -15,7 +17,12 @@ public sealed class LlamaModel : IDisposable
     public LlamaWeights Weights { get; }
     public IBackend Backend { get; }
     public KvCache Cache { get; }
+
+    /// <summary>The rotation of the global (non-sliding-window) layers.</summary>
     public RopeSpec Rope { get; }
+
+    /// <summary>The rotation of the sliding-window layers (the same object as <see cref="Rope"/> unless the family gives them their own base).</summary>
+    public RopeSpec RopeSwa { get; }
 
     /// <summary>Positions the KV cache holds: the most tokens one sequence may have.</summary>
     public int ContextSize => Cache.Size;
@@ -25,6 +32,7 @@ public sealed class LlamaModel : IDisposable
     private readonly bool _ownsFile;
     private readonly BackendWeight _tokenEmbd, _outputNorm, _output;
     private readonly Layer[] _layers;
+    private readonly float _embeddingScale;
 
     // Activations for one batch of up to MaxBatch tokens, row-major [tokens, width].
     private readonly BackendBuffer _x;      // residual stream [B, dim]
@@ -37,9 +45,13 @@ public sealed class LlamaModel : IDisposable
     private readonly BackendBuffer _up;     // [B, ffn]
     private readonly BackendBuffer _logits; // [B, vocab]
 
+    /// <summary>One block's weights (optional ones null when the family or file has none) and its rope and attention options.</summary>
     private sealed class Layer
     {
         public required BackendWeight AttnNorm, Wq, Wk, Wv, Wo, FfnNorm, Gate, Up, Down;
+        public BackendWeight? Bq, Bk, Bv, Bo, QNorm, KNorm, PostAttnNorm, PostFfnNorm;
+        public required RopeSpec Rope;
+        public required AttentionOptions Attention;
     }
 
     /// <summary>Which backend <see cref="Load"/> chose and why, one line for the log ("" when constructed directly).</summary>
@@ -105,7 +117,11 @@ public sealed class LlamaModel : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), $"context size {options.ContextSize} is not in [1, {LlamaConfig.MaxContext}]");
         if (options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), $"batch size {options.MaxBatch} must be at least 1");
         MaxBatch = Math.Min(options.MaxBatch, ctx);
-        Rope = new RopeSpec(c.HeadDim, c.RopeDims, c.RopeFreqBase, c.RopeScale, Weights.RopeFreqFactors());
+        bool neox = c.Arch.NeoxRope;
+        Rope = new RopeSpec(c.HeadDim, c.RopeDims, c.RopeFreqBase, c.RopeScale, Weights.RopeFreqFactors(c, ctx), neox, c.RopeAttnFactor);
+        RopeSwa = c.RopeFreqBaseSwa == c.RopeFreqBase ? Rope
+            : new RopeSpec(c.HeadDim, c.RopeDims, c.RopeFreqBaseSwa, 1f, null, neox, c.RopeAttnFactor);
+        _embeddingScale = c.EmbeddingScale;
         int maxRow = Math.Max(Math.Max(c.Dim, c.QDim), c.FfnDim);
         backend.Prepare(new BackendLimits(MaxBatch, maxRow, ctx, c.HeadDim, c.RopeDims));
 
@@ -113,20 +129,32 @@ public sealed class LlamaModel : IDisposable
         _outputNorm = backend.LoadWeight(Weights.OutputNorm);
         _output = Weights.TiedOutput ? _tokenEmbd : backend.LoadWeight(Weights.Output);
         _layers = new Layer[c.LayerCount];
+        BackendWeight? Optional(TensorView? t) => t is { } v ? backend.LoadWeight(v) : null;
         for (int i = 0; i < _layers.Length; i++)
         {
             var l = Weights.Layers[i];
+            bool sliding = c.Arch.IsSlidingLayer(i);
             _layers[i] = new Layer
             {
                 AttnNorm = backend.LoadWeight(l.AttnNorm),
                 Wq = backend.LoadWeight(l.Wq),
                 Wk = backend.LoadWeight(l.Wk),
                 Wv = backend.LoadWeight(l.Wv),
+                Bq = Optional(l.Bq),
+                Bk = Optional(l.Bk),
+                Bv = Optional(l.Bv),
+                QNorm = Optional(l.QNorm),
+                KNorm = Optional(l.KNorm),
                 Wo = backend.LoadWeight(l.Wo),
+                Bo = Optional(l.Bo),
+                PostAttnNorm = Optional(l.PostAttnNorm),
                 FfnNorm = backend.LoadWeight(l.FfnNorm),
                 Gate = backend.LoadWeight(l.Gate),
                 Up = backend.LoadWeight(l.Up),
                 Down = backend.LoadWeight(l.Down),
+                PostFfnNorm = Optional(l.PostFfnNorm),
+                Rope = sliding ? RopeSwa : Rope,
+                Attention = new AttentionOptions(c.AttentionScale, c.AttnSoftcap, c.LayerWindow(i)),
             };
         }
 
@@ -183,31 +211,41 @@ public sealed class LlamaModel : IDisposable
         var c = Config;
         var b = Backend;
         int n = tokens.Length;
+        long nDim = (long)n * c.Dim;
 
         b.GetRows(_tokenEmbd, tokens, _x);
+        if (_embeddingScale != 1f) b.Scale(_x, nDim, _embeddingScale); // Gemma: sqrt(dim)
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
 
-            // attention: x += Wo . attention(rope(Wq . norm(x)), cache + rope(Wk . norm(x)), Wv . norm(x))
+            // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
             b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
             b.MatMul(w.Wq, _xb, _q, n);
             b.MatMul(w.Wk, _xb, _k, n);
             b.MatMul(w.Wv, _xb, _v, n);
-            b.Rope(_q, n, c.HeadCount, pos, Rope);
-            b.Rope(_k, n, c.KvHeadCount, pos, Rope);
+            if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
+            if (w.Bk is not null) b.AddBias(_k, w.Bk, n);
+            if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
+            if (w.QNorm is not null) b.RmsNorm(_q, w.QNorm, _q, n * c.HeadCount, c.HeadDim, c.RmsEps);
+            if (w.KNorm is not null) b.RmsNorm(_k, w.KNorm, _k, n * c.KvHeadCount, c.HeadDim, c.RmsEps);
+            b.Rope(_q, n, c.HeadCount, pos, w.Rope);
+            b.Rope(_k, n, c.KvHeadCount, pos, w.Rope);
             b.StoreKv(Cache, l, pos, n, _k, _v);
-            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, new AttentionOptions(1f / MathF.Sqrt(c.HeadDim), 0f, 0));
+            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, w.Attention);
             b.MatMul(w.Wo, _att, _xb, n);
-            b.Add(_x, _xb, (long)n * c.Dim);
+            if (w.Bo is not null) b.AddBias(_xb, w.Bo, n);
+            if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
+            b.Add(_x, _xb, nDim);
 
-            // feed-forward: x += Wdown . (silu(Wgate . norm(x)) * (Wup . norm(x)))
+            // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
             b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
             b.MatMul(w.Gate, _xb, _gate, n);
             b.MatMul(w.Up, _xb, _up, n);
-            b.Glu(_gate, _up, (long)n * c.FfnDim, GluKind.Silu);
+            b.Glu(_gate, _up, (long)n * c.FfnDim, c.Arch.Activation);
             b.MatMul(w.Down, _gate, _xb, n);
-            b.Add(_x, _xb, (long)n * c.Dim);
+            if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);
+            b.Add(_x, _xb, nDim);
         }
         Cache.Filled = pos + n;
     }
@@ -227,6 +265,7 @@ public sealed class LlamaModel : IDisposable
         }
         b.RmsNorm(src, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
         b.MatMul(_output, _xb, _logits, rows);
+        if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * c.VocabSize, c.FinalSoftcap); // Gemma 2
         b.CopyOut(_logits, 0, dst[..(rows * c.VocabSize)]);
     }
 

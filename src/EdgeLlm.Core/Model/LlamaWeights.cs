@@ -3,9 +3,10 @@ using EdgeLlm.Gguf;
 namespace EdgeLlm.Model;
 
 /// <summary>
-/// The tensors of a Llama model, bound by llama.cpp name and checked against the config: shape
-/// (ne0, ne1 as ggml writes them), and a type EdgeLlm computes. Views point into the file's memory map
-/// (zero copy), so the <see cref="GgufFile"/> must outlive this object.
+/// The tensors of a model, bound by llama.cpp name and checked against the config: shape (ne0, ne1 as ggml
+/// writes them), and a type EdgeLlm computes. Which optional tensors a layer has follows the family's
+/// <see cref="ArchSpec"/>; fused tensors (Phi-3's attn_qkv, gate|up in ffn_up) are split into row slices.
+/// Views point into the file's memory map (zero copy), so the <see cref="GgufFile"/> must outlive this object.
 /// </summary>
 public sealed class LlamaWeights
 {
@@ -13,6 +14,8 @@ public sealed class LlamaWeights
     public const string OutputNormName = "output_norm.weight";
     public const string OutputName = "output.weight";
     public const string RopeFreqsName = "rope_freqs.weight";
+    public const string RopeFactorsLongName = "rope_factors_long.weight";
+    public const string RopeFactorsShortName = "rope_factors_short.weight";
 
     /// <summary>[dim, vocab]: row t is the embedding of token t.</summary>
     public TensorView TokenEmbd { get; }
@@ -25,39 +28,92 @@ public sealed class LlamaWeights
     /// <summary>Llama-3.1 RoPE frequency factors [rope_dims / 2], or null.</summary>
     public TensorView? RopeFreqs { get; }
 
+    /// <summary>Phi-3 LongRoPE factors [rope_dims / 2] for contexts past / within the original one, or null.</summary>
+    public TensorView? RopeFactorsLong { get; }
+    public TensorView? RopeFactorsShort { get; }
+
     public LayerWeights[] Layers { get; }
 
     public LlamaWeights(GgufFile file, LlamaConfig c)
     {
         var b = new Binder(file);
+        var a = c.Arch;
         TokenEmbd = b.Matrix(TokenEmbdName, c.Dim, c.VocabSize);
         OutputNorm = b.Vector(OutputNormName, c.Dim);
         TiedOutput = file.FindTensor(OutputName) is null;
         Output = TiedOutput ? TokenEmbd : b.Matrix(OutputName, c.Dim, c.VocabSize);
-        RopeFreqs = file.FindTensor(RopeFreqsName) is null ? null : b.Vector(RopeFreqsName, c.RopeDims / 2);
+        RopeFreqs = b.OptionalVector(RopeFreqsName, c.RopeDims / 2);
+        if (a.LongRope)
+        {
+            RopeFactorsLong = b.OptionalVector(RopeFactorsLongName, c.RopeDims / 2);
+            RopeFactorsShort = b.OptionalVector(RopeFactorsShortName, c.RopeDims / 2);
+        }
         Layers = new LayerWeights[c.LayerCount];
         for (int i = 0; i < c.LayerCount; i++)
         {
             string p = $"blk.{i}.";
+            TensorView wq, wk, wv, gate, up;
+            if (a.FusedQkv && file.FindTensor(p + "attn_qkv.weight") is not null)
+            {
+                var qkv = b.Matrix(p + "attn_qkv.weight", c.Dim, c.QDim + 2 * c.KvDim);
+                wq = qkv.RowSlice(p + "attn_qkv.weight[q]", 0, c.QDim);
+                wk = qkv.RowSlice(p + "attn_qkv.weight[k]", c.QDim, c.KvDim);
+                wv = qkv.RowSlice(p + "attn_qkv.weight[v]", c.QDim + c.KvDim, c.KvDim);
+            }
+            else
+            {
+                wq = b.Matrix(p + "attn_q.weight", c.Dim, c.QDim);
+                wk = b.Matrix(p + "attn_k.weight", c.Dim, c.KvDim);
+                wv = b.Matrix(p + "attn_v.weight", c.Dim, c.KvDim);
+            }
+            if (a.FusedGateUp)
+            {
+                var gateUp = b.Matrix(p + "ffn_up.weight", c.Dim, 2 * c.FfnDim);
+                gate = gateUp.RowSlice(p + "ffn_up.weight[gate]", 0, c.FfnDim);
+                up = gateUp.RowSlice(p + "ffn_up.weight[up]", c.FfnDim, c.FfnDim);
+            }
+            else
+            {
+                gate = b.Matrix(p + "ffn_gate.weight", c.Dim, c.FfnDim);
+                up = b.Matrix(p + "ffn_up.weight", c.Dim, c.FfnDim);
+            }
             Layers[i] = new LayerWeights
             {
                 AttnNorm = b.Vector(p + "attn_norm.weight", c.Dim),
-                Wq = b.Matrix(p + "attn_q.weight", c.Dim, c.QDim),
-                Wk = b.Matrix(p + "attn_k.weight", c.Dim, c.KvDim),
-                Wv = b.Matrix(p + "attn_v.weight", c.Dim, c.KvDim),
+                Wq = wq,
+                Wk = wk,
+                Wv = wv,
+                Bq = a.RequiresQkvBias ? b.Vector(p + "attn_q.bias", c.QDim) : b.OptionalVector(p + "attn_q.bias", c.QDim),
+                Bk = a.RequiresQkvBias ? b.Vector(p + "attn_k.bias", c.KvDim) : b.OptionalVector(p + "attn_k.bias", c.KvDim),
+                Bv = a.RequiresQkvBias ? b.Vector(p + "attn_v.bias", c.KvDim) : b.OptionalVector(p + "attn_v.bias", c.KvDim),
+                QNorm = a.QkNorm ? b.Vector(p + "attn_q_norm.weight", c.HeadDim) : null,
+                KNorm = a.QkNorm ? b.Vector(p + "attn_k_norm.weight", c.HeadDim) : null,
                 Wo = b.Matrix(p + "attn_output.weight", c.QDim, c.Dim),
+                Bo = b.OptionalVector(p + "attn_output.bias", c.Dim),
+                PostAttnNorm = a.PostNorms ? b.Vector(p + "post_attention_norm.weight", c.Dim) : null,
                 FfnNorm = b.Vector(p + "ffn_norm.weight", c.Dim),
-                Gate = b.Matrix(p + "ffn_gate.weight", c.Dim, c.FfnDim),
-                Up = b.Matrix(p + "ffn_up.weight", c.Dim, c.FfnDim),
+                Gate = gate,
+                Up = up,
                 Down = b.Matrix(p + "ffn_down.weight", c.FfnDim, c.Dim),
+                PostFfnNorm = a.PostNorms ? b.Vector(p + "post_ffw_norm.weight", c.Dim) : null,
             };
         }
     }
 
-    /// <summary>The rope_freqs factors copied out as floats, or null.</summary>
-    public unsafe float[]? RopeFreqFactors()
+    /// <summary>
+    /// The per-pair divisors of the rotation frequencies, copied out as floats, or null: rope_freqs (Llama 3.1),
+    /// else Phi-3's LongRoPE factors, long when the context exceeds the original one (as llama.cpp chooses).
+    /// </summary>
+    public float[]? RopeFreqFactors(LlamaConfig c, int contextSize)
     {
-        if (RopeFreqs is not { } t) return null;
+        if (RopeFreqs is { } t) return Floats(t);
+        if (RopeFactorsLong is { } l && contextSize > c.RopeOriginalContext) return Floats(l);
+        if (RopeFactorsShort is { } s) return Floats(s);
+        return null;
+    }
+
+    private static unsafe float[] Floats(TensorView t)
+    {
         var f = new float[t.Ne0];
         for (int i = 0; i < f.Length; i++) f[i] = ((float*)t.Data)[i];
         return f;
@@ -90,7 +146,10 @@ public sealed class LlamaWeights
             return file.GetTensor(t);
         }
 
-        /// <summary>A 1-D float32 tensor (norm weights, rope factors: llama.cpp never quantizes 1-D tensors).</summary>
+        /// <summary>A 1-D float32 tensor if the file has one by that name, else null.</summary>
+        public TensorView? OptionalVector(string name, int n) => file.FindTensor(name) is null ? null : Vector(name, n);
+
+        /// <summary>A 1-D float32 tensor (norm weights, biases, rope factors: llama.cpp never quantizes 1-D tensors).</summary>
         public TensorView Vector(string name, int n)
         {
             var t = Find(name);
@@ -103,16 +162,40 @@ public sealed class LlamaWeights
     }
 }
 
-/// <summary>The tensors of one transformer block (blk.N.*), shapes as ggml: [ne0 = input, ne1 = output].</summary>
+/// <summary>
+/// The tensors of one transformer block (blk.N.*), shapes as ggml: [ne0 = input, ne1 = output]. Optional ones
+/// (biases, q/k norms, post-branch norms) are null when the family or the file has none.
+/// </summary>
 public sealed class LayerWeights
 {
     public required TensorView AttnNorm { get; init; }
     public required TensorView Wq { get; init; }
     public required TensorView Wk { get; init; }
     public required TensorView Wv { get; init; }
+    public TensorView? Bq { get; init; }
+    public TensorView? Bk { get; init; }
+    public TensorView? Bv { get; init; }
+    public TensorView? QNorm { get; init; }
+    public TensorView? KNorm { get; init; }
     public required TensorView Wo { get; init; }
+    public TensorView? Bo { get; init; }
+    public TensorView? PostAttnNorm { get; init; }
     public required TensorView FfnNorm { get; init; }
     public required TensorView Gate { get; init; }
     public required TensorView Up { get; init; }
     public required TensorView Down { get; init; }
+    public TensorView? PostFfnNorm { get; init; }
+
+    /// <summary>Bytes of every tensor of the layer (a fused tensor counted once: its slices add up to it).</summary>
+    public long ByteLength
+    {
+        get
+        {
+            long n = AttnNorm.ByteLength + Wq.ByteLength + Wk.ByteLength + Wv.ByteLength + Wo.ByteLength
+                + FfnNorm.ByteLength + Gate.ByteLength + Up.ByteLength + Down.ByteLength;
+            foreach (var t in (ReadOnlySpan<TensorView?>)[Bq, Bk, Bv, QNorm, KNorm, Bo, PostAttnNorm, PostFfnNorm])
+                if (t is { } v) n += v.ByteLength;
+            return n;
+        }
+    }
 }

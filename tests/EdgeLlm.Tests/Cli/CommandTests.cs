@@ -106,7 +106,7 @@ public class CommandTests
         int count = 0;
         for (int c = 0; c < 3; c++)
         {
-            var reference = new ReferenceLlama(TestPaths.Stories260K);
+            var reference = new ReferenceTransformer(TestPaths.Stories260K);
             for (int j = 0; j < ctx - 1; j++)
             {
                 int input = j == 0 ? 1 : tokens[c * ctx + j];

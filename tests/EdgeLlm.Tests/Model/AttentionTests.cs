@@ -6,7 +6,8 @@ namespace EdgeLlm.Tests.Model;
 /// <summary>
 /// The tiled CPU attention against a plain float64 causal GQA attention on random q/k/v, for every vector rung,
 /// odd batch sizes, prefill at position 0 and later, GQA groups 1 and 8 and head sizes 64 and 48; plus the
-/// determinism it promises: bit-identical for any thread count and for any split of a sequence into batches.
+/// determinism it promises: bit-identical for any thread count and for any split of a sequence into batches; the
+/// same with Gemma's options (a score scale other than 1/sqrt(head_dim), logit softcapping, a sliding window).
 /// </summary>
 public unsafe class AttentionTests
 {
@@ -67,17 +68,71 @@ public unsafe class AttentionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, float> WindowShapes()
+    {
+        var data = new TheoryData<int, int, int, int, float>();
+        foreach (int window in new[] { 1, 5, 40 })
+            foreach (float softcap in new[] { 0f, 1.5f })
+                foreach (int nTokens in new[] { 1, 17, 64 })
+                    foreach (int startPos in new[] { 0, 37 })
+                        data.Add(nTokens, startPos, window, nTokens % 2 == 0 ? 8 : 1, softcap);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(WindowShapes))]
+    public void WindowAndSoftcapMatchFloat64AndAreThreadCountIndependent(int nTokens, int startPos, int window, int group, float softcap)
+    {
+        const int headDim = 48;
+        using var c = new Case(nTokens, startPos, group, headDim, seed: 5 + nTokens + startPos + window, scale: 0.3f, softcap: softcap, window: window);
+        double[] want = c.Reference();
+        foreach (int width in new[] { 0, 16, 8, 4, 1 })
+        {
+            float[] one = c.Run(threads: 1, width);
+            float[] three = c.Run(threads: 3, width);
+            for (int i = 0; i < want.Length; i++)
+            {
+                Assert.True(Math.Abs(one[i] - want[i]) <= 2e-5, $"width {width}, element {i}: {one[i]} vs {want[i]}");
+                Assert.True(BitConverter.SingleToInt32Bits(one[i]) == BitConverter.SingleToInt32Bits(three[i]), $"width {width}, element {i}: 1 thread {one[i]}, 3 threads {three[i]}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 3, 0f)]
+    [InlineData(8, 6, 2f)]
+    [InlineData(1, 30, 2f)]
+    public void WindowedBatchEqualsTokenByToken(int group, int window, float softcap)
+    {
+        const int nTokens = 40, startPos = 3, headDim = 64;
+        using var c = new Case(nTokens, startPos, group, headDim, seed: 91 + window, scale: 0.125f, softcap: softcap, window: window);
+        foreach (int width in new[] { 0, 8, 1 })
+        {
+            float[] batch = c.Run(threads: 2, width);
+            int rowFloats = c.HeadsQ * headDim;
+            for (int t = 0; t < nTokens; t++)
+            {
+                float[] single = c.Run(threads: 1, width, firstToken: t, count: 1);
+                for (int i = 0; i < rowFloats; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(single[i]) == BitConverter.SingleToInt32Bits(batch[t * rowFloats + i]),
+                        $"width {width}, token {t}, element {i}: alone {single[i]}, in the batch {batch[t * rowFloats + i]}");
+            }
+        }
+    }
+
     /// <summary>Random q for nTokens tokens at startPos.., and a cache filled for positions 0..startPos + nTokens − 1.</summary>
     private sealed class Case : IDisposable
     {
-        private readonly int _nTokens, _startPos, _group, _headDim;
+        private readonly int _nTokens, _startPos, _group, _headDim, _window;
+        private readonly float _scale, _softcap;
         private readonly float* _q, _k, _v, _dst;
         public int HeadsQ => KvHeads * _group;
         private int KvDim => KvHeads * _headDim;
 
-        public Case(int nTokens, int startPos, int group, int headDim, int seed)
+        public Case(int nTokens, int startPos, int group, int headDim, int seed, float scale = 0f, float softcap = 0f, int window = 0)
         {
             (_nTokens, _startPos, _group, _headDim) = (nTokens, startPos, group, headDim);
+            (_scale, _softcap, _window) = (scale == 0f ? 1f / MathF.Sqrt(headDim) : scale, softcap, window);
             var rng = new Random(seed);
             _q = Alloc((long)nTokens * HeadsQ * headDim);
             _k = Alloc((long)Context * KvDim);
@@ -103,7 +158,7 @@ public unsafe class AttentionTests
                 var attention = new Attention(scratch, Context, 64) { Width = width };
                 long rowFloats = (long)HeadsQ * _headDim;
                 new Span<float>(_dst, (int)(count * rowFloats)).Fill(float.NaN);
-                attention.Run(pool, _q + firstToken * rowFloats, _k, _v, _dst, _startPos + firstToken, count, HeadsQ, _headDim, KvDim, 1f / MathF.Sqrt(_headDim), 0f, 0);
+                attention.Run(pool, _q + firstToken * rowFloats, _k, _v, _dst, _startPos + firstToken, count, HeadsQ, _headDim, KvDim, _scale, _softcap, _window);
                 return new Span<float>(_dst, (int)(count * rowFloats)).ToArray();
             }
             finally
@@ -116,22 +171,25 @@ public unsafe class AttentionTests
         {
             var o = new double[_nTokens * HeadsQ * _headDim];
             var s = new double[Context];
-            double scale = 1 / Math.Sqrt(_headDim);
+            double scale = _scale;
             for (int t = 0; t < _nTokens; t++)
                 for (int h = 0; h < HeadsQ; h++)
                 {
                     float* q = _q + ((long)t * HeadsQ + h) * _headDim;
                     int kvOff = h / _group * _headDim, last = _startPos + t;
+                    // Visible keys: j <= i and, with a window W, i - j < W.
+                    int first = _window == 0 ? 0 : Math.Max(0, last - _window + 1);
                     double max = double.NegativeInfinity, sum = 0;
-                    for (int j = 0; j <= last; j++)
+                    for (int j = first; j <= last; j++)
                     {
                         double dot = 0;
                         for (int d = 0; d < _headDim; d++) dot += (double)q[d] * _k[j * KvDim + kvOff + d];
                         s[j] = dot * scale;
+                        if (_softcap > 0) s[j] = _softcap * Math.Tanh(s[j] / _softcap);
                         max = Math.Max(max, s[j]);
                     }
-                    for (int j = 0; j <= last; j++) sum += s[j] = Math.Exp(s[j] - max);
-                    for (int j = 0; j <= last; j++)
+                    for (int j = first; j <= last; j++) sum += s[j] = Math.Exp(s[j] - max);
+                    for (int j = first; j <= last; j++)
                         for (int d = 0; d < _headDim; d++)
                             o[((t * HeadsQ) + h) * _headDim + d] += s[j] / sum * _v[j * KvDim + kvOff + d];
                 }

@@ -30,7 +30,7 @@ public class ForwardTests
     private static double AssertMatchesReference(string path, int[] tokens, int threads = 2, int contextSize = 0,
         double relTolerance = RelTolerance, bool quantizeActivations = false)
     {
-        var reference = new ReferenceLlama(path, quantizeActivations);
+        var reference = new ReferenceTransformer(path, quantizeActivations);
         using var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = contextSize });
         var logits = new float[model.VocabSize];
         double worst = 0, scale = 0;
