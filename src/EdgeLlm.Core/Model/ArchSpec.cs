@@ -65,6 +65,7 @@ public sealed class ArchSpec
     public static readonly ArchSpec Mistral = new() { Name = "mistral" };
     public static readonly ArchSpec Qwen2 = new() { Name = "qwen2", NeoxRope = true, RequiresQkvBias = true };
     public static readonly ArchSpec Qwen3 = new() { Name = "qwen3", NeoxRope = true, QkNorm = true };
+    // phi3.attention.sliding_window is not applied: llama.cpp disables Phi SWA (its converters fill the key wrongly).
     public static readonly ArchSpec Phi3 = new() { Name = "phi3", NeoxRope = true, FusedQkv = true, FusedGateUp = true, LongRope = true };
     public static readonly ArchSpec Gemma = new() { Name = "gemma", NeoxRope = true, Activation = GluKind.GeluTanh, ScaleEmbeddings = true };
 

@@ -65,7 +65,7 @@ public sealed unsafe class CpuBackend : IBackend
         long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
         _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes);
         _attention = new Attention(attention, limits.ContextSize, limits.HeadDim);
-        _rope = new Rope(AllocScratch(ropeCapacity), AllocScratch(ropeCapacity), ropeCapacity);
+        _rope = new Rope([AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], [AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], ropeCapacity);
     }
 
     public BackendBuffer Allocate(long length)

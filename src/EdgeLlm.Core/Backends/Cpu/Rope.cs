@@ -6,17 +6,24 @@ namespace EdgeLlm.Backends.Cpu;
 /// Rotary position embedding: in each head, pair i (i &lt; dims/2) rotates by theta_i(pos), the pair being
 /// (x[2i], x[2i+1]) in llama.cpp's "normal" layout and (x[i], x[i + dims/2]) in the NEOX layout; elements past
 /// dims pass through. cos/sin (times the spec's attention factor) are computed in double once per
-/// (spec, startPos, nTokens) into a table shared by Q and K of every layer of that kind; threads then split
-/// the (token, head) rows.
+/// (spec, startPos, nTokens) into a table shared by Q and K of every layer of that kind; two tables are kept, so a
+/// model with local and global layers (Gemma 3) does not recompute them at every switch. Threads then split the
+/// (token, head) rows.
 /// </summary>
 internal sealed unsafe class Rope : ParallelWork
 {
-    private readonly float* _cos;
-    private readonly float* _sin;
+    public const int Tables = 2;
+
+    private readonly float*[] _cosTables;
+    private readonly float*[] _sinTables;
     private readonly int _capacity; // floats in each table
-    private RopeSpec? _tableSpec;
-    private int _tableStart = -1;
-    private int _tableCount;
+    private readonly RopeSpec?[] _tableSpec = new RopeSpec?[Tables];
+    private readonly int[] _tableStart = [-1, -1];
+    private readonly int[] _tableCount = new int[Tables];
+    private int _lastFilled;
+
+    private float* _cos;
+    private float* _sin;
 
     private float* _x;
     private int _nTokens;
@@ -25,10 +32,12 @@ internal sealed unsafe class Rope : ParallelWork
     private int _half;
     private bool _neox;
 
-    public Rope(float* cos, float* sin, int capacity)
+    /// <param name="cos">Tables (<see cref="Tables"/>) cos tables of capacity floats each, and as many sin tables.</param>
+    public Rope(float*[] cos, float*[] sin, int capacity)
     {
-        _cos = cos;
-        _sin = sin;
+        if (cos.Length != Tables || sin.Length != Tables) throw new ArgumentException($"rope needs {Tables} cos and sin tables");
+        _cosTables = cos;
+        _sinTables = sin;
         _capacity = capacity;
     }
 
@@ -36,8 +45,15 @@ internal sealed unsafe class Rope : ParallelWork
     {
         int half = spec.Dims / 2;
         if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
-        if (!ReferenceEquals(spec, _tableSpec) || startPos != _tableStart || nTokens > _tableCount)
+        int slot = -1;
+        for (int k = 0; k < Tables; k++)
+            if (ReferenceEquals(spec, _tableSpec[k]) && startPos == _tableStart[k] && nTokens <= _tableCount[k]) slot = k;
+        if (slot < 0)
         {
+            slot = 1 - _lastFilled; // replace the table filled longer ago
+            _lastFilled = slot;
+            _cos = _cosTables[slot];
+            _sin = _sinTables[slot];
             for (int t = 0; t < nTokens; t++)
             {
                 for (int i = 0; i < half; i++)
@@ -47,10 +63,12 @@ internal sealed unsafe class Rope : ParallelWork
                     _sin[t * half + i] = (float)(Math.Sin(theta) * spec.AttnFactor);
                 }
             }
-            _tableSpec = spec;
-            _tableStart = startPos;
-            _tableCount = nTokens;
+            _tableSpec[slot] = spec;
+            _tableStart[slot] = startPos;
+            _tableCount[slot] = nTokens;
         }
+        _cos = _cosTables[slot];
+        _sin = _sinTables[slot];
         _x = x;
         _nTokens = nTokens;
         _nHeads = nHeads;
