@@ -1,5 +1,6 @@
 // Causal grouped-query attention over the fp16 KV cache, one block per (query head, token). Token t sits at
-// position pos + t and sees cache rows 0..pos+t. Each of the block's warps takes positions w, w+WARPS, ... and
+// position i = pos + t and sees cache rows j <= i, and with a sliding window (window > 0) only i - j < window.
+// A key's score is scale * (q . k), then softcap * tanh(score / softcap) when softcap > 0. Each of the block's warps takes positions w, w+WARPS, ... and
 // keeps an online softmax (running max m, running sum l, weighted value sum acc); the warps' states are merged
 // at the end. Lane i holds the head elements i, i+32, ... (head_dim <= 256).
 #include "common.cuh"
@@ -9,7 +10,7 @@
 
 extern "C" __global__ void attention_f16(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                                          float* __restrict__ dst, const int* __restrict__ step, int posDelta, int nHeads,
-                                         int headDim, int kvDim, int group, float scale)
+                                         int headDim, int kvDim, int group, float scale, float softcap, int window)
 {
     __shared__ float qs[MAX_HEAD_DIM];
     __shared__ float wm[MAX_WARPS], wl[MAX_WARPS];
@@ -29,7 +30,8 @@ extern "C" __global__ void attention_f16(const float* __restrict__ q, const u16*
 #pragma unroll
     for (int i = 0; i < MAX_HEAD_DIM / WARP; i++) acc[i] = 0.0f;
 
-    for (int j = warp; j <= last; j += warps)
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    for (int j = first + warp; j <= last; j += warps)
     {
         const u16* kr = kc + (i64)j * kvDim + kvOff;
         const u16* vr = vc + (i64)j * kvDim + kvOff;
@@ -41,6 +43,7 @@ extern "C" __global__ void attention_f16(const float* __restrict__ q, const u16*
             if (d < headDim) s = __fmaf_rn(qs[d], half_to_float(kr[d]), s);
         }
         s = warp_sum(s) * scale;
+        if (softcap > 0.0f) s = __fmul_rn(softcap, tanhf(__fmul_rn(s, __frcp_rn(softcap))));
         float mNew = fmaxf(m, s);
         float corr = expf(m - mNew); // 0 on the first position (m = -inf)
         float p = expf(s - mNew);

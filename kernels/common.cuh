@@ -13,6 +13,9 @@ typedef long long i64;
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
+// The inline-PTX helpers. tests/EdgeLlm.Tests/Cuda/HostEmulation compiles the kernel files with a host C++
+// compiler to check the block arithmetic on the CPU; it defines EDGELLM_HOST_EMULATION and its own versions.
+#ifndef EDGELLM_HOST_EMULATION
 // fp16 <-> fp32 with the hardware conversions (round to nearest even), no cuda_fp16.h needed.
 __device__ __forceinline__ float half_to_float(u16 h)
 {
@@ -28,8 +31,6 @@ __device__ __forceinline__ u16 float_to_half(float f)
     return h;
 }
 
-__device__ __forceinline__ float bf16_to_float(u16 b) { return __uint_as_float(((u32)b) << 16); }
-
 // Four int8 products summed into c. Inline PTX: NVRTC 11.8 leaves __dp4a as an unresolved extern.
 __device__ __forceinline__ int dp4a(int a, int b, int c)
 {
@@ -37,6 +38,9 @@ __device__ __forceinline__ int dp4a(int a, int b, int c)
     asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
     return d;
 }
+#endif
+
+__device__ __forceinline__ float bf16_to_float(u16 b) { return __uint_as_float(((u32)b) << 16); }
 
 // Reads 4 bytes that are only 2-byte aligned (Q4_0, Q8_0 and Q6_K blocks have odd sizes).
 __device__ __forceinline__ int load_i32_a2(const u8* p)
@@ -78,6 +82,58 @@ __device__ __forceinline__ int warp_sum_i(int v)
 #define Q8_0_BYTES 34   // fp16 d; i8 qs[32]             weight = d * q
 #define Q4_K_BYTES 144  // fp16 d, dmin; u8 scales[12]; u8 qs[128]
 #define Q6_K_BYTES 210  // u8 ql[128]; u8 qh[64]; i8 scales[16]; fp16 d
+#define Q4_1_BYTES 20   // fp16 d, m; u8 qs[16]          weight = d * nibble + m
+#define Q5_0_BYTES 22   // fp16 d; u32 qh; u8 qs[16]     weight = d * (nibble | bit << 4) - 16 * d
+#define Q5_1_BYTES 24   // fp16 d, m; u32 qh; u8 qs[16]  weight = d * (nibble | bit << 4) + m
+#define IQ4_NL_BYTES 18 // fp16 d; u8 qs[16]             weight = d * IQ4_VALUES[nibble]
+#define Q5_K_BYTES 176  // fp16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
+#define IQ4_XS_BYTES 136 // fp16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]
+#define Q3_K_BYTES 110  // u8 hmask[32]; u8 qs[64]; u8 scales[12]; fp16 d
+#define Q2_K_BYTES 84   // u8 scales[16]; u8 qs[64]; fp16 d, dmin
+
+// The 16 non-linear levels of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl), four per word, lowest index in the low byte.
+#define IQ4_LEVELS_0 0xBFAD9881u // -127 -104  -83  -65
+#define IQ4_LEVELS_1 0xF6EADDCFu //  -49  -35  -22  -10
+#define IQ4_LEVELS_2 0x26190D01u //    1   13   25   38
+#define IQ4_LEVELS_3 0x71594535u //   53   69   89  113
+
+// Four 4-bit indices (one per byte, 0..15) to their four int8 IQ4 levels: prmt picks from the low or high eight
+// levels by the index's low 3 bits, bit 3 chooses between the two picks.
+__device__ __forceinline__ int iq4_levels4(u32 idx)
+{
+    u32 sel = (idx & 0x7u) | ((idx >> 4) & 0x70u) | ((idx >> 8) & 0x700u) | ((idx >> 12) & 0x7000u);
+    u32 lo = __byte_perm(IQ4_LEVELS_0, IQ4_LEVELS_1, sel);
+    u32 hi = __byte_perm(IQ4_LEVELS_2, IQ4_LEVELS_3, sel);
+    u32 pick = ((idx >> 3) & 0x01010101u) * 0xFFu;
+    return (int)((lo & ~pick) | (hi & pick));
+}
+
+__device__ __forceinline__ int iq4_level(int idx)
+{
+    u32 w = idx < 8 ? (idx < 4 ? IQ4_LEVELS_0 : IQ4_LEVELS_1) : (idx < 12 ? IQ4_LEVELS_2 : IQ4_LEVELS_3);
+    return (int)(i8)(u8)(w >> (8 * (idx & 3)));
+}
+
+// Bits 0..3 of v, one per byte, as bit 4 of that byte (the fifth bit of four Q5 weights).
+__device__ __forceinline__ int spread4_bit4(u32 v)
+{
+    return (int)((((v & 0xFu) * 0x00204081u) & 0x01010101u) << 4);
+}
+
+// ggml's 6-bit Q3_K scale i (0..15), still offset by 32: low 4 bits from scales[0..7], high 2 bits from scales[8..11].
+__device__ __forceinline__ int q3k_scale(int i, const u8* s)
+{
+    int lo = i < 8 ? (s[i] & 0xF) : (s[i - 8] >> 4);
+    int hi = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+    return lo | (hi << 4);
+}
+
+// IQ4_XS: 6-bit scale of sub-block j (0..7), offset by 32: low 4 bits from scales_l, high 2 bits from scales_h.
+__device__ __forceinline__ int iq4xs_scale(int j, const u8* blk)
+{
+    u32 sh = *(const u16*)(blk + 2);
+    return ((blk[4 + (j >> 1)] >> (4 * (j & 1))) & 0xF) | (int)(((sh >> (2 * j)) & 3) << 4);
+}
 
 // ggml's get_scale_min_k4: 6-bit scale and min of sub-block j (0..7) of a Q4_K super-block.
 __device__ __forceinline__ void q4k_scale_min(int j, const u8* s, int* sc, int* m)

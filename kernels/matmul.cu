@@ -81,10 +81,168 @@ __device__ __forceinline__ float dot_q6_k(const u8* row, int b, const int* xq, f
     return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
 }
 
+// weight = d * q + m: sum (d q + m) x = d * dx * sum(q * xq) + m * s.
+__device__ __forceinline__ float dot_q4_1(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * Q4_1_BYTES;
+    float d = half_to_float(*(const u16*)blk), m = half_to_float(*(const u16*)(blk + 2));
+    const int* q = (const int*)(blk + 4);
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        sumi = dp4a(q[j] & 0x0F0F0F0F, xq[j], sumi);
+        sumi = dp4a((q[j] >> 4) & 0x0F0F0F0F, xq[j + 4], sumi);
+    }
+    return __fadd_rn(__fmul_rn(d, __fmul_rn(dxv, (float)sumi)), __fmul_rn(m, sxv));
+}
+
+// Bit i of qh is the fifth bit of weight i (0..31); weights 0..15 are the low nibbles of qs, 16..31 the high.
+__device__ __forceinline__ int q5_sum(const u8* qs, u32 qh, const int* xq, bool aligned4)
+{
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        int v = aligned4 ? ((const int*)qs)[j] : load_i32_a2(qs + 4 * j);
+        int lo = (v & 0x0F0F0F0F) | spread4_bit4(qh >> (4 * j));
+        int hi = ((v >> 4) & 0x0F0F0F0F) | spread4_bit4(qh >> (16 + 4 * j));
+        sumi = dp4a(lo, xq[j], sumi);
+        sumi = dp4a(hi, xq[j + 4], sumi);
+    }
+    return sumi;
+}
+
+// weight = d * (q - 16), q = 0..31: d * (dx * sum(q * xq) - 16 * s).
+__device__ __forceinline__ float dot_q5_0(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * Q5_0_BYTES;
+    float d = half_to_float(*(const u16*)blk);
+    int sumi = q5_sum(blk + 6, (u32)load_i32_a2(blk + 2), xq, false);
+    return __fmul_rn(d, __fsub_rn(__fmul_rn(dxv, (float)sumi), __fmul_rn(16.0f, sxv)));
+}
+
+__device__ __forceinline__ float dot_q5_1(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * Q5_1_BYTES;
+    float d = half_to_float(*(const u16*)blk), m = half_to_float(*(const u16*)(blk + 2));
+    int sumi = q5_sum(blk + 8, *(const u32*)(blk + 4), xq, true);
+    return __fadd_rn(__fmul_rn(d, __fmul_rn(dxv, (float)sumi)), __fmul_rn(m, sxv));
+}
+
+// 16 nibbles of IQ4 indices (low nibbles: weights 0..15, high: 16..31) against a q8 block, the levels looked up
+// four at a time.
+__device__ __forceinline__ int iq4_sum(const u8* qs, const int* xq, bool aligned4)
+{
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        int v = aligned4 ? ((const int*)qs)[j] : load_i32_a2(qs + 4 * j);
+        sumi = dp4a(iq4_levels4((u32)v & 0x0F0F0F0Fu), xq[j], sumi);
+        sumi = dp4a(iq4_levels4(((u32)v >> 4) & 0x0F0F0F0Fu), xq[j + 4], sumi);
+    }
+    return sumi;
+}
+
+__device__ __forceinline__ float dot_iq4_nl(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)b * IQ4_NL_BYTES;
+    float d = half_to_float(*(const u16*)blk);
+    return __fmul_rn(__fmul_rn(d, dxv), (float)iq4_sum(blk + 2, xq, false));
+}
+
+// Block b is sub-block s = b % 8 of super-block b / 8: low 4 bits as in Q4_K, the fifth bit is bit s of qh[l].
+__device__ __forceinline__ float dot_q5_k(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q5_K_BYTES;
+    int s = b & 7;
+    float d = half_to_float(*(const u16*)blk);
+    float dmin = half_to_float(*(const u16*)(blk + 2));
+    int sc, m;
+    q4k_scale_min(s, blk + 4, &sc, &m);
+    const int* qh = (const int*)(blk + 16);
+    const int* q = (const int*)(blk + 48 + (s >> 1) * 32);
+    int shift = (s & 1) * 4;
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        sumi = dp4a(((q[j] >> shift) & 0x0F0F0F0F) | (((qh[j] >> s) & 0x01010101) << 4), xq[j], sumi);
+    return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), __fmul_rn(dxv, (float)sumi)),
+                     __fmul_rn(__fmul_rn(dmin, (float)m), sxv));
+}
+
+// Block b is sub-block s = b % 8 of an IQ4_XS super-block: 16 bytes of indices, one 6-bit scale (offset 32).
+__device__ __forceinline__ float dot_iq4_xs(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * IQ4_XS_BYTES;
+    int s = b & 7;
+    float d = half_to_float(*(const u16*)blk);
+    int ls = iq4xs_scale(s, blk) - 32;
+    int sumi = iq4_sum(blk + 8 + s * 16, xq, true);
+    return __fmul_rn(__fmul_rn(d, (float)ls), __fmul_rn(dxv, (float)sumi));
+}
+
+// Block b is group g = b % 8 of a Q3_K super-block: half g/4 (128 weights), 2-bit field g%4 of qs[half*32 + l],
+// high bit (g/4)*4 + g%4 of hmask[l] (clear: subtract 4), and two signed 6-bit scales, one per 16 weights.
+__device__ __forceinline__ float dot_q3_k(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q3_K_BYTES;
+    int g = b & 7, half = g >> 2, field = g & 3;
+    const u8* qs = blk + 32 + half * 32;
+    int shl = 2 * field, shh = 4 * half + field;
+    int s1 = 0, s2 = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+    {
+        int l = load_i32_a2(qs + 4 * j);
+        int h = load_i32_a2(blk + 4 * j);
+        int q = ((l >> shl) & 0x03030303) | (((h >> shh) & 0x01010101) << 2); // 0..7 per byte
+        q = __vsub4(q, 0x04040404);                                           // -4..3 per byte
+        if (j < 4) s1 = dp4a(q, xq[j], s1);
+        else s2 = dp4a(q, xq[j], s2);
+    }
+    int sumi = (q3k_scale(2 * g, blk + 96) - 32) * s1 + (q3k_scale(2 * g + 1, blk + 96) - 32) * s2;
+    float d = half_to_float(*(const u16*)(blk + 108));
+    return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+}
+
+// Block b is group g = b % 8 of a Q2_K super-block: 2-bit field g%4 of qs[(g/4)*32 + l]; scales[2g], scales[2g+1]
+// hold a 4-bit scale (low) and min (high) for 16 weights each. weight = d*sc*q - dmin*m, so the mins need the
+// activation sums of each 16-half (dp4a against ones).
+__device__ __forceinline__ float dot_q2_k(const u8* row, int b, const int* xq, float dxv, float sxv)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q2_K_BYTES;
+    int g = b & 7;
+    const int* qs = (const int*)(blk + 16 + (g >> 2) * 32);
+    int shift = 2 * (g & 3);
+    int s1 = 0, s2 = 0, x1 = 0, x2 = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+    {
+        int q = (qs[j] >> shift) & 0x03030303;
+        if (j < 4) { s1 = dp4a(q, xq[j], s1); x1 = dp4a(0x01010101, xq[j], x1); }
+        else { s2 = dp4a(q, xq[j], s2); x2 = dp4a(0x01010101, xq[j], x2); }
+    }
+    int sc1 = blk[2 * g], sc2 = blk[2 * g + 1];
+    int isum = (sc1 & 0xF) * s1 + (sc2 & 0xF) * s2;
+    int msum = (sc1 >> 4) * x1 + (sc2 >> 4) * x2;
+    float d = half_to_float(*(const u16*)(blk + 80)), dmin = half_to_float(*(const u16*)(blk + 82));
+    return __fmul_rn(dxv, __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)msum)));
+}
+
 #define QTYPE_Q4_0 0
 #define QTYPE_Q8_0 1
 #define QTYPE_Q4_K 2
 #define QTYPE_Q6_K 3
+#define QTYPE_Q4_1 4
+#define QTYPE_Q5_0 5
+#define QTYPE_Q5_1 6
+#define QTYPE_IQ4_NL 7
+#define QTYPE_Q5_K 8
+#define QTYPE_IQ4_XS 9
+#define QTYPE_Q3_K 10
+#define QTYPE_Q2_K 11
 
 template <int TYPE>
 __device__ __forceinline__ float dot_block(const u8* row, int b, const int* xq, float dxv, float sxv)
@@ -92,6 +250,14 @@ __device__ __forceinline__ float dot_block(const u8* row, int b, const int* xq, 
     if (TYPE == QTYPE_Q4_0) return dot_q4_0(row, b, xq, dxv, sxv);
     if (TYPE == QTYPE_Q8_0) return dot_q8_0(row, b, xq, dxv, sxv);
     if (TYPE == QTYPE_Q4_K) return dot_q4_k(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q4_1) return dot_q4_1(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q5_0) return dot_q5_0(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q5_1) return dot_q5_1(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_IQ4_NL) return dot_iq4_nl(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q5_K) return dot_q5_k(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_IQ4_XS) return dot_iq4_xs(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q3_K) return dot_q3_k(row, b, xq, dxv, sxv);
+    if (TYPE == QTYPE_Q2_K) return dot_q2_k(row, b, xq, dxv, sxv);
     return dot_q6_k(row, b, xq, dxv, sxv);
 }
 
@@ -148,6 +314,14 @@ MATVEC_QUANT(q4_0, QTYPE_Q4_0)
 MATVEC_QUANT(q8_0, QTYPE_Q8_0)
 MATVEC_QUANT(q4_k, QTYPE_Q4_K)
 MATVEC_QUANT(q6_k, QTYPE_Q6_K)
+MATVEC_QUANT(q4_1, QTYPE_Q4_1)
+MATVEC_QUANT(q5_0, QTYPE_Q5_0)
+MATVEC_QUANT(q5_1, QTYPE_Q5_1)
+MATVEC_QUANT(iq4_nl, QTYPE_IQ4_NL)
+MATVEC_QUANT(q5_k, QTYPE_Q5_K)
+MATVEC_QUANT(iq4_xs, QTYPE_IQ4_XS)
+MATVEC_QUANT(q3_k, QTYPE_Q3_K)
+MATVEC_QUANT(q2_k, QTYPE_Q2_K)
 
 // ---- float weights (F32, F16, BF16) against float activations ----
 

@@ -1,8 +1,10 @@
 // RMS normalisation, one block per token row: dst = x / sqrt(mean(x^2) + eps) * w. The sum of squares is
-// accumulated in double (as the CPU backend and ggml do), then the scale is rounded to float once.
+// accumulated in double (as the CPU backend and ggml do), then the scale is rounded to float once. x and dst may be
+// the same buffer (per-head q/k norms run in place over nTokens * nHeads rows of headDim): every element is read
+// by the thread that writes it, after the block's sum is complete.
 #include "common.cuh"
 
-extern "C" __global__ void rmsnorm_f32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ dst,
+extern "C" __global__ void rmsnorm_f32(const float* x, const float* __restrict__ w, float* dst,
                                        int dim, float eps)
 {
     __shared__ double partial[32];

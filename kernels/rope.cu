@@ -1,11 +1,14 @@
-// Rotary position embedding, llama.cpp "normal" layout, in place: in each head, pair (x[2i], x[2i+1]) for
-// i < half rotates by theta_i = (pos / scale) * invFreq[i] (invFreq already divided by the rope_freqs factors).
-// The angle and its sine/cosine are computed in double, then rounded to float, as the CPU backend does.
-// One thread per (token, head, pair); the position comes from device memory (see step_pos).
+// Rotary position embedding, in place: in each head, pair i < half rotates by theta_i = (pos / scale) * invFreq[i]
+// (invFreq already divided by the rope_freqs factors). The pair is (x[2i], x[2i+1]) in llama.cpp's "normal"
+// layout and (x[i], x[i + half]) in the NEOX layout (neox != 0); elements from 2 * half on (partial rotary) are
+// not touched. The angle and its sine/cosine are computed in double, multiplied by attnFactor, then rounded to
+// float, as the CPU backend does. One thread per (token, head, pair); the position comes from device memory
+// (see step_pos).
 #include "common.cuh"
 
 extern "C" __global__ void rope_f32(float* __restrict__ x, const int* __restrict__ step, int posDelta, int nTokens,
-                                    int nHeads, int headDim, int half, const double* __restrict__ invFreq, float scale)
+                                    int nHeads, int headDim, int half, const double* __restrict__ invFreq, float scale,
+                                    int neox, float attnFactor)
 {
     i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     i64 total = (i64)nTokens * nHeads * half;
@@ -17,9 +20,10 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const int* __restrict
     double theta = (double)pos / (double)scale * invFreq[i];
     double s, c;
     sincos(theta, &s, &c);
-    float cs = (float)c, sn = (float)s;
-    float* v = x + row * headDim + 2 * i;
-    float x0 = v[0], x1 = v[1];
-    v[0] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
-    v[1] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    float cs = (float)(c * (double)attnFactor), sn = (float)(s * (double)attnFactor);
+    float* v0 = x + row * headDim + (neox ? i : 2 * i);
+    float* v1 = v0 + (neox ? half : 1);
+    float x0 = *v0, x1 = *v1;
+    *v0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+    *v1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
 }

@@ -58,7 +58,7 @@ echo "copy bandwidth used as 100%: $copy_bw GB/s"
 step "3/6 in-process GPU tests (tests/EdgeLlm.Tests/Cuda)"
 if dotnet test tests/EdgeLlm.Tests -c Release -nologo --filter "FullyQualifiedName~EdgeLlm.Tests.Cuda" 2>&1 | tee "$work/tests.txt" | grep -E '^(Passed|Failed)!|  Failed '; then :; fi
 grep -q '^Passed!' "$work/tests.txt" || fail "in-process GPU tests (see $work/tests.txt)"
-grep -q 'CudaAgreementTests.*\[SKIP\]' "$work/tests.txt" \
+grep -qE '(CudaAgreementTests|CudaOpAgreementTests).*\[SKIP\]' "$work/tests.txt" \
   && fail "the GPU agreement tests were skipped: the test process found no usable device"
 
 step "4/6 CUDA vs CPU logits, published binary, random models, 64 positions"

@@ -53,6 +53,14 @@ public class CudaAgreementTests
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q3_K)]
+    [InlineData(GgmlType.Q2_K)]
     public void LogitsAgreeWithTheCpuAtEveryPosition(GgmlType type)
     {
         string path = RandomModel.Write(new RandomModelSpec { WeightType = type, Dim = 256, Heads = 4, KvHeads = 2, Ffn = 512, Layers = 2, Vocab = 300, ContextLength = 128 });
@@ -81,6 +89,14 @@ public class CudaAgreementTests
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q3_K)]
+    [InlineData(GgmlType.Q2_K)]
     public void DecodeStepsMatchThePrefillBatchExactly(GgmlType type)
     {
         string path = RandomModel.Write(new RandomModelSpec { WeightType = type, Dim = 256, Heads = 4, KvHeads = 2, Ffn = 512, Layers = 2, Vocab = 300, ContextLength = 128 });
@@ -102,6 +118,80 @@ public class CudaAgreementTests
             Assert.True(cuda.GraphCaptures >= 1, "no decode step was captured into a CUDA graph");
             Assert.True(cuda.GraphReplays >= n - 2, $"only {cuda.GraphReplays} of {n} decode steps replayed a graph");
         }
+    }
+
+    /// <summary>
+    /// tests/data/models-visible: the other families (qwen2 biases and NEOX rope, phi3 fused qkv/gate-up, gemma
+    /// GELU and head 80, gemma2 softcaps and sliding window) and llama.gguf requantized by llama.cpp into every
+    /// quant type: CUDA against the CPU at each of the 40 positions.
+    /// </summary>
+    [CudaDeviceTheory]
+    [InlineData("llama", GgmlType.F16)]
+    [InlineData("qwen2", GgmlType.F16)]
+    [InlineData("phi3", GgmlType.F16)]
+    [InlineData("gemma", GgmlType.F16)]
+    [InlineData("gemma2", GgmlType.F16)]
+    [InlineData("llama-Q4_1", GgmlType.Q4_1)]
+    [InlineData("llama-Q5_0", GgmlType.Q5_0)]
+    [InlineData("llama-Q5_1", GgmlType.Q5_1)]
+    [InlineData("llama-IQ4_NL", GgmlType.IQ4_NL)]
+    [InlineData("llama-Q5_K", GgmlType.Q5_K)]
+    [InlineData("llama-IQ4_XS", GgmlType.IQ4_XS)]
+    [InlineData("llama-Q3_K", GgmlType.Q3_K)]
+    [InlineData("llama-Q2_K", GgmlType.Q2_K)]
+    [InlineData("llama-Q4_K", GgmlType.Q4_K)]
+    [InlineData("llama-Q6_K", GgmlType.Q6_K)]
+    public void ModelsVisibleLogitsAgreeWithTheCpu(string name, GgmlType type)
+    {
+        string path = TestPaths.Data(Path.Combine("models-visible", name + ".gguf"));
+        var (tokens, _) = LlamaCppTop10(name);
+        using var cpu = Load(path, "cpu", 64);
+        using var gpu = Load(path, "cuda", 64);
+        Assert.IsType<CudaBackend>(gpu.Backend);
+        int vocab = cpu.VocabSize, n = tokens.Length;
+        var want = new float[n * vocab];
+        var got = new float[n * vocab];
+        cpu.Forward(tokens, 0, want, allLogits: true);
+        gpu.Forward(tokens, 0, got, allLogits: true);
+        for (int p = 0; p < n; p++)
+        {
+            double e = Nmse(got.AsSpan(p * vocab, vocab), want.AsSpan(p * vocab, vocab));
+            Assert.True(e <= Tolerance(type), $"{name} position {p}: NMSE {e:E2} exceeds {Tolerance(type):E0}");
+        }
+    }
+
+    /// <summary>
+    /// The F16 models-visible files on CUDA against llama.cpp's own top-10 logits (its README: F16 engines agree to
+    /// about 1e-3; llama.cpp's KV cache is F16 as ours is on the GPU).
+    /// </summary>
+    [CudaDeviceTheory]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    [InlineData("phi3")]
+    [InlineData("gemma")]
+    [InlineData("gemma2")]
+    public void ModelsVisibleF16LogitsMatchLlamaCpp(string name)
+    {
+        var (tokens, top10) = LlamaCppTop10(name);
+        using var gpu = Load(TestPaths.Data(Path.Combine("models-visible", name + ".gguf")), "cuda", 64);
+        int vocab = gpu.VocabSize, n = tokens.Length;
+        var got = new float[n * vocab];
+        gpu.Forward(tokens, 0, got, allLogits: true);
+        for (int p = 0; p < n; p++)
+            foreach (var (id, logit) in top10[p])
+                Assert.True(Math.Abs(got[p * vocab + id] - logit) <= 5e-3 + 2e-3 * Math.Abs(logit),
+                    $"{name} position {p} token {id}: cuda {got[p * vocab + id]}, llama.cpp {logit}");
+    }
+
+    /// <summary>models-visible/NAME.json: the token ids and llama.cpp's top-10 (id, logit) per position.</summary>
+    private static (int[] Tokens, (int Id, float Logit)[][] Top10) LlamaCppTop10(string name)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(TestPaths.Data(Path.Combine("models-visible", name + ".json"))));
+        int[] tokens = doc.RootElement.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var top = doc.RootElement.GetProperty("top10").EnumerateArray()
+            .Select(pos => pos.EnumerateArray().Select(pair => (pair[0].GetInt32(), pair[1].GetSingle())).ToArray()).ToArray();
+        Assert.Equal(tokens.Length, top.Length);
+        return (tokens, top);
     }
 
     [CudaDeviceFact]

@@ -86,8 +86,7 @@ public sealed unsafe class CudaBackend : IBackend
     private bool _stepUploadPending;
     private float* _hostOut;          // pinned staging for CopyOut
     private long _hostOutFloats;
-    private RopeSpec? _ropeSpec;
-    private ulong _ropeTable;
+    private readonly List<(RopeSpec Spec, ulong Table)> _ropeTables = new(); // one per distinct spec (Gemma 3: local and global)
 
     private CudaOp[] _ops = new CudaOp[256];
     private int _opCount;
@@ -301,7 +300,6 @@ public sealed unsafe class CudaBackend : IBackend
     public void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope)
     {
         Ready();
-        if (rope.Neox || rope.AttnFactor != 1f) throw new NotSupportedException("CUDA: NEOX rope and rope attention factors are not implemented yet");
         var a = Buf(x, "rope x");
         Need(a, (long)nTokens * nHeads * rope.HeadDim, "rope x");
         Record(new CudaOp { Kind = CudaOpKind.Rope, A = a, Rope = rope, Table = RopeTable(rope), I0 = nTokens, I1 = nHeads, StartPos = startPos });
@@ -323,8 +321,9 @@ public sealed unsafe class CudaBackend : IBackend
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options)
     {
         Ready();
-        if (options.Softcap > 0) throw new NotSupportedException("CUDA: attention softcap is not implemented yet");
-        if (options.Window > 0) throw new NotSupportedException("CUDA: sliding-window attention is not implemented yet");
+        if (!float.IsFinite(options.Scale)) throw new ArgumentOutOfRangeException(nameof(options), $"attention scale {options.Scale} is not finite");
+        if (!(options.Softcap >= 0) || !float.IsFinite(options.Softcap)) throw new ArgumentOutOfRangeException(nameof(options), $"attention softcap {options.Softcap} must be 0 (none) or positive");
+        if (options.Window < 0) throw new ArgumentOutOfRangeException(nameof(options), $"attention window {options.Window} is negative");
         if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
         if (headDim > MaxHeadDim) throw new ArgumentException($"head dimension {headDim} exceeds {MaxHeadDim}");
         int kvHeads = cache.KvDim / headDim;
@@ -336,29 +335,57 @@ public sealed unsafe class CudaBackend : IBackend
         Record(new CudaOp
         {
             Kind = CudaOpKind.Attention, A = qb, B = CacheBuf(cache.Keys(layer)), C = CacheBuf(cache.Values(layer)), D = d,
-            I0 = nTokens, I1 = nHeads, I2 = headDim, I3 = cache.KvDim, F0 = options.Scale, StartPos = startPos,
+            I0 = nTokens, I1 = nHeads, I2 = headDim, I3 = cache.KvDim, I4 = options.Window, F0 = options.Scale, F1 = options.Softcap,
+            StartPos = startPos,
         });
     }
 
     public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind)
     {
         Ready();
-        if (kind != GluKind.Silu) throw new NotSupportedException($"CUDA: {kind} gating is not implemented yet");
-        var g = Buf(gate, "swiglu gate");
-        var u = Buf(up, "swiglu up");
-        Need(g, count, "swiglu gate");
-        Need(u, count, "swiglu up");
-        Record(new CudaOp { Kind = CudaOpKind.SwiGlu, A = g, B = u, L0 = count });
+        var op = kind switch
+        {
+            GluKind.Silu => CudaOpKind.SwiGlu,
+            GluKind.GeluTanh => CudaOpKind.GeGlu,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), $"unknown gate activation {kind}"),
+        };
+        var g = Buf(gate, "glu gate");
+        var u = Buf(up, "glu up");
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count));
+        Need(g, count, "glu gate");
+        Need(u, count, "glu up");
+        Record(new CudaOp { Kind = op, A = g, B = u, L0 = count });
     }
 
-    public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens) =>
-        throw new NotSupportedException("CUDA: add_bias is not implemented yet");
+    public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens)
+    {
+        Ready();
+        var w = Wt(bias);
+        if (w.Type != GgmlType.F32 || w.Rows != 1 || w.Ne0 < 1 || w.Ne0 > int.MaxValue) throw new ArgumentException($"add_bias: {w.Name} is not an F32 vector");
+        if (nTokens < 0) throw new ArgumentOutOfRangeException(nameof(nTokens));
+        var a = Buf(x, "add_bias x");
+        Need(a, nTokens * w.Ne0, "add_bias x");
+        Record(new CudaOp { Kind = CudaOpKind.AddBias, A = a, W = w, L0 = nTokens * w.Ne0 });
+    }
 
-    public void Scale(BackendBuffer x, long count, float factor) =>
-        throw new NotSupportedException("CUDA: scale is not implemented yet");
+    public void Scale(BackendBuffer x, long count, float factor)
+    {
+        Ready();
+        var a = Buf(x, "scale x");
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count));
+        Need(a, count, "scale x");
+        Record(new CudaOp { Kind = CudaOpKind.Scale, A = a, L0 = count, F0 = factor });
+    }
 
-    public void Softcap(BackendBuffer x, long count, float cap) =>
-        throw new NotSupportedException("CUDA: softcap is not implemented yet");
+    public void Softcap(BackendBuffer x, long count, float cap)
+    {
+        Ready();
+        if (!(cap > 0) || !float.IsFinite(cap)) throw new ArgumentOutOfRangeException(nameof(cap), $"softcap {cap} must be positive");
+        var a = Buf(x, "softcap x");
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count));
+        Need(a, count, "softcap x");
+        Record(new CudaOp { Kind = CudaOpKind.Softcap, A = a, L0 = count, F0 = cap });
+    }
 
     public void Add(BackendBuffer x, BackendBuffer y, long count)
     {
@@ -640,6 +667,10 @@ public sealed unsafe class CudaBackend : IBackend
             case CudaOpKind.StoreKv: ExecStoreKv(in op); break;
             case CudaOpKind.Attention: ExecAttention(in op); break;
             case CudaOpKind.SwiGlu: ExecElementwise(_kernels.SwiGlu, in op, "cuLaunchKernel(swiglu_f32)"); break;
+            case CudaOpKind.GeGlu: ExecElementwise(_kernels.GeGlu, in op, "cuLaunchKernel(geglu_f32)"); break;
+            case CudaOpKind.AddBias: ExecAddBias(in op); break;
+            case CudaOpKind.Scale: ExecScalar(_kernels.Scale, in op, "cuLaunchKernel(scale_f32)"); break;
+            case CudaOpKind.Softcap: ExecScalar(_kernels.Softcap, in op, "cuLaunchKernel(softcap_f32)"); break;
             case CudaOpKind.Add: ExecElementwise(_kernels.Add, in op, "cuLaunchKernel(add_f32)"); break;
             case CudaOpKind.Copy:
                 CudaDriver.Check(CudaDriver.cuMemcpyDtoDAsync(op.D!.Ptr + (ulong)(op.L1 * sizeof(float)), op.A!.Ptr + (ulong)(op.L0 * sizeof(float)),
@@ -739,9 +770,10 @@ public sealed unsafe class CudaBackend : IBackend
         var spec = op.Rope!;
         ulong x = op.A!.Ptr, step = _step, table = op.Table;
         int delta = op.PosDelta, n = op.I0, heads = op.I1, headDim = spec.HeadDim, half = spec.Dims / 2;
-        float scale = spec.Scale;
+        float scale = spec.Scale, attnFactor = spec.AttnFactor;
+        int neox = spec.Neox ? 1 : 0;
         long total = (long)n * heads * half;
-        void** a = stackalloc void*[9];
+        void** a = stackalloc void*[11];
         a[0] = &x;
         a[1] = &step;
         a[2] = &delta;
@@ -751,6 +783,8 @@ public sealed unsafe class CudaBackend : IBackend
         a[6] = &half;
         a[7] = &table;
         a[8] = &scale;
+        a[9] = &neox;
+        a[10] = &attnFactor;
         Launch(_kernels.Rope, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, a, "cuLaunchKernel(rope_f32)");
     }
 
@@ -776,8 +810,9 @@ public sealed unsafe class CudaBackend : IBackend
         ulong q = op.A!.Ptr, kc = op.B!.Ptr, vc = op.C!.Ptr, dst = op.D!.Ptr, step = _step;
         int delta = op.PosDelta, n = op.I0, heads = op.I1, headDim = op.I2, kvDim = op.I3;
         int group = heads / (kvDim / headDim);
-        float scale = op.F0;
-        void** a = stackalloc void*[11];
+        float scale = op.F0, softcap = op.F1;
+        int window = op.I4;
+        void** a = stackalloc void*[13];
         a[0] = &q;
         a[1] = &kc;
         a[2] = &vc;
@@ -789,6 +824,8 @@ public sealed unsafe class CudaBackend : IBackend
         a[8] = &kvDim;
         a[9] = &group;
         a[10] = &scale;
+        a[11] = &softcap;
+        a[12] = &window;
         Launch(_kernels.Attention, (uint)heads, (uint)n, AttentionThreads, a, "cuLaunchKernel(attention_f16)");
     }
 
@@ -804,6 +841,34 @@ public sealed unsafe class CudaBackend : IBackend
         Launch(fn, (uint)((count + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, a, call);
     }
 
+    private void ExecAddBias(in CudaOp op)
+    {
+        ulong x = op.A!.Ptr, bias = op.W!.Ptr;
+        int width = (int)op.W.Ne0;
+        long count = op.L0;
+        if (count == 0) return;
+        void** a = stackalloc void*[4];
+        a[0] = &x;
+        a[1] = &bias;
+        a[2] = &width;
+        a[3] = &count;
+        Launch(_kernels.AddBias, (uint)((count + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, a, "cuLaunchKernel(add_bias_f32)");
+    }
+
+    /// <summary>x[i] = f(x[i], F0) for i &lt; L0 (scale, softcap).</summary>
+    private void ExecScalar(nint fn, in CudaOp op, string call)
+    {
+        ulong x = op.A!.Ptr;
+        float f = op.F0;
+        long count = op.L0;
+        if (count == 0) return;
+        void** a = stackalloc void*[3];
+        a[0] = &x;
+        a[1] = &f;
+        a[2] = &count;
+        Launch(fn, (uint)((count + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, a, call);
+    }
+
     private void Launch(nint fn, uint gridX, uint gridY, uint block, void** args, string call) =>
         CudaDriver.Check(CudaDriver.cuLaunchKernel(fn, gridX, gridY, 1, block, 1, 1, 0, _stream, args, null), call);
 
@@ -812,14 +877,14 @@ public sealed unsafe class CudaBackend : IBackend
     /// <summary>The device table of per-pair inverse frequencies for a rope spec (uploaded once per spec).</summary>
     private ulong RopeTable(RopeSpec spec)
     {
-        if (ReferenceEquals(spec, _ropeSpec)) return _ropeTable;
+        foreach (var (known, t) in _ropeTables)
+            if (ReferenceEquals(known, spec)) return t;
         EnsureContext();
         double[] inv = spec.InverseFrequencies;
         ulong table = Scratch((long)inv.Length * sizeof(double));
         fixed (double* p = inv) CudaDriver.Check(CudaDriver.cuMemcpyHtoD(table, p, (nuint)(inv.Length * sizeof(double))), "cuMemcpyHtoD_v2");
         _needContextSync = true;
-        _ropeSpec = spec;
-        _ropeTable = table;
+        _ropeTables.Add((spec, table));
         return table;
     }
 
@@ -834,7 +899,7 @@ public sealed unsafe class CudaBackend : IBackend
     {
         foreach (ulong p in _scratch) CudaDriver.cuMemFree(p);
         _scratch.Clear();
-        _ropeSpec = null;
+        _ropeTables.Clear();
         if (_hostStep != null) CudaDriver.cuMemFreeHost(_hostStep);
         if (_hostMisc != null) CudaDriver.cuMemFreeHost(_hostMisc);
         _hostStep = null;

@@ -20,15 +20,30 @@ internal sealed class CudaKernels : IDisposable
         GgmlType.Q8_0 => "q8_0",
         GgmlType.Q4_K => "q4_k",
         GgmlType.Q6_K => "q6_k",
+        GgmlType.Q4_1 => "q4_1",
+        GgmlType.Q5_0 => "q5_0",
+        GgmlType.Q5_1 => "q5_1",
+        GgmlType.IQ4_NL => "iq4_nl",
+        GgmlType.Q5_K => "q5_k",
+        GgmlType.IQ4_XS => "iq4_xs",
+        GgmlType.Q3_K => "q3_k",
+        GgmlType.Q2_K => "q2_k",
         _ => null,
     };
 
     public static bool Supports(GgmlType t) => Suffix(t) is not null;
 
     /// <summary>Weight types whose products use 8-bit activations (dp4a); the others use float activations.</summary>
-    public static bool IsIntegerDot(GgmlType t) => t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool IsIntegerDot(GgmlType t) => Supports(t) && t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16);
 
-    private static readonly GgmlType[] WeightTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    /// <summary>Every weight type with CUDA kernels: the float types, then the block-quantized ones.</summary>
+    public static readonly GgmlType[] WeightTypes =
+    [
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16,
+        GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K,
+        GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
+        GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q3_K, GgmlType.Q2_K,
+    ];
 
     /// <summary>Kernel file -> its extern "C" entry points.</summary>
     public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = BuildEntryPoints();
@@ -46,7 +61,7 @@ internal sealed class CudaKernels : IDisposable
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16"],
-            ["elementwise.cu"] = ["swiglu_f32", "add_f32", "store_kv_f16"],
+            ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
             ["quantize.cu"] = ["quantize_q8"],
@@ -59,7 +74,7 @@ internal sealed class CudaKernels : IDisposable
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, nint> _functions = new();
 
-    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, Add, StoreKv, Attention, ArgMax, Sample;
+    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly nint[] MatVecT1 = new nint[64], MatVecT8 = new nint[64], GetRows = new nint[64];
@@ -123,6 +138,10 @@ internal sealed class CudaKernels : IDisposable
         RmsNorm = _functions["rmsnorm_f32"];
         Rope = _functions["rope_f32"];
         SwiGlu = _functions["swiglu_f32"];
+        GeGlu = _functions["geglu_f32"];
+        AddBias = _functions["add_bias_f32"];
+        Scale = _functions["scale_f32"];
+        Softcap = _functions["softcap_f32"];
         Add = _functions["add_f32"];
         StoreKv = _functions["store_kv_f16"];
         Attention = _functions["attention_f16"];

@@ -1,0 +1,210 @@
+// Runs the CUDA block arithmetic of kernels/matmul.cu and kernels/get_rows.cu, and the one-thread-per-element
+// kernels of elementwise.cu and rope.cu, and attention.cu's block (simt_launch), on the CPU (see host_shim.h). The first NUL-terminated string names a
+// weight type (below) or an operation (run_op).
+// stdin: type name (NUL-terminated), i32 K, i32 rows, i64 rowBytes, rows * rowBytes bytes of weights, K floats of
+// activations. stdout: rows * K floats (get_rows_<type> of every row); per 32-block of the activations its scale
+// dx (float) and 32 int8 quants (quantize_q8's arithmetic); then for every row and block, dot_block<type> of the
+// weight block with the activation block (float).
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+#include "matmul.cu"
+#include "get_rows.cu"
+#include "elementwise.cu"
+#include "rope.cu"
+#include "attention.cu"
+#include "quantize.cu"
+
+typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
+typedef float (*DotFn)(const u8*, int, const int*, float, float);
+typedef void (*MatVecFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int);
+
+struct Entry { const char* name; GetRowsFn rows; DotFn dot; MatVecFn t1, t8; };
+
+#define ENTRY(NAME, TYPE) {#NAME, get_rows_##NAME, dot_block<TYPE>, matvec_##NAME##_t1, matvec_##NAME##_t8}
+
+static const Entry Types[] = {
+    ENTRY(q4_0, QTYPE_Q4_0), ENTRY(q8_0, QTYPE_Q8_0), ENTRY(q4_k, QTYPE_Q4_K), ENTRY(q6_k, QTYPE_Q6_K),
+    ENTRY(q4_1, QTYPE_Q4_1), ENTRY(q5_0, QTYPE_Q5_0), ENTRY(q5_1, QTYPE_Q5_1), ENTRY(iq4_nl, QTYPE_IQ4_NL),
+    ENTRY(q5_k, QTYPE_Q5_K), ENTRY(iq4_xs, QTYPE_IQ4_XS), ENTRY(q3_k, QTYPE_Q3_K), ENTRY(q2_k, QTYPE_Q2_K),
+};
+
+static const Entry* find_type(const std::string& name)
+{
+    for (const Entry& e : Types) if (name == e.name) return &e;
+    return nullptr;
+}
+
+
+static void read_exact(void* p, size_t n)
+{
+    if (std::fread(p, 1, n, stdin) != n) { std::fprintf(stderr, "harness: short input\n"); std::exit(2); }
+}
+
+template <typename T> static T read1() { T v; read_exact(&v, sizeof v); return v; }
+
+static std::vector<float> read_floats(i64 n)
+{
+    std::vector<float> v((size_t)n);
+    read_exact(v.data(), (size_t)n * 4);
+    return v;
+}
+
+// Launches a kernel of one thread per block over `threads` blocks (no kernel here communicates across threads).
+template <typename F> static void launch(i64 threads, F kernel)
+{
+    blockDim.x = 1; threadIdx.x = 0;
+    for (i64 i = 0; i < threads; i++) { blockIdx.x = (unsigned)i; kernel(); }
+}
+
+// Element-wise kernels and RoPE. Inputs per op:
+//   swiglu, geglu: i64 count, count floats gate, count floats up           -> count floats (gate)
+//   scale, softcap: f32 factor/cap, i64 count, count floats                -> count floats
+//   add_bias: i32 width, i64 count, width floats bias, count floats x      -> count floats
+//   rope: i32 nTokens, nHeads, headDim, half, startPos, neox; f32 scale, attnFactor; half doubles invFreq;
+//         nTokens * nHeads * headDim floats                                 -> the same count of floats
+//   matvec: type name (NUL-terminated), i32 K, rows, nTokens, NT (1 or 8), i64 rowBytes, rows * rowBytes bytes,
+//         nTokens * K floats x                                              -> nTokens * rows floats
+//   attention: i32 nTokens, nHeads, headDim, kvDim, startPos, window, threads; f32 scale, softcap;
+//         (startPos + nTokens) * kvDim fp16 keys, as many fp16 values, nTokens * nHeads * headDim floats q
+//                                                                           -> nTokens * nHeads * headDim floats
+static bool run_op(const std::string& op)
+{
+    std::vector<float> out;
+    if (op == "swiglu" || op == "geglu")
+    {
+        i64 n = read1<i64>();
+        out = read_floats(n);
+        std::vector<float> up = read_floats(n);
+        launch(n, [&] { (op == "swiglu" ? swiglu_f32 : geglu_f32)(out.data(), up.data(), n); });
+    }
+    else if (op == "scale" || op == "softcap")
+    {
+        float f = read1<float>();
+        i64 n = read1<i64>();
+        out = read_floats(n);
+        launch(n, [&] { (op == "scale" ? scale_f32 : softcap_f32)(out.data(), f, n); });
+    }
+    else if (op == "add_bias")
+    {
+        int width = read1<int>();
+        i64 n = read1<i64>();
+        std::vector<float> bias = read_floats(width);
+        out = read_floats(n);
+        launch(n, [&] { add_bias_f32(out.data(), bias.data(), width, n); });
+    }
+    else if (op == "rope")
+    {
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), half = read1<int>(), start = read1<int>(), neox = read1<int>();
+        float scale = read1<float>(), attnFactor = read1<float>();
+        std::vector<double> inv((size_t)half);
+        read_exact(inv.data(), (size_t)half * 8);
+        out = read_floats((i64)nTokens * nHeads * headDim);
+        int step[1] = {start};
+        launch((i64)nTokens * nHeads * half, [&] { rope_f32(out.data(), step, 0, nTokens, nHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
+    }
+    else if (op == "matvec")
+    {
+        // The product kernels as CudaBackend launches them: quantize_q8 (8 warps per block), then
+        // matvec_<type>_t1 or _t8 (4 warps = 4 rows per block).
+        std::string type;
+        for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
+        const Entry* t = find_type(type);
+        if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", type.c_str()); std::exit(2); }
+        int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), nt = read1<int>();
+        i64 rowBytes = read1<i64>();
+        std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+        read_exact(store.data(), (size_t)(rows * rowBytes));
+        std::vector<float> x = read_floats((i64)nTokens * K);
+        i64 blocks = (i64)nTokens * K / 32;
+        std::vector<u32> qxStore((size_t)nTokens * K / 4);
+        std::vector<float> dx((size_t)blocks), sx((size_t)blocks);
+        simt_launch((unsigned)((blocks + 7) / 8), 1, 256, [&] { quantize_q8(x.data(), (i8*)qxStore.data(), dx.data(), sx.data(), blocks); });
+        out.assign((size_t)nTokens * rows, 0.0f);
+        MatVecFn fn = nt == 1 ? t->t1 : t->t8;
+        simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
+            fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
+        });
+    }
+    else if (op == "attention")
+    {
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(),
+            window = read1<int>(), threads = read1<int>();
+        float scale = read1<float>(), softcap = read1<float>();
+        size_t cache = (size_t)(start + nTokens) * kvDim;
+        std::vector<u16> kc(cache), vc(cache);
+        read_exact(kc.data(), cache * 2);
+        read_exact(vc.data(), cache * 2);
+        std::vector<float> q = read_floats((i64)nTokens * nHeads * headDim);
+        out.assign(q.size(), 0.0f);
+        int step[1] = {start};
+        int group = nHeads / (kvDim / headDim);
+        simt_launch((unsigned)nHeads, (unsigned)nTokens, (unsigned)threads, [&] {
+            attention_f16(q.data(), kc.data(), vc.data(), out.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap, window);
+        });
+    }
+    else return false;
+    std::fwrite(out.data(), 4, out.size(), stdout);
+    return true;
+}
+
+int main()
+{
+    std::string name;
+    for (int c; (c = std::fgetc(stdin)) > 0;) name.push_back((char)c);
+    if (run_op(name)) return 0;
+    const Entry* t = find_type(name);
+    if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", name.c_str()); return 2; }
+    int K, rows; i64 rowBytes;
+    read_exact(&K, 4);
+    read_exact(&rows, 4);
+    read_exact(&rowBytes, 8);
+    // 4-byte aligned storage, as cuMemAlloc gives the kernels.
+    std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+    const u8* W = (const u8*)store.data();
+    read_exact(store.data(), (size_t)(rows * rowBytes));
+    std::vector<float> x((size_t)K), deq((size_t)K * rows);
+    read_exact(x.data(), (size_t)K * 4);
+
+    // The get_rows kernel, one block of one thread per row: the thread walks the whole row.
+    std::vector<int> ids((size_t)rows);
+    for (int r = 0; r < rows; r++) ids[(size_t)r] = r;
+    blockDim.x = 1; threadIdx.x = 0;
+    for (int r = 0; r < rows; r++)
+    {
+        blockIdx.x = (unsigned)r;
+        t->rows(W, rowBytes, K, ids.data(), deq.data());
+    }
+    std::fwrite(deq.data(), 4, deq.size(), stdout);
+
+    // quantize_q8's arithmetic for each 32-block (its warp reductions done serially).
+    int nb = K / 32;
+    std::vector<u32> xqStore((size_t)K / 4);
+    i8* xq = (i8*)xqStore.data();
+    std::vector<float> dx((size_t)nb), sx((size_t)nb);
+    for (int b = 0; b < nb; b++)
+    {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = std::fmax(amax, std::fabs(x[(size_t)b * 32 + i]));
+        float d = amax / 127.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            int q = amax == 0.0f ? 0 : __float2int_rn(x[(size_t)b * 32 + i] / d);
+            xq[b * 32 + i] = (i8)q;
+            sum += q;
+        }
+        dx[(size_t)b] = d;
+        sx[(size_t)b] = d * (float)sum;
+        std::fwrite(&d, 4, 1, stdout);
+        std::fwrite(xq + b * 32, 1, 32, stdout);
+    }
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+        {
+            float dot = t->dot(W + (i64)r * rowBytes, b, (const int*)(xq + b * 32), dx[(size_t)b], sx[(size_t)b]);
+            std::fwrite(&dot, 4, 1, stdout);
+        }
+    return 0;
+}

@@ -1,0 +1,148 @@
+// Host versions of the CUDA built-ins the kernel files use, so a host C++ compiler can build kernels/*.cu and
+// the tests can run them on the CPU. Force-included before the kernel sources (-include host_shim.h).
+// Two ways to run a kernel: serially, one "thread" at a time (the index variables set by the caller; a shuffle
+// then returns its own value, so only kernels without cross-thread communication), or with simt_launch, which
+// runs every thread of a block as an OS thread: __syncthreads is a block barrier, the warp shuffles exchange
+// values through the warp's slots between two warp barriers, __shared__ variables are statics.
+#pragma once
+#include <cmath>
+#include <math.h> // expf, tanhf, sincos (a GNU extension, as in CUDA)
+#include <cstdint>
+#include <cstring>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#define EDGELLM_HOST_EMULATION 1
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct HostDim3 { unsigned x, y, z; };
+static thread_local HostDim3 threadIdx;
+static HostDim3 blockIdx, blockDim;
+using std::max;
+using std::min;
+
+class HostBarrier
+{
+public:
+    explicit HostBarrier(int n) : _n(n) {}
+    void wait()
+    {
+        std::unique_lock<std::mutex> lock(_m);
+        long gen = _gen;
+        if (++_count == _n) { _count = 0; _gen++; _cv.notify_all(); return; }
+        _cv.wait(lock, [&] { return gen != _gen; });
+    }
+private:
+    std::mutex _m;
+    std::condition_variable _cv;
+    int _n, _count = 0;
+    long _gen = 0;
+};
+
+struct HostWarp
+{
+    HostBarrier barrier{32};
+    uint64_t slots[32];
+};
+
+static thread_local HostWarp* host_warp = nullptr;     // null: serial mode
+static thread_local HostBarrier* host_block = nullptr;
+
+static inline void __syncthreads() { if (host_block) host_block->wait(); }
+
+static inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }
+static inline float __uint_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __frcp_rn(float a) { return 1.0f / a; }
+static inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+static inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int laneMask)
+{
+    if (!host_warp) return v;
+    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+    int lane = (int)(threadIdx.x % 32);
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    host_warp->slots[lane] = bits;
+    host_warp->barrier.wait();
+    bits = host_warp->slots[lane ^ laneMask];
+    host_warp->barrier.wait();
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+
+// Runs kernel() for every thread of every block of a gridX x gridY grid of `threads`-thread blocks (a multiple of
+// 32), the blocks one after another.
+template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, unsigned threads, F kernel)
+{
+    blockDim = {threads, 1, 1};
+    for (unsigned by = 0; by < gridY; by++)
+        for (unsigned bx = 0; bx < gridX; bx++)
+        {
+            blockIdx = {bx, by, 0};
+            HostBarrier block((int)threads);
+            std::vector<HostWarp> warps(threads / 32);
+            std::vector<std::thread> pool;
+            for (unsigned t = 0; t < threads; t++)
+                pool.emplace_back([&, t] {
+                    threadIdx = {t, 0, 0};
+                    host_warp = &warps[t / 32];
+                    host_block = &block;
+                    kernel();
+                });
+            for (auto& th : pool) th.join();
+        }
+}
+
+// Per-byte wrap-around subtraction.
+static inline unsigned __vsub4(unsigned a, unsigned b)
+{
+    unsigned r = 0;
+    for (int k = 0; k < 32; k += 8) r |= (((a >> k) - (b >> k)) & 0xFFu) << k;
+    return r;
+}
+
+// Byte n of the result is byte (s >> 4n) & 7 of the eight bytes y:x (x the low four).
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s)
+{
+    uint64_t xy = ((uint64_t)y << 32) | x;
+    unsigned r = 0;
+    for (int n = 0; n < 4; n++) r |= (unsigned)((xy >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+    return r;
+}
+
+static inline float half_to_float(unsigned short h)
+{
+    int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    float f = e == 0 ? std::ldexp((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp((float)(m | 0x400), e - 25);
+    return (h & 0x8000) ? -f : f;
+}
+
+static inline unsigned short float_to_half(float f)
+{
+    unsigned u; std::memcpy(&u, &f, 4);
+    unsigned short sign = (unsigned short)((u >> 16) & 0x8000);
+    float a = std::fabs(f);
+    if (std::isnan(f)) return (unsigned short)(sign | 0x7E00);
+    if (a >= 65520.0f) return (unsigned short)(sign | 0x7C00);
+    if (a < 6.103515625e-05f) return (unsigned short)(sign | (unsigned short)std::nearbyint(a * 16777216.0f)); // subnormal: units of 2^-24
+    int e; float m = std::frexp(a, &e);                     // a = m * 2^e, m in [0.5, 1)
+    unsigned q = (unsigned)std::nearbyint(std::ldexp(m, 11)); // 11 significant bits, 1024..2048
+    if (q == 2048) { q = 1024; e++; }
+    return (unsigned short)(sign | ((unsigned)(e + 14) << 10) | (q & 0x3FF));
+}
+
+static inline int dp4a(int a, int b, int c)
+{
+    for (int k = 0; k < 32; k += 8) c += (int)(signed char)(a >> k) * (int)(signed char)(b >> k);
+    return c;
+}
