@@ -42,6 +42,9 @@ public sealed class EdgeLlmServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
+    /// <summary>The category of the server's log lines (short, like the engine's "load").</summary>
+    public const string LogCategory = "serve";
+
     public InferenceEngine Engine { get; }
 
     /// <summary>The address it actually listens on (the real port when 0 was asked for).</summary>
@@ -63,7 +66,7 @@ public sealed class EdgeLlmServer : IAsyncDisposable
             throw new EdgeLlmException($"--log-format must be simple or json, got '{options.LogFormat}'");
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.SetMinimumLevel(options.Verbose ? LogLevel.Debug : LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", options.Verbose ? LogLevel.Information : LogLevel.Warning);
         builder.Logging.AddFilter("System", LogLevel.Warning);
         if (options.LogProvider is { } provider) builder.Logging.AddProvider(provider);
@@ -71,8 +74,10 @@ public sealed class EdgeLlmServer : IAsyncDisposable
         {
             // Every entry on stderr (stdout stays free); the JSON formatter is the framework's own (no reflection).
             builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-            if (options.LogFormat == "json") builder.Logging.AddJsonConsole(o => o.IncludeScopes = false);
-            else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.IncludeScopes = false; });
+            // The simple format is the one the engine's own lines use (CliContext): "HH:mm:ss.fff info: serve[0] ...".
+            if (options.LogFormat == "json")
+                builder.Logging.AddJsonConsole(o => { o.IncludeScopes = false; o.UseUtcTimestamp = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; });
+            else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.IncludeScopes = false; o.TimestampFormat = "HH:mm:ss.fff "; });
         }
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -82,7 +87,7 @@ public sealed class EdgeLlmServer : IAsyncDisposable
         });
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Default));
         var app = builder.Build();
-        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeLlm.Server");
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategory);
         if (ServerOptions.ExposedWithoutKey(ip, options.ApiKey))
             log.LogWarning("listening on {Host}, which is not a loopback address, with no --api-key: anyone who can reach this port can use the model", options.Host);
         var metrics = new ServerMetrics();

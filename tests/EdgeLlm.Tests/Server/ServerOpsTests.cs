@@ -146,7 +146,7 @@ public class ServerOpsTests(ServerFixture f)
         var usage = j.GetProperty("usage");
         var lines = f.Logs.Entries.Where(e => e.Values.TryGetValue("Id", out var v) && (string?)v == id).ToList();
         var line = Assert.Single(lines);
-        Assert.Equal("EdgeLlm.Server", line.Category);
+        Assert.Equal(EdgeLlmServer.LogCategory, line.Category);
         Assert.Equal(LogLevel.Information, line.Level);
         Assert.Equal(200, line.Values["Status"]);
         Assert.Equal("/v1/chat/completions", line.Values["Path"]);
@@ -156,9 +156,9 @@ public class ServerOpsTests(ServerFixture f)
         Assert.Contains($"request {id} POST /v1/chat/completions status=200 prompt={usage.GetProperty("prompt_tokens").GetInt32()} ", line.Text);
         Assert.Matches(@"prefill=\d+(\.\d) tok/s decode=\d+(\.\d) tok/s", line.Text);
 
-        int before = f.Logs.Entries.Count(e => e.Category == "EdgeLlm.Server" && e.Text.Contains("status=400"));
+        int before = f.Logs.Entries.Count(e => e.Category == EdgeLlmServer.LogCategory && e.Text.Contains("status=400"));
         await f.Http.PostAsync("/v1/chat/completions", ServerFixture.Body("""{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}"""));
-        Assert.Equal(before + 1, f.Logs.Entries.Count(e => e.Category == "EdgeLlm.Server" && e.Text.Contains("status=400")));
+        Assert.Equal(before + 1, f.Logs.Entries.Count(e => e.Category == EdgeLlmServer.LogCategory && e.Text.Contains("status=400")));
     }
 
     [Theory]
