@@ -11,11 +11,14 @@ public sealed class ServeCommand : Command
     private static readonly OptionSpec ApiKey = new(["--api-key"], true, "KEY", "require 'Authorization: Bearer KEY' on every request");
     private static readonly OptionSpec Queue = new(["--queue"], true, "N", "requests that may wait for the model; more get 503 (default 8)");
     private static readonly OptionSpec Template = new(["--chat-template"], true, "NAME", "force a chat format (default: from the model, else chatml)");
+    private static readonly OptionSpec Alias = new(["--alias"], true, "NAME[,NAME]", "more model names listed in /v1/models (any name is accepted)");
+    private static readonly OptionSpec Cors = new(["--cors"], true, "ORIGIN|*", "allow browser calls from ORIGIN (or any); off by default");
+    private static readonly OptionSpec LogFormat = new(["--log-format"], true, "simple|json", "request log lines on stderr as text or JSON (default simple)");
 
     public override string Name => "serve";
     public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)";
-    public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [-t THREADS] [-c CTX]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [--alias NAME] [--cors ORIGIN|*] [--log-format simple|json] [-t THREADS] [-c CTX]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Alias, Cors, LogFormat, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -26,8 +29,13 @@ public sealed class ServeCommand : Command
             Port = args.GetInt("--port", 8080, 0, 65535),
             ApiKey = args.GetString("--api-key"),
             Verbose = ctx.Verbose,
+            Aliases = (args.GetString("--alias") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            Cors = args.GetString("--cors"),
+            LogFormat = args.GetString("--log-format") ?? "simple",
         };
         if (options.ApiKey is { Length: 0 }) throw new UsageException("--api-key must not be empty");
+        if (options.Cors is { Length: 0 }) throw new UsageException("--cors needs an origin (https://host:port) or *");
+        if (options.LogFormat is not ("simple" or "json")) throw new UsageException($"--log-format must be simple or json, got '{options.LogFormat}'");
         int queue = args.GetInt("--queue", 8, 0, 10_000);
         string? forced = args.GetString("--chat-template");
         if (forced is not null && ChatTemplates.FromName(forced) is null)

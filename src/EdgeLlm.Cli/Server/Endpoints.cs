@@ -6,25 +6,43 @@ using EdgeLlm.Generation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
 
 namespace EdgeLlm.Cli.Server;
 
+/// <summary>What the request log line and the metrics need to know about one request.</summary>
+internal sealed class RequestInfo(string id)
+{
+    public const string Key = "edgellm.request";
+    public string Id { get; set; } = id;
+    public EngineResult? Result { get; set; }
+}
+
 /// <summary>
 /// The routes: /v1/chat/completions, /v1/completions (streamed as server-sent events or one JSON),
-/// /v1/models, /health. Every refusal is OpenAI-shaped error JSON with a 4xx status; nothing a client
-/// sends can produce a 500 or a hang.
+/// /v1/models, /health, /metrics. Every refusal is OpenAI-shaped error JSON with a 4xx status; nothing a
+/// client sends can produce a 500 or a hang. Fields OpenAI defines but EdgeLlm does not implement are
+/// refused by name (never answered as if honoured); fields OpenAI does not define are ignored.
 /// </summary>
-internal sealed class Endpoints(InferenceEngine engine)
+internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, IReadOnlyList<string> aliases, ILogger log)
 {
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
 
     public void Map(WebApplication app)
     {
         app.MapGet("/health", http => Json(http, 200, new HealthResponse(), OpenAiJsonContext.Default.HealthResponse));
-        app.MapGet("/v1/models", http => Json(http, 200, new ModelList
+        app.MapGet("/metrics", http =>
         {
-            Data = [new ModelInfo { Id = engine.ModelId, Created = engine.Created }],
-        }, OpenAiJsonContext.Default.ModelList));
+            http.Response.StatusCode = 200;
+            http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            return http.Response.WriteAsync(metrics.Render(engine), http.RequestAborted);
+        });
+        app.MapGet("/v1/models", http =>
+        {
+            var list = new ModelList { Data = [new ModelInfo { Id = engine.ModelId, Created = engine.Created }] };
+            foreach (string a in aliases) list.Data.Add(new ModelInfo { Id = a, Created = engine.Created });
+            return Json(http, 200, list, OpenAiJsonContext.Default.ModelList);
+        });
         app.MapPost("/v1/chat/completions", http => Guard(http, ChatCompletions));
         app.MapPost("/v1/completions", http => Guard(http, Completions));
     }
@@ -45,8 +63,17 @@ internal sealed class Endpoints(InferenceEngine engine)
         }, OpenAiJsonContext.Default.ErrorResponse);
     }
 
+    /// <summary>The request's log record (made by the logging middleware; a fresh one when called without it).</summary>
+    private static RequestInfo Info(HttpContext http)
+    {
+        if (http.Items.TryGetValue(RequestInfo.Key, out var o) && o is RequestInfo i) return i;
+        var fresh = new RequestInfo("req-" + Guid.NewGuid().ToString("N")[..12]);
+        http.Items[RequestInfo.Key] = fresh;
+        return fresh;
+    }
+
     /// <summary>Turns every failure into an error response (or nothing, once a stream has started or the client left).</summary>
-    private static async Task Guard(HttpContext http, Func<HttpContext, Task> handler)
+    private async Task Guard(HttpContext http, Func<HttpContext, Task> handler)
     {
         ApiError? error;
         try
@@ -59,26 +86,28 @@ internal sealed class Endpoints(InferenceEngine engine)
         {
             error = e.StatusCode == 413
                 ? new ApiError(413, "the request body is too large", code: "request_too_large")
-                : new ApiError(e.StatusCode, $"bad request: {e.Message}");
+                : new ApiError(e.StatusCode, $"the HTTP request could not be read (status {e.StatusCode})");
         }
         catch (JsonException e)
         {
+            // The serializer's own message names .NET types (or resource keys in the AOT build): say it plainly.
             string? param = e.Path is { Length: > 2 } p && p.StartsWith("$.", StringComparison.Ordinal) ? p[2..] : null;
-            error = new ApiError(400, $"the request body is not valid for this endpoint: {EdgeLlm.IO.ErrorText.OneLine(e)} (a syntax error or a value of the wrong type)",
+            string where = e.LineNumber is { } line ? $" (line {line + 1}, byte {e.BytePositionInLine + 1})" : "";
+            error = new ApiError(400, param is null
+                    ? $"the request body is not valid JSON{where}"
+                    : $"'{param}' has the wrong type for this endpoint, or the JSON is malformed there{where}",
                 param, "invalid_json");
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested) { return; }
         catch (IOException) when (http.RequestAborted.IsCancellationRequested) { return; }
         catch (EdgeLlmException e) { error = new ApiError(400, e.Message); }
-        catch (Exception e) { error = new ApiError(500, $"internal error: {e.GetType().Name}: {FirstLine(e.Message)}", type: "server_error"); }
+        catch (Exception e)
+        {
+            log.LogError(e, "request {Id}: internal error", Info(http).Id);
+            error = new ApiError(500, "internal error while answering the request (see the server log)", type: "server_error");
+        }
         if (http.Response.HasStarted || http.RequestAborted.IsCancellationRequested) return;
         await WriteError(http, error);
-    }
-
-    private static string FirstLine(string s)
-    {
-        int nl = s.IndexOfAny(['\r', '\n']);
-        return nl < 0 ? s : s[..nl];
     }
 
     private static async Task<T> Read<T>(HttpContext http, JsonTypeInfo<T> info) where T : class
@@ -87,20 +116,64 @@ internal sealed class Endpoints(InferenceEngine engine)
         return value ?? throw new ApiError(400, "the request body must be a JSON object", code: "invalid_json");
     }
 
-    /// <summary>Checks the common fields and maps them onto the sampler (llama.cpp's defaults for the rest).</summary>
-    private GenerateOptions Sampling(SamplingRequest r, out bool stream)
+    private static bool IsSet(JsonElement? e) => e is { } v && v.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined);
+
+    private static ApiError Unsupported(string field, string what)
+        => new(400, $"'{field}' is not supported by this server ({what}); leave it out", field, "unsupported_parameter");
+
+    /// <summary>Refuses, by name, every OpenAI field that is set to something this server would not honour.</summary>
+    private static void RefuseUnimplemented(SamplingRequest r)
     {
-        if (!string.IsNullOrEmpty(r.Model) && r.Model != engine.ModelId)
-            throw new ApiError(404, $"the model '{r.Model}' does not exist (this server has '{engine.ModelId}')", "model", "model_not_found");
-        if (r.N is { } n && n != 1) throw new ApiError(400, $"n must be 1, got {n}", "n");
-        if (r.MaxTokens is < 0) throw new ApiError(400, $"max_tokens must not be negative, got {r.MaxTokens}", "max_tokens");
-        if (r.MaxCompletionTokens is < 0) throw new ApiError(400, $"max_completion_tokens must not be negative, got {r.MaxCompletionTokens}", "max_completion_tokens");
+        if (r.N is { } n && n != 1) throw new ApiError(400, $"'n' must be 1 (one choice per request), got {n}", "n", "unsupported_parameter");
+        if (IsSet(r.ResponseFormat))
+        {
+            var f = r.ResponseFormat!.Value;
+            bool text = f.ValueKind == JsonValueKind.Object && f.TryGetProperty("type", out var t)
+                && t.ValueKind == JsonValueKind.String && t.GetString() == "text";
+            if (!text) throw Unsupported("response_format", "only {\"type\":\"text\"}: structured output is not implemented yet");
+        }
+        // Chat: logprobs is a bool (false is the default and fine); completions: an int count (0 asks for none... still a logprobs field).
+        if (IsSet(r.Logprobs) && r.Logprobs!.Value.ValueKind != JsonValueKind.False)
+            throw Unsupported("logprobs", "log probabilities are not computed");
+        if (IsSet(r.TopLogprobs)) throw Unsupported("top_logprobs", "log probabilities are not computed");
+        if (IsSet(r.LogitBias) && !(r.LogitBias!.Value.ValueKind == JsonValueKind.Object && !r.LogitBias.Value.EnumerateObject().Any()))
+            throw Unsupported("logit_bias", "the sampler takes no per-token bias");
+        if (IsSet(r.Tools) && !(r.Tools!.Value.ValueKind == JsonValueKind.Array && r.Tools.Value.GetArrayLength() == 0))
+            throw Unsupported("tools", "tool calling is not implemented");
+        if (IsSet(r.ToolChoice) && !(r.ToolChoice!.Value.ValueKind == JsonValueKind.String && r.ToolChoice.Value.GetString() == "none"))
+            throw Unsupported("tool_choice", "tool calling is not implemented");
+        if (IsSet(r.Functions)) throw Unsupported("functions", "function calling is not implemented");
+        if (IsSet(r.FunctionCall) && !(r.FunctionCall!.Value.ValueKind == JsonValueKind.String && r.FunctionCall.Value.GetString() == "none"))
+            throw Unsupported("function_call", "function calling is not implemented");
+        if (IsSet(r.BestOf) && !(r.BestOf!.Value.ValueKind == JsonValueKind.Number && r.BestOf.Value.TryGetInt32(out int b) && b == 1))
+            throw Unsupported("best_of", "one candidate is generated per request");
+        if (IsSet(r.Echo) && r.Echo!.Value.ValueKind != JsonValueKind.False) throw Unsupported("echo", "the prompt is not echoed");
+        if (IsSet(r.Suffix)) throw Unsupported("suffix", "fill-in-the-middle is not implemented");
+        if (IsSet(r.Audio)) throw Unsupported("audio", "this server produces text only");
+        if (IsSet(r.Modalities) && !(r.Modalities!.Value.ValueKind == JsonValueKind.Array
+                && r.Modalities.Value.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
+            throw Unsupported("modalities", "this server produces text only");
+        if (IsSet(r.Prediction)) throw Unsupported("prediction", "predicted outputs are not implemented");
+        if (IsSet(r.WebSearchOptions)) throw Unsupported("web_search_options", "there is no web search");
+    }
+
+    /// <summary>Checks the common fields and maps them onto the sampler (llama.cpp's defaults for the rest).</summary>
+    private static GenerateOptions Sampling(SamplingRequest r, out bool stream, out bool includeUsage)
+    {
+        // Any model name is accepted: there is one model behind this server (its id and aliases are in /v1/models).
+        RefuseUnimplemented(r);
+        // OpenAI refuses 0 as well as negative limits (integer_below_min_value).
+        if (r.MaxTokens is < 1)
+            throw new ApiError(400, $"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got {r.MaxTokens} instead.", "max_tokens", "integer_below_min_value");
+        if (r.MaxCompletionTokens is < 1)
+            throw new ApiError(400, $"Invalid 'max_completion_tokens': integer below minimum value. Expected a value >= 1, but got {r.MaxCompletionTokens} instead.", "max_completion_tokens", "integer_below_min_value");
         if (r.Temperature is { } t && !(t >= 0 && t <= 2)) throw new ApiError(400, $"temperature must be in [0, 2], got {t}", "temperature");
         if (r.TopP is { } p && !(p > 0 && p <= 1)) throw new ApiError(400, $"top_p must be in (0, 1], got {p}", "top_p");
         if (r.PresencePenalty is { } pp && !(pp >= -2 && pp <= 2)) throw new ApiError(400, $"presence_penalty must be in [-2, 2], got {pp}", "presence_penalty");
         if (r.FrequencyPenalty is { } fp && !(fp >= -2 && fp <= 2)) throw new ApiError(400, $"frequency_penalty must be in [-2, 2], got {fp}", "frequency_penalty");
         if (r.Stop is { Length: > 4 }) throw new ApiError(400, "stop takes at most 4 strings", "stop");
         stream = r.Stream ?? false;
+        includeUsage = stream && r.StreamOptions?.IncludeUsage == true;
         var d = new SamplerOptions();
         var s = d with
         {
@@ -113,72 +186,155 @@ internal sealed class Endpoints(InferenceEngine engine)
         return new GenerateOptions { MaxTokens = r.MaxTokens ?? r.MaxCompletionTokens ?? -1, Sampler = s };
     }
 
-    private int[] CheckFits(int[] prompt)
+    /// <summary>The model name answers carry: what the client asked for, else the file's id.</summary>
+    private string ModelName(SamplingRequest r) => string.IsNullOrEmpty(r.Model) ? engine.ModelId : r.Model;
+
+    private int[] CheckFits(int[] prompt, string param)
     {
         if (prompt.Length >= engine.Model.ContextSize)
             throw new ApiError(400, $"the prompt is {prompt.Length} tokens, which does not fit in the context of {engine.Model.ContextSize} tokens",
-                "messages", "context_length_exceeded");
+                param, "context_length_exceeded");
         return prompt;
     }
+
+    /// <summary>
+    /// A message's text: a string, null (empty), or an array of content parts whose text parts are joined
+    /// as they are (no separator). Parts of any other type (image_url, input_audio, file, ...) are refused.
+    /// </summary>
+    internal static string ContentText(JsonElement? content, int index)
+    {
+        string param = $"messages[{index}].content";
+        if (content is not { } c || c.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return "";
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array)
+            throw new ApiError(400, $"'{param}' must be a string or an array of content parts", param, "invalid_type");
+        var sb = new StringBuilder();
+        int k = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string at = $"{param}[{k++}]";
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                throw new ApiError(400, $"'{at}' must be an object with a 'type'", at, "invalid_type");
+            string kind = type.GetString()!;
+            if (kind != "text")
+                throw new ApiError(400, $"'{at}' is a content part of type '{kind}': this model reads text only (only 'text' parts are accepted)",
+                    at, "unsupported_content_type");
+            if (!part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+                throw new ApiError(400, $"'{at}.text' must be a string", $"{at}.text", "invalid_type");
+            sb.Append(text.GetString());
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// One request message as the chat template sees it. "developer" (OpenAI's newer name for the system
+    /// message) is rendered as "system". A "tool" result is rendered as the template's own tool turn where
+    /// the format has one: ChatML's "tool" turn (as Hermes-style ChatML models and llama.cpp write it) and
+    /// Llama 3's "ipython" turn (Llama 3.1's role for tool output). The other formats here (Llama 2, Mistral,
+    /// Gemma, Phi-3, Zephyr) have no tool turn, so the result goes in a user turn labelled as a tool result.
+    /// </summary>
+    internal static ChatMessage RenderMessage(ChatTemplateKind template, string role, string content, string? toolCallId) => role switch
+    {
+        "developer" => new ChatMessage("system", content),
+        "tool" => template switch
+        {
+            ChatTemplateKind.ChatMl => new ChatMessage("tool", content),
+            ChatTemplateKind.Llama3 => new ChatMessage("ipython", content),
+            _ => new ChatMessage("user", (toolCallId is null ? "Tool result:\n" : $"Tool result ({toolCallId}):\n") + content),
+        },
+        _ => new ChatMessage(role, content),
+    };
 
     private async Task ChatCompletions(HttpContext http)
     {
         var req = await Read(http, OpenAiJsonContext.Default.ChatCompletionRequest);
-        var options = Sampling(req, out bool stream);
+        var options = Sampling(req, out bool stream, out bool includeUsage);
         if (req.Messages is not { Count: > 0 }) throw new ApiError(400, "messages must be a non-empty array", "messages");
         var messages = new List<ChatMessage>(req.Messages.Count);
-        foreach (var m in req.Messages)
+        for (int i = 0; i < req.Messages.Count; i++)
         {
-            if (m is null || m.Role is not ("system" or "user" or "assistant"))
-                throw new ApiError(400, $"each message needs a role of system, user or assistant, got '{m?.Role}'", "messages");
-            messages.Add(new ChatMessage(m.Role, m.Content ?? ""));
+            var m = req.Messages[i];
+            if (m is null || m.Role is not ("system" or "developer" or "user" or "assistant" or "tool"))
+                throw new ApiError(400, $"each message needs a role of system, developer, user, assistant or tool, got '{m?.Role}'", "messages");
+            if (IsSet(m.ToolCalls) || IsSet(m.FunctionCall))
+                throw new ApiError(400, $"'messages[{i}].tool_calls': tool calling is not implemented", $"messages[{i}].tool_calls", "unsupported_parameter");
+            if (IsSet(m.Audio))
+                throw new ApiError(400, $"'messages[{i}].audio': this model reads text only", $"messages[{i}].audio", "unsupported_parameter");
+            messages.Add(RenderMessage(engine.Template, m.Role, ContentText(m.Content, i), m.ToolCallId));
         }
         string text = ChatTemplates.Render(engine.Template, messages, addGenerationPrompt: true);
-        int[] prompt = CheckFits(engine.Tokenizer.Encode(text, addBos: engine.Tokenizer.Vocab.AddBos, parseSpecial: true));
+        int[] prompt = CheckFits(engine.Tokenizer.Encode(text, addBos: engine.Tokenizer.Vocab.AddBos, parseSpecial: true), "messages");
         options = options with { StopTokens = engine.ChatStopTokens };
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        Info(http).Id = id;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string model = ModelName(req);
 
-        await Run(http, prompt, options, req.Stop, stream,
-            piece => new ChatCompletionChunk { Id = id, Created = created, Model = engine.ModelId, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Content = piece } }] },
+        await Run(http, prompt, options, req.Stop, stream, includeUsage,
+            piece => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Content = piece } }] },
             OpenAiJsonContext.Default.ChatCompletionChunk,
-            new ChatCompletionChunk { Id = id, Created = created, Model = engine.ModelId, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Role = "assistant", Content = "" } }] },
+            new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Role = "assistant", Content = "" } }] },
             (all, finish, usage) => Json(http, 200, new ChatCompletion
             {
-                Id = id, Created = created, Model = engine.ModelId, Usage = usage,
+                Id = id, Created = created, Model = model, Usage = usage,
                 Choices = [new ChatChoice { Message = new ChatMessageDto { Role = "assistant", Content = all }, FinishReason = finish }],
             }, OpenAiJsonContext.Default.ChatCompletion),
-            finish => new ChatCompletionChunk { Id = id, Created = created, Model = engine.ModelId, Choices = [new ChatChunkChoice { FinishReason = finish }] });
+            finish => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { FinishReason = finish }] },
+            usage => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [], Usage = usage });
+    }
+
+    /// <summary>
+    /// The prompt of /v1/completions: a string, or an array holding exactly one string. One choice is
+    /// generated per request, so an array of several prompts (or of token ids) is refused with a 400.
+    /// </summary>
+    internal static string PromptText(JsonElement? prompt)
+    {
+        if (prompt is not { } p || p.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined)
+            throw new ApiError(400, "prompt is required (a string)", "prompt");
+        if (p.ValueKind == JsonValueKind.String) return p.GetString()!;
+        if (p.ValueKind == JsonValueKind.Array)
+        {
+            int n = p.GetArrayLength();
+            if (n == 1 && p[0].ValueKind == JsonValueKind.String) return p[0].GetString()!;
+            if (n > 1 && p[0].ValueKind == JsonValueKind.String)
+                throw new ApiError(400, $"prompt has {n} strings: this server answers one prompt per request (send them one at a time)", "prompt", "unsupported_parameter");
+            if (n > 0 && p[0].ValueKind is JsonValueKind.Number or JsonValueKind.Array)
+                throw new ApiError(400, "prompt as token ids is not supported: send the text", "prompt", "unsupported_parameter");
+        }
+        throw new ApiError(400, "prompt must be a string or an array of one string", "prompt", "invalid_type");
     }
 
     private async Task Completions(HttpContext http)
     {
         var req = await Read(http, OpenAiJsonContext.Default.CompletionRequest);
-        var options = Sampling(req, out bool stream);
-        if (req.Prompt is null) throw new ApiError(400, "prompt must be a string", "prompt");
-        int[] prompt = CheckFits(engine.Tokenizer.Encode(req.Prompt, addBos: true));
+        var options = Sampling(req, out bool stream, out bool includeUsage);
+        string promptText = PromptText(req.Prompt);
+        int[] prompt = CheckFits(engine.Tokenizer.Encode(promptText, addBos: true), "prompt");
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
+        Info(http).Id = id;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string model = ModelName(req);
 
-        await Run(http, prompt, options, req.Stop, stream,
-            piece => new Completion { Id = id, Created = created, Model = engine.ModelId, Choices = [new CompletionChoice { Text = piece }] },
+        await Run(http, prompt, options, req.Stop, stream, includeUsage,
+            piece => new Completion { Id = id, Created = created, Model = model, Choices = [new CompletionChoice { Text = piece }] },
             OpenAiJsonContext.Default.Completion,
             null,
             (all, finish, usage) => Json(http, 200, new Completion
             {
-                Id = id, Created = created, Model = engine.ModelId, Usage = usage,
+                Id = id, Created = created, Model = model, Usage = usage,
                 Choices = [new CompletionChoice { Text = all, FinishReason = finish }],
             }, OpenAiJsonContext.Default.Completion),
-            finish => new Completion { Id = id, Created = created, Model = engine.ModelId, Choices = [new CompletionChoice { FinishReason = finish }] });
+            finish => new Completion { Id = id, Created = created, Model = model, Choices = [new CompletionChoice { FinishReason = finish }] },
+            usage => new Completion { Id = id, Created = created, Model = model, Choices = [], Usage = usage });
     }
 
     /// <summary>
     /// Queues for the engine and generates; streams each piece as an SSE chunk, or answers with one JSON.
     /// The queue place is held until generation has really ended, so a client that leaves frees it at once.
     /// </summary>
-    private async Task Run<TChunk>(HttpContext http, int[] prompt, GenerateOptions options, string[]? stops, bool stream,
+    private async Task Run<TChunk>(HttpContext http, int[] prompt, GenerateOptions options, string[]? stops, bool stream, bool includeUsage,
         Func<string, TChunk> chunk, JsonTypeInfo<TChunk> chunkInfo, TChunk? first,
-        Func<string, string, Usage, Task> whole, Func<string, TChunk> last)
+        Func<string, string, Usage, Task> whole, Func<string, TChunk> last, Func<Usage, TChunk> usageChunk)
     {
         if (!engine.TryAdmit())
             throw new ApiError(503, $"the server is busy ({engine.QueueLimit} requests already waiting); retry later", code: "server_busy", type: "server_error");
@@ -186,16 +342,16 @@ internal sealed class Endpoints(InferenceEngine engine)
         var matcher = new StopMatcher(stops);
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var all = new StringBuilder();
-        Task<GenerationStats>? gen = null;
+        Task<EngineResult>? gen = null;
         try
         {
             gen = GenerateInto(prompt, options, matcher, channel.Writer, aborted);
             if (!stream)
             {
                 await foreach (string piece in channel.Reader.ReadAllAsync(aborted)) all.Append(piece);
-                var stats = await gen;
+                var result = await Finished(http, gen);
                 all.Append(matcher.Flush());
-                await whole(all.ToString(), Finish(stats), UsageOf(stats));
+                await whole(all.ToString(), Finish(result.Stats), UsageOf(result));
                 return;
             }
             bool started = false;
@@ -204,11 +360,13 @@ internal sealed class Endpoints(InferenceEngine engine)
                 if (!started) { await StartStream(http, first, chunkInfo); started = true; }
                 await Sse(http, chunk(piece), chunkInfo);
             }
-            var s = await gen;
+            var s = await Finished(http, gen);
             if (!started) await StartStream(http, first, chunkInfo);
             string rest = matcher.Flush();
             if (rest.Length > 0) await Sse(http, chunk(rest), chunkInfo);
-            await Sse(http, last(Finish(s)), chunkInfo);
+            await Sse(http, last(Finish(s.Stats)), chunkInfo);
+            // As OpenAI does with stream_options.include_usage: one more chunk, with empty choices and the usage.
+            if (includeUsage) await Sse(http, usageChunk(UsageOf(s)), chunkInfo);
             await http.Response.Body.WriteAsync(Done, aborted);
             await http.Response.Body.FlushAsync(aborted);
         }
@@ -222,7 +380,16 @@ internal sealed class Endpoints(InferenceEngine engine)
         }
     }
 
-    private async Task<GenerationStats> GenerateInto(int[] prompt, GenerateOptions options, StopMatcher matcher, ChannelWriter<string> writer, CancellationToken cancel)
+    /// <summary>Awaits the generation and records it for the log line and the metrics.</summary>
+    private async Task<EngineResult> Finished(HttpContext http, Task<EngineResult> gen)
+    {
+        var result = await gen;
+        Info(http).Result = result;
+        metrics.CountGeneration(result);
+        return result;
+    }
+
+    private async Task<EngineResult> GenerateInto(int[] prompt, GenerateOptions options, StopMatcher matcher, ChannelWriter<string> writer, CancellationToken cancel)
     {
         try
         {
@@ -260,8 +427,9 @@ internal sealed class Endpoints(InferenceEngine engine)
 
     private static string Finish(GenerationStats s) => s.Stop is StopReason.TokenLimit or StopReason.ContextFull ? "length" : "stop";
 
-    private static Usage UsageOf(GenerationStats s) => new()
+    private static Usage UsageOf(EngineResult r) => new()
     {
-        PromptTokens = s.PromptTokens, CompletionTokens = s.GeneratedTokens, TotalTokens = s.PromptTokens + s.GeneratedTokens,
+        PromptTokens = r.Stats.PromptTokens, CompletionTokens = r.Stats.GeneratedTokens, TotalTokens = r.Stats.PromptTokens + r.Stats.GeneratedTokens,
+        PromptTokensDetails = new PromptTokensDetails { CachedTokens = r.CachedTokens },
     };
 }

@@ -3,6 +3,16 @@ using EdgeLlm.Model;
 
 namespace EdgeLlm.Cli.Server;
 
+/// <summary>One served generation: its stats and how many prompt tokens came from the cache (the reused prefix).</summary>
+public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
+{
+    /// <summary>Tokens the prompt pass actually ran.</summary>
+    public int PrefilledTokens => Stats.PromptTokens - CachedTokens;
+
+    /// <summary>Prefill speed over the tokens actually run (the reused prefix cost nothing).</summary>
+    public double PrefillTokensPerSecond => PrefilledTokens / Math.Max(Stats.PromptTime.TotalSeconds, 1e-9);
+}
+
 /// <summary>
 /// The one model behind the server. A <see cref="LlamaModel"/> serves one caller at a time, so requests
 /// run one after another on a single slot; up to <see cref="QueueLimit"/> more wait their turn, and
@@ -14,6 +24,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly SemaphoreSlim _slot = new(1, 1);
     private readonly Generator _generator;
     private int _admitted;
+    private int _busy;
 
     public LlamaModel Model { get; }
     public Tokenizer Tokenizer { get; }
@@ -25,6 +36,12 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>Requests running or waiting now.</summary>
     public int Admitted => Volatile.Read(ref _admitted);
+
+    /// <summary>1 while the slot is generating, else 0.</summary>
+    public int Busy => Volatile.Read(ref _busy);
+
+    /// <summary>Requests admitted but not yet generating.</summary>
+    public int QueueDepth => Math.Max(0, Admitted - Busy);
 
     /// <summary>Test hook: awaited while the slot is held, before generating (holds a slot deterministically).</summary>
     internal Func<CancellationToken, Task>? HoldSlotHook { get; set; }
@@ -61,9 +78,10 @@ public sealed class InferenceEngine : IDisposable
     /// Waits for the slot, then generates on a worker thread. <paramref name="cancel"/> (the client going
     /// away) ends the wait or stops generation at the next token, and the slot is free again at once.
     /// </summary>
-    public async Task<GenerationStats> GenerateAsync(int[] prompt, GenerateOptions options, Func<string, bool> onText, CancellationToken cancel)
+    public async Task<EngineResult> GenerateAsync(int[] prompt, GenerateOptions options, Func<string, bool> onText, CancellationToken cancel)
     {
         await _slot.WaitAsync(cancel).ConfigureAwait(false);
+        Volatile.Write(ref _busy, 1);
         try
         {
             if (HoldSlotHook is { } hold) await hold(cancel).ConfigureAwait(false);
@@ -71,12 +89,17 @@ public sealed class InferenceEngine : IDisposable
             var o = options with { ReuseCache = true };
             var hook = TextHook;
             Func<string, bool> f = hook is null ? onText : t => { hook(); return onText(t); };
-            var stats = await Task.Run(() => _generator.Generate(prompt, o, f, cancel), CancellationToken.None).ConfigureAwait(false);
-            LastStop = stats.Stop;
-            return stats;
+            var result = await Task.Run(() =>
+            {
+                var stats = _generator.Generate(prompt, o, f, cancel);
+                return new EngineResult(stats, stats.PromptTokens - _generator.LastPrefillTokens);
+            }, CancellationToken.None).ConfigureAwait(false);
+            LastStop = result.Stats.Stop;
+            return result;
         }
         finally
         {
+            Volatile.Write(ref _busy, 0);
             _slot.Release();
         }
     }

@@ -10,7 +10,32 @@ public sealed class ChatMessageDto
     public string? Content { get; set; }
 }
 
-/// <summary>The fields of OpenAI's sampling parameters that EdgeLlm maps onto its sampler.</summary>
+/// <summary>
+/// One message of a chat request: <c>content</c> is a string, null, or an array of typed parts, so it is kept
+/// as raw JSON and read by the endpoint; <c>tool_calls</c> is only looked at to refuse it.
+/// </summary>
+public sealed class ChatRequestMessage
+{
+    public string? Role { get; set; }
+    public JsonElement? Content { get; set; }
+    public string? Name { get; set; }
+    public string? ToolCallId { get; set; }
+    public JsonElement? ToolCalls { get; set; }
+    public JsonElement? FunctionCall { get; set; }
+    public JsonElement? Audio { get; set; }
+}
+
+/// <summary>OpenAI's <c>stream_options</c>.</summary>
+public sealed class StreamOptions
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+/// <summary>
+/// The fields of OpenAI's sampling parameters that EdgeLlm maps onto its sampler, and the ones it does not
+/// implement (kept as raw JSON only so that a request setting them is refused by name instead of being
+/// answered as if they had been honoured).
+/// </summary>
 public abstract class SamplingRequest
 {
     public string? Model { get; set; }
@@ -27,18 +52,42 @@ public abstract class SamplingRequest
     public float? FrequencyPenalty { get; set; }
     public bool? Stream { get; set; }
     public int? N { get; set; }
+    public StreamOptions? StreamOptions { get; set; }
+
+    // Defined by OpenAI, not implemented here: a request that sets them gets a 400 naming the field.
+    public JsonElement? ResponseFormat { get; set; }
+    public JsonElement? Logprobs { get; set; }
+    public JsonElement? TopLogprobs { get; set; }
+    public JsonElement? LogitBias { get; set; }
+    public JsonElement? Tools { get; set; }
+    public JsonElement? ToolChoice { get; set; }
+    public JsonElement? Functions { get; set; }
+    public JsonElement? FunctionCall { get; set; }
+    public JsonElement? BestOf { get; set; }
+    public JsonElement? Echo { get; set; }
+    public JsonElement? Suffix { get; set; }
+    public JsonElement? Audio { get; set; }
+    public JsonElement? Modalities { get; set; }
+    public JsonElement? Prediction { get; set; }
+    public JsonElement? WebSearchOptions { get; set; }
 }
 
 /// <summary>POST /v1/chat/completions.</summary>
 public sealed class ChatCompletionRequest : SamplingRequest
 {
-    public List<ChatMessageDto>? Messages { get; set; }
+    public List<ChatRequestMessage>? Messages { get; set; }
 }
 
-/// <summary>POST /v1/completions.</summary>
+/// <summary>POST /v1/completions: <c>prompt</c> is a string or an array (kept as raw JSON, read by the endpoint).</summary>
 public sealed class CompletionRequest : SamplingRequest
 {
-    public string? Prompt { get; set; }
+    public JsonElement? Prompt { get; set; }
+}
+
+public sealed class PromptTokensDetails
+{
+    /// <summary>Prompt tokens whose keys and values were reused from the cache (not run through the prompt pass).</summary>
+    public int CachedTokens { get; set; }
 }
 
 public sealed class Usage
@@ -46,6 +95,7 @@ public sealed class Usage
     public int PromptTokens { get; set; }
     public int CompletionTokens { get; set; }
     public int TotalTokens { get; set; }
+    public PromptTokensDetails PromptTokensDetails { get; set; } = new();
 }
 
 public sealed class ChatChoice

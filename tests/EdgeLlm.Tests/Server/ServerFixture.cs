@@ -10,6 +10,9 @@ namespace EdgeLlm.Tests.Server;
 public sealed class ServerFixture : IAsyncLifetime
 {
     public const string Key = "test-key";
+    public const string Alias = "gpt-4o-mini";
+    public const string Origin = "https://ui.example";
+    public CapturingLoggerProvider Logs { get; } = new();
     public LlamaModel Model { get; private set; } = null!;
     public EdgeLlmServer Server { get; private set; } = null!;
     public InferenceEngine Engine => Server.Engine;
@@ -19,7 +22,10 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         Model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 1, ContextSize = 256 });
         var engine = new InferenceEngine(Model, "stories260K", ChatTemplateKind.ChatMl, queueLimit: 2);
-        Server = await EdgeLlmServer.StartAsync(engine, new ServerOptions { Port = 0, ApiKey = Key, MaxBodyBytes = 64 * 1024 });
+        Server = await EdgeLlmServer.StartAsync(engine, new ServerOptions
+        {
+            Port = 0, ApiKey = Key, MaxBodyBytes = 64 * 1024, Aliases = [Alias], Cors = Origin, LogProvider = Logs,
+        });
         Http = Client();
     }
 
@@ -52,6 +58,35 @@ public sealed class ServerFixture : IAsyncLifetime
             MaxTokens = maxTokens, Sampler = SamplerOptions.Greedy, StopTokens = ChatSession.StopTokenIds(tok.Vocab, ChatTemplateKind.ChatMl),
         }, t => { sb.Append(t); return true; });
         return sb.ToString();
+    }
+}
+
+/// <summary>Keeps every log entry (category, level, formatted text, structured values) for the tests to read.</summary>
+public sealed class CapturingLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider
+{
+    public sealed record Entry(string Category, Microsoft.Extensions.Logging.LogLevel Level, string Text, IReadOnlyDictionary<string, object?> Values);
+
+    private readonly List<Entry> _entries = new();
+
+    public IReadOnlyList<Entry> Entries { get { lock (_entries) return _entries.ToArray(); } }
+
+    public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+    public void Dispose() { }
+
+    private sealed class Logger(CapturingLoggerProvider owner, string category) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state,
+            Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var values = new Dictionary<string, object?>();
+            if (state is IEnumerable<KeyValuePair<string, object?>> kv)
+                foreach (var p in kv) values[p.Key] = p.Value;
+            lock (owner._entries) owner._entries.Add(new Entry(category, logLevel, formatter(state, exception), values));
+        }
     }
 }
 
