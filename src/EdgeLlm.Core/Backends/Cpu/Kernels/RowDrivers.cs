@@ -31,6 +31,9 @@ internal unsafe interface IRowKernel
     /// <paramref name="scratch"/> (<paramref name="n"/> floats) once for all tokens.
     /// </summary>
     static virtual byte* Prepare(byte* row, int n, float* scratch) => row;
+
+    /// <summary>True when <see cref="Prepare"/> writes into the scratch row (the kernel dots the prepared row, not the stored one).</summary>
+    static virtual bool UsesScratch => false;
 }
 
 /// <summary>A kernel that also dots one row with four tokens at once, unpacking each weight block once for all four.</summary>
@@ -95,6 +98,14 @@ internal static unsafe class RowDrivers
         }
     }
 
-    /// <summary>One row, one token through <typeparamref name="TK"/> (the table's <c>Dot</c>: tests, tools).</summary>
-    public static float Dot<TK>(byte* row, byte* x, int n) where TK : struct, IRowKernel => TK.Dot(row, x, n);
+    /// <summary>
+    /// One row, one token through <typeparamref name="TK"/>, prepared as <see cref="Rows{TK}"/> prepares it (the
+    /// table's <c>Dot</c>: tests, tools; a kernel that widens its row gets a scratch row allocated here).
+    /// </summary>
+    public static float Dot<TK>(byte* row, byte* x, int n) where TK : struct, IRowKernel
+    {
+        if (!TK.UsesScratch) return TK.Dot(row, x, n);
+        var scratch = new float[n];
+        fixed (float* s = scratch) return TK.Dot(TK.Prepare(row, n, s), x, n);
+    }
 }

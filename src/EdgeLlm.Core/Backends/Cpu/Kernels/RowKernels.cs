@@ -64,6 +64,8 @@ internal unsafe struct F16Rows : IRowKernel
 /// <summary>BF16: each row widened to floats once (into the thread's scratch), then dotted per token.</summary>
 internal unsafe struct BF16Rows : IRowKernel
 {
+    public static bool UsesScratch => true;
+
     public static byte* Prepare(byte* row, int n, float* scratch)
     {
         HalfConvert.BF16ToF32((ushort*)row, scratch, n);
