@@ -7,6 +7,7 @@ using EdgeLlm.Model;
 using EdgeLlm.Quant;
 
 using EdgeLlm.Tests.Kernels;
+using EdgeLlm.Tests.Model;
 
 namespace EdgeLlm.KernelCheck;
 
@@ -36,6 +37,13 @@ internal static unsafe class Program
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
         FloatChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
+        foreach (string type in QuantTypeLogits.Types)
+            Guard($"llama-{type}.gguf logits vs llama.cpp's (selected rung)", () =>
+            {
+                var r = QuantTypeLogits.Check(Path.Combine(repo, "tests", "data", "models-visible"), type, threads: 1);
+                Console.WriteLine($"  {r}");
+                return r.Passes ? null : r.ToString();
+            });
         Console.WriteLine($"{passed} passed, {failed} failed");
         return failed == 0 ? 0 : 1;
     }
