@@ -22,6 +22,11 @@ public sealed unsafe class TypeTraits
     /// <c>vec_dot_type</c>), or F32 for the float types, whose rows are dotted with the float activations.
     /// </summary>
     public readonly GgmlType Activation;
+    /// <summary>
+    /// llama.cpp's <c>general.file_type</c> (llama_ftype) of a file whose matrices are all this type: ALL_F32 0,
+    /// MOSTLY_F16 1, MOSTLY_Q4_0 2, ...; for the K-quants the "_S" label, the nearest for a file without a mix.
+    /// </summary>
+    public readonly uint FileType;
     /// <summary>Row of blocks → n floats (n a multiple of <see cref="BlockSize"/>).</summary>
     public readonly delegate*<byte*, float*, long, void> Dequantize;
     /// <summary>Row of blocks · n floats, the float reference (accumulated in double or in ggml's order).</summary>
@@ -29,7 +34,7 @@ public sealed unsafe class TypeTraits
     /// <summary>n floats → row of blocks (ggml's reference quantizer).</summary>
     public readonly delegate*<float*, byte*, long, void> Quantize;
 
-    private TypeTraits(GgmlType type, int blockSize, int blockBytes, GgmlType activation,
+    private TypeTraits(GgmlType type, int blockSize, int blockBytes, GgmlType activation, uint fileType,
         delegate*<byte*, float*, long, void> dequantize, delegate*<byte*, float*, long, float> dot,
         delegate*<float*, byte*, long, void> quantize)
     {
@@ -37,6 +42,7 @@ public sealed unsafe class TypeTraits
         BlockSize = blockSize;
         BlockBytes = blockBytes;
         Activation = activation;
+        FileType = fileType;
         Dequantize = dequantize;
         Dot = dot;
         Quantize = quantize;
@@ -50,13 +56,13 @@ public sealed unsafe class TypeTraits
 
     private static readonly TypeTraits[] Rows =
     [
-        new(GgmlType.F32, 1, 4, GgmlType.F32, &FloatRows.DequantizeF32, &FloatRows.DotF32, &FloatRows.QuantizeF32),
-        new(GgmlType.F16, 1, 2, GgmlType.F32, &FloatRows.DequantizeF16, &FloatRows.DotF16, &FloatRows.QuantizeF16),
-        new(GgmlType.BF16, 1, 2, GgmlType.F32, &FloatRows.DequantizeBF16, &FloatRows.DotBF16, &FloatRows.QuantizeBF16),
-        new(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.BlockBytes, GgmlType.Q8_0, &Q8_0.Dequantize, &Q8_0.Dot, &Q8_0.Quantize),
-        new(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.BlockBytes, GgmlType.Q8_0, &Q4_0.Dequantize, &Q4_0.Dot, &Q4_0.Quantize),
-        new(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.BlockBytes, GgmlType.Q8_K, &Q4_K.Dequantize, &Q4_K.Dot, &Q4_K.Quantize),
-        new(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.BlockBytes, GgmlType.Q8_K, &Q6_K.Dequantize, &Q6_K.Dot, &Q6_K.Quantize),
+        new(GgmlType.F32, 1, 4, GgmlType.F32, 0, &FloatRows.DequantizeF32, &FloatRows.DotF32, &FloatRows.QuantizeF32),
+        new(GgmlType.F16, 1, 2, GgmlType.F32, 1, &FloatRows.DequantizeF16, &FloatRows.DotF16, &FloatRows.QuantizeF16),
+        new(GgmlType.BF16, 1, 2, GgmlType.F32, 32, &FloatRows.DequantizeBF16, &FloatRows.DotBF16, &FloatRows.QuantizeBF16),
+        new(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.BlockBytes, GgmlType.Q8_0, 7, &Q8_0.Dequantize, &Q8_0.Dot, &Q8_0.Quantize),
+        new(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.BlockBytes, GgmlType.Q8_0, 2, &Q4_0.Dequantize, &Q4_0.Dot, &Q4_0.Quantize),
+        new(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.BlockBytes, GgmlType.Q8_K, 14, &Q4_K.Dequantize, &Q4_K.Dot, &Q4_K.Quantize),
+        new(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.BlockBytes, GgmlType.Q8_K, 18, &Q6_K.Dequantize, &Q6_K.Dot, &Q6_K.Quantize),
     ];
 
     /// <summary>Largest ggml type id (exclusive) the lookup covers.</summary>
