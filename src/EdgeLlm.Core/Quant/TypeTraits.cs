@@ -61,6 +61,10 @@ public sealed unsafe class TypeTraits
         new(GgmlType.BF16, 1, 2, GgmlType.F32, 32, &FloatRows.DequantizeBF16, &FloatRows.DotBF16, &FloatRows.QuantizeBF16),
         new(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.BlockBytes, GgmlType.Q8_0, 7, &Q8_0.Dequantize, &Q8_0.Dot, &Q8_0.Quantize),
         new(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.BlockBytes, GgmlType.Q8_0, 2, &Q4_0.Dequantize, &Q4_0.Dot, &Q4_0.Quantize),
+        new(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.BlockBytes, GgmlType.Q8_1, 3, &Q4_1.Dequantize, &Q4_1.Dot, &Q4_1.Quantize),
+        new(GgmlType.Q5_0, Q5_0.BlockSize, Q5_0.BlockBytes, GgmlType.Q8_0, 8, &Q5_0.Dequantize, &Q5_0.Dot, &Q5_0.Quantize),
+        new(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.BlockBytes, GgmlType.Q8_1, 9, &Q5_1.Dequantize, &Q5_1.Dot, &Q5_1.Quantize),
+        new(GgmlType.IQ4_NL, IQ4_NL.BlockSize, IQ4_NL.BlockBytes, GgmlType.Q8_0, 25, &IQ4_NL.Dequantize, &IQ4_NL.Dot, &IQ4_NL.Quantize),
         new(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.BlockBytes, GgmlType.Q8_K, 14, &Q4_K.Dequantize, &Q4_K.Dot, &Q4_K.Quantize),
         new(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.BlockBytes, GgmlType.Q8_K, 18, &Q6_K.Dequantize, &Q6_K.Dot, &Q6_K.Quantize),
     ];

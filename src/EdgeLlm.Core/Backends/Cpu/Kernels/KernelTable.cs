@@ -94,7 +94,11 @@ internal static unsafe class KernelTable
             GgmlType.BF16 => Plain<BF16Rows>(traits, rung, flags),
             GgmlType.Q8_0 => Standard<Q8_0Kernels>(traits, rung, flags),
             GgmlType.Q4_0 => Q4_0Row(traits, rung, flags),
-            GgmlType.Q4_K => Q4_KRow(traits, rung, flags),
+            GgmlType.Q4_K => StandardDot4<Q4_KKernels>(traits, rung, flags),
+            GgmlType.Q4_1 => StandardDot4<Q4_1Kernels>(traits, rung, flags),
+            GgmlType.Q5_0 => StandardDot4<Q5_0Kernels>(traits, rung, flags),
+            GgmlType.Q5_1 => StandardDot4<Q5_1Kernels>(traits, rung, flags),
+            GgmlType.IQ4_NL => StandardDot4<IQ4_NLKernels>(traits, rung, flags),
             GgmlType.Q6_K => Q6_KRow(traits, rung, flags),
             _ => null,
         };
@@ -118,13 +122,15 @@ internal static unsafe class KernelTable
     };
 
     /// <summary>
-    /// A standard facade with a four-token kernel on the selected rung: there the batch goes through
-    /// <see cref="RowDrivers.Tiles{TK}"/> (when <c>Dot4Accelerated</c>); any other rung is <see cref="Standard{T}"/>.
+    /// A standard facade with four-token loops: on the x64 rungs the batch goes through
+    /// <see cref="RowDrivers.Tiles{TK}"/>; NEON and scalar are <see cref="Standard{T}"/>.
     /// </summary>
-    private static CpuKernelRow StandardDot4<T>(TypeTraits t, Rung rung, KernelFlags f) where T : struct, IDot4Kernels =>
-        rung == KernelRung.Selected && f == KernelFlags.Selected && T.Dot4Accelerated
-            ? Tiled<SelectedDot4<T>>(t, rung, f)
-            : Standard<T>(t, rung, f);
+    private static CpuKernelRow StandardDot4<T>(TypeTraits t, Rung rung, KernelFlags f) where T : struct, IDot4Kernels => rung switch
+    {
+        Rung.Avx512 => Tiled<Avx512Dot4Rung<T>>(t, rung, f),
+        Rung.Avx2 => f.Vnni ? Tiled<Avx2Dot4Rung<T, VnniOn>>(t, rung, f) : Tiled<Avx2Dot4Rung<T, VnniOff>>(t, rung, f),
+        _ => Standard<T>(t, rung, f),
+    };
 
     /// <summary>Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.</summary>
     private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)
@@ -143,14 +149,6 @@ internal static unsafe class KernelTable
             default: return Plain<Q4_0Scalar>(t, rung, f);
         }
     }
-
-    /// <summary>Q4_K: the AVX-512 and AVX2 rungs have a four-token loop for the batch.</summary>
-    private static CpuKernelRow Q4_KRow(TypeTraits t, Rung rung, KernelFlags f) => rung switch
-    {
-        Rung.Avx512 => Tiled<Q4_KAvx512Dot4>(t, rung, f),
-        Rung.Avx2 => f.Vnni ? Tiled<Q4_KAvx2Dot4<VnniOn>>(t, rung, f) : Tiled<Q4_KAvx2Dot4<VnniOff>>(t, rung, f),
-        _ => Standard<Q4_KKernels>(t, rung, f),
-    };
 
     /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks.</summary>
     private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)

@@ -14,12 +14,11 @@ internal unsafe interface IDotKernels
     static abstract float DotNeon(byte* w, byte* xq, int n);
 }
 
-/// <summary>A facade that also has a four-token kernel on the selected rung (<c>Dot4</c>, <c>Dot4Accelerated</c>).</summary>
+/// <summary>A facade that also has four-token loops on the x64 rungs (<c>Dot4Avx512</c>, <c>Dot4Avx2(vnni)</c>), bit-identical to four one-token calls.</summary>
 internal unsafe interface IDot4Kernels : IDotKernels
 {
-    static abstract float Dot(byte* w, byte* xq, int n);
-    static abstract void Dot4(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride);
-    static abstract bool Dot4Accelerated { get; }
+    static abstract void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride);
+    static abstract void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni);
 }
 
 internal unsafe struct ScalarRung<T> : IRowKernel where T : struct, IDotKernels
@@ -42,11 +41,16 @@ internal unsafe struct NeonRung<T> : IRowKernel where T : struct, IDotKernels
     public static float Dot(byte* row, byte* x, int n) => T.DotNeon(row, x, n);
 }
 
-/// <summary>The selected rung's one- and four-token kernels of a facade with <c>Dot4</c>.</summary>
-internal unsafe struct SelectedDot4<T> : IFourTokenKernel where T : struct, IDot4Kernels
+internal unsafe struct Avx512Dot4Rung<T> : IFourTokenKernel where T : struct, IDot4Kernels
 {
-    public static float Dot(byte* row, byte* x, int n) => T.Dot(row, x, n);
-    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4(row, x, xStride, n, dst, dstStride);
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx512(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Avx512(row, x, xStride, n, dst, dstStride);
+}
+
+internal unsafe struct Avx2Dot4Rung<T, TVnni> : IFourTokenKernel where T : struct, IDot4Kernels where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx2(row, x, n, TVnni.Enabled);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
 }
 
 // ---- float types: rows dotted with the float activations ----
@@ -75,7 +79,7 @@ internal unsafe struct BF16Rows : IRowKernel
     public static float Dot(byte* row, byte* x, int n) => DotF32.Dot((float*)row, (float*)x, n);
 }
 
-// ---- Q8_0, Q4_K: the standard facade shape ----
+// ---- the standard facade shape: one struct per type forwarding to its DotTYPE facade ----
 
 internal unsafe struct Q8_0Kernels : IDotKernels
 {
@@ -85,26 +89,54 @@ internal unsafe struct Q8_0Kernels : IDotKernels
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
 }
 
-internal unsafe struct Q4_KKernels : IDotKernels
+internal unsafe struct Q4_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
     public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ4_K.DotAvx2(w, xq, n, vnni);
     public static float DotAvx512(byte* w, byte* xq, int n) => DotQ4_K.DotAvx512(w, xq, n);
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ4_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
-/// <summary>Q4_K's AVX-512 four-token loop (bit-identical to four one-token calls).</summary>
-internal unsafe struct Q4_KAvx512Dot4 : IFourTokenKernel
+internal unsafe struct Q4_1Kernels : IDot4Kernels
 {
-    public static float Dot(byte* row, byte* x, int n) => DotQ4_K.DotAvx512(row, x, n);
-    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4Avx512(row, x, xStride, n, dst, dstStride);
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_1.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ4_1.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ4_1.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_1.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ4_1.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ4_1.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
-/// <summary>Q4_K's AVX2 four-token loop with AVX-VNNI on or off.</summary>
-internal unsafe struct Q4_KAvx2Dot4<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+internal unsafe struct Q5_0Kernels : IDot4Kernels
 {
-    public static float Dot(byte* row, byte* x, int n) => DotQ4_K.DotAvx2(row, x, n, TVnni.Enabled);
-    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_0.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_0.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_0.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_0.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_0.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_0.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q5_1Kernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_1.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_1.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_1.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_1.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_1.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_1.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct IQ4_NLKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotIQ4_NL.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotIQ4_NL.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotIQ4_NL.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotIQ4_NL.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotIQ4_NL.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
 // ---- Q4_0: VBMI on AVX-512, and the panel activations on x64 ----

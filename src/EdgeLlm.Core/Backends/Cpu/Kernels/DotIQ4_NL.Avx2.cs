@@ -1,0 +1,80 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+public static unsafe partial class DotIQ4_NL
+{
+    /// <summary>
+    /// One block per step in a ymm: the 16 packed bytes become 32 nibbles (low = elements 0..15, high = 16..31, the
+    /// activation order) and vpshufb looks up the grid values v = K[nibble] (−127..113). vpmaddubsw needs an unsigned
+    /// operand, so (as ggml) Σ v·y = Σ |v|·(y·sign v): vpabsb, vpsignb, then vpmaddubsw + vpmaddwd (pairs ≤ 2·127·127,
+    /// no saturation) or AVX-VNNI vpdpbusd; int → float, FMA with d_w·d_x. Eight
+    /// blocks per step with their scales from <see cref="BlockScales"/>, two accumulators; the remainder converts
+    /// scales one by one. The per-token steps (<see cref="Avx2Group"/>, <see cref="Avx2Rest"/>) are those of the
+    /// four-token loop, so both give the same bits.
+    /// </summary>
+    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        Vector256<int> wOff = BlockScales.Offsets(BlockBytes), xOff = BlockScales.Offsets(XB);
+        Vector256<sbyte> grid = Vector256.Create(Grid(), Grid());
+        int b = 0;
+        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
+        {
+            WeightPrefetch.Lines3(w);
+            Avx2Group<TVnni>(ref acc0, ref acc1, w, xq, BlockScales.Half8(w, wOff), xOff, grid);
+        }
+        for (; b < nb; b++, w += BlockBytes, xq += XB)
+            Avx2Rest<TVnni>(ref acc0, Avx2Quants(w, grid), w, xq);
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    /// <summary>One token's share of eight blocks: dw the blocks' d; the token's d gathered here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Group<TVnni>(ref Vector256<float> acc0, ref Vector256<float> acc1, byte* w, byte* xq,
+        Vector256<float> dw, Vector256<int> xOff, Vector256<sbyte> grid) where TVnni : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector256<float> d = dw * BlockScales.Half8(xq, xOff);
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w, grid), xq, BlockScales.Broadcast(d, 0));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + BlockBytes, grid), xq + XB, BlockScales.Broadcast(d, 1));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 2 * BlockBytes, grid), xq + 2 * XB, BlockScales.Broadcast(d, 2));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 3 * BlockBytes, grid), xq + 3 * XB, BlockScales.Broadcast(d, 3));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 4 * BlockBytes, grid), xq + 4 * XB, BlockScales.Broadcast(d, 4));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 5 * BlockBytes, grid), xq + 5 * XB, BlockScales.Broadcast(d, 5));
+        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 6 * BlockBytes, grid), xq + 6 * XB, BlockScales.Broadcast(d, 6));
+        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 7 * BlockBytes, grid), xq + 7 * XB, BlockScales.Broadcast(d, 7));
+    }
+
+    /// <summary>One token's share of a remainder block (q its unpacked weights).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Rest<TVnni>(ref Vector256<float> acc0, Vector256<sbyte> q, byte* wb, byte* yb)
+        where TVnni : struct, IIsaFlag =>
+        acc0 = Avx2Token<TVnni>(acc0, q, yb, Vector256.Create(Fp16.Read(wb) * Fp16.Read(yb)));
+
+    /// <summary>The 32 grid values of a block (signed bytes) in activation order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Avx2Quants(byte* wb, Vector256<sbyte> grid)
+    {
+        Vector128<byte> packed = Vector128.Load(wb + 2);
+        Vector256<byte> nib = Vector256.Create(packed, Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
+        return Avx2.Shuffle(grid, nib.AsSByte());
+    }
+
+    /// <summary>One token's share of a block: acc + d·Σ v·y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Avx2Token<TVnni>(Vector256<float> acc, Vector256<sbyte> v, byte* yb, Vector256<float> d)
+        where TVnni : struct, IIsaFlag
+    {
+        Vector256<sbyte> y = Vector256.Load((sbyte*)(yb + 2));
+        Vector256<byte> av = Avx2.Abs(v);
+        Vector256<sbyte> sy = Avx2.Sign(y, v);
+        Vector256<int> isum = TVnni.Enabled
+            ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, av, sy)
+            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(av, sy), Vector256.Create((short)1));
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
+    }
+}
