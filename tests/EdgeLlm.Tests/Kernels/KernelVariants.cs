@@ -72,6 +72,14 @@ internal static unsafe class KernelVariants
             Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_K.DotAvx512(w, xq, n),
             _ => DotQ5_K.DotNeon(w, xq, n),
         },
+        GgmlType.IQ4_XS => v switch
+        {
+            Variant.Scalar => DotIQ4_XS.DotScalar(w, xq, n),
+            Variant.Avx2 => DotIQ4_XS.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotIQ4_XS.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_XS.DotAvx512(w, xq, n),
+            _ => DotIQ4_XS.DotNeon(w, xq, n),
+        },
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 
@@ -82,6 +90,7 @@ internal static unsafe class KernelVariants
         GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
         GgmlType.Q6_K => DotQ6_K.Dot(w, xq, n),
         GgmlType.Q5_K => DotQ5_K.Dot(w, xq, n),
+        GgmlType.IQ4_XS => DotIQ4_XS.Dot(w, xq, n),
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 }

@@ -13,6 +13,7 @@ public unsafe class K256QuantTests
     public static IEnumerable<object[]> Types() => new[]
     {
         new object[] { GgmlType.Q5_K },
+        new object[] { GgmlType.IQ4_XS },
     };
 
     private static string Golden(GgmlType t) => t switch
@@ -52,6 +53,7 @@ public unsafe class K256QuantTests
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q5_K, 0.025, 0.05)]
+    [InlineData(GgmlType.IQ4_XS, 0.05, 0.1)]
     public void GaussianRowsStayWithinTheStepBound(GgmlType t, double lo, double hi)
     {
         float[] x = QuantTestData.Gaussian(256 * 16, seed: 45);
