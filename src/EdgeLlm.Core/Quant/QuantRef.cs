@@ -7,7 +7,7 @@ namespace EdgeLlm.Quant;
 /// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
 /// them. <c>n</c> is the row length in elements and must be a non-negative multiple of the type's block size
 /// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. The block
-/// formats live in Q8_0.cs, Q4_0.cs, Q4_K.cs, Q5_K.cs, Q6_K.cs and IQ4_XS.cs.
+/// formats live in Q8_0.cs, Q4_0.cs, Q2_K.cs, Q3_K.cs, Q4_K.cs, Q5_K.cs, Q6_K.cs and IQ4_XS.cs.
 /// </summary>
 public static unsafe class QuantRef
 {
@@ -24,6 +24,8 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: Q6_K.Dequantize(src, dst, n); break;
             case GgmlType.Q5_K: Q5_K.Dequantize(src, dst, n); break;
             case GgmlType.IQ4_XS: IQ4_XS.Dequantize(src, dst, n); break;
+            case GgmlType.Q3_K: Q3_K.Dequantize(src, dst, n); break;
+            case GgmlType.Q2_K: Q2_K.Dequantize(src, dst, n); break;
             default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
         }
     }
@@ -43,6 +45,8 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: return Q6_K.Dot(row, x, n);
             case GgmlType.Q5_K: return Q5_K.Dot(row, x, n);
             case GgmlType.IQ4_XS: return IQ4_XS.Dot(row, x, n);
+            case GgmlType.Q3_K: return Q3_K.Dot(row, x, n);
+            case GgmlType.Q2_K: return Q2_K.Dot(row, x, n);
             default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
         }
         return (float)sum;
@@ -61,6 +65,8 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: Q6_K.Quantize(src, dst, n); break;
             case GgmlType.Q5_K: Q5_K.Quantize(src, dst, n); break;
             case GgmlType.IQ4_XS: IQ4_XS.Quantize(src, dst, n); break;
+            case GgmlType.Q3_K: Q3_K.Quantize(src, dst, n); break;
+            case GgmlType.Q2_K: Q2_K.Quantize(src, dst, n); break;
             default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
         }
     }

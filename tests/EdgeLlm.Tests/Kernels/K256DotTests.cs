@@ -18,7 +18,7 @@ namespace EdgeLlm.Tests.Kernels;
 /// </summary>
 public unsafe class K256DotTests
 {
-    public static readonly GgmlType[] Types = { GgmlType.Q5_K, GgmlType.IQ4_XS };
+    public static readonly GgmlType[] Types = { GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q3_K, GgmlType.Q2_K };
     private static readonly string[] Kinds = { "gaussian", "raw", "zeros", "extreme" };
     private static readonly int[] BlockCounts = { 1, 3, 17 };
 

@@ -14,6 +14,8 @@ public unsafe class K256QuantTests
     {
         new object[] { GgmlType.Q5_K },
         new object[] { GgmlType.IQ4_XS },
+        new object[] { GgmlType.Q3_K },
+        new object[] { GgmlType.Q2_K },
     };
 
     private static string Golden(GgmlType t) => t switch
@@ -54,6 +56,8 @@ public unsafe class K256QuantTests
     [Theory]
     [InlineData(GgmlType.Q5_K, 0.025, 0.05)]
     [InlineData(GgmlType.IQ4_XS, 0.05, 0.1)]
+    [InlineData(GgmlType.Q3_K, 0.1, 0.2)]
+    [InlineData(GgmlType.Q2_K, 0.23, 0.47)]
     public void GaussianRowsStayWithinTheStepBound(GgmlType t, double lo, double hi)
     {
         float[] x = QuantTestData.Gaussian(256 * 16, seed: 45);
