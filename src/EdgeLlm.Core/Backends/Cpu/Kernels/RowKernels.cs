@@ -139,6 +139,40 @@ internal unsafe struct IQ4_NLKernels : IDot4Kernels
     public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotIQ4_NL.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
+internal unsafe struct Q5_KKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q3_KKernels : IDotKernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ3_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ3_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ3_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ3_K.DotNeon(w, xq, n);
+}
+
+internal unsafe struct Q2_KKernels : IDotKernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ2_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ2_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ2_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ2_K.DotNeon(w, xq, n);
+}
+
+internal unsafe struct IQ4_XSKernels : IDotKernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotIQ4_XS.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotIQ4_XS.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotIQ4_XS.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_XS.DotNeon(w, xq, n);
+}
+
 // ---- Q4_0: VBMI on AVX-512, and the panel activations on x64 ----
 
 internal unsafe struct Q4_0Scalar : IRowKernel
