@@ -24,9 +24,11 @@ internal static class QuantTypeLogits
         public bool Passes => Math.Abs(OurRms - RefRms) <= 0.10 * RefRms && Math.Abs(OurTop1 - RefTop1) <= 3;
 
         public override string ToString() =>
-            $"{Type}: RMS ours {OurRms:F5} vs llama.cpp {RefRms:F5} ({(OurRms / RefRms - 1) * 100:+0.0;-0.0}%), " +
+            $"{Type}: RMS ours {OurRms:F5} vs llama.cpp {RefRms:F5} ({Percent(OurRms / RefRms - 1)}), " +
             $"top-1 ours {OurTop1}/{Positions} vs llama.cpp {RefTop1}/{Positions} ({Compared} logits compared)";
     }
+
+    private static string Percent(double f) => (f >= 0 ? "+" : "") + (f * 100).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) + "%";
 
     /// <summary>Top-10 lists per position of a llama.cpp reference file, and its token ids.</summary>
     public static (int[] Tokens, (int Id, double Logit)[][] Top) ReadReference(string path)
