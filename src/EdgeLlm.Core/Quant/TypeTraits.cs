@@ -65,12 +65,12 @@ public sealed unsafe class TypeTraits
         new(GgmlType.Q5_0, Q5_0.BlockSize, Q5_0.BlockBytes, GgmlType.Q8_0, 8, &Q5_0.Dequantize, &Q5_0.Dot, &Q5_0.Quantize),
         new(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.BlockBytes, GgmlType.Q8_1, 9, &Q5_1.Dequantize, &Q5_1.Dot, &Q5_1.Quantize),
         new(GgmlType.IQ4_NL, IQ4_NL.BlockSize, IQ4_NL.BlockBytes, GgmlType.Q8_0, 25, &IQ4_NL.Dequantize, &IQ4_NL.Dot, &IQ4_NL.Quantize),
+        new(GgmlType.Q2_K, Q2_K.BlockSize, Q2_K.BlockBytes, GgmlType.Q8_K, 10, &Q2_K.Dequantize, &Q2_K.Dot, &Q2_K.Quantize),
+        new(GgmlType.Q3_K, Q3_K.BlockSize, Q3_K.BlockBytes, GgmlType.Q8_K, 11, &Q3_K.Dequantize, &Q3_K.Dot, &Q3_K.Quantize),
         new(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.BlockBytes, GgmlType.Q8_K, 14, &Q4_K.Dequantize, &Q4_K.Dot, &Q4_K.Quantize),
         new(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.BlockBytes, GgmlType.Q8_K, 16, &Q5_K.Dequantize, &Q5_K.Dot, &Q5_K.Quantize),
-        new(GgmlType.Q3_K, Q3_K.BlockSize, Q3_K.BlockBytes, GgmlType.Q8_K, 11, &Q3_K.Dequantize, &Q3_K.Dot, &Q3_K.Quantize),
-        new(GgmlType.Q2_K, Q2_K.BlockSize, Q2_K.BlockBytes, GgmlType.Q8_K, 10, &Q2_K.Dequantize, &Q2_K.Dot, &Q2_K.Quantize),
-        new(GgmlType.IQ4_XS, IQ4_XS.BlockSize, IQ4_XS.BlockBytes, GgmlType.Q8_K, 30, &IQ4_XS.Dequantize, &IQ4_XS.Dot, &IQ4_XS.Quantize),
         new(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.BlockBytes, GgmlType.Q8_K, 18, &Q6_K.Dequantize, &Q6_K.Dot, &Q6_K.Quantize),
+        new(GgmlType.IQ4_XS, IQ4_XS.BlockSize, IQ4_XS.BlockBytes, GgmlType.Q8_K, 30, &IQ4_XS.Dequantize, &IQ4_XS.Dot, &IQ4_XS.Quantize),
     ];
 
     /// <summary>Largest ggml type id (exclusive) the lookup covers.</summary>
