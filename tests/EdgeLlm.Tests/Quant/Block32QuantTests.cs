@@ -167,9 +167,11 @@ public unsafe class Block32QuantTests
     /// Per element, for N(0,1) blocks (fp16 scales in the normal range, relative rounding ≤ 2^-11):
     /// Q4_1/Q5_1 round to the nearest of min + d·q, so |x − x'| ≤ d/2 plus the fp16 rounding of d (·q ≤ levels−1)
     /// and of m: ≤ d/2 + 2^-10·(|min| + |max|). Q5_0 rounds to d·(q − 16), except that +amax (when max is negative)
-    /// clamps to q = 31, a full step: ≤ |d| + 2^-10·amax. IQ4_NL maps x/s to the nearest grid point, whose gaps are
-    /// ≤ 24, and the grid covers [−127, 113]; the scale fit keeps s·113 ≥ (max x) minus a step, so ≤ 12·|s| plus the
-    /// stretch beyond the grid: we check ≤ 24·|s| + 2^-10·amax, and an RMS error ≤ 12% of the block RMS.
+    /// clamps to q = 31, a full step: ≤ |d| + 2^-10·amax. IQ4_NL maps x/s to the nearest grid point: inside the grid's
+    /// range [−127, 113]·s that is within half the widest gap (24), 12·|s|, plus the fp16 rounding of s (≤ 127·|s|·2^-11).
+    /// Beyond the range the error grows, but the least-squares fit weights each element by x², so the largest elements
+    /// sit near the grid's ends; we check ≤ 24·|s| + 2^-10·amax (the in-range bound with a factor 2 for them). The RMS
+    /// error must stay within 1.5× the uniform-noise estimate step/√12 for a block range of about 4.5σ.
     /// </summary>
     [Theory]
     [MemberData(nameof(Types))]

@@ -16,7 +16,7 @@ internal static class QhBits
     public static Vector256<byte> Avx2(uint qh)
     {
         Vector256<byte> spread = System.Runtime.Intrinsics.X86.Avx2.Shuffle(Vector256.Create(qh).AsByte(),
-            Vector256.Create(0x0101010101010101UL * 0, 0x0101010101010101UL * 1, 0x0101010101010101UL * 2, 0x0101010101010101UL * 3).AsByte());
+            Vector256.Create(0UL, 0x0101010101010101UL, 0x0202020202020202UL, 0x0303030303030303UL).AsByte());
         Vector256<byte> bit = Vector256.Create(0x8040201008040201UL).AsByte();
         return Vector256.Equals(spread & bit, bit) & Vector256.Create((byte)0x10);
     }
