@@ -18,18 +18,13 @@ public static unsafe partial class DotIQ4_XS
         Vector512<float> acc = Vector512<float>.Zero;
         Vector512<sbyte> grid;
         fixed (byte* g = Grid) grid = Vector512.Create(Vector256.Load((sbyte*)g), Vector256.Load((sbyte*)g));
-        Vector256<uint> shiftL = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
-        Vector256<uint> shiftH = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
         Vector512<short> idx0 = PairIndex(0), idx1 = PairIndex(2), idx2 = PairIndex(4), idx3 = PairIndex(6);
         for (int b = 0; b < nb; b++)
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-            Vector256<uint> ls = (Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(wb + ScalesLOffset)), shiftL) & Vector256.Create(0xFu))
-                | ((Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)Unsafe.ReadUnaligned<ushort>(wb + ScalesHOffset)), shiftH) & Vector256.Create(3u)) << 4);
-            Vector256<int> s32 = ls.AsInt32() - Vector256.Create(32);
-            Vector512<short> scales = Sse2.PackSignedSaturate(s32.GetLower(), s32.GetUpper()).ToVector256Unsafe().ToVector512Unsafe();
+            Vector512<short> scales = Avx512Scales(wb);
             byte* q = wb + QsOffset;
             sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
             Vector512<int> isum = Avx512Pair(q, y, grid, Avx512BW.PermuteVar32x16(scales, idx0));
@@ -45,14 +40,39 @@ public static unsafe partial class DotIQ4_XS
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Avx512Pair(byte* q, sbyte* y, Vector512<sbyte> grid, Vector512<short> s)
     {
+        Vector512<sbyte> k = Avx512Grid(q, grid);
+        return Avx512PairToken(Avx512BW.Abs(k).AsByte(), Vector512.LessThan(k, Vector512<sbyte>.Zero), y, s);
+    }
+
+    /// <summary>A pair's 64 grid values in activation order [A 0..15 | A 16..31 | B 0..15 | B 16..31].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Avx512Grid(byte* q, Vector512<sbyte> grid)
+    {
         Vector256<byte> packed = Vector256.Load(q);
         Vector512<byte> nib = Avx512Join.Join(packed, (packed.AsUInt16() >>> 4).AsByte()) & Vector512.Create((byte)0x0F);
         nib = Avx512F.Shuffle4x128(nib.AsUInt64(), nib.AsUInt64(), 0xD8).AsByte();
-        Vector512<sbyte> k = Avx512BW.Shuffle(grid, nib.AsSByte());
+        return Avx512BW.Shuffle(grid, nib.AsSByte());
+    }
+
+    /// <summary>One token's share of a pair: |K| · (q8 negated where K &lt; 0), scaled per sub-block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Avx512PairToken(Vector512<byte> absK, Vector512<sbyte> negative, sbyte* y, Vector512<short> s)
+    {
         Vector512<sbyte> yv = Vector512.Load(y);
-        Vector512<sbyte> ys = Vector512.ConditionalSelect(Vector512.LessThan(k, Vector512<sbyte>.Zero), Vector512<sbyte>.Zero - yv, yv);
-        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(k).AsByte(), ys);
-        return Avx512BW.MultiplyAddAdjacent(p, s);
+        Vector512<sbyte> ys = Vector512.ConditionalSelect(negative, Vector512<sbyte>.Zero - yv, yv);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(absK, ys), s);
+    }
+
+    /// <summary>The block's eight scales ls − 32 as int16 in words 0..7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Avx512Scales(byte* wb)
+    {
+        Vector256<uint> shiftL = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
+        Vector256<uint> shiftH = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
+        Vector256<uint> ls = (Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(wb + ScalesLOffset)), shiftL) & Vector256.Create(0xFu))
+            | ((Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)Unsafe.ReadUnaligned<ushort>(wb + ScalesHOffset)), shiftH) & Vector256.Create(3u)) << 4);
+        Vector256<int> s32 = ls.AsInt32() - Vector256.Create(32);
+        return Sse2.PackSignedSaturate(s32.GetLower(), s32.GetUpper()).ToVector256Unsafe().ToVector512Unsafe();
     }
 
     /// <summary>vpermw indices: 16 lanes of sub-block j, then 16 of j+1.</summary>
