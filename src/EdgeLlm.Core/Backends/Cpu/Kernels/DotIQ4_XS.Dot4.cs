@@ -6,9 +6,9 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
 /// One IQ4_XS row · four tokens' Q8_K activations (prefill's register block). Per block the weight side — the
-/// scales, and per sub-block pair the grid values (and on AVX-512 their magnitudes and signs) — is unpacked once and
-/// applied to every token with the one-token loops' per-token step (<c>Avx2PairToken</c>, <c>Avx512PairToken</c>);
-/// each token's block sum is exact int32 and goes through the same float FMA as in <see cref="Dot"/>, so the results are
+/// scales, and per sub-block pair (AVX2) or quad (AVX-512) the grid values, on AVX-512 split into positive and negative
+/// parts — is unpacked once and applied to every token with the one-token loops' per-token step (<c>Avx2PairToken</c>,
+/// <c>QuadToken</c>), so each token's int32 lanes and float FMAs are those of <see cref="Dot"/>: the results are
 /// bit-identical to four <see cref="Dot"/> calls.
 /// </summary>
 public static unsafe partial class DotIQ4_XS
@@ -57,21 +57,21 @@ public static unsafe partial class DotIQ4_XS
     private static void Avx512Loop4(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride)
     {
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
-        Vector512<sbyte> grid;
-        fixed (byte* g = Grid) grid = Vector512.Create(Vector256.Load((sbyte*)g), Vector256.Load((sbyte*)g));
-        Vector512<short> idx0 = PairIndex(0), idx1 = PairIndex(2), idx2 = PairIndex(4), idx3 = PairIndex(6);
+        Avx512Tables(out Vector512<sbyte> pos, out Vector512<sbyte> neg);
+        Vector256<uint> shiftL = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
+        Vector256<uint> shiftH = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
+        Vector512<short> g0 = DotQ3_K.GroupIndex(0), g1 = DotQ3_K.GroupIndex(4);
+        Vector512<ulong> yLoIdx = Vector512.Create(0ul, 1, 4, 5, 8, 9, 12, 13), yHiIdx = Vector512.Create(2ul, 3, 6, 7, 10, 11, 14, 15);
         sbyte* y0 = (sbyte*)(xq + ActivationQuant.Q8_KQsOffset);
         for (int b = 0; b < nb; b++)
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-            Vector512<short> scales = Avx512Scales(wb);
+            Vector512<short> scales = Avx512Scales(wb, shiftL, shiftH);
             Vector512<int> i0 = Vector512<int>.Zero, i1 = Vector512<int>.Zero, i2 = Vector512<int>.Zero, i3 = Vector512<int>.Zero;
-            Pair4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset, y0 + yo, xqStride, grid, Avx512BW.PermuteVar32x16(scales, idx0));
-            Pair4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset + 32, y0 + yo + 64, xqStride, grid, Avx512BW.PermuteVar32x16(scales, idx1));
-            Pair4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset + 64, y0 + yo + 128, xqStride, grid, Avx512BW.PermuteVar32x16(scales, idx2));
-            Pair4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset + 96, y0 + yo + 192, xqStride, grid, Avx512BW.PermuteVar32x16(scales, idx3));
+            Quad4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset, y0 + yo, xqStride, pos, neg, Avx512BW.PermuteVar32x16(scales, g0), yLoIdx, yHiIdx);
+            Quad4(ref i0, ref i1, ref i2, ref i3, wb + QsOffset + 64, y0 + yo + 128, xqStride, pos, neg, Avx512BW.PermuteVar32x16(scales, g1), yLoIdx, yHiIdx);
             float d = Fp16.Read(wb);
             a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), Vector512.Create(d * Unsafe.ReadUnaligned<float>(xq + yo)), a0);
             a1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), Vector512.Create(d * Unsafe.ReadUnaligned<float>(xq + xqStride + yo)), a1);
@@ -84,18 +84,16 @@ public static unsafe partial class DotIQ4_XS
         dst[3 * dstStride] = Vector512.Sum(a3);
     }
 
-    /// <summary>One sub-block pair against four tokens (activations <paramref name="y"/> + t·<paramref name="stride"/>).</summary>
+    /// <summary>Four sub-blocks against four tokens (activations <paramref name="y"/> + t·<paramref name="stride"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pair4(ref Vector512<int> i0, ref Vector512<int> i1, ref Vector512<int> i2, ref Vector512<int> i3,
-        byte* q, sbyte* y, long stride, Vector512<sbyte> grid, Vector512<short> s)
+    private static void Quad4(ref Vector512<int> i0, ref Vector512<int> i1, ref Vector512<int> i2, ref Vector512<int> i3,
+        byte* q, sbyte* y, long stride, Vector512<sbyte> pos, Vector512<sbyte> neg, Vector512<short> s, Vector512<ulong> yLoIdx, Vector512<ulong> yHiIdx)
     {
-        Vector512<sbyte> k = Avx512Grid(q, grid);
-        Vector512<byte> absK = Avx512BW.Abs(k).AsByte();
-        Vector512<sbyte> negative = Vector512.LessThan(k, Vector512<sbyte>.Zero);
-        i0 += Avx512PairToken(absK, negative, y, s);
-        i1 += Avx512PairToken(absK, negative, y + stride, s);
-        i2 += Avx512PairToken(absK, negative, y + 2 * stride, s);
-        i3 += Avx512PairToken(absK, negative, y + 3 * stride, s);
+        QuadWeights(q, pos, neg, out Vector512<byte> pLo, out Vector512<byte> nLo, out Vector512<byte> pHi, out Vector512<byte> nHi);
+        i0 += QuadToken(pLo, nLo, pHi, nHi, y, s, yLoIdx, yHiIdx);
+        i1 += QuadToken(pLo, nLo, pHi, nHi, y + stride, s, yLoIdx, yHiIdx);
+        i2 += QuadToken(pLo, nLo, pHi, nHi, y + 2 * stride, s, yLoIdx, yHiIdx);
+        i3 += QuadToken(pLo, nLo, pHi, nHi, y + 3 * stride, s, yLoIdx, yHiIdx);
     }
 
     private static void Avx2Loop4<TVnni>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride)
