@@ -122,7 +122,7 @@ public unsafe class K256DotTests
         if (KernelRung.IsSupported(Rung.Avx2)) ways.Add(Way.Avx2);
         if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) ways.Add(Way.Avx2Vnni);
         if (KernelRung.IsSupported(Rung.Avx512)) ways.Add(Way.Avx512);
-        foreach (GgmlType t in new[] { GgmlType.Q5_K, GgmlType.IQ4_XS })
+        foreach (GgmlType t in Types)
             foreach (Way way in ways)
                 foreach (int nb in new[] { 1, 3, 17 })
                     foreach (string kind in Kinds)
@@ -137,12 +137,28 @@ public unsafe class K256DotTests
             case (GgmlType.Q5_K, Way.Avx2): DotQ5_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
             case (GgmlType.Q5_K, Way.Avx2Vnni): DotQ5_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
             case (GgmlType.Q5_K, Way.Avx512): DotQ5_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
-            case (_, Way.Selected): DotIQ4_XS.Dot4(w, x, stride, n, dst, dstStride); break;
-            case (_, Way.Avx2): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
-            case (_, Way.Avx2Vnni): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
-            default: DotIQ4_XS.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.IQ4_XS, Way.Selected): DotIQ4_XS.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.IQ4_XS, Way.Avx2): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (GgmlType.IQ4_XS, Way.Avx2Vnni): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            case (GgmlType.IQ4_XS, Way.Avx512): DotIQ4_XS.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.Q3_K, Way.Selected): DotQ3_K.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.Q3_K, Way.Avx2): DotQ3_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (GgmlType.Q3_K, Way.Avx2Vnni): DotQ3_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            case (GgmlType.Q3_K, Way.Avx512): DotQ3_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (_, Way.Selected): DotQ2_K.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (_, Way.Avx2): DotQ2_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (_, Way.Avx2Vnni): DotQ2_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            default: DotQ2_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
         }
     }
+
+    private static bool Accelerated(GgmlType t) => t switch
+    {
+        GgmlType.Q5_K => DotQ5_K.Dot4Accelerated,
+        GgmlType.IQ4_XS => DotIQ4_XS.Dot4Accelerated,
+        GgmlType.Q3_K => DotQ3_K.Dot4Accelerated,
+        _ => DotQ2_K.Dot4Accelerated,
+    };
 
     private static float One(GgmlType t, Way way, byte* w, byte* x, int n) => way switch
     {
@@ -152,7 +168,7 @@ public unsafe class K256DotTests
         _ => Run(t, Variant.Avx512NoVbmi, w, x, n),
     };
 
-    /// <summary>The four-token loops (Q5_K, IQ4_XS): bit-identical to the same rung's one-token loop per token, within tolerance of the scalar rung.</summary>
+    /// <summary>The four-token loops: bit-identical to the same rung's one-token loop per token, within tolerance of the scalar rung.</summary>
     [Theory]
     [MemberData(nameof(FourTokenCases))]
     public void FourTokensEqualTheOneTokenLoop(GgmlType t, Way way, int nb, string kind)
@@ -180,6 +196,6 @@ public unsafe class K256DotTests
             for (int i = 0; i < dst.Length; i++)
                 if (i % dstStride != 0) Assert.Equal(0f, dst[i]);
         }
-        Assert.Equal(KernelRung.Selected is Rung.Avx512 or Rung.Avx2, t == GgmlType.Q5_K ? DotQ5_K.Dot4Accelerated : DotIQ4_XS.Dot4Accelerated);
+        Assert.Equal(KernelRung.Selected is Rung.Avx512 or Rung.Avx2, Accelerated(t));
     }
 }
