@@ -122,18 +122,57 @@ public unsafe class K256DotTests
         if (KernelRung.IsSupported(Rung.Avx2)) ways.Add(Way.Avx2);
         if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) ways.Add(Way.Avx2Vnni);
         if (KernelRung.IsSupported(Rung.Avx512)) ways.Add(Way.Avx512);
-        foreach (Way way in ways)
-            foreach (int nb in new[] { 1, 3, 17 })
-                foreach (string kind in Kinds)
-                    yield return new object[] { way, nb, kind };
+        foreach (GgmlType t in Types)
+            foreach (Way way in ways)
+                foreach (int nb in new[] { 1, 3, 17 })
+                    foreach (string kind in Kinds)
+                        yield return new object[] { t, way, nb, kind };
     }
 
-    /// <summary>Q5_K's four-token loop: bit-identical to the same rung's one-token loop per token, within tolerance of the scalar rung.</summary>
+    private static void Four(GgmlType t, Way way, byte* w, byte* x, long stride, int n, float* dst, long dstStride)
+    {
+        switch (t, way)
+        {
+            case (GgmlType.Q5_K, Way.Selected): DotQ5_K.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.Q5_K, Way.Avx2): DotQ5_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (GgmlType.Q5_K, Way.Avx2Vnni): DotQ5_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            case (GgmlType.Q5_K, Way.Avx512): DotQ5_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.IQ4_XS, Way.Selected): DotIQ4_XS.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.IQ4_XS, Way.Avx2): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (GgmlType.IQ4_XS, Way.Avx2Vnni): DotIQ4_XS.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            case (GgmlType.IQ4_XS, Way.Avx512): DotIQ4_XS.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.Q3_K, Way.Selected): DotQ3_K.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (GgmlType.Q3_K, Way.Avx2): DotQ3_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (GgmlType.Q3_K, Way.Avx2Vnni): DotQ3_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            case (GgmlType.Q3_K, Way.Avx512): DotQ3_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+            case (_, Way.Selected): DotQ2_K.Dot4(w, x, stride, n, dst, dstStride); break;
+            case (_, Way.Avx2): DotQ2_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: false); break;
+            case (_, Way.Avx2Vnni): DotQ2_K.Dot4Avx2(w, x, stride, n, dst, dstStride, vnni: true); break;
+            default: DotQ2_K.Dot4Avx512(w, x, stride, n, dst, dstStride); break;
+        }
+    }
+
+    private static bool Accelerated(GgmlType t) => t switch
+    {
+        GgmlType.Q5_K => DotQ5_K.Dot4Accelerated,
+        GgmlType.IQ4_XS => DotIQ4_XS.Dot4Accelerated,
+        GgmlType.Q3_K => DotQ3_K.Dot4Accelerated,
+        _ => DotQ2_K.Dot4Accelerated,
+    };
+
+    private static float One(GgmlType t, Way way, byte* w, byte* x, int n) => way switch
+    {
+        Way.Selected => RunSelected(t, w, x, n),
+        Way.Avx2 => Run(t, Variant.Avx2, w, x, n),
+        Way.Avx2Vnni => Run(t, Variant.Avx2Vnni, w, x, n),
+        _ => Run(t, Variant.Avx512NoVbmi, w, x, n),
+    };
+
+    /// <summary>The four-token loops: bit-identical to the same rung's one-token loop per token, within tolerance of the scalar rung.</summary>
     [Theory]
     [MemberData(nameof(FourTokenCases))]
-    public void Q5_KFourTokensEqualTheOneTokenLoop(Way way, int nb, string kind)
+    public void FourTokensEqualTheOneTokenLoop(GgmlType t, Way way, int nb, string kind)
     {
-        const GgmlType t = GgmlType.Q5_K;
         var cases = new Case[4];
         for (int k = 0; k < 4; k++) cases[k] = Make(t, nb, kind, seedOffset: k);
         int n = nb * 256;
@@ -144,31 +183,19 @@ public unsafe class K256DotTests
         var dst = new float[4 * dstStride];
         fixed (byte* pw = cases[0].W) fixed (byte* px = xs) fixed (float* pd = dst)
         {
-            switch (way)
-            {
-                case Way.Selected: DotQ5_K.Dot4(pw, px, stride, n, pd, dstStride); break;
-                case Way.Avx2: DotQ5_K.Dot4Avx2(pw, px, stride, n, pd, dstStride, vnni: false); break;
-                case Way.Avx2Vnni: DotQ5_K.Dot4Avx2(pw, px, stride, n, pd, dstStride, vnni: true); break;
-                case Way.Avx512: DotQ5_K.Dot4Avx512(pw, px, stride, n, pd, dstStride); break;
-            }
+            Four(t, way, pw, px, stride, n, pd, dstStride);
             for (int k = 0; k < 4; k++)
             {
                 byte* x = px + k * stride;
-                float one = way switch
-                {
-                    Way.Selected => DotQ5_K.Dot(pw, x, n),
-                    Way.Avx2 => DotQ5_K.DotAvx2(pw, x, n, vnni: false),
-                    Way.Avx2Vnni => DotQ5_K.DotAvx2(pw, x, n, vnni: true),
-                    _ => DotQ5_K.DotAvx512(pw, x, n),
-                };
+                float one = One(t, way, pw, x, n);
                 Assert.Equal(one, dst[k * dstStride]);
-                float scalar = DotQ5_K.DotScalar(pw, x, n);
+                float scalar = Run(t, Variant.Scalar, pw, x, n);
                 Assert.True(Math.Abs(dst[k * dstStride] - scalar) <= 1e-5 * Magnitude(t, cases[0].W, cases[0].WDeq, cases[k].XDeq),
-                    $"{way} {nb} blocks {kind} token {k}: {dst[k * dstStride]} vs scalar {scalar}");
+                    $"{t} {way} {nb} blocks {kind} token {k}: {dst[k * dstStride]} vs scalar {scalar}");
             }
             for (int i = 0; i < dst.Length; i++)
                 if (i % dstStride != 0) Assert.Equal(0f, dst[i]);
         }
-        Assert.Equal(KernelRung.Selected is Rung.Avx512 or Rung.Avx2, DotQ5_K.Dot4Accelerated);
+        Assert.Equal(KernelRung.Selected is Rung.Avx512 or Rung.Avx2, Accelerated(t));
     }
 }

@@ -17,24 +17,39 @@ public static unsafe partial class DotQ2_K
     {
         Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
         Vector128<byte> evenOdd = Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
         for (int b = 0; b < nb; b++)
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-            float dy = Unsafe.ReadUnaligned<float>(yb);
-            Vector128<byte> sm = Vector128.Load(wb);
-            Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)),
-                Avx2.ConvertToVector256Int16((sm.AsUInt16() >>> 4).AsByte() & m4).AsInt16());
-            accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(Fp16.Read(wb + DminOffset) * dy), accMin);
-            Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sm & m4, evenOdd)).AsByte();
-            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-            Vector256<int> isum = Avx2Half<TVnni>(Vector256<int>.Zero, wb + QsOffset, y, lanes, 0);
-            isum = Avx2Half<TVnni>(isum, wb + QsOffset + 32, y + 128, lanes, 1);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Fp16.Read(wb + DOffset) * dy), acc);
+            Avx2Scales(wb, evenOdd, out Vector256<short> mins, out Vector256<byte> lanes);
+            Token256<TVnni>(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes, wb, mins, lanes,
+                Fp16.Read(wb + DOffset), Fp16.Read(wb + DminOffset));
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMin);
+    }
+
+    /// <summary>The 16 mins as int16 in group order and the 16 scales as lanes (even groups low, odd high).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Scales(byte* wb, Vector128<byte> evenOdd, out Vector256<short> mins, out Vector256<byte> lanes)
+    {
+        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
+        Vector128<byte> sm = Vector128.Load(wb);
+        mins = Avx2.ConvertToVector256Int16((sm.AsUInt16() >>> 4).AsByte() & m4).AsInt16();
+        lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sm & m4, evenOdd)).AsByte();
+    }
+
+    /// <summary>One token's share of a block, the step of both AVX2 loops.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token256<TVnni>(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, byte* wb,
+        Vector256<short> mins, Vector256<byte> lanes, float d, float dmin) where TVnni : struct, IIsaFlag
+    {
+        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), mins);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
+        sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+        Vector256<int> isum = Avx2Half<TVnni>(Vector256<int>.Zero, wb + QsOffset, y, lanes, 0);
+        isum = Avx2Half<TVnni>(isum, wb + QsOffset + 32, y + 128, lanes, 1);
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * dy), acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

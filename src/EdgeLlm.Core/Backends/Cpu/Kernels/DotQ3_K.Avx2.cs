@@ -21,20 +21,33 @@ public static unsafe partial class DotQ3_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-            Vector128<sbyte> sc = (UnpackScales(wb + ScalesOffset) - Vector128.Create((byte)32)).AsSByte();
-            Vector256<int> offset = Avx2.MultiplyAddAdjacent(
-                Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), Avx2.ConvertToVector256Int16(sc));
-            Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd)).AsByte();
-            Vector256<byte> hm = Vector256.Load(wb);
-            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-            Vector256<int> isum = Avx2Half<TVnni>(Vector256<int>.Zero, wb + QsOffset, hm, y, lanes, 0);
-            isum = Avx2Half<TVnni>(isum, wb + QsOffset + 32, hm, y + 128, lanes, 1);
-            isum -= offset << 2;
-            float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d), acc);
+            Avx2Scales(wb, evenOdd, out Vector256<short> sc16, out Vector256<byte> lanes);
+            Token256<TVnni>(ref acc, xq + b * ActivationQuant.Q8_KBlockBytes, wb, sc16, lanes, Fp16.Read(wb + DOffset));
         }
         return Vector256.Sum(acc);
+    }
+
+    /// <summary>The signed scales as int16 in group order (for the offset) and as lanes (even groups low, odd high).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Scales(byte* wb, Vector128<sbyte> evenOdd, out Vector256<short> sc16, out Vector256<byte> lanes)
+    {
+        Vector128<sbyte> sc = (UnpackScales(wb + ScalesOffset) - Vector128.Create((byte)32)).AsSByte();
+        sc16 = Avx2.ConvertToVector256Int16(sc);
+        lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd)).AsByte();
+    }
+
+    /// <summary>One token's share of a block, the step of both AVX2 loops (the 3-bit unpack is cheap on ymm and redone per token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token256<TVnni>(ref Vector256<float> acc, byte* yb, byte* wb, Vector256<short> sc16, Vector256<byte> lanes, float d)
+        where TVnni : struct, IIsaFlag
+    {
+        Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
+        Vector256<byte> hm = Vector256.Load(wb);
+        sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+        Vector256<int> isum = Avx2Half<TVnni>(Vector256<int>.Zero, wb + QsOffset, hm, y, lanes, 0);
+        isum = Avx2Half<TVnni>(isum, wb + QsOffset + 32, hm, y + 128, lanes, 1);
+        isum -= offset << 2;
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * Unsafe.ReadUnaligned<float>(yb)), acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

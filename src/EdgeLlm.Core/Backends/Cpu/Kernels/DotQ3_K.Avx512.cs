@@ -20,34 +20,50 @@ public static unsafe partial class DotQ3_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((UnpackScales(wb + ScalesOffset) - Vector128.Create((byte)32)).AsSByte());
-            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
+            Weights512(wb, out Vector256<short> sc16, out Vector512<byte> a0, out Vector512<byte> c0, out Vector512<byte> a1, out Vector512<byte> c1);
             Vector512<short> scales = sc16.ToVector512Unsafe();
-            Vector256<byte> h = Vector256.Load(wb);
-            Vector512<byte> hh = Avx512Join.Join(h, (h.AsUInt16() >>> 1).AsByte());
-            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-            Vector512<int> isum = Avx512Half(wb + QsOffset, hh, y, scales, idx0, idx1, 0);
-            isum += Avx512Half(wb + QsOffset + 32, hh, y + 128, scales, idx2, idx3, 1);
-            isum -= (offset << 2).ToVector512();
-            float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
+            Token512(ref acc, xq + b * ActivationQuant.Q8_KBlockBytes, sc16, a0, c0, a1, c1,
+                Avx512BW.PermuteVar32x16(scales, idx0), Avx512BW.PermuteVar32x16(scales, idx1),
+                Avx512BW.PermuteVar32x16(scales, idx2), Avx512BW.PermuteVar32x16(scales, idx3), Fp16.Read(wb + DOffset));
         }
         return Vector512.Sum(acc);
     }
 
+    /// <summary>The block's signed scales (int16) and its 256 unsigned q3 in activation order, 64 per zmm.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Avx512Half(byte* qs, Vector512<byte> hh, sbyte* y, Vector512<short> scales,
-        Vector512<short> idxA, Vector512<short> idxB, int h)
+    private static void Weights512(byte* wb, out Vector256<short> sc16,
+        out Vector512<byte> a0, out Vector512<byte> c0, out Vector512<byte> a1, out Vector512<byte> c1)
+    {
+        sc16 = Avx2.ConvertToVector256Int16((UnpackScales(wb + ScalesOffset) - Vector128.Create((byte)32)).AsSByte());
+        Vector256<byte> h = Vector256.Load(wb);
+        Vector512<byte> hh = Avx512Join.Join(h, (h.AsUInt16() >>> 1).AsByte());
+        Half512(wb + QsOffset, hh, 0, out a0, out c0);
+        Half512(wb + QsOffset + 32, hh, 1, out a1, out c1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Half512(byte* qs, Vector512<byte> hh, int h, out Vector512<byte> a, out Vector512<byte> c)
     {
         Vector256<ushort> q = Vector256.Load(qs).AsUInt16();
         Vector512<byte> m3 = Vector512.Create((byte)3);
-        Vector512<byte> a = (Avx512Join.Join(q.AsByte(), (q >>> 2).AsByte()) & m3) | HighBit512(hh, 4 * h);
-        Vector512<byte> c = (Avx512Join.Join((q >>> 4).AsByte(), (q >>> 6).AsByte()) & m3) | HighBit512(hh, 4 * h + 2);
-        Vector512<short> pa = Avx512BW.MultiplyAddAdjacent(a, Vector512.Load(y));
-        Vector512<short> pc = Avx512BW.MultiplyAddAdjacent(c, Vector512.Load(y + 64));
-        return Avx512BW.MultiplyAddAdjacent(pa, Avx512BW.PermuteVar32x16(scales, idxA))
-             + Avx512BW.MultiplyAddAdjacent(pc, Avx512BW.PermuteVar32x16(scales, idxB));
+        a = (Avx512Join.Join(q.AsByte(), (q >>> 2).AsByte()) & m3) | HighBit512(hh, 4 * h);
+        c = (Avx512Join.Join((q >>> 4).AsByte(), (q >>> 6).AsByte()) & m3) | HighBit512(hh, 4 * h + 2);
+    }
+
+    /// <summary>One token's share of a block: the step of both AVX-512 loops.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token512(ref Vector512<float> acc, byte* yb, Vector256<short> sc16,
+        Vector512<byte> a0, Vector512<byte> c0, Vector512<byte> a1, Vector512<byte> c1,
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, float d)
+    {
+        Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
+        sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+        Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(a0, Vector512.Load(y)), s0)
+            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c0, Vector512.Load(y + 64)), s1);
+        isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(a1, Vector512.Load(y + 128)), s2)
+            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(c1, Vector512.Load(y + 192)), s3);
+        isum -= (offset << 2).ToVector512();
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d * Unsafe.ReadUnaligned<float>(yb)), acc);
     }
 
     /// <summary>Bit k (0, 2, 4 or 6) of every byte moved to bit 2, the rest 0.</summary>

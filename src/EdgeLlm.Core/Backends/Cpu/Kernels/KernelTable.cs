@@ -100,9 +100,9 @@ internal static unsafe class KernelTable
             GgmlType.Q5_1 => StandardDot4<Q5_1Kernels>(traits, rung, flags),
             GgmlType.IQ4_NL => StandardDot4<IQ4_NLKernels>(traits, rung, flags),
             GgmlType.Q5_K => StandardDot4<Q5_KKernels>(traits, rung, flags),
-            GgmlType.Q3_K => Standard<Q3_KKernels>(traits, rung, flags),
-            GgmlType.Q2_K => Standard<Q2_KKernels>(traits, rung, flags),
-            GgmlType.IQ4_XS => Standard<IQ4_XSKernels>(traits, rung, flags),
+            GgmlType.Q3_K => StandardDot4<Q3_KKernels>(traits, rung, flags),
+            GgmlType.Q2_K => StandardDot4<Q2_KKernels>(traits, rung, flags),
+            GgmlType.IQ4_XS => StandardDot4<IQ4_XSKernels>(traits, rung, flags),
             GgmlType.Q6_K => Q6_KRow(traits, rung, flags),
             _ => null,
         };

@@ -149,28 +149,34 @@ internal unsafe struct Q5_KKernels : IDot4Kernels
     public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
-internal unsafe struct Q3_KKernels : IDotKernels
+internal unsafe struct Q3_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ3_K.DotScalar(w, xq, n);
     public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ3_K.DotAvx2(w, xq, n, vnni);
     public static float DotAvx512(byte* w, byte* xq, int n) => DotQ3_K.DotAvx512(w, xq, n);
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ3_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ3_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ3_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
-internal unsafe struct Q2_KKernels : IDotKernels
+internal unsafe struct Q2_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ2_K.DotScalar(w, xq, n);
     public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ2_K.DotAvx2(w, xq, n, vnni);
     public static float DotAvx512(byte* w, byte* xq, int n) => DotQ2_K.DotAvx512(w, xq, n);
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ2_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ2_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ2_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
-internal unsafe struct IQ4_XSKernels : IDotKernels
+internal unsafe struct IQ4_XSKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotIQ4_XS.DotScalar(w, xq, n);
     public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotIQ4_XS.DotAvx2(w, xq, n, vnni);
     public static float DotAvx512(byte* w, byte* xq, int n) => DotIQ4_XS.DotAvx512(w, xq, n);
     public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_XS.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotIQ4_XS.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotIQ4_XS.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
 }
 
 // ---- Q4_0: VBMI on AVX-512, and the panel activations on x64 ----
