@@ -7,6 +7,7 @@ using EdgeLlm.Model;
 using EdgeLlm.Quant;
 
 using EdgeLlm.Tests.Kernels;
+using EdgeLlm.Tests.Model;
 
 namespace EdgeLlm.KernelCheck;
 
@@ -35,10 +36,18 @@ internal static unsafe class Program
         Console.WriteLine($"kernelcheck: rung {KernelRung.Selected}, dot product {(KernelRung.UseDotProd ? "on" : "off")}, variants {string.Join(' ', KernelVariants.SupportedVariants())}");
         Guard("rung: Best is the selected rung", () => Check(KernelRung.Selected == KernelRung.Best() || Environment.GetEnvironmentVariable("EDGELLM_KERNEL_RUNG") != null, $"{KernelRung.Selected} vs {KernelRung.Best()}"));
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
+        foreach (GgmlType t in K256TestData.Types) K256Checks(t);
         FloatChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
         foreach (string family in Families)
             Guard($"models-visible {family}: 40 positions (batch and token by token) vs llama.cpp top-10 within {FamilyTolerance}", () => FamilyLogits(repo, family));
+        foreach (string type in QuantTypeLogits.Types)
+            Guard($"llama-{type}.gguf logits vs llama.cpp's (selected rung)", () =>
+            {
+                var r = QuantTypeLogits.Check(Path.Combine(repo, "tests", "data", "models-visible"), type, threads: 1);
+                Console.WriteLine($"  {r}");
+                return r.Passes ? null : r.ToString();
+            });
         Console.WriteLine($"{passed} passed, {failed} failed");
         return failed == 0 ? 0 : 1;
     }
@@ -127,6 +136,48 @@ internal static unsafe class Program
                 _ => Variant.Scalar,
             };
             Case c = Make(t, 3, "raw");
+            fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
+            {
+                float a = KernelVariants.Run(t, sel, w, xq, c.N), b = KernelVariants.RunSelected(t, w, xq, c.N);
+                return Check(a == b, $"{b} vs {Name(sel)} {a}");
+            }
+        });
+    }
+
+    /// <summary>The Q8_K-activation types of issue 12 (Q5_K, IQ4_XS, Q3_K, Q2_K) on the shared K256TestData cases.</summary>
+    private static void K256Checks(GgmlType t)
+    {
+        foreach (int nb in K256TestData.BlockCounts)
+            foreach (string kind in K256TestData.Kinds)
+            {
+                K256TestData.Case c = K256TestData.Make(t, nb, kind);
+                Guard($"{t} Scalar {nb} blocks {kind}: vs QuantRef over dequantized activations", () =>
+                {
+                    float scalar = K256TestData.Dot(t, Variant.Scalar, c), reference = QuantRef.Dot(t, c.W, c.XDeq);
+                    double tol = 1e-5 * c.M;
+                    return Check(c.M > 0 && Math.Abs(scalar - reference) <= tol, $"{scalar} vs reference {reference} (tol {tol:G3})");
+                });
+                foreach (Variant v in KernelVariants.SupportedVariants())
+                {
+                    if (v == Variant.Scalar) continue;
+                    Guard($"{t} {Name(v)} {nb} blocks {kind}: vs Scalar rung", () =>
+                    {
+                        float scalar = K256TestData.Dot(t, Variant.Scalar, c), simd = K256TestData.Dot(t, v, c);
+                        double tol = 1e-5 * c.M;
+                        return Check(Math.Abs(simd - scalar) <= tol, $"{simd} vs scalar {scalar} (tol {tol:G3})");
+                    });
+                }
+            }
+        Guard($"{t}: Dot uses the selected rung", () =>
+        {
+            Variant sel = KernelRung.Selected switch
+            {
+                Rung.Avx512 => Variant.Avx512NoVbmi,
+                Rung.Avx2 => KernelRung.UseAvxVnni ? Variant.Avx2Vnni : Variant.Avx2,
+                Rung.Neon => Variant.Neon,
+                _ => Variant.Scalar,
+            };
+            K256TestData.Case c = K256TestData.Make(t, 3, "raw");
             fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
             {
                 float a = KernelVariants.Run(t, sel, w, xq, c.N), b = KernelVariants.RunSelected(t, w, xq, c.N);

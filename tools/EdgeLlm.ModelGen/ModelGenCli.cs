@@ -9,9 +9,9 @@ namespace EdgeLlm.ModelGen;
 /// </summary>
 public static class ModelGenCli
 {
-    public const string Usage =
+    public static readonly string Usage =
         "usage: edgellm-modelgen -o FILE [--shape tiny|1.1b|7b|70b] [--dim N] [--layers N] [--heads N] [--kv-heads N]\n" +
-        "                        [--ffn N] [--vocab N] [--ctx N] [--type f32|f16|q8_0|q4_0|q4_k|q6_k|q4_k_m]\n" +
+        "                        [--ffn N] [--vocab N] [--ctx N] [--type TYPE]\n" +
         "                        [--output-type TYPE] [--seed S] [--tokenizer FILE] [-j THREADS] [-q]\n\n" +
         "Writes a random-weight Llama GGUF model. Same options -> identical bytes.\n\n" +
         "  -o, --output FILE    file to write (through FILE.partial, renamed when complete)\n" +
@@ -19,9 +19,10 @@ public static class ModelGenCli
         "                       1.1b = 2048, 22, 32/4, 5632, 32000; 7b = 4096, 32, 32/32, 11008, 32000;\n" +
         "                       70b = 8192, 80, 64/8, 28672, 32000\n" +
         "  --dim --layers --heads --kv-heads --ffn --vocab --ctx N   override one number of the preset\n" +
-        "  --type T             weight format (default q4_0); quantized formats except q8_0 store output.weight\n" +
-        "                       as Q6_K like llama.cpp; q4_k_m is llama.cpp's Q4_K_M mix\n" +
-        "  --output-type TYPE   type of output.weight instead (f32, f16, q8_0, q4_0, q4_k, q6_k)\n" +
+        "  --type TYPE          weight format (default q4_0): " + string.Join(", ", WeightFormats.Names) + ";\n" +
+        "                       quantized formats except q8_0 store output.weight as Q6_K like llama.cpp;\n" +
+        "                       q4_k_m is llama.cpp's Q4_K_M mix\n" +
+        "  --output-type TYPE   type of output.weight instead (any --type but q4_k_m)\n" +
         "  --seed S             unsigned 64-bit seed (default 1)\n" +
         "  --tokenizer FILE     copy tokenizer.* from this GGUF (default: tests/data/ggml-vocab-llama-spm.gguf for\n" +
         "                       vocab 32000, else a synthetic SentencePiece vocab)\n" +
@@ -108,7 +109,7 @@ public static class ModelGenCli
         if (v.TryGetValue("--output-type", out string? ot))
         {
             if (!WeightFormats.TryParse(ot, out var of) || of == WeightFormat.Q4_K_M)
-                throw new UsageError($"unknown output type '{ot}' (expected f32, f16, q8_0, q4_0, q4_k, q6_k)");
+                throw new UsageError($"unknown output type '{ot}' (expected {string.Join(", ", WeightFormats.Names.SkipLast(1))})");
             outputType = WeightFormats.BaseType(of);
         }
         ulong seed = 1;

@@ -54,7 +54,7 @@ public static class ModelGenerator
         var s = o.Shape;
         if (s.Problem() is { } why) throw new ArgumentException($"invalid shape: {why}");
         if (o.OutputType is { } ot && !RandomBlocks.IsSupported(ot))
-            throw new ArgumentException($"output type {GgmlTypes.Name(ot)} is not one the generator writes (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K)");
+            throw new ArgumentException($"output type {GgmlTypes.Name(ot)} is not one the generator writes ({EdgeLlm.Quant.TypeTraits.Names})");
         var list = new List<PlannedTensor>();
         void Add(string name, TensorRole role, int layer, long ne0, long ne1)
         {
@@ -141,7 +141,7 @@ public static class ModelGenerator
             ("llama.vocab_size", GgufValue.Of((uint)s.Vocab)),
             ("general.file_type", GgufValue.Of(WeightFormats.FileType(o.Format))),
         };
-        if (o.Format is not (WeightFormat.F32 or WeightFormat.F16)) kv.Add(("general.quantization_version", GgufValue.Of(2u)));
+        if (!o.Format.IsFloat) kv.Add(("general.quantization_version", GgufValue.Of(2u)));
         kv.Add(("edgellm.modelgen.seed", GgufValue.Of(o.Seed)));
         return kv;
     }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using EdgeLlm.Generation;
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 
 namespace EdgeLlm.ModelGen;
 
@@ -11,7 +12,9 @@ namespace EdgeLlm.ModelGen;
 /// Layouts (field-notes, ggml): Q4_0 = {d, 16 nibble bytes}, q−8; Q8_0 = {d, 32 int8}, kept in [−127, 127]
 /// as ggml's quantizer writes; Q4_K = {d, dmin, 12 packed scale/min bytes, 128 nibble bytes}, w = d·sc·q −
 /// dmin·m, with dmin = 8d and m ≈ 15·sc/16 so each sub-block is centred; Q6_K = {ql[128], qh[64], int8
-/// scales[16], d}, w = d·scale·(q − 32). F32/F16 are uniform in ±σ√3. Norm vectors are 1 ± 0.2.
+/// scales[16], d}, w = d·scale·(q − 32). F32/F16 are uniform in ±σ√3. Norm vectors are 1 ± 0.2. Every other type
+/// of <see cref="TypeTraits"/> (BF16, and the types without a filler here) is drawn uniform in ±σ√3 and quantized
+/// by its row's reference quantizer: slower, but any type the engine computes can be written.
 /// </summary>
 public sealed unsafe class RandomBlocks
 {
@@ -50,8 +53,8 @@ public sealed unsafe class RandomBlocks
         }
     }
 
-    public static bool IsSupported(GgmlType t) =>
-        t is GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    /// <summary>Every type with a <see cref="TypeTraits"/> row.</summary>
+    public static bool IsSupported(GgmlType t) => TypeTraits.Of(t) is not null;
 
     /// <summary>Writes <paramref name="blocks"/> blocks (elements for F32/F16) at <paramref name="dst"/> from a generator seeded with <paramref name="seed"/>.</summary>
     public void Fill(byte* dst, long blocks, ulong seed)
@@ -65,6 +68,7 @@ public sealed unsafe class RandomBlocks
             case GgmlType.Q8_0: FillQ8_0(dst, blocks, ref rng); break;
             case GgmlType.Q4_K: FillQ4_K(dst, blocks, ref rng); break;
             case GgmlType.Q6_K: FillQ6_K(dst, blocks, ref rng); break;
+            default: FillThroughTable(dst, blocks, ref rng); break;
         }
     }
 
@@ -174,6 +178,29 @@ public sealed unsafe class RandomBlocks
             Put(p + 192, rng.NextUInt64());                               // scales[16]
             Put(p + 200, rng.NextUInt64());
             Put(p + 208, _d[rng.NextUInt64() & (Levels - 1)]);
+        }
+    }
+
+    /// <summary>Uniform floats in ±σ√3, quantized a few blocks at a time by the type's reference quantizer.</summary>
+    private void FillThroughTable(byte* dst, long blocks, ref Xoshiro256 rng)
+    {
+        var row = TypeTraits.Of(Type)!;
+        int bs = row.BlockSize, bb = row.BlockBytes;
+        int step = Math.Max(1, 4096 / bs);
+        var f = new float[step * bs];
+        fixed (float* pf = f)
+        {
+            for (long b = 0; b < blocks; b += step)
+            {
+                int k = (int)Math.Min(step, blocks - b);
+                for (int i = 0; i < k * bs; i += 2)
+                {
+                    ulong r = rng.NextUInt64();
+                    pf[i] = _amplitude * Signed24((uint)r);
+                    if (i + 1 < k * bs) pf[i + 1] = _amplitude * Signed24((uint)(r >> 32));
+                }
+                row.Quantize(pf, dst + b * bb, (long)k * bs);
+            }
         }
     }
 }

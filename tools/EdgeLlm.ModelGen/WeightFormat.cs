@@ -1,9 +1,25 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 
 namespace EdgeLlm.ModelGen;
 
-/// <summary>What `--type` asks for: one tensor type for the matrices, or llama.cpp's Q4_K_M mix.</summary>
-public enum WeightFormat { F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, Q4_K_M }
+/// <summary>
+/// What `--type` asks for: one tensor type for the matrices (any type of <see cref="TypeTraits"/>, named as llama.cpp
+/// names it, lower case), or llama.cpp's Q4_K_M mix (<see cref="Mix"/>).
+/// </summary>
+public readonly record struct WeightFormat(GgmlType Type, bool Mix = false)
+{
+    public static readonly WeightFormat F32 = new(GgmlType.F32);
+    public static readonly WeightFormat F16 = new(GgmlType.F16);
+    public static readonly WeightFormat Q8_0 = new(GgmlType.Q8_0);
+    public static readonly WeightFormat Q4_0 = new(GgmlType.Q4_0);
+    public static readonly WeightFormat Q4_K = new(GgmlType.Q4_K);
+    public static readonly WeightFormat Q6_K = new(GgmlType.Q6_K);
+    /// <summary>Q4_K with attn_v and ffn_down in Q6_K on llama.cpp's use_more_bits layers.</summary>
+    public static readonly WeightFormat Q4_K_M = new(GgmlType.Q4_K, Mix: true);
+
+    public bool IsFloat => TypeTraits.Of(Type) is { IsQuantized: false };
+}
 
 /// <summary>The role a tensor plays, which decides its type under a mix and how its values are drawn.</summary>
 public enum TensorRole { TokenEmbd, Output, Norm, AttnQ, AttnK, AttnV, AttnOutput, FfnGate, FfnUp, FfnDown }
@@ -13,49 +29,40 @@ public enum TensorRole { TokenEmbd, Output, Norm, AttnQ, AttnK, AttnV, AttnOutpu
 /// offered: norms stay F32; <c>output.weight</c> becomes Q6_K for every quantized format but Q8_0 (so a
 /// "Q4_0" file is Q4_0 plus a Q6_K output, as llama.cpp writes it); Q4_K_M bumps <c>attn_v</c> and
 /// <c>ffn_down</c> to Q6_K on the first and last eighth of the layers and every third layer between. Not
-/// reproduced: llama.cpp's Q5_K for the other 70B attn_v tensors under Q4_K_M (EdgeLlm does not compute
-/// Q5_K; they stay Q4_K).
+/// reproduced: llama.cpp's Q5_K for the other 70B attn_v tensors under Q4_K_M (they stay Q4_K).
 /// </summary>
 public static class WeightFormats
 {
-    public static readonly string[] Names = ["f32", "f16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"];
+    /// <summary>Every format by name: each type of the table (f32, f16, bf16, q8_0, q4_0, ...), then q4_k_m.</summary>
+    public static readonly string[] Names = [.. TypeTraits.All.Select(r => r.Name.ToLowerInvariant()), "q4_k_m"];
 
     public static bool TryParse(string s, out WeightFormat format)
     {
-        int i = Array.IndexOf(Names, s.ToLowerInvariant());
-        format = i < 0 ? default : (WeightFormat)i;
-        return i >= 0;
+        string lower = s.ToLowerInvariant();
+        if (lower == "q4_k_m")
+        {
+            format = WeightFormat.Q4_K_M;
+            return true;
+        }
+        foreach (var r in TypeTraits.All)
+        {
+            if (r.Name.Equals(lower, StringComparison.OrdinalIgnoreCase))
+            {
+                format = new WeightFormat(r.Type);
+                return true;
+            }
+        }
+        format = default;
+        return false;
     }
 
-    public static string Name(WeightFormat f) => Names[(int)f];
+    public static string Name(WeightFormat f) => f.Mix ? "q4_k_m" : GgmlTypes.Name(f.Type).ToLowerInvariant();
 
     /// <summary>The main matrix type of a format.</summary>
-    public static GgmlType BaseType(WeightFormat f) => f switch
-    {
-        WeightFormat.F32 => GgmlType.F32,
-        WeightFormat.F16 => GgmlType.F16,
-        WeightFormat.Q8_0 => GgmlType.Q8_0,
-        WeightFormat.Q4_0 => GgmlType.Q4_0,
-        WeightFormat.Q4_K or WeightFormat.Q4_K_M => GgmlType.Q4_K,
-        WeightFormat.Q6_K => GgmlType.Q6_K,
-        _ => throw new ArgumentOutOfRangeException(nameof(f)),
-    };
+    public static GgmlType BaseType(WeightFormat f) => f.Type;
 
-    /// <summary>
-    /// llama.cpp's <c>general.file_type</c> (llama_ftype) for the format: ALL_F32 0, MOSTLY_F16 1, Q4_0 2,
-    /// Q8_0 7, Q4_K_S 14 (the nearest label for an all-Q4_K file), Q4_K_M 15, Q6_K 18.
-    /// </summary>
-    public static uint FileType(WeightFormat f) => f switch
-    {
-        WeightFormat.F32 => 0,
-        WeightFormat.F16 => 1,
-        WeightFormat.Q4_0 => 2,
-        WeightFormat.Q8_0 => 7,
-        WeightFormat.Q4_K => 14,
-        WeightFormat.Q4_K_M => 15,
-        WeightFormat.Q6_K => 18,
-        _ => throw new ArgumentOutOfRangeException(nameof(f)),
-    };
+    /// <summary>llama.cpp's <c>general.file_type</c> (llama_ftype) for the format: the type's row, or MOSTLY_Q4_K_M 15 for the mix.</summary>
+    public static uint FileType(WeightFormat f) => f.Mix ? 15u : TypeTraits.Require(f.Type, "file type of").FileType;
 
     /// <summary>llama.cpp's use_more_bits: the first and last eighth of the layers, and every third one between.</summary>
     public static bool UseMoreBits(int layer, int layers) =>
@@ -69,9 +76,9 @@ public static class WeightFormats
         if (role == TensorRole.Output)
         {
             if (outputOverride is { } o) return o;
-            return f is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.Q8_0 ? baseType : GgmlType.Q6_K;
+            return f.IsFloat || baseType == GgmlType.Q8_0 ? baseType : GgmlType.Q6_K;
         }
-        if (f == WeightFormat.Q4_K_M && role is TensorRole.AttnV or TensorRole.FfnDown && UseMoreBits(layer, layers))
+        if (f.Mix && role is TensorRole.AttnV or TensorRole.FfnDown && UseMoreBits(layer, layers))
             return GgmlType.Q6_K;
         return baseType;
     }

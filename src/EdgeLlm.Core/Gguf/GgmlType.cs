@@ -40,43 +40,36 @@ public enum GgmlType : uint
 /// <summary>Block geometry of every ggml type (elements per block, bytes per block).</summary>
 public static class GgmlTypes
 {
-    /// <summary>Elements per block and bytes per block, or (0, 0) for an id ggml does not define.</summary>
-    public static (int BlockSize, int BlockBytes) Geometry(GgmlType type) => type switch
+    /// <summary>
+    /// Elements per block and bytes per block, or (0, 0) for an id ggml does not define. The types EdgeLlm computes
+    /// with take theirs from their <see cref="Quant.TypeTraits"/> row; the rest (which a file may hold and a
+    /// loader must still skip over or name) are listed here.
+    /// </summary>
+    public static (int BlockSize, int BlockBytes) Geometry(GgmlType type)
     {
-        GgmlType.F32 => (1, 4),
-        GgmlType.F16 => (1, 2),
-        GgmlType.BF16 => (1, 2),
-        GgmlType.F64 => (1, 8),
-        GgmlType.I8 => (1, 1),
-        GgmlType.I16 => (1, 2),
-        GgmlType.I32 => (1, 4),
-        GgmlType.I64 => (1, 8),
-        GgmlType.Q4_0 => (32, 18),
-        GgmlType.Q4_1 => (32, 20),
-        GgmlType.Q5_0 => (32, 22),
-        GgmlType.Q5_1 => (32, 24),
-        GgmlType.Q8_0 => (32, 34),
-        GgmlType.Q8_1 => (32, 36),
-        GgmlType.IQ4_NL => (32, 18),
-        GgmlType.MXFP4 => (32, 17),
-        GgmlType.Q2_K => (256, 84),
-        GgmlType.Q3_K => (256, 110),
-        GgmlType.Q4_K => (256, 144),
-        GgmlType.Q5_K => (256, 176),
-        GgmlType.Q6_K => (256, 210),
-        GgmlType.Q8_K => (256, 292),
-        GgmlType.IQ2_XXS => (256, 66),
-        GgmlType.IQ2_XS => (256, 74),
-        GgmlType.IQ3_XXS => (256, 98),
-        GgmlType.IQ1_S => (256, 50),
-        GgmlType.IQ3_S => (256, 110),
-        GgmlType.IQ2_S => (256, 82),
-        GgmlType.IQ4_XS => (256, 136),
-        GgmlType.IQ1_M => (256, 56),
-        GgmlType.TQ1_0 => (256, 54),
-        GgmlType.TQ2_0 => (256, 66),
-        _ => (0, 0),
-    };
+        if (Quant.TypeTraits.Of(type) is { } row) return (row.BlockSize, row.BlockBytes);
+        return type switch
+        {
+            GgmlType.F64 => (1, 8),
+            GgmlType.I8 => (1, 1),
+            GgmlType.I16 => (1, 2),
+            GgmlType.I32 => (1, 4),
+            GgmlType.I64 => (1, 8),
+            GgmlType.Q8_1 => (32, 36),
+            GgmlType.MXFP4 => (32, 17),
+            GgmlType.Q8_K => (256, 292),
+            GgmlType.IQ2_XXS => (256, 66),
+            GgmlType.IQ2_XS => (256, 74),
+            GgmlType.IQ3_XXS => (256, 98),
+            GgmlType.IQ1_S => (256, 50),
+            GgmlType.IQ3_S => (256, 110),
+            GgmlType.IQ2_S => (256, 82),
+            GgmlType.IQ1_M => (256, 56),
+            GgmlType.TQ1_0 => (256, 54),
+            GgmlType.TQ2_0 => (256, 66),
+            _ => (0, 0),
+        };
+    }
 
     public static bool IsKnown(GgmlType type) => Geometry(type).BlockSize != 0;
 
@@ -84,9 +77,8 @@ public static class GgmlTypes
 
     public static int BlockBytes(GgmlType type) => Geometry(type).BlockBytes;
 
-    /// <summary>True for the types EdgeLlm computes with (dequantize and dot product).</summary>
-    public static bool IsComputable(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
-        or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    /// <summary>True for the types EdgeLlm computes with (those with a <see cref="Quant.TypeTraits"/> row).</summary>
+    public static bool IsComputable(GgmlType type) => Quant.TypeTraits.Of(type) is not null;
 
     /// <summary>Bytes of one row of <paramref name="ne0"/> elements; ne0 must be a multiple of the block size.</summary>
     public static long RowBytes(GgmlType type, long ne0)

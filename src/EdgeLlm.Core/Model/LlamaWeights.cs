@@ -142,7 +142,7 @@ public sealed class LlamaWeights
             if (!HasShape(t, ne0, ne1))
                 throw Error(name, $"shape {t.ShapeString} does not match the expected [{ne0}, {ne1}]");
             if (!GgmlTypes.IsComputable(t.Type))
-                throw Error(name, $"type {GgmlTypes.Name(t.Type)} is not supported (EdgeLlm computes F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+                throw Error(name, $"type {GgmlTypes.Name(t.Type)} is not supported (EdgeLlm computes {Quant.TypeTraits.Names})");
             return file.GetTensor(t);
         }
 

@@ -100,7 +100,7 @@ public static unsafe class Q4_K
             for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
             float avX = MathF.Sqrt(sumX2 / 32f);
             for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
-            scales[j] = MakeQkx2Quants(32, 15, xs, weights, L + 32 * j, out mins[j], laux, -1f, 0.1f, 20);
+            scales[j] = KQuantSearch.MakeQkx2Quants(32, 15, xs, weights, L + 32 * j, out mins[j], laux, -1f, 0.1f, 20, useMad: false);
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
@@ -151,86 +151,5 @@ public static unsafe class Q4_K
             for (int l = 0; l < 32; l++) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
             q += 32;
         }
-    }
-
-    /// <summary>
-    /// ggml's <c>make_qkx2_quants</c> (without mean absolute deviation): fits x ≈ scale·L + min with L in
-    /// 0..nmax and min ≤ 0 by weighted least squares over nstep+1 trial inverse scales; returns the scale and
-    /// −min through <paramref name="theMin"/>.
-    /// </summary>
-    private static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin,
-        byte* laux, float rmin, float rdelta, int nstep)
-    {
-        float min = x[0], max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
-        for (int i = 1; i < n; i++)
-        {
-            if (x[i] < min) min = x[i];
-            if (x[i] > max) max = x[i];
-            float w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0f) min = 0f;
-        if (max == min)
-        {
-            for (int i = 0; i < n; i++) L[i] = 0;
-            theMin = -min;
-            return 0f;
-        }
-
-        float iscale = nmax / (max - min);
-        float scale = 1f / iscale;
-        float bestError = 0f;
-        for (int i = 0; i < n; i++)
-        {
-            int l = QuantMath.NearestInt(iscale * (x[i] - min));
-            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
-            float diff = scale * L[i] + min - x[i];
-            bestError += weights[i] * (diff * diff);
-        }
-
-        for (int step = 0; step <= nstep; step++)
-        {
-            iscale = (rmin + rdelta * step + nmax) / (max - min);
-            float sumL = 0f, sumL2 = 0f, sumXL = 0f;
-            for (int i = 0; i < n; i++)
-            {
-                int l = QuantMath.NearestInt(iscale * (x[i] - min));
-                l = Math.Max(0, Math.Min(nmax, l));
-                laux[i] = (byte)l;
-                float w = weights[i];
-                sumL += w * l;
-                sumL2 += w * l * l;
-                sumXL += w * l * x[i];
-            }
-            float det = sumW * sumL2 - sumL * sumL;
-            if (det > 0f)
-            {
-                float thisScale = (sumW * sumXL - sumX * sumL) / det;
-                float thisMin = (sumL2 * sumX - sumL * sumXL) / det;
-                if (thisMin > 0f)
-                {
-                    thisMin = 0f;
-                    thisScale = sumXL / sumL2;
-                }
-                float curError = 0f;
-                for (int i = 0; i < n; i++)
-                {
-                    float diff = thisScale * laux[i] + thisMin - x[i];
-                    curError += weights[i] * (diff * diff);
-                }
-                if (curError < bestError)
-                {
-                    for (int i = 0; i < n; i++) L[i] = laux[i];
-                    bestError = curError;
-                    scale = thisScale;
-                    min = thisMin;
-                }
-            }
-        }
-        theMin = -min;
-        return scale;
     }
 }

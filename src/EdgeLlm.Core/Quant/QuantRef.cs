@@ -6,70 +6,19 @@ namespace EdgeLlm.Quant;
 /// Reference scalar code for every computable tensor type: dequantize a row, dot a row with a float
 /// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
 /// them. <c>n</c> is the row length in elements and must be a non-negative multiple of the type's block size
-/// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. The block
-/// formats live in Q8_0.cs, Q4_0.cs, Q4_1.cs, Q5_0.cs, Q5_1.cs, IQ4_NL.cs, Q4_K.cs and Q6_K.cs.
+/// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. Each call goes
+/// through the type's <see cref="TypeTraits"/> row; the block formats live in Quant/TYPE.cs.
 /// </summary>
 public static unsafe class QuantRef
 {
-    public static void DequantizeRow(GgmlType type, byte* src, float* dst, long n)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = ((float*)src)[i]; break;
-            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(((ushort*)src)[i]); break;
-            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)src)[i] << 16); break;
-            case GgmlType.Q8_0: Q8_0.Dequantize(src, dst, n); break;
-            case GgmlType.Q4_0: Q4_0.Dequantize(src, dst, n); break;
-            case GgmlType.Q4_K: Q4_K.Dequantize(src, dst, n); break;
-            case GgmlType.Q6_K: Q6_K.Dequantize(src, dst, n); break;
-            case GgmlType.Q4_1: Q4_1.Dequantize(src, dst, n); break;
-            case GgmlType.Q5_0: Q5_0.Dequantize(src, dst, n); break;
-            case GgmlType.Q5_1: Q5_1.Dequantize(src, dst, n); break;
-            case GgmlType.IQ4_NL: IQ4_NL.Dequantize(src, dst, n); break;
-            default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
-        }
-    }
+    public static void DequantizeRow(GgmlType type, byte* src, float* dst, long n) =>
+        TypeTraits.Require(type, "dequantize").Dequantize(src, dst, n);
 
-    /// <summary>Dot product of a row of weights with float activations, accumulated in double.</summary>
-    public static float Dot(GgmlType type, byte* row, float* x, long n)
-    {
-        double sum = 0;
-        switch (type)
-        {
-            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)((float*)row)[i] * x[i]; break;
-            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)(float)BitConverter.UInt16BitsToHalf(((ushort*)row)[i]) * x[i]; break;
-            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) sum += (double)BitConverter.UInt32BitsToSingle((uint)((ushort*)row)[i] << 16) * x[i]; break;
-            case GgmlType.Q8_0: return Q8_0.Dot(row, x, n);
-            case GgmlType.Q4_0: return Q4_0.Dot(row, x, n);
-            case GgmlType.Q4_K: return Q4_K.Dot(row, x, n);
-            case GgmlType.Q6_K: return Q6_K.Dot(row, x, n);
-            case GgmlType.Q4_1: return Q4_1.Dot(row, x, n);
-            case GgmlType.Q5_0: return Q5_0.Dot(row, x, n);
-            case GgmlType.Q5_1: return Q5_1.Dot(row, x, n);
-            case GgmlType.IQ4_NL: return IQ4_NL.Dot(row, x, n);
-            default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
-        }
-        return (float)sum;
-    }
+    /// <summary>Dot product of a row of weights with float activations (the type's reference order; float types in double).</summary>
+    public static float Dot(GgmlType type, byte* row, float* x, long n) => TypeTraits.Require(type, "dot").Dot(row, x, n);
 
-    public static void QuantizeRow(GgmlType type, float* src, byte* dst, long n)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((float*)dst)[i] = src[i]; break;
-            case GgmlType.F16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((ushort*)dst)[i] = BitConverter.HalfToUInt16Bits((Half)src[i]); break;
-            case GgmlType.BF16: CheckScalarRow(type, n); for (long i = 0; i < n; i++) ((ushort*)dst)[i] = FloatToBF16(src[i]); break;
-            case GgmlType.Q8_0: Q8_0.Quantize(src, dst, n); break;
-            case GgmlType.Q4_0: Q4_0.Quantize(src, dst, n); break;
-            case GgmlType.Q4_K: Q4_K.Quantize(src, dst, n); break;
-            case GgmlType.Q6_K: Q6_K.Quantize(src, dst, n); break;
-            case GgmlType.Q4_1: Q4_1.Quantize(src, dst, n); break;
-            case GgmlType.Q5_0: Q5_0.Quantize(src, dst, n); break;
-            case GgmlType.Q5_1: Q5_1.Quantize(src, dst, n); break;
-            case GgmlType.IQ4_NL: IQ4_NL.Quantize(src, dst, n); break;
-            default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
-        }
-    }
+    public static void QuantizeRow(GgmlType type, float* src, byte* dst, long n) =>
+        TypeTraits.Require(type, "quantize").Quantize(src, dst, n);
 
     /// <summary>float -> bf16 with round-to-nearest-even; NaN stays a quiet NaN (as ggml does).</summary>
     public static ushort FloatToBF16(float f)
@@ -98,8 +47,6 @@ public static unsafe class QuantRef
         fixed (float* s = src) fixed (byte* d = dst) QuantizeRow(type, s, d, src.Length);
         return dst;
     }
-
-    private static void CheckScalarRow(GgmlType type, long n) => QuantMath.CheckRow(GgmlTypes.Name(type), n, 1);
 
     /// <summary>A row of <paramref name="n"/> elements must fit in the given bytes (and n must be whole blocks).</summary>
     private static void CheckBytes(GgmlType type, int bytes, int n, string what)

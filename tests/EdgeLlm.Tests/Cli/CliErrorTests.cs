@@ -14,6 +14,20 @@ public class CliErrorTests
     }
 
     [Fact]
+    public void WeightTypeEdgeLlmLacksNamesTensorAndType()
+    {
+        // IQ2_XXS (ggml type 16, 256-element blocks of 66 bytes) has no TypeTraits row: loading stops at the tensor.
+        string path = Model.RandomModel.Write(new Model.RandomModelSpec
+        {
+            Dim = 256, Ffn = 256, Heads = 4, KvHeads = 2, Layers = 1,
+            RawType = ("blk.0.ffn_down.weight", EdgeLlm.Gguf.GgmlType.IQ2_XXS),
+        });
+        var r = CliRunner.InProcess("logits", "-m", path, "--tokens", "1,2,3");
+        AssertOneLineError(r, 1, "tensor 'blk.0.ffn_down.weight'");
+        Assert.Contains("type IQ2_XXS is not supported", r.Stderr);
+    }
+
+    [Fact]
     public void UnknownOption() =>
         AssertOneLineError(CliRunner.InProcess("info", "--bogus"), 2, "unknown option '--bogus'");
 

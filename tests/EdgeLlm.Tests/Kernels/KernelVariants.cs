@@ -28,87 +28,32 @@ internal static unsafe class KernelVariants
         return list.ToArray();
     }
 
-    public static float Run(GgmlType t, Variant v, byte* w, byte* xq, int n) => t switch
+    /// <summary>The rung and flags a variant runs (Avx2Vnni takes GFNI where the CPU has its 256-bit form).</summary>
+    public static (Rung Rung, KernelFlags Flags) Of(Variant v) => v switch
     {
-        GgmlType.Q4_0 => v switch
-        {
-            Variant.Scalar => DotQ4_0.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ4_0.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ4_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 => DotQ4_0.DotAvx512(w, xq, n, vbmi: true),
-            Variant.Avx512NoVbmi => DotQ4_0.DotAvx512(w, xq, n, vbmi: false),
-            _ => DotQ4_0.DotNeon(w, xq, n),
-        },
-        GgmlType.Q8_0 => v switch
-        {
-            Variant.Scalar => DotQ8_0.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ8_0.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ8_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ8_0.DotAvx512(w, xq, n),
-            _ => DotQ8_0.DotNeon(w, xq, n),
-        },
-        GgmlType.Q4_K => v switch
-        {
-            Variant.Scalar => DotQ4_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ4_K.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ4_K.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_K.DotAvx512(w, xq, n),
-            _ => DotQ4_K.DotNeon(w, xq, n),
-        },
-        GgmlType.Q6_K => v switch
-        {
-            Variant.Scalar => DotQ6_K.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ6_K.DotAvx2(w, xq, n, vnni: false, gfni: false),
-            Variant.Avx2Vnni => DotQ6_K.DotAvx2(w, xq, n, vnni: true, gfni: Gfni.V256.IsSupported),
-            Variant.Avx512 => DotQ6_K.DotAvx512(w, xq, n, gfni: true),
-            Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n, gfni: false),
-            _ => DotQ6_K.DotNeon(w, xq, n),
-        },
-        GgmlType.Q4_1 => v switch
-        {
-            Variant.Scalar => DotQ4_1.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ4_1.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ4_1.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_1.DotAvx512(w, xq, n),
-            _ => DotQ4_1.DotNeon(w, xq, n),
-        },
-        GgmlType.Q5_0 => v switch
-        {
-            Variant.Scalar => DotQ5_0.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ5_0.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ5_0.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_0.DotAvx512(w, xq, n),
-            _ => DotQ5_0.DotNeon(w, xq, n),
-        },
-        GgmlType.Q5_1 => v switch
-        {
-            Variant.Scalar => DotQ5_1.DotScalar(w, xq, n),
-            Variant.Avx2 => DotQ5_1.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotQ5_1.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_1.DotAvx512(w, xq, n),
-            _ => DotQ5_1.DotNeon(w, xq, n),
-        },
-        GgmlType.IQ4_NL => v switch
-        {
-            Variant.Scalar => DotIQ4_NL.DotScalar(w, xq, n),
-            Variant.Avx2 => DotIQ4_NL.DotAvx2(w, xq, n, vnni: false),
-            Variant.Avx2Vnni => DotIQ4_NL.DotAvx2(w, xq, n, vnni: true),
-            Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_NL.DotAvx512(w, xq, n),
-            _ => DotIQ4_NL.DotNeon(w, xq, n),
-        },
-        _ => throw new ArgumentException($"no kernel for {t}"),
+        Variant.Avx2 => (Rung.Avx2, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
+        Variant.Avx2Vnni => (Rung.Avx2, new KernelFlags(Vnni: true, Vbmi: false, Gfni: Gfni.V256.IsSupported)),
+        Variant.Avx512 => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: true, Gfni: true)),
+        Variant.Avx512NoVbmi => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
+        Variant.Neon => (Rung.Neon, default),
+        _ => (Rung.Scalar, default),
     };
 
-    public static float RunSelected(GgmlType t, byte* w, byte* xq, int n) => t switch
+    /// <summary>The kernel table's row of <paramref name="t"/> for variant <paramref name="v"/>.</summary>
+    public static CpuKernelRow Row(GgmlType t, Variant v)
     {
-        GgmlType.Q4_0 => DotQ4_0.Dot(w, xq, n),
-        GgmlType.Q8_0 => DotQ8_0.Dot(w, xq, n),
-        GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
-        GgmlType.Q6_K => DotQ6_K.Dot(w, xq, n),
-        GgmlType.Q4_1 => DotQ4_1.Dot(w, xq, n),
-        GgmlType.Q5_0 => DotQ5_0.Dot(w, xq, n),
-        GgmlType.Q5_1 => DotQ5_1.Dot(w, xq, n),
-        GgmlType.IQ4_NL => DotIQ4_NL.Dot(w, xq, n),
-        _ => throw new ArgumentException($"no kernel for {t}"),
-    };
+        var (rung, flags) = Of(v);
+        return KernelTable.Resolve(t, rung, flags) ?? throw new ArgumentException($"no kernel for {t}");
+    }
+
+    /// <summary>One row · one token's activations (in the type's activation format) on variant <paramref name="v"/>.</summary>
+    public static float Run(GgmlType t, Variant v, byte* w, byte* xq, int n) => Row(t, v).Dot(w, xq, n);
+
+    /// <summary>The same through the table of the selected rung and flags (what a matmul uses).</summary>
+    public static float RunSelected(GgmlType t, byte* w, byte* xq, int n) =>
+        (KernelTable.For(t) ?? throw new ArgumentException($"no kernel for {t}")).Dot(w, xq, n);
+
+    /// <summary>The block-quantized types with CPU kernels, in table order.</summary>
+    public static GgmlType[] TableQuantTypes() =>
+        EdgeLlm.Quant.TypeTraits.All.Where(r => r.IsQuantized).Select(r => r.Type).ToArray();
 }

@@ -95,7 +95,7 @@ public class ModelGenTests
             }
             GgmlType expected = t.Name switch
             {
-                "output.weight" => format is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.Q8_0 ? main : GgmlType.Q6_K,
+                "output.weight" => format.IsFloat || format == WeightFormat.Q8_0 ? main : GgmlType.Q6_K,
                 _ when format == WeightFormat.Q4_K_M && (t.Name.EndsWith("attn_v.weight") || t.Name.EndsWith("ffn_down.weight"))
                     // 8 layers: use_more_bits picks layer 0 (first eighth), 7 (last eighth) and 3, 6 ((i - 1) % 3 == 2).
                     && int.Parse(t.Name.Split('.')[1]) is 0 or 3 or 6 or 7 => GgmlType.Q6_K,
@@ -152,12 +152,7 @@ public class ModelGenTests
     }
 
     [Theory]
-    [InlineData("f32")]
-    [InlineData("f16")]
-    [InlineData("q8_0")]
-    [InlineData("q4_0")]
-    [InlineData("q4_k")]
-    [InlineData("q6_k")]
+    [MemberData(nameof(AllFormats))]
     public unsafe void WeightsHaveTheIntendedStandardDeviation(string formatName)
     {
         Assert.True(WeightFormats.TryParse(formatName, out var format));
@@ -282,7 +277,7 @@ public class ModelGenTests
     }
 
     [Theory]
-    [InlineData(2, "unknown type 'q5_0'", "--type", "q5_0")]
+    [InlineData(2, "unknown type 'iq2_xxs'", "--type", "iq2_xxs")]
     [InlineData(2, "unknown shape '13b'", "--shape", "13b")]
     [InlineData(2, "unknown option '--bogus'", "--bogus")]
     [InlineData(2, "option '--dim' needs a value", "--dim")]

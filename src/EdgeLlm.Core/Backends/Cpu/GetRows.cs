@@ -1,5 +1,5 @@
+using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Gguf;
-using EdgeLlm.Quant;
 
 namespace EdgeLlm.Backends.Cpu;
 
@@ -8,18 +8,9 @@ internal static unsafe class GetRows
 {
     public static void Run(CpuWeight table, ReadOnlySpan<int> ids, float* dst)
     {
+        var row = KernelTable.For(table.Type) ?? throw new NotSupportedException($"get_rows of {GgmlTypes.Name(table.Type)} ({table.Name})");
+        var toFloat = row.ToFloat;
         int n = (int)table.Ne0;
-        for (int t = 0; t < ids.Length; t++)
-        {
-            byte* row = table.Row(ids[t]);
-            float* d = dst + (long)t * n;
-            switch (table.Type)
-            {
-                case GgmlType.F32: Buffer.MemoryCopy(row, d, (long)n * sizeof(float), (long)n * sizeof(float)); break;
-                case GgmlType.F16: HalfConvert.F16ToF32((ushort*)row, d, n); break;
-                case GgmlType.BF16: HalfConvert.BF16ToF32((ushort*)row, d, n); break;
-                default: QuantRef.DequantizeRow(table.Type, row, d, n); break;
-            }
-        }
+        for (int t = 0; t < ids.Length; t++) toFloat(table.Row(ids[t]), dst + (long)t * n, n);
     }
 }

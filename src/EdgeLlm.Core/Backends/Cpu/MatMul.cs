@@ -4,12 +4,14 @@ using EdgeLlm.Gguf;
 namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
-/// dst[t, r] = dot(W row r, x[t]) for a batch of tokens. For the block-quantized types the activations are
-/// first quantized once per call (Q8_0 blocks for Q4_0/Q8_0 weights, Q8_K for Q4_K/Q6_K, as llama.cpp does),
-/// split over the threads by token; then threads split the weight rows, each reading each of its rows once
-/// and dotting it with every token in integers while the row is in cache, so a batch costs one pass over the
-/// weights. The weight type is switched on once per call; the kernels' SIMD rung was chosen once per process
-/// (<see cref="KernelRung.Selected"/>). F32 and F16 rows are dotted in place; BF16 rows are widened first.
+/// dst[t, r] = dot(W row r, x[t]) for a batch of tokens. The weight type's <see cref="CpuKernelRow"/> (the
+/// <see cref="KernelTable"/> of the SIMD rung chosen once per process) is looked up once per call. For the
+/// block-quantized types the activations are first quantized once per call into the row's activation format
+/// (Q8_0 blocks for Q4_0/Q8_0 weights, Q8_K for Q4_K/Q6_K, as llama.cpp does; repacked as a <see cref="Q8_0Panel"/>
+/// where the row asks), split over the threads by token; then threads split the weight rows and each runs the row's
+/// range driver (<see cref="RowDrivers"/>, instantiated for the type's kernel), which reads each of its rows once and
+/// dots it with every token while the row is in cache, so a batch costs one pass over the weights. F32 and F16 rows
+/// are dotted in place; BF16 rows are widened first (into the thread's scratch row).
 /// Rows are shared out in two parts so the threads finish together without an atomic per row: the first
 /// <see cref="StaticShare"/> of the rows split evenly (one contiguous range per thread, no coordination),
 /// the rest in small chunks that threads claim from a shared counter once their own range is done, which
@@ -19,9 +21,9 @@ namespace EdgeLlm.Backends.Cpu;
 internal sealed unsafe class MatMul : ParallelWork
 {
     private CpuWeight _w = null!;
+    private CpuKernelRow _row = null!;
+    private RowJob _job;
     private float* _x;
-    private float* _dst;
-    private int _nTokens;
     private bool _quantizePhase;
     private long _xqRowBytes;
     private readonly float*[] _scratch;
@@ -29,11 +31,7 @@ internal sealed unsafe class MatMul : ParallelWork
     private readonly long _xqCapacity;
     private readonly byte* _panel;
     private readonly long _panelCapacity;
-    private bool _usePanel;
     private long _panelBytes;
-
-    /// <summary>Rows dotted against each four-token group before moving on, so the row tile stays in L1/L2 (bytes).</summary>
-    private const int RowTileBytes = 32 * 1024;
 
     /// <summary>Fraction of the rows (eighths) split statically; the remainder is claimed in chunks.</summary>
     private const int StaticShare = 7;
@@ -60,23 +58,34 @@ internal sealed unsafe class MatMul : ParallelWork
     /// <summary>Bytes of <see cref="Q8_0Panel"/> activations a batch of <paramref name="maxBatch"/> rows of up to <paramref name="maxRow"/> values needs.</summary>
     public static long PanelBytes(int maxBatch, long maxRow) => maxBatch * ((maxRow + 31) / 32 * Q8_0Panel.BytesPerBlock);
 
-    /// <summary>Bytes of quantized activations a batch of <paramref name="maxBatch"/> rows of up to <paramref name="maxRow"/> values needs, in the larger of the two formats.</summary>
-    public static long ActivationBytes(int maxBatch, long maxRow) =>
-        maxBatch * Math.Max((maxRow + 31) / 32 * ActivationQuant.Q8_0BlockBytes, (maxRow + 255) / 256 * ActivationQuant.Q8_KBlockBytes);
+    /// <summary>Bytes of quantized activations a batch of <paramref name="maxBatch"/> rows of up to <paramref name="maxRow"/> values needs, in the largest activation format of any type.</summary>
+    public static long ActivationBytes(int maxBatch, long maxRow)
+    {
+        long most = 0;
+        foreach (var t in Quant.TypeTraits.All)
+        {
+            if (!t.IsQuantized) continue;
+            var (bs, bb) = ActivationQuant.FormatGeometry(t.Activation);
+            most = Math.Max(most, (maxRow + bs - 1) / bs * bb);
+        }
+        return maxBatch * most;
+    }
 
     public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens)
     {
+        _row = KernelTable.For(w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
         _w = w;
         _x = x;
-        _dst = dst;
-        _nTokens = nTokens;
-        if (IsQuantized(w.Type))
+        int n = (int)w.Ne0;
+        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens };
+        if (_row.Traits.IsQuantized)
         {
-            _xqRowBytes = ActivationQuant.BytesFor(w.Type, (int)w.Ne0);
-            _usePanel = w.Type == GgmlType.Q4_0 && DotQ4_0.PanelAccelerated;
-            _panelBytes = Q8_0Panel.BytesFor((int)w.Ne0);
-            if (_xqRowBytes * nTokens > _xqCapacity || (_usePanel && _panelBytes * nTokens > _panelCapacity))
+            _xqRowBytes = _row.ActivationBytes(n);
+            _panelBytes = _row.Panel ? Q8_0Panel.BytesFor(n) : 0;
+            if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
                 throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
+            _job.X = _row.Panel ? _panel : _xq;
+            _job.XStride = _row.Panel ? _panelBytes : _xqRowBytes;
             if (nTokens == 1)
             {
                 QuantizeToken(0);
@@ -87,6 +96,11 @@ internal sealed unsafe class MatMul : ParallelWork
                 pool.Run(this);
                 _quantizePhase = false;
             }
+        }
+        else
+        {
+            _job.X = (byte*)x;
+            _job.XStride = (long)n * sizeof(float);
         }
         Split(w, pool.ThreadCount);
         pool.Run(this);
@@ -105,7 +119,7 @@ internal sealed unsafe class MatMul : ParallelWork
         {
             _staticRows = rows * StaticShare / 8 / threads * threads;
             long rest = rows - _staticRows;
-            long rowBytes = Math.Max(1, w.RowBytes * (long)_nTokens);
+            long rowBytes = Math.Max(1, w.RowBytes * (long)_job.NTokens);
             long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
             _chunkRows = Math.Max(4, (rest + chunks - 1) / chunks);
         }
@@ -114,174 +128,29 @@ internal sealed unsafe class MatMul : ParallelWork
 
     private void QuantizeToken(long t)
     {
-        int n = (int)_w.Ne0;
-        ActivationQuant.QuantizeFor(_w.Type, _x + t * n, _xq + t * _xqRowBytes, n);
-        if (_usePanel) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
+        int n = _job.N;
+        _row.QuantizeActivations(_x + t * n, _xq + t * _xqRowBytes, n);
+        if (_row.Panel) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
     }
-
-    private static bool IsQuantized(GgmlType t) => t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     public override void Execute(int thread, int threadCount)
     {
         if (_quantizePhase)
         {
-            var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-            int n = (int)_w.Ne0;
+            var (t0, t1) = WorkerPool.Range(_job.NTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
+        var rowsOf = _row.Rows;
+        float* scratch = _scratch[thread];
         var (r0, r1) = WorkerPool.Range(_staticRows, thread, threadCount);
-        Rows(r0, r1, thread);
+        if (r0 < r1) rowsOf(in _job, r0, r1, scratch);
         long rows = _w.Rows, chunk = _chunkRows;
         while (Volatile.Read(ref _next.Value) < rows)
         {
             long start = Interlocked.Add(ref _next.Value, chunk) - chunk;
             if (start >= rows) break;
-            Rows(start, Math.Min(rows, start + chunk), thread);
-        }
-    }
-
-    private void Rows(long r0, long r1, int thread)
-    {
-        if (r0 >= r1) return;
-        switch (_w.Type)
-        {
-            case GgmlType.F32: RowsF32(r0, r1); break;
-            case GgmlType.F16: RowsF16(r0, r1); break;
-            case GgmlType.BF16: RowsBF16(r0, r1, _scratch[thread]); break;
-            case GgmlType.Q4_0 when _usePanel: RowsQ4_0Panel(r0, r1); break;
-            case GgmlType.Q4_0: RowsQ4_0(r0, r1); break;
-            case GgmlType.Q8_0: RowsQ8_0(r0, r1); break;
-            case GgmlType.Q4_K: RowsQ4_K(r0, r1); break;
-            case GgmlType.Q6_K: RowsQ6_K(r0, r1); break;
-            default: throw new NotSupportedException($"matmul with {GgmlTypes.Name(_w.Type)} weights ({_w.Name})");
-        }
-    }
-
-    private void RowsF32(long r0, long r1)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            float* row = (float*)_w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotF32.Dot(row, _x + (long)t * n, n);
-        }
-    }
-
-    private void RowsF16(long r0, long r1)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            Half* row = (Half*)_w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotF16.Dot(row, _x + (long)t * n, n);
-        }
-    }
-
-    private void RowsBF16(long r0, long r1, float* scratch)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            HalfConvert.BF16ToF32((ushort*)_w.Row(r), scratch, n);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotF32.Dot(scratch, _x + (long)t * n, n);
-        }
-    }
-
-    // One loop per quantized type so each calls its kernel directly (no dispatch per row).
-    private void RowsQ4_0(long r0, long r1)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            byte* row = _w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ4_0.Dot(row, _xq + t * _xqRowBytes, n);
-        }
-    }
-
-    /// <summary>
-    /// Q4_0 against panel activations. One token: each row once, in order. A batch: <see cref="Tiles{TK}"/> with
-    /// <see cref="DotQ4_0.DotPanel4"/>.
-    /// </summary>
-    private void RowsQ4_0Panel(long r0, long r1)
-    {
-        if (_nTokens == 1)
-        {
-            int n = (int)_w.Ne0;
-            for (long r = r0; r < r1; r++) _dst[r] = DotQ4_0.DotPanel(_w.Row(r), _panel, n);
-            return;
-        }
-        Tiles<Q4_0PanelRows>(r0, r1, _panel, _panelBytes);
-    }
-
-    /// <summary>
-    /// A batch in tiles of rows small enough to stay in cache, each dotted with four tokens at a time by the type's
-    /// four-token kernel (which unpacks a weight block once for all four), the last nTokens mod 4 tokens one by one.
-    /// <paramref name="x"/> holds the tokens' activations <paramref name="xStride"/> bytes apart.
-    /// </summary>
-    private void Tiles<TK>(long r0, long r1, byte* x, long xStride) where TK : struct, IFourTokenRows
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        long tile = Math.Max(4, RowTileBytes / _w.RowBytes);
-        int full = _nTokens & ~3;
-        for (long ra = r0; ra < r1; ra += tile)
-        {
-            long rb = Math.Min(r1, ra + tile);
-            for (int t = 0; t < full; t += 4)
-            {
-                byte* xt = x + t * xStride;
-                float* d = _dst + t * rows;
-                for (long r = ra; r < rb; r++) TK.Dot4(_w.Row(r), xt, xStride, n, d + r, rows);
-            }
-            for (int t = full; t < _nTokens; t++)
-            {
-                byte* xt = x + t * xStride;
-                for (long r = ra; r < rb; r++) _dst[t * rows + r] = TK.Dot(_w.Row(r), xt, n);
-            }
-        }
-    }
-
-    private void RowsQ8_0(long r0, long r1)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            byte* row = _w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ8_0.Dot(row, _xq + t * _xqRowBytes, n);
-        }
-    }
-
-    /// <summary>Q4_K rows; a batch goes through <see cref="Tiles{TK}"/> where the rung has <see cref="DotQ4_K.Dot4"/>.</summary>
-    private void RowsQ4_K(long r0, long r1)
-    {
-        if (_nTokens >= 4 && DotQ4_K.Dot4Accelerated)
-        {
-            Tiles<Q4_KRows>(r0, r1, _xq, _xqRowBytes);
-            return;
-        }
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            byte* row = _w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ4_K.Dot(row, _xq + t * _xqRowBytes, n);
-        }
-    }
-
-    private void RowsQ6_K(long r0, long r1)
-    {
-        int n = (int)_w.Ne0;
-        long rows = _w.Rows;
-        for (long r = r0; r < r1; r++)
-        {
-            byte* row = _w.Row(r);
-            for (int t = 0; t < _nTokens; t++) _dst[t * rows + r] = DotQ6_K.Dot(row, _xq + t * _xqRowBytes, n);
+            rowsOf(in _job, start, Math.Min(rows, start + chunk), scratch);
         }
     }
 }
@@ -291,25 +160,4 @@ internal sealed unsafe class MatMul : ParallelWork
 internal struct PaddedCounter
 {
     [System.Runtime.InteropServices.FieldOffset(128)] public long Value;
-}
-
-/// <summary>A weight type's one-token and four-token row kernels, for <see cref="MatMul"/>'s tiled batch loop (static: no dispatch per row).</summary>
-internal unsafe interface IFourTokenRows
-{
-    static abstract float Dot(byte* row, byte* x, int n);
-    static abstract void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride);
-}
-
-/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations.</summary>
-internal unsafe struct Q4_0PanelRows : IFourTokenRows
-{
-    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanel(row, x, n);
-    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4(row, x, xStride, n, dst, dstStride);
-}
-
-/// <summary>Q4_K against Q8_K activations.</summary>
-internal unsafe struct Q4_KRows : IFourTokenRows
-{
-    public static float Dot(byte* row, byte* x, int n) => DotQ4_K.Dot(row, x, n);
-    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4(row, x, xStride, n, dst, dstStride);
 }

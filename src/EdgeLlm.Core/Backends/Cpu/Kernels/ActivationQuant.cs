@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;
 
@@ -15,8 +16,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe class ActivationQuant
 {
-    public const int Q8_0BlockSize = 32;
-    public const int Q8_0BlockBytes = 34;
+    public const int Q8_0BlockSize = Quant.Q8_0.BlockSize;
+    public const int Q8_0BlockBytes = Quant.Q8_0.BlockBytes;
     public const int Q8_1BlockSize = 32;
     public const int Q8_1BlockBytes = 36;
     public const int Q8_KBlockSize = 256;
@@ -26,37 +27,42 @@ public static unsafe class ActivationQuant
     /// <summary>Byte offset of bsums (16 × int16) in a Q8_K block.</summary>
     public const int Q8_KBsumsOffset = 260;
 
-    /// <summary>
-    /// Which activation format a weight type's kernels take: Q8_0 for Q4_0/Q8_0/Q5_0/IQ4_NL, Q8_1 for Q4_1/Q5_1,
-    /// Q8_K for Q4_K/Q6_K.
-    /// </summary>
-    public static GgmlType FormatFor(GgmlType weightType) => weightType switch
-    {
-        GgmlType.Q4_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
-        GgmlType.Q5_0 or GgmlType.IQ4_NL => GgmlType.Q8_0,
-        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
-        GgmlType.Q4_K or GgmlType.Q6_K => GgmlType.Q8_K,
-        _ => throw new NotSupportedException($"ActivationQuant: no integer kernel for {GgmlTypes.Name(weightType)} weights"),
-    };
+    /// <summary>Which activation format a weight type's kernels take (its <see cref="TypeTraits.Activation"/>): Q8_0 for Q4_0/Q8_0/Q5_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants and IQ4_XS.</summary>
+    public static GgmlType FormatFor(GgmlType weightType) =>
+        TypeTraits.Of(weightType) is { IsQuantized: true } row
+            ? row.Activation
+            : throw new NotSupportedException($"ActivationQuant: no integer kernel for {GgmlTypes.Name(weightType)} weights");
 
     /// <summary>Bytes the quantized activations of <paramref name="n"/> values take for <paramref name="weightType"/>.</summary>
-    public static int BytesFor(GgmlType weightType, int n) => FormatFor(weightType) switch
+    public static int BytesFor(GgmlType weightType, int n) => FormatBytes(FormatFor(weightType), n);
+
+    /// <summary>Elements and bytes per block of an activation format.</summary>
+    public static (int BlockSize, int BlockBytes) FormatGeometry(GgmlType format) => format switch
     {
-        GgmlType.Q8_0 => n / Q8_0BlockSize * Q8_0BlockBytes,
-        GgmlType.Q8_1 => n / Q8_1BlockSize * Q8_1BlockBytes,
-        _ => n / Q8_KBlockSize * Q8_KBlockBytes,
+        GgmlType.Q8_0 => (Q8_0BlockSize, Q8_0BlockBytes),
+        GgmlType.Q8_1 => (Q8_1BlockSize, Q8_1BlockBytes),
+        GgmlType.Q8_K => (Q8_KBlockSize, Q8_KBlockBytes),
+        _ => throw new NotSupportedException($"ActivationQuant: {GgmlTypes.Name(format)} is not an activation format"),
+    };
+
+    /// <summary>Bytes <paramref name="n"/> values take in the activation format <paramref name="format"/>.</summary>
+    public static int FormatBytes(GgmlType format, int n)
+    {
+        var (bs, bb) = FormatGeometry(format);
+        return n / bs * bb;
+    }
+
+    /// <summary>The quantizer of an activation format (resolved once per matmul call, called per token).</summary>
+    internal static delegate*<float*, byte*, int, void> Quantizer(GgmlType format) => format switch
+    {
+        GgmlType.Q8_0 => &QuantizeQ8_0,
+        GgmlType.Q8_1 => &QuantizeQ8_1,
+        GgmlType.Q8_K => &QuantizeQ8_K,
+        _ => throw new NotSupportedException($"ActivationQuant: {GgmlTypes.Name(format)} is not an activation format"),
     };
 
     /// <summary>Quantizes <paramref name="x"/> into the format <paramref name="weightType"/>'s kernels take.</summary>
-    public static void QuantizeFor(GgmlType weightType, float* x, byte* dst, int n)
-    {
-        switch (FormatFor(weightType))
-        {
-            case GgmlType.Q8_0: QuantizeQ8_0(x, dst, n); break;
-            case GgmlType.Q8_1: QuantizeQ8_1(x, dst, n); break;
-            default: QuantizeQ8_K(x, dst, n); break;
-        }
-    }
+    public static void QuantizeFor(GgmlType weightType, float* x, byte* dst, int n) => Quantizer(FormatFor(weightType))(x, dst, n);
 
     /// <summary>
     /// x → Q8_0 blocks: d = amax/127 (stored fp16), q = round-half-away(x·(1/d)); an all-zero block gives d = 0, q = 0.

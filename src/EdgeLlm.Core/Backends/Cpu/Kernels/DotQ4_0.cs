@@ -11,8 +11,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
-    public const int BlockSize = 32;
-    public const int BlockBytes = 18;
+    public const int BlockSize = Quant.Q4_0.BlockSize;
+    public const int BlockBytes = Quant.Q4_0.BlockBytes;
 
     public static float Dot(byte* w, byte* xq, int n)
     {

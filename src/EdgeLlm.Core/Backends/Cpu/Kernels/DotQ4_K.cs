@@ -12,8 +12,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe partial class DotQ4_K
 {
-    public const int BlockSize = 256;
-    public const int BlockBytes = 144;
+    public const int BlockSize = Quant.Q4_K.BlockSize;
+    public const int BlockBytes = Quant.Q4_K.BlockBytes;
 
     private const int ScalesOffset = 4;
     private const int QsOffset = 16;

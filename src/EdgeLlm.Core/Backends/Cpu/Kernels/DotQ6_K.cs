@@ -12,8 +12,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe partial class DotQ6_K
 {
-    public const int BlockSize = 256;
-    public const int BlockBytes = 210;
+    public const int BlockSize = Quant.Q6_K.BlockSize;
+    public const int BlockBytes = Quant.Q6_K.BlockBytes;
 
     private const int QhOffset = 128;
     private const int ScalesOffset = 192;

@@ -1,0 +1,172 @@
+using System.Runtime.Intrinsics.X86;
+using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>The optional x64 extensions a rung's kernels may use (each kernel reads the ones it has a path for).</summary>
+public readonly record struct KernelFlags(bool Vnni, bool Vbmi, bool Gfni)
+{
+    /// <summary>What this process uses (<see cref="KernelRung.UseAvxVnni"/>, <see cref="KernelRung.UseAvx512Vbmi"/>, <see cref="KernelRung.UseGfni"/>).</summary>
+    public static KernelFlags Selected => new(KernelRung.UseAvxVnni, KernelRung.UseAvx512Vbmi, KernelRung.UseGfni);
+}
+
+/// <summary>
+/// One weight type's CPU kernels for one rung and set of flags: the row of <see cref="KernelTable"/>. <see cref="Rows"/>
+/// points at an instantiation of <see cref="RowDrivers.Rows{TK}"/> or <see cref="RowDrivers.Tiles{TK}"/> for the type's
+/// kernel struct, so a matmul calls it once per range of rows and the kernel is a direct call inside.
+/// </summary>
+internal sealed unsafe class CpuKernelRow
+{
+    public readonly TypeTraits Traits;
+    public readonly Rung Rung;
+    public readonly KernelFlags Flags;
+    /// <summary>One row · one token's activations in the <see cref="TypeTraits.Activation"/> format (floats for the float types).</summary>
+    public readonly delegate*<byte*, byte*, int, float> Dot;
+    /// <summary>The range driver of a matmul: rows [r0, r1) of a <see cref="RowJob"/>, with the thread's scratch row.</summary>
+    public readonly delegate*<in RowJob, long, long, float*, void> Rows;
+    /// <summary>True when <see cref="Rows"/> takes the Q8_0 activations repacked as a <see cref="Q8_0Panel"/>.</summary>
+    public readonly bool Panel;
+    /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
+    public readonly delegate*<byte*, float*, long, void> ToFloat;
+    /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
+    public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
+
+    public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
+        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false)
+    {
+        Traits = traits;
+        Rung = rung;
+        Flags = flags;
+        Dot = dot;
+        Rows = rows;
+        Panel = panel;
+        QuantizeActivations = traits.IsQuantized ? ActivationQuant.Quantizer(traits.Activation) : null;
+        ToFloat = traits.Type switch
+        {
+            GgmlType.F32 => &CopyF32,
+            GgmlType.F16 => &WidenF16,
+            GgmlType.BF16 => &WidenBF16,
+            _ => traits.Dequantize,
+        };
+    }
+
+    public GgmlType Type => Traits.Type;
+
+    private static void CopyF32(byte* src, float* dst, long n) => Buffer.MemoryCopy(src, dst, n * sizeof(float), n * sizeof(float));
+
+    private static void WidenF16(byte* src, float* dst, long n) => HalfConvert.F16ToF32((ushort*)src, dst, checked((int)n));
+
+    private static void WidenBF16(byte* src, float* dst, long n) => HalfConvert.BF16ToF32((ushort*)src, dst, checked((int)n));
+
+    /// <summary>Bytes one token's quantized activations of <paramref name="n"/> values take (0 for the float types).</summary>
+    public long ActivationBytes(int n) => Traits.IsQuantized ? ActivationQuant.FormatBytes(Traits.Activation, n) : 0;
+}
+
+/// <summary>
+/// The CPU kernels of every type EdgeLlm computes with, per (rung, ISA flags) — ggml-cpu's <c>type_traits_cpu</c>
+/// in C#. <see cref="For"/> is the table of the selected rung and flags, built once per process; a matmul looks its
+/// weight type up once per call. <see cref="Resolve"/> builds the row of any rung (tests, the AOT kernel harness).
+/// Adding a type: its <see cref="TypeTraits"/> row, its reference, its kernels, and its case in <see cref="Resolve"/>.
+/// </summary>
+internal static unsafe class KernelTable
+{
+    private static readonly CpuKernelRow?[] SelectedRows = BuildSelected();
+
+    private static CpuKernelRow?[] BuildSelected()
+    {
+        var rows = new CpuKernelRow?[64];
+        foreach (var t in TypeTraits.All) rows[(int)t.Type] = Resolve(t.Type, KernelRung.Selected, KernelFlags.Selected);
+        return rows;
+    }
+
+    /// <summary>The row of <paramref name="type"/> for the selected rung and flags, or null when EdgeLlm does not compute with it.</summary>
+    public static CpuKernelRow? For(GgmlType type) => (uint)type < (uint)SelectedRows.Length ? SelectedRows[(int)type] : null;
+
+    /// <summary>The row of <paramref name="type"/> on <paramref name="rung"/> with <paramref name="flags"/>, or null for a type without kernels.</summary>
+    public static CpuKernelRow? Resolve(GgmlType type, Rung rung, KernelFlags flags)
+    {
+        if (TypeTraits.Of(type) is not { } traits) return null;
+        return type switch
+        {
+            GgmlType.F32 => Plain<F32Rows>(traits, rung, flags),
+            GgmlType.F16 => Plain<F16Rows>(traits, rung, flags),
+            GgmlType.BF16 => Plain<BF16Rows>(traits, rung, flags),
+            GgmlType.Q8_0 => Standard<Q8_0Kernels>(traits, rung, flags),
+            GgmlType.Q4_0 => Q4_0Row(traits, rung, flags),
+            GgmlType.Q4_K => StandardDot4<Q4_KKernels>(traits, rung, flags),
+            GgmlType.Q4_1 => StandardDot4<Q4_1Kernels>(traits, rung, flags),
+            GgmlType.Q5_0 => StandardDot4<Q5_0Kernels>(traits, rung, flags),
+            GgmlType.Q5_1 => StandardDot4<Q5_1Kernels>(traits, rung, flags),
+            GgmlType.IQ4_NL => StandardDot4<IQ4_NLKernels>(traits, rung, flags),
+            GgmlType.Q5_K => StandardDot4<Q5_KKernels>(traits, rung, flags),
+            GgmlType.Q3_K => StandardDot4<Q3_KKernels>(traits, rung, flags),
+            GgmlType.Q2_K => StandardDot4<Q2_KKernels>(traits, rung, flags),
+            GgmlType.IQ4_XS => StandardDot4<IQ4_XSKernels>(traits, rung, flags),
+            GgmlType.Q6_K => Q6_KRow(traits, rung, flags),
+            _ => null,
+        };
+    }
+
+    /// <summary>A row whose one kernel runs through <see cref="RowDrivers.Rows{TK}"/>.</summary>
+    private static CpuKernelRow Plain<TK>(TypeTraits t, Rung rung, KernelFlags f) where TK : struct, IRowKernel =>
+        new(t, rung, f, &RowDrivers.Dot<TK>, &RowDrivers.Rows<TK>);
+
+    /// <summary>A row whose one- and four-token kernels run through <see cref="RowDrivers.Tiles{TK}"/>.</summary>
+    private static CpuKernelRow Tiled<TK>(TypeTraits t, Rung rung, KernelFlags f, bool panel = false) where TK : struct, IFourTokenKernel =>
+        new(t, rung, f, &RowDrivers.Dot<TK>, &RowDrivers.Tiles<TK>, panel);
+
+    /// <summary>A type with the standard facade: one kernel per rung, AVX2 with VNNI on or off.</summary>
+    private static CpuKernelRow Standard<T>(TypeTraits t, Rung rung, KernelFlags f) where T : struct, IDotKernels => rung switch
+    {
+        Rung.Avx512 => Plain<Avx512Rung<T>>(t, rung, f),
+        Rung.Avx2 => f.Vnni ? Plain<Avx2Rung<T, VnniOn>>(t, rung, f) : Plain<Avx2Rung<T, VnniOff>>(t, rung, f),
+        Rung.Neon => Plain<NeonRung<T>>(t, rung, f),
+        _ => Plain<ScalarRung<T>>(t, rung, f),
+    };
+
+    /// <summary>
+    /// A standard facade with four-token loops: on the x64 rungs the batch goes through
+    /// <see cref="RowDrivers.Tiles{TK}"/>; NEON and scalar are <see cref="Standard{T}"/>.
+    /// </summary>
+    private static CpuKernelRow StandardDot4<T>(TypeTraits t, Rung rung, KernelFlags f) where T : struct, IDot4Kernels => rung switch
+    {
+        Rung.Avx512 => Tiled<Avx512Dot4Rung<T>>(t, rung, f),
+        Rung.Avx2 => f.Vnni ? Tiled<Avx2Dot4Rung<T, VnniOn>>(t, rung, f) : Tiled<Avx2Dot4Rung<T, VnniOff>>(t, rung, f),
+        _ => Standard<T>(t, rung, f),
+    };
+
+    /// <summary>Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.</summary>
+    private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)
+    {
+        switch (rung)
+        {
+            case Rung.Avx512:
+                return f.Vbmi
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Tiles<Q4_0PanelAvx512<VbmiOn>>, panel: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Tiles<Q4_0PanelAvx512<VbmiOff>>, panel: true);
+            case Rung.Avx2:
+                return f.Vnni
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Tiles<Q4_0PanelAvx2<VnniOn>>, panel: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOff>>, &RowDrivers.Tiles<Q4_0PanelAvx2<VnniOff>>, panel: true);
+            case Rung.Neon: return Plain<Q4_0Neon>(t, rung, f);
+            default: return Plain<Q4_0Scalar>(t, rung, f);
+        }
+    }
+
+    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks.</summary>
+    private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)
+    {
+        switch (rung)
+        {
+            case Rung.Avx512:
+                return f.Gfni && Gfni.V512.IsSupported ? Plain<Q6_KAvx512<GfniOn>>(t, rung, f) : Plain<Q6_KAvx512<GfniOff>>(t, rung, f);
+            case Rung.Avx2:
+                bool gfni = f.Gfni && Gfni.V256.IsSupported;
+                if (f.Vnni) return gfni ? Plain<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
+                return gfni ? Plain<Q6_KAvx2<VnniOff, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOff, GfniOff>>(t, rung, f);
+            case Rung.Neon: return Plain<Q6_KNeon>(t, rung, f);
+            default: return Plain<Q6_KScalar>(t, rung, f);
+        }
+    }
+}

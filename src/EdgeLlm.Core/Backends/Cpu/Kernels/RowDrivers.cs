@@ -1,0 +1,111 @@
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// One matmul call as the row drivers see it: weight row r at <see cref="W"/> + r·<see cref="RowBytes"/>, the
+/// activations of token t at <see cref="X"/> + t·<see cref="XStride"/> (floats for the float types, else the
+/// quantized blocks or panel the type's kernels take), dst[t·<see cref="Rows"/> + r].
+/// </summary>
+internal unsafe struct RowJob
+{
+    public byte* W;
+    public long RowBytes;
+    public long Rows;
+    public int N;
+    public byte* X;
+    public long XStride;
+    public float* Dst;
+    public int NTokens;
+}
+
+/// <summary>
+/// A weight type's one-row, one-token kernel on one rung with its ISA flags fixed (a struct, so each instantiation of
+/// <see cref="RowDrivers"/> calls it directly: nothing is dispatched per row or block).
+/// </summary>
+internal unsafe interface IRowKernel
+{
+    /// <summary>Row <paramref name="row"/> · the activations of one token, <paramref name="n"/> values.</summary>
+    static abstract float Dot(byte* row, byte* x, int n);
+
+    /// <summary>
+    /// What the row driver dots: the row itself, or (BF16) the row widened into the thread's
+    /// <paramref name="scratch"/> (<paramref name="n"/> floats) once for all tokens.
+    /// </summary>
+    static virtual byte* Prepare(byte* row, int n, float* scratch) => row;
+
+    /// <summary>True when <see cref="Prepare"/> writes into the scratch row (the kernel dots the prepared row, not the stored one).</summary>
+    static virtual bool UsesScratch => false;
+}
+
+/// <summary>A kernel that also dots one row with four tokens at once, unpacking each weight block once for all four.</summary>
+internal unsafe interface IFourTokenKernel : IRowKernel
+{
+    /// <summary>Row · tokens t = 0..3 at <paramref name="x"/> + t·<paramref name="xStride"/>; result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>].</summary>
+    static abstract void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride);
+}
+
+/// <summary>
+/// The two range drivers every weight type runs through, instantiated per (type, rung, flags) by
+/// <see cref="KernelTable"/>, which stores a function pointer to the instantiation: <see cref="Rows{TK}"/> reads each
+/// row once and dots it with every token while it is in cache; <see cref="Tiles{TK}"/> (types with a four-token
+/// kernel) walks tiles of rows small enough to stay in L1/L2, four tokens at a time.
+/// </summary>
+internal static unsafe class RowDrivers
+{
+    /// <summary>Rows dotted against each four-token group before moving on, so the row tile stays in L1/L2 (bytes).</summary>
+    private const int RowTileBytes = 32 * 1024;
+
+    /// <summary>Rows [<paramref name="r0"/>, <paramref name="r1"/>), each with every token.</summary>
+    public static void Rows<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IRowKernel
+    {
+        int n = j.N;
+        long rows = j.Rows;
+        for (long r = r0; r < r1; r++)
+        {
+            byte* row = TK.Prepare(j.W + r * j.RowBytes, n, scratch);
+            for (int t = 0; t < j.NTokens; t++) j.Dst[t * rows + r] = TK.Dot(row, j.X + t * j.XStride, n);
+        }
+    }
+
+    /// <summary>
+    /// Fewer than four tokens: <see cref="Rows{TK}"/>. Else tiles of rows, each dotted with four tokens at a time by
+    /// <see cref="IFourTokenKernel.Dot4"/>, the last nTokens mod 4 tokens one by one.
+    /// </summary>
+    public static void Tiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IFourTokenKernel
+    {
+        if (j.NTokens < 4)
+        {
+            Rows<TK>(j, r0, r1, scratch);
+            return;
+        }
+        int n = j.N;
+        long rows = j.Rows;
+        long tile = Math.Max(4, RowTileBytes / j.RowBytes);
+        int full = j.NTokens & ~3;
+        for (long ra = r0; ra < r1; ra += tile)
+        {
+            long rb = Math.Min(r1, ra + tile);
+            for (int t = 0; t < full; t += 4)
+            {
+                byte* xt = j.X + t * j.XStride;
+                float* d = j.Dst + t * rows;
+                for (long r = ra; r < rb; r++) TK.Dot4(j.W + r * j.RowBytes, xt, j.XStride, n, d + r, rows);
+            }
+            for (int t = full; t < j.NTokens; t++)
+            {
+                byte* xt = j.X + t * j.XStride;
+                for (long r = ra; r < rb; r++) j.Dst[t * rows + r] = TK.Dot(j.W + r * j.RowBytes, xt, n);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One row, one token through <typeparamref name="TK"/>, prepared as <see cref="Rows{TK}"/> prepares it (the
+    /// table's <c>Dot</c>: tests, tools; a kernel that widens its row gets a scratch row allocated here).
+    /// </summary>
+    public static float Dot<TK>(byte* row, byte* x, int n) where TK : struct, IRowKernel
+    {
+        if (!TK.UsesScratch) return TK.Dot(row, x, n);
+        var scratch = new float[n];
+        fixed (float* s = scratch) return TK.Dot(TK.Prepare(row, n, s), x, n);
+    }
+}

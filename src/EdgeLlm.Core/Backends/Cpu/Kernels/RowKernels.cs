@@ -1,0 +1,239 @@
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// A quantized type's kernel facade in the standard shape (<c>DotTYPE.DotScalar / DotAvx2(vnni) / DotAvx512 /
+/// DotNeon</c>), as a struct so <see cref="ScalarRung{T}"/> and friends can wrap any of them into an
+/// <see cref="IRowKernel"/> per rung. A type whose rungs take more flags (Q4_0's VBMI, Q6_K's GFNI) has its own
+/// row kernels below instead.
+/// </summary>
+internal unsafe interface IDotKernels
+{
+    static abstract float DotScalar(byte* w, byte* xq, int n);
+    static abstract float DotAvx2(byte* w, byte* xq, int n, bool vnni);
+    static abstract float DotAvx512(byte* w, byte* xq, int n);
+    static abstract float DotNeon(byte* w, byte* xq, int n);
+}
+
+/// <summary>A facade that also has four-token loops on the x64 rungs (<c>Dot4Avx512</c>, <c>Dot4Avx2(vnni)</c>), bit-identical to four one-token calls.</summary>
+internal unsafe interface IDot4Kernels : IDotKernels
+{
+    static abstract void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride);
+    static abstract void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni);
+}
+
+internal unsafe struct ScalarRung<T> : IRowKernel where T : struct, IDotKernels
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotScalar(row, x, n);
+}
+
+internal unsafe struct Avx2Rung<T, TVnni> : IRowKernel where T : struct, IDotKernels where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx2(row, x, n, TVnni.Enabled);
+}
+
+internal unsafe struct Avx512Rung<T> : IRowKernel where T : struct, IDotKernels
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx512(row, x, n);
+}
+
+internal unsafe struct NeonRung<T> : IRowKernel where T : struct, IDotKernels
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotNeon(row, x, n);
+}
+
+internal unsafe struct Avx512Dot4Rung<T> : IFourTokenKernel where T : struct, IDot4Kernels
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx512(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Avx512(row, x, xStride, n, dst, dstStride);
+}
+
+internal unsafe struct Avx2Dot4Rung<T, TVnni> : IFourTokenKernel where T : struct, IDot4Kernels where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotAvx2(row, x, n, TVnni.Enabled);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+}
+
+// ---- float types: rows dotted with the float activations ----
+
+internal unsafe struct F32Rows : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotF32.Dot((float*)row, (float*)x, n);
+}
+
+internal unsafe struct F16Rows : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotF16.Dot((Half*)row, (float*)x, n);
+}
+
+/// <summary>BF16: each row widened to floats once (into the thread's scratch), then dotted per token.</summary>
+internal unsafe struct BF16Rows : IRowKernel
+{
+    public static bool UsesScratch => true;
+
+    public static byte* Prepare(byte* row, int n, float* scratch)
+    {
+        HalfConvert.BF16ToF32((ushort*)row, scratch, n);
+        return (byte*)scratch;
+    }
+
+    public static float Dot(byte* row, byte* x, int n) => DotF32.Dot((float*)row, (float*)x, n);
+}
+
+// ---- the standard facade shape: one struct per type forwarding to its DotTYPE facade ----
+
+internal unsafe struct Q8_0Kernels : IDotKernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ8_0.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ8_0.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ8_0.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
+}
+
+internal unsafe struct Q4_KKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ4_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ4_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ4_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ4_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q4_1Kernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_1.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ4_1.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ4_1.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_1.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ4_1.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ4_1.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q5_0Kernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_0.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_0.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_0.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_0.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_0.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_0.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q5_1Kernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_1.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_1.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_1.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_1.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_1.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_1.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct IQ4_NLKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotIQ4_NL.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotIQ4_NL.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotIQ4_NL.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotIQ4_NL.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotIQ4_NL.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q5_KKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ5_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ5_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ5_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ5_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ5_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q3_KKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ3_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ3_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ3_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ3_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ3_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ3_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct Q2_KKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotQ2_K.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ2_K.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ2_K.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ2_K.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotQ2_K.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotQ2_K.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+internal unsafe struct IQ4_XSKernels : IDot4Kernels
+{
+    public static float DotScalar(byte* w, byte* xq, int n) => DotIQ4_XS.DotScalar(w, xq, n);
+    public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotIQ4_XS.DotAvx2(w, xq, n, vnni);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotIQ4_XS.DotAvx512(w, xq, n);
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_XS.DotNeon(w, xq, n);
+    public static void Dot4Avx512(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride) => DotIQ4_XS.Dot4Avx512(w, xq, xqStride, n, dst, dstStride);
+    public static void Dot4Avx2(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool vnni) => DotIQ4_XS.Dot4Avx2(w, xq, xqStride, n, dst, dstStride, vnni);
+}
+
+// ---- Q4_0: VBMI on AVX-512, and the panel activations on x64 ----
+
+internal unsafe struct Q4_0Scalar : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotScalar(row, x, n);
+}
+
+internal unsafe struct Q4_0Avx2<TVnni> : IRowKernel where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotAvx2(row, x, n, TVnni.Enabled);
+}
+
+internal unsafe struct Q4_0Avx512<TVbmi> : IRowKernel where TVbmi : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotAvx512(row, x, n, TVbmi.Enabled);
+}
+
+internal unsafe struct Q4_0Neon : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotNeon(row, x, n);
+}
+
+/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off).</summary>
+internal unsafe struct Q4_0PanelAvx2<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx2(row, x, n, TVnni.Enabled);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+}
+
+/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off).</summary>
+internal unsafe struct Q4_0PanelAvx512<TVbmi> : IFourTokenKernel where TVbmi : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
+}
+
+// ---- Q6_K: GFNI on both x64 rungs ----
+
+internal unsafe struct Q6_KScalar : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotScalar(row, x, n);
+}
+
+internal unsafe struct Q6_KAvx2<TVnni, TGfni> : IRowKernel where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotAvx2(row, x, n, TVnni.Enabled, TGfni.Enabled);
+}
+
+internal unsafe struct Q6_KAvx512<TGfni> : IRowKernel where TGfni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotAvx512(row, x, n, TGfni.Enabled);
+}
+
+internal unsafe struct Q6_KNeon : IRowKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotNeon(row, x, n);
+}
+
