@@ -15,64 +15,6 @@ public class HardeningTests
     private static string Edgellm => CliRunner.PublishedBinary;
     private static string Converter => Path.Combine(TestPaths.RepoRoot, "dist", "linux-x64", "edgellm-convert");
 
-    // ---- 1. linear special-token partition and chat templating ----
-
-    private static double BestSeconds(Action a, int reps = 3)
-    {
-        double best = double.MaxValue;
-        for (int i = 0; i < reps; i++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            var sw = Stopwatch.StartNew();
-            a();
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return best;
-    }
-
-    [Fact]
-    public void SpecialTokenPartitionIsLinear()
-    {
-        using var f = GgufFile.Open(TestPaths.Data("ggml-vocab-llama-spm.gguf"));
-        var tok = Tokenizer.FromGguf(f);
-        string unit = "<unk>a</s>b";
-        string oneMiB = new StringBuilder().Insert(0, unit, (1 << 20) / unit.Length).ToString();
-        string twoMiB = oneMiB + oneMiB;
-        int[] ids = tok.Encode(unit + unit, addBos: false, parseSpecial: true);
-        Assert.Equal(new[] { 0, ids[1], 2, ids[3], 0, ids[1], 2, ids[3] }, ids); // <unk> = 0, </s> = 2 in the Llama 2 vocabulary
-        Assert.Equal(2, tok.Vocab.Eos);
-        tok.Encode(oneMiB, addBos: false, parseSpecial: true); // warm up
-        double t1 = BestSeconds(() => tok.Encode(oneMiB, addBos: false, parseSpecial: true));
-        double t2 = BestSeconds(() => tok.Encode(twoMiB, addBos: false, parseSpecial: true));
-        Assert.True(t2 / t1 < 3.0, $"1 MiB: {t1:F3} s, 2 MiB: {t2:F3} s, ratio {t2 / t1:F2} (quadratic would be ~4)");
-        Assert.Equal(4 * ((1 << 20) / unit.Length), tok.Encode(oneMiB, addBos: false, parseSpecial: true).Length);
-    }
-
-    [Fact]
-    public void GemmaTemplateWithManySystemMessagesIsLinear()
-    {
-        // 1 MiB and 2 MiB of system text in 1 KiB messages (the attack used many small system messages).
-        string kib = new string('s', 1023) + ".";
-        static List<ChatMessage> Of(int n, string content)
-        {
-            var m = new List<ChatMessage>(n + 1);
-            for (int i = 0; i < n; i++) m.Add(new ChatMessage("system", content));
-            m.Add(new ChatMessage("user", "hi"));
-            return m;
-        }
-        var small = Of(1024, kib);
-        var large = Of(2048, kib);
-        ChatTemplates.Render(ChatTemplateKind.Gemma, small, true);
-        // Each timing renders 16 times so it is milliseconds, not a fraction of one (timer and GC noise).
-        double t1 = BestSeconds(() => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, small, true); }, 7);
-        double t2 = BestSeconds(() => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, large, true); }, 7);
-        Assert.True(t2 / t1 < 3.0, $"1 MiB: {t1:F4} s, 2 MiB: {t2:F4} s, ratio {t2 / t1:F2} (quadratic would be ~4)");
-        static List<ChatMessage> Messages(int n) => Of(n, "0123456789abcdef");
-        string text = ChatTemplates.Render(ChatTemplateKind.Gemma, Messages(3), true);
-        Assert.Equal("<start_of_turn>user\n0123456789abcdef0123456789abcdef0123456789abcdef\n\nhi<end_of_turn>\n<start_of_turn>model\n", text);
-    }
-
     // ---- 2. Ctrl-C during a long prompt ----
 
     [Fact]
@@ -364,4 +306,85 @@ public class HardeningTests
         k.WaitForExit();
         return k.ExitCode;
     }
+}
+
+/// <summary>
+/// Issue 13 item 1: tokenizing and templating are linear. Each test times 1 MiB against 2 MiB of hostile text in one
+/// run (best of several, interleaved); quadratic work gives a ratio near 4, linear near 2, the bar is 3. The
+/// collection runs alone, after the parallel tests, so other tests do not load the cores while it measures.
+/// </summary>
+[Collection(LinearTimeCollection.Name)]
+public class LinearTimeTests
+{
+    // ---- 1. linear special-token partition and chat templating ----
+
+    /// <summary>Best-of-N seconds of each action, measured interleaved (a1, a2, a1, a2, ...) so a busy minute hits both.</summary>
+    private static (double T1, double T2) BestSeconds(Action a1, Action a2, int reps)
+    {
+        double b1 = double.MaxValue, b2 = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            b1 = Math.Min(b1, Time(a1));
+            b2 = Math.Min(b2, Time(a2));
+        }
+        return (b1, b2);
+
+        static double Time(Action a)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            var sw = Stopwatch.StartNew();
+            a();
+            return sw.Elapsed.TotalSeconds;
+        }
+    }
+
+    [Fact]
+    public void SpecialTokenPartitionIsLinear()
+    {
+        using var f = GgufFile.Open(TestPaths.Data("ggml-vocab-llama-spm.gguf"));
+        var tok = Tokenizer.FromGguf(f);
+        string unit = "<unk>a</s>b";
+        string oneMiB = new StringBuilder().Insert(0, unit, (1 << 20) / unit.Length).ToString();
+        string twoMiB = oneMiB + oneMiB;
+        int[] ids = tok.Encode(unit + unit, addBos: false, parseSpecial: true);
+        Assert.Equal(new[] { 0, ids[1], 2, ids[3], 0, ids[1], 2, ids[3] }, ids); // <unk> = 0, </s> = 2 in the Llama 2 vocabulary
+        Assert.Equal(2, tok.Vocab.Eos);
+        tok.Encode(oneMiB, addBos: false, parseSpecial: true); // warm up
+        var (t1, t2) = BestSeconds(() => tok.Encode(oneMiB, addBos: false, parseSpecial: true), () => tok.Encode(twoMiB, addBos: false, parseSpecial: true), 5);
+        Assert.True(t2 / t1 < 3.0, $"1 MiB: {t1:F3} s, 2 MiB: {t2:F3} s, ratio {t2 / t1:F2} (quadratic would be ~4)");
+        Assert.Equal(4 * ((1 << 20) / unit.Length), tok.Encode(oneMiB, addBos: false, parseSpecial: true).Length);
+    }
+
+    [Fact]
+    public void GemmaTemplateWithManySystemMessagesIsLinear()
+    {
+        // 1 MiB and 2 MiB of system text in 1 KiB messages (the attack used many small system messages).
+        string kib = new string('s', 1023) + ".";
+        static List<ChatMessage> Of(int n, string content)
+        {
+            var m = new List<ChatMessage>(n + 1);
+            for (int i = 0; i < n; i++) m.Add(new ChatMessage("system", content));
+            m.Add(new ChatMessage("user", "hi"));
+            return m;
+        }
+        var small = Of(1024, kib);
+        var large = Of(2048, kib);
+        ChatTemplates.Render(ChatTemplateKind.Gemma, small, true);
+        // Each timing renders 16 times so it is milliseconds, not a fraction of one (timer and GC noise).
+        var (t1, t2) = BestSeconds(
+            () => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, small, true); },
+            () => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, large, true); }, 7);
+        Assert.True(t2 / t1 < 3.0, $"1 MiB: {t1:F4} s, 2 MiB: {t2:F4} s, ratio {t2 / t1:F2} (quadratic would be ~4)");
+        static List<ChatMessage> Messages(int n) => Of(n, "0123456789abcdef");
+        string text = ChatTemplates.Render(ChatTemplateKind.Gemma, Messages(3), true);
+        Assert.Equal("<start_of_turn>user\n0123456789abcdef0123456789abcdef0123456789abcdef\n\nhi<end_of_turn>\n<start_of_turn>model\n", text);
+    }
+
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class LinearTimeCollection
+{
+    public const string Name = "linear-time measurements";
 }
