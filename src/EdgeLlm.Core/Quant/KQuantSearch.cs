@@ -4,36 +4,41 @@ using System.Runtime.CompilerServices;
 namespace EdgeLlm.Quant;
 
 /// <summary>
-/// The scale searches of the K-quant reference quantizers, vectorized across the sub-blocks of a super-block
+/// The scale searches of the K-quant reference quantizers (ggml's <c>make_qkx2_quants</c>, <c>make_qx_quants</c>,
+/// <c>make_q3_quants</c>). The first two also run vectorized across the sub-blocks of a super-block
 /// instead of across the weights: SIMD lane k runs ggml's scalar search for sub-block k (the block is transposed
 /// so lane k of row i is weight i of sub-block k), walking the weights and the trial scales in ggml's order with
 /// the same single-precision operations (no reassociation, no fused multiply-add); a trial's win updates only its
 /// lane (masked selects). So the results are bit-identical to ggml's <c>make_qkx2_quants</c> and
 /// <c>make_qx_quants</c>, checked against ggml's bytes by the Q4_K/Q6_K golden tests and against the scalar ports
-/// (<see cref="ScalarQkx2"/>, <see cref="ScalarQx"/>) on edge cases by KQuantSearchTests. <see cref="Vector{T}"/>
+/// (<see cref="MakeQkx2Quants"/>, <see cref="ScalarQx"/>) on edge cases by KQuantSearchTests. <see cref="Vector{T}"/>
 /// is 8 lanes on x64 (one group per Q4_K super-block) and 4 on Neon; other widths fall back to the scalar ports.
 /// </summary>
 internal static unsafe class KQuantSearch
 {
+    /// <summary>ggml's GROUP_MAX_EPS: a group whose largest |x| is below it is all zero.</summary>
+    public const float GroupMaxEps = 1e-15f;
+
     /// <summary>Largest sub-block the searches accept (Q4_K/Q5_K use 32, Q2_K and Q6_K 16).</summary>
     public const int MaxN = 32;
 
     /// <summary>
-    /// ggml's <c>make_qkx2_quants</c> (without mean absolute deviation) for <paramref name="nsub"/> sub-blocks of
-    /// <paramref name="n"/> weights stored one after the other: each fits x ≈ scale·L + min with L in 0..nmax and
-    /// min ≤ 0 by weighted least squares over nstep+1 trial inverse scales <c>(rmin + rdelta·is + nmax) /
+    /// ggml's <c>make_qkx2_quants</c> for <paramref name="nsub"/> sub-blocks of <paramref name="n"/> weights stored
+    /// one after the other: each fits x ≈ scale·L + min with L in 0..nmax and min ≤ 0 by weighted least squares
+    /// (error squared, or absolute with <paramref name="useMad"/>) over nstep+1 trial inverse scales <c>(rmin + rdelta·is + nmax) /
     /// (max − min)</c>. Writes L (nsub·n bytes), <paramref name="scales"/>[s] and <paramref name="mins"/>[s]
     /// (= −min, as ggml's <c>the_min</c>). One lane per sub-block, so a lane's later trials see the min its own
     /// earlier winner set, exactly as in ggml's loop.
     /// </summary>
     public static void Qkx2(int nsub, int n, int nmax, float* x, float* weights, byte* L, float* scales, float* mins,
-        float rmin, float rdelta, int nstep)
+        float rmin, float rdelta, int nstep, bool useMad)
     {
         int W = Vector<float>.Count;
         if (!Vector.IsHardwareAccelerated || n > MaxN || nsub % W != 0)
         {
+            byte* laux = stackalloc byte[MaxN];
             for (int s = 0; s < nsub; s++)
-                scales[s] = ScalarQkx2(n, nmax, x + s * n, weights + s * n, L + s * n, out mins[s], rmin, rdelta, nstep);
+                scales[s] = MakeQkx2Quants(n, nmax, x + s * n, weights + s * n, L + s * n, out mins[s], laux, rmin, rdelta, nstep, useMad);
             return;
         }
         var xt = stackalloc Vector<float>[MaxN];    // xt[i] lane k: weight i of sub-block k (transposed)
@@ -75,10 +80,11 @@ internal static unsafe class KQuantSearch
                 var lf = Vector.ConvertToSingle(Vector.Max(Vector<int>.Zero, Vector.Min(vMax, NearestInt(iscale * (xt[i] - min)))));
                 best[i] = lf;
                 var diff = scale * lf + min - xt[i];
-                bestError += wt[i] * (diff * diff);
+                bestError += wt[i] * (useMad ? Vector.Abs(diff) : diff * diff);
             }
 
-            for (int step = 0; step <= nstep; step++)
+            // ggml returns right after the first guess when nstep < 1.
+            for (int step = 0; nstep >= 1 && step <= nstep; step++)
             {
                 iscale = new Vector<float>(rmin + rdelta * step + nmax) / (max - min);
                 Vector<float> sumL = Vector<float>.Zero, sumL2 = Vector<float>.Zero, sumXL = Vector<float>.Zero;
@@ -101,7 +107,7 @@ internal static unsafe class KQuantSearch
                 for (int i = 0; i < n; i++)
                 {
                     var diff = thisScale * aux[i] + thisMin - xt[i];
-                    curError += wt[i] * (diff * diff);
+                    curError += wt[i] * (useMad ? Vector.Abs(diff) : diff * diff);
                 }
                 var win = Vector.BitwiseAnd(Vector.GreaterThan(det, Vector<float>.Zero), Vector.LessThan(curError, bestError));
                 if (Vector.EqualsAny(win, new Vector<int>(-1)))
@@ -243,9 +249,6 @@ internal static unsafe class KQuantSearch
         }
     }
 
-    /// <summary>ggml's GROUP_MAX_EPS: a group whose largest |x| is below it is all zero.</summary>
-    public const float GroupMaxEps = 1e-15f;
-
     /// <summary><see cref="QuantMath.NearestInt"/> per lane (same add-1.5·2^23 trick, same bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector<int> NearestInt(Vector<float> v)
@@ -254,11 +257,15 @@ internal static unsafe class KQuantSearch
         return (Vector.AsVectorInt32(shifted) & new Vector<int>(0x007fffff)) - new Vector<int>(0x00400000);
     }
 
-    /// <summary>The scalar port of <c>make_qkx2_quants</c> (the definition the vector search is held to).</summary>
-    internal static float ScalarQkx2(int n, int nmax, float* x, float* weights, byte* L, out float theMin,
-        float rmin, float rdelta, int nstep)
+    /// <summary>
+    /// ggml's <c>make_qkx2_quants</c>: fits x ≈ scale·L + min with L in 0..nmax and min ≤ 0 by weighted least squares
+    /// over nstep+1 trial inverse scales (rmin + rdelta·step + nmax)/(max − min), keeping the one with the smallest
+    /// weighted error (squared, or absolute when <paramref name="useMad"/>); returns the scale and −min through
+    /// <paramref name="theMin"/>.
+    /// </summary>
+    public static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin,
+        byte* laux, float rmin, float rdelta, int nstep, bool useMad)
     {
-        byte* laux = stackalloc byte[n];
         float min = x[0], max = x[0];
         float sumW = weights[0];
         float sumX = sumW * x[0];
@@ -286,7 +293,13 @@ internal static unsafe class KQuantSearch
             int l = QuantMath.NearestInt(iscale * (x[i] - min));
             L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
             float diff = scale * L[i] + min - x[i];
-            bestError += weights[i] * (diff * diff);
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestError += weights[i] * diff;
+        }
+        if (nstep < 1)
+        {
+            theMin = -min;
+            return scale;
         }
 
         for (int step = 0; step <= nstep; step++)
@@ -317,7 +330,8 @@ internal static unsafe class KQuantSearch
                 for (int i = 0; i < n; i++)
                 {
                     float diff = thisScale * laux[i] + thisMin - x[i];
-                    curError += weights[i] * (diff * diff);
+                    diff = useMad ? MathF.Abs(diff) : diff * diff;
+                    curError += weights[i] * diff;
                 }
                 if (curError < bestError)
                 {
@@ -330,6 +344,68 @@ internal static unsafe class KQuantSearch
         }
         theMin = -min;
         return scale;
+    }
+
+    /// <summary>
+    /// ggml's <c>make_q3_quants</c> with do_rmse: symmetric quantization to −nmax..nmax−1 starting from the inverse
+    /// scale −nmax/max (max = the signed value of largest magnitude), then up to five passes that move single L
+    /// values while that raises the x²-weighted fit (Σwxl)²/Σwl². L is returned offset by nmax; the result is the
+    /// least-squares scale Σwxl/Σwl² (0 for an all-zero group).
+    /// </summary>
+    public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L)
+    {
+        float max = 0f, amax = 0f;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            for (int i = 0; i < n; i++) L[i] = 0;
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        float sumLX = 0f, sumL2 = 0f;
+        for (int i = 0; i < n; i++)
+        {
+            int l = QuantMath.NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            L[i] = (sbyte)l;
+            float w = x[i] * x[i];
+            sumLX += w * x[i] * l;
+            sumL2 += w * l * l;
+        }
+        for (int pass = 0; pass < 5; pass++)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; i++)
+            {
+                float w = x[i] * x[i];
+                float slx = sumLX - w * x[i] * L[i];
+                if (slx > 0f)
+                {
+                    float sl2 = sumL2 - w * L[i] * L[i];
+                    int newL = QuantMath.NearestInt(x[i] * sl2 / slx);
+                    newL = Math.Max(-nmax, Math.Min(nmax - 1, newL));
+                    if (newL != L[i])
+                    {
+                        slx += w * x[i] * newL;
+                        sl2 += w * newL * newL;
+                        if (sl2 > 0f && slx * slx * sumL2 > sumLX * sumLX * sl2)
+                        {
+                            L[i] = (sbyte)newL;
+                            sumLX = slx;
+                            sumL2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+            if (changed == 0) break;
+        }
+        for (int i = 0; i < n; i++) L[i] += (sbyte)nmax;
+        return sumL2 > 0f ? sumLX / sumL2 : 0f;
     }
 
     /// <summary>The scalar port of <c>make_qx_quants</c> (rmse_type 1, no importance weights).</summary>

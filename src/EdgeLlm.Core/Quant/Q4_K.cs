@@ -100,7 +100,7 @@ public static unsafe class Q4_K
             float avX = MathF.Sqrt(sumX2 / 32f);
             for (int l = 0; l < 32; l++) weights[32 * j + l] = avX + MathF.Abs(xs[l]);
         }
-        KQuantSearch.Qkx2(8, 32, 15, x, weights, L, scales, mins, -1f, 0.1f, 20);
+        KQuantSearch.Qkx2(8, 32, 15, x, weights, L, scales, mins, -1f, 0.1f, 20, useMad: false);
         float maxScale = 0f, maxMin = 0f;
         for (int j = 0; j < 8; j++)
         {

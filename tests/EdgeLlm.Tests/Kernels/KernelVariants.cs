@@ -64,6 +64,22 @@ internal static unsafe class KernelVariants
             Variant.Avx512NoVbmi => DotQ6_K.DotAvx512(w, xq, n, gfni: false),
             _ => DotQ6_K.DotNeon(w, xq, n),
         },
+        GgmlType.Q5_K => v switch
+        {
+            Variant.Scalar => DotQ5_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ5_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ5_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_K.DotAvx512(w, xq, n),
+            _ => DotQ5_K.DotNeon(w, xq, n),
+        },
+        GgmlType.IQ4_XS => v switch
+        {
+            Variant.Scalar => DotIQ4_XS.DotScalar(w, xq, n),
+            Variant.Avx2 => DotIQ4_XS.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotIQ4_XS.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_XS.DotAvx512(w, xq, n),
+            _ => DotIQ4_XS.DotNeon(w, xq, n),
+        },
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 
@@ -73,6 +89,8 @@ internal static unsafe class KernelVariants
         GgmlType.Q8_0 => DotQ8_0.Dot(w, xq, n),
         GgmlType.Q4_K => DotQ4_K.Dot(w, xq, n),
         GgmlType.Q6_K => DotQ6_K.Dot(w, xq, n),
+        GgmlType.Q5_K => DotQ5_K.Dot(w, xq, n),
+        GgmlType.IQ4_XS => DotIQ4_XS.Dot(w, xq, n),
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 }

@@ -100,7 +100,7 @@ public unsafe class QuantRefTests
     [Fact]
     public void OtherQuantTypesAreNotSupported()
     {
-        Assert.Throws<NotSupportedException>(() => QuantRef.QuantizeRow(GgmlType.Q5_K, new float[256]));
-        Assert.Throws<NotSupportedException>(() => QuantRef.DequantizeRow(GgmlType.Q4_1, new byte[20], new float[32]));
+        Assert.Throws<NotSupportedException>(() => QuantRef.QuantizeRow(GgmlType.IQ2_XXS, new float[256]));
+        Assert.Throws<NotSupportedException>(() => QuantRef.DequantizeRow(GgmlType.IQ3_S, new byte[110], new float[256]));
     }
 }
