@@ -53,7 +53,8 @@ internal static unsafe class Program
 
     // ---- quantized dots ----
 
-    private static readonly GgmlType[] QuantTypes = { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K };
+    private static readonly GgmlType[] QuantTypes =
+        { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL };
     private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
 
     private static string Name(Variant v) => v == Variant.Neon ? (KernelRung.UseDotProd ? "Neon+Dp" : "Neon") : v.ToString();
@@ -72,7 +73,8 @@ internal static unsafe class Program
                 // Scalar rung vs the float reference over the dequantized activations (same integer sums, other order).
                 Guard($"{t} Scalar {nb} blocks {kind}: vs QuantRef over dequantized activations", () =>
                 {
-                    float scalar = Dot(t, Variant.Scalar, c), reference = QuantRef.Dot(t, c.W, c.XDeq);
+                    float scalar = Dot(t, Variant.Scalar, c);
+                    double reference = QuantRef.Dot(t, c.W, c.XDeq) + OffsetCorrection(t, c);
                     double tol = 1e-5 * c.M;
                     return Check(c.M > 0 && Math.Abs(scalar - reference) <= tol, $"{scalar} vs reference {reference} (tol {tol:G3})");
                 });
@@ -140,7 +142,31 @@ internal static unsafe class Program
         var wDeq = new float[n];
         QuantRef.DequantizeRow(t, w, wDeq);
         float[] xDeq = DequantizeActivations(t, xq, n);
-        return new Case(n, w, x, xq, wDeq, xDeq, Magnitude(t, w, wDeq, xDeq));
+        return new Case(n, w, x, xq, wDeq, xDeq, Magnitude(t, w, xq, wDeq, xDeq));
+    }
+
+    /// <summary>Q4_1/Q5_1: the weight block's offset m (fp16 at byte 2), else 0.</summary>
+    private static bool HasOffset(GgmlType t) => t is GgmlType.Q4_1 or GgmlType.Q5_1;
+
+    private static double Offset(GgmlType t, byte[] w, int block) =>
+        HasOffset(t) ? (double)BitConverter.ToHalf(w, block * GgmlTypes.Geometry(t).BlockBytes + 2) : 0;
+
+    /// <summary>
+    /// Q4_1/Q5_1 kernels use the Q8_1 block's stored s = fp16(d·Σq) where the float dot over the dequantized activations
+    /// has m·d·Σq: Σ_blocks m·(s − d·Σq), exact in double (as in tests/EdgeLlm.Tests/Kernels/Block32DotTests.cs).
+    /// </summary>
+    private static double OffsetCorrection(GgmlType t, Case c)
+    {
+        if (!HasOffset(t)) return 0;
+        double sum = 0;
+        for (int b = 0; b < c.N / 32; b++)
+        {
+            double d = (double)BitConverter.ToHalf(c.Xq, b * 36), s = (double)BitConverter.ToHalf(c.Xq, b * 36 + 2);
+            int qsum = 0;
+            for (int j = 0; j < 32; j++) qsum += (sbyte)c.Xq[b * 36 + 4 + j];
+            sum += Offset(t, c.W, b) * (s - d * qsum);
+        }
+        return sum;
     }
 
     private static float Dot(GgmlType t, Variant v, Case c)
@@ -164,7 +190,11 @@ internal static unsafe class Program
                 switch (t)
                 {
                     case GgmlType.Q4_0:
+                    case GgmlType.Q5_0:
+                    case GgmlType.IQ4_NL:
                     case GgmlType.Q8_0: SetHalf(raw, o, rng); break;
+                    case GgmlType.Q4_1:
+                    case GgmlType.Q5_1:
                     case GgmlType.Q4_K: SetHalf(raw, o, rng); SetHalf(raw, o + 2, rng); break;
                     case GgmlType.Q6_K: SetHalf(raw, o + 208, rng); break;
                 }
@@ -222,19 +252,26 @@ internal static unsafe class Program
         var x = new float[n];
         fixed (byte* pq = xq) fixed (float* px = x)
         {
-            if (ActivationQuant.FormatFor(weightType) == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            GgmlType format = ActivationQuant.FormatFor(weightType);
+            if (format == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            else if (format == GgmlType.Q8_1) ActivationQuant.DequantizeQ8_1(pq, px, n);
             else ActivationQuant.DequantizeQ8_K(pq, px, n);
         }
         return x;
     }
 
-    /// <summary>Σ |x'_i|·(|w'_i| + 2·μ_i): the magnitude float reassociation errors scale with (μ: Q4_K's dmin·m).</summary>
-    private static double Magnitude(GgmlType t, byte[] w, float[] wDeq, float[] xDeq)
+    /// <summary>
+    /// Σ |x'_i|·(|w'_i| + 2·μ_i) (+ Σ_blocks |m·s| for Q4_1/Q5_1): the magnitude float reassociation errors scale with
+    /// (μ: Q4_K's dmin·m, the Q4_1/Q5_1 block offset m; s the Q8_1 block's d·Σq).
+    /// </summary>
+    private static double Magnitude(GgmlType t, byte[] w, byte[] xq, float[] wDeq, float[] xDeq)
     {
         double m = 0;
+        if (HasOffset(t))
+            for (int b = 0; b < xDeq.Length / 32; b++) m += Math.Abs(Offset(t, w, b) * (double)BitConverter.ToHalf(xq, b * 36 + 2));
         for (int i = 0; i < xDeq.Length; i++)
         {
-            double mu = 0;
+            double mu = Math.Abs(Offset(t, w, i / 32));
             if (t == GgmlType.Q4_K)
                 fixed (byte* p = w)
                 {
@@ -247,11 +284,39 @@ internal static unsafe class Program
         return m;
     }
 
-    /// <summary>One hand-computed block per type (worked out in tests/EdgeLlm.Tests/Kernels/QuantDotTests.cs).</summary>
+    /// <summary>One hand-computed block per type (worked out in tests/EdgeLlm.Tests/Kernels/QuantDotTests.cs and Block32DotTests.cs).</summary>
     private static (byte[] W, byte[] X, int N, float Want) Hand(GgmlType t)
     {
         switch (t)
         {
+            case GgmlType.Q4_1:
+            {
+                byte[] w = new byte[20];
+                w[1] = 0x3C; w[3] = 0x40;
+                Array.Fill(w, (byte)0x31, 4, 16);
+                return (w, Q8_1Block(0x3800, 0x5000, _ => 2), 32, 128f);
+            }
+            case GgmlType.Q5_0:
+            {
+                byte[] w = new byte[22];
+                w[1] = 0x3C; w[2] = 0xFF; w[3] = 0xFF;
+                Array.Fill(w, (byte)0x21, 6, 16);
+                return (w, Q8Block(0x3800, _ => 2), 32, -208f);
+            }
+            case GgmlType.Q5_1:
+            {
+                byte[] w = new byte[24];
+                w[1] = 0x38; w[3] = 0xBC; w[6] = 0xFF; w[7] = 0xFF;
+                Array.Fill(w, (byte)0x10, 8, 16);
+                return (w, Q8_1Block(0x3C00, 0x5000, _ => 1), 32, 104f);
+            }
+            case GgmlType.IQ4_NL:
+            {
+                byte[] w = new byte[18];
+                w[1] = 0x3C;
+                Array.Fill(w, (byte)0xF0, 2, 16);
+                return (w, Q8Block(0x3800, j => (sbyte)(j < 16 ? 1 : -1)), 32, -1920f);
+            }
             case GgmlType.Q4_0:
             {
                 byte[] w = new byte[18];
@@ -288,6 +353,15 @@ internal static unsafe class Program
         b[0] = (byte)d;
         b[1] = (byte)(d >> 8);
         for (int j = 0; j < 32; j++) b[2 + j] = (byte)q(j);
+        return b;
+    }
+
+    private static byte[] Q8_1Block(ushort d, ushort s, Func<int, sbyte> q)
+    {
+        var b = new byte[36];
+        b[0] = (byte)d; b[1] = (byte)(d >> 8);
+        b[2] = (byte)s; b[3] = (byte)(s >> 8);
+        for (int j = 0; j < 32; j++) b[4 + j] = (byte)q(j);
         return b;
     }
 

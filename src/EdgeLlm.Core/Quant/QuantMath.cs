@@ -27,6 +27,22 @@ internal static unsafe class QuantMath
         return (BitConverter.SingleToInt32Bits(shifted) & 0x007fffff) - 0x00400000;
     }
 
+    /// <summary>
+    /// The smallest and largest of <paramref name="count"/> values, scanned from FLT_MAX / −FLT_MAX in order (ggml's
+    /// Q4_1/Q5_1 reference loop; a NaN never replaces either).
+    /// </summary>
+    public static void MinMax(float* x, int count, out float min, out float max)
+    {
+        min = float.MaxValue;
+        max = -float.MaxValue;
+        for (int j = 0; j < count; j++)
+        {
+            float v = x[j];
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+    }
+
     /// <summary>Throws unless <paramref name="n"/> is a non-negative multiple of <paramref name="blockSize"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void CheckRow(string type, long n, int blockSize)

@@ -7,7 +7,7 @@ namespace EdgeLlm.Quant;
 /// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
 /// them. <c>n</c> is the row length in elements and must be a non-negative multiple of the type's block size
 /// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. The block
-/// formats live in Q8_0.cs, Q4_0.cs, Q4_K.cs, Q5_K.cs, Q6_K.cs and IQ4_XS.cs.
+/// formats live in Q8_0.cs, Q4_0.cs, Q4_1.cs, Q5_0.cs, Q5_1.cs, IQ4_NL.cs, Q4_K.cs, Q5_K.cs, Q6_K.cs and IQ4_XS.cs.
 /// </summary>
 public static unsafe class QuantRef
 {
@@ -24,6 +24,10 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: Q6_K.Dequantize(src, dst, n); break;
             case GgmlType.Q5_K: Q5_K.Dequantize(src, dst, n); break;
             case GgmlType.IQ4_XS: IQ4_XS.Dequantize(src, dst, n); break;
+            case GgmlType.Q4_1: Q4_1.Dequantize(src, dst, n); break;
+            case GgmlType.Q5_0: Q5_0.Dequantize(src, dst, n); break;
+            case GgmlType.Q5_1: Q5_1.Dequantize(src, dst, n); break;
+            case GgmlType.IQ4_NL: IQ4_NL.Dequantize(src, dst, n); break;
             default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
         }
     }
@@ -43,6 +47,10 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: return Q6_K.Dot(row, x, n);
             case GgmlType.Q5_K: return Q5_K.Dot(row, x, n);
             case GgmlType.IQ4_XS: return IQ4_XS.Dot(row, x, n);
+            case GgmlType.Q4_1: return Q4_1.Dot(row, x, n);
+            case GgmlType.Q5_0: return Q5_0.Dot(row, x, n);
+            case GgmlType.Q5_1: return Q5_1.Dot(row, x, n);
+            case GgmlType.IQ4_NL: return IQ4_NL.Dot(row, x, n);
             default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
         }
         return (float)sum;
@@ -61,6 +69,10 @@ public static unsafe class QuantRef
             case GgmlType.Q6_K: Q6_K.Quantize(src, dst, n); break;
             case GgmlType.Q5_K: Q5_K.Quantize(src, dst, n); break;
             case GgmlType.IQ4_XS: IQ4_XS.Quantize(src, dst, n); break;
+            case GgmlType.Q4_1: Q4_1.Quantize(src, dst, n); break;
+            case GgmlType.Q5_0: Q5_0.Quantize(src, dst, n); break;
+            case GgmlType.Q5_1: Q5_1.Quantize(src, dst, n); break;
+            case GgmlType.IQ4_NL: IQ4_NL.Quantize(src, dst, n); break;
             default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
         }
     }

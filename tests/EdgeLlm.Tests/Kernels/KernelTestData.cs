@@ -80,7 +80,9 @@ internal static unsafe class KernelTestData
         var x = new float[n];
         fixed (byte* pq = xq) fixed (float* px = x)
         {
-            if (ActivationQuant.FormatFor(weightType) == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            GgmlType format = ActivationQuant.FormatFor(weightType);
+            if (format == GgmlType.Q8_0) QuantRef.DequantizeRow(GgmlType.Q8_0, pq, px, n);
+            else if (format == GgmlType.Q8_1) ActivationQuant.DequantizeQ8_1(pq, px, n);
             else ActivationQuant.DequantizeQ8_K(pq, px, n);
         }
         return x;

@@ -80,6 +80,38 @@ internal static unsafe class KernelVariants
             Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_XS.DotAvx512(w, xq, n),
             _ => DotIQ4_XS.DotNeon(w, xq, n),
         },
+        GgmlType.Q4_1 => v switch
+        {
+            Variant.Scalar => DotQ4_1.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ4_1.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ4_1.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ4_1.DotAvx512(w, xq, n),
+            _ => DotQ4_1.DotNeon(w, xq, n),
+        },
+        GgmlType.Q5_0 => v switch
+        {
+            Variant.Scalar => DotQ5_0.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ5_0.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ5_0.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_0.DotAvx512(w, xq, n),
+            _ => DotQ5_0.DotNeon(w, xq, n),
+        },
+        GgmlType.Q5_1 => v switch
+        {
+            Variant.Scalar => DotQ5_1.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ5_1.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ5_1.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ5_1.DotAvx512(w, xq, n),
+            _ => DotQ5_1.DotNeon(w, xq, n),
+        },
+        GgmlType.IQ4_NL => v switch
+        {
+            Variant.Scalar => DotIQ4_NL.DotScalar(w, xq, n),
+            Variant.Avx2 => DotIQ4_NL.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotIQ4_NL.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_NL.DotAvx512(w, xq, n),
+            _ => DotIQ4_NL.DotNeon(w, xq, n),
+        },
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 
@@ -91,6 +123,10 @@ internal static unsafe class KernelVariants
         GgmlType.Q6_K => DotQ6_K.Dot(w, xq, n),
         GgmlType.Q5_K => DotQ5_K.Dot(w, xq, n),
         GgmlType.IQ4_XS => DotIQ4_XS.Dot(w, xq, n),
+        GgmlType.Q4_1 => DotQ4_1.Dot(w, xq, n),
+        GgmlType.Q5_0 => DotQ5_0.Dot(w, xq, n),
+        GgmlType.Q5_1 => DotQ5_1.Dot(w, xq, n),
+        GgmlType.IQ4_NL => DotIQ4_NL.Dot(w, xq, n),
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 }

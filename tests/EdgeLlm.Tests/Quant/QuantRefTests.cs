@@ -5,7 +5,7 @@ namespace EdgeLlm.Tests.Quant;
 
 public unsafe class QuantRefTests
 {
-    public static TheoryData<GgmlType> BlockTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K };
+    public static TheoryData<GgmlType> BlockTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.Q4_K, GgmlType.Q6_K };
 
     [Theory]
     [MemberData(nameof(BlockTypes))]
@@ -29,6 +29,10 @@ public unsafe class QuantRefTests
             {
                 case GgmlType.Q8_0: Q8_0.Quantize(s, b, n); Q8_0.Dequantize(b, yb, n); dotDirect = Q8_0.Dot(b, px, n); break;
                 case GgmlType.Q4_0: Q4_0.Quantize(s, b, n); Q4_0.Dequantize(b, yb, n); dotDirect = Q4_0.Dot(b, px, n); break;
+                case GgmlType.Q4_1: Q4_1.Quantize(s, b, n); Q4_1.Dequantize(b, yb, n); dotDirect = Q4_1.Dot(b, px, n); break;
+                case GgmlType.Q5_0: Q5_0.Quantize(s, b, n); Q5_0.Dequantize(b, yb, n); dotDirect = Q5_0.Dot(b, px, n); break;
+                case GgmlType.Q5_1: Q5_1.Quantize(s, b, n); Q5_1.Dequantize(b, yb, n); dotDirect = Q5_1.Dot(b, px, n); break;
+                case GgmlType.IQ4_NL: IQ4_NL.Quantize(s, b, n); IQ4_NL.Dequantize(b, yb, n); dotDirect = IQ4_NL.Dot(b, px, n); break;
                 case GgmlType.Q4_K: Q4_K.Quantize(s, b, n); Q4_K.Dequantize(b, yb, n); dotDirect = Q4_K.Dot(b, px, n); break;
                 default: Q6_K.Quantize(s, b, n); Q6_K.Dequantize(b, yb, n); dotDirect = Q6_K.Dot(b, px, n); break;
             }
@@ -76,6 +80,10 @@ public unsafe class QuantRefTests
     [Theory]
     [InlineData(GgmlType.Q8_0, 48)]
     [InlineData(GgmlType.Q4_0, 16)]
+    [InlineData(GgmlType.Q4_1, 40)]
+    [InlineData(GgmlType.Q5_0, 33)]
+    [InlineData(GgmlType.Q5_1, 64 + 16)]
+    [InlineData(GgmlType.IQ4_NL, 8)]
     [InlineData(GgmlType.Q4_K, 512 + 32)]
     [InlineData(GgmlType.Q6_K, 100)]
     public void RejectsRowsThatAreNotWholeBlocks(GgmlType type, int n)

@@ -7,7 +7,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// <summary>
 /// Quantizes an activation vector once per token so the weight dot products can run in integers, as llama.cpp does:
 /// Q8_0 blocks (32 values, <c>fp16 d; i8 qs[32]</c>, 34 bytes, byte-identical to <see cref="Quant.Q8_0.Quantize"/>)
-/// for Q4_0 and Q8_0 weights, and Q8_K blocks (256 values, <c>f32 d; i8 qs[256]; i16 bsums[16]</c>, 292 bytes,
+/// for Q4_0, Q8_0, Q5_0 and IQ4_NL weights, Q8_1 blocks (32 values, <c>fp16 d; fp16 s; i8 qs[32]</c>, 36 bytes, ggml's
+/// CPU <c>block_q8_1</c> / <c>quantize_row_q8_1_ref</c>: s = d·Σq, for the min term) for Q4_1 and Q5_1 weights, and Q8_K blocks (256 values, <c>f32 d; i8 qs[256]; i16 bsums[16]</c>, 292 bytes,
 /// ggml's <c>block_q8_K</c> / <c>quantize_row_q8_K_ref</c>) for Q4_K and Q6_K weights. bsums[g] is the sum of
 /// qs[16g..16g+15]; the K-quant kernels use it for the min and offset terms. Vectorized with Vector128 so it runs
 /// the same on x64 and arm64; every lane does the scalar reference's float operations, so the bytes are identical.
@@ -16,6 +17,8 @@ public static unsafe class ActivationQuant
 {
     public const int Q8_0BlockSize = 32;
     public const int Q8_0BlockBytes = 34;
+    public const int Q8_1BlockSize = 32;
+    public const int Q8_1BlockBytes = 36;
     public const int Q8_KBlockSize = 256;
     public const int Q8_KBlockBytes = 292;
     /// <summary>Byte offset of qs in a Q8_K block (d is a float at 0).</summary>
@@ -23,23 +26,36 @@ public static unsafe class ActivationQuant
     /// <summary>Byte offset of bsums (16 × int16) in a Q8_K block.</summary>
     public const int Q8_KBsumsOffset = 260;
 
-    /// <summary>Which activation format a weight type's kernels take: Q8_0 for Q4_0/Q8_0, Q8_K for Q4_K/Q6_K.</summary>
+    /// <summary>
+    /// Which activation format a weight type's kernels take: Q8_0 for Q4_0/Q8_0/Q5_0/IQ4_NL, Q8_1 for Q4_1/Q5_1,
+    /// Q8_K for Q4_K/Q6_K.
+    /// </summary>
     public static GgmlType FormatFor(GgmlType weightType) => weightType switch
     {
         GgmlType.Q4_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q5_0 or GgmlType.IQ4_NL => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         GgmlType.Q4_K or GgmlType.Q6_K => GgmlType.Q8_K,
         _ => throw new NotSupportedException($"ActivationQuant: no integer kernel for {GgmlTypes.Name(weightType)} weights"),
     };
 
     /// <summary>Bytes the quantized activations of <paramref name="n"/> values take for <paramref name="weightType"/>.</summary>
-    public static int BytesFor(GgmlType weightType, int n) =>
-        FormatFor(weightType) == GgmlType.Q8_0 ? n / Q8_0BlockSize * Q8_0BlockBytes : n / Q8_KBlockSize * Q8_KBlockBytes;
+    public static int BytesFor(GgmlType weightType, int n) => FormatFor(weightType) switch
+    {
+        GgmlType.Q8_0 => n / Q8_0BlockSize * Q8_0BlockBytes,
+        GgmlType.Q8_1 => n / Q8_1BlockSize * Q8_1BlockBytes,
+        _ => n / Q8_KBlockSize * Q8_KBlockBytes,
+    };
 
     /// <summary>Quantizes <paramref name="x"/> into the format <paramref name="weightType"/>'s kernels take.</summary>
     public static void QuantizeFor(GgmlType weightType, float* x, byte* dst, int n)
     {
-        if (FormatFor(weightType) == GgmlType.Q8_0) QuantizeQ8_0(x, dst, n);
-        else QuantizeQ8_K(x, dst, n);
+        switch (FormatFor(weightType))
+        {
+            case GgmlType.Q8_0: QuantizeQ8_0(x, dst, n); break;
+            case GgmlType.Q8_1: QuantizeQ8_1(x, dst, n); break;
+            default: QuantizeQ8_K(x, dst, n); break;
+        }
     }
 
     /// <summary>
@@ -67,6 +83,51 @@ public static unsafe class ActivationQuant
                 Vector128<int> q3 = RoundAway(Vector128.Load(xb + j + 12) * vid);
                 Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store((sbyte*)(y + 2 + j));
             }
+        }
+    }
+
+    /// <summary>
+    /// x → Q8_1 blocks (ggml's reference): d and q as Q8_0 (d = amax/127, q = round-half-away(x·(1/d))), then
+    /// s = fp16(Σq · d) with the integer sum of the block's 32 q. An all-zero block gives d = s = 0, q = 0.
+    /// </summary>
+    public static void QuantizeQ8_1(float* x, byte* dst, int n)
+    {
+        if (n < 0 || n % Q8_1BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_1", n, Q8_1BlockSize);
+        for (int b = 0; b < n / Q8_1BlockSize; b++)
+        {
+            float* xb = x + b * Q8_1BlockSize;
+            byte* y = dst + b * Q8_1BlockBytes;
+            Vector128<float> m = Vector128.Abs(Vector128.Load(xb));
+            for (int j = 4; j < Q8_1BlockSize; j += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(xb + j)));
+            float amax = MathF.Max(MathF.Max(m[0], m[1]), MathF.Max(m[2], m[3]));
+            float d = amax / 127f;
+            float id = d != 0f ? 1f / d : 0f;
+            Vector128<float> vid = Vector128.Create(id);
+            Vector128<int> sum = Vector128<int>.Zero;
+            for (int j = 0; j < Q8_1BlockSize; j += 16)
+            {
+                Vector128<int> q0 = RoundAway(Vector128.Load(xb + j) * vid);
+                Vector128<int> q1 = RoundAway(Vector128.Load(xb + j + 4) * vid);
+                Vector128<int> q2 = RoundAway(Vector128.Load(xb + j + 8) * vid);
+                Vector128<int> q3 = RoundAway(Vector128.Load(xb + j + 12) * vid);
+                Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store((sbyte*)(y + 4 + j));
+                sum += (q0 + q1) + (q2 + q3);
+            }
+            Unsafe.WriteUnaligned(y, BitConverter.HalfToUInt16Bits((Half)d));
+            Unsafe.WriteUnaligned(y + 2, BitConverter.HalfToUInt16Bits((Half)(Vector128.Sum(sum) * d)));
+        }
+    }
+
+    /// <summary>Q8_1 blocks → floats d·q (for tests and tools; s is not needed to rebuild the values).</summary>
+    public static void DequantizeQ8_1(byte* src, float* dst, int n)
+    {
+        if (n < 0 || n % Q8_1BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.DequantizeQ8_1", n, Q8_1BlockSize);
+        for (int b = 0; b < n / Q8_1BlockSize; b++)
+        {
+            byte* y = src + b * Q8_1BlockBytes;
+            float d = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(y));
+            sbyte* qs = (sbyte*)(y + 4);
+            for (int j = 0; j < Q8_1BlockSize; j++) dst[b * Q8_1BlockSize + j] = d * qs[j];
         }
     }
 

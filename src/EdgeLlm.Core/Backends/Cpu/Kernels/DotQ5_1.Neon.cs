@@ -1,0 +1,35 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+public static unsafe partial class DotQ5_1
+{
+    /// <summary>
+    /// Per block: the low and high nibbles or-ed with the qh bits (<see cref="QhBits"/>), q = 0..31 as signed bytes;
+    /// two 16-byte int8 dot steps against the activation halves (sdot, or smull + sadalp), int → float, FMA with
+    /// d_w·d_x; m_w·s_x summed in a float beside.
+    /// </summary>
+    private static float NeonLoop(byte* w, byte* xq, int nb)
+    {
+        Vector128<float> acc = Vector128<float>.Zero;
+        float mSum = 0f;
+        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* wb = w + b * BlockBytes;
+            byte* yb = xq + b * ActivationQuant.Q8_1BlockBytes;
+            QhBits.Neon(Unsafe.ReadUnaligned<uint>(wb + 4), out Vector128<byte> hLo, out Vector128<byte> hHi);
+            Vector128<byte> packed = AdvSimd.LoadVector128(wb + 8);
+            Vector128<sbyte> lo = (AdvSimd.And(packed, m4) | hLo).AsSByte();
+            Vector128<sbyte> hi = (AdvSimd.ShiftRightLogical(packed, 4) | hHi).AsSByte();
+            Vector128<int> isum = NeonDot.Dot16(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 4)));
+            isum = NeonDot.Dot16(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 20)));
+            float d = Fp16.Read(wb) * Fp16.Read(yb);
+            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
+            mSum += Fp16.Read(wb + 2) * Fp16.Read(yb + 2);
+        }
+        return Vector128.Sum(acc) + mSum;
+    }
+}
