@@ -58,9 +58,12 @@ public static class Converter
         var types = new GgmlType[tensors.Count];
         bool anyQuantized = false;
         var fallbacks = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        var choices = QuantPolicy.ChooseAll(o.Type, tensors.ConvertAll(t => (t.Name, t.GgufDims)), shape);
         for (int i = 0; i < tensors.Count; i++)
         {
-            var choice = QuantPolicy.Choose(o.Type, tensors[i].Name, tensors[i].GgufDims, shape);
+            var choice = choices[i];
+            if (!CanQuantize(choice.Type))
+                throw new EdgeLlmException($"--type {QuantPolicy.Name(o.Type)}: tensor '{tensors[i].Name}' needs {GgmlTypes.Name(choice.Type)}, which this build cannot write yet");
             if (choice.Fallback is { } why)
             {
                 if (!fallbacks.TryGetValue(why, out var names)) fallbacks[why] = names = new List<string>();
@@ -121,6 +124,20 @@ public static class Converter
             throw;
         }
         return new ConvertResult(full, written, new FileInfo(full).Length, totalInput, progress.Elapsed);
+    }
+
+    /// <summary>Whether the reference quantizers implement a type (checked once per conversion on one block).</summary>
+    private static bool CanQuantize(GgmlType type)
+    {
+        try
+        {
+            EdgeLlm.Quant.QuantRef.QuantizeRow(type, new float[GgmlTypes.BlockSize(type)]);
+            return true;
+        }
+        catch (NotSupportedException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Writes the XXH64s into the placeholder u64 array, found by re-reading the finished file.</summary>
