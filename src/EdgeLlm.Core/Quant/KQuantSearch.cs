@@ -217,6 +217,98 @@ internal static unsafe class KQuantSearch
     }
 
     /// <summary>
+    /// Step 1 of ggml's <c>quantize_row_iq4_xs_impl</c> without importance weights for the eight 32-weight
+    /// sub-blocks of a super-block, one lane per sub-block: the scale d that best fits the 16-value grid
+    /// <paramref name="grid"/> (sorted, grid[0] &lt; 0), first from −max/grid[0], then from the inverse scales
+    /// (itry + grid[0])/max for itry = −ntry..ntry, x²-weighted, in ggml's order. Groups below GROUP_MAX_EPS
+    /// get 0. Returns false (nothing written) when the vector width does not divide nsub, so the caller runs its
+    /// scalar loop.
+    /// </summary>
+    public static bool IQ4Scales(int nsub, int n, float* x, sbyte* grid, int ntry, float* scales)
+    {
+        int W = Vector<float>.Count;
+        if (!Vector.IsHardwareAccelerated || n > MaxN || nsub % W != 0) return false;
+        var xt = stackalloc Vector<float>[MaxN];
+        var ww = stackalloc Vector<float>[MaxN];
+        float* lane = stackalloc float[Vector<float>.Count];
+        var g = stackalloc Vector<float>[16];
+        for (int k = 0; k < 16; k++) g[k] = new Vector<float>(grid[k]);
+        for (int s0 = 0; s0 < nsub; s0 += W)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                for (int k = 0; k < W; k++) lane[k] = x[(s0 + k) * n + i];
+                xt[i] = Unsafe.ReadUnaligned<Vector<float>>(lane);
+                ww[i] = xt[i] * xt[i];
+            }
+            var max = Vector<float>.Zero;
+            var amax = Vector<float>.Zero;
+            for (int i = 0; i < n; i++)
+            {
+                var ax = Vector.Abs(xt[i]);
+                var more = Vector.GreaterThan(ax, amax);
+                amax = Vector.ConditionalSelect(more, ax, amax);
+                max = Vector.ConditionalSelect(more, xt[i], max);
+            }
+            var zero = Vector.LessThan(amax, new Vector<float>(GroupMaxEps));
+
+            var d = -max / g[0];
+            var id = Vector<float>.One / d;
+            Vector<float> sumQX = Vector<float>.Zero, sumQ2 = Vector<float>.Zero;
+            for (int i = 0; i < n; i++)
+            {
+                var q = GridValue(id * xt[i], g);
+                var wq = ww[i] * q;
+                sumQX += wq * xt[i];
+                sumQ2 += wq * q;
+            }
+            d = Vector.ConditionalSelect(Vector.GreaterThan(sumQ2, Vector<float>.Zero), sumQX / sumQ2, Vector<float>.Zero);
+            var best = d * sumQX;
+            for (int itry = -ntry; itry <= ntry; itry++)
+            {
+                id = new Vector<float>(itry + grid[0]) / max;
+                sumQX = Vector<float>.Zero;
+                sumQ2 = Vector<float>.Zero;
+                for (int i = 0; i < n; i++)
+                {
+                    var q = GridValue(id * xt[i], g);
+                    var wq = ww[i] * q;
+                    sumQX += wq * xt[i];
+                    sumQ2 += wq * q;
+                }
+                var win = Vector.BitwiseAnd(Vector.GreaterThan(sumQ2, Vector<float>.Zero), Vector.GreaterThan(sumQX * sumQX, best * sumQ2));
+                d = Vector.ConditionalSelect(win, sumQX / sumQ2, d);
+                best = Vector.ConditionalSelect(win, d * sumQX, best);
+            }
+            Unsafe.WriteUnaligned(lane, Vector.ConditionalSelect(zero, Vector<float>.Zero, d));
+            for (int k = 0; k < W; k++) scales[s0 + k] = lane[k];
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The grid value ggml's <c>best_index_int8</c> picks for each lane: grid[0] at or below it, grid[15] at or
+    /// above it (and for NaN, where the binary search also ends at 15), else of the two neighbours around v the
+    /// lower one only when strictly nearer (<c>v − lo &lt; hi − v</c>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<float> GridValue(Vector<float> v, Vector<float>* g)
+    {
+        var lo = g[0];
+        var hi = g[1];
+        for (int k = 1; k < 15; k++)
+        {
+            var above = Vector.LessThanOrEqual(g[k], v);
+            lo = Vector.ConditionalSelect(above, g[k], lo);
+            hi = Vector.ConditionalSelect(above, g[k + 1], hi);
+        }
+        var q = Vector.ConditionalSelect(Vector.LessThan(v - lo, hi - v), lo, hi);
+        q = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(v, g[15]), g[15], q);
+        q = Vector.ConditionalSelect(Vector.LessThanOrEqual(v, g[0]), g[0], q);
+        return Vector.ConditionalSelect(Vector.Equals(v, v), q, g[15]);
+    }
+
+    /// <summary>
     /// The final pass of the K-quant reference quantizers, element by element (so lanes change nothing):
     /// <c>L[i] = clamp(nearest_int((x[i] + offset) / divisor), lo, hi) + bias</c>, or without the addition when
     /// <paramref name="addOffset"/> is false (Q6_K divides x itself).
