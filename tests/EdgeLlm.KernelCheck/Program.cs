@@ -34,6 +34,7 @@ internal static unsafe class Program
         Console.WriteLine($"kernelcheck: rung {KernelRung.Selected}, dot product {(KernelRung.UseDotProd ? "on" : "off")}, variants {string.Join(' ', KernelVariants.SupportedVariants())}");
         Guard("rung: Best is the selected rung", () => Check(KernelRung.Selected == KernelRung.Best() || Environment.GetEnvironmentVariable("EDGELLM_KERNEL_RUNG") != null, $"{KernelRung.Selected} vs {KernelRung.Best()}"));
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
+        foreach (GgmlType t in K256TestData.Types) K256Checks(t);
         FloatChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
         Console.WriteLine($"{passed} passed, {failed} failed");
@@ -124,6 +125,48 @@ internal static unsafe class Program
                 _ => Variant.Scalar,
             };
             Case c = Make(t, 3, "raw");
+            fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
+            {
+                float a = KernelVariants.Run(t, sel, w, xq, c.N), b = KernelVariants.RunSelected(t, w, xq, c.N);
+                return Check(a == b, $"{b} vs {Name(sel)} {a}");
+            }
+        });
+    }
+
+    /// <summary>The Q8_K-activation types of issue 12 (Q5_K, IQ4_XS, Q3_K, Q2_K) on the shared K256TestData cases.</summary>
+    private static void K256Checks(GgmlType t)
+    {
+        foreach (int nb in K256TestData.BlockCounts)
+            foreach (string kind in K256TestData.Kinds)
+            {
+                K256TestData.Case c = K256TestData.Make(t, nb, kind);
+                Guard($"{t} Scalar {nb} blocks {kind}: vs QuantRef over dequantized activations", () =>
+                {
+                    float scalar = K256TestData.Dot(t, Variant.Scalar, c), reference = QuantRef.Dot(t, c.W, c.XDeq);
+                    double tol = 1e-5 * c.M;
+                    return Check(c.M > 0 && Math.Abs(scalar - reference) <= tol, $"{scalar} vs reference {reference} (tol {tol:G3})");
+                });
+                foreach (Variant v in KernelVariants.SupportedVariants())
+                {
+                    if (v == Variant.Scalar) continue;
+                    Guard($"{t} {Name(v)} {nb} blocks {kind}: vs Scalar rung", () =>
+                    {
+                        float scalar = K256TestData.Dot(t, Variant.Scalar, c), simd = K256TestData.Dot(t, v, c);
+                        double tol = 1e-5 * c.M;
+                        return Check(Math.Abs(simd - scalar) <= tol, $"{simd} vs scalar {scalar} (tol {tol:G3})");
+                    });
+                }
+            }
+        Guard($"{t}: Dot uses the selected rung", () =>
+        {
+            Variant sel = KernelRung.Selected switch
+            {
+                Rung.Avx512 => Variant.Avx512NoVbmi,
+                Rung.Avx2 => KernelRung.UseAvxVnni ? Variant.Avx2Vnni : Variant.Avx2,
+                Rung.Neon => Variant.Neon,
+                _ => Variant.Scalar,
+            };
+            K256TestData.Case c = K256TestData.Make(t, 3, "raw");
             fixed (byte* w = c.W) fixed (byte* xq = c.Xq)
             {
                 float a = KernelVariants.Run(t, sel, w, xq, c.N), b = KernelVariants.RunSelected(t, w, xq, c.N);

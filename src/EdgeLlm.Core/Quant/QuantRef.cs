@@ -7,7 +7,8 @@ namespace EdgeLlm.Quant;
 /// vector, quantize a row. These define the numerics; the fast kernels in Backends are tested against
 /// them. <c>n</c> is the row length in elements and must be a non-negative multiple of the type's block size
 /// (else <see cref="ArgumentException"/>); other types throw <see cref="NotSupportedException"/>. The block
-/// formats live in Q8_0.cs, Q4_0.cs, Q4_1.cs, Q5_0.cs, Q5_1.cs, IQ4_NL.cs, Q4_K.cs, Q5_K.cs, Q6_K.cs and IQ4_XS.cs.
+/// formats live in Q8_0.cs, Q4_0.cs, Q4_1.cs, Q5_0.cs, Q5_1.cs, IQ4_NL.cs, Q2_K.cs, Q3_K.cs, Q4_K.cs, Q5_K.cs,
+/// Q6_K.cs and IQ4_XS.cs.
 /// </summary>
 public static unsafe class QuantRef
 {
@@ -28,6 +29,8 @@ public static unsafe class QuantRef
             case GgmlType.Q5_0: Q5_0.Dequantize(src, dst, n); break;
             case GgmlType.Q5_1: Q5_1.Dequantize(src, dst, n); break;
             case GgmlType.IQ4_NL: IQ4_NL.Dequantize(src, dst, n); break;
+            case GgmlType.Q3_K: Q3_K.Dequantize(src, dst, n); break;
+            case GgmlType.Q2_K: Q2_K.Dequantize(src, dst, n); break;
             default: throw new NotSupportedException($"dequantize {GgmlTypes.Name(type)}");
         }
     }
@@ -51,6 +54,8 @@ public static unsafe class QuantRef
             case GgmlType.Q5_0: return Q5_0.Dot(row, x, n);
             case GgmlType.Q5_1: return Q5_1.Dot(row, x, n);
             case GgmlType.IQ4_NL: return IQ4_NL.Dot(row, x, n);
+            case GgmlType.Q3_K: return Q3_K.Dot(row, x, n);
+            case GgmlType.Q2_K: return Q2_K.Dot(row, x, n);
             default: throw new NotSupportedException($"dot {GgmlTypes.Name(type)}");
         }
         return (float)sum;
@@ -73,6 +78,8 @@ public static unsafe class QuantRef
             case GgmlType.Q5_0: Q5_0.Quantize(src, dst, n); break;
             case GgmlType.Q5_1: Q5_1.Quantize(src, dst, n); break;
             case GgmlType.IQ4_NL: IQ4_NL.Quantize(src, dst, n); break;
+            case GgmlType.Q3_K: Q3_K.Quantize(src, dst, n); break;
+            case GgmlType.Q2_K: Q2_K.Quantize(src, dst, n); break;
             default: throw new NotSupportedException($"quantize {GgmlTypes.Name(type)}");
         }
     }

@@ -112,6 +112,22 @@ internal static unsafe class KernelVariants
             Variant.Avx512 or Variant.Avx512NoVbmi => DotIQ4_NL.DotAvx512(w, xq, n),
             _ => DotIQ4_NL.DotNeon(w, xq, n),
         },
+        GgmlType.Q3_K => v switch
+        {
+            Variant.Scalar => DotQ3_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ3_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ3_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ3_K.DotAvx512(w, xq, n),
+            _ => DotQ3_K.DotNeon(w, xq, n),
+        },
+        GgmlType.Q2_K => v switch
+        {
+            Variant.Scalar => DotQ2_K.DotScalar(w, xq, n),
+            Variant.Avx2 => DotQ2_K.DotAvx2(w, xq, n, vnni: false),
+            Variant.Avx2Vnni => DotQ2_K.DotAvx2(w, xq, n, vnni: true),
+            Variant.Avx512 or Variant.Avx512NoVbmi => DotQ2_K.DotAvx512(w, xq, n),
+            _ => DotQ2_K.DotNeon(w, xq, n),
+        },
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 
@@ -127,6 +143,8 @@ internal static unsafe class KernelVariants
         GgmlType.Q5_0 => DotQ5_0.Dot(w, xq, n),
         GgmlType.Q5_1 => DotQ5_1.Dot(w, xq, n),
         GgmlType.IQ4_NL => DotIQ4_NL.Dot(w, xq, n),
+        GgmlType.Q3_K => DotQ3_K.Dot(w, xq, n),
+        GgmlType.Q2_K => DotQ2_K.Dot(w, xq, n),
         _ => throw new ArgumentException($"no kernel for {t}"),
     };
 }
