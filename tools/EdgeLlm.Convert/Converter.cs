@@ -62,8 +62,6 @@ public static class Converter
         for (int i = 0; i < tensors.Count; i++)
         {
             var choice = choices[i];
-            if (!CanQuantize(choice.Type))
-                throw new EdgeLlmException($"--type {QuantPolicy.Name(o.Type)}: tensor '{tensors[i].Name}' needs {GgmlTypes.Name(choice.Type)}, which this build cannot write yet");
             if (choice.Fallback is { } why)
             {
                 if (!fallbacks.TryGetValue(why, out var names)) fallbacks[why] = names = new List<string>();
@@ -124,20 +122,6 @@ public static class Converter
             throw;
         }
         return new ConvertResult(full, written, new FileInfo(full).Length, totalInput, progress.Elapsed);
-    }
-
-    /// <summary>Whether the reference quantizers implement a type (checked once per conversion on one block).</summary>
-    private static bool CanQuantize(GgmlType type)
-    {
-        try
-        {
-            EdgeLlm.Quant.QuantRef.QuantizeRow(type, new float[GgmlTypes.BlockSize(type)]);
-            return true;
-        }
-        catch (NotSupportedException)
-        {
-            return false;
-        }
     }
 
     /// <summary>Writes the XXH64s into the placeholder u64 array, found by re-reading the finished file.</summary>

@@ -169,12 +169,12 @@ public class LlamaQuantPolicyTests
         Assert.Equal("Q5_0", Get(rf, tf, "blk.2.ffn_down.weight", "Q3_K_M"));    // 2 >= 4/16: Q4_K -> Q5_0
     }
 
-    public static TheoryData<string> ByteTypes() => new() { "Q4_K_M", "Q4_K_S", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_XS", "Q5_0", "Q8_0", "Q4_0" };
+    public static TheoryData<string> ByteTypes() => new() { "Q4_K_M", "Q4_K_S", "Q5_K_S", "Q5_K_M", "Q6_K", "Q3_K_M", "IQ4_XS", "Q5_0", "Q8_0", "Q4_0" };
 
     /// <summary>
     /// The 4-layer model (regenerated here with the same edgellm-modelgen command as make.sh) converted by
-    /// edgellm-convert: every tensor has llama-quantize's type and the same bytes (SHA-256), covering Q4_K, Q5_K,
-    /// Q6_K, IQ4_XS, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_0 blocks; the file passes `edgellm info --verify`.
+    /// edgellm-convert: every tensor has llama-quantize's type and the same bytes (SHA-256), covering Q3_K, Q4_K,
+    /// Q5_K, Q6_K, IQ4_XS, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_0 blocks; the file passes `edgellm info --verify`.
     /// </summary>
     [Theory]
     [MemberData(nameof(ByteTypes))]
