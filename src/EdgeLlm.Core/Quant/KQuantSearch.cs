@@ -5,12 +5,13 @@ namespace EdgeLlm.Quant;
 
 /// <summary>
 /// The scale searches of the K-quant reference quantizers (ggml's <c>make_qkx2_quants</c>, <c>make_qx_quants</c>,
-/// <c>make_q3_quants</c>). The first two also run vectorized across the sub-blocks of a super-block
+/// <c>make_q3_quants</c>) and IQ4_XS's scale search. All but make_q3_quants also run vectorized across the
+/// sub-blocks of a super-block
 /// instead of across the weights: SIMD lane k runs ggml's scalar search for sub-block k (the block is transposed
 /// so lane k of row i is weight i of sub-block k), walking the weights and the trial scales in ggml's order with
 /// the same single-precision operations (no reassociation, no fused multiply-add); a trial's win updates only its
-/// lane (masked selects). So the results are bit-identical to ggml's <c>make_qkx2_quants</c> and
-/// <c>make_qx_quants</c>, checked against ggml's bytes by the Q4_K/Q6_K golden tests and against the scalar ports
+/// lane (masked selects). So the results are bit-identical to ggml's, checked against ggml's bytes by the
+/// Q2_K/Q4_K/Q5_K/Q6_K/IQ4_XS golden tests and llama-quantize's files (LlamaQuantPolicyTests) and against the scalar ports
 /// (<see cref="MakeQkx2Quants"/>, <see cref="ScalarQx"/>) on edge cases by KQuantSearchTests. <see cref="Vector{T}"/>
 /// is 8 lanes on x64 (one group per Q4_K super-block) and 4 on Neon; other widths fall back to the scalar ports.
 /// </summary>
