@@ -218,6 +218,89 @@ internal static unsafe class KQuantSearch
     }
 
     /// <summary>
+    /// ggml's <c>make_q3_quants</c> with do_rmse for <paramref name="nsub"/> sub-blocks of <paramref name="n"/>
+    /// weights, one lane per sub-block (see <see cref="MakeQ3Quants"/>). A lane whose pass changed nothing would
+    /// change nothing in a further pass either (same state, same arithmetic), so the lanes run until no lane
+    /// changes or five passes, as each scalar loop does.
+    /// </summary>
+    public static void Q3(int nsub, int n, int nmax, float* x, sbyte* L, float* scales)
+    {
+        int W = Vector<float>.Count;
+        if (!Vector.IsHardwareAccelerated || n > MaxN || nsub % W != 0)
+        {
+            for (int s = 0; s < nsub; s++) scales[s] = MakeQ3Quants(n, nmax, x + s * n, L + s * n);
+            return;
+        }
+        var xt = stackalloc Vector<float>[MaxN];
+        var ww = stackalloc Vector<float>[MaxN];    // x²
+        var wx = stackalloc Vector<float>[MaxN];    // x²·x
+        var lv = stackalloc Vector<float>[MaxN];    // L as floats (−nmax..nmax−1)
+        float* lane = stackalloc float[Vector<float>.Count];
+        var vLo = new Vector<int>(-nmax);
+        var vHi = new Vector<int>(nmax - 1);
+        for (int g = 0; g < nsub; g += W)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                for (int k = 0; k < W; k++) lane[k] = x[(g + k) * n + i];
+                xt[i] = Unsafe.ReadUnaligned<Vector<float>>(lane);
+                ww[i] = xt[i] * xt[i];
+                wx[i] = ww[i] * xt[i];
+            }
+            var max = Vector<float>.Zero;
+            var amax = Vector<float>.Zero;
+            for (int i = 0; i < n; i++)
+            {
+                var ax = Vector.Abs(xt[i]);
+                var more = Vector.GreaterThan(ax, amax);
+                amax = Vector.ConditionalSelect(more, ax, amax);
+                max = Vector.ConditionalSelect(more, xt[i], max);
+            }
+            var zero = Vector.LessThan(amax, new Vector<float>(GroupMaxEps));
+
+            var iscale = new Vector<float>(-nmax) / max;
+            Vector<float> sumLX = Vector<float>.Zero, sumL2 = Vector<float>.Zero;
+            for (int i = 0; i < n; i++)
+            {
+                var l = Vector.ConvertToSingle(Vector.Max(vLo, Vector.Min(vHi, NearestInt(iscale * xt[i]))));
+                lv[i] = l;
+                sumLX += wx[i] * l;
+                sumL2 += ww[i] * l * l;
+            }
+            for (int pass = 0; pass < 5; pass++)
+            {
+                var changed = Vector<int>.Zero;
+                for (int i = 0; i < n; i++)
+                {
+                    var slx = sumLX - wx[i] * lv[i];
+                    var sl2 = sumL2 - ww[i] * lv[i] * lv[i];
+                    var newL = Vector.ConvertToSingle(Vector.Max(vLo, Vector.Min(vHi, NearestInt(xt[i] * sl2 / slx))));
+                    var slxNew = slx + wx[i] * newL;
+                    var sl2New = sl2 + ww[i] * newL * newL;
+                    var take = Vector.GreaterThan(slx, Vector<float>.Zero)
+                        & ~Vector.Equals(newL, lv[i])
+                        & Vector.GreaterThan(sl2New, Vector<float>.Zero)
+                        & Vector.GreaterThan(slxNew * slxNew * sumL2, sumLX * sumLX * sl2New);
+                    lv[i] = Vector.ConditionalSelect(take, newL, lv[i]);
+                    sumLX = Vector.ConditionalSelect(take, slxNew, sumLX);
+                    sumL2 = Vector.ConditionalSelect(take, sl2New, sumL2);
+                    changed |= take;
+                }
+                if (changed == Vector<int>.Zero) break;
+            }
+            var scale = Vector.ConditionalSelect(Vector.GreaterThan(sumL2, Vector<float>.Zero), sumLX / sumL2, Vector<float>.Zero);
+            Unsafe.WriteUnaligned(lane, Vector.ConditionalSelect(zero, Vector<float>.Zero, scale));
+            for (int k = 0; k < W; k++) scales[g + k] = lane[k];
+            var vN = new Vector<float>(nmax);
+            for (int i = 0; i < n; i++)
+            {
+                Unsafe.WriteUnaligned(lane, Vector.ConditionalSelect(zero, Vector<float>.Zero, lv[i] + vN));
+                for (int k = 0; k < W; k++) L[(g + k) * n + i] = (sbyte)lane[k];
+            }
+        }
+    }
+
+    /// <summary>
     /// Step 1 of ggml's <c>quantize_row_iq4_xs_impl</c> without importance weights for the eight 32-weight
     /// sub-blocks of a super-block, one lane per sub-block: the scale d that best fits the 16-value grid
     /// <paramref name="grid"/> (sorted, grid[0] &lt; 0), first from −max/grid[0], then from the inverse scales

@@ -9,7 +9,8 @@ namespace EdgeLlm.Tests.Quant;
 /// all-positive (min clamped to 0), all-negative, constant (max == min), all-zero and sub-GROUP_MAX_EPS groups,
 /// values on exact rounding ties, one huge outlier, and a mix of these across the lanes of one group. The
 /// parameter sets are ggml's: Q4_K (32, 15, −1, 0.1, 20), Q5_K (32, 31, −0.5, 0.1, 15), Q2_K (16, 3, −0.5, 0.1,
-/// 15, mad), and an nstep 0 search (ggml returns after the first guess); Q6_K's make_qx_quants (16, 32).
+/// 15, mad), and an nstep 0 search (ggml returns after the first guess); Q6_K's make_qx_quants (16, 32); Q3_K's
+/// make_q3_quants (16, 4).
 /// </summary>
 public unsafe class KQuantSearchTests
 {
@@ -94,6 +95,30 @@ public unsafe class KQuantSearchTests
             {
                 float refScale;
                 fixed (float* px = x) fixed (sbyte* pl = refL) refScale = KQuantSearch.ScalarQx(n, nmax, px + s * n, pl);
+                Assert.True(BitConverter.SingleToInt32Bits(refScale) == BitConverter.SingleToInt32Bits(scales[s]), $"trial {trial} sub-block {s}: scale {scales[s]:R} != {refScale:R}");
+                Assert.Equal(refL, L.AsSpan(s * n, n).ToArray());
+            }
+        }
+    }
+
+    [Fact]
+    public void Q3LanesEqualTheScalarSearch()
+    {
+        Assert.True(Vector.IsHardwareAccelerated, "the vector path is what this test checks");
+        const int nsub = 16, n = 16, nmax = 4;
+        var rng = new Random(3);
+        for (int trial = 0; trial < 400; trial++)
+        {
+            var x = new float[nsub * n];
+            for (int s = 0; s < nsub; s++) Block(trial < 9 ? trial : rng.Next(9), n, rng).CopyTo(x, s * n);
+            var L = new sbyte[nsub * n];
+            var scales = new float[nsub];
+            fixed (float* px = x, ps = scales) fixed (sbyte* pl = L) KQuantSearch.Q3(nsub, n, nmax, px, pl, ps);
+            var refL = new sbyte[n];
+            for (int s = 0; s < nsub; s++)
+            {
+                float refScale;
+                fixed (float* px = x) fixed (sbyte* pl = refL) refScale = KQuantSearch.MakeQ3Quants(n, nmax, px + s * n, pl);
                 Assert.True(BitConverter.SingleToInt32Bits(refScale) == BitConverter.SingleToInt32Bits(scales[s]), $"trial {trial} sub-block {s}: scale {scales[s]:R} != {refScale:R}");
                 Assert.Equal(refL, L.AsSpan(s * n, n).ToArray());
             }
