@@ -32,7 +32,8 @@ public static class ConvertCli
 
         options:
           -o, --output FILE           output GGUF (written to FILE.partial, renamed when complete)
-          --type T                    {string.Join("|", QuantPolicy.Names)} (default f16); q4_0 and q4_k_m follow llama.cpp's mixes
+          --type T                    {string.Join("|", QuantPolicy.Names)} (default f16); the quantized
+                                      types follow llama-quantize's per-tensor mixes (e.g. q4_k_m: Q4_K with Q6_K attn_v/ffn_down)
           --vocab-only                write only the tokenizer (INPUT: tokenizer.json, tokenizer.model or a directory)
           --tokenizer PATH            tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from
           --name NAME                 general.name (default: the checkpoint's name)

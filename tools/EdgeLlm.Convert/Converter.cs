@@ -69,9 +69,10 @@ public static class Converter
         var types = new GgmlType[tensors.Count];
         bool anyQuantized = false;
         var fallbacks = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        var choices = QuantPolicy.ChooseAll(o.Type, tensors.ConvertAll(t => (t.Name, t.GgufDims)), shape);
         for (int i = 0; i < tensors.Count; i++)
         {
-            var choice = QuantPolicy.Choose(o.Type, tensors[i].Name, tensors[i].GgufDims, shape);
+            var choice = choices[i];
             if (choice.Fallback is { } why)
             {
                 if (!fallbacks.TryGetValue(why, out var names)) fallbacks[why] = names = new List<string>();

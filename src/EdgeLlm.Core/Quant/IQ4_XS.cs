@@ -101,7 +101,16 @@ public static unsafe class IQ4_XS
         const int ntry = 7;
         // 1. Per sub-block: the best scale for the grid, weights x².
         float maxScale = 0f, amaxScale = 0f;
-        for (int ib = 0; ib < 8; ib++)
+        if (KQuantSearch.IQ4Scales(8, 32, x, values, ntry, scales))
+        {
+            // The eight searches ran side by side (lanes); pick the largest |scale| in ggml's order.
+            for (int ib = 0; ib < 8; ib++)
+            {
+                float absD = MathF.Abs(scales[ib]);
+                if (absD > amaxScale) { amaxScale = absD; maxScale = scales[ib]; }
+            }
+        }
+        else for (int ib = 0; ib < 8; ib++)
         {
             float* xb = x + 32 * ib;
             float amax = 0f, max = 0f;

@@ -84,10 +84,10 @@ public static unsafe class Q3_K
     private static void QuantizeBlock(float* x, byte* y, sbyte* L, float* scales)
     {
         // 1. Per 16-weight sub-block: signed scale by make_q3_quants (L in 0..7).
+        KQuantSearch.Q3(16, 16, 4, x, L, scales);
         float maxScale = 0f, amax = 0f;
         for (int j = 0; j < 16; j++)
         {
-            scales[j] = KQuantSearch.MakeQ3Quants(16, 4, x + 16 * j, L + 16 * j);
             float a = MathF.Abs(scales[j]);
             if (a > amax) { amax = a; maxScale = scales[j]; }
         }

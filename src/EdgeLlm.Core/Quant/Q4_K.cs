@@ -5,7 +5,8 @@ namespace EdgeLlm.Quant;
 /// <c>fp16 d; fp16 dmin; uint8 scales[12]; uint8 qs[128]</c>. Eight sub-blocks of 32 weights each have a 6-bit
 /// scale sc and a 6-bit min m; weight = d·sc·q − dmin·m with a 4-bit q. Each 64-weight chunk uses 32 bytes of qs:
 /// low nibbles are its first sub-block, high nibbles its second. The quantizer is a port of ggml's
-/// <c>quantize_row_q4_K_ref</c> (the <c>make_qkx2_quants</c> search), in the same single-precision order.
+/// <c>quantize_row_q4_K_ref</c> (the <c>make_qkx2_quants</c> search, <see cref="KQuantSearch.Qkx2"/>), in the same
+/// single-precision order.
 /// </summary>
 public static unsafe class Q4_K
 {
@@ -62,12 +63,11 @@ public static unsafe class Q4_K
     {
         QuantMath.CheckRow(nameof(Q4_K), n, BlockSize);
         byte* L = stackalloc byte[BlockSize];
-        byte* laux = stackalloc byte[32];
-        float* weights = stackalloc float[32];
+        float* weights = stackalloc float[BlockSize];
         float* mins = stackalloc float[8];
         float* scales = stackalloc float[8];
         for (long b = 0; b < n / BlockSize; b++)
-            QuantizeBlock(src + b * BlockSize, dst + b * BlockBytes, L, laux, weights, mins, scales);
+            QuantizeBlock(src + b * BlockSize, dst + b * BlockBytes, L, weights, mins, scales);
     }
 
     private static void DequantizeBlock(byte* block, float* y)
@@ -89,18 +89,21 @@ public static unsafe class Q4_K
         }
     }
 
-    private static void QuantizeBlock(float* x, byte* y, byte* L, byte* laux, float* weights, float* mins, float* scales)
+    private static void QuantizeBlock(float* x, byte* y, byte* L, float* weights, float* mins, float* scales)
     {
-        // 1. Per sub-block: fit scale and min with weights |x| + rms(x).
-        float maxScale = 0f, maxMin = 0f;
+        // 1. Per sub-block: fit scale and min with weights |x| + rms(x) (the eight searches run side by side).
         for (int j = 0; j < 8; j++)
         {
             float* xs = x + 32 * j;
             float sumX2 = 0f;
             for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
             float avX = MathF.Sqrt(sumX2 / 32f);
-            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
-            scales[j] = KQuantSearch.MakeQkx2Quants(32, 15, xs, weights, L + 32 * j, out mins[j], laux, -1f, 0.1f, 20, useMad: false);
+            for (int l = 0; l < 32; l++) weights[32 * j + l] = avX + MathF.Abs(xs[l]);
+        }
+        KQuantSearch.Qkx2(8, 32, 15, x, weights, L, scales, mins, -1f, 0.1f, 20, useMad: false);
+        float maxScale = 0f, maxMin = 0f;
+        for (int j = 0; j < 8; j++)
+        {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
@@ -137,11 +140,7 @@ public static unsafe class Q4_K
             float dj = d * sc;
             if (dj == 0f) continue;
             float dm = dmin * m;
-            for (int i = 0; i < 32; i++)
-            {
-                int l = QuantMath.NearestInt((x[32 * j + i] + dm) / dj);
-                L[32 * j + i] = (byte)Math.Clamp(l, 0, 15);
-            }
+            KQuantSearch.Requantize(x + 32 * j, L + 32 * j, 32, true, dm, dj, 0, 15, 0);
         }
 
         // 4. Pack nibbles: each 64-weight chunk -> 32 bytes, low nibble first sub-block, high nibble second.

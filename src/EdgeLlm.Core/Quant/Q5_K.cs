@@ -45,12 +45,11 @@ public static unsafe class Q5_K
     {
         QuantMath.CheckRow(nameof(Q5_K), n, BlockSize);
         byte* L = stackalloc byte[BlockSize];
-        byte* laux = stackalloc byte[32];
-        float* weights = stackalloc float[32];
+        float* weights = stackalloc float[BlockSize];
         float* mins = stackalloc float[8];
         float* scales = stackalloc float[8];
         for (long b = 0; b < n / BlockSize; b++)
-            QuantizeBlock(src + b * BlockSize, dst + b * BlockBytes, L, laux, weights, mins, scales);
+            QuantizeBlock(src + b * BlockSize, dst + b * BlockBytes, L, weights, mins, scales);
     }
 
     private static void DequantizeBlock(byte* block, float* y)
@@ -74,18 +73,21 @@ public static unsafe class Q5_K
         }
     }
 
-    private static void QuantizeBlock(float* x, byte* y, byte* L, byte* laux, float* weights, float* mins, float* scales)
+    private static void QuantizeBlock(float* x, byte* y, byte* L, float* weights, float* mins, float* scales)
     {
-        // 1. Per sub-block: fit scale and min with weights |x| + rms(x).
-        float maxScale = 0f, maxMin = 0f;
+        // 1. Per sub-block: fit scale and min with weights |x| + rms(x) (the eight searches run side by side).
         for (int j = 0; j < 8; j++)
         {
             float* xs = x + 32 * j;
             float sumX2 = 0f;
             for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
             float avX = MathF.Sqrt(sumX2 / 32f);
-            for (int l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(xs[l]);
-            scales[j] = KQuantSearch.MakeQkx2Quants(32, 31, xs, weights, L + 32 * j, out mins[j], laux, -0.5f, 0.1f, 15, useMad: false);
+            for (int l = 0; l < 32; l++) weights[32 * j + l] = avX + MathF.Abs(xs[l]);
+        }
+        KQuantSearch.Qkx2(8, 32, 31, x, weights, L, scales, mins, -0.5f, 0.1f, 15, useMad: false);
+        float maxScale = 0f, maxMin = 0f;
+        for (int j = 0; j < 8; j++)
+        {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }

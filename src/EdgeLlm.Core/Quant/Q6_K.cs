@@ -79,11 +79,11 @@ public static unsafe class Q6_K
     private static void QuantizeBlock(float* x, byte* y, sbyte* L, float* scales)
     {
         // 1. Per 16-weight sub-block: best signed scale (the largest |x| maps to −32).
+        KQuantSearch.Qx(16, 16, 32, x, L, scales);
         float maxScale = 0f, maxAbsScale = 0f;
         for (int s = 0; s < 16; s++)
         {
-            float scale = MakeQxQuants(16, 32, x + 16 * s, L + 16 * s);
-            scales[s] = scale;
+            float scale = scales[s];
             float abs = MathF.Abs(scale);
             if (abs > maxAbsScale)
             {
@@ -92,7 +92,7 @@ public static unsafe class Q6_K
             }
         }
 
-        if (maxAbsScale < GroupMaxEps)
+        if (maxAbsScale < KQuantSearch.GroupMaxEps)
         {
             new Span<byte>(y, BlockBytes).Clear();
             return;
@@ -110,11 +110,7 @@ public static unsafe class Q6_K
         {
             float ds = d * sc[s];
             if (ds == 0f) continue;
-            for (int i = 0; i < 16; i++)
-            {
-                int l = QuantMath.NearestInt(x[16 * s + i] / ds);
-                L[16 * s + i] = (sbyte)(Math.Clamp(l, -32, 31) + 32);
-            }
+            KQuantSearch.Requantize(x + 16 * s, (byte*)(L + 16 * s), 16, false, 0f, ds, -32, 31, 32);
         }
 
         // 4. Pack: low nibbles into ql, top two bits into qh, four weights 32 apart per position.
@@ -132,65 +128,5 @@ public static unsafe class Q6_K
             ql += 64;
             qh += 32;
         }
-    }
-
-    private const float GroupMaxEps = 1e-15f;
-
-    /// <summary>
-    /// ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights: symmetric quantization to
-    /// −nmax..nmax−1 (stored offset by nmax), trying 19 inverse scales around −nmax/max and keeping the one with the
-    /// best x²-weighted least-squares fit. Returns the scale (negative when the largest |x| is positive).
-    /// </summary>
-    private static float MakeQxQuants(int n, int nmax, float* x, sbyte* L)
-    {
-        float max = 0f, amax = 0f;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax) { amax = ax; max = x[i]; }
-        }
-        if (amax < GroupMaxEps)
-        {
-            for (int i = 0; i < n; i++) L[i] = 0;
-            return 0f;
-        }
-
-        float iscale = -nmax / max;
-        float sumLX = 0f, sumL2 = 0f;
-        for (int i = 0; i < n; i++)
-        {
-            int l = Math.Max(-nmax, Math.Min(nmax - 1, QuantMath.NearestInt(iscale * x[i])));
-            L[i] = (sbyte)(l + nmax);
-            float w = x[i] * x[i];
-            sumLX += w * x[i] * l;
-            sumL2 += w * l * l;
-        }
-        float scale = sumL2 != 0f ? sumLX / sumL2 : 0f;
-        float best = scale * sumLX;
-        for (int step = -9; step <= 9; step++)
-        {
-            if (step == 0) continue;
-            iscale = -(nmax + 0.1f * step) / max;
-            sumLX = 0f;
-            sumL2 = 0f;
-            for (int i = 0; i < n; i++)
-            {
-                int l = Math.Max(-nmax, Math.Min(nmax - 1, QuantMath.NearestInt(iscale * x[i])));
-                float w = x[i] * x[i];
-                sumLX += w * x[i] * l;
-                sumL2 += w * l * l;
-            }
-            if (sumL2 > 0f && sumLX * sumLX > best * sumL2)
-            {
-                for (int i = 0; i < n; i++)
-                {
-                    int l = QuantMath.NearestInt(iscale * x[i]);
-                    L[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, l)));
-                }
-                scale = sumLX / sumL2;
-                best = scale * sumLX;
-            }
-        }
-        return scale;
     }
 }
