@@ -254,3 +254,7 @@ public static class Targets
 
 [System.Text.Json.Serialization.JsonSerializable(typeof(string))]
 internal sealed partial class FuzzJson : System.Text.Json.Serialization.JsonSerializerContext;
+
+/// <summary>The string serializer context, for tests that write JSON bodies (AOT-style, no reflection).</summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+public sealed partial class FuzzJsonForTests : System.Text.Json.Serialization.JsonSerializerContext;

@@ -388,3 +388,51 @@ public sealed class LinearTimeCollection
 {
     public const string Name = "linear-time measurements";
 }
+
+/// <summary>Issue 13 items 2 and 7, on the server and the converter.</summary>
+public class HardeningServerAndConverterTests
+{
+    [Fact]
+    public async Task ServerFreesADisconnectedSlotWithinOneBatch()
+    {
+        using var model = EdgeLlm.Model.LlamaModel.Load(TestPaths.Stories260K, new EdgeLlm.Model.BackendOptions { Threads = 1, ContextSize = 40000 });
+        var engine = new EdgeLlm.Cli.Server.InferenceEngine(model, "stories260K", ChatTemplateKind.ChatMl, queueLimit: 4);
+        await using var server = await EdgeLlm.Cli.Server.EdgeLlmServer.StartAsync(engine, new EdgeLlm.Cli.Server.ServerOptions { Port = 0, MaxBodyBytes = 4 << 20 });
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        // ~33k prompt tokens: a prefill of tens of seconds on this model at this context.
+        string prompt = string.Join(' ', Enumerable.Repeat("Once upon a time there was a little girl.", 3000));
+        string body = "{\"model\":\"x\",\"prompt\":" + System.Text.Json.JsonSerializer.Serialize(prompt, EdgeLlm.Fuzz.FuzzJsonForTests.Default.String) + ",\"max_tokens\":1}";
+        using var cts = new CancellationTokenSource();
+        var first = http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"), cts.Token);
+        var sw = Stopwatch.StartNew();
+        while (engine.Busy == 0 && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(20);
+        Assert.Equal(1, engine.Busy);
+        await Task.Delay(1000);
+        cts.Cancel(); // the client goes away during the prefill
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first);
+        sw.Restart();
+        while (engine.Busy != 0 && sw.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(20);
+        Assert.True(engine.Busy == 0, $"the slot is still busy {sw.Elapsed.TotalSeconds:F1} s after the client left");
+        using var second = await http.PostAsync("/v1/completions", new StringContent("{\"model\":\"x\",\"prompt\":\"Once\",\"max_tokens\":2}", Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, second.StatusCode);
+    }
+
+    [Fact]
+    public void ConverterNeverWritesAFileItsRuntimeRefuses()
+    {
+        string dir = Path.GetDirectoryName(TestPaths.TempFile("x"))!;
+        string hf = Path.Combine(dir, "hf");
+        Directory.CreateDirectory(hf);
+        foreach (string f in Directory.GetFiles(ConvertTestKit.HfDir)) File.Copy(f, Path.Combine(hf, Path.GetFileName(f)));
+        string config = File.ReadAllText(Path.Combine(hf, "config.json")).Replace("\"rope_theta\": 10000.0", "\"rope_theta\": 0.5");
+        Assert.Contains("0.5", config);
+        File.WriteAllText(Path.Combine(hf, "config.json"), config);
+        string output = Path.Combine(dir, "out.gguf");
+        var r = ConvertTestKit.ConvertCliRun(hf, "-o", output, "--type", "f32", "--tokenizer", ConvertTestKit.Tok512);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("freq_base", r.Stderr);
+        Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("error", StringComparison.Ordinal));
+        Assert.False(File.Exists(output));
+        Assert.False(File.Exists(output + ".partial"));
+    }
+}
