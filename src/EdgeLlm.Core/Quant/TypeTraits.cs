@@ -51,6 +51,12 @@ public sealed unsafe class TypeTraits
     /// <summary>The name llama.cpp prints (Q4_K, F16, ...).</summary>
     public string Name => Type.ToString();
 
+    /// <summary>
+    /// The suffix its CUDA kernels carry in kernels/*.cu (<c>matvec_{KernelName}_t1</c>, <c>_t8</c>,
+    /// <c>get_rows_{KernelName}</c>): the type's name in lower case. Every row has CUDA kernels.
+    /// </summary>
+    public string KernelName => Name.ToLowerInvariant();
+
     /// <summary>True for the block-quantized types (dotted in integers against quantized activations).</summary>
     public bool IsQuantized => Activation != GgmlType.F32;
 

@@ -1,5 +1,6 @@
 using EdgeLlm.Backends.Cuda.Native;
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 
 namespace EdgeLlm.Backends.Cuda;
 
@@ -10,40 +11,16 @@ namespace EdgeLlm.Backends.Cuda;
 /// </summary>
 internal sealed class CudaKernels : IDisposable
 {
-    /// <summary>The weight types the CUDA kernels read, and the suffix their kernels carry.</summary>
-    public static string? Suffix(GgmlType t) => t switch
-    {
-        GgmlType.F32 => "f32",
-        GgmlType.F16 => "f16",
-        GgmlType.BF16 => "bf16",
-        GgmlType.Q4_0 => "q4_0",
-        GgmlType.Q8_0 => "q8_0",
-        GgmlType.Q4_K => "q4_k",
-        GgmlType.Q6_K => "q6_k",
-        GgmlType.Q4_1 => "q4_1",
-        GgmlType.Q5_0 => "q5_0",
-        GgmlType.Q5_1 => "q5_1",
-        GgmlType.IQ4_NL => "iq4_nl",
-        GgmlType.Q5_K => "q5_k",
-        GgmlType.IQ4_XS => "iq4_xs",
-        GgmlType.Q3_K => "q3_k",
-        GgmlType.Q2_K => "q2_k",
-        _ => null,
-    };
+    /// <summary>The suffix of a weight type's kernels (its <see cref="TypeTraits.KernelName"/>), or null for a type without a row.</summary>
+    public static string? Suffix(GgmlType t) => TypeTraits.Of(t)?.KernelName;
 
     public static bool Supports(GgmlType t) => Suffix(t) is not null;
 
     /// <summary>Weight types whose products use 8-bit activations (dp4a); the others use float activations.</summary>
-    public static bool IsIntegerDot(GgmlType t) => Supports(t) && t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16);
+    public static bool IsIntegerDot(GgmlType t) => TypeTraits.Of(t) is { IsQuantized: true };
 
-    /// <summary>Every weight type with CUDA kernels: the float types, then the block-quantized ones.</summary>
-    public static readonly GgmlType[] WeightTypes =
-    [
-        GgmlType.F32, GgmlType.F16, GgmlType.BF16,
-        GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K,
-        GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
-        GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q3_K, GgmlType.Q2_K,
-    ];
+    /// <summary>Every weight type with CUDA kernels: every row of the type table, in its order.</summary>
+    public static readonly GgmlType[] WeightTypes = Array.ConvertAll(TypeTraits.All.ToArray(), r => r.Type);
 
     /// <summary>Kernel file -> its extern "C" entry points.</summary>
     public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = BuildEntryPoints();
