@@ -22,14 +22,16 @@ public readonly record struct WeightFormat(GgmlType Type, bool Mix = false)
 }
 
 /// <summary>The role a tensor plays, which decides its type under a mix and how its values are drawn.</summary>
-public enum TensorRole { TokenEmbd, Output, Norm, AttnQ, AttnK, AttnV, AttnOutput, FfnGate, FfnUp, FfnDown }
+public enum TensorRole { TokenEmbd, Output, Norm, AttnQ, AttnK, AttnV, AttnOutput, FfnGate, FfnUp, FfnDown, AttnQkv, Bias, RopeFreqs }
 
 /// <summary>
 /// Which ggml type each tensor gets, following llama.cpp's <c>llama_tensor_get_type</c> for the formats
 /// offered: norms stay F32; <c>output.weight</c> becomes Q6_K for every quantized format but Q8_0 (so a
 /// "Q4_0" file is Q4_0 plus a Q6_K output, as llama.cpp writes it); Q4_K_M bumps <c>attn_v</c> and
-/// <c>ffn_down</c> to Q6_K on the first and last eighth of the layers and every third layer between. Not
-/// reproduced: llama.cpp's Q5_K for the other 70B attn_v tensors under Q4_K_M (they stay Q4_K).
+/// <c>ffn_down</c> to Q6_K on the first and last eighth of the layers and every third layer between, and a fused
+/// <c>attn_qkv</c> to Q5_K; with tied embeddings token_embd is the output and follows the output rule. A row
+/// length that is not a multiple of the chosen type's block gets llama.cpp's fallback type (<see cref="Fallback"/>).
+/// Not reproduced: llama.cpp's Q5_K for the other 70B attn_v tensors under Q4_K_M (they stay Q4_K).
 /// </summary>
 public static class WeightFormats
 {
@@ -68,18 +70,35 @@ public static class WeightFormats
     public static bool UseMoreBits(int layer, int layers) =>
         layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
 
-    /// <summary>The type of one tensor; <paramref name="outputOverride"/> replaces the rule for output.weight.</summary>
-    public static GgmlType TypeOf(WeightFormat f, TensorRole role, int layer, int layers, GgmlType? outputOverride = null)
+    /// <summary>
+    /// The type of one tensor; <paramref name="outputOverride"/> replaces the rule for output.weight (and for
+    /// token_embd when <paramref name="tied"/>: it is then the output).
+    /// </summary>
+    public static GgmlType TypeOf(WeightFormat f, TensorRole role, int layer, int layers, GgmlType? outputOverride = null, bool tied = false)
     {
-        if (role == TensorRole.Norm) return GgmlType.F32;
+        if (role is TensorRole.Norm or TensorRole.Bias or TensorRole.RopeFreqs) return GgmlType.F32;
         GgmlType baseType = BaseType(f);
-        if (role == TensorRole.Output)
+        if (role == TensorRole.Output || (tied && role == TensorRole.TokenEmbd))
         {
             if (outputOverride is { } o) return o;
             return f.IsFloat || baseType == GgmlType.Q8_0 ? baseType : GgmlType.Q6_K;
         }
         if (f.Mix && role is TensorRole.AttnV or TensorRole.FfnDown && UseMoreBits(layer, layers))
             return GgmlType.Q6_K;
+        if (f.Mix && role == TensorRole.AttnQkv) return GgmlType.Q5_K;
         return baseType;
     }
+
+    /// <summary>
+    /// llama.cpp's replacement for a type whose block does not divide a tensor's rows (e.g. Gemma 3 1B's 1152):
+    /// Q2_K, Q3_K, IQ4_XS -> IQ4_NL; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; null when it has none.
+    /// </summary>
+    public static GgmlType? Fallback(GgmlType t) => t switch
+    {
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+        GgmlType.Q4_K => GgmlType.Q5_0,
+        GgmlType.Q5_K => GgmlType.Q5_1,
+        GgmlType.Q6_K => GgmlType.Q8_0,
+        _ => null,
+    };
 }

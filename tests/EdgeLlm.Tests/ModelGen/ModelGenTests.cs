@@ -288,7 +288,7 @@ public class ModelGenTests
     [InlineData(2, "option '--seed' expects an unsigned integer, got '-1'", "--seed", "-1")]
     [InlineData(2, "unknown output type 'q4_k_m'", "--output-type", "q4_k_m")]
     [InlineData(2, "give the file to write with -o FILE")]
-    [InlineData(1, "tensor 'token_embd.weight' has rows of 64, not a multiple of the Q4_K block size 256", "--type", "q4_k", "--dim", "64")]
+    [InlineData(1, "tensor 'token_embd.weight' has rows of 80, not a multiple of the Q6_K block size 256", "--type", "q6_k", "--dim", "80", "--heads", "2")]
     [InlineData(1, "tensor 'token_embd.weight' has rows of 48, not a multiple of the Q4_0 block size 32", "--dim", "48", "--heads", "2")]
     [InlineData(1, "a synthetic vocab needs at least 259 tokens", "--vocab", "100")]
     [InlineData(1, "has 32000 tokens but the model's vocab is 512", "--tokenizer", "tests/data/ggml-vocab-llama-spm.gguf")]
