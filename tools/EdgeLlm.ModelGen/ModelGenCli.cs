@@ -28,8 +28,8 @@ public static class ModelGenCli
         "  --dim --layers --heads --kv-heads --head-dim --ffn --vocab --ctx N   override one number of the preset\n" +
         "  --type TYPE          weight format (default q4_0): " + string.Join(", ", WeightFormats.Names) + ";\n" +
         "                       quantized formats except q8_0 store output.weight as Q6_K like llama.cpp;\n" +
-        "                       q4_k_m is llama.cpp's Q4_K_M mix\n" +
-        "  --output-type TYPE   type of output.weight instead (any --type but q4_k_m)\n" +
+        "                       q4_k_m and q5_k_m are llama.cpp's Q4_K_M and Q5_K_M mixes\n" +
+        "  --output-type TYPE   type of output.weight instead (any --type but the mixes)\n" +
         "  --seed S             unsigned 64-bit seed (default 1)\n" +
         "  --tokenizer FILE     copy tokenizer.* from this GGUF (default: tests/data/ggml-vocab-llama-spm.gguf for\n" +
         "                       vocab 32000, else a synthetic SentencePiece vocab)\n" +
@@ -122,8 +122,8 @@ public static class ModelGenCli
         GgmlType? outputType = null;
         if (v.TryGetValue("--output-type", out string? ot))
         {
-            if (!WeightFormats.TryParse(ot, out var of) || of == WeightFormat.Q4_K_M)
-                throw new UsageError($"unknown output type '{ot}' (expected {string.Join(", ", WeightFormats.Names.SkipLast(1))})");
+            if (!WeightFormats.TryParse(ot, out var of) || of.Mix)
+                throw new UsageError($"unknown output type '{ot}' (expected {string.Join(", ", WeightFormats.Names.Except(WeightFormats.MixNames))})");
             outputType = WeightFormats.BaseType(of);
         }
         ulong seed = 1;

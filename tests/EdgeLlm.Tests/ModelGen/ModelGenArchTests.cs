@@ -192,6 +192,23 @@ public class ModelGenArchTests
     }
 
     [Fact]
+    public void Q5_K_MIsLlamaCppsMix()
+    {
+        // llama_ftype: MOSTLY_Q4_K_M = 15, MOSTLY_Q5_K_M = 17; a fused attn_qkv goes one step up (Q5_K, Q6_K).
+        Assert.True(WeightFormats.TryParse("Q5_K_M", out var f));
+        Assert.Equal(WeightFormat.Q5_K_M, f);
+        Assert.Equal("q5_k_m", WeightFormats.Name(f));
+        Assert.Equal(17u, WeightFormats.FileType(f));
+        Assert.Equal(15u, WeightFormats.FileType(WeightFormat.Q4_K_M));
+        var plan = ModelGenerator.Plan(new ModelGenOptions { Shape = ModelShape.Preset("phi3-mini")!, Format = f }).ToDictionary(t => t.Name);
+        Assert.Equal(GgmlType.Q6_K, plan["blk.10.attn_qkv.weight"].Type);
+        Assert.Equal(GgmlType.Q5_K, plan["blk.10.ffn_up.weight"].Type);
+        Assert.Equal(GgmlType.Q6_K, plan["blk.0.ffn_down.weight"].Type);
+        Assert.Equal(GgmlType.Q5_K, plan["blk.4.ffn_down.weight"].Type);
+        Assert.Equal(GgmlType.Q6_K, plan["output.weight"].Type);
+    }
+
+    [Fact]
     public void Llama3RopeFreqsFollowTheLlama3Scaling()
     {
         // base 500000, head 64: pair i has wavelength 2*pi*500000^(i/32). Under 2048 (8192 / 4) the factor is 1,
