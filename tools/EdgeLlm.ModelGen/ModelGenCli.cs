@@ -10,19 +10,26 @@ namespace EdgeLlm.ModelGen;
 public static class ModelGenCli
 {
     public static readonly string Usage =
-        "usage: edgellm-modelgen -o FILE [--shape tiny|1.1b|7b|70b] [--dim N] [--layers N] [--heads N] [--kv-heads N]\n" +
-        "                        [--ffn N] [--vocab N] [--ctx N] [--type TYPE]\n" +
+        "usage: edgellm-modelgen -o FILE [--shape NAME] [--arch ARCH] [--dim N] [--layers N] [--heads N] [--kv-heads N]\n" +
+        "                        [--head-dim N] [--ffn N] [--vocab N] [--ctx N] [--type TYPE]\n" +
         "                        [--output-type TYPE] [--seed S] [--tokenizer FILE] [-j THREADS] [-q]\n\n" +
-        "Writes a random-weight Llama GGUF model. Same options -> identical bytes.\n\n" +
+        "Writes a random-weight GGUF model of any family the engine runs. Same options -> identical bytes.\n\n" +
         "  -o, --output FILE    file to write (through FILE.partial, renamed when complete)\n" +
         "  --shape NAME         preset (default tiny): tiny = dim 256, 2 layers, 4/2 heads, ffn 512, vocab 512;\n" +
         "                       1.1b = 2048, 22, 32/4, 5632, 32000; 7b = 4096, 32, 32/32, 11008, 32000;\n" +
-        "                       70b = 8192, 80, 64/8, 28672, 32000\n" +
-        "  --dim --layers --heads --kv-heads --ffn --vocab --ctx N   override one number of the preset\n" +
+        "                       70b = 8192, 80, 64/8, 28672, 32000 (all llama);\n" +
+        "                       llama3.2-1b = 2048, 16, 32/8, 8192, 128256, tied, rope_freqs;\n" +
+        "                       qwen2.5-1.5b = qwen2 1536, 28, 12/2, 8960, 151936, tied;\n" +
+        "                       qwen3-1.7b = qwen3 2048, 28, 16/8 x 128, 6144, 151936, tied;\n" +
+        "                       phi3-mini = phi3 3072, 32, 32/32, 8192, 32064;\n" +
+        "                       gemma2-2b = gemma2 2304, 26, 8/4 x 256, 9216, 256000, window 4096;\n" +
+        "                       gemma3-1b = gemma3 1152, 26, 4/1 x 256, 6912, 262144, window 512\n" +
+        "  --arch ARCH          family layout and metadata (default: the preset's): " + string.Join(", ", ArchDefaults.Names) + "\n" +
+        "  --dim --layers --heads --kv-heads --head-dim --ffn --vocab --ctx N   override one number of the preset\n" +
         "  --type TYPE          weight format (default q4_0): " + string.Join(", ", WeightFormats.Names) + ";\n" +
         "                       quantized formats except q8_0 store output.weight as Q6_K like llama.cpp;\n" +
-        "                       q4_k_m is llama.cpp's Q4_K_M mix\n" +
-        "  --output-type TYPE   type of output.weight instead (any --type but q4_k_m)\n" +
+        "                       q4_k_m and q5_k_m are llama.cpp's Q4_K_M and Q5_K_M mixes\n" +
+        "  --output-type TYPE   type of output.weight instead (any --type but the mixes)\n" +
         "  --seed S             unsigned 64-bit seed (default 1)\n" +
         "  --tokenizer FILE     copy tokenizer.* from this GGUF (default: tests/data/ggml-vocab-llama-spm.gguf for\n" +
         "                       vocab 32000, else a synthetic SentencePiece vocab)\n" +
@@ -32,7 +39,7 @@ public static class ModelGenCli
     private sealed class UsageError(string message) : Exception(message);
 
     private static readonly string[] ValueOptions =
-        ["-o", "--output", "--shape", "--dim", "--layers", "--heads", "--kv-heads", "--ffn", "--vocab", "--ctx",
+        ["-o", "--output", "--shape", "--arch", "--head-dim", "--dim", "--layers", "--heads", "--kv-heads", "--ffn", "--vocab", "--ctx",
          "--type", "--output-type", "--seed", "--tokenizer", "-j", "--threads"];
 
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -90,8 +97,15 @@ public static class ModelGenCli
         string shapeName = v.GetValueOrDefault("--shape") ?? "tiny";
         var shape = ModelShape.Preset(shapeName)
             ?? throw new UsageError($"unknown shape '{shapeName}' (expected {string.Join(", ", ModelShape.PresetNames)})");
+        if (v.TryGetValue("--arch", out string? arch))
+        {
+            if (Array.IndexOf(ArchDefaults.Names, arch) < 0)
+                throw new UsageError($"unknown architecture '{arch}' (expected {string.Join(", ", ArchDefaults.Names)})");
+            shape = shape with { Arch = arch };
+        }
         shape = shape with
         {
+            KeyLength = v.ContainsKey("--head-dim") ? Int(v, "--head-dim", 0) : shape.KeyLength,
             Dim = Int(v, "--dim", shape.Dim),
             Layers = Int(v, "--layers", shape.Layers),
             Heads = Int(v, "--heads", shape.Heads),
@@ -108,8 +122,8 @@ public static class ModelGenCli
         GgmlType? outputType = null;
         if (v.TryGetValue("--output-type", out string? ot))
         {
-            if (!WeightFormats.TryParse(ot, out var of) || of == WeightFormat.Q4_K_M)
-                throw new UsageError($"unknown output type '{ot}' (expected {string.Join(", ", WeightFormats.Names.SkipLast(1))})");
+            if (!WeightFormats.TryParse(ot, out var of) || of.Mix)
+                throw new UsageError($"unknown output type '{ot}' (expected {string.Join(", ", WeightFormats.Names.Except(WeightFormats.MixNames))})");
             outputType = WeightFormats.BaseType(of);
         }
         ulong seed = 1;
@@ -124,7 +138,7 @@ public static class ModelGenCli
             OutputType = outputType,
             TokenizerFile = v.GetValueOrDefault("--tokenizer"),
             Threads = threads,
-            Name = $"random-llama-{shapeName}-{WeightFormats.Name(format)}",
+            Name = $"random-{shape.Arch}-{shapeName}-{WeightFormats.Name(format)}",
         };
     }
 

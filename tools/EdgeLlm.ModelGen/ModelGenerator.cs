@@ -37,7 +37,9 @@ public sealed record PlannedTensor(string Name, TensorRole Role, int Layer, Ggml
 public sealed record GenerationSummary(string Path, long FileBytes, long TensorBytes, int TensorCount, TimeSpan Elapsed, string VocabOrigin);
 
 /// <summary>
-/// Writes a random-weight Llama GGUF: llama.cpp's metadata and tensor names, a real or synthetic tokenizer,
+/// Writes a random-weight GGUF of any family the engine runs (<see cref="ModelShape.Arch"/>): llama.cpp's
+/// metadata keys and tensor names for that family (qwen2's q/k/v biases, qwen3/gemma3's q/k norms, phi3's fused
+/// attn_qkv and gate|up, gemma2/3's post norms, tied embeddings, Llama 3's rope_freqs), a real or synthetic tokenizer,
 /// and every tensor drawn block by block (<see cref="RandomBlocks"/>) in 1 MiB chunks on all cores, streamed
 /// through <see cref="GgufWriter"/>'s callbacks (memory stays at a few chunks per thread; the file appears
 /// only when complete, via NAME.partial). Each chunk has its own generator seeded from (seed, tensor name,
@@ -55,32 +57,58 @@ public static class ModelGenerator
         if (s.Problem() is { } why) throw new ArgumentException($"invalid shape: {why}");
         if (o.OutputType is { } ot && !RandomBlocks.IsSupported(ot))
             throw new ArgumentException($"output type {GgmlTypes.Name(ot)} is not one the generator writes ({EdgeLlm.Quant.TypeTraits.Names})");
+        var arch = Model.ArchSpec.Find(s.Arch)!;
         var list = new List<PlannedTensor>();
         void Add(string name, TensorRole role, int layer, long ne0, long ne1)
         {
-            var type = WeightFormats.TypeOf(o.Format, role, layer, s.Layers, o.OutputType);
+            var type = WeightFormats.TypeOf(o.Format, role, layer, s.Layers, o.OutputType, s.IsTied);
             int bs = GgmlTypes.BlockSize(type);
+            if (ne0 % bs != 0 && WeightFormats.Fallback(type) is { } fallback && ne0 % GgmlTypes.BlockSize(fallback) == 0)
+                (type, bs) = (fallback, GgmlTypes.BlockSize(fallback));
             if (ne0 % bs != 0)
                 throw new ArgumentException(
                     $"--type {WeightFormats.Name(o.Format)}: tensor '{name}' has rows of {ne0}, not a multiple of the {GgmlTypes.Name(type)} block size {bs}");
-            list.Add(new PlannedTensor(name, role, layer, type, role == TensorRole.Norm ? [ne0] : [ne0, ne1]));
+            bool vector = role is TensorRole.Norm or TensorRole.Bias or TensorRole.RopeFreqs;
+            list.Add(new PlannedTensor(name, role, layer, type, vector ? [ne0] : [ne0, ne1]));
         }
         Add("token_embd.weight", TensorRole.TokenEmbd, -1, s.Dim, s.Vocab);
+        if (s.RopeFreqs) Add(Model.LlamaWeights.RopeFreqsName, TensorRole.RopeFreqs, -1, s.HeadDim / 2, 1);
         for (int l = 0; l < s.Layers; l++)
         {
             string p = $"blk.{l}.";
             Add(p + "attn_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-            Add(p + "attn_q.weight", TensorRole.AttnQ, l, s.Dim, s.Dim);
-            Add(p + "attn_k.weight", TensorRole.AttnK, l, s.Dim, s.KvDim);
-            Add(p + "attn_v.weight", TensorRole.AttnV, l, s.Dim, s.KvDim);
-            Add(p + "attn_output.weight", TensorRole.AttnOutput, l, s.Dim, s.Dim);
+            if (arch.FusedQkv) Add(p + "attn_qkv.weight", TensorRole.AttnQkv, l, s.Dim, s.QDim + 2L * s.KvDim);
+            else
+            {
+                Add(p + "attn_q.weight", TensorRole.AttnQ, l, s.Dim, s.QDim);
+                Add(p + "attn_k.weight", TensorRole.AttnK, l, s.Dim, s.KvDim);
+                Add(p + "attn_v.weight", TensorRole.AttnV, l, s.Dim, s.KvDim);
+            }
+            if (arch.RequiresQkvBias)
+            {
+                Add(p + "attn_q.bias", TensorRole.Bias, l, s.QDim, 1);
+                Add(p + "attn_k.bias", TensorRole.Bias, l, s.KvDim, 1);
+                Add(p + "attn_v.bias", TensorRole.Bias, l, s.KvDim, 1);
+            }
+            if (arch.QkNorm)
+            {
+                Add(p + "attn_q_norm.weight", TensorRole.Norm, l, s.HeadDim, 1);
+                Add(p + "attn_k_norm.weight", TensorRole.Norm, l, s.HeadDim, 1);
+            }
+            Add(p + "attn_output.weight", TensorRole.AttnOutput, l, s.QDim, s.Dim);
+            if (arch.PostNorms) Add(p + "post_attention_norm.weight", TensorRole.Norm, l, s.Dim, 1);
             Add(p + "ffn_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-            Add(p + "ffn_gate.weight", TensorRole.FfnGate, l, s.Dim, s.Ffn);
-            Add(p + "ffn_up.weight", TensorRole.FfnUp, l, s.Dim, s.Ffn);
+            if (arch.FusedGateUp) Add(p + "ffn_up.weight", TensorRole.FfnUp, l, s.Dim, 2L * s.Ffn);
+            else
+            {
+                Add(p + "ffn_gate.weight", TensorRole.FfnGate, l, s.Dim, s.Ffn);
+                Add(p + "ffn_up.weight", TensorRole.FfnUp, l, s.Dim, s.Ffn);
+            }
             Add(p + "ffn_down.weight", TensorRole.FfnDown, l, s.Ffn, s.Dim);
+            if (arch.PostNorms) Add(p + "post_ffw_norm.weight", TensorRole.Norm, l, s.Dim, 1);
         }
         Add("output_norm.weight", TensorRole.Norm, -1, s.Dim, 1);
-        Add("output.weight", TensorRole.Output, -1, s.Dim, s.Vocab);
+        if (!s.IsTied) Add("output.weight", TensorRole.Output, -1, s.Dim, s.Vocab);
         return list;
     }
 
@@ -107,7 +135,7 @@ public static class ModelGenerator
             var tensor = t;
             w.AddTensor(t.Name, t.Type, t.Dims, stream =>
             {
-                WriteTensor(stream, tensor, o.Seed, threads, buffers);
+                WriteTensor(stream, tensor, o, threads, buffers);
                 done += tensor.Bytes;
                 progress?.Invoke(done, total);
             });
@@ -120,34 +148,78 @@ public static class ModelGenerator
     public static List<(string Key, GgufValue Value)> Metadata(ModelGenOptions o)
     {
         var s = o.Shape;
+        var d = ArchDefaults.For(s.Arch);
+        string a = s.Arch + ".";
         var inv = CultureInfo.InvariantCulture;
         string description = string.Format(inv,
             "random weights from edgellm-modelgen: {0}; type {1}; seed {2}{3}",
             s, WeightFormats.Name(o.Format), o.Seed, o.OutputType is { } ot ? "; output " + GgmlTypes.Name(ot) : "");
         var kv = new List<(string, GgufValue)>
         {
-            ("general.architecture", GgufValue.Of("llama")),
+            ("general.architecture", GgufValue.Of(s.Arch)),
             ("general.name", GgufValue.Of(o.Name)),
             ("general.description", GgufValue.Of(description)),
-            ("llama.context_length", GgufValue.Of((uint)s.Context)),
-            ("llama.embedding_length", GgufValue.Of((uint)s.Dim)),
-            ("llama.block_count", GgufValue.Of((uint)s.Layers)),
-            ("llama.feed_forward_length", GgufValue.Of((uint)s.Ffn)),
-            ("llama.attention.head_count", GgufValue.Of((uint)s.Heads)),
-            ("llama.attention.head_count_kv", GgufValue.Of((uint)s.KvHeads)),
-            ("llama.attention.layer_norm_rms_epsilon", GgufValue.Of(1e-5f)),
-            ("llama.rope.dimension_count", GgufValue.Of((uint)s.HeadDim)),
-            ("llama.rope.freq_base", GgufValue.Of(10000f)),
-            ("llama.vocab_size", GgufValue.Of((uint)s.Vocab)),
-            ("general.file_type", GgufValue.Of(WeightFormats.FileType(o.Format))),
+            (a + "context_length", GgufValue.Of((uint)s.Context)),
+            (a + "embedding_length", GgufValue.Of((uint)s.Dim)),
+            (a + "block_count", GgufValue.Of((uint)s.Layers)),
+            (a + "feed_forward_length", GgufValue.Of((uint)s.Ffn)),
+            (a + "attention.head_count", GgufValue.Of((uint)s.Heads)),
+            (a + "attention.head_count_kv", GgufValue.Of((uint)s.KvHeads)),
         };
+        // llama.cpp's converters write key/value_length for Gemma always, for the others when the head is not dim / heads.
+        if (s.KeyLength is not null || s.Arch.StartsWith("gemma", StringComparison.Ordinal))
+        {
+            kv.Add((a + "attention.key_length", GgufValue.Of((uint)s.HeadDim)));
+            kv.Add((a + "attention.value_length", GgufValue.Of((uint)s.HeadDim)));
+        }
+        kv.Add((a + "attention.layer_norm_rms_epsilon", GgufValue.Of(d.RmsEps)));
+        kv.Add((a + "rope.dimension_count", GgufValue.Of((uint)s.HeadDim)));
+        kv.Add((a + "rope.freq_base", GgufValue.Of(s.RopeBase ?? d.RopeBase)));
+        if (Model.ArchSpec.Find(s.Arch) is { SwaPattern: > 0 })
+            kv.Add((a + "attention.sliding_window", GgufValue.Of((uint)(s.Window ?? d.Window))));
+        if (d.AttnSoftcap > 0) kv.Add((a + "attn_logit_softcapping", GgufValue.Of(d.AttnSoftcap)));
+        if (d.FinalSoftcap > 0) kv.Add((a + "final_logit_softcapping", GgufValue.Of(d.FinalSoftcap)));
+        kv.Add((a + "vocab_size", GgufValue.Of((uint)s.Vocab)));
+        kv.Add(("general.file_type", GgufValue.Of(WeightFormats.FileType(o.Format))));
         if (!o.Format.IsFloat) kv.Add(("general.quantization_version", GgufValue.Of(2u)));
         kv.Add(("edgellm.modelgen.seed", GgufValue.Of(o.Seed)));
         return kv;
     }
 
-    private static unsafe void WriteTensor(Stream stream, PlannedTensor t, ulong seed, int threads, ChunkBuffer buffer)
+    /// <summary>
+    /// Llama 3's rope_freqs values (what llama.cpp's converter writes for rope_scaling type llama3): per rotated
+    /// pair i, the divisor of its frequency base^(−2i/dims): 1 for wavelengths under 8192/4, 32 over 8192, and a
+    /// smooth blend between (factor 32, low/high frequency factors 1 and 4, original context 8192).
+    /// </summary>
+    public static float[] Llama3RopeFreqs(int headDim, float ropeBase)
     {
+        const double factor = 32, low = 1, high = 4, original = 8192;
+        double lowWavelen = original / low, highWavelen = original / high;
+        var f = new float[headDim / 2];
+        for (int i = 0; i < f.Length; i++)
+        {
+            double freq = 1.0 / Math.Pow(ropeBase, 2.0 * i / headDim);
+            double wavelen = 2 * Math.PI / freq;
+            if (wavelen < highWavelen) f[i] = 1f;
+            else if (wavelen > lowWavelen) f[i] = (float)factor;
+            else
+            {
+                double smooth = (original / wavelen - low) / (high - low);
+                f[i] = (float)(1 / ((1 - smooth) / factor + smooth));
+            }
+        }
+        return f;
+    }
+
+    private static unsafe void WriteTensor(Stream stream, PlannedTensor t, ModelGenOptions o, int threads, ChunkBuffer buffer)
+    {
+        if (t.Role == TensorRole.RopeFreqs)
+        {
+            var f = Llama3RopeFreqs(o.Shape.HeadDim, o.Shape.RopeBase ?? ArchDefaults.For(o.Shape.Arch).RopeBase);
+            stream.Write(MemoryMarshal.AsBytes(f.AsSpan()));
+            return;
+        }
+        ulong seed = o.Seed;
         var filler = new RandomBlocks(t.Type, t.Sigma, t.Role == TensorRole.Norm);
         int blockBytes = GgmlTypes.BlockBytes(t.Type);
         long blocks = t.Bytes / blockBytes;

@@ -96,7 +96,7 @@ public class ModelGenTests
             GgmlType expected = t.Name switch
             {
                 "output.weight" => format.IsFloat || format == WeightFormat.Q8_0 ? main : GgmlType.Q6_K,
-                _ when format == WeightFormat.Q4_K_M && (t.Name.EndsWith("attn_v.weight") || t.Name.EndsWith("ffn_down.weight"))
+                _ when format.Mix && (t.Name.EndsWith("attn_v.weight") || t.Name.EndsWith("ffn_down.weight"))
                     // 8 layers: use_more_bits picks layer 0 (first eighth), 7 (last eighth) and 3, 6 ((i - 1) % 3 == 2).
                     && int.Parse(t.Name.Split('.')[1]) is 0 or 3 or 6 or 7 => GgmlType.Q6_K,
                 _ => main,
@@ -287,8 +287,9 @@ public class ModelGenTests
     [InlineData(2, "invalid shape: 3 kv heads do not divide 4 heads", "--kv-heads", "3")]
     [InlineData(2, "option '--seed' expects an unsigned integer, got '-1'", "--seed", "-1")]
     [InlineData(2, "unknown output type 'q4_k_m'", "--output-type", "q4_k_m")]
+    [InlineData(2, "unknown output type 'q5_k_m'", "--output-type", "q5_k_m")]
     [InlineData(2, "give the file to write with -o FILE")]
-    [InlineData(1, "tensor 'token_embd.weight' has rows of 64, not a multiple of the Q4_K block size 256", "--type", "q4_k", "--dim", "64")]
+    [InlineData(1, "tensor 'token_embd.weight' has rows of 80, not a multiple of the Q6_K block size 256", "--type", "q6_k", "--dim", "80", "--heads", "2")]
     [InlineData(1, "tensor 'token_embd.weight' has rows of 48, not a multiple of the Q4_0 block size 32", "--dim", "48", "--heads", "2")]
     [InlineData(1, "a synthetic vocab needs at least 259 tokens", "--vocab", "100")]
     [InlineData(1, "has 32000 tokens but the model's vocab is 512", "--tokenizer", "tests/data/ggml-vocab-llama-spm.gguf")]
