@@ -154,17 +154,17 @@ internal static unsafe class KernelTable
         }
     }
 
-    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks.</summary>
+    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.</summary>
     private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)
     {
         switch (rung)
         {
             case Rung.Avx512:
-                return f.Gfni && Gfni.V512.IsSupported ? Plain<Q6_KAvx512<GfniOn>>(t, rung, f) : Plain<Q6_KAvx512<GfniOff>>(t, rung, f);
+                return f.Gfni && Gfni.V512.IsSupported ? Tiled<Q6_KAvx512<GfniOn>>(t, rung, f) : Tiled<Q6_KAvx512<GfniOff>>(t, rung, f);
             case Rung.Avx2:
                 bool gfni = f.Gfni && Gfni.V256.IsSupported;
-                if (f.Vnni) return gfni ? Plain<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
-                return gfni ? Plain<Q6_KAvx2<VnniOff, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOff, GfniOff>>(t, rung, f);
+                if (f.Vnni) return gfni ? Tiled<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Tiled<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
+                return gfni ? Tiled<Q6_KAvx2<VnniOff, GfniOn>>(t, rung, f) : Tiled<Q6_KAvx2<VnniOff, GfniOff>>(t, rung, f);
             case Rung.Neon: return Plain<Q6_KNeon>(t, rung, f);
             default: return Plain<Q6_KScalar>(t, rung, f);
         }
