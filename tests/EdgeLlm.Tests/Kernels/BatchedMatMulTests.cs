@@ -17,7 +17,8 @@ namespace EdgeLlm.Tests.Kernels;
 /// 13 tokens (below one four-token group, whole groups, groups and a tail), each token scaled differently so a kernel
 /// that reads the wrong token of a group is far outside the tolerance; 101 rows of 2048 values, so the row tiles of
 /// <see cref="RowDrivers.Tiles{TK}"/> (32 KiB) cut the rows several times, driven as three uneven ranges the way the
-/// threads of a matmul split them. Variants the CPU lacks are reported as skipped.
+/// threads of a matmul split them; Q4_0 on AVX-512 also with the weights repacked for the eight-row GEMM
+/// (<see cref="DotQ4_0.Repack"/>). Variants the CPU lacks are reported as skipped.
 /// Tolerance 1e-5·M, M = Σ|x'_i|·(|w'_i| + 2μ_i) + Σ_b|m_b·s_b|, μ the size of the offset a kernel adds and takes
 /// off again in float (Q4_0's 8·d of the panel loops, the mins of Q4_1/Q5_1/Q4_K/Q5_K/Q2_K): the float rounding of
 /// the kernels' per-block terms, as in <see cref="QuantDotTests"/>. A result from the wrong token is off by about
@@ -92,6 +93,23 @@ public sealed unsafe class BatchedMatMulTests
         Data d = DataOf(t);
         var (rung, flags) = KernelVariants.Of(v);
         CpuKernelRow row = KernelTable.Resolve(t, rung, flags) ?? throw new ArgumentException($"no kernel for {t}");
+        Check(d, row, $"{t} {v}", tokens, null);
+        if (row.PacksQ4_0)
+        {
+            // The same driver with the repacked copy: 12 whole groups of eight rows, the 101st row and the rows
+            // around the uneven range cuts on the stored rows.
+            var packed = GC.AllocateUninitializedArray<byte>((int)DotQ4_0.PackedBytes(Rows, N), pinned: true);
+            fixed (byte* pp = packed)
+            {
+                DotQ4_0.Repack(d.W, d.RowBytes, Rows, N, pp);
+                Check(d, row, $"{t} {v} repacked", tokens, pp);
+            }
+        }
+    }
+
+    private static void Check(Data d, CpuKernelRow row, string what, int tokens, byte* packed)
+    {
+        GgmlType t = d.Type;
         var dst = new float[(tokens + 1) * Rows];
         Array.Fill(dst, float.NaN);
         var scratch = new float[N];
@@ -103,12 +121,13 @@ public sealed unsafe class BatchedMatMulTests
                 W = d.W, RowBytes = d.RowBytes, Rows = Rows, N = N, Dst = pd, NTokens = tokens,
                 X = t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? (byte*)d.XPinned : px,
                 XStride = d.Stride(row),
+                Packed = packed,
             };
             for (int k = 0; k + 1 < Cuts.Length; k++) row.Rows(in job, Cuts[k], Cuts[k + 1], ps);
         }
         for (int i = tokens * Rows; i < dst.Length; i++)
-            Assert.True(float.IsNaN(dst[i]), $"{t} {v} {tokens} tokens: wrote past the batch at {i}");
-        Compare(d, $"{t} {v}", dst, tokens);
+            Assert.True(float.IsNaN(dst[i]), $"{what} {tokens} tokens: wrote past the batch at {i}");
+        Compare(d, what, dst, tokens);
     }
 
     private static void Compare(Data d, string what, float[] got, int tokens)
