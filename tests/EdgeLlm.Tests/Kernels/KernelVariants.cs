@@ -8,10 +8,11 @@ namespace EdgeLlm.Tests.Kernels;
 // drive the kernel rungs through the same table.
 
 /// <summary>
-/// One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used (and for Q6_K GFNI with it), for AVX-512 whether
-/// its extensions are (VBMI for Q4_0, GFNI for Q6_K; Avx512NoVbmi runs both without).
+/// One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used (and for Q6_K GFNI with it; Avx2Gfni is VNNI off
+/// with GFNI on, the Q6_K kernel a CPU with GFNI but without AVX-VNNI runs), for AVX-512 whether its extensions are
+/// (VBMI for Q4_0, GFNI for Q6_K; Avx512NoVbmi runs both without).
 /// </summary>
-public enum Variant { Scalar, Avx2, Avx2Vnni, Avx512, Avx512NoVbmi, Neon }
+public enum Variant { Scalar, Avx2, Avx2Vnni, Avx2Gfni, Avx512, Avx512NoVbmi, Neon }
 
 /// <summary>Which kernel variants this CPU can run, and a call of each (type, variant) by name.</summary>
 internal static unsafe class KernelVariants
@@ -22,6 +23,7 @@ internal static unsafe class KernelVariants
         var list = new List<Variant> { Variant.Scalar };
         if (KernelRung.IsSupported(Rung.Avx2)) list.Add(Variant.Avx2);
         if (KernelRung.IsSupported(Rung.Avx2) && AvxVnni.IsSupported) list.Add(Variant.Avx2Vnni);
+        if (KernelRung.IsSupported(Rung.Avx2) && Gfni.V256.IsSupported) list.Add(Variant.Avx2Gfni);
         if (KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported && Gfni.V512.IsSupported) list.Add(Variant.Avx512);
         if (KernelRung.IsSupported(Rung.Avx512)) list.Add(Variant.Avx512NoVbmi);
         if (KernelRung.IsSupported(Rung.Neon)) list.Add(Variant.Neon);
@@ -33,6 +35,7 @@ internal static unsafe class KernelVariants
     {
         Variant.Avx2 => (Rung.Avx2, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
         Variant.Avx2Vnni => (Rung.Avx2, new KernelFlags(Vnni: true, Vbmi: false, Gfni: Gfni.V256.IsSupported)),
+        Variant.Avx2Gfni => (Rung.Avx2, new KernelFlags(Vnni: false, Vbmi: false, Gfni: true)),
         Variant.Avx512 => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: true, Gfni: true)),
         Variant.Avx512NoVbmi => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
         Variant.Neon => (Rung.Neon, default),

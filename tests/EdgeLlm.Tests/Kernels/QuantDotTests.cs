@@ -247,7 +247,6 @@ public unsafe class QuantDotTests
                 Assert.Throws<PlatformNotSupportedException>(() => DotQ4_0.DotNeon(p, p, 32));
             if (!KernelRung.IsSupported(Rung.Avx512))
                 Assert.Throws<PlatformNotSupportedException>(() => DotQ4_0.DotAvx512(p, p, 32));
-            Assert.True(!KernelRung.IsSupported(Rung.Neon) || !KernelRung.IsSupported(Rung.Avx512), "no CPU runs both NEON and AVX-512");
         }
     }
 }

@@ -81,20 +81,6 @@ public unsafe class Q4_0Tests
         Assert.Equal(-1, QuantTestData.FirstDifference(expected, actual));
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(7)]
-    public void DotEqualsDequantizedDot(int blocks)
-    {
-        int n = 32 * blocks;
-        byte[] row = Quantize(QuantTestData.Gaussian(n, seed: 300 + blocks));
-        float[] x = QuantTestData.Gaussian(n, seed: 400 + blocks);
-        float dot;
-        fixed (byte* r = row) fixed (float* px = x) dot = Q4_0.Dot(r, px, n);
-        Assert.Equal(QuantTestData.DotReference(Dequantize(row, n), x), dot);
-    }
-
     [Fact]
     public void RejectsRowsThatAreNotWholeBlocks()
     {

@@ -107,20 +107,6 @@ public unsafe class Q4_KTests
         Assert.InRange(rel, 0.05, 0.1);
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(5)]
-    public void DotEqualsDequantizedDot(int blocks)
-    {
-        int n = 256 * blocks;
-        byte[] row = Quantize(QuantTestData.Gaussian(n, seed: 500 + blocks));
-        float[] x = QuantTestData.Gaussian(n, seed: 600 + blocks);
-        float dot;
-        fixed (byte* r = row) fixed (float* px = x) dot = Q4_K.Dot(r, px, n);
-        Assert.Equal(QuantTestData.DotReference(Dequantize(row, n), x), dot);
-    }
-
     [Fact]
     public void RejectsRowsThatAreNotWholeBlocks()
     {

@@ -105,20 +105,6 @@ public unsafe class Q6_KTests
         Assert.InRange(rel, 0.005, 0.025);
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(5)]
-    public void DotEqualsDequantizedDot(int blocks)
-    {
-        int n = 256 * blocks;
-        byte[] row = Quantize(QuantTestData.Gaussian(n, seed: 700 + blocks));
-        float[] x = QuantTestData.Gaussian(n, seed: 800 + blocks);
-        float dot;
-        fixed (byte* r = row) fixed (float* px = x) dot = Q6_K.Dot(r, px, n);
-        Assert.Equal(QuantTestData.DotReference(Dequantize(row, n), x), dot);
-    }
-
     [Fact]
     public void RejectsRowsThatAreNotWholeBlocks()
     {

@@ -91,20 +91,6 @@ public unsafe class Q8_0Tests
         }
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(7)]
-    public void DotEqualsDequantizedDot(int blocks)
-    {
-        int n = 32 * blocks;
-        byte[] row = Quantize(QuantTestData.Gaussian(n, seed: 100 + blocks));
-        float[] x = QuantTestData.Gaussian(n, seed: 200 + blocks);
-        float dot;
-        fixed (byte* r = row) fixed (float* px = x) dot = Q8_0.Dot(r, px, n);
-        Assert.Equal(QuantTestData.DotReference(Dequantize(row, n), x), dot);
-    }
-
     [Fact]
     public void RejectsRowsThatAreNotWholeBlocks()
     {

@@ -76,7 +76,33 @@ public sealed unsafe class CpuBackend : IBackend
         return b;
     }
 
-    public BackendWeight LoadWeight(TensorView tensor) => new CpuWeight(tensor);
+    public BackendWeight LoadWeight(TensorView tensor)
+    {
+        _mappedBytes += tensor.ByteLength;
+        return new CpuWeight(tensor);
+    }
+
+    private long _mappedBytes, _packedBytes;
+    private readonly List<nint> _packed = new();
+
+    /// <summary>
+    /// At a weight's first batched matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on
+    /// AVX-512): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
+    /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
+    /// </summary>
+    private void MaybePack(CpuWeight w)
+    {
+        w.PackDecided = true;
+        if (!Kernels.KernelRung.UseRepack || Kernels.KernelTable.For(w.Type) is not { PacksQ4_0: true } || w.Rows < Kernels.DotQ4_0.PackRows) return;
+        long need = Kernels.DotQ4_0.PackedBytes(w.Rows, checked((int)w.Ne0));
+        long ram = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (_mappedBytes > ram / 2 || _packedBytes + need > ram / 4) return;
+        byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
+        _packed.Add((nint)p);
+        _packedBytes += need;
+        Kernels.DotQ4_0.Repack(w.Data, w.RowBytes, w.Rows, (int)w.Ne0, p);
+        w.Packed = p;
+    }
 
     public void GetRows(BackendWeight table, ReadOnlySpan<int> ids, BackendBuffer dst)
     {
@@ -104,6 +130,7 @@ public sealed unsafe class CpuBackend : IBackend
             throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
         Need(x, nTokens * w.Ne0, "matmul x");
         Need(dst, nTokens * w.Rows, "matmul dst");
+        if (nTokens >= 4 && !w.PackDecided) MaybePack(w);
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens);
     }
 
@@ -188,6 +215,8 @@ public sealed unsafe class CpuBackend : IBackend
         _pool.Dispose();
         foreach (var b in _buffers) b.Free();
         _buffers.Clear();
+        foreach (nint p in _packed) NativeMemory.AlignedFree((void*)p);
+        _packed.Clear();
         FreeScratch();
     }
 

@@ -77,7 +77,7 @@ internal sealed unsafe class MatMul : ParallelWork
         _w = w;
         _x = x;
         int n = (int)w.Ne0;
-        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens };
+        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.PacksQ4_0 ? w.Packed : null };
         if (_row.Traits.IsQuantized)
         {
             _xqRowBytes = _row.ActivationBytes(n);

@@ -42,6 +42,9 @@ public static class KernelRung
     public static readonly bool UseGfni =
         Gfni.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_KERNEL_GFNI") != "0";
 
+    /// <summary>Whether the CPU backend may repack weights at load for a GEMM kernel (<c>EDGELLM_KERNEL_REPACK=0</c> keeps every matmul on the stored rows).</summary>
+    public static readonly bool UseRepack = Environment.GetEnvironmentVariable("EDGELLM_KERNEL_REPACK") != "0";
+
     /// <summary>Whether the NEON rung uses the arm64 dot-product extension (sdot); off, it widens (smull + sadalp).</summary>
     public static readonly bool UseDotProd =
         Dp.IsSupported && Environment.GetEnvironmentVariable("EDGELLM_KERNEL_DP") != "0";

@@ -27,14 +27,17 @@ internal sealed unsafe class CpuKernelRow
     public readonly delegate*<in RowJob, long, long, float*, void> Rows;
     /// <summary>True when <see cref="Rows"/> takes the Q8_0 activations repacked as a <see cref="Q8_0Panel"/>.</summary>
     public readonly bool Panel;
+    /// <summary>True when <see cref="Rows"/> uses a Q4_0 copy repacked by <see cref="DotQ4_0.Repack"/> (<see cref="RowJob.Packed"/>) where the matmul has one.</summary>
+    public readonly bool PacksQ4_0;
     /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
     public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
-        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false)
+        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false)
     {
+        PacksQ4_0 = packsQ4_0;
         Traits = traits;
         Rung = rung;
         Flags = flags;
@@ -136,15 +139,19 @@ internal static unsafe class KernelTable
         _ => Standard<T>(t, rung, f),
     };
 
-    /// <summary>Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.</summary>
+    /// <summary>
+    /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 a
+    /// batch of four tokens or more runs the eight-row GEMM over the repacked copy where the matmul has one;
+    /// <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
+    /// </summary>
     private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {
         switch (rung)
         {
             case Rung.Avx512:
                 return f.Vbmi
-                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Tiles<Q4_0PanelAvx512<VbmiOn>>, panel: true)
-                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Tiles<Q4_0PanelAvx512<VbmiOff>>, panel: true);
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn>>, panel: true, packsQ4_0: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff>>, panel: true, packsQ4_0: true);
             case Rung.Avx2:
                 return f.Vnni
                     ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Tiles<Q4_0PanelAvx2<VnniOn>>, panel: true)
@@ -154,17 +161,17 @@ internal static unsafe class KernelTable
         }
     }
 
-    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks.</summary>
+    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.</summary>
     private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)
     {
         switch (rung)
         {
             case Rung.Avx512:
-                return f.Gfni && Gfni.V512.IsSupported ? Plain<Q6_KAvx512<GfniOn>>(t, rung, f) : Plain<Q6_KAvx512<GfniOff>>(t, rung, f);
+                return f.Gfni && Gfni.V512.IsSupported ? Tiled<Q6_KAvx512<GfniOn>>(t, rung, f) : Tiled<Q6_KAvx512<GfniOff>>(t, rung, f);
             case Rung.Avx2:
                 bool gfni = f.Gfni && Gfni.V256.IsSupported;
-                if (f.Vnni) return gfni ? Plain<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
-                return gfni ? Plain<Q6_KAvx2<VnniOff, GfniOn>>(t, rung, f) : Plain<Q6_KAvx2<VnniOff, GfniOff>>(t, rung, f);
+                if (f.Vnni) return gfni ? Tiled<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Tiled<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
+                return gfni ? Tiled<Q6_KAvx2<VnniOff, GfniOn>>(t, rung, f) : Tiled<Q6_KAvx2<VnniOff, GfniOff>>(t, rung, f);
             case Rung.Neon: return Plain<Q6_KNeon>(t, rung, f);
             default: return Plain<Q6_KScalar>(t, rung, f);
         }

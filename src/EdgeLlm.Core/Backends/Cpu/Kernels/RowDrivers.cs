@@ -15,6 +15,8 @@ internal unsafe struct RowJob
     public long XStride;
     public float* Dst;
     public int NTokens;
+    /// <summary>The weights repacked for the GEMM (Q4_0: <see cref="DotQ4_0.Repack"/>, whole groups of eight rows), or null.</summary>
+    public byte* Packed;
 }
 
 /// <summary>
@@ -96,6 +98,58 @@ internal static unsafe class RowDrivers
                 for (long r = ra; r < rb; r++) j.Dst[t * rows + r] = TK.Dot(j.W + r * j.RowBytes, xt, n);
             }
         }
+    }
+
+    /// <summary>
+    /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512) and four tokens or more: the rows of the whole
+    /// groups of eight go through the eight-row GEMM (<see cref="DotQ4_0.Packed4"/>, four tokens a step, the last
+    /// nTokens mod 4 one by one with <see cref="DotQ4_0.Packed1"/>), tiles of groups small enough to stay in L1/L2. A
+    /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
+    /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
+    /// last whole group, and every call without the copy or with fewer than four tokens, run <see cref="Tiles{TK}"/>.
+    /// </summary>
+    public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IFourTokenKernel
+    {
+        const int G = DotQ4_0.PackRows;
+        long packedRows = j.Rows / G * G;
+        if (j.Packed == null || j.NTokens < 4 || r0 >= packedRows)
+        {
+            Tiles<TK>(j, r0, r1, scratch);
+            return;
+        }
+        long pEnd = Math.Min(r1, packedRows);
+        int n = j.N, nb = n / DotQ4_0.BlockSize;
+        long rows = j.Rows;
+        long groupBytes = (long)nb * DotQ4_0.PackedBlockBytes;
+        long tile = Math.Max(1, RowTileBytes / groupBytes);
+        int full = j.NTokens & ~3;
+        float* tmp = stackalloc float[4 * G];
+        for (long ga = r0 / G, gEnd = (pEnd + G - 1) / G; ga < gEnd; ga += tile)
+        {
+            long gb = Math.Min(gEnd, ga + tile);
+            for (int t = 0; t < j.NTokens; t += t < full ? 4 : 1)
+            {
+                bool four = t < full;
+                byte* xt = j.X + t * j.XStride;
+                float* d = j.Dst + t * rows;
+                for (long g = ga; g < gb; g++)
+                {
+                    byte* pg = j.Packed + g * groupBytes;
+                    long a = Math.Max(r0, g * G), b = Math.Min(pEnd, g * G + G);
+                    if (b - a == G)
+                    {
+                        if (four) DotQ4_0.Packed4(pg, xt, j.XStride, nb, d + g * G, rows);
+                        else DotQ4_0.Packed1(pg, xt, nb, d + g * G);
+                        continue;
+                    }
+                    if (four) DotQ4_0.Packed4(pg, xt, j.XStride, nb, tmp, G);
+                    else DotQ4_0.Packed1(pg, xt, nb, tmp);
+                    for (int k = 0; k < (four ? 4 : 1); k++)
+                        for (long r = a; r < b; r++) d[k * rows + r] = tmp[k * G + (r - g * G)];
+                }
+            }
+        }
+        if (pEnd < r1) Tiles<TK>(j, pEnd, r1, scratch);
     }
 
     /// <summary>

@@ -222,14 +222,20 @@ internal unsafe struct Q6_KScalar : IRowKernel
     public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotScalar(row, x, n);
 }
 
-internal unsafe struct Q6_KAvx2<TVnni, TGfni> : IRowKernel where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
+internal unsafe struct Q6_KAvx2<TVnni, TGfni> : IFourTokenKernel where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
 {
     public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotAvx2(row, x, n, TVnni.Enabled, TGfni.Enabled);
+
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ6_K.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled, TGfni.Enabled);
 }
 
-internal unsafe struct Q6_KAvx512<TGfni> : IRowKernel where TGfni : struct, IIsaFlag
+internal unsafe struct Q6_KAvx512<TGfni> : IFourTokenKernel where TGfni : struct, IIsaFlag
 {
     public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotAvx512(row, x, n, TGfni.Enabled);
+
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ6_K.Dot4Avx512(row, x, xStride, n, dst, dstStride, TGfni.Enabled);
 }
 
 internal unsafe struct Q6_KNeon : IRowKernel
