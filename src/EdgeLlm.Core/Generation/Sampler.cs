@@ -105,9 +105,10 @@ public sealed class Sampler
         int size = cand.Length;
         if (mask is not null)
         {
+            bool[] allowed = mask.ComputeMask();
             int kept = 0;
             for (int i = 0; i < size; i++)
-                if (mask.Allows(cand[i].Id)) cand[kept++] = cand[i];
+                if (allowed[cand[i].Id]) cand[kept++] = cand[i];
             if (kept == 0) throw new EdgeLlmException($"no token of the vocabulary continues the {mask.Matcher.Grammar.Name} grammar here");
             size = kept;
         }

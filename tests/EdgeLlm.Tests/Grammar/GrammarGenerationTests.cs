@@ -143,3 +143,32 @@ public class GrammarGenerationTests
         }
     }
 }
+
+/// <summary>The whole-vocabulary mask (walked in byte order, shared prefixes reused) equals checking every token alone.</summary>
+public class TokenMaskTests
+{
+    [Theory]
+    [InlineData("ggml-vocab-llama-spm.gguf")]
+    [InlineData("ggml-vocab-gpt-2.gguf")]
+    public void Mask_equals_per_token_checks_along_a_json_text(string vocabFile)
+    {
+        using var file = EdgeLlm.Gguf.GgufFile.Open(TestPaths.Data(vocabFile));
+        var tok = Tokenizer.FromGguf(file);
+        var g = JsonSchemaCompiler.Compile("""{"type":"object","properties":{"name":{"type":"string"},"n":{"type":"number"},"tags":{"type":"array","items":{"enum":["a b","c"]}}},"required":["name"]}""");
+        var c = new TokenConstraint(g, tok);
+        string text = "{\"name\": \"caf\u00e9 x\", \"n\": -1.5e3, \"tags\": [\"a b\"]}";
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        int checkedStates = 0;
+        for (int i = 0; i <= bytes.Length; i++)
+        {
+            bool[] mask = c.ComputeMask();
+            for (int id = 0; id < tok.Vocab.Count; id++)
+                Assert.True(mask[id] == c.Allows(id), $"after '{Encoding.UTF8.GetString(bytes, 0, i)}': token {id} '{Encoding.UTF8.GetString(tok.TokenPiece(id))}' mask {mask[id]}");
+            checkedStates++;
+            if (i < bytes.Length) Assert.True(c.Matcher.Accept(bytes.AsSpan(i, 1)));
+        }
+        Assert.True(c.Finished);
+        Assert.Equal(bytes.Length + 1, checkedStates);
+        Assert.True(c.ComputeMask()[tok.Vocab.Eos]); // complete: end of text allowed
+    }
+}

@@ -266,6 +266,43 @@ public sealed class GrammarMatcher
         return id;
     }
 
+    // A walk: trial states for the prefixes of one byte string at a time (level d = after its first d bytes), so
+    // that strings visited in sorted order reuse the levels of the prefix they share with the previous one.
+    private int[][] _levels = [];
+    private int[] _levelCount = [], _levelMark = [];
+
+    /// <summary>Starts a walk (see <see cref="WalkStep"/>); levels for byte strings up to <paramref name="maxLength"/> bytes.</summary>
+    internal void BeginWalk(int maxLength)
+    {
+        if (_levels.Length < maxLength + 1)
+        {
+            _levels = new int[maxLength + 1][];
+            for (int i = 1; i <= maxLength; i++) _levels[i] = new int[MaxStacks];
+            _levelCount = new int[maxLength + 1];
+            _levelMark = new int[maxLength + 1];
+        }
+        _levels[0] = _cur;
+        _levelCount[0] = _curCount;
+        _levelMark[0] = _count;
+    }
+
+    /// <summary>
+    /// Computes level <paramref name="depth"/> + 1 from level <paramref name="depth"/> (which must be current:
+    /// 0, or computed by the last step at depth - 1) over byte <paramref name="b"/>, dropping any deeper levels.
+    /// Returns whether the state is still alive. No allocation.
+    /// </summary>
+    internal bool WalkStep(int depth, byte b)
+    {
+        _count = _levelMark[depth];
+        int n = Advance(b, _levels[depth], _levelCount[depth], _levels[depth + 1]);
+        _levelCount[depth + 1] = n;
+        _levelMark[depth + 1] = _count;
+        return n > 0;
+    }
+
+    /// <summary>Ends a walk: the arena goes back to the committed state.</summary>
+    internal void EndWalk() => _count = _levelMark[0];
+
     /// <summary>Whether the whole of <paramref name="text"/> (UTF-8) is a complete match (a fresh matcher; tests).</summary>
     public static bool Matches(Grammar grammar, ReadOnlySpan<byte> text)
     {

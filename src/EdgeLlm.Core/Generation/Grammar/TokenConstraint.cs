@@ -40,6 +40,54 @@ public sealed class TokenConstraint
         return !piece.IsEmpty && _matcher.Check(piece);
     }
 
+    private bool[]? _mask;
+
+    /// <summary>
+    /// Which tokens may come next, for the whole vocabulary at once (a buffer reused by the next call). The
+    /// tokens are visited in the byte order of their text (<see cref="TokenTrie"/>), so a prefix shared with
+    /// the previous token is not run again and a dead prefix rules out every token that starts with it.
+    /// </summary>
+    public bool[] ComputeMask()
+    {
+        var vocab = _tokenizer.Vocab;
+        var mask = _mask ??= new bool[vocab.Count];
+        Array.Clear(mask);
+        var trie = TokenTrie.For(_tokenizer);
+        var m = _matcher;
+        m.BeginWalk(trie.MaxLength);
+        int valid = 0;             // levels 0..valid hold the states of the previous token's prefixes
+        int deadAt = int.MaxValue; // the previous token's prefix of this length is dead
+        var order = trie.Order;
+        var lcp = trie.Lcp;
+        for (int k = 0; k < order.Length; k++)
+        {
+            int id = order[k];
+            int shared = lcp[k];
+            if (deadAt <= shared) continue; // starts with a prefix already found dead
+            deadAt = int.MaxValue;
+            if (valid > shared) valid = shared;
+            var piece = _tokenizer.TokenPiece(id);
+            bool ok = true;
+            for (int d = valid; d < piece.Length; d++)
+            {
+                if (!m.WalkStep(d, piece[d]))
+                {
+                    deadAt = d + 1;
+                    valid = d; // level d + 1 is dead, not reusable
+                    ok = false;
+                    break;
+                }
+                valid = d + 1;
+            }
+            if (ok && !IsEnd(id)) mask[id] = true;
+        }
+        m.EndWalk();
+        bool end = _allowEnd && m.IsAccepting;
+        foreach (int t in vocab.EndOfGenerationIds) mask[t] = end;
+        foreach (int t in _stops) mask[t] = end;
+        return mask;
+    }
+
     /// <summary>Advances over a token that <see cref="Allows"/> accepted (an end token changes nothing).</summary>
     public void Accept(int id)
     {
