@@ -22,16 +22,18 @@ public sealed class RunCommand : Command
     private static readonly OptionSpec Seed = new(["-s", "--seed"], true, "S", "random seed; -1 = random (default -1)");
     private static readonly OptionSpec IgnoreEos = new(["--ignore-eos"], false, null, "keep generating past the end-of-text token");
     private static readonly OptionSpec NoBos = new(["--no-bos"], false, null, "do not add the BOS token to the prompt");
+    private static readonly OptionSpec JsonSchema = new(["--json-schema"], true, "FILE", "constrain the output to JSON valid against the JSON schema in FILE");
+    private static readonly OptionSpec GrammarOpt = new(["--grammar"], true, "json", "constrain the output: 'json' = any JSON object");
 
     /// <summary>The sampling flags, shared with `chat`.</summary>
     internal static OptionSpec[] SamplingSpecs => [N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed];
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos]";
+    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--json-schema FILE | --grammar json]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, JsonSchema, GrammarOpt, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -39,6 +41,7 @@ public sealed class RunCommand : Command
         string prompt = PromptText.Read(args, "-p", "-f") ?? "";
         int n = args.GetInt("-n", -1, -1);
         var options = SamplingOptions(args);
+        var grammar = ReadGrammar(args);
 
         using var model = ModelOptions.Load(args, ctx);
         var tokenizer = Tokenizer.FromGguf(model.File);
@@ -62,13 +65,27 @@ public sealed class RunCommand : Command
             ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
             // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
             var pinned = options with { Seed = (long)sampler.Seed };
-            stats = generator.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
-                ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
+            stats = generator.Generate(tokens, new GenerateOptions { MaxTokens = n, Sampler = pinned, IgnoreEos = args.Has("--ignore-eos"), Grammar = grammar },
+                text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();
         PrintTimings(ctx.Err, stats, model.ContextSize);
         return stats.Stop == StopReason.Cancelled ? 130 : 0;
+    }
+
+    /// <summary>--json-schema FILE or --grammar json; null when neither is given.</summary>
+    internal static Grammar? ReadGrammar(CliArgs args)
+    {
+        string? file = args.GetString("--json-schema");
+        string? kind = args.GetString("--grammar");
+        if (file is not null && kind is not null) throw new UsageException("give either --json-schema or --grammar, not both");
+        if (kind is not null)
+            return kind == "json" ? Grammar.JsonObject : throw new UsageException($"--grammar takes 'json' (any JSON object), got '{kind}'");
+        if (file is null) return null;
+        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: JSON schema file not found");
+        try { return JsonSchemaCompiler.Compile(File.ReadAllText(file)); }
+        catch (GrammarException e) { throw new GrammarException($"{file}: {e.Message}"); }
     }
 
     internal static SamplerOptions SamplingOptions(CliArgs args)

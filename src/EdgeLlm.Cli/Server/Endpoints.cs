@@ -125,17 +125,6 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
     private static void RefuseUnimplemented(SamplingRequest r)
     {
         if (r.N is { } n && n != 1) throw new ApiError(400, $"'n' must be 1 (one choice per request), got {n}", "n", "unsupported_parameter");
-        if (IsSet(r.ResponseFormat))
-        {
-            var f = r.ResponseFormat!.Value;
-            bool text = f.ValueKind == JsonValueKind.Object && f.TryGetProperty("type", out var t)
-                && t.ValueKind == JsonValueKind.String && t.GetString() == "text";
-            if (!text) throw Unsupported("response_format", "only {\"type\":\"text\"}: structured output is not implemented yet");
-        }
-        // Chat: logprobs is a bool (false is the default and fine); completions: an int count (0 asks for none... still a logprobs field).
-        if (IsSet(r.Logprobs) && r.Logprobs!.Value.ValueKind != JsonValueKind.False)
-            throw Unsupported("logprobs", "log probabilities are not computed");
-        if (IsSet(r.TopLogprobs)) throw Unsupported("top_logprobs", "log probabilities are not computed");
         if (IsSet(r.LogitBias) && !(r.LogitBias!.Value.ValueKind == JsonValueKind.Object && !r.LogitBias.Value.EnumerateObject().Any()))
             throw Unsupported("logit_bias", "the sampler takes no per-token bias");
         if (IsSet(r.Tools) && !(r.Tools!.Value.ValueKind == JsonValueKind.Array && r.Tools.Value.GetArrayLength() == 0))
@@ -183,7 +172,119 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
             FrequencyPenalty = r.FrequencyPenalty ?? 0,
             Seed = r.Seed ?? -1,
         };
-        return new GenerateOptions { MaxTokens = r.MaxTokens ?? r.MaxCompletionTokens ?? -1, Sampler = s };
+        return new GenerateOptions { MaxTokens = r.MaxTokens ?? r.MaxCompletionTokens ?? -1, Sampler = s, Grammar = ResponseGrammar(r.ResponseFormat) };
+    }
+
+    /// <summary>
+    /// <c>response_format</c>: <c>text</c> (no constraint), <c>json_object</c> (any JSON object) or
+    /// <c>json_schema</c> (<c>{"name":..,"schema":{..},"strict":..}</c>, compiled by <see cref="JsonSchemaCompiler"/>;
+    /// the schema is always enforced, whatever <c>strict</c> says).
+    /// </summary>
+    internal static Grammar? ResponseGrammar(JsonElement? format)
+    {
+        const string P = "response_format";
+        if (!IsSet(format)) return null;
+        var f = format!.Value;
+        if (f.ValueKind != JsonValueKind.Object || !f.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
+            throw new ApiError(400, "'response_format' must be an object with a 'type' of text, json_object or json_schema", P, "invalid_type");
+        switch (t.GetString())
+        {
+            case "text": return null;
+            case "json_object": return Grammar.JsonObject;
+            case "json_schema":
+                if (!f.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object)
+                    throw new ApiError(400, "'response_format.json_schema' must be an object with a 'name' and a 'schema'", P + ".json_schema", "invalid_type");
+                if (js.TryGetProperty("name", out var name) && name.ValueKind != JsonValueKind.String)
+                    throw new ApiError(400, "'response_format.json_schema.name' must be a string", P + ".json_schema.name", "invalid_type");
+                if (js.TryGetProperty("strict", out var strict) && strict.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+                    throw new ApiError(400, "'response_format.json_schema.strict' must be a boolean", P + ".json_schema.strict", "invalid_type");
+                if (!js.TryGetProperty("schema", out var schema) || schema.ValueKind is JsonValueKind.Null)
+                    throw new ApiError(400, "'response_format.json_schema.schema' is required (the JSON schema the answer must follow)", P + ".json_schema.schema", "missing_required_parameter");
+                try { return JsonSchemaCompiler.Compile(schema); }
+                catch (GrammarException e) { throw new ApiError(400, e.Message, P + ".json_schema.schema", "invalid_json_schema"); }
+            default:
+                throw new ApiError(400, $"'response_format.type' '{t.GetString()}' is not one of text, json_object, json_schema", P + ".type", "invalid_value");
+        }
+    }
+
+    /// <summary>Chat: <c>logprobs</c> (bool) and <c>top_logprobs</c> (0 to 20, needs logprobs). Returns -1 for off, else the top count.</summary>
+    internal static int ChatLogprobsRequest(SamplingRequest r)
+    {
+        bool on = false;
+        if (IsSet(r.Logprobs))
+        {
+            var v = r.Logprobs!.Value;
+            if (v.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                throw new ApiError(400, "'logprobs' must be a boolean on /v1/chat/completions (use 'top_logprobs' for the count)", "logprobs", "invalid_type");
+            on = v.ValueKind == JsonValueKind.True;
+        }
+        if (!IsSet(r.TopLogprobs)) return on ? 0 : -1;
+        var top = r.TopLogprobs!.Value;
+        if (top.ValueKind != JsonValueKind.Number || !top.TryGetInt32(out int n) || n < 0 || n > TokenLogprobs.MaxTop)
+            throw new ApiError(400, $"'top_logprobs' must be an integer from 0 to {TokenLogprobs.MaxTop}", "top_logprobs", "invalid_value");
+        if (!on) throw new ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs", "invalid_value");
+        return n;
+    }
+
+    /// <summary>Completions: <c>logprobs</c> is the number of top alternatives (0 to 20; OpenAI allows 5). Returns -1 for off.</summary>
+    internal static int CompletionLogprobsRequest(SamplingRequest r)
+    {
+        if (IsSet(r.TopLogprobs)) throw Unsupported("top_logprobs", "that is a chat field; /v1/completions takes 'logprobs': N");
+        if (!IsSet(r.Logprobs)) return -1;
+        var v = r.Logprobs!.Value;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int n) || n < 0 || n > TokenLogprobs.MaxTop)
+            throw new ApiError(400, $"'logprobs' must be an integer from 0 to {TokenLogprobs.MaxTop} on /v1/completions", "logprobs", "invalid_value");
+        return n;
+    }
+
+    /// <summary>One generated token's log-probabilities, copied out of the generator's reused buffer.</summary>
+    internal sealed record LogprobEntry(string Token, byte[] Bytes, double Logprob, (string Token, byte[] Bytes, double Logprob)[] Top);
+
+    /// <summary>A piece of streamed text and the tokens (with log-probabilities) that were generated up to it.</summary>
+    private readonly record struct Piece(string Text, List<LogprobEntry>? Logprobs);
+
+    private LogprobEntry Entry(TokenLogprobs lp)
+    {
+        byte[] Bytes(int id) => engine.Tokenizer.TokenBytes(id);
+        var top = new (string, byte[], double)[lp.TopCount];
+        for (int i = 0; i < top.Length; i++)
+        {
+            byte[] b = Bytes(lp.TopIds[i]);
+            top[i] = (Encoding.UTF8.GetString(b), b, lp.TopLogprobs[i]);
+        }
+        byte[] own = Bytes(lp.Token);
+        return new LogprobEntry(Encoding.UTF8.GetString(own), own, lp.Logprob, top);
+    }
+
+    private static ChatLogprobs? ChatLogprobsOf(List<LogprobEntry>? entries)
+    {
+        if (entries is null) return null;
+        var c = new ChatLogprobs();
+        foreach (var e in entries)
+        {
+            var t = new ChatTokenLogprob { Token = e.Token, Logprob = e.Logprob, Bytes = [.. e.Bytes.Select(b => (int)b)] };
+            foreach (var (tok, bytes, lp) in e.Top) t.TopLogprobs.Add(new ChatTopLogprob { Token = tok, Logprob = lp, Bytes = [.. bytes.Select(b => (int)b)] });
+            c.Content.Add(t);
+        }
+        return c;
+    }
+
+    /// <summary>The legacy shape; <paramref name="offset"/> is the text offset (in chars) of the first entry, advanced past them.</summary>
+    private static CompletionLogprobs? CompletionLogprobsOf(List<LogprobEntry>? entries, ref int offset)
+    {
+        if (entries is null) return null;
+        var c = new CompletionLogprobs();
+        foreach (var e in entries)
+        {
+            c.Tokens.Add(e.Token);
+            c.TokenLogprobs.Add(e.Logprob);
+            var top = new Dictionary<string, double>();
+            foreach (var (tok, _, lp) in e.Top) top.TryAdd(tok, lp); // two tokens can print the same text: the likelier one stays
+            c.TopLogprobs.Add(top);
+            c.TextOffset.Add(offset);
+            offset += e.Token.Length;
+        }
+        return c;
     }
 
     /// <summary>The model name answers carry: what the client asked for, else the file's id.</summary>
@@ -249,6 +350,7 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
     {
         var req = await Read(http, OpenAiJsonContext.Default.ChatCompletionRequest);
         var options = Sampling(req, out bool stream, out bool includeUsage);
+        int logprobs = ChatLogprobsRequest(req);
         if (req.Messages is not { Count: > 0 }) throw new ApiError(400, "messages must be a non-empty array", "messages");
         var messages = new List<ChatMessage>(req.Messages.Count);
         for (int i = 0; i < req.Messages.Count; i++)
@@ -270,14 +372,15 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string model = ModelName(req);
 
-        await Run(http, prompt, options, req.Stop, stream, includeUsage,
-            piece => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Content = piece } }] },
+        await Run(http, prompt, options, logprobs, req.Stop, stream, includeUsage,
+            (piece, lp) => new ChatCompletionChunk { Id = id, Created = created, Model = model,
+                Choices = [new ChatChunkChoice { Delta = new ChatDelta { Content = piece }, Logprobs = ChatLogprobsOf(lp) }] },
             OpenAiJsonContext.Default.ChatCompletionChunk,
             new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { Delta = new ChatDelta { Role = "assistant", Content = "" } }] },
-            (all, finish, usage) => Json(http, 200, new ChatCompletion
+            (all, lp, finish, usage) => Json(http, 200, new ChatCompletion
             {
                 Id = id, Created = created, Model = model, Usage = usage,
-                Choices = [new ChatChoice { Message = new ChatMessageDto { Role = "assistant", Content = all }, FinishReason = finish }],
+                Choices = [new ChatChoice { Message = new ChatMessageDto { Role = "assistant", Content = all }, Logprobs = ChatLogprobsOf(lp), FinishReason = finish }],
             }, OpenAiJsonContext.Default.ChatCompletion),
             finish => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [new ChatChunkChoice { FinishReason = finish }] },
             usage => new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [], Usage = usage });
@@ -308,6 +411,7 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
     {
         var req = await Read(http, OpenAiJsonContext.Default.CompletionRequest);
         var options = Sampling(req, out bool stream, out bool includeUsage);
+        int logprobs = CompletionLogprobsRequest(req);
         string promptText = PromptText(req.Prompt);
         int[] prompt = CheckFits(engine.Tokenizer.Encode(promptText, addBos: true), "prompt");
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
@@ -315,15 +419,21 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string model = ModelName(req);
 
-        await Run(http, prompt, options, req.Stop, stream, includeUsage,
-            piece => new Completion { Id = id, Created = created, Model = model, Choices = [new CompletionChoice { Text = piece }] },
+        int offset = 0; // text_offset of the next streamed token
+        await Run(http, prompt, options, logprobs, req.Stop, stream, includeUsage,
+            (piece, lp) => new Completion { Id = id, Created = created, Model = model,
+                Choices = [new CompletionChoice { Text = piece, Logprobs = CompletionLogprobsOf(lp, ref offset) }] },
             OpenAiJsonContext.Default.Completion,
             null,
-            (all, finish, usage) => Json(http, 200, new Completion
+            (all, lp, finish, usage) =>
             {
-                Id = id, Created = created, Model = model, Usage = usage,
-                Choices = [new CompletionChoice { Text = all, FinishReason = finish }],
-            }, OpenAiJsonContext.Default.Completion),
+                int start = 0;
+                return Json(http, 200, new Completion
+                {
+                    Id = id, Created = created, Model = model, Usage = usage,
+                    Choices = [new CompletionChoice { Text = all, Logprobs = CompletionLogprobsOf(lp, ref start), FinishReason = finish }],
+                }, OpenAiJsonContext.Default.Completion);
+            },
             finish => new Completion { Id = id, Created = created, Model = model, Choices = [new CompletionChoice { FinishReason = finish }] },
             usage => new Completion { Id = id, Created = created, Model = model, Choices = [], Usage = usage });
     }
@@ -332,38 +442,43 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
     /// Queues for the engine and generates; streams each piece as an SSE chunk, or answers with one JSON.
     /// The queue place is held until generation has really ended, so a client that leaves frees it at once.
     /// </summary>
-    private async Task Run<TChunk>(HttpContext http, int[] prompt, GenerateOptions options, string[]? stops, bool stream, bool includeUsage,
-        Func<string, TChunk> chunk, JsonTypeInfo<TChunk> chunkInfo, TChunk? first,
-        Func<string, string, Usage, Task> whole, Func<string, TChunk> last, Func<Usage, TChunk> usageChunk)
+    private async Task Run<TChunk>(HttpContext http, int[] prompt, GenerateOptions options, int logprobs, string[]? stops, bool stream, bool includeUsage,
+        Func<string, List<LogprobEntry>?, TChunk> chunk, JsonTypeInfo<TChunk> chunkInfo, TChunk? first,
+        Func<string, List<LogprobEntry>?, string, Usage, Task> whole, Func<string, TChunk> last, Func<Usage, TChunk> usageChunk)
     {
         if (!engine.TryAdmit())
             throw new ApiError(503, $"the server is busy ({engine.QueueLimit} requests already waiting); retry later", code: "server_busy", type: "server_error");
         var aborted = http.RequestAborted;
         var matcher = new StopMatcher(stops);
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var channel = Channel.CreateUnbounded<Piece>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var all = new StringBuilder();
+        var allLogprobs = logprobs < 0 ? null : new List<LogprobEntry>();
         Task<EngineResult>? gen = null;
         try
         {
-            gen = GenerateInto(prompt, options, matcher, channel.Writer, aborted);
+            gen = GenerateInto(prompt, options, logprobs, matcher, channel.Writer, aborted);
             if (!stream)
             {
-                await foreach (string piece in channel.Reader.ReadAllAsync(aborted)) all.Append(piece);
+                await foreach (var piece in channel.Reader.ReadAllAsync(aborted))
+                {
+                    all.Append(piece.Text);
+                    if (piece.Logprobs is not null) allLogprobs!.AddRange(piece.Logprobs);
+                }
                 var result = await Finished(http, gen);
                 all.Append(matcher.Flush());
-                await whole(all.ToString(), Finish(result.Stats), UsageOf(result));
+                await whole(all.ToString(), allLogprobs, Finish(result.Stats), UsageOf(result));
                 return;
             }
             bool started = false;
-            await foreach (string piece in channel.Reader.ReadAllAsync(aborted))
+            await foreach (var piece in channel.Reader.ReadAllAsync(aborted))
             {
                 if (!started) { await StartStream(http, first, chunkInfo); started = true; }
-                await Sse(http, chunk(piece), chunkInfo);
+                await Sse(http, chunk(piece.Text, piece.Logprobs), chunkInfo);
             }
             var s = await Finished(http, gen);
             if (!started) await StartStream(http, first, chunkInfo);
             string rest = matcher.Flush();
-            if (rest.Length > 0) await Sse(http, chunk(rest), chunkInfo);
+            if (rest.Length > 0) await Sse(http, chunk(rest, logprobs < 0 ? null : []), chunkInfo);
             await Sse(http, last(Finish(s.Stats)), chunkInfo);
             // As OpenAI does with stream_options.include_usage: one more chunk, with empty choices and the usage.
             if (includeUsage) await Sse(http, usageChunk(UsageOf(s)), chunkInfo);
@@ -389,19 +504,39 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
         return result;
     }
 
-    private async Task<EngineResult> GenerateInto(int[] prompt, GenerateOptions options, StopMatcher matcher, ChannelWriter<string> writer, CancellationToken cancel)
+    /// <summary>
+    /// Generates, writing each piece of text that passed the stop matcher to <paramref name="writer"/> with the
+    /// log-probabilities of the tokens generated up to it (when <paramref name="logprobs"/> &gt;= 0); entries
+    /// whose text never came out (held back, or cut by a stop string) go with a last empty piece.
+    /// </summary>
+    private async Task<EngineResult> GenerateInto(int[] prompt, GenerateOptions options, int logprobs, StopMatcher matcher,
+        ChannelWriter<Piece> writer, CancellationToken cancel)
     {
+        List<LogprobEntry>? pending = null;
+        if (logprobs >= 0)
+        {
+            pending = new List<LogprobEntry>();
+            options = options with { TopLogprobs = logprobs, OnLogprobs = lp => pending.Add(Entry(lp)) };
+        }
+        List<LogprobEntry>? Take()
+        {
+            if (pending is null) return null;
+            var taken = new List<LogprobEntry>(pending);
+            pending.Clear();
+            return taken;
+        }
         try
         {
             return await engine.GenerateAsync(prompt, options, text =>
             {
                 string send = matcher.Feed(text);
-                if (send.Length > 0) writer.TryWrite(send);
+                if (send.Length > 0) writer.TryWrite(new Piece(send, Take()));
                 return !matcher.Stopped;
             }, cancel);
         }
         finally
         {
+            if (pending is { Count: > 0 }) writer.TryWrite(new Piece("", Take()));
             writer.TryComplete();
         }
     }

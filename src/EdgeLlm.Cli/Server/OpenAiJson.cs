@@ -54,10 +54,13 @@ public abstract class SamplingRequest
     public int? N { get; set; }
     public StreamOptions? StreamOptions { get; set; }
 
-    // Defined by OpenAI, not implemented here: a request that sets them gets a 400 naming the field.
+    /// <summary>text, json_object or json_schema (read by the endpoint).</summary>
     public JsonElement? ResponseFormat { get; set; }
+    /// <summary>Chat: a bool; completions: the number of top alternatives (read by the endpoint).</summary>
     public JsonElement? Logprobs { get; set; }
     public JsonElement? TopLogprobs { get; set; }
+
+    // Defined by OpenAI, not implemented here: a request that sets them gets a 400 naming the field.
     public JsonElement? LogitBias { get; set; }
     public JsonElement? Tools { get; set; }
     public JsonElement? ToolChoice { get; set; }
@@ -102,7 +105,39 @@ public sealed class ChatChoice
 {
     public int Index { get; set; }
     public ChatMessageDto Message { get; set; } = new();
+    public ChatLogprobs? Logprobs { get; set; }
     public string? FinishReason { get; set; }
+}
+
+/// <summary>OpenAI's chat <c>logprobs</c>: one entry per generated token.</summary>
+public sealed class ChatLogprobs
+{
+    public List<ChatTokenLogprob> Content { get; set; } = new();
+    public List<ChatTokenLogprob>? Refusal { get; set; }
+}
+
+public sealed class ChatTokenLogprob
+{
+    public string Token { get; set; } = "";
+    public double Logprob { get; set; }
+    public List<int> Bytes { get; set; } = new();
+    public List<ChatTopLogprob> TopLogprobs { get; set; } = new();
+}
+
+public sealed class ChatTopLogprob
+{
+    public string Token { get; set; } = "";
+    public double Logprob { get; set; }
+    public List<int> Bytes { get; set; } = new();
+}
+
+/// <summary>The legacy completions <c>logprobs</c>: parallel lists, one entry per generated token.</summary>
+public sealed class CompletionLogprobs
+{
+    public List<string> Tokens { get; set; } = new();
+    public List<double> TokenLogprobs { get; set; } = new();
+    public List<Dictionary<string, double>> TopLogprobs { get; set; } = new();
+    public List<int> TextOffset { get; set; } = new();
 }
 
 public sealed class ChatCompletion
@@ -127,6 +162,8 @@ public sealed class ChatChunkChoice
 {
     public int Index { get; set; }
     public ChatDelta Delta { get; set; } = new();
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ChatLogprobs? Logprobs { get; set; }
     public string? FinishReason { get; set; }
 }
 
@@ -145,7 +182,7 @@ public sealed class CompletionChoice
 {
     public int Index { get; set; }
     public string Text { get; set; } = "";
-    public object? Logprobs => null;
+    public CompletionLogprobs? Logprobs { get; set; }
     public string? FinishReason { get; set; }
 }
 

@@ -83,7 +83,10 @@ public sealed class Generator
         }
         var sampler = new Sampler(_model.VocabSize, o.Sampler);
         bool onlyBos = prompt.Length == 1 && prompt[0] == _tokenizer.Vocab.Bos;
-        var decoder = _tokenizer.CreateDecoder(stripLeadingSpace: onlyBos);
+        // Under a grammar the text must be exactly the bytes the grammar saw: no leading space is stripped.
+        var decoder = _tokenizer.CreateDecoder(stripLeadingSpace: onlyBos && o.Grammar is null);
+        var constraint = o.Grammar is null ? null : new TokenConstraint(o.Grammar, _tokenizer, o.StopTokens, allowEnd: !o.IgnoreEos);
+        var logprobs = o.OnLogprobs is null ? null : new TokenLogprobs();
         prompt.CopyTo(_history);
         int count = prompt.Length;
         CachedCount = reuse; // what is valid while the prefill runs, should it throw
@@ -114,13 +117,20 @@ public sealed class Generator
         while (true)
         {
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
-            int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count));
+            int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count), constraint);
             if (generated == 0) firstToken = clock.Elapsed;
             if (!o.IgnoreEos && IsStop(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; break; }
             generated++;
             _history[count++] = token;
+            constraint?.Accept(token);
+            if (logprobs is not null)
+            {
+                logprobs.Compute(_logits, token, o.TopLogprobs);
+                o.OnLogprobs!(logprobs);
+            }
             string text = decoder.Append(token);
             if (text.Length > 0 && !onText(text)) { stop = StopReason.StopText; break; }
+            if (constraint is { Finished: true }) { stop = StopReason.EndOfGeneration; break; }
             if (o.MaxTokens >= 0 && generated >= o.MaxTokens) { stop = StopReason.TokenLimit; break; }
             if (count >= ctx) { stop = StopReason.ContextFull; break; }
             _model.Forward(token, count - 1, _logits);
@@ -161,4 +171,10 @@ public sealed record GenerateOptions
     public bool ReuseCache { get; init; }
     /// <summary>Copy the logits after the prompt pass to <see cref="Generator.PromptLogits"/> (tests).</summary>
     public bool KeepPromptLogits { get; init; }
+    /// <summary>Constrains the output to this grammar (see <see cref="TokenConstraint"/>): end tokens only once it is complete, and generation stops when nothing more may follow.</summary>
+    public Grammar? Grammar { get; init; }
+    /// <summary>Called for each generated token (before its text) with its log-probabilities (see <see cref="TokenLogprobs"/>); the object is reused.</summary>
+    public Action<TokenLogprobs>? OnLogprobs { get; init; }
+    /// <summary>How many most likely alternatives <see cref="OnLogprobs"/> gets (0 to 20).</summary>
+    public int TopLogprobs { get; init; }
 }

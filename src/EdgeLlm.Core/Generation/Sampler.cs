@@ -67,18 +67,28 @@ public sealed class Sampler
     /// Chooses a token id. <paramref name="history"/> is the sequence so far (prompt and generated tokens,
     /// oldest first); the penalties look at its last <see cref="SamplerOptions.RepeatLastN"/> entries.
     /// </summary>
-    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history) => Sample(logits, history, null);
+
+    /// <summary>
+    /// As <see cref="Sample(ReadOnlySpan{float}, ReadOnlySpan{int})"/>, restricted to the tokens
+    /// <paramref name="constraint"/> allows. As llama.cpp's common sampler: the unconstrained pick is checked
+    /// first; only when the grammar refuses it are the disallowed tokens removed right after the penalties
+    /// (before top-k/top-p/min-p/temperature) and the draw repeated. Throws when the grammar allows no token.
+    /// </summary>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, TokenConstraint? constraint)
     {
         int n = Filter(logits, history, out bool greedy);
-        if (greedy) return _cand[0].Id;
-        return Draw(n);
+        int pick = greedy ? _cand[0].Id : Draw(n);
+        if (constraint is null || constraint.Allows(pick)) return pick;
+        n = Filter(logits, history, out greedy, constraint);
+        return greedy ? _cand[0].Id : Draw(n);
     }
 
     /// <summary>
     /// Runs the chain up to (and including) temperature. Leaves the surviving candidates in the first
     /// <c>return</c> entries of the candidate buffer; for greedy, the single winner.
     /// </summary>
-    internal int Filter(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, out bool greedy)
+    internal int Filter(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, out bool greedy, TokenConstraint? mask = null)
     {
         if (logits.Length != VocabSize)
             throw new ArgumentException($"expected {VocabSize} logits (the vocabulary size), got {logits.Length}", nameof(logits));
@@ -92,11 +102,22 @@ public sealed class Sampler
 
         ApplyPenalties(history);
 
+        int size = cand.Length;
+        if (mask is not null)
+        {
+            bool[] allowed = mask.ComputeMask();
+            int kept = 0;
+            for (int i = 0; i < size; i++)
+                if (allowed[cand[i].Id]) cand[kept++] = cand[i];
+            if (kept == 0) throw new EdgeLlmException($"no token of the vocabulary continues the {mask.Matcher.Grammar.Name} grammar here");
+            size = kept;
+        }
+
         if (o.Temperature <= 0)
         {
             // Greedy: the first highest logit (truncation never removes it, so it is skipped).
             int best = 0;
-            for (int i = 1; i < cand.Length; i++)
+            for (int i = 1; i < size; i++)
                 if (cand[i].Logit > cand[best].Logit) best = i;
             cand[0] = cand[best];
             greedy = true;
@@ -104,7 +125,6 @@ public sealed class Sampler
         }
         greedy = false;
 
-        int size = cand.Length;
         bool sorted = false;
 
         if (o.TopK > 0)

@@ -217,10 +217,6 @@ public class ServerCompatTests(ServerFixture f)
     }
 
     [Theory]
-    [InlineData("/v1/chat/completions", "response_format", """{"type":"json_object"}""")]
-    [InlineData("/v1/chat/completions", "response_format", """{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}""")]
-    [InlineData("/v1/chat/completions", "logprobs", "true")]
-    [InlineData("/v1/chat/completions", "top_logprobs", "2")]
     [InlineData("/v1/chat/completions", "tools", """[{"type":"function","function":{"name":"f","parameters":{}}}]""")]
     [InlineData("/v1/chat/completions", "tool_choice", "\"required\"")]
     [InlineData("/v1/chat/completions", "functions", """[{"name":"f"}]""")]
@@ -231,7 +227,6 @@ public class ServerCompatTests(ServerFixture f)
     [InlineData("/v1/chat/completions", "modalities", """["text","audio"]""")]
     [InlineData("/v1/chat/completions", "prediction", """{"type":"content","content":"x"}""")]
     [InlineData("/v1/chat/completions", "web_search_options", "{}")]
-    [InlineData("/v1/completions", "logprobs", "3")]
     [InlineData("/v1/completions", "echo", "true")]
     [InlineData("/v1/completions", "suffix", "\"end\"")]
     [InlineData("/v1/completions", "best_of", "3")]
