@@ -14,6 +14,7 @@ public static class EdgeLlmCli
         new ChatCommand(),
         new ServeCommand(),
         new TokenizeCommand(),
+        new EmbedCommand(),
         new LogitsCommand(),
         new PerplexityCommand(),
         new BenchCommand(),

@@ -13,12 +13,14 @@ public sealed class ServeCommand : Command
     private static readonly OptionSpec Template = new(["--chat-template"], true, "NAME", "force a chat format (default: from the model, else chatml)");
     private static readonly OptionSpec Alias = new(["--alias"], true, "NAME[,NAME]", "more model names listed in /v1/models (any name is accepted)");
     private static readonly OptionSpec Cors = new(["--cors"], true, "ORIGIN|*", "allow browser calls from ORIGIN (or any); off by default");
+    private static readonly OptionSpec Parallel = new(["--parallel"], true, "N", "requests generated at once, decoded together as one batch; each slot has its own KV cache of -c positions (default 1)");
+    private static readonly OptionSpec Embeddings = new(["--embeddings"], false, null, "serve POST /v1/embeddings (mean pooling of the last hidden state, or the model's pooling key; normalized)");
     private static readonly OptionSpec LogFormat = new(["--log-format"], true, "simple|json", "request log lines on stderr as text or JSON (default simple)");
 
     public override string Name => "serve";
     public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)";
-    public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [--alias NAME] [--cors ORIGIN|*] [--log-format simple|json] [-t THREADS] [-c CTX]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Template, Alias, Cors, LogFormat, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [--alias NAME] [--cors ORIGIN|*] [--log-format simple|json] [--parallel N] [--embeddings] [-t THREADS] [-c CTX]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Parallel, Embeddings, Template, Alias, Cors, LogFormat, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -37,6 +39,7 @@ public sealed class ServeCommand : Command
         if (options.Cors is { Length: 0 }) throw new UsageException("--cors needs an origin (https://host:port) or *");
         if (options.LogFormat is not ("simple" or "json")) throw new UsageException($"--log-format must be simple or json, got '{options.LogFormat}'");
         int queue = args.GetInt("--queue", 8, 0, 10_000);
+        int parallel = args.GetInt("--parallel", 1, 1, 64);
         string? forced = args.GetString("--chat-template");
         if (forced is not null && ChatTemplates.FromName(forced) is null)
             throw new UsageException($"unknown chat template '{forced}' (known: {string.Join(", ", ChatTemplates.KnownNames)})");
@@ -44,11 +47,11 @@ public sealed class ServeCommand : Command
         using var model = ModelOptions.Load(args, ctx);
         var kind = ChatTemplates.Resolve(model.File.GetString("tokenizer.chat_template"), forced, out string? warning);
         if (warning is not null) ctx.Err.WriteLine($"edgellm serve: warning: {warning}");
-        using var engine = new InferenceEngine(model, ModelId(model.File.Path), kind, queue);
+        using var engine = new InferenceEngine(model, ModelId(model.File.Path), kind, queue, parallel, args.Has("--embeddings"));
         var server = EdgeLlmServer.StartAsync(engine, options).GetAwaiter().GetResult();
         try
         {
-            ctx.Err.WriteLine($"edgellm serve: model '{engine.ModelId}' (chat template {ChatTemplates.Name(kind)}) on {server.BaseAddress}; Ctrl-C stops");
+            ctx.Err.WriteLine($"edgellm serve: model '{engine.ModelId}' (chat template {ChatTemplates.Name(kind)}, {parallel} slot{(parallel == 1 ? "" : "s")}{(engine.Embedder is null ? "" : ", embeddings")}) on {server.BaseAddress}; Ctrl-C stops");
             ctx.Err.Flush();
             server.WaitForShutdownAsync().GetAwaiter().GetResult();
         }

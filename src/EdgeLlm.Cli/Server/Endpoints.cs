@@ -24,7 +24,7 @@ internal sealed class RequestInfo(string id)
 /// client sends can produce a 500 or a hang. Fields OpenAI defines but EdgeLlm does not implement are
 /// refused by name (never answered as if honoured); fields OpenAI does not define are ignored.
 /// </summary>
-internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, IReadOnlyList<string> aliases, ILogger log)
+internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics metrics, IReadOnlyList<string> aliases, ILogger log)
 {
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
 
@@ -45,6 +45,7 @@ internal sealed class Endpoints(InferenceEngine engine, ServerMetrics metrics, I
         });
         app.MapPost("/v1/chat/completions", http => Guard(http, ChatCompletions));
         app.MapPost("/v1/completions", http => Guard(http, Completions));
+        app.MapPost("/v1/embeddings", http => Guard(http, Embeddings));
     }
 
     private static Task Json<T>(HttpContext http, int status, T value, JsonTypeInfo<T> info)

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
 
@@ -14,17 +16,36 @@ public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
 }
 
 /// <summary>
-/// The one model behind the server. A <see cref="LlamaModel"/> serves one caller at a time, so requests
-/// run one after another on a single slot; up to <see cref="QueueLimit"/> more wait their turn, and
-/// the rest are refused at once (503). The cache keeps the last request's tokens, so a request that
-/// shares a prefix with the previous one (a chat growing turn by turn) prefills only its new part.
+/// The one model behind the server, shared by <see cref="SlotCount"/> slots (<c>--parallel N</c>), each with its
+/// own KV cache, token history and sampler. A request takes a free slot (the one whose cached tokens share the
+/// longest prefix with its prompt, so a chat growing turn by turn prefills only its new part), or waits; up to
+/// <see cref="QueueLimit"/> requests wait and the rest are refused at once (503). One scheduler thread owns the
+/// model: each iteration it runs one prefill chunk of one starting request as its own batch, then one decode
+/// step for every generating slot together (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
+/// per step for all of them). A slot whose request ends (or whose client leaves) is free at once for the next
+/// waiting request (continuous batching). Each slot samples and stops exactly as <see cref="Generator"/> does, so a
+/// request's tokens do not depend on what else runs beside it.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
-    private readonly SemaphoreSlim _slot = new(1, 1);
-    private readonly Generator _generator;
+    private readonly SemaphoreSlim _free;
+    private readonly Slot[] _slots;
+    private readonly Lock _slotLock = new();
+    private readonly ConcurrentQueue<object> _incoming = new(); // Job or EmbedWork
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _scheduler;
+    private readonly List<Job> _prefilling = new(), _decoding = new();
+    private readonly int[] _stepTokens;
+    private readonly SequenceBatch[] _stepSeqs;
+    private readonly float[] _stepLogits;
+    private readonly Embedder? _embedder;
+    private volatile bool _stopping;
+    private long _useClock;
     private int _admitted;
     private int _busy;
+    private long _decodeSteps, _decodeTokens;
+    private double _lastStepTokensPerSecond;
+    private int _lastStepSize;
 
     public LlamaModel Model { get; }
     public Tokenizer Tokenizer { get; }
@@ -34,14 +55,32 @@ public sealed class InferenceEngine : IDisposable
     public int QueueLimit { get; internal set; }
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
+    /// <summary>Generation slots (<c>--parallel</c>).</summary>
+    public int SlotCount => _slots.Length;
+
+    /// <summary>The embedder behind /v1/embeddings, or null when the server was started without <c>--embeddings</c>.</summary>
+    public Embedder? Embedder => _embedder;
+
     /// <summary>Requests running or waiting now.</summary>
     public int Admitted => Volatile.Read(ref _admitted);
 
-    /// <summary>1 while the slot is generating, else 0.</summary>
+    /// <summary>Slots holding a request now.</summary>
     public int Busy => Volatile.Read(ref _busy);
 
-    /// <summary>Requests admitted but not yet generating.</summary>
+    /// <summary>Requests admitted but not yet holding a slot.</summary>
     public int QueueDepth => Math.Max(0, Admitted - Busy);
+
+    /// <summary>Batched decode steps run so far.</summary>
+    public long DecodeSteps => Interlocked.Read(ref _decodeSteps);
+
+    /// <summary>Tokens the decode steps produced (all slots).</summary>
+    public long DecodeTokens => Interlocked.Read(ref _decodeTokens);
+
+    /// <summary>Tokens per second of the last decode step, all its slots together.</summary>
+    public double LastStepTokensPerSecond => Volatile.Read(ref _lastStepTokensPerSecond);
+
+    /// <summary>Slots the last decode step ran.</summary>
+    public int LastStepSize => Volatile.Read(ref _lastStepSize);
 
     /// <summary>Test hook: awaited while the slot is held, before generating (holds a slot deterministically).</summary>
     internal Func<CancellationToken, Task>? HoldSlotHook { get; set; }
@@ -49,24 +88,47 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Test hook: called for each piece of text before it is passed on (slows generation down deterministically).</summary>
     internal Action? TextHook { get; set; }
 
+    /// <summary>Test hook: when set, the scheduler waits on it before each iteration (lets a test queue several requests first).</summary>
+    internal ManualResetEventSlim? SchedulerGate { get; set; }
+
+    /// <summary>Requests and embedding calls posted to the scheduler and not yet picked up (tests).</summary>
+    internal int Pending => _incoming.Count;
+
+    /// <summary>The most slots one decode step has run together (tests reset it).</summary>
+    internal int MaxStepSize { get; set; }
+
     /// <summary>Why the last generation stopped.</summary>
     public StopReason? LastStop { get; private set; }
 
-    public InferenceEngine(LlamaModel model, string modelId, ChatTemplateKind template, int queueLimit)
+    /// <param name="parallel">slots decoded together; slot 0 uses the model's own cache, the others their own.</param>
+    /// <param name="embeddings">serve /v1/embeddings (its own cache, allocated on the first request).</param>
+    public InferenceEngine(LlamaModel model, string modelId, ChatTemplateKind template, int queueLimit, int parallel = 1, bool embeddings = false)
     {
+        if (parallel < 1 || parallel > model.MaxBatch)
+            throw new EdgeLlmException($"--parallel {parallel} must be in [1, {model.MaxBatch}] (the batch size)");
         Model = model;
         Tokenizer = Tokenizer.FromGguf(model.File);
-        _generator = new Generator(model, Tokenizer);
+        if (Tokenizer.Vocab.Count != model.VocabSize)
+            throw new EdgeLlmException($"{model.File.Path}: the tokenizer has {Tokenizer.Vocab.Count} tokens but the model's output has {model.VocabSize}");
         ModelId = modelId;
         Template = template;
         ChatStopTokens = ChatSession.StopTokenIds(Tokenizer.Vocab, template);
         QueueLimit = queueLimit;
+        if (embeddings) _embedder = new Embedder(model, Tokenizer);
+        _slots = new Slot[parallel];
+        for (int i = 0; i < parallel; i++) _slots[i] = new Slot(i, i == 0 ? model.Cache : model.CreateCache(), model.ContextSize);
+        _free = new SemaphoreSlim(parallel, parallel);
+        _stepTokens = new int[parallel];
+        _stepSeqs = new SequenceBatch[parallel];
+        _stepLogits = new float[(long)parallel * model.VocabSize];
+        _scheduler = new Thread(SchedulerLoop) { IsBackground = true, Name = "edgellm-scheduler" };
+        _scheduler.Start();
     }
 
-    /// <summary>Takes a place (running or queued); false when the queue is full.</summary>
+    /// <summary>Takes a place (running or queued); false when every slot is busy and the queue is full.</summary>
     public bool TryAdmit()
     {
-        if (Interlocked.Increment(ref _admitted) <= 1 + QueueLimit) return true;
+        if (Interlocked.Increment(ref _admitted) <= _slots.Length + QueueLimit) return true;
         Interlocked.Decrement(ref _admitted);
         return false;
     }
@@ -75,34 +137,333 @@ public sealed class InferenceEngine : IDisposable
     public void Leave() => Interlocked.Decrement(ref _admitted);
 
     /// <summary>
-    /// Waits for the slot, then generates on a worker thread. <paramref name="cancel"/> (the client going
-    /// away) ends the wait or stops generation at the next token, and the slot is free again at once.
+    /// Waits for a slot, then generates on the scheduler thread. <paramref name="cancel"/> (the client going
+    /// away) ends the wait or stops generation at the next step, and the slot is free again at once.
+    /// <paramref name="onText"/> is called on the scheduler thread and must not block.
     /// </summary>
     public async Task<EngineResult> GenerateAsync(int[] prompt, GenerateOptions options, Func<string, bool> onText, CancellationToken cancel)
     {
-        await _slot.WaitAsync(cancel).ConfigureAwait(false);
-        Volatile.Write(ref _busy, 1);
+        if (prompt.Length == 0) throw new EdgeLlmException("the prompt is empty (not even a BOS token)");
+        if (prompt.Length >= Model.ContextSize)
+            throw new EdgeLlmException($"the prompt is {prompt.Length} tokens, which does not fit in the context of {Model.ContextSize} tokens (raise -c)");
+        await _free.WaitAsync(cancel).ConfigureAwait(false);
+        Slot slot = TakeSlot(prompt);
+        Interlocked.Increment(ref _busy);
         try
         {
             if (HoldSlotHook is { } hold) await hold(cancel).ConfigureAwait(false);
             cancel.ThrowIfCancellationRequested();
-            var o = options with { ReuseCache = true };
             var hook = TextHook;
             Func<string, bool> f = hook is null ? onText : t => { hook(); return onText(t); };
-            var result = await Task.Run(() =>
-            {
-                var stats = _generator.Generate(prompt, o, f, cancel);
-                return new EngineResult(stats, stats.PromptTokens - _generator.LastPrefillTokens);
-            }, CancellationToken.None).ConfigureAwait(false);
+            var job = new Job(slot, prompt, options, f, cancel);
+            Post(job);
+            var result = await job.Done.Task.ConfigureAwait(false);
             LastStop = result.Stats.Stop;
             return result;
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
-            _slot.Release();
+            lock (_slotLock) slot.InUse = false;
+            Interlocked.Decrement(ref _busy);
+            _free.Release();
         }
     }
 
-    public void Dispose() => _slot.Dispose();
+    /// <summary>
+    /// Embeds each input (token ids) on the scheduler thread, between decode steps. Throws when the server was
+    /// started without embeddings.
+    /// </summary>
+    public Task<float[][]> EmbedAsync(IReadOnlyList<int[]> inputs, CancellationToken cancel)
+    {
+        if (_embedder is null) throw new InvalidOperationException("embeddings are not enabled");
+        var work = new EmbedWork(inputs, cancel);
+        Post(work);
+        return work.Done.Task;
+    }
+
+    private void Post(object work)
+    {
+        if (_stopping) throw new ObjectDisposedException(nameof(InferenceEngine));
+        _incoming.Enqueue(work);
+        _wake.Release();
+    }
+
+    /// <summary>The free slot whose cached tokens share the longest prefix with the prompt (ties: the least recently used).</summary>
+    private Slot TakeSlot(int[] prompt)
+    {
+        lock (_slotLock)
+        {
+            Slot? best = null;
+            int bestMatch = -1;
+            foreach (var s in _slots)
+            {
+                if (s.InUse) continue;
+                int limit = Math.Min(s.CachedCount, prompt.Length - 1), m = 0;
+                while (m < limit && s.History[m] == prompt[m]) m++;
+                if (m > bestMatch || (m == bestMatch && s.LastUsed < best!.LastUsed)) { best = s; bestMatch = m; }
+            }
+            // The semaphore admitted this request, so a slot is free.
+            best!.InUse = true;
+            best.LastUsed = ++_useClock;
+            return best;
+        }
+    }
+
+    private void SchedulerLoop()
+    {
+        while (!_stopping)
+        {
+            SchedulerGate?.Wait();
+            while (_incoming.TryDequeue(out var work))
+            {
+                if (work is Job job) { Begin(job); }
+                else if (work is EmbedWork e) RunEmbed(e);
+            }
+            if (_prefilling.Count == 0 && _decoding.Count == 0)
+            {
+                _wake.Wait();
+                continue;
+            }
+            if (_prefilling.Count > 0) PrefillStep(_prefilling[0]);
+            if (_decoding.Count > 0) DecodeStep();
+        }
+        // Shutting down: whatever still runs ends as cancelled.
+        foreach (var j in _prefilling) j.Done.TrySetCanceled();
+        foreach (var j in _decoding) j.Done.TrySetCanceled();
+        while (_incoming.TryDequeue(out var w))
+        {
+            if (w is Job j) j.Done.TrySetCanceled();
+            else if (w is EmbedWork e) e.Done.TrySetCanceled();
+        }
+    }
+
+    private void Begin(Job j)
+    {
+        var s = j.Slot;
+        var o = j.Options;
+        int limit = Math.Min(s.CachedCount, j.Prompt.Length - 1); // at least one token must run to get logits
+        int reuse = 0;
+        while (reuse < limit && s.History[reuse] == j.Prompt[reuse]) reuse++;
+        j.Sampler = new Sampler(Model.VocabSize, o.Sampler);
+        bool onlyBos = j.Prompt.Length == 1 && j.Prompt[0] == Tokenizer.Vocab.Bos;
+        j.Decoder = Tokenizer.CreateDecoder(stripLeadingSpace: onlyBos);
+        j.Prompt.CopyTo(s.History, 0);
+        j.Count = j.Prompt.Length;
+        j.Reuse = reuse;
+        j.Pos = reuse;
+        s.CachedCount = reuse;
+        j.Logits = new float[Model.VocabSize];
+        j.Clock.Restart();
+        _prefilling.Add(j);
+    }
+
+    /// <summary>One batch of one request's prompt (as its own forward call, in the chunks <see cref="Generator"/> uses).</summary>
+    private void PrefillStep(Job j)
+    {
+        var s = j.Slot;
+        try
+        {
+            if (j.Cancel.IsCancellationRequested)
+            {
+                _prefilling.Remove(j);
+                Complete(j, new GenerationStats(j.Prompt.Length, 0, j.Clock.Elapsed, TimeSpan.Zero, TimeSpan.Zero, StopReason.Cancelled), flush: false);
+                return;
+            }
+            int nb = Math.Min(Model.MaxBatch, j.Count - j.Pos);
+            Span<SequenceBatch> one = [new SequenceBatch(s.Cache, j.Pos, nb)];
+            Model.ForwardSequences(j.Prompt.AsSpan(j.Pos, nb), one, j.Logits);
+            j.Pos += nb;
+            s.CachedCount = j.Pos;
+            if (j.Pos < j.Count) return;
+            _prefilling.Remove(j);
+            LogitCheck.Require(Model, j.Logits, j.Count - 1);
+            j.PromptTime = j.Clock.Elapsed;
+            if (j.Options.MaxTokens == 0)
+            {
+                Complete(j, new GenerationStats(j.Prompt.Length, 0, j.PromptTime, TimeSpan.Zero, TimeSpan.Zero, StopReason.TokenLimit), flush: false);
+                return;
+            }
+            if (Accept(j)) _decoding.Add(j);
+        }
+        catch (Exception e)
+        {
+            _prefilling.Remove(j);
+            Fail(j, e);
+        }
+    }
+
+    /// <summary>One token for every generating slot, in one forward call.</summary>
+    private void DecodeStep()
+    {
+        int n = _decoding.Count;
+        for (int i = 0; i < n; i++)
+        {
+            var j = _decoding[i];
+            _stepTokens[i] = j.Next;
+            _stepSeqs[i] = new SequenceBatch(j.Slot.Cache, j.Count - 1, 1);
+        }
+        long t0 = Stopwatch.GetTimestamp();
+        try
+        {
+            Model.ForwardSequences(_stepTokens.AsSpan(0, n), _stepSeqs.AsSpan(0, n), _stepLogits);
+        }
+        catch (Exception e)
+        {
+            foreach (var j in _decoding) Fail(j, e);
+            _decoding.Clear();
+            return;
+        }
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        Interlocked.Increment(ref _decodeSteps);
+        Interlocked.Add(ref _decodeTokens, n);
+        Volatile.Write(ref _lastStepTokensPerSecond, n / Math.Max(seconds, 1e-9));
+        Volatile.Write(ref _lastStepSize, n);
+        if (n > MaxStepSize) MaxStepSize = n;
+        int vocab = Model.VocabSize;
+        // Backwards, so that finished requests can be removed in place.
+        for (int i = n - 1; i >= 0; i--)
+        {
+            var j = _decoding[i];
+            try
+            {
+                _stepLogits.AsSpan(i * vocab, vocab).CopyTo(j.Logits);
+                j.Slot.CachedCount = j.Count;
+                LogitCheck.Require(Model, j.Logits, j.Count - 1);
+                if (!Accept(j)) _decoding.RemoveAt(i);
+            }
+            catch (Exception e)
+            {
+                _decoding.RemoveAt(i);
+                Fail(j, e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Samples the next token from the request's logits, exactly as <see cref="Generator.Generate(ReadOnlySpan{int}, GenerateOptions, Func{string, bool}, CancellationToken)"/>
+    /// does; false (and the request completed) when it stops here.
+    /// </summary>
+    private bool Accept(Job j)
+    {
+        var o = j.Options;
+        StopReason stop;
+        var s = j.Slot;
+        if (j.Cancel.IsCancellationRequested) stop = StopReason.Cancelled;
+        else
+        {
+            int token = j.Sampler!.Sample(j.Logits, new ReadOnlySpan<int>(s.History, 0, j.Count));
+            if (j.Generated == 0) j.FirstToken = j.Clock.Elapsed;
+            if (!o.IgnoreEos && IsStop(token, o.StopTokens)) stop = StopReason.EndOfGeneration;
+            else
+            {
+                j.Generated++;
+                s.History[j.Count++] = token;
+                string text = j.Decoder!.Append(token);
+                if (text.Length > 0 && !j.OnText(text)) stop = StopReason.StopText;
+                else if (o.MaxTokens >= 0 && j.Generated >= o.MaxTokens) stop = StopReason.TokenLimit;
+                else if (j.Count >= Model.ContextSize) stop = StopReason.ContextFull;
+                else
+                {
+                    j.Next = token;
+                    return true;
+                }
+            }
+        }
+        Complete(j, new GenerationStats(j.Prompt.Length, j.Generated, j.PromptTime, j.Clock.Elapsed - j.FirstToken, j.FirstToken, stop), flush: true);
+        return false;
+    }
+
+    private void Complete(Job j, GenerationStats stats, bool flush)
+    {
+        if (flush)
+        {
+            try
+            {
+                string rest = j.Decoder!.Flush();
+                if (rest.Length > 0) j.OnText(rest);
+            }
+            catch (Exception e)
+            {
+                Fail(j, e);
+                return;
+            }
+        }
+        j.Done.TrySetResult(new EngineResult(stats, j.Reuse));
+    }
+
+    private static void Fail(Job j, Exception e)
+    {
+        j.Slot.CachedCount = 0; // the cache's state is unknown after a failure: forget it
+        j.Done.TrySetException(e);
+    }
+
+    private bool IsStop(int token, int[]? extra)
+    {
+        if (Tokenizer.Vocab.IsEndOfGeneration(token)) return true;
+        if (extra is not null)
+            foreach (int t in extra) if (t == token) return true;
+        return false;
+    }
+
+    private void RunEmbed(EmbedWork e)
+    {
+        try
+        {
+            var result = new float[e.Inputs.Count][];
+            for (int i = 0; i < result.Length; i++)
+            {
+                e.Cancel.ThrowIfCancellationRequested();
+                result[i] = _embedder!.Embed(e.Inputs[i]);
+            }
+            e.Done.TrySetResult(result);
+        }
+        catch (OperationCanceledException) { e.Done.TrySetCanceled(); }
+        catch (Exception x) { e.Done.TrySetException(x); }
+    }
+
+    public void Dispose()
+    {
+        if (_stopping) return;
+        _stopping = true;
+        _wake.Release();
+        _scheduler.Join();
+        _free.Dispose();
+        _wake.Dispose();
+    }
+
+    /// <summary>A generation slot: its KV cache and the tokens the cache holds.</summary>
+    private sealed class Slot(int index, KvCache cache, int contextSize)
+    {
+        public int Index { get; } = index;
+        public KvCache Cache { get; } = cache;
+        public int[] History { get; } = new int[contextSize];
+        /// <summary>Leading entries of History whose keys and values are in Cache.</summary>
+        public int CachedCount;
+        public bool InUse;
+        public long LastUsed;
+    }
+
+    /// <summary>One request on its way through the scheduler (touched only by the scheduler thread once posted).</summary>
+    private sealed class Job(Slot slot, int[] prompt, GenerateOptions options, Func<string, bool> onText, CancellationToken cancel)
+    {
+        public Slot Slot { get; } = slot;
+        public int[] Prompt { get; } = prompt;
+        public GenerateOptions Options { get; } = options;
+        public Func<string, bool> OnText { get; } = onText;
+        public CancellationToken Cancel { get; } = cancel;
+        public TaskCompletionSource<EngineResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Sampler? Sampler;
+        public TokenDecoder? Decoder;
+        public float[] Logits = [];
+        public Stopwatch Clock = new();
+        public TimeSpan PromptTime, FirstToken;
+        public int Count, Reuse, Pos, Generated, Next;
+    }
+
+    private sealed class EmbedWork(IReadOnlyList<int[]> inputs, CancellationToken cancel)
+    {
+        public IReadOnlyList<int[]> Inputs { get; } = inputs;
+        public CancellationToken Cancel { get; } = cancel;
+        public TaskCompletionSource<float[][]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 }

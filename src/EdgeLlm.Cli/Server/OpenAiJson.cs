@@ -266,4 +266,7 @@ public sealed class StopJsonConverter : JsonConverter<string[]?>
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(HealthResponse))]
+[JsonSerializable(typeof(EmbeddingRequest))]
+[JsonSerializable(typeof(EmbeddingList))]
+[JsonSerializable(typeof(EmbeddingListBase64))]
 public sealed partial class OpenAiJsonContext : JsonSerializerContext;

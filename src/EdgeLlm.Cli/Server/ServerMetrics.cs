@@ -11,11 +11,11 @@ namespace EdgeLlm.Cli.Server;
 public sealed class ServerMetrics
 {
     private static readonly string[] KnownEndpoints =
-        ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"];
+        ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics"];
 
     private readonly Lock _lock = new();
     private readonly Dictionary<(string Endpoint, int Status), long> _requests = new();
-    private long _promptTokens, _cachedTokens, _completionTokens;
+    private long _promptTokens, _cachedTokens, _completionTokens, _embeddingInputs, _embeddingTokens;
     private double _lastPrefill, _lastDecode;
 
     /// <summary>The endpoint label of a request path.</summary>
@@ -44,6 +44,15 @@ public sealed class ServerMetrics
         }
     }
 
+    public void CountEmbeddings(int inputs, int tokens)
+    {
+        lock (_lock)
+        {
+            _embeddingInputs += inputs;
+            _embeddingTokens += tokens;
+        }
+    }
+
     /// <summary>The exposition text; queue depth and slot use are read from the engine now.</summary>
     public string Render(InferenceEngine engine)
     {
@@ -61,11 +70,17 @@ public sealed class ServerMetrics
             Counter(sb, "edgellm_prompt_cached_tokens_total", "Prompt tokens reused from the KV cache instead of prefilled.", _cachedTokens);
             Counter(sb, "edgellm_completion_tokens_total", "Tokens generated.", _completionTokens);
             Gauge(sb, "edgellm_last_prefill_tokens_per_second", "Prefill speed of the last generation that prefilled anything.", _lastPrefill);
+            Counter(sb, "edgellm_embedding_inputs_total", "Strings embedded by /v1/embeddings.", _embeddingInputs);
+            Counter(sb, "edgellm_embedding_tokens_total", "Tokens run by /v1/embeddings.", _embeddingTokens);
             Gauge(sb, "edgellm_last_decode_tokens_per_second", "Decode speed of the last generation of two or more tokens.", _lastDecode);
         }
-        Gauge(sb, "edgellm_queue_depth", "Requests admitted and waiting for the slot.", engine.QueueDepth);
-        Gauge(sb, "edgellm_slot_busy", "1 while the slot is generating.", engine.Busy);
-        Gauge(sb, "edgellm_slots", "Generation slots.", 1);
+        Gauge(sb, "edgellm_queue_depth", "Requests admitted and waiting for a free slot.", engine.QueueDepth);
+        Gauge(sb, "edgellm_slot_busy", "Slots holding a request now.", engine.Busy);
+        Gauge(sb, "edgellm_slots", "Generation slots (--parallel).", engine.SlotCount);
+        Counter(sb, "edgellm_decode_steps_total", "Batched decode steps (one forward pass for every generating slot).", engine.DecodeSteps);
+        Counter(sb, "edgellm_decode_step_tokens_total", "Tokens produced by batched decode steps, all slots.", engine.DecodeTokens);
+        Gauge(sb, "edgellm_decode_batch_size", "Slots the last decode step ran together.", engine.LastStepSize);
+        Gauge(sb, "edgellm_decode_tokens_per_second", "Aggregate decode speed of the last step (its slots' tokens over its time).", engine.LastStepTokensPerSecond);
         return sb.ToString();
     }
 

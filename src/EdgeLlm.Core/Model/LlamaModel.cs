@@ -206,7 +206,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>The transformer over one batch: embeddings, then every layer, leaving the residual stream in _x.</summary>
-    private void ForwardBatch(ReadOnlySpan<int> tokens, int pos)
+    private void ForwardBatch(ReadOnlySpan<int> tokens, int pos, ReadOnlySpan<SequenceBatch> seqs = default)
     {
         var c = Config;
         var b = Backend;
@@ -229,10 +229,14 @@ public sealed class LlamaModel : IDisposable
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
             if (w.QNorm is not null) b.RmsNorm(_q, w.QNorm, _q, n * c.HeadCount, c.HeadDim, c.RmsEps);
             if (w.KNorm is not null) b.RmsNorm(_k, w.KNorm, _k, n * c.KvHeadCount, c.HeadDim, c.RmsEps);
-            b.Rope(_q, n, c.HeadCount, pos, w.Rope);
-            b.Rope(_k, n, c.KvHeadCount, pos, w.Rope);
-            b.StoreKv(Cache, l, pos, n, _k, _v);
-            b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, w.Attention);
+            if (seqs.IsEmpty)
+            {
+                b.Rope(_q, n, c.HeadCount, pos, w.Rope);
+                b.Rope(_k, n, c.KvHeadCount, pos, w.Rope);
+                b.StoreKv(Cache, l, pos, n, _k, _v);
+                b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, w.Attention);
+            }
+            else AttendSequences(l, w, seqs);
             b.MatMul(w.Wo, _att, _xb, n);
             if (w.Bo is not null) b.AddBias(_xb, w.Bo, n);
             if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
@@ -247,7 +251,8 @@ public sealed class LlamaModel : IDisposable
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);
             b.Add(_x, _xb, nDim);
         }
-        Cache.Filled = pos + n;
+        if (seqs.IsEmpty) Cache.Filled = pos + n;
+        else foreach (var sq in seqs) sq.Cache.Filled = sq.StartPos + sq.Count;
     }
 
     /// <summary>Final norm and output projection of the batch's last token (or of all n), copied to <paramref name="dst"/>.</summary>
@@ -267,6 +272,133 @@ public sealed class LlamaModel : IDisposable
         b.MatMul(_output, _xb, _logits, rows);
         if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * c.VocabSize, c.FinalSoftcap); // Gemma 2
         b.CopyOut(_logits, 0, dst[..(rows * c.VocabSize)]);
+    }
+
+    /// <summary>
+    /// A KV cache of <see cref="ContextSize"/> positions for another sequence on this model (a server slot, an
+    /// embedding pass), used with <see cref="ForwardSequences"/>. Freed with the backend.
+    /// </summary>
+    public KvCache CreateCache() => new(Backend, Config.LayerCount, ContextSize, Config.KvDim);
+
+    // Row-0 scratch for the sequences of a multi-sequence batch that do not start at row 0 (allocated on first use).
+    private BackendBuffer? _qs, _ks, _vs, _atts;
+
+    /// <summary>
+    /// Several sequences in one batch: <paramref name="tokens"/> is the concatenation of each sequence's tokens in
+    /// the order of <paramref name="seqs"/> (each with its own cache and start position; a cache may appear once).
+    /// The matrix products run once over the whole batch (the weights are read once per call), attention runs per
+    /// sequence against its own cache. Writes each sequence's last-token logits, sequence-major, into
+    /// <paramref name="logits"/> (seqs.Length * VocabSize floats). Each row is computed exactly as
+    /// <see cref="Forward(ReadOnlySpan{int}, int, Span{float}, bool)"/> computes it for that sequence alone.
+    /// At most <see cref="MaxBatch"/> tokens in all.
+    /// </summary>
+    public void ForwardSequences(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceBatch> seqs, Span<float> logits)
+    {
+        int vocab = Config.VocabSize;
+        CheckSequences(tokens, seqs);
+        if (logits.Length < (long)seqs.Length * vocab)
+            throw new ArgumentException($"logits span holds {logits.Length} floats, {(long)seqs.Length * vocab} needed", nameof(logits));
+        ForwardBatch(tokens, 0, seqs);
+        var c = Config;
+        var b = Backend;
+        int row = 0;
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            row += seqs[s].Count;
+            b.Copy(_x, (long)(row - 1) * c.Dim, _xb, (long)s * c.Dim, c.Dim);
+        }
+        int rows = seqs.Length;
+        b.RmsNorm(_xb, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
+        b.MatMul(_output, _xb, _logits, rows);
+        if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * vocab, c.FinalSoftcap);
+        b.CopyOut(_logits, 0, logits[..(rows * vocab)]);
+    }
+
+    /// <summary>
+    /// The last hidden state after the final norm of every token of <paramref name="tokens"/>, run as one sequence
+    /// from position 0 in <paramref name="cache"/> (its previous contents are overwritten): tokens.Length * Dim
+    /// floats, token-major, into <paramref name="hidden"/>. What embedding pooling reads.
+    /// </summary>
+    public void HiddenStates(KvCache cache, ReadOnlySpan<int> tokens, Span<float> hidden)
+    {
+        int n = tokens.Length, dim = Config.Dim;
+        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (n > cache.Size) throw new ContextOverflowException(0, n, cache.Size);
+        if (hidden.Length < (long)n * dim) throw new ArgumentException($"hidden span holds {hidden.Length} floats, {(long)n * dim} needed", nameof(hidden));
+        var one = new SequenceBatch[1];
+        for (int done = 0; done < n; done += MaxBatch)
+        {
+            int nb = Math.Min(MaxBatch, n - done);
+            one[0] = new SequenceBatch(cache, done, nb);
+            CheckSequences(tokens.Slice(done, nb), one);
+            ForwardBatch(tokens.Slice(done, nb), 0, one);
+            Backend.RmsNorm(_x, _outputNorm, _xb, nb, dim, Config.RmsEps);
+            Backend.CopyOut(_xb, 0, hidden.Slice(done * dim, nb * dim));
+        }
+    }
+
+    private void CheckSequences(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceBatch> seqs)
+    {
+        int vocab = Config.VocabSize;
+        if (seqs.IsEmpty) throw new ArgumentException("no sequences to run", nameof(seqs));
+        if (tokens.Length > MaxBatch) throw new ArgumentException($"{tokens.Length} tokens exceed the batch size {MaxBatch}", nameof(tokens));
+        long total = 0;
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            var q = seqs[s];
+            if (q.Cache is null) throw new ArgumentNullException(nameof(seqs), $"sequence {s} has no kv cache");
+            if (q.Cache.LayerCount != Config.LayerCount || q.Cache.KvDim != Config.KvDim || q.Cache.Size > ContextSize)
+                throw new ArgumentException($"sequence {s}: its kv cache was not made for this model (use CreateCache)", nameof(seqs));
+            if (q.Count < 1) throw new ArgumentException($"sequence {s} has {q.Count} tokens", nameof(seqs));
+            for (int t = 0; t < s; t++)
+                if (ReferenceEquals(seqs[t].Cache, q.Cache)) throw new ArgumentException($"sequences {t} and {s} share a kv cache", nameof(seqs));
+            if (q.StartPos < 0 || q.StartPos > q.Cache.Filled)
+                throw new ArgumentOutOfRangeException(nameof(seqs), $"sequence {s}: start position {q.StartPos} is not in [0, {q.Cache.Filled}] (the positions already in its kv cache)");
+            if ((long)q.StartPos + q.Count > q.Cache.Size) throw new ContextOverflowException(q.StartPos, q.Count, q.Cache.Size);
+            total += q.Count;
+        }
+        if (total != tokens.Length) throw new ArgumentException($"the sequences hold {total} tokens but the batch has {tokens.Length}", nameof(tokens));
+        for (int i = 0; i < tokens.Length; i++)
+            if ((uint)tokens[i] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tokens[i]} at index {i} is not in the vocabulary [0, {vocab})");
+    }
+
+    /// <summary>
+    /// RoPE, cache store and attention of one layer for each sequence of the batch, each at its own positions in
+    /// its own cache. The first sequence works on rows 0.. of the batch buffers directly; the others are copied to
+    /// row 0 of scratch buffers and their attention output copied back (the backend ops address whole buffers).
+    /// </summary>
+    private void AttendSequences(int l, Layer w, ReadOnlySpan<SequenceBatch> seqs)
+    {
+        var c = Config;
+        var b = Backend;
+        int row = 0;
+        foreach (var sq in seqs)
+        {
+            int n = sq.Count;
+            if (row == 0)
+            {
+                b.Rope(_q, n, c.HeadCount, sq.StartPos, w.Rope);
+                b.Rope(_k, n, c.KvHeadCount, sq.StartPos, w.Rope);
+                b.StoreKv(sq.Cache, l, sq.StartPos, n, _k, _v);
+                b.Attention(_q, sq.Cache, l, sq.StartPos, n, c.HeadCount, c.HeadDim, _att, w.Attention);
+            }
+            else
+            {
+                _qs ??= b.Allocate((long)MaxBatch * c.QDim);
+                _ks ??= b.Allocate((long)MaxBatch * c.KvDim);
+                _vs ??= b.Allocate((long)MaxBatch * c.KvDim);
+                _atts ??= b.Allocate((long)MaxBatch * c.QDim);
+                b.Copy(_q, (long)row * c.QDim, _qs, 0, (long)n * c.QDim);
+                b.Copy(_k, (long)row * c.KvDim, _ks, 0, (long)n * c.KvDim);
+                b.Copy(_v, (long)row * c.KvDim, _vs, 0, (long)n * c.KvDim);
+                b.Rope(_qs, n, c.HeadCount, sq.StartPos, w.Rope);
+                b.Rope(_ks, n, c.KvHeadCount, sq.StartPos, w.Rope);
+                b.StoreKv(sq.Cache, l, sq.StartPos, n, _ks, _vs);
+                b.Attention(_qs, sq.Cache, l, sq.StartPos, n, c.HeadCount, c.HeadDim, _atts, w.Attention);
+                b.Copy(_atts, 0, _att, (long)row * c.QDim, (long)n * c.QDim);
+            }
+            row += n;
+        }
     }
 
     public void Dispose()

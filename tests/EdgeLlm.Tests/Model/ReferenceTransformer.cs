@@ -43,6 +43,9 @@ internal sealed class ReferenceTransformer
 
     public int Vocab => _vocab;
 
+    /// <summary>The last token's hidden state after the final norm (what the output projection reads), from the last <see cref="Forward"/>.</summary>
+    public double[] LastHidden { get; private set; } = [];
+
     /// <param name="contextSize">
     /// the context the engine runs with: Phi-3 LongRoPE uses its long factors when it exceeds
     /// rope.scaling.original_context_length (llama.cpp's choice per context; transformers chooses per sequence length).
@@ -209,7 +212,8 @@ internal sealed class ReferenceTransformer
             double[] down = MatVec(w.Down, g);
             Accumulate(x, w.PostFfnNorm is null ? down : RmsNorm(down, w.PostFfnNorm));
         }
-        double[] logits = MatVec(_output, RmsNorm(x, _outputNorm));
+        LastHidden = RmsNorm(x, _outputNorm);
+        double[] logits = MatVec(_output, LastHidden);
         if (_finalSoftcap > 0)
             for (int i = 0; i < logits.Length; i++) logits[i] = Math.Tanh(logits[i] / _finalSoftcap) * _finalSoftcap;
         return logits;

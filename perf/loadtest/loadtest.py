@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Bounded loopback load test of `edgellm serve --parallel N`.
+
+For each slot count N (default 1 2 4 8) it starts the server on 127.0.0.1 with N slots, warms it up with one
+request, then runs N concurrent clients, each sending ROUNDS non-streaming /v1/completions requests one after
+another (greedy, MAX_TOKENS tokens each), and reports aggregate completion tokens/s over the wall time, the
+p50/p95 request latency, and the largest decode batch the server's /metrics saw. Everything is bounded: at most
+8 x ROUNDS requests per N, a per-request timeout and a per-N wall limit; the server is stopped after each N.
+
+usage: perf/loadtest/loadtest.py -m MODEL [--slots 1,2,4,8] [-t 2] [--rounds 2] [--max-tokens 32]
+                                 [--edgellm "dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll"]
+"""
+import argparse, http.client, json, os, shlex, signal, socket, statistics, subprocess, sys, threading, time
+
+PROMPTS = ["Once upon a time", "The quick brown fox", "In the beginning", "A long way from home",
+           "The weather today", "Here is a story about", "My favourite food is", "The old man said"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, timeout=120):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=None if body is None else json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def run(args, n):
+    port = free_port()
+    cmd = shlex.split(args.edgellm) + ["serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
+                                       "--parallel", str(n), "--queue", "64", "-t", str(args.threads),
+                                       "-c", str(args.ctx), "--device", "cpu"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if request(port, "GET", "/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"server with --parallel {n} did not start")
+            time.sleep(0.5)
+        body = lambda p: {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
+        status, _ = request(port, "POST", "/v1/completions", body("warm up"))  # JIT / page-in
+        assert status == 200, status
+        latencies, tokens, errors = [], [], []
+        lock = threading.Lock()
+
+        def client(i):
+            for k in range(args.rounds):
+                t0 = time.perf_counter()
+                try:
+                    status, data = request(port, "POST", "/v1/completions", body(PROMPTS[(i + k) % len(PROMPTS)]))
+                    if status != 200:
+                        raise RuntimeError(f"status {status}: {data[:200]!r}")
+                    used = json.loads(data)["usage"]["completion_tokens"]
+                except Exception as e:  # noqa: BLE001 - reported, not hidden
+                    with lock:
+                        errors.append(str(e))
+                    return
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    tokens.append(used)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=args.wall_limit)
+        wall = time.perf_counter() - t0
+        if any(t.is_alive() for t in threads):
+            errors.append(f"clients still running after {args.wall_limit} s")
+        _, m = request(port, "GET", "/metrics")
+        m = m.decode()
+        steps, step_tokens = metric(m, "edgellm_decode_steps_total"), metric(m, "edgellm_decode_step_tokens_total")
+        return {
+            "slots": n, "requests": len(latencies), "tokens": sum(tokens), "wall_s": wall,
+            "tok_s": sum(tokens) / wall if wall > 0 else 0.0,
+            "p50_s": statistics.median(latencies) if latencies else float("nan"),
+            "p95_s": sorted(latencies)[max(0, int(round(0.95 * len(latencies))) - 1)] if latencies else float("nan"),
+            "mean_batch": step_tokens / steps if steps else float("nan"),
+            "errors": errors,
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("--slots", default="1,2,4,8")
+    p.add_argument("-t", "--threads", type=int, default=2)
+    p.add_argument("-c", "--ctx", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--wall-limit", type=float, default=600)
+    p.add_argument("--edgellm", default="dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll")
+    args = p.parse_args()
+    slots = [int(s) for s in args.slots.split(",")]
+    if any(s < 1 or s > 8 for s in slots) or not 1 <= args.rounds <= 8 or not 1 <= args.max_tokens <= 256:
+        sys.exit("loadtest: slots must be in 1..8, rounds in 1..8, max-tokens in 1..256 (the test is bounded)")
+    print(f"model {args.model}, {args.threads} threads, {args.rounds} requests per client, {args.max_tokens} tokens each; "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'slots':>5} {'requests':>8} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'x1':>5} {'p50 s':>7} {'p95 s':>7} {'batch':>5}")
+    base = None
+    for n in slots:
+        r = run(args, n)
+        base = base or r["tok_s"]
+        print(f"{r['slots']:>5} {r['requests']:>8} {r['tokens']:>6} {r['wall_s']:>7.1f} {r['tok_s']:>7.2f} "
+              f"{r['tok_s'] / base:>5.2f} {r['p50_s']:>7.2f} {r['p95_s']:>7.2f} {r['mean_batch']:>5.2f}", flush=True)
+        for e in r["errors"]:
+            print(f"      error: {e}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
