@@ -25,7 +25,7 @@ public sealed class DevicesCommand : Command
         args.NoPositionals();
         var inv = CultureInfo.InvariantCulture;
         if (args.Has("--compile")) return CompileAll(args.GetInt("--compile", 0, 30, 1000), ctx);
-        ctx.Out.WriteLine("cpu: always available");
+        ctx.Out.WriteLine($"cpu: always available ({ImageSelection.Describe()})");
         if (!CudaProbe.TryGetDevice(0, out _, out string why))
         {
             ctx.Out.WriteLine($"cuda: not available: {why}");

@@ -22,7 +22,8 @@ public static class ModelPaths
     /// <summary>Next to the executable, in models/ next to it, and in the repository's models/ (dist/&lt;name&gt;/edgellm -> ../../models).</summary>
     public static IEnumerable<string> BundledCandidates()
     {
-        string exeDir = AppContext.BaseDirectory;
+        // Inside the embedded AVX-512 image (a library loaded from memory) the executable's folder comes from its path.
+        string exeDir = ImageSelection.InEmbeddedImage && Environment.ProcessPath is { } exe ? Path.GetDirectoryName(exe)! : AppContext.BaseDirectory;
         yield return Path.GetFullPath(Path.Combine(exeDir, BundledName));
         yield return Path.GetFullPath(Path.Combine(exeDir, "models", BundledName));
         for (string? d = exeDir; d is not null; d = Path.GetDirectoryName(d))

@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Cli;
 
-/// <summary>What `edgellm --version` prints: version, which matrix entry this binary is, and the SIMD it can use.</summary>
+/// <summary>What `edgellm --version` (and bench) print: version, which matrix entry this binary is, which of its images runs (x86-64-v3 or the embedded x86-64-v4) and the SIMD it can use.</summary>
 public static class VersionInfo
 {
     public static string Version => typeof(VersionInfo).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
@@ -15,7 +15,7 @@ public static class VersionInfo
     {
         string build = Metadata("EdgeLlmBuild") ?? (System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? "dotnet (JIT)" : "custom");
         string isa = Metadata("EdgeLlmInstructionSet") ?? "default";
-        return $"edgellm {Version} ({build}, {RuntimeInformation.RuntimeIdentifier}, baseline {isa}; SIMD: {Simd()})";
+        return $"edgellm {Version} ({build}, {RuntimeInformation.RuntimeIdentifier}, baseline {isa}; {ImageSelection.Describe()}; SIMD: {Simd()})";
     }
 
     public static string Simd()

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 
 namespace EdgeLlm.Generation;
 
@@ -49,10 +48,12 @@ public sealed class Sampler
         Reseed(Options.Seed == -1 || Options.Seed == 0xFFFFFFFF ? RandomSeed() : unchecked((ulong)Options.Seed));
     }
 
+    // Random.Shared is seeded by the runtime's own entropy source (System.Native), not by RandomNumberGenerator, which
+    // on Linux goes through OpenSSL: a run must not need libssl (issue 14.2; a libc-only root aborted here).
     private static ulong RandomSeed()
     {
         Span<byte> b = stackalloc byte[8];
-        RandomNumberGenerator.Fill(b);
+        Random.Shared.NextBytes(b);
         return BitConverter.ToUInt64(b);
     }
 

@@ -1,4 +1,5 @@
 using EdgeLlm.Backends;
+using EdgeLlm.Cli;
 using EdgeLlm.Model;
 using EdgeLlm.Tests.Cli;
 
@@ -127,7 +128,7 @@ public class DeviceSelectionTests
     {
         var r = CliRunner.InProcess("devices");
         Assert.Equal(0, r.ExitCode);
-        Assert.Equal($"cpu: always available\ncuda: not available: {NoDriver}\n", r.Stdout.ReplaceLineEndings("\n"));
+        Assert.Equal($"cpu: always available ({ImageSelection.Describe()})\ncuda: not available: {NoDriver}\n", r.Stdout.ReplaceLineEndings("\n"));
     }
 
     [UnpackedLibcudaFact]
@@ -137,7 +138,7 @@ public class DeviceSelectionTests
         var env = new Dictionary<string, string> { ["LD_LIBRARY_PATH"] = CudaTestEnvironment.LibcudaDir };
         var r = CliRunner.PublishedWithEnv(env, "devices", "--bandwidth");
         Assert.Equal(0, r.ExitCode);
-        Assert.Matches(@"^cpu: always available\ncuda: not available: CUDA driver \d+\.\d+ found \(libcuda\.so\.1\) but cuInit returned 100 \(CUDA_ERROR_NO_DEVICE\): no CUDA device\n$", r.Stdout);
+        Assert.Matches(@"^cpu: always available \(x86-64-v[34] image \((AVX-512|AVX2) kernels\)[^\n]*\)\ncuda: not available: CUDA driver \d+\.\d+ found \(libcuda\.so\.1\) but cuInit returned 100 \(CUDA_ERROR_NO_DEVICE\): no CUDA device\n$", r.Stdout);
     }
 
     [UnpackedLibcudaFact]
