@@ -112,7 +112,7 @@ public sealed class HubClient : IDisposable
 
     /// <summary>
     /// Downloads <paramref name="file"/> into <paramref name="partialPath"/>, resuming what is already there (Range,
-    /// If-Range with the sha256 ETag), retrying a dropped connection up to <see cref="Attempts"/> times, and checks the
+    /// If-Range with the server's ETag), retrying a dropped connection up to <see cref="Attempts"/> times, and checks the
     /// size and sha256 the hub published. On a checksum mismatch the partial file is deleted. Returns the sha256.
     /// </summary>
     public async Task<string> DownloadAsync(RemoteFile file, string partialPath, CancellationToken cancel = default)
@@ -134,6 +134,7 @@ public sealed class HubClient : IDisposable
                 OnNotice?.Invoke($"connection lost at {have} of {file.Size} bytes ({Reason(e)}); resuming");
             }
         }
+        File.Delete(ResumeInfoPath(partialPath));
         long got = new FileInfo(partialPath).Length;
         if (got != file.Size)
         {
@@ -151,17 +152,30 @@ public sealed class HubClient : IDisposable
         return sha;
     }
 
+    /// <summary>
+    /// Beside NAME.gguf.partial: the sha256 the partial file is a prefix of, and the download server's own ETag for
+    /// If-Range (a CDN's ETag is usually not the sha256). A partial file of another version is discarded.
+    /// </summary>
+    public static string ResumeInfoPath(string partialPath) => partialPath + ".etag";
+
     private async Task DownloadOnceAsync(RemoteFile file, string partialPath, string what, CancellationToken cancel)
     {
+        string infoPath = ResumeInfoPath(partialPath);
+        string? serverETag = null;
         long have = File.Exists(partialPath) ? new FileInfo(partialPath).Length : 0;
-        if (have > file.Size) { File.Delete(partialPath); have = 0; }
+        if (have > 0)
+        {
+            string[] info = File.Exists(infoPath) ? File.ReadAllLines(infoPath) : [];
+            if (info.Length < 1 || info[0] != file.Sha256 || have > file.Size) { File.Delete(partialPath); have = 0; }
+            else if (info.Length > 1 && info[1].Length > 0) serverETag = info[1];
+        }
         OnProgress?.Invoke(have, file.Size);
         if (have == file.Size) return; // complete already (an earlier run stopped before the check)
 
         var url = file.DownloadUrl;
         for (int hop = 0; ; hop++)
         {
-            using var response = await SendAsync(HttpMethod.Get, url, have > 0 ? (have, file.Sha256) : null, cancel, download: true).ConfigureAwait(false);
+            using var response = await SendAsync(HttpMethod.Get, url, have > 0 ? (have, serverETag) : null, cancel, download: true).ConfigureAwait(false);
             int code = (int)response.StatusCode;
             if (code is >= 300 and < 400 && hop < 8 && response.Headers.Location is { } loc)
             {
@@ -179,6 +193,9 @@ public sealed class HubClient : IDisposable
             }
             // 200: the whole file (the server ignored Range, or If-Range saw a changed file): start over.
             if (!append) have = 0;
+            // A strong ETag only: If-Range may not carry a weak one.
+            var etag = response.Headers.ETag;
+            File.WriteAllLines(infoPath, [file.Sha256, etag is { IsWeak: false } ? etag.Tag : ""]);
             await using var output = new FileStream(partialPath, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
             await using var input = await response.Content.ReadAsStreamAsync(cancel).ConfigureAwait(false);
             byte[] buffer = new byte[1 << 16];
@@ -204,7 +221,7 @@ public sealed class HubClient : IDisposable
 
     private static string Reason(Exception e) => e is OperationCanceledException ? "no data for too long" : EdgeLlm.IO.ErrorText.OneLine(e);
 
-    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, Uri url, (long From, string ETag)? resume, CancellationToken cancel, bool download = false)
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, Uri url, (long From, string? ETag)? resume, CancellationToken cancel, bool download = false)
     {
         using var request = new HttpRequestMessage(method, url);
         // The token goes to the hub only, never to a CDN or another host a redirect points at.
@@ -212,7 +229,8 @@ public sealed class HubClient : IDisposable
         if (resume is { } r)
         {
             request.Headers.Range = new RangeHeaderValue(r.From, null);
-            request.Headers.IfRange = new RangeConditionHeaderValue(new EntityTagHeaderValue("\"" + r.ETag + "\""));
+            // Without the server's ETag (an older partial file) the sha256 check after the download still guards the bytes.
+            if (r.ETag is not null) request.Headers.IfRange = new RangeConditionHeaderValue(new EntityTagHeaderValue(r.ETag));
         }
         try
         {
@@ -235,7 +253,7 @@ public sealed class HubClient : IDisposable
         string hint = code switch
         {
             401 or 403 => _token is null
-                ? $"access denied ({code}): the repository is private or gated; set ${TokenVariable} to a token that may read it"
+                ? $"access denied ({code}): the repository is private or gated (or does not exist); set ${TokenVariable} to a token that may read it"
                 : $"access denied ({code}): ${TokenVariable} may not read this repository (gated: accept its terms on the hub first)",
             404 => "not found (404): check the organisation, repository and file names",
             429 => "the hub is rate-limiting requests (429); try again later",

@@ -25,12 +25,18 @@ public sealed partial class ModelStore
 
     public static string DefaultRoot()
     {
-        string? env = Environment.GetEnvironmentVariable(Variable);
-        if (!string.IsNullOrEmpty(env)) return env;
-        string? xdg = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
-        if (!string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)) return Path.Combine(xdg, "edgellm", "models");
         string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
         if (string.IsNullOrEmpty(home)) home = Environment.GetEnvironmentVariable("HOME") ?? ".";
+        return DefaultRoot(Environment.GetEnvironmentVariable, home);
+    }
+
+    /// <summary>$EDGELLM_MODELS, else $XDG_DATA_HOME/edgellm/models (an absolute path only, as the XDG spec says), else HOME/.local/share/edgellm/models.</summary>
+    internal static string DefaultRoot(Func<string, string?> getenv, string home)
+    {
+        string? env = getenv(Variable);
+        if (!string.IsNullOrEmpty(env)) return env;
+        string? xdg = getenv("XDG_DATA_HOME");
+        if (!string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)) return Path.Combine(xdg, "edgellm", "models");
         return Path.Combine(home, ".local", "share", "edgellm", "models");
     }
 
@@ -142,6 +148,7 @@ public sealed partial class ModelStore
         File.Delete(ManifestPath(m.Name));
         File.Delete(ModelPath(m.Name));
         File.Delete(PartialPath(m.Name));
+        File.Delete(HubClient.ResumeInfoPath(PartialPath(m.Name)));
         return m;
     }
 

@@ -24,7 +24,7 @@ public sealed class PullCommand : Command
         string? name = args.GetString("--name");
         if (name is not null && !ModelStore.IsValidName(name)) throw new UsageException($"--name '{name}' is not a valid model name (letters, digits, '.', '_', '-')");
         var store = ModelStore.Default();
-        bool tty = !Console.IsErrorRedirected && ReferenceEquals(ctx.Err, Console.Error);
+        bool tty = !Console.IsErrorRedirected && ctx.Err is not StringWriter; // a terminal, not a test's capture
         var bar = new ProgressBar(ctx.Err, tty);
         using var hub = HubClient.FromEnvironment(bar.Report, notice => { bar.Clear(); ctx.Err.WriteLine($"edgellm pull: {notice}"); });
         var result = Pull(hub, store, spec, name, ctx.Err, CancellationToken.None).GetAwaiter().GetResult();

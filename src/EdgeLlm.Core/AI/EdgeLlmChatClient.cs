@@ -102,13 +102,15 @@ public sealed class EdgeLlmChatClient : IChatClient
         var request = Prepare(messages, options);
         string responseId = Guid.NewGuid().ToString("N");
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // Cancelled when the consumer stops early too, so an abandoned stream does not keep the model busy.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         Task<GenerationStats> producer;
         try
         {
             producer = Task.Run(() =>
             {
-                try { return Run(request, piece => channel.Writer.TryWrite(piece), cancellationToken); }
+                try { return Run(request, piece => channel.Writer.TryWrite(piece), stop.Token); }
                 finally { channel.Writer.TryComplete(); }
             }, CancellationToken.None);
         }
@@ -135,7 +137,8 @@ public sealed class EdgeLlmChatClient : IChatClient
         }
         finally
         {
-            // A consumer that stops early (or is cancelled) still waits for the generation to wind down before the next request.
+            // The generation winds down (within a token) before the next request may start.
+            stop.Cancel();
             try { await producer.ConfigureAwait(false); } catch (OperationCanceledException) { }
             _gate.Release();
         }

@@ -90,6 +90,19 @@ public sealed class ChatClientTests : IDisposable
     }
 
     [Fact]
+    public async Task AnAbandonedOrCancelledRequestFreesTheModelForTheNext()
+    {
+        var o = new ChatOptions { Temperature = 0, MaxOutputTokens = 40 };
+        await foreach (var u in _chat.GetStreamingResponseAsync(Messages(), o))
+        {
+            Assert.NotEmpty(u.Text);
+            break;
+        }
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => _chat.GetResponseAsync(Messages(), o, new CancellationToken(true)));
+        Assert.Equal(CliAnswer("--temp", "0", "-n", "40"), (await _chat.GetResponseAsync(Messages(), o)).Text);
+    }
+
+    [Fact]
     public async Task UnsupportedRequestsAreRefused()
     {
         await Assert.ThrowsAsync<NotSupportedException>(() => _chat.GetResponseAsync(Messages(),

@@ -44,6 +44,9 @@ internal sealed class FakeHub : IDisposable
     /// <summary>The redirects name the CDN by another host name (localhost), as the real hub names another host.</summary>
     public string CdnBase => $"http://localhost:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
+    /// <summary>The CDN's own ETag: not the sha256 (as on the real CDN), so If-Range must echo what the CDN sent.</summary>
+    public static string CdnETag(byte[] data) => $"\"cdn-{Sha256(data)[..16]}\"";
+
     public static string Sha256(byte[] data) => System.Convert.ToHexStringLower(SHA256.HashData(data));
 
     public List<Request> CdnRequests()
@@ -136,8 +139,7 @@ internal sealed class FakeHub : IDisposable
         int slash = key.LastIndexOf('/');
         string repo = key[..slash], file = key[(slash + 1)..];
         if (!Repos.TryGetValue(repo, out var files) || !files.TryGetValue(file, out var data)) { await Write(stream, 404, "Not Found", [], [], method); return; }
-        // The CDN's ETag is the content's sha256, like the hub's X-Linked-Etag.
-        string etag = $"\"{Sha256(data)}\"";
+        string etag = CdnETag(data);
         long from = 0;
         bool partial = false;
         if (headers.TryGetValue("Range", out var range) && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-')

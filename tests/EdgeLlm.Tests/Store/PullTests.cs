@@ -86,7 +86,7 @@ public sealed class PullTests : IDisposable
         Assert.Equal(2, cdn.Count);
         Assert.False(cdn[0].Headers.ContainsKey("Range"));
         Assert.Equal("bytes=300000-", cdn[1].Headers["Range"]);
-        Assert.Equal($"\"{FakeHub.Sha256(Stories)}\"", cdn[1].Headers["If-Range"]);
+        Assert.Equal(FakeHub.CdnETag(Stories), cdn[1].Headers["If-Range"]);
         Assert.Equal(FakeHub.Sha256(Stories), m.Sha256);
     }
 
@@ -106,8 +106,21 @@ public sealed class PullTests : IDisposable
 
         Pull("hf:testorg/tiny-GGUF:Q8_0");
         Assert.Equal("bytes=200000-", _hub.CdnRequests()[^1].Headers["Range"]);
+        Assert.Equal(FakeHub.CdnETag(Stories), _hub.CdnRequests()[^1].Headers["If-Range"]);
         Assert.Equal(Stories, File.ReadAllBytes(_store.ModelPath("tiny.Q8_0")));
         Assert.False(File.Exists(_store.PartialPath("tiny.Q8_0")));
+    }
+
+    [Fact]
+    public void APartialFileOfAnotherVersionIsDiscarded()
+    {
+        Directory.CreateDirectory(_root);
+        File.WriteAllBytes(_store.PartialPath("tiny.Q8_0"), new byte[50_000]);
+        File.WriteAllLines(HubClient.ResumeInfoPath(_store.PartialPath("tiny.Q8_0")), [FakeHub.Sha256("old version"u8.ToArray()), "\"old\""]);
+        Pull("hf:testorg/tiny-GGUF:Q8_0");
+        Assert.False(_hub.CdnRequests()[0].Headers.ContainsKey("Range"));
+        Assert.Equal(Stories, File.ReadAllBytes(_store.ModelPath("tiny.Q8_0")));
+        Assert.Equal(2, StoreFiles().Length);
     }
 
     [Fact]

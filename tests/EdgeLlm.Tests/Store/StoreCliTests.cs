@@ -108,4 +108,25 @@ public sealed class StoreCliTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("no stored model called 'nothing'", r.Stderr);
     }
+
+    /// <summary>The Native AOT binary: source-generated JSON, HttpClient on loopback, the store, -m NAME.</summary>
+    [Fact]
+    public void PublishedBinaryPullsListsAndRunsByName()
+    {
+        var env = new Dictionary<string, string> { [ModelStore.Variable] = _root, [HubClient.EndpointVariable] = _hub.Endpoint };
+        var r = CliRunner.PublishedWithEnv(env, "pull", "hf:someone/stories-GGUF:stories260K.gguf", "--name", "tiny");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.StartsWith("tiny: pulled hf:someone/stories-GGUF:stories260K.gguf", r.Stdout);
+        // One line on stderr, no progress bar: stderr is not a terminal.
+        Assert.StartsWith("edgellm pull: hf:someone/stories-GGUF:stories260K.gguf (", r.Stderr);
+        Assert.DoesNotContain('\r', r.Stderr);
+        Assert.Single(r.Stderr.TrimEnd('\n').Split('\n'));
+        r = CliRunner.PublishedWithEnv(env, "list");
+        Assert.Contains("tiny ", r.Stdout);
+        Assert.Contains("(also: hf:someone/stories-GGUF:stories260K.gguf, someone/stories-GGUF, stories-GGUF)", r.Stdout);
+        var byName = CliRunner.PublishedWithEnv(env, "run", "-m", "stories-GGUF", "-p", "Once upon a time", "-n", "10", "--temp", "0");
+        var byPath = CliRunner.PublishedWithEnv(env, "run", "-m", TestPaths.Stories260K, "-p", "Once upon a time", "-n", "10", "--temp", "0");
+        Assert.Equal(0, byName.ExitCode);
+        Assert.Equal(byPath.Stdout, byName.Stdout);
+    }
 }
