@@ -21,5 +21,22 @@ read -r passed failed skipped < <(grep -E '(Passed|Failed)! +- +Failed: +[0-9]+,
   awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
 rm -f "$log"
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi   # build failure or crashed test host
+
+# The NuGet package `EdgeLlm` (the Core assembly and its README), and the Native AOT sample that uses it through
+# Microsoft.Extensions.AI's IChatClient: it must print a story from the bundled model.
+rm -rf dist/nuget dist/sample
+if dotnet pack src/EdgeLlm.Core -c Release -nologo -v:q -o dist/nuget &&
+   grep -aq 'lib/net10.0/EdgeLlm.Core.dll' dist/nuget/EdgeLlm.*.nupkg && grep -aq 'README.md' dist/nuget/EdgeLlm.*.nupkg; then
+  passed=$((passed + 1)); echo "test: dotnet pack: $(ls dist/nuget)"
+else
+  failed=$((failed + 1)); echo "test: dotnet pack src/EdgeLlm.Core failed or the package lacks the assembly/README" >&2
+fi
+if dotnet publish samples/EdgeLlm.Sample -c Release -r linux-x64 -nologo -v:q -o dist/sample &&
+   story=$(dist/sample/edgellm-sample models/stories260K.gguf) && [ "${#story}" -gt 40 ]; then
+  passed=$((passed + 1)); echo "test: AOT sample: ${story:0:80}..."
+else
+  failed=$((failed + 1)); echo "test: the Native AOT sample (samples/EdgeLlm.Sample) did not build or print a story" >&2
+fi
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -26,7 +26,7 @@ public abstract class Command
     }
 
     // Options shared by the commands that load a model.
-    public static readonly OptionSpec Model = new(["-m", "--model"], true, "FILE", "GGUF model file (default: the bundled stories260K)");
+    public static readonly OptionSpec Model = new(["-m", "--model"], true, "FILE", "GGUF model file, or the name of a stored model (see 'edgellm list'; default: the bundled stories260K)");
     public static readonly OptionSpec Threads = new(["-t", "--threads"], true, "N", "CPU threads (default: all cores)");
     public static readonly OptionSpec Ctx = new(["-c", "--ctx-size"], true, "N", "context length (default: the model's, at most 4096)");
     public static readonly OptionSpec Device = new(["--device"], true, "DEV", "auto, cpu, cuda or cuda:N (default auto: CUDA when a usable GPU is found, else the CPU; $EDGELLM_DEVICE overrides the default)");

@@ -20,6 +20,10 @@ public static class EdgeLlmCli
         new BenchCommand(),
         new InfoCommand(),
         new DevicesCommand(),
+        new Store.PullCommand(),
+        new Store.ImportCommand(),
+        new Store.ListCommand(),
+        new Store.RmCommand(),
     ];
 
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)

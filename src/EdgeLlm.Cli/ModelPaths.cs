@@ -1,6 +1,9 @@
 namespace EdgeLlm.Cli;
 
-/// <summary>Finds the model to load: the -m argument, or the bundled stories260K next to the binary or in the repo.</summary>
+/// <summary>
+/// Finds the model to load: the -m argument (a file, else the name or alias of a model in the store), or the bundled
+/// stories260K next to the binary or in the repo.
+/// </summary>
 public static class ModelPaths
 {
     public const string BundledName = "stories260K.gguf";
@@ -9,9 +12,11 @@ public static class ModelPaths
     {
         if (given is not null)
         {
-            if (!File.Exists(given))
-                throw new FileNotFoundException(Directory.Exists(given) ? $"{given}: is a directory, not a model file" : $"{given}: model file not found");
-            return given;
+            if (File.Exists(given)) return given;
+            if (Directory.Exists(given)) throw new FileNotFoundException($"{given}: is a directory, not a model file");
+            var store = Store.ModelStore.Default();
+            if (store.Resolve(given) is { } stored) return stored;
+            throw new FileNotFoundException($"{given}: model file not found, nor a stored model of that name in {store.Root} (see 'edgellm list')");
         }
         foreach (string candidate in BundledCandidates())
             if (File.Exists(candidate)) return Path.GetRelativePath(Environment.CurrentDirectory, candidate);
