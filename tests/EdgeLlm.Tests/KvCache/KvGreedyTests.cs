@@ -53,6 +53,27 @@ public class KvGreedyTests
     }
 
     [Fact]
+    public void Q8PerplexityIsWithinOnePercentOfF16()
+    {
+        // `edgellm perplexity` over the reference's greedy text (4 chunks of 64): the issue's bound for q8_0 vs f16.
+        using var json = JsonDocument.Parse(File.ReadAllText(TestPaths.Data("stories260K.reference_greedy.json")));
+        string path = TestPaths.TempFile("story.txt");
+        File.WriteAllText(path, json.RootElement.GetProperty("generated_text").GetString()!);
+        double Ppl(string type)
+        {
+            var r = Cli.CliRunner.InProcess("perplexity", "-m", TestPaths.Stories260K, "-f", path, "-c", "64", "-t", "2", "-ctk", type, "-ctv", type);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"^PPL = ([0-9.]+) ", System.Text.RegularExpressions.RegexOptions.Multiline);
+            Assert.True(m.Success, r.Stdout);
+            return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        double f32 = Ppl("f32"), f16 = Ppl("f16"), q8 = Ppl("q8_0");
+        Assert.True(Math.Abs(f16 / f32 - 1) <= 0.001, $"f16 {f16} vs f32 {f32}");
+        Assert.True(Math.Abs(q8 / f16 - 1) <= 0.01, $"q8_0 {q8} vs f16 {f16}");
+        Assert.NotEqual(f16, q8); // the types really differ
+    }
+
+    [Fact]
     public void MemoryPerTokenFollowsTheType()
     {
         // stories260K: 5 layers, kv rows of 32 values: f32 2·5·128 B, f16 2·5·64 B, q8_0 2·5·34 B per position.
