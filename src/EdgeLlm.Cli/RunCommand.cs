@@ -24,16 +24,19 @@ public sealed class RunCommand : Command
     private static readonly OptionSpec NoBos = new(["--no-bos"], false, null, "do not add the BOS token to the prompt");
     private static readonly OptionSpec JsonSchema = new(["--json-schema"], true, "FILE", "constrain the output to JSON valid against the JSON schema in FILE");
     private static readonly OptionSpec GrammarOpt = new(["--grammar"], true, "json", "constrain the output: 'json' = any JSON object");
+    private static readonly OptionSpec ContextShift = new(["--context-shift"], false, null, "when the context is full, drop the older half of the tokens after --keep and go on (keys re-rotated for their new positions)");
+    private static readonly OptionSpec Keep = new(["--keep"], true, "N", "tokens after BOS that a context shift keeps; -1 = the whole prompt (default 0: just BOS)");
+    private static readonly OptionSpec PromptCacheFile = new(["--prompt-cache"], true, "FILE", "save the evaluated prompt's KV cache to FILE, and reuse the longest matching prefix from it when it exists");
 
     /// <summary>The sampling flags, shared with `chat`.</summary>
     internal static OptionSpec[] SamplingSpecs => [N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed];
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--json-schema FILE | --grammar json]";
+    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T] [--json-schema FILE | --grammar json]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, JsonSchema, GrammarOpt, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, JsonSchema, GrammarOpt, ContextShift, Keep, PromptCacheFile, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -42,12 +45,22 @@ public sealed class RunCommand : Command
         int n = args.GetInt("-n", -1, -1);
         var options = SamplingOptions(args);
         var grammar = ReadGrammar(args);
+        int keep = args.GetInt("--keep", 0, -1);
+        if (args.Has("--keep") && !args.Has("--context-shift")) throw new UsageException("--keep applies to --context-shift");
+        string? promptCache = args.GetString("--prompt-cache");
+        if (promptCache is not null) IO.OutputFile.CheckTarget(promptCache);
 
         using var model = ModelOptions.Load(args, ctx);
         var tokenizer = Tokenizer.FromGguf(model.File);
         int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
         if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
         var generator = new Generator(model, tokenizer);
+        if (promptCache is not null && File.Exists(promptCache))
+        {
+            int[] saved = PromptCache.Load(promptCache, model);
+            generator.AdoptCache(saved);
+            ctx.Logger("run").LogInformation("prompt cache {File}: {Tokens} tokens restored", promptCache, saved.Length);
+        }
 
         using var cts = new CancellationTokenSource();
         // The first Ctrl-C stops generation (within one prompt batch or token) and prints the summary; a second one,
@@ -65,8 +78,24 @@ public sealed class RunCommand : Command
             ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
             // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
             var pinned = options with { Seed = (long)sampler.Seed };
-            stats = generator.Generate(tokens, new GenerateOptions { MaxTokens = n, Sampler = pinned, IgnoreEos = args.Has("--ignore-eos"), Grammar = grammar },
-                text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
+            var go = new GenerateOptions
+            {
+                MaxTokens = n,
+                Sampler = pinned,
+                IgnoreEos = args.Has("--ignore-eos"),
+                Grammar = grammar,
+                ReuseCache = promptCache is not null,
+                ContextShift = args.Has("--context-shift"),
+                ShiftKeep = keep,
+                OnPromptEvaluated = promptCache is null ? null : () =>
+                {
+                    PromptCache.Save(promptCache, model, tokens);
+                    ctx.Logger("run").LogInformation("prompt cache {File}: {Tokens} tokens saved ({Evaluated} evaluated now)", promptCache, tokens.Length, generator.LastPrefillTokens);
+                },
+            };
+            stats = generator.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
+            if (generator.ContextShifts > 0)
+                ctx.Logger("run").LogInformation("context shifted {Count} time(s), keeping the first {Keep} tokens", generator.ContextShifts, keep);
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();
