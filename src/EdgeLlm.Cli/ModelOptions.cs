@@ -15,7 +15,12 @@ public static class ModelOptions
         string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args) });
+        WarnThreads(threads, ctx);
+        var progress = new ProgressLine(ctx, $"loading {Path.GetFileName(path)}", ProgressLine.Bytes);
+        var load = LoadOptions(args) with { Progress = progress.Report };
+        LlamaModel model;
+        try { model = LlamaModel.Load(ModelPaths.Open(path, load), new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = load }); }
+        finally { progress.Done(); }
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         LogLoad(model, log);
         var c = model.Config;
@@ -24,6 +29,14 @@ public static class ModelOptions
         if (model.ContextSize > c.ContextLength)
             log.LogWarning("context {Ctx} is longer than the {Trained} tokens the model was trained with", model.ContextSize, c.ContextLength);
         return model;
+    }
+
+    /// <summary>A warning when -t asks for more threads than the cores this process may run on (affinity and cgroup limits included).</summary>
+    public static void WarnThreads(int threads, CliContext ctx)
+    {
+        int cores = Environment.ProcessorCount;
+        if (threads > cores)
+            ctx.Err.WriteLine($"edgellm: warning: -t {threads} is more than the {cores} cores this process can use; the extra threads only wait their turn (leave -t out to use all cores)");
     }
 
     /// <summary>--mmap / --no-mmap (default automatic) and --mlock.</summary>
