@@ -70,7 +70,7 @@ want=$(mktemp); got=$(mktemp)
 q cortex-a76 "$kc" --reference-text 256 "$root" > "$want" 2>&1
 for cpu in cortex-a53 cortex-a76; do
   t0=$SECONDS
-  q $cpu "$bin" run -n 256 --temp 0 -c 512 --ignore-eos -m "$root/models/stories260K.gguf" > "$got" 2>/dev/null
+  q $cpu "$bin" run -n 256 --temp 0 -c 512 --ignore-eos -m "$root/models/stories260K.gguf" > "$got" 2>/dev/null </dev/null
   rc=$?
   echo "test-arm64: $(($SECONDS - t0)) s: edgellm run -n 256 on $cpu" >&2
   if [ "$rc" -eq 0 ] && [ -s "$want" ] && cmp -s "$want" "$got"; then ok "edgellm greedy-256 on $cpu matches the reference text"

@@ -53,7 +53,7 @@ public sealed class BenchCommand : Command
 
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
+        args.ModelPositional();
         int p = args.GetInt("-p", 512, 0, LlamaConfig.MaxContext);
         int n = args.GetInt("-n", 128, 0, LlamaConfig.MaxContext);
         int reps = args.GetInt("-r", 3, 1, 1000);
@@ -66,14 +66,16 @@ public sealed class BenchCommand : Command
             throw new UsageException($"-d + max(-p, -n) = {(long)depth + Math.Max(p, n)} exceeds the largest context {LlamaConfig.MaxContext}");
         string path = ModelPaths.Resolve(args.GetString("-m"));
         var log = ctx.Logger("bench");
+        ModelOptions.WarnThreads(threadsWanted, ctx);
 
-        using var model = LlamaModel.Load(path, new BackendOptions
+        var loadOptions = ModelOptions.LoadOptions(args);
+        using var model = LlamaModel.Load(ModelPaths.Open(path, loadOptions), new BackendOptions
         {
             Threads = threadsWanted,
             ContextSize = depth + Math.Max(p, n),
             MaxBatch = Math.Max(1, Math.Min(batch, Math.Max(p, depth))),
             Device = ModelOptions.DeviceOption(args),
-            Load = ModelOptions.LoadOptions(args),
+            Load = loadOptions,
             CacheTypeK = ModelOptions.CacheType(args, "--cache-type-k"),
             CacheTypeV = ModelOptions.CacheType(args, "--cache-type-v"),
         });
@@ -118,17 +120,31 @@ public sealed class BenchCommand : Command
             return count / s;
         }
 
+        // Progress on a terminal (with -v the log lines below say the same).
+        var progress = new ProgressLine(ctx, "bench", linesWithVerbose: false);
+        long steps = (p > 0 ? reps + 1 : 0) + (n > 0 ? reps + 1 : 0) + (bwMib > 0 ? 1 : 0), step = 0;
+        progress.Report(0, steps);
         var pp = new double[p > 0 ? reps : 0];
         var tg = new double[n > 0 ? reps : 0];
         if (p > 0)
         {
             log.LogInformation("pp{P} warm-up: {TokS:F2} tok/s", p, RunPrompt());
-            for (int r = 0; r < reps; r++) log.LogInformation("pp{P} run {R}/{Reps}: {TokS:F2} tok/s", p, r + 1, reps, pp[r] = RunPrompt());
+            progress.Report(++step, steps);
+            for (int r = 0; r < reps; r++)
+            {
+                log.LogInformation("pp{P} run {R}/{Reps}: {TokS:F2} tok/s", p, r + 1, reps, pp[r] = RunPrompt());
+                progress.Report(++step, steps);
+            }
         }
         if (n > 0)
         {
             log.LogInformation("tg warm-up (1 token): {TokS:F2} tok/s", RunGen(1));
-            for (int r = 0; r < reps; r++) log.LogInformation("tg{N} run {R}/{Reps}: {TokS:F2} tok/s", n, r + 1, reps, tg[r] = RunGen(n));
+            progress.Report(++step, steps);
+            for (int r = 0; r < reps; r++)
+            {
+                log.LogInformation("tg{N} run {R}/{Reps}: {TokS:F2} tok/s", n, r + 1, reps, tg[r] = RunGen(n));
+                progress.Report(++step, steps);
+            }
         }
         model.Cache.Clear();
 
@@ -149,6 +165,7 @@ public sealed class BenchCommand : Command
             log.LogInformation("memory read bandwidth: best {Best:F1} GB/s, median {Median:F1} GB/s", bw.Value.BestGBps, bw.Value.MedianGBps);
         }
 
+        progress.Done();
         var result = new BenchResult
         {
             ModelPath = path,

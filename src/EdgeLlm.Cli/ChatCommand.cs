@@ -6,7 +6,10 @@ namespace EdgeLlm.Cli;
 /// <summary>
 /// `edgellm chat`: an interactive conversation on stdin/stdout with the model's chat template. The KV
 /// cache carries over between turns; Ctrl-C stops the current answer; `/reset` starts over, `/exit` or
-/// end of input quits.
+/// end of input quits, `/help` lists the commands and any other `/word` is refused (`//` sends a leading slash).
+/// On a terminal lines are edited with <see cref="LineEditor"/> and kept in the history file; elsewhere they are
+/// read as plain lines. A line ending in a backslash continues on the next; a line of three double quotes opens
+/// a block that a second such line closes.
 /// </summary>
 public sealed class ChatCommand : Command
 {
@@ -16,13 +19,25 @@ public sealed class ChatCommand : Command
 
     public override string Name => "chat";
     public override string Summary => "chat with an instruction-tuned model in the terminal";
-    public override string Usage => "chat [-m MODEL] [--system TEXT] [--chat-template NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]";
+    public override string Usage => "chat [MODEL | -m MODEL] [--system TEXT] [--chat-template NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, System_, Template, .. RunCommand.SamplingSpecs, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
+    /// <summary>The chat's own commands (what /help lists).</summary>
+    internal static readonly string[] ChatCommands = ["/help", "/reset", "/exit", "/quit"];
+
+    private const string HelpLines =
+        "/help          this list\n" +
+        "/reset         forget the conversation (the system prompt stays)\n" +
+        "/exit, /quit   leave (so does Ctrl-D on an empty line)\n" +
+        "//text         send a message that starts with /text\n" +
+        "line\\         end a line with a backslash to go on with the message on the next line\n" +
+        "\"\"\"            a line of three double quotes starts a multi-line block; another one ends it\n" +
+        "Ctrl-C stops an answer; on a terminal: arrows, Home/End, Ctrl-A/E/U/K edit, Up/Down recall earlier messages\n";
+
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
+        args.ModelPositional();
         int n = args.GetInt("-n", -1, -1);
         var sampling = RunCommand.SamplingOptions(args);
         string? forced = args.GetString("--chat-template");
@@ -39,7 +54,8 @@ public sealed class ChatCommand : Command
             OnTruncated = dropped => ctx.Err.WriteLine($"[context full: dropped the {dropped} oldest messages]"),
         };
         var options = new GenerateOptions { MaxTokens = n, Sampler = sampling };
-        ctx.Err.WriteLine($"chat template {ChatTemplates.Name(kind)}, context {model.ContextSize} tokens; /reset starts over, /exit quits, Ctrl-C stops an answer");
+        ctx.Err.WriteLine($"chat template {ChatTemplates.Name(kind)}, context {model.ContextSize} tokens; /help lists the commands, /exit quits, Ctrl-C stops an answer");
+        var input = ChatInput.For(ctx);
 
         CancellationTokenSource? current = null;
         // Stop the answer being written, not the program; outside an answer Ctrl-C quits as usual. (A POSIX signal
@@ -54,17 +70,23 @@ public sealed class ChatCommand : Command
         {
             while (true)
             {
-                ctx.Out.Write("> ");
-                ctx.Out.Flush();
-                string? line = ctx.In.ReadLine();
-                if (line is null) { ctx.Out.WriteLine(); break; }
+                string? line = input.ReadMessage();
+                if (line is null) { if (!input.Editing) ctx.Out.WriteLine(); break; }
                 string text = line.Trim();
                 if (text.Length == 0) continue;
-                if (text == "/exit" || text == "/quit") break;
-                if (text == "/reset")
+                if (text.StartsWith("//", StringComparison.Ordinal)) line = line.TrimStart()[1..];   // "//x" sends "/x"
+                else if (text.StartsWith('/') && !text.Contains('\n'))
                 {
-                    session.Reset();
-                    ctx.Err.WriteLine("[conversation reset]");
+                    string word = text.Split(' ', 2)[0];
+                    if (word is "/exit" or "/quit") break;
+                    if (word == "/reset")
+                    {
+                        session.Reset();
+                        ctx.Err.WriteLine("[conversation reset]");
+                    }
+                    else if (word == "/help") ctx.Err.Write(HelpLines);
+                    else
+                        ctx.Err.WriteLine($"edgellm chat: unknown command '{word}'{CliArgs.DidYouMean(word, ChatCommands)}; /help lists the commands, // sends a line that starts with /");
                     continue;
                 }
                 using var cts = new CancellationTokenSource();
@@ -88,7 +110,8 @@ public sealed class ChatCommand : Command
                 if (stats.Stop == StopReason.Cancelled) ctx.Err.WriteLine("[stopped]");
                 else if (stats.Stop == StopReason.ContextFull) ctx.Err.WriteLine("[context full: the next message drops the oldest turns]");
                 if (ctx.Verbose)
-                    ctx.Err.WriteLine($"[prefill {session.LastPrefillTokens} of {stats.PromptTokens} tokens, {stats.GeneratedTokens} generated]");
+                    ctx.Err.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"[prefill {session.LastPrefillTokens} of {stats.PromptTokens} tokens, {stats.GeneratedTokens} generated, {stats.GenerationTokensPerSecond:F1} tok/s]"));
             }
         }
         ctx.Out.Flush();

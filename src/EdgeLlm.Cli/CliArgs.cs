@@ -36,7 +36,7 @@ public sealed class CliArgs
                 int eq = a.IndexOf('=');
                 if (a.StartsWith("--", StringComparison.Ordinal) && eq > 2) { name = a[..eq]; inline = a[(eq + 1)..]; }
                 if (!_byName.TryGetValue(name, out var spec))
-                    throw new UsageException($"unknown option '{name}' for 'edgellm {command}'");
+                    throw new UsageException($"unknown option '{name}' for 'edgellm {command}'{DidYouMean(name, _byName.Keys)}");
                 string key = spec.Names[^1];
                 if (spec.TakesValue)
                 {
@@ -58,6 +58,42 @@ public sealed class CliArgs
                 Positionals.Add(a);
             }
         }
+    }
+
+    /// <summary>
+    /// "; did you mean 'X'?" naming the closest of <paramref name="known"/> to <paramref name="given"/> (<see cref="EditDistance"/>
+    /// at most a third of the longer name, at least 1, at most 3; ties: the first in order), or "" when none is close.
+    /// </summary>
+    public static string DidYouMean(string given, IEnumerable<string> known)
+    {
+        string? best = null;
+        int bestDistance = int.MaxValue;
+        foreach (string k in known)
+        {
+            int d = EditDistance(given, k);
+            int limit = Math.Clamp(Math.Max(given.Length, k.Length) / 3, 1, 3);
+            if (d <= limit && d < bestDistance) { best = k; bestDistance = d; }
+        }
+        return best is null ? "" : $"; did you mean '{best}'?";
+    }
+
+    /// <summary>
+    /// Edit distance with insertions, deletions, substitutions and swaps of two neighbours each costing 1 (optimal
+    /// string alignment: "rnu" is 1 from "run"), ordinal.
+    /// </summary>
+    public static int EditDistance(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
+        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+        for (int i = 1; i <= a.Length; i++)
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int v = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) v = Math.Min(v, d[i - 2, j - 2] + 1);
+                d[i, j] = v;
+            }
+        return d[a.Length, b.Length];
     }
 
     private static bool IsNumber(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
@@ -98,6 +134,35 @@ public sealed class CliArgs
         if (v < min || v > max)
             throw new UsageException($"option '{name}' must be between {min.ToString(CultureInfo.InvariantCulture)} and {max.ToString(CultureInfo.InvariantCulture)}, got {s}");
         return v;
+    }
+
+    /// <summary>Gives an option a value from elsewhere (a positional argument), as if it had been typed.</summary>
+    public void Set(string name, string? value) => _values[Key(name)] = value;
+
+    /// <summary>
+    /// `edgellm CMD MODEL`: a first positional argument is the model (as -m) when -m is not given; any other is an
+    /// error. Commands whose positionals may be text (run) use <see cref="TakeModel"/> instead.
+    /// </summary>
+    public void ModelPositional()
+    {
+        if (Positionals.Count > 0 && !Has("-m"))
+        {
+            Set("-m", Positionals[0]);
+            Positionals.RemoveAt(0);
+        }
+        NoPositionals();
+    }
+
+    /// <summary>
+    /// Takes the first positional argument as the model (as -m) when -m is not given and it names one (an existing
+    /// file, a *.gguf path, or a built-in model name); returns whether it did. What is left is text.
+    /// </summary>
+    public bool TakeModel()
+    {
+        if (Positionals.Count == 0 || Has("-m") || !ModelPaths.LooksLikeModel(Positionals[0])) return false;
+        Set("-m", Positionals[0]);
+        Positionals.RemoveAt(0);
+        return true;
     }
 
     public void NoPositionals()

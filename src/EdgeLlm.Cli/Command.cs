@@ -46,6 +46,10 @@ public sealed class CliContext : IDisposable
     public TextWriter Err { get; }
     /// <summary>Standard input (the chat's lines); tests give a StringReader.</summary>
     public TextReader In { get; init; } = Console.In;
+    /// <summary>What the standard streams are (terminal, pipe); <see cref="Terminal.None"/> in process.</summary>
+    public Terminal Terminal { get; init; } = Terminal.None;
+    /// <summary>Whether progress may be drawn on stderr: it is a terminal, or -v asked for it (then as whole lines).</summary>
+    public bool ShowProgress => Terminal.StderrIsTerminal || Verbose;
     public ILoggerFactory Logging { get; }
     public bool Verbose { get; }
 

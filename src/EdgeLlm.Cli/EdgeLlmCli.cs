@@ -24,9 +24,10 @@ public static class EdgeLlmCli
         new Store.ImportCommand(),
         new Store.ListCommand(),
         new Store.RmCommand(),
+        new DoctorCommand(),
     ];
 
-    public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)
+    public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null, Terminal? terminal = null)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
@@ -42,7 +43,8 @@ public static class EdgeLlmCli
         var command = Find(args[0]);
         if (command is null)
         {
-            stderr.WriteLine($"edgellm: unknown command '{args[0]}' (see 'edgellm --help')");
+            string hint = CliArgs.DidYouMean(args[0], Commands.Select(c => c.Name));
+            stderr.WriteLine($"edgellm: unknown command '{args[0]}'{hint} (see 'edgellm --help')");
             return 2;
         }
         var rest = args.AsSpan(1).ToArray();
@@ -51,7 +53,7 @@ public static class EdgeLlmCli
         {
             if (rest.Contains("-h") || rest.Contains("--help")) { stdout.Write(command.HelpText()); return 0; }
             var parsed = new CliArgs(command.Name, rest, command.Options);
-            using var ctx = new CliContext(stdout, stderr, verbose) { In = stdin ?? Console.In };
+            using var ctx = new CliContext(stdout, stderr, verbose) { In = stdin ?? Console.In, Terminal = terminal ?? Terminal.None };
             int rc = command.Run(parsed, ctx);
             stdout.Flush();
             return rc;

@@ -12,7 +12,7 @@ public sealed class InfoCommand : Command
 {
     public override string Name => "info";
     public override string Summary => "print a GGUF file's architecture, metadata and tensor table";
-    public override string Usage => "info [-m MODEL] [--verify]";
+    public override string Usage => "info [MODEL | -m MODEL] [--verify]";
     public override IReadOnlyList<OptionSpec> Options { get; } = [Model, VerifyOption, Verbose, Help];
 
     private static readonly OptionSpec VerifyOption = new(["--verify"], false, null,
@@ -20,9 +20,9 @@ public sealed class InfoCommand : Command
 
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
+        args.ModelPositional();
         string path = ModelPaths.Resolve(args.GetString("-m"));
-        using var f = GgufFile.Open(path);
+        using var f = ModelPaths.Open(path);
         var o = ctx.Out;
         var inv = CultureInfo.InvariantCulture;
         o.WriteLine($"file:          {path}");

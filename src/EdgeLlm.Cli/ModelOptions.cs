@@ -15,8 +15,13 @@ public static class ModelOptions
         string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args),
-            CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v") });
+        WarnThreads(threads, ctx);
+        var progress = new ProgressLine(ctx, $"loading {Path.GetFileName(path)}", ProgressLine.Bytes);
+        var load = LoadOptions(args) with { Progress = progress.Report };
+        LlamaModel model;
+        try { model = LlamaModel.Load(ModelPaths.Open(path, load), new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = load,
+            CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v") }); }
+        finally { progress.Done(); }
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         LogLoad(model, log);
         log.LogInformation("kv cache: K {K}, V {V}, {Bytes} bytes per token, {MiB:F1} MiB for {Ctx} positions",
@@ -36,6 +41,14 @@ public static class ModelOptions
         if (s is null) return KvCacheType.F16;
         if (!KvCacheTypes.TryParse(s, out var t)) throw new UsageException($"{name} '{s}' is not one of f32, f16, q8_0");
         return t;
+    }
+
+    /// <summary>A warning when -t asks for more threads than the cores this process may run on (affinity and cgroup limits included).</summary>
+    public static void WarnThreads(int threads, CliContext ctx)
+    {
+        int cores = Environment.ProcessorCount;
+        if (threads > cores)
+            ctx.Err.WriteLine($"edgellm: warning: -t {threads} is more than the {cores} cores this process can use; the extra threads only wait their turn (leave -t out to use all cores)");
     }
 
     /// <summary>--mmap / --no-mmap (default automatic) and --mlock.</summary>

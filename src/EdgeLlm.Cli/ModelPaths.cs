@@ -1,8 +1,11 @@
+using EdgeLlm.Gguf;
+
 namespace EdgeLlm.Cli;
 
 /// <summary>
-/// Finds the model to load: the -m argument (a file, else the name or alias of a model in the store), or the bundled
-/// stories260K next to the binary or in the repo.
+/// Finds the model to load: the -m argument (a file; the name stories260K means the embedded demo model unless a
+/// file of that name exists; else the name or alias of a model in the store), else the demo model embedded in the
+/// executable (<see cref="EmbeddedModel"/>), else the bundled stories260K next to the binary or in the repo.
 /// </summary>
 public static class ModelPaths
 {
@@ -13,16 +16,27 @@ public static class ModelPaths
         if (given is not null)
         {
             if (File.Exists(given)) return given;
+            if (EmbeddedModel.IsName(given) && EmbeddedModel.Present) return EmbeddedModel.Marker;
             if (Directory.Exists(given)) throw new FileNotFoundException($"{given}: is a directory, not a model file");
             var store = Store.ModelStore.Default();
             if (store.Resolve(given) is { } stored) return stored;
             throw new FileNotFoundException($"{given}: model file not found, nor a stored model of that name in {store.Root} (see 'edgellm list')");
         }
+        if (EmbeddedModel.Present) return EmbeddedModel.Marker;
         foreach (string candidate in BundledCandidates())
             if (File.Exists(candidate)) return Path.GetRelativePath(Environment.CurrentDirectory, candidate);
         throw new FileNotFoundException(
             $"no model given (-m) and the bundled {BundledName} was not found (looked in {string.Join(", ", BundledCandidates())})");
     }
+
+    /// <summary>Whether a positional argument names a model rather than being prompt text: a file, a *.gguf path, a built-in name.</summary>
+    public static bool LooksLikeModel(string arg) =>
+        File.Exists(arg) || arg.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || EmbeddedModel.IsName(arg);
+
+    /// <summary>Opens what <see cref="Resolve"/> returned: the embedded model for its marker, else the file.</summary>
+    public static GgufFile Open(string resolved, GgufLoadOptions? options = null) =>
+        resolved == EmbeddedModel.Marker ? EmbeddedModel.Open(options)
+        : options is null ? GgufFile.Open(resolved) : GgufFile.Open(resolved, options);
 
     /// <summary>Next to the executable, in models/ next to it, and in the repository's models/ (dist/&lt;name&gt;/edgellm -> ../../models).</summary>
     public static IEnumerable<string> BundledCandidates()

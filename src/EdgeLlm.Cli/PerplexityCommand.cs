@@ -16,12 +16,12 @@ public sealed class PerplexityCommand : Command
 
     public override string Name => "perplexity";
     public override string Summary => "perplexity of a text file, computed as llama.cpp's perplexity tool does";
-    public override string Usage => "perplexity [-m MODEL] -f FILE [-c CTX] [--chunks N] [-t THREADS]";
+    public override string Usage => "perplexity [MODEL | -m MODEL] -f FILE [-c CTX] [--chunks N] [-t THREADS]";
     public override IReadOnlyList<OptionSpec> Options { get; } = [Model, File_, Chunks, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
+        args.ModelPositional();
         string path = args.GetString("-f") ?? throw new UsageException("give the text file with -f FILE");
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: text file not found");
         int maxChunks = args.GetInt("--chunks", -1, -1);
@@ -45,6 +45,9 @@ public sealed class PerplexityCommand : Command
         long count = 0;
         var inv = CultureInfo.InvariantCulture;
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        var progress = new ProgressLine(ctx, "perplexity", (done, total) => string.Format(inv, "chunk {0}/{1}{2}", done, total,
+            done == 0 ? "" : string.Format(inv, ", {0:F0} s left", clock.Elapsed.TotalSeconds / done * (total - done))));
+        progress.Report(0, nChunks);
         for (int c = 0; c < nChunks; c++)
         {
             Array.Copy(tokens, (long)c * nCtx, chunk, 0, nCtx);
@@ -62,7 +65,9 @@ public sealed class PerplexityCommand : Command
             }
             ctx.Out.Write(string.Format(inv, "[{0}]{1:F4},", c + 1, Math.Exp(nll / count)));
             ctx.Out.Flush();
+            progress.Report(c + 1, nChunks);
         }
+        progress.Done();
         ctx.Out.WriteLine();
         double mean = nll / count;
         double variance = nll2 / count - mean * mean;

@@ -9,7 +9,7 @@ namespace EdgeLlm.Cli;
 public sealed class RunCommand : Command
 {
     private static readonly OptionSpec Prompt = new(["-p", "--prompt"], true, "TEXT", "prompt (default: empty, generation starts from BOS)");
-    private static readonly OptionSpec File_ = new(["-f", "--file"], true, "FILE", "read the prompt from a file");
+    private static readonly OptionSpec File_ = new(["-f", "--file"], true, "FILE", "read the prompt from a file (- = standard input; piped input is the prompt when none is given)");
     private static readonly OptionSpec N = new(["-n", "--n-predict"], true, "N", "tokens to generate (default -1: until end of text or context)");
     private static readonly OptionSpec Temp = new(["--temp"], true, "T", "temperature; 0 = greedy (default 0.8)");
     private static readonly OptionSpec TopK = new(["--top-k"], true, "K", "keep the K most likely tokens; 0 = off (default 40)");
@@ -33,15 +33,20 @@ public sealed class RunCommand : Command
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T] [--json-schema FILE | --grammar json]";
+    public override string Usage => "run [MODEL] [PROMPT] [-m MODEL] [-p PROMPT | -f FILE|-] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T] [--json-schema FILE | --grammar json]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
          IgnoreEos, NoBos, JsonSchema, GrammarOpt, ContextShift, Keep, PromptCacheFile, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
-        string prompt = PromptText.Read(args, "-p", "-f") ?? "";
+        // `run MODEL "prompt"`, `run "prompt"` (the first argument is text unless it names a model), `-f -`, or piped stdin.
+        args.TakeModel();
+        string? positional = args.Positionals.Count > 0 ? string.Join(' ', args.Positionals) : null;
+        if (positional is not null && (args.Has("-p") || args.Has("-f")))
+            throw new UsageException($"unexpected argument '{args.Positionals[0]}': the prompt is already given with {(args.Has("-p") ? "-p" : "-f")}");
+        string prompt = positional ?? PromptText.Read(args, "-p", "-f", ctx.In)
+            ?? (ctx.Terminal.StdinIsPiped ? PromptText.FromStdin(ctx.In) : "");
         int n = args.GetInt("-n", -1, -1);
         var options = SamplingOptions(args);
         var grammar = ReadGrammar(args);

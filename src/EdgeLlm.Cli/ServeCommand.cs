@@ -24,7 +24,7 @@ public sealed class ServeCommand : Command
 
     public override int Run(CliArgs args, CliContext ctx)
     {
-        args.NoPositionals();
+        args.ModelPositional();
         var options = new ServerOptions
         {
             Host = args.GetString("--host") ?? "127.0.0.1",

@@ -20,8 +20,8 @@ public sealed class TokenizeCommand : Command
     public override int Run(CliArgs args, CliContext ctx)
     {
         args.NoPositionals();
-        string text = PromptText.Read(args, "-p", "-f") ?? throw new UsageException("give the text with -p TEXT or -f FILE");
-        using var file = GgufFile.Open(ModelPaths.Resolve(args.GetString("-m")));
+        string text = PromptText.Read(args, "-p", "-f", ctx.In) ?? throw new UsageException("give the text with -p TEXT or -f FILE");
+        using var file = ModelPaths.Open(ModelPaths.Resolve(args.GetString("-m")));
         var tokenizer = Tokenizer.FromGguf(file);
         int[] ids = tokenizer.Encode(text, addBos: !args.Has("--no-bos"), parseSpecial: args.Has("--parse-special"));
         if (args.Has("--show-pieces"))
@@ -38,13 +38,22 @@ public sealed class TokenizeCommand : Command
 /// <summary>The prompt of a command: -p TEXT or -f FILE (one of them), as given.</summary>
 public static class PromptText
 {
-    public static string? Read(CliArgs args, string textOption, string fileOption)
+    public static string? Read(CliArgs args, string textOption, string fileOption, TextReader? stdin = null)
     {
         string? text = args.GetString(textOption);
         string? file = args.GetString(fileOption);
         if (text is not null && file is not null) throw new UsageException($"give either {textOption} or {fileOption}, not both");
         if (file is null) return text;
+        if (file == "-" && stdin is not null) return FromStdin(stdin);
         if (!File.Exists(file)) throw new FileNotFoundException($"{file}: prompt file not found");
         return File.ReadAllText(file);
+    }
+
+    /// <summary>All of standard input as a prompt, less the one line break `echo` puts at its end.</summary>
+    public static string FromStdin(TextReader stdin)
+    {
+        string s = stdin.ReadToEnd();
+        if (s.EndsWith("\r\n", StringComparison.Ordinal)) return s[..^2];
+        return s.EndsWith('\n') ? s[..^1] : s;
     }
 }

@@ -15,8 +15,11 @@ public static class VersionInfo
     {
         string build = Metadata("EdgeLlmBuild") ?? (System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? "dotnet (JIT)" : "custom");
         string isa = Metadata("EdgeLlmInstructionSet") ?? "default";
-        return $"edgellm {Version} ({build}, {RuntimeInformation.RuntimeIdentifier}, baseline {isa}; {ImageSelection.Describe()}; SIMD: {Simd()})";
+        return $"edgellm {Version} (commit {Commit}, {build}, {RuntimeInformation.RuntimeIdentifier}, baseline {isa}; {ImageSelection.Describe()}; SIMD: {Simd()})";
     }
+
+    /// <summary>The git commit this binary was built from (embedded at build time), or "unknown".</summary>
+    public static string Commit => Metadata("EdgeLlmCommit") is { Length: > 0 } c ? c : "unknown";
 
     public static string Simd()
     {

@@ -139,7 +139,7 @@ public sealed unsafe class GgufFile : IDisposable
     public static GgufFile Open(string path, GgufLoadOptions options)
     {
         bool readIn = options.Mode != GgufLoadMode.Map && File.Exists(path) && options.ReadsIn(new FileInfo(path).Length);
-        var file = readIn ? ReadIn(path) : OpenMapped(path);
+        var file = readIn ? ReadIn(path, options.Progress) : OpenMapped(path);
         if (options.LockInMemory) file.Lock();
         return file;
     }
@@ -189,6 +189,39 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     public static long AlignUp(long x, long alignment) => (x + alignment - 1) / alignment * alignment;
+
+    /// <summary>
+    /// Reads GGUF bytes from a stream of known length (e.g. a resource embedded in the executable) into 2 MiB-aligned
+    /// memory the result owns, and parses them with the same checks as a file; <paramref name="name"/> stands in for
+    /// the path in messages. A stream shorter than <paramref name="length"/> is an <see cref="IOException"/>.
+    /// </summary>
+    public static GgufFile FromStream(string name, Stream stream, long length, bool lockInMemory = false)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (length <= 0) throw new GgufFormatException(name, "magic", 0, "the file is empty (0 bytes)");
+        long padded = (length + HugePage - 1) / HugePage * HugePage;
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)padded, (nuint)HugePage);
+        GgufFile file;
+        try
+        {
+            long done = 0;
+            while (done < length)
+            {
+                int got = stream.Read(new Span<byte>(buffer + done, (int)Math.Min(length - done, 1 << 20)));
+                if (got <= 0) throw new IOException($"{name}: the data ended at byte {done} of {length}");
+                done += got;
+            }
+            file = new GgufFile(name, null, null, buffer, length);
+        }
+        catch
+        {
+            NativeMemory.AlignedFree(buffer);
+            throw;
+        }
+        file._owned = buffer;
+        if (lockInMemory) file.Lock();
+        return file;
+    }
 
     // ---------------------------------------------------------------- metadata access
 
@@ -306,7 +339,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// parses it there: the weights then cannot be dropped from the page cache under memory pressure (no swap: they
     /// stay), and the decode's page walks cover 2 MiB each instead of 4 KiB.
     /// </summary>
-    private static GgufFile ReadIn(string path)
+    private static GgufFile ReadIn(string path, Action<long, long>? progress = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found", path);
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
@@ -332,6 +365,7 @@ public sealed unsafe class GgufFile : IDisposable
                 int got = RandomAccess.Read(handle, new Span<byte>(buffer + done, chunk), done);
                 if (got <= 0) throw new IOException($"{path}: the file ended at byte {done} while reading {length} bytes into memory");
                 done += got;
+                progress?.Invoke(done, length);
             }
         }
         catch

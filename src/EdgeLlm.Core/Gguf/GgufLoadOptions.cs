@@ -27,6 +27,9 @@ public sealed record GgufLoadOptions
     /// <summary>Lock the bytes in RAM (mlock) so they are never paged out; refused by the system => a warning, not an error.</summary>
     public bool LockInMemory { get; init; }
 
+    /// <summary>Called with (bytes read, file length) while a file is read into memory (<see cref="GgufLoadMode.Read"/>).</summary>
+    public Action<long, long>? Progress { get; init; }
+
     /// <summary>Whether a file of <paramref name="length"/> bytes is read in under this mode (Auto: at most half of MemAvailable).</summary>
     public bool ReadsIn(long length) => Mode switch
     {

@@ -68,8 +68,20 @@ public sealed class LlamaModel : IDisposable
     public static LlamaModel Load(string path, BackendOptions? options = null)
     {
         options ??= new BackendOptions();
-        var spec = Backends.DeviceSpec.Parse(options.Device);
-        var file = GgufFile.Open(path, options.Load);
+        Backends.DeviceSpec.Parse(options.Device);
+        return Load(GgufFile.Open(path, options.Load), options);
+    }
+
+    /// <summary>
+    /// <see cref="Load(string, BackendOptions?)"/> for a file already open (e.g. one read from memory); the model takes
+    /// ownership of <paramref name="file"/> and disposes it, also when loading fails.
+    /// </summary>
+    public static LlamaModel Load(GgufFile file, BackendOptions? options = null)
+    {
+        options ??= new BackendOptions();
+        Backends.DeviceSpec spec;
+        try { spec = Backends.DeviceSpec.Parse(options.Device); }
+        catch { file.Dispose(); throw; }
         IBackend? backend = null;
         try
         {

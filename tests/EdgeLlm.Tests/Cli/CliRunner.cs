@@ -23,15 +23,30 @@ internal static class CliRunner
     public static Result Published(params string[] args) => PublishedWithEnv([], args);
 
     /// <summary>Runs the published binary with only the given environment variables (env -i NAME=VALUE ...).</summary>
-    public static Result PublishedWithEnv(IEnumerable<KeyValuePair<string, string>> env, params string[] args)
+    public static Result PublishedWithEnv(IEnumerable<KeyValuePair<string, string>> env, params string[] args) =>
+        PublishedWith(env, "", null, PublishedBinary, args);
+
+    /// <summary>
+    /// Runs <paramref name="binary"/> (default the published one) with only the given environment, <paramref name="stdin"/>
+    /// piped in (then closed: "" is an empty pipe, so nothing waits on the test host's own stdin), in
+    /// <paramref name="workingDirectory"/> (default the repository root).
+    /// </summary>
+    public static Result PublishedWith(IEnumerable<KeyValuePair<string, string>> env, string stdin, string? workingDirectory, string? binary, params string[] args)
     {
-        Assert.True(File.Exists(PublishedBinary), $"{PublishedBinary} is missing: run tools/publish.sh linux-x64 (tools/test.sh does)");
-        var psi = new ProcessStartInfo("/usr/bin/env") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = TestPaths.RepoRoot };
+        binary ??= PublishedBinary;
+        Assert.True(File.Exists(binary), $"{binary} is missing: run tools/publish.sh linux-x64 (tools/test.sh does)");
+        var psi = new ProcessStartInfo("/usr/bin/env")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true,
+            WorkingDirectory = workingDirectory ?? TestPaths.RepoRoot,
+        };
         psi.ArgumentList.Add("-i");
         foreach (var (name, value) in env) psi.ArgumentList.Add($"{name}={value}");
-        psi.ArgumentList.Add(PublishedBinary);
+        psi.ArgumentList.Add(binary);
         foreach (string a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
+        try { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
+        catch (IOException) { }   // the program exited without reading its input
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("edgellm did not finish in 120 s"); }
