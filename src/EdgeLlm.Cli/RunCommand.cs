@@ -28,10 +28,10 @@ public sealed class RunCommand : Command
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos]";
+    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--draft-model FILE [--draft-max K] | --lookup N] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, .. SpeculativeOptions.Specs, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -44,7 +44,9 @@ public sealed class RunCommand : Command
         var tokenizer = Tokenizer.FromGguf(model.File);
         int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
         if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
-        var generator = new Generator(model, tokenizer);
+        using var draft = SpeculativeOptions.Create(args, ctx, model, tokenizer, options);
+        var generator = draft is null ? new Generator(model, tokenizer) : null;
+        var speculative = draft is null ? null : new SpeculativeGenerator(model, tokenizer, draft);
 
         using var cts = new CancellationTokenSource();
         // The first Ctrl-C stops generation (within one prompt batch or token) and prints the summary; a second one,
@@ -62,11 +64,16 @@ public sealed class RunCommand : Command
             ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
             // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
             var pinned = options with { Seed = (long)sampler.Seed };
-            stats = generator.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
-                ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
+            if (speculative is not null)
+                stats = speculative.Generate(tokens, new GenerateOptions { MaxTokens = n, Sampler = pinned, IgnoreEos = args.Has("--ignore-eos") },
+                    text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
+            else
+                stats = generator!.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
+                    ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();
+        if (speculative is not null) ctx.Err.WriteLine(SpeculativeOptions.Summary(speculative));
         PrintTimings(ctx.Err, stats, model.ContextSize);
         return stats.Stop == StopReason.Cancelled ? 130 : 0;
     }
