@@ -15,7 +15,7 @@ public static class ModelOptions
         string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args) });
+        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args), GpuLayers = GpuLayersOption(args) });
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         LogLoad(model, log);
         var c = model.Config;
@@ -43,6 +43,15 @@ public static class ModelOptions
     {
         if (model.File.LockError is { } err) log.LogWarning("{Error}", err);
         log.LogInformation("weights {How}{Locked}", model.File.InMemory ? "read into memory" : "memory-mapped", model.File.Locked ? ", locked in RAM" : "");
+    }
+
+    /// <summary>--gpu-layers N|auto|all (default auto); anything else is a usage error.</summary>
+    public static string GpuLayersOption(CliArgs args)
+    {
+        string value = args.GetString("--gpu-layers") ?? "auto";
+        if (!Backends.Split.GpuLayersRequest.TryParse(value, out _))
+            throw new UsageException($"--gpu-layers '{value}' is not auto, all or a number of layers");
+        return value.Trim();
     }
 
     /// <summary>Environment variable giving the default of --device.</summary>

@@ -31,7 +31,7 @@ public sealed class RunCommand : Command
     public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--draft-model FILE [--draft-max K] | --lookup N] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, .. SpeculativeOptions.Specs, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, .. SpeculativeOptions.Specs, Threads, Ctx, Device, GpuLayers, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
