@@ -42,7 +42,8 @@ public static class BackendSelector
             try
             {
                 cpu = new CpuBackend(options.Threads);
-                var split = new Split.SplitBackend(cpu, cuda, plan.CpuLayers, plan.LayerCount);
+                bool tied = !file.Tensors.Any(t => t.Name == "output.weight");
+                var split = new Split.SplitBackend(cpu, cuda, plan.CpuLayers, plan.LayerCount, tied);
                 return new BackendSelection(split,
                     $"{placement}; layers 0-{plan.CpuLayers - 1} on the CPU, {plan.CpuLayers}-{plan.LayerCount - 1} and output on the GPU: {plan.Reason}",
                     IsCuda: true, Warn: false);

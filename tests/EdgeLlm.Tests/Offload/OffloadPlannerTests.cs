@@ -90,7 +90,7 @@ public class OffloadPlannerTests
     [Fact]
     public void Measure_ReadsTheTensorTable()
     {
-        // stories260K: 5 layers, dim 64, 4 kv heads of 8 (kv dim 32), output tied to the embeddings (no output.weight).
+        // stories260K: 5 layers, dim 64, kv dim 32.
         using var file = GgufFile.Open(TestPaths.Stories260K);
         var c = LlamaConfig.FromGguf(file);
         var m = OffloadPlanner.Measure(file, c, contextSize: 128, maxBatch: 8, freeBytes: 1 << 30, integrated: false);
@@ -99,6 +99,14 @@ public class OffloadPlannerTests
         Assert.Equal(expectedLayer0, m.LayerWeightBytes[0]);
         Assert.Equal(file.Tensors.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal)).Sum(t => t.ByteSize), m.LayerWeightBytes.Sum());
         Assert.Equal(2L * 128 * c.KvDim * 2, m.KvBytesPerLayer);
-        Assert.Equal(file.Tensors.Where(t => t.Name.StartsWith("output", StringComparison.Ordinal)).Sum(t => t.ByteSize), m.OutputBytes);
+        // stories260K has its own output.weight: the output layer is the output norm and that matrix.
+        Assert.Contains(file.Tensors, t => t.Name == "output.weight");
+        Assert.Equal(file.Tensors.Where(t => t.Name is "output_norm.weight" or "output.weight").Sum(t => t.ByteSize), m.OutputBytes);
+
+        // Gemma ties the output projection to the embedding table: the device needs a copy of the table instead.
+        using var tied = GgufFile.Open(Path.Combine(TestPaths.Data("models-visible"), "gemma.gguf"));
+        var g = OffloadPlanner.Measure(tied, LlamaConfig.FromGguf(tied), contextSize: 64, maxBatch: 8, freeBytes: 1 << 30, integrated: false);
+        Assert.DoesNotContain(tied.Tensors, t => t.Name == "output.weight");
+        Assert.Equal(tied.Tensors.Where(t => t.Name is "output_norm.weight" or "token_embd.weight").Sum(t => t.ByteSize), g.OutputBytes);
     }
 }

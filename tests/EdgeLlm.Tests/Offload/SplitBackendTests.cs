@@ -15,7 +15,7 @@ public class SplitBackendTests
 {
     private static string Visible(string name) => Path.Combine(TestPaths.Data("models-visible"), name);
 
-    public static TheoryData<string> Models => new() { TestPaths.Stories260K, Visible("llama.gguf"), Visible("qwen2.gguf"), Visible("gemma2.gguf") };
+    public static TheoryData<string> Models => new() { TestPaths.Stories260K, Visible("llama.gguf"), Visible("qwen2.gguf"), Visible("gemma.gguf"), Visible("gemma2.gguf") };
 
     private static readonly BackendOptions Options = new() { ContextSize = 48, MaxBatch = 16 };
 
@@ -54,13 +54,16 @@ public class SplitBackendTests
         bool tied = !file.Tensors.Any(t => t.Name == "output.weight");
         for (int split = 0; split <= layers; split++)
         {
-            var backend = new SplitBackend(new CpuBackend(1), new CpuBackend(1), split, layers);
-            using var model = new LlamaModel(file, backend, Options, ownsFile: false);
-            var logits = Run(model, out var transfers);
-            Assert.True(reference.AsSpan().SequenceEqual(logits), $"split at layer {split} of {layers}: logits differ");
-            // One crossing of the residual stream per step; a tied output projection (the embedding table, which lives
-            // with the embeddings on the first backend) adds the way back after the output norm.
-            Assert.All(transfers, t => Assert.Equal(tied ? 2 : 1, t));
+            foreach (bool tableOnBoth in tied ? new[] { false, true } : [false])
+            {
+                var backend = new SplitBackend(new CpuBackend(1), new CpuBackend(1), split, layers, tiedOutput: tableOnBoth);
+                using var model = new LlamaModel(file, backend, Options, ownsFile: false);
+                var logits = Run(model, out var transfers);
+                Assert.True(reference.AsSpan().SequenceEqual(logits), $"split at layer {split} of {layers} (table on both: {tableOnBoth}): logits differ");
+                // One crossing of the residual stream per step; a tied output projection left with the embeddings on the
+                // first backend adds the way back after the output norm.
+                Assert.All(transfers, t => Assert.Equal(tied && !tableOnBoth ? 2 : 1, t));
+            }
         }
     }
 

@@ -106,7 +106,7 @@ public static class OffloadPlanner
 
     /// <summary>
     /// The planner's inputs for a model file: per-layer weight bytes from the tensor table (blk.N.*), the output
-    /// layer (output.weight, or nothing when tied to the embeddings, which stay on the CPU), the KV cache of
+    /// layer (output norm and output.weight, or the embedding table when the output is tied to it), the KV cache of
     /// <paramref name="contextSize"/> positions at <paramref name="kvBytesPerValue"/> bytes a value (2 for the CUDA
     /// fp16 cache), and the activation buffers for <paramref name="maxBatch"/> tokens plus the same again for the
     /// backend's scratch.
@@ -114,7 +114,8 @@ public static class OffloadPlanner
     public static OffloadInputs Measure(GgufFile file, LlamaConfig c, int contextSize, int maxBatch, long freeBytes, bool integrated, int kvBytesPerValue = 2)
     {
         var layerBytes = new long[c.LayerCount];
-        long output = 0;
+        long output = 0, embeddings = 0;
+        bool tied = true;
         foreach (var t in file.Tensors)
         {
             string name = t.Name;
@@ -124,8 +125,14 @@ public static class OffloadPlanner
                 if (dot > 4 && int.TryParse(name.AsSpan(4, dot - 4), NumberStyles.None, CultureInfo.InvariantCulture, out int l) && l < c.LayerCount)
                     layerBytes[l] += t.ByteSize;
             }
-            else if (name.StartsWith("output", StringComparison.Ordinal)) output += t.ByteSize;
+            else if (name.StartsWith("output", StringComparison.Ordinal))
+            {
+                output += t.ByteSize;
+                if (name == "output.weight") tied = false;
+            }
+            else if (name == "token_embd.weight") embeddings = t.ByteSize;
         }
+        if (tied) output += embeddings; // the output projection is the embedding table: a copy goes on the device
         long kv = 2L * contextSize * c.KvDim * kvBytesPerValue;
         long activations = (long)maxBatch * (2L * c.Dim + 2L * c.QDim + 2L * c.KvDim + 2L * c.FfnDim + c.VocabSize) * sizeof(float);
         return new OffloadInputs

@@ -12,7 +12,7 @@ namespace EdgeLlm.Backends.Split;
 /// side, and an operation without a weight runs where its input is. Every activation buffer exists on both sides with
 /// a note of which copies are current; an operation that reads a buffer current only on the other side copies it over
 /// first (out to host memory, in to the other backend). In a forward step that is the residual stream, once, where the
-/// layers cross from First to Second.
+/// layers cross from First to Second. A tied output projection (the embedding table) is loaded on both sides.
 /// </summary>
 public sealed class SplitBackend : IBackend
 {
@@ -43,15 +43,26 @@ public sealed class SplitBackend : IBackend
         public byte Valid = SplitBackend.OnBoth; // both start zeroed
     }
 
-    private sealed class SplitWeight(BackendWeight inner, byte side) : BackendWeight(inner.Name, inner.Type, inner.Ne0, inner.Rows)
+    private sealed class SplitWeight(BackendWeight inner, byte side, BackendWeight? outputCopy = null) : BackendWeight(inner.Name, inner.Type, inner.Ne0, inner.Rows)
     {
         public readonly BackendWeight Inner = inner;
         public readonly byte Side = side;
+
+        /// <summary>The tied output projection's copy of the embedding table on the second side (null otherwise).</summary>
+        public readonly BackendWeight? OutputCopy = outputCopy;
     }
 
+    /// <summary>
+    /// True when the token embedding table is also loaded on <see cref="Second"/> because the output projection is
+    /// tied to it: the lookup runs on First, the output matmul on Second with the rest of the output layer.
+    /// </summary>
+    public bool TiedOutput { get; }
+
     /// <summary>The split takes ownership of both backends and disposes them.</summary>
-    public SplitBackend(IBackend first, IBackend second, int split, int layerCount)
+    /// <param name="tiedOutput">the model's output projection is its embedding table (no output.weight): load it on both sides.</param>
+    public SplitBackend(IBackend first, IBackend second, int split, int layerCount, bool tiedOutput = false)
     {
+        TiedOutput = tiedOutput;
         if (layerCount < 1) throw new ArgumentOutOfRangeException(nameof(layerCount), $"layer count {layerCount} must be positive");
         if (split < 0 || split > layerCount) throw new ArgumentOutOfRangeException(nameof(split), $"split {split} is not in [0, {layerCount}]");
         First = first;
@@ -115,7 +126,8 @@ public sealed class SplitBackend : IBackend
     public BackendWeight LoadWeight(TensorView tensor)
     {
         byte side = SideOf(tensor.Name);
-        return new SplitWeight(Side(side).LoadWeight(tensor), side);
+        bool table = TiedOutput && tensor.Name.StartsWith("token_embd", StringComparison.Ordinal);
+        return new SplitWeight(Side(side).LoadWeight(tensor), side, table ? Second.LoadWeight(tensor) : null);
     }
 
     // ---- operations -------------------------------------------------------------------------------------------
@@ -138,6 +150,12 @@ public sealed class SplitBackend : IBackend
     public void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens)
     {
         var w = W(weight);
+        if (w.OutputCopy is { } tied) // the tied output projection runs with the output norm
+        {
+            _current = OnSecond;
+            Second.MatMul(tied, Read(x), Write(dst), nTokens);
+            return;
+        }
         _current = w.Side;
         Side(w.Side).MatMul(w.Inner, Read(x), Write(dst), nTokens);
     }

@@ -10,12 +10,15 @@ public sealed class LookupDrafter : DraftSource
     /// <summary>The longest suffix tried first.</summary>
     public const int DefaultMaxNgram = 4;
 
+    /// <summary>The shortest suffix tried (a single repeated token predicts little).</summary>
+    public const int DefaultMinNgram = 2;
+
     public int MaxNgram { get; }
     public int MinNgram { get; }
     private readonly int _maxDraft;
 
     /// <param name="maxDraft">tokens proposed per step (the N of --lookup N).</param>
-    public LookupDrafter(int maxDraft, int maxNgram = DefaultMaxNgram, int minNgram = 1)
+    public LookupDrafter(int maxDraft, int maxNgram = DefaultMaxNgram, int minNgram = DefaultMinNgram)
     {
         if (maxDraft < 1) throw new ArgumentOutOfRangeException(nameof(maxDraft), $"lookup draft length {maxDraft} must be at least 1");
         if (minNgram < 1 || maxNgram < minNgram) throw new ArgumentOutOfRangeException(nameof(maxNgram), $"n-gram sizes {minNgram}..{maxNgram} are not a range of positive sizes");
