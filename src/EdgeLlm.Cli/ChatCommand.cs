@@ -18,7 +18,7 @@ public sealed class ChatCommand : Command
     public override string Summary => "chat with an instruction-tuned model in the terminal";
     public override string Usage => "chat [-m MODEL] [--system TEXT] [--chat-template NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
-        [Model, System_, Template, .. RunCommand.SamplingSpecs, Threads, Ctx, Device, GpuLayers, Mmap, NoMmap, Mlock, Verbose, Help];
+        [Model, System_, Template, .. RunCommand.SamplingSpecs, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

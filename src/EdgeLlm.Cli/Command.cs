@@ -34,6 +34,8 @@ public abstract class Command
     public static readonly OptionSpec NoMmap = new(["--no-mmap"], false, null, "read the model into memory (2 MiB huge pages where the kernel allows); default: when it fits in half the free memory");
     public static readonly OptionSpec Mmap = new(["--mmap"], false, null, "map the model file instead of reading it in (nothing copied; the kernel may drop pages)");
     public static readonly OptionSpec Mlock = new(["--mlock"], false, null, "lock the model's bytes in RAM so the kernel never drops them (a warning if refused)");
+    public static readonly OptionSpec CacheTypeK = new(["--cache-type-k", "-ctk"], true, "TYPE", "KV cache type of the keys: f32, f16 or q8_0 (default f16; the CUDA backend stores f16 only)");
+    public static readonly OptionSpec CacheTypeV = new(["--cache-type-v", "-ctv"], true, "TYPE", "KV cache type of the values: f32, f16 or q8_0 (default f16)");
     public static readonly OptionSpec Verbose = new(["-v", "--verbose"], false, null, "log details to stderr");
     public static readonly OptionSpec Help = new(["-h", "--help"], false, null, "show this help");
 }

@@ -15,15 +15,27 @@ public static class ModelOptions
         string device = DeviceOption(args);
         var log = ctx.Logger("load");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args), GpuLayers = GpuLayersOption(args) });
+        var model = LlamaModel.Load(path, new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = LoadOptions(args), GpuLayers = GpuLayersOption(args),
+            CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v") });
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         LogLoad(model, log);
+        log.LogInformation("kv cache: K {K}, V {V}, {Bytes} bytes per token, {MiB:F1} MiB for {Ctx} positions",
+            KvCacheTypes.Name(model.Cache.KeyType), KvCacheTypes.Name(model.Cache.ValueType), model.Cache.BytesPerToken, model.Cache.ByteSize / 1048576.0, model.ContextSize);
         var c = model.Config;
         log.LogInformation("loaded {Path} in {Ms:F0} ms: {Layers} layers, dim {Dim}, {Heads} heads ({KvHeads} kv), ffn {Ffn}, vocab {Vocab}, context {Ctx}; backend {Backend}",
             path, clock.Elapsed.TotalMilliseconds, c.LayerCount, c.Dim, c.HeadCount, c.KvHeadCount, c.FfnDim, c.VocabSize, model.ContextSize, model.Backend.Name);
         if (model.ContextSize > c.ContextLength)
             log.LogWarning("context {Ctx} is longer than the {Trained} tokens the model was trained with", model.ContextSize, c.ContextLength);
         return model;
+    }
+
+    /// <summary>--cache-type-k / --cache-type-v: f32, f16 or q8_0, default f16 (llama.cpp's default).</summary>
+    public static KvCacheType CacheType(CliArgs args, string name)
+    {
+        string? s = args.GetString(name);
+        if (s is null) return KvCacheType.F16;
+        if (!KvCacheTypes.TryParse(s, out var t)) throw new UsageException($"{name} '{s}' is not one of f32, f16, q8_0");
+        return t;
     }
 
     /// <summary>--mmap / --no-mmap (default automatic) and --mlock.</summary>

@@ -22,16 +22,19 @@ public sealed class RunCommand : Command
     private static readonly OptionSpec Seed = new(["-s", "--seed"], true, "S", "random seed; -1 = random (default -1)");
     private static readonly OptionSpec IgnoreEos = new(["--ignore-eos"], false, null, "keep generating past the end-of-text token");
     private static readonly OptionSpec NoBos = new(["--no-bos"], false, null, "do not add the BOS token to the prompt");
+    private static readonly OptionSpec ContextShift = new(["--context-shift"], false, null, "when the context is full, drop the older half of the tokens after --keep and go on (keys re-rotated for their new positions)");
+    private static readonly OptionSpec Keep = new(["--keep"], true, "N", "tokens after BOS that a context shift keeps; -1 = the whole prompt (default 0: just BOS)");
+    private static readonly OptionSpec PromptCacheFile = new(["--prompt-cache"], true, "FILE", "save the evaluated prompt's KV cache to FILE, and reuse the longest matching prefix from it when it exists");
 
     /// <summary>The sampling flags, shared with `chat`.</summary>
     internal static OptionSpec[] SamplingSpecs => [N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed];
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--draft-model FILE [--draft-max K] | --lookup N] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos]";
+    public override string Usage => "run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--draft-model FILE [--draft-max K] | --lookup N] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, .. SpeculativeOptions.Specs, Threads, Ctx, Device, GpuLayers, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, ContextShift, Keep, PromptCacheFile, .. SpeculativeOptions.Specs, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -39,14 +42,26 @@ public sealed class RunCommand : Command
         string prompt = PromptText.Read(args, "-p", "-f") ?? "";
         int n = args.GetInt("-n", -1, -1);
         var options = SamplingOptions(args);
+        int keep = args.GetInt("--keep", 0, -1);
+        if (args.Has("--keep") && !args.Has("--context-shift")) throw new UsageException("--keep applies to --context-shift");
+        string? promptCache = args.GetString("--prompt-cache");
+        if (promptCache is not null) IO.OutputFile.CheckTarget(promptCache);
 
         using var model = ModelOptions.Load(args, ctx);
         var tokenizer = Tokenizer.FromGguf(model.File);
         int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
         if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
         using var draft = SpeculativeOptions.Create(args, ctx, model, tokenizer, options);
-        var generator = draft is null ? new Generator(model, tokenizer) : null;
+        if (draft is not null && (promptCache is not null || args.Has("--context-shift")))
+            throw new UsageException("speculative decoding (--draft-model, --lookup) does not combine with --prompt-cache or --context-shift yet");
         var speculative = draft is null ? null : new SpeculativeGenerator(model, tokenizer, draft);
+        var generator = new Generator(model, tokenizer);
+        if (promptCache is not null && File.Exists(promptCache))
+        {
+            int[] saved = PromptCache.Load(promptCache, model);
+            generator.AdoptCache(saved);
+            ctx.Logger("run").LogInformation("prompt cache {File}: {Tokens} tokens restored", promptCache, saved.Length);
+        }
 
         using var cts = new CancellationTokenSource();
         // The first Ctrl-C stops generation (within one prompt batch or token) and prints the summary; a second one,
@@ -64,12 +79,25 @@ public sealed class RunCommand : Command
             ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
             // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
             var pinned = options with { Seed = (long)sampler.Seed };
-            if (speculative is not null)
-                stats = speculative.Generate(tokens, new GenerateOptions { MaxTokens = n, Sampler = pinned, IgnoreEos = args.Has("--ignore-eos") },
-                    text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
-            else
-                stats = generator!.Generate(tokens, n, pinned, text => { ctx.Out.Write(text); ctx.Out.Flush(); },
-                    ignoreEos: args.Has("--ignore-eos"), cancel: cts.Token);
+            var go = new GenerateOptions
+            {
+                MaxTokens = n,
+                Sampler = pinned,
+                IgnoreEos = args.Has("--ignore-eos"),
+                ReuseCache = promptCache is not null,
+                ContextShift = args.Has("--context-shift"),
+                ShiftKeep = keep,
+                OnPromptEvaluated = promptCache is null ? null : () =>
+                {
+                    PromptCache.Save(promptCache, model, tokens);
+                    ctx.Logger("run").LogInformation("prompt cache {File}: {Tokens} tokens saved ({Evaluated} evaluated now)", promptCache, tokens.Length, generator.LastPrefillTokens);
+                },
+            };
+            stats = speculative is not null
+                ? speculative.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token)
+                : generator.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
+            if (generator.ContextShifts > 0)
+                ctx.Logger("run").LogInformation("context shifted {Count} time(s), keeping the first {Keep} tokens", generator.ContextShifts, keep);
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();

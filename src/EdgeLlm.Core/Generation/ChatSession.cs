@@ -7,7 +7,8 @@ namespace EdgeLlm.Generation;
 /// A multi-turn conversation over one model. Each turn renders the whole conversation with the chat
 /// template, and the generator prefills only what follows the longest prefix already in the KV cache,
 /// so the earlier turns are not recomputed. When a turn would not fit, the oldest user/assistant turns
-/// are dropped (the system prompt is kept) and the shortened conversation is prefilled again.
+/// are dropped (the system prompt is kept) and the shortened conversation is prefilled again; when an answer
+/// fills the context, the context is shifted (<see cref="ContextShift"/>) and the answer goes on.
 /// </summary>
 public sealed class ChatSession
 {
@@ -27,6 +28,12 @@ public sealed class ChatSession
 
     /// <summary>Tokens kept free for the answer when deciding whether old turns must be dropped.</summary>
     public int ReserveTokens { get; init; } = 64;
+
+    /// <summary>
+    /// Shift the context when an answer fills it (keeping the BOS and the system prompt, dropping the older half of
+    /// the rest) instead of stopping the answer. Before a turn, old turns are still dropped to make room.
+    /// </summary>
+    public bool ContextShift { get; init; } = true;
 
     /// <summary>Told when old turns are dropped to make room (how many messages went).</summary>
     public Action<int>? OnTruncated { get; set; }
@@ -62,11 +69,22 @@ public sealed class ChatSession
         if (SystemPrompt is not null) _messages.Add(new ChatMessage("system", SystemPrompt));
     }
 
+    /// <summary>Tokens after the BOS that a context shift keeps: the rendered system prompt's common prefix with the prompt.</summary>
+    private int ShiftKeep(int[] prompt)
+    {
+        int bos = prompt.Length > 0 && prompt[0] == _tokenizer.Vocab.Bos ? 1 : 0;
+        if (SystemPrompt is null) return 0;
+        int[] system = Encode([new ChatMessage("system", SystemPrompt)], generationPrompt: false);
+        int same = 0;
+        while (same < system.Length && same < prompt.Length && system[same] == prompt[same]) same++;
+        return Math.Max(0, same - bos);
+    }
+
     /// <summary>The token ids of the conversation so far plus the opening of the assistant's turn.</summary>
     public int[] RenderPrompt() => Encode(_messages);
 
-    private int[] Encode(IReadOnlyList<ChatMessage> messages)
-        => _tokenizer.Encode(ChatTemplates.Render(Template, messages, addGenerationPrompt: true), addBos: _tokenizer.Vocab.AddBos, parseSpecial: true);
+    private int[] Encode(IReadOnlyList<ChatMessage> messages, bool generationPrompt = true)
+        => _tokenizer.Encode(ChatTemplates.Render(Template, messages, addGenerationPrompt: generationPrompt), addBos: _tokenizer.Vocab.AddBos, parseSpecial: true);
 
     /// <summary>
     /// Adds the user's message, streams the answer through <paramref name="onText"/>, and records it as the
@@ -94,7 +112,7 @@ public sealed class ChatSession
         }
 
         var answer = new StringBuilder();
-        var o = options with { StopTokens = _stopTokens, ReuseCache = true };
+        var o = options with { StopTokens = _stopTokens, ReuseCache = true, ContextShift = ContextShift, ShiftKeep = ShiftKeep(prompt) };
         var stats = _generator.Generate(prompt, o, text => { answer.Append(text); onText(text); return true; }, cancel);
         _messages.Add(new ChatMessage("assistant", answer.ToString()));
         return stats;

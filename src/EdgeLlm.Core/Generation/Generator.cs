@@ -48,6 +48,9 @@ public sealed class Generator
     /// <summary>Tokens the last call actually ran through the prompt pass (the prompt minus the reused prefix).</summary>
     public int LastPrefillTokens { get; private set; }
 
+    /// <summary>Context shifts the last call made (<see cref="GenerateOptions.ContextShift"/>).</summary>
+    public int ContextShifts { get; private set; }
+
     /// <summary>The logits after the prompt pass of the last call (before any sampling), for tests.</summary>
     public ReadOnlySpan<float> PromptLogits => _promptLogits;
     private float[] _promptLogits = [];
@@ -75,6 +78,7 @@ public sealed class Generator
         if (prompt.Length >= ctx)
             throw new EdgeLlmException($"the prompt is {prompt.Length} tokens, which does not fit in the context of {ctx} tokens (raise -c)");
 
+        ContextShifts = 0;
         int reuse = 0;
         if (o.ReuseCache)
         {
@@ -106,6 +110,9 @@ public sealed class Generator
         LogitCheck.Require(_model, _logits, count - 1);
         LastPrefillTokens = count - reuse;
         if (o.KeepPromptLogits) _promptLogits = (float[])_logits.Clone();
+        o.OnPromptEvaluated?.Invoke();
+        // Context shift keeps the first `keep` tokens: ShiftKeep tokens after a leading BOS (the BOS is always kept), or the whole prompt.
+        int keep = o.ShiftKeep < 0 ? count : Math.Min(count, o.ShiftKeep + (prompt[0] == _tokenizer.Vocab.Bos ? 1 : 0));
         var promptTime = clock.Elapsed;
         TimeSpan firstToken = TimeSpan.Zero;
         int generated = 0;
@@ -122,7 +129,18 @@ public sealed class Generator
             string text = decoder.Append(token);
             if (text.Length > 0 && !onText(text)) { stop = StopReason.StopText; break; }
             if (o.MaxTokens >= 0 && generated >= o.MaxTokens) { stop = StopReason.TokenLimit; break; }
-            if (count >= ctx) { stop = StopReason.ContextFull; break; }
+            if (count >= ctx)
+            {
+                // The cache holds count - 1 positions; the new token needs one more. Shift: keep the first `keep`,
+                // drop the older half of the rest, move the later positions down and re-rotate their keys.
+                int drop = o.ContextShift ? (count - 1 - keep) / 2 : 0;
+                if (drop < 1) { stop = StopReason.ContextFull; break; }
+                _model.ShiftContext(keep, drop);
+                Array.Copy(_history, keep + drop, _history, keep, count - keep - drop);
+                count -= drop;
+                CachedCount = count - 1;
+                ContextShifts++;
+            }
             _model.Forward(token, count - 1, _logits);
             CachedCount = count;
             LogitCheck.Require(_model, _logits, count - 1);
@@ -138,6 +156,19 @@ public sealed class Generator
         if (extra is not null)
             foreach (int t in extra) if (t == token) return true;
         return false;
+    }
+
+    /// <summary>
+    /// Declares that the model's cache holds <paramref name="tokens"/> at positions 0.. (restored from a prompt cache
+    /// file), so the next call with <see cref="GenerateOptions.ReuseCache"/> evaluates only what follows their longest
+    /// common prefix with its prompt.
+    /// </summary>
+    public void AdoptCache(ReadOnlySpan<int> tokens)
+    {
+        if (tokens.Length > _model.Cache.Filled || tokens.Length >= _history.Length)
+            throw new ArgumentOutOfRangeException(nameof(tokens), $"{tokens.Length} tokens are more than the {_model.Cache.Filled} cached positions");
+        tokens.CopyTo(_history);
+        CachedCount = tokens.Length;
     }
 
     /// <summary>Forgets what the cache holds, so the next call prefills from position 0.</summary>
@@ -159,6 +190,15 @@ public sealed record GenerateOptions
     public int[]? StopTokens { get; init; }
     /// <summary>Reuse the longest common prefix with the tokens already in the KV cache.</summary>
     public bool ReuseCache { get; init; }
+    /// <summary>
+    /// When the context is full, shift it instead of stopping: keep the first <see cref="ShiftKeep"/> tokens, drop the
+    /// older half of the rest, and go on (<see cref="LlamaModel.ShiftContext"/>).
+    /// </summary>
+    public bool ContextShift { get; init; }
+    /// <summary>Tokens a context shift keeps after a leading BOS (which is always kept); &lt; 0 = the whole prompt.</summary>
+    public int ShiftKeep { get; init; }
+    /// <summary>Called once the prompt pass is done (the cache holds the prompt), before the first token is sampled.</summary>
+    public Action? OnPromptEvaluated { get; init; }
     /// <summary>Copy the logits after the prompt pass to <see cref="Generator.PromptLogits"/> (tests).</summary>
     public bool KeepPromptLogits { get; init; }
 }

@@ -23,6 +23,12 @@ public sealed class BackendOptions
     /// </summary>
     public string Device { get; init; } = "cpu";
 
+    /// <summary>How K rows are cached; null = the backend's default (<see cref="IBackend.DefaultCacheType"/>: CPU f32, CUDA f16).</summary>
+    public KvCacheType? CacheTypeK { get; init; }
+
+    /// <summary>How V rows are cached; null = the backend's default.</summary>
+    public KvCacheType? CacheTypeV { get; init; }
+
     /// <summary>How the model file's bytes are held: mapped (default), or read into memory, optionally locked in RAM.</summary>
     public Gguf.GgufLoadOptions Load { get; init; } = Gguf.GgufLoadOptions.Default;
 

@@ -25,6 +25,32 @@ public interface IBackend : IDisposable
     /// </summary>
     BackendBuffer AllocateCache(long length) => Allocate(length);
 
+    /// <summary>The cache type a <see cref="KvCache"/> gets when none is asked for (the CPU: f32, CUDA: f16).</summary>
+    KvCacheType DefaultCacheType => KvCacheType.F32;
+
+    /// <summary>
+    /// A KV-cache buffer of <paramref name="length"/> values stored as <paramref name="type"/>; a backend that cannot
+    /// store that type throws <see cref="EdgeLlmException"/> saying which it can.
+    /// </summary>
+    BackendBuffer AllocateCache(long length, KvCacheType type) => type == DefaultCacheType ? AllocateCache(length)
+        : throw new EdgeLlmException($"{Name}: kv cache type {KvCacheTypes.Name(type)} is not supported on this backend (it stores {KvCacheTypes.Name(DefaultCacheType)})");
+
+    /// <summary>
+    /// Context shift of one layer: moves the cached rows of positions [keep + drop, Filled) down to keep.. and rotates
+    /// the moved keys by −drop positions of <paramref name="rope"/> (RoPE is a rotation by position, so the keys end up
+    /// as if computed at their new positions). The caller updates <see cref="KvCache.Filled"/>.
+    /// </summary>
+    void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)
+        => throw new EdgeLlmException($"{Name}: context shift is not supported on this backend");
+
+    /// <summary>
+    /// Copies the stored bytes of <paramref name="count"/> cached rows from position <paramref name="pos"/> of one
+    /// layer's K (or V when <paramref name="values"/>) into <paramref name="dst"/> (count · row bytes), or with
+    /// <paramref name="write"/> from <paramref name="dst"/> into the cache (the prompt cache file).
+    /// </summary>
+    void CacheRows(KvCache cache, int layer, bool values, int pos, int count, Span<byte> dst, bool write)
+        => throw new EdgeLlmException($"{Name}: reading or writing kv cache rows is not supported on this backend");
+
     /// <summary>Makes a weight tensor usable by this backend (the CPU keeps the mmap view; a GPU uploads).</summary>
     BackendWeight LoadWeight(TensorView tensor);
 

@@ -158,7 +158,11 @@ public sealed class LlamaModel : IDisposable
             };
         }
 
-        Cache = new KvCache(backend, c.LayerCount, ctx, c.KvDim);
+        var kType = options.CacheTypeK ?? backend.DefaultCacheType;
+        var vType = options.CacheTypeV ?? backend.DefaultCacheType;
+        KvCacheTypes.Check(kType, c.KvDim, c.HeadDim, "K");
+        KvCacheTypes.Check(vType, c.KvDim, c.HeadDim, "V");
+        Cache = new KvCache(backend, c.LayerCount, ctx, c.KvDim, kType, vType);
         long b = MaxBatch;
         _x = backend.Allocate(b * c.Dim);
         _xb = backend.Allocate(b * c.Dim);
@@ -267,6 +271,19 @@ public sealed class LlamaModel : IDisposable
         b.MatMul(_output, _xb, _logits, rows);
         if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * c.VocabSize, c.FinalSoftcap); // Gemma 2
         b.CopyOut(_logits, 0, dst[..(rows * c.VocabSize)]);
+    }
+
+    /// <summary>
+    /// Context shift: forgets the cached positions [keep, keep + drop) and moves the later ones down by drop,
+    /// re-rotating their keys with each layer's RoPE for the new positions; <see cref="KvCache.Filled"/> shrinks by drop.
+    /// </summary>
+    public void ShiftContext(int keep, int drop)
+    {
+        int filled = Cache.Filled;
+        if (keep < 0 || drop < 1 || (long)keep + drop > filled)
+            throw new ArgumentOutOfRangeException(nameof(drop), $"context shift keeping {keep} and dropping {drop} of {filled} cached positions is not possible");
+        for (int l = 0; l < _layers.Length; l++) Backend.ShiftKv(Cache, l, keep, drop, _layers[l].Rope);
+        Cache.Filled = filled - drop;
     }
 
     public void Dispose()

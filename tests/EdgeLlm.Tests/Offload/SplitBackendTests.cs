@@ -67,6 +67,24 @@ public class SplitBackendTests
         }
     }
 
+    [Theory]
+    [InlineData(KvCacheType.F16)]
+    [InlineData(KvCacheType.Q8_0)]
+    public void QuantizedCache_SplitsGiveTheSameLogits(KvCacheType type)
+    {
+        // The cache of each layer is allocated, shifted and read on its own side, in the type asked for.
+        using var file = GgufFile.Open(TestPaths.Stories260K);
+        var o = new BackendOptions { ContextSize = 48, MaxBatch = 16, CacheTypeK = type, CacheTypeV = type };
+        float[] reference;
+        using (var plain = new LlamaModel(file, new CpuBackend(1), o, ownsFile: false)) reference = Run(plain, out _);
+        for (int split = 0; split <= 5; split++)
+        {
+            using var model = new LlamaModel(file, new SplitBackend(new CpuBackend(1), new CpuBackend(1), split, 5), o, ownsFile: false);
+            Assert.Equal(type, model.Cache.KeyType);
+            Assert.True(reference.AsSpan().SequenceEqual(Run(model, out _)), $"split at {split}, {type} cache: logits differ");
+        }
+    }
+
     [Fact]
     public void Split_GreedyGeneration_EqualsPlain()
     {

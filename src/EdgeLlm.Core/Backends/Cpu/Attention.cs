@@ -14,10 +14,17 @@ namespace EdgeLlm.Backends.Cpu;
 /// contiguous runs of about equal cost (later tiles see more keys). Each output element is computed by one thread
 /// through a fixed sequence of operations that does not depend on the tile it shares, so results do not depend on
 /// the thread count nor on how a sequence was split into batches.
+/// A cache stored as f16 or q8_0 is read <see cref="Chunk"/> keys at a time: the unit converts the chunk's K (then V)
+/// head slices to float32 in its scratch (<see cref="KvRows.Read"/>, vectorized) and runs the same tile kernels on
+/// them, the value sums kept in scratch between chunks; every output element sees the same sequence of operations
+/// as with a float32 cache holding the dequantized values, so it equals that result exactly.
 /// </summary>
 internal sealed unsafe class Attention : ParallelWork
 {
     private const int Lanes = AttentionTile.Lanes;
+
+    /// <summary>Keys converted at a time from an f16 or q8_0 cache.</summary>
+    public const int Chunk = 128;
     private readonly float*[] _scratch; // per thread, ScratchFloats long
     private readonly int _maxHeadDim;
     private readonly int _contextSize;
@@ -25,6 +32,12 @@ internal sealed unsafe class Attention : ParallelWork
     private float* _q;
     private float* _k;
     private float* _v;
+    private byte* _kb;
+    private byte* _vb;
+    private Model.KvCacheType _kType;
+    private Model.KvCacheType _vType;
+    private long _kRow;
+    private long _vRow;
     private float* _dst;
     private int _startPos;
     private int _nTokens;
@@ -40,9 +53,13 @@ internal sealed unsafe class Attention : ParallelWork
     /// <summary>Vector width to run (16, 8, 4 or 1 floats); 0 = the widest the hardware accelerates. Tests set it.</summary>
     internal int Width { get; set; }
 
-    /// <summary>Floats of per-thread scratch: transposed queries, the score tile, row limits, 1/sum, a dummy output row.</summary>
+    /// <summary>
+    /// Floats of per-thread scratch: transposed queries, the score tile, row limits, 1/sum, a dummy output row, then
+    /// (for converted caches) a chunk of converted rows and the tile's value sums.
+    /// </summary>
     public static long ScratchFloats(int contextSize, int headDim) =>
-        (long)headDim * Lanes + (long)contextSize * Lanes + Lanes + Lanes + RoundUp(headDim, 16);
+        (long)headDim * Lanes + (long)contextSize * Lanes + Lanes + Lanes + RoundUp(headDim, 16)
+        + (long)Chunk * headDim + (long)Lanes * headDim;
 
     public Attention(float*[] scratch, int contextSize, int maxHeadDim)
     {
@@ -53,6 +70,12 @@ internal sealed unsafe class Attention : ParallelWork
 
     public void Run(WorkerPool pool, float* q, float* k, float* v, float* dst, int startPos, int nTokens, int nHeads, int headDim, int kvDim,
         float scale, float softcap, int window)
+        => Run(pool, q, (byte*)k, Model.KvCacheType.F32, 4L * kvDim, (byte*)v, Model.KvCacheType.F32, 4L * kvDim, dst, startPos, nTokens, nHeads, headDim, kvDim,
+            scale, softcap, window);
+
+    /// <summary>Attention over K and V rows stored as the given types, kRow / vRow bytes apart.</summary>
+    public void Run(WorkerPool pool, float* q, byte* k, Model.KvCacheType kType, long kRow, byte* v, Model.KvCacheType vType, long vRow, float* dst,
+        int startPos, int nTokens, int nHeads, int headDim, int kvDim, float scale, float softcap, int window)
     {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
         if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"attention window {window} is negative");
@@ -61,8 +84,14 @@ internal sealed unsafe class Attention : ParallelWork
         _softcap = softcap;
         _window = window;
         _q = q;
-        _k = k;
-        _v = v;
+        _k = (float*)k;
+        _v = (float*)v;
+        _kb = k;
+        _vb = v;
+        _kType = kType;
+        _vType = vType;
+        _kRow = kRow;
+        _vRow = vRow;
         _dst = dst;
         _startPos = startPos;
         _nTokens = nTokens;
@@ -155,8 +184,17 @@ internal sealed unsafe class Attention : ParallelWork
         int rows4 = (rows + 3) & ~3;
         int chunks = (rows4 + w - 1) / w;
         // Score row s of st is key j0 + s.
-        float* k = _k + kvOff + (long)j0 * _kvDim, v = _v + kvOff + (long)j0 * _kvDim;
-        AttentionTile.Scores<TS, TV>(qt, k, _kvDim, headDim, n, chunks, _scale, st);
+        float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
+        float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]
+        if (_kType == Model.KvCacheType.F32)
+            AttentionTile.Scores<TS, TV>(qt, _k + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
+        else
+            for (int c0 = 0; c0 < n; c0 += Chunk)
+            {
+                int cn = Math.Min(Chunk, n - c0);
+                KvRows.Read(_kType, _kb + (j0 + c0) * _kRow, _kRow, (int)kvOff, headDim, cn, conv);
+                AttentionTile.Scores<TS, TV>(qt, conv, headDim, headDim, cn, chunks, _scale, st + (long)c0 * Lanes);
+            }
         if (_softcap > 0) AttentionTile.Softcap<TS, TV>(st, n, chunks, _softcap);
         for (int r = 0; r < rows; r++)
         {
@@ -166,12 +204,38 @@ internal sealed unsafe class Attention : ParallelWork
         }
         AttentionTile.Softmax<TS, TV>(st, n, chunks, inv);
 
-        for (int r = 0; r < rows; r += 4)
+        if (_vType == Model.KvCacheType.F32)
         {
-            float* o0 = Out(r0 + r, kvHead), o1 = r + 1 < rows ? Out(r0 + r + 1, kvHead) : dummy;
-            float* o2 = r + 2 < rows ? Out(r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(r0 + r + 3, kvHead) : dummy;
-            int nv = limit[Math.Min(rows, r + 4) - 1] + 1 - j0;
-            AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, nv, inv, o0, o1, o2, o3);
+            float* v = _v + kvOff + (long)j0 * _kvDim;
+            for (int r = 0; r < rows; r += 4)
+            {
+                float* o0 = Out(r0 + r, kvHead), o1 = r + 1 < rows ? Out(r0 + r + 1, kvHead) : dummy;
+                float* o2 = r + 2 < rows ? Out(r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(r0 + r + 3, kvHead) : dummy;
+                int nv = limit[Math.Min(rows, r + 4) - 1] + 1 - j0;
+                AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, nv, inv, o0, o1, o2, o3);
+            }
+            return;
+        }
+
+        new Span<float>(acc, rows4 * headDim).Clear();
+        int nAll = limit[rows - 1] + 1 - j0; // the keys the tile's last row sees
+        for (int c0 = 0; c0 < nAll; c0 += Chunk)
+        {
+            int cn = Math.Min(Chunk, nAll - c0);
+            KvRows.Read(_vType, _vb + (j0 + c0) * _vRow, _vRow, (int)kvOff, headDim, cn, conv);
+            for (int r = 0; r < rows; r += 4)
+            {
+                int nv = Math.Min(limit[Math.Min(rows, r + 4) - 1] + 1 - j0, c0 + cn) - c0;
+                if (nv <= 0) continue;
+                float* a = acc + (long)r * headDim;
+                AttentionTile.ValuesAccumulate<TS, TV>(st + (long)c0 * Lanes, r, conv, headDim, headDim, nv, a, a + headDim, a + 2 * headDim, a + 3 * headDim);
+            }
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            float* o = Out(r0 + r, kvHead), a = acc + (long)r * headDim;
+            float s = inv[r];
+            for (int d = 0; d < headDim; d++) o[d] = a[d] * s;
         }
     }
 

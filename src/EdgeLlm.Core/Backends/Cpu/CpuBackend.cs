@@ -76,6 +76,20 @@ public sealed unsafe class CpuBackend : IBackend
         return b;
     }
 
+    /// <summary>A cache buffer of length values stored as <paramref name="type"/> (f32, f16 or q8_0 rows).</summary>
+    public BackendBuffer AllocateCache(long length, KvCacheType type)
+    {
+        if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));
+        long bytes = type switch
+        {
+            KvCacheType.F32 => 4 * length,
+            KvCacheType.F16 => 2 * length,
+            KvCacheType.Q8_0 => length / KvCacheTypes.Q8Block * KvCacheTypes.Q8BlockBytes,
+            _ => throw new EdgeLlmException($"kv cache type {(int)type} is not one of f32, f16, q8_0"),
+        };
+        return Allocate((bytes + 3) / 4);
+    }
+
     public BackendWeight LoadWeight(TensorView tensor) => new CpuWeight(tensor);
 
     public void GetRows(BackendWeight table, ReadOnlySpan<int> ids, BackendBuffer dst)
@@ -118,8 +132,10 @@ public sealed unsafe class CpuBackend : IBackend
     {
         long count = (long)nTokens * cache.KvDim;
         if (startPos < 0 || startPos + nTokens > cache.Size) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + nTokens - 1} are outside the kv cache of {cache.Size}");
-        Copy(k, 0, cache.Keys(layer), (long)startPos * cache.KvDim, count);
-        Copy(v, 0, cache.Values(layer), (long)startPos * cache.KvDim, count);
+        Need(k, count, "store_kv k");
+        Need(v, count, "store_kv v");
+        Kernels.KvRows.Store(cache.KeyType, P(k), (byte*)P(cache.Keys(layer)) + startPos * cache.KeyRowBytes, nTokens, cache.KvDim);
+        Kernels.KvRows.Store(cache.ValueType, P(v), (byte*)P(cache.Values(layer)) + startPos * cache.ValueRowBytes, nTokens, cache.KvDim);
     }
 
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options)
@@ -128,8 +144,60 @@ public sealed unsafe class CpuBackend : IBackend
         if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
         Need(q, (long)nTokens * nHeads * headDim, "attention q");
         Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
-        _attention!.Run(_pool, P(q), P(cache.Keys(layer)), P(cache.Values(layer)), P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim,
-            options.Scale, options.Softcap, options.Window);
+        _attention!.Run(_pool, P(q), (byte*)P(cache.Keys(layer)), cache.KeyType, cache.KeyRowBytes, (byte*)P(cache.Values(layer)), cache.ValueType, cache.ValueRowBytes,
+            P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim, options.Scale, options.Softcap, options.Window);
+    }
+
+    public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)
+    {
+        int filled = cache.Filled;
+        if (keep < 0 || drop < 1 || (long)keep + drop > filled) throw new ArgumentOutOfRangeException(nameof(drop), $"context shift keeping {keep} and dropping {drop} of {filled} positions");
+        if (cache.KvDim % rope.HeadDim != 0) throw new ArgumentException($"kv rows of {cache.KvDim} are not whole heads of {rope.HeadDim}");
+        int half = rope.Dims / 2, headDim = rope.HeadDim, heads = cache.KvDim / headDim;
+        // A pure rotation by -drop positions (no attention factor: the stored keys already carry it).
+        var cos = new double[half];
+        var sin = new double[half];
+        for (int i = 0; i < half; i++)
+        {
+            double theta = rope.Theta(-drop, i);
+            cos[i] = Math.Cos(theta);
+            sin[i] = Math.Sin(theta);
+        }
+        var row = new float[cache.KvDim];
+        byte* kBase = (byte*)P(cache.Keys(layer));
+        long kRow = cache.KeyRowBytes;
+        fixed (float* x = row)
+        {
+            for (int p = keep + drop; p < filled; p++)
+            {
+                Kernels.KvRows.Read(cache.KeyType, kBase + p * kRow, kRow, 0, cache.KvDim, 1, x);
+                for (int h = 0; h < heads; h++)
+                {
+                    float* v = x + h * headDim;
+                    for (int i = 0; i < half; i++)
+                    {
+                        int a = rope.Neox ? i : 2 * i, b = rope.Neox ? i + half : 2 * i + 1;
+                        double x0 = v[a], x1 = v[b];
+                        v[a] = (float)(x0 * cos[i] - x1 * sin[i]);
+                        v[b] = (float)(x0 * sin[i] + x1 * cos[i]);
+                    }
+                }
+                Kernels.KvRows.Store(cache.KeyType, x, kBase + (p - drop) * kRow, 1, cache.KvDim);
+            }
+        }
+        long vRow = cache.ValueRowBytes, moved = (filled - keep - drop) * vRow;
+        byte* vBase = (byte*)P(cache.Values(layer));
+        Buffer.MemoryCopy(vBase + (keep + drop) * vRow, vBase + keep * vRow, moved, moved);
+    }
+
+    public void CacheRows(KvCache cache, int layer, bool values, int pos, int count, Span<byte> dst, bool write)
+    {
+        long rowBytes = values ? cache.ValueRowBytes : cache.KeyRowBytes;
+        if (pos < 0 || count < 0 || (long)pos + count > cache.Size) throw new ArgumentOutOfRangeException(nameof(pos), $"rows {pos}..{(long)pos + count - 1} are outside the kv cache of {cache.Size}");
+        if (dst.Length != count * rowBytes) throw new ArgumentException($"{count} cache rows are {count * rowBytes} bytes, the span holds {dst.Length}");
+        var rows = new Span<byte>((byte*)P(values ? cache.Values(layer) : cache.Keys(layer)) + pos * rowBytes, dst.Length);
+        if (write) dst.CopyTo(rows);
+        else rows.CopyTo(dst);
     }
 
     public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind)

@@ -207,6 +207,9 @@ public sealed unsafe class CudaBackend : IBackend
     /// <summary>The KV cache is stored in fp16: half the memory and half the attention bandwidth.</summary>
     public BackendBuffer AllocateCache(long length) => NewBuffer(length, 2);
 
+    /// <summary>The only cache type the CUDA kernels read (f32 and q8_0 caches are refused by <see cref="IBackend.AllocateCache(long, KvCacheType)"/>).</summary>
+    public KvCacheType DefaultCacheType => KvCacheType.F16;
+
     private CudaBuffer NewBuffer(long length, int elementBytes)
     {
         if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));

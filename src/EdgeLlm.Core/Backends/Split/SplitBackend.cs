@@ -123,6 +123,23 @@ public sealed class SplitBackend : IBackend
         return Side(LayerSide(Math.Min(layer, LayerCount - 1))).AllocateCache(length);
     }
 
+    /// <summary>The second side's (the GPU's, in an offload): a type both sides must store (CUDA: f16, which the CPU also stores).</summary>
+    public KvCacheType DefaultCacheType => Second.DefaultCacheType;
+
+    /// <summary>As <see cref="AllocateCache(long)"/>, in <paramref name="type"/> (the layer's side refuses a type it cannot store).</summary>
+    public BackendBuffer AllocateCache(long length, KvCacheType type)
+    {
+        int layer = _cacheAllocations++ / 2;
+        return Side(LayerSide(Math.Min(layer, LayerCount - 1))).AllocateCache(length, type);
+    }
+
+    /// <summary>Context shift of a layer runs on the side that holds its cache.</summary>
+    public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope) => LayerBackend(layer).ShiftKv(cache, layer, keep, drop, rope);
+
+    /// <summary>Prompt-cache rows of a layer are read or written on the side that holds its cache.</summary>
+    public void CacheRows(KvCache cache, int layer, bool values, int pos, int count, Span<byte> dst, bool write)
+        => LayerBackend(layer).CacheRows(cache, layer, values, pos, count, dst, write);
+
     public BackendWeight LoadWeight(TensorView tensor)
     {
         byte side = SideOf(tensor.Name);

@@ -62,7 +62,7 @@ public sealed class SpeculativeGenerator
 
     /// <summary>
     /// Generates a continuation of <paramref name="prompt"/> like <see cref="Generator.Generate(ReadOnlySpan{int}, GenerateOptions, Func{string, bool}, CancellationToken)"/>
-    /// (the same stop rules and statistics; <see cref="GenerateOptions.ReuseCache"/> is not supported: the cache is rebuilt).
+    /// (the same stop rules and statistics; <see cref="GenerateOptions.ReuseCache"/> and context shift are not supported: the cache is rebuilt).
     /// </summary>
     public GenerationStats Generate(ReadOnlySpan<int> prompt, GenerateOptions o, Func<string, bool> onText, CancellationToken cancel = default)
     {
@@ -71,6 +71,7 @@ public sealed class SpeculativeGenerator
         if (prompt.Length == 0) throw new EdgeLlmException("the prompt is empty (not even a BOS token)");
         if (prompt.Length >= ctx)
             throw new EdgeLlmException($"the prompt is {prompt.Length} tokens, which does not fit in the context of {ctx} tokens (raise -c)");
+        if (o.ContextShift) throw new EdgeLlmException("speculative decoding does not shift the context; run it without context shift");
         Drafted = Accepted = Steps = 0;
         var sampler = new Sampler(vocab, o.Sampler);
         bool greedy = o.Sampler.Temperature <= 0;

@@ -263,4 +263,52 @@ internal static unsafe class AttentionTile
             o3[d] = a3 * inv[lane0 + 3];
         }
     }
+
+    /// <summary>
+    /// a_r[d] += Σ_{j &lt; n} st[j][lane0 + r] · v_j[d] for the 4 rows r = 0..3 (j ascending, fused, the sums loaded
+    /// from and stored back to a0..a3): <see cref="Values"/> over keys taken a chunk at a time, each element through
+    /// the same fused sequence, the 1/sum applied by the caller at the end.
+    /// </summary>
+    public static void ValuesAccumulate<TS, TV>(float* st, int lane0, float* v, long vStride, int headDim, int n,
+        float* a0, float* a1, float* a2, float* a3)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        float* e = st + lane0;
+        int d = 0;
+        for (; d + w <= headDim; d += w)
+        {
+            TV s0 = TS.Load(a0 + d), s1 = TS.Load(a1 + d), s2 = TS.Load(a2 + d), s3 = TS.Load(a3 + d);
+            for (int j = 0; j < n; j++)
+            {
+                TV v0 = TS.Load(v + j * vStride + d);
+                float* ej = e + j * Lanes;
+                s0 = TS.Fma(v0, TS.Broadcast(ej[0]), s0);
+                s1 = TS.Fma(v0, TS.Broadcast(ej[1]), s1);
+                s2 = TS.Fma(v0, TS.Broadcast(ej[2]), s2);
+                s3 = TS.Fma(v0, TS.Broadcast(ej[3]), s3);
+            }
+            TS.Store(s0, a0 + d);
+            TS.Store(s1, a1 + d);
+            TS.Store(s2, a2 + d);
+            TS.Store(s3, a3 + d);
+        }
+        for (; d < headDim; d++)
+        {
+            float s0 = a0[d], s1 = a1[d], s2 = a2[d], s3 = a3[d];
+            for (int j = 0; j < n; j++)
+            {
+                float vd = v[j * vStride + d];
+                float* ej = e + j * Lanes;
+                s0 = MathF.FusedMultiplyAdd(vd, ej[0], s0);
+                s1 = MathF.FusedMultiplyAdd(vd, ej[1], s1);
+                s2 = MathF.FusedMultiplyAdd(vd, ej[2], s2);
+                s3 = MathF.FusedMultiplyAdd(vd, ej[3], s3);
+            }
+            a0[d] = s0;
+            a1[d] = s1;
+            a2[d] = s2;
+            a3[d] = s3;
+        }
+    }
 }
