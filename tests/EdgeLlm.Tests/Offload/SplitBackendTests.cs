@@ -75,14 +75,28 @@ public class SplitBackendTests
         // The cache of each layer is allocated, shifted and read on its own side, in the type asked for.
         using var file = GgufFile.Open(TestPaths.Stories260K);
         var o = new BackendOptions { ContextSize = 48, MaxBatch = 16, CacheTypeK = type, CacheTypeV = type };
-        float[] reference;
-        using (var plain = new LlamaModel(file, new CpuBackend(1), o, ownsFile: false)) reference = Run(plain, out _);
+        float[] reference, shifted;
+        using (var plain = new LlamaModel(file, new CpuBackend(1), o, ownsFile: false))
+        {
+            reference = Run(plain, out _);
+            shifted = ShiftAndStep(plain);
+        }
         for (int split = 0; split <= 5; split++)
         {
             using var model = new LlamaModel(file, new SplitBackend(new CpuBackend(1), new CpuBackend(1), split, 5), o, ownsFile: false);
             Assert.Equal(type, model.Cache.KeyType);
             Assert.True(reference.AsSpan().SequenceEqual(Run(model, out _)), $"split at {split}, {type} cache: logits differ");
+            Assert.True(shifted.AsSpan().SequenceEqual(ShiftAndStep(model)), $"split at {split}, {type} cache: logits after a context shift differ");
         }
+    }
+
+    /// <summary>Context shift (keep 4, drop 10 of the 24 cached positions), then one more step.</summary>
+    private static float[] ShiftAndStep(LlamaModel model)
+    {
+        model.ShiftContext(4, 10);
+        var logits = new float[model.VocabSize];
+        model.Forward(5, model.Cache.Filled, logits);
+        return logits;
     }
 
     [Fact]
