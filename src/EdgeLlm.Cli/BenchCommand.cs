@@ -31,7 +31,7 @@ public sealed class BenchCommand : Command
     public override string Name => "bench";
     public override string Summary => "prompt and generation tokens/s, weight bandwidth per token, and the machine's memory bandwidth";
     public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [-d DEPTH] [--bw-mib MIB] [--json]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, Depth, BwMib, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Json, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, Depth, BwMib, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Json, Verbose, Help];
 
     /// <summary>Median, extremes and sample standard deviation of one test's tokens/s over the repetitions.</summary>
     public readonly record struct Stats(double Median, double Min, double Max, double StdDev)
@@ -76,6 +76,7 @@ public sealed class BenchCommand : Command
             MaxBatch = Math.Max(1, Math.Min(batch, Math.Max(p, depth))),
             Device = ModelOptions.DeviceOption(args),
             Load = loadOptions,
+            GpuLayers = ModelOptions.GpuLayersOption(args),
             CacheTypeK = ModelOptions.CacheType(args, "--cache-type-k"),
             CacheTypeV = ModelOptions.CacheType(args, "--cache-type-v"),
         });

@@ -21,7 +21,7 @@ public sealed class ChatCommand : Command
     public override string Summary => "chat with an instruction-tuned model in the terminal";
     public override string Usage => "chat [MODEL | -m MODEL] [--system TEXT] [--chat-template NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
-        [Model, System_, Template, .. RunCommand.SamplingSpecs, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
+        [Model, System_, Template, .. RunCommand.SamplingSpecs, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     /// <summary>The chat's own commands (what /help lists).</summary>
     internal static readonly string[] ChatCommands = ["/help", "/reset", "/exit", "/quit"];

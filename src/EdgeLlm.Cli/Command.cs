@@ -30,6 +30,7 @@ public abstract class Command
     public static readonly OptionSpec Threads = new(["-t", "--threads"], true, "N", "CPU threads (default: all cores)");
     public static readonly OptionSpec Ctx = new(["-c", "--ctx-size"], true, "N", "context length (default: the model's, at most 4096)");
     public static readonly OptionSpec Device = new(["--device"], true, "DEV", "auto, cpu, cuda or cuda:N (default auto: CUDA when a usable GPU is found, else the CPU; $EDGELLM_DEVICE overrides the default)");
+    public static readonly OptionSpec GpuLayers = new(["-ngl", "--gpu-layers"], true, "N|auto|all", "with CUDA: how many of the last layers run on the GPU, the rest on the CPU (default auto: as many as fit in free device memory; all on an integrated GPU)");
     public static readonly OptionSpec NoMmap = new(["--no-mmap"], false, null, "read the model into memory (2 MiB huge pages where the kernel allows); default: when it fits in half the free memory");
     public static readonly OptionSpec Mmap = new(["--mmap"], false, null, "map the model file instead of reading it in (nothing copied; the kernel may drop pages)");
     public static readonly OptionSpec Mlock = new(["--mlock"], false, null, "lock the model's bytes in RAM so the kernel never drops them (a warning if refused)");

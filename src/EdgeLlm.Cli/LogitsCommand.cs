@@ -17,7 +17,7 @@ public sealed class LogitsCommand : Command
     public override string Name => "logits";
     public override string Summary => "print the top-K logits at every position of a token sequence, as JSON lines";
     public override string Usage => "logits [-m MODEL] (--tokens 1,2,3 | --compare FILE) [--top K] [-b BATCH] [-t THREADS] [-c CTX] [--device DEV]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Tokens, Top, Compare, Batch, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Tokens, Top, Compare, Batch, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

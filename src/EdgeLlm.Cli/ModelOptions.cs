@@ -19,7 +19,7 @@ public static class ModelOptions
         var progress = new ProgressLine(ctx, $"loading {Path.GetFileName(path)}", ProgressLine.Bytes);
         var load = LoadOptions(args) with { Progress = progress.Report };
         LlamaModel model;
-        try { model = LlamaModel.Load(ModelPaths.Open(path, load), new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = load,
+        try { model = LlamaModel.Load(ModelPaths.Open(path, load), new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = load, GpuLayers = GpuLayersOption(args),
             CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v") }); }
         finally { progress.Done(); }
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
@@ -68,6 +68,15 @@ public static class ModelOptions
     {
         if (model.File.LockError is { } err) log.LogWarning("{Error}", err);
         log.LogInformation("weights {How}{Locked}", model.File.InMemory ? "read into memory" : "memory-mapped", model.File.Locked ? ", locked in RAM" : "");
+    }
+
+    /// <summary>--gpu-layers N|auto|all (default auto); anything else is a usage error.</summary>
+    public static string GpuLayersOption(CliArgs args)
+    {
+        string value = args.GetString("--gpu-layers") ?? "auto";
+        if (!Backends.Split.GpuLayersRequest.TryParse(value, out _))
+            throw new UsageException($"--gpu-layers '{value}' is not auto, all or a number of layers");
+        return value.Trim();
     }
 
     /// <summary>Environment variable giving the default of --device.</summary>

@@ -17,7 +17,7 @@ public sealed class PerplexityCommand : Command
     public override string Name => "perplexity";
     public override string Summary => "perplexity of a text file, computed as llama.cpp's perplexity tool does";
     public override string Usage => "perplexity [MODEL | -m MODEL] -f FILE [-c CTX] [--chunks N] [-t THREADS]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, File_, Chunks, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, File_, Chunks, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

@@ -33,10 +33,10 @@ public sealed class RunCommand : Command
 
     public override string Name => "run";
     public override string Summary => "generate text from a prompt, streamed to stdout";
-    public override string Usage => "run [MODEL] [PROMPT] [-m MODEL] [-p PROMPT | -f FILE|-] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T] [--json-schema FILE | --grammar json]";
+    public override string Usage => "run [MODEL] [PROMPT] [-m MODEL] [-p PROMPT | -f FILE|-] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--draft-model FILE [--draft-max K] | --lookup N] [-t THREADS] [-c CTX] [--device DEV] [--ignore-eos] [--context-shift [--keep N]] [--prompt-cache FILE] [--cache-type-k T] [--cache-type-v T] [--json-schema FILE | --grammar json]";
     public override IReadOnlyList<OptionSpec> Options { get; } =
         [Model, Prompt, File_, N, Temp, TopK, TopP, MinP, RepeatPenalty, RepeatLastN, PresencePenalty, FrequencyPenalty, Seed,
-         IgnoreEos, NoBos, JsonSchema, GrammarOpt, ContextShift, Keep, PromptCacheFile, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
+         IgnoreEos, NoBos, JsonSchema, GrammarOpt, ContextShift, Keep, PromptCacheFile, .. SpeculativeOptions.Specs, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {
@@ -59,6 +59,10 @@ public sealed class RunCommand : Command
         var tokenizer = Tokenizer.FromGguf(model.File);
         int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
         if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
+        using var draft = SpeculativeOptions.Create(args, ctx, model, tokenizer, options);
+        if (draft is not null && (promptCache is not null || args.Has("--context-shift")))
+            throw new UsageException("speculative decoding (--draft-model, --lookup) does not combine with --prompt-cache or --context-shift yet");
+        var speculative = draft is null ? null : new SpeculativeGenerator(model, tokenizer, draft);
         var generator = new Generator(model, tokenizer);
         if (promptCache is not null && File.Exists(promptCache))
         {
@@ -98,12 +102,15 @@ public sealed class RunCommand : Command
                     ctx.Logger("run").LogInformation("prompt cache {File}: {Tokens} tokens saved ({Evaluated} evaluated now)", promptCache, tokens.Length, generator.LastPrefillTokens);
                 },
             };
-            stats = generator.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
+            stats = speculative is not null
+                ? speculative.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token)
+                : generator.Generate(tokens, go, text => { ctx.Out.Write(text); ctx.Out.Flush(); return true; }, cts.Token);
             if (generator.ContextShifts > 0)
                 ctx.Logger("run").LogInformation("context shifted {Count} time(s), keeping the first {Keep} tokens", generator.ContextShifts, keep);
         }
         ctx.Out.WriteLine();
         ctx.Out.Flush();
+        if (speculative is not null) ctx.Err.WriteLine(SpeculativeOptions.Summary(speculative));
         PrintTimings(ctx.Err, stats, model.ContextSize);
         return stats.Stop == StopReason.Cancelled ? 130 : 0;
     }

@@ -20,7 +20,7 @@ public sealed class ServeCommand : Command
     public override string Name => "serve";
     public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)";
     public override string Usage => "serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--queue N] [--chat-template NAME] [--alias NAME] [--cors ORIGIN|*] [--log-format simple|json] [--parallel N] [--embeddings] [--cache-type-k T] [--cache-type-v T] [-t THREADS] [-c CTX]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Parallel, Embeddings, Template, Alias, Cors, LogFormat, Threads, Ctx, Device, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Host, Port, ApiKey, Queue, Parallel, Embeddings, Template, Alias, Cors, LogFormat, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

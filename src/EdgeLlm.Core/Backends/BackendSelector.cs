@@ -23,12 +23,40 @@ public static class BackendSelector
     public static BackendSelection Select(BackendOptions options, GgufFile file)
     {
         var spec = DeviceSpec.Parse(options.Device);
-        if (spec.Kind == DeviceKind.Cpu) return Cpu(options, "device cpu (requested)", warn: false);
+        if (!Split.GpuLayersRequest.TryParse(options.GpuLayers, out var request))
+            throw new EdgeLlmException($"--gpu-layers '{options.GpuLayers}' is not auto, all or a number of layers");
+        string ignored = request.Auto ? "" : $"; --gpu-layers {request} ignored";
+        if (spec.Kind == DeviceKind.Cpu) return Cpu(options, "device cpu (requested)" + ignored, warn: false);
 
-        if (TryCuda(spec.Kind == DeviceKind.Cuda ? spec.Ordinal : 0, options, file, out var cuda, out string why, out bool warn))
-            return new BackendSelection(cuda!, $"device cuda: {cuda!.Name}; weights {cuda.WeightPlacement}", IsCuda: true, Warn: false);
+        if (TryCuda(spec.Kind == DeviceKind.Cuda ? spec.Ordinal : 0, options, file, request, out var cuda, out var plan, out string why, out bool warn))
+        {
+            string placement = $"device cuda: {cuda!.Name}; weights {cuda.WeightPlacement}";
+            if (plan is null || plan.AllOnGpu)
+                return new BackendSelection(cuda, placement + (plan is null ? "" : $"; {plan.Reason}"), IsCuda: true, Warn: false);
+            if (plan.NoneOnGpu)
+            {
+                cuda.Dispose();
+                return Cpu(options, $"device cpu: {plan.Reason}", warn: false);
+            }
+            IBackend? cpu = null;
+            try
+            {
+                cpu = new CpuBackend(options.Threads);
+                bool tied = !file.Tensors.Any(t => t.Name == "output.weight");
+                var split = new Split.SplitBackend(cpu, cuda, plan.CpuLayers, plan.LayerCount, tied);
+                return new BackendSelection(split,
+                    $"{placement}; layers 0-{plan.CpuLayers - 1} on the CPU, {plan.CpuLayers}-{plan.LayerCount - 1} and output on the GPU: {plan.Reason}",
+                    IsCuda: true, Warn: false);
+            }
+            catch
+            {
+                cpu?.Dispose();
+                cuda.Dispose();
+                throw;
+            }
+        }
         if (spec.Kind == DeviceKind.Cuda) throw new EdgeLlmException($"--device {options.Device.Trim()}: {why}");
-        return Cpu(options, $"device cpu: CUDA not used: {why}", warn);
+        return Cpu(options, $"device cpu: CUDA not used: {why}" + ignored, warn);
     }
 
     public static BackendSelection Cpu(BackendOptions options, string description, bool warn) =>
@@ -39,8 +67,18 @@ public static class BackendSelector
     /// a user with this machine should hear about it (a GPU is there but unusable) or not (no GPU at all).
     /// </summary>
     public static bool TryCuda(int ordinal, BackendOptions options, GgufFile file, out CudaBackend? backend, out string why, out bool warn)
+        => TryCuda(ordinal, options, file, Split.GpuLayersRequest.All, out backend, out _, out why, out warn);
+
+    /// <summary>
+    /// <see cref="TryCuda(int, BackendOptions, GgufFile, out CudaBackend?, out string, out bool)"/> with layer offload:
+    /// <paramref name="plan"/> says how many of the last layers go on the GPU (null when the weights are read in place
+    /// from host memory, or the model's shape cannot be read here: then all). Fails when not one layer fits.
+    /// </summary>
+    public static bool TryCuda(int ordinal, BackendOptions options, GgufFile file, Split.GpuLayersRequest request,
+        out CudaBackend? backend, out Split.OffloadPlan? plan, out string why, out bool warn)
     {
         backend = null;
+        plan = null;
         warn = false;
         if (!CudaProbe.TryGetDevice(ordinal, out var device, out why))
         {
@@ -63,11 +101,22 @@ public static class BackendSelector
             backend = new CudaBackend(device!, target, KernelCache.Default(), file);
             if (!backend.WeightsMapped)
             {
-                long need = EstimateDeviceBytes(options, file);
                 var (free, _) = backend.MemoryInfo();
-                if (need + MemoryMargin > free)
+                plan = PlanOffload(options, file, request, free, backend.Device.Integrated);
+                if (plan is null)
                 {
-                    why = $"{device}: the model needs about {need / 1e9:F1} GB of device memory, {free / 1e9:F1} GB is free";
+                    long need = EstimateDeviceBytes(options, file);
+                    if (need + MemoryMargin > free)
+                    {
+                        why = $"{device}: the model needs about {need / 1e9:F1} GB of device memory, {free / 1e9:F1} GB is free";
+                        backend.Dispose();
+                        backend = null;
+                        return false;
+                    }
+                }
+                else if (plan.NoneOnGpu && request.Auto)
+                {
+                    why = $"{device}: {plan.Reason}";
                     backend.Dispose();
                     backend = null;
                     return false;
@@ -82,6 +131,17 @@ public static class BackendSelector
             why = $"{device}: CUDA setup failed: {e.Message}";
             return false;
         }
+    }
+
+    /// <summary>The offload plan for this file and request with <paramref name="freeBytes"/> of device memory (null when the config cannot be read).</summary>
+    public static Split.OffloadPlan? PlanOffload(BackendOptions options, GgufFile file, Split.GpuLayersRequest request, long freeBytes, bool integrated)
+    {
+        LlamaConfig c;
+        try { c = LlamaConfig.FromGguf(file); }
+        catch (EdgeLlmException) { return null; } // the model's own load reports what is wrong with it
+        int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
+        var inputs = Split.OffloadPlanner.Measure(file, c, ctx, Math.Min(options.MaxBatch, Math.Max(ctx, 1)), freeBytes, integrated);
+        return Split.OffloadPlanner.Plan(request, inputs);
     }
 
     /// <summary>Weights plus the fp16 KV cache of the context the model will get.</summary>

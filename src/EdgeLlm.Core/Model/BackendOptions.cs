@@ -31,4 +31,10 @@ public sealed class BackendOptions
 
     /// <summary>How the model file's bytes are held: automatic (read in when it fits in half the available memory, else mapped), mapped, or read in; optionally locked in RAM.</summary>
     public Gguf.GgufLoadOptions Load { get; init; } = Gguf.GgufLoadOptions.Default;
+
+    /// <summary>
+    /// When CUDA is used: how many of the last layers run on the GPU ("auto": as many as fit in free device memory,
+    /// "all", or a count); the rest run on the CPU through <see cref="Backends.Split.SplitBackend"/>.
+    /// </summary>
+    public string GpuLayers { get; init; } = "auto";
 }

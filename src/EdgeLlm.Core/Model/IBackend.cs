@@ -103,6 +103,10 @@ public interface IBackend : IDisposable
 
     /// <summary>Copies <c>dst.Length</c> floats from src[srcOffset] into host memory (waits for pending work).</summary>
     void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst);
+
+    /// <summary>Copies host floats into dst[dstOffset...] (after pending work). The split backend moves activations with it.</summary>
+    void CopyIn(ReadOnlySpan<float> src, BackendBuffer dst, long dstOffset)
+        => throw new NotSupportedException($"{Name}: copying host memory into a buffer is not supported on this backend");
 }
 
 /// <summary>

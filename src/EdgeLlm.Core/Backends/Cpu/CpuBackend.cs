@@ -276,6 +276,12 @@ public sealed unsafe class CpuBackend : IBackend
         new ReadOnlySpan<float>(P(src) + srcOffset, dst.Length).CopyTo(dst);
     }
 
+    public void CopyIn(ReadOnlySpan<float> src, BackendBuffer dst, long dstOffset)
+    {
+        Need(dst, dstOffset + src.Length, "copy_in dst");
+        src.CopyTo(new Span<float>(P(dst) + dstOffset, src.Length));
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
