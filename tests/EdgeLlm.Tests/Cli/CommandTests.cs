@@ -16,7 +16,7 @@ public class CommandTests
         Reference.GetProperty("generated_token_ids").EnumerateArray().Take(n).Select(e => e.GetInt32()).ToArray();
 
     /// <summary>The text `run` must print for the first n reference tokens (decoded by our tokenizer, leading space stripped after BOS).</summary>
-    private static string ReferenceText(int n)
+    internal static string ReferenceText(int n)
     {
         using var f = GgufFile.Open(TestPaths.Stories260K);
         var tok = Tokenizer.FromGguf(f);
