@@ -30,7 +30,7 @@ public class NoTlsLibraryTests
     {
         var env = new Dictionary<string, string> { ["LD_DEBUG"] = "libs", ["EDGELLM_ISA"] = isa };
         // Sampled (random seed) and greedy: the seed source was what loaded OpenSSL.
-        var sampled = NativeRun.Run(env, NativeRun.Edgellm, "run", "-n", "16", "-p", "Once", "-m", TestPaths.Stories260K);
+        var sampled = NativeRun.Run(env, NativeRun.Edgellm, "run", "-n", "16", "--ignore-eos", "-p", "Once", "-m", TestPaths.Stories260K);
         Assert.True(sampled.ExitCode == 0, sampled.Stderr);
         Assert.Contains("generation: 16 tokens", sampled.Stderr);
         AssertNoTls(sampled.Stderr);
