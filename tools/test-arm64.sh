@@ -2,7 +2,8 @@
 # The linux-arm64 tests, run from x64 under qemu-aarch64-static (issue 6): makes the bullseye sysroot if needed,
 # cross-publishes dist/linux-arm64/edgellm and the kernelcheck harness (tests/EdgeLlm.KernelCheck), checks the glibc
 # floor, runs the harness with QEMU_CPU=cortex-a53 (AdvSimd, no dot product), cortex-a76 (sdot) and cortex-a76 with
-# EDGELLM_KERNEL_DP=0, and the stories260K greedy-256 run through the published edgellm on both CPUs.
+# EDGELLM_KERNEL_DP=0, the stories260K greedy-256 run through the published edgellm on both CPUs, and a greedy run in a
+# root that holds only the C library (no OpenSSL: issue 14.2).
 # Ends with one line: "N passed, N failed, 0 skipped". Step timings go to stderr.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,4 +78,26 @@ for cpu in cortex-a53 cortex-a76; do
   else bad "edgellm greedy-256 on $cpu (exit $rc): $(diff <(fold -w 80 "$want") <(fold -w 80 "$got") | head -n 4 | tr '\n' ' ')"; fi
 done
 rm -f "$want" "$got"
+
+# A root with only the C library of the sysroot (ld.so, libc, libm, libdl, librt, libpthread: what glibc's libc6 holds;
+# no libssl, no libstdc++, no ICU), as on a distroless or minimal Jetson image. `run` (sampled: the random seed was what
+# loaded OpenSSL, and greedy: the reference text) must work there; the loader's trace (LD_DEBUG=libs) must show that no
+# TLS library was even looked for (qemu falls back to host paths for files the prefix lacks, so the trace is the proof).
+minroot=$(mktemp -d); want=$(mktemp); got=$(mktemp); trace=$(mktemp)
+mkdir -p "$minroot/lib"
+for l in ld-linux-aarch64.so.1 libc.so.6 libm.so.6 libdl.so.2 librt.so.1 libpthread.so.0; do
+  cp -L "$sysroot/lib/aarch64-linux-gnu/$l" "$minroot/lib/" || bad "libc-only root: $l missing in $sysroot"
+done
+QEMU_LD_PREFIX="$sysroot" q cortex-a76 "$kc" --reference-text 32 "$root" > "$want" 2>&1
+QEMU_LD_PREFIX="$minroot" LD_DEBUG=libs q cortex-a76 "$bin" run -n 32 --temp 0 -m "$root/models/stories260K.gguf" > "$got" 2> "$trace"
+rc=$?
+if [ "$rc" -eq 0 ] && [ -s "$want" ] && cmp -s "$want" "$got"; then ok "edgellm run (greedy) in a libc-only root matches the reference text"
+else bad "edgellm run in a libc-only root (exit $rc): $(grep -v '^ *[0-9]*:' "$trace" | tail -n 2 | tr '\n' ' ')"; fi
+QEMU_LD_PREFIX="$minroot" LD_DEBUG=libs q cortex-a76 "$bin" run -n 16 --ignore-eos -p Once -m "$root/models/stories260K.gguf" > "$got" 2>> "$trace"
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q 'generation: 16 tokens' "$trace"; then ok "edgellm run (sampled, random seed) in a libc-only root"
+else bad "edgellm run (sampled) in a libc-only root (exit $rc): $(grep -v '^ *[0-9]*:' "$trace" | tail -n 2 | tr '\n' ' ')"; fi
+if grep -q 'find library=libc.so.6' "$trace" && ! grep -qE 'libssl|libcrypto' "$trace"; then ok "edgellm run looks for no TLS library (LD_DEBUG=libs)"
+else bad "edgellm run in a libc-only root: $(grep -m1 -E 'libssl|libcrypto' "$trace" || echo 'no loader trace')"; fi
+rm -rf "$minroot" "$want" "$got" "$trace"
 finish
