@@ -70,17 +70,39 @@ public sealed class Sampler
     /// </summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history) => Sample(logits, history, null);
 
+    /// <summary>Draws among the surviving candidates at most this many times before masking the whole vocabulary.</summary>
+    private const int GrammarRetries = 8;
+
     /// <summary>
     /// As <see cref="Sample(ReadOnlySpan{float}, ReadOnlySpan{int})"/>, restricted to the tokens
-    /// <paramref name="constraint"/> allows. As llama.cpp's common sampler: the unconstrained pick is checked
-    /// first; only when the grammar refuses it are the disallowed tokens removed right after the penalties
-    /// (before top-k/top-p/min-p/temperature) and the draw repeated. Throws when the grammar allows no token.
+    /// <paramref name="constraint"/> allows. The unconstrained pick is checked first (usually all it costs);
+    /// a refused pick is dropped from the surviving candidates and the draw repeated among the rest, up to
+    /// <see cref="GrammarRetries"/> times; after that (or at once for greedy) the disallowed tokens are removed
+    /// from the whole vocabulary right after the penalties, before top-k/top-p/min-p/temperature, and the draw
+    /// is made again, as llama.cpp's common sampler does. Throws when the grammar allows no token.
     /// </summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, TokenConstraint? constraint)
     {
         int n = Filter(logits, history, out bool greedy);
-        int pick = greedy ? _cand[0].Id : Draw(n);
-        if (constraint is null || constraint.Allows(pick)) return pick;
+        if (greedy)
+        {
+            int best = _cand[0].Id;
+            if (constraint is null || constraint.Allows(best)) return best;
+        }
+        else
+        {
+            for (int attempt = 0; attempt < GrammarRetries && n > 0; attempt++)
+            {
+                int pick = Draw(n);
+                if (constraint is null || constraint.Allows(pick)) return pick;
+                for (int i = 0; i < n; i++)
+                    if (_cand[i].Id == pick)
+                    {
+                        _cand[i] = _cand[--n];
+                        break;
+                    }
+            }
+        }
         n = Filter(logits, history, out greedy, constraint);
         return greedy ? _cand[0].Id : Draw(n);
     }

@@ -156,6 +156,26 @@ public class GrammarMatcherTests
     }
 
     [Fact]
+    public void Deep_nesting_survives_compaction()
+    {
+        // 6000 nested arrays: deep stacks, and more than the 16k nodes after which the arena is compacted.
+        var m = new GrammarMatcher(EdgeLlm.Generation.Grammar.JsonObject);
+        Assert.True(m.Accept("{\"a\":"u8));
+        for (int i = 0; i < 6000; i++) Assert.True(m.Accept("["u8));
+        Assert.False(m.Check("}"u8));
+        Assert.True(m.Accept("1"u8));
+        for (int i = 0; i < 6000; i++)
+        {
+            Assert.False(m.Check("}"u8)); // an array is open: only ']' (or more items) can close it
+            Assert.True(m.Accept("]"u8));
+        }
+        Assert.False(m.IsAccepting);
+        Assert.True(m.Accept("}"u8));
+        Assert.True(m.IsAccepting);
+        Assert.False(m.CanContinue);
+    }
+
+    [Fact]
     public void Check_does_not_change_the_state()
     {
         var m = new GrammarMatcher(EdgeLlm.Generation.Grammar.JsonObject);

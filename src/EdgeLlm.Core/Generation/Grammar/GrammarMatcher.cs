@@ -254,16 +254,29 @@ public sealed class GrammarMatcher
         _count = used;
     }
 
+    private int[] _path = new int[64];
+
+    /// <summary>Copies node <paramref name="s"/> and its unmapped ancestors (iteratively: stacks can be as deep as the JSON nests).</summary>
     private int CopyNode(int s, ref int used)
     {
-        if (s < 0) return -1;
-        if (_map[s] >= 0) return _map[s];
-        int p = CopyNode(_parent[s], ref used);
-        int id = used++;
-        _spare0[id] = _pos[s];
-        _spare1[id] = p;
-        _map[s] = id;
-        return id;
+        int len = 0;
+        while (s >= 0 && _map[s] < 0)
+        {
+            if (len == _path.Length) Array.Resize(ref _path, len * 2);
+            _path[len++] = s;
+            s = _parent[s];
+        }
+        int p = s < 0 ? -1 : _map[s];
+        for (int i = len - 1; i >= 0; i--)
+        {
+            int node = _path[i];
+            int id = used++;
+            _spare0[id] = _pos[node];
+            _spare1[id] = p;
+            _map[node] = id;
+            p = id;
+        }
+        return p;
     }
 
     // A walk: trial states for the prefixes of one byte string at a time (level d = after its first d bytes), so

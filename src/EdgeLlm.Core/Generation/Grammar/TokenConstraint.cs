@@ -83,7 +83,8 @@ public sealed class TokenConstraint
         }
         m.EndWalk();
         bool end = _allowEnd && m.IsAccepting;
-        foreach (int t in vocab.EndOfGenerationIds) mask[t] = end;
+        var eog = vocab.EndOfGenerationIds;
+        for (int i = 0; i < eog.Count; i++) mask[eog[i]] = end;
         foreach (int t in _stops) mask[t] = end;
         return mask;
     }
