@@ -20,8 +20,8 @@ public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
 /// own KV cache, token history and sampler. A request takes a free slot (the one whose cached tokens share the
 /// longest prefix with its prompt, so a chat growing turn by turn prefills only its new part), or waits; up to
 /// <see cref="QueueLimit"/> requests wait and the rest are refused at once (503). One scheduler thread owns the
-/// model: each iteration it runs one prefill chunk of one starting request as its own batch, then one decode
-/// step for every generating slot together (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
+/// model: each iteration is one forward call holding the next token of every generating slot and the next prompt
+/// chunk of one starting request (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
 /// per step for all of them). A slot whose request ends (or whose client leaves) is free at once for the next
 /// waiting request (continuous batching). Each slot samples and stops exactly as <see cref="Generator"/> does, so a
 /// request's tokens do not depend on what else runs beside it.
@@ -118,9 +118,9 @@ public sealed class InferenceEngine : IDisposable
         _slots = new Slot[parallel];
         for (int i = 0; i < parallel; i++) _slots[i] = new Slot(i, i == 0 ? model.Cache : model.CreateCache(), model.ContextSize);
         _free = new SemaphoreSlim(parallel, parallel);
-        _stepTokens = new int[parallel];
-        _stepSeqs = new SequenceBatch[parallel];
-        _stepLogits = new float[(long)parallel * model.VocabSize];
+        _stepTokens = new int[model.MaxBatch];
+        _stepSeqs = new SequenceBatch[parallel + 1];
+        _stepLogits = new float[(long)(parallel + 1) * model.VocabSize];
         _scheduler = new Thread(SchedulerLoop) { IsBackground = true, Name = "edgellm-scheduler" };
         _scheduler.Start();
     }
@@ -224,8 +224,7 @@ public sealed class InferenceEngine : IDisposable
                 _wake.Wait();
                 continue;
             }
-            if (_prefilling.Count > 0) PrefillStep(_prefilling[0]);
-            if (_decoding.Count > 0) DecodeStep();
+            Step();
         }
         // Shutting down: whatever still runs ends as cancelled.
         foreach (var j in _prefilling) j.Done.TrySetCanceled();
@@ -257,25 +256,93 @@ public sealed class InferenceEngine : IDisposable
         _prefilling.Add(j);
     }
 
-    /// <summary>One batch of one request's prompt (as its own forward call, in the chunks <see cref="Generator"/> uses).</summary>
-    private void PrefillStep(Job j)
+    /// <summary>
+    /// One forward call: the next token of every generating slot, plus the next chunk of the prompt of the first
+    /// request still prefilling (as much of it as fits in the batch), so a starting request costs the others no
+    /// extra pass over the weights.
+    /// </summary>
+    private void Step()
     {
-        var s = j.Slot;
+        // A request whose client left before its prompt ran ends here.
+        while (_prefilling.Count > 0 && _prefilling[0].Cancel.IsCancellationRequested)
+        {
+            var c = _prefilling[0];
+            _prefilling.RemoveAt(0);
+            Complete(c, new GenerationStats(c.Prompt.Length, 0, c.Clock.Elapsed, TimeSpan.Zero, TimeSpan.Zero, StopReason.Cancelled), flush: false);
+        }
+        int n = _decoding.Count;
+        for (int i = 0; i < n; i++)
+        {
+            var j = _decoding[i];
+            _stepTokens[i] = j.Next;
+            _stepSeqs[i] = new SequenceBatch(j.Slot.Cache, j.Count - 1, 1);
+        }
+        Job? p = _prefilling.Count > 0 ? _prefilling[0] : null;
+        int nb = 0, segs = n;
+        if (p is not null)
+        {
+            // n + 1 requests hold slots and there are at most MaxBatch slots, so at least one prompt token fits.
+            nb = Math.Min(Model.MaxBatch - n, p.Count - p.Pos);
+            p.Prompt.AsSpan(p.Pos, nb).CopyTo(_stepTokens.AsSpan(n));
+            _stepSeqs[segs++] = new SequenceBatch(p.Slot.Cache, p.Pos, nb);
+        }
+        if (segs == 0) return;
+        long t0 = Stopwatch.GetTimestamp();
         try
         {
-            if (j.Cancel.IsCancellationRequested)
+            Model.ForwardSequences(_stepTokens.AsSpan(0, n + nb), _stepSeqs.AsSpan(0, segs), _stepLogits);
+        }
+        catch (Exception e)
+        {
+            foreach (var j in _decoding) Fail(j, e);
+            _decoding.Clear();
+            if (p is not null)
             {
-                _prefilling.Remove(j);
-                Complete(j, new GenerationStats(j.Prompt.Length, 0, j.Clock.Elapsed, TimeSpan.Zero, TimeSpan.Zero, StopReason.Cancelled), flush: false);
-                return;
+                _prefilling.Remove(p);
+                Fail(p, e);
             }
-            int nb = Math.Min(Model.MaxBatch, j.Count - j.Pos);
-            Span<SequenceBatch> one = [new SequenceBatch(s.Cache, j.Pos, nb)];
-            Model.ForwardSequences(j.Prompt.AsSpan(j.Pos, nb), one, j.Logits);
+            return;
+        }
+        int vocab = Model.VocabSize;
+        if (n > 0)
+        {
+            double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            Interlocked.Increment(ref _decodeSteps);
+            Interlocked.Add(ref _decodeTokens, n);
+            Volatile.Write(ref _lastStepTokensPerSecond, n / Math.Max(seconds, 1e-9));
+            Volatile.Write(ref _lastStepSize, n);
+            if (n > MaxStepSize) MaxStepSize = n;
+            // Backwards, so that finished requests can be removed in place.
+            for (int i = n - 1; i >= 0; i--)
+            {
+                var j = _decoding[i];
+                try
+                {
+                    _stepLogits.AsSpan(i * vocab, vocab).CopyTo(j.Logits);
+                    j.Slot.CachedCount = j.Count;
+                    LogitCheck.Require(Model, j.Logits, j.Count - 1);
+                    if (!Accept(j)) _decoding.RemoveAt(i);
+                }
+                catch (Exception e)
+                {
+                    _decoding.RemoveAt(i);
+                    Fail(j, e);
+                }
+            }
+        }
+        if (p is not null) Prefilled(p, nb, _stepLogits.AsSpan(n * vocab, vocab));
+    }
+
+    /// <summary>A chunk of a request's prompt has run: at the end of the prompt, its first token is sampled.</summary>
+    private void Prefilled(Job j, int nb, ReadOnlySpan<float> logits)
+    {
+        try
+        {
             j.Pos += nb;
-            s.CachedCount = j.Pos;
+            j.Slot.CachedCount = j.Pos;
             if (j.Pos < j.Count) return;
             _prefilling.Remove(j);
+            logits.CopyTo(j.Logits);
             LogitCheck.Require(Model, j.Logits, j.Count - 1);
             j.PromptTime = j.Clock.Elapsed;
             if (j.Options.MaxTokens == 0)
@@ -289,53 +356,6 @@ public sealed class InferenceEngine : IDisposable
         {
             _prefilling.Remove(j);
             Fail(j, e);
-        }
-    }
-
-    /// <summary>One token for every generating slot, in one forward call.</summary>
-    private void DecodeStep()
-    {
-        int n = _decoding.Count;
-        for (int i = 0; i < n; i++)
-        {
-            var j = _decoding[i];
-            _stepTokens[i] = j.Next;
-            _stepSeqs[i] = new SequenceBatch(j.Slot.Cache, j.Count - 1, 1);
-        }
-        long t0 = Stopwatch.GetTimestamp();
-        try
-        {
-            Model.ForwardSequences(_stepTokens.AsSpan(0, n), _stepSeqs.AsSpan(0, n), _stepLogits);
-        }
-        catch (Exception e)
-        {
-            foreach (var j in _decoding) Fail(j, e);
-            _decoding.Clear();
-            return;
-        }
-        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        Interlocked.Increment(ref _decodeSteps);
-        Interlocked.Add(ref _decodeTokens, n);
-        Volatile.Write(ref _lastStepTokensPerSecond, n / Math.Max(seconds, 1e-9));
-        Volatile.Write(ref _lastStepSize, n);
-        if (n > MaxStepSize) MaxStepSize = n;
-        int vocab = Model.VocabSize;
-        // Backwards, so that finished requests can be removed in place.
-        for (int i = n - 1; i >= 0; i--)
-        {
-            var j = _decoding[i];
-            try
-            {
-                _stepLogits.AsSpan(i * vocab, vocab).CopyTo(j.Logits);
-                j.Slot.CachedCount = j.Count;
-                LogitCheck.Require(Model, j.Logits, j.Count - 1);
-                if (!Accept(j)) _decoding.RemoveAt(i);
-            }
-            catch (Exception e)
-            {
-                _decoding.RemoveAt(i);
-                Fail(j, e);
-            }
         }
     }
 

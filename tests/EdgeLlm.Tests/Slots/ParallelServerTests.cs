@@ -151,6 +151,50 @@ public class ParallelServerTests(ParallelServerFixture f)
     }
 
     [Fact]
+    public async Task A_long_prompt_prefilled_in_chunks_beside_decoding_slots_changes_nothing()
+    {
+        // ~150 prompt tokens: prefilled over several steps, each chunk sharing the batch with the other slot's token.
+        string story = string.Join(" ", Enumerable.Repeat("Lily and Tom went to the park to play with a big red ball.", 6));
+        string longJson = $$"""{"messages":[{"role":"user","content":"{{story}}"}],"temperature":0,"max_tokens":16,"stream":true}""";
+        string shortJson = $$"""{"messages":[{"role":"user","content":"{{Prompts[3]}}"}],"temperature":0,"max_tokens":60,"stream":true}""";
+        int promptTokens = f.Engine.Tokenizer.Encode(ChatTemplates.Render(ChatTemplateKind.ChatMl, [new EdgeLlm.Generation.ChatMessage("user", story)], true),
+            f.Engine.Tokenizer.Vocab.AddBos, parseSpecial: true).Length;
+        Assert.InRange(promptTokens, 2 * f.Model.MaxBatch, f.Model.ContextSize - 20);
+        string expectedLong = Generate(story, 16), expectedShort = Generate(Prompts[3], 60);
+        using var http = f.Client();
+        async Task<string> Send(string json)
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ServerFixture.Body(json) };
+            using var r = await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
+            var (chunks, done) = await ServerTests.ReadSse(r);
+            Assert.True(done);
+            return ServerTests.ChatText(chunks);
+        }
+        Task<string>? a = null, b = null;
+        await Together(2, () =>
+        {
+            a = Task.Run(() => Send(shortJson));
+            b = Task.Run(() => Send(longJson));
+            return Task.WhenAll(a, b);
+        });
+        Assert.Equal(expectedShort, await a!);
+        Assert.Equal(expectedLong, await b!);
+    }
+
+    private static string Generate(string user, int maxTokens)
+    {
+        using var model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 1, ContextSize = 256 });
+        var tok = Tokenizer.FromGguf(model.File);
+        int[] prompt = tok.Encode(ChatTemplates.Render(ChatTemplateKind.ChatMl, [new EdgeLlm.Generation.ChatMessage("user", user)], true), tok.Vocab.AddBos, parseSpecial: true);
+        var sb = new StringBuilder();
+        new Generator(model, tok).Generate(prompt, new GenerateOptions
+        {
+            MaxTokens = maxTokens, Sampler = SamplerOptions.Greedy, StopTokens = ChatSession.StopTokenIds(tok.Vocab, ChatTemplateKind.ChatMl),
+        }, t => { sb.Append(t); return true; });
+        return sb.ToString();
+    }
+
+    [Fact]
     public async Task Eight_concurrent_openai_client_streams_equal_the_generator()
     {
         var client = new ChatClient("any-name", new ApiKeyCredential(ServerFixture.Key), new OpenAIClientOptions { Endpoint = new Uri(f.Server.BaseAddress, "/v1") });
