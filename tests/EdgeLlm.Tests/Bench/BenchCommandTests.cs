@@ -161,7 +161,8 @@ public class BenchCommandTests
     [InlineData(2, "nothing to measure: -p and -n are both 0", "-p", "0", "-n", "0")]
     [InlineData(2, "unknown option '--bogus'", "--bogus")]
     [InlineData(2, "option '--bw-mib' must be between 0 and", "--bw-mib", "-5")]
-    [InlineData(2, "unexpected argument 'extra'", "extra")]
+    [InlineData(2, "unexpected argument 'extra'", "stories260K", "extra")]   // the first argument is the model (bench MODEL)
+    [InlineData(1, "extra: model file not found", "extra")]
     [InlineData(1, "/nonexistent/m.gguf: model file not found", "-m", "/nonexistent/m.gguf")]
     public void BadFlagsGiveOneLineErrors(int rc, string message, params string[] args)
     {
