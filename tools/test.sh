@@ -23,7 +23,7 @@ rm -f "$log"
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi   # build failure or crashed test host
 
 # The NuGet package `EdgeLlm` (the Core assembly and its README), and the Native AOT sample that uses it through
-# Microsoft.Extensions.AI's IChatClient: it must print a story from the bundled model.
+# Microsoft.Extensions.AI's IChatClient, built from that package: it must print a story from the bundled model.
 rm -rf dist/nuget dist/sample
 if dotnet pack src/EdgeLlm.Core -c Release -nologo -v:q -o dist/nuget &&
    grep -aq 'lib/net10.0/EdgeLlm.Core.dll' dist/nuget/EdgeLlm.*.nupkg && grep -aq 'README.md' dist/nuget/EdgeLlm.*.nupkg; then
@@ -31,7 +31,11 @@ if dotnet pack src/EdgeLlm.Core -c Release -nologo -v:q -o dist/nuget &&
 else
   failed=$((failed + 1)); echo "test: dotnet pack src/EdgeLlm.Core failed or the package lacks the assembly/README" >&2
 fi
-if dotnet publish samples/EdgeLlm.Sample -c Release -r linux-x64 -nologo -v:q -o dist/sample &&
+# The sample is built against the package just packed (its cached copy dropped first: the version does not change).
+version=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' Directory.Build.props | head -n1)
+rm -rf "${NUGET_PACKAGES:-$HOME/.nuget/packages}/edgellm/$version"
+if dotnet publish samples/EdgeLlm.Sample -c Release -r linux-x64 -nologo -v:q -o dist/sample \
+     -p:EdgeLlmPackageVersion="$version" -p:RestoreAdditionalProjectSources="$root/dist/nuget" &&
    story=$(dist/sample/edgellm-sample models/stories260K.gguf) && [ "${#story}" -gt 40 ]; then
   passed=$((passed + 1)); echo "test: AOT sample: ${story:0:80}..."
 else

@@ -170,7 +170,11 @@ public sealed class HubClient : IDisposable
             else if (info.Length > 1 && info[1].Length > 0) serverETag = info[1];
         }
         OnProgress?.Invoke(have, file.Size);
-        if (have == file.Size) return; // complete already (an earlier run stopped before the check)
+        if (have == file.Size) // complete already (an earlier run stopped before the check), or an empty file
+        {
+            if (have == 0) File.WriteAllBytes(partialPath, []);
+            return;
+        }
 
         var url = file.DownloadUrl;
         for (int hop = 0; ; hop++)
