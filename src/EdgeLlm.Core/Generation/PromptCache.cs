@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
+using System.IO.Hashing;
 using EdgeLlm.IO;
 using EdgeLlm.Model;
 
@@ -10,35 +10,38 @@ namespace EdgeLlm.Generation;
 /// positions, in the cache's own types, so a later run with the same model and cache types evaluates only what
 /// follows the longest common prefix. Layout (little-endian):
 /// <code>
-/// "EDGEPCF\n"  u32 version (1)  32-byte model identity
+/// "EDGEPCF\n"  u32 version (1)  16-byte model identity
 /// u32 layers  u32 kvDim  u32 K type  u32 V type  u32 K row bytes  u32 V row bytes  u32 tokens n  u32 0
 /// i32 token ids[n]
 /// per layer: K rows [n · K row bytes], V rows [n · V row bytes]
-/// SHA-256 of every byte before it (32 bytes)
+/// XXH128 of every byte before it (16 bytes)
 /// </code>
-/// The model identity is SHA-256 over the GGUF file's size, its bytes before the tensor data (metadata, which holds
+/// The model identity is XXH128 over the GGUF file's size, its bytes before the tensor data (metadata, which holds
 /// edgellm-convert's tensor checksums when present, and the tensor infos) and the first and last 64 KiB of the
 /// tensor data (so two random-weight files with the same header differ). Every field is checked on load and the
 /// file's length must be exactly what the header implies; any mismatch or corruption is an
 /// <see cref="EdgeLlmException"/> of one line naming the file. Written through <see cref="OutputFile"/> (complete or
-/// absent).
+/// absent). (XXH128, not SHA-256: the checks are against accidents, not an adversary, and the .NET SHA-256 on Linux
+/// loads OpenSSL, which the binary otherwise never needs.)
 /// </summary>
 public static class PromptCache
 {
     public const uint Version = 1;
     private static ReadOnlySpan<byte> Magic => "EDGEPCF\n"u8;
-    private const int HeaderBytes = 8 + 4 + 32 + 8 * 4;
-    private const int HashBytes = 32;
+    private const int IdentityBytes = 16;
+    private const int FieldsAt = 8 + 4 + IdentityBytes;
+    private const int HeaderBytes = FieldsAt + 8 * 4;
+    private const int HashBytes = 16;
     private const int DataSample = 64 * 1024;
 
-    /// <summary>SHA-256 identifying the model file (see the type's summary).</summary>
+    /// <summary>XXH128 identifying the model file (see the type's summary).</summary>
     public static byte[] ModelIdentity(LlamaModel model)
     {
         var file = model.File;
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var h = new XxHash128();
         Span<byte> size = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(size, file.FileSize);
-        h.AppendData(size);
+        h.Append(size);
         using var fs = new FileStream(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         var buf = new byte[1 << 16];
         void Range(long from, long to)
@@ -48,7 +51,7 @@ public static class PromptCache
             {
                 int n = fs.Read(buf, 0, (int)Math.Min(buf.Length, to - from));
                 if (n <= 0) throw new EdgeLlmException($"{file.Path}: the model file is shorter than it was when loaded");
-                h.AppendData(buf, 0, n);
+                h.Append(buf.AsSpan(0, n));
                 from += n;
             }
         }
@@ -56,7 +59,7 @@ public static class PromptCache
         Range(0, data);
         Range(data, Math.Min(file.FileSize, data + DataSample));
         Range(Math.Max(data, file.FileSize - DataSample), file.FileSize);
-        return h.GetHashAndReset();
+        return h.GetCurrentHash();
     }
 
     /// <summary>Writes the first <paramref name="tokens"/>.Length positions of the model's cache and the tokens to <paramref name="path"/>.</summary>
@@ -67,17 +70,17 @@ public static class PromptCache
         if (n < 1 || n > cache.Filled) throw new ArgumentOutOfRangeException(nameof(tokens), $"{n} tokens, {cache.Filled} cached positions");
         byte[] identity = ModelIdentity(model);
         using var output = OutputFile.Create(path);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var hash = new XxHash128();
         void Write(ReadOnlySpan<byte> bytes)
         {
-            hash.AppendData(bytes);
+            hash.Append(bytes);
             output.Stream.Write(bytes);
         }
         var header = new byte[HeaderBytes];
         Magic.CopyTo(header);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(8), Version);
         identity.CopyTo(header, 12);
-        Span<byte> f = header.AsSpan(44);
+        Span<byte> f = header.AsSpan(FieldsAt);
         BinaryPrimitives.WriteUInt32LittleEndian(f, (uint)cache.LayerCount);
         BinaryPrimitives.WriteUInt32LittleEndian(f[4..], (uint)cache.KvDim);
         BinaryPrimitives.WriteUInt32LittleEndian(f[8..], (uint)cache.KeyType);
@@ -99,7 +102,7 @@ public static class PromptCache
             model.Backend.CacheRows(cache, l, values: true, 0, n, v, write: false);
             Write(v);
         }
-        output.Stream.Write(hash.GetHashAndReset());
+        output.Stream.Write(hash.GetCurrentHash());
         output.Commit();
     }
 
@@ -126,7 +129,7 @@ public static class PromptCache
         if (!span[..8].SequenceEqual(Magic)) throw Refuse("not an edgellm prompt cache (bad magic)");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(span[8..]);
         if (version != Version) throw Refuse($"format version {version}, this build reads version {Version}");
-        var f = span[44..];
+        var f = span[FieldsAt..];
         uint layers = BinaryPrimitives.ReadUInt32LittleEndian(f), kvDim = BinaryPrimitives.ReadUInt32LittleEndian(f[4..]);
         uint kType = BinaryPrimitives.ReadUInt32LittleEndian(f[8..]), vType = BinaryPrimitives.ReadUInt32LittleEndian(f[12..]);
         uint kRow = BinaryPrimitives.ReadUInt32LittleEndian(f[16..]), vRow = BinaryPrimitives.ReadUInt32LittleEndian(f[20..]);
@@ -138,8 +141,8 @@ public static class PromptCache
         if (bytes.LongLength != expected)
             throw Refuse($"{bytes.LongLength} bytes where its header implies {expected} (truncated or corrupted)");
         var stored = span[^HashBytes..];
-        if (!SHA256.HashData(span[..^HashBytes]).AsSpan().SequenceEqual(stored)) throw Refuse("checksum mismatch (corrupted)");
-        if (!span.Slice(12, 32).SequenceEqual(ModelIdentity(model)))
+        if (!XxHash128.Hash(span[..^HashBytes]).AsSpan().SequenceEqual(stored)) throw Refuse("checksum mismatch (corrupted)");
+        if (!span.Slice(12, IdentityBytes).SequenceEqual(ModelIdentity(model)))
             throw Refuse($"it was saved for another model (not {model.File.Path})");
         if (layers != cache.LayerCount || kvDim != cache.KvDim)
             throw Refuse($"shape {layers} layers x kv {kvDim}, the model has {cache.LayerCount} x {cache.KvDim}");

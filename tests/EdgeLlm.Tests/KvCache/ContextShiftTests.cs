@@ -147,6 +147,45 @@ public unsafe class ContextShiftTests
         Assert.True(text.Length > 300, text.ToString());
     }
 
+    [Fact]
+    public void ChatAnswerLongerThanTheContextShiftsKeepingTheSystemPrompt()
+    {
+        using var model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 2, ContextSize = 96 });
+        var tok = Tokenizer.FromGguf(model.File);
+        var session = new ChatSession(model, tok, ChatTemplateKind.ChatMl, "You tell long stories about a dog.");
+        int[] system = tok.Encode(ChatTemplates.Render(ChatTemplateKind.ChatMl, [new ChatMessage("system", "You tell long stories about a dog.")], false),
+            addBos: tok.Vocab.AddBos, parseSpecial: true);
+        var stats = session.Send("Once upon a time", new GenerateOptions { MaxTokens = 200, Sampler = new SamplerOptions { Temperature = 0 }, IgnoreEos = true }, _ => { });
+        Assert.Equal(200, stats.GeneratedTokens);
+        Assert.Equal(StopReason.TokenLimit, stats.Stop);
+        Assert.True(session.Generator.ContextShifts >= 2, $"{session.Generator.ContextShifts} shifts");
+        var held = session.Generator.CachedTokens.ToArray();
+        Assert.True(held.Length < 96);
+        Assert.True(system.Length > 5);
+        Assert.Equal(system, held[..system.Length]); // BOS + the rendered system prompt stay at the front
+        // The next turn still fits (old turns dropped) and answers.
+        var next = session.Send("And then?", new GenerateOptions { MaxTokens = 8, Sampler = new SamplerOptions { Temperature = 0 } }, _ => { });
+        Assert.True(next.PromptTokens < 96);
+    }
+
+    [Fact]
+    public void RunCommandGoesPastTheContextOnlyWithContextShift()
+    {
+        string[] common = ["run", "-m", TestPaths.Stories260K, "-p", "Once upon a time", "-n", "120", "-c", "48", "--temp", "0", "-t", "1", "--ignore-eos"];
+        var plain = Cli.CliRunner.InProcess(common);
+        Assert.Equal(0, plain.ExitCode);
+        Assert.Contains("stopped: context full", plain.Stderr);
+        var shifted = Cli.CliRunner.InProcess([.. common, "--context-shift", "--keep", "2"]);
+        Assert.True(shifted.ExitCode == 0, shifted.Stderr);
+        Assert.Contains("generation: 120 tokens", shifted.Stderr);
+        Assert.Contains("stopped: token limit", shifted.Stderr);
+        Assert.StartsWith(plain.Stdout.TrimEnd(), shifted.Stdout); // identical until the first shift
+        Assert.True(shifted.Stdout.Length > plain.Stdout.Length + 100);
+        var bad = Cli.CliRunner.InProcess([.. common, "--keep", "2"]);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--keep applies to --context-shift", bad.Stderr);
+    }
+
     private static void Upload(CpuBackend b, float[] src, BackendBuffer dst)
     {
         fixed (float* p = src) Buffer.MemoryCopy(p, ((CpuBuffer)dst).Data, src.Length * 4L, src.Length * 4L);
