@@ -245,7 +245,10 @@ public sealed class InferenceEngine : IDisposable
         while (reuse < limit && s.History[reuse] == j.Prompt[reuse]) reuse++;
         j.Sampler = new Sampler(Model.VocabSize, o.Sampler);
         bool onlyBos = j.Prompt.Length == 1 && j.Prompt[0] == Tokenizer.Vocab.Bos;
-        j.Decoder = Tokenizer.CreateDecoder(stripLeadingSpace: onlyBos);
+        // As in Generator: under a grammar the text is exactly the bytes the grammar saw (no leading space stripped).
+        j.Decoder = Tokenizer.CreateDecoder(stripLeadingSpace: onlyBos && o.Grammar is null);
+        j.Constraint = o.Grammar is null ? null : new TokenConstraint(o.Grammar, Tokenizer, o.StopTokens, allowEnd: !o.IgnoreEos);
+        j.Logprobs = o.OnLogprobs is null ? null : new TokenLogprobs();
         j.Prompt.CopyTo(s.History, 0);
         j.Count = j.Prompt.Length;
         j.Reuse = reuse;
@@ -371,15 +374,22 @@ public sealed class InferenceEngine : IDisposable
         if (j.Cancel.IsCancellationRequested) stop = StopReason.Cancelled;
         else
         {
-            int token = j.Sampler!.Sample(j.Logits, new ReadOnlySpan<int>(s.History, 0, j.Count));
+            int token = j.Sampler!.Sample(j.Logits, new ReadOnlySpan<int>(s.History, 0, j.Count), j.Constraint);
             if (j.Generated == 0) j.FirstToken = j.Clock.Elapsed;
             if (!o.IgnoreEos && IsStop(token, o.StopTokens)) stop = StopReason.EndOfGeneration;
             else
             {
                 j.Generated++;
                 s.History[j.Count++] = token;
+                j.Constraint?.Accept(token);
+                if (j.Logprobs is not null)
+                {
+                    j.Logprobs.Compute(j.Logits, token, o.TopLogprobs);
+                    o.OnLogprobs!(j.Logprobs);
+                }
                 string text = j.Decoder!.Append(token);
                 if (text.Length > 0 && !j.OnText(text)) stop = StopReason.StopText;
+                else if (j.Constraint is { Finished: true }) stop = StopReason.EndOfGeneration;
                 else if (o.MaxTokens >= 0 && j.Generated >= o.MaxTokens) stop = StopReason.TokenLimit;
                 else if (j.Count >= Model.ContextSize) stop = StopReason.ContextFull;
                 else
@@ -474,6 +484,8 @@ public sealed class InferenceEngine : IDisposable
         public TaskCompletionSource<EngineResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public Sampler? Sampler;
         public TokenDecoder? Decoder;
+        public TokenConstraint? Constraint;
+        public TokenLogprobs? Logprobs;
         public float[] Logits = [];
         public Stopwatch Clock = new();
         public TimeSpan PromptTime, FirstToken;
