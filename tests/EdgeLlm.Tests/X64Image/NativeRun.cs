@@ -44,6 +44,22 @@ internal static class NativeRun
     public static bool IsX64Linux =>
         OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
 
+    public const string SystemPath = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+    /// <summary>Whether `unshare -m` may mount a tmpfs here (the mount is private to that namespace).</summary>
+    public static bool CanUnshareMounts()
+    {
+        if (!File.Exists("/usr/bin/unshare")) return false;
+        string dir = Directory.CreateTempSubdirectory("edgellm-unshare-").FullName;
+        try
+        {
+            var r = Run(new Dictionary<string, string> { ["PATH"] = SystemPath }, "/usr/bin/unshare", "-m", "/bin/sh", "-c", "mount -t tmpfs none \"$0\"", dir);
+            return r.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception) { return false; }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     /// <summary>qemu-x86_64-static (or qemu-x86_64) on PATH, or null.</summary>
     public static string? QemuX64()
     {
@@ -93,5 +109,19 @@ public sealed class QemuX64FactAttribute : FactAttribute
         if (!NativeRun.IsX64Linux) Skip = "the linux-x64 binary runs only on x64 Linux";
         else if (NativeRun.QemuX64() is null && Environment.GetEnvironmentVariable("EDGELLM_REQUIRE_QEMU") != "1")
             Skip = "qemu-x86_64-static is not installed (apt-get install qemu-user-static; .ci/run does)";
+    }
+}
+
+/// <summary>
+/// A fact that runs the binary in a private mount namespace (unshare -m, root) on an AVX-512 host, to hide /proc
+/// or mount a noexec temp folder: skipped where that is not allowed (no root, a container without CAP_SYS_ADMIN).
+/// </summary>
+public sealed class MountNamespaceAvx512FactAttribute : FactAttribute
+{
+    public MountNamespaceAvx512FactAttribute()
+    {
+        if (!NativeRun.IsX64Linux) Skip = "the linux-x64 binary runs only on x64 Linux";
+        else if (!NativeRun.HostHasAvx512()) Skip = "this CPU has no AVX-512: the embedded image is not loaded here";
+        else if (!NativeRun.CanUnshareMounts()) Skip = "unshare -m with a tmpfs mount is not permitted here (needs root and CAP_SYS_ADMIN)";
     }
 }

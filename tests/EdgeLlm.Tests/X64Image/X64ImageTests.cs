@@ -80,4 +80,48 @@ public class X64ImageTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Equal(CommandTests.ReferenceText(32) + "\n", r.Stdout);
     }
+
+    // The loader's fallbacks, in a private mount namespace: with /proc hidden (no /proc/self/fd to dlopen the memfd
+    // through, no /proc/cpuinfo) the image comes from a temporary file that is unlinked at once; when the temp folder
+    // is noexec as well, nothing can be loaded and the AVX2 image runs after one warning line.
+
+    [MountNamespaceAvx512Fact]
+    public void WithoutProcTheImageLoadsFromATempFileThatIsGoneAfterwards()
+    {
+        string tmp = Directory.CreateTempSubdirectory("edgellm-image-").FullName;
+        try
+        {
+            var r = NativeRun.Run(new Dictionary<string, string> { ["TMPDIR"] = tmp, ["PATH"] = NativeRun.SystemPath }, "/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                "mount -t tmpfs none /proc && exec \"$0\" run -n 8 --temp 0 -m \"$1\"", NativeRun.Edgellm, TestPaths.Stories260K);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Equal(CommandTests.ReferenceText(8) + "\n", r.Stdout);
+            Assert.DoesNotContain("warning", r.Stderr);
+            var v = NativeRun.Run(new Dictionary<string, string> { ["TMPDIR"] = tmp, ["PATH"] = NativeRun.SystemPath }, "/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                "mount -t tmpfs none /proc && exec \"$0\" --version", NativeRun.Edgellm);
+            Assert.True(v.ExitCode == 0, v.Stderr);
+            Assert.Contains("x86-64-v4 image (AVX-512 kernels), embedded", v.Stdout);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(tmp));
+        }
+        finally { Directory.Delete(tmp, recursive: true); }
+    }
+
+    [MountNamespaceAvx512Fact]
+    public void WhenNoCopyCanBeLoadedOneWarningAndTheAvx2ImageRuns()
+    {
+        string tmp = Directory.CreateTempSubdirectory("edgellm-image-").FullName;
+        try
+        {
+            var r = NativeRun.Run(new Dictionary<string, string> { ["TMPDIR"] = tmp, ["PATH"] = NativeRun.SystemPath }, "/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                "mount -t tmpfs none /proc && mount -t tmpfs -o noexec none \"$TMPDIR\" || exit 99; \"$0\" run -n 8 --temp 0 -m \"$1\"; rc=$?; echo \"left in TMPDIR: $(ls -A \"$TMPDIR\" | wc -l)\" >&2; exit $rc",
+                NativeRun.Edgellm, TestPaths.Stories260K);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Equal(CommandTests.ReferenceText(8) + "\n", r.Stdout);
+            string[] warnings = r.Stderr.Split('\n').Where(l => l.Contains("warning: the AVX-512 image did not load", StringComparison.Ordinal)).ToArray();
+            Assert.Single(warnings);
+            Assert.StartsWith("edgellm: warning: the AVX-512 image did not load (", warnings[0]);
+            Assert.EndsWith("running the x86-64-v3 (AVX2) image", warnings[0].TrimEnd());
+            Assert.Contains("left in TMPDIR: 0\n", r.Stderr);   // the noexec folder, seen from inside the namespace
+        }
+        finally { Directory.Delete(tmp, recursive: true); }
+    }
 }
