@@ -6,7 +6,8 @@
 #   install.sh                    picks and installs the right archive for a machine
 #   SHA256SUMS                    sha256sum of all of the above
 # VERSION is <Version> of Directory.Build.props. Each entry is published with tools/publish.sh NAME unless
-# --reuse is given and dist/NAME/edgellm already exists (CI reuses what the test scripts published).
+# --reuse is given and dist/NAME/edgellm already exists (CI reuses what the test scripts published from the same
+# checkout; `edgellm --version` names the commit a binary was built from, and tools/test-release.sh checks it is HEAD).
 #   tools/release.sh [--reuse] [--out DIR] [--dist DIR] [NAME ...]
 # --dist DIR takes the published binaries from DIR/NAME/ instead of dist/NAME/ and never publishes (tests).
 set -euo pipefail
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
     --reuse) reuse=1 ;;
     --out) out=$2; shift ;;
     --dist) dist=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "release: unknown option '$1' (see tools/release.sh --help)" >&2; exit 2 ;;
     *) want+=("$1") ;;
   esac
