@@ -10,8 +10,8 @@
 #   SCRATCH=/mnt/big/tmp KEEP_CACHE=1 perf/convert-70b.sh
 #
 # Environment: LAYERS (2), TYPE (q4_0), THREADS (converter default), SCRATCH (a new dir under $TMPDIR or /tmp),
-# TOKENIZER (Llama-2 tokenizer.model; default ../shared/models/llama2-tokenizer/tokenizer.model, then
-# /work/shared/...), CONVERT (the converter binary), KEEP_CACHE=1 to skip evicting the input from the page cache
+# TOKENIZER (Llama-2 tokenizer.model; default ../shared/models/llama2-tokenizer/tokenizer.model beside the
+# repository), CONVERT (the converter binary), KEEP_CACHE=1 to skip evicting the input from the page cache
 # before each read (by default every read is cold: the files are dropped from the cache with posix_fadvise).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,7 @@ trap 'rm -rf "$scratch"' EXIT
 
 tokenizer=${TOKENIZER:-}
 if [ -z "$tokenizer" ]; then
-  for t in "$root/../shared/models/llama2-tokenizer/tokenizer.model" /work/shared/models/llama2-tokenizer/tokenizer.model; do
+  for t in "$root/../shared/models/llama2-tokenizer/tokenizer.model"; do
     [ -f "$t" ] && { tokenizer=$t; break; }
   done
 fi

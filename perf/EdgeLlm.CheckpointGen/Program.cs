@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using EdgeLlm.Convert.Sources;
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 
 // checkpoint-gen meta|hf OUTDIR [--dim N] [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--multiple-of N]
 //                [--ffn-multiplier X] [--shards N] [--max-shard-mb N] [--seed N] [--zip64]

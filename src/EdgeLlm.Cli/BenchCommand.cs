@@ -24,13 +24,14 @@ public sealed class BenchCommand : Command
     private static readonly OptionSpec Gen = new(["-n", "--n-gen"], true, "N", "tokens per tg run; 0 = skip tg (default 128)");
     private static readonly OptionSpec Reps = new(["-r", "--repetitions"], true, "N", "timed runs of each test, after one warm-up (default 3)");
     private static readonly OptionSpec Batch = new(["-b", "--batch-size"], true, "N", "most tokens per forward pass in pp (default 512)");
+    private static readonly OptionSpec Depth = new(["-d", "--depth"], true, "N", "tokens already in the KV cache when pp and tg start (llama-bench's -d; default 0)");
     private static readonly OptionSpec BwMib = new(["--bw-mib"], true, "MIB", "buffer for the memory-bandwidth probe, in MiB (default 1024); 0 = skip");
     private static readonly OptionSpec Json = new(["--json"], false, null, "also print one JSON object as the last line of stdout");
 
     public override string Name => "bench";
     public override string Summary => "prompt and generation tokens/s, weight bandwidth per token, and the machine's memory bandwidth";
-    public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [--bw-mib MIB] [--json]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, BwMib, Device, Mmap, NoMmap, Mlock, Json, Verbose, Help];
+    public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [-d DEPTH] [--bw-mib MIB] [--json]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, Depth, BwMib, Device, Mmap, NoMmap, Mlock, Json, Verbose, Help];
 
     /// <summary>Median, extremes and sample standard deviation of one test's tokens/s over the repetitions.</summary>
     public readonly record struct Stats(double Median, double Min, double Max, double StdDev)
@@ -59,16 +60,18 @@ public sealed class BenchCommand : Command
         int batch = args.GetInt("-b", 512, 1, 1 << 16);
         int threadsWanted = args.GetInt("-t", 0, 0, 1024);
         int bwMib = args.GetInt("--bw-mib", 1024, 0, 1 << 20);
+        int depth = args.GetInt("-d", 0, 0, LlamaConfig.MaxContext);
         if (p == 0 && n == 0) throw new UsageException("nothing to measure: -p and -n are both 0");
-        if ((long)p + n > LlamaConfig.MaxContext) throw new UsageException($"-p + -n = {(long)p + n} exceeds the largest context {LlamaConfig.MaxContext}");
+        if ((long)depth + Math.Max(p, n) > LlamaConfig.MaxContext)
+            throw new UsageException($"-d + max(-p, -n) = {(long)depth + Math.Max(p, n)} exceeds the largest context {LlamaConfig.MaxContext}");
         string path = ModelPaths.Resolve(args.GetString("-m"));
         var log = ctx.Logger("bench");
 
         using var model = LlamaModel.Load(path, new BackendOptions
         {
             Threads = threadsWanted,
-            ContextSize = p + n,
-            MaxBatch = Math.Max(1, Math.Min(batch, p)),
+            ContextSize = depth + Math.Max(p, n),
+            MaxBatch = Math.Max(1, Math.Min(batch, Math.Max(p, depth))),
             Device = ModelOptions.DeviceOption(args),
             Load = ModelOptions.LoadOptions(args),
         });
@@ -84,20 +87,30 @@ public sealed class BenchCommand : Command
         var logits = new float[model.VocabSize];
         bool finite = true;
 
+        // The context every run starts from: -d tokens, evaluated once (untimed). Each run starts at position `depth`
+        // and overwrites what the previous run left after it.
+        model.Cache.Clear();
+        if (depth > 0)
+        {
+            var context = new int[depth];
+            for (int i = 0; i < depth; i++) context[i] = rng.Next(model.VocabSize);
+            long d0 = Stopwatch.GetTimestamp();
+            model.Forward(context, 0, logits);
+            log.LogInformation("depth {Depth}: context evaluated in {Ms:F0} ms", depth, Stopwatch.GetElapsedTime(d0).TotalMilliseconds);
+        }
+
         double RunPrompt()
         {
-            model.Cache.Clear();
             long t0 = Stopwatch.GetTimestamp();
-            model.Forward(tokens.AsSpan(0, p), 0, logits);
+            model.Forward(tokens.AsSpan(0, p), depth, logits);
             double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             finite &= AllFinite(logits);
             return p / s;
         }
         double RunGen(int count)
         {
-            model.Cache.Clear();
             long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < count; i++) model.Forward(tokens[i], i, logits);
+            for (int i = 0; i < count; i++) model.Forward(tokens[i], depth + i, logits);
             double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             finite &= AllFinite(logits);
             return count / s;
@@ -140,7 +153,7 @@ public sealed class BenchCommand : Command
             ModelName = model.File.GetString("general.name") ?? Path.GetFileNameWithoutExtension(path),
             Totals = WeightTraffic.FileTotals(model.File),
             Type = GgmlTypes.Name(WeightTraffic.DominantType(model.File)),
-            P = p, N = n, Reps = reps, Threads = threads, Batch = model.MaxBatch, Context = model.ContextSize,
+            P = p, N = n, Depth = depth, Reps = reps, Threads = threads, Batch = model.MaxBatch, Context = model.ContextSize,
             Pp = Stats.Of(pp), Tg = Stats.Of(tg),
             BytesPerToken = WeightTraffic.BytesPerToken(model.Weights),
             Bandwidth = bw,
@@ -164,7 +177,7 @@ public sealed class BenchCommand : Command
     {
         public required string ModelPath, ModelName, Type, Backend;
         public required (long Bytes, long Parameters) Totals;
-        public required int P, N, Reps, Threads, Batch, Context;
+        public required int P, N, Depth, Reps, Threads, Batch, Context;
         public required Stats Pp, Tg;
         public required long BytesPerToken;
         public required BandwidthResult? Bandwidth;
@@ -189,6 +202,7 @@ public sealed class BenchCommand : Command
                 w.WriteNumber("threads", Threads);
                 w.WriteNumber("p", P);
                 w.WriteNumber("n", N);
+                w.WriteNumber("n_depth", Depth);
                 w.WriteNumber("reps", Reps);
                 w.WriteNumber("batch", Batch);
                 w.WriteNumber("ctx", Context);
@@ -225,13 +239,14 @@ public sealed class BenchCommand : Command
             ? string.Format(inv, "{0:F2} B", r.Totals.Parameters / 1e9)
             : string.Format(inv, "{0:F2} M", r.Totals.Parameters / 1e6);
         string name = r.ModelName.Length > 28 ? r.ModelName[..28] : r.ModelName;
-        o.WriteLine($"| {"model",-28} | {"size",10} | {"params",9} | {"type",-5} | {"threads",7} | {"test",7} | {"t/s (median)",12} | {"min .. max",19} |");
-        o.WriteLine($"| {new string('-', 28)} | {new string('-', 9)}: | {new string('-', 8)}: | {new string('-', 5)} | {new string('-', 6)}: | {new string('-', 6)}: | {new string('-', 11)}: | {new string('-', 18)}: |");
+        o.WriteLine($"| {"model",-28} | {"size",10} | {"params",9} | {"type",-5} | {"threads",7} | {"test",13} | {"t/s (median)",12} | {"min .. max",19} |");
+        o.WriteLine($"| {new string('-', 28)} | {new string('-', 9)}: | {new string('-', 8)}: | {new string('-', 5)} | {new string('-', 6)}: | {new string('-', 12)}: | {new string('-', 11)}: | {new string('-', 18)}: |");
         void Row(string test, Stats s) => o.WriteLine(string.Format(inv,
-            "| {0,-28} | {1,10} | {2,9} | {3,-5} | {4,7} | {5,7} | {6,12:F2} | {7,19} |",
+            "| {0,-28} | {1,10} | {2,9} | {3,-5} | {4,7} | {5,13} | {6,12:F2} | {7,19} |",
             name, size, pars, r.Type, r.Threads, test, s.Median, string.Format(inv, "{0:F2} .. {1:F2}", s.Min, s.Max)));
-        if (r.P > 0) Row("pp" + r.P.ToString(inv), r.Pp);
-        if (r.N > 0) Row("tg" + r.N.ToString(inv), r.Tg);
+        string at = r.Depth > 0 ? " @ d" + r.Depth.ToString(inv) : "";
+        if (r.P > 0) Row("pp" + r.P.ToString(inv) + at, r.Pp);
+        if (r.N > 0) Row("tg" + r.N.ToString(inv) + at, r.Tg);
         o.WriteLine();
         o.WriteLine(string.Format(inv, "weights read per generated token: {0:N0} bytes ({1:F3} GiB)", r.BytesPerToken, r.BytesPerToken / (double)(1L << 30)));
         if (r.N > 0) o.WriteLine(string.Format(inv, "tg{0} weight traffic:             {1:F2} GB/s", r.N, r.TgGBps));

@@ -18,7 +18,6 @@ internal sealed class ConvertProgress(TextWriter err, bool bar, int tensorCount,
     private string _what = "";
     private int _lastWidth;
 
-    public long BytesDone => _done;
     public TimeSpan Elapsed => _clock.Elapsed;
 
     public void BeginTensor(int index, string name, string what)

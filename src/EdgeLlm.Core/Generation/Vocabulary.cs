@@ -137,8 +137,6 @@ public sealed class Vocabulary
     public float Score(int id) => _scores[id];
     public TokenType Type(int id) => _types[id];
 
-    public bool IsControl(int id) => (uint)id < (uint)_types.Length && _types[id] == TokenType.Control;
-
     public bool IsEndOfGeneration(int id) => (uint)id < (uint)_endOfGeneration.Length && _endOfGeneration[id];
 
     /// <summary>The id of a token text (the last one when a text occurs twice, as llama.cpp), or <see cref="None"/>.</summary>

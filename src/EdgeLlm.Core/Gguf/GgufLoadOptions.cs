@@ -5,8 +5,8 @@ public enum GgufLoadMode
 {
     /// <summary>
     /// Read into memory when the file takes at most half of the memory available now (Linux MemAvailable), else map.
-    /// Measured on the 2-vCPU VM: 7B Q4_0 decode 4.1 tok/s mapped vs 9.9 read in (4 KiB file pages vs 2 MiB anonymous
-    /// huge pages: the page walks of a 3.6 GB stream under nested paging); 1.1B the same either way.
+    /// Reading in pays where page walks matter (4 KiB file pages against 2 MiB anonymous huge pages; perf/README.md has
+    /// the measurements).
     /// </summary>
     Auto,
 

@@ -27,9 +27,6 @@ public static class TensorChecksums
         return h.GetCurrentHashAsUInt64();
     }
 
-    /// <summary>True when the file carries checksums.</summary>
-    public static bool HasChecksums(GgufFile file) => file.ContainsKey(MetadataKey);
-
     /// <summary>
     /// Recomputes every tensor's checksum and pairs it with the stored one. Throws <see cref="EdgeLlmException"/>
     /// when the file has no checksums or their count or type does not match the tensors.

@@ -23,6 +23,6 @@ public sealed class BackendOptions
     /// </summary>
     public string Device { get; init; } = "cpu";
 
-    /// <summary>How the model file's bytes are held: mapped (default), or read into memory, optionally locked in RAM.</summary>
+    /// <summary>How the model file's bytes are held: automatic (read in when it fits in half the available memory, else mapped), mapped, or read in; optionally locked in RAM.</summary>
     public Gguf.GgufLoadOptions Load { get; init; } = Gguf.GgufLoadOptions.Default;
 }

@@ -1,4 +1,4 @@
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Tests.Convert;

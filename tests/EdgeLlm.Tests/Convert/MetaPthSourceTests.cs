@@ -1,5 +1,5 @@
 using EdgeLlm.Convert.Sources;
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 
 namespace EdgeLlm.Tests.Convert;
 

@@ -1,6 +1,6 @@
 using System.Text;
 using EdgeLlm.Convert.Sources;
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 
 namespace EdgeLlm.Tests.Convert;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text.Json;
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 
 namespace EdgeLlm.Tests.Convert;
 

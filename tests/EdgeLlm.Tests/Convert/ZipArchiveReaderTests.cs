@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using EdgeLlm.Convert.Sources;
-using EdgeLlm.Convert.Testing;
+using EdgeLlm.TestSupport;
 
 namespace EdgeLlm.Tests.Convert;
 

@@ -32,8 +32,6 @@ public sealed class SafetensorsSource : CheckpointSource
         _tokenizer = new Lazy<TokenizerData>(tokenizer);
     }
 
-    public static bool IsCheckpointDir(string path) => Directory.Exists(path) && File.Exists(System.IO.Path.Combine(path, "config.json"));
-
     public static SafetensorsSource Open(string dir)
     {
         string name = System.IO.Path.GetFileName(System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(dir)));

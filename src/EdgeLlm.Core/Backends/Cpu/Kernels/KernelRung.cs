@@ -20,8 +20,8 @@ public enum Rung
 /// <summary>
 /// Picks the kernel rung once per process. <see cref="Selected"/> is the best rung this CPU runs, unless the
 /// environment variable <c>EDGELLM_KERNEL_RUNG</c> (scalar, avx2, avx512, neon) names another supported one;
-/// <c>EDGELLM_KERNEL_VNNI=0</c> keeps the AVX2 rung off AVX-VNNI, <c>EDGELLM_KERNEL_VBMI=0</c> the AVX-512 rung off VBMI, <c>EDGELLM_KERNEL_GFNI=0</c> the x64 rungs off GFNI, <c>EDGELLM_KERNEL_DP=0</c> the NEON rung off the dot-product extension (sdot). Both are static readonly, so the dispatch
-/// switches in the Dot entry points see constants after tiering and nothing is decided per block.
+/// <c>EDGELLM_KERNEL_VNNI=0</c> keeps the AVX2 rung off AVX-VNNI, <c>EDGELLM_KERNEL_VBMI=0</c> the AVX-512 rung off VBMI, <c>EDGELLM_KERNEL_GFNI=0</c> the x64 rungs off GFNI, <c>EDGELLM_KERNEL_DP=0</c> the NEON rung off the dot-product extension (sdot). The choice is made once at start-up and
+/// read once per matmul call (the row drivers are generic over the chosen kernel), so nothing is decided per block.
 /// </summary>
 public static class KernelRung
 {

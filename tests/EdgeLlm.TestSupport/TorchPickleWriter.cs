@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using EdgeLlm.Convert.Sources;
 
-namespace EdgeLlm.Convert.Testing;
+namespace EdgeLlm.TestSupport;
 
 /// <summary>One tensor of a state dict to pickle: its own storage (key, element type) holding it contiguously.</summary>
 public sealed record PickledTensor(string Name, string StorageKey, SourceDType DType, long[] Shape);

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Text;
 
-namespace EdgeLlm.Convert.Testing;
+namespace EdgeLlm.TestSupport;
 
 /// <summary>
 /// Writes a zip archive of STORED entries the way <c>torch.save</c> does: each entry's data aligned to 64 bytes

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using EdgeLlm.Convert.Sources;
 
-namespace EdgeLlm.Convert.Testing;
+namespace EdgeLlm.TestSupport;
 
 /// <summary>Shape and seed of a random Llama checkpoint.</summary>
 public sealed record RandomCheckpointSpec
