@@ -14,6 +14,6 @@ public static unsafe class Avx512Entry
     {
         ImageSelection.InEmbeddedImage = true;
         string[] args = ImageSelection.ArgsFrom(argc, argv);
-        return StandardStreams.Run("edgellm", (stdout, stderr, stdin) => EdgeLlmCli.Execute(args, stdout, stderr, stdin));
+        return StandardStreams.Run("edgellm", (stdout, stderr, stdin) => EdgeLlmCli.Execute(args, stdout, stderr, stdin, Terminal.Detect()));
     }
 }

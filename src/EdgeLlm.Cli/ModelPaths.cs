@@ -31,7 +31,16 @@ public static class ModelPaths
 
     /// <summary>Whether a positional argument names a model rather than being prompt text: a file, a *.gguf path, a built-in name.</summary>
     public static bool LooksLikeModel(string arg) =>
-        File.Exists(arg) || arg.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || EmbeddedModel.IsName(arg);
+        File.Exists(arg) || arg.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || EmbeddedModel.IsName(arg)
+        || IsStoredName(arg);
+
+    /// <summary>A name or alias of a model in the store (names have no spaces, so a prompt is never one).</summary>
+    private static bool IsStoredName(string arg)
+    {
+        if (arg.Length == 0 || arg.Contains(' ') || arg.Contains('/')) return false;
+        try { return Store.ModelStore.Default().Resolve(arg) is not null; }
+        catch (EdgeLlmException) { return true; } // ambiguous alias: let -m resolution say so
+    }
 
     /// <summary>Opens what <see cref="Resolve"/> returned: the embedded model for its marker, else the file.</summary>
     public static GgufFile Open(string resolved, GgufLoadOptions? options = null) =>
