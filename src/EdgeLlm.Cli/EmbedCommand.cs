@@ -13,7 +13,7 @@ public sealed class EmbedCommand : Command
     public override string Name => "embed";
     public override string Summary => "print the embedding of a text (mean of the last hidden states, or the model's pooling; normalized) as a JSON array";
     public override string Usage => "embed [-m MODEL] -p TEXT [-t THREADS] [-c CTX]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, File_, Threads, Ctx, Device, Mmap, NoMmap, Mlock, Verbose, Help];
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, File_, Threads, Ctx, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Verbose, Help];
 
     public override int Run(CliArgs args, CliContext ctx)
     {

@@ -43,7 +43,7 @@ public class BenchCommandTests
         Assert.Equal(8, j.GetProperty("p").GetInt32());
         Assert.Equal(4, j.GetProperty("n").GetInt32());
         Assert.Equal(2, j.GetProperty("reps").GetInt32());
-        Assert.Equal(12, j.GetProperty("ctx").GetInt32());
+        Assert.Equal(8, j.GetProperty("ctx").GetInt32()); // depth 0 + max(p, n): pp and tg each start at the depth
         Assert.Equal(8, j.GetProperty("batch").GetInt32());
         Assert.Equal("F32", j.GetProperty("type").GetString());
         Assert.Equal(1_171_200, j.GetProperty("size").GetInt64());

@@ -17,7 +17,7 @@ public class LogprobsTests(ServerFixture f)
     /// <summary>The float64 log-softmax of every position's full logits, from `edgellm logits --top VOCAB`.</summary>
     private static double[][] ReferenceLogSoftmax(int[] ids)
     {
-        var r = CliRunner.InProcess("logits", "-m", TestPaths.Stories260K, "--tokens", string.Join(",", ids), "--top", "100000", "-t", "1", "-c", "256");
+        var r = CliRunner.InProcess("logits", "-m", TestPaths.Stories260K, "--tokens", string.Join(",", ids), "--top", "100000", "-t", "1", "-c", "256", "-ctk", "f32", "-ctv", "f32"); // the fixture's server keeps the library default, f32 rows
         Assert.True(r.ExitCode == 0, r.Stderr);
         var rows = new List<double[]>();
         foreach (string line in r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))

@@ -17,7 +17,7 @@ public sealed class ChatClientTests : IDisposable
     {
         var o = new StringWriter();
         var e = new StringWriter();
-        int rc = EdgeLlmCli.Execute(["chat", "-m", TestPaths.Stories260K, .. flags], o, e, new StringReader(Prompt + "\n"));
+        int rc = EdgeLlmCli.Execute(["chat", "-m", TestPaths.Stories260K, "-ctk", "f32", "-ctv", "f32", .. flags], o, e, new StringReader(Prompt + "\n"));
         Assert.True(rc == 0, e.ToString());
         string s = o.ToString();
         Assert.StartsWith("> ", s);

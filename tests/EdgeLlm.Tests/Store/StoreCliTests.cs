@@ -64,9 +64,9 @@ public sealed class StoreCliTests : IDisposable
         r = CliRunner.InProcess("rm", "stories260K");
         Assert.Equal("stories260K: removed\n", r.Stdout);
         Assert.Empty(Directory.GetFiles(_root));
-        r = CliRunner.InProcess("run", "-m", "stories260K", "-n", "1");
+        r = CliRunner.InProcess("run", "-m", "stories-GGUF", "-n", "1"); // the alias (the plain name is also the built-in model's)
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("stories260K: model file not found, nor a stored model of that name", r.Stderr);
+        Assert.Contains("stories-GGUF: model file not found, nor a stored model of that name", r.Stderr);
     }
 
     [Fact]
