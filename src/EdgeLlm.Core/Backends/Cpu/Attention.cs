@@ -192,7 +192,7 @@ internal sealed unsafe class Attention : ParallelWork
             for (int c0 = 0; c0 < n; c0 += Chunk)
             {
                 int cn = Math.Min(Chunk, n - c0);
-                KvRows.Read(_kType, _kb + (j0 + c0) * _kRow, _kRow, (int)kvOff, headDim, cn, conv);
+                KvRows.Read(_kType, _kb + (j0 + c0) * _kRow, _kRow, (int)kvOff, headDim, cn, conv, w);
                 AttentionTile.Scores<TS, TV>(qt, conv, headDim, headDim, cn, chunks, _scale, st + (long)c0 * Lanes);
             }
         if (_softcap > 0) AttentionTile.Softcap<TS, TV>(st, n, chunks, _softcap);
@@ -222,7 +222,7 @@ internal sealed unsafe class Attention : ParallelWork
         for (int c0 = 0; c0 < nAll; c0 += Chunk)
         {
             int cn = Math.Min(Chunk, nAll - c0);
-            KvRows.Read(_vType, _vb + (j0 + c0) * _vRow, _vRow, (int)kvOff, headDim, cn, conv);
+            KvRows.Read(_vType, _vb + (j0 + c0) * _vRow, _vRow, (int)kvOff, headDim, cn, conv, w);
             for (int r = 0; r < rows; r += 4)
             {
                 int nv = Math.Min(limit[Math.Min(rows, r + 4) - 1] + 1 - j0, c0 + cn) - c0;

@@ -34,10 +34,13 @@ internal static unsafe class KvRows
 
     /// <summary>
     /// dst[r · count + i] = value (offset + i) of row r (row r at src + r · rowBytes), for r &lt; rows, i &lt; count.
-    /// For q8_0, offset and count either cover whole blocks or lie inside one block.
+    /// For q8_0, offset and count either cover whole blocks or lie inside one block. <paramref name="width"/> caps the
+    /// vectors used (16, 8, 4 floats or 1 = scalar; 0 = the widest the hardware accelerates), so tests reach every
+    /// rung; every rung gives the same bits (both conversions are exact).
     /// </summary>
-    public static void Read(KvCacheType type, byte* src, long rowBytes, int offset, int count, int rows, float* dst)
+    public static void Read(KvCacheType type, byte* src, long rowBytes, int offset, int count, int rows, float* dst, int width = 0)
     {
+        if (width == 0) width = 16;
         switch (type)
         {
             case KvCacheType.F32:
@@ -45,13 +48,13 @@ internal static unsafe class KvRows
                     Buffer.MemoryCopy(src + r * rowBytes + 4L * offset, dst + (long)r * count, 4L * count, 4L * count);
                 break;
             case KvCacheType.F16:
-                for (int r = 0; r < rows; r++) F16(src + r * rowBytes + 2L * offset, dst + (long)r * count, count);
+                for (int r = 0; r < rows; r++) F16(src + r * rowBytes + 2L * offset, dst + (long)r * count, count, width);
                 break;
             default:
                 if (offset % KvCacheTypes.Q8Block == 0 && count % KvCacheTypes.Q8Block == 0)
                 {
                     byte* first = src + (long)offset / KvCacheTypes.Q8Block * KvCacheTypes.Q8BlockBytes;
-                    for (int r = 0; r < rows; r++) Q8Blocks(first + r * rowBytes, dst + (long)r * count, count / KvCacheTypes.Q8Block);
+                    for (int r = 0; r < rows; r++) Q8Blocks(first + r * rowBytes, dst + (long)r * count, count / KvCacheTypes.Q8Block, width);
                 }
                 else
                 {
@@ -71,25 +74,25 @@ internal static unsafe class KvRows
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void F16(byte* src, float* dst, int n)
+    private static void F16(byte* src, float* dst, int n, int width)
     {
         ushort* h = (ushort*)src;
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (width >= 16 && Vector512.IsHardwareAccelerated)
             for (; i + 32 <= n; i += 32)
             {
                 var (lo, hi) = Vector512.Widen(Vector512.Load(h + i));
                 Fp16.ToFloat(lo).Store(dst + i);
                 Fp16.ToFloat(hi).Store(dst + i + 16);
             }
-        if (Vector256.IsHardwareAccelerated)
+        if (width >= 8 && Vector256.IsHardwareAccelerated)
             for (; i + 16 <= n; i += 16)
             {
                 var (lo, hi) = Vector256.Widen(Vector256.Load(h + i));
                 Fp16.ToFloat(lo).Store(dst + i);
                 Fp16.ToFloat(hi).Store(dst + i + 8);
             }
-        if (Vector128.IsHardwareAccelerated)
+        if (width >= 4 && Vector128.IsHardwareAccelerated)
             for (; i + 8 <= n; i += 8)
             {
                 var (lo, hi) = Vector128.Widen(Vector128.Load(h + i));
@@ -100,13 +103,13 @@ internal static unsafe class KvRows
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q8Blocks(byte* src, float* dst, int blocks)
+    private static void Q8Blocks(byte* src, float* dst, int blocks, int width)
     {
         for (int b = 0; b < blocks; b++, src += KvCacheTypes.Q8BlockBytes, dst += KvCacheTypes.Q8Block)
         {
             float d = Fp16.Read(src);
             sbyte* q = (sbyte*)(src + 2);
-            if (Vector256.IsHardwareAccelerated)
+            if (width >= 8 && Vector256.IsHardwareAccelerated)
             {
                 var (s0, s1) = Vector256.Widen(Vector256.Load(q));
                 var vd = Vector256.Create(d);
@@ -117,7 +120,7 @@ internal static unsafe class KvRows
                 (Vector256.ConvertToSingle(i2) * vd).Store(dst + 16);
                 (Vector256.ConvertToSingle(i3) * vd).Store(dst + 24);
             }
-            else if (Vector128.IsHardwareAccelerated)
+            else if (width >= 4 && Vector128.IsHardwareAccelerated)
             {
                 var vd = Vector128.Create(d);
                 for (int h = 0; h < 32; h += 16)
