@@ -89,6 +89,14 @@ internal unsafe struct Q8_0Kernels : IDotKernels
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
 }
 
+/// <summary>Q8_0 on AVX-512 with its four-token loop (<see cref="DotQ8_0.Dot4Avx512"/>); the other rungs run <see cref="Q8_0Kernels"/>.</summary>
+internal unsafe struct Q8_0Avx512Dot4 : IFourTokenKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n);
+
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
+}
+
 internal unsafe struct Q4_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
