@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Text;
-using Microsoft.Win32.SafeHandles;
 
 namespace EdgeLlm.IO;
 
@@ -90,23 +89,38 @@ public static partial class StandardStreams
     }
 
     /// <summary>A write-only (or read-only for 0) stream over an inherited descriptor that turns write errors into one clear exception.</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint write(int fd, byte* buffer, nint count);
+
+    private const int EINTR = 4, EPIPE = 32;
+
+    /// <summary>
+    /// Writes straight to the descriptor with write(2), which appends at the descriptor's shared offset: a FileStream
+    /// over a regular file would write at a position of its own (pwrite), so in <c>{ edgellm ...; echo x; } &gt; f</c>
+    /// the next writer would overwrite what this one wrote.
+    /// </summary>
     private sealed class StdStream(int fd, string what) : Stream
     {
-        private readonly FileStream _fs = new(new SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, bufferSize: 0);
-
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
-        public override void Write(ReadOnlySpan<byte> buffer)
+        public override unsafe void Write(ReadOnlySpan<byte> buffer)
         {
-            try { _fs.Write(buffer); }
-            catch (IOException e) { throw new OutputClosedException($"{what} was closed ({e.Message.TrimEnd('.')}); stopping"); }
+            fixed (byte* p = buffer)
+            {
+                nint done = 0;
+                while (done < buffer.Length)
+                {
+                    nint n = write(fd, p + done, buffer.Length - done);
+                    if (n >= 0) { done += n; continue; }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == EINTR) continue;
+                    string why = Marshal.GetPInvokeErrorMessage(errno).TrimEnd('.');
+                    throw new OutputClosedException(errno == EPIPE ? $"{what} was closed ({why}); stopping" : $"{what} could not be written ({why}); stopping");
+                }
+            }
         }
 
-        public override void Flush()
-        {
-            try { _fs.Flush(); }
-            catch (IOException e) { throw new OutputClosedException($"{what} was closed ({e.Message.TrimEnd('.')}); stopping"); }
-        }
+        public override void Flush() { }
 
         public override bool CanRead => false;
         public override bool CanSeek => false;
