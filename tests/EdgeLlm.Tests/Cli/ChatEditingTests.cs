@@ -116,7 +116,7 @@ public class ChatEditingTests
         var env = new Dictionary<string, string> { ["XDG_STATE_HOME"] = state, ["TERM"] = "xterm" };
         // Type "world", Ctrl-A, "Hello ", Enter; then Up arrow (recalls it), Ctrl-E, "!", Enter; then Ctrl-D.
         string keys = "world\u0001Hello \r\u001b[A\u0005!\r\u0004";
-        string screen = CliPolishTests.Script($"'{CliRunner.PublishedBinary}' chat -n 2 --temp 0 -c 256", keys, env);
+        string screen = CliPolishTests.Script($"'{CliRunner.PublishedBinary}' chat -n 2 --temp 0 -c 256", keys, env, prompt: "> ");
         string history = Path.Combine(state, "edgellm", "history");
         Assert.True(File.Exists(history), screen);
         Assert.Equal("Hello world\nHello world!\n", File.ReadAllText(history));

@@ -225,7 +225,13 @@ public class CliPolishTests
     }
 
     /// <summary>Runs a shell command under script(1) (a pseudo-terminal) in the repo root; returns what it printed.</summary>
-    internal static string Script(string command, string input = "", IEnumerable<KeyValuePair<string, string>>? env = null)
+    /// <summary>
+    /// Runs <paramref name="command"/> under a pseudo-terminal (script(1)) and types <paramref name="input"/> into it.
+    /// With <paramref name="prompt"/>, each line (up to a carriage return) is typed only once the program has printed
+    /// that prompt one more time than before, so no keystroke reaches the program while it is busy (no sleeps that a
+    /// slow machine could outrun).
+    /// </summary>
+    internal static string Script(string command, string input = "", IEnumerable<KeyValuePair<string, string>>? env = null, string? prompt = null)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("script")
         {
@@ -234,18 +240,57 @@ public class CliPolishTests
         foreach (string a in new[] { "-qec", command, "/dev/null" }) psi.ArgumentList.Add(a);
         if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
         using var p = System.Diagnostics.Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
+        var screen = new System.Text.StringBuilder();
+        var reader = Task.Run(() =>
+        {
+            var buffer = new char[256];
+            int n;
+            while ((n = p.StandardOutput.Read(buffer, 0, buffer.Length)) > 0)
+                lock (screen) screen.Append(buffer, 0, n);
+        });
         var e = p.StandardError.ReadToEndAsync();
+        // Prompts printed so far: the first one, then one after each answer (at a line start; the line editor's redraws
+        // of the current line start with a carriage return, not a new line, so they are not counted).
+        int Prompts()
+        {
+            if (prompt is null) return 0;
+            lock (screen)
+            {
+                string text = screen.ToString();
+                return (text.Contains(prompt, StringComparison.Ordinal) ? 1 : 0) + CountOf(text, "\n" + prompt);
+            }
+        }
+        int lines = 0;
+        bool lineStart = true;
         foreach (char c in input)
         {
+            if (lineStart && prompt is not null)
+            {
+                lines++;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (Prompts() < lines && !p.HasExited && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
+            }
             p.StandardInput.Write(c);
             p.StandardInput.Flush();
-            if (c == '\r') Thread.Sleep(300);   // let the program read a line before the next one arrives
+            lineStart = c == '\r';
         }
-        Thread.Sleep(300);
+        if (prompt is not null)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!p.HasExited && clock.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(20);
+        }
+        else Thread.Sleep(300);
         p.StandardInput.Close();
         Assert.True(p.WaitForExit(60_000), "script did not finish");
-        return o.Result + e.Result;
+        reader.Wait(10_000);
+        lock (screen) return screen.ToString() + e.Result;
+    }
+
+    private static int CountOf(string text, string what)
+    {
+        int count = 0;
+        for (int i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i = text.IndexOf(what, i + what.Length, StringComparison.Ordinal)) count++;
+        return count;
     }
 
     // ---- doctor ----

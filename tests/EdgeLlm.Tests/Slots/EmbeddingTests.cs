@@ -98,7 +98,7 @@ public class EmbeddingTests
     public void Embed_command_prints_the_vector_as_a_json_array()
     {
         const string text = "The little dog ran home.";
-        var r = CliRunner.InProcess("embed", "-m", TestPaths.Stories260K, "--device", "cpu", "-t", "1", "-p", text);
+        var r = CliRunner.InProcess("embed", "-m", TestPaths.Stories260K, "--device", "cpu", "-t", "1", "-ctk", "f32", "-ctv", "f32", "-p", text); // f32 rows, as the float64 reference
         Assert.True(r.ExitCode == 0, r.Stderr);
         float[] v = JsonSerializer.Deserialize<float[]>(r.Stdout)!;
         using var f = EdgeLlm.Gguf.GgufFile.Open(TestPaths.Stories260K);
