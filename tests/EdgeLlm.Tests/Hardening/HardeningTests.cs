@@ -371,11 +371,18 @@ public class LinearTimeTests
         var small = Of(1024, kib);
         var large = Of(2048, kib);
         ChatTemplates.Render(ChatTemplateKind.Gemma, small, true);
-        // Each timing renders 16 times so it is milliseconds, not a fraction of one (timer and GC noise).
-        var (t1, t2) = BestSeconds(
-            () => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, small, true); },
-            () => { for (int i = 0; i < 16; i++) ChatTemplates.Render(ChatTemplateKind.Gemma, large, true); }, 7);
-        Assert.True(t2 / t1 < 3.0, $"1 MiB: {t1:F4} s, 2 MiB: {t2:F4} s, ratio {t2 / t1:F2} (quadratic would be ~4)");
+        // The attack's cost was re-copying the merged system text once per message: quadratic bytes copied. Bytes
+        // allocated count that exactly and do not depend on the machine's load (timings did: a busy CI host made a
+        // linear renderer look 3.7x slower for twice the text).
+        static long Allocated(List<ChatMessage> m)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            ChatTemplates.Render(ChatTemplateKind.Gemma, m, true);
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        long a1 = Allocated(small), a2 = Allocated(large);
+        Assert.True(a1 > 1 << 20, $"rendering 1 MiB of system text allocated only {a1} bytes");
+        Assert.True((double)a2 / a1 < 2.5, $"1 MiB: {a1} bytes allocated, 2 MiB: {a2} bytes, ratio {(double)a2 / a1:F2} (quadratic would be ~4)");
         static List<ChatMessage> Messages(int n) => Of(n, "0123456789abcdef");
         string text = ChatTemplates.Render(ChatTemplateKind.Gemma, Messages(3), true);
         Assert.Equal("<start_of_turn>user\n0123456789abcdef0123456789abcdef0123456789abcdef\n\nhi<end_of_turn>\n<start_of_turn>model\n", text);
