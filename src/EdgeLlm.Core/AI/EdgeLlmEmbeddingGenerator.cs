@@ -6,8 +6,9 @@ namespace EdgeLlm.AI;
 
 /// <summary>
 /// A GGUF model as a Microsoft.Extensions.AI embedding generator: each text is tokenized (with BOS where the model
-/// adds one), run through the model, and its last hidden states after the final norm are mean-pooled and scaled
-/// to unit length (<see cref="Pooling.MeanL2"/>), so cosine similarity is a dot product. A decoder-only chat model
+/// adds one), run through the model, and its last hidden states after the final norm are pooled as the file says
+/// (mean unless <c>&lt;arch&gt;.pooling_type</c> asks for the first or last token) and scaled to unit length by the
+/// same <see cref="Embedder"/> the server's /v1/embeddings uses, so cosine similarity is a dot product. A decoder-only chat model
 /// gives usable but not state-of-the-art embeddings; a GGUF of an embedding model of the same architecture gives
 /// better ones. One text runs at a time.
 /// </summary>
@@ -16,6 +17,7 @@ public sealed class EdgeLlmEmbeddingGenerator : IEmbeddingGenerator<string, Embe
     private readonly LlamaModel _model;
     private readonly bool _ownsModel;
     private readonly Tokenizer _tokenizer;
+    private readonly Embedder _embedder;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly EmbeddingGeneratorMetadata _metadata;
 
@@ -30,7 +32,11 @@ public sealed class EdgeLlmEmbeddingGenerator : IEmbeddingGenerator<string, Embe
     {
         _model = model;
         _ownsModel = ownsModel;
-        try { _tokenizer = Tokenizer.FromGguf(model.File); }
+        try
+        {
+            _tokenizer = Tokenizer.FromGguf(model.File);
+            _embedder = new Embedder(model, _tokenizer);
+        }
         catch
         {
             if (ownsModel) model.Dispose();
@@ -77,13 +83,8 @@ public sealed class EdgeLlmEmbeddingGenerator : IEmbeddingGenerator<string, Embe
         if (ids.Length == 0) throw new ArgumentException("an empty text has no embedding (the model adds no BOS token)");
         if (ids.Length > _model.ContextSize)
             throw new EdgeLlmException($"the text is {ids.Length} tokens, more than the context of {_model.ContextSize} tokens");
-        int dim = Dimensions;
-        var hidden = new float[(long)ids.Length * dim];
-        _model.ForwardHidden(ids, 0, hidden);
-        var vector = new float[dim];
-        Pooling.MeanL2(hidden, ids.Length, dim, vector);
         count = ids.Length;
-        return vector;
+        return _embedder.Embed(ids); // its own KV cache: the model's generation cache is left alone
     }
 
     /// <inheritdoc/>

@@ -221,31 +221,6 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>
-    /// Runs <paramref name="tokens"/> like <see cref="Forward(ReadOnlySpan{int}, int, Span{float}, bool)"/> but writes each
-    /// token's last hidden state after the final norm (the input of the output projection) instead of logits:
-    /// tokens.Length * Dim floats, token-major. Embeddings pool these.
-    /// </summary>
-    public void ForwardHidden(ReadOnlySpan<int> tokens, int startPos, Span<float> hidden)
-    {
-        int n = tokens.Length;
-        int dim = Config.Dim;
-        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
-        if (startPos < 0 || startPos > Cache.Filled)
-            throw new ArgumentOutOfRangeException(nameof(startPos), $"start position {startPos} is not in [0, {Cache.Filled}] (the positions already in the kv cache)");
-        if ((long)startPos + n > ContextSize) throw new ContextOverflowException(startPos, n, ContextSize);
-        if (hidden.Length < (long)n * dim) throw new ArgumentException($"hidden span holds {hidden.Length} floats, {(long)n * dim} needed", nameof(hidden));
-        for (int i = 0; i < n; i++)
-            if ((uint)tokens[i] >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tokens[i]} at index {i} is not in the vocabulary [0, {Config.VocabSize})");
-        for (int done = 0; done < n; done += MaxBatch)
-        {
-            int nb = Math.Min(MaxBatch, n - done);
-            ForwardBatch(tokens.Slice(done, nb), startPos + done);
-            Backend.RmsNorm(_x, _outputNorm, _xb, nb, dim, Config.RmsEps);
-            Backend.CopyOut(_xb, 0, hidden.Slice(done * dim, nb * dim));
-        }
-    }
-
     /// <summary>The transformer over one batch: embeddings, then every layer, leaving the residual stream in _x.</summary>
     private void ForwardBatch(ReadOnlySpan<int> tokens, int pos, ReadOnlySpan<SequenceBatch> seqs = default)
     {

@@ -7,27 +7,7 @@ namespace EdgeLlm.Tests.Library;
 
 public sealed class EmbeddingTests
 {
-    [Fact]
-    public void MeanL2MatchesAFloat64Reference()
-    {
-        var rng = new Random(7);
-        const int tokens = 37, dim = 96;
-        var hidden = new float[tokens * dim];
-        for (int i = 0; i < hidden.Length; i++) hidden[i] = (float)(rng.NextDouble() * 8 - 3);
-        var got = new float[dim];
-        Pooling.MeanL2(hidden, tokens, dim, got);
-        var mean = new double[dim];
-        for (int i = 0; i < dim; i++)
-        {
-            for (int t = 0; t < tokens; t++) mean[i] += hidden[t * dim + i];
-            mean[i] /= tokens;
-        }
-        double norm = Math.Sqrt(mean.Sum(x => x * x));
-        for (int i = 0; i < dim; i++) Assert.Equal(mean[i] / norm, got[i], 1e-6);
-        Assert.Equal(1.0, got.Sum(x => (double)x * x), 1e-5);
-    }
-
-    /// <summary>The hidden states ForwardHidden returns are what the output matrix turns into the logits (float64 product).</summary>
+    /// <summary>The hidden states HiddenStates returns are what the output matrix turns into the logits (float64 product).</summary>
     [Fact]
     public unsafe void HiddenStatesAreTheInputOfTheOutputProjection()
     {
@@ -36,7 +16,7 @@ public sealed class EmbeddingTests
         int[] ids = tok.Encode("The little cat sat on the mat", addBos: true);
         int dim = model.Config.Dim, vocab = model.VocabSize;
         var hidden = new float[ids.Length * dim];
-        model.ForwardHidden(ids, 0, hidden);
+        model.HiddenStates(model.CreateCache(), ids, hidden);
         var logits = new float[ids.Length * vocab];
         model.Forward(ids, 0, logits, allLogits: true);
         var w = model.Weights.Output;
@@ -69,7 +49,7 @@ public sealed class EmbeddingTests
         var tok = Tokenizer.FromGguf(model.File);
         int[] ids = tok.Encode("Lily ate a red apple.", addBos: tok.Vocab.AddBos);
         var hidden = new float[ids.Length * 64];
-        model.ForwardHidden(ids, 0, hidden);
+        model.HiddenStates(model.CreateCache(), ids, hidden);
         var mean = new double[64];
         for (int t = 0; t < ids.Length; t++) for (int i = 0; i < 64; i++) mean[i] += hidden[t * 64 + i] / (double)ids.Length;
         double norm = Math.Sqrt(mean.Sum(x => x * x));
