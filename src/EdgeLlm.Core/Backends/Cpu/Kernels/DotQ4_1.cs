@@ -20,8 +20,8 @@ public static unsafe partial class DotQ4_1
         int nb = Blocks(n);
         switch (KernelRung.Selected)
         {
-            case Rung.Avx512: return Avx512Loop(w, xq, nb);
-            case Rung.Avx2: return KernelRung.UseAvxVnni ? Avx2Loop<VnniOn>(w, xq, nb) : Avx2Loop<VnniOff>(w, xq, nb);
+            case Rung.Avx512: return AffineQ8_1<Block>.Avx512Loop(w, xq, nb);
+            case Rung.Avx2: return KernelRung.UseAvxVnni ? AffineQ8_1<Block>.Avx2Loop<VnniOn>(w, xq, nb) : AffineQ8_1<Block>.Avx2Loop<VnniOff>(w, xq, nb);
             case Rung.Neon: return NeonLoop(w, xq, nb);
             default: return ScalarLoop(w, xq, nb);
         }
@@ -36,16 +36,16 @@ public static unsafe partial class DotQ4_1
     {
         int nb = Blocks(n);
         Require(Rung.Avx2);
-        if (!vnni) return Avx2Loop<VnniOff>(w, xq, nb);
+        if (!vnni) return AffineQ8_1<Block>.Avx2Loop<VnniOff>(w, xq, nb);
         if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_1), Rung.Avx2);
-        return Avx2Loop<VnniOn>(w, xq, nb);
+        return AffineQ8_1<Block>.Avx2Loop<VnniOn>(w, xq, nb);
     }
 
     public static float DotAvx512(byte* w, byte* xq, int n)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        return Avx512Loop(w, xq, nb);
+        return AffineQ8_1<Block>.Avx512Loop(w, xq, nb);
     }
 
     public static float DotNeon(byte* w, byte* xq, int n)

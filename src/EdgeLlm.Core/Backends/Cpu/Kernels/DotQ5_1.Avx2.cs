@@ -7,80 +7,19 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 public static unsafe partial class DotQ5_1
 {
     /// <summary>
-    /// One block per step in a ymm: the 16 packed bytes become 32 nibbles (low = elements 0..15, high = 16..31, the
-    /// activation order) or-ed with the qh bits as 0x10 (<see cref="QhBits"/>), q = 0..31; Σ q·y with vpmaddubsw +
-    /// vpmaddwd (pairs ≤ 2·31·127, no saturation) or AVX-VNNI
-    /// vpdpbusd, int → float, FMA with d_w·d_x. Eight blocks per step: their d_w·d_x and m_w·s_x products come from
-    /// gathered fp16 fields (<see cref="BlockScales"/>), the latter summed lane-wise; two accumulators. The remainder
-    /// converts its scales one by one. The per-token steps (<see cref="Avx2Group"/>, <see cref="Avx2Rest"/>) are
-    /// those of the four-token loop, so both give the same bits.
+    /// The block as <see cref="AffineQ8_1{TB}"/> reads it (its AVX-512 and AVX2 loops, one and four tokens):
+    /// Q5_1: the 16 packed bytes at 8 become 32 nibbles or-ed with the qh bits (at 4) as 0x10, q = 0..31.
     /// </summary>
-    private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
+    private readonly struct Block : IAffineQ8_1Block
     {
-        const int XB = ActivationQuant.Q8_1BlockBytes;
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero, accM = Vector256<float>.Zero;
-        float mRest = 0f;
-        Vector256<int> wOff = BlockScales.Offsets(BlockBytes), xOff = BlockScales.Offsets(XB);
-        int b = 0;
-        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
+        public static int BlockBytes => DotQ5_1.BlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Avx2Quants(byte* wb)
         {
-            WeightPrefetch.Lines3(w);
-            Avx2Group<TVnni>(ref acc0, ref acc1, ref accM, w, xq, BlockScales.Half8(w, wOff), BlockScales.Half8(w + 2, wOff), xOff);
+            Vector128<byte> packed = Vector128.Load(wb + 8);
+            Vector256<byte> nib = Vector256.Create(packed, Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
+            return nib | QhBits.Avx2(Unsafe.ReadUnaligned<uint>(wb + 4));
         }
-        for (; b < nb; b++, w += BlockBytes, xq += XB)
-            Avx2Rest<TVnni>(ref acc0, ref mRest, Avx2Quants(w), w, xq);
-        return Avx2Finish(acc0, acc1, accM, mRest);
-    }
-
-    /// <summary>One token's share of eight blocks: dw, mw the blocks' d and m; the token's d and s gathered here.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Avx2Group<TVnni>(ref Vector256<float> acc0, ref Vector256<float> acc1, ref Vector256<float> accM,
-        byte* w, byte* xq, Vector256<float> dw, Vector256<float> mw, Vector256<int> xOff) where TVnni : struct, IIsaFlag
-    {
-        const int XB = ActivationQuant.Q8_1BlockBytes;
-        Vector256<float> d = dw * BlockScales.Half8(xq, xOff);
-        accM += mw * BlockScales.Half8(xq + 2, xOff);
-        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w), xq, BlockScales.Broadcast(d, 0));
-        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + BlockBytes), xq + XB, BlockScales.Broadcast(d, 1));
-        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 2 * BlockBytes), xq + 2 * XB, BlockScales.Broadcast(d, 2));
-        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 3 * BlockBytes), xq + 3 * XB, BlockScales.Broadcast(d, 3));
-        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 4 * BlockBytes), xq + 4 * XB, BlockScales.Broadcast(d, 4));
-        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 5 * BlockBytes), xq + 5 * XB, BlockScales.Broadcast(d, 5));
-        acc0 = Avx2Token<TVnni>(acc0, Avx2Quants(w + 6 * BlockBytes), xq + 6 * XB, BlockScales.Broadcast(d, 6));
-        acc1 = Avx2Token<TVnni>(acc1, Avx2Quants(w + 7 * BlockBytes), xq + 7 * XB, BlockScales.Broadcast(d, 7));
-    }
-
-    /// <summary>One token's share of a remainder block (q its unpacked weights).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Avx2Rest<TVnni>(ref Vector256<float> acc0, ref float mRest, Vector256<byte> q, byte* wb, byte* yb)
-        where TVnni : struct, IIsaFlag
-    {
-        acc0 = Avx2Token<TVnni>(acc0, q, yb, Vector256.Create(Fp16.Read(wb) * Fp16.Read(yb)));
-        mRest += Fp16.Read(wb + 2) * Fp16.Read(yb + 2);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Avx2Finish(Vector256<float> acc0, Vector256<float> acc1, Vector256<float> accM, float mRest) =>
-        Vector256.Sum(acc0 + acc1) + (Vector256.Sum(accM) + mRest);
-
-    /// <summary>The 32 weights of a block as unsigned bytes 0..31 in activation order: nibbles or-ed with the qh bits.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Avx2Quants(byte* wb)
-    {
-        Vector128<byte> packed = Vector128.Load(wb + 8);
-        Vector256<byte> nib = Vector256.Create(packed, Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
-        return nib | QhBits.Avx2(Unsafe.ReadUnaligned<uint>(wb + 4));
-    }
-
-    /// <summary>One token's share of a block: acc + d·Σ q·y.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Avx2Token<TVnni>(Vector256<float> acc, Vector256<byte> q, byte* yb, Vector256<float> d)
-        where TVnni : struct, IIsaFlag
-    {
-        Vector256<sbyte> y = Vector256.Load((sbyte*)(yb + 4));
-        Vector256<int> isum = TVnni.Enabled
-            ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, q, y)
-            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, y), Vector256.Create((short)1));
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
     }
 }
