@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using EdgeLlm.Backends.Cpu;
+using EdgeLlm.Compute;
 using EdgeLlm.Diagnostics;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;

@@ -2,6 +2,7 @@ using System.Globalization;
 using EdgeLlm.Backends;
 using EdgeLlm.Backends.Cuda;
 using EdgeLlm.Backends.Cuda.Native;
+using EdgeLlm.Compute;
 
 namespace EdgeLlm.Cli;
 
@@ -47,7 +48,7 @@ public sealed class DevicesCommand : Command
             ctx.Out.WriteLine(string.Create(inv, $"{dev}: usable; kernels {target}; NVRTC {CudaLibraries.NvrtcPath}; peak memory bandwidth {dev!.TheoreticalBandwidthGBs:F0} GB/s"));
             if (!args.Has("--bandwidth")) continue;
             using var backend = new CudaBackend(dev, target, KernelCache.Default());
-            backend.Prepare(new Model.BackendLimits(1, 32, 1, 2, 2));
+            backend.Prepare(new Compute.BackendLimits(1, 32, 1, 2, 2));
             var (free, _) = backend.MemoryInfo();
             double gbs = backend.MeasureCopyBandwidth(Math.Min(1L << 30, free / 4 / 4096 * 4096));
             ctx.Out.WriteLine(string.Create(inv,

@@ -1,3 +1,4 @@
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 using Microsoft.Extensions.Logging;
 
@@ -88,7 +89,7 @@ public static class ModelOptions
         string? given = args.GetString("--device");
         string? env = Environment.GetEnvironmentVariable(DeviceVariable);
         string value = given ?? (string.IsNullOrEmpty(env) ? "auto" : env);
-        if (!Backends.DeviceSpec.TryParse(value, out _))
+        if (!Compute.DeviceSpec.TryParse(value, out _))
             throw new UsageException($"{(given is null ? "$" + DeviceVariable : "--device")} '{value}' is not one of auto, cpu, cuda, cuda:N");
         return value.Trim();
     }

@@ -1,3 +1,4 @@
+using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
 using Microsoft.Extensions.Logging;

@@ -1,6 +1,7 @@
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json;
 using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
 

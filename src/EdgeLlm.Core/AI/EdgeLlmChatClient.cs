@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Threading.Channels;
+using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
 using Microsoft.Extensions.AI;

@@ -1,6 +1,7 @@
 using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Backends.Cuda;
 using EdgeLlm.Backends.Cuda.Native;
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
 

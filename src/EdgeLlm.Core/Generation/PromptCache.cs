@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
+using EdgeLlm.Compute;
 using EdgeLlm.IO;
 using EdgeLlm.Model;
 

@@ -1,3 +1,5 @@
+using EdgeLlm.Compute;
+
 namespace EdgeLlm.Model;
 
 /// <summary>

@@ -1,3 +1,4 @@
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Model;
@@ -68,7 +69,7 @@ public sealed class LlamaModel : IDisposable
     public static LlamaModel Load(string path, BackendOptions? options = null)
     {
         options ??= new BackendOptions();
-        Backends.DeviceSpec.Parse(options.Device);
+        Compute.DeviceSpec.Parse(options.Device);
         return Load(GgufFile.Open(path, options.Load), options);
     }
 
@@ -79,8 +80,8 @@ public sealed class LlamaModel : IDisposable
     public static LlamaModel Load(GgufFile file, BackendOptions? options = null)
     {
         options ??= new BackendOptions();
-        Backends.DeviceSpec spec;
-        try { spec = Backends.DeviceSpec.Parse(options.Device); }
+        Compute.DeviceSpec spec;
+        try { spec = Compute.DeviceSpec.Parse(options.Device); }
         catch { file.Dispose(); throw; }
         IBackend? backend = null;
         try
@@ -94,7 +95,7 @@ public sealed class LlamaModel : IDisposable
                 model.BackendWarning = selection.Warn;
                 return model;
             }
-            catch (Backends.Cuda.Native.CudaException e) when (selection.IsCuda && spec.Kind == Backends.DeviceKind.Auto)
+            catch (Backends.Cuda.Native.CudaException e) when (selection.IsCuda && spec.Kind == Compute.DeviceKind.Auto)
             {
                 backend.Dispose();
                 backend = null;

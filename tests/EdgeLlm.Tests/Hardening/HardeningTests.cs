@@ -402,7 +402,7 @@ public class HardeningServerAndConverterTests
     [Fact]
     public async Task ServerFreesADisconnectedSlotWithinOneBatch()
     {
-        using var model = EdgeLlm.Model.LlamaModel.Load(TestPaths.Stories260K, new EdgeLlm.Model.BackendOptions { Threads = 1, ContextSize = 40000 });
+        using var model = EdgeLlm.Model.LlamaModel.Load(TestPaths.Stories260K, new EdgeLlm.Compute.BackendOptions { Threads = 1, ContextSize = 40000 });
         var engine = new EdgeLlm.Cli.Server.InferenceEngine(model, "stories260K", ChatTemplateKind.ChatMl, queueLimit: 4);
         await using var server = await EdgeLlm.Cli.Server.EdgeLlmServer.StartAsync(engine, new EdgeLlm.Cli.Server.ServerOptions { Port = 0, MaxBodyBytes = 4 << 20 });
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };

@@ -40,7 +40,7 @@ public unsafe class ContextShiftTests
         for (int i = 0; i < raw.Length; i++) raw[i] = rng.NextSingle() * 2 - 1;
 
         // The cache as the forward fills it: keys roped at 0..filled-1.
-        var cache = new EdgeLlm.Model.KvCache(backend, 1, size, kvDim, type, type);
+        var cache = new EdgeLlm.Compute.KvCache(backend, 1, size, kvDim, type, type);
         var k = backend.Allocate((long)size * kvDim);
         var v = backend.Allocate((long)size * kvDim);
         Upload(backend, raw, k);
@@ -54,7 +54,7 @@ public unsafe class ContextShiftTests
         backend.ShiftKv(cache, 0, keep, drop, spec);
 
         // Expected: the raw keys of positions keep+drop.. roped at keep.. (and stored in the same type).
-        var want = new EdgeLlm.Model.KvCache(backend, 1, size, kvDim, type, type);
+        var want = new EdgeLlm.Compute.KvCache(backend, 1, size, kvDim, type, type);
         int moved = filled - keep - drop;
         Upload(backend, raw.AsSpan((keep + drop) * kvDim, moved * kvDim).ToArray(), k);
         backend.Rope(k, moved, kvHeads, keep, spec);
@@ -191,14 +191,14 @@ public unsafe class ContextShiftTests
         fixed (float* p = src) Buffer.MemoryCopy(p, ((CpuBuffer)dst).Data, src.Length * 4L, src.Length * 4L);
     }
 
-    private static byte[] RowBytes(IBackend b, EdgeLlm.Model.KvCache c, bool values, int pos, int count)
+    private static byte[] RowBytes(IBackend b, EdgeLlm.Compute.KvCache c, bool values, int pos, int count)
     {
         var bytes = new byte[count * (values ? c.ValueRowBytes : c.KeyRowBytes)];
         b.CacheRows(c, 0, values, pos, count, bytes, write: false);
         return bytes;
     }
 
-    private static float[] Rows(IBackend b, EdgeLlm.Model.KvCache c, bool values, int pos, int count)
+    private static float[] Rows(IBackend b, EdgeLlm.Compute.KvCache c, bool values, int pos, int count)
     {
         byte[] bytes = RowBytes(b, c, values, pos, count);
         var f = new float[count * c.KvDim];

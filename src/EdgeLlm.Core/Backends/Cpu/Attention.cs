@@ -1,5 +1,6 @@
 using EdgeLlm.Backends.Cpu.Kernels;
 using System.Runtime.Intrinsics;
+using EdgeLlm.Compute;
 
 namespace EdgeLlm.Backends.Cpu;
 
@@ -34,8 +35,8 @@ internal sealed unsafe class Attention : ParallelWork
     private float* _v;
     private byte* _kb;
     private byte* _vb;
-    private Model.KvCacheType _kType;
-    private Model.KvCacheType _vType;
+    private KvCacheType _kType;
+    private KvCacheType _vType;
     private long _kRow;
     private long _vRow;
     private float* _dst;
@@ -70,11 +71,11 @@ internal sealed unsafe class Attention : ParallelWork
 
     public void Run(WorkerPool pool, float* q, float* k, float* v, float* dst, int startPos, int nTokens, int nHeads, int headDim, int kvDim,
         float scale, float softcap, int window)
-        => Run(pool, q, (byte*)k, Model.KvCacheType.F32, 4L * kvDim, (byte*)v, Model.KvCacheType.F32, 4L * kvDim, dst, startPos, nTokens, nHeads, headDim, kvDim,
+        => Run(pool, q, (byte*)k, KvCacheType.F32, 4L * kvDim, (byte*)v, KvCacheType.F32, 4L * kvDim, dst, startPos, nTokens, nHeads, headDim, kvDim,
             scale, softcap, window);
 
     /// <summary>Attention over K and V rows stored as the given types, kRow / vRow bytes apart.</summary>
-    public void Run(WorkerPool pool, float* q, byte* k, Model.KvCacheType kType, long kRow, byte* v, Model.KvCacheType vType, long vRow, float* dst,
+    public void Run(WorkerPool pool, float* q, byte* k, KvCacheType kType, long kRow, byte* v, KvCacheType vType, long vRow, float* dst,
         int startPos, int nTokens, int nHeads, int headDim, int kvDim, float scale, float softcap, int window)
     {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
@@ -186,7 +187,7 @@ internal sealed unsafe class Attention : ParallelWork
         // Score row s of st is key j0 + s.
         float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
         float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]
-        if (_kType == Model.KvCacheType.F32)
+        if (_kType == KvCacheType.F32)
             AttentionTile.Scores<TS, TV>(qt, _k + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
         else
             for (int c0 = 0; c0 < n; c0 += Chunk)
@@ -204,7 +205,7 @@ internal sealed unsafe class Attention : ParallelWork
         }
         AttentionTile.Softmax<TS, TV>(st, n, chunks, inv);
 
-        if (_vType == Model.KvCacheType.F32)
+        if (_vType == KvCacheType.F32)
         {
             float* v = _v + kvOff + (long)j0 * _kvDim;
             for (int r = 0; r < rows; r += 4)

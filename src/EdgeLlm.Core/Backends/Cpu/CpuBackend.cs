@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cpu;

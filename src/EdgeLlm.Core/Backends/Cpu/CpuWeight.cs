@@ -1,3 +1,4 @@
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cpu;

@@ -1,4 +1,5 @@
 using EdgeLlm.Backends.Cuda.Native;
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
 

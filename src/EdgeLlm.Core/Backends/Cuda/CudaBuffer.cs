@@ -1,3 +1,4 @@
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cuda;

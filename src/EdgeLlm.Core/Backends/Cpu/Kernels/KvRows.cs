@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;

@@ -1,4 +1,4 @@
-namespace EdgeLlm.Model;
+namespace EdgeLlm.Compute;
 
 /// <summary>How to run a model: threads, context size and batch size. Zero means "choose for me".</summary>
 public sealed class BackendOptions

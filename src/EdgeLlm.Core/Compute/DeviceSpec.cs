@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace EdgeLlm.Backends;
+namespace EdgeLlm.Compute;
 
 public enum DeviceKind { Auto, Cpu, Cuda }
 

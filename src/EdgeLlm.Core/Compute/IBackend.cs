@@ -1,6 +1,6 @@
 using EdgeLlm.Gguf;
 
-namespace EdgeLlm.Model;
+namespace EdgeLlm.Compute;
 
 /// <summary>
 /// The operations the Llama forward pass needs, one call per operation over a whole batch (never per

@@ -1,4 +1,4 @@
-namespace EdgeLlm.Model;
+namespace EdgeLlm.Compute;
 
 /// <summary>
 /// How a KV cache stores its K or V rows: float32, IEEE fp16, or ggml's Q8_0 (blocks of 32 values in 34 bytes:

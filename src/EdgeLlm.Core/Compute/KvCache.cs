@@ -1,4 +1,4 @@
-namespace EdgeLlm.Model;
+namespace EdgeLlm.Compute;
 
 /// <summary>
 /// Keys and values of every layer for positions 0..<see cref="Size"/>-1, in backend buffers: per layer
