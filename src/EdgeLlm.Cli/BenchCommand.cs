@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using EdgeLlm.Backends;
 using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Compute;
 using EdgeLlm.Diagnostics;

@@ -45,7 +45,7 @@ public sealed class ChatCommand : Command
             throw new UsageException($"unknown chat template '{forced}' (known: {string.Join(", ", ChatTemplates.KnownNames)})");
 
         using var model = ModelOptions.Load(args, ctx);
-        var tokenizer = Tokenizer.FromGguf(model.File);
+        var tokenizer = Tokenizer.For(model);
         string? jinja = model.File.GetString("tokenizer.chat_template");
         var kind = ChatTemplates.Resolve(jinja, forced, out string? warning);
         if (warning is not null) ctx.Err.WriteLine($"edgellm chat: warning: {warning}");

@@ -21,7 +21,7 @@ public sealed class EmbedCommand : Command
         string text = PromptText.Read(args, "-p", "-f") ?? throw new UsageException("give the text with -p TEXT or -f FILE");
         if (text.Length == 0) throw new UsageException("the text to embed is empty");
         using var model = ModelOptions.Load(args, ctx);
-        var embedder = new Embedder(model, Tokenizer.FromGguf(model.File));
+        var embedder = new Embedder(model, Tokenizer.For(model));
         float[] e = embedder.Embed(text, out _);
         var sb = new StringBuilder(e.Length * 12);
         sb.Append('[');

@@ -1,3 +1,4 @@
+using EdgeLlm.Backends;
 using EdgeLlm.Compute;
 using EdgeLlm.Model;
 using Microsoft.Extensions.Logging;

@@ -28,7 +28,7 @@ public sealed class PerplexityCommand : Command
         string text = File.ReadAllText(path);
 
         using var model = ModelOptions.Load(args, ctx);
-        var tokenizer = Tokenizer.FromGguf(model.File);
+        var tokenizer = Tokenizer.For(model);
         int nCtx = model.ContextSize;
         if (nCtx < 4) throw new UsageException($"context {nCtx} is too small to score (use -c 4 or more)");
         int[] tokens = tokenizer.Encode(text, addBos: true);

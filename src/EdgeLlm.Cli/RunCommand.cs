@@ -56,7 +56,7 @@ public sealed class RunCommand : Command
         if (promptCache is not null) IO.OutputFile.CheckTarget(promptCache);
 
         using var model = ModelOptions.Load(args, ctx);
-        var tokenizer = Tokenizer.FromGguf(model.File);
+        var tokenizer = Tokenizer.For(model);
         int[] tokens = tokenizer.Encode(prompt, addBos: !args.Has("--no-bos"));
         if (tokens.Length == 0) throw new UsageException("the prompt is empty and --no-bos leaves nothing to start from");
         using var draft = SpeculativeOptions.Create(args, ctx, model, tokenizer, options);
@@ -83,10 +83,10 @@ public sealed class RunCommand : Command
         });
         GenerationStats stats;
         {
-            var sampler = new Sampler(model.VocabSize, options);
-            ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", sampler.Seed, tokens.Length);
-            // The generator builds its own sampler from the same options; pin the seed so a random one is logged truthfully.
-            var pinned = options with { Seed = (long)sampler.Seed };
+            ulong seed = Sampler.ResolveSeed(options);
+            ctx.Logger("run").LogInformation("seed {Seed}, prompt {Tokens} tokens", seed, tokens.Length);
+            // The generator builds its own sampler from the options; pin the seed so a random one is logged truthfully.
+            var pinned = options with { Seed = (long)seed };
             var go = new GenerateOptions
             {
                 MaxTokens = n,

@@ -1,3 +1,4 @@
+using EdgeLlm.Backends;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
@@ -48,7 +49,7 @@ public static class SpeculativeOptions
         });
         try
         {
-            var draftTokenizer = Tokenizer.FromGguf(draft.File);
+            var draftTokenizer = Tokenizer.For(draft);
             ModelDrafter.CheckVocabulary(targetTokenizer.Vocab, draftTokenizer.Vocab, path, target.VocabSize, draft.VocabSize);
             var d = new ModelDrafter(draft, sampling, max, pMin);
             log.LogInformation("{Name}; {Device}", d.Name, draft.BackendDescription);

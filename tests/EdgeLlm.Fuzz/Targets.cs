@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 using EdgeLlm.Cli.Server;
+using EdgeLlm.Backends;
 using EdgeLlm.Compute;
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Generation;

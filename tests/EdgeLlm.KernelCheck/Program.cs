@@ -1,5 +1,6 @@
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json;
+using EdgeLlm.Backends;
 using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;

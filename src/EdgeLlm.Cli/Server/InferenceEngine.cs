@@ -108,7 +108,7 @@ public sealed class InferenceEngine : IDisposable
         if (parallel < 1 || parallel > model.MaxBatch)
             throw new EdgeLlmException($"--parallel {parallel} must be in [1, {model.MaxBatch}] (the batch size)");
         Model = model;
-        Tokenizer = Tokenizer.FromGguf(model.File);
+        Tokenizer = Tokenizer.For(model);
         if (Tokenizer.Vocab.Count != model.VocabSize)
             throw new EdgeLlmException($"{model.File.Path}: the tokenizer has {Tokenizer.Vocab.Count} tokens but the model's output has {model.VocabSize}");
         ModelId = modelId;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Threading.Channels;
+using EdgeLlm.Backends;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
@@ -57,7 +58,7 @@ public sealed class EdgeLlmChatClient : IChatClient
         _ownsModel = ownsModel;
         try
         {
-            _tokenizer = Tokenizer.FromGguf(model.File);
+            _tokenizer = Tokenizer.For(model);
             _generator = new Generator(model, _tokenizer);
             Template = ChatTemplates.Resolve(model.File.GetString("tokenizer.chat_template"), chatTemplate, out string? warning);
             TemplateWarning = warning;

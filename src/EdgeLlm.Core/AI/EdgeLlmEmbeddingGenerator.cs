@@ -1,3 +1,4 @@
+using EdgeLlm.Backends;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using EdgeLlm.Model;
@@ -35,7 +36,7 @@ public sealed class EdgeLlmEmbeddingGenerator : IEmbeddingGenerator<string, Embe
         _ownsModel = ownsModel;
         try
         {
-            _tokenizer = Tokenizer.FromGguf(model.File);
+            _tokenizer = Tokenizer.For(model);
             _embedder = new Embedder(model, _tokenizer);
         }
         catch

@@ -13,23 +13,29 @@ public sealed record BackendSelection(IBackend Backend, string Description, bool
 /// <summary>
 /// Turns <c>--device auto|cpu|cuda[:N]</c> into a backend. <c>auto</c> takes CUDA when every check passes (driver,
 /// cuInit, device, compute capability, NVRTC, weight types, memory, kernel build) and otherwise the CPU, with the
-/// first failed check as the reason. An explicit <c>cuda</c> that fails throws <see cref="EdgeLlmException"/> with
-/// that reason, so the CLI prints one line and exits 1.
+/// first failed check as the reason; <see cref="Build"/> also falls back to the CPU when CUDA fails later, while the
+/// model is built on it. An explicit <c>cuda</c> that fails throws <see cref="EdgeLlmException"/> with that reason, so
+/// the CLI prints one line and exits 1.
 /// </summary>
 public static class BackendSelector
 {
     /// <summary>Device memory kept free beyond the estimate (activations, kernels, driver reserves).</summary>
     public const long MemoryMargin = 512L << 20;
 
-    public static BackendSelection Select(BackendOptions options, GgufFile file)
+    /// <summary>As <see cref="Select(ResolvedOptions)"/> for options not yet resolved for <paramref name="file"/>.</summary>
+    public static BackendSelection Select(BackendOptions options, GgufFile file) => Select(ResolvedOptions.Resolve(file, options));
+
+    public static BackendSelection Select(ResolvedOptions resolved)
     {
-        var spec = DeviceSpec.Parse(options.Device);
+        var options = resolved.Options;
+        var file = resolved.File;
+        var spec = resolved.Device;
         if (!Split.GpuLayersRequest.TryParse(options.GpuLayers, out var request))
             throw new EdgeLlmException($"--gpu-layers '{options.GpuLayers}' is not auto, all or a number of layers");
         string ignored = request.Auto ? "" : $"; --gpu-layers {request} ignored";
         if (spec.Kind == DeviceKind.Cpu) return Cpu(options, "device cpu (requested)" + ignored, warn: false);
 
-        if (TryCuda(spec.Kind == DeviceKind.Cuda ? spec.Ordinal : 0, options, file, request, out var cuda, out var plan, out string why, out bool warn))
+        if (TryCuda(spec.Kind == DeviceKind.Cuda ? spec.Ordinal : 0, resolved, request, out var cuda, out var plan, out string why, out bool warn))
         {
             string placement = $"device cuda: {cuda!.Name}; weights {cuda.WeightPlacement}";
             if (plan is null || plan.AllOnGpu)
@@ -64,20 +70,44 @@ public static class BackendSelector
         new(new CpuBackend(options.Threads), description, IsCuda: false, Warn: warn);
 
     /// <summary>
-    /// Every check in order; on failure <paramref name="why"/> is the reason and <paramref name="warn"/> says whether
-    /// a user with this machine should hear about it (a GPU is there but unusable) or not (no GPU at all).
+    /// Selects the backend (<see cref="Select(ResolvedOptions)"/>) and hands it to <paramref name="build"/>, which owns it
+    /// once it returns. If build throws, the backend is disposed and the exception passes on, except a
+    /// <see cref="CudaException"/> under <c>--device auto</c>: then build runs once more on a CPU backend whose selection
+    /// says why and warns.
     /// </summary>
-    public static bool TryCuda(int ordinal, BackendOptions options, GgufFile file, out CudaBackend? backend, out string why, out bool warn)
-        => TryCuda(ordinal, options, file, Split.GpuLayersRequest.All, out backend, out _, out why, out warn);
+    public static T Build<T>(ResolvedOptions resolved, Func<BackendSelection, T> build)
+    {
+        var selection = Select(resolved);
+        IBackend? owned = selection.Backend;
+        try
+        {
+            try { return build(selection); }
+            catch (CudaException e) when (selection.IsCuda && resolved.Device.Kind == DeviceKind.Auto)
+            {
+                owned = null;
+                selection.Backend.Dispose();
+                selection = Cpu(resolved.Options, $"device cpu: CUDA failed while loading the model: {e.Message}", warn: true);
+                owned = selection.Backend;
+                return build(selection);
+            }
+        }
+        catch
+        {
+            owned?.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>
-    /// <see cref="TryCuda(int, BackendOptions, GgufFile, out CudaBackend?, out string, out bool)"/> with layer offload:
-    /// <paramref name="plan"/> says how many of the last layers go on the GPU (null when the weights are read in place
-    /// from host memory, or the model's shape cannot be read here: then all). Fails when not one layer fits.
+    /// Every check in order; on failure <paramref name="why"/> is the reason and <paramref name="warn"/> says whether
+    /// a user with this machine should hear about it (a GPU is there but unusable) or not (no GPU at all). With layer
+    /// offload, <paramref name="plan"/> says how many of the last layers go on the GPU (null when the weights are read
+    /// in place from host memory: then all). Fails when not one layer fits.
     /// </summary>
-    public static bool TryCuda(int ordinal, BackendOptions options, GgufFile file, Split.GpuLayersRequest request,
+    public static bool TryCuda(int ordinal, ResolvedOptions resolved, Split.GpuLayersRequest request,
         out CudaBackend? backend, out Split.OffloadPlan? plan, out string why, out bool warn)
     {
+        var file = resolved.File;
         backend = null;
         plan = null;
         warn = false;
@@ -103,10 +133,10 @@ public static class BackendSelector
             if (!backend.WeightsMapped)
             {
                 var (free, _) = backend.MemoryInfo();
-                plan = PlanOffload(options, file, request, free, backend.Device.Integrated);
+                plan = PlanOffload(resolved, request, free, backend.Device.Integrated);
                 if (plan is null)
                 {
-                    long need = EstimateDeviceBytes(options, file);
+                    long need = EstimateDeviceBytes(resolved);
                     if (need + MemoryMargin > free)
                     {
                         why = $"{device}: the model needs about {need / 1e9:F1} GB of device memory, {free / 1e9:F1} GB is free";
@@ -134,31 +164,19 @@ public static class BackendSelector
         }
     }
 
-    /// <summary>The offload plan for this file and request with <paramref name="freeBytes"/> of device memory (null when the config cannot be read).</summary>
-    public static Split.OffloadPlan? PlanOffload(BackendOptions options, GgufFile file, Split.GpuLayersRequest request, long freeBytes, bool integrated)
+    /// <summary>The offload plan for the resolved model and request with <paramref name="freeBytes"/> of device memory.</summary>
+    public static Split.OffloadPlan PlanOffload(ResolvedOptions resolved, Split.GpuLayersRequest request, long freeBytes, bool integrated)
     {
-        LlamaConfig c;
-        try { c = LlamaConfig.FromGguf(file); }
-        catch (EdgeLlmException) { return null; } // the model's own load reports what is wrong with it
-        int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
-        var inputs = Split.OffloadPlanner.Measure(file, c, ctx, Math.Min(options.MaxBatch, Math.Max(ctx, 1)), freeBytes, integrated);
+        var inputs = Split.OffloadPlanner.Measure(resolved.File, resolved.Config, resolved.ContextSize, resolved.MaxBatch, freeBytes, integrated);
         return Split.OffloadPlanner.Plan(request, inputs);
     }
 
     /// <summary>Weights plus the fp16 KV cache of the context the model will get.</summary>
-    public static long EstimateDeviceBytes(BackendOptions options, GgufFile file)
+    public static long EstimateDeviceBytes(ResolvedOptions resolved)
     {
         long weights = 0;
-        foreach (var t in file.Tensors) weights += t.ByteSize;
-        try
-        {
-            var c = LlamaConfig.FromGguf(file);
-            int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
-            return weights + 2L * c.LayerCount * ctx * c.KvDim * sizeof(ushort);
-        }
-        catch (EdgeLlmException)
-        {
-            return weights; // the model's own load reports what is wrong with it
-        }
+        foreach (var t in resolved.File.Tensors) weights += t.ByteSize;
+        var c = resolved.Config;
+        return weights + 2L * c.LayerCount * resolved.ContextSize * c.KvDim * sizeof(ushort);
     }
 }

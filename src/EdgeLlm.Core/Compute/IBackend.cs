@@ -36,6 +36,15 @@ public interface IBackend : IDisposable
         : throw new EdgeLlmException($"{Name}: kv cache type {KvCacheTypes.Name(type)} is not supported on this backend (it stores {KvCacheTypes.Name(DefaultCacheType)})");
 
     /// <summary>
+    /// A KV cache of <paramref name="size"/> positions for <paramref name="layerCount"/> layers, rows of <paramref name="kvDim"/>
+    /// values stored as <paramref name="keyType"/> / <paramref name="valueType"/> in buffers this backend allocates
+    /// (<see cref="AllocateCache(long, KvCacheType)"/>). The caller only hands it back to <see cref="StoreKv"/>,
+    /// <see cref="Attention"/>, <see cref="ShiftKv"/> and <see cref="CacheRows"/> and keeps its <see cref="KvCache.Filled"/> count.
+    /// </summary>
+    KvCache CreateCache(int layerCount, int size, int kvDim, KvCacheType keyType, KvCacheType valueType)
+        => new(this, layerCount, size, kvDim, keyType, valueType);
+
+    /// <summary>
     /// Context shift of one layer: moves the cached rows of positions [keep + drop, Filled) down to keep.. and rotates
     /// the moved keys by −drop positions of <paramref name="rope"/> (RoPE is a rotation by position, so the keys end up
     /// as if computed at their new positions). The caller updates <see cref="KvCache.Filled"/>.

@@ -4,7 +4,8 @@ namespace EdgeLlm.Compute;
 /// Keys and values of every layer for positions 0..<see cref="Size"/>-1, in backend buffers: per layer
 /// one [Size, KvDim] buffer for K and one for V (K rows are stored after RoPE), each row stored as
 /// <see cref="KeyType"/> / <see cref="ValueType"/> (<see cref="KvCacheTypes.RowBytes"/> bytes a row).
-/// <see cref="Filled"/> is how many leading positions hold valid entries.
+/// <see cref="Filled"/> is how many leading positions hold valid entries. A handle the backend makes
+/// (<see cref="IBackend.CreateCache"/>) and alone reads: its buffers are not public.
 /// </summary>
 public sealed class KvCache
 {
@@ -31,12 +32,12 @@ public sealed class KvCache
     public long ValueRowBytes => KvCacheTypes.RowBytes(ValueType, KvDim);
 
     /// <summary>A cache in the backend's default type (<see cref="IBackend.DefaultCacheType"/>).</summary>
-    public KvCache(IBackend backend, int layerCount, int size, int kvDim)
+    internal KvCache(IBackend backend, int layerCount, int size, int kvDim)
         : this(backend, layerCount, size, kvDim, backend.DefaultCacheType, backend.DefaultCacheType)
     {
     }
 
-    public KvCache(IBackend backend, int layerCount, int size, int kvDim, KvCacheType keyType, KvCacheType valueType)
+    internal KvCache(IBackend backend, int layerCount, int size, int kvDim, KvCacheType keyType, KvCacheType valueType)
     {
         if (layerCount < 1 || size < 1 || kvDim < 1) throw new ArgumentOutOfRangeException(nameof(size), "kv cache dimensions must be positive");
         Size = size;
@@ -53,8 +54,8 @@ public sealed class KvCache
         }
     }
 
-    public BackendBuffer Keys(int layer) => _k[layer];
-    public BackendBuffer Values(int layer) => _v[layer];
+    internal BackendBuffer Keys(int layer) => _k[layer];
+    internal BackendBuffer Values(int layer) => _v[layer];
 
     /// <summary>Bytes of cache memory.</summary>
     public long ByteSize => LayerCount * (long)Size * (KeyRowBytes + ValueRowBytes);

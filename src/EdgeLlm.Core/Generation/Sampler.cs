@@ -45,8 +45,16 @@ public sealed class Sampler
         VocabSize = vocabSize;
         _cand = new Candidate[vocabSize];
         _counts = new int[vocabSize];
-        Reseed(Options.Seed == -1 || Options.Seed == 0xFFFFFFFF ? RandomSeed() : unchecked((ulong)Options.Seed));
+        Reseed(ResolveSeed(Options));
     }
+
+    /// <summary>
+    /// The seed a sampler made from <paramref name="options"/> starts from: <see cref="SamplerOptions.Seed"/>, or a fresh
+    /// random one when that is -1 (or llama.cpp's 0xFFFFFFFF). To report a random seed, resolve it first and pass it on
+    /// pinned (<c>options with { Seed = (long)seed }</c>).
+    /// </summary>
+    public static ulong ResolveSeed(SamplerOptions options)
+        => options.Seed == -1 || options.Seed == 0xFFFFFFFF ? RandomSeed() : unchecked((ulong)options.Seed);
 
     // Random.Shared is seeded by the runtime's own entropy source (System.Native), not by RandomNumberGenerator, which
     // on Linux goes through OpenSSL: a run must not need libssl (issue 14.2; a libc-only root aborted here).

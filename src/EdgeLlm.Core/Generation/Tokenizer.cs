@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Generation;
 
@@ -56,6 +58,15 @@ public abstract class Tokenizer
 
     /// <summary>Builds the tokenizer the GGUF file's tokenizer metadata asks for.</summary>
     public static Tokenizer FromGguf(GgufFile file) => Create(Vocabulary.FromGguf(file));
+
+    private static readonly ConditionalWeakTable<LlamaModel, Tokenizer> ByModel = new();
+
+    /// <summary>
+    /// The tokenizer of a loaded model's file, built the first time it is asked for and then shared by everything that
+    /// works on that model (commands, chat and embedding clients, the server); a tokenizer is immutable, so sharing it
+    /// across threads is safe. It lives as long as the model object.
+    /// </summary>
+    public static Tokenizer For(LlamaModel model) => ByModel.GetValue(model, static m => FromGguf(m.File));
 
     public static Tokenizer Create(Vocabulary vocab) => vocab.Model switch
     {

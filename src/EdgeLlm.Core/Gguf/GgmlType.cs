@@ -41,15 +41,29 @@ public enum GgmlType : uint
 public static class GgmlTypes
 {
     /// <summary>
-    /// Elements per block and bytes per block, or (0, 0) for an id ggml does not define. The types EdgeLlm computes
-    /// with take theirs from their <see cref="Quant.TypeTraits"/> row; the rest (which a file may hold and a
-    /// loader must still skip over or name) are listed here.
+    /// Elements per block and bytes per block (ggml's type_traits), or (0, 0) for an id ggml does not define: the types
+    /// EdgeLlm computes with and those a file may hold that a loader must still skip over or name. The file format
+    /// below the quantization code, so the block structs in Quant are checked against this table (TypeTraitsTests).
     /// </summary>
     public static (int BlockSize, int BlockBytes) Geometry(GgmlType type)
     {
-        if (Quant.TypeTraits.Of(type) is { } row) return (row.BlockSize, row.BlockBytes);
         return type switch
         {
+            GgmlType.F32 => (1, 4),
+            GgmlType.F16 => (1, 2),
+            GgmlType.BF16 => (1, 2),
+            GgmlType.Q4_0 => (32, 18),
+            GgmlType.Q4_1 => (32, 20),
+            GgmlType.Q5_0 => (32, 22),
+            GgmlType.Q5_1 => (32, 24),
+            GgmlType.Q8_0 => (32, 34),
+            GgmlType.IQ4_NL => (32, 18),
+            GgmlType.Q2_K => (256, 84),
+            GgmlType.Q3_K => (256, 110),
+            GgmlType.Q4_K => (256, 144),
+            GgmlType.Q5_K => (256, 176),
+            GgmlType.Q6_K => (256, 210),
+            GgmlType.IQ4_XS => (256, 136),
             GgmlType.F64 => (1, 8),
             GgmlType.I8 => (1, 1),
             GgmlType.I16 => (1, 2),
@@ -76,9 +90,6 @@ public static class GgmlTypes
     public static int BlockSize(GgmlType type) => Geometry(type).BlockSize;
 
     public static int BlockBytes(GgmlType type) => Geometry(type).BlockBytes;
-
-    /// <summary>True for the types EdgeLlm computes with (those with a <see cref="Quant.TypeTraits"/> row).</summary>
-    public static bool IsComputable(GgmlType type) => Quant.TypeTraits.Of(type) is not null;
 
     /// <summary>Bytes of one row of <paramref name="ne0"/> elements; ne0 must be a multiple of the block size.</summary>
     public static long RowBytes(GgmlType type, long ne0)

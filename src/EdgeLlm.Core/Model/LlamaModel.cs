@@ -55,81 +55,35 @@ public sealed class LlamaModel : IDisposable
         public required AttentionOptions Attention;
     }
 
-    /// <summary>Which backend <see cref="Load"/> chose and why, one line for the log ("" when constructed directly).</summary>
-    public string BackendDescription { get; private set; } = "";
+    /// <summary>Which backend the loader (<c>Backends.ModelLoader</c>) chose and why, one line for the log ("" when constructed directly).</summary>
+    public string BackendDescription { get; internal set; } = "";
 
     /// <summary>True when <see cref="BackendDescription"/> is worth a warning (a GPU is present but was not used).</summary>
-    public bool BackendWarning { get; private set; }
-
-    /// <summary>
-    /// Opens a GGUF file and loads it on the backend <see cref="BackendOptions.Device"/> selects (the CPU by
-    /// default). With "auto", a CUDA failure while loading the weights falls back to the CPU. The model owns
-    /// (and disposes) the file.
-    /// </summary>
-    public static LlamaModel Load(string path, BackendOptions? options = null)
-    {
-        options ??= new BackendOptions();
-        Compute.DeviceSpec.Parse(options.Device);
-        return Load(GgufFile.Open(path, options.Load), options);
-    }
-
-    /// <summary>
-    /// <see cref="Load(string, BackendOptions?)"/> for a file already open (e.g. one read from memory); the model takes
-    /// ownership of <paramref name="file"/> and disposes it, also when loading fails.
-    /// </summary>
-    public static LlamaModel Load(GgufFile file, BackendOptions? options = null)
-    {
-        options ??= new BackendOptions();
-        Compute.DeviceSpec spec;
-        try { spec = Compute.DeviceSpec.Parse(options.Device); }
-        catch { file.Dispose(); throw; }
-        IBackend? backend = null;
-        try
-        {
-            var selection = Backends.BackendSelector.Select(options, file);
-            backend = selection.Backend;
-            try
-            {
-                var model = new LlamaModel(file, backend, options, ownsFile: true);
-                model.BackendDescription = selection.Description;
-                model.BackendWarning = selection.Warn;
-                return model;
-            }
-            catch (Backends.Cuda.Native.CudaException e) when (selection.IsCuda && spec.Kind == Compute.DeviceKind.Auto)
-            {
-                backend.Dispose();
-                backend = null;
-                var cpu = Backends.BackendSelector.Cpu(options, $"device cpu: CUDA failed while loading the model: {e.Message}", warn: true);
-                backend = cpu.Backend;
-                var model = new LlamaModel(file, backend, options, ownsFile: true);
-                model.BackendDescription = cpu.Description;
-                model.BackendWarning = true;
-                return model;
-            }
-        }
-        catch
-        {
-            backend?.Dispose();
-            file.Dispose();
-            throw;
-        }
-    }
+    public bool BackendWarning { get; internal set; }
 
     /// <summary>Binds an open file to a backend. The model disposes the backend, and the file if <paramref name="ownsFile"/>.</summary>
     public LlamaModel(GgufFile file, IBackend backend, BackendOptions options, bool ownsFile)
+        : this(file, backend, ResolvedOptions.Resolve(file, options), ownsFile)
     {
+    }
+
+    /// <summary>
+    /// Binds an open file to a backend with options already resolved for that file. The model disposes the backend, and
+    /// the file if <paramref name="ownsFile"/>.
+    /// </summary>
+    public LlamaModel(GgufFile file, IBackend backend, ResolvedOptions resolved, bool ownsFile)
+    {
+        if (!ReferenceEquals(resolved.File, file)) throw new ArgumentException("the options were resolved for another file", nameof(resolved));
+        var options = resolved.Options;
         File = file;
         Backend = backend;
         _ownsFile = ownsFile;
-        Config = LlamaConfig.FromGguf(file);
+        Config = resolved.Config;
         Weights = new LlamaWeights(file, Config);
         var c = Config;
 
-        int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
-        if (ctx < 1 || ctx > LlamaConfig.MaxContext)
-            throw new ArgumentOutOfRangeException(nameof(options), $"context size {options.ContextSize} is not in [1, {LlamaConfig.MaxContext}]");
-        if (options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), $"batch size {options.MaxBatch} must be at least 1");
-        MaxBatch = Math.Min(options.MaxBatch, ctx);
+        int ctx = resolved.ContextSize;
+        MaxBatch = resolved.MaxBatch;
         bool neox = c.Arch.NeoxRope;
         Rope = new RopeSpec(c.HeadDim, c.RopeDims, c.RopeFreqBase, c.RopeScale, Weights.RopeFreqFactors(c, ctx), neox, c.RopeAttnFactor);
         RopeSwa = c.RopeFreqBaseSwa == c.RopeFreqBase ? Rope
@@ -175,7 +129,7 @@ public sealed class LlamaModel : IDisposable
         var vType = options.CacheTypeV ?? backend.DefaultCacheType;
         KvCacheTypes.Check(kType, c.KvDim, c.HeadDim, "K");
         KvCacheTypes.Check(vType, c.KvDim, c.HeadDim, "V");
-        Cache = new KvCache(backend, c.LayerCount, ctx, c.KvDim, kType, vType);
+        Cache = backend.CreateCache(c.LayerCount, ctx, c.KvDim, kType, vType);
         long b = MaxBatch;
         _x = backend.Allocate(b * c.Dim);
         _xb = backend.Allocate(b * c.Dim);
@@ -295,7 +249,7 @@ public sealed class LlamaModel : IDisposable
     /// A KV cache of <see cref="ContextSize"/> positions for another sequence on this model (a server slot, an
     /// embedding pass), used with <see cref="ForwardSequences"/>. Freed with the backend.
     /// </summary>
-    public KvCache CreateCache() => new(Backend, Config.LayerCount, ContextSize, Config.KvDim, Cache.KeyType, Cache.ValueType);
+    public KvCache CreateCache() => Backend.CreateCache(Config.LayerCount, ContextSize, Config.KvDim, Cache.KeyType, Cache.ValueType);
 
     // Row-0 scratch for the sequences of a multi-sequence batch that do not start at row 0 (allocated on first use).
     private BackendBuffer? _qs, _ks, _vs, _atts;

@@ -1,4 +1,5 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Quant;
 
 namespace EdgeLlm.Model;
 
@@ -141,7 +142,7 @@ public sealed class LlamaWeights
             var t = Find(name);
             if (!HasShape(t, ne0, ne1))
                 throw Error(name, $"shape {t.ShapeString} does not match the expected [{ne0}, {ne1}]");
-            if (!GgmlTypes.IsComputable(t.Type))
+            if (!TypeTraits.IsComputable(t.Type))
                 throw Error(name, $"type {GgmlTypes.Name(t.Type)} is not supported (EdgeLlm computes {Quant.TypeTraits.Names})");
             return file.GetTensor(t);
         }

@@ -101,6 +101,9 @@ public sealed unsafe class TypeTraits
     /// <summary>The row of <paramref name="type"/>, or null when EdgeLlm does not compute with it.</summary>
     public static TypeTraits? Of(GgmlType type) => (uint)type < MaxId ? ById[(int)type] : null;
 
+    /// <summary>True for the types EdgeLlm computes with (those with a row).</summary>
+    public static bool IsComputable(GgmlType type) => Of(type) is not null;
+
     /// <summary>The row of <paramref name="type"/>; a type without one throws <see cref="NotSupportedException"/> naming <paramref name="what"/>.</summary>
     public static TypeTraits Require(GgmlType type, string what) =>
         Of(type) ?? throw new NotSupportedException($"{what} {GgmlTypes.Name(type)}");

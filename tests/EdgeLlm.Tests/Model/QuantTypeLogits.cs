@@ -1,4 +1,6 @@
 using System.Text.Json;
+using EdgeLlm.Backends;
+using EdgeLlm.Compute;
 using EdgeLlm.Model;
 
 namespace EdgeLlm.Tests.Model;

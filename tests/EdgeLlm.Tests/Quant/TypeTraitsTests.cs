@@ -43,7 +43,7 @@ public unsafe class TypeTraitsTests
             Assert.Equal((want.BlockSize, want.BlockBytes), (row.BlockSize, row.BlockBytes));
             Assert.Equal(want.Activation, row.Activation);
             Assert.Equal((want.BlockSize, want.BlockBytes), GgmlTypes.Geometry(row.Type));
-            Assert.True(GgmlTypes.IsComputable(row.Type));
+            Assert.True(TypeTraits.IsComputable(row.Type));
             Assert.Same(row, TypeTraits.Of(row.Type));
         }
         foreach (var (type, want) in Ggml)
@@ -52,7 +52,7 @@ public unsafe class TypeTraitsTests
             Assert.Equal((want.BlockSize, want.BlockBytes), GgmlTypes.Geometry(type));
         }
         Assert.Null(TypeTraits.Of(GgmlType.IQ2_XXS));
-        Assert.False(GgmlTypes.IsComputable(GgmlType.IQ2_XXS));
+        Assert.False(TypeTraits.IsComputable(GgmlType.IQ2_XXS));
         Assert.Equal((256, 66), GgmlTypes.Geometry(GgmlType.IQ2_XXS));
         Assert.Throws<NotSupportedException>(() => QuantRef.DequantizeRow(GgmlType.IQ2_XXS, new byte[66], new float[256]));
     }

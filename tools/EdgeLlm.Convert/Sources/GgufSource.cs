@@ -43,7 +43,7 @@ public sealed class GgufSource : CheckpointSource
             var tensors = new List<SourceTensor>();
             foreach (var info in f.Tensors)
             {
-                if (!GgmlTypes.IsComputable(info.Type))
+                if (!TypeTraits.IsComputable(info.Type))
                     throw new EdgeLlmException($"{path}: tensor '{info.Name}' is {GgmlTypes.Name(info.Type)}, which edgellm-convert cannot read");
                 var shape = (long[])info.Dims.Clone();
                 Array.Reverse(shape);
