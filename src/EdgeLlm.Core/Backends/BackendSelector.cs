@@ -19,9 +19,6 @@ public sealed record BackendSelection(IBackend Backend, string Description, bool
 /// </summary>
 public static class BackendSelector
 {
-    /// <summary>Device memory kept free beyond the estimate (activations, kernels, driver reserves).</summary>
-    public const long MemoryMargin = 512L << 20;
-
     /// <summary>As <see cref="Select(ResolvedOptions)"/> for options not yet resolved for <paramref name="file"/>.</summary>
     public static BackendSelection Select(BackendOptions options, GgufFile file) => Select(ResolvedOptions.Resolve(file, options));
 
@@ -134,18 +131,7 @@ public static class BackendSelector
             {
                 var (free, _) = backend.MemoryInfo();
                 plan = PlanOffload(resolved, request, free, backend.Device.Integrated);
-                if (plan is null)
-                {
-                    long need = EstimateDeviceBytes(resolved);
-                    if (need + MemoryMargin > free)
-                    {
-                        why = $"{device}: the model needs about {need / 1e9:F1} GB of device memory, {free / 1e9:F1} GB is free";
-                        backend.Dispose();
-                        backend = null;
-                        return false;
-                    }
-                }
-                else if (plan.NoneOnGpu && request.Auto)
+                if (plan.NoneOnGpu && request.Auto)
                 {
                     why = $"{device}: {plan.Reason}";
                     backend.Dispose();
@@ -169,14 +155,5 @@ public static class BackendSelector
     {
         var inputs = Split.OffloadPlanner.Measure(resolved.File, resolved.Config, resolved.ContextSize, resolved.MaxBatch, freeBytes, integrated);
         return Split.OffloadPlanner.Plan(request, inputs);
-    }
-
-    /// <summary>Weights plus the fp16 KV cache of the context the model will get.</summary>
-    public static long EstimateDeviceBytes(ResolvedOptions resolved)
-    {
-        long weights = 0;
-        foreach (var t in resolved.File.Tensors) weights += t.ByteSize;
-        var c = resolved.Config;
-        return weights + 2L * c.LayerCount * resolved.ContextSize * c.KvDim * sizeof(ushort);
     }
 }
