@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using EdgeLlm.Convert.Sources;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.TestSupport;
 
@@ -63,24 +64,24 @@ public static class RandomCheckpointWriter
         int dim = spec.Dim, q = spec.Heads * spec.HeadDim, kv = spec.KvHeads * spec.HeadDim, ffn = spec.FfnDim, vocab = spec.VocabSize;
         var list = new List<RandomTensor>
         {
-            new("token_embd.weight", "tok_embeddings.weight", "model.embed_tokens.weight", [vocab, dim],
+            new(TensorNames.TokenEmbd, "tok_embeddings.weight", "model.embed_tokens.weight", [vocab, dim],
                 spec.EmbeddingsSplitRows ? MetaSplit.Rows : MetaSplit.Columns, 0),
         };
         for (int l = 0; l < spec.Layers; l++)
         {
-            string b = $"blk.{l}.", m = $"layers.{l}.", h = $"model.layers.{l}.";
-            list.Add(new(b + "attn_norm.weight", m + "attention_norm.weight", h + "input_layernorm.weight", [dim], MetaSplit.Replicated, 0));
-            list.Add(new(b + "attn_q.weight", m + "attention.wq.weight", h + "self_attn.q_proj.weight", [q, dim], MetaSplit.Rows, spec.Heads));
-            list.Add(new(b + "attn_k.weight", m + "attention.wk.weight", h + "self_attn.k_proj.weight", [kv, dim], MetaSplit.Rows, spec.KvHeads));
-            list.Add(new(b + "attn_v.weight", m + "attention.wv.weight", h + "self_attn.v_proj.weight", [kv, dim], MetaSplit.Rows, 0));
-            list.Add(new(b + "attn_output.weight", m + "attention.wo.weight", h + "self_attn.o_proj.weight", [dim, q], MetaSplit.Columns, 0));
-            list.Add(new(b + "ffn_norm.weight", m + "ffn_norm.weight", h + "post_attention_layernorm.weight", [dim], MetaSplit.Replicated, 0));
-            list.Add(new(b + "ffn_gate.weight", m + "feed_forward.w1.weight", h + "mlp.gate_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
-            list.Add(new(b + "ffn_down.weight", m + "feed_forward.w2.weight", h + "mlp.down_proj.weight", [dim, ffn], MetaSplit.Columns, 0));
-            list.Add(new(b + "ffn_up.weight", m + "feed_forward.w3.weight", h + "mlp.up_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
+            string b = TensorNames.BlockPrefix(l), m = $"layers.{l}.", h = $"model.layers.{l}.";
+            list.Add(new(b + TensorNames.AttnNorm, m + "attention_norm.weight", h + "input_layernorm.weight", [dim], MetaSplit.Replicated, 0));
+            list.Add(new(b + TensorNames.AttnQ, m + "attention.wq.weight", h + "self_attn.q_proj.weight", [q, dim], MetaSplit.Rows, spec.Heads));
+            list.Add(new(b + TensorNames.AttnK, m + "attention.wk.weight", h + "self_attn.k_proj.weight", [kv, dim], MetaSplit.Rows, spec.KvHeads));
+            list.Add(new(b + TensorNames.AttnV, m + "attention.wv.weight", h + "self_attn.v_proj.weight", [kv, dim], MetaSplit.Rows, 0));
+            list.Add(new(b + TensorNames.AttnOutput, m + "attention.wo.weight", h + "self_attn.o_proj.weight", [dim, q], MetaSplit.Columns, 0));
+            list.Add(new(b + TensorNames.FfnNorm, m + "ffn_norm.weight", h + "post_attention_layernorm.weight", [dim], MetaSplit.Replicated, 0));
+            list.Add(new(b + TensorNames.FfnGate, m + "feed_forward.w1.weight", h + "mlp.gate_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
+            list.Add(new(b + TensorNames.FfnDown, m + "feed_forward.w2.weight", h + "mlp.down_proj.weight", [dim, ffn], MetaSplit.Columns, 0));
+            list.Add(new(b + TensorNames.FfnUp, m + "feed_forward.w3.weight", h + "mlp.up_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
         }
-        list.Add(new("output_norm.weight", "norm.weight", "model.norm.weight", [dim], MetaSplit.Replicated, 0));
-        list.Add(new("output.weight", "output.weight", "lm_head.weight", [vocab, dim], MetaSplit.Rows, 0));
+        list.Add(new(TensorNames.OutputNorm, "norm.weight", "model.norm.weight", [dim], MetaSplit.Replicated, 0));
+        list.Add(new(TensorNames.Output, "output.weight", "lm_head.weight", [vocab, dim], MetaSplit.Rows, 0));
         return list;
     }
 
