@@ -178,15 +178,6 @@ internal static class RandomModel
             else if (i < 3 + 256) { tokens[i] = $"<0x{i - 3:X2}>"; types[i] = 6; }
             else { tokens[i] = "\u2581p" + (i - 259); types[i] = 1; scores[i] = -(i - 259); }
         }
-        return
-        [
-            ("tokenizer.ggml.model", GgufValue.Of("llama")),
-            ("tokenizer.ggml.tokens", GgufValue.Of(tokens)),
-            ("tokenizer.ggml.scores", GgufValue.Of(scores)),
-            ("tokenizer.ggml.token_type", GgufValue.Of(types)),
-            ("tokenizer.ggml.bos_token_id", GgufValue.Of(1u)),
-            ("tokenizer.ggml.eos_token_id", GgufValue.Of(2u)),
-            ("tokenizer.ggml.unknown_token_id", GgufValue.Of(0u)),
-        ];
+        return VocabSource.SentencePieceKeys(tokens, scores, types);
     }
 }
