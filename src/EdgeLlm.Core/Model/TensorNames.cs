@@ -59,13 +59,18 @@ public static class TensorNames
     /// <summary>Splits <c>blk.N.rest</c> into N and rest; false for a name outside the blocks.</summary>
     public static bool TryParseBlock(string name, out int layer, out string tensor)
     {
-        layer = -1;
-        tensor = "";
-        if (!name.StartsWith("blk.", StringComparison.Ordinal)) return false;
+        layer = BlockLayer(name);
+        tensor = layer < 0 ? "" : name[(name.IndexOf('.', 4) + 1)..];
+        return layer >= 0;
+    }
+
+    /// <summary>N of a <c>blk.N.rest</c> name, or −1 for a name outside the blocks (no allocation).</summary>
+    public static int BlockLayer(string name)
+    {
+        if (!name.StartsWith("blk.", StringComparison.Ordinal)) return -1;
         int dot = name.IndexOf('.', 4);
-        if (dot < 0 || !int.TryParse(name.AsSpan(4, dot - 4), System.Globalization.NumberStyles.None, null, out layer)) return false;
-        tensor = name[(dot + 1)..];
-        return true;
+        return dot > 4 && int.TryParse(name.AsSpan(4, dot - 4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int layer)
+            ? layer : -1;
     }
 
     /// <summary>Whether a tensor is a 1-D vector (norm weights, biases, rope factors), which llama.cpp keeps in F32.</summary>
