@@ -315,24 +315,10 @@ public sealed class MetaPthSource : CheckpointSource
     /// Llama-3.1 rope frequency factors, as llama.cpp writes them to rope_freqs: 1 for short wavelengths,
     /// the scale factor for long ones, a smooth blend between (Meta's apply_scaling, original context 8192).
     /// </summary>
-    public static float[] Llama31RopeFactors(int headDim, float theta, float scaleFactor = 8f, float highFreqFactor = 4f, float lowFreqFactor = 1f, int oldContext = 8192)
-    {
-        var factors = new float[headDim / 2];
-        double lowWavelen = oldContext / lowFreqFactor, highWavelen = oldContext / highFreqFactor;
-        for (int i = 0; i < factors.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highWavelen) factors[i] = 1f;
-            else if (wavelen > lowWavelen) factors[i] = scaleFactor;
-            else
-            {
-                double smooth = (oldContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
-                factors[i] = (float)(1 / ((1 - smooth) / scaleFactor + smooth));
-            }
-        }
-        return factors;
-    }
+    public static float[] Llama31RopeFactors(int headDim, float theta, float scaleFactor = 8f, float highFreqFactor = 4f, float lowFreqFactor = 1f, int oldContext = 8192) =>
+        highFreqFactor == lowFreqFactor
+            ? throw new EdgeLlmException($"params.json: high_freq_factor {highFreqFactor} equals low_freq_factor (no blend between them)")
+            : Llama3Rope.Factors(headDim, theta, scaleFactor, lowFreqFactor, highFreqFactor, oldContext);
 
     // ---------------------------------------------------------------- params.json
 
