@@ -3,10 +3,11 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using EdgeLlm.Convert.Sources;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.TestSupport;
 
-/// <summary>Shape and seed of a random Llama checkpoint.</summary>
+/// <summary>A random Llama checkpoint: its params.json numbers (the model is <see cref="Shape"/>), seed and format quirks.</summary>
 public sealed record RandomCheckpointSpec
 {
     public required int Dim { get; init; }
@@ -33,6 +34,12 @@ public sealed record RandomCheckpointSpec
 
     /// <summary>FFN size as Meta's code derives it from dim, multiple_of and ffn_dim_multiplier.</summary>
     public int FfnDim => MetaPthSource.DeriveFfnDim(Dim, MultipleOf, FfnDimMultiplier);
+
+    /// <summary>The model the checkpoint holds (its tensors' names and sizes).</summary>
+    public ModelShape Shape => new()
+    {
+        Dim = Dim, Layers = Layers, Heads = Heads, KvHeads = KvHeads, Ffn = FfnDim, Vocab = VocabSize, RmsEps = NormEps, RopeBase = RopeTheta,
+    };
 }
 
 /// <summary>
@@ -60,27 +67,32 @@ public static class RandomCheckpointWriter
     /// <summary>The tensors of the checkpoint in GGUF order, llama.cpp layout (Meta's, i.e. no rotate-half).</summary>
     public static List<RandomTensor> Tensors(RandomCheckpointSpec spec)
     {
-        int dim = spec.Dim, q = spec.Heads * spec.HeadDim, kv = spec.KvHeads * spec.HeadDim, ffn = spec.FfnDim, vocab = spec.VocabSize;
+        var shape = spec.Shape;
+        RandomTensor T(string gguf, string meta, string hf, MetaSplit split, int rotateHalfHeads = 0)
+        {
+            var dims = shape.Dims(gguf)!;
+            Array.Reverse(dims); // PyTorch order
+            return new(gguf, meta, hf, dims, split, rotateHalfHeads);
+        }
         var list = new List<RandomTensor>
         {
-            new("token_embd.weight", "tok_embeddings.weight", "model.embed_tokens.weight", [vocab, dim],
-                spec.EmbeddingsSplitRows ? MetaSplit.Rows : MetaSplit.Columns, 0),
+            T(TensorNames.TokenEmbd, "tok_embeddings.weight", "model.embed_tokens.weight", spec.EmbeddingsSplitRows ? MetaSplit.Rows : MetaSplit.Columns),
         };
         for (int l = 0; l < spec.Layers; l++)
         {
-            string b = $"blk.{l}.", m = $"layers.{l}.", h = $"model.layers.{l}.";
-            list.Add(new(b + "attn_norm.weight", m + "attention_norm.weight", h + "input_layernorm.weight", [dim], MetaSplit.Replicated, 0));
-            list.Add(new(b + "attn_q.weight", m + "attention.wq.weight", h + "self_attn.q_proj.weight", [q, dim], MetaSplit.Rows, spec.Heads));
-            list.Add(new(b + "attn_k.weight", m + "attention.wk.weight", h + "self_attn.k_proj.weight", [kv, dim], MetaSplit.Rows, spec.KvHeads));
-            list.Add(new(b + "attn_v.weight", m + "attention.wv.weight", h + "self_attn.v_proj.weight", [kv, dim], MetaSplit.Rows, 0));
-            list.Add(new(b + "attn_output.weight", m + "attention.wo.weight", h + "self_attn.o_proj.weight", [dim, q], MetaSplit.Columns, 0));
-            list.Add(new(b + "ffn_norm.weight", m + "ffn_norm.weight", h + "post_attention_layernorm.weight", [dim], MetaSplit.Replicated, 0));
-            list.Add(new(b + "ffn_gate.weight", m + "feed_forward.w1.weight", h + "mlp.gate_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
-            list.Add(new(b + "ffn_down.weight", m + "feed_forward.w2.weight", h + "mlp.down_proj.weight", [dim, ffn], MetaSplit.Columns, 0));
-            list.Add(new(b + "ffn_up.weight", m + "feed_forward.w3.weight", h + "mlp.up_proj.weight", [ffn, dim], MetaSplit.Rows, 0));
+            string b = TensorNames.BlockPrefix(l), m = $"layers.{l}.", h = $"model.layers.{l}.";
+            list.Add(T(b + TensorNames.AttnNorm, m + "attention_norm.weight", h + "input_layernorm.weight", MetaSplit.Replicated));
+            list.Add(T(b + TensorNames.AttnQ, m + "attention.wq.weight", h + "self_attn.q_proj.weight", MetaSplit.Rows, spec.Heads));
+            list.Add(T(b + TensorNames.AttnK, m + "attention.wk.weight", h + "self_attn.k_proj.weight", MetaSplit.Rows, spec.KvHeads));
+            list.Add(T(b + TensorNames.AttnV, m + "attention.wv.weight", h + "self_attn.v_proj.weight", MetaSplit.Rows));
+            list.Add(T(b + TensorNames.AttnOutput, m + "attention.wo.weight", h + "self_attn.o_proj.weight", MetaSplit.Columns));
+            list.Add(T(b + TensorNames.FfnNorm, m + "ffn_norm.weight", h + "post_attention_layernorm.weight", MetaSplit.Replicated));
+            list.Add(T(b + TensorNames.FfnGate, m + "feed_forward.w1.weight", h + "mlp.gate_proj.weight", MetaSplit.Rows));
+            list.Add(T(b + TensorNames.FfnDown, m + "feed_forward.w2.weight", h + "mlp.down_proj.weight", MetaSplit.Columns));
+            list.Add(T(b + TensorNames.FfnUp, m + "feed_forward.w3.weight", h + "mlp.up_proj.weight", MetaSplit.Rows));
         }
-        list.Add(new("output_norm.weight", "norm.weight", "model.norm.weight", [dim], MetaSplit.Replicated, 0));
-        list.Add(new("output.weight", "output.weight", "lm_head.weight", [vocab, dim], MetaSplit.Rows, 0));
+        list.Add(T(TensorNames.OutputNorm, "norm.weight", "model.norm.weight", MetaSplit.Replicated));
+        list.Add(T(TensorNames.Output, "output.weight", "lm_head.weight", MetaSplit.Rows));
         return list;
     }
 

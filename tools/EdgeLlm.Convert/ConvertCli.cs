@@ -97,8 +97,8 @@ public static class ConvertCli
         }
         using var source = CheckpointSources.Open(cmd.Input);
         var p = source.Params;
-        var tok = cmd.Tokenizer is null ? null : TokenizerLoader.Load(cmd.Tokenizer, p.VocabSize);
-        stderr.WriteLine($"edgellm-convert: {source.Format} {cmd.Input}: dim {p.Dim}, {p.Layers} layers, {p.Heads}/{p.KvHeads} heads, ffn {p.FfnDim}, vocab {p.VocabSize}, {source.Tensors.Count} tensors -> {QuantPolicy.Name(cmd.Type)}");
+        var tok = cmd.Tokenizer is null ? null : TokenizerLoader.Load(cmd.Tokenizer, p.Shape.Vocab);
+        stderr.WriteLine($"edgellm-convert: {source.Format} {cmd.Input}: dim {p.Shape.Dim}, {p.Shape.Layers} layers, {p.Shape.Heads}/{p.Shape.KvHeads} heads, ffn {p.Shape.Ffn}, vocab {p.Shape.Vocab}, {source.Tensors.Count} tensors -> {QuantPolicy.Name(cmd.Type)}");
         var result = Converter.Convert(source, cmd.Output, new ConvertOptions
         {
             Type = cmd.Type,

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert;
 
@@ -52,8 +53,8 @@ public static class Converter
         var p = source.Params;
         var tok = o.Tokenizer ?? source.Tokenizer;
         var tensors = new List<SourceTensor>(source.Tensors);
-        if (p.RopeFreqFactors is { } factors && !tensors.Exists(t => t.Name == LlamaLayout.RopeFreqs))
-            tensors.Insert(Math.Min(1, tensors.Count), new ArrayTensor { Name = LlamaLayout.RopeFreqs, Shape = [factors.Length], DType = SourceDType.F32, Data = factors });
+        if (p.RopeFreqFactors is { } factors && !tensors.Exists(t => t.Name == TensorNames.RopeFreqs))
+            tensors.Insert(Math.Min(1, tensors.Count), new ArrayTensor { Name = TensorNames.RopeFreqs, Shape = [factors.Length], DType = SourceDType.F32, Data = factors });
         if (p.GeneratedTensors is { } generated)
         {
             int at = Math.Min(1, tensors.Count);
@@ -64,8 +65,8 @@ public static class Converter
         if (source is not GgufSource) CheckTensors(tensors, p, source.Format);
         if (o.ContextLength is int ctx && ctx <= 0) throw new EdgeLlmException($"context length {ctx} must be positive");
 
-        bool hasOutput = tensors.Exists(t => t.Name == LlamaLayout.Output);
-        var shape = QuantPolicy.ModelShape.Of(p, hasOutput);
+        bool hasOutput = tensors.Exists(t => t.Name == TensorNames.Output);
+        var shape = QuantPolicy.ModelFacts.Of(p.Shape, hasOutput);
         var types = new GgmlType[tensors.Count];
         bool anyQuantized = false;
         var fallbacks = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -185,13 +186,13 @@ public static class Converter
         {
             if (!names.Add(t.Name)) throw new EdgeLlmException($"{format}: tensor '{t.Name}' appears twice");
             var want = LlamaLayout.ExpectedShape(t.Name, p)
-                ?? throw new EdgeLlmException($"{format}: unexpected tensor '{t.Name}' (not part of a {p.Layers}-layer {p.Architecture} model)");
+                ?? throw new EdgeLlmException($"{format}: unexpected tensor '{t.Name}' (not part of a {p.Shape.Layers}-layer {p.Shape.Arch} model)");
             if (!t.Shape.AsSpan().SequenceEqual(want))
                 throw new EdgeLlmException($"{format}: tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}], the hyperparameters imply [{string.Join(", ", want)}]");
         }
-        var required = new List<string> { LlamaLayout.TokenEmbd, LlamaLayout.OutputNorm };
-        for (int i = 0; i < p.Layers; i++)
-            foreach (string s in LlamaLayout.BlockTensorsOf(p.Architecture)) required.Add($"blk.{i}.{s}");
+        var required = new List<string> { TensorNames.TokenEmbd, TensorNames.OutputNorm };
+        for (int i = 0; i < p.Shape.Layers; i++)
+            foreach (string s in p.Shape.Family.BlockTensors) required.Add(TensorNames.Block(i, s));
         foreach (string r in required)
             if (!names.Contains(r)) throw new EdgeLlmException($"{format}: tensor '{r}' is missing");
     }

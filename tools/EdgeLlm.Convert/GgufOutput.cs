@@ -1,5 +1,6 @@
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert;
 
@@ -20,44 +21,46 @@ internal static class GgufOutput
         {
             foreach (string key in g.File.Keys)
             {
-                if (key is "general.file_type" or "general.quantization_version" or "general.alignment" or TensorChecksums.MetadataKey) continue;
+                if (key is ModelKeys.FileType or ModelKeys.QuantizationVersion or "general.alignment" or TensorChecksums.MetadataKey) continue;
                 if (tokenizerOverridden && key.StartsWith("tokenizer.", StringComparison.Ordinal)) continue;
                 w.Set(key, g.File.Get(key)!);
             }
-            if (name is not null) w.Set("general.name", name);
-            if (context is int c) w.Set($"{g.File.GetString("general.architecture") ?? "llama"}.context_length", (uint)c);
-            w.Set("general.file_type", QuantPolicy.FileType(type));
-            if (anyQuantized) w.Set("general.quantization_version", 2u);
-            if (tokenizerOverridden) AddTokenizer(w, tok, p.VocabSize);
+            if (name is not null) w.Set(ModelKeys.Name, name);
+            if (context is int c) w.Set(ModelKeys.Of(g.File.GetString(ModelKeys.Architecture) ?? "llama", ModelKeys.ContextLength), (uint)c);
+            w.Set(ModelKeys.FileType, QuantPolicy.FileType(type));
+            if (anyQuantized) w.Set(ModelKeys.QuantizationVersion, 2u);
+            if (tokenizerOverridden) AddTokenizer(w, tok, p.Shape.Vocab);
         }
         else if (p.ArchMetadata is { } keys)
         {
-            string arch = p.Architecture;
-            w.Set("general.architecture", arch);
-            w.Set("general.name", name ?? p.Name);
+            string arch = p.Shape.Arch;
+            w.Set(ModelKeys.Architecture, arch);
+            w.Set(ModelKeys.Name, name ?? p.Name);
             foreach (var (key, value) in keys)
-                w.Set($"{arch}.{key}", key == "context_length" && context is int c ? GgufValue.Of((uint)c) : value);
-            w.Set("general.file_type", QuantPolicy.FileType(type));
-            if (anyQuantized) w.Set("general.quantization_version", 2u);
-            AddTokenizer(w, tok, p.VocabSize);
+                w.Set(ModelKeys.Of(arch, key), key == ModelKeys.ContextLength && context is int c ? GgufValue.Of((uint)c) : value);
+            w.Set(ModelKeys.FileType, QuantPolicy.FileType(type));
+            if (anyQuantized) w.Set(ModelKeys.QuantizationVersion, 2u);
+            AddTokenizer(w, tok, p.Shape.Vocab);
         }
         else
         {
-            w.Set("general.architecture", "llama");
-            w.Set("general.name", name ?? p.Name);
-            w.Set("llama.block_count", (uint)p.Layers);
-            w.Set("llama.context_length", (uint)(context ?? p.ContextLength));
-            w.Set("llama.embedding_length", (uint)p.Dim);
-            w.Set("llama.feed_forward_length", (uint)p.FfnDim);
-            w.Set("llama.attention.head_count", (uint)p.Heads);
-            w.Set("llama.attention.head_count_kv", (uint)p.KvHeads);
-            w.Set("llama.rope.freq_base", p.RopeTheta);
-            w.Set("llama.attention.layer_norm_rms_epsilon", p.NormEps);
-            w.Set("general.file_type", QuantPolicy.FileType(type));
-            w.Set("llama.vocab_size", (uint)p.VocabSize);
-            w.Set("llama.rope.dimension_count", (uint)(p.Dim / p.Heads));
-            if (anyQuantized) w.Set("general.quantization_version", 2u);
-            AddTokenizer(w, tok, p.VocabSize);
+            var s = p.Shape;
+            static string K(string key) => ModelKeys.Of("llama", key);
+            w.Set(ModelKeys.Architecture, "llama");
+            w.Set(ModelKeys.Name, name ?? p.Name);
+            w.Set(K(ModelKeys.BlockCount), (uint)s.Layers);
+            w.Set(K(ModelKeys.ContextLength), (uint)(context ?? s.Context));
+            w.Set(K(ModelKeys.EmbeddingLength), (uint)s.Dim);
+            w.Set(K(ModelKeys.FeedForwardLength), (uint)s.Ffn);
+            w.Set(K(ModelKeys.HeadCount), (uint)s.Heads);
+            w.Set(K(ModelKeys.HeadCountKv), (uint)s.KvHeads);
+            w.Set(K(ModelKeys.RopeFreqBase), s.FreqBase);
+            w.Set(K(ModelKeys.RmsEps), s.Eps);
+            w.Set(ModelKeys.FileType, QuantPolicy.FileType(type));
+            w.Set(K(ModelKeys.VocabSize), (uint)s.Vocab);
+            w.Set(K(ModelKeys.RopeDimensionCount), (uint)(s.Dim / s.Heads));
+            if (anyQuantized) w.Set(ModelKeys.QuantizationVersion, 2u);
+            AddTokenizer(w, tok, s.Vocab);
         }
         w.Set(TensorChecksums.MetadataKey, GgufValue.Of(new ulong[tensorCount]));
     }

@@ -1,5 +1,6 @@
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert;
 
@@ -83,11 +84,11 @@ public static class QuantPolicy
 
     /// <summary>The model facts the policy looks at.</summary>
     /// <param name="Gqa">llama.cpp's n_gqa(): n_head / n_head_kv (integer division).</param>
-    public readonly record struct ModelShape(int Layers, bool HasOutput, bool Is70B, int Gqa = 1)
+    public readonly record struct ModelFacts(int Layers, bool HasOutput, bool Is70B, int Gqa = 1)
     {
         /// <summary>llama.cpp's LLM_TYPE_70B for llama: 80 layers with fewer KV heads than heads.</summary>
-        public static ModelShape Of(LlamaParams p, bool hasOutput) =>
-            new(p.Layers, hasOutput, p.Layers == 80 && p.KvHeads != p.Heads, p.KvHeads > 0 ? p.Heads / p.KvHeads : 1);
+        public static ModelFacts Of(ModelShape s, bool hasOutput) =>
+            new(s.Layers, hasOutput, s.Layers == 80 && s.KvHeads != s.Heads, s.KvHeads > 0 ? s.Heads / s.KvHeads : 1);
     }
 
     /// <summary>A tensor's type; <see cref="Fallback"/> says why it differs from the policy's first choice.</summary>
@@ -104,7 +105,7 @@ public static class QuantPolicy
     }
 
     /// <summary>Types for a whole model (result in the given order), counting in llama.cpp's visiting order.</summary>
-    public static Choice[] ChooseAll(OutputType output, IReadOnlyList<(string Name, long[] Dims)> tensors, ModelShape model)
+    public static Choice[] ChooseAll(OutputType output, IReadOnlyList<(string Name, long[] Dims)> tensors, ModelFacts model)
     {
         var order = new int[tensors.Count];
         for (int i = 0; i < order.Length; i++) order[i] = i;
@@ -136,16 +137,16 @@ public static class QuantPolicy
 
     /// <summary>One tensor, taking the counters from the layer number in its name (right for files in layer order).</summary>
     /// <param name="dims">GGUF dims, innermost (row length) first.</param>
-    public static Choice Choose(OutputType output, string name, long[] dims, ModelShape model)
+    public static Choice Choose(OutputType output, string name, long[] dims, ModelFacts model)
     {
         var counters = new Counters();
-        if (LlamaLayout.TryParseBlock(name, out int layer, out _)) counters = new Counters { AttnV = layer, FfnDown = layer };
+        if (TensorNames.TryParseBlock(name, out int layer, out _)) counters = new Counters { AttnV = layer, FfnDown = layer };
         return Choose(output, name, dims, model, ref counters);
     }
 
     /// <param name="dims">GGUF dims, innermost (row length) first.</param>
     /// <param name="counters">advanced past this tensor when it is an attn_v or ffn_down that gets quantized.</param>
-    public static Choice Choose(OutputType output, string name, long[] dims, ModelShape model, ref Counters counters)
+    public static Choice Choose(OutputType output, string name, long[] dims, ModelFacts model, ref Counters counters)
     {
         bool convert = name.EndsWith("weight", StringComparison.Ordinal) && CountDims(dims) >= 2
             && !name.Contains("_norm.weight", StringComparison.Ordinal);
@@ -155,16 +156,16 @@ public static class QuantPolicy
 
         long nx = dims[0];
         int n = model.Layers;
-        if (name == LlamaLayout.Output || (!model.HasOutput && name == LlamaLayout.TokenEmbd))
+        if (name == TensorNames.Output || (!model.HasOutput && name == TensorNames.TokenEmbd))
         {
             if (nx % GgmlTypes.BlockSize(type) != 0) type = GgmlType.Q8_0;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
-        else if (name == LlamaLayout.TokenEmbd)
+        else if (name == TensorNames.TokenEmbd)
         {
             // llama.cpp changes token_embd only for the IQ1/IQ2/IQ3_XXS/TQ file types, none of which is written here.
         }
-        else if (name.Contains("attn_v.weight", StringComparison.Ordinal))
+        else if (name.Contains(TensorNames.AttnV, StringComparison.Ordinal))
         {
             int i = counters.AttnV++;
             switch (output)
@@ -187,7 +188,7 @@ public static class QuantPolicy
                 case OutputType.IQ4_XS or OutputType.Q4_K_S when i < n / 8: type = GgmlType.Q5_K; break;
             }
         }
-        else if (name.Contains("attn_output.weight", StringComparison.Ordinal))
+        else if (name.Contains(TensorNames.AttnOutput, StringComparison.Ordinal))
         {
             if (output == OutputType.Q3_K_M) type = GgmlType.Q4_K;
         }

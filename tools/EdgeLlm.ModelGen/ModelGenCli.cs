@@ -1,5 +1,6 @@
 using System.Globalization;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.ModelGen;
 
@@ -24,7 +25,7 @@ public static class ModelGenCli
         "                       phi3-mini = phi3 3072, 32, 32/32, 8192, 32064;\n" +
         "                       gemma2-2b = gemma2 2304, 26, 8/4 x 256, 9216, 256000, window 4096;\n" +
         "                       gemma3-1b = gemma3 1152, 26, 4/1 x 256, 6912, 262144, window 512\n" +
-        "  --arch ARCH          family layout and metadata (default: the preset's): " + string.Join(", ", ArchDefaults.Names) + "\n" +
+        "  --arch ARCH          family layout and metadata (default: the preset's): " + string.Join(", ", LlamaConfig.SupportedArchitectures) + "\n" +
         "  --dim --layers --heads --kv-heads --head-dim --ffn --vocab --ctx N   override one number of the preset\n" +
         "  --type TYPE          weight format (default q4_0): " + string.Join(", ", WeightFormats.Names) + ";\n" +
         "                       quantized formats except q8_0 store output.weight as Q6_K like llama.cpp;\n" +
@@ -99,8 +100,8 @@ public static class ModelGenCli
             ?? throw new UsageError($"unknown shape '{shapeName}' (expected {string.Join(", ", ModelShape.PresetNames)})");
         if (v.TryGetValue("--arch", out string? arch))
         {
-            if (Array.IndexOf(ArchDefaults.Names, arch) < 0)
-                throw new UsageError($"unknown architecture '{arch}' (expected {string.Join(", ", ArchDefaults.Names)})");
+            if (Array.IndexOf(LlamaConfig.SupportedArchitectures, arch) < 0)
+                throw new UsageError($"unknown architecture '{arch}' (expected {string.Join(", ", LlamaConfig.SupportedArchitectures)})");
             shape = shape with { Arch = arch };
         }
         shape = shape with

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.ModelGen;
 
@@ -57,10 +58,10 @@ public static class ModelGenerator
         if (s.Problem() is { } why) throw new ArgumentException($"invalid shape: {why}");
         if (o.OutputType is { } ot && !RandomBlocks.IsSupported(ot))
             throw new ArgumentException($"output type {GgmlTypes.Name(ot)} is not one the generator writes ({EdgeLlm.Quant.TypeTraits.Names})");
-        var arch = Model.ArchSpec.Find(s.Arch)!;
         var list = new List<PlannedTensor>();
-        void Add(string name, TensorRole role, int layer, long ne0, long ne1)
+        void Add(string name, TensorRole role, int layer, long[] dims)
         {
+            long ne0 = dims[0];
             var type = WeightFormats.TypeOf(o.Format, role, layer, s.Layers, o.OutputType, s.IsTied);
             int bs = GgmlTypes.BlockSize(type);
             if (ne0 % bs != 0 && WeightFormats.Fallback(type) is { } fallback && ne0 % GgmlTypes.BlockSize(fallback) == 0)
@@ -68,49 +69,32 @@ public static class ModelGenerator
             if (ne0 % bs != 0)
                 throw new ArgumentException(
                     $"--type {WeightFormats.Name(o.Format)}: tensor '{name}' has rows of {ne0}, not a multiple of the {GgmlTypes.Name(type)} block size {bs}");
-            bool vector = role is TensorRole.Norm or TensorRole.Bias or TensorRole.RopeFreqs;
-            list.Add(new PlannedTensor(name, role, layer, type, vector ? [ne0] : [ne0, ne1]));
+            list.Add(new PlannedTensor(name, role, layer, type, dims));
         }
-        Add("token_embd.weight", TensorRole.TokenEmbd, -1, s.Dim, s.Vocab);
-        if (s.RopeFreqs) Add(Model.LlamaWeights.RopeFreqsName, TensorRole.RopeFreqs, -1, s.HeadDim / 2, 1);
+        Add(TensorNames.TokenEmbd, TensorRole.TokenEmbd, -1, s.Dims(TensorNames.TokenEmbd)!);
+        if (s.RopeFreqs) Add(TensorNames.RopeFreqs, TensorRole.RopeFreqs, -1, s.Dims(TensorNames.RopeFreqs)!);
         for (int l = 0; l < s.Layers; l++)
-        {
-            string p = $"blk.{l}.";
-            Add(p + "attn_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-            if (arch.FusedQkv) Add(p + "attn_qkv.weight", TensorRole.AttnQkv, l, s.Dim, s.QDim + 2L * s.KvDim);
-            else
-            {
-                Add(p + "attn_q.weight", TensorRole.AttnQ, l, s.Dim, s.QDim);
-                Add(p + "attn_k.weight", TensorRole.AttnK, l, s.Dim, s.KvDim);
-                Add(p + "attn_v.weight", TensorRole.AttnV, l, s.Dim, s.KvDim);
-            }
-            if (arch.RequiresQkvBias)
-            {
-                Add(p + "attn_q.bias", TensorRole.Bias, l, s.QDim, 1);
-                Add(p + "attn_k.bias", TensorRole.Bias, l, s.KvDim, 1);
-                Add(p + "attn_v.bias", TensorRole.Bias, l, s.KvDim, 1);
-            }
-            if (arch.QkNorm)
-            {
-                Add(p + "attn_q_norm.weight", TensorRole.Norm, l, s.HeadDim, 1);
-                Add(p + "attn_k_norm.weight", TensorRole.Norm, l, s.HeadDim, 1);
-            }
-            Add(p + "attn_output.weight", TensorRole.AttnOutput, l, s.QDim, s.Dim);
-            if (arch.PostNorms) Add(p + "post_attention_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-            Add(p + "ffn_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-            if (arch.FusedGateUp) Add(p + "ffn_up.weight", TensorRole.FfnUp, l, s.Dim, 2L * s.Ffn);
-            else
-            {
-                Add(p + "ffn_gate.weight", TensorRole.FfnGate, l, s.Dim, s.Ffn);
-                Add(p + "ffn_up.weight", TensorRole.FfnUp, l, s.Dim, s.Ffn);
-            }
-            Add(p + "ffn_down.weight", TensorRole.FfnDown, l, s.Ffn, s.Dim);
-            if (arch.PostNorms) Add(p + "post_ffw_norm.weight", TensorRole.Norm, l, s.Dim, 1);
-        }
-        Add("output_norm.weight", TensorRole.Norm, -1, s.Dim, 1);
-        if (!s.IsTied) Add("output.weight", TensorRole.Output, -1, s.Dim, s.Vocab);
+            foreach (string t in TensorNames.BlockForwardOrder)
+                if (s.BlockDims(t) is { } dims) Add(TensorNames.Block(l, t), RoleOf(t), l, dims);
+        Add(TensorNames.OutputNorm, TensorRole.Norm, -1, s.Dims(TensorNames.OutputNorm)!);
+        if (!s.IsTied) Add(TensorNames.Output, TensorRole.Output, -1, s.Dims(TensorNames.Output)!);
         return list;
     }
+
+    /// <summary>The role of block tensor <paramref name="tensor"/> (a <see cref="TensorNames"/> suffix).</summary>
+    private static TensorRole RoleOf(string tensor) => tensor switch
+    {
+        TensorNames.AttnQ => TensorRole.AttnQ,
+        TensorNames.AttnK => TensorRole.AttnK,
+        TensorNames.AttnV => TensorRole.AttnV,
+        TensorNames.AttnQkv => TensorRole.AttnQkv,
+        TensorNames.AttnOutput => TensorRole.AttnOutput,
+        TensorNames.FfnGate => TensorRole.FfnGate,
+        TensorNames.FfnUp => TensorRole.FfnUp,
+        TensorNames.FfnDown => TensorRole.FfnDown,
+        _ when tensor.EndsWith(".bias", StringComparison.Ordinal) => TensorRole.Bias,
+        _ => TensorRole.Norm,
+    };
 
     /// <summary>
     /// Generates the model into <paramref name="path"/>. <paramref name="progress"/> gets (bytes done, bytes
@@ -121,101 +105,93 @@ public static class ModelGenerator
         var clock = Stopwatch.StartNew();
         var plan = Plan(o);
         var vocab = VocabSource.For(o.Shape.Vocab, o.TokenizerFile);
-        var w = new GgufWriter();
-        foreach (var (key, value) in Metadata(o)) w.Set(key, value);
-        foreach (var (key, value) in vocab.Keys) w.Set(key, value);
-
         int threads = o.Threads > 0 ? o.Threads : Environment.ProcessorCount;
+        using var buffers = new ChunkBuffer(threads * 4 * (long)ChunkBytes);
+        long total = WriteFile(path, plan, [.. Metadata(o), .. vocab.Keys], (stream, t) => WriteTensor(stream, t, o, threads, buffers), progress);
+        return new GenerationSummary(path, new FileInfo(path).Length, total, plan.Count, clock.Elapsed, vocab.Origin);
+    }
+
+    /// <summary>
+    /// The writer under <see cref="Write(ModelGenOptions, string, Action{long, long}?)"/>, for callers that adjust the
+    /// plan or the metadata (the tests' fixtures): the metadata in order (a key given twice keeps its first place and
+    /// its last value), then the planned tensors, each streamed in plan order by <paramref name="fill"/>, which must
+    /// write exactly <see cref="PlannedTensor.Bytes"/> bytes. <paramref name="progress"/> gets (bytes done, bytes total)
+    /// after each tensor. Returns the tensor bytes.
+    /// </summary>
+    public static long WriteFile(string path, IReadOnlyList<PlannedTensor> plan, IEnumerable<(string Key, GgufValue Value)> metadata,
+        Action<Stream, PlannedTensor> fill, Action<long, long>? progress = null)
+    {
+        var w = new GgufWriter();
+        foreach (var (key, value) in metadata) w.Set(key, value);
         long total = 0;
         foreach (var t in plan) total += t.Bytes;
         long done = 0;
-        using var buffers = new ChunkBuffer(threads * 4 * (long)ChunkBytes);
         foreach (var t in plan)
         {
             var tensor = t;
             w.AddTensor(t.Name, t.Type, t.Dims, stream =>
             {
-                WriteTensor(stream, tensor, o, threads, buffers);
+                fill(stream, tensor);
                 done += tensor.Bytes;
                 progress?.Invoke(done, total);
             });
         }
         w.Write(path);
-        return new GenerationSummary(path, new FileInfo(path).Length, total, plan.Count, clock.Elapsed, vocab.Origin);
+        return total;
     }
 
     /// <summary>The llama.cpp metadata for the options (no tokenizer keys), in the order the file gets them.</summary>
     public static List<(string Key, GgufValue Value)> Metadata(ModelGenOptions o)
     {
         var s = o.Shape;
-        var d = ArchDefaults.For(s.Arch);
-        string a = s.Arch + ".";
+        string K(string key) => ModelKeys.Of(s.Arch, key);
         var inv = CultureInfo.InvariantCulture;
         string description = string.Format(inv,
             "random weights from edgellm-modelgen: {0}; type {1}; seed {2}{3}",
             s, WeightFormats.Name(o.Format), o.Seed, o.OutputType is { } ot ? "; output " + GgmlTypes.Name(ot) : "");
         var kv = new List<(string, GgufValue)>
         {
-            ("general.architecture", GgufValue.Of(s.Arch)),
-            ("general.name", GgufValue.Of(o.Name)),
-            ("general.description", GgufValue.Of(description)),
-            (a + "context_length", GgufValue.Of((uint)s.Context)),
-            (a + "embedding_length", GgufValue.Of((uint)s.Dim)),
-            (a + "block_count", GgufValue.Of((uint)s.Layers)),
-            (a + "feed_forward_length", GgufValue.Of((uint)s.Ffn)),
-            (a + "attention.head_count", GgufValue.Of((uint)s.Heads)),
-            (a + "attention.head_count_kv", GgufValue.Of((uint)s.KvHeads)),
+            (ModelKeys.Architecture, GgufValue.Of(s.Arch)),
+            (ModelKeys.Name, GgufValue.Of(o.Name)),
+            (ModelKeys.Description, GgufValue.Of(description)),
+            (K(ModelKeys.ContextLength), GgufValue.Of((uint)s.Context)),
+            (K(ModelKeys.EmbeddingLength), GgufValue.Of((uint)s.Dim)),
+            (K(ModelKeys.BlockCount), GgufValue.Of((uint)s.Layers)),
+            (K(ModelKeys.FeedForwardLength), GgufValue.Of((uint)s.Ffn)),
+            (K(ModelKeys.HeadCount), GgufValue.Of((uint)s.Heads)),
+            (K(ModelKeys.HeadCountKv), GgufValue.Of((uint)s.KvHeads)),
         };
         // llama.cpp's converters write key/value_length for Gemma always, for the others when the head is not dim / heads.
-        if (s.KeyLength is not null || s.Arch.StartsWith("gemma", StringComparison.Ordinal))
+        if (s.KeyLength is not null || s.Family.WritesHeadLength)
         {
-            kv.Add((a + "attention.key_length", GgufValue.Of((uint)s.HeadDim)));
-            kv.Add((a + "attention.value_length", GgufValue.Of((uint)s.HeadDim)));
+            kv.Add((K(ModelKeys.KeyLength), GgufValue.Of((uint)s.HeadDim)));
+            kv.Add((K(ModelKeys.ValueLength), GgufValue.Of((uint)s.HeadDim)));
         }
-        kv.Add((a + "attention.layer_norm_rms_epsilon", GgufValue.Of(d.RmsEps)));
-        kv.Add((a + "rope.dimension_count", GgufValue.Of((uint)s.HeadDim)));
-        kv.Add((a + "rope.freq_base", GgufValue.Of(s.RopeBase ?? d.RopeBase)));
-        if (Model.ArchSpec.Find(s.Arch) is { SwaPattern: > 0 })
-            kv.Add((a + "attention.sliding_window", GgufValue.Of((uint)(s.Window ?? d.Window))));
-        if (d.AttnSoftcap > 0) kv.Add((a + "attn_logit_softcapping", GgufValue.Of(d.AttnSoftcap)));
-        if (d.FinalSoftcap > 0) kv.Add((a + "final_logit_softcapping", GgufValue.Of(d.FinalSoftcap)));
-        kv.Add((a + "vocab_size", GgufValue.Of((uint)s.Vocab)));
-        kv.Add(("general.file_type", GgufValue.Of(WeightFormats.FileType(o.Format))));
-        if (!o.Format.IsFloat) kv.Add(("general.quantization_version", GgufValue.Of(2u)));
+        kv.Add((K(ModelKeys.RmsEps), GgufValue.Of(s.Eps)));
+        kv.Add((K(ModelKeys.RopeDimensionCount), GgufValue.Of((uint)s.RotatedDims)));
+        kv.Add((K(ModelKeys.RopeFreqBase), GgufValue.Of(s.FreqBase)));
+        var family = s.Family;
+        if (family.SwaPattern > 0) kv.Add((K(ModelKeys.SlidingWindow), GgufValue.Of((uint)s.SlidingWindow)));
+        if (family.AttnSoftcapDefault > 0) kv.Add((K(ModelKeys.AttnSoftcap), GgufValue.Of(family.AttnSoftcapDefault)));
+        if (family.FinalSoftcapDefault > 0) kv.Add((K(ModelKeys.FinalSoftcap), GgufValue.Of(family.FinalSoftcapDefault)));
+        kv.Add((K(ModelKeys.VocabSize), GgufValue.Of((uint)s.Vocab)));
+        kv.Add((ModelKeys.FileType, GgufValue.Of(WeightFormats.FileType(o.Format))));
+        if (!o.Format.IsFloat) kv.Add((ModelKeys.QuantizationVersion, GgufValue.Of(2u)));
         kv.Add(("edgellm.modelgen.seed", GgufValue.Of(o.Seed)));
         return kv;
     }
 
     /// <summary>
-    /// Llama 3's rope_freqs values (what llama.cpp's converter writes for rope_scaling type llama3): per rotated
-    /// pair i, the divisor of its frequency base^(−2i/dims): 1 for wavelengths under 8192/4, 32 over 8192, and a
-    /// smooth blend between (factor 32, low/high frequency factors 1 and 4, original context 8192).
+    /// Llama 3's rope_freqs values as llama.cpp's converter writes them for rope_scaling type llama3 with Llama 3.1's
+    /// numbers (factor 32, low/high frequency factors 1 and 4, original context 8192).
     /// </summary>
-    public static float[] Llama3RopeFreqs(int headDim, float ropeBase)
-    {
-        const double factor = 32, low = 1, high = 4, original = 8192;
-        double lowWavelen = original / low, highWavelen = original / high;
-        var f = new float[headDim / 2];
-        for (int i = 0; i < f.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(ropeBase, 2.0 * i / headDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highWavelen) f[i] = 1f;
-            else if (wavelen > lowWavelen) f[i] = (float)factor;
-            else
-            {
-                double smooth = (original / wavelen - low) / (high - low);
-                f[i] = (float)(1 / ((1 - smooth) / factor + smooth));
-            }
-        }
-        return f;
-    }
+    public static float[] Llama3RopeFreqs(int headDim, float ropeBase) => Llama3Rope.Factors(headDim, ropeBase, 32, 1, 4, 8192);
 
     private static unsafe void WriteTensor(Stream stream, PlannedTensor t, ModelGenOptions o, int threads, ChunkBuffer buffer)
     {
         if (t.Role == TensorRole.RopeFreqs)
         {
-            var f = Llama3RopeFreqs(o.Shape.HeadDim, o.Shape.RopeBase ?? ArchDefaults.For(o.Shape.Arch).RopeBase);
+            var f = Llama3RopeFreqs(o.Shape.RotatedDims, o.Shape.FreqBase);
             stream.Write(MemoryMarshal.AsBytes(f.AsSpan()));
             return;
         }

@@ -61,6 +61,26 @@ public sealed class VocabSource
         return null;
     }
 
+    /// <summary>
+    /// The tokenizer.* keys of a SentencePiece ("llama") vocabulary with &lt;unk&gt; 0, &lt;s&gt; 1 and &lt;/s&gt; 2, in
+    /// the order llama.cpp writes them; <paramref name="pre"/> and the add_bos / add_eos flags only when given.
+    /// </summary>
+    public static List<(string Key, GgufValue Value)> SentencePieceKeys(string[] tokens, float[] scores, int[] types,
+        string? pre = null, bool? addBos = null, bool? addEos = null)
+    {
+        var keys = new List<(string, GgufValue)> { ("tokenizer.ggml.model", GgufValue.Of("llama")) };
+        if (pre is not null) keys.Add(("tokenizer.ggml.pre", GgufValue.Of(pre)));
+        keys.Add(("tokenizer.ggml.tokens", GgufValue.Of(tokens)));
+        keys.Add(("tokenizer.ggml.scores", GgufValue.Of(scores)));
+        keys.Add(("tokenizer.ggml.token_type", GgufValue.Of(types)));
+        keys.Add(("tokenizer.ggml.bos_token_id", GgufValue.Of(1u)));
+        keys.Add(("tokenizer.ggml.eos_token_id", GgufValue.Of(2u)));
+        keys.Add(("tokenizer.ggml.unknown_token_id", GgufValue.Of(0u)));
+        if (addBos is bool b) keys.Add(("tokenizer.ggml.add_bos_token", GgufValue.Of(b)));
+        if (addEos is bool e) keys.Add(("tokenizer.ggml.add_eos_token", GgufValue.Of(e)));
+        return keys;
+    }
+
     public static VocabSource Synthetic(int vocab)
     {
         if (vocab < MinSyntheticVocab)
@@ -89,19 +109,7 @@ public sealed class VocabSource
         for (char a = 'a'; a <= 'z'; a++)
             for (char b = 'a'; b <= 'z'; b++) Add(a.ToString() + b, 1);
         for (int i = 0; n < vocab; i++) Add("\u2581w" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), 1);
-        var keys = new List<(string, GgufValue)>
-        {
-            ("tokenizer.ggml.model", GgufValue.Of("llama")),
-            ("tokenizer.ggml.pre", GgufValue.Of("default")),
-            ("tokenizer.ggml.tokens", GgufValue.Of(tokens)),
-            ("tokenizer.ggml.scores", GgufValue.Of(scores)),
-            ("tokenizer.ggml.token_type", GgufValue.Of(types)),
-            ("tokenizer.ggml.bos_token_id", GgufValue.Of(1u)),
-            ("tokenizer.ggml.eos_token_id", GgufValue.Of(2u)),
-            ("tokenizer.ggml.unknown_token_id", GgufValue.Of(0u)),
-            ("tokenizer.ggml.add_bos_token", GgufValue.Of(true)),
-            ("tokenizer.ggml.add_eos_token", GgufValue.Of(false)),
-        };
+        var keys = SentencePieceKeys(tokens, scores, types, pre: "default", addBos: true, addEos: false);
         return new VocabSource(keys, "synthetic");
     }
 }

@@ -6,7 +6,9 @@ namespace EdgeLlm.Model;
 /// What distinguishes one model family's transformer block from another's, as data the one forward pass
 /// (<see cref="LlamaModel"/>) reads: which optional tensors a layer has, the gate activation, the RoPE layout,
 /// the embedding scale, softcaps and the sliding-window pattern. Keys and tensor names are llama.cpp's; the
-/// numbers a file carries (window size, softcaps, rope bases) are resolved into <see cref="LlamaConfig"/>.
+/// numbers a file carries (window size, softcaps, rope bases) are resolved into <see cref="LlamaConfig"/>. The
+/// tensors a block has (<see cref="BlockTensors"/>) follow from the flags; the usual numbers of the family's
+/// published checkpoints (<see cref="UsualRmsEps"/>, ...) are what a writer puts in a file that does not choose them.
 /// </summary>
 public sealed class ArchSpec
 {
@@ -63,24 +65,45 @@ public sealed class ArchSpec
     /// </summary>
     public int ScaleByDimLayerCount { get; init; }
 
+    /// <summary>The output projection is always token_embd (no output.weight): Gemma.</summary>
+    public bool TiedEmbeddings { get; init; }
+
+    /// <summary>llama.cpp's converter writes attention.key_length / value_length even when the head is dim / heads (Gemma).</summary>
+    public bool WritesHeadLength { get; init; }
+
+    /// <summary>RMSNorm epsilon of the family's published checkpoints (Qwen 2/3 and Gemma 1e-6, the others 1e-5).</summary>
+    public float UsualRmsEps { get; init; } = 1e-5f;
+
+    /// <summary>RoPE base of the family's published checkpoints (Qwen and Gemma 3: 1e6, the others 10000).</summary>
+    public float UsualRopeBase { get; init; } = 10000f;
+
+    /// <summary>Sliding window of the family's published checkpoints (Gemma 2: 4096, Gemma 3 1B: 512; 0 = no sliding layers).</summary>
+    public int UsualWindow { get; init; }
+
     public static readonly ArchSpec Llama = new() { Name = "llama" };
     public static readonly ArchSpec Mistral = new() { Name = "mistral" };
-    public static readonly ArchSpec Qwen2 = new() { Name = "qwen2", NeoxRope = true, RequiresQkvBias = true };
-    public static readonly ArchSpec Qwen3 = new() { Name = "qwen3", NeoxRope = true, QkNorm = true };
+    public static readonly ArchSpec Qwen2 = new() { Name = "qwen2", NeoxRope = true, RequiresQkvBias = true, UsualRmsEps = 1e-6f, UsualRopeBase = 1e6f };
+    public static readonly ArchSpec Qwen3 = new() { Name = "qwen3", NeoxRope = true, QkNorm = true, UsualRmsEps = 1e-6f, UsualRopeBase = 1e6f };
     // phi3.attention.sliding_window is not applied: llama.cpp disables Phi SWA (its converters fill the key wrongly).
     public static readonly ArchSpec Phi3 = new() { Name = "phi3", NeoxRope = true, FusedQkv = true, FusedGateUp = true, LongRope = true };
-    public static readonly ArchSpec Gemma = new() { Name = "gemma", NeoxRope = true, Activation = GluKind.GeluTanh, ScaleEmbeddings = true };
+    public static readonly ArchSpec Gemma = new()
+    {
+        Name = "gemma", NeoxRope = true, Activation = GluKind.GeluTanh, ScaleEmbeddings = true,
+        TiedEmbeddings = true, WritesHeadLength = true, UsualRmsEps = 1e-6f,
+    };
 
     public static readonly ArchSpec Gemma2 = new()
     {
         Name = "gemma2", NeoxRope = true, Activation = GluKind.GeluTanh, ScaleEmbeddings = true, PostNorms = true,
         AttnSoftcapDefault = 50f, FinalSoftcapDefault = 30f, SwaPattern = 2, SwaDefaultWindow = 4096, ScaleByDimLayerCount = 46,
+        TiedEmbeddings = true, WritesHeadLength = true, UsualRmsEps = 1e-6f, UsualWindow = 4096,
     };
 
     public static readonly ArchSpec Gemma3 = new()
     {
         Name = "gemma3", NeoxRope = true, Activation = GluKind.GeluTanh, ScaleEmbeddings = true, PostNorms = true, QkNorm = true,
         SwaPattern = 6, SwaRopeBase = 10000f, ScaleByDimLayerCount = 62,
+        TiedEmbeddings = true, WritesHeadLength = true, UsualRmsEps = 1e-6f, UsualRopeBase = 1e6f, UsualWindow = 512,
     };
 
     /// <summary>Every family EdgeLlm runs, by <c>general.architecture</c>.</summary>
@@ -92,6 +115,45 @@ public sealed class ArchSpec
         foreach (var a in All)
             if (a.Name == architecture) return a;
         return null;
+    }
+
+    private string[]? _blockTensors;
+
+    /// <summary>
+    /// The tensors every block of the family has (<see cref="TensorNames"/> suffixes after <c>blk.N.</c>), in the
+    /// order llama.cpp's converter writes them: q (bias, norm), k (...), v (bias), attn_output, attn_norm (post
+    /// norm), ffn_gate, ffn_down, ffn_up, ffn_norm (post norm); Phi-3's fused block is attn_norm, attn_qkv,
+    /// attn_output, ffn_norm, ffn_down, ffn_up. Optional extras (attn_output.bias, biases outside Qwen 2) are not listed.
+    /// </summary>
+    public string[] BlockTensors => _blockTensors ??= ListBlockTensors();
+
+    /// <summary>Whether every block of the family has tensor <paramref name="tensor"/> (a <see cref="TensorNames"/> suffix).</summary>
+    public bool HasBlockTensor(string tensor) => Array.IndexOf(BlockTensors, tensor) >= 0;
+
+    private string[] ListBlockTensors()
+    {
+        var t = new List<string>();
+        if (FusedQkv) t.AddRange([TensorNames.AttnNorm, TensorNames.AttnQkv, TensorNames.AttnOutput, TensorNames.FfnNorm]);
+        else
+        {
+            foreach (var (w, bias, norm) in (ReadOnlySpan<(string, string, string?)>)
+                [(TensorNames.AttnQ, TensorNames.AttnQBias, TensorNames.AttnQNorm), (TensorNames.AttnK, TensorNames.AttnKBias, TensorNames.AttnKNorm),
+                 (TensorNames.AttnV, TensorNames.AttnVBias, null)])
+            {
+                t.Add(w);
+                if (RequiresQkvBias) t.Add(bias);
+                if (QkNorm && norm is not null) t.Add(norm);
+            }
+            t.Add(TensorNames.AttnOutput);
+            t.Add(TensorNames.AttnNorm);
+            if (PostNorms) t.Add(TensorNames.PostAttnNorm);
+        }
+        if (!FusedGateUp) t.Add(TensorNames.FfnGate);
+        t.Add(TensorNames.FfnDown);
+        t.Add(TensorNames.FfnUp);
+        if (!FusedQkv) t.Add(TensorNames.FfnNorm);
+        if (PostNorms) t.Add(TensorNames.PostFfwNorm);
+        return [.. t];
     }
 
     /// <summary>Whether layer <paramref name="layer"/> uses the sliding window.</summary>

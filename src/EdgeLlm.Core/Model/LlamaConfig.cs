@@ -21,28 +21,34 @@ public sealed class LlamaConfig
     public const int MaxVocab = 1 << 24;
     public const int MaxContext = 1 << 24;
 
-    public required string Architecture { get; init; }
+    /// <summary>
+    /// The model's shape as read from the file, every number resolved (epsilon, RoPE dims and base, window, whether
+    /// the output is tied, whether rope_freqs is present); the hyperparameters below read it.
+    /// </summary>
+    public required ModelShape Shape { get; init; }
+
+    public string Architecture => Shape.Arch;
 
     /// <summary>The family's structure (norms, biases, activation, rope layout, window pattern).</summary>
     public required ArchSpec Arch { get; init; }
 
     /// <summary>Trained context length (<c>{arch}.context_length</c>).</summary>
-    public required int ContextLength { get; init; }
+    public int ContextLength => Shape.Context;
 
     /// <summary>Model width (<c>{arch}.embedding_length</c>).</summary>
-    public required int Dim { get; init; }
-    public required int LayerCount { get; init; }
-    public required int FfnDim { get; init; }
-    public required int HeadCount { get; init; }
-    public required int KvHeadCount { get; init; }
+    public int Dim => Shape.Dim;
+    public int LayerCount => Shape.Layers;
+    public int FfnDim => Shape.Ffn;
+    public int HeadCount => Shape.Heads;
+    public int KvHeadCount => Shape.KvHeads;
 
     /// <summary>Width of one attention head: <c>{arch}.attention.key_length</c>, else embedding_length / head_count.</summary>
-    public required int HeadDim { get; init; }
-    public required float RmsEps { get; init; }
+    public int HeadDim => Shape.HeadDim;
+    public float RmsEps => Shape.Eps;
 
     /// <summary>Leading elements of each head that RoPE rotates (even, at most <see cref="HeadDim"/>).</summary>
-    public required int RopeDims { get; init; }
-    public required float RopeFreqBase { get; init; }
+    public int RopeDims => Shape.RotatedDims;
+    public float RopeFreqBase => Shape.FreqBase;
 
     /// <summary>Linear RoPE scaling factor: positions are divided by it (1 = no scaling).</summary>
     public required float RopeScale { get; init; }
@@ -67,10 +73,10 @@ public sealed class LlamaConfig
 
     /// <summary>Final logit softcap (0 = none).</summary>
     public float FinalSoftcap { get; init; }
-    public required int VocabSize { get; init; }
+    public int VocabSize => Shape.Vocab;
 
-    public int QDim => HeadCount * HeadDim;
-    public int KvDim => KvHeadCount * HeadDim;
+    public int QDim => Shape.QDim;
+    public int KvDim => Shape.KvDim;
 
     /// <summary>Query heads that share one key/value head (grouped-query attention).</summary>
     public int GroupSize => HeadCount / KvHeadCount;
@@ -85,69 +91,77 @@ public sealed class LlamaConfig
     public static LlamaConfig FromGguf(GgufFile file)
     {
         var r = new Reader(file);
-        string arch = file.GetString("general.architecture")
-            ?? throw r.Error("general.architecture", "required string key is missing");
+        string arch = file.GetString(ModelKeys.Architecture)
+            ?? throw r.Error(ModelKeys.Architecture, "required string key is missing");
         var spec = ArchSpec.Find(arch)
-            ?? throw r.Error("general.architecture", $"architecture '{arch}' is not supported (EdgeLlm runs {string.Join(", ", SupportedArchitectures)})");
+            ?? throw r.Error(ModelKeys.Architecture, $"architecture '{arch}' is not supported (EdgeLlm runs {string.Join(", ", SupportedArchitectures)})");
         string p = arch + ".";
 
-        int dim = r.Int(p + "embedding_length", null, 1, MaxDim);
-        int layers = r.Int(p + "block_count", null, 1, MaxLayers);
-        int heads = r.Int(p + "attention.head_count", null, 1, MaxHeads);
+        int dim = r.Int(p + ModelKeys.EmbeddingLength, null, 1, MaxDim);
+        int layers = r.Int(p + ModelKeys.BlockCount, null, 1, MaxLayers);
+        int heads = r.Int(p + ModelKeys.HeadCount, null, 1, MaxHeads);
         int headDim;
-        if (file.ContainsKey(p + "attention.key_length")) headDim = r.Int(p + "attention.key_length", null, 2, MaxHeadDim);
-        else if (dim % heads != 0) throw r.Error(p + "attention.head_count", $"{heads} heads do not divide embedding_length {dim}");
+        if (file.ContainsKey(p + ModelKeys.KeyLength)) headDim = r.Int(p + ModelKeys.KeyLength, null, 2, MaxHeadDim);
+        else if (dim % heads != 0) throw r.Error(p + ModelKeys.HeadCount, $"{heads} heads do not divide embedding_length {dim}");
         else headDim = dim / heads;
-        if (headDim > MaxHeadDim) throw r.Error(p + "attention.head_count", $"head size {headDim} exceeds {MaxHeadDim}");
-        int valueDim = r.Int(p + "attention.value_length", headDim, 1, MaxHeadDim);
-        if (valueDim != headDim) throw r.Error(p + "attention.value_length", $"{valueDim} differs from the key length {headDim} (EdgeLlm needs equal K and V head sizes)");
-        int kvHeads = r.Int(p + "attention.head_count_kv", heads, 1, heads);
-        if (heads % kvHeads != 0) throw r.Error(p + "attention.head_count_kv", $"{kvHeads} kv heads do not divide head_count {heads}");
-        int ropeDims = r.Int(p + "rope.dimension_count", headDim, 2, headDim);
-        if (ropeDims % 2 != 0) throw r.Error(p + "rope.dimension_count", $"{ropeDims} is odd (RoPE rotates pairs)");
-        int context = r.Int(p + "context_length", null, 1, MaxContext);
+        if (headDim > MaxHeadDim) throw r.Error(p + ModelKeys.HeadCount, $"head size {headDim} exceeds {MaxHeadDim}");
+        int valueDim = r.Int(p + ModelKeys.ValueLength, headDim, 1, MaxHeadDim);
+        if (valueDim != headDim) throw r.Error(p + ModelKeys.ValueLength, $"{valueDim} differs from the key length {headDim} (EdgeLlm needs equal K and V head sizes)");
+        int kvHeads = r.Int(p + ModelKeys.HeadCountKv, heads, 1, heads);
+        if (heads % kvHeads != 0) throw r.Error(p + ModelKeys.HeadCountKv, $"{kvHeads} kv heads do not divide head_count {heads}");
+        int ropeDims = r.Int(p + ModelKeys.RopeDimensionCount, headDim, 2, headDim);
+        if (ropeDims % 2 != 0) throw r.Error(p + ModelKeys.RopeDimensionCount, $"{ropeDims} is odd (RoPE rotates pairs)");
+        int context = r.Int(p + ModelKeys.ContextLength, null, 1, MaxContext);
 
-        double eps = r.Double(p + "attention.layer_norm_rms_epsilon", null);
-        if (!(eps > 0 && eps < 1)) throw r.Error(p + "attention.layer_norm_rms_epsilon", $"{eps} is not in (0, 1)");
-        double freqBase = r.Double(p + "rope.freq_base", 10000.0);
-        if (!(freqBase > 1 && freqBase < 1e12)) throw r.Error(p + "rope.freq_base", $"{freqBase} is not in (1, 1e12)");
+        double eps = r.Double(p + ModelKeys.RmsEps, null);
+        if (!(eps > 0 && eps < 1)) throw r.Error(p + ModelKeys.RmsEps, $"{eps} is not in (0, 1)");
+        double freqBase = r.Double(p + ModelKeys.RopeFreqBase, 10000.0);
+        if (!(freqBase > 1 && freqBase < 1e12)) throw r.Error(p + ModelKeys.RopeFreqBase, $"{freqBase} is not in (1, 1e12)");
 
         // llama.cpp: scaling type defaults to linear; factor 0 or absent means none; legacy key rope.scale_linear.
         // A YaRN (or other) type with a factor other than 1 changes the rotation and is refused.
-        string scalingType = file.GetString(p + "rope.scaling.type") ?? "linear";
-        double scale = r.Double(p + "rope.scaling.factor", 0.0);
-        if (scale == 0.0) scale = r.Double(p + "rope.scale_linear", 0.0);
+        string scalingType = file.GetString(p + ModelKeys.RopeScalingType) ?? "linear";
+        double scale = r.Double(p + ModelKeys.RopeScalingFactor, 0.0);
+        if (scale == 0.0) scale = r.Double(p + ModelKeys.RopeScaleLinear, 0.0);
         if (scalingType == "none") scale = 0.0;
         else if (scalingType != "linear" && !(spec.LongRope && scalingType == "longrope") && scale != 0.0 && scale != 1.0)
-            throw r.Error(p + "rope.scaling.type", $"RoPE scaling '{scalingType}' is not supported (EdgeLlm does linear and none)");
+            throw r.Error(p + ModelKeys.RopeScalingType, $"RoPE scaling '{scalingType}' is not supported (EdgeLlm does linear and none)");
         if (scale == 0.0) scale = 1.0;
-        if (!(scale >= 1e-3 && scale <= 1e6)) throw r.Error(p + "rope.scaling.factor", $"{scale} is not in [0.001, 1e6]");
-        double attnFactor = r.Double(p + "rope.scaling.attn_factor", 1.0);
-        if (!(attnFactor > 0 && attnFactor <= 100)) throw r.Error(p + "rope.scaling.attn_factor", $"{attnFactor} is not in (0, 100]");
-        int origContext = r.Int(p + "rope.scaling.original_context_length", context, 1, MaxContext);
+        if (!(scale >= 1e-3 && scale <= 1e6)) throw r.Error(p + ModelKeys.RopeScalingFactor, $"{scale} is not in [0.001, 1e6]");
+        double attnFactor = r.Double(p + ModelKeys.RopeAttnFactor, 1.0);
+        if (!(attnFactor > 0 && attnFactor <= 100)) throw r.Error(p + ModelKeys.RopeAttnFactor, $"{attnFactor} is not in (0, 100]");
+        int origContext = r.Int(p + ModelKeys.RopeOriginalContext, context, 1, MaxContext);
 
         int window = 0;
         if (spec.SwaPattern > 0)
-            window = r.Int(p + "attention.sliding_window", spec.SwaDefaultWindow == 0 ? null : spec.SwaDefaultWindow, 1, MaxContext);
-        float attnSoftcap = spec.AttnSoftcapDefault > 0 ? r.Positive(p + "attn_logit_softcapping", spec.AttnSoftcapDefault) : 0f;
-        float finalSoftcap = spec.FinalSoftcapDefault > 0 ? r.Positive(p + "final_logit_softcapping", spec.FinalSoftcapDefault) : 0f;
+            window = r.Int(p + ModelKeys.SlidingWindow, spec.SwaDefaultWindow == 0 ? null : spec.SwaDefaultWindow, 1, MaxContext);
+        float attnSoftcap = spec.AttnSoftcapDefault > 0 ? r.Positive(p + ModelKeys.AttnSoftcap, spec.AttnSoftcapDefault) : 0f;
+        float finalSoftcap = spec.FinalSoftcapDefault > 0 ? r.Positive(p + ModelKeys.FinalSoftcap, spec.FinalSoftcapDefault) : 0f;
         float attnScale = spec.ScaleByDimLayerCount == layers ? 1f / MathF.Sqrt(dim / heads) : 1f / MathF.Sqrt(headDim);
 
         int vocab = ReadVocabSize(file, p, r);
+        var shape = new ModelShape
+        {
+            Arch = arch,
+            Context = context,
+            Dim = dim,
+            Layers = layers,
+            Ffn = r.Int(p + ModelKeys.FeedForwardLength, null, 1, MaxFfn),
+            Heads = heads,
+            KvHeads = kvHeads,
+            KeyLength = file.ContainsKey(p + ModelKeys.KeyLength) ? headDim : null,
+            Vocab = vocab,
+            RopeDims = ropeDims,
+            RmsEps = (float)eps,
+            RopeBase = (float)freqBase,
+            Window = spec.SwaPattern > 0 ? window : null,
+            Tied = file.FindTensor(TensorNames.Output) is null,
+            RopeFreqs = file.FindTensor(TensorNames.RopeFreqs) is not null,
+        };
         return new LlamaConfig
         {
-            Architecture = arch,
+            Shape = shape,
             Arch = spec,
-            ContextLength = context,
-            Dim = dim,
-            LayerCount = layers,
-            FfnDim = r.Int(p + "feed_forward_length", null, 1, MaxFfn),
-            HeadCount = heads,
-            KvHeadCount = kvHeads,
-            HeadDim = headDim,
-            RmsEps = (float)eps,
-            RopeDims = ropeDims,
-            RopeFreqBase = (float)freqBase,
             RopeScale = (float)scale,
             RopeAttnFactor = (float)attnFactor,
             RopeOriginalContext = origContext,
@@ -156,24 +170,23 @@ public sealed class LlamaConfig
             AttentionScale = attnScale,
             AttnSoftcap = attnSoftcap,
             FinalSoftcap = finalSoftcap,
-            VocabSize = vocab,
         };
     }
 
     /// <summary><c>{arch}.vocab_size</c>, else the tokenizer's token count, else token_embd's row count.</summary>
     private static int ReadVocabSize(GgufFile file, string p, Reader r)
     {
-        if (file.ContainsKey(p + "vocab_size")) return r.Int(p + "vocab_size", null, 1, MaxVocab);
+        if (file.ContainsKey(p + ModelKeys.VocabSize)) return r.Int(p + ModelKeys.VocabSize, null, 1, MaxVocab);
         if (file.Get("tokenizer.ggml.tokens") is { Type: GgufValueType.Array } tokens)
         {
             if (tokens.Count < 1 || tokens.Count > MaxVocab)
                 throw r.Error("tokenizer.ggml.tokens", $"{tokens.Count} tokens is not in [1, {MaxVocab}]");
             return (int)tokens.Count;
         }
-        var embd = file.FindTensor(LlamaWeights.TokenEmbdName)
-            ?? throw r.Error(p + "vocab_size", $"missing, and there is neither tokenizer.ggml.tokens nor {LlamaWeights.TokenEmbdName} to infer it from");
+        var embd = file.FindTensor(TensorNames.TokenEmbd)
+            ?? throw r.Error(p + ModelKeys.VocabSize, $"missing, and there is neither tokenizer.ggml.tokens nor {TensorNames.TokenEmbd} to infer it from");
         long rows = embd.Dims.Length >= 2 ? embd.Dims[1] : 0;
-        if (rows < 1 || rows > MaxVocab) throw r.Error(LlamaWeights.TokenEmbdName, $"{rows} rows is not a usable vocabulary size");
+        if (rows < 1 || rows > MaxVocab) throw r.Error(TensorNames.TokenEmbd, $"{rows} rows is not a usable vocabulary size");
         return (int)rows;
     }
 

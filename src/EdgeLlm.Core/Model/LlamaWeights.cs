@@ -11,13 +11,6 @@ namespace EdgeLlm.Model;
 /// </summary>
 public sealed class LlamaWeights
 {
-    public const string TokenEmbdName = "token_embd.weight";
-    public const string OutputNormName = "output_norm.weight";
-    public const string OutputName = "output.weight";
-    public const string RopeFreqsName = "rope_freqs.weight";
-    public const string RopeFactorsLongName = "rope_factors_long.weight";
-    public const string RopeFactorsShortName = "rope_factors_short.weight";
-
     /// <summary>[dim, vocab]: row t is the embedding of token t.</summary>
     public TensorView TokenEmbd { get; }
     public TensorView OutputNorm { get; }
@@ -39,64 +32,64 @@ public sealed class LlamaWeights
     {
         var b = new Binder(file);
         var a = c.Arch;
-        TokenEmbd = b.Matrix(TokenEmbdName, c.Dim, c.VocabSize);
-        OutputNorm = b.Vector(OutputNormName, c.Dim);
-        TiedOutput = file.FindTensor(OutputName) is null;
-        Output = TiedOutput ? TokenEmbd : b.Matrix(OutputName, c.Dim, c.VocabSize);
-        RopeFreqs = b.OptionalVector(RopeFreqsName, c.RopeDims / 2);
+        TokenEmbd = b.Matrix(TensorNames.TokenEmbd, c.Dim, c.VocabSize);
+        OutputNorm = b.Vector(TensorNames.OutputNorm, c.Dim);
+        TiedOutput = file.FindTensor(TensorNames.Output) is null;
+        Output = TiedOutput ? TokenEmbd : b.Matrix(TensorNames.Output, c.Dim, c.VocabSize);
+        RopeFreqs = b.OptionalVector(TensorNames.RopeFreqs, c.RopeDims / 2);
         if (a.LongRope)
         {
-            RopeFactorsLong = b.OptionalVector(RopeFactorsLongName, c.RopeDims / 2);
-            RopeFactorsShort = b.OptionalVector(RopeFactorsShortName, c.RopeDims / 2);
+            RopeFactorsLong = b.OptionalVector(TensorNames.RopeFactorsLong, c.RopeDims / 2);
+            RopeFactorsShort = b.OptionalVector(TensorNames.RopeFactorsShort, c.RopeDims / 2);
         }
         Layers = new LayerWeights[c.LayerCount];
         for (int i = 0; i < c.LayerCount; i++)
         {
-            string p = $"blk.{i}.";
+            string p = TensorNames.BlockPrefix(i);
             TensorView wq, wk, wv, gate, up;
-            if (a.FusedQkv && file.FindTensor(p + "attn_qkv.weight") is not null)
+            if (a.FusedQkv && file.FindTensor(p + TensorNames.AttnQkv) is not null)
             {
-                var qkv = b.Matrix(p + "attn_qkv.weight", c.Dim, c.QDim + 2 * c.KvDim);
-                wq = qkv.RowSlice(p + "attn_qkv.weight[q]", 0, c.QDim);
-                wk = qkv.RowSlice(p + "attn_qkv.weight[k]", c.QDim, c.KvDim);
-                wv = qkv.RowSlice(p + "attn_qkv.weight[v]", c.QDim + c.KvDim, c.KvDim);
+                var qkv = b.Matrix(p + TensorNames.AttnQkv, c.Dim, c.QDim + 2 * c.KvDim);
+                wq = qkv.RowSlice(p + TensorNames.AttnQkv + "[q]", 0, c.QDim);
+                wk = qkv.RowSlice(p + TensorNames.AttnQkv + "[k]", c.QDim, c.KvDim);
+                wv = qkv.RowSlice(p + TensorNames.AttnQkv + "[v]", c.QDim + c.KvDim, c.KvDim);
             }
             else
             {
-                wq = b.Matrix(p + "attn_q.weight", c.Dim, c.QDim);
-                wk = b.Matrix(p + "attn_k.weight", c.Dim, c.KvDim);
-                wv = b.Matrix(p + "attn_v.weight", c.Dim, c.KvDim);
+                wq = b.Matrix(p + TensorNames.AttnQ, c.Dim, c.QDim);
+                wk = b.Matrix(p + TensorNames.AttnK, c.Dim, c.KvDim);
+                wv = b.Matrix(p + TensorNames.AttnV, c.Dim, c.KvDim);
             }
             if (a.FusedGateUp)
             {
-                var gateUp = b.Matrix(p + "ffn_up.weight", c.Dim, 2 * c.FfnDim);
-                gate = gateUp.RowSlice(p + "ffn_up.weight[gate]", 0, c.FfnDim);
-                up = gateUp.RowSlice(p + "ffn_up.weight[up]", c.FfnDim, c.FfnDim);
+                var gateUp = b.Matrix(p + TensorNames.FfnUp, c.Dim, 2 * c.FfnDim);
+                gate = gateUp.RowSlice(p + TensorNames.FfnUp + "[gate]", 0, c.FfnDim);
+                up = gateUp.RowSlice(p + TensorNames.FfnUp + "[up]", c.FfnDim, c.FfnDim);
             }
             else
             {
-                gate = b.Matrix(p + "ffn_gate.weight", c.Dim, c.FfnDim);
-                up = b.Matrix(p + "ffn_up.weight", c.Dim, c.FfnDim);
+                gate = b.Matrix(p + TensorNames.FfnGate, c.Dim, c.FfnDim);
+                up = b.Matrix(p + TensorNames.FfnUp, c.Dim, c.FfnDim);
             }
             Layers[i] = new LayerWeights
             {
-                AttnNorm = b.Vector(p + "attn_norm.weight", c.Dim),
+                AttnNorm = b.Vector(p + TensorNames.AttnNorm, c.Dim),
                 Wq = wq,
                 Wk = wk,
                 Wv = wv,
-                Bq = a.RequiresQkvBias ? b.Vector(p + "attn_q.bias", c.QDim) : b.OptionalVector(p + "attn_q.bias", c.QDim),
-                Bk = a.RequiresQkvBias ? b.Vector(p + "attn_k.bias", c.KvDim) : b.OptionalVector(p + "attn_k.bias", c.KvDim),
-                Bv = a.RequiresQkvBias ? b.Vector(p + "attn_v.bias", c.KvDim) : b.OptionalVector(p + "attn_v.bias", c.KvDim),
-                QNorm = a.QkNorm ? b.Vector(p + "attn_q_norm.weight", c.HeadDim) : null,
-                KNorm = a.QkNorm ? b.Vector(p + "attn_k_norm.weight", c.HeadDim) : null,
-                Wo = b.Matrix(p + "attn_output.weight", c.QDim, c.Dim),
-                Bo = b.OptionalVector(p + "attn_output.bias", c.Dim),
-                PostAttnNorm = a.PostNorms ? b.Vector(p + "post_attention_norm.weight", c.Dim) : null,
-                FfnNorm = b.Vector(p + "ffn_norm.weight", c.Dim),
+                Bq = a.RequiresQkvBias ? b.Vector(p + TensorNames.AttnQBias, c.QDim) : b.OptionalVector(p + TensorNames.AttnQBias, c.QDim),
+                Bk = a.RequiresQkvBias ? b.Vector(p + TensorNames.AttnKBias, c.KvDim) : b.OptionalVector(p + TensorNames.AttnKBias, c.KvDim),
+                Bv = a.RequiresQkvBias ? b.Vector(p + TensorNames.AttnVBias, c.KvDim) : b.OptionalVector(p + TensorNames.AttnVBias, c.KvDim),
+                QNorm = a.QkNorm ? b.Vector(p + TensorNames.AttnQNorm, c.HeadDim) : null,
+                KNorm = a.QkNorm ? b.Vector(p + TensorNames.AttnKNorm, c.HeadDim) : null,
+                Wo = b.Matrix(p + TensorNames.AttnOutput, c.QDim, c.Dim),
+                Bo = b.OptionalVector(p + TensorNames.AttnOutputBias, c.Dim),
+                PostAttnNorm = a.PostNorms ? b.Vector(p + TensorNames.PostAttnNorm, c.Dim) : null,
+                FfnNorm = b.Vector(p + TensorNames.FfnNorm, c.Dim),
                 Gate = gate,
                 Up = up,
-                Down = b.Matrix(p + "ffn_down.weight", c.FfnDim, c.Dim),
-                PostFfnNorm = a.PostNorms ? b.Vector(p + "post_ffw_norm.weight", c.Dim) : null,
+                Down = b.Matrix(p + TensorNames.FfnDown, c.FfnDim, c.Dim),
+                PostFfnNorm = a.PostNorms ? b.Vector(p + TensorNames.PostFfwNorm, c.Dim) : null,
             };
         }
     }

@@ -3,6 +3,7 @@ using EdgeLlm.Cli;
 using EdgeLlm.Diagnostics;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
+using EdgeLlm.ModelGen;
 using EdgeLlm.Tests.Cli;
 using EdgeLlm.Tests.Model;
 
@@ -116,7 +117,7 @@ public class BenchCommandTests
     public void DominantTypeIgnoresTheQ6_KOutputOfAQ4_0File()
     {
         string path = TestPaths.TempFile("q40.gguf");
-        EdgeLlm.ModelGen.ModelGenerator.Write(new EdgeLlm.ModelGen.ModelGenOptions { Shape = EdgeLlm.ModelGen.ModelShape.Preset("tiny")!, Format = EdgeLlm.ModelGen.WeightFormat.Q4_0 }, path);
+        ModelGenerator.Write(new ModelGenOptions { Shape = ModelShape.Preset("tiny")!, Format = WeightFormat.Q4_0 }, path);
         using var f = GgufFile.Open(path);
         Assert.Equal(GgmlType.Q6_K, f.FindTensor("output.weight")!.Type);
         Assert.Equal(GgmlType.Q4_0, WeightTraffic.DominantType(f));

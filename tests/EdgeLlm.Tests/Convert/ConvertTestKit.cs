@@ -124,27 +124,24 @@ internal static class ConvertTestKit
             for (int i = 0; i < n; i++) data[i] = (float)(rng.NextDouble() * 2 - 1) * (name.Contains("norm") ? 1f : 0.1f);
             tensors.Add(new FakeTensor { Name = name, Shape = shape, DType = SourceDType.F32, Data = data, FailAtRow = name == failTensor ? shape[0] / 2 : long.MaxValue });
         }
-        long kv = (long)p.Dim / p.Heads * p.KvHeads;
-        Add("token_embd.weight", p.VocabSize, p.Dim);
-        Add("output_norm.weight", p.Dim);
-        Add("output.weight", p.VocabSize, p.Dim);
-        for (int i = 0; i < p.Layers; i++)
+        var shape = p.Shape;
+        void AddOf(string name)
         {
-            Add($"blk.{i}.attn_q.weight", p.Dim, p.Dim);
-            Add($"blk.{i}.attn_k.weight", kv, p.Dim);
-            Add($"blk.{i}.attn_v.weight", kv, p.Dim);
-            Add($"blk.{i}.attn_output.weight", p.Dim, p.Dim);
-            Add($"blk.{i}.attn_norm.weight", p.Dim);
-            Add($"blk.{i}.ffn_gate.weight", p.FfnDim, p.Dim);
-            Add($"blk.{i}.ffn_down.weight", p.Dim, p.FfnDim);
-            Add($"blk.{i}.ffn_up.weight", p.FfnDim, p.Dim);
-            Add($"blk.{i}.ffn_norm.weight", p.Dim);
+            var dims = shape.Dims(name)!;
+            Array.Reverse(dims); // PyTorch order
+            Add(name, dims);
         }
-        return new FakeSource(p, TinyVocab(p.VocabSize), tensors);
+        AddOf(TensorNames.TokenEmbd);
+        AddOf(TensorNames.OutputNorm);
+        AddOf(TensorNames.Output);
+        for (int i = 0; i < shape.Layers; i++)
+            foreach (string t in shape.Family.BlockTensors) AddOf(TensorNames.Block(i, t));
+        return new FakeSource(p, TinyVocab(shape.Vocab), tensors);
     }
 
-    public static LlamaParams SmallParams(int layers = 2) => new()
+    public static LlamaParams SmallParams(int layers = 2, int dim = 64, int ffn = 96) => new()
     {
-        Dim = 64, Layers = layers, Heads = 4, KvHeads = 2, FfnDim = 96, VocabSize = 40, NormEps = 1e-5f, ContextLength = 64, Name = "random",
+        Shape = new ModelShape { Dim = dim, Layers = layers, Heads = 4, KvHeads = 2, Ffn = ffn, Vocab = 40, RmsEps = 1e-5f, Context = 64 },
+        Name = "random",
     };
 }

@@ -23,7 +23,7 @@ public class ConverterOutputTests
     [InlineData(OutputType.BF16, 64)]
     public void EveryTensorIsTheReferenceQuantizersBytes(OutputType type, int dim)
     {
-        var src = RandomSource(SmallParams() with { Dim = dim, FfnDim = 2 * dim });
+        var src = RandomSource(SmallParams(dim: dim, ffn: 2 * dim));
         using var f = GgufFile.Open(ConvertToFile(src, type));
         var kinds = new HashSet<GgmlType>();
         foreach (FakeTensor t in src.Tensors)

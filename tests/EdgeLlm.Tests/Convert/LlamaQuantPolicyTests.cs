@@ -4,7 +4,7 @@ using EdgeLlm.Gguf;
 using EdgeLlm.ModelGen;
 using EdgeLlm.Tests.Cli;
 using static EdgeLlm.Convert.QuantPolicy;
-using ModelShape = EdgeLlm.Convert.QuantPolicy.ModelShape;
+using ModelFacts = EdgeLlm.Convert.QuantPolicy.ModelFacts;
 
 namespace EdgeLlm.Tests.Convert;
 
@@ -72,7 +72,7 @@ public class LlamaQuantPolicyTests
         int col = Array.IndexOf(types, fileType);
         Assert.True(col >= 0);
         Assert.True(TryParse(fileType, out var output));
-        var model = new ModelShape(s.Layers, HasOutput: true, Is70B: s.Layers == 80 && s.KvHeads != s.Heads, Gqa: s.Heads / s.KvHeads);
+        var model = new ModelFacts(s.Layers, HasOutput: true, Is70B: s.Layers == 80 && s.KvHeads != s.Heads, Gqa: s.Heads / s.KvHeads);
         // Our converter writes in file order; llama.cpp's table is in its loader's order. Shuffle to show the
         // counters do not depend on the order we are given.
         var list = rows.Select(r => (r.Name, Dims(s, r.Name))).Reverse().ToList();

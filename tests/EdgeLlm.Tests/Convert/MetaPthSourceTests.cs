@@ -95,10 +95,10 @@ public class MetaPthSourceTests
         using var src = MetaPthSource.Open(TestPaths.Data("meta-tiny"));
         Assert.Equal(2, src.ShardCount);
         Assert.Equal(1, src.EmbeddingSplitAxis);
-        var p = src.Params;
-        Assert.Equal((8, 1, 2, 2, 24, 16), (p.Dim, p.Layers, p.Heads, p.KvHeads, p.FfnDim, p.VocabSize));
-        Assert.Equal(1e-6f, p.NormEps);
-        Assert.Equal(2048, p.ContextLength); // Llama-1 guess from norm_eps 1e-6
+        var p = src.Params.Shape;
+        Assert.Equal((8, 1, 2, 2, 24, 16), (p.Dim, p.Layers, p.Heads, p.KvHeads, p.Ffn, p.Vocab));
+        Assert.Equal(1e-6f, p.RmsEps);
+        Assert.Equal(2048, p.Context); // Llama-1 guess from norm_eps 1e-6
         // make.py's tensor numbers t; element i of tensor t is ((37t + 11i) mod 251 - 125) / 64.
         string[] order = ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight",
             "blk.0.attn_output.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_down.weight", "blk.0.ffn_up.weight",
@@ -132,17 +132,17 @@ public class MetaPthSourceTests
     public void Params_come_from_params_json_and_the_shapes()
     {
         using var src = MetaPthSource.Open(Write(Small, 8));
-        var p = src.Params;
+        var p = src.Params.Shape;
         Assert.Equal(128, p.Dim);
         Assert.Equal(2, p.Layers);
         Assert.Equal(16, p.Heads);
         Assert.Equal(8, p.KvHeads);
-        Assert.Equal(384, p.FfnDim); // int(8*128/3) = 341 -> multiple of 64 -> 384
-        Assert.Equal(256, p.VocabSize);
-        Assert.Equal(1e-5f, p.NormEps);
-        Assert.Equal(10000f, p.RopeTheta);
-        Assert.Equal(4096, p.ContextLength); // Llama-2 guess from norm_eps 1e-5
-        Assert.Null(p.RopeFreqFactors);
+        Assert.Equal(384, p.Ffn); // int(8*128/3) = 341 -> multiple of 64 -> 384
+        Assert.Equal(256, p.Vocab);
+        Assert.Equal(1e-5f, p.RmsEps);
+        Assert.Equal(10000f, p.RopeBase);
+        Assert.Equal(4096, p.Context); // Llama-2 guess from norm_eps 1e-5
+        Assert.Null(src.Params.RopeFreqFactors);
         Assert.Equal("meta-pth", src.Format);
         Assert.Throws<EdgeLlmException>(() => src.Tokenizer); // no loader given
     }
@@ -154,7 +154,7 @@ public class MetaPthSourceTests
         File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), [0]);
         var calls = new List<string>();
         using var src = MetaPthSource.Open(dir, FakeTokenizer(256, calls));
-        Assert.Equal(256, src.Params.VocabSize);
+        Assert.Equal(256, src.Params.Shape.Vocab);
         Assert.Equal([Path.Combine(dir, "tokenizer.model")], calls);
         Assert.Equal(256, src.Tokenizer.Tokens.Length);
 
@@ -172,7 +172,7 @@ public class MetaPthSourceTests
     public void Vocab_size_minus_one_without_a_tokenizer_comes_from_the_output_matrix()
     {
         using var src = MetaPthSource.Open(Write(Small with { VocabFromTokenizer = true }, 8));
-        Assert.Equal(256, src.Params.VocabSize);
+        Assert.Equal(256, src.Params.Shape.Vocab);
     }
 
     [Fact]
@@ -250,8 +250,8 @@ public class MetaPthSourceTests
         File.WriteAllText(Path.Combine(dir, "params.json"),
             """{"dim": 128, "multiple_of": 64, "n_heads": 16, "n_kv_heads": 8, "n_layers": 2, "norm_eps": 1e-05, "vocab_size": 256, "rope_theta": 500000.0, "use_scaled_rope": true}""");
         using var src = MetaPthSource.Open(dir);
-        Assert.Equal(131072, src.Params.ContextLength);
-        Assert.Equal(500000f, src.Params.RopeTheta);
+        Assert.Equal(131072, src.Params.Shape.Context);
+        Assert.Equal(500000f, src.Params.Shape.RopeBase);
         var f = src.Params.RopeFreqFactors!;
         Assert.Equal(4, f.Length); // head_dim 8 / 2
         // freq_i = 500000^(-i/4): wavelengths 2π·{1, 26.6, 707.1, 18803}. Below 8192/4 the factor is 1, above

@@ -11,9 +11,9 @@ namespace EdgeLlm.Tests.Convert;
 /// </summary>
 public class QuantPolicyTests
 {
-    private static readonly ModelShape Llama7B = new(32, HasOutput: true, Is70B: false);
+    private static readonly ModelFacts Llama7B = new(32, HasOutput: true, Is70B: false);
 
-    private static GgmlType T(OutputType o, string name, long[] dims, ModelShape? m = null) => Choose(o, name, dims, m ?? Llama7B).Type;
+    private static GgmlType T(OutputType o, string name, long[] dims, ModelFacts? m = null) => Choose(o, name, dims, m ?? Llama7B).Type;
 
     private static readonly (string Suffix, long[] Dims)[] Block =
     [
@@ -72,7 +72,7 @@ public class QuantPolicyTests
     [Fact]
     public void SeventyBAttnVIsRaised()
     {
-        var m70 = new ModelShape(80, true, true, Gqa: 8);
+        var m70 = new ModelFacts(80, true, true, Gqa: 8);
         // use_more_bits(11, 80): 11 >= 10 && 11 < 70 && (11 - 10) % 3 == 1 -> no: Q4_K, which the 70B rule lifts to Q5_K.
         Assert.Equal(GgmlType.Q5_K, T(OutputType.Q4_K_M, "blk.11.attn_v.weight", [8192, 1024], m70));
         Assert.Equal(GgmlType.Q6_K, T(OutputType.Q4_K_M, "blk.12.attn_v.weight", [8192, 1024], m70)); // (12 - 10) % 3 == 2
@@ -83,7 +83,7 @@ public class QuantPolicyTests
     [Fact]
     public void IncompatibleRowsFallBackAndSaySo()
     {
-        var small = new ModelShape(5, false, false);
+        var small = new ModelFacts(5, false, false);
         var c = Choose(OutputType.Q8_0, "blk.0.ffn_down.weight", [172, 64], small);
         Assert.Equal(GgmlType.F16, c.Type);
         Assert.Contains("172", c.Fallback);
@@ -128,7 +128,7 @@ public class QuantPolicyTests
     {
         // llama-quantize visits tensors sorted by layer number, then name, so blk.10 comes after blk.9 whatever the
         // file order; attn_v's counter is then the layer index: Q3_K_M gives Q5_K to the first two only.
-        var shape = new ModelShape(12, true, false);
+        var shape = new ModelFacts(12, true, false);
         var names = new[] { "blk.10.attn_v.weight", "blk.1.attn_v.weight", "blk.11.attn_v.weight", "blk.0.attn_v.weight", "blk.2.attn_v.weight" };
         var c = ChooseAll(OutputType.Q3_K_M, names.Select(n => (n, new long[] { 256, 256 })).ToList(), shape);
         Assert.Equal([GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q4_K], c.Select(x => x.Type).ToArray());

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 using EdgeLlm.Quant;
 using static EdgeLlm.Tests.Convert.ConvertTestKit;
 
@@ -183,7 +184,7 @@ public class SourceLayoutTests
         Assert.Equal(reference.Tensors.Select(t => t.Name), got.Tensors.Select(t => t.Name));
         foreach (var t in reference.Tensors)
         {
-            var hf = dtypes.First(kv => SafetensorsSource.MapName(kv.Key, new LlamaParams { Dim = Dim, Layers = Layers, Heads = Heads, KvHeads = KvHeads, FfnDim = Hidden, VocabSize = Vocab, NormEps = 1e-5f })!.Value.Name == t.Name);
+            var hf = dtypes.First(kv => SafetensorsSource.MapName(kv.Key, new LlamaParams { Shape = new ModelShape { Dim = Dim, Layers = Layers, Heads = Heads, KvHeads = KvHeads, Ffn = Hidden, Vocab = Vocab, RmsEps = 1e-5f } })!.Value.Name == t.Name);
             float[] want = new float[t.ElementCount], have = new float[t.ElementCount];
             Buffer.BlockCopy(TensorBytes(reference, t.Name), 0, want, 0, want.Length * 4);
             Buffer.BlockCopy(TensorBytes(got, t.Name), 0, have, 0, have.Length * 4);

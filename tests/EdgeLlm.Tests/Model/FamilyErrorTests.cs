@@ -26,7 +26,7 @@ public class FamilyErrorTests
     [InlineData("phi3", "blk.1.attn_qkv.weight")] // without the fused tensor the separate attn_q is required
     public void MissingRequiredTensorIsNamed(string arch, string tensor)
     {
-        var e = LoadFails(FamilyModel.Write(new FamilySpec { Arch = arch, Omit = [tensor], SlidingWindow = arch == "gemma3" ? 4 : null }));
+        var e = LoadFails(RandomModel.Write(RandomModelSpec.Family(arch) with { Omit = [tensor], SlidingWindow = arch == "gemma3" ? 4 : null }));
         string named = tensor == "blk.1.attn_qkv.weight" ? "blk.1.attn_q.weight" : tensor;
         Assert.Contains($"tensor '{named}'", e.Message);
         Assert.Contains("required tensor is missing", e.Message);
@@ -40,7 +40,7 @@ public class FamilyErrorTests
     [InlineData("gemma", "blk.0.attn_q.weight", "[64, 65]", "[64, 64]")]
     public void WrongShapeIsNamed(string arch, string tensor, string found, string expected)
     {
-        var e = LoadFails(FamilyModel.Write(new FamilySpec { Arch = arch, Misshape = tensor }));
+        var e = LoadFails(RandomModel.Write(RandomModelSpec.Family(arch) with { Misshape = tensor }));
         Assert.Contains($"tensor '{tensor}'", e.Message);
         Assert.Contains(found, e.Message);
         Assert.Contains(expected, e.Message);
@@ -49,7 +49,7 @@ public class FamilyErrorTests
     [Fact]
     public void UnknownArchitectureIsRefusedByName()
     {
-        string path = FamilyModel.Write(new FamilySpec { Arch = "qwen2moe" });
+        string path = RandomModel.Write(RandomModelSpec.Family("qwen2moe"));
         var e = LoadFails(path);
         Assert.Contains("metadata 'general.architecture'", e.Message);
         Assert.Contains("'qwen2moe' is not supported", e.Message);
@@ -59,7 +59,7 @@ public class FamilyErrorTests
     [Fact]
     public void Gemma3WithoutSlidingWindowKeyIsNamed()
     {
-        var e = LoadFails(FamilyModel.Write(new FamilySpec { Arch = "gemma3" }));
+        var e = LoadFails(RandomModel.Write(RandomModelSpec.Family("gemma3")));
         Assert.Contains("metadata 'gemma3.attention.sliding_window'", e.Message);
         Assert.Contains("required integer key is missing", e.Message);
     }
@@ -68,8 +68,8 @@ public class FamilyErrorTests
     public void YarnScalingIsRefusedAndNoneIsAccepted()
     {
         string path = TestPaths.TempFile("yarn.gguf");
-        var s = new FamilySpec { Arch = "qwen3" };
-        FamilyModel.Write(s, path);
+        var s = RandomModelSpec.Family("qwen3");
+        RandomModel.Write(s, path);
         using (var f = GgufFile.Open(path))
         {
             var w = new GgufWriter().CopyMetadataFrom(f).Set("qwen3.rope.scaling.type", "yarn").Set("qwen3.rope.scaling.factor", 4f);
@@ -88,7 +88,7 @@ public class FamilyErrorTests
     [Fact]
     public void CliExitsWithOneLineNamingTheTensor()
     {
-        string path = FamilyModel.Write(new FamilySpec { Arch = "qwen2", Omit = ["blk.0.attn_q.bias"] });
+        string path = RandomModel.Write(RandomModelSpec.Family("qwen2") with { Omit = ["blk.0.attn_q.bias"] });
         var r = CliRunner.InProcess("logits", "-m", path, "--tokens", "1,2");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("tensor 'blk.0.attn_q.bias': required tensor is missing", r.Stderr);

@@ -43,23 +43,23 @@ public class FamilyOracleTests(ITestOutputHelper output)
     public static TheoryData<string> Families => new() { "qwen3", "gemma3", "qwen2", "gemma2", "phi3", "gemma" };
 
     /// <summary>Per family a shape that exercises what is particular to it.</summary>
-    private static FamilySpec Spec(string arch) => arch switch
+    private static RandomModelSpec Spec(string arch) => arch switch
     {
         // Qwen 3: head_dim 32 with 4 heads over a width of 64 (q is 128 wide), q/k norms.
-        "qwen3" => new FamilySpec { Arch = "qwen3", HeadDim = 32, FreqBase = 1e6f },
+        "qwen3" => RandomModelSpec.Family("qwen3") with { HeadDim = 32, FreqBase = 1e6f },
         // Gemma 3: 7 layers = 5 local, 1 global, 1 local; window 5 over 24 positions; global rope base 1e6 with
         // linear scaling 8, local base 10000 unscaled; head_dim 32 != 64/4.
-        "gemma3" => new FamilySpec { Arch = "gemma3", Layers = 7, HeadDim = 32, SlidingWindow = 5, FreqBase = 1e6f, RopeScaleLinear = 8f },
-        "gemma2" => new FamilySpec { Arch = "gemma2", Layers = 3, HeadDim = 24, SlidingWindow = 6, AttnSoftcap = 2f, FinalSoftcap = 15f },
-        "qwen2" => new FamilySpec { Arch = "qwen2" },
-        "phi3" => new FamilySpec { Arch = "phi3", KvHeads = 4, WeightType = EdgeLlm.Gguf.GgmlType.F32 },
-        "gemma" => new FamilySpec { Arch = "gemma", HeadDim = 24 },
+        "gemma3" => RandomModelSpec.Family("gemma3") with { Layers = 7, HeadDim = 32, SlidingWindow = 5, FreqBase = 1e6f, RopeScaleLinear = 8f },
+        "gemma2" => RandomModelSpec.Family("gemma2") with { Layers = 3, HeadDim = 24, SlidingWindow = 6, AttnSoftcap = 2f, FinalSoftcap = 15f },
+        "qwen2" => RandomModelSpec.Family("qwen2"),
+        "phi3" => RandomModelSpec.Family("phi3") with { KvHeads = 4, WeightType = EdgeLlm.Gguf.GgmlType.F32 },
+        "gemma" => RandomModelSpec.Family("gemma") with { HeadDim = 24 },
         _ => throw new ArgumentException(arch),
     };
 
     [Theory]
     [MemberData(nameof(Families))]
-    public void EngineMatchesOracle(string arch) => CompareWithOracle(arch, FamilyModel.Write(Spec(arch)), contextSize: 32);
+    public void EngineMatchesOracle(string arch) => CompareWithOracle(arch, RandomModel.Write(Spec(arch)), contextSize: 32);
 
     [Theory]
     [InlineData(16)] // within original_context_length 16: short factors
@@ -67,7 +67,7 @@ public class FamilyOracleTests(ITestOutputHelper output)
     public void Phi3LongRopeWithPartialRotaryMatchesOracle(int contextSize)
     {
         // Phi-4-mini style: 3/4 of each head rotated (12 of 16), LongRoPE factors and attention factor 1.19.
-        string path = FamilyModel.Write(new FamilySpec { Arch = "phi3", KvHeads = 2, RopeDims = 12, LongRope = true, ContextLength = 64 });
+        string path = RandomModel.Write(RandomModelSpec.Family("phi3") with { KvHeads = 2, RopeDims = 12, LongRope = true, ContextLength = 64 });
         CompareWithOracle("phi3", path, contextSize, positions: contextSize);
     }
 

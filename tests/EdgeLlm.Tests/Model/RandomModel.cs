@@ -1,151 +1,173 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+using EdgeLlm.ModelGen;
 using EdgeLlm.Quant;
 
 namespace EdgeLlm.Tests.Model;
 
-/// <summary>Shape and type of a random-weight llama GGUF (see <see cref="RandomModel.Write"/>).</summary>
+/// <summary>
+/// A small random-weight model for tests (see <see cref="RandomModel.Write"/>): its <see cref="Shape"/> (any family),
+/// the weight type, the RoPE and family numbers a test varies, and faults to inject into the file.
+/// </summary>
 internal sealed record RandomModelSpec
 {
+    public string Arch { get; init; } = "llama";
     public int Dim { get; init; } = 64;
     public int Layers { get; init; } = 2;
     public int Heads { get; init; } = 4;
     public int KvHeads { get; init; } = 2;
+
+    /// <summary>Head size; null = Dim / Heads. Another size is written as attention.key_length / value_length.</summary>
+    public int? HeadDim { get; init; }
     public int Ffn { get; init; } = 96;
     public int Vocab { get; init; } = 300;
     public int ContextLength { get; init; } = 64;
     public GgmlType WeightType { get; init; } = GgmlType.F32;
     public bool Tied { get; init; }
+
+    /// <summary>A rope_freqs.weight of per-pair divisors rising linearly from 1 to 8.</summary>
     public bool RopeFreqs { get; init; }
+
+    /// <summary>Rotated head elements (rope.dimension_count; null = the whole head).</summary>
     public int? RopeDims { get; init; }
     public float FreqBase { get; init; } = 10000f;
     public float? RopeScaleLinear { get; init; }
+
+    /// <summary>attention.sliding_window; null = no key (the engine's default for Gemma 2, an error for Gemma 3).</summary>
+    public int? SlidingWindow { get; init; }
+
+    /// <summary>attn_logit_softcapping / final_logit_softcapping; null = the family's value (Gemma 2: 50 and 30).</summary>
+    public float? AttnSoftcap { get; init; }
+    public float? FinalSoftcap { get; init; }
+
+    /// <summary>Phi-3 LongRoPE: rope_factors_long/short tensors, rope.scaling.attn_factor and original_context_length.</summary>
+    public bool LongRope { get; init; }
+    public int OriginalContext { get; init; } = 16;
+    public float RopeAttnFactor { get; init; } = 1.19f;
     public int Seed { get; init; } = 1234;
 
     /// <summary>Tensor names to leave out (to test error messages).</summary>
     public string[] Omit { get; init; } = [];
 
-    /// <summary>Tensor name whose second dimension is written one too large (to test shape checks).</summary>
+    /// <summary>Tensor whose last dimension is written one too large (to test shape checks).</summary>
     public string? Misshape { get; init; }
 
     /// <summary>Tensor written as zero bytes of this type instead (to test unsupported types).</summary>
     public (string Name, GgmlType Type)? RawType { get; init; }
 
-    /// <summary>Metadata overrides applied last (to test validation).</summary>
+    /// <summary>Metadata set last (to test validation).</summary>
     public (string Key, GgufValue Value)[] Overrides { get; init; } = [];
+
+    /// <summary>A model of another family as the family tests draw it: F16 matrices, seed 4321.</summary>
+    public static RandomModelSpec Family(string arch) => new() { Arch = arch, WeightType = GgmlType.F16, Seed = 4321 };
+
+    /// <summary>The model's shape; an architecture the engine does not run is drawn as llama and only named otherwise.</summary>
+    public ModelShape Shape => new()
+    {
+        Arch = ArchSpec.Find(Arch) is null ? "llama" : Arch,
+        Dim = Dim, Layers = Layers, Heads = Heads, KvHeads = KvHeads, Ffn = Ffn, Vocab = Vocab, Context = ContextLength,
+        KeyLength = HeadDim is int h && h != Dim / Heads ? h : null,
+        RopeDims = RopeDims,
+        RmsEps = Arch.StartsWith("gemma", StringComparison.Ordinal) ? 1e-6f : 1e-5f,
+        RopeBase = FreqBase,
+        Window = SlidingWindow,
+        Tied = Tied,
+        RopeFreqs = RopeFreqs,
+    };
 }
 
 /// <summary>
-/// Writes a seeded random-weight model in llama.cpp's layout: full llama metadata, a minimal SentencePiece
-/// style tokenizer ("&lt;unk&gt;", "&lt;s&gt;", "&lt;/s&gt;", byte tokens, then plain pieces), norms in F32 and
-/// matrices in the requested type. Weights are uniform in +-sqrt(3/fan_in) (unit-variance outputs) so
-/// activations stay O(1) through the layers and logits have a realistic spread.
+/// Writes a seeded random-weight model through the model generator's writer (<see cref="ModelGenerator.WriteFile"/>):
+/// its plan of tensors (llama.cpp's names and shapes for the family) and metadata, a minimal SentencePiece-style
+/// tokenizer ("&lt;unk&gt;", "&lt;s&gt;", "&lt;/s&gt;", byte tokens, then plain pieces), and the spec's faults.
+/// Values are drawn in plan order from one <see cref="Random"/>: matrices uniform in ±sqrt(3/fan_in) (unit-variance
+/// outputs, so activations stay O(1) and logits have a realistic spread) and quantized by the reference quantizer,
+/// embeddings in ±1, norms in [0.8, 1.2] (for Gemma these stand for the stored 1 + w), biases in ±0.5.
 /// </summary>
 internal static class RandomModel
 {
     public static string Write(RandomModelSpec s, string? path = null)
     {
-        path ??= TestPaths.TempFile($"random-{GgmlTypes.Name(s.WeightType)}.gguf");
+        path ??= TestPaths.TempFile($"random-{s.Arch}-{GgmlTypes.Name(s.WeightType)}.gguf");
+        var shape = s.Shape;
+        var options = new ModelGenOptions
+        {
+            Shape = shape, Format = new WeightFormat(s.WeightType), OutputType = s.WeightType, Seed = (ulong)s.Seed, Name = "random-" + s.Arch,
+        };
+
+        var plan = new List<PlannedTensor>();
+        foreach (var t in ModelGenerator.Plan(options))
+        {
+            if (s.Omit.Contains(t.Name)) continue;
+            var u = t;
+            if (s.Misshape == t.Name) u = u with { Dims = t.Dims.Length == 1 ? [t.Dims[0] + 1] : [t.Dims[0], t.Dims[1] + 1] };
+            if (s.RawType is { } raw && raw.Name == t.Name) u = u with { Type = raw.Type };
+            plan.Add(u);
+            if (t.Name == TensorNames.TokenEmbd && s.LongRope)
+                foreach (string name in (ReadOnlySpan<string>)[TensorNames.RopeFactorsLong, TensorNames.RopeFactorsShort])
+                    plan.Add(new PlannedTensor(name, TensorRole.RopeFreqs, -1, GgmlType.F32, [shape.RotatedDims / 2]));
+        }
+
+        string K(string key) => ModelKeys.Of(s.Arch, key);
+        var meta = new List<(string Key, GgufValue Value)>();
+        foreach (var (key, value) in ModelGenerator.Metadata(options))
+        {
+            if (key == ModelKeys.Of(shape.Arch, ModelKeys.SlidingWindow) && s.SlidingWindow is null) continue;
+            if (key == ModelKeys.Architecture) meta.Add((key, GgufValue.Of(s.Arch)));
+            else meta.Add((key.StartsWith(shape.Arch + ".", StringComparison.Ordinal) ? K(key[(shape.Arch.Length + 1)..]) : key, value));
+        }
+        if (s.AttnSoftcap is float ac) meta.Add((K(ModelKeys.AttnSoftcap), GgufValue.Of(ac)));
+        if (s.FinalSoftcap is float fc) meta.Add((K(ModelKeys.FinalSoftcap), GgufValue.Of(fc)));
+        if (s.RopeScaleLinear is float scale)
+        {
+            meta.Add((K(ModelKeys.RopeScalingType), GgufValue.Of("linear")));
+            meta.Add((K(ModelKeys.RopeScalingFactor), GgufValue.Of(scale)));
+        }
+        if (s.LongRope)
+        {
+            meta.Add((K(ModelKeys.RopeAttnFactor), GgufValue.Of(s.RopeAttnFactor)));
+            meta.Add((K(ModelKeys.RopeOriginalContext), GgufValue.Of((uint)s.OriginalContext)));
+        }
+        meta.AddRange(Tokenizer(s.Vocab));
+        meta.AddRange(s.Overrides);
+
         var rng = new Random(s.Seed);
-        int headDim = s.Dim / s.Heads;
-        int kvDim = s.KvHeads * headDim;
-        int ropeDims = s.RopeDims ?? headDim;
-
-        var w = new GgufWriter()
-            .Set("general.architecture", "llama")
-            .Set("general.name", "random-test")
-            .Set("general.quantization_version", 2u)
-            .Set("llama.context_length", (uint)s.ContextLength)
-            .Set("llama.embedding_length", (uint)s.Dim)
-            .Set("llama.block_count", (uint)s.Layers)
-            .Set("llama.feed_forward_length", (uint)s.Ffn)
-            .Set("llama.attention.head_count", (uint)s.Heads)
-            .Set("llama.attention.head_count_kv", (uint)s.KvHeads)
-            .Set("llama.attention.layer_norm_rms_epsilon", 1e-5f)
-            .Set("llama.rope.dimension_count", (uint)ropeDims)
-            .Set("llama.rope.freq_base", s.FreqBase)
-            .Set("llama.vocab_size", (uint)s.Vocab);
-        if (s.RopeScaleLinear is float scale) w.Set("llama.rope.scaling.type", "linear").Set("llama.rope.scaling.factor", scale);
-        var (tokens, scores, types) = Tokenizer(s.Vocab);
-        w.Set("tokenizer.ggml.model", "llama")
-            .Set("tokenizer.ggml.tokens", tokens)
-            .Set("tokenizer.ggml.scores", scores)
-            .Set("tokenizer.ggml.token_type", types)
-            .Set("tokenizer.ggml.bos_token_id", 1u)
-            .Set("tokenizer.ggml.eos_token_id", 2u)
-            .Set("tokenizer.ggml.unknown_token_id", 0u);
-        foreach (var (key, value) in s.Overrides) w.Set(key, value);
-
-        void Matrix(string name, int ne0, int ne1) =>
-            Add(w, s, name, s.WeightType, ne0, ne1, Uniform(rng, ne0 * ne1, MathF.Sqrt(3f / ne0)));
-        void Norm(string name, int n)
-        {
-            var v = new float[n];
-            for (int i = 0; i < n; i++) v[i] = 0.8f + 0.4f * rng.NextSingle();
-            Add(w, s, name, GgmlType.F32, n, 1, v);
-        }
-
-        // Embeddings: unit-ish scale, like real models after the first norm.
-        Add(w, s, "token_embd.weight", s.WeightType, s.Dim, s.Vocab, Uniform(rng, s.Dim * s.Vocab, 1f));
-        Norm("output_norm.weight", s.Dim);
-        if (!s.Tied) Matrix("output.weight", s.Dim, s.Vocab);
-        if (s.RopeFreqs)
-        {
-            // Llama-3.1 style factors: 1 for high frequencies rising to 8 for low ones.
-            var f = new float[ropeDims / 2];
-            for (int i = 0; i < f.Length; i++) f[i] = 1f + 7f * i / Math.Max(1, f.Length - 1);
-            Add(w, s, "rope_freqs.weight", GgmlType.F32, f.Length, 1, f);
-        }
-        for (int l = 0; l < s.Layers; l++)
-        {
-            string p = $"blk.{l}.";
-            Norm(p + "attn_norm.weight", s.Dim);
-            Matrix(p + "attn_q.weight", s.Dim, s.Dim);
-            Matrix(p + "attn_k.weight", s.Dim, kvDim);
-            Matrix(p + "attn_v.weight", s.Dim, kvDim);
-            Matrix(p + "attn_output.weight", s.Dim, s.Dim);
-            Norm(p + "ffn_norm.weight", s.Dim);
-            Matrix(p + "ffn_gate.weight", s.Dim, s.Ffn);
-            Matrix(p + "ffn_down.weight", s.Ffn, s.Dim);
-            Matrix(p + "ffn_up.weight", s.Dim, s.Ffn);
-        }
-        w.Write(path);
+        ModelGenerator.WriteFile(path, plan, meta, (stream, t) => stream.Write(Bytes(t, s, rng)));
         return path;
     }
 
-    private static float[] Uniform(Random rng, int n, float limit)
+    /// <summary>The tensor's values drawn from <paramref name="rng"/> and quantized row by row (zeros for a raw-type fault).</summary>
+    private static byte[] Bytes(PlannedTensor t, RandomModelSpec s, Random rng)
     {
-        var v = new float[n];
-        for (int i = 0; i < n; i++) v[i] = (2f * rng.NextSingle() - 1f) * limit;
-        return v;
-    }
-
-    /// <summary>Quantizes row by row and adds the tensor as 1-D (ne1 == 1 for vectors) or 2-D.</summary>
-    private static void Add(GgufWriter w, RandomModelSpec s, string name, GgmlType type, int ne0, int ne1, float[] values)
-    {
-        if (s.Omit.Contains(name)) return;
-        if (s.RawType is { } raw && raw.Name == name)
+        if (s.RawType is { } raw && raw.Name == t.Name) return new byte[t.Bytes];
+        int ne0 = (int)t.Dims[0], ne1 = t.Dims.Length > 1 ? (int)t.Dims[1] : 1;
+        var v = new float[ne0 * ne1];
+        switch (t.Role)
         {
-            w.AddTensor(name, raw.Type, [ne0, ne1], new byte[GgmlTypes.RowBytes(raw.Type, ne0) * ne1]);
-            return;
+            case TensorRole.TokenEmbd: Uniform(rng, v, -1f, 1f); break;
+            case TensorRole.Norm: Uniform(rng, v, 0.8f, 1.2f); break;
+            case TensorRole.Bias: Uniform(rng, v, -0.5f, 0.5f); break;
+            case TensorRole.RopeFreqs when t.Name == TensorNames.RopeFreqs:
+                for (int i = 0; i < v.Length; i++) v[i] = 1f + 7f * i / Math.Max(1, v.Length - 1);
+                break;
+            case TensorRole.RopeFreqs: Uniform(rng, v, 1f, t.Name == TensorNames.RopeFactorsLong ? 8f : 1.5f); break;
+            default:
+                float limit = MathF.Sqrt(3f / ne0);
+                Uniform(rng, v, -limit, limit);
+                break;
         }
-        if (s.Misshape == name)
-        {
-            ne1 += 1;
-            Array.Resize(ref values, ne0 * ne1);
-        }
-        long rowBytes = GgmlTypes.RowBytes(type, ne0);
+        long rowBytes = GgmlTypes.RowBytes(t.Type, ne0);
         var bytes = new byte[rowBytes * ne1];
-        for (int r = 0; r < ne1; r++)
-        {
-            byte[] row = QuantRef.QuantizeRow(type, values.AsSpan(r * ne0, ne0));
-            row.CopyTo(bytes, r * rowBytes);
-        }
-        long[] dims = ne1 == 1 && name.EndsWith("norm.weight", StringComparison.Ordinal) || name == "rope_freqs.weight"
-            ? [ne0] : [ne0, ne1];
-        w.AddTensor(name, type, dims, bytes);
+        for (int r = 0; r < ne1; r++) QuantRef.QuantizeRow(t.Type, v.AsSpan(r * ne0, ne0)).CopyTo(bytes, r * rowBytes);
+        return bytes;
     }
 
-    private static (string[] Tokens, float[] Scores, int[] Types) Tokenizer(int vocab)
+    private static void Uniform(Random rng, float[] v, float lo, float hi)
+    {
+        for (int i = 0; i < v.Length; i++) v[i] = lo + (hi - lo) * rng.NextSingle();
+    }
+
+    private static IEnumerable<(string, GgufValue)> Tokenizer(int vocab)
     {
         var tokens = new string[vocab];
         var scores = new float[vocab];
@@ -156,6 +178,6 @@ internal static class RandomModel
             else if (i < 3 + 256) { tokens[i] = $"<0x{i - 3:X2}>"; types[i] = 6; }
             else { tokens[i] = "\u2581p" + (i - 259); types[i] = 1; scores[i] = -(i - 259); }
         }
-        return (tokens, scores, types);
+        return VocabSource.SentencePieceKeys(tokens, scores, types);
     }
 }

@@ -11,7 +11,7 @@ namespace EdgeLlm.Tests.ModelGen;
 /// </summary>
 public class ModelGenArchTests
 {
-    public static TheoryData<string> Archs() => new(ArchDefaults.Names);
+    public static TheoryData<string> Archs() => new(LlamaConfig.SupportedArchitectures);
 
     [Theory]
     [MemberData(nameof(Archs))]
@@ -43,9 +43,10 @@ public class ModelGenArchTests
         using var model = LlamaModel.Load(path, new BackendOptions { Threads = 1, ContextSize = 8 });
         Assert.Equal(arch, model.Config.Architecture);
         Assert.Equal(64, model.Config.HeadDim);
-        Assert.Equal(ArchDefaults.For(arch).RmsEps, model.Config.RmsEps);
-        Assert.Equal(ArchDefaults.For(arch).FinalSoftcap, model.Config.FinalSoftcap);
-        Assert.Equal(ArchSpec.Find(arch)!.SwaPattern > 0 ? ArchDefaults.For(arch).Window : 0, model.Config.SlidingWindow);
+        var family = ArchSpec.Find(arch)!;
+        Assert.Equal(family.UsualRmsEps, model.Config.RmsEps);
+        Assert.Equal(family.FinalSoftcapDefault, model.Config.FinalSoftcap);
+        Assert.Equal(family.SwaPattern > 0 ? family.UsualWindow : 0, model.Config.SlidingWindow);
 
         var logits = new float[model.VocabSize];
         model.Forward(7, 0, logits);

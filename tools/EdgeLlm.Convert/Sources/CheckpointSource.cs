@@ -1,4 +1,5 @@
 using EdgeLlm.Gguf;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert.Sources;
 
@@ -35,32 +36,17 @@ public abstract class SourceTensor
     public abstract void ReadRows(long row, int count, Span<float> dst);
 }
 
-/// <summary>Hyperparameters of a Llama checkpoint, whatever format it came in.</summary>
+/// <summary>
+/// What the converter knows of a checkpoint, whatever format it came in: its shape (the engine's
+/// <see cref="ModelShape"/>) and what the output file gets beyond it.
+/// </summary>
 public sealed record LlamaParams
 {
-    public required int Dim { get; init; }
-    public required int Layers { get; init; }
-    public required int Heads { get; init; }
-    public required int KvHeads { get; init; }
-    public required int FfnDim { get; init; }
-    public required int VocabSize { get; init; }
-    public required float NormEps { get; init; }
-    public float RopeTheta { get; init; } = 10000f;
-    public int ContextLength { get; init; } = 2048;
+    public required ModelShape Shape { get; init; }
+
     /// <summary>Llama-3.1 style rope scaling factors (written as rope_freqs), if the checkpoint asks for them.</summary>
     public float[]? RopeFreqFactors { get; init; }
     public string Name { get; init; } = "llama";
-
-    /// <summary>llama.cpp's architecture name (general.architecture): llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3.</summary>
-    public string Architecture { get; init; } = "llama";
-
-    /// <summary>Width of one attention head; 0 means Dim / Heads (gemma and qwen3 set it apart from that).</summary>
-    public int HeadDim { get; init; }
-
-    public int HeadSize => HeadDim > 0 ? HeadDim : Dim / Heads;
-
-    /// <summary>Rotated dimensions per head (rope.dimension_count); 0 means the whole head.</summary>
-    public int RopeDims { get; init; }
 
     /// <summary>
     /// The <c>{arch}.*</c> hyperparameter keys (without the prefix) in the order llama.cpp's converter writes them,

@@ -35,10 +35,8 @@ public sealed class GgufSource : CheckpointSource
             var c = LlamaConfig.FromGguf(f); // any architecture EdgeLlm runs; refuses the others in one line
             var p = new LlamaParams
             {
-                Dim = c.Dim, Layers = c.LayerCount, Heads = c.HeadCount, KvHeads = c.KvHeadCount, FfnDim = c.FfnDim,
-                VocabSize = c.VocabSize, NormEps = c.RmsEps, RopeTheta = c.RopeFreqBase, ContextLength = c.ContextLength,
-                Name = f.GetString("general.name") ?? System.IO.Path.GetFileNameWithoutExtension(path),
-                Architecture = c.Architecture, HeadDim = c.HeadDim, RopeDims = c.RopeDims,
+                Shape = c.Shape,
+                Name = f.GetString(ModelKeys.Name) ?? System.IO.Path.GetFileNameWithoutExtension(path),
             };
             var tensors = new List<SourceTensor>();
             foreach (var info in f.Tensors)

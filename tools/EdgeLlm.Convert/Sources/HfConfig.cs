@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeLlm.Model;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Convert.Sources;
@@ -108,27 +109,27 @@ internal sealed record HfConfig
         switch (family)
         {
             case HfFamily.Llama:
-                U("block_count", layers); U("context_length", ctx); U("embedding_length", dim); U("feed_forward_length", ffn);
-                U("attention.head_count", heads); U("attention.head_count_kv", kvHeads);
-                F("rope.freq_base", theta); F("attention.layer_norm_rms_epsilon", eps);
-                if (configHeadDim is not null) { U("attention.key_length", headDim); U("attention.value_length", headDim); }
-                U("vocab_size", vocab); U("rope.dimension_count", headDim);
+                U(ModelKeys.BlockCount, layers); U(ModelKeys.ContextLength, ctx); U(ModelKeys.EmbeddingLength, dim); U(ModelKeys.FeedForwardLength, ffn);
+                U(ModelKeys.HeadCount, heads); U(ModelKeys.HeadCountKv, kvHeads);
+                F(ModelKeys.RopeFreqBase, theta); F(ModelKeys.RmsEps, eps);
+                if (configHeadDim is not null) { U(ModelKeys.KeyLength, headDim); U(ModelKeys.ValueLength, headDim); }
+                U(ModelKeys.VocabSize, vocab); U(ModelKeys.RopeDimensionCount, headDim);
                 if (ropeType == "llama3") ropeFreqs = Llama3Factors(j, rs!.Value, theta, headDim);
-                else if (ropeType == "linear") { S("rope.scaling.type", "linear"); F("rope.scaling.factor", Factor(j, rs!.Value)); }
+                else if (ropeType == "linear") { S(ModelKeys.RopeScalingType, "linear"); F(ModelKeys.RopeScalingFactor, Factor(j, rs!.Value)); }
                 else if (ropeType is not null) throw j.Error("rope_scaling", $"type '{ropeType}' is not supported for llama (llama3, linear)");
                 break;
 
             case HfFamily.Qwen2 or HfFamily.Qwen3:
-                U("block_count", layers); U("context_length", ctx); U("embedding_length", dim); U("feed_forward_length", ffn);
-                U("attention.head_count", heads); U("attention.head_count_kv", kvHeads);
+                U(ModelKeys.BlockCount, layers); U(ModelKeys.ContextLength, ctx); U(ModelKeys.EmbeddingLength, dim); U(ModelKeys.FeedForwardLength, ffn);
+                U(ModelKeys.HeadCount, heads); U(ModelKeys.HeadCountKv, kvHeads);
                 if (ropeType == "yarn")
                 {
-                    S("rope.scaling.type", "yarn"); F("rope.scaling.factor", Factor(j, rs!.Value));
-                    U("rope.scaling.original_context_length", (long)(j.OptDouble(rs.Value, "original_max_position_embeddings") ?? throw j.Error("rope_scaling", "has no original_max_position_embeddings")));
+                    S(ModelKeys.RopeScalingType, "yarn"); F(ModelKeys.RopeScalingFactor, Factor(j, rs!.Value));
+                    U(ModelKeys.RopeOriginalContext, (long)(j.OptDouble(rs.Value, "original_max_position_embeddings") ?? throw j.Error("rope_scaling", "has no original_max_position_embeddings")));
                 }
                 else if (ropeType is not null) throw j.Error("rope_scaling", $"type '{ropeType}' is not supported for {arch} (yarn)");
-                F("rope.freq_base", theta); F("attention.layer_norm_rms_epsilon", eps);
-                if (family == HfFamily.Qwen3 || configHeadDim is not null) { U("attention.key_length", headDim); U("attention.value_length", headDim); }
+                F(ModelKeys.RopeFreqBase, theta); F(ModelKeys.RmsEps, eps);
+                if (family == HfFamily.Qwen3 || configHeadDim is not null) { U(ModelKeys.KeyLength, headDim); U(ModelKeys.ValueLength, headDim); }
                 break;
 
             case HfFamily.Phi3:
@@ -140,24 +141,24 @@ internal sealed record HfConfig
                 int origCtx = j.OptInt("original_max_position_embeddings")
                     ?? (rs is { } ro && j.OptDouble(ro, "original_max_position_embeddings") is double od ? (int)od : throw j.Error("original_max_position_embeddings", "is missing (phi3 needs it)"));
                 if (origCtx <= 0) throw j.Error("original_max_position_embeddings", $"{origCtx} must be positive");
-                U("context_length", ctx); U("rope.scaling.original_context_length", origCtx);
-                U("embedding_length", dim); U("feed_forward_length", ffn); U("block_count", layers);
-                U("attention.head_count", heads); U("attention.head_count_kv", kvHeads);
-                F("attention.layer_norm_rms_epsilon", eps); U("rope.dimension_count", ropeDims); F("rope.freq_base", theta);
-                U("attention.sliding_window", j.OptInt("sliding_window") ?? 0);
+                U(ModelKeys.ContextLength, ctx); U(ModelKeys.RopeOriginalContext, origCtx);
+                U(ModelKeys.EmbeddingLength, dim); U(ModelKeys.FeedForwardLength, ffn); U(ModelKeys.BlockCount, layers);
+                U(ModelKeys.HeadCount, heads); U(ModelKeys.HeadCountKv, kvHeads);
+                F(ModelKeys.RmsEps, eps); U(ModelKeys.RopeDimensionCount, ropeDims); F(ModelKeys.RopeFreqBase, theta);
+                U(ModelKeys.SlidingWindow, j.OptInt("sliding_window") ?? 0);
                 if (rs is { } r && r.TryGetProperty("long_factor", out var lf) && lf.ValueKind == JsonValueKind.Array && lf.GetArrayLength() > 0)
                 {
                     if (ropeType is not ("longrope" or "su"))
                         throw j.Error("rope_scaling", $"type '{ropeType}' with long_factor is not supported for phi3 (longrope, su)");
                     double scale = (double)ctx / origCtx;
                     double attnFactor = scale > 1.0 ? Math.Sqrt(1 + Math.Log(scale) / Math.Log(origCtx)) : 1.0;
-                    F("rope.scaling.attn_factor", attnFactor);
+                    F(ModelKeys.RopeAttnFactor, attnFactor);
                     var longF = Floats(j, r, "long_factor");
                     var shortF = r.TryGetProperty("short_factor", out _) ? Floats(j, r, "short_factor") : throw j.Error("rope_scaling", "has long_factor but no short_factor");
                     if (longF.Length != ropeDims / 2 || shortF.Length != ropeDims / 2)
                         throw j.Error("rope_scaling", $"long_factor has {longF.Length} and short_factor {shortF.Length} entries, rope dimensions / 2 = {ropeDims / 2} expected");
-                    generated.Add(new(LlamaLayout.RopeFactorsLong, longF));
-                    generated.Add(new(LlamaLayout.RopeFactorsShort, shortF));
+                    generated.Add(new(TensorNames.RopeFactorsLong, longF));
+                    generated.Add(new(TensorNames.RopeFactorsShort, shortF));
                 }
                 else if (ropeType is not null) throw j.Error("rope_scaling", $"type '{ropeType}' without long_factor is not supported for phi3");
                 break;
@@ -166,33 +167,33 @@ internal sealed record HfConfig
             case HfFamily.Gemma or HfFamily.Gemma2:
                 if (ropeType is not null) throw j.Error("rope_scaling", $"type '{ropeType}' is not supported for {arch}");
                 if (theta != 10000.0) throw j.Error("rope_theta", $"{theta}: llama.cpp's {arch} always uses 10000 (no rope.freq_base key is written)");
-                U("context_length", ctx); U("embedding_length", dim); U("block_count", layers); U("feed_forward_length", ffn);
-                U("attention.head_count", heads); U("attention.head_count_kv", kvHeads);
-                F("attention.layer_norm_rms_epsilon", eps);
-                U("attention.key_length", headDim); U("attention.value_length", headDim);
+                U(ModelKeys.ContextLength, ctx); U(ModelKeys.EmbeddingLength, dim); U(ModelKeys.BlockCount, layers); U(ModelKeys.FeedForwardLength, ffn);
+                U(ModelKeys.HeadCount, heads); U(ModelKeys.HeadCountKv, kvHeads);
+                F(ModelKeys.RmsEps, eps);
+                U(ModelKeys.KeyLength, headDim); U(ModelKeys.ValueLength, headDim);
                 if (family == HfFamily.Gemma2)
                 {
-                    F("attn_logit_softcapping", j.OptDouble("attn_logit_softcapping") ?? throw j.Error("attn_logit_softcapping", "is missing (gemma2 needs it)"));
-                    F("final_logit_softcapping", j.OptDouble("final_logit_softcapping") ?? throw j.Error("final_logit_softcapping", "is missing (gemma2 needs it)"));
-                    U("attention.sliding_window", j.OptInt("sliding_window") ?? throw j.Error("sliding_window", "is missing (gemma2 needs it)"));
+                    F(ModelKeys.AttnSoftcap, j.OptDouble("attn_logit_softcapping") ?? throw j.Error("attn_logit_softcapping", "is missing (gemma2 needs it)"));
+                    F(ModelKeys.FinalSoftcap, j.OptDouble("final_logit_softcapping") ?? throw j.Error("final_logit_softcapping", "is missing (gemma2 needs it)"));
+                    U(ModelKeys.SlidingWindow, j.OptInt("sliding_window") ?? throw j.Error("sliding_window", "is missing (gemma2 needs it)"));
                     CheckQueryScale(j, layers == 46, dim, heads, headDim);
                 }
                 break;
 
             default: // Gemma3
-                U("block_count", layers); U("context_length", ctx); U("embedding_length", dim); U("feed_forward_length", ffn);
-                U("attention.head_count", heads); U("attention.head_count_kv", kvHeads);
-                if (ropeType == "linear") { S("rope.scaling.type", "linear"); F("rope.scaling.factor", Factor(j, rs!.Value)); }
+                U(ModelKeys.BlockCount, layers); U(ModelKeys.ContextLength, ctx); U(ModelKeys.EmbeddingLength, dim); U(ModelKeys.FeedForwardLength, ffn);
+                U(ModelKeys.HeadCount, heads); U(ModelKeys.HeadCountKv, kvHeads);
+                if (ropeType == "linear") { S(ModelKeys.RopeScalingType, "linear"); F(ModelKeys.RopeScalingFactor, Factor(j, rs!.Value)); }
                 else if (ropeType is not null) throw j.Error("rope_scaling", $"type '{ropeType}' is not supported for gemma3 (linear)");
-                F("rope.freq_base", theta);
-                if (j.OptDouble("rope_local_base_freq") is double local) F("rope.freq_base_swa", local);
-                F("attention.layer_norm_rms_epsilon", eps);
-                U("attention.key_length", headDim); U("attention.value_length", headDim);
+                F(ModelKeys.RopeFreqBase, theta);
+                if (j.OptDouble("rope_local_base_freq") is double local) F(ModelKeys.RopeFreqBaseSwa, local);
+                F(ModelKeys.RmsEps, eps);
+                U(ModelKeys.KeyLength, headDim); U(ModelKeys.ValueLength, headDim);
                 if (j.Has("attn_logit_softcapping")) throw j.Error("attn_logit_softcapping", "is set, but gemma3 has no attention softcapping");
-                if (j.OptDouble("final_logit_softcapping") is double fc && fc != 0) F("final_logit_softcapping", fc);
+                if (j.OptDouble("final_logit_softcapping") is double fc && fc != 0) F(ModelKeys.FinalSoftcap, fc);
                 if (j.OptInt("sliding_window_pattern") != 1)
                 {
-                    U("attention.sliding_window", j.OptInt("sliding_window") ?? throw j.Error("sliding_window", "is missing (gemma3 needs it)"));
+                    U(ModelKeys.SlidingWindow, j.OptInt("sliding_window") ?? throw j.Error("sliding_window", "is missing (gemma3 needs it)"));
                     CheckGemma3Pattern(j, layers);
                 }
                 CheckQueryScale(j, layers == 62, dim, heads, headDim);
@@ -201,20 +202,13 @@ internal sealed record HfConfig
 
         var p = new LlamaParams
         {
-            Dim = dim,
-            Layers = layers,
-            Heads = heads,
-            KvHeads = kvHeads,
-            FfnDim = ffn,
-            VocabSize = vocab,
-            NormEps = (float)eps,
-            RopeTheta = (float)theta,
-            ContextLength = ctx,
+            Shape = new ModelShape
+            {
+                Arch = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, Ffn = ffn, Vocab = vocab,
+                RmsEps = (float)eps, RopeBase = (float)theta, Context = ctx, KeyLength = headDim, RopeDims = ropeDims,
+            },
             RopeFreqFactors = ropeFreqs,
             Name = defaultName,
-            Architecture = arch,
-            HeadDim = headDim,
-            RopeDims = ropeDims,
             ArchMetadata = kv,
             GeneratedTensors = generated.Count > 0 ? generated : null,
         };
@@ -327,20 +321,6 @@ internal sealed record HfConfig
         double high = j.OptDouble(rs, "high_freq_factor") ?? 4.0;
         double oldCtx = j.OptDouble(rs, "original_max_position_embeddings") ?? 8192;
         if (low == high) throw j.Error("rope_scaling", "low_freq_factor equals high_freq_factor");
-        double lowWavelen = oldCtx / low, highWavelen = oldCtx / high;
-        var f = new float[headDim / 2];
-        for (int i = 0; i < f.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highWavelen) f[i] = 1f;
-            else if (wavelen > lowWavelen) f[i] = (float)factor;
-            else
-            {
-                double smooth = (oldCtx / wavelen - low) / (high - low);
-                f[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
-            }
-        }
-        return f;
+        return Llama3Rope.Factors(headDim, theta, factor, low, high, oldCtx);
     }
 }

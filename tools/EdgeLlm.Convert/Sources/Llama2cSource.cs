@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert.Sources;
 
@@ -42,7 +43,7 @@ public sealed unsafe class Llama2cSource : CheckpointSource
         Params = p;
         Tensors = tensors;
         Format = $"llama2.c v{version}";
-        _tokenizer = new Lazy<TokenizerData>(() => TokenizerLoader.Load(FindTokenizer(file.Path, p.VocabSize), p.VocabSize));
+        _tokenizer = new Lazy<TokenizerData>(() => TokenizerLoader.Load(FindTokenizer(file.Path, p.Shape.Vocab), p.Shape.Vocab));
     }
 
     public static Llama2cSource Open(string path)
@@ -85,46 +86,49 @@ public sealed unsafe class Llama2cSource : CheckpointSource
 
         var p = new LlamaParams
         {
-            Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, FfnDim = hidden, VocabSize = vocab,
-            NormEps = 1e-5f, RopeTheta = 10000f, ContextLength = seqLen,
+            Shape = new ModelShape
+            {
+                Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, Ffn = hidden, Vocab = vocab,
+                RmsEps = 1e-5f, RopeBase = 10000f, Context = seqLen,
+            },
             Name = System.IO.Path.GetFileNameWithoutExtension(f.Path),
         };
         long hd = dim / heads, kvDim = hd * kvHeads;
         var l = new Layout(f, headerBytes, version == 2 ? groupSize : 0);
         var t = new Dictionary<string, SourceTensor>(StringComparer.Ordinal);
-        void PerLayerF32(string suffix, params long[] shape) { for (int i = 0; i < layers; i++) t[$"blk.{i}.{suffix}"] = l.F32($"blk.{i}.{suffix}", shape); }
-        void PerLayerW(string suffix, params long[] shape) { for (int i = 0; i < layers; i++) t[$"blk.{i}.{suffix}"] = l.Weight($"blk.{i}.{suffix}", shape); }
+        void PerLayerF32(string suffix, params long[] shape) { for (int i = 0; i < layers; i++) t[TensorNames.Block(i, suffix)] = l.F32(TensorNames.Block(i, suffix), shape); }
+        void PerLayerW(string suffix, params long[] shape) { for (int i = 0; i < layers; i++) t[TensorNames.Block(i, suffix)] = l.Weight(TensorNames.Block(i, suffix), shape); }
 
         if (version == 0)
         {
-            t[LlamaLayout.TokenEmbd] = l.F32(LlamaLayout.TokenEmbd, vocab, dim);
-            PerLayerF32("attn_norm.weight", dim);
-            PerLayerF32("attn_q.weight", dim, dim);
-            PerLayerF32("attn_k.weight", kvDim, dim);
-            PerLayerF32("attn_v.weight", kvDim, dim);
-            PerLayerF32("attn_output.weight", dim, dim);
-            PerLayerF32("ffn_norm.weight", dim);
-            PerLayerF32("ffn_gate.weight", hidden, dim);
-            PerLayerF32("ffn_down.weight", dim, hidden);
-            PerLayerF32("ffn_up.weight", hidden, dim);
-            t[LlamaLayout.OutputNorm] = l.F32(LlamaLayout.OutputNorm, dim);
+            t[TensorNames.TokenEmbd] = l.F32(TensorNames.TokenEmbd, vocab, dim);
+            PerLayerF32(TensorNames.AttnNorm, dim);
+            PerLayerF32(TensorNames.AttnQ, dim, dim);
+            PerLayerF32(TensorNames.AttnK, kvDim, dim);
+            PerLayerF32(TensorNames.AttnV, kvDim, dim);
+            PerLayerF32(TensorNames.AttnOutput, dim, dim);
+            PerLayerF32(TensorNames.FfnNorm, dim);
+            PerLayerF32(TensorNames.FfnGate, hidden, dim);
+            PerLayerF32(TensorNames.FfnDown, dim, hidden);
+            PerLayerF32(TensorNames.FfnUp, hidden, dim);
+            t[TensorNames.OutputNorm] = l.F32(TensorNames.OutputNorm, dim);
             l.Skip(2L * seqLen * (hd / 2) * 4); // freq_cis_real, freq_cis_imag
-            if (!shared) t[LlamaLayout.Output] = l.F32(LlamaLayout.Output, vocab, dim);
+            if (!shared) t[TensorNames.Output] = l.F32(TensorNames.Output, vocab, dim);
         }
         else
         {
-            PerLayerF32("attn_norm.weight", dim);
-            PerLayerF32("ffn_norm.weight", dim);
-            t[LlamaLayout.OutputNorm] = l.F32(LlamaLayout.OutputNorm, dim);
-            t[LlamaLayout.TokenEmbd] = l.Weight(LlamaLayout.TokenEmbd, vocab, dim);
-            PerLayerW("attn_q.weight", dim, dim);
-            PerLayerW("attn_k.weight", kvDim, dim);
-            PerLayerW("attn_v.weight", kvDim, dim);
-            PerLayerW("attn_output.weight", dim, dim);
-            PerLayerW("ffn_gate.weight", hidden, dim);
-            PerLayerW("ffn_down.weight", dim, hidden);
-            PerLayerW("ffn_up.weight", hidden, dim);
-            if (!shared) t[LlamaLayout.Output] = l.Weight(LlamaLayout.Output, vocab, dim);
+            PerLayerF32(TensorNames.AttnNorm, dim);
+            PerLayerF32(TensorNames.FfnNorm, dim);
+            t[TensorNames.OutputNorm] = l.F32(TensorNames.OutputNorm, dim);
+            t[TensorNames.TokenEmbd] = l.Weight(TensorNames.TokenEmbd, vocab, dim);
+            PerLayerW(TensorNames.AttnQ, dim, dim);
+            PerLayerW(TensorNames.AttnK, kvDim, dim);
+            PerLayerW(TensorNames.AttnV, kvDim, dim);
+            PerLayerW(TensorNames.AttnOutput, dim, dim);
+            PerLayerW(TensorNames.FfnGate, hidden, dim);
+            PerLayerW(TensorNames.FfnDown, dim, hidden);
+            PerLayerW(TensorNames.FfnUp, hidden, dim);
+            if (!shared) t[TensorNames.Output] = l.Weight(TensorNames.Output, vocab, dim);
         }
         if (l.At != f.Length)
             throw Bad(f, $"{(l.At > f.Length ? "truncated" : "unexpected size")}: {f.Length} bytes, the v{version} header implies {l.At}");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert.Sources;
 
@@ -98,27 +99,27 @@ public sealed class MetaPthSource : CheckpointSource
     {
         switch (metaName)
         {
-            case "tok_embeddings.weight": return "token_embd.weight";
-            case "norm.weight": return "output_norm.weight";
-            case "output.weight": return "output.weight";
+            case "tok_embeddings.weight": return TensorNames.TokenEmbd;
+            case "norm.weight": return TensorNames.OutputNorm;
+            case "output.weight": return TensorNames.Output;
         }
         if (!metaName.StartsWith("layers.", StringComparison.Ordinal)) return null;
         int dot = metaName.IndexOf('.', 7);
         if (dot < 0 || !int.TryParse(metaName.AsSpan(7, dot - 7), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) return null;
         string suffix = metaName[(dot + 1)..] switch
         {
-            "attention_norm.weight" => "attn_norm.weight",
-            "attention.wq.weight" => "attn_q.weight",
-            "attention.wk.weight" => "attn_k.weight",
-            "attention.wv.weight" => "attn_v.weight",
-            "attention.wo.weight" => "attn_output.weight",
-            "ffn_norm.weight" => "ffn_norm.weight",
-            "feed_forward.w1.weight" => "ffn_gate.weight",
-            "feed_forward.w3.weight" => "ffn_up.weight",
-            "feed_forward.w2.weight" => "ffn_down.weight",
+            "attention_norm.weight" => TensorNames.AttnNorm,
+            "attention.wq.weight" => TensorNames.AttnQ,
+            "attention.wk.weight" => TensorNames.AttnK,
+            "attention.wv.weight" => TensorNames.AttnV,
+            "attention.wo.weight" => TensorNames.AttnOutput,
+            "ffn_norm.weight" => TensorNames.FfnNorm,
+            "feed_forward.w1.weight" => TensorNames.FfnGate,
+            "feed_forward.w3.weight" => TensorNames.FfnUp,
+            "feed_forward.w2.weight" => TensorNames.FfnDown,
             _ => "",
         };
-        return suffix.Length == 0 ? null : $"blk.{layer}.{suffix}";
+        return suffix.Length == 0 ? null : TensorNames.Block(layer, suffix);
     }
 
     // ---------------------------------------------------------------- shards
@@ -267,15 +268,11 @@ public sealed class MetaPthSource : CheckpointSource
 
         var p2 = new LlamaParams
         {
-            Dim = dim,
-            Layers = hp.Layers,
-            Heads = heads,
-            KvHeads = kvHeads,
-            FfnDim = ffn,
-            VocabSize = vocab,
-            NormEps = hp.NormEps,
-            RopeTheta = hp.RopeTheta,
-            ContextLength = hp.ContextLength,
+            Shape = new ModelShape
+            {
+                Dim = dim, Layers = hp.Layers, Heads = heads, KvHeads = kvHeads, Ffn = ffn, Vocab = vocab,
+                RmsEps = hp.NormEps, RopeBase = hp.RopeTheta, Context = hp.ContextLength,
+            },
             RopeFreqFactors = hp.UseScaledRope ? Llama31RopeFactors(headDim, hp.RopeTheta, hp.RopeScalingFactor, hp.HighFreqFactor) : null,
             Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
         };
@@ -318,24 +315,10 @@ public sealed class MetaPthSource : CheckpointSource
     /// Llama-3.1 rope frequency factors, as llama.cpp writes them to rope_freqs: 1 for short wavelengths,
     /// the scale factor for long ones, a smooth blend between (Meta's apply_scaling, original context 8192).
     /// </summary>
-    public static float[] Llama31RopeFactors(int headDim, float theta, float scaleFactor = 8f, float highFreqFactor = 4f, float lowFreqFactor = 1f, int oldContext = 8192)
-    {
-        var factors = new float[headDim / 2];
-        double lowWavelen = oldContext / lowFreqFactor, highWavelen = oldContext / highFreqFactor;
-        for (int i = 0; i < factors.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highWavelen) factors[i] = 1f;
-            else if (wavelen > lowWavelen) factors[i] = scaleFactor;
-            else
-            {
-                double smooth = (oldContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
-                factors[i] = (float)(1 / ((1 - smooth) / scaleFactor + smooth));
-            }
-        }
-        return factors;
-    }
+    public static float[] Llama31RopeFactors(int headDim, float theta, float scaleFactor = 8f, float highFreqFactor = 4f, float lowFreqFactor = 1f, int oldContext = 8192) =>
+        highFreqFactor == lowFreqFactor
+            ? throw new EdgeLlmException($"params.json: high_freq_factor {highFreqFactor} equals low_freq_factor (no blend between them)")
+            : Llama3Rope.Factors(headDim, theta, scaleFactor, lowFreqFactor, highFreqFactor, oldContext);
 
     // ---------------------------------------------------------------- params.json
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeLlm.Model;
 
 namespace EdgeLlm.Convert.Sources;
 
@@ -44,9 +45,9 @@ public sealed class SafetensorsSource : CheckpointSource
             if (config.Family == HfFamily.Gemma3)
             {
                 // llama.cpp drops the embedding rows past the tokenizer's vocabulary (gemma3's padding rows).
-                var tok = LoadTokenizer(dir, config with { Params = config.Params with { VocabSize = -1 } });
-                if (tok.Tokens.Length < config.Params.VocabSize)
-                    config = config with { Params = config.Params with { VocabSize = tok.Tokens.Length } };
+                var tok = LoadTokenizer(dir, config with { Params = config.Params with { Shape = config.Params.Shape with { Vocab = -1 } } });
+                if (tok.Tokens.Length < config.Params.Shape.Vocab)
+                    config = config with { Params = config.Params with { Shape = config.Params.Shape with { Vocab = tok.Tokens.Length } } };
                 tokenizer = () => tok;
             }
             var tensors = MapTensors(files, config);
@@ -121,8 +122,8 @@ public sealed class SafetensorsSource : CheckpointSource
                 if (ropeHeads > 0 && (e.Shape.Length != 2 || e.Shape[0] % (2L * ropeHeads) != 0))
                     throw new EdgeLlmException($"{file.File.Path}: tensor '{e.Name}' shape [{string.Join(", ", e.Shape)}] cannot hold {ropeHeads} heads of even size");
                 var shape = e.Shape;
-                if (gguf == LlamaLayout.TokenEmbd && shape.Length == 2 && shape[0] > p.VocabSize && config.Family == HfFamily.Gemma3)
-                    shape = [p.VocabSize, shape[1]]; // the leading rows: the vocabulary's
+                if (gguf == TensorNames.TokenEmbd && shape.Length == 2 && shape[0] > p.Shape.Vocab && config.Family == HfFamily.Gemma3)
+                    shape = [p.Shape.Vocab, shape[1]]; // the leading rows: the vocabulary's
                 tensors.Add(new MappedTensor
                 {
                     Name = gguf,
@@ -135,7 +136,7 @@ public sealed class SafetensorsSource : CheckpointSource
                 });
             }
         }
-        return LlamaLayout.Order(tensors, t => t.Name, p.Layers, p.Architecture);
+        return LlamaLayout.Order(tensors, t => t.Name, p.Shape.Layers, p.Shape.Arch);
     }
 
     /// <summary>HF LlamaForCausalLM name -> (GGUF name, heads to un-permute over or 0), or null if unknown.</summary>
@@ -148,43 +149,43 @@ public sealed class SafetensorsSource : CheckpointSource
         var p = config.Params;
         switch (hf)
         {
-            case "model.embed_tokens.weight": return (LlamaLayout.TokenEmbd, 0);
-            case "model.norm.weight": return (LlamaLayout.OutputNorm, 0);
-            case "lm_head.weight": return (LlamaLayout.Output, 0);
+            case "model.embed_tokens.weight": return (TensorNames.TokenEmbd, 0);
+            case "model.norm.weight": return (TensorNames.OutputNorm, 0);
+            case "lm_head.weight": return (TensorNames.Output, 0);
         }
         const string prefix = "model.layers.";
         if (!hf.StartsWith(prefix, StringComparison.Ordinal)) return null;
         int dot = hf.IndexOf('.', prefix.Length);
         if (dot < 0 || !int.TryParse(hf.AsSpan(prefix.Length, dot - prefix.Length), System.Globalization.NumberStyles.None, null, out int layer)
-            || layer >= p.Layers)
+            || layer >= p.Shape.Layers)
             return null;
-        string blk = $"blk.{layer}.";
+        string blk = TensorNames.BlockPrefix(layer);
         bool permute = config.PermuteQk;
         bool sandwich = config.Family is HfFamily.Gemma2 or HfFamily.Gemma3; // norms before and after attention and FFN
         string? suffix = hf[(dot + 1)..] switch
         {
-            "input_layernorm.weight" => "attn_norm.weight",
-            "self_attn.q_proj.weight" => "attn_q.weight",
-            "self_attn.k_proj.weight" => "attn_k.weight",
-            "self_attn.v_proj.weight" => "attn_v.weight",
-            "self_attn.q_proj.bias" => "attn_q.bias",
-            "self_attn.k_proj.bias" => "attn_k.bias",
-            "self_attn.v_proj.bias" => "attn_v.bias",
-            "self_attn.qkv_proj.weight" => "attn_qkv.weight",
-            "self_attn.o_proj.weight" => "attn_output.weight",
-            "self_attn.q_norm.weight" => "attn_q_norm.weight",
-            "self_attn.k_norm.weight" => "attn_k_norm.weight",
-            "post_attention_layernorm.weight" => sandwich ? "post_attention_norm.weight" : "ffn_norm.weight",
-            "pre_feedforward_layernorm.weight" => sandwich ? "ffn_norm.weight" : null,
-            "post_feedforward_layernorm.weight" => sandwich ? "post_ffw_norm.weight" : null,
-            "mlp.gate_proj.weight" => "ffn_gate.weight",
-            "mlp.up_proj.weight" => "ffn_up.weight",
-            "mlp.gate_up_proj.weight" => "ffn_up.weight",
-            "mlp.down_proj.weight" => "ffn_down.weight",
+            "input_layernorm.weight" => TensorNames.AttnNorm,
+            "self_attn.q_proj.weight" => TensorNames.AttnQ,
+            "self_attn.k_proj.weight" => TensorNames.AttnK,
+            "self_attn.v_proj.weight" => TensorNames.AttnV,
+            "self_attn.q_proj.bias" => TensorNames.AttnQBias,
+            "self_attn.k_proj.bias" => TensorNames.AttnKBias,
+            "self_attn.v_proj.bias" => TensorNames.AttnVBias,
+            "self_attn.qkv_proj.weight" => TensorNames.AttnQkv,
+            "self_attn.o_proj.weight" => TensorNames.AttnOutput,
+            "self_attn.q_norm.weight" => TensorNames.AttnQNorm,
+            "self_attn.k_norm.weight" => TensorNames.AttnKNorm,
+            "post_attention_layernorm.weight" => sandwich ? TensorNames.PostAttnNorm : TensorNames.FfnNorm,
+            "pre_feedforward_layernorm.weight" => sandwich ? TensorNames.FfnNorm : null,
+            "post_feedforward_layernorm.weight" => sandwich ? TensorNames.PostFfwNorm : null,
+            "mlp.gate_proj.weight" => TensorNames.FfnGate,
+            "mlp.up_proj.weight" => TensorNames.FfnUp,
+            "mlp.gate_up_proj.weight" => TensorNames.FfnUp,
+            "mlp.down_proj.weight" => TensorNames.FfnDown,
             _ => null,
         };
         if (suffix is null) return null;
-        int heads = !permute ? 0 : suffix switch { "attn_q.weight" => p.Heads, "attn_k.weight" => p.KvHeads, _ => 0 };
+        int heads = !permute ? 0 : suffix switch { TensorNames.AttnQ => p.Shape.Heads, TensorNames.AttnK => p.Shape.KvHeads, _ => 0 };
         return (blk + suffix, heads);
     }
 

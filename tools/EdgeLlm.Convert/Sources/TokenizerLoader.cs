@@ -46,7 +46,7 @@ public static class TokenizerLoader
             if (config?.EosTokenId is int e && e < data.Tokens.Length) data = data with { Eos = e };
             return HfTokenizer.ApplyConfig(data, dir);
         }
-        if (File.Exists(json)) return HfTokenizer.LoadBpe(json, config?.Params.VocabSize ?? -1, config?.BosTokenId, config?.EosTokenId);
+        if (File.Exists(json)) return HfTokenizer.LoadBpe(json, config?.Params.Shape.Vocab ?? -1, config?.BosTokenId, config?.EosTokenId);
         throw new EdgeLlmException($"{dir}: no tokenizer.model or tokenizer.json (pass --tokenizer)");
     }
 

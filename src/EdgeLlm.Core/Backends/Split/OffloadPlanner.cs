@@ -119,18 +119,17 @@ public static class OffloadPlanner
         foreach (var t in file.Tensors)
         {
             string name = t.Name;
-            if (name.StartsWith("blk.", StringComparison.Ordinal))
+            int l = TensorNames.BlockLayer(name);
+            if (l >= 0)
             {
-                int dot = name.IndexOf('.', 4);
-                if (dot > 4 && int.TryParse(name.AsSpan(4, dot - 4), NumberStyles.None, CultureInfo.InvariantCulture, out int l) && l < c.LayerCount)
-                    layerBytes[l] += t.ByteSize;
+                if (l < c.LayerCount) layerBytes[l] += t.ByteSize;
             }
             else if (name.StartsWith("output", StringComparison.Ordinal))
             {
                 output += t.ByteSize;
-                if (name == "output.weight") tied = false;
+                if (name == TensorNames.Output) tied = false;
             }
-            else if (name == "token_embd.weight") embeddings = t.ByteSize;
+            else if (name == TensorNames.TokenEmbd) embeddings = t.ByteSize;
         }
         if (tied) output += embeddings; // the output projection is the embedding table: a copy goes on the device
         long kv = 2L * contextSize * c.KvDim * kvBytesPerValue;

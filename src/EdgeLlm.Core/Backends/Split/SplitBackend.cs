@@ -85,12 +85,7 @@ public sealed class SplitBackend : IBackend
     /// <summary>Where a tensor lives: its layer's side for blk.N.*, First for the token embeddings, Second for the rest.</summary>
     public byte SideOf(string tensorName)
     {
-        if (tensorName.StartsWith("blk.", StringComparison.Ordinal))
-        {
-            int dot = tensorName.IndexOf('.', 4);
-            if (dot > 4 && int.TryParse(tensorName.AsSpan(4, dot - 4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int layer))
-                return LayerSide(layer);
-        }
+        if (TensorNames.BlockLayer(tensorName) is int layer and >= 0) return LayerSide(layer);
         return tensorName.StartsWith("token_embd", StringComparison.Ordinal) ? OnFirst : OnSecond;
     }
 
