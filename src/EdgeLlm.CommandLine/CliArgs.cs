@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 
 namespace EdgeLlm.CommandLine;
 
@@ -119,31 +120,23 @@ public sealed class CliArgs
 
     public int GetInt(string name, int defaultValue, int min = int.MinValue, int max = int.MaxValue)
     {
-        string? s = GetString(name);
-        if (s is null) return defaultValue;
-        if (!int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v))
-            throw new UsageException($"option '{name}' expects an integer, got '{s}'");
-        if (v < min || v > max)
+        int v = GetInteger(name, defaultValue, NumberStyles.Integer, "an integer");
+        if (GetString(name) is not null && (v < min || v > max))
             throw new UsageException($"option '{name}' must be between {min} and {max}, got {v}");
         return v;
     }
 
-    public long GetLong(string name, long defaultValue)
-    {
-        string? s = GetString(name);
-        if (s is null) return defaultValue;
-        if (!long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v))
-            throw new UsageException($"option '{name}' expects an integer, got '{s}'");
-        return v;
-    }
+    public long GetLong(string name, long defaultValue) => GetInteger(name, defaultValue, NumberStyles.Integer, "an integer");
 
     /// <summary>An unsigned 64-bit value written in decimal digits only (no sign, no spaces).</summary>
-    public ulong GetULong(string name, ulong defaultValue)
+    public ulong GetULong(string name, ulong defaultValue) => GetInteger(name, defaultValue, NumberStyles.None, "an unsigned integer");
+
+    private T GetInteger<T>(string name, T defaultValue, NumberStyles style, string what) where T : struct, IBinaryInteger<T>
     {
         string? s = GetString(name);
         if (s is null) return defaultValue;
-        if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong v))
-            throw new UsageException($"option '{name}' expects an unsigned integer, got '{s}'");
+        if (!T.TryParse(s, style, CultureInfo.InvariantCulture, out T v))
+            throw new UsageException($"option '{name}' expects {what}, got '{s}'");
         return v;
     }
 
