@@ -17,11 +17,7 @@ public abstract class Command
     {
         var sb = new System.Text.StringBuilder();
         sb.Append("usage: edgellm ").Append(Usage).Append("\n\n").Append(Summary).Append("\n\noptions:\n");
-        foreach (var o in Options)
-        {
-            string names = string.Join(", ", o.Names) + (o.TakesValue ? " " + o.Value : "");
-            sb.Append("  ").Append(names.PadRight(30)).Append(' ').Append(o.Help).Append('\n');
-        }
+        sb.Append(OptionTable.Format(Options, 30));
         return sb.ToString();
     }
 

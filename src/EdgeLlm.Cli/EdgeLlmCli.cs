@@ -48,11 +48,11 @@ public static class EdgeLlmCli
             return 2;
         }
         var rest = args.AsSpan(1).ToArray();
-        bool verbose = rest.Contains("-v") || rest.Contains("--verbose");
+        bool verbose = CliArgs.AsksForVerbose(rest);
         try
         {
-            if (rest.Contains("-h") || rest.Contains("--help")) { stdout.Write(command.HelpText()); return 0; }
-            var parsed = new CliArgs(command.Name, rest, command.Options);
+            if (CliArgs.AsksForHelp(rest)) { stdout.Write(command.HelpText()); return 0; }
+            var parsed = new CliArgs("edgellm " + command.Name, rest, command.Options);
             using var ctx = new CliContext(stdout, stderr, verbose) { In = stdin ?? Console.In, Terminal = terminal ?? Terminal.None };
             int rc = command.Run(parsed, ctx);
             stdout.Flush();
@@ -60,8 +60,8 @@ public static class EdgeLlmCli
         }
         catch (UsageException e)
         {
-            stderr.WriteLine($"edgellm {command.Name}: {e.Message} (see 'edgellm {command.Name} --help')");
-            return 2;
+            stderr.WriteLine(e.Line("edgellm " + command.Name));
+            return UsageException.ExitCode;
         }
         catch (Exception e) when (IsUserFacing(e))
         {

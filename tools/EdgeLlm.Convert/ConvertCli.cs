@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Reflection;
+using EdgeLlm.CommandLine;
 using EdgeLlm.Convert.Sources;
 using EdgeLlm.Gguf;
 using EdgeLlm.IO;
@@ -31,19 +32,7 @@ public static class ConvertCli
         holding one) and OUTPUT a GGUF with only the tokenizer.* keys, no tensors ('edgellm tokenize' reads it).
 
         options:
-          -o, --output FILE           output GGUF (written to FILE.partial, renamed when complete)
-          --type T                    {string.Join("|", QuantPolicy.Names)} (default f16); the quantized
-                                      types follow llama-quantize's per-tensor mixes (e.g. q4_k_m: Q4_K with Q6_K attn_v/ffn_down)
-          --vocab-only                write only the tokenizer (INPUT: tokenizer.json, tokenizer.model or a directory)
-          --tokenizer PATH            tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from
-          --name NAME                 general.name (default: the checkpoint's name)
-          -t, --threads N             quantization threads (default: all cores)
-          --ctx N                     ARCH.context_length to write (default: the checkpoint's)
-          --allow-requantize          let a GGUF input's already quantized tensors be quantized to another type
-          -v, --verbose               details and stack traces on errors
-          -h, --help                  show this help
-          --version                   print the version
-
+        {OptionTable.Format(Options, 27)}
         Every tensor's XXH64 is stored under '{TensorChecksums.MetadataKey}'; 'edgellm info -m FILE --verify' checks them.
 
         """;
@@ -53,18 +42,18 @@ public static class ConvertCli
 
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, bool progressBar, CancellationToken ct)
     {
-        bool verbose = Array.Exists(args, a => a is "-v" or "--verbose");
+        bool verbose = CliArgs.AsksForVerbose(args);
         try
         {
+            if (CliArgs.AsksForHelp(args)) { stdout.Write(HelpText()); return 0; }
             var cmd = Parse(args);
-            if (cmd is null) { stdout.Write(HelpText()); return 0; }
-            if (cmd.Version) { stdout.WriteLine($"edgellm-convert {Version()}"); return 0; }
+            if (cmd.Version) { stdout.WriteLine($"{Program} {Version()}"); return 0; }
             return Run(cmd, stdout, stderr, progressBar, ct);
         }
-        catch (UsageError e)
+        catch (UsageException e)
         {
-            stderr.WriteLine($"edgellm-convert: {e.Message} (see 'edgellm-convert --help')");
-            return 2;
+            stderr.WriteLine(e.Line(Program));
+            return UsageException.ExitCode;
         }
         catch (OperationCanceledException)
         {
@@ -121,64 +110,47 @@ public static class ConvertCli
     private sealed record Command(string Input, string Output, OutputType Type, string? Tokenizer, string? Name, int Threads, int? Context, bool Version,
         bool VocabOnly = false, bool AllowRequantize = false);
 
-    /// <summary>Null means --help.</summary>
-    private static Command? Parse(string[] args)
+    private const string Program = "edgellm-convert";
+
+    private static readonly OptionSpec OutputOption = new(["-o", "--output"], true, "FILE", "output GGUF (written to FILE.partial, renamed when complete)");
+    private static readonly OptionSpec TypeOption = new(["--type"], true, "T", $"{string.Join("|", QuantPolicy.Names)} (default f16); the quantized\n"
+        + "types follow llama-quantize's per-tensor mixes (e.g. q4_k_m: Q4_K with Q6_K attn_v/ffn_down)");
+    private static readonly OptionSpec VocabOnlyOption = new(["--vocab-only"], "write only the tokenizer (INPUT: tokenizer.json, tokenizer.model or a directory)");
+    private static readonly OptionSpec TokenizerOption = new(["--tokenizer"], true, "PATH", "tokenizer.model, tokenizer.json, llama2.c tokenizer .bin or a .gguf to take the vocabulary from");
+    private static readonly OptionSpec NameOption = new(["--name"], true, "NAME", "general.name (default: the checkpoint's name)");
+    private static readonly OptionSpec ThreadsOption = new(["-t", "--threads"], true, "N", "quantization threads (default: all cores)");
+    private static readonly OptionSpec CtxOption = new(["--ctx"], true, "N", "ARCH.context_length to write (default: the checkpoint's)");
+    private static readonly OptionSpec AllowRequantizeOption = new(["--allow-requantize"], "let a GGUF input's already quantized tensors be quantized to another type");
+    private static readonly OptionSpec VerboseOption = new(["-v", "--verbose"], "details and stack traces on errors");
+    private static readonly OptionSpec HelpOption = new(["-h", "--help"], "show this help");
+    private static readonly OptionSpec VersionOption = new(["--version"], "print the version");
+
+    /// <summary>The options edgellm-convert accepts, in the order --help lists them.</summary>
+    internal static IReadOnlyList<OptionSpec> Options { get; } =
+        [OutputOption, TypeOption, VocabOnlyOption, TokenizerOption, NameOption, ThreadsOption, CtxOption, AllowRequantizeOption, VerboseOption, HelpOption, VersionOption];
+
+    private static Command Parse(string[] args)
     {
-        string? input = null, output = null, tokenizer = null, name = null;
+        var a = new CliArgs(Program, args, Options);
         var type = OutputType.F16;
-        int threads = Environment.ProcessorCount;
-        int? ctx = null;
-        bool version = false, vocabOnly = false, allowRequantize = false;
-        for (int i = 0; i < args.Length; i++)
-        {
-            string a = args[i];
-            string Value()
-            {
-                if (i + 1 >= args.Length) throw new UsageError($"option '{a}' needs a value");
-                return args[++i];
-            }
-            int Int(string what, int min)
-            {
-                string v = Value();
-                if (!int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) || n < min)
-                    throw new UsageError($"option '{what}' expects an integer >= {min}, got '{v}'");
-                return n;
-            }
-            switch (a)
-            {
-                case "-h" or "--help": return null;
-                case "--version": version = true; break;
-                case "--vocab-only": vocabOnly = true; break;
-                case "-v" or "--verbose": break;
-                case "-o" or "--output": output = Value(); break;
-                case "--type":
-                    string ts = Value();
-                    if (!QuantPolicy.TryParse(ts, out type)) throw new UsageError($"unknown --type '{ts}' (expected {string.Join(", ", QuantPolicy.Names)})");
-                    break;
-                case "--tokenizer": tokenizer = Value(); break;
-                case "--name": name = Value(); break;
-                case "-t" or "--threads": threads = Int(a, 1); break;
-                case "--ctx": ctx = Int(a, 1); break;
-                case "--allow-requantize": allowRequantize = true; break;
-                default:
-                    if (a.Length > 1 && a[0] == '-') throw new UsageError($"unknown option '{a}'");
-                    if (input is not null) throw new UsageError($"unexpected argument '{a}' (one INPUT only)");
-                    input = a;
-                    break;
-            }
-        }
-        if (version) return new Command("", "", type, null, null, threads, null, true);
-        if (input is null)
-            throw new UsageError(vocabOnly ? "missing INPUT (tokenizer.json, tokenizer.model or a Hugging Face directory)" : "missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
-        if (output is null) throw new UsageError("missing -o OUTPUT.gguf");
-        if (vocabOnly && tokenizer is not null) throw new UsageError("--vocab-only takes the tokenizer as INPUT, not --tokenizer");
-        return new Command(input, output, type, tokenizer, name, threads, ctx, false, vocabOnly, allowRequantize);
+        string? ts = a.GetString("--type");
+        if (ts is not null && !QuantPolicy.TryParse(ts, out type))
+            throw new UsageException($"unknown --type '{ts}' (expected {string.Join(", ", QuantPolicy.Names)})");
+        int threads = a.GetInt("-t", Environment.ProcessorCount, 1);
+        int? ctx = a.Has("--ctx") ? a.GetInt("--ctx", 0, 1) : null;
+        if (a.Has("--version")) return new Command("", "", type, null, null, threads, null, true);
+        bool vocabOnly = a.Has("--vocab-only");
+        if (a.Positionals.Count > 1) throw new UsageException($"unexpected argument '{a.Positionals[1]}' (one INPUT only)");
+        string input = a.Positionals.Count == 1 ? a.Positionals[0] : throw new UsageException(vocabOnly
+            ? "missing INPUT (tokenizer.json, tokenizer.model or a Hugging Face directory)"
+            : "missing INPUT (a Hugging Face or Meta directory, a llama2.c .bin or a .gguf)");
+        string output = a.GetString("-o") ?? throw new UsageException("missing -o OUTPUT.gguf");
+        string? tokenizer = a.GetString("--tokenizer");
+        if (vocabOnly && tokenizer is not null) throw new UsageException("--vocab-only takes the tokenizer as INPUT, not --tokenizer");
+        return new Command(input, output, type, tokenizer, a.GetString("--name"), threads, ctx, false, vocabOnly, a.Has("--allow-requantize"));
     }
 
     private static string Version() =>
         typeof(ConvertCli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
-    private static string OneLine(string s) => s.ReplaceLineEndings(" ");
-
-    private sealed class UsageError(string message) : Exception(message);
 }

@@ -377,7 +377,7 @@ public sealed class InferenceEngine : IDisposable
         {
             int token = j.Sampler!.Sample(j.Logits, new ReadOnlySpan<int>(s.History, 0, j.Count), j.Constraint);
             if (j.Generated == 0) j.FirstToken = j.Clock.Elapsed;
-            if (!o.IgnoreEos && IsStop(token, o.StopTokens)) stop = StopReason.EndOfGeneration;
+            if (!o.IgnoreEos && Tokenizer.Vocab.EndsGeneration(token, o.StopTokens)) stop = StopReason.EndOfGeneration;
             else
             {
                 j.Generated++;
@@ -426,14 +426,6 @@ public sealed class InferenceEngine : IDisposable
     {
         j.Slot.CachedCount = 0; // the cache's state is unknown after a failure: forget it
         j.Done.TrySetException(e);
-    }
-
-    private bool IsStop(int token, int[]? extra)
-    {
-        if (Tokenizer.Vocab.IsEndOfGeneration(token)) return true;
-        if (extra is not null)
-            foreach (int t in extra) if (t == token) return true;
-        return false;
     }
 
     private void RunEmbed(EmbedWork e)

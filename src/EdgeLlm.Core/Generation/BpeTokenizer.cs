@@ -57,29 +57,10 @@ public sealed class BpeTokenizer : Tokenizer
         return bytes.ToArray();
     }
 
-    private struct Symbol
-    {
-        public int Start, Length, Prev, Next;
-    }
-
-    private readonly record struct Bigram(int Left, int Right, int Length);
-
-    /// <summary>Lowest rank first, then leftmost first (llama.cpp's llm_bigram_bpe comparator).</summary>
-    private sealed class BigramOrder : IComparer<(int Rank, int Left)>
-    {
-        public static readonly BigramOrder Instance = new();
-
-        public int Compare((int Rank, int Left) a, (int Rank, int Left) b)
-        {
-            int c = a.Rank.CompareTo(b.Rank);
-            return c != 0 ? c : a.Left.CompareTo(b.Left);
-        }
-    }
-
     private protected override void EncodeText(ReadOnlySpan<char> fragment, bool afterSpecial, List<int> output)
     {
         var words = BpePreTokenizer.Split(fragment, Vocab.PreTokenizer);
-        var queue = new PriorityQueue<Bigram, (int, int)>(BigramOrder.Instance);
+        var queue = new PriorityQueue<MergeCandidate, (int, int)>(MergeOrder<int>.Ascending);
         char[] keyBuf = new char[64];
         foreach (var (start, length) in words)
         {
@@ -100,9 +81,9 @@ public sealed class BpeTokenizer : Tokenizer
                 }
             }
 
-            var syms = new Symbol[text.Length];
+            var syms = new MergeSymbol[text.Length];
             for (int i = 0; i < text.Length; i++)
-                syms[i] = new Symbol { Start = i, Length = 1, Prev = i - 1, Next = i + 1 < text.Length ? i + 1 : -1 };
+                syms[i] = new MergeSymbol { Start = i, Length = 1, Prev = i - 1, Next = i + 1 < text.Length ? i + 1 : -1 };
 
             queue.Clear();
             for (int i = 1; i < syms.Length; i++) TryAddBigram(text, syms, queue, ref keyBuf, i - 1, i);
@@ -138,7 +119,7 @@ public sealed class BpeTokenizer : Tokenizer
         }
     }
 
-    private void TryAddBigram(char[] text, Symbol[] syms, PriorityQueue<Bigram, (int, int)> queue, ref char[] keyBuf, int left, int right)
+    private void TryAddBigram(char[] text, MergeSymbol[] syms, PriorityQueue<MergeCandidate, (int, int)> queue, ref char[] keyBuf, int left, int right)
     {
         if (left < 0 || right < 0) return;
         int ll = syms[left].Length, rl = syms[right].Length;
@@ -146,6 +127,6 @@ public sealed class BpeTokenizer : Tokenizer
         keyBuf[0] = (char)ll;
         text.AsSpan(syms[left].Start, ll + rl).CopyTo(keyBuf.AsSpan(1)); // left and right are adjacent in the text
         if (!_ranksBySpan.TryGetValue(keyBuf.AsSpan(0, ll + rl + 1), out int rank)) return;
-        queue.Enqueue(new Bigram(left, right, ll + rl), (rank, left));
+        queue.Enqueue(new MergeCandidate(left, right, ll + rl), (rank, left));
     }
 }

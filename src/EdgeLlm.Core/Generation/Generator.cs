@@ -126,7 +126,7 @@ public sealed class Generator
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
             int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count), constraint);
             if (generated == 0) firstToken = clock.Elapsed;
-            if (!o.IgnoreEos && IsStop(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; break; }
+            if (!o.IgnoreEos && _tokenizer.Vocab.EndsGeneration(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; break; }
             generated++;
             _history[count++] = token;
             constraint?.Accept(token);
@@ -158,14 +158,6 @@ public sealed class Generator
         string rest = decoder.Flush();
         if (rest.Length > 0) onText(rest);
         return new GenerationStats(prompt.Length, generated, promptTime, clock.Elapsed - firstToken, firstToken, stop);
-    }
-
-    private bool IsStop(int token, int[]? extra)
-    {
-        if (_tokenizer.Vocab.IsEndOfGeneration(token)) return true;
-        if (extra is not null)
-            foreach (int t in extra) if (t == token) return true;
-        return false;
     }
 
     /// <summary>

@@ -45,27 +45,6 @@ public sealed class SentencePieceTokenizer : Tokenizer
         return Encoding.UTF8.GetBytes(text.Replace(SpaceMark, ' '));
     }
 
-    /// <summary>A symbol: a run of characters [Start, Start+Length) in a doubly linked list of live symbols.</summary>
-    private struct Symbol
-    {
-        public int Start, Length, Prev, Next;
-    }
-
-    /// <summary>A candidate merge of two adjacent symbols; Length is the joint length when it was proposed.</summary>
-    private readonly record struct Bigram(int Left, int Right, int Length);
-
-    /// <summary>Highest score first, then leftmost first (llama.cpp's llm_bigram_spm comparator).</summary>
-    private sealed class BigramOrder : IComparer<(float Score, int Left)>
-    {
-        public static readonly BigramOrder Instance = new();
-
-        public int Compare((float Score, int Left) a, (float Score, int Left) b)
-        {
-            int c = b.Score.CompareTo(a.Score);
-            return c != 0 ? c : a.Left.CompareTo(b.Left);
-        }
-    }
-
     private protected override void EncodeText(ReadOnlySpan<char> fragment, bool afterSpecial, List<int> output)
     {
         bool prefix = Vocab.AddSpacePrefix && afterSpecial;
@@ -76,16 +55,16 @@ public sealed class SentencePieceTokenizer : Tokenizer
         if (text.Length == 0) return;
 
         // One symbol per code point (a surrogate pair stays together).
-        var symbols = new List<Symbol>(text.Length);
+        var symbols = new List<MergeSymbol>(text.Length);
         for (int i = 0; i < text.Length;)
         {
             int len = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
-            symbols.Add(new Symbol { Start = i, Length = len, Prev = symbols.Count - 1, Next = i + len < text.Length ? symbols.Count + 1 : -1 });
+            symbols.Add(new MergeSymbol { Start = i, Length = len, Prev = symbols.Count - 1, Next = i + len < text.Length ? symbols.Count + 1 : -1 });
             i += len;
         }
         var syms = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(symbols).ToArray();
 
-        var queue = new PriorityQueue<Bigram, (float, int)>(BigramOrder.Instance);
+        var queue = new PriorityQueue<MergeCandidate, (float, int)>(MergeOrder<float>.Descending);
         for (int i = 1; i < syms.Length; i++) TryAddBigram(text, syms, queue, i - 1, i);
 
         while (queue.TryDequeue(out var bg, out _))
@@ -104,13 +83,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
         for (int i = 0; i != -1; i = syms[i].Next) Resegment(text, syms[i].Start, syms[i].Length, output);
     }
 
-    private void TryAddBigram(char[] text, Symbol[] syms, PriorityQueue<Bigram, (float, int)> queue, int left, int right)
+    private void TryAddBigram(char[] text, MergeSymbol[] syms, PriorityQueue<MergeCandidate, (float, int)> queue, int left, int right)
     {
         if (left < 0 || right < 0) return;
         int len = syms[left].Length + syms[right].Length;
         int id = Vocab.Find(text.AsSpan(syms[left].Start, len));
         if (id < 0) return;
-        queue.Enqueue(new Bigram(left, right, len), (Vocab.Score(id), left));
+        queue.Enqueue(new MergeCandidate(left, right, len), (Vocab.Score(id), left));
     }
 
     /// <summary>Emits a final symbol: its token if there is one, else its bytes as byte tokens.</summary>

@@ -139,6 +139,12 @@ public sealed class Vocabulary
 
     public bool IsEndOfGeneration(int id) => (uint)id < (uint)_endOfGeneration.Length && _endOfGeneration[id];
 
+    /// <summary>
+    /// Whether <paramref name="id"/> ends a generation: an end-of-generation token of the vocabulary or one of the
+    /// caller's <paramref name="stopTokens"/> (GenerateOptions.StopTokens). The one stop test of every generate loop.
+    /// </summary>
+    public bool EndsGeneration(int id, ReadOnlySpan<int> stopTokens) => IsEndOfGeneration(id) || stopTokens.Contains(id);
+
     /// <summary>The id of a token text (the last one when a text occurs twice, as llama.cpp), or <see cref="None"/>.</summary>
     public int Find(string text) => _ids.TryGetValue(text, out int id) ? id : None;
 

@@ -35,19 +35,8 @@ public static unsafe class Q3_K
     }
 
     /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
-    public static float Dot(byte* row, float* x, long n)
-    {
-        QuantMath.CheckRow(nameof(Q3_K), n, BlockSize);
-        float* w = stackalloc float[BlockSize];
-        double sum = 0;
-        for (long b = 0; b < n / BlockSize; b++)
-        {
-            DequantizeBlock(row + b * BlockBytes, w);
-            float* xb = x + b * BlockSize;
-            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
-        }
-        return (float)sum;
-    }
+    public static float Dot(byte* row, float* x, long n) =>
+        QuantMath.ReferenceDot(nameof(Q3_K), row, x, n, BlockSize, BlockBytes, &DequantizeBlock);
 
     /// <summary>Quantizes <paramref name="n"/> floats (a multiple of 256), byte-identical to ggml's reference.</summary>
     public static void Quantize(float* src, byte* dst, long n)

@@ -19,19 +19,8 @@ public static unsafe class Q4_0
     }
 
     /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
-    public static float Dot(byte* row, float* x, long n)
-    {
-        QuantMath.CheckRow(nameof(Q4_0), n, BlockSize);
-        float* w = stackalloc float[BlockSize];
-        double sum = 0;
-        for (long b = 0; b < n / BlockSize; b++)
-        {
-            DequantizeBlock(row + b * BlockBytes, w);
-            float* xb = x + b * BlockSize;
-            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
-        }
-        return (float)sum;
-    }
+    public static float Dot(byte* row, float* x, long n) =>
+        QuantMath.ReferenceDot(nameof(Q4_0), row, x, n, BlockSize, BlockBytes, &DequantizeBlock);
 
     /// <summary>
     /// Quantizes like ggml's reference: max = the signed value of largest |x| (first one on ties), d = max/−8,

@@ -25,19 +25,8 @@ public static unsafe class Q4_K
     }
 
     /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
-    public static float Dot(byte* row, float* x, long n)
-    {
-        QuantMath.CheckRow(nameof(Q4_K), n, BlockSize);
-        float* w = stackalloc float[BlockSize];
-        double sum = 0;
-        for (long b = 0; b < n / BlockSize; b++)
-        {
-            DequantizeBlock(row + b * BlockBytes, w);
-            float* xb = x + b * BlockSize;
-            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
-        }
-        return (float)sum;
-    }
+    public static float Dot(byte* row, float* x, long n) =>
+        QuantMath.ReferenceDot(nameof(Q4_K), row, x, n, BlockSize, BlockBytes, &DequantizeBlock);
 
     /// <summary>
     /// Unpacks the 6-bit scale and min of sub-block <paramref name="j"/> (0..7) from the 12 packed bytes
@@ -89,9 +78,15 @@ public static unsafe class Q4_K
         }
     }
 
-    private static void QuantizeBlock(float* x, byte* y, byte* L, float* weights, float* mins, float* scales)
+    /// <summary>
+    /// Steps 1 and 2 of a Q4_K or Q5_K block (the same in both, llama.cpp's quantize_row_q4_K_ref / q5_K_ref):
+    /// per 32-weight sub-block, fit a scale and a min with weights |x| + rms(x) (codes 0..<paramref name="nmax"/>,
+    /// the search's rmin, rdelta and step count), then quantize the eight scales and mins to 6 bits relative to
+    /// the super-block d and dmin, pack them at <see cref="ScalesOffset"/> and write d and dmin (fp16) at 0 and 2.
+    /// </summary>
+    internal static void FitScalesAndMins(float* x, byte* y, byte* L, float* weights, float* mins, float* scales,
+        int nmax, float rmin, float rdelta, int nstep)
     {
-        // 1. Per sub-block: fit scale and min with weights |x| + rms(x) (the eight searches run side by side).
         for (int j = 0; j < 8; j++)
         {
             float* xs = x + 32 * j;
@@ -100,7 +95,7 @@ public static unsafe class Q4_K
             float avX = MathF.Sqrt(sumX2 / 32f);
             for (int l = 0; l < 32; l++) weights[32 * j + l] = avX + MathF.Abs(xs[l]);
         }
-        KQuantSearch.Qkx2(8, 32, 15, x, weights, L, scales, mins, -1f, 0.1f, 20, useMad: false);
+        KQuantSearch.Qkx2(8, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, useMad: false);
         float maxScale = 0f, maxMin = 0f;
         for (int j = 0; j < 8; j++)
         {
@@ -108,7 +103,6 @@ public static unsafe class Q4_K
             if (mins[j] > maxMin) maxMin = mins[j];
         }
 
-        // 2. Quantize the scales and mins to 6 bits relative to the super-block d and dmin, and pack them.
         byte* s = y + ScalesOffset;
         float invScale = maxScale > 0f ? 63f / maxScale : 0f;
         float invMin = maxMin > 0f ? 63f / maxMin : 0f;
@@ -130,6 +124,13 @@ public static unsafe class Q4_K
         }
         QuantMath.WriteHalf(y, maxScale / 63f);
         QuantMath.WriteHalf(y + 2, maxMin / 63f);
+    }
+
+    private static void QuantizeBlock(float* x, byte* y, byte* L, float* weights, float* mins, float* scales)
+    {
+        // 1.-2. Scales and mins of the eight sub-blocks, stored as 6-bit values and d, dmin.
+        FitScalesAndMins(x, y, L, weights, mins, scales, 15, -1f, 0.1f, 20);
+        byte* s = y + ScalesOffset;
 
         // 3. Re-quantize against the stored (rounded) scales; a sub-block whose scale is 0 keeps its search result.
         float d = QuantMath.ReadHalf(y);

@@ -22,19 +22,8 @@ public static unsafe class Q5_0
     }
 
     /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
-    public static float Dot(byte* row, float* x, long n)
-    {
-        QuantMath.CheckRow(nameof(Q5_0), n, BlockSize);
-        float* w = stackalloc float[BlockSize];
-        double sum = 0;
-        for (long b = 0; b < n / BlockSize; b++)
-        {
-            DequantizeBlock(row + b * BlockBytes, w);
-            float* xb = x + b * BlockSize;
-            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
-        }
-        return (float)sum;
-    }
+    public static float Dot(byte* row, float* x, long n) =>
+        QuantMath.ReferenceDot(nameof(Q5_0), row, x, n, BlockSize, BlockBytes, &DequantizeBlock);
 
     /// <summary>
     /// Quantizes like ggml's reference: max = the signed value of the first largest |x|, d = max/−16,

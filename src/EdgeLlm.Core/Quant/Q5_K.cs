@@ -26,19 +26,8 @@ public static unsafe class Q5_K
     }
 
     /// <summary>Σ w[i]·x[i] over a row: each block is dequantized to float, products summed in double.</summary>
-    public static float Dot(byte* row, float* x, long n)
-    {
-        QuantMath.CheckRow(nameof(Q5_K), n, BlockSize);
-        float* w = stackalloc float[BlockSize];
-        double sum = 0;
-        for (long b = 0; b < n / BlockSize; b++)
-        {
-            DequantizeBlock(row + b * BlockBytes, w);
-            float* xb = x + b * BlockSize;
-            for (int i = 0; i < BlockSize; i++) sum += (double)w[i] * xb[i];
-        }
-        return (float)sum;
-    }
+    public static float Dot(byte* row, float* x, long n) =>
+        QuantMath.ReferenceDot(nameof(Q5_K), row, x, n, BlockSize, BlockBytes, &DequantizeBlock);
 
     /// <summary>Quantizes <paramref name="n"/> floats (a multiple of 256), byte-identical to ggml's reference.</summary>
     public static void Quantize(float* src, byte* dst, long n)
@@ -75,45 +64,9 @@ public static unsafe class Q5_K
 
     private static void QuantizeBlock(float* x, byte* y, byte* L, float* weights, float* mins, float* scales)
     {
-        // 1. Per sub-block: fit scale and min with weights |x| + rms(x) (the eight searches run side by side).
-        for (int j = 0; j < 8; j++)
-        {
-            float* xs = x + 32 * j;
-            float sumX2 = 0f;
-            for (int l = 0; l < 32; l++) sumX2 += xs[l] * xs[l];
-            float avX = MathF.Sqrt(sumX2 / 32f);
-            for (int l = 0; l < 32; l++) weights[32 * j + l] = avX + MathF.Abs(xs[l]);
-        }
-        KQuantSearch.Qkx2(8, 32, 31, x, weights, L, scales, mins, -0.5f, 0.1f, 15, useMad: false);
-        float maxScale = 0f, maxMin = 0f;
-        for (int j = 0; j < 8; j++)
-        {
-            if (scales[j] > maxScale) maxScale = scales[j];
-            if (mins[j] > maxMin) maxMin = mins[j];
-        }
-
-        // 2. 6-bit scales and mins relative to d and dmin, packed as in Q4_K.
+        // 1.-2. Scales and mins as in Q4_K (codes 0..31, llama.cpp's search parameters for Q5_K).
+        Q4_K.FitScalesAndMins(x, y, L, weights, mins, scales, 31, -0.5f, 0.1f, 15);
         byte* s = y + ScalesOffset;
-        float invScale = maxScale > 0f ? 63f / maxScale : 0f;
-        float invMin = maxMin > 0f ? 63f / maxMin : 0f;
-        for (int j = 0; j < 8; j++)
-        {
-            byte ls = Math.Min((byte)63, (byte)QuantMath.NearestInt(invScale * scales[j]));
-            byte lm = Math.Min((byte)63, (byte)QuantMath.NearestInt(invMin * mins[j]));
-            if (j < 4)
-            {
-                s[j] = ls;
-                s[j + 4] = lm;
-            }
-            else
-            {
-                s[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
-                s[j - 4] |= (byte)((ls >> 4) << 6);
-                s[j] |= (byte)((lm >> 4) << 6);
-            }
-        }
-        QuantMath.WriteHalf(y, maxScale / 63f);
-        QuantMath.WriteHalf(y + 2, maxMin / 63f);
 
         // 3. Re-quantize against the stored scales; a sub-block whose scale is 0 keeps its search result.
         float d = QuantMath.ReadHalf(y);

@@ -43,6 +43,25 @@ internal static unsafe class QuantMath
         }
     }
 
+    /// <summary>
+    /// The reference dot product of every block format: Σ w[i]·x[i] over a row of <paramref name="n"/> weights, each
+    /// block dequantized to float by <paramref name="dequantizeBlock"/>, products summed in double.
+    /// </summary>
+    public static float ReferenceDot(string type, byte* row, float* x, long n, int blockSize, int blockBytes,
+        delegate*<byte*, float*, void> dequantizeBlock)
+    {
+        CheckRow(type, n, blockSize);
+        float* w = stackalloc float[blockSize];
+        double sum = 0;
+        for (long b = 0; b < n / blockSize; b++)
+        {
+            dequantizeBlock(row + b * blockBytes, w);
+            float* xb = x + b * blockSize;
+            for (int i = 0; i < blockSize; i++) sum += (double)w[i] * xb[i];
+        }
+        return (float)sum;
+    }
+
     /// <summary>Throws unless <paramref name="n"/> is a non-negative multiple of <paramref name="blockSize"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void CheckRow(string type, long n, int blockSize)

@@ -11,31 +11,6 @@ public class CliPolishTests
 
     // ---- did you mean ----
 
-    [Theory]
-    [InlineData("kitten", "sitting", 3)]
-    [InlineData("run", "run", 0)]
-    [InlineData("rnu", "run", 1)]          // a swap of neighbours is one edit
-    [InlineData("", "abc", 3)]
-    [InlineData("--tmep", "--temp", 1)]
-    [InlineData("--top_k", "--top-k", 1)]
-    [InlineData("ca", "abc", 3)]           // optimal string alignment: no edit of a swapped pair (Damerau would say 2)
-    public void EditDistanceCountsInsertionsDeletionsSubstitutionsAndSwaps(string a, string b, int expected)
-    {
-        Assert.Equal(expected, CliArgs.EditDistance(a, b));
-        Assert.Equal(expected, CliArgs.EditDistance(b, a));
-    }
-
-    [Fact]
-    public void DidYouMeanNamesTheClosestAndOnlyWhenClose()
-    {
-        string[] commands = ["run", "chat", "serve", "tokenize", "logits", "perplexity", "bench", "info", "devices", "doctor"];
-        Assert.Equal("; did you mean 'chat'?", CliArgs.DidYouMean("caht", commands));
-        Assert.Equal("; did you mean 'perplexity'?", CliArgs.DidYouMean("perplexty", commands));
-        Assert.Equal("; did you mean 'doctor'?", CliArgs.DidYouMean("docter", commands));
-        Assert.Equal("", CliArgs.DidYouMean("frobnicate", commands));
-        Assert.Equal("", CliArgs.DidYouMean("xyz", commands));
-    }
-
     [Fact]
     public void UnknownCommandAndOptionSuggestTheNearestName()
     {

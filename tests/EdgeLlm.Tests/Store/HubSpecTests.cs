@@ -1,5 +1,5 @@
-using EdgeLlm.Cli;
 using EdgeLlm.Cli.Store;
+using EdgeLlm.CommandLine;
 
 namespace EdgeLlm.Tests.Store;
 

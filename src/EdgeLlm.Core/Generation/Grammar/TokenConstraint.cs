@@ -25,12 +25,7 @@ public sealed class TokenConstraint
 
     public GrammarMatcher Matcher => _matcher;
 
-    private bool IsEnd(int id)
-    {
-        if (_tokenizer.Vocab.IsEndOfGeneration(id)) return true;
-        foreach (int t in _stops) if (t == id) return true;
-        return false;
-    }
+    private bool IsEnd(int id) => _tokenizer.Vocab.EndsGeneration(id, _stops);
 
     /// <summary>Whether <paramref name="id"/> may come next.</summary>
     public bool Allows(int id)

@@ -145,7 +145,7 @@ public sealed class SpeculativeGenerator
                 if (accepted) Accepted++;
 
                 if (generated == 0) firstToken = clock.Elapsed;
-                if (!o.IgnoreEos && IsStop(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; done = true; break; }
+                if (!o.IgnoreEos && _tokenizer.Vocab.EndsGeneration(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; done = true; break; }
                 generated++;
                 _history[count++] = token;
                 _count = count;
@@ -162,13 +162,5 @@ public sealed class SpeculativeGenerator
         string rest = decoder.Flush();
         if (rest.Length > 0) onText(rest);
         return new GenerationStats(prompt.Length, generated, promptTime, clock.Elapsed - firstToken, firstToken, stop);
-    }
-
-    private bool IsStop(int token, int[]? extra)
-    {
-        if (_tokenizer.Vocab.IsEndOfGeneration(token)) return true;
-        if (extra is not null)
-            foreach (int t in extra) if (t == token) return true;
-        return false;
     }
 }

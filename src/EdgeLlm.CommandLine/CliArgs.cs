@@ -1,28 +1,25 @@
 using System.Globalization;
+using System.Numerics;
 
-namespace EdgeLlm.Cli;
-
-/// <summary>A command-line mistake: printed as one line with a pointer to --help, exit code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
-
-/// <summary>One option a subcommand accepts: its names (e.g. "-n", "--n-predict") and whether it takes a value.</summary>
-public sealed record OptionSpec(string[] Names, bool TakesValue, string? Value, string Help);
+namespace EdgeLlm.CommandLine;
 
 /// <summary>
-/// Parses a subcommand's arguments against the options it declares. Unknown options, missing values and
-/// malformed numbers become <see cref="UsageException"/>s that name the option.
+/// Parses a command's arguments against the options it declares. Unknown options, missing values and malformed
+/// numbers become <see cref="UsageException"/>s that name the option. "--name=value" gives a long option its value;
+/// an argument that starts with '-' but reads as a number ("-1") is a positional argument.
 /// </summary>
 public sealed class CliArgs
 {
-    private readonly string _command;
+    private readonly string _program;
     private readonly Dictionary<string, string?> _values = new(StringComparer.Ordinal);
     private readonly Dictionary<string, OptionSpec> _byName = new(StringComparer.Ordinal);
 
     public List<string> Positionals { get; } = new();
 
-    public CliArgs(string command, IReadOnlyList<string> args, IEnumerable<OptionSpec> specs)
+    /// <param name="program">How the messages name the command: "edgellm run", "edgellm-convert".</param>
+    public CliArgs(string program, IReadOnlyList<string> args, IEnumerable<OptionSpec> specs)
     {
-        _command = command;
+        _program = program;
         foreach (var spec in specs)
             foreach (string n in spec.Names) _byName[n] = spec;
 
@@ -36,7 +33,7 @@ public sealed class CliArgs
                 int eq = a.IndexOf('=');
                 if (a.StartsWith("--", StringComparison.Ordinal) && eq > 2) { name = a[..eq]; inline = a[(eq + 1)..]; }
                 if (!_byName.TryGetValue(name, out var spec))
-                    throw new UsageException($"unknown option '{name}' for 'edgellm {command}'{DidYouMean(name, _byName.Keys)}");
+                    throw new UsageException($"unknown option '{name}' for '{program}'{DidYouMean(name, _byName.Keys)}");
                 string key = spec.Names[^1];
                 if (spec.TakesValue)
                 {
@@ -58,6 +55,22 @@ public sealed class CliArgs
                 Positionals.Add(a);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether any argument is -h or --help: help wins over every other mistake on the line (checked before parsing).
+    /// </summary>
+    public static bool AsksForHelp(IReadOnlyList<string> args)
+    {
+        foreach (string a in args) if (a is "-h" or "--help") return true;
+        return false;
+    }
+
+    /// <summary>Whether any argument is -v or --verbose (checked before parsing, so a failed parse still knows).</summary>
+    public static bool AsksForVerbose(IReadOnlyList<string> args)
+    {
+        foreach (string a in args) if (a is "-v" or "--verbose") return true;
+        return false;
     }
 
     /// <summary>
@@ -99,7 +112,7 @@ public sealed class CliArgs
     private static bool IsNumber(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
 
     private string Key(string name) => _byName.TryGetValue(name, out var s) ? s.Names[^1]
-        : throw new InvalidOperationException($"option {name} was not declared for {_command}");
+        : throw new InvalidOperationException($"option {name} was not declared for {_program}");
 
     public bool Has(string name) => _values.ContainsKey(Key(name));
 
@@ -107,21 +120,23 @@ public sealed class CliArgs
 
     public int GetInt(string name, int defaultValue, int min = int.MinValue, int max = int.MaxValue)
     {
-        string? s = GetString(name);
-        if (s is null) return defaultValue;
-        if (!int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v))
-            throw new UsageException($"option '{name}' expects an integer, got '{s}'");
-        if (v < min || v > max)
+        int v = GetInteger(name, defaultValue, NumberStyles.Integer, "an integer");
+        if (GetString(name) is not null && (v < min || v > max))
             throw new UsageException($"option '{name}' must be between {min} and {max}, got {v}");
         return v;
     }
 
-    public long GetLong(string name, long defaultValue)
+    public long GetLong(string name, long defaultValue) => GetInteger(name, defaultValue, NumberStyles.Integer, "an integer");
+
+    /// <summary>An unsigned 64-bit value written in decimal digits only (no sign, no spaces).</summary>
+    public ulong GetULong(string name, ulong defaultValue) => GetInteger(name, defaultValue, NumberStyles.None, "an unsigned integer");
+
+    private T GetInteger<T>(string name, T defaultValue, NumberStyles style, string what) where T : struct, IBinaryInteger<T>
     {
         string? s = GetString(name);
         if (s is null) return defaultValue;
-        if (!long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v))
-            throw new UsageException($"option '{name}' expects an integer, got '{s}'");
+        if (!T.TryParse(s, style, CultureInfo.InvariantCulture, out T v))
+            throw new UsageException($"option '{name}' expects {what}, got '{s}'");
         return v;
     }
 
@@ -139,34 +154,8 @@ public sealed class CliArgs
     /// <summary>Gives an option a value from elsewhere (a positional argument), as if it had been typed.</summary>
     public void Set(string name, string? value) => _values[Key(name)] = value;
 
-    /// <summary>
-    /// `edgellm CMD MODEL`: a first positional argument is the model (as -m) when -m is not given; any other is an
-    /// error. Commands whose positionals may be text (run) use <see cref="TakeModel"/> instead.
-    /// </summary>
-    public void ModelPositional()
-    {
-        if (Positionals.Count > 0 && !Has("-m"))
-        {
-            Set("-m", Positionals[0]);
-            Positionals.RemoveAt(0);
-        }
-        NoPositionals();
-    }
-
-    /// <summary>
-    /// Takes the first positional argument as the model (as -m) when -m is not given and it names one (an existing
-    /// file, a *.gguf path, or a built-in model name); returns whether it did. What is left is text.
-    /// </summary>
-    public bool TakeModel()
-    {
-        if (Positionals.Count == 0 || Has("-m") || !ModelPaths.LooksLikeModel(Positionals[0])) return false;
-        Set("-m", Positionals[0]);
-        Positionals.RemoveAt(0);
-        return true;
-    }
-
     public void NoPositionals()
     {
-        if (Positionals.Count > 0) throw new UsageException($"unexpected argument '{Positionals[0]}' for 'edgellm {_command}'");
+        if (Positionals.Count > 0) throw new UsageException($"unexpected argument '{Positionals[0]}' for '{_program}'");
     }
 }
