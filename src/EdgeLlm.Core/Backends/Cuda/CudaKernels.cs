@@ -49,12 +49,12 @@ internal sealed class CudaKernels : IDisposable
     }
 
     private readonly List<nint> _modules = new();
-    private readonly Dictionary<string, nint> _functions = new();
+    private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
-    public readonly nint[] MatVecT1 = new nint[64], MatVecT8 = new nint[64], GetRows = new nint[64];
+    public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -91,7 +91,7 @@ internal sealed class CudaKernels : IDisposable
                 foreach (string name in names)
                 {
                     CudaDriver.Check(CudaDriver.cuModuleGetFunction(out nint f, module, name), $"cuModuleGetFunction({name})");
-                    k._functions[name] = f;
+                    k._functions[name] = new CudaFunction(f, name);
                 }
             }
             k.Bind();
@@ -139,3 +139,6 @@ internal sealed class CudaKernels : IDisposable
         _functions.Clear();
     }
 }
+
+/// <summary>A loaded kernel: its driver handle and its entry-point name (for errors and EDGELLM_CUDA_SYNC reports).</summary>
+internal readonly record struct CudaFunction(nint Handle, string Name);
