@@ -34,6 +34,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (_opCount == 0) return;
         EnsureContext();
+        if (_uploadStaging != null) FreeUploadStaging(); // the weights are loaded: the async uploads ran on _stream, before this step
         if (_needContextSync)
         {
             CudaDriver.Check(CudaDriver.cuCtxSynchronize(), "cuCtxSynchronize");

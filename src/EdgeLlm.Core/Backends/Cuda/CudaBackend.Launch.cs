@@ -115,6 +115,7 @@ public sealed unsafe partial class CudaBackend
 
     private void ExecAttention(in CudaOp op)
     {
+        // Recording checked the grid (heads, tokens) against CUDA's limits (CudaLaunchLimits.CheckAttentionGrid).
         var args = new AttentionArgs
         {
             Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Dst = op.Dst!.Ptr, Step = _step, PosDelta = op.PosDelta,
@@ -157,5 +158,17 @@ public sealed unsafe partial class CudaBackend
             int rc = CudaDriver.cuLaunchKernel(fn.Handle, gridX, gridY, 1, block, 1, 1, 0, _stream, p, null);
             if (rc != CudaDriver.Success) throw new CudaException($"cuLaunchKernel({fn.Name})", rc, CudaDriver.ErrorName(rc));
         }
+        if (Settings.SyncEachLaunch)
+        {
+            int rc = CudaDriver.cuStreamSynchronize(_stream);
+            if (rc != CudaDriver.Success) throw CudaLaunchLimits.KernelFault(fn.Name, rc);
+        }
+    }
+
+    /// <summary>Waits for the stream; a failure names the kernel's fault (or says how to find it).</summary>
+    private void SyncStream()
+    {
+        int rc = CudaDriver.cuStreamSynchronize(_stream);
+        if (rc != CudaDriver.Success) throw CudaLaunchLimits.SyncFault("cuStreamSynchronize", rc, Settings.SyncEachLaunch);
     }
 }

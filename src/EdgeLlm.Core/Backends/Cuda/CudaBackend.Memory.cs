@@ -24,7 +24,7 @@ public sealed unsafe partial class CudaBackend
     private ulong _qx, _dx, _sx;      // q8 activations: int8 [MaxBatch * MaxRow], per-32 scale and scaled sum
     private ulong _step;              // int[1 + MaxBatch]: first position, then the token ids
     private int* _hostStep;           // pinned staging of _step
-    private ulong _misc;              // int token out; float uniform in
+    private ulong _misc;              // argmax out: int token, int non-finite flag
     private int* _hostMisc;           // pinned staging of _misc
     private float* _hostOut;          // pinned staging for CopyOut
     private long _hostOutFloats;
@@ -36,6 +36,7 @@ public sealed unsafe partial class CudaBackend
             throw new ArgumentOutOfRangeException(nameof(limits), $"invalid backend limits {limits}");
         if (limits.HeadDim > MaxHeadDim)
             throw new EdgeLlmException($"cuda: head dimension {limits.HeadDim} exceeds the {MaxHeadDim} the attention kernel holds");
+        CudaLaunchLimits.CheckAttentionGrid(1, limits.MaxBatch);
         EnsureContext();
         FreeScratch();
         _limits = limits;
@@ -89,17 +90,73 @@ public sealed unsafe partial class CudaBackend
         CudaDriver.Check(CudaDriver.cuMemAlloc(out ulong dptr, (nuint)Math.Max(1, tensor.ByteLength)), "cuMemAlloc_v2");
         var w = new CudaWeight(tensor.Name, tensor.Type, tensor.Ne0, tensor.Rows, dptr, rowBytes, owned: true);
         _weights.Add(w);
-        // Synchronous copy from the (pageable) memory map, in 256 MiB pieces. The DMA may still be in flight on
-        // the legacy stream when this returns, so the first flush synchronises the whole context once.
-        const long Piece = 256L << 20;
-        for (long done = 0; done < tensor.ByteLength; done += Piece)
-        {
-            long n = Math.Min(Piece, tensor.ByteLength - done);
-            CudaDriver.Check(CudaDriver.cuMemcpyHtoD(dptr + (ulong)done, tensor.Data + done, (nuint)n), "cuMemcpyHtoD_v2");
-        }
+        Upload(dptr, tensor.Data, tensor.ByteLength);
         UploadedWeightBytes += tensor.ByteLength;
-        _needContextSync = true;
         return w;
+    }
+
+    // Weight uploads go through two pinned staging buffers: while the DMA engine copies one to the device, the
+    // host fills the other from the file (page faults on a mapped file included), so reading and copying overlap.
+    // The staging is freed at the first flush (the weights are loaded by then) and taken again if more come.
+    private const long UploadPiece = 16L << 20;
+    private byte* _uploadStaging;                 // 2 * UploadPiece pinned bytes
+    private readonly nint[] _uploadDone = new nint[2]; // event after the copy out of each half
+    private readonly bool[] _uploadPending = new bool[2];
+    private int _uploadSlot;
+
+    private void Upload(ulong dst, byte* src, long bytes)
+    {
+        if (_uploadStaging == null && !TryAllocateUploadStaging())
+        {
+            // No pinned memory: synchronous copies from pageable memory (the driver stages them itself).
+            for (long done = 0; done < bytes; done += UploadPiece)
+                CudaDriver.Check(CudaDriver.cuMemcpyHtoD(dst + (ulong)done, src + done, (nuint)Math.Min(UploadPiece, bytes - done)), "cuMemcpyHtoD_v2");
+            _needContextSync = true;
+            return;
+        }
+        for (long done = 0; done < bytes; done += UploadPiece)
+        {
+            long n = Math.Min(UploadPiece, bytes - done);
+            int slot = _uploadSlot;
+            _uploadSlot ^= 1;
+            if (_uploadPending[slot]) CudaDriver.Check(CudaDriver.cuEventSynchronize(_uploadDone[slot]), "cuEventSynchronize");
+            byte* staging = _uploadStaging + slot * UploadPiece;
+            Buffer.MemoryCopy(src + done, staging, UploadPiece, n);
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync(dst + (ulong)done, staging, (nuint)n, _stream), "cuMemcpyHtoDAsync_v2");
+            CudaDriver.Check(CudaDriver.cuEventRecord(_uploadDone[slot], _stream), "cuEventRecord");
+            _uploadPending[slot] = true;
+        }
+    }
+
+    private bool TryAllocateUploadStaging()
+    {
+        if (CudaDriver.cuMemAllocHost(out void* p, (nuint)(2 * UploadPiece)) != CudaDriver.Success) return false;
+        for (int i = 0; i < 2; i++)
+            if (_uploadDone[i] == 0 && CudaDriver.cuEventCreate(out _uploadDone[i], 0x2 /* CU_EVENT_DISABLE_TIMING */) != CudaDriver.Success)
+            {
+                CudaDriver.cuMemFreeHost(p);
+                return false;
+            }
+        _uploadStaging = (byte*)p;
+        return true;
+    }
+
+    /// <summary>Waits for the uploads still in flight and frees the pinned staging (errors ignored: teardown paths call it too).</summary>
+    private void FreeUploadStaging()
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            if (_uploadPending[i]) CudaDriver.cuEventSynchronize(_uploadDone[i]);
+            _uploadPending[i] = false;
+        }
+        if (_uploadStaging != null) CudaDriver.cuMemFreeHost(_uploadStaging);
+        _uploadStaging = null;
+        if (_disposed)
+            for (int i = 0; i < 2; i++)
+            {
+                if (_uploadDone[i] != 0) CudaDriver.cuEventDestroy(_uploadDone[i]);
+                _uploadDone[i] = 0;
+            }
     }
 
     public void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst)
@@ -119,7 +176,7 @@ public sealed unsafe partial class CudaBackend
         }
         if (dst.Length > 0)
             CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync(_hostOut, s.Ptr + (ulong)(srcOffset * sizeof(float)), (nuint)((long)dst.Length * sizeof(float)), _stream), "cuMemcpyDtoHAsync_v2");
-        CudaDriver.Check(CudaDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+        SyncStream();
         new ReadOnlySpan<float>(_hostOut, dst.Length).CopyTo(dst);
     }
 
@@ -130,7 +187,7 @@ public sealed unsafe partial class CudaBackend
         var d = Buf(dst, "copy_in dst");
         Need(d, dstOffset + src.Length, "copy_in dst");
         Flush();
-        CudaDriver.Check(CudaDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+        SyncStream();
         fixed (float* p = src)
             CudaDriver.Check(CudaDriver.cuMemcpyHtoD(d.Ptr + (ulong)(dstOffset * sizeof(float)), p, (nuint)((long)src.Length * sizeof(float))), "cuMemcpyHtoD_v2");
         _needContextSync = true;
@@ -193,6 +250,9 @@ public sealed unsafe partial class CudaBackend
 
     private void FreeScratch()
     {
+        // Captured graphs hold the scratch addresses (step buffer, quantized activations, rope tables) as kernel
+        // arguments: they must not replay after those are freed and re-allocated.
+        DestroyGraphs();
         foreach (ulong p in _scratch) CudaDriver.cuMemFree(p);
         _scratch.Clear();
         _ropeTables.Clear();

@@ -85,6 +85,7 @@ public sealed unsafe partial class CudaBackend
         if (headDim > MaxHeadDim) throw new ArgumentException($"head dimension {headDim} exceeds {MaxHeadDim}");
         int kvHeads = cache.KvDim / headDim;
         if (kvHeads < 1 || nHeads % kvHeads != 0) throw new ArgumentException($"{nHeads} query heads do not group over {kvHeads} kv heads");
+        CudaLaunchLimits.CheckAttentionGrid(nHeads, nTokens);
         var qb = Buf(q, "attention q");
         var d = Buf(dst, "attention dst");
         Need(qb, (long)nTokens * nHeads * headDim, "attention q");

@@ -33,7 +33,10 @@ public sealed unsafe partial class CudaBackend : IBackend
     public const int MaxHeadDim = 256;
 
     /// <summary>Environment variable: "0" disables CUDA graphs.</summary>
-    public const string GraphsVariable = "EDGELLM_CUDA_GRAPHS";
+    public const string GraphsVariable = CudaSettings.GraphsVariable;
+
+    /// <summary>What the environment asked for (graphs, a synchronization after each launch).</summary>
+    public CudaSettings Settings { get; }
 
     public CudaDeviceInfo Device { get; }
     public KernelTarget Target { get; }
@@ -48,7 +51,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public int KernelCacheHits => _kernels.CacheHits;
     public int KernelsCompiled => _kernels.Compiled;
 
-    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}";
+    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}";
 
     [ThreadStatic] private static nint t_currentContext;
 
@@ -75,7 +78,8 @@ public sealed unsafe partial class CudaBackend : IBackend
             CudaDriver.Check(CudaDriver.cuStreamCreate(out _stream, CudaDriver.StreamNonBlocking), "cuStreamCreate");
             _kernels = CudaKernels.Load(device, target, cache);
             CudaDriver.Check(CudaDriver.cuEventCreate(out _stepUploaded, 0x2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate");
-            GraphsEnabled = Environment.GetEnvironmentVariable(GraphsVariable) != "0" && CudaLibraries.DriverHas("cuGraphInstantiateWithFlags");
+            Settings = CudaSettings.FromEnvironment();
+            GraphsEnabled = Settings.Graphs && CudaLibraries.DriverHas("cuGraphInstantiateWithFlags");
 
             WeightPlacement = "copied to device memory";
             if (mapFile is not null && device.Integrated)
@@ -159,6 +163,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         foreach (var w in _weights) if (w.Owned && w.Ptr != 0) CudaDriver.cuMemFree(w.Ptr);
         _weights.Clear();
         FreeScratch();
+        FreeUploadStaging();
         if (_hostOut != null) CudaDriver.cuMemFreeHost(_hostOut);
         _hostOut = null;
         if (_stepUploaded != 0) CudaDriver.cuEventDestroy(_stepUploaded);

@@ -44,14 +44,14 @@ internal sealed class CudaKernels : IDisposable
             ["quantize.cu"] = ["quantize_q8"],
             ["rmsnorm.cu"] = ["rmsnorm_f32"],
             ["rope.cu"] = ["rope_f32"],
-            ["sample.cu"] = ["argmax_f32", "sample_f32"],
+            ["sample.cu"] = ["argmax_f32"],
         };
     }
 
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
@@ -123,7 +123,6 @@ internal sealed class CudaKernels : IDisposable
         StoreKv = _functions["store_kv_f16"];
         Attention = _functions["attention_f16"];
         ArgMax = _functions["argmax_f32"];
-        Sample = _functions["sample_f32"];
         foreach (var t in WeightTypes)
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];

@@ -239,22 +239,3 @@ internal unsafe struct ArgMaxArgs : IKernelArgs<ArgMaxArgs>
         p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Out;
     }
 }
-
-/// <summary>sample_f32(logits, n, temperature, topK, topP, uniform, out).</summary>
-internal unsafe struct SampleArgs : IKernelArgs<SampleArgs>
-{
-    public ulong Logits;
-    public int N;
-    public float Temperature;
-    public int TopK;
-    public float TopP;
-    public ulong Uniform;
-    public ulong Out;
-
-    public static int Count => 7;
-
-    public static void Pointers(SampleArgs* a, void** p)
-    {
-        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Temperature; p[3] = &a->TopK; p[4] = &a->TopP; p[5] = &a->Uniform; p[6] = &a->Out;
-    }
-}
