@@ -121,23 +121,27 @@ public class CudaKernelHygieneTests
     }
 
     [Theory]
-    [InlineData(null, null, true, false)]
-    [InlineData("0", null, false, false)]
-    [InlineData("1", null, true, false)]
-    [InlineData(null, "1", false, true)]  // synchronizing after each launch rules out graphs
-    [InlineData("1", "1", false, true)]
-    [InlineData(null, "0", true, false)]
-    [InlineData(null, "yes", true, false)] // only "1" switches it on
-    public void SettingsComeFromTheEnvironment(string? graphs, string? sync, bool graphsOn, bool syncOn)
+    [InlineData(null, null, null, true, false, true)]
+    [InlineData("0", null, null, false, false, true)]
+    [InlineData("1", null, null, true, false, true)]
+    [InlineData(null, "1", null, false, true, true)]  // synchronizing after each launch rules out graphs
+    [InlineData("1", "1", null, false, true, true)]
+    [InlineData(null, "0", null, true, false, true)]
+    [InlineData(null, "yes", null, true, false, true)] // only "1" switches it on
+    [InlineData(null, null, "0", true, false, false)]  // decode attention back on the one-block-per-head kernel
+    [InlineData(null, null, "1", true, false, true)]
+    public void SettingsComeFromTheEnvironment(string? graphs, string? sync, string? split, bool graphsOn, bool syncOn, bool splitOn)
     {
         var s = CudaSettings.From(name => name switch
         {
             CudaSettings.GraphsVariable => graphs,
             CudaSettings.SyncVariable => sync,
+            CudaSettings.SplitAttentionVariable => split,
             _ => throw new ArgumentException(name),
         });
         Assert.Equal(graphsOn, s.Graphs);
         Assert.Equal(syncOn, s.SyncEachLaunch);
+        Assert.Equal(splitOn, s.SplitAttention);
     }
 
     [Fact]

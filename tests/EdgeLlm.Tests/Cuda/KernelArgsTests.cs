@@ -93,6 +93,8 @@ public unsafe class KernelArgsTests
         Check<AddBiasArgs>("elementwise.cu", "add_bias_f32");
         Check<ScalarArgs>("elementwise.cu", "scale_f32", "softcap_f32");
         Check<AttentionArgs>("attention.cu", "attention_f16");
+        Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
+        Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
     }
 
@@ -103,7 +105,7 @@ public unsafe class KernelArgsTests
         var covered = new HashSet<string>(Each(_ => true, "get_rows_{0}").Concat(Each(_ => true, "matvec_{0}_t1")).Concat(Each(_ => true, "matvec_{0}_t8")))
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
-            "scale_f32", "softcap_f32", "attention_f16", "argmax_f32",
+            "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
         };
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));

@@ -45,7 +45,7 @@ public sealed unsafe partial class CudaBackend
         for (int i = 0; i < _opCount; i++)
         {
             ref var op = ref _ops[i];
-            if (op.Kind is not (CudaOpKind.Rope or CudaOpKind.StoreKv or CudaOpKind.Attention)) continue;
+            if (op.Kind is not (CudaOpKind.Rope or CudaOpKind.StoreKv or CudaOpKind.Attention or CudaOpKind.AttentionSplit)) continue;
             if (!found) { basePos = op.StartPos; found = true; }
             op.PosDelta = op.StartPos - basePos;
         }

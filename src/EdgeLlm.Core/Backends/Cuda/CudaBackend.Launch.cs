@@ -30,6 +30,7 @@ public sealed unsafe partial class CudaBackend
             case CudaOpKind.Rope: ExecRope(in op); break;
             case CudaOpKind.StoreKv: ExecStoreKv(in op); break;
             case CudaOpKind.Attention: ExecAttention(in op); break;
+            case CudaOpKind.AttentionSplit: ExecAttentionSplit(in op); break;
             case CudaOpKind.SwiGlu: ExecBinary(_kernels.SwiGlu, in op); break;
             case CudaOpKind.GeGlu: ExecBinary(_kernels.GeGlu, in op); break;
             case CudaOpKind.Add: ExecBinary(_kernels.Add, in op); break;
@@ -123,6 +124,29 @@ public sealed unsafe partial class CudaBackend
             Scale = op.Scale, Softcap = op.Softcap, Window = op.Window,
         };
         Launch(_kernels.Attention, (uint)op.Heads, (uint)op.Tokens, AttentionThreads, ref args);
+    }
+
+    /// <summary>
+    /// Flash-decoding: attention_split_f16 over a grid of (kv heads, chunks of the whole context), then
+    /// attention_combine_f32 per query head. The grid depends on the context size only, so a captured decode
+    /// step replays at every position.
+    /// </summary>
+    private void ExecAttentionSplit(in CudaOp op)
+    {
+        int kvHeads = op.KvDim / op.HeadDim;
+        var split = new AttentionSplitArgs
+        {
+            Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Part = op.Partials, Step = _step, PosDelta = op.PosDelta,
+            Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / kvHeads, Scale = op.Scale, Softcap = op.Softcap,
+            Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionSplit, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref split);
+        var combine = new AttentionCombineArgs
+        {
+            Part = op.Partials, Dst = op.Dst!.Ptr, Step = _step, PosDelta = op.PosDelta, Heads = op.Heads, HeadDim = op.HeadDim,
+            Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionCombine, (uint)op.Heads, 1, AttentionThreads, ref combine);
     }
 
     /// <summary>x[i] = f(x[i], y[i]) for i &lt; Count (swiglu, geglu, add).</summary>

@@ -26,6 +26,8 @@ public sealed unsafe partial class CudaBackend
     private int* _hostStep;           // pinned staging of _step
     private ulong _misc;              // argmax out: int token, int non-finite flag
     private int* _hostMisc;           // pinned staging of _misc
+    private ulong _splitPartials;     // split attention's per-chunk partial results (CudaBackend.Ops.SplitPartials)
+    private long _splitPartialFloats;
     private float* _hostOut;          // pinned staging for CopyOut
     private long _hostOutFloats;
     private readonly List<(RopeSpec Spec, ulong Table)> _ropeTables = new(); // one per distinct spec (Gemma 3: local and global)
@@ -256,6 +258,8 @@ public sealed unsafe partial class CudaBackend
         foreach (ulong p in _scratch) CudaDriver.cuMemFree(p);
         _scratch.Clear();
         _ropeTables.Clear();
+        _splitPartials = 0;
+        _splitPartialFloats = 0;
         if (_hostStep != null) CudaDriver.cuMemFreeHost(_hostStep);
         if (_hostMisc != null) CudaDriver.cuMemFreeHost(_hostMisc);
         _hostStep = null;

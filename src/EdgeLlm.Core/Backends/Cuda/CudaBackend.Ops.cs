@@ -90,9 +90,12 @@ public sealed unsafe partial class CudaBackend
         var d = Buf(dst, "attention dst");
         Need(qb, (long)nTokens * nHeads * headDim, "attention q");
         Need(d, (long)nTokens * nHeads * headDim, "attention dst");
+        bool split = Settings.SplitAttention && CudaLaunchLimits.CanSplitAttention(nTokens, nHeads, headDim, cache.KvDim, _limits.ContextSize);
+        int chunks = split ? CudaLaunchLimits.SplitChunks(_limits.ContextSize) : 0;
         Record(new CudaOp
         {
-            Kind = CudaOpKind.Attention, X = qb, KCache = CacheBuf(cache.Keys(layer)), VCache = CacheBuf(cache.Values(layer)), Dst = d,
+            Kind = split ? CudaOpKind.AttentionSplit : CudaOpKind.Attention, Partials = split ? SplitPartials((long)nHeads * chunks * (headDim + 2)) : 0,
+            Chunks = chunks, X = qb, KCache = CacheBuf(cache.Keys(layer)), VCache = CacheBuf(cache.Values(layer)), Dst = d,
             Tokens = nTokens, Heads = nHeads, HeadDim = headDim, KvDim = cache.KvDim, Window = options.Window,
             Scale = options.Scale, Softcap = options.Softcap, StartPos = startPos,
         });
@@ -164,6 +167,18 @@ public sealed unsafe partial class CudaBackend
         Need(s, srcOffset + count, "copy src");
         Need(d, dstOffset + count, "copy dst");
         Record(new CudaOp { Kind = CudaOpKind.Copy, X = s, Dst = d, SrcOffset = srcOffset, DstOffset = dstOffset, Count = count });
+    }
+
+    /// <summary>The device buffer of split attention's partial results, grown (once per model shape) to <paramref name="floats"/>.</summary>
+    private ulong SplitPartials(long floats)
+    {
+        if (floats > _splitPartialFloats)
+        {
+            EnsureContext();
+            _splitPartials = Scratch(floats * sizeof(float)); // freed with the rest of the scratch at the next Prepare
+            _splitPartialFloats = floats;
+        }
+        return _splitPartials;
     }
 
     private void Record(in CudaOp op)

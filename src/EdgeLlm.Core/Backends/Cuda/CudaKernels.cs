@@ -37,7 +37,7 @@ internal sealed class CudaKernels : IDisposable
         }
         return new Dictionary<string, string[]>
         {
-            ["attention.cu"] = ["attention_f16"],
+            ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
             ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
@@ -51,7 +51,7 @@ internal sealed class CudaKernels : IDisposable
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
@@ -122,6 +122,8 @@ internal sealed class CudaKernels : IDisposable
         Add = _functions["add_f32"];
         StoreKv = _functions["store_kv_f16"];
         Attention = _functions["attention_f16"];
+        AttentionSplit = _functions["attention_split_f16"];
+        AttentionCombine = _functions["attention_combine_f32"];
         ArgMax = _functions["argmax_f32"];
         foreach (var t in WeightTypes)
         {

@@ -2,7 +2,7 @@ using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cuda;
 
-internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy }
+internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy }
 
 /// <summary>
 /// One recorded backend call: what <see cref="CudaBackend"/> will launch when the step is flushed. Each kind
@@ -37,6 +37,10 @@ internal struct CudaOp
     /// <summary>Device inverse-frequency table of <see cref="Rope"/>.</summary>
     public ulong RopeTable;
 
+    /// <summary>Device buffer of the per-chunk partial results of split (flash-decoding) attention, and its chunk count.</summary>
+    public ulong Partials;
+    public int Chunks;
+
     /// <summary>Elements of the element-wise ops (glu, add, add_bias, scale, softcap) and of a copy.</summary>
     public long Count;
 
@@ -67,7 +71,7 @@ internal struct CudaOp
     public readonly bool SameLaunch(in CudaOp o) =>
         Kind == o.Kind && ReferenceEquals(X, o.X) && ReferenceEquals(Y, o.Y) && ReferenceEquals(KCache, o.KCache)
         && ReferenceEquals(VCache, o.VCache) && ReferenceEquals(Dst, o.Dst) && ReferenceEquals(Weight, o.Weight)
-        && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable
+        && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks
         && Count == o.Count && SrcOffset == o.SrcOffset && DstOffset == o.DstOffset
         && Tokens == o.Tokens && Heads == o.Heads && HeadDim == o.HeadDim && KvDim == o.KvDim && Dim == o.Dim && Window == o.Window
         && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta;

@@ -239,3 +239,54 @@ internal unsafe struct ArgMaxArgs : IKernelArgs<ArgMaxArgs>
         p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Out;
     }
 }
+
+/// <summary>attention_split_f16(q, kCache, vCache, part, step, posDelta, heads, headDim, kvDim, group, scale, softcap, window, chunkSize, chunks).</summary>
+internal unsafe struct AttentionSplitArgs : IKernelArgs<AttentionSplitArgs>
+{
+    public ulong Q;
+    public ulong KCache;
+    public ulong VCache;
+    public ulong Part;
+    public ulong Step;
+    public int PosDelta;
+    public int Heads;
+    public int HeadDim;
+    public int KvDim;
+    public int Group;
+    public float Scale;
+    public float Softcap;
+    public int Window;
+    public int ChunkSize;
+    public int Chunks;
+
+    public static int Count => 15;
+
+    public static void Pointers(AttentionSplitArgs* a, void** p)
+    {
+        p[0] = &a->Q; p[1] = &a->KCache; p[2] = &a->VCache; p[3] = &a->Part; p[4] = &a->Step; p[5] = &a->PosDelta;
+        p[6] = &a->Heads; p[7] = &a->HeadDim; p[8] = &a->KvDim; p[9] = &a->Group; p[10] = &a->Scale; p[11] = &a->Softcap;
+        p[12] = &a->Window; p[13] = &a->ChunkSize; p[14] = &a->Chunks;
+    }
+}
+
+/// <summary>attention_combine_f32(part, dst, step, posDelta, heads, headDim, window, chunkSize, chunks).</summary>
+internal unsafe struct AttentionCombineArgs : IKernelArgs<AttentionCombineArgs>
+{
+    public ulong Part;
+    public ulong Dst;
+    public ulong Step;
+    public int PosDelta;
+    public int Heads;
+    public int HeadDim;
+    public int Window;
+    public int ChunkSize;
+    public int Chunks;
+
+    public static int Count => 9;
+
+    public static void Pointers(AttentionCombineArgs* a, void** p)
+    {
+        p[0] = &a->Part; p[1] = &a->Dst; p[2] = &a->Step; p[3] = &a->PosDelta; p[4] = &a->Heads; p[5] = &a->HeadDim;
+        p[6] = &a->Window; p[7] = &a->ChunkSize; p[8] = &a->Chunks;
+    }
+}
