@@ -57,7 +57,14 @@ extern "C" __global__ void add_f32(float* __restrict__ x, const float* __restric
     x[i] = __fadd_rn(x[i], y[i]);
 }
 
-// Rows t < nTokens of k and v (kvDim floats each) go to cache rows pos + t, converted to fp16.
+// The largest finite fp16 value. K/V values beyond it are stored as +-65504 instead of +-infinity (an infinite key
+// makes every score of that position NaN); NaN stays NaN (the comparisons below are false for it).
+#define HALF_MAX 65504.0f
+
+__device__ __forceinline__ float clamp_half(float x) { return x > HALF_MAX ? HALF_MAX : (x < -HALF_MAX ? -HALF_MAX : x); }
+
+// Rows t < nTokens of k and v (kvDim floats each) go to cache rows pos + t, converted to fp16 (clamped to its
+// finite range).
 extern "C" __global__ void store_kv_f16(const float* __restrict__ k, const float* __restrict__ v, u16* __restrict__ kc,
                                         u16* __restrict__ vc, const int* __restrict__ step, int posDelta, int nTokens, int kvDim)
 {
@@ -65,6 +72,6 @@ extern "C" __global__ void store_kv_f16(const float* __restrict__ k, const float
     if (i >= (i64)nTokens * kvDim) return;
     int t = (int)(i / kvDim), e = (int)(i % kvDim);
     i64 at = (i64)(step_pos(step, posDelta) + t) * kvDim + e;
-    kc[at] = float_to_half(k[i]);
-    vc[at] = float_to_half(v[i]);
+    kc[at] = float_to_half(clamp_half(k[i]));
+    vc[at] = float_to_half(clamp_half(v[i]));
 }

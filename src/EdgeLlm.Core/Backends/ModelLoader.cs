@@ -24,7 +24,7 @@ public static class ModelLoader
         {
             options ??= new BackendOptions();
             var device = DeviceSpec.Parse(options.Device);
-            return LoadOwned(GgufFile.Open(path, options.Load), options, device);
+            return LoadOwned(GgufFile.Open(path, Cuda.CudaFileLoading.For(device, options.Load)), options, device);
         }
 
         /// <summary>

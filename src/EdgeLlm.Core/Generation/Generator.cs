@@ -121,10 +121,13 @@ public sealed class Generator
         int generated = 0;
         StopReason stop;
         if (o.MaxTokens == 0) return new GenerationStats(prompt.Length, 0, promptTime, TimeSpan.Zero, TimeSpan.Zero, StopReason.TokenLimit);
+        // Greedy decoding on a backend that picks tokens itself: after the prompt, only the id comes back per token.
+        bool deviceGreedy = DeviceSampling.UseDeviceArgMax(o.Sampler, _model.HasDeviceArgMax, constraint is not null, logprobs is not null);
+        int picked = -1; // the token the backend picked in the last step (deviceGreedy)
         while (true)
         {
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
-            int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count), constraint);
+            int token = picked >= 0 ? picked : sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count), constraint);
             if (generated == 0) firstToken = clock.Elapsed;
             if (!o.IgnoreEos && _tokenizer.Vocab.EndsGeneration(token, o.StopTokens)) { stop = StopReason.EndOfGeneration; break; }
             generated++;
@@ -150,6 +153,13 @@ public sealed class Generator
                 count -= drop;
                 CachedCount = count - 1;
                 ContextShifts++;
+            }
+            if (deviceGreedy)
+            {
+                picked = _model.ForwardGreedy(token, count - 1, out bool finite);
+                CachedCount = count;
+                LogitCheck.Require(_model, finite, count - 1);
+                continue;
             }
             _model.Forward(token, count - 1, _logits);
             CachedCount = count;

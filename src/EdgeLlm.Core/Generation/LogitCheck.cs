@@ -29,6 +29,13 @@ public static class LogitCheck
             throw new EdgeLlmException($"{model.File.Path}: the model produced non-finite logits (NaN or infinity) at position {position}; its weights or metadata hold NaN/Inf values");
     }
 
+    /// <summary><see cref="Require(LlamaModel, ReadOnlySpan{float}, int)"/> for a row the backend checked itself (<see cref="LlamaModel.ForwardGreedy"/>).</summary>
+    public static void Require(LlamaModel model, bool allFinite, int position)
+    {
+        if (!allFinite)
+            throw new EdgeLlmException($"{model.File.Path}: the model produced non-finite logits (NaN or infinity) at position {position}; its weights or metadata hold NaN/Inf values");
+    }
+
     /// <summary><see cref="Require(LlamaModel, ReadOnlySpan{float}, int)"/> for consecutive rows of <paramref name="vocab"/> logits, positions 0, 1, ...</summary>
     public static void RequireRows(LlamaModel model, ReadOnlySpan<float> logits, int vocab)
     {

@@ -226,8 +226,37 @@ public sealed class LlamaModel : IDisposable
         else foreach (var sq in seqs) sq.Cache.Filled = sq.StartPos + sq.Count;
     }
 
+    /// <summary>True when the backend picks greedy tokens itself (<see cref="ForwardGreedy"/> needs no logits copy).</summary>
+    public bool HasDeviceArgMax => Backend is IDeviceArgMax;
+
+    /// <summary>
+    /// One decode step of <paramref name="token"/> at <paramref name="pos"/> that returns the greedy next token as the
+    /// backend picks it (<see cref="IDeviceArgMax"/>), without copying the logits to the host: the same id as
+    /// <see cref="Forward(int, int, Span{float})"/> followed by an argmax (ties: the lowest id).
+    /// <paramref name="logitsFinite"/> is false when a logit was NaN or infinite (the id is then meaningless).
+    /// </summary>
+    public int ForwardGreedy(int token, int pos, out bool logitsFinite)
+    {
+        var picker = Backend as IDeviceArgMax ?? throw new InvalidOperationException($"{Backend.Name} does not pick tokens on the device");
+        int vocab = Config.VocabSize;
+        if (pos < 0 || pos > Cache.Filled)
+            throw new ArgumentOutOfRangeException(nameof(pos), $"start position {pos} is not in [0, {Cache.Filled}] (the positions already in the kv cache)");
+        if ((long)pos + 1 > ContextSize) throw new ContextOverflowException(pos, 1, ContextSize);
+        if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} is not in the vocabulary [0, {vocab})");
+        ForwardBatch(new ReadOnlySpan<int>(in token), pos);
+        ProjectLogits(1, lastOnly: true);
+        return picker.ArgMax(_logits, 0, vocab, out logitsFinite);
+    }
+
     /// <summary>Final norm and output projection of the batch's last token (or of all n), copied to <paramref name="dst"/>.</summary>
     private void Logits(int n, Span<float> dst, bool lastOnly)
+    {
+        int rows = ProjectLogits(n, lastOnly);
+        Backend.CopyOut(_logits, 0, dst[..(rows * Config.VocabSize)]);
+    }
+
+    /// <summary>Final norm and output projection into the backend's logits buffer; returns the rows written.</summary>
+    private int ProjectLogits(int n, bool lastOnly)
     {
         var c = Config;
         var b = Backend;
@@ -242,7 +271,7 @@ public sealed class LlamaModel : IDisposable
         b.RmsNorm(src, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
         b.MatMul(_output, _xb, _logits, rows);
         if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * c.VocabSize, c.FinalSoftcap); // Gemma 2
-        b.CopyOut(_logits, 0, dst[..(rows * c.VocabSize)]);
+        return rows;
     }
 
     /// <summary>

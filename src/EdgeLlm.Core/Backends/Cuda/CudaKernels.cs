@@ -37,24 +37,24 @@ internal sealed class CudaKernels : IDisposable
         }
         return new Dictionary<string, string[]>
         {
-            ["attention.cu"] = ["attention_f16"],
+            ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
             ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
             ["quantize.cu"] = ["quantize_q8"],
             ["rmsnorm.cu"] = ["rmsnorm_f32"],
             ["rope.cu"] = ["rope_f32"],
-            ["sample.cu"] = ["argmax_f32", "sample_f32"],
+            ["sample.cu"] = ["argmax_f32"],
         };
     }
 
     private readonly List<nint> _modules = new();
-    private readonly Dictionary<string, nint> _functions = new();
+    private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public nint QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, ArgMax, Sample;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
-    public readonly nint[] MatVecT1 = new nint[64], MatVecT8 = new nint[64], GetRows = new nint[64];
+    public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -91,7 +91,7 @@ internal sealed class CudaKernels : IDisposable
                 foreach (string name in names)
                 {
                     CudaDriver.Check(CudaDriver.cuModuleGetFunction(out nint f, module, name), $"cuModuleGetFunction({name})");
-                    k._functions[name] = f;
+                    k._functions[name] = new CudaFunction(f, name);
                 }
             }
             k.Bind();
@@ -122,8 +122,9 @@ internal sealed class CudaKernels : IDisposable
         Add = _functions["add_f32"];
         StoreKv = _functions["store_kv_f16"];
         Attention = _functions["attention_f16"];
+        AttentionSplit = _functions["attention_split_f16"];
+        AttentionCombine = _functions["attention_combine_f32"];
         ArgMax = _functions["argmax_f32"];
-        Sample = _functions["sample_f32"];
         foreach (var t in WeightTypes)
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];
@@ -139,3 +140,6 @@ internal sealed class CudaKernels : IDisposable
         _functions.Clear();
     }
 }
+
+/// <summary>A loaded kernel: its driver handle and its entry-point name (for errors and EDGELLM_CUDA_SYNC reports).</summary>
+internal readonly record struct CudaFunction(nint Handle, string Name);

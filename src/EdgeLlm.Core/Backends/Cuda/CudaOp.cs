@@ -3,11 +3,12 @@ using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cuda;
 
-internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy }
+internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy }
 
 /// <summary>
-/// One recorded backend call: what <see cref="CudaBackend"/> will launch when the step is flushed. The position
-/// is kept twice: <see cref="StartPos"/> (the absolute value, uploaded with the step) and, at flush time,
+/// One recorded backend call: what <see cref="CudaBackend"/> will launch when the step is flushed. Each kind
+/// uses the fields its <see cref="IBackend"/> call takes (unused ones stay default). The position is kept
+/// twice: <see cref="StartPos"/> (the absolute value, uploaded with the step) and, at flush time,
 /// <see cref="PosDelta"/> (its offset from the step's first position, a kernel argument). Two steps whose ops
 /// agree in everything but the absolute position and the token ids launch identical kernels, so a CUDA graph
 /// captured for one replays the other: <see cref="SameLaunch"/> is that test.
@@ -15,20 +16,64 @@ internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Atten
 internal struct CudaOp
 {
     public CudaOpKind Kind;
-    public CudaBuffer? A, B, C, D;  // operands (meaning per kind, see CudaBackend.Execute)
-    public CudaWeight? W;
+
+    /// <summary>The input, or the operand updated in place: x (rms_norm, matmul, rope, add, add_bias, scale,
+    /// softcap), gate (glu), k (store_kv), q (attention), the source (copy).</summary>
+    public CudaBuffer? X;
+
+    /// <summary>The second input: up (glu), y (add), v (store_kv).</summary>
+    public CudaBuffer? Y;
+
+    /// <summary>The layer's fp16 key and value cache (store_kv, attention).</summary>
+    public CudaBuffer? KCache, VCache;
+
+    /// <summary>The output (get_rows, rms_norm, matmul, attention, copy).</summary>
+    public CudaBuffer? Dst;
+
+    /// <summary>The weight: table (get_rows), norm weight (rms_norm), matrix (matmul), bias (add_bias).</summary>
+    public CudaWeight? Weight;
+
     public RopeSpec? Rope;
-    public ulong Table;             // device inverse-frequency table for Rope
-    public long L0, L1, L2;         // counts and offsets
-    public int I0, I1, I2, I3, I4;  // tokens, heads, dims, window
-    public float F0, F1;            // scale / eps / factor / cap, softcap
+
+    /// <summary>Device inverse-frequency table of <see cref="Rope"/>.</summary>
+    public ulong RopeTable;
+
+    /// <summary>Device buffer of the per-chunk partial results of split (flash-decoding) attention, and its chunk count.</summary>
+    public ulong Partials;
+    public int Chunks;
+
+    /// <summary>Elements of the element-wise ops (glu, add, add_bias, scale, softcap) and of a copy.</summary>
+    public long Count;
+
+    /// <summary>Element offsets of a copy.</summary>
+    public long SrcOffset, DstOffset;
+
+    public int Tokens, Heads, HeadDim, KvDim;
+
+    /// <summary>Row length of rms_norm.</summary>
+    public int Dim;
+
+    /// <summary>Attention's sliding window (0: none).</summary>
+    public int Window;
+
+    /// <summary>rms_norm's epsilon.</summary>
+    public float Eps;
+
+    /// <summary>Attention's score scale, or the scale op's factor.</summary>
+    public float Scale;
+
+    /// <summary>Attention's score softcap (0: none), or the softcap op's cap.</summary>
+    public float Softcap;
+
     public int StartPos;
     public int PosDelta;
 
     /// <summary>True if both ops launch the same kernels with the same arguments (positions compared relatively).</summary>
     public readonly bool SameLaunch(in CudaOp o) =>
-        Kind == o.Kind && ReferenceEquals(A, o.A) && ReferenceEquals(B, o.B) && ReferenceEquals(C, o.C) && ReferenceEquals(D, o.D)
-        && ReferenceEquals(W, o.W) && ReferenceEquals(Rope, o.Rope) && Table == o.Table
-        && L0 == o.L0 && L1 == o.L1 && L2 == o.L2 && I0 == o.I0 && I1 == o.I1 && I2 == o.I2 && I3 == o.I3 && I4 == o.I4
-        && F0.Equals(o.F0) && F1.Equals(o.F1) && PosDelta == o.PosDelta;
+        Kind == o.Kind && ReferenceEquals(X, o.X) && ReferenceEquals(Y, o.Y) && ReferenceEquals(KCache, o.KCache)
+        && ReferenceEquals(VCache, o.VCache) && ReferenceEquals(Dst, o.Dst) && ReferenceEquals(Weight, o.Weight)
+        && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks
+        && Count == o.Count && SrcOffset == o.SrcOffset && DstOffset == o.DstOffset
+        && Tokens == o.Tokens && Heads == o.Heads && HeadDim == o.HeadDim && KvDim == o.KvDim && Dim == o.Dim && Window == o.Window
+        && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta;
 }

@@ -15,6 +15,7 @@
 #include "rope.cu"
 #include "attention.cu"
 #include "quantize.cu"
+#include "sample.cu"
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
@@ -66,6 +67,11 @@ template <typename F> static void launch(i64 threads, F kernel)
 //         nTokens * nHeads * headDim floats                                 -> the same count of floats
 //   matvec: type name (NUL-terminated), i32 K, rows, nTokens, NT (1 or 8), i64 rowBytes, rows * rowBytes bytes,
 //         nTokens * K floats x                                              -> nTokens * rows floats
+//   store_kv: i32 nTokens, kvDim, startPos; nTokens * kvDim floats k, as many v
+//                                                                           -> (startPos + nTokens) * kvDim u16 keys, as many values
+//   attention_split: as attention, then i32 context, chunkSize: attention_split_f16 over the fixed grid of
+//         ceil(context / chunkSize) chunks, then attention_combine_f32      -> nTokens * nHeads * headDim floats
+//   argmax: i32 n, threads; n floats                                         -> i32 id, i32 non-finite flag
 //   attention: i32 nTokens, nHeads, headDim, kvDim, startPos, window, threads; f32 scale, softcap;
 //         (startPos + nTokens) * kvDim fp16 keys, as many fp16 values, nTokens * nHeads * headDim floats q
 //                                                                           -> nTokens * nHeads * headDim floats
@@ -143,6 +149,51 @@ static bool run_op(const std::string& op)
         simt_launch((unsigned)nHeads, (unsigned)nTokens, (unsigned)threads, [&] {
             attention_f16(q.data(), kc.data(), vc.data(), out.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap, window);
         });
+    }
+    else if (op == "attention_split")
+    {
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(),
+            window = read1<int>(), threads = read1<int>();
+        float scale = read1<float>(), softcap = read1<float>();
+        int context = read1<int>(), chunkSize = read1<int>();
+        size_t cache = (size_t)context * kvDim;
+        std::vector<u16> kc(cache, 0x7E00), vc(cache, 0x7E00); // NaN past the stored rows: a chunk reading them would show
+        read_exact(kc.data(), (size_t)(start + nTokens) * kvDim * 2);
+        read_exact(vc.data(), (size_t)(start + nTokens) * kvDim * 2);
+        std::vector<float> q = read_floats((i64)nTokens * nHeads * headDim);
+        int chunks = (context + chunkSize - 1) / chunkSize;
+        std::vector<float> part((size_t)nTokens * nHeads * chunks * (headDim + 2), NAN); // unwritten chunks stay NaN
+        out.assign(q.size(), 0.0f);
+        int step[1] = {start};
+        int kvHeads = kvDim / headDim, group = nHeads / kvHeads;
+        simt_launch((unsigned)kvHeads, (unsigned)chunks, (unsigned)threads, [&] {
+            attention_split_f16(q.data(), kc.data(), vc.data(), part.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap, window,
+                                chunkSize, chunks);
+        }, (unsigned)nTokens);
+        simt_launch((unsigned)nHeads, (unsigned)nTokens, 128, [&] {
+            attention_combine_f32(part.data(), out.data(), step, 0, nHeads, headDim, window, chunkSize, chunks);
+        });
+    }
+    else if (op == "store_kv")
+    {
+        int nTokens = read1<int>(), kvDim = read1<int>(), start = read1<int>();
+        std::vector<float> k = read_floats((i64)nTokens * kvDim), v = read_floats((i64)nTokens * kvDim);
+        size_t cache = (size_t)(start + nTokens) * kvDim;
+        std::vector<u16> kc(cache, 0xFFFF), vc(cache, 0xFFFF); // rows before startPos must stay untouched
+        int step[1] = {start};
+        launch((i64)nTokens * kvDim, [&] { store_kv_f16(k.data(), v.data(), kc.data(), vc.data(), step, 0, nTokens, kvDim); });
+        std::fwrite(kc.data(), 2, cache, stdout);
+        std::fwrite(vc.data(), 2, cache, stdout);
+        return true;
+    }
+    else if (op == "argmax")
+    {
+        int n = read1<int>(), threads = read1<int>();
+        std::vector<float> logits = read_floats(n);
+        int result[2] = {-1, -1};
+        simt_launch(1, 1, (unsigned)threads, [&] { argmax_f32(logits.data(), n, result); });
+        std::fwrite(result, 4, 2, stdout);
+        return true;
     }
     else return false;
     std::fwrite(out.data(), 4, out.size(), stdout);

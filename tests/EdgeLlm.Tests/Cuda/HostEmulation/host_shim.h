@@ -21,6 +21,7 @@
 #define __shared__ static
 
 struct HostDim3 { unsigned x, y, z; };
+struct uint4 { unsigned x, y, z, w; };
 static thread_local HostDim3 threadIdx;
 static HostDim3 blockIdx, blockDim;
 using std::max;
@@ -80,15 +81,16 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int laneMas
     return r;
 }
 
-// Runs kernel() for every thread of every block of a gridX x gridY grid of `threads`-thread blocks (a multiple of
-// 32), the blocks one after another.
-template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, unsigned threads, F kernel)
+// Runs kernel() for every thread of every block of a gridX x gridY (x gridZ) grid of `threads`-thread blocks (a
+// multiple of 32), the blocks one after another.
+template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, unsigned threads, F kernel, unsigned gridZ = 1)
 {
     blockDim = {threads, 1, 1};
+    for (unsigned bz = 0; bz < gridZ; bz++)
     for (unsigned by = 0; by < gridY; by++)
         for (unsigned bx = 0; bx < gridX; bx++)
         {
-            blockIdx = {bx, by, 0};
+            blockIdx = {bx, by, bz};
             HostBarrier block((int)threads);
             std::vector<HostWarp> warps(threads / 32);
             std::vector<std::thread> pool;
