@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 
@@ -19,5 +20,49 @@ public static unsafe partial class DotQ8_0
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
         }
         return Vector128.Sum(acc);
+    }
+
+    /// <summary>
+    /// Row <paramref name="w"/> · tokens t = 0..3 at <paramref name="xq"/> + t·<paramref name="xqStride"/> on NEON (prefill's
+    /// register block), sdot when <paramref name="dp"/>; result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>].
+    /// Each block's quants and d_w are loaded once for the four tokens; per token the steps of <see cref="NeonLoop"/>
+    /// in its order, so each result is bit-identical to the one-token loop's (with the same dot-product choice).
+    /// </summary>
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp)
+    {
+        int nb = Blocks(n);
+        NeonDot.Require(nameof(DotQ8_0), dp);
+        if (dp) NeonLoop4<DotProdOn>(w, xq, xqStride, nb, dst, dstStride);
+        else NeonLoop4<DotProdOff>(w, xq, xqStride, nb, dst, dstStride);
+    }
+
+    private static void NeonLoop4<TDp>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
+        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
+        for (int b = 0; b < nb; b++, w += BlockBytes)
+        {
+            long xo = (long)b * XB;
+            Vector128<sbyte> q0 = AdvSimd.LoadVector128((sbyte*)(w + 2)), q1 = AdvSimd.LoadVector128((sbyte*)(w + 18));
+            float dw = Fp16.Read(w);
+            a0 = NeonToken<TDp>(a0, q0, q1, dw, x0 + xo);
+            a1 = NeonToken<TDp>(a1, q0, q1, dw, x1 + xo);
+            a2 = NeonToken<TDp>(a2, q0, q1, dw, x2 + xo);
+            a3 = NeonToken<TDp>(a3, q0, q1, dw, x3 + xo);
+        }
+        dst[0] = Vector128.Sum(a0);
+        dst[dstStride] = Vector128.Sum(a1);
+        dst[2 * dstStride] = Vector128.Sum(a2);
+        dst[3 * dstStride] = Vector128.Sum(a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> NeonToken<TDp>(Vector128<float> acc, Vector128<sbyte> q0, Vector128<sbyte> q1, float dw, byte* yb) where TDp : struct, IIsaFlag
+    {
+        Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, q0, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
+        isum = NeonDot.Dot16<TDp>(isum, q1, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
+        float d = dw * Fp16.Read(yb);
+        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
     }
 }
