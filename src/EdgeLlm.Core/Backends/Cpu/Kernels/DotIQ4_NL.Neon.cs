@@ -28,4 +28,43 @@ public static unsafe partial class DotIQ4_NL
         }
         return Vector128.Sum(acc);
     }
+
+    /// <summary>
+    /// Row <paramref name="w"/> · tokens t = 0..3 at <paramref name="xq"/> + t·<paramref name="xqStride"/> (Q8_0 blocks) on
+    /// NEON, sdot when <paramref name="dp"/>; result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>]. Each
+    /// block's weights are unpacked to signed bytes once for the four tokens (the nibbles through the grid with tbl); per token the steps of
+    /// <see cref="NeonLoop"/> in its order, so each result is bit-identical to the one-token loop's.
+    /// </summary>
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp)
+    {
+        int nb = Blocks(n);
+        NeonDot.Require(nameof(DotIQ4_NL), dp);
+        if (dp) NeonLoop4<DotProdOn>(w, xq, xqStride, nb, dst, dstStride);
+        else NeonLoop4<DotProdOff>(w, xq, xqStride, nb, dst, dstStride);
+    }
+
+    private static void NeonLoop4<TDp>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
+        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
+        Vector128<byte> grid = Grid().AsByte();
+        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
+        for (int b = 0; b < nb; b++, w += BlockBytes)
+        {
+            long xo = (long)b * XB;
+            Vector128<byte> packed = AdvSimd.LoadVector128(w + 2);
+            Vector128<sbyte> lo = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.And(packed, m4)).AsSByte();
+            Vector128<sbyte> hi = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.ShiftRightLogical(packed, 4)).AsSByte();
+            float dw = Fp16.Read(w);
+            a0 = NeonDot.Q8_0Token<TDp>(a0, lo, hi, dw, x0 + xo);
+            a1 = NeonDot.Q8_0Token<TDp>(a1, lo, hi, dw, x1 + xo);
+            a2 = NeonDot.Q8_0Token<TDp>(a2, lo, hi, dw, x2 + xo);
+            a3 = NeonDot.Q8_0Token<TDp>(a3, lo, hi, dw, x3 + xo);
+        }
+        dst[0] = Vector128.Sum(a0);
+        dst[dstStride] = Vector128.Sum(a1);
+        dst[2 * dstStride] = Vector128.Sum(a2);
+        dst[3 * dstStride] = Vector128.Sum(a3);
+    }
 }

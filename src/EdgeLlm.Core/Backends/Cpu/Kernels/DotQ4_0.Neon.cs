@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 
@@ -58,23 +57,14 @@ public static unsafe partial class DotQ4_0
             Vector128<sbyte> lo = AdvSimd.Subtract(AdvSimd.And(packed, m4).AsSByte(), eight);
             Vector128<sbyte> hi = AdvSimd.Subtract(AdvSimd.ShiftRightLogical(packed, 4).AsSByte(), eight);
             float dw = Fp16.Read(w);
-            a0 = NeonToken<TDp>(a0, lo, hi, dw, x0 + xo);
-            a1 = NeonToken<TDp>(a1, lo, hi, dw, x1 + xo);
-            a2 = NeonToken<TDp>(a2, lo, hi, dw, x2 + xo);
-            a3 = NeonToken<TDp>(a3, lo, hi, dw, x3 + xo);
+            a0 = NeonDot.Q8_0Token<TDp>(a0, lo, hi, dw, x0 + xo);
+            a1 = NeonDot.Q8_0Token<TDp>(a1, lo, hi, dw, x1 + xo);
+            a2 = NeonDot.Q8_0Token<TDp>(a2, lo, hi, dw, x2 + xo);
+            a3 = NeonDot.Q8_0Token<TDp>(a3, lo, hi, dw, x3 + xo);
         }
         dst[0] = Vector128.Sum(a0);
         dst[dstStride] = Vector128.Sum(a1);
         dst[2 * dstStride] = Vector128.Sum(a2);
         dst[3 * dstStride] = Vector128.Sum(a3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> NeonToken<TDp>(Vector128<float> acc, Vector128<sbyte> lo, Vector128<sbyte> hi, float dw, byte* yb) where TDp : struct, IIsaFlag
-    {
-        Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
-        isum = NeonDot.Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
-        float d = dw * Fp16.Read(yb);
-        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
     }
 }

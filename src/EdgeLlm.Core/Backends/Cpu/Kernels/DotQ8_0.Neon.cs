@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 
@@ -46,23 +45,14 @@ public static unsafe partial class DotQ8_0
             long xo = (long)b * XB;
             Vector128<sbyte> q0 = AdvSimd.LoadVector128((sbyte*)(w + 2)), q1 = AdvSimd.LoadVector128((sbyte*)(w + 18));
             float dw = Fp16.Read(w);
-            a0 = NeonToken<TDp>(a0, q0, q1, dw, x0 + xo);
-            a1 = NeonToken<TDp>(a1, q0, q1, dw, x1 + xo);
-            a2 = NeonToken<TDp>(a2, q0, q1, dw, x2 + xo);
-            a3 = NeonToken<TDp>(a3, q0, q1, dw, x3 + xo);
+            a0 = NeonDot.Q8_0Token<TDp>(a0, q0, q1, dw, x0 + xo);
+            a1 = NeonDot.Q8_0Token<TDp>(a1, q0, q1, dw, x1 + xo);
+            a2 = NeonDot.Q8_0Token<TDp>(a2, q0, q1, dw, x2 + xo);
+            a3 = NeonDot.Q8_0Token<TDp>(a3, q0, q1, dw, x3 + xo);
         }
         dst[0] = Vector128.Sum(a0);
         dst[dstStride] = Vector128.Sum(a1);
         dst[2 * dstStride] = Vector128.Sum(a2);
         dst[3 * dstStride] = Vector128.Sum(a3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> NeonToken<TDp>(Vector128<float> acc, Vector128<sbyte> q0, Vector128<sbyte> q1, float dw, byte* yb) where TDp : struct, IIsaFlag
-    {
-        Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, q0, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
-        isum = NeonDot.Dot16<TDp>(isum, q1, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
-        float d = dw * Fp16.Read(yb);
-        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
     }
 }

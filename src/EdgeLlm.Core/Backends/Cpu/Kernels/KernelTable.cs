@@ -123,6 +123,8 @@ internal static unsafe class KernelTable
         GgmlType.Q4_K => NeonTiled<Q4_KNeonKernels>(t, f),
         GgmlType.Q5_K => NeonTiled<Q5_KNeonKernels>(t, f),
         GgmlType.Q6_K => NeonTiled<Q6_KNeonKernels>(t, f),
+        GgmlType.Q5_0 => NeonTiled<Q5_0NeonKernels>(t, f),
+        GgmlType.IQ4_NL => NeonTiled<IQ4_NLNeonKernels>(t, f),
         _ => null,
     };
 

@@ -59,4 +59,18 @@ internal static unsafe class NeonDot
         Vector128<int> p = AdvSimd.MultiplyWideningLower(mins8.GetLower(), pairs.GetLower());
         return Vector128.Sum(AdvSimd.MultiplyWideningUpperAndAdd(p, mins8, pairs));
     }
+
+    /// <summary>
+    /// One token's step of the NEON loops over Q8_0 activation blocks (Q4_0, Q8_0, Q5_0, IQ4_NL): the block's 32 weights
+    /// as signed bytes (<paramref name="lo"/>: 0..15, <paramref name="hi"/>: 16..31) dotted with the activations at
+    /// <paramref name="yb"/>, int → float, FMA with d_w·d_x into <paramref name="acc"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Q8_0Token<TDp>(Vector128<float> acc, Vector128<sbyte> lo, Vector128<sbyte> hi, float dw, byte* yb) where TDp : struct, IIsaFlag
+    {
+        Vector128<int> isum = Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
+        isum = Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
+        float d = dw * Fp16.Read(yb);
+        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
+    }
 }

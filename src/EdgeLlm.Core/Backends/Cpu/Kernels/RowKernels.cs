@@ -295,3 +295,15 @@ internal unsafe struct Q5_KNeonKernels : INeonDot4Kernels
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_K.DotNeon(w, xq, n);
     public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
 }
+
+internal unsafe struct Q5_0NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_0.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct IQ4_NLNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_NL.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
