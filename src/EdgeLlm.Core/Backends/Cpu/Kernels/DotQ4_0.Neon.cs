@@ -5,11 +5,15 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 public static unsafe partial class DotQ4_0
 {
+    /// <summary>The one-token loop with sdot or the widening pair, as <see cref="KernelRung.UseDotProd"/> says (chosen once per call).</summary>
+    private static float NeonLoop(byte* w, byte* xq, int nb) =>
+        KernelRung.UseDotProd ? NeonLoop1<DotProdOn>(w, xq, nb) : NeonLoop1<DotProdOff>(w, xq, nb);
+
     /// <summary>
     /// Per block: the 16 packed bytes give low and high nibbles, minus 8 as signed bytes (−8..7); two 16-byte int8
     /// dot steps against the activation halves (sdot, or smull + sadalp), int → float, FMA with d_w·d_x.
     /// </summary>
-    private static float NeonLoop(byte* w, byte* xq, int nb)
+    private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
     {
         Vector128<float> acc = Vector128<float>.Zero;
         Vector128<byte> m4 = Vector128.Create((byte)0x0F);
@@ -21,8 +25,8 @@ public static unsafe partial class DotQ4_0
             Vector128<byte> packed = AdvSimd.LoadVector128(wb + 2);
             Vector128<sbyte> lo = AdvSimd.Subtract(AdvSimd.And(packed, m4).AsSByte(), eight);
             Vector128<sbyte> hi = AdvSimd.Subtract(AdvSimd.ShiftRightLogical(packed, 4).AsSByte(), eight);
-            Vector128<int> isum = NeonDot.Dot16(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
-            isum = NeonDot.Dot16(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
+            Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
+            isum = NeonDot.Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
             float d = Fp16.Read(wb) * Fp16.Read(yb);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
         }

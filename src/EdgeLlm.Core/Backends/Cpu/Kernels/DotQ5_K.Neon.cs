@@ -6,12 +6,16 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 public static unsafe partial class DotQ5_K
 {
+    /// <summary>The one-token loop with sdot or the widening pair, as <see cref="KernelRung.UseDotProd"/> says (chosen once per call).</summary>
+    private static float NeonLoop(byte* w, byte* xq, int nb) =>
+        KernelRung.UseDotProd ? NeonLoop1<DotProdOn>(w, xq, nb) : NeonLoop1<DotProdOff>(w, xq, nb);
+
     /// <summary>
     /// Per 32-weight sub-block: the nibbles or-ed with the fifth bit (qh shifted right by two per chunk, bits 0 and 1
     /// moved to bit 4), two 16-byte int8 dot steps with the activations (sdot, or smull + sadalp), multiplied by the
-    /// sub-block scale into an int32 accumulator (mla); the mins term Σ m·bsums is 16 scalar multiply-adds per block.
+    /// sub-block scale into an int32 accumulator (mla); the mins term Σ m·bsums is one vector step per block (<see cref="NeonDot.MinSum"/>).
     /// </summary>
-    private static float NeonLoop(byte* w, byte* xq, int nb)
+    private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
     {
         Vector128<float> acc = Vector128<float>.Zero;
         float minSum = 0f;
@@ -36,18 +40,17 @@ public static unsafe partial class DotQ5_K
                 Vector128<byte> lb = AdvSimd.Or(AdvSimd.And(qb, m4), AdvSimd.And(AdvSimd.ShiftLeftLogical(hb, 4), m16));
                 Vector128<byte> ua = AdvSimd.Or(AdvSimd.ShiftRightLogical(qa, 4), AdvSimd.And(AdvSimd.ShiftLeftLogical(ha, 3), m16));
                 Vector128<byte> ub = AdvSimd.Or(AdvSimd.ShiftRightLogical(qb, 4), AdvSimd.And(AdvSimd.ShiftLeftLogical(hb, 3), m16));
-                Vector128<int> lo = NeonDot.Dot16(Vector128<int>.Zero, la.AsSByte(), AdvSimd.LoadVector128(y + 64 * c));
-                lo = NeonDot.Dot16(lo, lb.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 16));
-                Vector128<int> hi = NeonDot.Dot16(Vector128<int>.Zero, ua.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 32));
-                hi = NeonDot.Dot16(hi, ub.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 48));
+                Vector128<int> lo = NeonDot.Dot16<TDp>(Vector128<int>.Zero, la.AsSByte(), AdvSimd.LoadVector128(y + 64 * c));
+                lo = NeonDot.Dot16<TDp>(lo, lb.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 16));
+                Vector128<int> hi = NeonDot.Dot16<TDp>(Vector128<int>.Zero, ua.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 32));
+                hi = NeonDot.Dot16<TDp>(hi, ub.AsSByte(), AdvSimd.LoadVector128(y + 64 * c + 48));
                 isum = AdvSimd.MultiplyAdd(isum, lo, Vector128.Create((int)((sc >> (16 * c)) & 0xFF)));
                 isum = AdvSimd.MultiplyAdd(isum, hi, Vector128.Create((int)((sc >> (16 * c + 8)) & 0xFF)));
                 ha = AdvSimd.ShiftRightLogical(ha, 2);
                 hb = AdvSimd.ShiftRightLogical(hb, 2);
             }
             short* bsums = (short*)(yb + ActivationQuant.Q8_KBsumsOffset);
-            int msum = 0;
-            for (int g = 0; g < 16; g++) msum += bsums[g] * (int)((mn >> (8 * (g / 2))) & 0xFF);
+            int msum = NeonDot.MinSum(NeonDot.Mins8(mn), bsums);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(Fp16.Read(wb) * dy));
             minSum += Fp16.Read(wb + 2) * dy * msum;
         }
@@ -58,7 +61,7 @@ public static unsafe partial class DotQ5_K
     /// Row <paramref name="w"/> · tokens t = 0..3 at <paramref name="xq"/> + t·<paramref name="xqStride"/> (Q8_K blocks) on
     /// NEON, sdot when <paramref name="dp"/>; result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>]. Per block the
     /// scales and mins are unpacked and the 5-bit quants rebuilt once for the four tokens; per token the steps of
-    /// <see cref="NeonLoop"/> in its order (the mins term as one exact vector step), bit-identical to the one-token loop.
+    /// <see cref="NeonLoop"/> in its order, bit-identical to the one-token loop.
     /// </summary>
     public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp)
     {

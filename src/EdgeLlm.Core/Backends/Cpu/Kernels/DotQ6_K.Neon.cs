@@ -6,11 +6,15 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 public static unsafe partial class DotQ6_K
 {
+    /// <summary>The one-token loop with sdot or the widening pair, as <see cref="KernelRung.UseDotProd"/> says (chosen once per call).</summary>
+    private static float NeonLoop(byte* w, byte* xq, int nb) =>
+        KernelRung.UseDotProd ? NeonLoop1<DotProdOn>(w, xq, nb) : NeonLoop1<DotProdOff>(w, xq, nb);
+
     /// <summary>
     /// Per 16-weight group: rebuild the 6-bit q from ql/qh, subtract 32 (signed −32..31), one 16-byte int8 dot step
     /// (sdot, or smull + sadalp) with its activations, multiplied by the group scale into an int32 accumulator (mla).
     /// </summary>
-    private static float NeonLoop(byte* w, byte* xq, int nb)
+    private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
     {
         Vector128<float> acc = Vector128<float>.Zero;
         Vector128<byte> m4 = Vector128.Create((byte)0x0F);
@@ -38,10 +42,10 @@ public static unsafe partial class DotQ6_K
                     Vector128<byte> q2 = AdvSimd.Or(AdvSimd.And(lb, m4), AdvSimd.ShiftLeftLogical(AdvSimd.And(AdvSimd.ShiftRightLogical(hv, 2), m2), 4));
                     Vector128<byte> q3 = AdvSimd.Or(AdvSimd.ShiftRightLogical(la, 4), AdvSimd.ShiftLeftLogical(AdvSimd.And(AdvSimd.ShiftRightLogical(hv, 4), m2), 4));
                     Vector128<byte> q4 = AdvSimd.Or(AdvSimd.ShiftRightLogical(lb, 4), AdvSimd.ShiftLeftLogical(AdvSimd.ShiftRightLogical(hv, 6), 4));
-                    isum = Group(isum, q1, k32, y + l0, sc[g]);
-                    isum = Group(isum, q2, k32, y + 32 + l0, sc[g + 2]);
-                    isum = Group(isum, q3, k32, y + 64 + l0, sc[g + 4]);
-                    isum = Group(isum, q4, k32, y + 96 + l0, sc[g + 6]);
+                    isum = Group<TDp>(isum, q1, k32, y + l0, sc[g]);
+                    isum = Group<TDp>(isum, q2, k32, y + 32 + l0, sc[g + 2]);
+                    isum = Group<TDp>(isum, q3, k32, y + 64 + l0, sc[g + 4]);
+                    isum = Group<TDp>(isum, q4, k32, y + 96 + l0, sc[g + 6]);
                 }
             }
             float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
@@ -51,9 +55,9 @@ public static unsafe partial class DotQ6_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<int> Group(Vector128<int> isum, Vector128<byte> q, Vector128<byte> k32, sbyte* y, int scale)
+    private static Vector128<int> Group<TDp>(Vector128<int> isum, Vector128<byte> q, Vector128<byte> k32, sbyte* y, int scale) where TDp : struct, IIsaFlag
     {
-        Vector128<int> p = NeonDot.Dot16(Vector128<int>.Zero, AdvSimd.Subtract(q, k32).AsSByte(), AdvSimd.LoadVector128(y));
+        Vector128<int> p = NeonDot.Dot16<TDp>(Vector128<int>.Zero, AdvSimd.Subtract(q, k32).AsSByte(), AdvSimd.LoadVector128(y));
         return AdvSimd.MultiplyAdd(isum, p, Vector128.Create(scale));
     }
 

@@ -13,18 +13,9 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 internal static unsafe class NeonDot
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<int> Dot16(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b)
-    {
-        if (Dp.IsSupported && KernelRung.UseDotProd) return Dp.DotProduct(acc, a, b);
-        Vector128<short> lo = AdvSimd.MultiplyWideningLower(a.GetLower(), b.GetLower());
-        Vector128<short> hi = AdvSimd.MultiplyWideningUpper(a, b);
-        return AdvSimd.AddPairwiseWideningAndAdd(acc, lo + hi);
-    }
-
     /// <summary>
-    /// The same step with the choice fixed at compile time (<see cref="DotProdOn"/>: sdot, <see cref="DotProdOff"/>: the
-    /// widening pair), for loops instantiated per flag; gives the lanes <see cref="Dot16"/> gives with that choice.
+    /// The step with the choice fixed at compile time (<see cref="DotProdOn"/>: sdot, <see cref="DotProdOff"/>: the
+    /// widening pair): the loops are instantiated per flag and pick one once per call, as <see cref="KernelRung.UseDotProd"/> says.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> Dot16<TDp>(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b) where TDp : struct, IIsaFlag
