@@ -13,7 +13,8 @@ namespace EdgeLlm.KernelCheck;
 
 /// <summary>
 /// The kernel agreement checks of tests/EdgeLlm.Tests/Kernels, runnable as one Native AOT file under qemu, for every
-/// weight type × every rung this CPU runs × odd block counts, plus the stories260K greedy-256 check and the
+/// weight type × every rung this CPU runs × odd block counts, the batched matmul of every type (prefill's row drivers
+/// and four-token loops, against the Scalar rung), plus the stories260K greedy-256 check and the
 /// models-visible family logits against llama.cpp (llama, qwen2, phi3, gemma, gemma2). One line per check, then
 /// "N passed, N failed"; exit code 1 on any failure.
 ///   kernelcheck [REPO]                  the checks (REPO: holds models/ and tests/data/; default: the current folder)
