@@ -15,7 +15,8 @@ namespace EdgeLlm.KernelCheck;
 
 /// <summary>
 /// The kernel agreement checks of tests/EdgeLlm.Tests/Kernels, runnable as one Native AOT file under qemu, for every
-/// weight type × every rung this CPU runs × odd block counts, plus the stories260K greedy-256 check and the
+/// weight type × every rung this CPU runs × odd block counts, the batched matmul of every type (prefill's row drivers
+/// and four-token loops, against the Scalar rung), plus the stories260K greedy-256 check and the
 /// models-visible family logits against llama.cpp (llama, qwen2, phi3, gemma, gemma2). One line per check, then
 /// "N passed, N failed"; exit code 1 on any failure.
 ///   kernelcheck [REPO]                  the checks (REPO: holds models/ and tests/data/; default: the current folder)
@@ -39,6 +40,7 @@ internal static unsafe class Program
         Guard("rung: Best is the selected rung", () => Check(KernelRung.Selected == KernelRung.Best() || Environment.GetEnvironmentVariable("EDGELLM_KERNEL_RUNG") != null, $"{KernelRung.Selected} vs {KernelRung.Best()}"));
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
         foreach (GgmlType t in K256TestData.Types) K256Checks(t);
+        foreach (GgmlType t in KernelVariants.TableQuantTypes()) BatchedChecks(t);
         FloatChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
         foreach (string family in Families)
@@ -201,6 +203,96 @@ internal static unsafe class Program
         return new Case(n, w, x, xq, wDeq, xDeq, Magnitude(t, w, xq, wDeq, xDeq));
     }
 
+    // ---- the batched matmul (prefill): row drivers with their four-token loops ----
+
+    private static readonly int[] Batches = { 1, 3, 4, 5, 8, 13 };
+
+    /// <summary>
+    /// The range driver of each variant's table row (what prefill runs: four-token loops on four tokens or more, the
+    /// rest one by one) on 101 rows of 2048 values, driven as three uneven ranges (0-29, 29-64, 64-101) so the 32 KiB row
+    /// tiles cut them several times, batches of 1, 3, 4, 5, 8 and 13 tokens, token k scaled by k + 0.5 so a loop that
+    /// reads the wrong token of a group is far off: every (token, row) against the Scalar rung's one-token dot within
+    /// 1e-5·M, and (NEON, whose four-token loops keep the one-token loop's order) equal to the variant's one-token dot;
+    /// nothing written past the batch.
+    /// </summary>
+    private static void BatchedChecks(GgmlType t)
+    {
+        const int n = 2048, rows = 101, maxTokens = 13;
+        long[] cuts = { 0, 29, 64, rows };
+        int bs = BlockSize(t);
+        long rowBytes = GgmlTypes.RowBytes(t, n);
+        var w = new byte[rowBytes * rows];
+        var wDeq = new float[rows][];
+        for (int r = 0; r < rows; r++)
+        {
+            byte[] q = Weights(t, n, "gaussian", 7000 + 100 * (int)t + r);
+            q.CopyTo(w, r * rowBytes);
+            wDeq[r] = new float[n];
+            QuantRef.DequantizeRow(t, q, wDeq[r]);
+        }
+        long xb = ActivationQuant.BytesFor(t, n);
+        var xq = new byte[maxTokens * xb];
+        var xDeq = new float[maxTokens][];
+        for (int k = 0; k < maxTokens; k++)
+        {
+            float[] x = Activations(n, bs == 32 ? 32 : 256, 9000 + 13 * (int)t + k);
+            for (int i = 0; i < n; i++) x[i] *= k + 0.5f;
+            byte[] q = QuantizeActivations(t, x);
+            q.CopyTo(xq, k * xb);
+            xDeq[k] = DequantizeActivations(t, q, n);
+        }
+        var want = new float[maxTokens * rows];
+        var mag = new double[maxTokens * rows];
+        CpuKernelRow scalar = KernelVariants.Row(t, Variant.Scalar);
+        fixed (byte* pw = w) fixed (byte* px = xq)
+            for (int k = 0; k < maxTokens; k++)
+                for (int r = 0; r < rows; r++)
+                {
+                    want[k * rows + r] = scalar.Dot(pw + r * rowBytes, px + k * xb, n);
+                    mag[k * rows + r] = Magnitude(t, w.AsSpan((int)(r * rowBytes), (int)rowBytes).ToArray(), xq.AsSpan((int)(k * xb), (int)xb).ToArray(), wDeq[r], xDeq[k]);
+                }
+        foreach (Variant v in KernelVariants.SupportedVariants())
+        {
+            CpuKernelRow row = KernelVariants.Row(t, v);
+            byte[] act = xq;
+            long stride = xb;
+            if (row.Panel)
+            {
+                stride = Q8_0Panel.BytesFor(n);
+                act = new byte[maxTokens * stride];
+                fixed (byte* pq = xq) fixed (byte* pp = act)
+                    for (int k = 0; k < maxTokens; k++) Q8_0Panel.FromBlocks(pq + k * xb, pp + k * stride, n);
+            }
+            foreach (int tokens in Batches)
+                Guard($"{t} {Name(v)} batched matmul, {tokens} tokens x {rows} rows (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == one-token loop" : "")}", () =>
+                {
+                    var dst = new float[(tokens + 1) * rows];
+                    Array.Fill(dst, float.NaN);
+                    var scratch = new float[n];
+                    fixed (byte* pw = w) fixed (byte* pa = act) fixed (float* pd = dst) fixed (float* ps = scratch)
+                    {
+                        var job = new RowJob { W = pw, RowBytes = rowBytes, Rows = rows, N = n, X = pa, XStride = stride, Dst = pd, NTokens = tokens };
+                        for (int c = 0; c + 1 < cuts.Length; c++) row.Rows(in job, cuts[c], cuts[c + 1], ps);
+                        for (int i = tokens * rows; i < dst.Length; i++)
+                            if (!float.IsNaN(dst[i])) return $"wrote past the batch at {i}";
+                        for (int k = 0; k < tokens; k++)
+                            for (int r = 0; r < rows; r++)
+                            {
+                                float got = dst[k * rows + r], reference = want[k * rows + r];
+                                double tol = 1e-5 * mag[k * rows + r];
+                                if (!(Math.Abs(got - reference) <= tol)) return $"token {k} row {r}: {got} vs scalar {reference} (tol {tol:G3})";
+                                if (v == Variant.Neon)
+                                {
+                                    float one = row.Dot(pw + r * rowBytes, pa + k * stride, n);
+                                    if (BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(one)) return $"token {k} row {r}: {got} vs one-token loop {one}";
+                                }
+                            }
+                    }
+                    return null;
+                });
+        }
+    }
+
     /// <summary>Q4_1/Q5_1: the weight block's offset m (fp16 at byte 2), else 0.</summary>
     private static bool HasOffset(GgmlType t) => t is GgmlType.Q4_1 or GgmlType.Q5_1;
 
@@ -328,10 +420,10 @@ internal static unsafe class Program
         for (int i = 0; i < xDeq.Length; i++)
         {
             double mu = Math.Abs(Offset(t, w, i / 32));
-            if (t == GgmlType.Q4_K)
+            if (t is GgmlType.Q4_K or GgmlType.Q5_K)
                 fixed (byte* p = w)
                 {
-                    byte* blk = p + i / 256 * Q4_K.BlockBytes;
+                    byte* blk = p + i / 256 * GgmlTypes.Geometry(t).BlockBytes;
                     Q4_K.GetScaleMin(i % 256 / 32, blk + 4, out _, out int mi);
                     mu = Math.Abs((double)(float)BitConverter.UInt16BitsToHalf((ushort)(blk[2] | (blk[3] << 8)))) * mi;
                 }

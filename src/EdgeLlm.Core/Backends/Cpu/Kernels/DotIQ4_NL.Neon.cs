@@ -5,11 +5,15 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 
 public static unsafe partial class DotIQ4_NL
 {
+    /// <summary>The one-token loop with sdot or the widening pair, as <see cref="KernelRung.UseDotProd"/> says (chosen once per call).</summary>
+    private static float NeonLoop(byte* w, byte* xq, int nb) =>
+        KernelRung.UseDotProd ? NeonLoop1<DotProdOn>(w, xq, nb) : NeonLoop1<DotProdOff>(w, xq, nb);
+
     /// <summary>
     /// Per block: the low and high nibbles index the grid with tbl (signed bytes −127..113); two 16-byte int8 dot
     /// steps against the activation halves (sdot, or smull + sadalp), int → float, FMA with d_w·d_x.
     /// </summary>
-    private static float NeonLoop(byte* w, byte* xq, int nb)
+    private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
     {
         Vector128<float> acc = Vector128<float>.Zero;
         Vector128<byte> m4 = Vector128.Create((byte)0x0F);
@@ -21,11 +25,50 @@ public static unsafe partial class DotIQ4_NL
             Vector128<byte> packed = AdvSimd.LoadVector128(wb + 2);
             Vector128<sbyte> lo = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.And(packed, m4)).AsSByte();
             Vector128<sbyte> hi = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.ShiftRightLogical(packed, 4)).AsSByte();
-            Vector128<int> isum = NeonDot.Dot16(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
-            isum = NeonDot.Dot16(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
+            Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
+            isum = NeonDot.Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
             float d = Fp16.Read(wb) * Fp16.Read(yb);
             acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
         }
         return Vector128.Sum(acc);
+    }
+
+    /// <summary>
+    /// Row <paramref name="w"/> · tokens t = 0..3 at <paramref name="xq"/> + t·<paramref name="xqStride"/> (Q8_0 blocks) on
+    /// NEON, sdot when <paramref name="dp"/>; result t to <paramref name="dst"/>[t·<paramref name="dstStride"/>]. Each
+    /// block's weights are unpacked to signed bytes once for the four tokens (the nibbles through the grid with tbl); per token the steps of
+    /// <see cref="NeonLoop"/> in its order, so each result is bit-identical to the one-token loop's.
+    /// </summary>
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp)
+    {
+        int nb = Blocks(n);
+        NeonDot.Require(nameof(DotIQ4_NL), dp);
+        if (dp) NeonLoop4<DotProdOn>(w, xq, xqStride, nb, dst, dstStride);
+        else NeonLoop4<DotProdOff>(w, xq, xqStride, nb, dst, dstStride);
+    }
+
+    private static void NeonLoop4<TDp>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
+        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
+        Vector128<byte> grid = Grid().AsByte();
+        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
+        for (int b = 0; b < nb; b++, w += BlockBytes)
+        {
+            long xo = (long)b * XB;
+            Vector128<byte> packed = AdvSimd.LoadVector128(w + 2);
+            Vector128<sbyte> lo = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.And(packed, m4)).AsSByte();
+            Vector128<sbyte> hi = AdvSimd.Arm64.VectorTableLookup(grid, AdvSimd.ShiftRightLogical(packed, 4)).AsSByte();
+            float dw = Fp16.Read(w);
+            a0 = NeonDot.Q8_0Token<TDp>(a0, lo, hi, dw, x0 + xo);
+            a1 = NeonDot.Q8_0Token<TDp>(a1, lo, hi, dw, x1 + xo);
+            a2 = NeonDot.Q8_0Token<TDp>(a2, lo, hi, dw, x2 + xo);
+            a3 = NeonDot.Q8_0Token<TDp>(a3, lo, hi, dw, x3 + xo);
+        }
+        dst[0] = Vector128.Sum(a0);
+        dst[dstStride] = Vector128.Sum(a1);
+        dst[2 * dstStride] = Vector128.Sum(a2);
+        dst[3 * dstStride] = Vector128.Sum(a3);
     }
 }

@@ -42,3 +42,14 @@ internal struct GfniOff : IIsaFlag
 {
     public static bool Enabled => false;
 }
+
+/// <summary>NEON rung with the dot-product extension (sdot); off: smull/smull2 + sadalp.</summary>
+internal struct DotProdOn : IIsaFlag
+{
+    public static bool Enabled => true;
+}
+
+internal struct DotProdOff : IIsaFlag
+{
+    public static bool Enabled => false;
+}

@@ -90,6 +90,7 @@ internal static unsafe class KernelTable
     public static CpuKernelRow? Resolve(GgmlType type, Rung rung, KernelFlags flags)
     {
         if (TypeTraits.Of(type) is not { } traits) return null;
+        if (rung == Rung.Neon && NeonDot4Row(traits, flags) is { } neon) return neon;
         return type switch
         {
             GgmlType.F32 => Plain<F32Rows>(traits, rung, flags),
@@ -110,6 +111,25 @@ internal static unsafe class KernelTable
             _ => null,
         };
     }
+
+    /// <summary>
+    /// The NEON rows with four-token loops: the batch goes through <see cref="RowDrivers.Tiles{TK}"/>, sdot in the loop when
+    /// <see cref="KernelRung.UseDotProd"/> (the choice the one-token loops make), null for the types without one.
+    /// </summary>
+    private static CpuKernelRow? NeonDot4Row(TypeTraits t, KernelFlags f) => t.Type switch
+    {
+        GgmlType.Q4_0 => NeonTiled<Q4_0NeonKernels>(t, f),
+        GgmlType.Q8_0 => NeonTiled<Q8_0NeonKernels>(t, f),
+        GgmlType.Q4_K => NeonTiled<Q4_KNeonKernels>(t, f),
+        GgmlType.Q5_K => NeonTiled<Q5_KNeonKernels>(t, f),
+        GgmlType.Q6_K => NeonTiled<Q6_KNeonKernels>(t, f),
+        GgmlType.Q5_0 => NeonTiled<Q5_0NeonKernels>(t, f),
+        GgmlType.IQ4_NL => NeonTiled<IQ4_NLNeonKernels>(t, f),
+        _ => null,
+    };
+
+    private static CpuKernelRow NeonTiled<T>(TypeTraits t, KernelFlags f) where T : struct, INeonDot4Kernels =>
+        KernelRung.UseDotProd ? Tiled<NeonDot4Rung<T, DotProdOn>>(t, Rung.Neon, f) : Tiled<NeonDot4Rung<T, DotProdOff>>(t, Rung.Neon, f);
 
     /// <summary>A row whose one kernel runs through <see cref="RowDrivers.Rows{TK}"/>.</summary>
     private static CpuKernelRow Plain<TK>(TypeTraits t, Rung rung, KernelFlags f) where TK : struct, IRowKernel =>

@@ -251,3 +251,59 @@ internal unsafe struct Q6_KNeon : IRowKernel
     public static float Dot(byte* row, byte* x, int n) => DotQ6_K.DotNeon(row, x, n);
 }
 
+// ---- NEON four-token loops (prefill), sdot or the widening pair fixed per instantiation ----
+
+/// <summary>A facade with a four-token NEON loop (<c>Dot4Neon(dp)</c>), bit-identical to four one-token <c>DotNeon</c> calls with the same dot-product choice.</summary>
+internal unsafe interface INeonDot4Kernels
+{
+    static abstract float DotNeon(byte* w, byte* xq, int n);
+    static abstract void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp);
+}
+
+internal unsafe struct NeonDot4Rung<T, TDp> : IFourTokenKernel where T : struct, INeonDot4Kernels where TDp : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => T.DotNeon(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Neon(row, x, xStride, n, dst, dstStride, TDp.Enabled);
+}
+
+internal unsafe struct Q4_0NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_0.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ4_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q6_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ6_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ6_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q8_0NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ8_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q4_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ4_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q5_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q5_0NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_0.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct IQ4_NLNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_NL.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
