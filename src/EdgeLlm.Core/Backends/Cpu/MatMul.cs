@@ -77,15 +77,21 @@ internal sealed unsafe class MatMul : ParallelWork
         _w = w;
         _x = x;
         int n = (int)w.Ne0;
-        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.PacksQ4_0 ? w.Packed : null };
+        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.Packs ? w.Packed : null };
         if (_row.Traits.IsQuantized)
         {
             _xqRowBytes = _row.ActivationBytes(n);
-            _panelBytes = _row.Panel ? Q8_0Panel.BytesFor(n) : 0;
+            bool packedPanel = _row.PackedPanel && _job.Packed != null && nTokens >= 4;
+            _panelBytes = _row.Panel || packedPanel ? Q8_0Panel.BytesFor(n) : 0;
             if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
                 throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
             _job.X = _row.Panel ? _panel : _xq;
             _job.XStride = _row.Panel ? _panelBytes : _xqRowBytes;
+            if (packedPanel)
+            {
+                _job.PackedX = _panel;
+                _job.PackedXStride = _panelBytes;
+            }
             if (nTokens == 1)
             {
                 QuantizeToken(0);
@@ -130,7 +136,7 @@ internal sealed unsafe class MatMul : ParallelWork
     {
         int n = _job.N;
         _row.QuantizeActivations(_x + t * n, _xq + t * _xqRowBytes, n);
-        if (_row.Panel) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
+        if (_panelBytes != 0) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
     }
 
     public override void Execute(int thread, int threadCount)
