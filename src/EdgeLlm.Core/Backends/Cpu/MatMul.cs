@@ -41,6 +41,8 @@ internal sealed unsafe class MatMul : ParallelWork
 
     private long _staticRows;
     private long _chunkRows;
+    /// <summary>Rows per unit of the split: the repacked group (8) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
+    private long _unit;
     private PaddedCounter _next;
 
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
@@ -81,7 +83,7 @@ internal sealed unsafe class MatMul : ParallelWork
         if (_row.Traits.IsQuantized)
         {
             _xqRowBytes = _row.ActivationBytes(n);
-            bool packedPanel = _row.PackedPanel && _job.Packed != null && nTokens >= 4;
+            bool packedPanel = _row.PackedPanel && _job.Packed != null;
             _panelBytes = _row.Panel || packedPanel ? Q8_0Panel.BytesFor(n) : 0;
             if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
                 throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
@@ -116,6 +118,7 @@ internal sealed unsafe class MatMul : ParallelWork
     private void Split(CpuWeight w, int threads)
     {
         long rows = w.Rows;
+        _unit = _job.Packed != null ? 8 : 1;
         if (threads == 1 || rows < 8L * threads)
         {
             _staticRows = rows;
@@ -123,11 +126,11 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         else
         {
-            _staticRows = rows * StaticShare / 8 / threads * threads;
+            _staticRows = rows * StaticShare / 8 / (threads * _unit) * (threads * _unit);
             long rest = rows - _staticRows;
             long rowBytes = Math.Max(1, w.RowBytes * (long)_job.NTokens);
             long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
-            _chunkRows = Math.Max(4, (rest + chunks - 1) / chunks);
+            _chunkRows = (Math.Max(4, (rest + chunks - 1) / chunks) + _unit - 1) / _unit * _unit;
         }
         _next.Value = _staticRows;
     }
@@ -149,8 +152,9 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         var rowsOf = _row.Rows;
         float* scratch = _scratch[thread];
-        var (r0, r1) = WorkerPool.Range(_staticRows, thread, threadCount);
-        if (r0 < r1) rowsOf(in _job, r0, r1, scratch);
+        var (r0, r1) = WorkerPool.Range(_staticRows / _unit, thread, threadCount);
+        long a = r0 * _unit, b = thread == threadCount - 1 ? _staticRows : r1 * _unit;
+        if (a < b) rowsOf(in _job, a, b, scratch);
         long rows = _w.Rows, chunk = _chunkRows;
         while (Volatile.Read(ref _next.Value) < rows)
         {

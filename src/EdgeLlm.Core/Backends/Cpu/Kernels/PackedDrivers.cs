@@ -24,18 +24,18 @@ internal unsafe interface IPackedGemmKernel : IFourTokenKernel
 internal static unsafe class PackedDrivers
 {
     /// <summary>
-    /// With the repacked copy (<see cref="RowJob.Packed"/>) and four tokens or more: the rows of the whole groups go
-    /// through the group GEMM (four tokens a step, the last nTokens mod 4 one by one), tiles of groups small enough to
-    /// stay in L1/L2. A group cut by the range (a thread's range need not start on a group) is computed whole into a
+    /// With the repacked copy (<see cref="RowJob.Packed"/>), any number of tokens (decode too, once a batch has made the
+    /// copy): the rows of the whole groups go through the group GEMM (four tokens a step, the last nTokens mod 4 one by
+    /// one), tiles of groups small enough to stay in L1/L2. A group cut by the range (a thread's range need not start on a group) is computed whole into a
     /// stack buffer and only its rows in the range are kept, so every row gets the same kernel whatever the split. The
-    /// rows after the last whole group, and every call without the copy or with fewer than four tokens, run
+    /// rows after the last whole group, and every call without the copy, run
     /// <see cref="RowDrivers.Tiles{TK}"/> on the stored rows.
     /// </summary>
     public static void Tiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedGemmKernel
     {
         int G = TK.PackRows;
         long packedRows = j.Rows / G * G;
-        if (j.Packed == null || j.PackedX == null || j.NTokens < 4 || r0 >= packedRows)
+        if (j.Packed == null || j.PackedX == null || r0 >= packedRows)
         {
             RowDrivers.Tiles<TK>(j, r0, r1, scratch);
             return;
