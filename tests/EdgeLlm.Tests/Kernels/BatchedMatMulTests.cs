@@ -69,7 +69,8 @@ public sealed unsafe class BatchedMatMulTests
 
     /// <summary>
     /// The whole matmul of the selected table (activations quantized per token by the pool, rows shared out statically
-    /// and in claimed chunks over two threads) against the same reference.
+    /// and in claimed chunks over two threads) against the same reference, then the last token alone through the same
+    /// backend (decode after a prefill).
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
@@ -86,6 +87,22 @@ public sealed unsafe class BatchedMatMulTests
         var got = new float[tokens * Rows];
         backend.CopyOut(bd, 0, got);
         Compare(d, $"{t} MatMul selected rung, 2 threads", got, tokens);
+
+        // Then one token through the same backend, as decode runs after a prefill: where the batch made a repacked
+        // copy (Q8_0 on AVX-512 with AVX-VNNI), the one-token matmul reads it, split between the threads in whole groups.
+        int last = tokens - 1;
+        var b1 = backend.Allocate(N);
+        var d1 = backend.Allocate(Rows);
+        fixed (float* p = d.X) Buffer.MemoryCopy(p + last * N, ((CpuBuffer)b1).Data, N * 4L, N * 4L);
+        backend.MatMul(weight, b1, d1, 1);
+        var one = new float[Rows];
+        backend.CopyOut(d1, 0, one);
+        for (int r = 0; r < Rows; r++)
+        {
+            double want = d.Want[last * Rows + r], tol = 1e-5 * d.M[last * Rows + r];
+            Assert.True(Math.Abs(one[r] - want) <= tol,
+                $"{t} MatMul selected rung, 2 threads, one token after a batch of {tokens}: row {r}: {one[r]} vs reference {want:G9} (tol {tol:G3})");
+        }
     }
 
     private static void Check(GgmlType t, Variant v, int tokens)
