@@ -98,6 +98,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     private long _mappedBytes, _packedBytes;
     private readonly List<nint> _packed = new();
+    private readonly RepackWork _repack = new();
 
     /// <summary>
     /// At a weight's first batched matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on
@@ -115,7 +116,7 @@ public sealed unsafe class CpuBackend : IBackend
         byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
         _packed.Add((nint)p);
         _packedBytes += need;
-        row.Repack(w.Data, w.RowBytes, w.Rows, (int)w.Ne0, p);
+        _repack.Run(_pool, row, w, p);
         w.Packed = p;
     }
 
