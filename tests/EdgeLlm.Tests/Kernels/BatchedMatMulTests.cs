@@ -17,8 +17,8 @@ namespace EdgeLlm.Tests.Kernels;
 /// 13 tokens (below one four-token group, whole groups, groups and a tail), each token scaled differently so a kernel
 /// that reads the wrong token of a group is far outside the tolerance; 101 rows of 2048 values, so the row tiles of
 /// <see cref="RowDrivers.Tiles{TK}"/> (32 KiB) cut the rows several times, driven as three uneven ranges the way the
-/// threads of a matmul split them; Q4_0 on AVX-512 also with the weights repacked for the eight-row GEMM
-/// (<see cref="DotQ4_0.Repack"/>). Variants the CPU lacks are reported as skipped.
+/// threads of a matmul split them; Q4_0 on AVX-512 and Q8_0 on AVX-512 with AVX-VNNI also with the weights repacked
+/// for the eight-row GEMM (<see cref="DotQ4_0.Repack"/>, <see cref="DotQ8_0.Repack"/>). Variants the CPU lacks are reported as skipped.
 /// Tolerance 1e-5·M, M = Σ|x'_i|·(|w'_i| + 2μ_i) + Σ_b|m_b·s_b|, μ the size of the offset a kernel adds and takes
 /// off again in float (Q4_0's 8·d of the panel loops, the mins of Q4_1/Q5_1/Q4_K/Q5_K/Q2_K): the float rounding of
 /// the kernels' per-block terms, as in <see cref="QuantDotTests"/>. A result from the wrong token is off by about
@@ -69,7 +69,8 @@ public sealed unsafe class BatchedMatMulTests
 
     /// <summary>
     /// The whole matmul of the selected table (activations quantized per token by the pool, rows shared out statically
-    /// and in claimed chunks over two threads) against the same reference.
+    /// and in claimed chunks over two threads) against the same reference, then the last token alone through the same
+    /// backend (decode after a prefill).
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
@@ -86,6 +87,22 @@ public sealed unsafe class BatchedMatMulTests
         var got = new float[tokens * Rows];
         backend.CopyOut(bd, 0, got);
         Compare(d, $"{t} MatMul selected rung, 2 threads", got, tokens);
+
+        // Then one token through the same backend, as decode runs after a prefill: where the batch made a repacked
+        // copy (Q8_0 on AVX-512 with AVX-VNNI), the one-token matmul reads it, split between the threads in whole groups.
+        int last = tokens - 1;
+        var b1 = backend.Allocate(N);
+        var d1 = backend.Allocate(Rows);
+        fixed (float* p = d.X) Buffer.MemoryCopy(p + last * N, ((CpuBuffer)b1).Data, N * 4L, N * 4L);
+        backend.MatMul(weight, b1, d1, 1);
+        var one = new float[Rows];
+        backend.CopyOut(d1, 0, one);
+        for (int r = 0; r < Rows; r++)
+        {
+            double want = d.Want[last * Rows + r], tol = 1e-5 * d.M[last * Rows + r];
+            Assert.True(Math.Abs(one[r] - want) <= tol,
+                $"{t} MatMul selected rung, 2 threads, one token after a batch of {tokens}: row {r}: {one[r]} vs reference {want:G9} (tol {tol:G3})");
+        }
     }
 
     private static void Check(GgmlType t, Variant v, int tokens)
@@ -94,14 +111,14 @@ public sealed unsafe class BatchedMatMulTests
         var (rung, flags) = KernelVariants.Of(v);
         CpuKernelRow row = KernelTable.Resolve(t, rung, flags) ?? throw new ArgumentException($"no kernel for {t}");
         Check(d, row, $"{t} {v}", tokens, null);
-        if (row.PacksQ4_0)
+        if (row.Packs)
         {
-            // The same driver with the repacked copy: 12 whole groups of eight rows, the 101st row and the rows
-            // around the uneven range cuts on the stored rows.
-            var packed = GC.AllocateUninitializedArray<byte>((int)DotQ4_0.PackedBytes(Rows, N), pinned: true);
+            // The same driver with the repacked copy (Q4_0 on AVX-512, Q8_0 on AVX-512 with AVX-VNNI): 12 whole groups
+            // of eight rows, the 101st row and the rows around the uneven range cuts on the stored rows.
+            var packed = GC.AllocateUninitializedArray<byte>((int)row.PackedBytes(Rows, N), pinned: true);
             fixed (byte* pp = packed)
             {
-                DotQ4_0.Repack(d.W, d.RowBytes, Rows, N, pp);
+                row.Repack(d.W, d.RowBytes, Rows, N, pp);
                 Check(d, row, $"{t} {v} repacked", tokens, pp);
             }
         }
@@ -114,7 +131,8 @@ public sealed unsafe class BatchedMatMulTests
         Array.Fill(dst, float.NaN);
         var scratch = new float[N];
         byte[] act = d.Activations(row);
-        fixed (byte* px = act) fixed (float* pd = dst) fixed (float* ps = scratch)
+        byte[] panel = row.PackedPanel ? d.Panel() : Array.Empty<byte>();
+        fixed (byte* px = act) fixed (byte* pp = panel) fixed (float* pd = dst) fixed (float* ps = scratch)
         {
             var job = new RowJob
             {
@@ -122,6 +140,8 @@ public sealed unsafe class BatchedMatMulTests
                 X = t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? (byte*)d.XPinned : px,
                 XStride = d.Stride(row),
                 Packed = packed,
+                PackedX = row.PackedPanel ? pp : null,
+                PackedXStride = Q8_0Panel.BytesFor(N),
             };
             for (int k = 0; k + 1 < Cuts.Length; k++) row.Rows(in job, Cuts[k], Cuts[k + 1], ps);
         }
@@ -251,8 +271,14 @@ public sealed unsafe class BatchedMatMulTests
         public byte[] Activations(CpuKernelRow row)
         {
             if (Xq is null) return Array.Empty<byte>();
-            if (!row.Panel) return Xq;
-            long xb = row.ActivationBytes(N), pb = Q8_0Panel.BytesFor(N);
+            return row.Panel ? Panel() : Xq;
+        }
+
+        /// <summary>x as <see cref="Q8_0Panel"/>s, every token, built from the Q8_0 blocks.</summary>
+        public byte[] Panel()
+        {
+            if (Xq is null) throw new InvalidOperationException($"{Type} takes float activations");
+            long xb = ActivationQuant.FormatBytes(GgmlType.Q8_0, N), pb = Q8_0Panel.BytesFor(N);
             var panel = new byte[MaxTokens * pb];
             fixed (byte* pq = Xq) fixed (byte* pp = panel)
                 for (int tk = 0; tk < MaxTokens; tk++) Q8_0Panel.FromBlocks(pq + tk * xb, pp + tk * pb, N);

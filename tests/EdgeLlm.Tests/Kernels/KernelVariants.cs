@@ -10,7 +10,7 @@ namespace EdgeLlm.Tests.Kernels;
 /// <summary>
 /// One way to run a kernel: a rung, for AVX2 whether AVX-VNNI is used (and for Q6_K GFNI with it; Avx2Gfni is VNNI off
 /// with GFNI on, the Q6_K kernel a CPU with GFNI but without AVX-VNNI runs), for AVX-512 whether its extensions are
-/// (VBMI for Q4_0, GFNI for Q6_K; Avx512NoVbmi runs both without).
+/// (VBMI for Q4_0, GFNI for Q6_K, AVX-VNNI where the CPU has it for Q8_0's repacked GEMM; Avx512NoVbmi runs all three without).
 /// </summary>
 public enum Variant { Scalar, Avx2, Avx2Vnni, Avx2Gfni, Avx512, Avx512NoVbmi, Neon }
 
@@ -36,7 +36,7 @@ internal static unsafe class KernelVariants
         Variant.Avx2 => (Rung.Avx2, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
         Variant.Avx2Vnni => (Rung.Avx2, new KernelFlags(Vnni: true, Vbmi: false, Gfni: Gfni.V256.IsSupported)),
         Variant.Avx2Gfni => (Rung.Avx2, new KernelFlags(Vnni: false, Vbmi: false, Gfni: true)),
-        Variant.Avx512 => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: true, Gfni: true)),
+        Variant.Avx512 => (Rung.Avx512, new KernelFlags(Vnni: AvxVnni.IsSupported, Vbmi: true, Gfni: true)),
         Variant.Avx512NoVbmi => (Rung.Avx512, new KernelFlags(Vnni: false, Vbmi: false, Gfni: false)),
         Variant.Neon => (Rung.Neon, default),
         _ => (Rung.Scalar, default),

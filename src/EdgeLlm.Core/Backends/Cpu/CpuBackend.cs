@@ -99,23 +99,25 @@ public sealed unsafe class CpuBackend : IBackend
 
     private long _mappedBytes, _packedBytes;
     private readonly List<nint> _packed = new();
+    private readonly RepackWork _repack = new();
 
     /// <summary>
     /// At a weight's first batched matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on
-    /// AVX-512): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
+    /// AVX-512; Q8_0 on AVX-512 with AVX-VNNI): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>
     private void MaybePack(CpuWeight w)
     {
         w.PackDecided = true;
-        if (!Kernels.KernelRung.UseRepack || Kernels.KernelTable.For(w.Type) is not { PacksQ4_0: true } || w.Rows < Kernels.DotQ4_0.PackRows) return;
-        long need = Kernels.DotQ4_0.PackedBytes(w.Rows, checked((int)w.Ne0));
+        if (!Kernels.KernelRung.UseRepack || Kernels.KernelTable.For(w.Type) is not { Packs: true } row) return;
+        long need = row.PackedBytes(w.Rows, checked((int)w.Ne0));
+        if (need == 0) return;
         long ram = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (_mappedBytes > ram / 2 || _packedBytes + need > ram / 4) return;
         byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
         _packed.Add((nint)p);
         _packedBytes += need;
-        Kernels.DotQ4_0.Repack(w.Data, w.RowBytes, w.Rows, (int)w.Ne0, p);
+        _repack.Run(_pool, row, w, p);
         w.Packed = p;
     }
 

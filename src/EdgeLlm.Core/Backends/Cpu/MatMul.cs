@@ -41,6 +41,8 @@ internal sealed unsafe class MatMul : ParallelWork
 
     private long _staticRows;
     private long _chunkRows;
+    /// <summary>Rows per unit of the split: the repacked group (8) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
+    private long _unit;
     private PaddedCounter _next;
 
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
@@ -77,15 +79,21 @@ internal sealed unsafe class MatMul : ParallelWork
         _w = w;
         _x = x;
         int n = (int)w.Ne0;
-        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.PacksQ4_0 ? w.Packed : null };
+        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.Packs ? w.Packed : null };
         if (_row.Traits.IsQuantized)
         {
             _xqRowBytes = _row.ActivationBytes(n);
-            _panelBytes = _row.Panel ? Q8_0Panel.BytesFor(n) : 0;
+            bool packedPanel = _row.PackedPanel && _job.Packed != null;
+            _panelBytes = _row.Panel || packedPanel ? Q8_0Panel.BytesFor(n) : 0;
             if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
                 throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
             _job.X = _row.Panel ? _panel : _xq;
             _job.XStride = _row.Panel ? _panelBytes : _xqRowBytes;
+            if (packedPanel)
+            {
+                _job.PackedX = _panel;
+                _job.PackedXStride = _panelBytes;
+            }
             if (nTokens == 1)
             {
                 QuantizeToken(0);
@@ -110,6 +118,7 @@ internal sealed unsafe class MatMul : ParallelWork
     private void Split(CpuWeight w, int threads)
     {
         long rows = w.Rows;
+        _unit = _job.Packed != null ? 8 : 1;
         if (threads == 1 || rows < 8L * threads)
         {
             _staticRows = rows;
@@ -117,11 +126,11 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         else
         {
-            _staticRows = rows * StaticShare / 8 / threads * threads;
+            _staticRows = rows * StaticShare / 8 / (threads * _unit) * (threads * _unit);
             long rest = rows - _staticRows;
             long rowBytes = Math.Max(1, w.RowBytes * (long)_job.NTokens);
             long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
-            _chunkRows = Math.Max(4, (rest + chunks - 1) / chunks);
+            _chunkRows = (Math.Max(4, (rest + chunks - 1) / chunks) + _unit - 1) / _unit * _unit;
         }
         _next.Value = _staticRows;
     }
@@ -130,7 +139,7 @@ internal sealed unsafe class MatMul : ParallelWork
     {
         int n = _job.N;
         _row.QuantizeActivations(_x + t * n, _xq + t * _xqRowBytes, n);
-        if (_row.Panel) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
+        if (_panelBytes != 0) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
     }
 
     public override void Execute(int thread, int threadCount)
@@ -143,8 +152,9 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         var rowsOf = _row.Rows;
         float* scratch = _scratch[thread];
-        var (r0, r1) = WorkerPool.Range(_staticRows, thread, threadCount);
-        if (r0 < r1) rowsOf(in _job, r0, r1, scratch);
+        var (r0, r1) = WorkerPool.Range(_staticRows / _unit, thread, threadCount);
+        long a = r0 * _unit, b = thread == threadCount - 1 ? _staticRows : r1 * _unit;
+        if (a < b) rowsOf(in _job, a, b, scratch);
         long rows = _w.Rows, chunk = _chunkRows;
         while (Volatile.Read(ref _next.Value) < rows)
         {

@@ -29,15 +29,36 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool Panel;
     /// <summary>True when <see cref="Rows"/> uses a Q4_0 copy repacked by <see cref="DotQ4_0.Repack"/> (<see cref="RowJob.Packed"/>) where the matmul has one.</summary>
     public readonly bool PacksQ4_0;
+    /// <summary>
+    /// The repack <see cref="Rows"/> takes a copy of (<see cref="RowJob.Packed"/>) where the matmul has one, or null:
+    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, Q8_0: <see cref="DotQ8_0.Repack"/>).
+    /// </summary>
+    public readonly delegate*<long, int, long> PackedBytes;
+    public readonly delegate*<byte*, long, long, int, byte*, void> Repack;
+    /// <summary>True when the GEMM over the repacked copy takes <see cref="Q8_0Panel"/> activations (<see cref="RowJob.PackedX"/>) while the other kernels take <see cref="TypeTraits.Activation"/> blocks.</summary>
+    public readonly bool PackedPanel;
+    /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
+    public bool Packs => Repack != null;
     /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
     public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
-        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false)
+        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false)
     {
         PacksQ4_0 = packsQ4_0;
+        if (packsQ4_0)
+        {
+            PackedBytes = &DotQ4_0.PackedBytes;
+            Repack = &DotQ4_0.Repack;
+        }
+        if (packsQ8_0)
+        {
+            PackedBytes = &DotQ8_0.PackedBytes;
+            Repack = &DotQ8_0.Repack;
+            PackedPanel = true;
+        }
         Traits = traits;
         Rung = rung;
         Flags = flags;
@@ -96,7 +117,7 @@ internal static unsafe class KernelTable
             GgmlType.F32 => Plain<F32Rows>(traits, rung, flags),
             GgmlType.F16 => Plain<F16Rows>(traits, rung, flags),
             GgmlType.BF16 => Plain<BF16Rows>(traits, rung, flags),
-            GgmlType.Q8_0 => rung == Rung.Avx512 ? Tiled<Q8_0Avx512Dot4>(traits, rung, flags) : Standard<Q8_0Kernels>(traits, rung, flags),
+            GgmlType.Q8_0 => Q8_0Row(traits, rung, flags),
             GgmlType.Q4_0 => Q4_0Row(traits, rung, flags),
             GgmlType.Q4_K => StandardDot4<Q4_KKernels>(traits, rung, flags),
             GgmlType.Q4_1 => StandardDot4<Q4_1Kernels>(traits, rung, flags),
@@ -179,6 +200,18 @@ internal static unsafe class KernelTable
             case Rung.Neon: return Plain<Q4_0Neon>(t, rung, f);
             default: return Plain<Q4_0Scalar>(t, rung, f);
         }
+    }
+
+    /// <summary>
+    /// Q8_0: on AVX-512 the four-token loop, and with AVX-VNNI (<see cref="KernelFlags.Vnni"/>) the eight-row GEMM over
+    /// the repacked copy for batches of four tokens or more where the matmul has one; the other rungs the one-token loops.
+    /// </summary>
+    private static CpuKernelRow Q8_0Row(TypeTraits t, Rung rung, KernelFlags f)
+    {
+        if (rung != Rung.Avx512) return Standard<Q8_0Kernels>(t, rung, f);
+        if (f.Vnni && AvxVnni.IsSupported)
+            return new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx512>, &PackedDrivers.Tiles<Q8_0PackedAvx512>, packsQ8_0: true);
+        return Tiled<Q8_0Avx512Dot4>(t, rung, f);
     }
 
     /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.</summary>

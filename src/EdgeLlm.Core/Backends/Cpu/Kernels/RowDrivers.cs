@@ -15,8 +15,11 @@ internal unsafe struct RowJob
     public long XStride;
     public float* Dst;
     public int NTokens;
-    /// <summary>The weights repacked for the GEMM (Q4_0: <see cref="DotQ4_0.Repack"/>, whole groups of eight rows), or null.</summary>
+    /// <summary>The weights repacked for the GEMM (Q4_0: <see cref="DotQ4_0.Repack"/>, Q8_0: <see cref="DotQ8_0.Repack"/>, whole groups of eight rows), or null.</summary>
     public byte* Packed;
+    /// <summary>The activations a repacked GEMM takes when they differ from <see cref="X"/> (Q8_0: the <see cref="Q8_0Panel"/>), or null.</summary>
+    public byte* PackedX;
+    public long PackedXStride;
 }
 
 /// <summary>
@@ -54,7 +57,7 @@ internal unsafe interface IFourTokenKernel : IRowKernel
 internal static unsafe class RowDrivers
 {
     /// <summary>Rows dotted against each four-token group before moving on, so the row tile stays in L1/L2 (bytes).</summary>
-    private const int RowTileBytes = 32 * 1024;
+    internal const int RowTileBytes = 32 * 1024;
 
     /// <summary>Rows [<paramref name="r0"/>, <paramref name="r1"/>), each with every token.</summary>
     public static void Rows<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IRowKernel

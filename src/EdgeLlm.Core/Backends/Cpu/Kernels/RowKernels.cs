@@ -97,6 +97,20 @@ internal unsafe struct Q8_0Avx512Dot4 : IFourTokenKernel
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
 }
 
+/// <summary>
+/// Q8_0 on AVX-512 with AVX-VNNI: <see cref="Q8_0Avx512Dot4"/> on the stored rows, and the eight-row GEMM over the
+/// repacked copy (<see cref="DotQ8_0.Repack"/>) with <see cref="Q8_0Panel"/> activations (<see cref="PackedDrivers.Tiles{TK}"/>).
+/// </summary>
+internal unsafe struct Q8_0PackedAvx512 : IPackedGemmKernel
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
+    public static int PackRows => DotQ8_0.PackRows;
+    public static long GroupBytes(int n) => DotQ8_0.PackedBytes(DotQ8_0.PackRows, n);
+    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.PackedDot4Vnni(group, x, xStride, n, dst, dstStride);
+    public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ8_0.PackedDot1Vnni(group, x, n, dst);
+}
+
 internal unsafe struct Q4_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
