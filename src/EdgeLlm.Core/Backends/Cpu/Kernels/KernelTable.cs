@@ -95,7 +95,12 @@ internal static unsafe class KernelTable
             GgmlType.F32 => Plain<F32Rows>(traits, rung, flags),
             GgmlType.F16 => Plain<F16Rows>(traits, rung, flags),
             GgmlType.BF16 => Plain<BF16Rows>(traits, rung, flags),
-            GgmlType.Q8_0 => rung == Rung.Avx512 ? Tiled<Q8_0Avx512Dot4>(traits, rung, flags) : Standard<Q8_0Kernels>(traits, rung, flags),
+            GgmlType.Q8_0 => rung switch
+            {
+                Rung.Avx512 => Tiled<Q8_0Avx512Dot4>(traits, rung, flags),
+                Rung.Avx2 => flags.Vnni ? Tiled<Q8_0Avx2Dot4<VnniOn>>(traits, rung, flags) : Tiled<Q8_0Avx2Dot4<VnniOff>>(traits, rung, flags),
+                _ => Standard<Q8_0Kernels>(traits, rung, flags),
+            },
             GgmlType.Q4_0 => Q4_0Row(traits, rung, flags),
             GgmlType.Q4_K => StandardDot4<Q4_KKernels>(traits, rung, flags),
             GgmlType.Q4_1 => StandardDot4<Q4_1Kernels>(traits, rung, flags),

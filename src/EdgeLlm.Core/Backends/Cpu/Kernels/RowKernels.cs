@@ -97,6 +97,14 @@ internal unsafe struct Q8_0Avx512Dot4 : IFourTokenKernel
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
 }
 
+/// <summary>Q8_0 on AVX2 (VNNI on or off) with its four-token loop (<see cref="DotQ8_0.Dot4Avx2"/>).</summary>
+internal unsafe struct Q8_0Avx2Dot4<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx2(row, x, n, TVnni.Enabled);
+
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+}
+
 internal unsafe struct Q4_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
