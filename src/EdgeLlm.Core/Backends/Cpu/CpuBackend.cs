@@ -103,7 +103,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// At a weight's first batched matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on
-    /// AVX-512; Q8_0 on AVX-512 with AVX-VNNI): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
+    /// AVX-512 and AVX2; Q8_0 on AVX-512 with AVX-VNNI): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>
     private void MaybePack(CpuWeight w)

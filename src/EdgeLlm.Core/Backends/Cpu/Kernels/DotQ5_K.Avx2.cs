@@ -30,14 +30,11 @@ public static unsafe partial class DotQ5_K
         return Vector256.Sum(acc) - Vector256.Sum(accMin);
     }
 
-    /// <summary>One token's share of a block, the step of both AVX2 loops.</summary>
+    /// <summary>One token's share of a block, the step of the one-token AVX2 loop.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token256<TVnni>(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, byte* wb,
         Vector256<byte> scales, Vector256<short> minPairs, float d, float dmin) where TVnni : struct, IIsaFlag
     {
-        float dy = Unsafe.ReadUnaligned<float>(yb);
-        Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         byte* q = wb + QsOffset;
         Vector256<byte> qh = Vector256.Load(wb + QhOffset);
@@ -46,7 +43,7 @@ public static unsafe partial class DotQ5_K
         isum = Avx2Chunk<TVnni>(isum, q + 32, qh, qh1, y + 64, scales, 1);
         isum = Avx2Chunk<TVnni>(isum, q + 64, qh, qh1, y + 128, scales, 2);
         isum = Avx2Chunk<TVnni>(isum, q + 96, qh, qh1, y + 192, scales, 3);
-        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * dy), acc);
+        Finish256(ref acc, ref accMin, yb, isum, minPairs, d, dmin);
     }
 
     /// <summary>Chunk c (sub-blocks 2c, 2c+1); scales holds sc_0..7 as int16 in both 128-bit halves.</summary>

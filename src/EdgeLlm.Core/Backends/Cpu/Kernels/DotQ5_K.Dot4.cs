@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -83,30 +84,87 @@ public static unsafe partial class DotQ5_K
         dst[3 * dstStride] = Vector512.Sum(a3) - Vector256.Sum(m3);
     }
 
+    /// <summary>
+    /// Four tokens per pass over the row, as Q4_K's AVX2 four-token loop: per block the scales, mins, qh (and its copy
+    /// shifted by one) once, then chunk by chunk the five-bit values and the two sub-block scale lanes once for the
+    /// four tokens, each token's int32 sums as in <see cref="Avx2Chunk{TVnni}"/>; per token the float step of
+    /// <see cref="Finish256"/>. Lane by lane the same integer sums and float steps as the one-token loop: bit-identical.
+    /// </summary>
     private static void Avx2Loop4<TVnni>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride)
         where TVnni : struct, IIsaFlag
     {
-        for (int t = 0; t < 4; t += 2)
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        Vector256<float> m0 = Vector256<float>.Zero, m1 = Vector256<float>.Zero, m2 = Vector256<float>.Zero, m3 = Vector256<float>.Zero;
+        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
+        for (int b = 0; b < nb; b++)
         {
-            // Two tokens at a time, as Q4_K's AVX2 four-token loop: the bit unpack is cheap on ymm, scales and mins are shared.
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, m0 = Vector256<float>.Zero, m1 = Vector256<float>.Zero;
-            byte* x0 = xq + t * xqStride, x1 = xq + (t + 1) * xqStride;
-            for (int b = 0; b < nb; b++)
-            {
-                byte* wb = w + b * BlockBytes;
-                WeightPrefetch.Lines3(wb);
-                long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-                DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-                float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
-                Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-                Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-                Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
-                Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
-                Token256<TVnni>(ref a0, ref m0, x0 + yo, wb, scales, minPairs, d, dmin);
-                Token256<TVnni>(ref a1, ref m1, x1 + yo, wb, scales, minPairs, d, dmin);
-            }
-            dst[t * dstStride] = Vector256.Sum(a0) - Vector256.Sum(m0);
-            dst[(t + 1) * dstStride] = Vector256.Sum(a1) - Vector256.Sum(m1);
+            byte* wb = w + b * BlockBytes;
+            WeightPrefetch.Lines3(wb);
+            long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
+            DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
+            float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
+            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
+            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
+            byte* q = wb + QsOffset;
+            Vector256<byte> qh = Vector256.Load(wb + QhOffset);
+            Vector256<byte> qh1 = (qh.AsUInt16() >>> 1).AsByte();
+            long qo = yo + ActivationQuant.Q8_KQsOffset;
+            sbyte* y0 = (sbyte*)(x0 + qo), y1 = (sbyte*)(x1 + qo), y2 = (sbyte*)(x2 + qo), y3 = (sbyte*)(x3 + qo);
+            Vector256<int> i0 = Vector256<int>.Zero, i1 = Vector256<int>.Zero, i2 = Vector256<int>.Zero, i3 = Vector256<int>.Zero;
+            Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q, qh, qh1, y0, y1, y2, y3, scales, 0);
+            Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 32, qh, qh1, y0 + 64, y1 + 64, y2 + 64, y3 + 64, scales, 1);
+            Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 64, qh, qh1, y0 + 128, y1 + 128, y2 + 128, y3 + 128, scales, 2);
+            Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 96, qh, qh1, y0 + 192, y1 + 192, y2 + 192, y3 + 192, scales, 3);
+            Finish256(ref a0, ref m0, x0 + yo, i0, minPairs, d, dmin);
+            Finish256(ref a1, ref m1, x1 + yo, i1, minPairs, d, dmin);
+            Finish256(ref a2, ref m2, x2 + yo, i2, minPairs, d, dmin);
+            Finish256(ref a3, ref m3, x3 + yo, i3, minPairs, d, dmin);
         }
+        dst[0] = Vector256.Sum(a0) - Vector256.Sum(m0);
+        dst[dstStride] = Vector256.Sum(a1) - Vector256.Sum(m1);
+        dst[2 * dstStride] = Vector256.Sum(a2) - Vector256.Sum(m2);
+        dst[3 * dstStride] = Vector256.Sum(a3) - Vector256.Sum(m3);
+    }
+
+    /// <summary>Chunk c (sub-blocks 2c, 2c+1) for four tokens: the five-bit values and scale lanes once, each token's int32 sums as in <see cref="Avx2Chunk{TVnni}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Chunk4<TVnni>(ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3, byte* q,
+        Vector256<byte> qh, Vector256<byte> qh1, sbyte* y0, sbyte* y1, sbyte* y2, sbyte* y3, Vector256<byte> scales, int c)
+        where TVnni : struct, IIsaFlag
+    {
+        Vector256<byte> packed = Vector256.Load(q);
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<byte> lo = (packed & m4) | HighBit256(qh, c);
+        Vector256<byte> hi = ((packed.AsUInt16() >>> 4).AsByte() & m4) | HighBit256(qh1, c);
+        Vector256<short> sLo = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x0100 + 0x0202 * (2 * c))).AsByte()).AsInt16();
+        Vector256<short> sHi = Avx2.Shuffle(scales, Vector256.Create((ushort)(0x0100 + 0x0202 * (2 * c + 1))).AsByte()).AsInt16();
+        i0 = ChunkToken<TVnni>(i0, lo, hi, sLo, sHi, y0);
+        i1 = ChunkToken<TVnni>(i1, lo, hi, sLo, sHi, y1);
+        i2 = ChunkToken<TVnni>(i2, lo, hi, sLo, sHi, y2);
+        i3 = ChunkToken<TVnni>(i3, lo, hi, sLo, sHi, y3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ChunkToken<TVnni>(Vector256<int> isum, Vector256<byte> lo, Vector256<byte> hi, Vector256<short> sLo,
+        Vector256<short> sHi, sbyte* y) where TVnni : struct, IIsaFlag
+    {
+        Vector256<short> pLo = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(y));
+        Vector256<short> pHi = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(y + 32));
+        if (TVnni.Enabled)
+            return AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(isum, pLo, sLo), pHi, sHi);
+        return isum + Avx2.MultiplyAddAdjacent(pLo, sLo) + Avx2.MultiplyAddAdjacent(pHi, sHi);
+    }
+
+    /// <summary>A token's float step for one block: the mins product (bsums · mins pairs) into accMin, isum·d·d_y into acc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish256(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, Vector256<int> isum,
+        Vector256<short> minPairs, float d, float dmin)
+    {
+        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * dy), acc);
     }
 }

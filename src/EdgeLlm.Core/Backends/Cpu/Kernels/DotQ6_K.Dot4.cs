@@ -8,8 +8,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// One Q6_K row · four tokens' Q8_K activations (prefill's register block). AVX-512: per block the weight side — the
 /// 256 6-bit values rebuilt from ql and qh (four zmm, GFNI or shifts as in the one-token loop) and the four vpmaddwd
 /// scale vectors — is unpacked once and applied to all four tokens; each token then costs four vpmaddubsw, four
-/// vpmaddwd, its bsums·scales offset and one FMA. AVX2 (sixteen ymm): two tokens per pass over the row, each 128-weight
-/// half unpacked once per pair. The integer block sums are exact and the float steps (d·d_x, the FMA per block, the
+/// vpmaddwd, its bsums·scales offset and one FMA. AVX2: four tokens per pass over the row, each quarter of a 128-weight half
+/// unpacked once for the four. The integer block sums are exact and the float steps (d·d_x, the FMA per block, the
 /// final sum) are those of the one-token loops, so the results are bit-identical to four <see cref="Dot"/> calls.
 /// </summary>
 public static unsafe partial class DotQ6_K
@@ -137,74 +137,93 @@ public static unsafe partial class DotQ6_K
         return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
     }
 
+    /// <summary>
+    /// Four tokens per pass over the row: per block the scale lanes once; per 128-weight half ql and qh loaded once,
+    /// each of the four quarters rebuilt (GFNI or shifts, as <see cref="Avx2Half{TVnni, TGfni}"/>) and its scale pair
+    /// shuffled once, then dotted with the four tokens into their own int32 sums; per token the −32 offset and the FMA
+    /// of the one-token loop.
+    /// </summary>
     private static void Avx2Loop4<TVnni, TGfni>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride)
         where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
     {
         Vector128<byte> evenOdd = Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-        for (int t = 0; t < 4; t += 2)
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
+        for (int b = 0; b < nb; b++)
         {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            byte* x0 = xq + t * xqStride, x1 = xq + (t + 1) * xqStride;
-            for (int b = 0; b < nb; b++)
-            {
-                byte* wb = w + b * BlockBytes;
-                WeightPrefetch.Lines3(wb);
-                long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-                byte* yb0 = x0 + yo, yb1 = x1 + yo;
-                Vector128<sbyte> sc = Vector128.Load((sbyte*)(wb + ScalesOffset));
-                Vector256<short> sc16 = Avx2.ConvertToVector256Int16(sc);
-                Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd.AsSByte())).AsByte();
-                Vector256<int> isum0 = Vector256<int>.Zero, isum1 = Vector256<int>.Zero;
-                Avx2Half2<TVnni, TGfni>(ref isum0, ref isum1, wb, wb + QhOffset, (sbyte*)(yb0 + ActivationQuant.Q8_KQsOffset),
-                    (sbyte*)(yb1 + ActivationQuant.Q8_KQsOffset), lanes, 0);
-                Avx2Half2<TVnni, TGfni>(ref isum0, ref isum1, wb + 64, wb + QhOffset + 32, (sbyte*)(yb0 + ActivationQuant.Q8_KQsOffset + 128),
-                    (sbyte*)(yb1 + ActivationQuant.Q8_KQsOffset + 128), lanes, 4);
-                float dw = Fp16.Read(wb + DOffset);
-                isum0 -= Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb0 + ActivationQuant.Q8_KBsumsOffset)), sc16) << 5;
-                isum1 -= Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb1 + ActivationQuant.Q8_KBsumsOffset)), sc16) << 5;
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum0), Vector256.Create(dw * Unsafe.ReadUnaligned<float>(yb0)), acc0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum1), Vector256.Create(dw * Unsafe.ReadUnaligned<float>(yb1)), acc1);
-            }
-            dst[t * dstStride] = Vector256.Sum(acc0);
-            dst[(t + 1) * dstStride] = Vector256.Sum(acc1);
+            byte* wb = w + b * BlockBytes;
+            WeightPrefetch.Lines3(wb);
+            long yo = (long)b * ActivationQuant.Q8_KBlockBytes, qo = yo + ActivationQuant.Q8_KQsOffset;
+            Vector128<sbyte> sc = Vector128.Load((sbyte*)(wb + ScalesOffset));
+            Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd.AsSByte())).AsByte();
+            sbyte* y0 = (sbyte*)(x0 + qo), y1 = (sbyte*)(x1 + qo), y2 = (sbyte*)(x2 + qo), y3 = (sbyte*)(x3 + qo);
+            Vector256<int> i0 = Vector256<int>.Zero, i1 = Vector256<int>.Zero, i2 = Vector256<int>.Zero, i3 = Vector256<int>.Zero;
+            Avx2Half4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, wb, wb + QhOffset, y0, y1, y2, y3, lanes, 0);
+            Avx2Half4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, wb + 64, wb + QhOffset + 32, y0 + 128, y1 + 128, y2 + 128, y3 + 128, lanes, 4);
+            float dw = Fp16.Read(wb + DOffset);
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16(sc);
+            a0 = Finish256(a0, x0 + yo, i0, sc16, dw);
+            a1 = Finish256(a1, x1 + yo, i1, sc16, dw);
+            a2 = Finish256(a2, x2 + yo, i2, sc16, dw);
+            a3 = Finish256(a3, x3 + yo, i3, sc16, dw);
         }
+        dst[0] = Vector256.Sum(a0);
+        dst[dstStride] = Vector256.Sum(a1);
+        dst[2 * dstStride] = Vector256.Sum(a2);
+        dst[3 * dstStride] = Vector256.Sum(a3);
     }
 
-    /// <summary>One 128-weight half for two tokens: the four quarters of q unpacked once (as in <see cref="Avx2Half{TVnni, TGfni}"/>), each dotted with both tokens.</summary>
+    /// <summary>A token's block step: its int32 sums less 32·Σ_g sc_g·bsums_g, then one FMA with d·d_x (the float step of the one-token loop).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Avx2Half2<TVnni, TGfni>(ref Vector256<int> isum0, ref Vector256<int> isum1, byte* ql, byte* qh,
-        sbyte* y0, sbyte* y1, Vector256<byte> lanes, int j0) where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
+    private static Vector256<float> Finish256(Vector256<float> acc, byte* yb, Vector256<int> isum, Vector256<short> sc16, float dw)
+    {
+        isum -= Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16) << 5;
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(dw * Unsafe.ReadUnaligned<float>(yb)), acc);
+    }
+
+    /// <summary>One 128-weight half for four tokens: each quarter of q rebuilt once (as in <see cref="Avx2Half{TVnni, TGfni}"/>) with its scale pair, dotted with the four tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Half4<TVnni, TGfni>(ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3,
+        byte* ql, byte* qh, sbyte* y0, sbyte* y1, sbyte* y2, sbyte* y3, Vector256<byte> lanes, int j0)
+        where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<byte> l0 = Vector256.Load(ql);
         Vector256<byte> l1 = Vector256.Load(ql + 32);
         Vector256<byte> h = Vector256.Load(qh);
-        Vector256<byte> lo0 = l0 & m4, lo1 = l1 & m4;
-        Vector256<byte> hi0 = (l0.AsUInt16() >>> 4).AsByte() & m4, hi1 = (l1.AsUInt16() >>> 4).AsByte() & m4;
-        Vector256<byte> q1, q2, q3, q4;
+        // Quarter k: the low (k = 0, 1) or high (k = 2, 3) nibbles of ql's 32-byte half k & 1, qh bit pair k on bits 4..5.
+        Quarter4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, l0 & m4, h, y0, y1, y2, y3, lanes, j0, 0);
+        Quarter4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, l1 & m4, h, y0, y1, y2, y3, lanes, j0, 1);
+        Quarter4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, (l0.AsUInt16() >>> 4).AsByte() & m4, h, y0, y1, y2, y3, lanes, j0, 2);
+        Quarter4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, (l1.AsUInt16() >>> 4).AsByte() & m4, h, y0, y1, y2, y3, lanes, j0, 3);
+    }
+
+    /// <summary>Quarter <paramref name="k"/> of a half (its nibbles given) with qh's bit pair k, and its scale pair, dotted with the four tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quarter4<TVnni, TGfni>(ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3,
+        Vector256<byte> nib, Vector256<byte> h, sbyte* y0, sbyte* y1, sbyte* y2, sbyte* y3, Vector256<byte> lanes, int j0, int k)
+        where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
+    {
+        Vector256<byte> q;
         if (TGfni.Enabled)
-        {
-            q1 = lo0 | Gfni.V256.GaloisFieldAffineTransform(h, Vector256.Create(PairToBits45(0)).AsByte(), 0);
-            q2 = lo1 | Gfni.V256.GaloisFieldAffineTransform(h, Vector256.Create(PairToBits45(1)).AsByte(), 0);
-            q3 = hi0 | Gfni.V256.GaloisFieldAffineTransform(h, Vector256.Create(PairToBits45(2)).AsByte(), 0);
-            q4 = hi1 | Gfni.V256.GaloisFieldAffineTransform(h, Vector256.Create(PairToBits45(3)).AsByte(), 0);
-        }
+            q = nib | Gfni.V256.GaloisFieldAffineTransform(h, Vector256.Create(PairToBits45(k)).AsByte(), 0);
         else
-        {
-            Vector256<byte> m2 = Vector256.Create((byte)0x03);
-            Vector256<ushort> h16 = h.AsUInt16();
-            q1 = lo0 | ((h & m2).AsUInt16() << 4).AsByte();
-            q2 = lo1 | (((h16 >>> 2).AsByte() & m2).AsUInt16() << 4).AsByte();
-            q3 = hi0 | (((h16 >>> 4).AsByte() & m2).AsUInt16() << 4).AsByte();
-            q4 = hi1 | (((h16 >>> 6).AsByte() & m2).AsUInt16() << 4).AsByte();
-        }
-        isum0 = Avx2Quarter<TVnni>(isum0, q1, y0, lanes, j0);
-        isum1 = Avx2Quarter<TVnni>(isum1, q1, y1, lanes, j0);
-        isum0 = Avx2Quarter<TVnni>(isum0, q2, y0 + 32, lanes, j0 + 1);
-        isum1 = Avx2Quarter<TVnni>(isum1, q2, y1 + 32, lanes, j0 + 1);
-        isum0 = Avx2Quarter<TVnni>(isum0, q3, y0 + 64, lanes, j0 + 2);
-        isum1 = Avx2Quarter<TVnni>(isum1, q3, y1 + 64, lanes, j0 + 2);
-        isum0 = Avx2Quarter<TVnni>(isum0, q4, y0 + 96, lanes, j0 + 3);
-        isum1 = Avx2Quarter<TVnni>(isum1, q4, y1 + 96, lanes, j0 + 3);
+            q = nib | ((((h.AsUInt16() >>> (2 * k)).AsByte() & Vector256.Create((byte)0x03)).AsUInt16() << 4).AsByte());
+        int j = j0 + k, o = 32 * k;
+        Vector256<short> s = Avx2.Shuffle(lanes, Vector256.Create((ushort)(2 * j | (2 * j + 1) << 8)).AsByte()).AsInt16();
+        i0 = QuarterToken<TVnni>(i0, q, y0 + o, s);
+        i1 = QuarterToken<TVnni>(i1, q, y1 + o, s);
+        i2 = QuarterToken<TVnni>(i2, q, y2 + o, s);
+        i3 = QuarterToken<TVnni>(i3, q, y3 + o, s);
+    }
+
+    /// <summary>One token's 32 weights of a quarter: vpmaddubsw, then vpmaddwd with the group scales (vpdpwssd under AVX-VNNI).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> QuarterToken<TVnni>(Vector256<int> isum, Vector256<byte> q, sbyte* y, Vector256<short> s)
+        where TVnni : struct, IIsaFlag
+    {
+        Vector256<short> p = Avx2.MultiplyAddAdjacent(q, Vector256.Load(y));
+        if (TVnni.Enabled) return AvxVnni.MultiplyWideningAndAdd(isum, p, s);
+        return isum + Avx2.MultiplyAddAdjacent(p, s);
     }
 }

@@ -10,8 +10,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// the four tokens; each token then negates its activations where the weight is negative (so |q|·(±y) = q·y, and
 /// |q| ≤ 128, |y| ≤ 127: a vpmaddubsw pair stays ≤ 32512, no saturation), vpmaddubsw, vpmaddwd with ones, int → float
 /// and one FMA with the pair's d_w·d_x (one vpermps). The one-token loop dots a block per zmm in int16 with other
-/// partial sums, so the two agree to float rounding, not bit for bit. AVX2 and the other rungs keep the one-token
-/// loop (<see cref="Dot4"/> calls <see cref="Dot"/> there).
+/// partial sums, so the two agree to float rounding, not bit for bit. AVX2 has its own four-token loop
+/// (<c>DotQ8_0.Avx2.cs</c>); the other rungs keep the one-token loop (<see cref="Dot4"/> calls <see cref="Dot"/> there).
 /// </summary>
 public static unsafe partial class DotQ8_0
 {
@@ -22,6 +22,12 @@ public static unsafe partial class DotQ8_0
         if (KernelRung.Selected == Rung.Avx512)
         {
             Avx512Loop4(w, xq, xqStride, nb, dst, dstStride);
+            return;
+        }
+        if (KernelRung.Selected == Rung.Avx2)
+        {
+            if (KernelRung.UseAvxVnni) Avx2Loop4<VnniOn>(w, xq, xqStride, nb, dst, dstStride);
+            else Avx2Loop4<VnniOff>(w, xq, xqStride, nb, dst, dstStride);
             return;
         }
         for (int t = 0; t < 4; t++) dst[t * dstStride] = Dot(w, xq + t * xqStride, n);

@@ -181,7 +181,7 @@ internal static unsafe class KernelTable
     };
 
     /// <summary>
-    /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 a
+    /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 and AVX2 a
     /// batch of four tokens or more runs the eight-row GEMM over the repacked copy where the matmul has one;
     /// <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
     /// </summary>
@@ -195,8 +195,8 @@ internal static unsafe class KernelTable
                     : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff>>, panel: true, packsQ4_0: true);
             case Rung.Avx2:
                 return f.Vnni
-                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Tiles<Q4_0PanelAvx2<VnniOn>>, panel: true)
-                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOff>>, &RowDrivers.Tiles<Q4_0PanelAvx2<VnniOff>>, panel: true);
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOn>>, panel: true, packsQ4_0: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOff>>, panel: true, packsQ4_0: true);
             case Rung.Neon: return Plain<Q4_0Neon>(t, rung, f);
             default: return Plain<Q4_0Scalar>(t, rung, f);
         }
@@ -204,10 +204,12 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// Q8_0: on AVX-512 the four-token loop, and with AVX-VNNI (<see cref="KernelFlags.Vnni"/>) the eight-row GEMM over
-    /// the repacked copy for batches of four tokens or more where the matmul has one; the other rungs the one-token loops.
+    /// the repacked copy where the matmul has one; on AVX2 (VNNI on or off) the four-token loop; the other rungs the one-token loops.
     /// </summary>
     private static CpuKernelRow Q8_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {
+        if (rung == Rung.Avx2)
+            return f.Vnni ? Tiled<Q8_0Avx2Dot4<VnniOn>>(t, rung, f) : Tiled<Q8_0Avx2Dot4<VnniOff>>(t, rung, f);
         if (rung != Rung.Avx512) return Standard<Q8_0Kernels>(t, rung, f);
         if (f.Vnni && AvxVnni.IsSupported)
             return new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx512>, &PackedDrivers.Tiles<Q8_0PackedAvx512>, packsQ8_0: true);

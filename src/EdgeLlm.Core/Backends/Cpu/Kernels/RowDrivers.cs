@@ -104,14 +104,14 @@ internal static unsafe class RowDrivers
     }
 
     /// <summary>
-    /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512) and four tokens or more: the rows of the whole
-    /// groups of eight go through the eight-row GEMM (<see cref="DotQ4_0.Packed4"/>, four tokens a step, the last
-    /// nTokens mod 4 one by one with <see cref="DotQ4_0.Packed1"/>), tiles of groups small enough to stay in L1/L2. A
+    /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2) and four tokens or more: the rows of the whole
+    /// groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a step, the last
+    /// nTokens mod 4 one by one with <see cref="IPackedQ4_0Kernel.Packed1"/>), tiles of groups small enough to stay in L1/L2. A
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
     /// last whole group, and every call without the copy or with fewer than four tokens, run <see cref="Tiles{TK}"/>.
     /// </summary>
-    public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IFourTokenKernel
+    public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
         const int G = DotQ4_0.PackRows;
         long packedRows = j.Rows / G * G;
@@ -141,12 +141,12 @@ internal static unsafe class RowDrivers
                     long a = Math.Max(r0, g * G), b = Math.Min(pEnd, g * G + G);
                     if (b - a == G)
                     {
-                        if (four) DotQ4_0.Packed4(pg, xt, j.XStride, nb, d + g * G, rows);
-                        else DotQ4_0.Packed1(pg, xt, nb, d + g * G);
+                        if (four) TK.Packed4(pg, xt, j.XStride, nb, d + g * G, rows);
+                        else TK.Packed1(pg, xt, nb, d + g * G);
                         continue;
                     }
-                    if (four) DotQ4_0.Packed4(pg, xt, j.XStride, nb, tmp, G);
-                    else DotQ4_0.Packed1(pg, xt, nb, tmp);
+                    if (four) TK.Packed4(pg, xt, j.XStride, nb, tmp, G);
+                    else TK.Packed1(pg, xt, nb, tmp);
                     for (int k = 0; k < (four ? 4 : 1); k++)
                         for (long r = a; r < b; r++) d[k * rows + r] = tmp[k * G + (r - g * G)];
                 }

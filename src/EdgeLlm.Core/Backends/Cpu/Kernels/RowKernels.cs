@@ -111,6 +111,14 @@ internal unsafe struct Q8_0PackedAvx512 : IPackedGemmKernel
     public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ8_0.PackedDot1Vnni(group, x, n, dst);
 }
 
+/// <summary>Q8_0 on AVX2 (VNNI on or off) with its four-token loop (<see cref="DotQ8_0.Dot4Avx2"/>).</summary>
+internal unsafe struct Q8_0Avx2Dot4<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx2(row, x, n, TVnni.Enabled);
+
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+}
+
 internal unsafe struct Q4_KKernels : IDot4Kernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ4_K.DotScalar(w, xq, n);
@@ -223,18 +231,32 @@ internal unsafe struct Q4_0Neon : IRowKernel
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotNeon(row, x, n);
 }
 
-/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off).</summary>
-internal unsafe struct Q4_0PanelAvx2<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+/// <summary>
+/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.Repack"/>):
+/// one group of eight rows · four tokens' panels, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
+/// </summary>
+internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
+{
+    static abstract void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
+    static abstract void Packed1(byte* group, byte* panel, int nb, float* dst);
+}
+
+/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off), with the four-row × four-token tiles of the repacked GEMM.</summary>
+internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : struct, IIsaFlag
 {
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx2(row, x, n, TVnni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+    public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedAvx2x4<TVnni>(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedAvx2x1<TVnni>(group, panel, nb, dst);
 }
 
 /// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off).</summary>
-internal unsafe struct Q4_0PanelAvx512<TVbmi> : IFourTokenKernel where TVbmi : struct, IIsaFlag
+internal unsafe struct Q4_0PanelAvx512<TVbmi> : IPackedQ4_0Kernel where TVbmi : struct, IIsaFlag
 {
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
+    public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.Packed1(group, panel, nb, dst);
 }
 
 // ---- Q6_K: GFNI on both x64 rungs ----
