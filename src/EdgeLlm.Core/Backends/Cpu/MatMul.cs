@@ -122,6 +122,14 @@ internal sealed unsafe class MatMul : ParallelWork
             long rowBytes = Math.Max(1, w.RowBytes * (long)_job.NTokens);
             long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
             _chunkRows = Math.Max(4, (rest + chunks - 1) / chunks);
+            if (_job.Packed != null)
+            {
+                // Repacked Q4_0: whole groups of eight rows per thread range and per chunk (a group cut by a range
+                // boundary is computed by both sides).
+                const int G = Kernels.DotQ4_0.PackRows;
+                _staticRows = _staticRows / (G * threads) * (G * threads);
+                _chunkRows = (Math.Max(4, (rows - _staticRows + chunks - 1) / chunks) + G - 1) / G * G;
+            }
         }
         _next.Value = _staticRows;
     }
