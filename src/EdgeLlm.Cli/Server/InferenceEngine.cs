@@ -22,7 +22,7 @@ public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
 /// longest prefix with its prompt, so a chat growing turn by turn prefills only its new part), or waits; up to
 /// <see cref="QueueLimit"/> requests wait and the rest are refused at once (503). One scheduler thread owns the
 /// model: each iteration is one forward call holding the next token of every generating slot and the next prompt
-/// chunk of one starting request (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
+/// chunk of every starting request that fits (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
 /// per step for all of them). A slot whose request ends (or whose client leaves) is free at once for the next
 /// waiting request (continuous batching). Each slot samples and stops exactly as <see cref="Generator"/> does, so a
 /// request's tokens do not depend on what else runs beside it.
@@ -39,6 +39,8 @@ public sealed class InferenceEngine : IDisposable
     private readonly int[] _stepTokens;
     private readonly SequenceBatch[] _stepSeqs;
     private readonly float[] _stepLogits;
+    private readonly Job?[] _stepPrefill;
+    private readonly int[] _stepChunks;
     private readonly Embedder? _embedder;
     private volatile bool _stopping;
     private long _useClock;
@@ -122,6 +124,8 @@ public sealed class InferenceEngine : IDisposable
         _stepTokens = new int[model.MaxBatch];
         _stepSeqs = new SequenceBatch[parallel + 1];
         _stepLogits = new float[(long)(parallel + 1) * model.VocabSize];
+        _stepPrefill = new Job?[parallel];
+        _stepChunks = new int[parallel];
         _scheduler = new Thread(SchedulerLoop) { IsBackground = true, Name = "edgellm-scheduler" };
         _scheduler.Start();
     }
@@ -261,17 +265,18 @@ public sealed class InferenceEngine : IDisposable
     }
 
     /// <summary>
-    /// One forward call: the next token of every generating slot, plus the next chunk of the prompt of the first
-    /// request still prefilling (as much of it as fits in the batch), so a starting request costs the others no
-    /// extra pass over the weights.
+    /// One forward call: the next token of every generating slot, plus the next chunk of the prompt of every request
+    /// still prefilling, in arrival order, as much as fits in the batch (requests that arrive together start
+    /// decoding together), so a starting request costs the others no extra pass over the weights.
     /// </summary>
     private void Step()
     {
         // A request whose client left before its prompt ran ends here.
-        while (_prefilling.Count > 0 && _prefilling[0].Cancel.IsCancellationRequested)
+        for (int i = _prefilling.Count - 1; i >= 0; i--)
         {
-            var c = _prefilling[0];
-            _prefilling.RemoveAt(0);
+            var c = _prefilling[i];
+            if (!c.Cancel.IsCancellationRequested) continue;
+            _prefilling.RemoveAt(i);
             Complete(c, new GenerationStats(c.Prompt.Length, 0, c.Clock.Elapsed, TimeSpan.Zero, TimeSpan.Zero, StopReason.Cancelled), flush: false);
         }
         int n = _decoding.Count;
@@ -281,27 +286,33 @@ public sealed class InferenceEngine : IDisposable
             _stepTokens[i] = j.Next;
             _stepSeqs[i] = new SequenceBatch(j.Slot.Cache, j.Count - 1, 1);
         }
-        Job? p = _prefilling.Count > 0 ? _prefilling[0] : null;
-        int nb = 0, segs = n;
-        if (p is not null)
+        // Every request holds a slot and there are at most MaxBatch slots, so the first prefilling request gets at
+        // least one prompt token.
+        int used = n, segs = n, np = 0;
+        for (int k = 0; k < _prefilling.Count && used < Model.MaxBatch; k++)
         {
-            // n + 1 requests hold slots and there are at most MaxBatch slots, so at least one prompt token fits.
-            nb = Math.Min(Model.MaxBatch - n, p.Count - p.Pos);
-            p.Prompt.AsSpan(p.Pos, nb).CopyTo(_stepTokens.AsSpan(n));
+            var p = _prefilling[k];
+            int nb = Math.Min(Model.MaxBatch - used, p.Count - p.Pos);
+            p.Prompt.AsSpan(p.Pos, nb).CopyTo(_stepTokens.AsSpan(used));
             _stepSeqs[segs++] = new SequenceBatch(p.Slot.Cache, p.Pos, nb);
+            _stepPrefill[np] = p;
+            _stepChunks[np++] = nb;
+            used += nb;
         }
         if (segs == 0) return;
         long t0 = Stopwatch.GetTimestamp();
         try
         {
-            Model.ForwardSequences(_stepTokens.AsSpan(0, n + nb), _stepSeqs.AsSpan(0, segs), _stepLogits);
+            Model.ForwardSequences(_stepTokens.AsSpan(0, used), _stepSeqs.AsSpan(0, segs), _stepLogits);
         }
         catch (Exception e)
         {
             foreach (var j in _decoding) Fail(j, e);
             _decoding.Clear();
-            if (p is not null)
+            for (int k = 0; k < np; k++)
             {
+                var p = _stepPrefill[k]!;
+                _stepPrefill[k] = null;
                 _prefilling.Remove(p);
                 Fail(p, e);
             }
@@ -334,7 +345,11 @@ public sealed class InferenceEngine : IDisposable
                 }
             }
         }
-        if (p is not null) Prefilled(p, nb, _stepLogits.AsSpan(n * vocab, vocab));
+        for (int k = 0; k < np; k++)
+        {
+            Prefilled(_stepPrefill[k]!, _stepChunks[k], _stepLogits.AsSpan((n + k) * vocab, vocab));
+            _stepPrefill[k] = null;
+        }
     }
 
     /// <summary>A chunk of a request's prompt has run: at the end of the prompt, its first token is sampled.</summary>

@@ -13,8 +13,8 @@ namespace EdgeLlm.Tests.Kernels;
 /// panel) of every type of the <see cref="TypeTraits"/> table, on every kernel variant (rung and ISA flags), against an
 /// independent reference: Σ_i w'_i·x'_i in double, w' the weights dequantized by the reference code
 /// (<see cref="QuantRef"/>), x' the activations the kernel was given (the quantized Q8_0 / Q8_1 / Q8_K blocks,
-/// dequantized; for Q8_1 the offset term takes the block's stored s as ggml defines it). Batches of 1, 3, 4, 5, 8 and
-/// 13 tokens (below one four-token group, whole groups, groups and a tail), each token scaled differently so a kernel
+/// dequantized; for Q8_1 the offset term takes the block's stored s as ggml defines it). Batches of 1, 2, 3, 4, 5, 6, 8 and
+/// 13 tokens (below one four-token group, whole groups, groups and a tail of one, two or three), each token scaled differently so a kernel
 /// that reads the wrong token of a group is far outside the tolerance; 101 rows of 2048 values, so the row tiles of
 /// <see cref="RowDrivers.Tiles{TK}"/> (32 KiB) cut the rows several times, driven as three uneven ranges the way the
 /// threads of a matmul split them; Q4_0 on AVX-512 and AVX2 (VNNI on and off) and Q8_0 on AVX-512 with AVX-VNNI also with the weights
@@ -27,7 +27,7 @@ namespace EdgeLlm.Tests.Kernels;
 public sealed unsafe class BatchedMatMulTests
 {
     private const int N = 2048, Rows = 101, MaxTokens = 13;
-    private static readonly int[] Batches = { 1, 3, 4, 5, 8, 13 };
+    private static readonly int[] Batches = { 1, 2, 3, 4, 5, 6, 8, 13 };
     private static readonly long[] Cuts = { 0, 29, 64, Rows };
 
     public static TheoryData<GgmlType, int> Cases()

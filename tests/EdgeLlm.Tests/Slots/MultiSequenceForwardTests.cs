@@ -12,13 +12,29 @@ public class MultiSequenceForwardTests
     public static TheoryData<string, int> Cases()
     {
         var d = new TheoryData<string, int>();
-        foreach (string m in new[] { "stories260K", "llama.gguf", "gemma2.gguf", "llama-Q4_K.gguf" })
+        foreach (string m in new[] { "stories260K", "llama.gguf", "gemma2.gguf", "llama-Q4_K.gguf", RandomQ4_0 })
             foreach (int s in new[] { 2, 3, 5 })
                 d.Add(m, s);
         return d;
     }
 
-    private static string PathOf(string name) => name == "stories260K" ? TestPaths.Stories260K : TestPaths.Data(Path.Combine("models-visible", name));
+    /// <summary>
+    /// A random llama in Q4_0: on AVX-512 its batches of two tokens or more run the eight-row GEMM over the repacked
+    /// weights (two- and four-token steps, one-token tails) while each sequence alone decodes through the one-token
+    /// panel loop over the stored rows.
+    /// </summary>
+    private const string RandomQ4_0 = "random-Q4_0";
+
+    private static readonly Lazy<string> RandomQ4_0Path = new(() => Model.RandomModel.Write(
+        new Model.RandomModelSpec { Dim = 256, Ffn = 512, Heads = 4, KvHeads = 2, Vocab = 300, WeightType = EdgeLlm.Gguf.GgmlType.Q4_0, Seed = 15 },
+        TestPaths.TempFile("slots-random-q4_0.gguf")));
+
+    private static string PathOf(string name) => name switch
+    {
+        "stories260K" => TestPaths.Stories260K,
+        RandomQ4_0 => RandomQ4_0Path.Value,
+        _ => TestPaths.Data(Path.Combine("models-visible", name)),
+    };
 
     private static LlamaModel Load(string name) => LlamaModel.Load(PathOf(name), new BackendOptions { Threads = 2, ContextSize = 64, MaxBatch = 64 });
 

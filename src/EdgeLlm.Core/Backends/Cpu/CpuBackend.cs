@@ -102,8 +102,9 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly RepackWork _repack = new();
 
     /// <summary>
-    /// At a weight's first batched matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on
-    /// AVX-512 and AVX2; Q8_0 on AVX-512 with AVX-VNNI): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
+    /// At a weight's first matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on AVX-512 and AVX2;
+    /// Q8_0 on AVX-512 with AVX-VNNI; every batch size then runs the packed kernels, so a row is computed the same way
+    /// whether its token decodes alone or beside other sequences' tokens): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>
     private void MaybePack(CpuWeight w)
@@ -147,7 +148,7 @@ public sealed unsafe class CpuBackend : IBackend
             throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
         Need(x, nTokens * w.Ne0, "matmul x");
         Need(dst, nTokens * w.Rows, "matmul dst");
-        if (nTokens >= 4 && !w.PackDecided) MaybePack(w);
+        if (!w.PackDecided) MaybePack(w);
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens);
     }
 

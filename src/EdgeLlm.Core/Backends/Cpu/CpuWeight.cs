@@ -15,6 +15,6 @@ internal sealed unsafe class CpuWeight(TensorView view) : BackendWeight(view.Nam
     /// <summary>A copy of the whole eight-row groups repacked for the GEMM (<see cref="Kernels.DotQ4_0.Repack"/>, <see cref="Kernels.DotQ8_0.Repack"/>), owned by the backend, or null.</summary>
     public byte* Packed { get; set; }
 
-    /// <summary>Whether the backend has decided about <see cref="Packed"/> (it decides once, at the first batched matmul).</summary>
+    /// <summary>Whether the backend has decided about <see cref="Packed"/> (it decides once, at the first matmul).</summary>
     public bool PackDecided { get; set; }
 }

@@ -181,8 +181,8 @@ internal static unsafe class KernelTable
     };
 
     /// <summary>
-    /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 and AVX2 a
-    /// batch of four tokens or more runs the eight-row GEMM over the repacked copy where the matmul has one;
+    /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 and
+    /// AVX2 a matmul of any batch size (decode included) runs the eight-row GEMM over the repacked copy where the matmul has one;
     /// <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
     /// </summary>
     private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)

@@ -104,18 +104,21 @@ internal static unsafe class RowDrivers
     }
 
     /// <summary>
-    /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2) and four tokens or more: the rows of the whole
-    /// groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a step, the last
-    /// nTokens mod 4 one by one with <see cref="IPackedQ4_0Kernel.Packed1"/>), tiles of groups small enough to stay in L1/L2. A
+    /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
+    /// the whole groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a
+    /// step, the last nTokens mod 4 two at a time with <see cref="IPackedQ4_0Kernel.Packed2"/> and one with
+    /// <see cref="IPackedQ4_0Kernel.Packed1"/>: a decode step of two or three sequences shares each block's unpacking
+    /// too; every token's sums are formed the same way by all three, so a token gets the same bits in a batch of any
+    /// size), tiles of groups small enough to stay in L1/L2. A
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
-    /// last whole group, and every call without the copy or with fewer than four tokens, run <see cref="Tiles{TK}"/>.
+    /// last whole group, and every call without the copy, run <see cref="Tiles{TK}"/>.
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
         const int G = DotQ4_0.PackRows;
         long packedRows = j.Rows / G * G;
-        if (j.Packed == null || j.NTokens < 4 || r0 >= packedRows)
+        if (j.Packed == null || r0 >= packedRows)
         {
             Tiles<TK>(j, r0, r1, scratch);
             return;
@@ -125,29 +128,28 @@ internal static unsafe class RowDrivers
         long rows = j.Rows;
         long groupBytes = (long)nb * DotQ4_0.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
-        int full = j.NTokens & ~3;
         float* tmp = stackalloc float[4 * G];
         for (long ga = r0 / G, gEnd = (pEnd + G - 1) / G; ga < gEnd; ga += tile)
         {
             long gb = Math.Min(gEnd, ga + tile);
-            for (int t = 0; t < j.NTokens; t += t < full ? 4 : 1)
+            for (int t = 0, step; t < j.NTokens; t += step)
             {
-                bool four = t < full;
+                int left = j.NTokens - t;
+                step = left >= 4 ? 4 : left >= 2 ? 2 : 1;
                 byte* xt = j.X + t * j.XStride;
                 float* d = j.Dst + t * rows;
                 for (long g = ga; g < gb; g++)
                 {
                     byte* pg = j.Packed + g * groupBytes;
                     long a = Math.Max(r0, g * G), b = Math.Min(pEnd, g * G + G);
-                    if (b - a == G)
-                    {
-                        if (four) TK.Packed4(pg, xt, j.XStride, nb, d + g * G, rows);
-                        else TK.Packed1(pg, xt, nb, d + g * G);
-                        continue;
-                    }
-                    if (four) TK.Packed4(pg, xt, j.XStride, nb, tmp, G);
-                    else TK.Packed1(pg, xt, nb, tmp);
-                    for (int k = 0; k < (four ? 4 : 1); k++)
+                    bool whole = b - a == G;
+                    float* o = whole ? d + g * G : tmp;
+                    long oStride = whole ? rows : G;
+                    if (step == 4) TK.Packed4(pg, xt, j.XStride, nb, o, oStride);
+                    else if (step == 2) TK.Packed2(pg, xt, j.XStride, nb, o, oStride);
+                    else TK.Packed1(pg, xt, nb, o);
+                    if (whole) continue;
+                    for (int k = 0; k < step; k++)
                         for (long r = a; r < b; r++) d[k * rows + r] = tmp[k * G + (r - g * G)];
                 }
             }

@@ -233,11 +233,12 @@ internal unsafe struct Q4_0Neon : IRowKernel
 
 /// <summary>
 /// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.Repack"/>):
-/// one group of eight rows · four tokens' panels, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
+/// one group of eight rows · four tokens' panels, · two, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
 /// </summary>
 internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 {
     static abstract void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
+    static abstract void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed1(byte* group, byte* panel, int nb, float* dst);
 }
 
@@ -248,6 +249,14 @@ internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : st
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedAvx2x4<TVnni>(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedAvx2x1<TVnni>(group, panel, nb, dst);
+
+    // Two tokens as two one-token passes: the same per-token arithmetic as Packed4 and Packed1 (PackedToken256), so a
+    // token's result does not depend on the batch it decodes in.
+    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
+    {
+        DotQ4_0.PackedAvx2x1<TVnni>(group, panel, nb, dst);
+        DotQ4_0.PackedAvx2x1<TVnni>(group, panel + panelBytes, nb, dst + dstStride);
+    }
 }
 
 /// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off).</summary>
@@ -256,6 +265,7 @@ internal unsafe struct Q4_0PanelAvx512<TVbmi> : IPackedQ4_0Kernel where TVbmi : 
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed2(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.Packed1(group, panel, nb, dst);
 }
 
