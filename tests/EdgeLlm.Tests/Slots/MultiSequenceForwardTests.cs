@@ -12,18 +12,23 @@ public class MultiSequenceForwardTests
     public static TheoryData<string, int> Cases()
     {
         var d = new TheoryData<string, int>();
-        foreach (string m in new[] { "stories260K", "llama.gguf", "gemma2.gguf", "llama-Q4_K.gguf", RandomQ4_0 })
+        foreach (string m in new[] { "stories260K", "llama.gguf", "gemma2.gguf", "llama-Q4_K.gguf", RandomQ4_0, RandomQ8_0 })
             foreach (int s in new[] { 2, 3, 5 })
                 d.Add(m, s);
         return d;
     }
 
     /// <summary>
-    /// A random llama in Q4_0: on AVX-512 its batches of two tokens or more run the eight-row GEMM over the repacked
-    /// weights (two- and four-token steps, one-token tails) while each sequence alone decodes through the one-token
-    /// panel loop over the stored rows.
+    /// Random llamas in Q4_0 and Q8_0: on x64 their matmuls run the eight-row GEMM over the repacked weights (four-,
+    /// two- and one-token steps), so a sequence decoding alone and the same sequence inside a batch of several go through
+    /// different kernels of that GEMM, which must give each token the same bits.
     /// </summary>
     private const string RandomQ4_0 = "random-Q4_0";
+    private const string RandomQ8_0 = "random-Q8_0";
+
+    private static readonly Lazy<string> RandomQ8_0Path = new(() => Model.RandomModel.Write(
+        new Model.RandomModelSpec { Dim = 256, Ffn = 512, Heads = 4, KvHeads = 2, Vocab = 300, WeightType = EdgeLlm.Gguf.GgmlType.Q8_0, Seed = 16 },
+        TestPaths.TempFile("slots-random-q8_0.gguf")));
 
     private static readonly Lazy<string> RandomQ4_0Path = new(() => Model.RandomModel.Write(
         new Model.RandomModelSpec { Dim = 256, Ffn = 512, Heads = 4, KvHeads = 2, Vocab = 300, WeightType = EdgeLlm.Gguf.GgmlType.Q4_0, Seed = 15 },
@@ -33,6 +38,7 @@ public class MultiSequenceForwardTests
     {
         "stories260K" => TestPaths.Stories260K,
         RandomQ4_0 => RandomQ4_0Path.Value,
+        RandomQ8_0 => RandomQ8_0Path.Value,
         _ => TestPaths.Data(Path.Combine("models-visible", name)),
     };
 

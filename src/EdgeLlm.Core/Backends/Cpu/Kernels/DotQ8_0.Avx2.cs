@@ -63,14 +63,16 @@ public static unsafe partial class DotQ8_0
     /// <summary>
     /// One row · four tokens on AVX2 (prefill's register block): per eight blocks the weight scales once and each
     /// token's d_w·d_x; per block the weights loaded and |q| taken once for the four tokens, each token then vpsignb of
-    /// its activations, vpmaddubsw + vpmaddwd (or vpdpbusd), int → float and one FMA with its broadcast scale, into
-    /// one accumulator per token. The one-token loop alternates two accumulators, so the two agree to float rounding.
+    /// its activations, vpmaddubsw + vpmaddwd (or vpdpbusd), int → float and one FMA with its broadcast scale. Each
+    /// token keeps two accumulators, even and odd blocks, as <see cref="Avx2Loop{TVnni}"/> does, so a token gets the
+    /// same bits in a batch of four as alone (a sequence decoding beside others equals itself decoding alone).
     /// </summary>
     private static void Avx2Loop4<TVnni>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride)
         where TVnni : struct, IIsaFlag
     {
         const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes), xOff = BlockScales.Offsets(XB);
         byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
         int b = 0;
@@ -81,7 +83,7 @@ public static unsafe partial class DotQ8_0
             Vector256<float> dw = BlockScales.Half8(w, wOff);
             Vector256<float> d0 = dw * BlockScales.Half8(x0 + xo, xOff), d1 = dw * BlockScales.Half8(x1 + xo, xOff);
             Vector256<float> d2 = dw * BlockScales.Half8(x2 + xo, xOff), d3 = dw * BlockScales.Half8(x3 + xo, xOff);
-            for (int k = 0; k < 8; k++)
+            for (int k = 0; k < 8; k += 2)
             {
                 Vector256<sbyte> q = Vector256.Load((sbyte*)(w + k * BlockBytes + 2));
                 Vector256<byte> aq = Avx2.Abs(q);
@@ -91,6 +93,14 @@ public static unsafe partial class DotQ8_0
                 a1 = SignedBlock<TVnni>(a1, aq, q, x1 + yo, Avx2.PermuteVar8x32(d1, idx));
                 a2 = SignedBlock<TVnni>(a2, aq, q, x2 + yo, Avx2.PermuteVar8x32(d2, idx));
                 a3 = SignedBlock<TVnni>(a3, aq, q, x3 + yo, Avx2.PermuteVar8x32(d3, idx));
+                q = Vector256.Load((sbyte*)(w + (k + 1) * BlockBytes + 2));
+                aq = Avx2.Abs(q);
+                idx = Vector256.Create(k + 1);
+                yo += XB;
+                b0 = SignedBlock<TVnni>(b0, aq, q, x0 + yo, Avx2.PermuteVar8x32(d0, idx));
+                b1 = SignedBlock<TVnni>(b1, aq, q, x1 + yo, Avx2.PermuteVar8x32(d1, idx));
+                b2 = SignedBlock<TVnni>(b2, aq, q, x2 + yo, Avx2.PermuteVar8x32(d2, idx));
+                b3 = SignedBlock<TVnni>(b3, aq, q, x3 + yo, Avx2.PermuteVar8x32(d3, idx));
             }
         }
         for (; b < nb; b++, w += BlockBytes)
@@ -104,10 +114,10 @@ public static unsafe partial class DotQ8_0
             a2 = SignedBlock<TVnni>(a2, aq, q, x2 + xo + 2, Vector256.Create(dwb * Fp16.Read(x2 + xo)));
             a3 = SignedBlock<TVnni>(a3, aq, q, x3 + xo + 2, Vector256.Create(dwb * Fp16.Read(x3 + xo)));
         }
-        dst[0] = Vector256.Sum(a0);
-        dst[dstStride] = Vector256.Sum(a1);
-        dst[2 * dstStride] = Vector256.Sum(a2);
-        dst[3 * dstStride] = Vector256.Sum(a3);
+        dst[0] = Vector256.Sum(a0 + b0);
+        dst[dstStride] = Vector256.Sum(a1 + b1);
+        dst[2 * dstStride] = Vector256.Sum(a2 + b2);
+        dst[3 * dstStride] = Vector256.Sum(a3 + b3);
     }
 
     /// <summary>acc + float(Σ |q|·(y·sign q) per 4-byte group)·d for one block (the activations' 32 quants at <paramref name="y"/>).</summary>
