@@ -116,7 +116,10 @@ public unsafe class ContextShiftTests
         unrotated.Forward(tokens[40], 22, a);
         double off = 0;
         for (int i = 0; i < a.Length; i++) off = Math.Max(off, Math.Abs(a[i] - b[i]));
-        Assert.True(off > 10 * tolerance * scale, $"moving the rows without rotating them changed the logits by only {off}");
+        // Far outside both the tolerance and the error the shift actually made (a fixed multiple of the tolerance alone
+        // depends on the random weights' logit scale: f16's loose tolerance let some seeds fall short of it).
+        Assert.True(off > 2 * tolerance * scale && off > 10 * worst,
+            $"moving the rows without rotating them changed the logits by only {off} (the shift's own error {worst}, tolerance {tolerance * scale})");
     }
 
     [Theory]
