@@ -8,7 +8,7 @@ namespace EdgeLlm.Cli;
 /// <summary>Loads the model a command names (-m, -t, -c, --device) and logs what was loaded and on which device.</summary>
 public static class ModelOptions
 {
-    public static LlamaModel Load(CliArgs args, CliContext ctx, int? minContext = null)
+    public static LlamaModel Load(CliArgs args, CliContext ctx, int? minContext = null, bool batchInvariant = false)
     {
         string path = ModelPaths.Resolve(args.GetString("-m"));
         int threads = args.GetInt("-t", 0, 0, 1024);
@@ -22,7 +22,7 @@ public static class ModelOptions
         var load = LoadOptions(args) with { Progress = progress.Report };
         LlamaModel model;
         try { model = LlamaModel.Load(ModelPaths.Open(path, load), new BackendOptions { Threads = threads, ContextSize = context, Device = device, Load = load, GpuLayers = GpuLayersOption(args),
-            CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v") }); }
+            CacheTypeK = CacheType(args, "--cache-type-k"), CacheTypeV = CacheType(args, "--cache-type-v"), BatchInvariant = batchInvariant }); }
         finally { progress.Done(); }
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         LogLoad(model, log);

@@ -44,7 +44,8 @@ public sealed class ServeCommand : Command
         if (forced is not null && ChatTemplates.FromName(forced) is null)
             throw new UsageException($"unknown chat template '{forced}' (known: {string.Join(", ", ChatTemplates.KnownNames)})");
 
-        using var model = ModelOptions.Load(args, ctx);
+        // Several slots decode in one batch: each stream must equal itself alone, so every batch size computes alike.
+        using var model = ModelOptions.Load(args, ctx, batchInvariant: parallel > 1);
         var kind = ChatTemplates.Resolve(model.File.GetString("tokenizer.chat_template"), forced, out string? warning);
         if (warning is not null) ctx.Err.WriteLine($"edgellm serve: warning: {warning}");
         using var engine = new InferenceEngine(model, ModelId(model.File.Path), kind, queue, parallel, args.Has("--embeddings"));

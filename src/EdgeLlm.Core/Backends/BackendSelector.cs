@@ -45,7 +45,7 @@ public static class BackendSelector
             IBackend? cpu = null;
             try
             {
-                cpu = new CpuBackend(options.Threads);
+                cpu = new CpuBackend(options.Threads, options.BatchInvariant);
                 bool tied = !file.Tensors.Any(t => t.Name == "output.weight");
                 var split = new Split.SplitBackend(cpu, cuda, plan.CpuLayers, plan.LayerCount, tied);
                 return new BackendSelection(split,
@@ -64,7 +64,7 @@ public static class BackendSelector
     }
 
     public static BackendSelection Cpu(BackendOptions options, string description, bool warn) =>
-        new(new CpuBackend(options.Threads), description, IsCuda: false, Warn: warn);
+        new(new CpuBackend(options.Threads, options.BatchInvariant), description, IsCuda: false, Warn: warn);
 
     /// <summary>
     /// Selects the backend (<see cref="Select(ResolvedOptions)"/>) and hands it to <paramref name="build"/>, which owns it

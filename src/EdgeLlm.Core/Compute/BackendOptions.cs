@@ -37,4 +37,13 @@ public sealed class BackendOptions
     /// "all", or a count); the rest run on the CPU through <see cref="Backends.Split.SplitBackend"/>.
     /// </summary>
     public string GpuLayers { get; init; } = "auto";
+
+    /// <summary>
+    /// Compute a token's rows the same way whatever the batch size, so a sequence decoded beside others (the server's
+    /// <c>--parallel</c> slots, <c>LlamaModel.ForwardSequences</c>) gives exactly what it gives alone. On the CPU, weights
+    /// repacked for the eight-row GEMM (Q4_0, Q8_0) then run it for one-token steps too, which a lone decode pays for
+    /// (1.1B Q4_0, 2 threads, this VM: 24 tok/s instead of 37); off, one-token steps read the stored rows and
+    /// batches of four or more the repacked copy, agreeing to float rounding. Default off.
+    /// </summary>
+    public bool BatchInvariant { get; init; }
 }

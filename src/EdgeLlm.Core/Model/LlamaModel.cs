@@ -289,7 +289,9 @@ public sealed class LlamaModel : IDisposable
     /// The matrix products run once over the whole batch (the weights are read once per call), attention runs per
     /// sequence against its own cache. Writes each sequence's last-token logits, sequence-major, into
     /// <paramref name="logits"/> (seqs.Length * VocabSize floats). Each row is computed exactly as
-    /// <see cref="Forward(ReadOnlySpan{int}, int, Span{float}, bool)"/> computes it for that sequence alone.
+    /// <see cref="Forward(ReadOnlySpan{int}, int, Span{float}, bool)"/> computes it for that sequence alone when the backend
+    /// was made with <see cref="BackendOptions.BatchInvariant"/> (otherwise to float rounding: batches of four tokens or
+    /// more may run other kernels than a lone token).
     /// At most <see cref="MaxBatch"/> tokens in all.
     /// </summary>
     public void ForwardSequences(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceBatch> seqs, Span<float> logits)

@@ -42,7 +42,7 @@ public class MultiSequenceForwardTests
         _ => TestPaths.Data(Path.Combine("models-visible", name)),
     };
 
-    private static LlamaModel Load(string name) => LlamaModel.Load(PathOf(name), new BackendOptions { Threads = 2, ContextSize = 64, MaxBatch = 64 });
+    private static LlamaModel Load(string name) => LlamaModel.Load(PathOf(name), new BackendOptions { Threads = 2, ContextSize = 64, MaxBatch = 64, BatchInvariant = true });
 
     private static int ArgMax(ReadOnlySpan<float> x)
     {

@@ -22,7 +22,7 @@ public sealed class ParallelServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 2, ContextSize = 256 });
+        Model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 2, ContextSize = 256, BatchInvariant = true }); // as serve --parallel N loads it
         var engine = new InferenceEngine(Model, "stories260K", ChatTemplateKind.ChatMl, queueLimit: 16, parallel: Slots, embeddings: true);
         Server = await EdgeLlmServer.StartAsync(engine, new ServerOptions { Port = 0, ApiKey = ServerFixture.Key, LogProvider = new CapturingLoggerProvider() });
     }

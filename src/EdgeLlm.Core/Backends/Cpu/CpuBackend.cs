@@ -31,11 +31,17 @@ public sealed unsafe class CpuBackend : IBackend
     private bool _disposed;
 
     /// <param name="threads">worker threads including the caller; 0 = one per logical processor.</param>
-    public CpuBackend(int threads = 0)
+    /// <param name="threads">worker threads including the caller; 0 = one per logical processor.</param>
+    /// <param name="batchInvariant">one-token matmuls of repacked weights run the packed GEMM too, so a token's result does
+    /// not depend on the batch it is in (<see cref="BackendOptions.BatchInvariant"/>).</param>
+    public CpuBackend(int threads = 0, bool batchInvariant = false)
     {
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"thread count {threads} is negative");
         _pool = new WorkerPool(threads == 0 ? Environment.ProcessorCount : threads);
+        _batchInvariant = batchInvariant;
     }
+
+    private readonly bool _batchInvariant;
 
     public int ThreadCount => _pool.ThreadCount;
 
@@ -148,8 +154,11 @@ public sealed unsafe class CpuBackend : IBackend
             throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
         Need(x, nTokens * w.Ne0, "matmul x");
         Need(dst, nTokens * w.Rows, "matmul dst");
-        if (!w.PackDecided) MaybePack(w);
-        _matMul!.Run(_pool, w, P(x), P(dst), nTokens);
+        // The packed GEMM for batches of four tokens or more; for fewer too when batch invariance is asked for (its
+        // one-token kernel is slower than the one-row loops over the stored rows, which a lone decode uses otherwise).
+        bool packed = nTokens >= 4 || _batchInvariant;
+        if (packed && !w.PackDecided) MaybePack(w);
+        _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
     }
 
     public void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope)

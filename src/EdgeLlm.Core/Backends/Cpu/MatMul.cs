@@ -73,13 +73,13 @@ internal sealed unsafe class MatMul : ParallelWork
         return maxBatch * most;
     }
 
-    public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens)
+    public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens, bool usePacked = true)
     {
         _row = KernelTable.For(w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
         _w = w;
         _x = x;
         int n = (int)w.Ne0;
-        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.Packs ? w.Packed : null };
+        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.Packs && usePacked ? w.Packed : null };
         if (_row.Traits.IsQuantized)
         {
             _xqRowBytes = _row.ActivationBytes(n);
