@@ -87,6 +87,8 @@ public unsafe class KernelArgsTests
         Check<QuantizeArgs>("quantize.cu", "quantize_q8");
         Check<MatVecQ8Args>("matmul.cu", Each(CudaKernels.IsIntegerDot, "matvec_{0}_t1").Concat(Each(CudaKernels.IsIntegerDot, "matvec_{0}_t8")).ToArray());
         Check<MatVecFloatArgs>("matmul.cu", Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t1").Concat(Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t8")).ToArray());
+        Check<MatVecPackedArgs>("matvec_packed.cu", CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8" }).ToArray());
+        Check<GetRowsArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"get_rows_packed_{CudaKernels.Suffix(t)}").ToArray());
         Check<RopeArgs>("rope.cu", "rope_f32");
         Check<StoreKvArgs>("elementwise.cu", "store_kv_f16");
         Check<BinaryArgs>("elementwise.cu", "swiglu_f32", "geglu_f32", "add_f32");
@@ -107,6 +109,7 @@ public unsafe class KernelArgsTests
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
         };
+        covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));
     }

@@ -49,7 +49,7 @@ public sealed unsafe partial class CudaBackend
     {
         var w = op.Weight!;
         var args = new GetRowsArgs { Table = w.Ptr, RowBytes = w.RowBytes, Ne0 = (int)w.Ne0, Ids = _step + sizeof(int), Dst = op.Dst!.Ptr };
-        Launch(_kernels.GetRows[(int)w.Type], (uint)op.Tokens, 1, ElementwiseThreads, ref args);
+        Launch((w.Packed ? _kernels.GetRowsPacked : _kernels.GetRows)[(int)w.Type], (uint)op.Tokens, 1, ElementwiseThreads, ref args);
     }
 
     private void ExecRmsNorm(in CudaOp op)
@@ -77,11 +77,25 @@ public sealed unsafe partial class CudaBackend
                 _qxTokens = n;
                 _qxK = k;
             }
-            var args = new MatVecQ8Args
+            if (w.Packed)
             {
-                Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n,
-            };
-            Launch(fn, grid, 1, MatVecWarps * 32, ref args);
+                // matvec_packed.cu: 16-byte loads of the repacked rows, wpr warps per row (MatVecWarps / wpr rows per block)
+                int wpr = CudaRepack.WarpsPerRow(rows, k);
+                int rowsPerBlock = MatVecWarps / wpr;
+                var packed = new MatVecPackedArgs
+                {
+                    Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n, WarpsPerRow = wpr,
+                };
+                Launch(n == 1 ? _kernels.PackedT1[(int)w.Type] : _kernels.PackedT8[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref packed);
+            }
+            else
+            {
+                var args = new MatVecQ8Args
+                {
+                    Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n,
+                };
+                Launch(fn, grid, 1, MatVecWarps * 32, ref args);
+            }
         }
         else
         {

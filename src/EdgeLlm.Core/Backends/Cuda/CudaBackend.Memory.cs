@@ -90,11 +90,59 @@ public sealed unsafe partial class CudaBackend
             _weights.Add(mapped);
             return mapped;
         }
+        if (CudaRepack.Packs(tensor.Type)) return LoadPacked(tensor);
         CudaDriver.Check(CudaDriver.cuMemAlloc(out ulong dptr, (nuint)Math.Max(1, tensor.ByteLength)), "cuMemAlloc_v2");
         var w = new CudaWeight(tensor.Name, tensor.Type, tensor.Ne0, tensor.Rows, dptr, rowBytes, owned: true);
         _weights.Add(w);
         Upload(dptr, tensor.Data, tensor.ByteLength);
         UploadedWeightBytes += tensor.ByteLength;
+        return w;
+    }
+
+    /// <summary>
+    /// A weight of a type <see cref="CudaRepack"/> handles, rewritten row by row into its packed layout on the way
+    /// through the staging buffers. Only for device memory: on an integrated GPU the mapped file is read in place
+    /// (the weights stay in the page cache once, no second copy in the shared memory), with matmul.cu's kernels.
+    /// </summary>
+    private BackendWeight LoadPacked(TensorView tensor)
+    {
+        long packedRow = CudaRepack.RowBytes(tensor.Type, tensor.Ne0), rawRow = tensor.RowBytes, rows = tensor.Rows;
+        long bytes = packedRow * rows;
+        if (packedRow > UploadPiece) throw new EdgeLlmException($"cuda: tensor {tensor.Name} has rows of {packedRow} bytes, more than the {UploadPiece}-byte upload piece");
+        CudaDriver.Check(CudaDriver.cuMemAlloc(out ulong dptr, (nuint)Math.Max(1, bytes)), "cuMemAlloc_v2");
+        var w = new CudaWeight(tensor.Name, tensor.Type, tensor.Ne0, rows, dptr, packedRow, owned: true, packed: true);
+        _weights.Add(w);
+        long perPiece = Math.Max(1, UploadPiece / packedRow);
+        if (_uploadStaging == null && !TryAllocateUploadStaging())
+        {
+            var piece = new byte[Math.Min(perPiece, rows) * packedRow];
+            for (long r0 = 0; r0 < rows; r0 += perPiece)
+            {
+                long n = Math.Min(perPiece, rows - r0);
+                for (long r = 0; r < n; r++)
+                    CudaRepack.PackRow(tensor.Type, tensor.Ne0, new ReadOnlySpan<byte>(tensor.Data + (r0 + r) * rawRow, (int)rawRow), piece.AsSpan((int)(r * packedRow), (int)packedRow));
+                fixed (byte* p = piece)
+                    CudaDriver.Check(CudaDriver.cuMemcpyHtoD(dptr + (ulong)(r0 * packedRow), p, (nuint)(n * packedRow)), "cuMemcpyHtoD_v2");
+            }
+            _needContextSync = true;
+        }
+        else
+        {
+            for (long r0 = 0; r0 < rows; r0 += perPiece)
+            {
+                long n = Math.Min(perPiece, rows - r0);
+                int slot = _uploadSlot;
+                _uploadSlot ^= 1;
+                if (_uploadPending[slot]) CudaDriver.Check(CudaDriver.cuEventSynchronize(_uploadDone[slot]), "cuEventSynchronize");
+                byte* staging = _uploadStaging + slot * UploadPiece;
+                for (long r = 0; r < n; r++)
+                    CudaRepack.PackRow(tensor.Type, tensor.Ne0, new ReadOnlySpan<byte>(tensor.Data + (r0 + r) * rawRow, (int)rawRow), new Span<byte>(staging + r * packedRow, (int)packedRow));
+                CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync(dptr + (ulong)(r0 * packedRow), staging, (nuint)(n * packedRow), _stream), "cuMemcpyHtoDAsync_v2");
+                CudaDriver.Check(CudaDriver.cuEventRecord(_uploadDone[slot], _stream), "cuEventRecord");
+                _uploadPending[slot] = true;
+            }
+        }
+        UploadedWeightBytes += bytes;
         return w;
     }
 

@@ -35,12 +35,20 @@ internal sealed class CudaKernels : IDisposable
             matmul.Add($"matvec_{Suffix(t)}_t8");
             getRows.Add($"get_rows_{Suffix(t)}");
         }
+        var packed = new List<string>();
+        foreach (var t in CudaRepack.Types)
+        {
+            packed.Add($"matvec_packed_{Suffix(t)}_t1");
+            packed.Add($"matvec_packed_{Suffix(t)}_t8");
+            packed.Add($"get_rows_packed_{Suffix(t)}");
+        }
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
             ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
+            ["matvec_packed.cu"] = packed.ToArray(),
             ["quantize.cu"] = ["quantize_q8"],
             ["rmsnorm.cu"] = ["rmsnorm_f32"],
             ["rope.cu"] = ["rope_f32"],
@@ -55,6 +63,9 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
+
+    /// <summary>Indexed by (int)GgmlType for <see cref="CudaRepack.Types"/>: the kernels of matvec_packed.cu.</summary>
+    public readonly CudaFunction[] PackedT1 = new CudaFunction[64], PackedT8 = new CudaFunction[64], GetRowsPacked = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -130,6 +141,12 @@ internal sealed class CudaKernels : IDisposable
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];
             MatVecT8[(int)t] = _functions[$"matvec_{Suffix(t)}_t8"];
             GetRows[(int)t] = _functions[$"get_rows_{Suffix(t)}"];
+        }
+        foreach (var t in CudaRepack.Types)
+        {
+            PackedT1[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t1"];
+            PackedT8[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t8"];
+            GetRowsPacked[(int)t] = _functions[$"get_rows_packed_{Suffix(t)}"];
         }
     }
 

@@ -88,6 +88,32 @@ internal unsafe struct MatVecQ8Args : IKernelArgs<MatVecQ8Args>
     }
 }
 
+/// <summary>
+/// matvec_packed_&lt;type&gt;_t1/_t8(w, rowBytes, k, rows, qx, dx, sx, dst, tokens, wpr): products over rows in
+/// <see cref="CudaRepack"/>'s layout, <c>wpr</c> warps per row.
+/// </summary>
+internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
+{
+    public ulong Weight;
+    public long RowBytes;
+    public int K;
+    public int Rows;
+    public ulong Qx;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Dst;
+    public int Tokens;
+    public int WarpsPerRow;
+
+    public static int Count => 10;
+
+    public static void Pointers(MatVecPackedArgs* a, void** p)
+    {
+        p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx;
+        p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow;
+    }
+}
+
 /// <summary>matvec_&lt;f32|f16|bf16&gt;_t1/_t8(w, rowBytes, k, rows, x, dst, tokens): products with float activations.</summary>
 internal unsafe struct MatVecFloatArgs : IKernelArgs<MatVecFloatArgs>
 {

@@ -1,0 +1,229 @@
+// Matrix-vector products over weights repacked at upload (CudaRepack.cs), and the embedding lookup of such
+// weights. matmul.cu reads ggml's blocks as stored: 18- or 210-byte blocks allow only 2-byte loads, so a Q4_0
+// block costs 9 weight loads and 8 activation loads, and the L1 load pipe, not memory, sets the speed. Here a
+// row keeps its bytes (same size, padded to 16) but each field of the row's blocks lies in its own array, so a
+// lane reads a block's quants with one 16-byte load and its activations with two:
+//
+//   Q4_0  [nb x 16 B nibbles][nb x fp16 d]                           (nibble byte j: weight j low, j+16 high)
+//   Q8_0  [nb x 32 B int8][nb x fp16 d]
+//   Q4_K  [nb x 16 B nibbles][nsb x 16 B: fp16 d, fp16 dmin, 12 B ggml scales]   (nb = 8 nsb)
+//   Q6_K  [nb x 16 B low nibbles][nb x 8 B high bits][nb x 2 i8 scales][nsb x fp16 d]
+//
+// nb = K / 32 blocks of 32 weights; nibbles as in Q4_0 whatever the source type; the Q6_K high bits as two
+// words, one for weights 0..15 and one for 16..31, bits 2j..2j+1 of byte i holding weight 4j + i's.
+//
+// Lane i of a warp takes blocks i, i+32, ... exactly as matmul.cu does, with the same block arithmetic, so with
+// one warp per row a result is bit-identical to matmul.cu's. Rows that are few and long (70B's K/V projections:
+// 1024 rows of 8192) take wpr = 2 or 4 warps of the block each: warp w of a row starts at block 32 w and steps
+// by 32 wpr, and the warps' sums are added in warp order through shared memory.
+#include "common.cuh"
+
+#define MVP_WARPS 4 // warps per thread block (128 threads)
+
+#define PTYPE_Q4_0 0
+#define PTYPE_Q8_0 1
+#define PTYPE_Q4_K 2
+#define PTYPE_Q6_K 3
+
+// Nibbles of four bytes: low (weights 4j..4j+3) against xq[j], high (16+4j..) against xq[j+4].
+__device__ __forceinline__ int nibble_dot(uint4 q, const int* xq)
+{
+    int sumi = 0;
+    sumi = dp4a((int)(q.x & 0x0F0F0F0Fu), xq[0], sumi);
+    sumi = dp4a((int)((q.x >> 4) & 0x0F0F0F0Fu), xq[4], sumi);
+    sumi = dp4a((int)(q.y & 0x0F0F0F0Fu), xq[1], sumi);
+    sumi = dp4a((int)((q.y >> 4) & 0x0F0F0F0Fu), xq[5], sumi);
+    sumi = dp4a((int)(q.z & 0x0F0F0F0Fu), xq[2], sumi);
+    sumi = dp4a((int)((q.z >> 4) & 0x0F0F0F0Fu), xq[6], sumi);
+    sumi = dp4a((int)(q.w & 0x0F0F0F0Fu), xq[3], sumi);
+    sumi = dp4a((int)((q.w >> 4) & 0x0F0F0F0Fu), xq[7], sumi);
+    return sumi;
+}
+
+__device__ __forceinline__ u32 word_of(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// Sub-block s's 6-bit scale and min from the 12 ggml scale bytes held in words a (bytes 0..3), b (4..7), c (8..11).
+__device__ __forceinline__ void q4k_scale_min_words(int s, u32 a, u32 b, u32 c, int* sc, int* m)
+{
+    int sh = 8 * (s & 3);
+    int A = (int)((a >> sh) & 0xFFu), B = (int)((b >> sh) & 0xFFu), C = (int)((c >> sh) & 0xFFu);
+    if (s < 4) { *sc = A & 63; *m = B & 63; }
+    else { *sc = (C & 0xF) | ((A >> 6) << 4); *m = (C >> 4) | ((B >> 6) << 4); }
+}
+
+// Block b of a packed row of nb blocks against the 8 activation words xq (scale dxv, scaled sum sxv).
+template <int TYPE>
+__device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, int b, const int* xq, float dxv, float sxv)
+{
+    if (TYPE == PTYPE_Q4_0)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        float d = half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b));
+        int sumi = nibble_dot(q, xq);
+        return __fmul_rn(d, __fsub_rn(__fmul_rn(dxv, (float)sumi), __fmul_rn(8.0f, sxv)));
+    }
+    if (TYPE == PTYPE_Q8_0)
+    {
+        const uint4* p = (const uint4*)(row + 32 * (i64)b);
+        uint4 q0 = p[0], q1 = p[1];
+        float d = half_to_float(*(const u16*)(row + 32 * (i64)nb + 2 * b));
+        int sumi = 0;
+        sumi = dp4a((int)q0.x, xq[0], sumi);
+        sumi = dp4a((int)q0.y, xq[1], sumi);
+        sumi = dp4a((int)q0.z, xq[2], sumi);
+        sumi = dp4a((int)q0.w, xq[3], sumi);
+        sumi = dp4a((int)q1.x, xq[4], sumi);
+        sumi = dp4a((int)q1.y, xq[5], sumi);
+        sumi = dp4a((int)q1.z, xq[6], sumi);
+        sumi = dp4a((int)q1.w, xq[7], sumi);
+        return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+    }
+    if (TYPE == PTYPE_Q4_K)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        uint4 h = *(const uint4*)(row + 16 * (i64)nb + 16 * (i64)(b >> 3));
+        float d = half_to_float((u16)(h.x & 0xFFFFu)), dmin = half_to_float((u16)(h.x >> 16));
+        int sc, m;
+        q4k_scale_min_words(b & 7, h.y, h.z, h.w, &sc, &m);
+        int sumi = nibble_dot(q, xq);
+        return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), __fmul_rn(dxv, (float)sumi)),
+                         __fmul_rn(__fmul_rn(dmin, (float)m), sxv));
+    }
+    // PTYPE_Q6_K
+    uint4 l = *(const uint4*)(row + 16 * (i64)b);
+    uint2 h = *(const uint2*)(row + 16 * (i64)nb + 8 * (i64)b);
+    u32 scw = *(const u16*)(row + 24 * (i64)nb + 2 * b);
+    float d = half_to_float(*(const u16*)(row + 26 * (i64)nb + 2 * (b >> 3)));
+    int s1 = 0, s2 = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = word_of(l, j);
+        u32 lo = (v & 0x0F0F0F0Fu) | (((h.x >> (2 * j)) & 0x03030303u) << 4);
+        u32 hi = ((v >> 4) & 0x0F0F0F0Fu) | (((h.y >> (2 * j)) & 0x03030303u) << 4);
+        s1 = dp4a((int)__vsub4(lo, 0x20202020u), xq[j], s1);
+        s2 = dp4a((int)__vsub4(hi, 0x20202020u), xq[j + 4], s2);
+    }
+    int sumi = (int)(i8)(u8)(scw & 0xFFu) * s1 + (int)(i8)(u8)(scw >> 8) * s2;
+    return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+}
+
+// W: rows x rowBytes packed rows; qx/dx/sx: the q8 activations of nTokens rows of K (quantize.cu);
+// dst: [nTokens, rows]; wpr: warps per row (1, 2 or 4), MVP_WARPS / wpr rows per thread block.
+template <int NT, int TYPE>
+__device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
+                                              const i8* __restrict__ qx, const float* __restrict__ dx,
+                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens, int wpr)
+{
+    __shared__ float part[MVP_WARPS][NT];
+    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+    int sub = warp % wpr;
+    int r = blockIdx.x * (MVP_WARPS / wpr) + warp / wpr;
+    bool live = r < rows; // no early return: the warps of a row meet at the barriers below
+    const u8* row = W + (i64)(live ? r : 0) * rowBytes;
+    int nb = K / 32;
+    for (int t0 = 0; t0 < nTokens; t0 += NT)
+    {
+        float acc[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+        if (live)
+            for (int b = sub * WARP + lane; b < nb; b += WARP * wpr)
+            {
+#pragma unroll
+                for (int t = 0; t < NT; t++)
+                {
+                    if (t0 + t < nTokens)
+                    {
+                        i64 tok = t0 + t;
+                        const uint4* xp = (const uint4*)(qx + tok * K + (i64)b * 32);
+                        uint4 x0 = xp[0], x1 = xp[1];
+                        int xq[8] = {(int)x0.x, (int)x0.y, (int)x0.z, (int)x0.w, (int)x1.x, (int)x1.y, (int)x1.z, (int)x1.w};
+                        acc[t] = __fadd_rn(acc[t], packed_dot<TYPE>(row, nb, b, xq, dx[tok * nb + b], sx[tok * nb + b]));
+                    }
+                }
+            }
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+        {
+            if (t0 + t < nTokens)
+            {
+                float s = warp_sum(acc[t]);
+                if (wpr == 1)
+                {
+                    if (lane == 0 && live) dst[(i64)(t0 + t) * rows + r] = s;
+                }
+                else if (lane == 0) part[warp][t] = s;
+            }
+        }
+        if (wpr > 1)
+        {
+            __syncthreads();
+            if (sub == 0 && lane < NT && live && t0 + lane < nTokens)
+            {
+                float s = part[warp][lane];
+                for (int w = 1; w < wpr; w++) s = __fadd_rn(s, part[warp + w][lane]);
+                dst[(i64)(t0 + lane) * rows + r] = s;
+            }
+            __syncthreads();
+        }
+    }
+}
+
+#define MATVEC_PACKED(NAME, TYPE)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
+                              const float* sx, float* dst, int nTokens, int wpr)                                      \
+    { matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }                                  \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
+                              const float* sx, float* dst, int nTokens, int wpr)                                      \
+    { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }
+
+MATVEC_PACKED(q4_0, PTYPE_Q4_0)
+MATVEC_PACKED(q8_0, PTYPE_Q8_0)
+MATVEC_PACKED(q4_k, PTYPE_Q4_K)
+MATVEC_PACKED(q6_k, PTYPE_Q6_K)
+
+// ---- weight e of a packed row (the embedding lookup), with get_rows.cu's arithmetic for the ggml blocks ----
+
+template <int TYPE>
+__device__ __forceinline__ float packed_weight(const u8* row, int nb, int e)
+{
+    int b = e / 32, i = e % 32;
+    u8 nib = row[16 * (i64)b + (i & 15)];
+    int v4 = i < 16 ? (nib & 0xF) : (nib >> 4);
+    if (TYPE == PTYPE_Q4_0)
+        return __fmul_rn((float)(v4 - 8), half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)));
+    if (TYPE == PTYPE_Q8_0)
+        return __fmul_rn((float)(i8)row[32 * (i64)b + i], half_to_float(*(const u16*)(row + 32 * (i64)nb + 2 * b)));
+    if (TYPE == PTYPE_Q4_K)
+    {
+        const u8* h = row + 16 * (i64)nb + 16 * (i64)(b >> 3);
+        int sc, m;
+        q4k_scale_min(b & 7, h + 4, &sc, &m);
+        float d = half_to_float(*(const u16*)h), dmin = half_to_float(*(const u16*)(h + 2));
+        return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), (float)v4), __fmul_rn(dmin, (float)m));
+    }
+    // PTYPE_Q6_K
+    int w = i & 15;
+    u8 hb = row[16 * (i64)nb + 8 * (i64)b + (i < 16 ? 0 : 4) + (w & 3)];
+    int v = (v4 | (((hb >> (2 * (w >> 2))) & 3) << 4)) - 32;
+    int s = (i8)row[24 * (i64)nb + 2 * b + (i >= 16 ? 1 : 0)];
+    float d = half_to_float(*(const u16*)(row + 26 * (i64)nb + 2 * (b >> 3)));
+    return __fmul_rn(__fmul_rn(d, (float)s), (float)v);
+}
+
+#define GET_ROWS_PACKED(NAME, TYPE)                                                                                   \
+    extern "C" __global__ void get_rows_packed_##NAME(const u8* __restrict__ table, i64 rowBytes, int ne0,            \
+                                                      const int* __restrict__ ids, float* __restrict__ dst)           \
+    {                                                                                                                 \
+        const u8* row = table + (i64)ids[blockIdx.x] * rowBytes;                                                      \
+        float* out = dst + (i64)blockIdx.x * ne0;                                                                     \
+        for (int e = threadIdx.x; e < ne0; e += blockDim.x) out[e] = packed_weight<TYPE>(row, ne0 / 32, e);           \
+    }
+
+GET_ROWS_PACKED(q4_0, PTYPE_Q4_0)
+GET_ROWS_PACKED(q8_0, PTYPE_Q8_0)
+GET_ROWS_PACKED(q4_k, PTYPE_Q4_K)
+GET_ROWS_PACKED(q6_k, PTYPE_Q6_K)

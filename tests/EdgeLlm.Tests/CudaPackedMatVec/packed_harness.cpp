@@ -1,0 +1,116 @@
+// Runs kernels/matvec_packed.cu (and, for comparison, matmul.cu's product over the same weights in ggml's layout)
+// on the CPU with the emulated SIMT blocks of ../Cuda/HostEmulation/host_shim.h (force-included).
+// stdin: op name (NUL-terminated), type name (NUL-terminated), then
+//   matvec:   i32 K, rows, nTokens, NT (1 or 8), wpr (1, 2 or 4); i64 packedRowBytes, rows * packedRowBytes bytes;
+//             i64 rowBytes, rows * rowBytes bytes (ggml); nTokens * K floats x
+//             -> per 32-block of x: dx (float) and 32 int8 quants (quantize_q8's arithmetic); nTokens * rows floats from
+//                matvec_packed_<type>_t<NT> with wpr warps per row; nTokens * rows floats from matvec_<type>_t<NT>
+//   get_rows: i32 K, rows; i64 packedRowBytes, rows * packedRowBytes bytes -> rows * K floats (get_rows_packed_<type>)
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+struct uint2 { unsigned x, y; };
+#define __launch_bounds__(...)
+
+#include "matmul.cu"
+#include "matvec_packed.cu"
+
+typedef void (*MatVecFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int);
+typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int);
+typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
+
+struct Entry { const char* name; PackedFn p1, p8; MatVecFn m1, m8; GetRowsFn rows; };
+
+#define ENTRY(NAME) {#NAME, matvec_packed_##NAME##_t1, matvec_packed_##NAME##_t8, matvec_##NAME##_t1, matvec_##NAME##_t8, get_rows_packed_##NAME}
+
+static const Entry Types[] = { ENTRY(q4_0), ENTRY(q8_0), ENTRY(q4_k), ENTRY(q6_k) };
+
+static void read_exact(void* p, size_t n)
+{
+    if (std::fread(p, 1, n, stdin) != n) { std::fprintf(stderr, "packed_harness: short input\n"); std::exit(2); }
+}
+
+template <typename T> static T read1() { T v; read_exact(&v, sizeof v); return v; }
+
+static std::string read_name()
+{
+    std::string s;
+    for (int c; (c = std::fgetc(stdin)) > 0;) s.push_back((char)c);
+    return s;
+}
+
+// 16-byte aligned storage, as cuMemAlloc gives the kernels (the packed rows are read with 16-byte loads).
+static std::vector<uint4> read_rows(int rows, i64 rowBytes)
+{
+    std::vector<uint4> v((size_t)(rows * rowBytes + 15) / 16);
+    read_exact(v.data(), (size_t)(rows * rowBytes));
+    return v;
+}
+
+int main()
+{
+    std::string op = read_name(), type = read_name();
+    const Entry* t = nullptr;
+    for (const Entry& e : Types) if (type == e.name) t = &e;
+    if (!t) { std::fprintf(stderr, "packed_harness: unknown type '%s'\n", type.c_str()); return 2; }
+    if (op == "get_rows")
+    {
+        int K = read1<int>(), rows = read1<int>();
+        i64 packedRow = read1<i64>();
+        std::vector<uint4> packed = read_rows(rows, packedRow);
+        std::vector<int> ids((size_t)rows);
+        for (int r = 0; r < rows; r++) ids[(size_t)r] = r;
+        std::vector<float> out((size_t)rows * K);
+        simt_launch((unsigned)rows, 1, 64, [&] { t->rows((const u8*)packed.data(), packedRow, K, ids.data(), out.data()); });
+        std::fwrite(out.data(), 4, out.size(), stdout);
+        return 0;
+    }
+    if (op != "matvec") { std::fprintf(stderr, "packed_harness: unknown op '%s'\n", op.c_str()); return 2; }
+    int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), nt = read1<int>(), wpr = read1<int>();
+    i64 packedRow = read1<i64>();
+    std::vector<uint4> packed = read_rows(rows, packedRow);
+    i64 rawRow = read1<i64>();
+    std::vector<uint4> raw = read_rows(rows, rawRow);
+    std::vector<float> x((size_t)nTokens * K);
+    read_exact(x.data(), x.size() * 4);
+
+    // quantize_q8's arithmetic for each 32-block, serially (as ../Cuda/HostEmulation/harness.cpp does: the
+    // quantize kernel's own emulation is tested there; here it would cost an OS thread per value).
+    i64 blocks = (i64)nTokens * K / 32;
+    std::vector<uint4> qxStore((size_t)nTokens * K / 16);
+    i8* qx = (i8*)qxStore.data();
+    std::vector<float> dx((size_t)blocks), sx((size_t)blocks);
+    for (i64 b = 0; b < blocks; b++)
+    {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = std::fmax(amax, std::fabs(x[(size_t)(b * 32 + i)]));
+        float d = amax / 127.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            int q = amax == 0.0f ? 0 : __float2int_rn(x[(size_t)(b * 32 + i)] / d);
+            qx[b * 32 + i] = (i8)q;
+            sum += q;
+        }
+        dx[(size_t)b] = d;
+        sx[(size_t)b] = d * (float)sum;
+        std::fwrite(&d, 4, 1, stdout);
+        std::fwrite(qx + b * 32, 1, 32, stdout);
+    }
+
+    std::vector<float> outPacked((size_t)nTokens * rows, NAN), outRaw((size_t)nTokens * rows, NAN);
+    PackedFn pf = nt == 1 ? t->p1 : t->p8;
+    int rowsPerBlock = MVP_WARPS / wpr;
+    simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
+        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outPacked.data(), nTokens, wpr);
+    });
+    MatVecFn mf = nt == 1 ? t->m1 : t->m8;
+    simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
+        mf((const u8*)raw.data(), rawRow, K, rows, qx, dx.data(), sx.data(), outRaw.data(), nTokens);
+    });
+    std::fwrite(outPacked.data(), 4, outPacked.size(), stdout);
+    std::fwrite(outRaw.data(), 4, outRaw.size(), stdout);
+    return 0;
+}
