@@ -8,9 +8,16 @@
 //   Q8_0  [nb x 32 B int8][nb x fp16 d]
 //   Q4_K  [nb x 16 B nibbles][nsb x 16 B: fp16 d, fp16 dmin, 12 B ggml scales]   (nb = 8 nsb)
 //   Q6_K  [nb x 16 B low nibbles][nb x 8 B high bits][nb x 2 i8 scales][nsb x fp16 d]
+//   Q4_1  [nb x 16 B nibbles][nb x (fp16 d, fp16 m)]
+//   Q5_0  [nb x 16 B nibbles][nb x u32 fifth bits][nb x fp16 d]
+//   Q5_1  [nb x 16 B nibbles][nb x u32 fifth bits][nb x (fp16 d, fp16 m)]
+//   IQ4_NL [nb x 16 B nibble indices][nb x fp16 d]
+//   Q5_K  [nb x 16 B nibbles][nb x u32 fifth bits][nsb x 16 B: fp16 d, fp16 dmin, 12 B ggml scales]
+//   IQ4_XS [nb x 16 B nibble indices][nsb x 8 B: fp16 d, u16 scales_h, 4 B scales_l]
 //
-// nb = K / 32 blocks of 32 weights; nibbles as in Q4_0 whatever the source type; the Q6_K high bits as two
-// words, one for weights 0..15 and one for 16..31, bits 2j..2j+1 of byte i holding weight 4j + i's.
+// nb = K / 32 blocks of 32 weights; nibbles as in Q4_0 whatever the source type; fifth bits as in Q5_0 (bit i of
+// the word: weight i); the Q6_K high bits as two words, one for weights 0..15 and one for 16..31, bits 2j..2j+1
+// of byte i holding weight 4j + i's.
 //
 // Lane i of a warp takes blocks i, i+32, ... exactly as matmul.cu does, with the same block arithmetic, so with
 // one warp per row a result is bit-identical to matmul.cu's. Rows that are few and long (70B's K/V projections:
@@ -24,6 +31,12 @@
 #define PTYPE_Q8_0 1
 #define PTYPE_Q4_K 2
 #define PTYPE_Q6_K 3
+#define PTYPE_Q4_1 4
+#define PTYPE_Q5_0 5
+#define PTYPE_Q5_1 6
+#define PTYPE_IQ4_NL 7
+#define PTYPE_Q5_K 8
+#define PTYPE_IQ4_XS 9
 
 // Nibbles of four bytes: low (weights 4j..4j+3) against xq[j], high (16+4j..) against xq[j+4].
 __device__ __forceinline__ int nibble_dot(uint4 q, const int* xq)
@@ -37,6 +50,34 @@ __device__ __forceinline__ int nibble_dot(uint4 q, const int* xq)
     sumi = dp4a((int)((q.z >> 4) & 0x0F0F0F0Fu), xq[6], sumi);
     sumi = dp4a((int)(q.w & 0x0F0F0F0Fu), xq[3], sumi);
     sumi = dp4a((int)((q.w >> 4) & 0x0F0F0F0Fu), xq[7], sumi);
+    return sumi;
+}
+
+// Nibbles with their fifth bits (bit i of qh: weight i) against the activations.
+__device__ __forceinline__ int nibble5_dot(uint4 q, u32 qh, const int* xq)
+{
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
+        sumi = dp4a((int)(v & 0x0F0F0F0Fu) | spread4_bit4(qh >> (4 * j)), xq[j], sumi);
+        sumi = dp4a((int)((v >> 4) & 0x0F0F0F0Fu) | spread4_bit4(qh >> (16 + 4 * j)), xq[j + 4], sumi);
+    }
+    return sumi;
+}
+
+// IQ4 level indices against the activations.
+__device__ __forceinline__ int iq4_nibble_dot(uint4 q, const int* xq)
+{
+    int sumi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
+        sumi = dp4a(iq4_levels4(v & 0x0F0F0F0Fu), xq[j], sumi);
+        sumi = dp4a(iq4_levels4((v >> 4) & 0x0F0F0F0Fu), xq[j + 4], sumi);
+    }
     return sumi;
 }
 
@@ -88,6 +129,58 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
         int sumi = nibble_dot(q, xq);
         return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), __fmul_rn(dxv, (float)sumi)),
                          __fmul_rn(__fmul_rn(dmin, (float)m), sxv));
+    }
+    if (TYPE == PTYPE_Q4_1)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        u32 dm = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+        float d = half_to_float((u16)(dm & 0xFFFFu)), m = half_to_float((u16)(dm >> 16));
+        int sumi = nibble_dot(q, xq);
+        return __fadd_rn(__fmul_rn(d, __fmul_rn(dxv, (float)sumi)), __fmul_rn(m, sxv));
+    }
+    if (TYPE == PTYPE_Q5_0)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+        float d = half_to_float(*(const u16*)(row + 20 * (i64)nb + 2 * b));
+        int sumi = nibble5_dot(q, qh, xq);
+        return __fmul_rn(d, __fsub_rn(__fmul_rn(dxv, (float)sumi), __fmul_rn(16.0f, sxv)));
+    }
+    if (TYPE == PTYPE_Q5_1)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+        u32 dm = *(const u32*)(row + 20 * (i64)nb + 4 * b);
+        float d = half_to_float((u16)(dm & 0xFFFFu)), m = half_to_float((u16)(dm >> 16));
+        int sumi = nibble5_dot(q, qh, xq);
+        return __fadd_rn(__fmul_rn(d, __fmul_rn(dxv, (float)sumi)), __fmul_rn(m, sxv));
+    }
+    if (TYPE == PTYPE_IQ4_NL)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        float d = half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b));
+        return __fmul_rn(__fmul_rn(d, dxv), (float)iq4_nibble_dot(q, xq));
+    }
+    if (TYPE == PTYPE_Q5_K)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+        uint4 h = *(const uint4*)(row + 20 * (i64)nb + 16 * (i64)(b >> 3));
+        float d = half_to_float((u16)(h.x & 0xFFFFu)), dmin = half_to_float((u16)(h.x >> 16));
+        int sc, m;
+        q4k_scale_min_words(b & 7, h.y, h.z, h.w, &sc, &m);
+        int sumi = nibble5_dot(q, qh, xq);
+        return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), __fmul_rn(dxv, (float)sumi)),
+                         __fmul_rn(__fmul_rn(dmin, (float)m), sxv));
+    }
+    if (TYPE == PTYPE_IQ4_XS)
+    {
+        uint4 q = *(const uint4*)(row + 16 * (i64)b);
+        uint2 h = *(const uint2*)(row + 16 * (i64)nb + 8 * (i64)(b >> 3));
+        int s = b & 7;
+        float d = half_to_float((u16)(h.x & 0xFFFFu));
+        int ls = (int)(((h.y >> (4 * s)) & 0xFu) | (((h.x >> (16 + 2 * s)) & 3u) << 4)) - 32;
+        return __fmul_rn(__fmul_rn(d, (float)ls), __fmul_rn(dxv, (float)iq4_nibble_dot(q, xq)));
     }
     // PTYPE_Q6_K
     uint4 l = *(const uint4*)(row + 16 * (i64)b);
@@ -184,6 +277,12 @@ MATVEC_PACKED(q4_0, PTYPE_Q4_0)
 MATVEC_PACKED(q8_0, PTYPE_Q8_0)
 MATVEC_PACKED(q4_k, PTYPE_Q4_K)
 MATVEC_PACKED(q6_k, PTYPE_Q6_K)
+MATVEC_PACKED(q4_1, PTYPE_Q4_1)
+MATVEC_PACKED(q5_0, PTYPE_Q5_0)
+MATVEC_PACKED(q5_1, PTYPE_Q5_1)
+MATVEC_PACKED(iq4_nl, PTYPE_IQ4_NL)
+MATVEC_PACKED(q5_k, PTYPE_Q5_K)
+MATVEC_PACKED(iq4_xs, PTYPE_IQ4_XS)
 
 // ---- weight e of a packed row (the embedding lookup), with get_rows.cu's arithmetic for the ggml blocks ----
 
@@ -204,6 +303,36 @@ __device__ __forceinline__ float packed_weight(const u8* row, int nb, int e)
         q4k_scale_min(b & 7, h + 4, &sc, &m);
         float d = half_to_float(*(const u16*)h), dmin = half_to_float(*(const u16*)(h + 2));
         return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), (float)v4), __fmul_rn(dmin, (float)m));
+    }
+    if (TYPE == PTYPE_Q4_1)
+    {
+        const u8* dm = row + 16 * (i64)nb + 4 * b;
+        return __fadd_rn(__fmul_rn((float)v4, half_to_float(*(const u16*)dm)), half_to_float(*(const u16*)(dm + 2)));
+    }
+    if (TYPE == PTYPE_Q5_0 || TYPE == PTYPE_Q5_1 || TYPE == PTYPE_Q5_K)
+    {
+        int v = v4 | (int)(((*(const u32*)(row + 16 * (i64)nb + 4 * b) >> i) & 1u) << 4);
+        if (TYPE == PTYPE_Q5_0) return __fmul_rn((float)(v - 16), half_to_float(*(const u16*)(row + 20 * (i64)nb + 2 * b)));
+        if (TYPE == PTYPE_Q5_1)
+        {
+            const u8* dm = row + 20 * (i64)nb + 4 * b;
+            return __fadd_rn(__fmul_rn((float)v, half_to_float(*(const u16*)dm)), half_to_float(*(const u16*)(dm + 2)));
+        }
+        const u8* h = row + 20 * (i64)nb + 16 * (i64)(b >> 3);
+        int sc, m;
+        q4k_scale_min(b & 7, h + 4, &sc, &m);
+        float d = half_to_float(*(const u16*)h), dmin = half_to_float(*(const u16*)(h + 2));
+        return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)sc), (float)v), __fmul_rn(dmin, (float)m));
+    }
+    if (TYPE == PTYPE_IQ4_NL)
+        return __fmul_rn(half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), (float)iq4_level(v4));
+    if (TYPE == PTYPE_IQ4_XS)
+    {
+        const u8* h = row + 16 * (i64)nb + 8 * (i64)(b >> 3);
+        int s = b & 7;
+        int ls = ((h[4 + (s >> 1)] >> (4 * (s & 1))) & 0xF) | (int)(((*(const u16*)(h + 2) >> (2 * s)) & 3) << 4);
+        float dl = __fmul_rn(half_to_float(*(const u16*)h), (float)(ls - 32));
+        return __fmul_rn(dl, (float)iq4_level(v4));
     }
     // PTYPE_Q6_K
     int w = i & 15;
@@ -227,3 +356,9 @@ GET_ROWS_PACKED(q4_0, PTYPE_Q4_0)
 GET_ROWS_PACKED(q8_0, PTYPE_Q8_0)
 GET_ROWS_PACKED(q4_k, PTYPE_Q4_K)
 GET_ROWS_PACKED(q6_k, PTYPE_Q6_K)
+GET_ROWS_PACKED(q4_1, PTYPE_Q4_1)
+GET_ROWS_PACKED(q5_0, PTYPE_Q5_0)
+GET_ROWS_PACKED(q5_1, PTYPE_Q5_1)
+GET_ROWS_PACKED(iq4_nl, PTYPE_IQ4_NL)
+GET_ROWS_PACKED(q5_k, PTYPE_Q5_K)
+GET_ROWS_PACKED(iq4_xs, PTYPE_IQ4_XS)

@@ -73,8 +73,8 @@ public class PackedMatVecTests
     [Fact]
     public void TypesWithoutAPackedLayoutAreRefused()
     {
-        Assert.False(CudaRepack.Packs(GgmlType.Q5_K));
-        Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.Q5_K, 256, new byte[176], new byte[176]));
+        Assert.False(CudaRepack.Packs(GgmlType.Q2_K));
+        Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.Q2_K, 256, new byte[84], new byte[96]));
         Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.Q4_0, 64, new byte[35], new byte[48]));
     }
 
@@ -161,10 +161,10 @@ public class PackedMatVecTests
                 string entry = $"matvec_packed_{CudaKernels.Suffix(t)}_{nt}";
                 string body = EntryBody(ptx, entry);
                 // per token: two 16-byte activation loads; per block one (two for Q8_0) 16-byte quant loads, and
-                // the Q4_K super-block header
+                // the Q4_K/Q5_K super-block header
                 int v4 = Regex.Matches(body, @"ld\.global(\.nc)?\.v4\.(u32|b32|s32)").Count;
                 int tokens = nt == "t1" ? 1 : 8;
-                int want = 2 * tokens + (t == GgmlType.Q8_0 ? 2 : 1) + (t == GgmlType.Q4_K ? 1 : 0);
+                int want = 2 * tokens + (t == GgmlType.Q8_0 ? 2 : 1) + (t is GgmlType.Q4_K or GgmlType.Q5_K ? 1 : 0);
                 Assert.True(v4 >= want, $"sm_{arch} {entry}: {v4} 16-byte global loads, want at least {want}");
                 Assert.DoesNotContain("ld.local", body);
                 var (regs, spill) = Figures(cubin.Log, entry);
@@ -257,8 +257,8 @@ public class PackedMatVecTests
         rng.NextBytes(bytes);
         int[] halves = type switch
         {
-            GgmlType.Q4_0 or GgmlType.Q8_0 => [0],
-            GgmlType.Q4_K => [0, 2],
+            GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS => [0],
+            GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q4_1 or GgmlType.Q5_1 => [0, 2],
             GgmlType.Q6_K => [208],
             _ => throw new ArgumentException(type.ToString()),
         };
@@ -327,6 +327,41 @@ public class PackedMatVecTests
                             raw[o + 128 + 32 * half + l] |= (byte)(hi2 << (2 * quarter));
                         }
                     }
+                }
+                break;
+            case GgmlType.Q4_1:
+            case GgmlType.Q5_0:
+            case GgmlType.Q5_1:
+            case GgmlType.IQ4_NL:
+                int sc = type is GgmlType.Q4_1 or GgmlType.Q5_1 ? 4 : 2, hb = type is GgmlType.Q5_0 or GgmlType.Q5_1 ? 4 : 0;
+                for (int b = 0; b < nb; b++)
+                {
+                    int o = b * (sc + hb + 16);
+                    Array.Copy(p, (16 + hb) * nb + sc * b, raw, o, sc);       // d (and m)
+                    Array.Copy(p, 16 * nb + hb * b, raw, o + sc, hb);         // qh
+                    Array.Copy(p, 16 * b, raw, o + sc + hb, 16);              // nibbles
+                }
+                break;
+            case GgmlType.Q5_K:
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    int o = sb * 176;
+                    Array.Copy(p, 20 * nb + 16 * sb, raw, o, 16);
+                    for (int i = 0; i < 256; i++)
+                    {
+                        int s = i / 32, w = i % 32, b = 8 * sb + s;
+                        int nib = (p[16 * b + (w & 15)] >> (w < 16 ? 0 : 4)) & 0xF;
+                        raw[o + 48 + 32 * (i / 64) + w] |= (byte)(nib << (4 * (s & 1)));
+                        int fifth = (int)(BitConverter.ToUInt32(p, 16 * nb + 4 * b) >> w) & 1;
+                        raw[o + 16 + w] |= (byte)(fifth << s);
+                    }
+                }
+                break;
+            case GgmlType.IQ4_XS:
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    Array.Copy(p, 16 * nb + 8 * sb, raw, sb * 136, 8);
+                    Array.Copy(p, 128 * sb, raw, sb * 136 + 8, 128);
                 }
                 break;
             default:

@@ -10,10 +10,14 @@ namespace EdgeLlm.Backends.Cuda;
 /// </summary>
 internal static class CudaRepack
 {
-    /// <summary>The weight types repacked at upload (the Q4_K_M mix and Q8_0).</summary>
-    public static readonly GgmlType[] Types = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    /// <summary>The weight types repacked at upload.</summary>
+    public static readonly GgmlType[] Types =
+    [
+        GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
+        GgmlType.Q5_K, GgmlType.IQ4_XS,
+    ];
 
-    public static bool Packs(GgmlType t) => t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool Packs(GgmlType t) => Array.IndexOf(Types, t) >= 0;
 
     /// <summary>Bytes of one packed row of <paramref name="k"/> weights: ggml's row size rounded up to 16.</summary>
     public static long RowBytes(GgmlType t, long k) => (GgmlTypes.RowBytes(t, k) + 15) & ~15L;
@@ -100,6 +104,50 @@ internal static class CudaRepack
                         dst[24 * nb + 2 * b] = blk[192 + 2 * g];
                         dst[24 * nb + 2 * b + 1] = blk[192 + 2 * g + 1];
                     }
+                }
+                break;
+            case GgmlType.Q4_1:
+            case GgmlType.Q5_0:
+            case GgmlType.Q5_1:
+            case GgmlType.IQ4_NL:
+                // ggml: [fp16 d][fp16 m (Q4_1, Q5_1)][u32 qh (Q5_0, Q5_1)][16 B nibbles]; packed: the nibbles, then
+                // the fifth-bit words, then the scales (d, or d and m)
+                int scaleBytes = t is GgmlType.Q4_1 or GgmlType.Q5_1 ? 4 : 2;
+                int highBytes = t is GgmlType.Q5_0 or GgmlType.Q5_1 ? 4 : 0;
+                int blockBytes = scaleBytes + highBytes + 16;
+                for (int b = 0; b < nb; b++)
+                {
+                    var blk = src.Slice(b * blockBytes, blockBytes);
+                    blk.Slice(scaleBytes + highBytes, 16).CopyTo(dst.Slice(16 * b, 16));
+                    blk.Slice(scaleBytes, highBytes).CopyTo(dst.Slice(16 * nb + highBytes * b, highBytes));
+                    blk[..scaleBytes].CopyTo(dst.Slice((16 + highBytes) * nb + scaleBytes * b, scaleBytes));
+                }
+                break;
+            case GgmlType.Q5_K:
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    var blk = src.Slice(sb * 176, 176);
+                    blk[..16].CopyTo(dst.Slice(20 * nb + 16 * sb, 16)); // d, dmin, the 12 scale bytes
+                    var qh = blk.Slice(16, 32);
+                    for (int s = 0; s < 8; s++)
+                    {
+                        var chunk = blk.Slice(48 + 32 * (s >> 1), 32);
+                        int shift = 4 * (s & 1);
+                        var o = dst.Slice(16 * (8 * sb + s), 16);
+                        for (int j = 0; j < 16; j++)
+                            o[j] = (byte)(((chunk[j] >> shift) & 0xF) | (((chunk[16 + j] >> shift) & 0xF) << 4));
+                        uint bits = 0; // bit l: the fifth bit of weight l of sub-block s (bit s of ggml's qh[l])
+                        for (int l = 0; l < 32; l++) bits |= (uint)((qh[l] >> s) & 1) << l;
+                        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(dst.Slice(16 * nb + 4 * (8 * sb + s), 4), bits);
+                    }
+                }
+                break;
+            case GgmlType.IQ4_XS:
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    var blk = src.Slice(sb * 136, 136);
+                    blk[..8].CopyTo(dst.Slice(16 * nb + 8 * sb, 8)); // d, scales_h, scales_l
+                    blk.Slice(8, 128).CopyTo(dst.Slice(16 * 8 * sb, 128));
                 }
                 break;
             default:
