@@ -81,7 +81,12 @@ public sealed unsafe partial class CudaBackend
             {
                 Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n,
             };
-            Launch(fn, grid, 1, MatVecWarps * 32, ref args);
+            if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
+            {
+                var (gx, gy) = CudaPrefill.GemmGrid(rows, n);
+                Launch(GemmPath == CudaGemmPath.Mma ? _kernels.GemmMma[(int)w.Type] : _kernels.GemmDp4a[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
+            }
+            else Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
         else
         {
@@ -116,6 +121,18 @@ public sealed unsafe partial class CudaBackend
 
     private void ExecAttention(in CudaOp op)
     {
+        if (CudaPrefill.UsesFlashAttention(op.Tokens))
+        {
+            var fa = new AttentionPrefillArgs
+            {
+                Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Dst = op.Dst!.Ptr, Step = _step, PosDelta = op.PosDelta,
+                Tokens = op.Tokens, Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / (op.KvDim / op.HeadDim),
+                Scale = op.Scale, Softcap = op.Softcap, Window = op.Window,
+            };
+            var (fx, fy) = CudaPrefill.AttentionGrid(op.Heads, op.Tokens);
+            Launch(_kernels.AttentionPrefill, fx, fy, CudaPrefill.AttentionThreads, ref fa);
+            return;
+        }
         // Recording checked the grid (heads, tokens) against CUDA's limits (CudaLaunchLimits.CheckAttentionGrid).
         var args = new AttentionArgs
         {
