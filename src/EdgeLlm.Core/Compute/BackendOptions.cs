@@ -7,6 +7,9 @@ public sealed class BackendOptions
     public const int DefaultContextCap = 4096;
     public const int DefaultMaxBatch = 64;
 
+    /// <summary>The batch when <see cref="MaxBatch"/> is 0 and the device is CUDA: prefill runs as GEMMs (kernels/gemm.cu), which want long batches.</summary>
+    public const int DefaultCudaMaxBatch = 512;
+
     /// <summary>CPU threads including the caller (the <c>-t</c> option); 0 = one per logical processor.</summary>
     public int Threads { get; init; }
 
@@ -14,8 +17,9 @@ public sealed class BackendOptions
     /// May exceed the trained context (RoPE extrapolates; quality is the caller's business).</summary>
     public int ContextSize { get; init; }
 
-    /// <summary>Tokens per forward batch; longer inputs are processed in chunks of this size.</summary>
-    public int MaxBatch { get; init; } = DefaultMaxBatch;
+    /// <summary>Tokens per forward batch; longer inputs are processed in chunks of this size. 0 = <see cref="DefaultCudaMaxBatch"/>
+    /// on a CUDA device ("cuda", "cuda:N"), <see cref="DefaultMaxBatch"/> otherwise.</summary>
+    public int MaxBatch { get; init; }
 
     /// <summary>
     /// Where to run: "cpu" (the default for library callers), "auto" (CUDA when a usable GPU is found, else the

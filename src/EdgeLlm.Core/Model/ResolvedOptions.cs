@@ -41,7 +41,7 @@ public sealed class ResolvedOptions
 
     /// <summary>
     /// Parses the file's config (<see cref="ModelFormatException"/> naming what is wrong) and checks the context size
-    /// (1 to <see cref="LlamaConfig.MaxContext"/>) and the batch size (at least 1).
+    /// (1 to <see cref="LlamaConfig.MaxContext"/>) and the batch size (at least 1; 0 picks the device's default).
     /// </summary>
     public static ResolvedOptions Resolve(GgufFile file, BackendOptions options, DeviceSpec device)
     {
@@ -49,7 +49,9 @@ public sealed class ResolvedOptions
         int ctx = options.ContextSize == 0 ? Math.Min(c.ContextLength, BackendOptions.DefaultContextCap) : options.ContextSize;
         if (ctx < 1 || ctx > LlamaConfig.MaxContext)
             throw new ArgumentOutOfRangeException(nameof(options), $"context size {options.ContextSize} is not in [1, {LlamaConfig.MaxContext}]");
-        if (options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), $"batch size {options.MaxBatch} must be at least 1");
-        return new ResolvedOptions(file, options, c, device, ctx, Math.Min(options.MaxBatch, ctx));
+        if (options.MaxBatch < 0) throw new ArgumentOutOfRangeException(nameof(options), $"batch size {options.MaxBatch} must be at least 1 (or 0 for the device's default)");
+        int batch = options.MaxBatch != 0 ? options.MaxBatch
+            : device.Kind == DeviceKind.Cuda ? BackendOptions.DefaultCudaMaxBatch : BackendOptions.DefaultMaxBatch;
+        return new ResolvedOptions(file, options, c, device, ctx, Math.Min(batch, ctx));
     }
 }

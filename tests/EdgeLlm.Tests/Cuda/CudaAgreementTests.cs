@@ -81,12 +81,16 @@ public class CudaAgreementTests
     }
 
     /// <summary>
-    /// Decode (one token per step, NT=1 kernels, replayed CUDA graphs) gives bit-identical logits to one prefill
-    /// batch (NT=8 kernels): every output is computed by the same operations in the same order.
+    /// Decode (one token per step, NT=1 kernels, replayed CUDA graphs) agrees with one prefill batch (the GEMMs of
+    /// kernels/gemm.cu for Q4_0/Q8_0/Q4_K/Q6_K, NT=8 matvecs for the others, flash-attention prefill) within
+    /// NMSE 1e-4 per position: both paths quantize the same activations to 8 bits and differ only in the order of
+    /// float sums (and the rare 8-bit rounding that order flips); a misread tile or fragment is of order 1. Not bit
+    /// for bit: that requirement ruled out every batched kernel (issue 17).
     /// </summary>
     [CudaDeviceTheory]
     [InlineData(GgmlType.F16)]
     [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q4_1)]
@@ -97,7 +101,7 @@ public class CudaAgreementTests
     [InlineData(GgmlType.IQ4_XS)]
     [InlineData(GgmlType.Q3_K)]
     [InlineData(GgmlType.Q2_K)]
-    public void DecodeStepsMatchThePrefillBatchExactly(GgmlType type)
+    public void DecodeStepsAgreeWithThePrefillBatch(GgmlType type)
     {
         string path = RandomModel.Write(new RandomModelSpec { WeightType = type, Dim = 256, Heads = 4, KvHeads = 2, Ffn = 512, Layers = 2, Vocab = 300, ContextLength = 128 });
         const int n = 24;
@@ -110,7 +114,8 @@ public class CudaAgreementTests
         for (int p = 0; p < n; p++)
         {
             gpu.Forward(tokens[p], p, step);
-            Assert.True(step.AsSpan().SequenceEqual(batch.AsSpan(p * 300, 300)), $"{type}: decode logits at position {p} differ from the batch's");
+            double e = Nmse(step, batch.AsSpan(p * 300, 300));
+            Assert.True(e <= FloatNmse, $"{type}: decode logits at position {p} are NMSE {e:E2} from the batch's (bound {FloatNmse:E0})");
         }
         var cuda = (CudaBackend)gpu.Backend;
         if (cuda.GraphsEnabled)

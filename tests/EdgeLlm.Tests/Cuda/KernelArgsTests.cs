@@ -95,6 +95,8 @@ public unsafe class KernelArgsTests
         Check<AddBiasArgs>("elementwise.cu", "add_bias_f32");
         Check<ScalarArgs>("elementwise.cu", "scale_f32", "softcap_f32");
         Check<AttentionArgs>("attention.cu", "attention_f16");
+        Check<AttentionPrefillArgs>("attention_prefill.cu", "attention_prefill_f16", "attention_prefill_f32");
+        Check<MatVecQ8Args>("gemm.cu", CudaKernels.GemmTypes.SelectMany(t => new[] { $"gemm_mma_{CudaKernels.Suffix(t)}", $"gemm_dp4a_{CudaKernels.Suffix(t)}" }).ToArray());
         Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
         Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
@@ -108,8 +110,16 @@ public unsafe class KernelArgsTests
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
+            "attention_prefill_f16", "attention_prefill_f32",
         };
         covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
+        foreach (var t in CudaKernels.GemmTypes)
+        {
+            covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}");
+            covered.Add($"gemm_dp4a_{CudaKernels.Suffix(t)}");
+            covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}_packed");
+            covered.Add($"gemm_dp4a_{CudaKernels.Suffix(t)}_packed");
+        }
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));
     }

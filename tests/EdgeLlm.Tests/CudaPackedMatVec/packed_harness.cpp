@@ -11,9 +11,6 @@
 #include <string>
 #include <vector>
 
-struct uint2 { unsigned x, y; };
-#define __launch_bounds__(...)
-
 #include "matmul.cu"
 #include "matvec_packed.cu"
 

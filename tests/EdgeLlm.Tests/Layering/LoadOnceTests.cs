@@ -29,7 +29,7 @@ public class LoadOnceTests
         Assert.Equal(new DeviceSpec(DeviceKind.Cuda, 1), small.Device);
 
         Assert.Throws<ArgumentOutOfRangeException>(() => ResolvedOptions.Resolve(file, new BackendOptions { ContextSize = -1 }));
-        Assert.Throws<ArgumentOutOfRangeException>(() => ResolvedOptions.Resolve(file, new BackendOptions { MaxBatch = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ResolvedOptions.Resolve(file, new BackendOptions { MaxBatch = -1 }));
         Assert.Throws<ArgumentException>(() => ResolvedOptions.Resolve(file, new BackendOptions { Device = "tpu" }));
     }
 

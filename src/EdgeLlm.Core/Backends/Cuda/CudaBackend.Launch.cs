@@ -77,7 +77,20 @@ public sealed unsafe partial class CudaBackend
                 _qxTokens = n;
                 _qxK = k;
             }
-            if (w.Packed)
+            if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
+            {
+                // gemm.cu: a batch of tokens as a tiled GEMM, over the repacked rows or ggml's blocks as uploaded
+                var args = new MatVecQ8Args
+                {
+                    Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n,
+                };
+                var (gx, gy) = CudaPrefill.GemmGrid(rows, n);
+                var gemm = GemmPath == CudaGemmPath.Mma
+                    ? (w.Packed ? _kernels.GemmMmaPacked : _kernels.GemmMma)
+                    : (w.Packed ? _kernels.GemmDp4aPacked : _kernels.GemmDp4a);
+                Launch(gemm[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
+            }
+            else if (w.Packed)
             {
                 // matvec_packed.cu: 16-byte loads of the repacked rows, wpr warps per row (MatVecWarps / wpr rows per block)
                 int wpr = CudaRepack.WarpsPerRow(rows, k);
@@ -130,6 +143,18 @@ public sealed unsafe partial class CudaBackend
 
     private void ExecAttention(in CudaOp op)
     {
+        if (CudaPrefill.UsesFlashAttention(op.Tokens))
+        {
+            var fa = new AttentionPrefillArgs
+            {
+                Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Dst = op.Dst!.Ptr, Step = _step, PosDelta = op.PosDelta,
+                Tokens = op.Tokens, Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / (op.KvDim / op.HeadDim),
+                Scale = op.Scale, Softcap = op.Softcap, Window = op.Window,
+            };
+            var (fx, fy) = CudaPrefill.AttentionGrid(op.Heads, op.Tokens);
+            Launch(_kernels.AttentionPrefill, fx, fy, CudaPrefill.AttentionThreads, ref fa);
+            return;
+        }
         // Recording checked the grid (heads, tokens) against CUDA's limits (CudaLaunchLimits.CheckAttentionGrid).
         var args = new AttentionArgs
         {

@@ -42,6 +42,9 @@ public sealed unsafe partial class CudaBackend : IBackend
     public CudaDeviceInfo Device { get; }
     public KernelTarget Target { get; }
 
+    /// <summary>The prefill GEMM kernels batches use, chosen once from the compiled architecture (<see cref="CudaPrefill.PathFor"/>).</summary>
+    public CudaGemmPath GemmPath { get; }
+
     /// <summary>True when the weights are read in place from the registered memory map (integrated GPU, no copy).</summary>
     public bool WeightsMapped { get; }
 
@@ -52,7 +55,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public int KernelCacheHits => _kernels.CacheHits;
     public int KernelsCompiled => _kernels.Compiled;
 
-    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}";
+    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}, prefill GEMM {GemmPath}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}";
 
     [ThreadStatic] private static nint t_currentContext;
 
@@ -78,6 +81,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             EnsureContext();
             CudaDriver.Check(CudaDriver.cuStreamCreate(out _stream, CudaDriver.StreamNonBlocking), "cuStreamCreate");
             _kernels = CudaKernels.Load(device, target, cache);
+            GemmPath = CudaPrefill.PathFor(target.Arch);
             CudaDriver.Check(CudaDriver.cuEventCreate(out _stepUploaded, 0x2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate");
             Settings = CudaSettings.FromEnvironment();
             GraphsEnabled = Settings.Graphs && CudaLibraries.DriverHas("cuGraphInstantiateWithFlags");

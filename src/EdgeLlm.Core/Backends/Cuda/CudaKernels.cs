@@ -22,6 +22,14 @@ internal sealed class CudaKernels : IDisposable
     /// <summary>Every weight type with CUDA kernels: every row of the type table, in its order.</summary>
     public static readonly GgmlType[] WeightTypes = Array.ConvertAll(TypeTraits.All.ToArray(), r => r.Type);
 
+    /// <summary>
+    /// Weight types with prefill GEMM kernels (kernels/gemm.cu: gemm_mma_&lt;type&gt; for sm_80+, gemm_dp4a_&lt;type&gt;
+    /// for sm_61..75); batches of the other types run the NT=8 matvec kernels.
+    /// </summary>
+    public static readonly GgmlType[] GemmTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+
+    public static bool HasGemm(GgmlType t) => Array.IndexOf(GemmTypes, t) >= 0;
+
     /// <summary>Kernel file -> its extern "C" entry points.</summary>
     public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = BuildEntryPoints();
 
@@ -42,9 +50,19 @@ internal sealed class CudaKernels : IDisposable
             packed.Add($"matvec_packed_{Suffix(t)}_t8");
             packed.Add($"get_rows_packed_{Suffix(t)}");
         }
+        var gemm = new List<string>();
+        foreach (var t in GemmTypes)
+        {
+            gemm.Add($"gemm_mma_{Suffix(t)}");
+            gemm.Add($"gemm_dp4a_{Suffix(t)}");
+            gemm.Add($"gemm_mma_{Suffix(t)}_packed");
+            gemm.Add($"gemm_dp4a_{Suffix(t)}_packed");
+        }
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
+            ["attention_prefill.cu"] = ["attention_prefill_f16", "attention_prefill_f32"],
+            ["gemm.cu"] = gemm.ToArray(),
             ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
@@ -59,13 +77,16 @@ internal sealed class CudaKernels : IDisposable
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax, AttentionPrefill;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
 
     /// <summary>Indexed by (int)GgmlType for <see cref="CudaRepack.Types"/>: the kernels of matvec_packed.cu.</summary>
     public readonly CudaFunction[] PackedT1 = new CudaFunction[64], PackedT8 = new CudaFunction[64], GetRowsPacked = new CudaFunction[64];
+    /// <summary>Indexed by (int)GgmlType: the prefill GEMMs of the <see cref="GemmTypes"/> (default elsewhere), over ggml's blocks (mapped weights) and over the repacked rows (<see cref="CudaRepack"/>).</summary>
+    public readonly CudaFunction[] GemmMma = new CudaFunction[64], GemmDp4a = new CudaFunction[64],
+        GemmMmaPacked = new CudaFunction[64], GemmDp4aPacked = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -136,6 +157,14 @@ internal sealed class CudaKernels : IDisposable
         AttentionSplit = _functions["attention_split_f16"];
         AttentionCombine = _functions["attention_combine_f32"];
         ArgMax = _functions["argmax_f32"];
+        AttentionPrefill = _functions["attention_prefill_f16"];
+        foreach (var t in GemmTypes)
+        {
+            GemmMma[(int)t] = _functions[$"gemm_mma_{Suffix(t)}"];
+            GemmDp4a[(int)t] = _functions[$"gemm_dp4a_{Suffix(t)}"];
+            GemmMmaPacked[(int)t] = _functions[$"gemm_mma_{Suffix(t)}_packed"];
+            GemmDp4aPacked[(int)t] = _functions[$"gemm_dp4a_{Suffix(t)}_packed"];
+        }
         foreach (var t in WeightTypes)
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];

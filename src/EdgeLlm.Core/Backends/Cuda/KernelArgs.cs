@@ -205,6 +205,34 @@ internal unsafe struct AttentionArgs : IKernelArgs<AttentionArgs>
     }
 }
 
+/// <summary>attention_prefill_f16 / _f32(q, kc, vc, dst, step, posDelta, tokens, heads, headDim, kvDim, group, scale, softcap, window).</summary>
+internal unsafe struct AttentionPrefillArgs : IKernelArgs<AttentionPrefillArgs>
+{
+    public ulong Q;
+    public ulong KCache;
+    public ulong VCache;
+    public ulong Dst;
+    public ulong Step;
+    public int PosDelta;
+    public int Tokens;
+    public int Heads;
+    public int HeadDim;
+    public int KvDim;
+    public int Group;
+    public float Scale;
+    public float Softcap;
+    public int Window;
+
+    public static int Count => 14;
+
+    public static void Pointers(AttentionPrefillArgs* a, void** p)
+    {
+        p[0] = &a->Q; p[1] = &a->KCache; p[2] = &a->VCache; p[3] = &a->Dst; p[4] = &a->Step; p[5] = &a->PosDelta;
+        p[6] = &a->Tokens; p[7] = &a->Heads; p[8] = &a->HeadDim; p[9] = &a->KvDim; p[10] = &a->Group; p[11] = &a->Scale;
+        p[12] = &a->Softcap; p[13] = &a->Window;
+    }
+}
+
 /// <summary>swiglu_f32 / geglu_f32 / add_f32(x, y, count): x[i] = f(x[i], y[i]).</summary>
 internal unsafe struct BinaryArgs : IKernelArgs<BinaryArgs>
 {

@@ -16,6 +16,8 @@
 #include "attention.cu"
 #include "quantize.cu"
 #include "sample.cu"
+#include "gemm.cu"
+#include "attention_prefill.cu"
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
@@ -131,6 +133,68 @@ static bool run_op(const std::string& op)
         MatVecFn fn = nt == 1 ? t->t1 : t->t8;
         simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
             fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
+        });
+    }
+    else if (op == "gemm" || op == "gemm_packed")
+    {
+        // gemm.cu as CudaBackend launches it: quantize_q8, then gemm_{mma,dp4a}_<type> over (ceil(rows/64), ceil(nTokens/64)).
+        // Input: type name (NUL-terminated), i32 K, rows, nTokens, mma (0 dp4a, 1 mma), i64 rowBytes, rows * rowBytes bytes,
+        // nTokens * K floats x -> nTokens * rows floats. gemm_packed: the rows in CudaRepack's layout, the _packed kernels.
+        bool packed = op == "gemm_packed";
+        std::string type;
+        for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
+        int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), mma = read1<int>();
+        i64 rowBytes = read1<i64>();
+        MatVecFn fn = nullptr;
+        if (packed)
+        {
+            if (type == "q4_0") fn = mma ? gemm_mma_q4_0_packed : gemm_dp4a_q4_0_packed;
+            else if (type == "q8_0") fn = mma ? gemm_mma_q8_0_packed : gemm_dp4a_q8_0_packed;
+            else if (type == "q4_k") fn = mma ? gemm_mma_q4_k_packed : gemm_dp4a_q4_k_packed;
+            else if (type == "q6_k") fn = mma ? gemm_mma_q6_k_packed : gemm_dp4a_q6_k_packed;
+        }
+        else if (type == "q4_0") fn = mma ? gemm_mma_q4_0 : gemm_dp4a_q4_0;
+        else if (type == "q8_0") fn = mma ? gemm_mma_q8_0 : gemm_dp4a_q8_0;
+        else if (type == "q4_k") fn = mma ? gemm_mma_q4_k : gemm_dp4a_q4_k;
+        else if (type == "q6_k") fn = mma ? gemm_mma_q6_k : gemm_dp4a_q6_k;
+        if (!fn) { std::fprintf(stderr, "harness: no gemm for '%s'\n", type.c_str()); std::exit(2); }
+        std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+        read_exact(store.data(), (size_t)(rows * rowBytes));
+        std::vector<float> x = read_floats((i64)nTokens * K);
+        i64 blocks = (i64)nTokens * K / 32;
+        std::vector<u32> qxStore((size_t)nTokens * K / 4);
+        std::vector<float> dx((size_t)blocks), sx((size_t)blocks);
+        simt_launch((unsigned)((blocks + 7) / 8), 1, 256, [&] { quantize_q8(x.data(), (i8*)qxStore.data(), dx.data(), sx.data(), blocks); });
+        out.assign((size_t)nTokens * rows, NAN); // every output must be written
+        simt_launch((unsigned)((rows + GEMM_BM - 1) / GEMM_BM), (unsigned)((nTokens + GEMM_BN - 1) / GEMM_BN), GEMM_THREADS, [&] {
+            fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
+        });
+    }
+    else if (op == "attention_prefill")
+    {
+        // i32 nTokens, nHeads, headDim, kvDim, startPos, window, f32Cache (0: fp16, 1: float); f32 scale, softcap;
+        // (startPos + nTokens) * kvDim keys and as many values (u16 or float), nTokens * nHeads * headDim floats q
+        //                                                                   -> nTokens * nHeads * headDim floats
+        int nTokens = read1<int>(), nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(),
+            window = read1<int>(), f32 = read1<int>();
+        float scale = read1<float>(), softcap = read1<float>();
+        size_t cache = (size_t)(start + nTokens) * kvDim;
+        std::vector<u16> kh, vh;
+        std::vector<float> kf, vf;
+        if (f32) { kf = read_floats((i64)cache); vf = read_floats((i64)cache); }
+        else
+        {
+            kh.resize(cache); vh.resize(cache);
+            read_exact(kh.data(), cache * 2);
+            read_exact(vh.data(), cache * 2);
+        }
+        std::vector<float> q = read_floats((i64)nTokens * nHeads * headDim);
+        out.assign(q.size(), NAN);
+        int step[1] = {start};
+        int group = nHeads / (kvDim / headDim);
+        simt_launch((unsigned)nHeads, (unsigned)((nTokens + APF_BQ - 1) / APF_BQ), APF_THREADS, [&] {
+            if (f32) attention_prefill_f32(q.data(), kf.data(), vf.data(), out.data(), step, 0, nTokens, nHeads, headDim, kvDim, group, scale, softcap, window);
+            else attention_prefill_f16(q.data(), kh.data(), vh.data(), out.data(), step, 0, nTokens, nHeads, headDim, kvDim, group, scale, softcap, window);
         });
     }
     else if (op == "attention")

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <math.h> // expf, tanhf, sincos (a GNU extension, as in CUDA)
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <condition_variable>
 #include <mutex>
@@ -19,8 +21,10 @@
 #define __global__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
 
 struct HostDim3 { unsigned x, y, z; };
+struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
 static thread_local HostDim3 threadIdx;
 static HostDim3 blockIdx, blockDim;
@@ -49,6 +53,7 @@ struct HostWarp
 {
     HostBarrier barrier{32};
     uint64_t slots[32];
+    int mmaA[32][4], mmaB[32][2]; // each lane's MMA fragments (host_mma_s8)
 };
 
 static thread_local HostWarp* host_warp = nullptr;     // null: serial mode
@@ -75,6 +80,23 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int laneMas
     host_warp->slots[lane] = bits;
     host_warp->barrier.wait();
     bits = host_warp->slots[lane ^ laneMask];
+    host_warp->barrier.wait();
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+
+// __shfl_sync: lane `srcLane` (0..31) of the warp's value.
+template <typename T> static inline T __shfl_sync(unsigned, T v, int srcLane)
+{
+    if (!host_warp) return v;
+    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+    int lane = (int)(threadIdx.x % 32);
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    host_warp->slots[lane] = bits;
+    host_warp->barrier.wait();
+    bits = host_warp->slots[srcLane & 31];
     host_warp->barrier.wait();
     T r;
     std::memcpy(&r, &bits, sizeof(T));
@@ -147,4 +169,46 @@ static inline int dp4a(int a, int b, int c)
 {
     for (int k = 0; k < 32; k += 8) c += (int)(signed char)(a >> k) * (int)(signed char)(b >> k);
     return c;
+}
+
+// The warp-wide int8 MMAs of kernels/gemm.cu (mma.sync.aligned.m16n8k{32,16}.row.col.s32.s8.s8.s32 with a zero C):
+// every lane posts its A and B fragment registers in the warp's slots, then each lane rebuilds the whole 16 x K
+// matrix A and K x 8 matrix B from all 32 lanes' fragments by the PTX ISA's fragment layouts (g = lane / 4,
+// c = lane % 4; A element i of a lane is row g (+8 for the odd registers), column 4c + i%4 (+16 for registers 2, 3
+// of k32); B element i is row 4c + i%4 (+16 for register 1 of k32), column g), and computes its own four
+// accumulators D[g][2c], D[g][2c+1], D[g+8][2c], D[g+8][2c+1]. Needs simt_launch (a whole warp).
+static inline void host_mma_s8(int* d, const int* a, const int* b, int k)
+{
+    if (!host_warp) { std::fprintf(stderr, "host_mma_s8 needs a whole warp (simt_launch)\n"); std::abort(); }
+    int lane = (int)(threadIdx.x % 32);
+    int aRegs = k / 8, bRegs = k / 16;
+    for (int r = 0; r < aRegs; r++) host_warp->mmaA[lane][r] = a[r];
+    for (int r = 0; r < bRegs; r++) host_warp->mmaB[lane][r] = b[r];
+    host_warp->barrier.wait();
+    signed char A[16][32], B[32][8];
+    for (int l = 0; l < 32; l++)
+    {
+        int g = l >> 2, c = l & 3;
+        for (int r = 0; r < aRegs; r++)
+            for (int i = 0; i < 4; i++)
+                A[g + 8 * (r & 1)][4 * c + i + 16 * (r >> 1)] = (signed char)(host_warp->mmaA[l][r] >> (8 * i));
+        for (int r = 0; r < bRegs; r++)
+            for (int i = 0; i < 4; i++)
+                B[4 * c + i + 16 * r][g] = (signed char)(host_warp->mmaB[l][r] >> (8 * i));
+    }
+    host_warp->barrier.wait();
+    int g = lane >> 2, c = lane & 3;
+    for (int e = 0; e < 4; e++)
+    {
+        int row = g + 8 * (e >> 1), col = 2 * c + (e & 1), sum = 0;
+        for (int kk = 0; kk < k; kk++) sum += (int)A[row][kk] * (int)B[kk][col];
+        d[e] = sum;
+    }
+}
+
+static inline void mma_s8_k32(int* d, const int* a, const int* b) { host_mma_s8(d, a, b, 32); }
+static inline void mma_s8_k16(int* d, int a0, int a1, int b0)
+{
+    int a[2] = {a0, a1}, b[1] = {b0};
+    host_mma_s8(d, a, b, 16);
 }

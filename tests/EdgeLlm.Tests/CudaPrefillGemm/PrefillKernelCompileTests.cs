@@ -1,0 +1,138 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using EdgeLlm.Backends.Cuda;
+using EdgeLlm.Compute;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+using EdgeLlm.Tests.Cuda;
+
+namespace EdgeLlm.Tests.CudaPrefillGemm;
+
+/// <summary>
+/// The prefill kernels (kernels/gemm.cu, kernels/attention_prefill.cu) through NVRTC and its ptxas for the oldest
+/// supported architecture (sm_61), the last without int8 tensor cores (sm_75), the first with them (sm_80) and H100
+/// (sm_90): the cubin builds, nothing spills to local memory, the registers fit the 128-thread launch bounds and
+/// the static shared memory is the declared tile layout under 48 KiB. The sm_80+ PTX holds the int8 MMAs
+/// (m16n8k32, and m16n8k16 for Q6_K's half-block scales), the sm_61 PTX dp4a. No GPU is involved. Also the
+/// backend's choices: the GEMM path per architecture and which products and attentions take the prefill kernels.
+/// </summary>
+public class PrefillKernelCompileTests
+{
+    // kernels/gemm.cu's GemmTiles: int8 weight and activation tiles of 64 rows x (256 + 16) bytes, then the float
+    // scales: d_w [64][16], m_w [64][8], dx [64][8], sx [64][8].
+    private const int GemmSharedBytes = 2 * 64 * 272 + (64 * 16 + 3 * 64 * 8) * 4;
+
+    // kernels/attention_prefill.cu: q [8][256], k [16][257], v [16][256] floats.
+    private const int AttentionSharedBytes = (8 * 256 + 16 * 257 + 16 * 256) * 4;
+
+    public static TheoryData<int> Archs() => new() { 61, 75, 80, 90 };
+
+    [NvrtcTheory]
+    [MemberData(nameof(Archs))]
+    public void GemmKernelsFitTheirLaunchBoundsWithoutSpills(int arch)
+    {
+        var log = PtxasLog("gemm.cu", arch);
+        foreach (string entry in CudaKernels.EntryPoints["gemm.cu"])
+            CheckFigures(log, entry, arch, GemmSharedBytes, CudaPrefill.GemmThreads);
+    }
+
+    [NvrtcTheory]
+    [MemberData(nameof(Archs))]
+    public void FlashAttentionKernelsFitTheirLaunchBoundsWithoutSpills(int arch)
+    {
+        var log = PtxasLog("attention_prefill.cu", arch);
+        foreach (string entry in CudaKernels.EntryPoints["attention_prefill.cu"])
+            CheckFigures(log, entry, arch, AttentionSharedBytes, CudaPrefill.AttentionThreads);
+    }
+
+    [NvrtcTheory]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void TensorCoreGemmsUseInt8Mma(int arch)
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), arch, cubin: false).Image);
+        Assert.Contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32", ptx);
+        Assert.Contains("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32", ptx);
+        Assert.Contains("dp4a.s32.s32", ptx); // the dp4a kernels are in the same module
+    }
+
+    [NvrtcFact]
+    public void BelowSm80TheGemmModuleHasNoMma()
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), 75, cubin: false).Image);
+        Assert.DoesNotContain("mma.sync", ptx);
+        Assert.Contains("dp4a.s32.s32", ptx);
+    }
+
+    [Theory]
+    [InlineData(61, CudaGemmPath.Dp4a)]
+    [InlineData(70, CudaGemmPath.Dp4a)]
+    [InlineData(75, CudaGemmPath.Dp4a)]
+    [InlineData(80, CudaGemmPath.Mma)]
+    [InlineData(87, CudaGemmPath.Mma)]
+    [InlineData(90, CudaGemmPath.Mma)]
+    [InlineData(52, CudaGemmPath.None)]
+    public void TheGemmPathFollowsTheCompiledArchitecture(int arch, CudaGemmPath path) => Assert.Equal(path, CudaPrefill.PathFor(arch));
+
+    [Fact]
+    public void BatchesOfGemmTypesTakeTheGemmAndTheRestTheMatvec()
+    {
+        foreach (var t in CudaKernels.WeightTypes)
+        {
+            bool gemm = t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+            Assert.Equal(gemm, CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 2));
+            Assert.Equal(gemm, CudaPrefill.UsesGemm(CudaGemmPath.Dp4a, t, 512));
+            Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 1)); // decode keeps the matvec
+            Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.None, t, 64));
+        }
+        Assert.Equal((2u, 9u), CudaPrefill.GemmGrid(65, 513));
+        Assert.Equal((32u, 64u), CudaPrefill.AttentionGrid(32, 512));
+        Assert.True(CudaPrefill.UsesFlashAttention(2));
+        Assert.False(CudaPrefill.UsesFlashAttention(1));
+    }
+
+    [Fact]
+    public void TheDefaultBatchIs512OnCudaAnd64Elsewhere()
+    {
+        using var file = GgufFile.Open(TestPaths.Stories260K);
+        Assert.Equal(512, ResolvedOptions.Resolve(file, new BackendOptions { Device = "cuda", ContextSize = 2048 }).MaxBatch);
+        Assert.Equal(512, ResolvedOptions.Resolve(file, new BackendOptions { Device = "cuda:1", ContextSize = 1024 }).MaxBatch);
+        Assert.Equal(BackendOptions.DefaultMaxBatch, ResolvedOptions.Resolve(file, new BackendOptions { Device = "cpu", ContextSize = 2048 }).MaxBatch);
+        Assert.Equal(BackendOptions.DefaultMaxBatch, ResolvedOptions.Resolve(file, new BackendOptions { ContextSize = 2048 }).MaxBatch);
+        Assert.Equal(100, ResolvedOptions.Resolve(file, new BackendOptions { Device = "cuda", ContextSize = 100 }).MaxBatch); // capped by the context
+        Assert.Equal(32, ResolvedOptions.Resolve(file, new BackendOptions { Device = "cuda", ContextSize = 2048, MaxBatch = 32 }).MaxBatch); // asked for
+    }
+
+    private static string PtxasLog(string file, int arch)
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        var options = KernelCompiler.Options(arch, cubin: true).Append("--ptxas-options=-v").ToArray();
+        var k = KernelCompiler.Compile(file, KernelSources.Get(file), KernelSources.HeaderFiles, options, arch, cubin: true);
+        Assert.True(k.IsCubin);
+        return k.Log;
+    }
+
+    private static void CheckFigures(string log, string entry, int arch, int sharedBytes, int threads)
+    {
+        string head = $"Compiling entry function '{entry}'";
+        int at = log.IndexOf(head, StringComparison.Ordinal);
+        Assert.True(at >= 0, $"sm_{arch}: no ptxas figures for {entry} in:\n{log}");
+        int next = log.IndexOf("Compiling entry function", at + head.Length, StringComparison.Ordinal);
+        string part = next < 0 ? log[at..] : log[at..next];
+        var regs = Regex.Match(part, @"Used (\d+) registers");
+        var spill = Regex.Match(part, @"(\d+) bytes spill stores");
+        var spillLoads = Regex.Match(part, @"(\d+) bytes spill loads");
+        var stack = Regex.Match(part, @"(\d+) bytes stack frame");
+        var smem = Regex.Match(part, @"(\d+) bytes smem");
+        Assert.True(regs.Success && spill.Success && spillLoads.Success && smem.Success, $"sm_{arch} {entry}: figures missing in:\n{part}");
+        int r = int.Parse(regs.Groups[1].Value);
+        Assert.True(r <= 255 && r * threads <= 65536, $"sm_{arch} {entry}: {r} registers x {threads} threads");
+        Assert.Equal(0, int.Parse(spill.Groups[1].Value));
+        Assert.Equal(0, int.Parse(spillLoads.Groups[1].Value));
+        Assert.True(!stack.Success || int.Parse(stack.Groups[1].Value) == 0, $"sm_{arch} {entry}: a stack frame (local arrays):\n{part}");
+        Assert.Equal(sharedBytes, int.Parse(smem.Groups[1].Value));
+        Assert.True(sharedBytes <= 48 * 1024);
+    }
+}
