@@ -14,7 +14,11 @@
 //   IQ4_NL [nb x 16 B nibble indices][nb x fp16 d]
 //   Q5_K  [nb x 16 B nibbles][nb x u32 fifth bits][nsb x 16 B: fp16 d, fp16 dmin, 12 B ggml scales]
 //   IQ4_XS [nb x 16 B nibble indices][nsb x 8 B: fp16 d, u16 scales_h, 4 B scales_l]
+//   Q2_K  [nb x 8 B crumbs][nb x 2 B ggml scale bytes][nsb x (fp16 d, fp16 dmin)]
+//   Q3_K  [nb x 8 B crumbs][nb x u32 third bits][nsb x 12 B ggml scales][nsb x fp16 d]
 //
+// Crumbs (2-bit values) as two words, one for weights 0..15 and one for 16..31, bits 2j..2j+1 of byte i holding
+// weight 4j + i's (the same order as the Q6_K high bits); third bits as the fifth bits (bit i: weight i).
 // nb = K / 32 blocks of 32 weights; nibbles as in Q4_0 whatever the source type; fifth bits as in Q5_0 (bit i of
 // the word: weight i); the Q6_K high bits as two words, one for weights 0..15 and one for 16..31, bits 2j..2j+1
 // of byte i holding weight 4j + i's.
@@ -37,6 +41,8 @@
 #define PTYPE_IQ4_NL 7
 #define PTYPE_Q5_K 8
 #define PTYPE_IQ4_XS 9
+#define PTYPE_Q2_K 10
+#define PTYPE_Q3_K 11
 
 // Nibbles of four bytes: low (weights 4j..4j+3) against xq[j], high (16+4j..) against xq[j+4].
 __device__ __forceinline__ int nibble_dot(uint4 q, const int* xq)
@@ -182,6 +188,45 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
         int ls = (int)(((h.y >> (4 * s)) & 0xFu) | (((h.x >> (16 + 2 * s)) & 3u) << 4)) - 32;
         return __fmul_rn(__fmul_rn(d, (float)ls), __fmul_rn(dxv, (float)iq4_nibble_dot(q, xq)));
     }
+    if (TYPE == PTYPE_Q2_K)
+    {
+        uint2 c = *(const uint2*)(row + 8 * (i64)b);
+        u32 scw = *(const u16*)(row + 8 * (i64)nb + 2 * b);
+        u32 dd = *(const u32*)(row + 10 * (i64)nb + 4 * (b >> 3));
+        int s1 = 0, s2 = 0, x1 = 0, x2 = 0;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+        {
+            s1 = dp4a((int)((c.x >> (2 * j)) & 0x03030303u), xq[j], s1);
+            x1 = dp4a(0x01010101, xq[j], x1);
+            s2 = dp4a((int)((c.y >> (2 * j)) & 0x03030303u), xq[j + 4], s2);
+            x2 = dp4a(0x01010101, xq[j + 4], x2);
+        }
+        int sc1 = (int)(scw & 0xFFu), sc2 = (int)(scw >> 8);
+        int isum = (sc1 & 0xF) * s1 + (sc2 & 0xF) * s2;
+        int msum = (sc1 >> 4) * x1 + (sc2 >> 4) * x2;
+        float d = half_to_float((u16)(dd & 0xFFFFu)), dmin = half_to_float((u16)(dd >> 16));
+        return __fmul_rn(dxv, __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)msum)));
+    }
+    if (TYPE == PTYPE_Q3_K)
+    {
+        uint2 c = *(const uint2*)(row + 8 * (i64)b);
+        u32 hb = *(const u32*)(row + 8 * (i64)nb + 4 * b);
+        const u8* sc = row + 12 * (i64)nb + 12 * (i64)(b >> 3);
+        int g = b & 7;
+        int s1 = 0, s2 = 0;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+        {
+            u32 lo = ((c.x >> (2 * j)) & 0x03030303u) | ((u32)spread4_bit4(hb >> (4 * j)) >> 2);
+            u32 hi = ((c.y >> (2 * j)) & 0x03030303u) | ((u32)spread4_bit4(hb >> (16 + 4 * j)) >> 2);
+            s1 = dp4a((int)__vsub4(lo, 0x04040404u), xq[j], s1);
+            s2 = dp4a((int)__vsub4(hi, 0x04040404u), xq[j + 4], s2);
+        }
+        int sumi = (q3k_scale(2 * g, sc) - 32) * s1 + (q3k_scale(2 * g + 1, sc) - 32) * s2;
+        float d = half_to_float(*(const u16*)(row + 13 * (i64)nb + (i64)(nb >> 1) + 2 * (b >> 3)));
+        return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
+    }
     // PTYPE_Q6_K
     uint4 l = *(const uint4*)(row + 16 * (i64)b);
     uint2 h = *(const uint2*)(row + 16 * (i64)nb + 8 * (i64)b);
@@ -283,6 +328,8 @@ MATVEC_PACKED(q5_1, PTYPE_Q5_1)
 MATVEC_PACKED(iq4_nl, PTYPE_IQ4_NL)
 MATVEC_PACKED(q5_k, PTYPE_Q5_K)
 MATVEC_PACKED(iq4_xs, PTYPE_IQ4_XS)
+MATVEC_PACKED(q2_k, PTYPE_Q2_K)
+MATVEC_PACKED(q3_k, PTYPE_Q3_K)
 
 // ---- weight e of a packed row (the embedding lookup), with get_rows.cu's arithmetic for the ggml blocks ----
 
@@ -290,6 +337,22 @@ template <int TYPE>
 __device__ __forceinline__ float packed_weight(const u8* row, int nb, int e)
 {
     int b = e / 32, i = e % 32;
+    if (TYPE == PTYPE_Q2_K || TYPE == PTYPE_Q3_K)
+    {
+        int w = i & 15;
+        int q = (row[8 * (i64)b + (i < 16 ? 0 : 4) + (w & 3)] >> (2 * (w >> 2))) & 3;
+        if (TYPE == PTYPE_Q2_K)
+        {
+            int sc = row[8 * (i64)nb + 2 * b + (i >= 16 ? 1 : 0)];
+            const u8* dd = row + 10 * (i64)nb + 4 * (i64)(b >> 3);
+            float d = half_to_float(*(const u16*)dd), dmin = half_to_float(*(const u16*)(dd + 2));
+            return __fsub_rn(__fmul_rn(__fmul_rn(d, (float)(sc & 0xF)), (float)q), __fmul_rn(dmin, (float)(sc >> 4)));
+        }
+        int h = (int)((*(const u32*)(row + 8 * (i64)nb + 4 * b) >> i) & 1u);
+        int s = q3k_scale(2 * (b & 7) + (i >= 16 ? 1 : 0), row + 12 * (i64)nb + 12 * (i64)(b >> 3)) - 32;
+        float dl = __fmul_rn(half_to_float(*(const u16*)(row + 13 * (i64)nb + (i64)(nb >> 1) + 2 * (b >> 3))), (float)s);
+        return __fmul_rn(dl, (float)(q - (h ? 0 : 4)));
+    }
     u8 nib = row[16 * (i64)b + (i & 15)];
     int v4 = i < 16 ? (nib & 0xF) : (nib >> 4);
     if (TYPE == PTYPE_Q4_0)
@@ -362,3 +425,5 @@ GET_ROWS_PACKED(q5_1, PTYPE_Q5_1)
 GET_ROWS_PACKED(iq4_nl, PTYPE_IQ4_NL)
 GET_ROWS_PACKED(q5_k, PTYPE_Q5_K)
 GET_ROWS_PACKED(iq4_xs, PTYPE_IQ4_XS)
+GET_ROWS_PACKED(q2_k, PTYPE_Q2_K)
+GET_ROWS_PACKED(q3_k, PTYPE_Q3_K)

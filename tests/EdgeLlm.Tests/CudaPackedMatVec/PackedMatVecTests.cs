@@ -73,8 +73,8 @@ public class PackedMatVecTests
     [Fact]
     public void TypesWithoutAPackedLayoutAreRefused()
     {
-        Assert.False(CudaRepack.Packs(GgmlType.Q2_K));
-        Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.Q2_K, 256, new byte[84], new byte[96]));
+        Assert.False(CudaRepack.Packs(GgmlType.F16));
+        Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.F16, 256, new byte[512], new byte[512]));
         Assert.Throws<ArgumentException>(() => CudaRepack.PackRow(GgmlType.Q4_0, 64, new byte[35], new byte[48]));
     }
 
@@ -160,11 +160,11 @@ public class PackedMatVecTests
             {
                 string entry = $"matvec_packed_{CudaKernels.Suffix(t)}_{nt}";
                 string body = EntryBody(ptx, entry);
-                // per token: two 16-byte activation loads; per block one (two for Q8_0) 16-byte quant loads, and
-                // the Q4_K/Q5_K super-block header
+                // per token two 16-byte activation loads; per block one 16-byte quant load (two for Q8_0, none for the
+                // 8-byte Q2_K/Q3_K crumbs) and the Q4_K/Q5_K super-block header
                 int v4 = Regex.Matches(body, @"ld\.global(\.nc)?\.v4\.(u32|b32|s32)").Count;
                 int tokens = nt == "t1" ? 1 : 8;
-                int want = 2 * tokens + (t == GgmlType.Q8_0 ? 2 : 1) + (t is GgmlType.Q4_K or GgmlType.Q5_K ? 1 : 0);
+                int want = 2 * tokens + (t == GgmlType.Q8_0 ? 2 : 1) + (t is GgmlType.Q4_K or GgmlType.Q5_K ? 1 : 0) - (t is GgmlType.Q2_K or GgmlType.Q3_K ? 1 : 0);
                 Assert.True(v4 >= want, $"sm_{arch} {entry}: {v4} 16-byte global loads, want at least {want}");
                 Assert.DoesNotContain("ld.local", body);
                 var (regs, spill) = Figures(cubin.Log, entry);
@@ -260,6 +260,8 @@ public class PackedMatVecTests
             GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS => [0],
             GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q4_1 or GgmlType.Q5_1 => [0, 2],
             GgmlType.Q6_K => [208],
+            GgmlType.Q3_K => [108],
+            GgmlType.Q2_K => [80, 82],
             _ => throw new ArgumentException(type.ToString()),
         };
         for (int b = 0; b < bytes.Length / blockBytes; b++)
@@ -362,6 +364,33 @@ public class PackedMatVecTests
                 {
                     Array.Copy(p, 16 * nb + 8 * sb, raw, sb * 136, 8);
                     Array.Copy(p, 128 * sb, raw, sb * 136 + 8, 128);
+                }
+                break;
+            case GgmlType.Q2_K:
+            case GgmlType.Q3_K:
+                bool q3 = type == GgmlType.Q3_K;
+                int sbBytes = q3 ? 110 : 84, qsAt = q3 ? 32 : 16;
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    int o = sb * sbBytes;
+                    if (q3)
+                    {
+                        Array.Copy(p, 12 * nb + 12 * sb, raw, o + 96, 12);
+                        Array.Copy(p, 13 * nb + nb / 2 + 2 * sb, raw, o + 108, 2);
+                    }
+                    else Array.Copy(p, 10 * nb + 4 * sb, raw, o + 80, 4);
+                    for (int g = 0; g < 8; g++)
+                    {
+                        int b = 8 * sb + g;
+                        if (!q3) Array.Copy(p, 8 * nb + 2 * b, raw, o + 2 * g, 2);
+                        for (int w = 0; w < 32; w++)
+                        {
+                            int j = w % 16;
+                            int crumb = (p[8 * b + 4 * (w / 16) + j % 4] >> (2 * (j / 4))) & 3;
+                            raw[o + qsAt + 32 * (g / 4) + w] |= (byte)(crumb << (2 * (g % 4)));
+                            if (q3) raw[o + w] |= (byte)(((BitConverter.ToUInt32(p, 8 * nb + 4 * b) >> w) & 1) << (g));
+                        }
+                    }
                 }
                 break;
             default:

@@ -23,7 +23,7 @@ struct Entry { const char* name; PackedFn p1, p8; MatVecFn m1, m8; GetRowsFn row
 #define ENTRY(NAME) {#NAME, matvec_packed_##NAME##_t1, matvec_packed_##NAME##_t8, matvec_##NAME##_t1, matvec_##NAME##_t8, get_rows_packed_##NAME}
 
 static const Entry Types[] = {
-    ENTRY(q4_0), ENTRY(q8_0), ENTRY(q4_k), ENTRY(q6_k), ENTRY(q4_1), ENTRY(q5_0), ENTRY(q5_1), ENTRY(iq4_nl), ENTRY(q5_k), ENTRY(iq4_xs),
+    ENTRY(q4_0), ENTRY(q8_0), ENTRY(q4_k), ENTRY(q6_k), ENTRY(q4_1), ENTRY(q5_0), ENTRY(q5_1), ENTRY(iq4_nl), ENTRY(q5_k), ENTRY(iq4_xs), ENTRY(q2_k), ENTRY(q3_k),
 };
 
 static void read_exact(void* p, size_t n)

@@ -14,7 +14,7 @@ internal static class CudaRepack
     public static readonly GgmlType[] Types =
     [
         GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
-        GgmlType.Q5_K, GgmlType.IQ4_XS,
+        GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q2_K, GgmlType.Q3_K,
     ];
 
     public static bool Packs(GgmlType t) => Array.IndexOf(Types, t) >= 0;
@@ -148,6 +148,40 @@ internal static class CudaRepack
                     var blk = src.Slice(sb * 136, 136);
                     blk[..8].CopyTo(dst.Slice(16 * nb + 8 * sb, 8)); // d, scales_h, scales_l
                     blk.Slice(8, 128).CopyTo(dst.Slice(16 * 8 * sb, 128));
+                }
+                break;
+            case GgmlType.Q2_K:
+            case GgmlType.Q3_K:
+                bool q3 = t == GgmlType.Q3_K;
+                int sbBytes = q3 ? 110 : 84, qsAt = q3 ? 32 : 16;
+                for (int sb = 0; sb < nb / 8; sb++)
+                {
+                    var blk = src.Slice(sb * sbBytes, sbBytes);
+                    if (q3)
+                    {
+                        blk.Slice(96, 12).CopyTo(dst.Slice(12 * nb + 12 * sb, 12)); // the 12 scale bytes
+                        blk.Slice(108, 2).CopyTo(dst.Slice(13 * nb + nb / 2 + 2 * sb, 2)); // d
+                    }
+                    else
+                    {
+                        blk.Slice(80, 4).CopyTo(dst.Slice(10 * nb + 4 * sb, 4)); // d, dmin
+                    }
+                    for (int g = 0; g < 8; g++)
+                    {
+                        int b = 8 * sb + g, half = g >> 2, field = g & 3;
+                        var crumbs = dst.Slice(8 * b, 8);
+                        crumbs.Clear();
+                        uint high = 0;
+                        for (int w = 0; w < 32; w++)
+                        {
+                            int q = (blk[qsAt + 32 * half + w] >> (2 * field)) & 3;
+                            int j = w & 15;
+                            crumbs[4 * (w >> 4) + (j & 3)] |= (byte)(q << (2 * (j >> 2)));
+                            if (q3) high |= (uint)((blk[w] >> (4 * half + field)) & 1) << w;
+                        }
+                        if (q3) System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(dst.Slice(8 * nb + 4 * b, 4), high);
+                        else blk.Slice(2 * g, 2).CopyTo(dst.Slice(8 * nb + 2 * b, 2)); // this group's two scale bytes
+                    }
                 }
                 break;
             default:
