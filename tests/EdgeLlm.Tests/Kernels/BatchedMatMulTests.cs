@@ -17,7 +17,7 @@ namespace EdgeLlm.Tests.Kernels;
 /// 13 tokens (below one four-token group, whole groups, groups and a tail of one, two or three), each token scaled differently so a kernel
 /// that reads the wrong token of a group is far outside the tolerance; 101 rows of 2048 values, so the row tiles of
 /// <see cref="RowDrivers.Tiles{TK}"/> (32 KiB) cut the rows several times, driven as three uneven ranges the way the
-/// threads of a matmul split them; Q4_0 on AVX-512 and AVX2 (VNNI on and off) and Q8_0 on AVX-512 with AVX-VNNI also with the weights
+/// threads of a matmul split them; Q4_0 on AVX-512 and AVX2 (VNNI on and off) and Q8_0 on AVX-512 with AVX-VNNI and on AVX2 (VNNI on and off) also with the weights
 /// repacked for the eight-row GEMM (<see cref="DotQ4_0.Repack"/>, <see cref="DotQ8_0.Repack"/>). Variants the CPU lacks are reported as skipped.
 /// Tolerance 1e-5·M, M = Σ|x'_i|·(|w'_i| + 2μ_i) + Σ_b|m_b·s_b|, μ the size of the offset a kernel adds and takes
 /// off again in float (Q4_0's 8·d of the panel loops, the mins of Q4_1/Q5_1/Q4_K/Q5_K/Q2_K): the float rounding of
@@ -113,7 +113,7 @@ public sealed unsafe class BatchedMatMulTests
         Check(d, row, $"{t} {v}", tokens, null);
         if (row.Packs)
         {
-            // The same driver with the repacked copy (Q4_0 on AVX-512, Q8_0 on AVX-512 with AVX-VNNI): 12 whole groups
+            // The same driver with the repacked copy (Q4_0 and Q8_0 on AVX-512 and AVX2): 12 whole groups
             // of eight rows, the 101st row and the rows around the uneven range cuts on the stored rows.
             var packed = GC.AllocateUninitializedArray<byte>((int)row.PackedBytes(Rows, N), pinned: true);
             fixed (byte* pp = packed)

@@ -34,14 +34,36 @@ public sealed unsafe class CpuBackend : IBackend
     /// <param name="threads">worker threads including the caller; 0 = one per logical processor.</param>
     /// <param name="batchInvariant">one-token matmuls of repacked weights run the packed GEMM too, so a token's result does
     /// not depend on the batch it is in (<see cref="BackendOptions.BatchInvariant"/>).</param>
-    public CpuBackend(int threads = 0, bool batchInvariant = false)
+    public CpuBackend(int threads = 0, bool batchInvariant = false) : this(threads, batchInvariant, Kernels.KernelTable.Selected)
+    {
+    }
+
+    /// <summary>
+    /// A backend whose matmuls run the kernels of <paramref name="rung"/> with <paramref name="flags"/> instead of the
+    /// selected ones (tests: a whole model on each kernel variant the CPU has, in one process).
+    /// </summary>
+    internal CpuBackend(int threads, bool batchInvariant, Kernels.Rung rung, Kernels.KernelFlags flags)
+        : this(threads, batchInvariant, KernelsOf(rung, flags))
+    {
+    }
+
+    private CpuBackend(int threads, bool batchInvariant, Kernels.CpuKernelRow?[] kernels)
     {
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"thread count {threads} is negative");
         _pool = new WorkerPool(threads == 0 ? Environment.ProcessorCount : threads);
         _batchInvariant = batchInvariant;
+        _kernels = kernels;
+    }
+
+    private static Kernels.CpuKernelRow?[] KernelsOf(Kernels.Rung rung, Kernels.KernelFlags flags)
+    {
+        if (!Kernels.KernelRung.IsSupported(rung)) Kernels.KernelRung.ThrowUnsupported(nameof(CpuBackend), rung);
+        return Kernels.KernelTable.Build(rung, flags);
     }
 
     private readonly bool _batchInvariant;
+    /// <summary>The kernel table the matmuls run (<see cref="Kernels.KernelTable.Selected"/> unless a test asked for a variant).</summary>
+    private readonly Kernels.CpuKernelRow?[] _kernels;
 
     public int ThreadCount => _pool.ThreadCount;
 
@@ -70,7 +92,7 @@ public sealed unsafe class CpuBackend : IBackend
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
         long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
         long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
-        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes);
+        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes, _kernels);
         _attention = new Attention(attention, limits.ContextSize, limits.HeadDim);
         _rope = new Rope([AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], [AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], ropeCapacity);
     }
@@ -109,14 +131,14 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// At a weight's first matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on AVX-512 and AVX2;
-    /// Q8_0 on AVX-512 with AVX-VNNI; every batch size then runs the packed kernels, so a row is computed the same way
+    /// Q8_0 on AVX-512 with AVX-VNNI and on AVX2; every batch size then runs the packed kernels, so a row is computed the same way
     /// whether its token decodes alone or beside other sequences' tokens): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>
     private void MaybePack(CpuWeight w)
     {
         w.PackDecided = true;
-        if (!Kernels.KernelRung.UseRepack || Kernels.KernelTable.For(w.Type) is not { Packs: true } row) return;
+        if (!Kernels.KernelRung.UseRepack || Kernels.KernelTable.For(_kernels, w.Type) is not { Packs: true } row) return;
         long need = row.PackedBytes(w.Rows, checked((int)w.Ne0));
         if (need == 0) return;
         long ram = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;

@@ -32,6 +32,7 @@ internal sealed unsafe class MatMul : ParallelWork
     private readonly byte* _panel;
     private readonly long _panelCapacity;
     private long _panelBytes;
+    private readonly CpuKernelRow?[] _kernels;
 
     /// <summary>Fraction of the rows (eighths) split statically; the remainder is claimed in chunks.</summary>
     private const int StaticShare = 7;
@@ -48,8 +49,10 @@ internal sealed unsafe class MatMul : ParallelWork
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
     /// <param name="xq">room for a batch of quantized activations (<paramref name="xqCapacity"/> bytes).</param>
     /// <param name="panel">room for a batch of <see cref="Q8_0Panel"/> activations (<paramref name="panelCapacity"/> bytes).</param>
-    public MatMul(float*[] scratch, byte* xq, long xqCapacity, byte* panel, long panelCapacity)
+    /// <param name="kernels">the kernel table to run (<see cref="KernelTable.Build"/>); null: the selected rung's.</param>
+    public MatMul(float*[] scratch, byte* xq, long xqCapacity, byte* panel, long panelCapacity, CpuKernelRow?[]? kernels = null)
     {
+        _kernels = kernels ?? KernelTable.Selected;
         _scratch = scratch;
         _xq = xq;
         _xqCapacity = xqCapacity;
@@ -75,7 +78,7 @@ internal sealed unsafe class MatMul : ParallelWork
 
     public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens, bool usePacked = true)
     {
-        _row = KernelTable.For(w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
+        _row = KernelTable.For(_kernels, w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
         _w = w;
         _x = x;
         int n = (int)w.Ne0;

@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
-/// Q8_0 weights repacked for the GEMM on the AVX-512 rung with AVX-VNNI: eight rows interleaved per block, so one ymm
+/// Q8_0 weights repacked for the GEMM on the AVX-512 rung with AVX-VNNI (and the AVX2 rung, <c>DotQ8_0.PackedAvx2.cs</c>: these
+/// loops with AVX-VNNI, a vpmaddubsw form without): eight rows interleaved per block, so one ymm
 /// holds four consecutive weights of each of the eight rows (one dword lane per row) and vpdpbusd adds each row's
 /// four products into its own lane: no horizontal sums, no per-block scale shuffles, one broadcast activation dword
 /// shared by the eight rows. A group of eight rows (rows 8g .. 8g+7) takes exactly the bytes of its eight stored rows:

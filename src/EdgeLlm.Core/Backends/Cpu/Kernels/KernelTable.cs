@@ -95,17 +95,24 @@ internal sealed unsafe class CpuKernelRow
 /// </summary>
 internal static unsafe class KernelTable
 {
-    private static readonly CpuKernelRow?[] SelectedRows = BuildSelected();
+    private static readonly CpuKernelRow?[] SelectedRows = Build(KernelRung.Selected, KernelFlags.Selected);
 
-    private static CpuKernelRow?[] BuildSelected()
+    /// <summary>The table of the selected rung and flags (what <see cref="For(GgmlType)"/> reads).</summary>
+    public static CpuKernelRow?[] Selected => SelectedRows;
+
+    /// <summary>The rows of every type for <paramref name="rung"/> and <paramref name="flags"/>, indexed by type (a backend built for one kernel variant: tests).</summary>
+    public static CpuKernelRow?[] Build(Rung rung, KernelFlags flags)
     {
         var rows = new CpuKernelRow?[64];
-        foreach (var t in TypeTraits.All) rows[(int)t.Type] = Resolve(t.Type, KernelRung.Selected, KernelFlags.Selected);
+        foreach (var t in TypeTraits.All) rows[(int)t.Type] = Resolve(t.Type, rung, flags);
         return rows;
     }
 
     /// <summary>The row of <paramref name="type"/> for the selected rung and flags, or null when EdgeLlm does not compute with it.</summary>
-    public static CpuKernelRow? For(GgmlType type) => (uint)type < (uint)SelectedRows.Length ? SelectedRows[(int)type] : null;
+    public static CpuKernelRow? For(GgmlType type) => For(SelectedRows, type);
+
+    /// <summary>The row of <paramref name="type"/> in a table of <see cref="Build"/>, or null.</summary>
+    public static CpuKernelRow? For(CpuKernelRow?[] table, GgmlType type) => (uint)type < (uint)table.Length ? table[(int)type] : null;
 
     /// <summary>The row of <paramref name="type"/> on <paramref name="rung"/> with <paramref name="flags"/>, or null for a type without kernels.</summary>
     public static CpuKernelRow? Resolve(GgmlType type, Rung rung, KernelFlags flags)
@@ -204,12 +211,15 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// Q8_0: on AVX-512 the four-token loop, and with AVX-VNNI (<see cref="KernelFlags.Vnni"/>) the eight-row GEMM over
-    /// the repacked copy where the matmul has one; on AVX2 (VNNI on or off) the four-token loop; the other rungs the one-token loops.
+    /// the repacked copy where the matmul has one; on AVX2 (VNNI on or off) the eight-row GEMM over the same repacked copy
+    /// (<see cref="Q8_0PackedAvx2{TVnni}"/>), the four-token loop on the stored rows without one; the other rungs the one-token loops.
     /// </summary>
     private static CpuKernelRow Q8_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {
         if (rung == Rung.Avx2)
-            return f.Vnni ? Tiled<Q8_0Avx2Dot4<VnniOn>>(t, rung, f) : Tiled<Q8_0Avx2Dot4<VnniOff>>(t, rung, f);
+            return f.Vnni
+                ? new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx2<VnniOn>>, &PackedDrivers.Tiles<Q8_0PackedAvx2<VnniOn>>, packsQ8_0: true)
+                : new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx2<VnniOff>>, &PackedDrivers.Tiles<Q8_0PackedAvx2<VnniOff>>, packsQ8_0: true);
         if (rung != Rung.Avx512) return Standard<Q8_0Kernels>(t, rung, f);
         if (f.Vnni && AvxVnni.IsSupported)
             return new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx512>, &PackedDrivers.Tiles<Q8_0PackedAvx512>, packsQ8_0: true);

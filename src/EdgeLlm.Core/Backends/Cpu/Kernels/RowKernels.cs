@@ -111,12 +111,18 @@ internal unsafe struct Q8_0PackedAvx512 : IPackedGemmKernel
     public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ8_0.PackedDot1Vnni(group, x, n, dst);
 }
 
-/// <summary>Q8_0 on AVX2 (VNNI on or off) with its four-token loop (<see cref="DotQ8_0.Dot4Avx2"/>).</summary>
-internal unsafe struct Q8_0Avx2Dot4<TVnni> : IFourTokenKernel where TVnni : struct, IIsaFlag
+/// <summary>
+/// Q8_0 on AVX2 (VNNI on or off): the four-token loop on the stored rows (<see cref="DotQ8_0.Dot4Avx2"/>), and the eight-row GEMM over the
+/// repacked copy (<see cref="DotQ8_0.Repack"/>) with <see cref="Q8_0Panel"/> activations (<see cref="PackedDrivers.Tiles{TK}"/>).
+/// </summary>
+internal unsafe struct Q8_0PackedAvx2<TVnni> : IPackedGemmKernel where TVnni : struct, IIsaFlag
 {
     public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx2(row, x, n, TVnni.Enabled);
-
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
+    public static int PackRows => DotQ8_0.PackRows;
+    public static long GroupBytes(int n) => DotQ8_0.PackedBytes(DotQ8_0.PackRows, n);
+    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.PackedDot4Avx2(group, x, xStride, n, dst, dstStride, TVnni.Enabled);
+    public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ8_0.PackedDot1Avx2(group, x, n, dst, TVnni.Enabled);
 }
 
 internal unsafe struct Q4_KKernels : IDot4Kernels
