@@ -28,7 +28,7 @@ driver() {
   src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$b/CMakeCache.txt")
   aarch64-linux-gnu-g++ -O2 -static -o "$2" "$here/llamacpp-count.cpp" -I"$src/include" -I"$src/ggml/include" \
     -Wl,--start-group "$b/src/libllama.a" "$b/ggml/src/libggml.a" "$b/ggml/src/libggml-cpu.a" "$b/ggml/src/libggml-base.a" \
-    -Wl,--end-group -lpthread -lm
+    -Wl,--end-group -lpthread -lm 2> "$tmp/link.log" || { cat "$tmp/link.log" >&2; exit 1; }
 }
 driver "$a76" "$tmp/count-a76"
 driver "$a53" "$tmp/count-a53"

@@ -7,7 +7,7 @@
 #   perf/x64-decode-profile.sh BIN MODEL THREADS [NGEN]
 # BIN: an unstripped edgellm (dotnet publish src/EdgeLlm.Cli -c Release -r linux-x64 -p:IlcInstructionSet=x86-64-v4
 #      -p:StripSymbols=false; the AVX-512 image that dist/linux-x64/edgellm embeds is loaded from a memfd, which perf
-#      cannot symbolize). NGEN: tokens per tg run (default 64; bench runs a warm-up and one repetition: 2 NGEN tokens).
+#      cannot symbolize). NGEN: tokens per tg run (default 64; bench runs a one-token warm-up and one repetition: NGEN + 1 tokens).
 # Keeps the perf.data in $PROFILE_DIR (default a temporary dir, removed) for `perf annotate`; PERF_DATA=FILE (and
 # WBYTES=weight bytes per token) re-reads a recorded file instead of running.
 set -euo pipefail
@@ -23,7 +23,7 @@ else
     > "$dir/bench.txt" 2>/dev/null
   wbytes=$(sed -n 's/^weights read per generated token: \([0-9,]*\) bytes.*/\1/p' "$dir/bench.txt" | tr -d ,)
 fi
-perf report -i "$data" --sort sym --stdio -F sample,sym 2>/dev/null | awk -v hz=$hz -v tokens=$((2 * ngen)) -v wb="$wbytes" '
+perf report -i "$data" --sort sym --stdio -F sample,sym 2>/dev/null | awk -v hz=$hz -v tokens=$((ngen + 1)) -v wb="$wbytes" '
   /^#/ || NF < 3 { next }
   { n = $1; s = $0; sub(/^ *[0-9]+ +\[[^]]*\] +/, "", s)
     if (s ~ /clear_page|_copy_to_iter|filemap_|folio_|Repack|ReadFile|GgufReader|copy_user|memcpy|page_fault|alloc_pages|ModelLoader/) c = "load"
