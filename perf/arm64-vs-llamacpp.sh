@@ -48,9 +48,9 @@ for m in "$@"; do
       -v lpp="$lpp" -v ltg="$ltg" -v np="$npp" -v ng="$ntg" 'BEGIN {
         opt = (opp - o1) / (np - 1); ott = (otg - o1) / (ng - 1)
         lpt = (lpp - l1) / (np - 1); ltt = (ltg - l1) / (ng - 1)
-        printf "| %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |", m, c, lpt, opt, lpt / opt, ltt, ott, ltt / ott }')")
+        printf "| %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx |", m, c, lpt, opt, opt / lpt, ltt, ott, ott / ltt }')")
   done
 done
-echo "| model | CPU | prefill llama.cpp | prefill edgellm | llama.cpp / edgellm | decode llama.cpp | decode edgellm | llama.cpp / edgellm |"
+echo "| model | CPU | prefill llama.cpp | prefill edgellm | edgellm / llama.cpp | decode llama.cpp | decode edgellm | edgellm / llama.cpp |"
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
