@@ -52,7 +52,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public int KernelCacheHits => _kernels.CacheHits;
     public int KernelsCompiled => _kernels.Compiled;
 
-    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}";
+    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}{(Settings.Fuse ? "" : ", unfused")}{(Settings.Profile ? ", profiled" : "")}";
 
     [ThreadStatic] private static nint t_currentContext;
 
@@ -81,6 +81,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             CudaDriver.Check(CudaDriver.cuEventCreate(out _stepUploaded, 0x2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate");
             Settings = CudaSettings.FromEnvironment();
             GraphsEnabled = Settings.Graphs && CudaLibraries.DriverHas("cuGraphInstantiateWithFlags");
+            if (Settings.Profile) _profile = new CudaProfile();
 
             WeightPlacement = "copied to device memory";
             if (mapFile is not null && device.Integrated)
@@ -159,6 +160,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         t_currentContext = _context;
         if (_stream != 0) CudaDriver.cuStreamSynchronize(_stream);
         DestroyGraphs();
+        DestroyProfileEvents();
         foreach (var b in _buffers) if (b.Ptr != 0) CudaDriver.cuMemFree(b.Ptr);
         _buffers.Clear();
         foreach (var w in _weights) if (w.Owned && w.Ptr != 0) CudaDriver.cuMemFree(w.Ptr);
