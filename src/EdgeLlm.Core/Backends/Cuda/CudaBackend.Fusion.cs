@@ -11,6 +11,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     private readonly Dictionary<CudaWeight, (int P0, int P1, int P2)> _stacks = new(ReferenceEqualityComparer.Instance);
     private readonly List<CudaLaunch> _plan = new();
     private CudaBuffer? _stackOut; // a stacked product's [tokens, rows] output before its split
+    private long _stackRows;       // the most rows of a stacked weight
 
     /// <summary>
     /// Stacks the parts' rows on the host and loads the result as one weight (through <see cref="LoadWeight"/>, so it
@@ -42,6 +43,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             // LoadWeight has copied the bytes (into pinned staging or the device) when it returns.
             var w = (CudaWeight)LoadWeight(new TensorView(name, type, [ne0, rows], host, bytes));
             _stacks[w] = ((int)parts[0].Rows, (int)parts[1].Rows, parts.Length == 3 ? (int)parts[2].Rows : 0);
+            _stackRows = Math.Max(_stackRows, rows);
             return w;
         }
         finally
@@ -76,9 +78,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     /// <summary>The stacked products' output scratch: MaxBatch rows of the widest stack (allocated at the first stacked product).</summary>
     private CudaBuffer StackOut()
     {
-        long need = 0;
-        foreach (var (w, _) in _stacks) need = Math.Max(need, w.Rows);
-        need *= _limits.MaxBatch;
+        long need = _stackRows * _limits.MaxBatch;
         if (_stackOut is null || _stackOut.Length < need) _stackOut = (CudaBuffer)Allocate(need);
         return _stackOut;
     }
