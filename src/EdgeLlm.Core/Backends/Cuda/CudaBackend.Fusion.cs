@@ -16,12 +16,12 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     /// <summary>
     /// Stacks the parts' rows on the host and loads the result as one weight (through <see cref="LoadWeight"/>, so it
     /// is uploaded like any other). Null, keeping the parts apart, when the weights are read in place from the
-    /// registered memory map (an integrated GPU: a stacked copy would duplicate them in the shared memory), or when
-    /// the parts differ in type or row length.
+    /// registered memory map (an integrated GPU: a stacked copy would duplicate them in the shared memory), when
+    /// the parts differ in type or row length, or with EDGELLM_CUDA_FUSE=0 (the launches of before, for A/B).
     /// </summary>
     public BackendWeight? LoadStacked(string name, ReadOnlySpan<TensorView> parts)
     {
-        if (WeightsMapped || parts.Length is < 2 or > 3) return null;
+        if (WeightsMapped || !Settings.Fuse || parts.Length is < 2 or > 3) return null;
         var type = parts[0].Type;
         long ne0 = parts[0].Ne0, rows = 0, bytes = 0;
         foreach (var p in parts)

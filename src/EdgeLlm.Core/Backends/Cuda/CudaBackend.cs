@@ -37,7 +37,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public const string GraphsVariable = CudaSettings.GraphsVariable;
 
     /// <summary>What the environment asked for (graphs, a synchronization after each launch).</summary>
-    public CudaSettings Settings { get; }
+    public CudaSettings Settings { get; internal set; } // (set by tests before a model loads: fused against unfused on one device)
 
     public CudaDeviceInfo Device { get; }
     public KernelTarget Target { get; }
