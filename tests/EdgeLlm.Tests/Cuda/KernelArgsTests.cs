@@ -100,6 +100,7 @@ public unsafe class KernelArgsTests
         Check<RopeStoreQkvArgs>("fused.cu", "rope_store_qkv_f32");
         Check<GluSplitArgs>("fused.cu", "glu_split_q8_f32");
         Check<SplitRowsArgs>("fused.cu", "split_rows_f32");
+        Check<AttentionCombineQ8Args>("fused.cu", "attention_combine_q8_f32");
     }
 
     /// <summary>Every entry point of every kernel file is covered by the check above.</summary>
@@ -110,7 +111,7 @@ public unsafe class KernelArgsTests
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
-            "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32",
+            "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_combine_q8_f32",
         };
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));

@@ -142,6 +142,38 @@ public class FusedKernelHostTests
             }
     }
 
+    [HostCompilerTheory]
+    [InlineData(4, 64, 2, 150, 0)]   // GQA, three chunks of 64 filled
+    [InlineData(8, 128, 1, 40, 0)]   // one kv head, head dim 128 (one element per thread)
+    [InlineData(4, 64, 2, 150, 20)]  // a sliding window: the combine reads only the last chunks
+    public void AttentionCombineQuantizeEqualsCombineThenQuantize(int heads, int headDim, int kvHeads, int start, int window)
+    {
+        const int context = 256, chunk = 64;
+        int kvDim = kvHeads * headDim;
+        var rng = new Random(6);
+        var keys = new ushort[(start + 1) * kvDim];
+        var values = new ushort[(start + 1) * kvDim];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = BitConverter.HalfToUInt16Bits((Half)(rng.NextDouble() * 2 - 1));
+            values[i] = BitConverter.HalfToUInt16Bits((Half)(rng.NextDouble() * 4 - 2));
+        }
+        var q = Random(heads * headDim, 7, 1f);
+        var input = Input("attention_combine_q8");
+        Ints(input, heads, headDim, kvDim, start, window);
+        Floats(input, 1f / MathF.Sqrt(headDim), 0f);
+        Ints(input, context, chunk);
+        input.Write(MemoryMarshal.AsBytes(keys.AsSpan()));
+        input.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+        Floats(input, q);
+        int count = heads * headDim;
+        var plain = SameBits(Harness.Exec(input, "attention_combine_q8"), count * 4L + count + count / 32 * 8, "attention_combine_q8");
+        // Not vacuous: the output is finite and not all zero (a convex combination of the values).
+        var o = MemoryMarshal.Cast<byte, float>(plain.AsSpan(0, count * 4));
+        foreach (float v in o) Assert.True(float.IsFinite(v) && Math.Abs(v) <= 2f);
+        Assert.Contains(o.ToArray(), v => v != 0f);
+    }
+
     [HostCompilerFact]
     public void SplitRowsPutsEachPartInItsBuffer()
     {

@@ -119,6 +119,10 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             case LaunchKind.SplitRows:
                 ExecSplitRows(in op);
                 break;
+            case LaunchKind.AttentionSplitQ8:
+                ExecAttentionSplitQ8(in op);
+                SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
+                return;
             default:
                 Execute(in op);
                 return; // Execute keeps _qxSource right itself
@@ -166,6 +170,25 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         };
         long total = (long)stacked.Tokens * stacked.Part0;
         Launch(_kernels.GluSplitQ8, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
+    }
+
+    /// <summary>attention_split_f16 as ExecAttentionSplit launches it, then the combine that also quantizes the output.</summary>
+    private void ExecAttentionSplitQ8(in CudaOp op)
+    {
+        int kvHeads = op.KvDim / op.HeadDim;
+        var split = new AttentionSplitArgs
+        {
+            Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Part = op.Partials, Step = _step, PosDelta = op.PosDelta,
+            Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / kvHeads, Scale = op.Scale, Softcap = op.Softcap,
+            Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionSplit, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref split);
+        var combine = new AttentionCombineQ8Args
+        {
+            Part = op.Partials, Dst = op.Dst!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx, Step = _step, PosDelta = op.PosDelta, Heads = op.Heads,
+            HeadDim = op.HeadDim, Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionCombineQ8, (uint)op.Heads, 1, AttentionThreads, ref combine);
     }
 
     private void ExecSplitRows(in CudaOp stacked)

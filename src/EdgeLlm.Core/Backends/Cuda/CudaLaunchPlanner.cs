@@ -16,6 +16,9 @@ internal enum LaunchKind : byte
 
     /// <summary>split_rows_f32: the split of the stacked product at Op alone.</summary>
     SplitRows,
+
+    /// <summary>attention_split_f16 + attention_combine_q8_f32: split attention whose combine also quantizes the output for the Wo product.</summary>
+    AttentionSplitQ8,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -29,7 +32,8 @@ internal readonly record struct CudaLaunch(LaunchKind Kind, int Op, int Aux = -1
 /// <list type="bullet">
 /// <item>residual add + RMSNorm [+ the next product's quantization] (add_rmsnorm_q8_f32; also a lone norm before an integer product);</item>
 /// <item>a stacked Q/K/V product's split + rope(q) + rope(k) + kv store (rope_store_qkv_f32);</item>
-/// <item>a stacked gate/up product's split + SwiGLU/GeGLU [+ the down projection's quantization] (glu_split_q8_f32).</item>
+/// <item>a stacked gate/up product's split + SwiGLU/GeGLU [+ the down projection's quantization] (glu_split_q8_f32);</item>
+/// <item>split attention's combine + the Wo product's quantization (attention_combine_q8_f32).</item>
 /// </list>
 /// A pure function of the ops, so the launch count of a step is testable without a GPU (CudaLaunchPlanTests).
 /// </summary>
@@ -71,6 +75,10 @@ internal static class CudaLaunchPlanner
                     if (Norm(ops, i + 1, add: i)) { i += 1; continue; }
                     i += 1;
                     break;
+                case CudaOpKind.AttentionSplit when fuse && op.HeadDim % 32 == 0 && ConsumesQ8(ops, i + 1, op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim):
+                    plan.Add(new CudaLaunch(LaunchKind.AttentionSplitQ8, i, Quantize: true));
+                    Quantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
+                    continue;
                 case CudaOpKind.RmsNorm:
                     if (!fuse) plan.Add(new CudaLaunch(LaunchKind.RmsNorm, i));
                     else if (Norm(ops, i, add: -1)) continue;
@@ -142,6 +150,7 @@ internal static class CudaLaunchPlanner
             LaunchKind.RopeStoreQkv => ["rope_store_qkv_f32"],
             LaunchKind.GluSplitQ8 => ["glu_split_q8_f32"],
             LaunchKind.SplitRows => ["split_rows_f32"],
+            LaunchKind.AttentionSplitQ8 => ["attention_split_f16", "attention_combine_q8_f32"],
             _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
         };
     }

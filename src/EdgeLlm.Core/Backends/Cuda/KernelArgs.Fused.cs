@@ -99,3 +99,28 @@ internal unsafe struct SplitRowsArgs : IKernelArgs<SplitRowsArgs>
         p[0] = &a->Src; p[1] = &a->D0; p[2] = &a->D1; p[3] = &a->D2; p[4] = &a->W0; p[5] = &a->W1; p[6] = &a->W2; p[7] = &a->Tokens;
     }
 }
+
+/// <summary>attention_combine_q8_f32(part, dst, qx, dx, sx, step, posDelta, nHeads, headDim, window, chunkSize, chunks): one block per query head.</summary>
+internal unsafe struct AttentionCombineQ8Args : IKernelArgs<AttentionCombineQ8Args>
+{
+    public ulong Part;
+    public ulong Dst;
+    public ulong Qx;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Step;
+    public int PosDelta;
+    public int Heads;
+    public int HeadDim;
+    public int Window;
+    public int ChunkSize;
+    public int Chunks;
+
+    public static int Count => 12;
+
+    public static void Pointers(AttentionCombineQ8Args* a, void** p)
+    {
+        p[0] = &a->Part; p[1] = &a->Dst; p[2] = &a->Qx; p[3] = &a->Dx; p[4] = &a->Sx; p[5] = &a->Step; p[6] = &a->PosDelta;
+        p[7] = &a->Heads; p[8] = &a->HeadDim; p[9] = &a->Window; p[10] = &a->ChunkSize; p[11] = &a->Chunks;
+    }
+}
