@@ -183,6 +183,7 @@ public sealed class BenchCommand : Command
             Backend = model.Backend.Name + (model.File.InMemory ? ", weights read into memory" : ", weights memory-mapped") + (model.File.Locked ? " (locked)" : ""),
         };
         WriteTable(ctx.Out, result);
+        CudaProfileOutput.Print(model, ctx.Err);
         if (!finite) ctx.Err.WriteLine("edgellm bench: warning: the model produced non-finite logits");
         if (args.Has("--json")) ctx.Out.WriteLine(result.ToJson());
         return 0;

@@ -112,6 +112,7 @@ public sealed class RunCommand : Command
         ctx.Out.Flush();
         if (speculative is not null) ctx.Err.WriteLine(SpeculativeOptions.Summary(speculative));
         PrintTimings(ctx.Err, stats, model.ContextSize);
+        CudaProfileOutput.Print(model, ctx.Err);
         return stats.Stop == StopReason.Cancelled ? 130 : 0;
     }
 

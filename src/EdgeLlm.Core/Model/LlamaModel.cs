@@ -34,6 +34,7 @@ public sealed class LlamaModel : IDisposable
     private readonly BackendWeight _tokenEmbd, _outputNorm, _output;
     private readonly Layer[] _layers;
     private readonly float _embeddingScale;
+    private readonly IStackedMatMul? _stacker; // the backend, when it multiplies stacked weights (Layer.Wqkv, Layer.GateUp)
 
     // Activations for one batch of up to MaxBatch tokens, row-major [tokens, width].
     private readonly BackendBuffer _x;      // residual stream [B, dim]
@@ -49,7 +50,9 @@ public sealed class LlamaModel : IDisposable
     /// <summary>One block's weights (optional ones null when the family or file has none) and its rope and attention options.</summary>
     private sealed class Layer
     {
-        public required BackendWeight AttnNorm, Wq, Wk, Wv, Wo, FfnNorm, Gate, Up, Down;
+        public required BackendWeight AttnNorm, Wo, FfnNorm, Down;
+        public BackendWeight? Wq, Wk, Wv, Gate, Up;  // null when stacked:
+        public BackendWeight? Wqkv, GateUp;           // Q/K/V and gate/up as one product each (IStackedMatMul backends)
         public BackendWeight? Bq, Bk, Bv, Bo, QNorm, KNorm, PostAttnNorm, PostFfnNorm;
         public required RopeSpec Rope;
         public required AttentionOptions Attention;
@@ -97,16 +100,22 @@ public sealed class LlamaModel : IDisposable
         _output = Weights.TiedOutput ? _tokenEmbd : backend.LoadWeight(Weights.Output);
         _layers = new Layer[c.LayerCount];
         BackendWeight? Optional(TensorView? t) => t is { } v ? backend.LoadWeight(v) : null;
+        _stacker = backend as IStackedMatMul; // checked once here; the forward only tests the layer's stacked weights for null
+        BackendWeight? Stacked(string name, params TensorView[] parts) => _stacker?.LoadStacked(name, parts);
+        BackendWeight? Unless(BackendWeight? stacked, TensorView t) => stacked is null ? backend.LoadWeight(t) : null;
         for (int i = 0; i < _layers.Length; i++)
         {
             var l = Weights.Layers[i];
             bool sliding = c.Arch.IsSlidingLayer(i);
+            var qkv = Stacked($"blk.{i}.attn_qkv(stacked)", l.Wq, l.Wk, l.Wv);
+            var gateUp = Stacked($"blk.{i}.ffn_gate_up(stacked)", l.Gate, l.Up);
             _layers[i] = new Layer
             {
                 AttnNorm = backend.LoadWeight(l.AttnNorm),
-                Wq = backend.LoadWeight(l.Wq),
-                Wk = backend.LoadWeight(l.Wk),
-                Wv = backend.LoadWeight(l.Wv),
+                Wqkv = qkv,
+                Wq = Unless(qkv, l.Wq),
+                Wk = Unless(qkv, l.Wk),
+                Wv = Unless(qkv, l.Wv),
                 Bq = Optional(l.Bq),
                 Bk = Optional(l.Bk),
                 Bv = Optional(l.Bv),
@@ -116,8 +125,9 @@ public sealed class LlamaModel : IDisposable
                 Bo = Optional(l.Bo),
                 PostAttnNorm = Optional(l.PostAttnNorm),
                 FfnNorm = backend.LoadWeight(l.FfnNorm),
-                Gate = backend.LoadWeight(l.Gate),
-                Up = backend.LoadWeight(l.Up),
+                GateUp = gateUp,
+                Gate = Unless(gateUp, l.Gate),
+                Up = Unless(gateUp, l.Up),
                 Down = backend.LoadWeight(l.Down),
                 PostFfnNorm = Optional(l.PostFfnNorm),
                 Rope = sliding ? RopeSwa : Rope,
@@ -192,9 +202,13 @@ public sealed class LlamaModel : IDisposable
 
             // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
             b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
-            b.MatMul(w.Wq, _xb, _q, n);
-            b.MatMul(w.Wk, _xb, _k, n);
-            b.MatMul(w.Wv, _xb, _v, n);
+            if (w.Wqkv is not null) _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
+            else
+            {
+                b.MatMul(w.Wq!, _xb, _q, n);
+                b.MatMul(w.Wk!, _xb, _k, n);
+                b.MatMul(w.Wv!, _xb, _v, n);
+            }
             if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
             if (w.Bk is not null) b.AddBias(_k, w.Bk, n);
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
@@ -215,8 +229,12 @@ public sealed class LlamaModel : IDisposable
 
             // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
             b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
-            b.MatMul(w.Gate, _xb, _gate, n);
-            b.MatMul(w.Up, _xb, _up, n);
+            if (w.GateUp is not null) _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
+            else
+            {
+                b.MatMul(w.Gate!, _xb, _gate, n);
+                b.MatMul(w.Up!, _xb, _up, n);
+            }
             b.Glu(_gate, _up, (long)n * c.FfnDim, c.Arch.Activation);
             b.MatMul(w.Down, _gate, _xb, n);
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);

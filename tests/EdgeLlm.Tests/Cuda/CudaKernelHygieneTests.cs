@@ -137,6 +137,7 @@ public class CudaKernelHygieneTests
             CudaSettings.GraphsVariable => graphs,
             CudaSettings.SyncVariable => sync,
             CudaSettings.SplitAttentionVariable => split,
+            CudaSettings.FuseVariable or CudaSettings.ProfileVariable => null, // CudaFusion/CudaProfileTests
             _ => throw new ArgumentException(name),
         });
         Assert.Equal(graphsOn, s.Graphs);

@@ -100,6 +100,11 @@ public unsafe class KernelArgsTests
         Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
         Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
+        Check<AddRmsNormQ8Args>("fused.cu", "add_rmsnorm_q8_f32");
+        Check<RopeStoreQkvArgs>("fused.cu", "rope_store_qkv_f32");
+        Check<GluSplitArgs>("fused.cu", "glu_split_q8_f32");
+        Check<SplitRowsArgs>("fused.cu", "split_rows_f32");
+        Check<AttentionCombineQ8Args>("fused.cu", "attention_combine_q8_f32");
     }
 
     /// <summary>Every entry point of every kernel file is covered by the check above.</summary>
@@ -111,6 +116,7 @@ public unsafe class KernelArgsTests
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
             "attention_prefill_f16", "attention_prefill_f32",
+            "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_combine_q8_f32",
         };
         covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
         foreach (var t in CudaKernels.GemmTypes)

@@ -70,6 +70,7 @@ public sealed unsafe partial class CudaBackend
             _opCount = 0;
             _stepIds = 0;
         }
+        if (_profile is not null) CollectProfile();
     }
 
     /// <summary>Waits until the last step upload has left the pinned staging buffer (so it may be rewritten).</summary>

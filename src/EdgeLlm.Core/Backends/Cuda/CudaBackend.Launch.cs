@@ -13,13 +13,6 @@ public sealed unsafe partial class CudaBackend
     private int _qxTokens;
     private long _qxK;
 
-    private void ExecuteAll()
-    {
-        _qxSource = null;
-        for (int i = 0; i < _opCount; i++) Execute(in _ops[i]);
-        _qxSource = null;
-    }
-
     private void Execute(in CudaOp op)
     {
         switch (op.Kind)
@@ -38,8 +31,10 @@ public sealed unsafe partial class CudaBackend
             case CudaOpKind.Scale: ExecScalar(_kernels.Scale, in op, op.Scale); break;
             case CudaOpKind.Softcap: ExecScalar(_kernels.Softcap, in op, op.Softcap); break;
             case CudaOpKind.Copy:
+                nint timing = ProfileBegin();
                 CudaDriver.Check(CudaDriver.cuMemcpyDtoDAsync(op.Dst!.Ptr + (ulong)(op.DstOffset * sizeof(float)), op.X!.Ptr + (ulong)(op.SrcOffset * sizeof(float)),
                     (nuint)(op.Count * sizeof(float)), _stream), "cuMemcpyDtoDAsync_v2");
+                ProfileEnd(CudaProfile.CopyName, timing);
                 break;
         }
         _qxSource = null; // every other op may have written the quantized activations' source
@@ -67,16 +62,7 @@ public sealed unsafe partial class CudaBackend
         var fn = n == 1 ? _kernels.MatVecT1[(int)w.Type] : _kernels.MatVecT8[(int)w.Type];
         if (CudaKernels.IsIntegerDot(w.Type))
         {
-            if (!ReferenceEquals(_qxSource, x) || _qxTokens != n || _qxK != k)
-            {
-                long blocks = (long)n * k / 32;
-                var q = new QuantizeArgs { X = x.Ptr, Qx = _qx, Dx = _dx, Sx = _sx, Blocks = blocks };
-                int perBlock = ElementwiseThreads / 32;
-                Launch(_kernels.QuantizeQ8, (uint)((blocks + perBlock - 1) / perBlock), 1, ElementwiseThreads, ref q);
-                _qxSource = x;
-                _qxTokens = n;
-                _qxK = k;
-            }
+            if (!ReferenceEquals(_qxSource, x) || _qxTokens != n || _qxK != k) Quantize(x, n, k); // (the plan has quantized it already)
             if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
             {
                 // gemm.cu: a batch of tokens as a tiled GEMM, over the repacked rows or ggml's blocks as uploaded
@@ -116,6 +102,18 @@ public sealed unsafe partial class CudaBackend
             Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
         if (ReferenceEquals(op.Dst, _qxSource)) _qxSource = null;
+    }
+
+    /// <summary>quantize_q8 of <paramref name="n"/> rows of <paramref name="k"/> floats of <paramref name="x"/> into the q8 scratch.</summary>
+    private void Quantize(CudaBuffer x, int n, long k)
+    {
+        long blocks = (long)n * k / 32;
+        var q = new QuantizeArgs { X = x.Ptr, Qx = _qx, Dx = _dx, Sx = _sx, Blocks = blocks };
+        int perBlock = ElementwiseThreads / 32;
+        Launch(_kernels.QuantizeQ8, (uint)((blocks + perBlock - 1) / perBlock), 1, ElementwiseThreads, ref q);
+        _qxSource = x;
+        _qxTokens = n;
+        _qxK = k;
     }
 
     private void ExecRope(in CudaOp op)
@@ -215,12 +213,14 @@ public sealed unsafe partial class CudaBackend
     private void Launch<T>(CudaFunction fn, uint gridX, uint gridY, uint block, ref T args) where T : unmanaged, IKernelArgs<T>
     {
         void** p = stackalloc void*[T.Count];
+        nint timing = ProfileBegin();
         fixed (T* a = &args)
         {
             T.Pointers(a, p);
             int rc = CudaDriver.cuLaunchKernel(fn.Handle, gridX, gridY, 1, block, 1, 1, 0, _stream, p, null);
             if (rc != CudaDriver.Success) throw new CudaException($"cuLaunchKernel({fn.Name})", rc, CudaDriver.ErrorName(rc));
         }
+        ProfileEnd(fn.Name, timing);
         if (Settings.SyncEachLaunch)
         {
             int rc = CudaDriver.cuStreamSynchronize(_stream);

@@ -37,7 +37,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public const string GraphsVariable = CudaSettings.GraphsVariable;
 
     /// <summary>What the environment asked for (graphs, a synchronization after each launch).</summary>
-    public CudaSettings Settings { get; }
+    public CudaSettings Settings { get; internal set; } // (set by tests before a model loads: fused against unfused on one device)
 
     public CudaDeviceInfo Device { get; }
     public KernelTarget Target { get; }
@@ -55,7 +55,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public int KernelCacheHits => _kernels.CacheHits;
     public int KernelsCompiled => _kernels.Compiled;
 
-    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}, prefill GEMM {GemmPath}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}";
+    public string Name => $"{Device} {Target}, weights {(WeightsMapped ? "mapped" : "in device memory")}, graphs {(GraphsEnabled ? "on" : "off")}, prefill GEMM {GemmPath}{(Settings.SyncEachLaunch ? ", synchronized after each launch" : "")}{(Settings.Fuse ? "" : ", unfused")}{(Settings.Profile ? ", profiled" : "")}";
 
     [ThreadStatic] private static nint t_currentContext;
 
@@ -85,6 +85,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             CudaDriver.Check(CudaDriver.cuEventCreate(out _stepUploaded, 0x2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate");
             Settings = CudaSettings.FromEnvironment();
             GraphsEnabled = Settings.Graphs && CudaLibraries.DriverHas("cuGraphInstantiateWithFlags");
+            if (Settings.Profile) _profile = new CudaProfile();
 
             WeightPlacement = "copied to device memory";
             if (mapFile is not null && device.Integrated)
@@ -163,6 +164,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         t_currentContext = _context;
         if (_stream != 0) CudaDriver.cuStreamSynchronize(_stream);
         DestroyGraphs();
+        DestroyProfileEvents();
         foreach (var b in _buffers) if (b.Ptr != 0) CudaDriver.cuMemFree(b.Ptr);
         _buffers.Clear();
         foreach (var w in _weights) if (w.Owned && w.Ptr != 0) CudaDriver.cuMemFree(w.Ptr);

@@ -3,7 +3,7 @@ using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cuda;
 
-internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy }
+internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy, MatMulStacked }
 
 /// <summary>
 /// One recorded backend call: what <see cref="CudaBackend"/> will launch when the step is flushed. Each kind
@@ -32,6 +32,13 @@ internal struct CudaOp
 
     /// <summary>The weight: table (get_rows), norm weight (rms_norm), matrix (matmul), bias (add_bias).</summary>
     public CudaWeight? Weight;
+
+    /// <summary>A stacked product (<see cref="CudaOpKind.MatMulStacked"/>): the buffers of its second and third part
+    /// (<see cref="Dst"/> takes the first; <see cref="Dst2"/> null for two parts), each part's rows, and the device
+    /// scratch its whole [tokens, rows] output goes to before the split.</summary>
+    public CudaBuffer? Dst1, Dst2;
+    public int Part0, Part1, Part2;
+    public CudaBuffer? StackOut;
 
     public RopeSpec? Rope;
 
@@ -72,7 +79,8 @@ internal struct CudaOp
     public readonly bool SameLaunch(in CudaOp o) =>
         Kind == o.Kind && ReferenceEquals(X, o.X) && ReferenceEquals(Y, o.Y) && ReferenceEquals(KCache, o.KCache)
         && ReferenceEquals(VCache, o.VCache) && ReferenceEquals(Dst, o.Dst) && ReferenceEquals(Weight, o.Weight)
-        && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks
+        && ReferenceEquals(Dst1, o.Dst1) && ReferenceEquals(Dst2, o.Dst2) && Part0 == o.Part0 && Part1 == o.Part1 && Part2 == o.Part2
+        && ReferenceEquals(StackOut, o.StackOut) && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks
         && Count == o.Count && SrcOffset == o.SrcOffset && DstOffset == o.DstOffset
         && Tokens == o.Tokens && Heads == o.Heads && HeadDim == o.HeadDim && KvDim == o.KvDim && Dim == o.Dim && Window == o.Window
         && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta;

@@ -8,10 +8,14 @@ namespace EdgeLlm.Backends.Cuda;
 /// What the environment asks of the CUDA backend: EDGELLM_CUDA_GRAPHS=0 launches every step op by op;
 /// EDGELLM_CUDA_SYNC=1 synchronizes after every kernel launch so a faulting kernel is named (which rules out
 /// graphs: a capture cannot synchronize); EDGELLM_CUDA_SPLIT_ATTENTION=0 keeps decode steps on the one-block-per-head
-/// attention kernel instead of the split (flash-decoding) one.
+/// attention kernel instead of the split (flash-decoding) one; EDGELLM_CUDA_FUSE=0 launches every recorded op as its own
+/// kernel (no fused kernels, CudaLaunchPlanner); EDGELLM_CUDA_PROFILE=1 times every launch with CUDA events and keeps a
+/// per-kernel table (<see cref="CudaProfile"/>; graphs are off then, so every kernel is launched and timed on its own).
 /// </summary>
-public readonly record struct CudaSettings(bool Graphs, bool SyncEachLaunch, bool SplitAttention = true)
+public readonly record struct CudaSettings(bool Graphs, bool SyncEachLaunch, bool SplitAttention = true, bool Fuse = true, bool Profile = false)
 {
+    public const string FuseVariable = "EDGELLM_CUDA_FUSE";
+    public const string ProfileVariable = "EDGELLM_CUDA_PROFILE";
     public const string GraphsVariable = "EDGELLM_CUDA_GRAPHS";
     public const string SyncVariable = "EDGELLM_CUDA_SYNC";
     public const string SplitAttentionVariable = "EDGELLM_CUDA_SPLIT_ATTENTION";
@@ -21,8 +25,9 @@ public readonly record struct CudaSettings(bool Graphs, bool SyncEachLaunch, boo
     public static CudaSettings From(Func<string, string?> variable)
     {
         bool sync = variable(SyncVariable) == "1";
-        return new CudaSettings(Graphs: variable(GraphsVariable) != "0" && !sync, SyncEachLaunch: sync,
-            SplitAttention: variable(SplitAttentionVariable) != "0");
+        bool profile = variable(ProfileVariable) == "1";
+        return new CudaSettings(Graphs: variable(GraphsVariable) != "0" && !sync && !profile, SyncEachLaunch: sync,
+            SplitAttention: variable(SplitAttentionVariable) != "0", Fuse: variable(FuseVariable) != "0", Profile: profile);
     }
 }
 

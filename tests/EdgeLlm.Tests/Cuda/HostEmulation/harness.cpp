@@ -18,6 +18,9 @@
 #include "sample.cu"
 #include "gemm.cu"
 #include "attention_prefill.cu"
+#include "rmsnorm.cu"
+#include "fused.cu"
+#include <functional>
 
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef float (*DotFn)(const u8*, int, const int*, float, float);
@@ -264,11 +267,13 @@ static bool run_op(const std::string& op)
     return true;
 }
 
+#include "fused_ops.h"
+
 int main()
 {
     std::string name;
     for (int c; (c = std::fgetc(stdin)) > 0;) name.push_back((char)c);
-    if (run_op(name)) return 0;
+    if (run_op(name) || run_fused_op(name)) return 0;
     const Entry* t = find_type(name);
     if (!t) { std::fprintf(stderr, "harness: unknown type '%s'\n", name.c_str()); return 2; }
     int K, rows; i64 rowBytes;

@@ -1,0 +1,206 @@
+// Fused kernels of a decode step (issue 17 item 2): each does the work of a short sequence of the unfused kernels
+// in one launch and leaves every buffer those kernels write with the same bits (the same float operations in the
+// same order), so CudaBackend can use them whenever its recorded step shows the sequence
+// (CudaLaunchPlanner). The int8 activation quantization of the next matrix-vector product is written here with
+// quantize.cu's arithmetic: one warp per 32-block, lane i owning element i.
+#include "common.cuh"
+
+// fp16's largest finite value (elementwise.cu's clamp, under another name: the host emulation compiles every
+// kernel file into one program).
+#define FUSED_HALF_MAX 65504.0f
+
+__device__ __forceinline__ float fused_clamp_half(float x)
+{
+    return x > FUSED_HALF_MAX ? FUSED_HALF_MAX : (x < -FUSED_HALF_MAX ? -FUSED_HALF_MAX : x);
+}
+
+// quantize_q8 of the 32-block this warp holds (v: this lane's element), block index b.
+__device__ __forceinline__ void fused_quantize_lane(float v, i64 b, i8* __restrict__ qx, float* __restrict__ dx,
+                                                    float* __restrict__ sx)
+{
+    int lane = threadIdx.x % WARP;
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    int q = amax == 0.0f ? 0 : __float2int_rn(v / d);
+    qx[b * 32 + lane] = (i8)q;
+    int sum = warp_sum_i(q);
+    if (lane == 0)
+    {
+        dx[b] = d;
+        sx[b] = d * (float)sum;
+    }
+}
+
+// One block per token row (blockDim a multiple of 32, 256 as rmsnorm_f32 runs):
+//   residual != 0:  x += y                                   (add_f32)
+//   then            dst = x / sqrt(mean(x^2) + eps) * w      (rmsnorm_f32, the same reduction order)
+//   quantize != 0:  dst's 32-blocks quantized into qx/dx/sx  (quantize_q8 over the nTokens * dim floats of dst;
+//                   dim must be a multiple of 32)
+// y may be dst (the forward adds the branch output held in the norm's output buffer): every y[i] is read in the
+// first loop, before the barrier of the reduction, and dst is written after it. x may be dst when residual is 0.
+extern "C" __global__ void add_rmsnorm_q8_f32(float* x, const float* y, const float* __restrict__ w, float* dst,
+                                              i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx,
+                                              int dim, float eps, int residual, int quantize)
+{
+    __shared__ double partial[32];
+    float* xr = x + (i64)blockIdx.x * dim;
+    float* dr = dst + (i64)blockIdx.x * dim;
+    double ss = 0.0;
+    if (residual)
+    {
+        const float* yr = y + (i64)blockIdx.x * dim;
+        for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        {
+            float v = __fadd_rn(xr[i], yr[i]);
+            xr[i] = v;
+            ss += (double)v * (double)v;
+        }
+    }
+    else
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
+    ss = warp_sum_d(ss);
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (lane == 0) partial[warp] = ss;
+    __syncthreads();
+    if (warp == 0)
+    {
+        int warps = blockDim.x / WARP;
+        double v = lane < warps ? partial[lane] : 0.0;
+        v = warp_sum_d(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
+    // With dim a multiple of 32 the 32 lanes of a warp run the same iterations, on one 32-block each time.
+    i64 rowBlock = (i64)blockIdx.x * (dim / 32);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    {
+        float v = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
+        dr[i] = v;
+        if (quantize) fused_quantize_lane(v, rowBlock + i / 32, qx, dx, sx);
+    }
+}
+
+// The split of a stacked Q/K/V product and what follows it in a layer, in one pass: the product of the stacked
+// weight holds per token [q (qDim) | k (kvDim) | v (kvDim)]. q and k are rotated (rope_f32's arithmetic, the same
+// table and position for both), q goes to q, k to k and to the fp16 key cache, v to v and to the value cache
+// (store_kv_f16's conversion), at cache rows pos + t. One thread per element of a token's [q | k | v]; each
+// element of a rotated pair computes the pair's angle itself (the same double arithmetic, so the same floats).
+extern "C" __global__ void rope_store_qkv_f32(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k,
+                                              float* __restrict__ v, u16* __restrict__ kc, u16* __restrict__ vc,
+                                              const int* __restrict__ step, int posDelta, int nTokens, int qDim, int kvDim,
+                                              int headDim, int half, const double* __restrict__ invFreq, float scale,
+                                              int neox, float attnFactor)
+{
+    int width = qDim + 2 * kvDim;
+    i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (i64)nTokens * width) return;
+    int t = (int)(idx / width), c = (int)(idx % width);
+    int pos = step_pos(step, posDelta) + t;
+    const float* src = qkv + (i64)t * width;
+    if (c >= qDim + kvDim)
+    {
+        int e = c - qDim - kvDim;
+        float val = src[c];
+        v[(i64)t * kvDim + e] = val;
+        vc[(i64)pos * kvDim + e] = float_to_half(fused_clamp_half(val));
+        return;
+    }
+    int e = c < qDim ? c : c - qDim; // index in the q or k part
+    int h = e % headDim;             // index in the head
+    float val = src[c];
+    if (h < 2 * half)
+    {
+        // The pair of h and its partner: (2i, 2i+1) in the normal layout, (i, i + half) in NEOX.
+        int i = neox ? (h < half ? h : h - half) : h / 2;
+        bool first = neox ? h < half : h % 2 == 0;
+        int partner = c + (first ? (neox ? half : 1) : -(neox ? half : 1));
+        double theta = (double)pos / (double)scale * invFreq[i];
+        double s, co;
+        sincos(theta, &s, &co);
+        float cs = (float)(co * (double)attnFactor), sn = (float)(s * (double)attnFactor);
+        float x0 = first ? val : src[partner], x1 = first ? src[partner] : val;
+        val = first ? __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)) : __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    }
+    if (c < qDim) q[(i64)t * qDim + e] = val;
+    else
+    {
+        k[(i64)t * kvDim + e] = val;
+        kc[(i64)pos * kvDim + e] = float_to_half(fused_clamp_half(val));
+    }
+}
+
+// silu(g) * u and gelu_tanh(g) * u exactly as swiglu_f32 and geglu_f32 compute them.
+__device__ __forceinline__ float fused_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
+
+__device__ __forceinline__ float fused_geglu(float g, float u)
+{
+    const float c1 = -1.5957691216057308f;  // -2 sqrt(2/pi)
+    const float c3 = -0.07135481627159515f; // -2 sqrt(2/pi) * 0.044715
+    float m2u = __fmul_rn(g, __fmaf_rn(__fmul_rn(g, g), c3, c1));
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(m2u))), u);
+}
+
+// The split of a stacked gate/up product ([gate (ffn) | up (ffn)] per token) and the gated activation in one
+// pass: gate = act(g) * u, up = u; with quantize != 0 also gate's 32-blocks into qx/dx/sx for the down
+// projection (ffn must then be a multiple of 32, so a warp never straddles two tokens). One thread per element of
+// the nTokens * ffn gate buffer.
+extern "C" __global__ void glu_split_q8_f32(const float* __restrict__ gu, float* __restrict__ gate, float* __restrict__ up,
+                                            i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx,
+                                            int ffn, int nTokens, int geglu, int quantize)
+{
+    i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (i64)nTokens * ffn) return;
+    i64 t = idx / ffn;
+    int i = (int)(idx % ffn);
+    float g = gu[t * 2 * ffn + i], u = gu[t * 2 * ffn + ffn + i];
+    float r = geglu ? fused_geglu(g, u) : fused_swiglu(g, u);
+    gate[idx] = r;
+    up[idx] = u;
+    if (quantize) fused_quantize_lane(r, idx / 32, qx, dx, sx);
+}
+
+// The split of a stacked product alone (when nothing it feeds can take the split): per token, the first w0
+// floats go to d0, the next w1 to d1, the last w2 (0: none) to d2.
+extern "C" __global__ void split_rows_f32(const float* __restrict__ src, float* __restrict__ d0, float* __restrict__ d1,
+                                          float* __restrict__ d2, int w0, int w1, int w2, int nTokens)
+{
+    int width = w0 + w1 + w2;
+    i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (i64)nTokens * width) return;
+    i64 t = idx / width;
+    int c = (int)(idx % width);
+    float v = src[idx];
+    if (c < w0) d0[t * w0 + c] = v;
+    else if (c < w0 + w1) d1[t * w1 + c - w0] = v;
+    else d2[t * w2 + c - w0 - w1] = v;
+}
+
+// attention_combine_f32 (kernels/attention.cu: the same loops, so the same floats) with the int8 quantization of its
+// output for the Wo product: one block per query head of a decode step's token t = blockIdx.y; headDim must be a
+// multiple of 32 so each warp's 32 consecutive elements are one 32-block of the token's [nHeads * headDim] row.
+extern "C" __global__ void attention_combine_q8_f32(const float* __restrict__ part, float* __restrict__ dst,
+                                                    i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx,
+                                                    const int* __restrict__ step, int posDelta, int nHeads, int headDim,
+                                                    int window, int chunkSize, int chunks)
+{
+    int h = blockIdx.x, t = blockIdx.y;
+    int last = step_pos(step, posDelta) + t;
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    int c0 = first / chunkSize, c1 = last / chunkSize;
+    i64 stride = headDim + 2;
+    const float* ph = part + ((i64)t * nHeads + h) * chunks * stride;
+    float M = NEG_INF;
+    for (int c = c0; c <= c1; c++) M = fmaxf(M, ph[c * stride + headDim]);
+    float L = 0.0f;
+    for (int c = c0; c <= c1; c++) L += ph[c * stride + headDim + 1] * expf(ph[c * stride + headDim] - M);
+    i64 row = (i64)t * nHeads * headDim + (i64)h * headDim;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x)
+    {
+        float o = 0.0f;
+        for (int c = c0; c <= c1; c++) o += ph[c * stride + d] * expf(ph[c * stride + headDim] - M);
+        float r = o / L;
+        dst[row + d] = r;
+        fused_quantize_lane(r, (row + d) / 32, qx, dx, sx);
+    }
+}

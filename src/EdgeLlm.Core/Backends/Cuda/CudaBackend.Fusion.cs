@@ -1,0 +1,204 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Compute;
+using EdgeLlm.Gguf;
+
+namespace EdgeLlm.Backends.Cuda;
+
+// Fewer kernels per layer (issue 17 item 2): stacked Q/K/V and gate/up weights (IStackedMatMul), and the launches of
+// the fused kernels of kernels/fused.cu that CudaLaunchPlanner picks for a recorded step.
+public sealed unsafe partial class CudaBackend : IStackedMatMul
+{
+    private readonly Dictionary<CudaWeight, (int P0, int P1, int P2)> _stacks = new(ReferenceEqualityComparer.Instance);
+    private readonly List<CudaLaunch> _plan = new();
+    private CudaBuffer? _stackOut; // a stacked product's [tokens, rows] output before its split
+    private long _stackRows;       // the most rows of a stacked weight
+
+    /// <summary>
+    /// Stacks the parts' rows on the host and loads the result as one weight (through <see cref="LoadWeight"/>, so it
+    /// is uploaded like any other). Null, keeping the parts apart, when the weights are read in place from the
+    /// registered memory map (an integrated GPU: a stacked copy would duplicate them in the shared memory), when
+    /// the parts differ in type or row length, or with EDGELLM_CUDA_FUSE=0 (the launches of before, for A/B).
+    /// </summary>
+    public BackendWeight? LoadStacked(string name, ReadOnlySpan<TensorView> parts)
+    {
+        if (WeightsMapped || !Settings.Fuse || parts.Length is < 2 or > 3) return null;
+        var type = parts[0].Type;
+        long ne0 = parts[0].Ne0, rows = 0, bytes = 0;
+        foreach (var p in parts)
+        {
+            if (p.Type != type || p.Ne0 != ne0 || p.Dims.Length != 2 || p.Rows < 1) return null;
+            rows += p.Rows;
+            bytes += p.ByteLength;
+        }
+        if (rows > int.MaxValue || bytes != GgmlTypes.RowBytes(type, ne0) * rows) return null;
+        byte* host = (byte*)NativeMemory.Alloc((nuint)bytes);
+        try
+        {
+            long at = 0;
+            foreach (var p in parts)
+            {
+                Buffer.MemoryCopy(p.Data, host + at, bytes - at, p.ByteLength);
+                at += p.ByteLength;
+            }
+            // LoadWeight has copied the bytes (into pinned staging or the device) when it returns.
+            var w = (CudaWeight)LoadWeight(new TensorView(name, type, [ne0, rows], host, bytes));
+            _stacks[w] = ((int)parts[0].Rows, (int)parts[1].Rows, parts.Length == 3 ? (int)parts[2].Rows : 0);
+            _stackRows = Math.Max(_stackRows, rows);
+            return w;
+        }
+        finally
+        {
+            NativeMemory.Free(host);
+        }
+    }
+
+    public void MatMulStacked(BackendWeight stacked, BackendBuffer x, int nTokens, BackendBuffer dst0, BackendBuffer dst1, BackendBuffer? dst2)
+    {
+        Ready();
+        var w = Wt(stacked);
+        if (!_stacks.TryGetValue(w, out var parts)) throw new ArgumentException($"{w.Name} was not loaded by LoadStacked");
+        if ((parts.P2 == 0) != (dst2 is null)) throw new ArgumentException($"{w.Name} stacks {(parts.P2 == 0 ? 2 : 3)} weights");
+        var a = Buf(x, "matmul x");
+        if (nTokens < 1 || nTokens > _limits.MaxBatch) throw new ArgumentOutOfRangeException(nameof(nTokens), $"matmul of {nTokens} tokens is outside the prepared batch of {_limits.MaxBatch}");
+        if (w.Ne0 > _limits.MaxRowLength) throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared row of {_limits.MaxRowLength}");
+        Need(a, nTokens * w.Ne0, "matmul x");
+        var d0 = Buf(dst0, "matmul dst0");
+        var d1 = Buf(dst1, "matmul dst1");
+        var d2 = dst2 is null ? null : Buf(dst2, "matmul dst2");
+        Need(d0, (long)nTokens * parts.P0, "matmul dst0");
+        Need(d1, (long)nTokens * parts.P1, "matmul dst1");
+        if (d2 is not null) Need(d2, (long)nTokens * parts.P2, "matmul dst2");
+        Record(new CudaOp
+        {
+            Kind = CudaOpKind.MatMulStacked, Weight = w, X = a, Dst = d0, Dst1 = d1, Dst2 = d2, Part0 = parts.P0, Part1 = parts.P1, Part2 = parts.P2,
+            Tokens = nTokens, StackOut = StackOut(),
+        });
+    }
+
+    /// <summary>The stacked products' output scratch: MaxBatch rows of the widest stack (allocated at the first stacked product).</summary>
+    private CudaBuffer StackOut()
+    {
+        long need = _stackRows * _limits.MaxBatch;
+        if (_stackOut is null || _stackOut.Length < need) _stackOut = (CudaBuffer)Allocate(need);
+        return _stackOut;
+    }
+
+    /// <summary>Plans the recorded step (fused or not, <see cref="CudaSettings.Fuse"/>) and launches it.</summary>
+    private void ExecuteAll()
+    {
+        _qxSource = null;
+        var ops = _ops.AsSpan(0, _opCount);
+        CudaLaunchPlanner.Plan(ops, _plan, Settings.Fuse);
+        foreach (var l in _plan) ExecuteLaunch(in l, ops);
+        _qxSource = null;
+    }
+
+    private void ExecuteLaunch(in CudaLaunch l, ReadOnlySpan<CudaOp> ops)
+    {
+        ref readonly var op = ref ops[l.Op];
+        switch (l.Kind)
+        {
+            case LaunchKind.Quantize:
+                Quantize(op.X!, op.Tokens, op.Weight!.Ne0);
+                return;
+            case LaunchKind.MatVec:
+                if (op.Kind == CudaOpKind.MatMulStacked) ExecMatMul(op with { Kind = CudaOpKind.MatMul, Dst = op.StackOut });
+                else ExecMatMul(in op);
+                return; // keeps _qxSource when it stays valid
+            case LaunchKind.AddRmsNormQ8:
+                ExecAddRmsNormQ8(in op, l.Aux < 0 ? null : ops[l.Aux].Y, l.Quantize);
+                if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, op.Dim); return; }
+                break;
+            case LaunchKind.RopeStoreQkv:
+                ExecRopeStoreQkv(in op, in ops[l.Op + 1], in ops[l.Aux]);
+                break;
+            case LaunchKind.GluSplitQ8:
+                ExecGluSplit(in op, ops[l.Aux].Kind == CudaOpKind.GeGlu, l.Quantize);
+                if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, op.Part0); return; }
+                break;
+            case LaunchKind.SplitRows:
+                ExecSplitRows(in op);
+                break;
+            case LaunchKind.AttentionSplitQ8:
+                ExecAttentionSplitQ8(in op);
+                SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
+                return;
+            default:
+                Execute(in op);
+                return; // Execute keeps _qxSource right itself
+        }
+        _qxSource = null;
+    }
+
+    private void SetQuantized(CudaBuffer x, int tokens, long k)
+    {
+        _qxSource = x;
+        _qxTokens = tokens;
+        _qxK = k;
+    }
+
+    private void ExecAddRmsNormQ8(in CudaOp norm, CudaBuffer? residual, bool quantize)
+    {
+        var args = new AddRmsNormQ8Args
+        {
+            X = norm.X!.Ptr, Y = residual?.Ptr ?? 0, Weight = norm.Weight!.Ptr, Dst = norm.Dst!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx,
+            Dim = norm.Dim, Eps = norm.Eps, Residual = residual is null ? 0 : 1, Quantize = quantize ? 1 : 0,
+        };
+        Launch(_kernels.AddRmsNormQ8, (uint)norm.Tokens, 1, ElementwiseThreads, ref args);
+    }
+
+    private void ExecRopeStoreQkv(in CudaOp stacked, in CudaOp ropeQ, in CudaOp store)
+    {
+        var spec = ropeQ.Rope!;
+        var args = new RopeStoreQkvArgs
+        {
+            Qkv = stacked.StackOut!.Ptr, Q = stacked.Dst!.Ptr, K = stacked.Dst1!.Ptr, V = stacked.Dst2!.Ptr,
+            KCache = store.KCache!.Ptr, VCache = store.VCache!.Ptr, Step = _step, PosDelta = ropeQ.PosDelta, Tokens = stacked.Tokens,
+            QDim = stacked.Part0, KvDim = stacked.Part1, HeadDim = spec.HeadDim, Half = spec.Dims / 2, InvFreq = ropeQ.RopeTable,
+            Scale = spec.Scale, Neox = spec.Neox ? 1 : 0, AttnFactor = spec.AttnFactor,
+        };
+        long total = (long)stacked.Tokens * (stacked.Part0 + 2L * stacked.Part1);
+        Launch(_kernels.RopeStoreQkv, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
+    }
+
+    private void ExecGluSplit(in CudaOp stacked, bool geglu, bool quantize)
+    {
+        var args = new GluSplitArgs
+        {
+            GateUp = stacked.StackOut!.Ptr, Gate = stacked.Dst!.Ptr, Up = stacked.Dst1!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx,
+            Ffn = stacked.Part0, Tokens = stacked.Tokens, Geglu = geglu ? 1 : 0, Quantize = quantize ? 1 : 0,
+        };
+        long total = (long)stacked.Tokens * stacked.Part0;
+        Launch(_kernels.GluSplitQ8, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
+    }
+
+    /// <summary>attention_split_f16 as ExecAttentionSplit launches it, then the combine that also quantizes the output.</summary>
+    private void ExecAttentionSplitQ8(in CudaOp op)
+    {
+        int kvHeads = op.KvDim / op.HeadDim;
+        var split = new AttentionSplitArgs
+        {
+            Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Part = op.Partials, Step = _step, PosDelta = op.PosDelta,
+            Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / kvHeads, Scale = op.Scale, Softcap = op.Softcap,
+            Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionSplit, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref split);
+        var combine = new AttentionCombineQ8Args
+        {
+            Part = op.Partials, Dst = op.Dst!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx, Step = _step, PosDelta = op.PosDelta, Heads = op.Heads,
+            HeadDim = op.HeadDim, Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+        };
+        Launch(_kernels.AttentionCombineQ8, (uint)op.Heads, 1, AttentionThreads, ref combine);
+    }
+
+    private void ExecSplitRows(in CudaOp stacked)
+    {
+        var args = new SplitRowsArgs
+        {
+            Src = stacked.StackOut!.Ptr, D0 = stacked.Dst!.Ptr, D1 = stacked.Dst1!.Ptr, D2 = stacked.Dst2?.Ptr ?? 0,
+            W0 = stacked.Part0, W1 = stacked.Part1, W2 = stacked.Part2, Tokens = stacked.Tokens,
+        };
+        long total = (long)stacked.Tokens * (stacked.Part0 + stacked.Part1 + stacked.Part2);
+        Launch(_kernels.SplitRows, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
+    }
+}

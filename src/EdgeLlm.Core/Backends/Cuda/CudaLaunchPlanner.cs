@@ -1,0 +1,212 @@
+namespace EdgeLlm.Backends.Cuda;
+
+/// <summary>What one entry of a launch plan launches (kernels/fused.cu's kernels from <see cref="AddRmsNormQ8"/> on).</summary>
+internal enum LaunchKind : byte
+{
+    GetRows, RmsNorm, Quantize, MatVec, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy,
+
+    /// <summary>add_rmsnorm_q8_f32: [the residual add at <see cref="CudaLaunch.Aux"/> +] the norm at <see cref="CudaLaunch.Op"/> [+ the next product's quantization].</summary>
+    AddRmsNormQ8,
+
+    /// <summary>rope_store_qkv_f32: the split of the stacked product at Op, both ropes and the kv store (ops Op+1..Op+3).</summary>
+    RopeStoreQkv,
+
+    /// <summary>glu_split_q8_f32: the split of the stacked gate/up product at Op and the glu at Op+1 [+ the down projection's quantization].</summary>
+    GluSplitQ8,
+
+    /// <summary>split_rows_f32: the split of the stacked product at Op alone.</summary>
+    SplitRows,
+
+    /// <summary>attention_split_f16 + attention_combine_q8_f32: split attention whose combine also quantizes the output for the Wo product.</summary>
+    AttentionSplitQ8,
+}
+
+/// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
+internal readonly record struct CudaLaunch(LaunchKind Kind, int Op, int Aux = -1, bool Quantize = false);
+
+/// <summary>
+/// Turns a recorded step (<see cref="CudaOp"/>s, as the forward issued them) into the launches that run it. Without
+/// fusion each op is its own launch, plus a <c>quantize_q8</c> before an integer product whose input is not already
+/// quantized (Q, K and V share one). With fusion (the default; EDGELLM_CUDA_FUSE=0 turns it off) a short sequence of
+/// ops becomes one kernel of kernels/fused.cu whose results are bit for bit those of the sequence:
+/// <list type="bullet">
+/// <item>residual add + RMSNorm [+ the next product's quantization] (add_rmsnorm_q8_f32; also a lone norm before an integer product);</item>
+/// <item>a stacked Q/K/V product's split + rope(q) + rope(k) + kv store (rope_store_qkv_f32);</item>
+/// <item>a stacked gate/up product's split + SwiGLU/GeGLU [+ the down projection's quantization] (glu_split_q8_f32);</item>
+/// <item>split attention's combine + the Wo product's quantization (attention_combine_q8_f32).</item>
+/// </list>
+/// A pure function of the ops, so the launch count of a step is testable without a GPU (CudaLaunchPlanTests).
+/// </summary>
+internal static class CudaLaunchPlanner
+{
+    /// <summary>Replaces <paramref name="plan"/>'s contents with the launches of <paramref name="ops"/> (no allocation once the list has grown).</summary>
+    public static void Plan(ReadOnlySpan<CudaOp> ops, List<CudaLaunch> plan, bool fuse)
+    {
+        plan.Clear();
+        CudaBuffer? qx = null; // whose activations the quantized scratch holds, for how many tokens and which row length
+        int qxTokens = 0;
+        long qxK = 0;
+        for (int i = 0; i < ops.Length; i++)
+        {
+            ref readonly var op = ref ops[i];
+            switch (op.Kind)
+            {
+                case CudaOpKind.MatMul:
+                    Product(in op, i);
+                    if (ReferenceEquals(op.Dst, qx)) qx = null;
+                    continue;
+                case CudaOpKind.MatMulStacked:
+                    Product(in op, i);
+                    if (fuse && IsRopeStore(ops, i))
+                    {
+                        plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
+                        i += 3;
+                    }
+                    else if (fuse && IsGlu(ops, i))
+                    {
+                        bool quantize = ConsumesQ8(ops, i + 2, op.Dst!, op.Tokens, op.Part0);
+                        plan.Add(new CudaLaunch(LaunchKind.GluSplitQ8, i, i + 1, quantize));
+                        i += 1;
+                        if (quantize) { Quantized(op.Dst!, op.Tokens, op.Part0); continue; }
+                    }
+                    else plan.Add(new CudaLaunch(LaunchKind.SplitRows, i));
+                    break;
+                case CudaOpKind.Add when fuse && i + 1 < ops.Length && IsNormAfterAdd(in op, in ops[i + 1]):
+                    if (Norm(ops, i + 1, add: i)) { i += 1; continue; }
+                    i += 1;
+                    break;
+                case CudaOpKind.AttentionSplit when fuse && op.HeadDim % 32 == 0 && ConsumesQ8(ops, i + 1, op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim):
+                    plan.Add(new CudaLaunch(LaunchKind.AttentionSplitQ8, i, Quantize: true));
+                    Quantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
+                    continue;
+                case CudaOpKind.RmsNorm:
+                    if (!fuse) plan.Add(new CudaLaunch(LaunchKind.RmsNorm, i));
+                    else if (Norm(ops, i, add: -1)) continue;
+                    break;
+                default:
+                    plan.Add(new CudaLaunch(Simple(op.Kind), i));
+                    break;
+            }
+            qx = null; // every other launch may have written the quantized activations' source
+        }
+
+        void Product(in CudaOp op, int i)
+        {
+            long k = op.Weight!.Ne0;
+            if (CudaKernels.IsIntegerDot(op.Weight.Type) && !(ReferenceEquals(qx, op.X) && qxTokens == op.Tokens && qxK == k))
+            {
+                plan.Add(new CudaLaunch(LaunchKind.Quantize, i));
+                Quantized(op.X!, op.Tokens, k);
+            }
+            plan.Add(new CudaLaunch(LaunchKind.MatVec, i));
+        }
+
+        // The norm at n (after the add at `add`, or -1): fused when it absorbs the add or the next product's
+        // quantization; true when the quantized activations are then the norm's output.
+        bool Norm(ReadOnlySpan<CudaOp> ops, int n, int add)
+        {
+            ref readonly var norm = ref ops[n];
+            bool quantize = ConsumesQ8(ops, n + 1, norm.Dst!, norm.Tokens, norm.Dim);
+            if (add < 0 && !quantize)
+            {
+                plan.Add(new CudaLaunch(LaunchKind.RmsNorm, n));
+                return false;
+            }
+            plan.Add(new CudaLaunch(LaunchKind.AddRmsNormQ8, n, add, quantize));
+            if (quantize) Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+            return quantize;
+        }
+
+        void Quantized(CudaBuffer x, int tokens, long k)
+        {
+            qx = x;
+            qxTokens = tokens;
+            qxK = k;
+        }
+    }
+
+    /// <summary>The kernel names a plan entry launches (for the profile's names and the tests): two for split attention.</summary>
+    public static string[] KernelNames(in CudaLaunch l, ReadOnlySpan<CudaOp> ops)
+    {
+        ref readonly var op = ref ops[l.Op];
+        return l.Kind switch
+        {
+            LaunchKind.GetRows => [$"get_rows_{CudaKernels.Suffix(op.Weight!.Type)}"],
+            LaunchKind.RmsNorm => ["rmsnorm_f32"],
+            LaunchKind.Quantize => ["quantize_q8"],
+            LaunchKind.MatVec => [$"matvec_{CudaKernels.Suffix(op.Weight!.Type)}_{(op.Tokens == 1 ? "t1" : "t8")}"],
+            LaunchKind.Rope => ["rope_f32"],
+            LaunchKind.StoreKv => ["store_kv_f16"],
+            LaunchKind.Attention => ["attention_f16"],
+            LaunchKind.AttentionSplit => ["attention_split_f16", "attention_combine_f32"],
+            LaunchKind.SwiGlu => ["swiglu_f32"],
+            LaunchKind.GeGlu => ["geglu_f32"],
+            LaunchKind.Add => ["add_f32"],
+            LaunchKind.AddBias => ["add_bias_f32"],
+            LaunchKind.Scale => ["scale_f32"],
+            LaunchKind.Softcap => ["softcap_f32"],
+            LaunchKind.Copy => [CudaProfile.CopyName],
+            LaunchKind.AddRmsNormQ8 => ["add_rmsnorm_q8_f32"],
+            LaunchKind.RopeStoreQkv => ["rope_store_qkv_f32"],
+            LaunchKind.GluSplitQ8 => ["glu_split_q8_f32"],
+            LaunchKind.SplitRows => ["split_rows_f32"],
+            LaunchKind.AttentionSplitQ8 => ["attention_split_f16", "attention_combine_q8_f32"],
+            _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
+        };
+    }
+
+    private static LaunchKind Simple(CudaOpKind k) => k switch
+    {
+        CudaOpKind.GetRows => LaunchKind.GetRows,
+        CudaOpKind.Rope => LaunchKind.Rope,
+        CudaOpKind.StoreKv => LaunchKind.StoreKv,
+        CudaOpKind.Attention => LaunchKind.Attention,
+        CudaOpKind.AttentionSplit => LaunchKind.AttentionSplit,
+        CudaOpKind.SwiGlu => LaunchKind.SwiGlu,
+        CudaOpKind.GeGlu => LaunchKind.GeGlu,
+        CudaOpKind.Add => LaunchKind.Add,
+        CudaOpKind.AddBias => LaunchKind.AddBias,
+        CudaOpKind.Scale => LaunchKind.Scale,
+        CudaOpKind.Softcap => LaunchKind.Softcap,
+        CudaOpKind.Copy => LaunchKind.Copy,
+        _ => throw new ArgumentOutOfRangeException(nameof(k), $"{k} is not a one-launch op"),
+    };
+
+    /// <summary>x += y, then the norm of x over exactly the elements the add wrote.</summary>
+    private static bool IsNormAfterAdd(in CudaOp add, in CudaOp norm) =>
+        norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && (long)norm.Tokens * norm.Dim == add.Count;
+
+    /// <summary>Op <paramref name="j"/> is an integer product of <paramref name="x"/>'s rows of <paramref name="k"/> over <paramref name="tokens"/> tokens.</summary>
+    private static bool ConsumesQ8(ReadOnlySpan<CudaOp> ops, int j, CudaBuffer x, int tokens, long k) =>
+        j < ops.Length && ops[j].Kind is CudaOpKind.MatMul or CudaOpKind.MatMulStacked && ReferenceEquals(ops[j].X, x)
+        && ops[j].Tokens == tokens && ops[j].Weight!.Ne0 == k && k % 32 == 0 && CudaKernels.IsIntegerDot(ops[j].Weight!.Type);
+
+    /// <summary>
+    /// The stacked Q/K/V product at <paramref name="i"/> followed by rope(q), rope(k) with one spec and the kv store of
+    /// k and v, each over all the product's tokens and exactly its parts.
+    /// </summary>
+    private static bool IsRopeStore(ReadOnlySpan<CudaOp> ops, int i)
+    {
+        if (i + 3 >= ops.Length) return false;
+        ref readonly var s = ref ops[i];
+        ref readonly var rq = ref ops[i + 1];
+        ref readonly var rk = ref ops[i + 2];
+        ref readonly var kv = ref ops[i + 3];
+        return s.Dst2 is not null && rq.Kind == CudaOpKind.Rope && rk.Kind == CudaOpKind.Rope && kv.Kind == CudaOpKind.StoreKv
+            && ReferenceEquals(rq.X, s.Dst) && ReferenceEquals(rk.X, s.Dst1) && ReferenceEquals(kv.X, s.Dst1) && ReferenceEquals(kv.Y, s.Dst2)
+            && ReferenceEquals(rq.Rope, rk.Rope) && rq.StartPos == rk.StartPos && rk.StartPos == kv.StartPos
+            && rq.Tokens == s.Tokens && rk.Tokens == s.Tokens && kv.Tokens == s.Tokens
+            && (long)rq.Heads * rq.Rope!.HeadDim == s.Part0 && (long)rk.Heads * rk.Rope!.HeadDim == s.Part1
+            && kv.KvDim == s.Part1 && s.Part2 == s.Part1;
+    }
+
+    /// <summary>The stacked gate/up product at <paramref name="i"/> followed by the glu of its two parts over all its tokens.</summary>
+    private static bool IsGlu(ReadOnlySpan<CudaOp> ops, int i)
+    {
+        if (i + 1 >= ops.Length) return false;
+        ref readonly var s = ref ops[i];
+        ref readonly var g = ref ops[i + 1];
+        return s.Dst2 is null && g.Kind is CudaOpKind.SwiGlu or CudaOpKind.GeGlu && ReferenceEquals(g.X, s.Dst) && ReferenceEquals(g.Y, s.Dst1)
+            && s.Part0 == s.Part1 && g.Count == (long)s.Tokens * s.Part0;
+    }
+}

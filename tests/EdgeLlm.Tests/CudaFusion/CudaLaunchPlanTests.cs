@@ -1,0 +1,154 @@
+using EdgeLlm.Backends.Cuda;
+using EdgeLlm.Compute;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+
+namespace EdgeLlm.Tests.CudaFusion;
+
+/// <summary>
+/// The kernels a CUDA decode step launches per layer, without a GPU: the forward runs against
+/// <see cref="PlanRecordingBackend"/> (which records what CudaBackend records) and <see cref="CudaLaunchPlanner"/>
+/// turns the recorded decode step into its launches, fused (the default, with Q/K/V and gate/up stacked) or not
+/// (EDGELLM_CUDA_FUSE=0). A layer's launches run from its attention norm to the next layer's.
+/// </summary>
+public class CudaLaunchPlanTests
+{
+    private static string ModelPath(string name) => TestPaths.Data(Path.Combine("models-visible", name + ".gguf"));
+
+    /// <summary>The decode step (one token after a three-token prompt) as recorded, and the weight names.</summary>
+    private static (CudaOp[] Step, PlanRecordingBackend Backend) DecodeStep(string model, bool stacking)
+    {
+        var backend = new PlanRecordingBackend(stacking);
+        using var m = new LlamaModel(GgufFile.Open(ModelPath(model)), backend, new BackendOptions { ContextSize = 256 }, ownsFile: true);
+        var logits = new float[m.VocabSize];
+        m.Forward([1, 2, 3], 0, logits);
+        m.Forward(4, 3, logits);
+        var step = backend.Steps[^1];
+        Assert.Equal(CudaOpKind.GetRows, step[0].Kind);
+        Assert.Equal(1, step[0].Tokens);
+        return (step, backend);
+    }
+
+    private static List<CudaLaunch> Plan(CudaOp[] ops, bool fuse)
+    {
+        var plan = new List<CudaLaunch>();
+        CudaLaunchPlanner.Plan(ops, plan, fuse);
+        return plan;
+    }
+
+    /// <summary>The kernel names of layer <paramref name="layer"/>'s launches in the decode step.</summary>
+    private static string[] LayerKernels(string model, bool fuse, int layer)
+    {
+        var (ops, backend) = DecodeStep(model, stacking: fuse);
+        var plan = Plan(ops, fuse);
+        int Start(int l) => plan.FindIndex(x => ops[x.Op].Kind == CudaOpKind.RmsNorm && backend.Names[ops[x.Op].Weight!] == $"blk.{l}.{TensorNames.AttnNorm}");
+        int from = Start(layer), to = Start(layer + 1);
+        Assert.True(from >= 0 && to > from, $"layer {layer}'s attention norm was not found in the plan");
+        return plan.Skip(from).Take(to - from).SelectMany(l => CudaLaunchPlanner.KernelNames(l, ops)).ToArray();
+    }
+
+    [Fact]
+    public void ALlamaLayerOfQ4KWeightsLaunches10KernelsFusedAnd21Unfused()
+    {
+        string[] fused =
+        [
+            "add_rmsnorm_q8_f32",                          // attention norm + quantization of its output (layer 0: no residual add yet)
+            "matvec_q4_k_t1",                              // Q/K/V stacked
+            "rope_store_qkv_f32",                          // split + rope q + rope k + kv store
+            "attention_split_f16",
+            "attention_combine_q8_f32",                    // the combine + quantization of the attention output
+            "matvec_q4_k_t1",                              // Wo
+            "add_rmsnorm_q8_f32",                          // residual add + ffn norm + quantization
+            "matvec_q4_k_t1",                              // gate/up stacked
+            "glu_split_q8_f32",                            // split + SwiGLU + quantization of the down projection's input
+            "matvec_q4_k_t1",                              // down (its residual add goes into the next layer's norm)
+        ];
+        Assert.Equal(fused, LayerKernels("llama-Q4_K", fuse: true, layer: 0));
+        string[] unfused =
+        [
+            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "matvec_q4_k_t1",
+            "rope_f32", "rope_f32", "store_kv_f16", "attention_split_f16", "attention_combine_f32",
+            "quantize_q8", "matvec_q4_k_t1", "add_f32",
+            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "swiglu_f32", "quantize_q8", "matvec_q4_k_t1", "add_f32",
+        ];
+        Assert.Equal(unfused, LayerKernels("llama-Q4_K", fuse: false, layer: 0));
+    }
+
+    [Fact]
+    public void FloatWeightsNeedNoQuantizationSoTheNormsFuseOnlyWithTheAdds()
+    {
+        // llama.gguf is F16: the products read float activations, nothing is quantized.
+        string[] fused =
+        [
+            "rmsnorm_f32", "matvec_f16_t1", "rope_store_qkv_f32", "attention_split_f16", "attention_combine_f32", "matvec_f16_t1",
+            "add_rmsnorm_q8_f32", "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_t1",
+        ];
+        Assert.Equal(fused, LayerKernels("llama", fuse: true, layer: 0));
+    }
+
+    [Theory]
+    [InlineData("qwen2", 16, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
+    [InlineData("gemma", 10, 17)]   // GeGLU, head dim 80, float weights
+    [InlineData("phi3", 10, 17)]    // Q/K/V and gate/up stored fused in the file: stacked again from their views
+    [InlineData("llama-Q6_K", 10, 21)]
+    [InlineData("llama-Q5_0", 10, 21)]
+    public void EveryFamilyLaunchesFewerKernelsPerLayerFused(string model, int fused, int unfused)
+    {
+        Assert.Equal(fused, LayerKernels(model, fuse: true, layer: 0).Length);
+        Assert.Equal(unfused, LayerKernels(model, fuse: false, layer: 0).Length);
+    }
+
+    /// <summary>
+    /// Every recorded op of every step (prefill and decode, every family) is run by exactly one launch: its own, or
+    /// the fused launch that absorbed it; quantize_q8 launches come right before the product whose input they quantize.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-Q4_K")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    [InlineData("gemma")]
+    [InlineData("gemma2")]
+    [InlineData("phi3")]
+    public void EveryOpIsLaunchedExactlyOnce(string model)
+    {
+        foreach (bool fuse in new[] { true, false })
+        {
+            var backend = new PlanRecordingBackend(fuse);
+            using (var m = new LlamaModel(GgufFile.Open(ModelPath(model)), backend, new BackendOptions { ContextSize = 256 }, ownsFile: true))
+            {
+                var logits = new float[m.VocabSize];
+                m.Forward([1, 2, 3, 4, 5], 0, logits);
+                m.Forward(6, 5, logits);
+            }
+            Assert.True(backend.Steps.Count >= 2);
+            foreach (var ops in backend.Steps)
+            {
+                var plan = Plan(ops, fuse);
+                var runs = new int[ops.Length];
+                for (int i = 0; i < plan.Count; i++)
+                {
+                    var l = plan[i];
+                    switch (l.Kind)
+                    {
+                        case LaunchKind.Quantize:
+                            Assert.Equal(LaunchKind.MatVec, plan[i + 1].Kind);
+                            Assert.Equal(l.Op, plan[i + 1].Op);
+                            continue;
+                        case LaunchKind.RopeStoreQkv:
+                            for (int j = l.Op + 1; j <= l.Op + 3; j++) runs[j]++;
+                            continue; // the product itself ran as the MatVec before it
+                        case LaunchKind.GluSplitQ8 or LaunchKind.SplitRows:
+                            if (l.Aux >= 0) runs[l.Aux]++;
+                            continue;
+                        case LaunchKind.AddRmsNormQ8:
+                            if (l.Aux >= 0) runs[l.Aux]++;
+                            break;
+                    }
+                    runs[l.Op]++;
+                }
+                for (int j = 0; j < ops.Length; j++) Assert.True(runs[j] == 1, $"{model} (fuse {fuse}): op {j} ({ops[j].Kind}) runs {runs[j]} times");
+                if (!fuse) Assert.DoesNotContain(plan, l => l.Kind >= LaunchKind.AddRmsNormQ8);
+            }
+        }
+    }
+}
