@@ -9,7 +9,7 @@ namespace EdgeLlm.Tests.Cuda;
 /// <summary>
 /// Each kernel-argument struct (<see cref="IKernelArgs{TSelf}"/>) against the <c>.param</c> list NVRTC writes for
 /// its kernels: <c>Pointers</c> hands out every field exactly once, in declaration order, and field i has the
-/// PTX type of parameter i (u64 for pointers and 64-bit integers, u32 for int, f32 for float). A parameter
+/// PTX type of parameter i (u64 for pointers and 64-bit integers, u32 for int, f32 for float, f64 for double). A parameter
 /// added, dropped or reordered in a kernel file, or a field in the wrong place, fails here without a GPU.
 /// </summary>
 public unsafe class KernelArgsTests
@@ -65,7 +65,7 @@ public unsafe class KernelArgsTests
     }
 
     private static string PtxType(Type t) =>
-        t == typeof(ulong) || t == typeof(long) ? "u64" : t == typeof(int) ? "u32" : t == typeof(float) ? "f32" : throw new ArgumentException($"no PTX type for {t}");
+        t == typeof(ulong) || t == typeof(long) ? "u64" : t == typeof(int) ? "u32" : t == typeof(float) ? "f32" : t == typeof(double) ? "f64" : throw new ArgumentException($"no PTX type for {t}");
 
     private static void Check<T>(string file, params string[] entries) where T : unmanaged, IKernelArgs<T>
     {
@@ -96,6 +96,7 @@ public unsafe class KernelArgsTests
         Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
         Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
+        Check<SampleArgs>("sample.cu", "sample_f32");
     }
 
     /// <summary>Every entry point of every kernel file is covered by the check above.</summary>
@@ -106,6 +107,7 @@ public unsafe class KernelArgsTests
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
+            "sample_f32",
         };
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));

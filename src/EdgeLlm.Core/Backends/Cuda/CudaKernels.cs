@@ -44,14 +44,14 @@ internal sealed class CudaKernels : IDisposable
             ["quantize.cu"] = ["quantize_q8"],
             ["rmsnorm.cu"] = ["rmsnorm_f32"],
             ["rope.cu"] = ["rope_f32"],
-            ["sample.cu"] = ["argmax_f32"],
+            ["sample.cu"] = ["argmax_f32", "sample_f32"],
         };
     }
 
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax, Sample;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
@@ -125,6 +125,7 @@ internal sealed class CudaKernels : IDisposable
         AttentionSplit = _functions["attention_split_f16"];
         AttentionCombine = _functions["attention_combine_f32"];
         ArgMax = _functions["argmax_f32"];
+        Sample = _functions["sample_f32"];
         foreach (var t in WeightTypes)
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];

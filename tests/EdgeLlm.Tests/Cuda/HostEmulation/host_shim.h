@@ -148,3 +148,6 @@ static inline int dp4a(int a, int b, int c)
     for (int k = 0; k < 32; k += 8) c += (int)(signed char)(a >> k) * (int)(signed char)(b >> k);
     return c;
 }
+
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
