@@ -96,6 +96,87 @@ __device__ void sample_sort(float* keys, int* ids, int padded)
         }
 }
 
+// The float's order as an unsigned key (larger float, larger key); -0 counts as +0, as the float comparisons do.
+__device__ __forceinline__ u32 sample_order_key(float v)
+{
+    u32 u = __float_as_uint(__fadd_rn(v, 0.0f));
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Top-k without sorting the row: the k best of keys/ids[0..n) (k < n) into keys2/ids2[0..k), unordered. A radix
+// select over the order keys (four 8-bit digits, most significant first) finds the k-th best value T; every
+// candidate above T is kept, and of those equal to T the lowest ids, as many as k leaves room for: exactly the
+// set the CPU sampler's (logit, id) order keeps. counts: one int per thread; hist: 258 ints.
+__device__ void sample_select_top(const float* keys, const int* ids, int n, int k, float* keys2, int* ids2, int* counts, int* hist)
+{
+    int tid = threadIdx.x, threads = blockDim.x;
+    u32 prefix = 0, mask = 0;
+    int need = k; // how many of the candidates matching prefix under mask are still to be taken
+    for (int shift = 24; shift >= 0; shift -= 8)
+    {
+        for (int b = tid; b < 256; b += threads) hist[b] = 0;
+        __syncthreads();
+        for (int i = tid; i < n; i += threads)
+        {
+            u32 key = sample_order_key(keys[i]);
+            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+        }
+        __syncthreads();
+        if (tid == 0)
+        {
+            int above = 0, b = 255;
+            for (; b > 0 && above + hist[b] < need; b--) above += hist[b];
+            hist[256] = b;
+            hist[257] = need - above;
+        }
+        __syncthreads();
+        prefix |= (u32)hist[256] << shift;
+        mask |= 255u << shift;
+        need = hist[257];
+        __syncthreads();
+    }
+    // prefix is T's key; need of the candidates equal to T are kept (the lowest ids), all of those above T.
+    // A stable compaction: each thread a contiguous run of ids, the runs' counts scanned on thread 0.
+    int per = (n + threads - 1) / threads, begin = min(n, tid * per), end = min(n, begin + per);
+    int above = 0, equal = 0;
+    for (int i = begin; i < end; i++)
+    {
+        u32 key = sample_order_key(keys[i]);
+        above += key > prefix ? 1 : 0;
+        equal += key == prefix ? 1 : 0;
+    }
+    counts[tid] = above;
+    __syncthreads();
+    if (tid == 0)
+    {
+        int at = 0;
+        for (int t = 0; t < threads; t++) { int c = counts[t]; counts[t] = at; at += c; }
+    }
+    __syncthreads();
+    int aboveAt = counts[tid];
+    __syncthreads();
+    counts[tid] = equal;
+    __syncthreads();
+    if (tid == 0)
+    {
+        int at = 0;
+        for (int t = 0; t < threads; t++) { int c = counts[t]; counts[t] = at; at += c; }
+    }
+    __syncthreads();
+    int equalAt = counts[tid], base = k - need;
+    for (int i = begin; i < end; i++)
+    {
+        u32 key = sample_order_key(keys[i]);
+        if (key > prefix) { keys2[aboveAt] = keys[i]; ids2[aboveAt] = ids[i]; aboveAt++; }
+        else if (key == prefix)
+        {
+            if (equalAt < need) { keys2[base + equalAt] = keys[i]; ids2[base + equalAt] = ids[i]; }
+            equalAt++;
+        }
+    }
+    __syncthreads();
+}
+
 // Largest of keys[0..size) (MathF.Max's result for finite and infinite values). Every thread gets it.
 __device__ float sample_block_max(const float* keys, int size, float* sv)
 {
@@ -128,7 +209,8 @@ __device__ float sample_block_max(const float* keys, int size, float* sv)
 //   uniform: the Sampler's next NextDouble() (unused when greedy).
 // out[0] = the token, out[1] = 1 when a raw logit was NaN or infinite; feed, when not null, also gets the token
 // (the next step's get_rows ids).
-extern "C" __global__ void sample_f32(const float* __restrict__ logits, int n, const int* __restrict__ penalties, int penaltyCount,
+// __launch_bounds__: launched with SAMPLE_THREADS threads, so at most 64 registers each (54 on sm_90 with NVRTC 11.8).
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const float* __restrict__ logits, int n, const int* __restrict__ penalties, int penaltyCount,
                                       float repeatPenalty, float presencePenalty, float frequencyPenalty, float temperature, float invTemp,
                                       int topK, float topP, float minP, float logMinP, double uniform, u8* __restrict__ work, int padded,
                                       int* __restrict__ out, int* __restrict__ feed)
@@ -138,13 +220,16 @@ extern "C" __global__ void sample_f32(const float* __restrict__ logits, int n, c
     __shared__ int nonFinite;
     __shared__ int size;
     __shared__ int counts[1024];
+    __shared__ int hist[256 + 2];
     __shared__ float fshared;
     __shared__ int keptAll;
     double* terms = (double*)work;
-    float* keys = (float*)(terms + padded);
-    int* ids = (int*)(keys + padded);
-    float* keys2 = (float*)(ids + padded);
-    int* ids2 = (int*)(keys2 + padded);
+    float* const keys1 = (float*)(terms + padded);
+    int* const ids1 = (int*)(keys1 + padded);
+    float* const keys2 = (float*)(ids1 + padded);
+    int* const ids2 = (int*)(keys2 + padded);
+    float* keys = keys1; // the current candidates: keys1/ids1 or keys2/ids2
+    int* ids = ids1;
     int tid = threadIdx.x, threads = blockDim.x;
 
     if (tid == 0) nonFinite = 0;
@@ -185,9 +270,20 @@ extern "C" __global__ void sample_f32(const float* __restrict__ logits, int n, c
         return;
     }
 
-    // Top-k and top-p see the candidates best first; without either they stay in id order.
-    bool sorted = topK > 0 || topP < 1.0f;
-    if (sorted) sample_sort(keys, ids, padded);
+    // Top-k and top-p see the candidates best first; without either they stay in id order. Top-k selects its k
+    // candidates first (sample_select_top) and sorts only those; top-p alone sorts the whole row.
+    if (topK > 0 && topK < n)
+    {
+        sample_select_top(keys, ids, n, topK, keys2, ids2, counts, hist);
+        int sortPad = 1;
+        while (sortPad < topK) sortPad <<= 1;
+        for (int i = topK + tid; i < sortPad; i += threads) { keys2[i] = NEG_INF; ids2[i] = SAMPLE_NO_ID; }
+        __syncthreads();
+        sample_sort(keys2, ids2, sortPad);
+        keys = keys2;
+        ids = ids2;
+    }
+    else if (topK > 0 || topP < 1.0f) sample_sort(keys, ids, padded);
     if (tid == 0) size = topK > 0 && topK < n ? topK : n;
     __syncthreads();
     int m = size;
@@ -243,11 +339,14 @@ extern "C" __global__ void sample_f32(const float* __restrict__ logits, int n, c
         __syncthreads();
         if (keptAll > 0)
         {
+            // into the pair of arrays the candidates are not in (top-k may have left them in keys2/ids2)
+            float* toKeys = keys == keys2 ? keys1 : keys2;
+            int* toIds = keys == keys2 ? ids1 : ids2;
             int at = counts[tid];
             for (int i = begin; i < end; i++)
-                if (keys[i] >= cut) { keys2[at] = keys[i]; ids2[at] = ids[i]; at++; }
-            keys = keys2;
-            ids = ids2;
+                if (keys[i] >= cut) { toKeys[at] = keys[i]; toIds[at] = ids[i]; at++; }
+            keys = toKeys;
+            ids = toIds;
         }
         __syncthreads();
         m = size;

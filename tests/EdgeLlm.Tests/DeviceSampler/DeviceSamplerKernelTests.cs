@@ -156,6 +156,36 @@ public class DeviceSamplerKernelTests
         Assert.Equal(expected, SampleKernel.Run(cases).Select(r => r.Token));
     }
 
+    /// <summary>
+    /// Top-k cutting through a tie at its k-th value, the tie made of +0 and -0 (equal as floats, different bits):
+    /// the kernel's radix select must keep the lowest ids of the tie whatever their sign, as the CPU's order does.
+    /// </summary>
+    [HostCompilerFact]
+    public void TopKCutsATieOfSignedZerosAtTheLowestIds()
+    {
+        const int vocab = 2049;
+        var logits = new float[vocab];
+        Array.Fill(logits, -1f);
+        int[] zeros = [2000, 3, 1500, 77, 640, 1999, 12, 1024, 5, 2048];
+        for (int i = 0; i < zeros.Length; i++) logits[zeros[i]] = i % 2 == 0 ? -0f : 0f;
+        logits[900] = logits[41] = 1f;
+        var options = new SamplerOptions { Temperature = 3f, TopK = 6, TopP = 1f, MinP = 0f };
+        var keep = new HashSet<int> { 900, 41 };
+        keep.UnionWith(zeros.Order().Take(4)); // 3, 5, 12, 77
+        var cpu = new Sampler(vocab, options with { Seed = 11 });
+        var uniforms = new Sampler(vocab, options with { Seed = 11 });
+        var expected = new List<int>();
+        var cases = new List<SampleKernel.Case>();
+        for (int i = 0; i < 40; i++)
+        {
+            expected.Add(cpu.Sample(logits, []));
+            cases.Add(new SampleKernel.Case(logits, DeviceSampling.Settings(options), [], uniforms.NextUniform(), 64));
+        }
+        Assert.All(expected, t => Assert.Contains(t, keep));
+        Assert.True(expected.Distinct().Count() >= 5, string.Join(",", expected.Distinct()));
+        Assert.Equal(expected, SampleKernel.Run(cases).Select(r => r.Token));
+    }
+
     [HostCompilerTheory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]

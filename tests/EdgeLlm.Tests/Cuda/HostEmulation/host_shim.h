@@ -19,6 +19,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(threads)
 
 struct HostDim3 { unsigned x, y, z; };
 struct uint4 { unsigned x, y, z, w; };
@@ -151,3 +152,5 @@ static inline int dp4a(int a, int b, int c)
 
 static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+static inline int atomicAdd(int* p, int v) { return __sync_fetch_and_add(p, v); }
