@@ -84,7 +84,9 @@ public sealed unsafe partial class CudaBackend : IDeviceArgMax, IDeviceSampler
         }
         if (pairs > _samplePairCapacity || _samplePairCapacity == 0)
         {
-            int cap = Math.Max(pairs, 64);
+            // Room for every token of the vocabulary at once (a window holds each id once), so a growing window
+            // (repeat-last-n -1) never re-allocates per token: 8 bytes per vocabulary entry.
+            int cap = Math.Max(pairs, count);
             _samplePenalties = Scratch(2L * cap * sizeof(int));
             _penaltyStaging = GC.AllocateArray<int>(2 * cap, pinned: true);
             _samplePairCapacity = cap;
