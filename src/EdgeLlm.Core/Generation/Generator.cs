@@ -28,6 +28,7 @@ public sealed class Generator
     private readonly Tokenizer _tokenizer;
     private readonly float[] _logits;
     private readonly int[] _history;
+    private PenaltyWindow? _penaltyWindow; // the device sampler's window counts (made on first use)
 
     public Generator(LlamaModel model, Tokenizer tokenizer)
     {
@@ -123,7 +124,11 @@ public sealed class Generator
         if (o.MaxTokens == 0) return new GenerationStats(prompt.Length, 0, promptTime, TimeSpan.Zero, TimeSpan.Zero, StopReason.TokenLimit);
         // Greedy decoding on a backend that picks tokens itself: after the prompt, only the id comes back per token.
         bool deviceGreedy = DeviceSampling.UseDeviceArgMax(o.Sampler, _model.HasDeviceArgMax, constraint is not null, logprobs is not null);
-        int picked = -1; // the token the backend picked in the last step (deviceGreedy)
+        // Any other setting without a grammar or log-probabilities: the whole chain on the device, the uniform drawn here.
+        bool deviceSample = !deviceGreedy && DeviceSampling.UseDeviceSampler(o.Sampler, _model.HasDeviceSampler, constraint is not null, logprobs is not null);
+        var deviceSettings = deviceSample ? DeviceSampling.Settings(o.Sampler) : default;
+        if (deviceSample) _penaltyWindow ??= new PenaltyWindow(_model.VocabSize);
+        int picked = -1; // the token the backend picked in the last step (deviceGreedy, deviceSample)
         while (true)
         {
             if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
@@ -153,6 +158,15 @@ public sealed class Generator
                 count -= drop;
                 CachedCount = count - 1;
                 ContextShifts++;
+            }
+            if (deviceSample)
+            {
+                var penalties = _penaltyWindow!.Pairs(o.Sampler, new ReadOnlySpan<int>(_history, 0, count));
+                double uniform = o.Sampler.Temperature > 0 ? sampler.NextUniform() : 0; // Sample draws one per non-greedy token
+                picked = _model.ForwardSampled(token, count - 1, deviceSettings, penalties, uniform, out bool finite);
+                CachedCount = count;
+                LogitCheck.Require(_model, finite, count - 1);
+                continue;
             }
             if (deviceGreedy)
             {

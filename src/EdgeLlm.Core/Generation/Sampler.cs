@@ -208,6 +208,14 @@ public sealed class Sampler
         return size;
     }
 
+    /// <summary>
+    /// The uniform in [0, 1) that the next non-greedy draw of <see cref="Sample(ReadOnlySpan{float}, ReadOnlySpan{int})"/>
+    /// would take from this sampler's stream, taken now: a backend that samples on the device
+    /// (<see cref="Compute.IDeviceSampler"/>) gets it as an argument, so the random stream stays on the host and a device
+    /// run draws the same numbers as a CPU run with the same seed (one per non-greedy token, none for greedy).
+    /// </summary>
+    public double NextUniform() => _rng.NextDouble();
+
     /// <summary>The first <paramref name="count"/> candidates after <see cref="Filter"/> (for tests and diagnostics).</summary>
     internal ReadOnlySpan<Candidate> Candidates(int count) => _cand.AsSpan(0, count);
 

@@ -266,6 +266,29 @@ public sealed class LlamaModel : IDisposable
         return picker.ArgMax(_logits, 0, vocab, out logitsFinite);
     }
 
+    /// <summary>True when the backend runs the whole sampler chain itself (<see cref="ForwardSampled"/> needs no logits copy).</summary>
+    public bool HasDeviceSampler => Backend is IDeviceSampler;
+
+    /// <summary>
+    /// One decode step of <paramref name="token"/> at <paramref name="pos"/> that returns the next token as the backend
+    /// samples it (<see cref="IDeviceSampler"/>: the same id as <see cref="Forward(int, int, Span{float})"/> followed by
+    /// <c>Sampler.Sample</c> with the given <paramref name="penalties"/> window and <paramref name="uniform"/>), without
+    /// copying the logits to the host. The backend also keeps the id for the next step's embedding lookup.
+    /// <paramref name="logitsFinite"/> is false when a logit was NaN or infinite (the id is then meaningless).
+    /// </summary>
+    public int ForwardSampled(int token, int pos, in DeviceSamplerSettings settings, ReadOnlySpan<int> penalties, double uniform, out bool logitsFinite)
+    {
+        var sampler = Backend as IDeviceSampler ?? throw new InvalidOperationException($"{Backend.Name} does not sample on the device");
+        int vocab = Config.VocabSize;
+        if (pos < 0 || pos > Cache.Filled)
+            throw new ArgumentOutOfRangeException(nameof(pos), $"start position {pos} is not in [0, {Cache.Filled}] (the positions already in the kv cache)");
+        if ((long)pos + 1 > ContextSize) throw new ContextOverflowException(pos, 1, ContextSize);
+        if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} is not in the vocabulary [0, {vocab})");
+        ForwardBatch(new ReadOnlySpan<int>(in token), pos);
+        ProjectLogits(1, lastOnly: true);
+        return sampler.Sample(_logits, 0, vocab, settings, penalties, uniform, out logitsFinite);
+    }
+
     /// <summary>Final norm and output projection of the batch's last token (or of all n), copied to <paramref name="dst"/>.</summary>
     private void Logits(int n, Span<float> dst, bool lastOnly)
     {

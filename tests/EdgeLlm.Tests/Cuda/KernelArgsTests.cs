@@ -9,7 +9,7 @@ namespace EdgeLlm.Tests.Cuda;
 /// <summary>
 /// Each kernel-argument struct (<see cref="IKernelArgs{TSelf}"/>) against the <c>.param</c> list NVRTC writes for
 /// its kernels: <c>Pointers</c> hands out every field exactly once, in declaration order, and field i has the
-/// PTX type of parameter i (u64 for pointers and 64-bit integers, u32 for int, f32 for float). A parameter
+/// PTX type of parameter i (u64 for pointers and 64-bit integers, u32 for int, f32 for float, f64 for double). A parameter
 /// added, dropped or reordered in a kernel file, or a field in the wrong place, fails here without a GPU.
 /// </summary>
 public unsafe class KernelArgsTests
@@ -65,7 +65,7 @@ public unsafe class KernelArgsTests
     }
 
     private static string PtxType(Type t) =>
-        t == typeof(ulong) || t == typeof(long) ? "u64" : t == typeof(int) ? "u32" : t == typeof(float) ? "f32" : throw new ArgumentException($"no PTX type for {t}");
+        t == typeof(ulong) || t == typeof(long) ? "u64" : t == typeof(int) ? "u32" : t == typeof(float) ? "f32" : t == typeof(double) ? "f64" : throw new ArgumentException($"no PTX type for {t}");
 
     private static void Check<T>(string file, params string[] entries) where T : unmanaged, IKernelArgs<T>
     {
@@ -105,6 +105,7 @@ public unsafe class KernelArgsTests
         Check<GluSplitArgs>("fused.cu", "glu_split_q8_f32");
         Check<SplitRowsArgs>("fused.cu", "split_rows_f32");
         Check<AttentionCombineQ8Args>("fused.cu", "attention_combine_q8_f32");
+        Check<SampleArgs>("sample.cu", "sample_f32");
     }
 
     /// <summary>Every entry point of every kernel file is covered by the check above.</summary>
@@ -117,6 +118,7 @@ public unsafe class KernelArgsTests
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
             "attention_prefill_f16", "attention_prefill_f32",
             "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_combine_q8_f32",
+            "sample_f32",
         };
         covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
         foreach (var t in CudaKernels.GemmTypes)

@@ -304,6 +304,7 @@ public sealed unsafe partial class CudaBackend
         // Captured graphs hold the scratch addresses (step buffer, quantized activations, rope tables) as kernel
         // arguments: they must not replay after those are freed and re-allocated.
         DestroyGraphs();
+        _scratchGeneration++; // the device sampler's work space and fed token (CudaBackend.Sampling.cs) go with it
         foreach (ulong p in _scratch) CudaDriver.cuMemFree(p);
         _scratch.Clear();
         _ropeTables.Clear();

@@ -25,7 +25,8 @@ public sealed unsafe partial class CudaBackend
         if (_opCount > 0) Flush(); // a new batch: launch the previous one, its ids are in the staging buffer
         WaitStepUpload();
         for (int i = 0; i < ids.Length; i++) _hostStep[1 + i] = ids[i];
-        _stepIds = ids.Length;
+        // The token the device sampler just wrote into the step buffer's id slot: only the position is uploaded.
+        _stepIds = _fedToken.Take(ids, _scratchGeneration) ? 0 : ids.Length;
         Record(new CudaOp { Kind = CudaOpKind.GetRows, Weight = w, Dst = d, Tokens = ids.Length });
     }
 

@@ -71,14 +71,14 @@ internal sealed class CudaKernels : IDisposable
             ["quantize.cu"] = ["quantize_q8"],
             ["rmsnorm.cu"] = ["rmsnorm_f32"],
             ["rope.cu"] = ["rope_f32"],
-            ["sample.cu"] = ["argmax_f32"],
+            ["sample.cu"] = ["argmax_f32", "sample_f32"],
         };
     }
 
     private readonly List<nint> _modules = new();
     private readonly Dictionary<string, CudaFunction> _functions = new();
 
-    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax, AttentionPrefill;
+    public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax, AttentionPrefill, Sample;
 
     /// <summary>kernels/fused.cu (see <see cref="CudaLaunchPlanner"/>).</summary>
     public CudaFunction AddRmsNormQ8, RopeStoreQkv, GluSplitQ8, SplitRows, AttentionCombineQ8;
@@ -174,6 +174,7 @@ internal sealed class CudaKernels : IDisposable
         GluSplitQ8 = _functions["glu_split_q8_f32"];
         SplitRows = _functions["split_rows_f32"];
         AttentionCombineQ8 = _functions["attention_combine_q8_f32"];
+        Sample = _functions["sample_f32"];
         foreach (var t in WeightTypes)
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];

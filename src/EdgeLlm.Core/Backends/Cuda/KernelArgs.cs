@@ -344,3 +344,39 @@ internal unsafe struct AttentionCombineArgs : IKernelArgs<AttentionCombineArgs>
         p[6] = &a->Window; p[7] = &a->ChunkSize; p[8] = &a->Chunks;
     }
 }
+
+/// <summary>
+/// sample_f32(logits, n, penalties, penaltyCount, repeatPenalty, presencePenalty, frequencyPenalty, temperature, invTemp,
+/// topK, topP, minP, logMinP, uniform, work, padded, out, feed): one block.
+/// </summary>
+internal unsafe struct SampleArgs : IKernelArgs<SampleArgs>
+{
+    public ulong Logits;
+    public int N;
+    public ulong Penalties;
+    public int PenaltyCount;
+    public float RepeatPenalty;
+    public float PresencePenalty;
+    public float FrequencyPenalty;
+    public float Temperature;
+    public float InvTemp;
+    public int TopK;
+    public float TopP;
+    public float MinP;
+    public float LogMinP;
+    public double Uniform;
+    public ulong Work;
+    public int Padded;
+    public ulong Out;
+    public ulong Feed;
+
+    public static int Count => 18;
+
+    public static void Pointers(SampleArgs* a, void** p)
+    {
+        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Penalties; p[3] = &a->PenaltyCount; p[4] = &a->RepeatPenalty;
+        p[5] = &a->PresencePenalty; p[6] = &a->FrequencyPenalty; p[7] = &a->Temperature; p[8] = &a->InvTemp; p[9] = &a->TopK;
+        p[10] = &a->TopP; p[11] = &a->MinP; p[12] = &a->LogMinP; p[13] = &a->Uniform; p[14] = &a->Work; p[15] = &a->Padded;
+        p[16] = &a->Out; p[17] = &a->Feed;
+    }
+}

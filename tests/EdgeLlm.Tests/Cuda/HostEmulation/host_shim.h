@@ -212,3 +212,7 @@ static inline void mma_s8_k16(int* d, int a0, int a1, int b0)
     int a[2] = {a0, a1}, b[1] = {b0};
     host_mma_s8(d, a, b, 16);
 }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+static inline int atomicAdd(int* p, int v) { return __sync_fetch_and_add(p, v); }
