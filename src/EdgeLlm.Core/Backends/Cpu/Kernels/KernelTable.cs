@@ -146,6 +146,11 @@ internal static unsafe class KernelTable
         GgmlType.Q6_K => NeonTiled<Q6_KNeonKernels>(t, f),
         GgmlType.Q5_0 => NeonTiled<Q5_0NeonKernels>(t, f),
         GgmlType.IQ4_NL => NeonTiled<IQ4_NLNeonKernels>(t, f),
+        GgmlType.Q4_1 => NeonTiled<Q4_1NeonKernels>(t, f),
+        GgmlType.Q5_1 => NeonTiled<Q5_1NeonKernels>(t, f),
+        GgmlType.Q3_K => NeonTiled<Q3_KNeonKernels>(t, f),
+        GgmlType.Q2_K => NeonTiled<Q2_KNeonKernels>(t, f),
+        GgmlType.IQ4_XS => NeonTiled<IQ4_XSNeonKernels>(t, f),
         _ => null,
     };
 

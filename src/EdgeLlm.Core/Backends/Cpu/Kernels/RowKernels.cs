@@ -353,3 +353,33 @@ internal unsafe struct IQ4_NLNeonKernels : INeonDot4Kernels
     public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
     public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_NL.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
 }
+
+internal unsafe struct Q4_1NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_1.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ4_1.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q5_1NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_1.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_1.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q3_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ3_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ3_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q2_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ2_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ2_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct IQ4_XSNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_XS.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_XS.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
