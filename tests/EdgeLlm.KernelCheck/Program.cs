@@ -353,6 +353,25 @@ internal static unsafe class Program
                 }
                 return null;
             });
+        if (t == GgmlType.Q4_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
+            Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token)", () =>
+            {
+                var a = new float[5 * 8];
+                var b = new float[5 * 8];
+                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (float* da = a) fixed (float* db = b)
+                    for (int g = 0; g < rows / 8; g++)
+                    {
+                        byte* group = pk + g * row.PackedBytes(8, n);
+                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
+                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
+                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
+                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        for (int i = 0; i < a.Length; i++)
+                            if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
+                                return $"group {g} result {i}: sdot {a[i]} vs widening {b[i]}";
+                    }
+                return null;
+            });
     }
 
     /// <summary>Q4_1/Q5_1: the weight block's offset m (fp16 at byte 2), else 0.</summary>
