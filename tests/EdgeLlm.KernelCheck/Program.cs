@@ -290,7 +290,88 @@ internal static unsafe class Program
                     }
                     return null;
                 });
+            if (row.Packs) PackedChecks(t, v, row, w, rowBytes, act, stride, want, mag);
         }
+    }
+
+    /// <summary>
+    /// The same driver with the repacked copy (<see cref="CpuKernelRow.Repack"/>: Q4_0 on AVX-512, AVX2 and NEON, Q8_0 on
+    /// AVX-512 with AVX-VNNI) as a matmul runs it once a batch has made one: 12 whole groups of eight rows through the
+    /// group GEMM (groups cut by the uneven ranges computed whole, their rows in range kept), row 101 on the stored rows;
+    /// every batch size against the Scalar rung within 1e-5·M, nothing written past the batch, and on NEON each token's
+    /// result in the batch equal bit for bit to the same token alone through the packed path (what
+    /// <c>BackendOptions.BatchInvariant</c> promises).
+    /// </summary>
+    private static void PackedChecks(GgmlType t, Variant v, CpuKernelRow row, byte[] w, long rowBytes, byte[] act, long stride, float[] want, double[] mag)
+    {
+        const int n = 2048, rows = 101;
+        long[] cuts = { 0, 29, 64, rows };
+        var packed = GC.AllocateUninitializedArray<byte>(checked((int)row.PackedBytes(rows, n)), pinned: true);
+        byte[] panel = Array.Empty<byte>();
+        long panelStride = Q8_0Panel.BytesFor(n);
+        if (row.PackedPanel)
+        {
+            long xb = ActivationQuant.BytesFor(t, n);
+            panel = new byte[13 * panelStride];
+            fixed (byte* pq = act) fixed (byte* pp = panel)
+                for (int k = 0; k < 13; k++) Q8_0Panel.FromBlocks(pq + k * xb, pp + k * panelStride, n);
+        }
+        fixed (byte* pw = w) fixed (byte* pk = packed) row.Repack(pw, rowBytes, rows, n, pk);
+        float[] Run(int first, int tokens)
+        {
+            var dst = new float[(tokens + 1) * rows];
+            Array.Fill(dst, float.NaN);
+            var scratch = new float[n];
+            fixed (byte* pw = w) fixed (byte* pa = act) fixed (byte* pp = panel) fixed (byte* pk = packed) fixed (float* pd = dst) fixed (float* ps = scratch)
+            {
+                var job = new RowJob
+                {
+                    W = pw, RowBytes = rowBytes, Rows = rows, N = n, X = pa + first * stride, XStride = stride, Dst = pd, NTokens = tokens,
+                    Packed = pk, PackedX = row.PackedPanel ? pp + first * panelStride : null, PackedXStride = panelStride,
+                };
+                for (int c = 0; c + 1 < cuts.Length; c++) row.Rows(in job, cuts[c], cuts[c + 1], ps);
+            }
+            return dst;
+        }
+        foreach (int tokens in Batches)
+            Guard($"{t} {Name(v)} batched matmul over the repacked copy, {tokens} tokens x {rows} rows (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == each token alone" : "")}", () =>
+            {
+                float[] dst = Run(0, tokens);
+                for (int i = tokens * rows; i < dst.Length; i++)
+                    if (!float.IsNaN(dst[i])) return $"wrote past the batch at {i}";
+                for (int k = 0; k < tokens; k++)
+                {
+                    float[]? alone = v == Variant.Neon ? Run(k, 1) : null;
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float got = dst[k * rows + r], reference = want[k * rows + r];
+                        double tol = 1e-5 * mag[k * rows + r];
+                        if (!(Math.Abs(got - reference) <= tol)) return $"token {k} row {r}: {got} vs scalar {reference} (tol {tol:G3})";
+                        if (alone != null && BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(alone[r]))
+                            return $"token {k} row {r}: {got} in the batch vs {alone[r]} alone";
+                    }
+                }
+                return null;
+            });
+        if (t == GgmlType.Q4_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
+            Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token)", () =>
+            {
+                var a = new float[5 * 8];
+                var b = new float[5 * 8];
+                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (float* da = a) fixed (float* db = b)
+                    for (int g = 0; g < rows / 8; g++)
+                    {
+                        byte* group = pk + g * row.PackedBytes(8, n);
+                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
+                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
+                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
+                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        for (int i = 0; i < a.Length; i++)
+                            if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
+                                return $"group {g} result {i}: sdot {a[i]} vs widening {b[i]}";
+                    }
+                return null;
+            });
     }
 
     /// <summary>Q4_1/Q5_1: the weight block's offset m (fp16 at byte 2), else 0.</summary>

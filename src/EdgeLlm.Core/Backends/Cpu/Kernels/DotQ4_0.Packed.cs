@@ -25,8 +25,8 @@ public static unsafe partial class DotQ4_0
     /// <summary>Bytes of one block of a repacked group: eight float scales and eight rows' 16 quant bytes.</summary>
     public const int PackedBlockBytes = 32 + PackRows * 16;
 
-    /// <summary>Whether this process runs the repacked GEMM (the AVX-512 rung; AVX2 in <c>DotQ4_0.PackedAvx2.cs</c>).</summary>
-    public static bool PackedAccelerated => KernelRung.Selected is Rung.Avx512 or Rung.Avx2;
+    /// <summary>Whether this process runs the repacked GEMM (the AVX-512 rung; AVX2 in <c>DotQ4_0.PackedAvx2.cs</c>, NEON in <c>DotQ4_0.PackedNeon.cs</c>).</summary>
+    public static bool PackedAccelerated => KernelRung.Selected is Rung.Avx512 or Rung.Avx2 or Rung.Neon;
 
     /// <summary>Bytes the repacked copy of the first rows / 8 · 8 rows of <paramref name="n"/> values takes.</summary>
     public static long PackedBytes(long rows, int n) => rows / PackRows * (long)Blocks(n) * PackedBlockBytes;

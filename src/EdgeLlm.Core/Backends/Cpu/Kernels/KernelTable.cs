@@ -31,7 +31,8 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool PacksQ4_0;
     /// <summary>
     /// The repack <see cref="Rows"/> takes a copy of (<see cref="RowJob.Packed"/>) where the matmul has one, or null:
-    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, Q8_0: <see cref="DotQ8_0.Repack"/>).
+    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, on NEON
+    /// <see cref="DotQ4_0.RepackNeon"/>; Q8_0: <see cref="DotQ8_0.Repack"/>).
     /// </summary>
     public readonly delegate*<long, int, long> PackedBytes;
     public readonly delegate*<byte*, long, long, int, byte*, void> Repack;
@@ -45,13 +46,19 @@ internal sealed unsafe class CpuKernelRow
     public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
-        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false)
+        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false,
+        bool packsQ4_0Neon = false)
     {
-        PacksQ4_0 = packsQ4_0;
+        PacksQ4_0 = packsQ4_0 || packsQ4_0Neon;
         if (packsQ4_0)
         {
             PackedBytes = &DotQ4_0.PackedBytes;
             Repack = &DotQ4_0.Repack;
+        }
+        if (packsQ4_0Neon)
+        {
+            PackedBytes = &DotQ4_0.PackedBytes;
+            Repack = &DotQ4_0.RepackNeon;
         }
         if (packsQ8_0)
         {
@@ -142,17 +149,25 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// The NEON rows with four-token loops: the batch goes through <see cref="RowDrivers.Tiles{TK}"/>, sdot in the loop when
-    /// <see cref="KernelRung.UseDotProd"/> (the choice the one-token loops make), null for the types without one.
+    /// <see cref="KernelRung.UseDotProd"/> (the choice the one-token loops make), null for the types without one. Q4_0 also
+    /// runs the eight-row GEMM over the NEON-repacked copy where the matmul has one (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
     /// </summary>
     private static CpuKernelRow? NeonDot4Row(TypeTraits t, KernelFlags f) => t.Type switch
     {
-        GgmlType.Q4_0 => NeonTiled<Q4_0NeonKernels>(t, f),
+        GgmlType.Q4_0 => KernelRung.UseDotProd
+            ? new(t, Rung.Neon, f, &RowDrivers.Dot<Q4_0NeonPacked<DotProdOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0NeonPacked<DotProdOn>>, packsQ4_0Neon: true)
+            : new(t, Rung.Neon, f, &RowDrivers.Dot<Q4_0NeonPacked<DotProdOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0NeonPacked<DotProdOff>>, packsQ4_0Neon: true),
         GgmlType.Q8_0 => NeonTiled<Q8_0NeonKernels>(t, f),
         GgmlType.Q4_K => NeonTiled<Q4_KNeonKernels>(t, f),
         GgmlType.Q5_K => NeonTiled<Q5_KNeonKernels>(t, f),
         GgmlType.Q6_K => NeonTiled<Q6_KNeonKernels>(t, f),
         GgmlType.Q5_0 => NeonTiled<Q5_0NeonKernels>(t, f),
         GgmlType.IQ4_NL => NeonTiled<IQ4_NLNeonKernels>(t, f),
+        GgmlType.Q4_1 => NeonTiled<Q4_1NeonKernels>(t, f),
+        GgmlType.Q5_1 => NeonTiled<Q5_1NeonKernels>(t, f),
+        GgmlType.Q3_K => NeonTiled<Q3_KNeonKernels>(t, f),
+        GgmlType.Q2_K => NeonTiled<Q2_KNeonKernels>(t, f),
+        GgmlType.IQ4_XS => NeonTiled<IQ4_XSNeonKernels>(t, f),
         _ => null,
     };
 

@@ -64,4 +64,20 @@ internal static unsafe class NeonDot
         float d = dw * Fp16.Read(yb);
         return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
     }
+
+    /// <summary>
+    /// One token's step of the NEON loops over Q8_1 activation blocks (Q4_1, Q5_1): the block's 32 codes as bytes
+    /// (<paramref name="lo"/>: 0..15, <paramref name="hi"/>: 16..31) dotted with the activations at <paramref name="yb"/>,
+    /// int → float, FMA with d_w·d_x into <paramref name="acc"/>; m_w·s_x added to <paramref name="mSum"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Q8_1Token<TDp>(Vector128<float> acc, ref float mSum, Vector128<sbyte> lo, Vector128<sbyte> hi, float dw, float mw, byte* yb)
+        where TDp : struct, IIsaFlag
+    {
+        Vector128<int> isum = Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 4)));
+        isum = Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 20)));
+        float d = dw * Fp16.Read(yb);
+        mSum += mw * Fp16.Read(yb + 2);
+        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
+    }
 }

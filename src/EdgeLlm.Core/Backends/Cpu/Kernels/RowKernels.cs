@@ -318,12 +318,6 @@ internal unsafe struct NeonDot4Rung<T, TDp> : IFourTokenKernel where T : struct,
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => T.Dot4Neon(row, x, xStride, n, dst, dstStride, TDp.Enabled);
 }
 
-internal unsafe struct Q4_0NeonKernels : INeonDot4Kernels
-{
-    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_0.DotNeon(w, xq, n);
-    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ4_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
-}
-
 internal unsafe struct Q6_KNeonKernels : INeonDot4Kernels
 {
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ6_K.DotNeon(w, xq, n);
@@ -358,4 +352,54 @@ internal unsafe struct IQ4_NLNeonKernels : INeonDot4Kernels
 {
     public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_NL.DotNeon(w, xq, n);
     public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_NL.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q4_1NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ4_1.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ4_1.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q5_1NeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ5_1.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ5_1.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q3_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ3_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ3_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct Q2_KNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotQ2_K.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ2_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+internal unsafe struct IQ4_XSNeonKernels : INeonDot4Kernels
+{
+    public static float DotNeon(byte* w, byte* xq, int n) => DotIQ4_XS.DotNeon(w, xq, n);
+    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotIQ4_XS.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+}
+
+/// <summary>
+/// Q4_0 on NEON (sdot or the widening pair, <typeparamref name="TDp"/>): the four-token loop on the stored rows and the
+/// eight-row GEMM over the NEON-repacked copy (<see cref="DotQ4_0.RepackNeon"/>) with Q8_0 activation blocks
+/// (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>). Two tokens are two one-token passes: the same per-token arithmetic as
+/// <see cref="Packed4"/>, so a token's result does not depend on its batch.
+/// </summary>
+internal unsafe struct Q4_0NeonPacked<TDp> : IPackedQ4_0Kernel where TDp : struct, IIsaFlag
+{
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotNeon(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.Dot4Neon(row, x, xStride, n, dst, dstStride, TDp.Enabled);
+    public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedNeon4<TDp>(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedNeon1<TDp>(group, panel, nb, dst);
+
+    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
+    {
+        DotQ4_0.PackedNeon1<TDp>(group, panel, nb, dst);
+        DotQ4_0.PackedNeon1<TDp>(group, panel + panelBytes, nb, dst + dstStride);
+    }
 }
