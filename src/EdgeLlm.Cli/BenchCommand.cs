@@ -29,11 +29,12 @@ public sealed class BenchCommand : Command
     private static readonly OptionSpec Depth = new(["-d", "--depth"], true, "N", "tokens already in the KV cache when pp and tg start (llama-bench's -d; default 0)");
     private static readonly OptionSpec BwMib = new(["--bw-mib"], true, "MIB", "buffer for the memory-bandwidth probe, in MiB (default 1024); 0 = skip");
     private static readonly OptionSpec Json = new(["--json"], false, null, "also print one JSON object as the last line of stdout");
+    private static readonly OptionSpec BatchInvariant = new(["--batch-invariant"], false, null, "run every batch size through the kernels of the largest (serve --parallel N>1's mode: repacked weights for one token too)");
 
     public override string Name => "bench";
     public override string Summary => "prompt and generation tokens/s, weight bandwidth per token, and the machine's memory bandwidth";
-    public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [-d DEPTH] [--bw-mib MIB] [--json]";
-    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, Depth, BwMib, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, Json, Verbose, Help];
+    public override string Usage => "bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [-d DEPTH] [--bw-mib MIB] [--batch-invariant] [--json]";
+    public override IReadOnlyList<OptionSpec> Options { get; } = [Model, Prompt, Gen, Threads, Reps, Batch, Depth, BwMib, Device, GpuLayers, CacheTypeK, CacheTypeV, Mmap, NoMmap, Mlock, BatchInvariant, Json, Verbose, Help];
 
     /// <summary>Median, extremes and sample standard deviation of one test's tokens/s over the repetitions.</summary>
     public readonly record struct Stats(double Median, double Min, double Max, double StdDev)
@@ -81,6 +82,7 @@ public sealed class BenchCommand : Command
             GpuLayers = ModelOptions.GpuLayersOption(args),
             CacheTypeK = ModelOptions.CacheType(args, "--cache-type-k"),
             CacheTypeV = ModelOptions.CacheType(args, "--cache-type-v"),
+            BatchInvariant = args.Has("--batch-invariant"),
         });
         log.Log(model.BackendWarning ? LogLevel.Warning : LogLevel.Information, "{Device}", model.BackendDescription);
         ModelOptions.LogLoad(model, log);

@@ -76,6 +76,9 @@ internal sealed unsafe class MatMul : ParallelWork
         return maxBatch * most;
     }
 
+    /// <summary>Batches up to this many tokens quantize their activations on the calling thread (server decode steps).</summary>
+    internal const int InlineQuantizeTokens = 8;
+
     public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens, bool usePacked = true)
     {
         _row = KernelTable.For(_kernels, w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
@@ -97,9 +100,11 @@ internal sealed unsafe class MatMul : ParallelWork
                 _job.PackedX = _panel;
                 _job.PackedXStride = _panelBytes;
             }
-            if (nTokens == 1)
+            if (nTokens <= InlineQuantizeTokens)
             {
-                QuantizeToken(0);
+                // A decode step's few rows on the calling thread: a worker-pool dispatch (and its barrier) per
+                // product costs more than quantizing them (each row is quantized the same way either way).
+                for (int t = 0; t < nTokens; t++) QuantizeToken(t);
             }
             else
             {

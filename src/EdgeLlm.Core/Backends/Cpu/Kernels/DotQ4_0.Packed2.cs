@@ -29,9 +29,7 @@ public static unsafe partial class DotQ4_0
         byte* pb = group;
         for (int b = 0; b < nb; b++, pb += PackedBlockBytes)
         {
-            Sse.Prefetch0(pb + 4 * PackedBlockBytes);
-            Sse.Prefetch0(pb + 4 * PackedBlockBytes + 64);
-            Sse.Prefetch0(pb + 4 * PackedBlockBytes + 128);
+            WeightPrefetch.Lines3(pb);
             Vector512<float> dw = Avx512F.PermuteVar16x32(Vector256.Load((float*)pb).ToVector512Unsafe(), pairs);
             Vector512<byte> lo = Vector512.Load(pb + 32), hi = Vector512.Load(pb + 96);
             Vector512<byte> w0 = lo & m4, w2 = (lo.AsUInt16() >>> 4).AsByte() & m4;

@@ -112,15 +112,21 @@ internal static unsafe class RowDrivers
     /// size), tiles of groups small enough to stay in L1/L2. A
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
-    /// last whole group, and every call without the copy, run <see cref="Tiles{TK}"/>.
+    /// last whole group run <see cref="Rows{TK}"/> (the one-token loop for every token, as alone); every call without
+    /// the copy runs <see cref="Tiles{TK}"/>.
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
         const int G = DotQ4_0.PackRows;
         long packedRows = j.Rows / G * G;
-        if (j.Packed == null || r0 >= packedRows)
+        if (j.Packed == null)
         {
             Tiles<TK>(j, r0, r1, scratch);
+            return;
+        }
+        if (r0 >= packedRows)
+        {
+            Rows<TK>(j, r0, r1, scratch);
             return;
         }
         long pEnd = Math.Min(r1, packedRows);
@@ -154,7 +160,9 @@ internal static unsafe class RowDrivers
                 }
             }
         }
-        if (pEnd < r1) Tiles<TK>(j, pEnd, r1, scratch);
+        // The rows after the last whole group one token at a time (at most seven rows): the four-token loop sums in
+        // another order, and a token must get the same bits in a batch of any size as alone.
+        if (pEnd < r1) Rows<TK>(j, pEnd, r1, scratch);
     }
 
     /// <summary>
