@@ -71,7 +71,7 @@ internal static unsafe class Program
 
     private static readonly GgmlType[] QuantTypes =
         { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL };
-    private static readonly string[] Kinds = { "gaussian", "raw", "zeros" };
+    private static readonly string[] Kinds = { "gaussian", "raw", "zeros", "subnormal" };
 
     private static string Name(Variant v) => v == Variant.Neon ? (KernelRung.UseDotProd ? "Neon+Dp" : "Neon") : v.ToString();
 
@@ -404,12 +404,14 @@ internal static unsafe class Program
     }
 
     /// <summary>Seeded weights as in the xunit KernelTestData: "gaussian" (quantized by the reference quantizer, a few
-    /// ±0.5 outliers), "raw" (random bytes, random finite fp16 scales), "zeros" (gaussian with every other block zero).</summary>
+    /// ±0.5 outliers), "raw" (random bytes, random finite fp16 scales), "zeros" (gaussian with every other block zero),
+    /// "subnormal" (random bytes, every fp16 scale and min a subnormal half or ±0: the NEON loops convert those four
+    /// blocks at a time by a multiply that sees a denormal float operand, which must not be flushed to zero).</summary>
     private static byte[] Weights(GgmlType t, int n, string kind, int seed)
     {
         var rng = new Random(seed);
         int bs = BlockSize(t), bb = GgmlTypes.Geometry(t).BlockBytes;
-        if (kind == "raw")
+        if (kind is "raw" or "subnormal")
         {
             var raw = new byte[n / bs * bb];
             rng.NextBytes(raw);
@@ -421,11 +423,11 @@ internal static unsafe class Program
                     case GgmlType.Q4_0:
                     case GgmlType.Q5_0:
                     case GgmlType.IQ4_NL:
-                    case GgmlType.Q8_0: SetHalf(raw, o, rng); break;
+                    case GgmlType.Q8_0: SetHalf(raw, o, rng, kind); break;
                     case GgmlType.Q4_1:
                     case GgmlType.Q5_1:
-                    case GgmlType.Q4_K: SetHalf(raw, o, rng); SetHalf(raw, o + 2, rng); break;
-                    case GgmlType.Q6_K: SetHalf(raw, o + 208, rng); break;
+                    case GgmlType.Q4_K: SetHalf(raw, o, rng, kind); SetHalf(raw, o + 2, rng, kind); break;
+                    case GgmlType.Q6_K: SetHalf(raw, o + 208, rng, kind); break;
                 }
             }
             return raw;
@@ -438,9 +440,11 @@ internal static unsafe class Program
         return q;
     }
 
-    private static void SetHalf(byte[] a, int o, Random rng)
+    private static void SetHalf(byte[] a, int o, Random rng, string kind)
     {
-        ushort h = (ushort)((rng.Next(1, 16) << 10) | rng.Next(1024) | (rng.Next(2) << 15));
+        // "subnormal": exponent field 0, mantissa 0..1023 (0 gives ±0, about one scale in a thousand).
+        int exponent = kind == "subnormal" ? 0 : rng.Next(1, 16);
+        ushort h = (ushort)((exponent << 10) | rng.Next(1024) | (rng.Next(2) << 15));
         a[o] = (byte)h;
         a[o + 1] = (byte)(h >> 8);
     }

@@ -13,27 +13,45 @@ public static unsafe partial class DotQ5_0
     /// <summary>
     /// Per block: the low and high nibbles or-ed with the qh bits (<see cref="QhBits"/>) minus 16 as signed bytes
     /// (−16..15); two 16-byte int8 dot steps against the activation halves (sdot, or smull + sadalp), int → float,
-    /// FMA with d_w·d_x.
+    /// FMA with d_w·d_x. The scale products of four blocks at a time come from one vector conversion
+    /// (<see cref="NeonScales"/>); the last nb mod 4 blocks convert theirs one by one. Same operations per block in the
+    /// same order either way.
     /// </summary>
     private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
     {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> acc = Vector128<float>.Zero;
         Vector128<byte> m4 = Vector128.Create((byte)0x0F);
         Vector128<sbyte> sixteen = Vector128.Create((sbyte)16);
-        for (int b = 0; b < nb; b++)
+        int b = 0;
+        for (; b + 4 <= nb; b += 4, w += 4 * BlockBytes, xq += 4 * XB)
         {
-            byte* wb = w + b * BlockBytes;
-            byte* yb = xq + b * ActivationQuant.Q8_0BlockBytes;
-            QhBits.Neon(Unsafe.ReadUnaligned<uint>(wb + 2), out Vector128<byte> hLo, out Vector128<byte> hHi);
-            Vector128<byte> packed = AdvSimd.LoadVector128(wb + 6);
-            Vector128<sbyte> lo = AdvSimd.Subtract((AdvSimd.And(packed, m4) | hLo).AsSByte(), sixteen);
-            Vector128<sbyte> hi = AdvSimd.Subtract((AdvSimd.ShiftRightLogical(packed, 4) | hHi).AsSByte(), sixteen);
-            Vector128<int> isum = NeonDot.Dot16<TDp>(Vector128<int>.Zero, lo, AdvSimd.LoadVector128((sbyte*)(yb + 2)));
-            isum = NeonDot.Dot16<TDp>(isum, hi, AdvSimd.LoadVector128((sbyte*)(yb + 18)));
-            float d = Fp16.Read(wb) * Fp16.Read(yb);
-            acc = AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), Vector128.Create(d));
+            Vector128<float> d = NeonScales.Products4(w, BlockBytes, xq, XB);
+            NeonUnpack(w, m4, sixteen, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
+            acc = NeonScales.Q8_0Lane<TDp>(acc, lo, hi, xq, d, 0);
+            NeonUnpack(w + BlockBytes, m4, sixteen, out lo, out hi);
+            acc = NeonScales.Q8_0Lane<TDp>(acc, lo, hi, xq + XB, d, 1);
+            NeonUnpack(w + 2 * BlockBytes, m4, sixteen, out lo, out hi);
+            acc = NeonScales.Q8_0Lane<TDp>(acc, lo, hi, xq + 2 * XB, d, 2);
+            NeonUnpack(w + 3 * BlockBytes, m4, sixteen, out lo, out hi);
+            acc = NeonScales.Q8_0Lane<TDp>(acc, lo, hi, xq + 3 * XB, d, 3);
+        }
+        for (; b < nb; b++, w += BlockBytes, xq += XB)
+        {
+            NeonUnpack(w, m4, sixteen, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
+            acc = NeonDot.Q8_0Token<TDp>(acc, lo, hi, Fp16.Read(w), xq);
         }
         return Vector128.Sum(acc);
+    }
+
+    /// <summary>A block's 32 weights as signed bytes: <paramref name="lo"/> weights 0..15, <paramref name="hi"/> 16..31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void NeonUnpack(byte* wb, Vector128<byte> m4, Vector128<sbyte> sixteen, out Vector128<sbyte> lo, out Vector128<sbyte> hi)
+    {
+        QhBits.Neon(Unsafe.ReadUnaligned<uint>(wb + 2), out Vector128<byte> hLo, out Vector128<byte> hHi);
+        Vector128<byte> packed = AdvSimd.LoadVector128(wb + 6);
+        lo = AdvSimd.Subtract((AdvSimd.And(packed, m4) | hLo).AsSByte(), sixteen);
+        hi = AdvSimd.Subtract((AdvSimd.ShiftRightLogical(packed, 4) | hHi).AsSByte(), sixteen);
     }
 
     /// <summary>
@@ -57,18 +75,41 @@ public static unsafe partial class DotQ5_0
         Vector128<byte> m4 = Vector128.Create((byte)0x0F);
         Vector128<sbyte> sixteen = Vector128.Create((sbyte)16);
         byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
-        for (int b = 0; b < nb; b++, w += BlockBytes)
+        int b = 0;
+        for (; b + 4 <= nb; b += 4, w += 4 * BlockBytes, x0 += 4 * XB, x1 += 4 * XB, x2 += 4 * XB, x3 += 4 * XB)
         {
-            long xo = (long)b * XB;
-            QhBits.Neon(Unsafe.ReadUnaligned<uint>(w + 2), out Vector128<byte> hLo, out Vector128<byte> hHi);
-            Vector128<byte> packed = AdvSimd.LoadVector128(w + 6);
-            Vector128<sbyte> lo = AdvSimd.Subtract((AdvSimd.And(packed, m4) | hLo).AsSByte(), sixteen);
-            Vector128<sbyte> hi = AdvSimd.Subtract((AdvSimd.ShiftRightLogical(packed, 4) | hHi).AsSByte(), sixteen);
+            Vector128<float> dw = NeonScales.Half4(w, BlockBytes);
+            Vector128<float> d0 = dw * NeonScales.Half4(x0, XB), d1 = dw * NeonScales.Half4(x1, XB);
+            Vector128<float> d2 = dw * NeonScales.Half4(x2, XB), d3 = dw * NeonScales.Half4(x3, XB);
+            NeonUnpack(w, m4, sixteen, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
+            a0 = NeonScales.Q8_0Lane<TDp>(a0, lo, hi, x0, d0, 0);
+            a1 = NeonScales.Q8_0Lane<TDp>(a1, lo, hi, x1, d1, 0);
+            a2 = NeonScales.Q8_0Lane<TDp>(a2, lo, hi, x2, d2, 0);
+            a3 = NeonScales.Q8_0Lane<TDp>(a3, lo, hi, x3, d3, 0);
+            NeonUnpack(w + BlockBytes, m4, sixteen, out lo, out hi);
+            a0 = NeonScales.Q8_0Lane<TDp>(a0, lo, hi, x0 + XB, d0, 1);
+            a1 = NeonScales.Q8_0Lane<TDp>(a1, lo, hi, x1 + XB, d1, 1);
+            a2 = NeonScales.Q8_0Lane<TDp>(a2, lo, hi, x2 + XB, d2, 1);
+            a3 = NeonScales.Q8_0Lane<TDp>(a3, lo, hi, x3 + XB, d3, 1);
+            NeonUnpack(w + 2 * BlockBytes, m4, sixteen, out lo, out hi);
+            a0 = NeonScales.Q8_0Lane<TDp>(a0, lo, hi, x0 + 2 * XB, d0, 2);
+            a1 = NeonScales.Q8_0Lane<TDp>(a1, lo, hi, x1 + 2 * XB, d1, 2);
+            a2 = NeonScales.Q8_0Lane<TDp>(a2, lo, hi, x2 + 2 * XB, d2, 2);
+            a3 = NeonScales.Q8_0Lane<TDp>(a3, lo, hi, x3 + 2 * XB, d3, 2);
+            NeonUnpack(w + 3 * BlockBytes, m4, sixteen, out lo, out hi);
+            a0 = NeonScales.Q8_0Lane<TDp>(a0, lo, hi, x0 + 3 * XB, d0, 3);
+            a1 = NeonScales.Q8_0Lane<TDp>(a1, lo, hi, x1 + 3 * XB, d1, 3);
+            a2 = NeonScales.Q8_0Lane<TDp>(a2, lo, hi, x2 + 3 * XB, d2, 3);
+            a3 = NeonScales.Q8_0Lane<TDp>(a3, lo, hi, x3 + 3 * XB, d3, 3);
+        }
+        for (; b < nb; b++, w += BlockBytes, x0 += XB, x1 += XB, x2 += XB, x3 += XB)
+        {
+            NeonUnpack(w, m4, sixteen, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
             float dw = Fp16.Read(w);
-            a0 = NeonDot.Q8_0Token<TDp>(a0, lo, hi, dw, x0 + xo);
-            a1 = NeonDot.Q8_0Token<TDp>(a1, lo, hi, dw, x1 + xo);
-            a2 = NeonDot.Q8_0Token<TDp>(a2, lo, hi, dw, x2 + xo);
-            a3 = NeonDot.Q8_0Token<TDp>(a3, lo, hi, dw, x3 + xo);
+            a0 = NeonDot.Q8_0Token<TDp>(a0, lo, hi, dw, x0);
+            a1 = NeonDot.Q8_0Token<TDp>(a1, lo, hi, dw, x1);
+            a2 = NeonDot.Q8_0Token<TDp>(a2, lo, hi, dw, x2);
+            a3 = NeonDot.Q8_0Token<TDp>(a3, lo, hi, dw, x3);
         }
         dst[0] = Vector128.Sum(a0);
         dst[dstStride] = Vector128.Sum(a1);

@@ -17,6 +17,7 @@ internal static unsafe class Fp16
 {
     private const uint ExponentRebias = (127 - 15) << 23;
     private const float TwoPowMinus24 = 5.9604645E-08f;
+    private const uint TwoPow112Bits = (127 + 112) << 23;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToFloat(uint h)
@@ -31,6 +32,24 @@ internal static unsafe class Fp16
     /// <summary>Reads the little-endian fp16 at <paramref name="p"/> (no alignment needed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Read(byte* p) => ToFloat(Unsafe.ReadUnaligned<ushort>(p));
+
+    /// <summary>
+    /// The low 16 bits of each lane (higher bits ignored) as fp16 → fp32 with one multiply, for the NEON block-scale
+    /// loops (<see cref="NeonScales"/>): sign, exponent and mantissa moved into float position (the exponent still biased
+    /// by 15) and multiplied by 2^112, which rebiases it; exact for every finite half, subnormals and ±0 included (a
+    /// subnormal half gives a denormal float operand and a normal, exact product: arm64 cores take no assist for that,
+    /// x64 cores do, so the x64 loops keep <see cref="ToFloat(Vector128{uint})"/>). Exponent 31 (inf, NaN) is selected
+    /// from the bits with exponent 255 instead (NaN payload kept). Nine NEON instructions per four halves against 13.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ToFloatMul(Vector128<uint> h)
+    {
+        Vector128<uint> em = h & Vector128.Create(0x7fffu);
+        Vector128<uint> bits = (em << 13) | ((h << 16) & Vector128.Create(0x80000000u));
+        Vector128<float> scaled = bits.AsSingle() * Vector128.Create(TwoPow112Bits).AsSingle();
+        return Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(em, Vector128.Create(0x7c00u)).AsSingle(),
+            (bits | Vector128.Create(0x7f800000u)).AsSingle(), scaled);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ToFloat(Vector512<uint> h)
