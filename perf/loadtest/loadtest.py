@@ -60,6 +60,10 @@ def run(args, n):
         body = lambda p: {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
         status, _ = request(port, "POST", "/v1/completions", body("warm up"))  # JIT / page-in
         assert status == 200, status
+        # The warm-up ran alone: its steps must not count in the mean batch of the measured run.
+        _, m0 = request(port, "GET", "/metrics")
+        m0 = m0.decode()
+        steps0, step_tokens0 = metric(m0, "edgellm_decode_steps_total"), metric(m0, "edgellm_decode_step_tokens_total")
         latencies, tokens, errors = [], [], []
         lock = threading.Lock()
 
@@ -90,7 +94,8 @@ def run(args, n):
             errors.append(f"clients still running after {args.wall_limit} s")
         _, m = request(port, "GET", "/metrics")
         m = m.decode()
-        steps, step_tokens = metric(m, "edgellm_decode_steps_total"), metric(m, "edgellm_decode_step_tokens_total")
+        steps = metric(m, "edgellm_decode_steps_total") - steps0
+        step_tokens = metric(m, "edgellm_decode_step_tokens_total") - step_tokens0
         return {
             "slots": n, "requests": len(latencies), "tokens": sum(tokens), "wall_s": wall,
             "tok_s": sum(tokens) / wall if wall > 0 else 0.0,
