@@ -8,50 +8,21 @@ public static unsafe partial class DotQ4_1
 {
     /// <summary>The one-token loop with sdot or the widening pair, as <see cref="KernelRung.UseDotProd"/> says (chosen once per call).</summary>
     private static float NeonLoop(byte* w, byte* xq, int nb) =>
-        KernelRung.UseDotProd ? NeonLoop1<DotProdOn>(w, xq, nb) : NeonLoop1<DotProdOff>(w, xq, nb);
+        KernelRung.UseDotProd ? NeonQ8_1Loops.Loop1<DotProdOn, NeonBlock>(w, xq, nb) : NeonQ8_1Loops.Loop1<DotProdOff, NeonBlock>(w, xq, nb);
 
-    /// <summary>
-    /// Per block: the 16 packed bytes give low and high nibbles (0..15, valid as signed bytes); two 16-byte int8 dot
-    /// steps against the activation halves (sdot, or smull + sadalp), int → float, FMA with d_w·d_x; m_w·s_x summed
-    /// in a float beside.
-    /// The scale products of four blocks at a time (d_w·d_x and m_w·s_x) come from vector conversions
-    /// (<see cref="NeonScales"/>); the last nb mod 4 blocks convert theirs one by one. Same operations per block in the
-    /// same order either way.
-    /// </summary>
-    private static float NeonLoop1<TDp>(byte* w, byte* xq, int nb) where TDp : struct, IIsaFlag
+    /// <summary>This type for <see cref="NeonQ8_1Loops"/>: its block size and how its codes unpack.</summary>
+    private readonly struct NeonBlock : INeonQ8_1Block
     {
-        const int XB = ActivationQuant.Q8_1BlockBytes;
-        Vector128<float> acc = Vector128<float>.Zero;
-        float mSum = 0f;
-        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
-        int b = 0;
-        for (; b + 4 <= nb; b += 4, w += 4 * BlockBytes, xq += 4 * XB)
-        {
-            Vector128<float> d = NeonScales.Products4(w, BlockBytes, xq, XB), m = NeonScales.Products4(w + 2, BlockBytes, xq + 2, XB);
-            NeonUnpack(w, m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
-            acc = NeonScales.Q8_1Lane<TDp>(acc, ref mSum, lo, hi, xq, d, m, 0);
-            NeonUnpack(w + BlockBytes, m4, out lo, out hi);
-            acc = NeonScales.Q8_1Lane<TDp>(acc, ref mSum, lo, hi, xq + XB, d, m, 1);
-            NeonUnpack(w + 2 * BlockBytes, m4, out lo, out hi);
-            acc = NeonScales.Q8_1Lane<TDp>(acc, ref mSum, lo, hi, xq + 2 * XB, d, m, 2);
-            NeonUnpack(w + 3 * BlockBytes, m4, out lo, out hi);
-            acc = NeonScales.Q8_1Lane<TDp>(acc, ref mSum, lo, hi, xq + 3 * XB, d, m, 3);
-        }
-        for (; b < nb; b++, w += BlockBytes, xq += XB)
-        {
-            NeonUnpack(w, m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
-            acc = NeonDot.Q8_1Token<TDp>(acc, ref mSum, lo, hi, Fp16.Read(w), Fp16.Read(w + 2), xq);
-        }
-        return Vector128.Sum(acc) + mSum;
-    }
+        public static int BlockBytes => DotQ4_1.BlockBytes;
 
-    /// <summary>A block's 32 codes as bytes: <paramref name="lo"/> weights 0..15, <paramref name="hi"/> 16..31.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void NeonUnpack(byte* wb, Vector128<byte> m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi)
-    {
-        Vector128<byte> packed = AdvSimd.LoadVector128(wb + 4);
-        lo = AdvSimd.And(packed, m4).AsSByte();
-        hi = AdvSimd.ShiftRightLogical(packed, 4).AsSByte();
+        /// <summary>A block's 32 codes as bytes: <paramref name="lo"/> weights 0..15, <paramref name="hi"/> 16..31.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Unpack(byte* wb, Vector128<byte> m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi)
+        {
+            Vector128<byte> packed = AdvSimd.LoadVector128(wb + 4);
+            lo = AdvSimd.And(packed, m4).AsSByte();
+            hi = AdvSimd.ShiftRightLogical(packed, 4).AsSByte();
+        }
     }
 
     /// <summary>
@@ -64,58 +35,7 @@ public static unsafe partial class DotQ4_1
     {
         int nb = Blocks(n);
         NeonDot.Require(nameof(DotQ4_1), dp);
-        if (dp) NeonLoop4<DotProdOn>(w, xq, xqStride, nb, dst, dstStride);
-        else NeonLoop4<DotProdOff>(w, xq, xqStride, nb, dst, dstStride);
-    }
-
-    private static void NeonLoop4<TDp>(byte* w, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
-    {
-        const int XB = ActivationQuant.Q8_1BlockBytes;
-        Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero, a2 = Vector128<float>.Zero, a3 = Vector128<float>.Zero;
-        float m0 = 0f, m1 = 0f, m2 = 0f, m3 = 0f;
-        Vector128<byte> m4 = Vector128.Create((byte)0x0F);
-        byte* x0 = xq, x1 = xq + xqStride, x2 = xq + 2 * xqStride, x3 = xq + 3 * xqStride;
-        int b = 0;
-        for (; b + 4 <= nb; b += 4, w += 4 * BlockBytes, x0 += 4 * XB, x1 += 4 * XB, x2 += 4 * XB, x3 += 4 * XB)
-        {
-            Vector128<float> dw = NeonScales.Half4(w, BlockBytes), mw = NeonScales.Half4(w + 2, BlockBytes);
-            Vector128<float> d0 = dw * NeonScales.Half4(x0, XB), d1 = dw * NeonScales.Half4(x1, XB);
-            Vector128<float> d2 = dw * NeonScales.Half4(x2, XB), d3 = dw * NeonScales.Half4(x3, XB);
-            Vector128<float> s0 = mw * NeonScales.Half4(x0 + 2, XB), s1 = mw * NeonScales.Half4(x1 + 2, XB);
-            Vector128<float> s2 = mw * NeonScales.Half4(x2 + 2, XB), s3 = mw * NeonScales.Half4(x3 + 2, XB);
-            NeonUnpack(w, m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
-            a0 = NeonScales.Q8_1Lane<TDp>(a0, ref m0, lo, hi, x0, d0, s0, 0);
-            a1 = NeonScales.Q8_1Lane<TDp>(a1, ref m1, lo, hi, x1, d1, s1, 0);
-            a2 = NeonScales.Q8_1Lane<TDp>(a2, ref m2, lo, hi, x2, d2, s2, 0);
-            a3 = NeonScales.Q8_1Lane<TDp>(a3, ref m3, lo, hi, x3, d3, s3, 0);
-            NeonUnpack(w + BlockBytes, m4, out lo, out hi);
-            a0 = NeonScales.Q8_1Lane<TDp>(a0, ref m0, lo, hi, x0 + XB, d0, s0, 1);
-            a1 = NeonScales.Q8_1Lane<TDp>(a1, ref m1, lo, hi, x1 + XB, d1, s1, 1);
-            a2 = NeonScales.Q8_1Lane<TDp>(a2, ref m2, lo, hi, x2 + XB, d2, s2, 1);
-            a3 = NeonScales.Q8_1Lane<TDp>(a3, ref m3, lo, hi, x3 + XB, d3, s3, 1);
-            NeonUnpack(w + 2 * BlockBytes, m4, out lo, out hi);
-            a0 = NeonScales.Q8_1Lane<TDp>(a0, ref m0, lo, hi, x0 + 2 * XB, d0, s0, 2);
-            a1 = NeonScales.Q8_1Lane<TDp>(a1, ref m1, lo, hi, x1 + 2 * XB, d1, s1, 2);
-            a2 = NeonScales.Q8_1Lane<TDp>(a2, ref m2, lo, hi, x2 + 2 * XB, d2, s2, 2);
-            a3 = NeonScales.Q8_1Lane<TDp>(a3, ref m3, lo, hi, x3 + 2 * XB, d3, s3, 2);
-            NeonUnpack(w + 3 * BlockBytes, m4, out lo, out hi);
-            a0 = NeonScales.Q8_1Lane<TDp>(a0, ref m0, lo, hi, x0 + 3 * XB, d0, s0, 3);
-            a1 = NeonScales.Q8_1Lane<TDp>(a1, ref m1, lo, hi, x1 + 3 * XB, d1, s1, 3);
-            a2 = NeonScales.Q8_1Lane<TDp>(a2, ref m2, lo, hi, x2 + 3 * XB, d2, s2, 3);
-            a3 = NeonScales.Q8_1Lane<TDp>(a3, ref m3, lo, hi, x3 + 3 * XB, d3, s3, 3);
-        }
-        for (; b < nb; b++, w += BlockBytes, x0 += XB, x1 += XB, x2 += XB, x3 += XB)
-        {
-            NeonUnpack(w, m4, out Vector128<sbyte> lo, out Vector128<sbyte> hi);
-            float dw = Fp16.Read(w), mw = Fp16.Read(w + 2);
-            a0 = NeonDot.Q8_1Token<TDp>(a0, ref m0, lo, hi, dw, mw, x0);
-            a1 = NeonDot.Q8_1Token<TDp>(a1, ref m1, lo, hi, dw, mw, x1);
-            a2 = NeonDot.Q8_1Token<TDp>(a2, ref m2, lo, hi, dw, mw, x2);
-            a3 = NeonDot.Q8_1Token<TDp>(a3, ref m3, lo, hi, dw, mw, x3);
-        }
-        dst[0] = Vector128.Sum(a0) + m0;
-        dst[dstStride] = Vector128.Sum(a1) + m1;
-        dst[2 * dstStride] = Vector128.Sum(a2) + m2;
-        dst[3 * dstStride] = Vector128.Sum(a3) + m3;
+        if (dp) NeonQ8_1Loops.Loop4<DotProdOn, NeonBlock>(w, xq, xqStride, nb, dst, dstStride);
+        else NeonQ8_1Loops.Loop4<DotProdOff, NeonBlock>(w, xq, xqStride, nb, dst, dstStride);
     }
 }
