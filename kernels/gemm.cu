@@ -1,17 +1,19 @@
 // Prefill matrix products as tiled GEMMs: dst[t, r] = dot(W row r, x[t]) for a batch of tokens, with the weight
-// blocks dequantized once per tile into int8 (plus a float scale and min term per 32 weights) instead of once
+// blocks dequantized once per tile into int8 (plus float scales and a min term per 32 weights) instead of once
 // per token as the matvec does. A block of 128 threads owns a tile of GEMM_BM = 64 weight rows by GEMM_BN = 64
 // tokens and walks K in steps of GEMM_BK = 256 (eight 32-blocks, one K-quant super-block):
-//   1. stage: the 64 x 8 weight blocks become int8 rows in shared memory (per-type unpacking below), with
-//      their scale d_w (two per block for Q6_K, one per 16 weights) and min term m_w; the 64 tokens' q8
-//      activations (quantize.cu: int8, scale dx, dx * sum) are copied next to them;
+//   1. stage: the 64 x 8 weight blocks become int8 rows in shared memory (one small decode function per type and
+//      layout below, to a GemmBlock), with their scales d_w (two per block, one per 16 weights, for Q6_K and Q3_K)
+//      and min term m_w; the 64 tokens' q8 activations (quantize.cu: int8, scale dx, dx * sum) are copied next to them;
 //   2. compute: per 32-block an integer dot of each (row, token) pair, then in float
-//      acc += d_w * dx * isum + m_w * sx.
+//      acc += d_w * dx * isum + m_w * sx (the kinds below say how Q6_K, Q3_K and Q2_K differ).
 // Two compute cores share the staging: the int8 tensor-core MMA (mma.sync m16n8k32 s8, sm_80 and later; each
 // warp takes 16 rows by the 64 tokens as eight 16x8 tiles) and dp4a over shared memory (sm_61..75; each thread
-// takes 4 rows by 8 tokens). Q6_K's per-16 scales use two m16n8k16 MMAs per block (the k32 fragments are the
-// two k16 ones side by side). Rows past `rows`, tokens past `nTokens` and blocks past K are zero-filled.
-// Types: Q4_0, Q8_0, Q4_K, Q6_K; the others keep the matvec kernels (matmul.cu).
+// takes 4 rows by 8 tokens). Per-16 scales use two m16n8k16 MMAs per block (the k32 fragments are the two k16
+// ones side by side). Rows past `rows`, tokens past `nTokens` and blocks past K are zero-filled.
+// Types: every block type of the CPU's kernel table (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, IQ4_XS,
+// Q6_K, Q3_K, Q2_K), over ggml's blocks and over the repacked rows; and the float types (F32, F16, BF16) as a
+// float FMA tiling at the end of the file.
 #include "common.cuh"
 
 #define GEMM_BM 64
@@ -26,6 +28,17 @@
 #define GTYPE_Q8_0 1
 #define GTYPE_Q4_K 2
 #define GTYPE_Q6_K 3
+#define GTYPE_Q4_1 4
+#define GTYPE_Q5_0 5
+#define GTYPE_Q5_1 6
+#define GTYPE_IQ4_NL 7
+#define GTYPE_Q5_K 8
+#define GTYPE_IQ4_XS 9
+#define GTYPE_Q3_K 10
+#define GTYPE_Q2_K 11
+#define GTYPE_F32 12 // float weights: gemm_float below
+#define GTYPE_F16 13
+#define GTYPE_BF16 14
 
 // ---- the int8 MMAs: D = A * B + C, A 16 x K row-major (weights), B K x 8 column-major (tokens) ----
 // Fragments (PTX ISA, mma.m16n8k32 / m16n8k16 .s8): g = lane / 4, c = lane % 4.
@@ -60,146 +73,371 @@ __device__ __forceinline__ void mma_s8_k16(int* d, int a0, int a1, int b0)
 #endif
 
 // ---- staging: one 32-weight block of a row as 8 int8 words, its scale(s) and its min term ----
+//
+// Every type is a decode function to this form; the staging and the two compute cores below are written once.
+// Three kinds of block (gemm_kind):
+//   GEMM_ONE:    weight i = ws[0] * w[i] (+ wm per block, against the activation block's dx * sum(q)):
+//                Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, IQ4_XS;
+//   GEMM_HALVES: weight i = ws[i / 16] * w[i], no min: Q6_K, Q3_K (one scale per 16 weights; -32 * -4 leaves int8,
+//                so Q3_K's scales stay apart);
+//   GEMM_MINS:   Q2_K: w[i] = sc[i / 16] * q[i] (at most 15 * 3 = 45), weight i = ws[0] * w[i] + ws[1] * m[i / 16],
+//                ws = (d, -dmin), the two 4-bit mins m exactly as wm = m0 + 16 m1 (a small integer in a float).
+#define GEMM_ONE 0
+#define GEMM_HALVES 1
+#define GEMM_MINS 2
 
-// Block b of a row repacked at upload (matvec_packed.cu's field arrays; nb blocks per row): the same 8 words,
-// scales and min term as gemm_unpack gives for ggml's block, read from the row's quant and scale arrays.
-template <int TYPE>
-__device__ __forceinline__ void gemm_unpack_packed(const u8* row, int nb, int b, int* w, float* ws, float* wm)
+template <int TYPE> __device__ __forceinline__ int gemm_kind()
 {
-    if (TYPE == GTYPE_Q4_0)
-    {
-        uint4 q = *(const uint4*)(row + 16 * (i64)b); // byte j: weight j (low nibble), weight j + 16 (high)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-        {
-            u32 v = j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
-            w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, 0x08080808u);
-            w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, 0x08080808u);
-        }
-        ws[0] = half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b));
-        ws[1] = 0.0f;
-        *wm = 0.0f;
-    }
-    else if (TYPE == GTYPE_Q8_0)
-    {
-        const uint4* p = (const uint4*)(row + 32 * (i64)b);
-        uint4 q0 = p[0], q1 = p[1];
-        w[0] = (int)q0.x; w[1] = (int)q0.y; w[2] = (int)q0.z; w[3] = (int)q0.w;
-        w[4] = (int)q1.x; w[5] = (int)q1.y; w[6] = (int)q1.z; w[7] = (int)q1.w;
-        ws[0] = half_to_float(*(const u16*)(row + 32 * (i64)nb + 2 * b));
-        ws[1] = 0.0f;
-        *wm = 0.0f;
-    }
-    else if (TYPE == GTYPE_Q4_K)
-    {
-        // Nibbles in Q4_0's order; per super-block 16 bytes: fp16 d, fp16 dmin, ggml's 12 scale bytes.
-        uint4 q = *(const uint4*)(row + 16 * (i64)b);
-        const u8* h = row + 16 * (i64)nb + 16 * (i64)(b >> 3);
-        int sc, m;
-        q4k_scale_min(b & 7, h + 4, &sc, &m);
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-        {
-            u32 v = j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
-            w[j] = (int)(v & 0x0F0F0F0Fu);
-            w[j + 4] = (int)((v >> 4) & 0x0F0F0F0Fu);
-        }
-        ws[0] = half_to_float(*(const u16*)h) * (float)sc;
-        ws[1] = 0.0f;
-        *wm = -half_to_float(*(const u16*)(h + 2)) * (float)m;
-    }
-    else
-    {
-        // Q6_K: low nibbles in Q4_0's order, the high bits as two words (weights 0..15, 16..31; bits 2j..2j+1 of
-        // byte i: weight 4j + i), two int8 scales per block, one fp16 d per super-block.
-        uint4 l = *(const uint4*)(row + 16 * (i64)b);
-        uint2 h = *(const uint2*)(row + 16 * (i64)nb + 8 * (i64)b);
-        u32 scw = *(const u16*)(row + 24 * (i64)nb + 2 * b);
-        float d = half_to_float(*(const u16*)(row + 26 * (i64)nb + 2 * (b >> 3)));
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-        {
-            u32 v = j == 0 ? l.x : j == 1 ? l.y : j == 2 ? l.z : l.w;
-            u32 lo = (v & 0x0F0F0F0Fu) | (((h.x >> (2 * j)) & 0x03030303u) << 4);
-            u32 hi = ((v >> 4) & 0x0F0F0F0Fu) | (((h.y >> (2 * j)) & 0x03030303u) << 4);
-            w[j] = (int)__vsub4(lo, 0x20202020u);
-            w[j + 4] = (int)__vsub4(hi, 0x20202020u);
-        }
-        ws[0] = d * (float)(int)(i8)(u8)(scw & 0xFFu);
-        ws[1] = d * (float)(int)(i8)(u8)(scw >> 8);
-        *wm = 0.0f;
-    }
+    return TYPE == GTYPE_Q6_K || TYPE == GTYPE_Q3_K ? GEMM_HALVES : TYPE == GTYPE_Q2_K ? GEMM_MINS : GEMM_ONE;
 }
 
-// Writes the 8 words of block b (global index) of `row` to w, d_w to ws[0] (and ws[1] for Q6_K's second half), m_w to *wm.
-template <int TYPE>
-__device__ __forceinline__ void gemm_unpack(const u8* row, int b, int* w, float* ws, float* wm)
+struct GemmBlock
 {
-    if (TYPE == GTYPE_Q4_0)
-    {
-        const u8* blk = row + (i64)b * Q4_0_BYTES;
+    int w[8];    // word j: weights 4j..4j+3, one signed byte each
+    float ws[2]; // scales (see the kinds above)
+    float wm;    // min term (GEMM_ONE) or the packed mins (GEMM_MINS)
+};
+
+__device__ __forceinline__ void gemm_scales(GemmBlock& o, float s0, float s1, float m) { o.ws[0] = s0; o.ws[1] = s1; o.wm = m; }
+
+// Four bytes of 16 nibble bytes (byte i: weight i low, weight i + 16 high) as words j and j + 4, minus `bias` per byte.
+__device__ __forceinline__ void gemm_nibbles(GemmBlock& o, int j, u32 v, u32 bias)
+{
+    o.w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, bias);
+    o.w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, bias);
+}
+
+// The same with the fifth bits (bit i of qh: weight i) above the nibbles.
+__device__ __forceinline__ void gemm_nibbles5(GemmBlock& o, int j, u32 v, u32 qh, u32 bias)
+{
+    o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (4 * j)), bias);
+    o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (16 + 4 * j)), bias);
+}
+
+// The same as IQ4 levels.
+__device__ __forceinline__ void gemm_iq4(GemmBlock& o, int j, u32 v)
+{
+    o.w[j] = iq4_levels4(v & 0x0F0F0F0Fu);
+    o.w[j + 4] = iq4_levels4((v >> 4) & 0x0F0F0F0Fu);
+}
+
+__device__ __forceinline__ u32 gemm_word(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// ggml blocks (block b of a row; scales and mins as the CPU's reference code: QuantRef).
+
+__device__ __forceinline__ void gemm_q4_0(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * Q4_0_BYTES;
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-        {
-            int v = load_i32_a2(blk + 2 + 4 * j);
-            w[j] = (int)__vsub4((u32)v & 0x0F0F0F0Fu, 0x08080808u);            // weights 4j.. (low nibbles) - 8
-            w[j + 4] = (int)__vsub4(((u32)v >> 4) & 0x0F0F0F0Fu, 0x08080808u); // weights 16+4j.. (high nibbles) - 8
-        }
-        ws[0] = half_to_float(*(const u16*)blk);
-        ws[1] = 0.0f;
-        *wm = 0.0f;
-    }
-    else if (TYPE == GTYPE_Q8_0)
-    {
-        const u8* blk = row + (i64)b * Q8_0_BYTES;
+    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, (u32)load_i32_a2(blk + 2 + 4 * j), 0x08080808u);
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q8_0(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * Q8_0_BYTES;
 #pragma unroll
-        for (int j = 0; j < 8; j++) w[j] = load_i32_a2(blk + 2 + 4 * j);
-        ws[0] = half_to_float(*(const u16*)blk);
-        ws[1] = 0.0f;
-        *wm = 0.0f;
-    }
-    else if (TYPE == GTYPE_Q4_K)
-    {
-        // Sub-block s = b % 8 of super-block b / 8: weight = d*sc*q - dmin*m, q = 0..15.
-        const u8* blk = row + (i64)(b >> 3) * Q4_K_BYTES;
-        int s = b & 7, sc, m;
-        q4k_scale_min(s, blk + 4, &sc, &m);
-        const int* q = (const int*)(blk + 16 + (s >> 1) * 32);
-        int shift = (s & 1) * 4;
+    for (int j = 0; j < 8; j++) o.w[j] = load_i32_a2(blk + 2 + 4 * j);
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q4_1(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * Q4_1_BYTES; // 4-byte aligned
 #pragma unroll
-        for (int j = 0; j < 8; j++) w[j] = (q[j] >> shift) & 0x0F0F0F0F;
-        ws[0] = half_to_float(*(const u16*)blk) * (float)sc;
-        ws[1] = 0.0f;
-        *wm = -half_to_float(*(const u16*)(blk + 2)) * (float)m;
-    }
-    else
-    {
-        // Q6_K group g = b % 8: 4 low bits from ql, 2 high bits from qh, minus 32; one int8 scale per 16 weights.
-        const u8* blk = row + (i64)(b >> 3) * Q6_K_BYTES;
-        int g = b & 7, half = g >> 2, quarter = g & 3;
-        const u8* ql = blk + half * 64 + (quarter & 1) * 32;
-        const u8* qh = blk + 128 + half * 32;
-        const i8* sc = (const i8*)(blk + 192) + half * 8 + quarter * 2;
-        int shl = (quarter >> 1) * 4, shh = quarter * 2;
+    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, ((const u32*)(blk + 4))[j], 0u);
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
+}
+
+__device__ __forceinline__ void gemm_q5_0(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * Q5_0_BYTES;
+    u32 qh = (u32)load_i32_a2(blk + 2);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-        {
-            int l = load_i32_a2(ql + 4 * j), h = load_i32_a2(qh + 4 * j);
-            w[j] = (int)__vsub4((u32)(((l >> shl) & 0x0F0F0F0F) | (((h >> shh) & 0x03030303) << 4)), 0x20202020u);
-        }
-        float d = half_to_float(*(const u16*)(blk + 208));
-        ws[0] = d * (float)sc[0];
-        ws[1] = d * (float)sc[1];
-        *wm = 0.0f;
+    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, (u32)load_i32_a2(blk + 6 + 4 * j), qh, 0x10101010u);
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q5_1(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * Q5_1_BYTES; // 8-byte aligned
+    u32 qh = *(const u32*)(blk + 4);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, ((const u32*)(blk + 8))[j], qh, 0u);
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
+}
+
+__device__ __forceinline__ void gemm_iq4_nl(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)b * IQ4_NL_BYTES;
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_iq4(o, j, (u32)load_i32_a2(blk + 2 + 4 * j));
+    gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
+}
+
+// Sub-block s = b % 8 of super-block b / 8: weight = d*sc*q - dmin*m, q = 0..15.
+__device__ __forceinline__ void gemm_q4_k(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q4_K_BYTES;
+    int s = b & 7, sc, m;
+    q4k_scale_min(s, blk + 4, &sc, &m);
+    const int* q = (const int*)(blk + 16 + (s >> 1) * 32);
+    int shift = (s & 1) * 4;
+#pragma unroll
+    for (int j = 0; j < 8; j++) o.w[j] = (q[j] >> shift) & 0x0F0F0F0F;
+    gemm_scales(o, half_to_float(*(const u16*)blk) * (float)sc, 0.0f, -half_to_float(*(const u16*)(blk + 2)) * (float)m);
+}
+
+// As Q4_K with the fifth bit of weight l of sub-block s in bit s of qh[l]: q = 0..31.
+__device__ __forceinline__ void gemm_q5_k(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q5_K_BYTES;
+    int s = b & 7, sc, m;
+    q4k_scale_min(s, blk + 4, &sc, &m);
+    const int* qh = (const int*)(blk + 16);
+    const int* q = (const int*)(blk + 48 + (s >> 1) * 32);
+    int shift = (s & 1) * 4;
+#pragma unroll
+    for (int j = 0; j < 8; j++) o.w[j] = ((q[j] >> shift) & 0x0F0F0F0F) | (((qh[j] >> s) & 0x01010101) << 4);
+    gemm_scales(o, half_to_float(*(const u16*)blk) * (float)sc, 0.0f, -half_to_float(*(const u16*)(blk + 2)) * (float)m);
+}
+
+// Sub-block s = b % 8: 16 bytes of level indices, a 6-bit scale offset by 32.
+__device__ __forceinline__ void gemm_iq4_xs(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * IQ4_XS_BYTES; // 8-byte aligned
+    int s = b & 7;
+    const u32* q = (const u32*)(blk + 8 + 16 * s);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_iq4(o, j, q[j]);
+    gemm_scales(o, half_to_float(*(const u16*)blk) * (float)(iq4xs_scale(s, blk) - 32), 0.0f, 0.0f);
+}
+
+// Group g = b % 8: 4 low bits from ql, 2 high bits from qh, minus 32; one int8 scale per 16 weights.
+__device__ __forceinline__ void gemm_q6_k(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q6_K_BYTES;
+    int g = b & 7, half = g >> 2, quarter = g & 3;
+    const u8* ql = blk + half * 64 + (quarter & 1) * 32;
+    const u8* qh = blk + 128 + half * 32;
+    const i8* sc = (const i8*)(blk + 192) + half * 8 + quarter * 2;
+    int shl = (quarter >> 1) * 4, shh = quarter * 2;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+    {
+        int l = load_i32_a2(ql + 4 * j), h = load_i32_a2(qh + 4 * j);
+        o.w[j] = (int)__vsub4((u32)(((l >> shl) & 0x0F0F0F0F) | (((h >> shh) & 0x03030303) << 4)), 0x20202020u);
     }
+    float d = half_to_float(*(const u16*)(blk + 208));
+    gemm_scales(o, d * (float)sc[0], d * (float)sc[1], 0.0f);
+}
+
+// Group g = b % 8: 2-bit field g % 4 of qs[32 (g / 4) + l], the third bit is bit 4 (g / 4) + g % 4 of hmask[l]:
+// q = crumb + 4 bit - 4 (ggml subtracts 4 where the bit is clear); two signed 6-bit scales (offset 32), one per 16 weights.
+__device__ __forceinline__ void gemm_q3_k(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q3_K_BYTES;
+    int g = b & 7, half = g >> 2, field = g & 3;
+    const u8* qs = blk + 32 + half * 32;
+    int shl = 2 * field, shh = 4 * half + field;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+    {
+        int l = load_i32_a2(qs + 4 * j), h = load_i32_a2(blk + 4 * j);
+        o.w[j] = (int)__vsub4((u32)(((l >> shl) & 0x03030303) | (((h >> shh) & 0x01010101) << 2)), 0x04040404u);
+    }
+    float d = half_to_float(*(const u16*)(blk + 108));
+    gemm_scales(o, d * (float)(q3k_scale(2 * g, blk + 96) - 32), d * (float)(q3k_scale(2 * g + 1, blk + 96) - 32), 0.0f);
+}
+
+// Group g = b % 8: 2-bit field g % 4 of qs[32 (g / 4) + l]; scales[2g + h] holds the 4-bit scale (low) and min
+// (high) of 16-half h. The scale is multiplied into the weights (a byte-wise product below 256).
+__device__ __forceinline__ void gemm_q2_k(const u8* row, int b, GemmBlock& o)
+{
+    const u8* blk = row + (i64)(b >> 3) * Q2_K_BYTES; // 4-byte aligned
+    int g = b & 7;
+    const int* qs = (const int*)(blk + 16 + (g >> 2) * 32);
+    int shift = 2 * (g & 3);
+    u32 s0 = blk[2 * g], s1 = blk[2 * g + 1];
+#pragma unroll
+    for (int j = 0; j < 8; j++) o.w[j] = (int)((u32)((qs[j] >> shift) & 0x03030303) * (j < 4 ? s0 & 15u : s1 & 15u));
+    gemm_scales(o, half_to_float(*(const u16*)(blk + 80)), -half_to_float(*(const u16*)(blk + 82)), (float)((s0 >> 4) | ((s1 >> 4) << 4)));
+}
+
+// Rows repacked at upload (matvec_packed.cu's field arrays, nb blocks per row): the same words, scales and min
+// terms as the ggml decoders above, read from the row's quant and scale arrays.
+
+__device__ __forceinline__ void gemm_q4_0_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0x08080808u);
+    gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q8_0_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    const uint4* p = (const uint4*)(row + 32 * (i64)b);
+    uint4 q0 = p[0], q1 = p[1];
+#pragma unroll
+    for (int j = 0; j < 4; j++) { o.w[j] = (int)gemm_word(q0, j); o.w[j + 4] = (int)gemm_word(q1, j); }
+    gemm_scales(o, half_to_float(*(const u16*)(row + 32 * (i64)nb + 2 * b)), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q4_1_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+    u32 dm = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
+}
+
+__device__ __forceinline__ void gemm_q5_0_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+    u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0x10101010u);
+    gemm_scales(o, half_to_float(*(const u16*)(row + 20 * (i64)nb + 2 * b)), 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ void gemm_q5_1_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+    u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+    u32 dm = *(const u32*)(row + 20 * (i64)nb + 4 * b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
+}
+
+__device__ __forceinline__ void gemm_iq4_nl_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
+}
+
+// Q4_K and Q5_K super-block header: fp16 d, fp16 dmin, ggml's 12 scale bytes.
+__device__ __forceinline__ void gemm_k_header(GemmBlock& o, const u8* h, int s)
+{
+    int sc, m;
+    q4k_scale_min(s, h + 4, &sc, &m);
+    gemm_scales(o, half_to_float(*(const u16*)h) * (float)sc, 0.0f, -half_to_float(*(const u16*)(h + 2)) * (float)m);
+}
+
+__device__ __forceinline__ void gemm_q4_k_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_k_header(o, row + 16 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
+}
+
+__device__ __forceinline__ void gemm_q5_k_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+    u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_k_header(o, row + 20 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
+}
+
+__device__ __forceinline__ void gemm_iq4_xs_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 q = *(const uint4*)(row + 16 * (i64)b);
+    const u8* h = row + 16 * (i64)nb + 8 * (i64)(b >> 3); // fp16 d, u16 scales_h, 4 B scales_l: ggml's header
+#pragma unroll
+    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_scales(o, half_to_float(*(const u16*)h) * (float)(iq4xs_scale(b & 7, h) - 32), 0.0f, 0.0f);
+}
+
+// Q6_K: low nibbles in Q4_0's order, the high bits as two words (weights 0..15, 16..31; bits 2j..2j+1 of byte i:
+// weight 4j + i), two int8 scales per block, one fp16 d per super-block.
+__device__ __forceinline__ void gemm_q6_k_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint4 l = *(const uint4*)(row + 16 * (i64)b);
+    uint2 h = *(const uint2*)(row + 16 * (i64)nb + 8 * (i64)b);
+    u32 scw = *(const u16*)(row + 24 * (i64)nb + 2 * b);
+    float d = half_to_float(*(const u16*)(row + 26 * (i64)nb + 2 * (b >> 3)));
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(l, j);
+        o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (((h.x >> (2 * j)) & 0x03030303u) << 4), 0x20202020u);
+        o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (((h.y >> (2 * j)) & 0x03030303u) << 4), 0x20202020u);
+    }
+    gemm_scales(o, d * (float)(int)(i8)(u8)(scw & 0xFFu), d * (float)(int)(i8)(u8)(scw >> 8), 0.0f);
+}
+
+// Q3_K: crumbs as the Q6_K high bits, the third bits as the fifth bits of Q5_0, ggml's 12 scale bytes and d per super-block.
+__device__ __forceinline__ void gemm_q3_k_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint2 c = *(const uint2*)(row + 8 * (i64)b);
+    u32 hb = *(const u32*)(row + 8 * (i64)nb + 4 * b);
+    const u8* sc = row + 12 * (i64)nb + 12 * (i64)(b >> 3);
+    int g = b & 7;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 lo = ((c.x >> (2 * j)) & 0x03030303u) | ((u32)spread4_bit4(hb >> (4 * j)) >> 2);
+        u32 hi = ((c.y >> (2 * j)) & 0x03030303u) | ((u32)spread4_bit4(hb >> (16 + 4 * j)) >> 2);
+        o.w[j] = (int)__vsub4(lo, 0x04040404u);
+        o.w[j + 4] = (int)__vsub4(hi, 0x04040404u);
+    }
+    float d = half_to_float(*(const u16*)(row + 13 * (i64)nb + (i64)(nb >> 1) + 2 * (b >> 3)));
+    gemm_scales(o, d * (float)(q3k_scale(2 * g, sc) - 32), d * (float)(q3k_scale(2 * g + 1, sc) - 32), 0.0f);
+}
+
+// Q2_K: crumbs as Q3_K's, ggml's two scale bytes per block, (d, dmin) per super-block.
+__device__ __forceinline__ void gemm_q2_k_packed(const u8* row, int nb, int b, GemmBlock& o)
+{
+    uint2 c = *(const uint2*)(row + 8 * (i64)b);
+    u32 scw = *(const u16*)(row + 8 * (i64)nb + 2 * b);
+    u32 dd = *(const u32*)(row + 10 * (i64)nb + 4 * (b >> 3));
+    u32 s0 = scw & 0xFFu, s1 = scw >> 8;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        o.w[j] = (int)(((c.x >> (2 * j)) & 0x03030303u) * (s0 & 15u));
+        o.w[j + 4] = (int)(((c.y >> (2 * j)) & 0x03030303u) * (s1 & 15u));
+    }
+    gemm_scales(o, half_to_float((u16)(dd & 0xFFFFu)), -half_to_float((u16)(dd >> 16)), (float)((s0 >> 4) | ((s1 >> 4) << 4)));
+}
+
+// Block b (global index) of `row` (nb blocks), ggml's blocks or the repacked row.
+template <int TYPE, bool PACKED>
+__device__ __forceinline__ void gemm_unpack(const u8* row, int nb, int b, GemmBlock& o)
+{
+#define GEMM_DECODE(T, F)                                                                                             \
+    if (TYPE == T)                                                                                                    \
+    {                                                                                                                 \
+        if (PACKED) F##_packed(row, nb, b, o);                                                                        \
+        else F(row, b, o);                                                                                            \
+    }
+    GEMM_DECODE(GTYPE_Q4_0, gemm_q4_0)
+    GEMM_DECODE(GTYPE_Q8_0, gemm_q8_0)
+    GEMM_DECODE(GTYPE_Q4_K, gemm_q4_k)
+    GEMM_DECODE(GTYPE_Q6_K, gemm_q6_k)
+    GEMM_DECODE(GTYPE_Q4_1, gemm_q4_1)
+    GEMM_DECODE(GTYPE_Q5_0, gemm_q5_0)
+    GEMM_DECODE(GTYPE_Q5_1, gemm_q5_1)
+    GEMM_DECODE(GTYPE_IQ4_NL, gemm_iq4_nl)
+    GEMM_DECODE(GTYPE_Q5_K, gemm_q5_k)
+    GEMM_DECODE(GTYPE_IQ4_XS, gemm_iq4_xs)
+    GEMM_DECODE(GTYPE_Q3_K, gemm_q3_k)
+    GEMM_DECODE(GTYPE_Q2_K, gemm_q2_k)
+#undef GEMM_DECODE
 }
 
 struct GemmTiles
 {
     int w[GEMM_BM * GEMM_WSTRIDE];        // weights, int8: row r, byte 32*kb + i
     int x[GEMM_BN * GEMM_WSTRIDE];        // activations, int8: token t, byte 32*kb + i
-    float ws[GEMM_BM][2 * GEMM_KB];       // d_w per (row, block, half)
-    float wm[GEMM_BM][GEMM_KB];           // m_w per (row, block)
+    float ws[GEMM_BM][2 * GEMM_KB];       // GemmBlock.ws per (row, block)
+    float wm[GEMM_BM][GEMM_KB];           // GemmBlock.wm per (row, block)
     float dx[GEMM_BN][GEMM_KB];           // dx per (token, block)
     float sx[GEMM_BN][GEMM_KB];           // dx * sum(q) per (token, block)
 };
@@ -214,24 +452,19 @@ __device__ __forceinline__ void gemm_stage(GemmTiles& s, const u8* __restrict__ 
     for (int u = threadIdx.x; u < GEMM_BM * GEMM_KB; u += GEMM_THREADS)
     {
         int r = u / GEMM_KB, kb = u % GEMM_KB, b = kb0 + kb;
-        int w[8];
-        float ws[2], wm;
-        if (r0 + r < rows && b < nb)
-        {
-            if (PACKED) gemm_unpack_packed<TYPE>(W + (i64)(r0 + r) * rowBytes, nb, b, w, ws, &wm);
-            else gemm_unpack<TYPE>(W + (i64)(r0 + r) * rowBytes, b, w, ws, &wm);
-        }
+        GemmBlock o;
+        if (r0 + r < rows && b < nb) gemm_unpack<TYPE, PACKED>(W + (i64)(r0 + r) * rowBytes, nb, b, o);
         else
         {
 #pragma unroll
-            for (int j = 0; j < 8; j++) w[j] = 0;
-            ws[0] = ws[1] = wm = 0.0f;
+            for (int j = 0; j < 8; j++) o.w[j] = 0;
+            gemm_scales(o, 0.0f, 0.0f, 0.0f);
         }
 #pragma unroll
-        for (int j = 0; j < 8; j++) s.w[r * GEMM_WSTRIDE + kb * 8 + j] = w[j];
-        s.ws[r][2 * kb] = ws[0];
-        s.ws[r][2 * kb + 1] = ws[1];
-        s.wm[r][kb] = wm;
+        for (int j = 0; j < 8; j++) s.w[r * GEMM_WSTRIDE + kb * 8 + j] = o.w[j];
+        s.ws[r][2 * kb] = o.ws[0];
+        s.ws[r][2 * kb + 1] = o.ws[1];
+        s.wm[r][kb] = o.wm;
     }
     // 64 tokens x 8 blocks x 8 words.
     for (int u = threadIdx.x; u < GEMM_BN * GEMM_KB * 8; u += GEMM_THREADS)
@@ -279,6 +512,15 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
             float wsa0 = s.ws[ra][2 * kb], wsb0 = s.ws[rb][2 * kb];
             float wsa1 = s.ws[ra][2 * kb + 1], wsb1 = s.ws[rb][2 * kb + 1];
             float wma = s.wm[ra][kb], wmb = s.wm[rb][kb];
+            int am[4]; // GEMM_MINS: the mins as a 16 x 32 A fragment (m0 in k 0..15, m1 in 16..31)
+            if (gemm_kind<TYPE>() == GEMM_MINS)
+            {
+                int ma = (int)wma, mb = (int)wmb;
+                am[0] = (ma & 15) * 0x01010101;
+                am[1] = (mb & 15) * 0x01010101;
+                am[2] = (ma >> 4) * 0x01010101;
+                am[3] = (mb >> 4) * 0x01010101;
+            }
 #pragma unroll
             for (int j = 0; j < GEMM_BN / 8; j++)
             {
@@ -288,7 +530,7 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
                 b[1] = s.x[tb * GEMM_WSTRIDE + kb * 8 + 4 + c];
                 int tc = j * 8 + 2 * c; // the tokens of this lane's accumulators: tc, tc + 1
                 float dx0 = s.dx[tc][kb], dx1 = s.dx[tc + 1][kb];
-                if (TYPE == GTYPE_Q6_K)
+                if (gemm_kind<TYPE>() == GEMM_HALVES)
                 {
                     int lo[4], hi[4];
                     mma_s8_k16(lo, a[0], a[1], b[0]);
@@ -297,6 +539,16 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
                     acc[j][1] += dx1 * (wsa0 * (float)lo[1] + wsa1 * (float)hi[1]);
                     acc[j][2] += dx0 * (wsb0 * (float)lo[2] + wsb1 * (float)hi[2]);
                     acc[j][3] += dx1 * (wsb0 * (float)lo[3] + wsb1 * (float)hi[3]);
+                }
+                else if (gemm_kind<TYPE>() == GEMM_MINS)
+                {
+                    int d[4], m[4];
+                    mma_s8_k32(d, a, b);
+                    mma_s8_k32(m, am, b); // sum over the block of m[i / 16] * x[i]
+                    acc[j][0] += dx0 * (wsa0 * (float)d[0] + wsa1 * (float)m[0]);
+                    acc[j][1] += dx1 * (wsa0 * (float)d[1] + wsa1 * (float)m[1]);
+                    acc[j][2] += dx0 * (wsb0 * (float)d[2] + wsb1 * (float)m[2]);
+                    acc[j][3] += dx1 * (wsb0 * (float)d[3] + wsb1 * (float)m[3]);
                 }
                 else
                 {
@@ -345,17 +597,20 @@ __device__ __forceinline__ void gemm_dp4a(const u8* __restrict__ W, i64 rowBytes
         __syncthreads();
         for (int kb = 0; kb < GEMM_KB && kb0 + kb < nb; kb++)
         {
-            // Q6_K: the two 16-weight halves have their own scales; the others take the block as one half.
+            // GEMM_HALVES and GEMM_MINS take the block as two 16-weight halves (their own scale or min), the others as one.
+            const int halves = gemm_kind<TYPE>() == GEMM_ONE ? 1 : 2;
 #pragma unroll
-            for (int h = 0; h < (TYPE == GTYPE_Q6_K ? 2 : 1); h++)
+            for (int h = 0; h < halves; h++)
             {
-                int sumi[4][8];
+                int sumi[4][8], xs[8];
 #pragma unroll
                 for (int i = 0; i < 4; i++)
 #pragma unroll
                     for (int j = 0; j < 8; j++) sumi[i][j] = 0;
 #pragma unroll
-                for (int q = 0; q < (TYPE == GTYPE_Q6_K ? 4 : 8); q++)
+                for (int j = 0; j < 8; j++) xs[j] = 0;
+#pragma unroll
+                for (int q = 0; q < 8 / halves; q++)
                 {
                     int word = kb * 8 + h * 4 + q;
                     int wv[4], xv[8];
@@ -367,14 +622,35 @@ __device__ __forceinline__ void gemm_dp4a(const u8* __restrict__ W, i64 rowBytes
                     for (int i = 0; i < 4; i++)
 #pragma unroll
                         for (int j = 0; j < 8; j++) sumi[i][j] = dp4a(wv[i], xv[j], sumi[i][j]);
+                    if (gemm_kind<TYPE>() == GEMM_MINS)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) xs[j] = dp4a(0x01010101, xv[j], xs[j]); // the half's activation sum
                 }
 #pragma unroll
                 for (int i = 0; i < 4; i++)
                 {
-                    float wsv = s.ws[tx + 16 * i][2 * kb + h], wmv = h == 0 ? s.wm[tx + 16 * i][kb] : 0.0f;
+                    int r = tx + 16 * i;
+                    if (gemm_kind<TYPE>() == GEMM_HALVES)
+                    {
+                        float wsv = s.ws[r][2 * kb + h];
 #pragma unroll
-                    for (int j = 0; j < 8; j++)
-                        acc[i][j] += wsv * s.dx[ty + 8 * j][kb] * (float)sumi[i][j] + wmv * s.sx[ty + 8 * j][kb];
+                        for (int j = 0; j < 8; j++) acc[i][j] += wsv * s.dx[ty + 8 * j][kb] * (float)sumi[i][j];
+                    }
+                    else if (gemm_kind<TYPE>() == GEMM_MINS)
+                    {
+                        int mins = (int)s.wm[r][kb], mh = h == 0 ? mins & 15 : mins >> 4;
+                        float d = s.ws[r][2 * kb], nd = s.ws[r][2 * kb + 1];
+#pragma unroll
+                        for (int j = 0; j < 8; j++)
+                            acc[i][j] += s.dx[ty + 8 * j][kb] * (d * (float)sumi[i][j] + nd * (float)(mh * xs[j]));
+                    }
+                    else
+                    {
+                        float wsv = s.ws[r][2 * kb], wmv = s.wm[r][kb];
+#pragma unroll
+                        for (int j = 0; j < 8; j++)
+                            acc[i][j] += wsv * s.dx[ty + 8 * j][kb] * (float)sumi[i][j] + wmv * s.sx[ty + 8 * j][kb];
+                    }
                 }
             }
         }
@@ -407,3 +683,95 @@ GEMM_KERNELS(q4_0, GTYPE_Q4_0)
 GEMM_KERNELS(q8_0, GTYPE_Q8_0)
 GEMM_KERNELS(q4_k, GTYPE_Q4_K)
 GEMM_KERNELS(q6_k, GTYPE_Q6_K)
+GEMM_KERNELS(q4_1, GTYPE_Q4_1)
+GEMM_KERNELS(q5_0, GTYPE_Q5_0)
+GEMM_KERNELS(q5_1, GTYPE_Q5_1)
+GEMM_KERNELS(iq4_nl, GTYPE_IQ4_NL)
+GEMM_KERNELS(q5_k, GTYPE_Q5_K)
+GEMM_KERNELS(iq4_xs, GTYPE_IQ4_XS)
+GEMM_KERNELS(q3_k, GTYPE_Q3_K)
+GEMM_KERNELS(q2_k, GTYPE_Q2_K)
+
+// ---- float weights (F32, F16, BF16) against float activations: the same 64 x 64 tile and thread layout as the
+// dp4a core, K in steps of 32, the weights converted to float as they are staged (matmul.cu's weight_at); every
+// architecture. Per (row, token) one fused multiply-add chain in index order. ----
+#define GEMMF_BK 32
+#define GEMMF_STRIDE (GEMM_BM + 1) // floats per staged k: 65, so the transposing stores hit 32 distinct banks
+
+struct GemmFloatTiles
+{
+    float w[GEMMF_BK * GEMMF_STRIDE]; // weights: k, then row
+    float x[GEMMF_BK * GEMMF_STRIDE]; // activations: k, then token
+};
+
+template <int FTYPE>
+__device__ __forceinline__ float gemmf_weight(const u8* row, int i)
+{
+    if (FTYPE == GTYPE_F32) return ((const float*)row)[i];
+    if (FTYPE == GTYPE_F16) return half_to_float(((const u16*)row)[i]);
+    return bf16_to_float(((const u16*)row)[i]);
+}
+
+template <int FTYPE>
+__device__ __forceinline__ void gemm_float(const u8* __restrict__ W, i64 rowBytes, int K, int rows, const float* __restrict__ x,
+                                           float* __restrict__ dst, int nTokens)
+{
+    __shared__ GemmFloatTiles s;
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int r0 = blockIdx.x * GEMM_BM, t0 = blockIdx.y * GEMM_BN;
+    float acc[4][8];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += GEMMF_BK)
+    {
+        __syncthreads();
+        // 64 rows (tokens) x 32 k: thread tid stages k = k0 + tid % 32 of rows (tokens) tid / 32 + 4i, so a warp
+        // reads 32 consecutive values of a row (coalesced).
+        {
+            int kk = threadIdx.x % GEMMF_BK, k = k0 + kk;
+            bool inK = k < K;
+#pragma unroll 4
+            for (int r = threadIdx.x / GEMMF_BK; r < GEMM_BM; r += GEMM_THREADS / GEMMF_BK)
+            {
+                s.w[kk * GEMMF_STRIDE + r] = inK && r0 + r < rows ? gemmf_weight<FTYPE>(W + (i64)(r0 + r) * rowBytes, k) : 0.0f;
+                s.x[kk * GEMMF_STRIDE + r] = inK && t0 + r < nTokens ? x[(i64)(t0 + r) * K + k] : 0.0f;
+            }
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < GEMMF_BK; kk++)
+        {
+            float wv[4], xv[8];
+#pragma unroll
+            for (int i = 0; i < 4; i++) wv[i] = s.w[kk * GEMMF_STRIDE + tx + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 8; j++) xv[j] = s.x[kk * GEMMF_STRIDE + ty + 8 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[i][j] = __fmaf_rn(wv[i], xv[j], acc[i][j]);
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+        {
+            int r = r0 + tx + 16 * i, t = t0 + ty + 8 * j;
+            if (r < rows && t < nTokens) dst[(i64)t * rows + r] = acc[i][j];
+        }
+}
+
+// Grid as the block types' GEMMs; arguments as matmul.cu's float matvec kernels.
+#define GEMM_FLOAT_KERNEL(NAME, FTYPE)                                                                                \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                        \
+        gemm_##NAME(const u8* W, i64 rowBytes, int K, int rows, const float* x, float* dst, int nTokens)              \
+    { gemm_float<FTYPE>(W, rowBytes, K, rows, x, dst, nTokens); }
+
+GEMM_FLOAT_KERNEL(f32, GTYPE_F32)
+GEMM_FLOAT_KERNEL(f16, GTYPE_F16)
+GEMM_FLOAT_KERNEL(bf16, GTYPE_BF16)

@@ -337,8 +337,94 @@ __device__ __forceinline__ float weight_at(const u8* row, int i)
     return bf16_to_float(((const u16*)row)[i]);
 }
 
-// Lane i takes 8-weight chunks i, i+32, ... then the K % 8 tail one weight per lane; per token the products
-// are fused-multiply-added in index order within a chunk.
+// 16 bytes through the read-only data path: one ld.global.nc.v4 (p 16-byte aligned; the caller checks). The
+// host emulation counts these loads and traps on a misaligned one.
+#ifndef EDGELLM_HOST_EMULATION
+__device__ __forceinline__ uint4 load_nc16(const void* p)
+{
+    uint4 v;
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+#endif
+
+// Two bf16/f16 values of a word as floats (low half first).
+template <int TYPE>
+__device__ __forceinline__ void weight_pair(u32 v, float* w)
+{
+    if (TYPE == FTYPE_F16) { w[0] = half_to_float((u16)(v & 0xFFFFu)); w[1] = half_to_float((u16)(v >> 16)); }
+    else { w[0] = __uint_as_float(v << 16); w[1] = __uint_as_float(v & 0xFFFF0000u); }
+}
+
+// Weights 8c..8c+7 of a row: with VEC, one 16-byte load (F16, BF16) or two (F32) from a 16-byte aligned row.
+template <int TYPE, bool VEC>
+__device__ __forceinline__ void weight_chunk(const u8* row, int c, float* w)
+{
+    if (!VEC)
+    {
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = weight_at<TYPE>(row, c * 8 + i);
+    }
+    else if (TYPE == FTYPE_F32)
+    {
+        uint4 a = load_nc16(row + 32 * (i64)c), b = load_nc16(row + 32 * (i64)c + 16);
+        w[0] = __uint_as_float(a.x); w[1] = __uint_as_float(a.y); w[2] = __uint_as_float(a.z); w[3] = __uint_as_float(a.w);
+        w[4] = __uint_as_float(b.x); w[5] = __uint_as_float(b.y); w[6] = __uint_as_float(b.z); w[7] = __uint_as_float(b.w);
+    }
+    else
+    {
+        uint4 a = load_nc16(row + 16 * (i64)c);
+        weight_pair<TYPE>(a.x, w);
+        weight_pair<TYPE>(a.y, w + 2);
+        weight_pair<TYPE>(a.z, w + 4);
+        weight_pair<TYPE>(a.w, w + 6);
+    }
+}
+
+// Activations 8c..8c+7 of a token row x: with VEC, two 16-byte loads (x 16-byte aligned).
+template <bool VEC>
+__device__ __forceinline__ void x_chunk(const float* x, int c, float* v)
+{
+    if (!VEC)
+    {
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = x[c * 8 + i];
+        return;
+    }
+    uint4 a = load_nc16(x + 8 * (i64)c), b = load_nc16(x + 8 * (i64)c + 4);
+    v[0] = __uint_as_float(a.x); v[1] = __uint_as_float(a.y); v[2] = __uint_as_float(a.z); v[3] = __uint_as_float(a.w);
+    v[4] = __uint_as_float(b.x); v[5] = __uint_as_float(b.y); v[6] = __uint_as_float(b.z); v[7] = __uint_as_float(b.w);
+}
+
+// The whole 8-weight chunks of a row for tokens t0..t0+NT-1 into acc; per token the products are fused-multiply-
+// added in index order within a chunk, so VEC (vector loads) and !VEC (scalar loads) give the same bits.
+template <int NT, int TYPE, bool VEC>
+__device__ __forceinline__ void matvec_float_chunks(const u8* __restrict__ row, int K, const float* __restrict__ x,
+                                                    int t0, int nTokens, int lane, float* acc)
+{
+    int chunks = K / 8;
+    for (int c = lane; c < chunks; c += WARP)
+    {
+        float w[8];
+        weight_chunk<TYPE, VEC>(row, c, w);
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+        {
+            if (t0 + t < nTokens)
+            {
+                float xv[8];
+                x_chunk<VEC>(x + (i64)(t0 + t) * K, c, xv);
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[t] = __fmaf_rn(w[i], xv[i], acc[t]);
+            }
+        }
+    }
+}
+
+// Lane i takes 8-weight chunks i, i+32, ... then the K % 8 tail one weight per lane. The chunks use 16-byte loads
+// when the row and every token's activations are 16-byte aligned (x aligned and K % 4 == 0; the row's address,
+// which for F16/BF16 rows with K % 8 != 0 differs from row to row), scalar loads otherwise, with the same
+// arithmetic.
 template <int NT, int TYPE>
 __device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
                                              const float* __restrict__ x, float* __restrict__ dst, int nTokens)
@@ -347,28 +433,15 @@ __device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBy
     int r = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
     if (r >= rows) return;
     const u8* row = W + (i64)r * rowBytes;
+    bool vec = (((unsigned long long)row | (unsigned long long)x) & 15) == 0 && (K & 3) == 0; // the same for the whole warp
     int chunks = K / 8;
     for (int t0 = 0; t0 < nTokens; t0 += NT)
     {
         float acc[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-        for (int c = lane; c < chunks; c += WARP)
-        {
-            float w[8];
-#pragma unroll
-            for (int i = 0; i < 8; i++) w[i] = weight_at<TYPE>(row, c * 8 + i);
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-            {
-                if (t0 + t < nTokens)
-                {
-                    const float* xt = x + (i64)(t0 + t) * K + c * 8;
-#pragma unroll
-                    for (int i = 0; i < 8; i++) acc[t] = __fmaf_rn(w[i], xt[i], acc[t]);
-                }
-            }
-        }
+        if (vec) matvec_float_chunks<NT, TYPE, true>(row, K, x, t0, nTokens, lane, acc);
+        else matvec_float_chunks<NT, TYPE, false>(row, K, x, t0, nTokens, lane, acc);
         int e = chunks * 8 + lane;
         if (e < K)
         {

@@ -14,6 +14,10 @@
 #       plumbing on the CPU (CI does, with --quick); the speed goals are only judged on CUDA.
 #   perf/cuda-check.sh
 #       Both, one after the other (a GPU machine that has the SDK).
+#   perf/cuda-check.sh --list [--quick]
+#       The models the numerics check covers (every weight type) and the kernel each one's prefill takes on CUDA
+#       (kernels/gemm.cu): `gemm-int8` (the block types: tensor-core MMA on sm_80+, dp4a tiles on sm_61..75) or
+#       `gemm-float` (F32, F16, BF16: float FMA tiles). Runs nothing.
 #
 # What --prebuilt checks, as one table at the end:
 #  1. `edgellm devices --bandwidth` (CUDA): the device and the kernel target.
@@ -41,12 +45,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --prepare) mode=prepare ;;
     --prebuilt) mode=prebuilt ;;
+    --list) mode=list ;;
     --device) [ $# -ge 2 ] || { echo "cuda-check: --device needs a value" >&2; exit 2; }; device=$2; shift ;;
     --device=*) device=${1#--device=} ;;
     --quick) quick=1 ;;
     --no-70b) skip70=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "cuda-check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -70,6 +75,8 @@ model_list() {
     echo "7b2l-$t|--shape 7b --layers 2 --kv-heads 8 --type $t --seed 7|600|32000"
   done
 }
+# The kernel a CUDA prefill of the model's weight type takes (kernels/gemm.cu): int8 tiles for the block types, float tiles for the others.
+prefill_kernel() { case "$1" in *-f32|*-f16|*-bf16) echo gemm-float ;; *) echo gemm-int8 ;; esac; }
 tolerance() { case "$1" in *-f32|*-f16|*-bf16) echo 1e-4 ;; *) echo 2e-3 ;; esac; }
 genmodel() { # file "modelgen options"; at most 5 minutes
   # shellcheck disable=SC2086
@@ -160,7 +167,7 @@ prebuilt() {
   fi
 
   echo "== numerics against the CPU references ($device)"
-  local name opts n sum m tol line nmse agree maxd ok mode b
+  local name opts n sum m tol line nmse agree maxd ok mode b k
   while IFS=$'\t' read -r name opts n sum; do
     m="$work/$name.gguf"
     if [ ! -f "$m" ] || [ "$(sha256sum "$m" | cut -d' ' -f1)" != "$sum" ]; then
@@ -181,7 +188,8 @@ prebuilt() {
       agree=$(echo "$line" | sed -n 's/.*top1_agree=\([0-9]*\).*/\1/p')
       maxd=$(echo "$line" | sed -n 's/.*max_abs_diff=\([^ ]*\).*/\1/p')
       ok=$(awk -v a="$nmse" -v b="$tol" 'BEGIN { print (a + 0 <= b + 0) ? "PASS" : "FAIL" }')
-      row "$name $mode" "nmse $nmse (<= $tol) top1 $agree/$n max|d| $maxd" "$ok"
+      k=""; [ $mode = prefill ] && k=" via $(prefill_kernel "$name")"
+      row "$name $mode" "nmse $nmse (<= $tol) top1 $agree/$n max|d| $maxd$k" "$ok"
     done
     [ "$keep" = 1 ] || rm -f "$m"
   done < "$ref/manifest.tsv"
@@ -259,6 +267,7 @@ print_table() {
 }
 
 case "$mode" in
+  list) printf '%-14s %s\n' model prefill; while IFS='|' read -r name _; do printf '%-14s %s\n' "$name" "$(prefill_kernel "$name")"; done < <(model_list) ;;
   prepare) prepare ;;
   prebuilt) prebuilt ;;
   both) prepare; prebuilt ;;

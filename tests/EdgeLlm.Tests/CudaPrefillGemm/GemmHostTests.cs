@@ -15,7 +15,11 @@ namespace EdgeLlm.Tests.CudaPrefillGemm;
 /// over the grid CudaBackend launches. The reference is computed here in double, independently of the kernels:
 /// the weights dequantized by the CPU's reference code (QuantRef), the activations quantized to 8 bits per 32
 /// as quantize.cu does, summed block by block. Shapes cover whole tiles, ragged rows, ragged token tiles, a single
-/// token tile column, and (Q4_0, Q8_0) K that is not a multiple of the 256-wide K step.
+/// token tile column, and (the 32-weight block types) K that is not a multiple of the 256-wide K step. Every block
+/// type of the CPU's kernel table (<see cref="CudaKernels.GemmTypes"/>): the three kinds of gemm.cu's decoders (one
+/// scale and a min per 32 weights; Q6_K and Q3_K's scale per 16; Q2_K's scale per 16 folded into the int8 weights
+/// and its per-16 mins as a second MMA / dp4a against ones). Tolerance: 2e-5 of the sum of |products| (the kernel
+/// sums exact int32 block dots scaled in float: a few float ulps per block term).
 /// </summary>
 public class GemmHostTests
 {
@@ -28,7 +32,7 @@ public class GemmHostTests
                 data.Add(t, mma, 64, 64, 256);   // exactly one tile, one K step
                 data.Add(t, mma, 70, 5, 512);    // ragged rows (a 6-row second tile), 5 tokens, two K steps
                 data.Add(t, mma, 130, 67, 768);  // ragged rows and tokens (3 x 2 tiles), three K steps
-                if (t is GgmlType.Q4_0 or GgmlType.Q8_0)
+                if (t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.IQ4_NL) // 32-weight blocks
                 {
                     data.Add(t, mma, 33, 9, 96);   // three 32-blocks: one partial K step
                     data.Add(t, mma, 64, 2, 288);  // nine 32-blocks: a full K step and one block
@@ -86,6 +90,10 @@ public class GemmHostTests
     [HostCompilerTheory]
     [InlineData(GgmlType.Q4_K, true)]
     [InlineData(GgmlType.Q6_K, false)]
+    [InlineData(GgmlType.Q2_K, true)]
+    [InlineData(GgmlType.Q2_K, false)]
+    [InlineData(GgmlType.Q3_K, true)]
+    [InlineData(GgmlType.IQ4_XS, false)]
     public void ATokensProductsDoNotDependOnItsBatch(GgmlType type, bool mma)
     {
         const int rows = 40, k = 256, tokens = 70;

@@ -10,30 +10,37 @@ namespace EdgeLlm.Tests.CudaPrefillGemm;
 
 /// <summary>
 /// The prefill kernels (kernels/gemm.cu, kernels/attention_prefill.cu) through NVRTC and its ptxas for the oldest
-/// supported architecture (sm_61), the last without int8 tensor cores (sm_75), the first with them (sm_80) and H100
-/// (sm_90): the cubin builds, nothing spills to local memory, the registers fit the 128-thread launch bounds and
+/// supported architecture (sm_61), the last without int8 tensor cores (sm_75), the first with them (sm_80), Jetson
+/// Orin (sm_87) and H100 (sm_90): the cubin builds, nothing spills to local memory, the registers fit the 128-thread launch bounds and
 /// the static shared memory is the declared tile layout under 48 KiB. The sm_80+ PTX holds the int8 MMAs
 /// (m16n8k32, and m16n8k16 for Q6_K's half-block scales), the sm_61 PTX dp4a. No GPU is involved. Also the
 /// backend's choices: the GEMM path per architecture and which products and attentions take the prefill kernels.
 /// </summary>
-public class PrefillKernelCompileTests
+public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     // kernels/gemm.cu's GemmTiles: int8 weight and activation tiles of 64 rows x (256 + 16) bytes, then the float
     // scales: d_w [64][16], m_w [64][8], dx [64][8], sx [64][8].
     private const int GemmSharedBytes = 2 * 64 * 272 + (64 * 16 + 3 * 64 * 8) * 4;
 
+    // kernels/gemm.cu's GemmFloatTiles: weights and activations as 32 k x 65 floats.
+    private const int GemmFloatSharedBytes = 2 * 32 * 65 * 4;
+
     // kernels/attention_prefill.cu: q [8][256], k [16][257], v [16][256] floats.
     private const int AttentionSharedBytes = (8 * 256 + 16 * 257 + 16 * 256) * 4;
 
-    public static TheoryData<int> Archs() => new() { 61, 75, 80, 90 };
+    public static TheoryData<int> Archs() => new() { 61, 75, 80, 87, 90 };
 
     [NvrtcTheory]
     [MemberData(nameof(Archs))]
     public void GemmKernelsFitTheirLaunchBoundsWithoutSpills(int arch)
     {
         var log = PtxasLog("gemm.cu", arch);
+        Assert.Equal(4 * CudaKernels.GemmTypes.Length + CudaKernels.GemmFloatTypes.Length, CudaKernels.EntryPoints["gemm.cu"].Length);
         foreach (string entry in CudaKernels.EntryPoints["gemm.cu"])
-            CheckFigures(log, entry, arch, GemmSharedBytes, CudaPrefill.GemmThreads);
+        {
+            int shared = CudaKernels.GemmFloatTypes.Any(t => entry == $"gemm_{CudaKernels.Suffix(t)}") ? GemmFloatSharedBytes : GemmSharedBytes;
+            output.WriteLine($"sm_{arch} {entry}: {CheckFigures(log, entry, arch, shared, CudaPrefill.GemmThreads)} registers, no spills");
+        }
     }
 
     [NvrtcTheory]
@@ -77,13 +84,16 @@ public class PrefillKernelCompileTests
     public void TheGemmPathFollowsTheCompiledArchitecture(int arch, CudaGemmPath path) => Assert.Equal(path, CudaPrefill.PathFor(arch));
 
     [Fact]
-    public void BatchesOfGemmTypesTakeTheGemmAndTheRestTheMatvec()
+    public void BatchesOfEveryTypeTakeTheGemmAndDecodeTheMatvec()
     {
+        Assert.Equal(15, CudaKernels.WeightTypes.Length); // F32, F16, BF16 and the twelve block types
         foreach (var t in CudaKernels.WeightTypes)
         {
-            bool gemm = t is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
-            Assert.Equal(gemm, CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 2));
-            Assert.Equal(gemm, CudaPrefill.UsesGemm(CudaGemmPath.Dp4a, t, 512));
+            // every type of the CPU's table: the block types through the int8 kernels, F32/F16/BF16 through the float ones
+            Assert.True(CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 2));
+            Assert.True(CudaPrefill.UsesGemm(CudaGemmPath.Dp4a, t, 512));
+            Assert.Equal(CudaKernels.IsIntegerDot(t), CudaKernels.GemmTypes.Contains(t));
+            Assert.Equal(!CudaKernels.IsIntegerDot(t), CudaKernels.GemmFloatTypes.Contains(t));
             Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 1)); // decode keeps the matvec
             Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.None, t, 64));
         }
@@ -114,7 +124,7 @@ public class PrefillKernelCompileTests
         return k.Log;
     }
 
-    private static void CheckFigures(string log, string entry, int arch, int sharedBytes, int threads)
+    private static int CheckFigures(string log, string entry, int arch, int sharedBytes, int threads)
     {
         string head = $"Compiling entry function '{entry}'";
         int at = log.IndexOf(head, StringComparison.Ordinal);
@@ -134,5 +144,6 @@ public class PrefillKernelCompileTests
         Assert.True(!stack.Success || int.Parse(stack.Groups[1].Value) == 0, $"sm_{arch} {entry}: a stack frame (local arrays):\n{part}");
         Assert.Equal(sharedBytes, int.Parse(smem.Groups[1].Value));
         Assert.True(sharedBytes <= 48 * 1024);
+        return r;
     }
 }

@@ -99,7 +99,12 @@ public sealed unsafe partial class CudaBackend
         else
         {
             var args = new MatVecFloatArgs { Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, X = x.Ptr, Dst = op.Dst!.Ptr, Tokens = n };
-            Launch(fn, grid, 1, MatVecWarps * 32, ref args);
+            if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
+            {
+                var (gx, gy) = CudaPrefill.GemmGrid(rows, n); // gemm.cu's float tiles
+                Launch(_kernels.GemmFloat[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
+            }
+            else Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
         if (ReferenceEquals(op.Dst, _qxSource)) _qxSource = null;
     }

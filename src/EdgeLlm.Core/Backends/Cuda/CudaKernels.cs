@@ -24,11 +24,18 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>
     /// Weight types with prefill GEMM kernels (kernels/gemm.cu: gemm_mma_&lt;type&gt; for sm_80+, gemm_dp4a_&lt;type&gt;
-    /// for sm_61..75); batches of the other types run the NT=8 matvec kernels.
+    /// for sm_61..75): every block-quantized type of the CPU's kernel table (the float types: <see cref="GemmFloatTypes"/>).
     /// </summary>
-    public static readonly GgmlType[] GemmTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    public static readonly GgmlType[] GemmTypes =
+    [
+        GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
+        GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q3_K, GgmlType.Q2_K,
+    ];
 
-    public static bool HasGemm(GgmlType t) => Array.IndexOf(GemmTypes, t) >= 0;
+    /// <summary>Float weight types with a prefill GEMM (kernels/gemm.cu gemm_&lt;type&gt;: float FMA tiles, every architecture).</summary>
+    public static readonly GgmlType[] GemmFloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+
+    public static bool HasGemm(GgmlType t) => Array.IndexOf(GemmTypes, t) >= 0 || Array.IndexOf(GemmFloatTypes, t) >= 0;
 
     /// <summary>Kernel file -> its extern "C" entry points.</summary>
     public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = BuildEntryPoints();
@@ -58,6 +65,7 @@ internal sealed class CudaKernels : IDisposable
             gemm.Add($"gemm_mma_{Suffix(t)}_packed");
             gemm.Add($"gemm_dp4a_{Suffix(t)}_packed");
         }
+        foreach (var t in GemmFloatTypes) gemm.Add($"gemm_{Suffix(t)}");
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
@@ -91,6 +99,9 @@ internal sealed class CudaKernels : IDisposable
     /// <summary>Indexed by (int)GgmlType: the prefill GEMMs of the <see cref="GemmTypes"/> (default elsewhere), over ggml's blocks (mapped weights) and over the repacked rows (<see cref="CudaRepack"/>).</summary>
     public readonly CudaFunction[] GemmMma = new CudaFunction[64], GemmDp4a = new CudaFunction[64],
         GemmMmaPacked = new CudaFunction[64], GemmDp4aPacked = new CudaFunction[64];
+
+    /// <summary>Indexed by (int)GgmlType: the float GEMMs of the <see cref="GemmFloatTypes"/>.</summary>
+    public readonly CudaFunction[] GemmFloat = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -169,6 +180,7 @@ internal sealed class CudaKernels : IDisposable
             GemmMmaPacked[(int)t] = _functions[$"gemm_mma_{Suffix(t)}_packed"];
             GemmDp4aPacked[(int)t] = _functions[$"gemm_dp4a_{Suffix(t)}_packed"];
         }
+        foreach (var t in GemmFloatTypes) GemmFloat[(int)t] = _functions[$"gemm_{Suffix(t)}"];
         AddRmsNormQ8 = _functions["add_rmsnorm_q8_f32"];
         RopeStoreQkv = _functions["rope_store_qkv_f32"];
         GluSplitQ8 = _functions["glu_split_q8_f32"];

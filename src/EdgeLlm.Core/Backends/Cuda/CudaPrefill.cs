@@ -5,7 +5,7 @@ namespace EdgeLlm.Backends.Cuda;
 /// <summary>Which kernels a prefill batch's weight products use (kernels/gemm.cu), fixed once per backend by the compiled architecture.</summary>
 public enum CudaGemmPath
 {
-    /// <summary>No GEMM: every batch runs the NT=8 matvec kernels (matmul.cu).</summary>
+    /// <summary>No GEMM (below sm_61): every batch runs the NT=8 matvec kernels (matmul.cu).</summary>
     None,
 
     /// <summary>Shared-memory tiles with dp4a (sm_61..75).</summary>
@@ -17,7 +17,8 @@ public enum CudaGemmPath
 
 /// <summary>
 /// The prefill choices of the CUDA backend: the GEMM path for the architecture the kernels were compiled for, which
-/// products take it (batches of more than one token whose weight type has a GEMM, <see cref="CudaKernels.GemmTypes"/>),
+/// products take it (batches of more than one token: every weight type, the block types through the int8 kernels of
+/// <see cref="CudaKernels.GemmTypes"/>, F32/F16/BF16 through the float ones of <see cref="CudaKernels.GemmFloatTypes"/>),
 /// and the launch shapes of gemm.cu and attention_prefill.cu.
 /// </summary>
 public static class CudaPrefill

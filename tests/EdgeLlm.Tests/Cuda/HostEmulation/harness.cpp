@@ -141,6 +141,36 @@ static bool run_op(const std::string& op)
             fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
         });
     }
+    else if (op == "matvec_float")
+    {
+        // matvec_{f32,f16,bf16}_t1 or _t8 as CudaBackend launches them (4 warps = 4 rows per block), the weights
+        // and activations placed wOffset and xOffset bytes past a 16-byte boundary (to take the scalar loads).
+        // Input: type name (NUL-terminated), i32 K, rows, nTokens, NT, wOffset, xOffset, i64 rowBytes,
+        // rows * rowBytes bytes, nTokens * K floats -> nTokens * rows floats, then i64 the 16-byte loads made.
+        std::string type;
+        for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
+        int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), nt = read1<int>(), wOff = read1<int>(), xOff = read1<int>();
+        i64 rowBytes = read1<i64>();
+        typedef void (*FloatFn)(const u8*, i64, int, int, const float*, float*, int);
+        FloatFn fn = type == "f32" ? (nt == 1 ? matvec_f32_t1 : matvec_f32_t8)
+                   : type == "f16" ? (nt == 1 ? matvec_f16_t1 : matvec_f16_t8)
+                   : type == "bf16" ? (nt == 1 ? matvec_bf16_t1 : matvec_bf16_t8) : nullptr;
+        if (!fn) { std::fprintf(stderr, "harness: no float matvec for '%s'\n", type.c_str()); std::exit(2); }
+        size_t wBytes = (size_t)(rows * rowBytes), xBytes = (size_t)nTokens * K * 4;
+        std::vector<uint64_t> wStore((wBytes + wOff + 31) / 8 + 2), xStore((xBytes + xOff + 31) / 8 + 2);
+        u8* wBase = (u8*)(((uintptr_t)wStore.data() + 15) & ~(uintptr_t)15) + wOff;
+        u8* xBase = (u8*)(((uintptr_t)xStore.data() + 15) & ~(uintptr_t)15) + xOff;
+        read_exact(wBase, wBytes);
+        read_exact(xBase, xBytes);
+        out.assign((size_t)nTokens * rows, NAN);
+        host_nc16_loads = 0;
+        simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] { fn(wBase, rowBytes, K, rows, (const float*)xBase, out.data(), nTokens); });
+        std::fwrite(out.data(), 4, out.size(), stdout);
+        long loads = host_nc16_loads;
+        i64 count = loads;
+        std::fwrite(&count, 8, 1, stdout);
+        return true;
+    }
     else if (op == "gemm" || op == "gemm_packed")
     {
         // gemm.cu as CudaBackend launches it: quantize_q8, then gemm_{mma,dp4a}_<type> over (ceil(rows/64), ceil(nTokens/64)).
@@ -152,17 +182,11 @@ static bool run_op(const std::string& op)
         int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), mma = read1<int>();
         i64 rowBytes = read1<i64>();
         MatVecFn fn = nullptr;
-        if (packed)
-        {
-            if (type == "q4_0") fn = mma ? gemm_mma_q4_0_packed : gemm_dp4a_q4_0_packed;
-            else if (type == "q8_0") fn = mma ? gemm_mma_q8_0_packed : gemm_dp4a_q8_0_packed;
-            else if (type == "q4_k") fn = mma ? gemm_mma_q4_k_packed : gemm_dp4a_q4_k_packed;
-            else if (type == "q6_k") fn = mma ? gemm_mma_q6_k_packed : gemm_dp4a_q6_k_packed;
-        }
-        else if (type == "q4_0") fn = mma ? gemm_mma_q4_0 : gemm_dp4a_q4_0;
-        else if (type == "q8_0") fn = mma ? gemm_mma_q8_0 : gemm_dp4a_q8_0;
-        else if (type == "q4_k") fn = mma ? gemm_mma_q4_k : gemm_dp4a_q4_k;
-        else if (type == "q6_k") fn = mma ? gemm_mma_q6_k : gemm_dp4a_q6_k;
+#define GEMM_PICK(NAME)                                                                                                \
+    if (type == #NAME) fn = packed ? (mma ? gemm_mma_##NAME##_packed : gemm_dp4a_##NAME##_packed) : (mma ? gemm_mma_##NAME : gemm_dp4a_##NAME);
+        GEMM_PICK(q4_0) GEMM_PICK(q8_0) GEMM_PICK(q4_k) GEMM_PICK(q6_k) GEMM_PICK(q4_1) GEMM_PICK(q5_0)
+        GEMM_PICK(q5_1) GEMM_PICK(iq4_nl) GEMM_PICK(q5_k) GEMM_PICK(iq4_xs) GEMM_PICK(q3_k) GEMM_PICK(q2_k)
+#undef GEMM_PICK
         if (!fn) { std::fprintf(stderr, "harness: no gemm for '%s'\n", type.c_str()); std::exit(2); }
         std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
         read_exact(store.data(), (size_t)(rows * rowBytes));
@@ -174,6 +198,25 @@ static bool run_op(const std::string& op)
         out.assign((size_t)nTokens * rows, NAN); // every output must be written
         simt_launch((unsigned)((rows + GEMM_BM - 1) / GEMM_BM), (unsigned)((nTokens + GEMM_BN - 1) / GEMM_BN), GEMM_THREADS, [&] {
             fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
+        });
+    }
+    else if (op == "gemm_float")
+    {
+        // gemm_{f32,f16,bf16} over (ceil(rows/64), ceil(nTokens/64)) blocks of 128 threads. Input: type name
+        // (NUL-terminated), i32 K, rows, nTokens, i64 rowBytes, rows * rowBytes bytes, nTokens * K floats -> nTokens * rows floats.
+        std::string type;
+        for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
+        int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>();
+        i64 rowBytes = read1<i64>();
+        typedef void (*FloatFn)(const u8*, i64, int, int, const float*, float*, int);
+        FloatFn fn = type == "f32" ? gemm_f32 : type == "f16" ? gemm_f16 : type == "bf16" ? gemm_bf16 : nullptr;
+        if (!fn) { std::fprintf(stderr, "harness: no float gemm for '%s'\n", type.c_str()); std::exit(2); }
+        std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
+        read_exact(store.data(), (size_t)(rows * rowBytes));
+        std::vector<float> x = read_floats((i64)nTokens * K);
+        out.assign((size_t)nTokens * rows, NAN);
+        simt_launch((unsigned)((rows + GEMM_BM - 1) / GEMM_BM), (unsigned)((nTokens + GEMM_BN - 1) / GEMM_BN), GEMM_THREADS, [&] {
+            fn((const u8*)store.data(), rowBytes, K, rows, x.data(), out.data(), nTokens);
         });
     }
     else if (op == "attention_prefill")

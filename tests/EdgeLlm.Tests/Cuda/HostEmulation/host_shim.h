@@ -216,3 +216,14 @@ static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 static inline int atomicAdd(int* p, int v) { return __sync_fetch_and_add(p, v); }
+
+// ld.global.nc.v4 (matmul.cu load_nc16): counted, and a misaligned address aborts as it faults on the device.
+static long host_nc16_loads = 0;
+static inline uint4 load_nc16(const void* p)
+{
+    if ((uintptr_t)p & 15) { std::fprintf(stderr, "harness: misaligned 16-byte load at %p\n", p); std::abort(); }
+    __sync_fetch_and_add(&host_nc16_loads, 1L);
+    uint4 v;
+    std::memcpy(&v, p, 16);
+    return v;
+}
