@@ -248,10 +248,13 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
 
 // W: rows x rowBytes packed rows; qx/dx/sx: the q8 activations of nTokens rows of K (quantize.cu);
 // dst: [nTokens, rows]; wpr: warps per row (1, 2 or 4), MVP_WARPS / wpr rows per thread block.
+// residual != 0: the residual-add epilogue, dst += W x (each element read once, by the lane that writes it, after
+// the product: add_f32's x + y on the same floats, so the same bits as a product into scratch followed by add_f32).
 template <int NT, int TYPE>
 __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
                                               const i8* __restrict__ qx, const float* __restrict__ dx,
-                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens, int wpr)
+                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens, int wpr,
+                                              int residual)
 {
     __shared__ float part[MVP_WARPS][NT];
     int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
@@ -289,7 +292,11 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
                 float s = warp_sum(acc[t]);
                 if (wpr == 1)
                 {
-                    if (lane == 0 && live) dst[(i64)(t0 + t) * rows + r] = s;
+                    if (lane == 0 && live)
+                    {
+                        float* o = dst + (i64)(t0 + t) * rows + r;
+                        *o = residual ? __fadd_rn(*o, s) : s;
+                    }
                 }
                 else if (lane == 0) part[warp][t] = s;
             }
@@ -301,7 +308,8 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
             {
                 float s = part[warp][lane];
                 for (int w = 1; w < wpr; w++) s = __fadd_rn(s, part[warp + w][lane]);
-                dst[(i64)(t0 + lane) * rows + r] = s;
+                float* o = dst + (i64)(t0 + lane) * rows + r;
+                *o = residual ? __fadd_rn(*o, s) : s;
             }
             __syncthreads();
         }
@@ -311,12 +319,12 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
 #define MATVEC_PACKED(NAME, TYPE)                                                                                     \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
-                              const float* sx, float* dst, int nTokens, int wpr)                                      \
-    { matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }                                  \
+                              const float* sx, float* dst, int nTokens, int wpr, int residual)                        \
+    { matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual); }                        \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
-                              const float* sx, float* dst, int nTokens, int wpr)                                      \
-    { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }
+                              const float* sx, float* dst, int nTokens, int wpr, int residual)                        \
+    { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual); }
 
 MATVEC_PACKED(q4_0, PTYPE_Q4_0)
 MATVEC_PACKED(q8_0, PTYPE_Q8_0)

@@ -48,50 +48,91 @@ public class CudaLaunchPlanTests
     }
 
     [Fact]
-    public void ALlamaLayerOfQ4KWeightsLaunches10KernelsFusedAnd21Unfused()
+    public void ALlamaLayerOfQ4KWeightsLaunches9KernelsFusedAnd21Unfused()
     {
         string[] fused =
         [
-            "add_rmsnorm_q8_f32",                          // attention norm + quantization of its output (layer 0: no residual add yet)
-            "matvec_q4_k_t1",                              // Q/K/V stacked
+            "add_rmsnorm_q8_f32",                          // attention norm + quantization of its output (the residual is already summed)
+            "matvec_packed_q4_k_t1",                       // Q/K/V stacked
             "rope_store_qkv_f32",                          // split + rope q + rope k + kv store
-            "attention_split_f16",
-            "attention_combine_q8_f32",                    // the combine + quantization of the attention output
-            "matvec_q4_k_t1",                              // Wo
-            "add_rmsnorm_q8_f32",                          // residual add + ffn norm + quantization
-            "matvec_q4_k_t1",                              // gate/up stacked
+            "attention_flash_f16",                         // split attention + combine + quantization of its output
+            "matvec_packed_q4_k_t1",                       // Wo, adding into the residual (epilogue)
+            "add_rmsnorm_q8_f32",                          // ffn norm + quantization
+            "matvec_packed_q4_k_t1",                       // gate/up stacked
             "glu_split_q8_f32",                            // split + SwiGLU + quantization of the down projection's input
-            "matvec_q4_k_t1",                              // down (its residual add goes into the next layer's norm)
+            "matvec_packed_q4_k_t1",                       // down, adding into the residual (epilogue)
         ];
         Assert.Equal(fused, LayerKernels("llama-Q4_K", fuse: true, layer: 0));
         string[] unfused =
         [
-            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "matvec_q4_k_t1",
+            "rmsnorm_f32", "quantize_q8", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1",
             "rope_f32", "rope_f32", "store_kv_f16", "attention_split_f16", "attention_combine_f32",
-            "quantize_q8", "matvec_q4_k_t1", "add_f32",
-            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "swiglu_f32", "quantize_q8", "matvec_q4_k_t1", "add_f32",
+            "quantize_q8", "matvec_packed_q4_k_t1", "add_f32",
+            "rmsnorm_f32", "quantize_q8", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1", "swiglu_f32", "quantize_q8", "matvec_packed_q4_k_t1", "add_f32",
         ];
         Assert.Equal(unfused, LayerKernels("llama-Q4_K", fuse: false, layer: 0));
+    }
+
+    /// <summary>
+    /// The Wo and ffn_down products of every layer write x += W a (MatVecResidual, absorbing the add after them), so
+    /// no add is launched and no norm adds; the residual they add into is the add's x (the hidden state), and the op
+    /// after the add overwrites the product's own output buffer. Weights read in place from the mapped file (an
+    /// integrated GPU: not packed, not stacked) keep the add, fused into the next norm.
+    /// </summary>
+    [Fact]
+    public void TheWoAndDownProductsAddIntoTheResidualOnlyOverPackedWeights()
+    {
+        var (ops, backend) = DecodeStep("llama-Q4_K", stacking: true);
+        var plan = Plan(ops, fuse: true);
+        var residual = plan.Where(l => l.Kind == LaunchKind.MatVecResidual).ToList();
+        int layers = ops.Count(o => o.Kind == CudaOpKind.AttentionSplit);
+        Assert.True(layers >= 2);
+        Assert.Equal(2 * layers, residual.Count);
+        foreach (var l in residual)
+        {
+            string name = backend.Names[ops[l.Op].Weight!];
+            Assert.True(name.EndsWith(TensorNames.AttnOutput, StringComparison.Ordinal) || name.EndsWith(TensorNames.FfnDown, StringComparison.Ordinal), name);
+            Assert.Equal(CudaOpKind.Add, ops[l.Aux].Kind);
+            Assert.Same(ops[l.Op].Dst, ops[l.Aux].Y);
+            Assert.Same(ops[l.Op].Dst, ops[l.Aux + 1].Dst); // overwritten next (a norm, or the copy of the last row)
+        }
+        Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.Add);
+        Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0);
+
+        var mapped = new PlanRecordingBackend(stacking: false, packing: false);
+        using (var m = new LlamaModel(GgufFile.Open(ModelPath("llama-Q4_K")), mapped, new BackendOptions { ContextSize = 256 }, ownsFile: true))
+        {
+            var logits = new float[m.VocabSize];
+            m.Forward([1, 2, 3], 0, logits);
+            m.Forward(4, 3, logits);
+        }
+        var step = mapped.Steps[^1];
+        var unpacked = Plan(step, fuse: true);
+        Assert.DoesNotContain(unpacked, l => l.Kind == LaunchKind.MatVecResidual);
+        // every layer's two adds: fused into the next norm (the last one's into nothing: the copy of the last row comes first)
+        int adds = step.Count(o => o.Kind == CudaOpKind.Add);
+        Assert.Equal(adds, unpacked.Count(l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0) + unpacked.Count(l => l.Kind == LaunchKind.Add));
     }
 
     [Fact]
     public void FloatWeightsNeedNoQuantizationSoTheNormsFuseOnlyWithTheAdds()
     {
         // llama.gguf is F16: the products read float activations, nothing is quantized.
+        // No packed layout for F16 either: the adds stay launches of their own, fused into the next norm.
         string[] fused =
         [
-            "rmsnorm_f32", "matvec_f16_t1", "rope_store_qkv_f32", "attention_split_f16", "attention_combine_f32", "matvec_f16_t1",
+            "rmsnorm_f32", "matvec_f16_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_f16_t1",
             "add_rmsnorm_q8_f32", "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_t1",
         ];
         Assert.Equal(fused, LayerKernels("llama", fuse: true, layer: 0));
     }
 
     [Theory]
-    [InlineData("qwen2", 16, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
-    [InlineData("gemma", 10, 17)]   // GeGLU, head dim 80, float weights
-    [InlineData("phi3", 10, 17)]    // Q/K/V and gate/up stored fused in the file: stacked again from their views
-    [InlineData("llama-Q6_K", 10, 21)]
-    [InlineData("llama-Q5_0", 10, 21)]
+    [InlineData("qwen2", 15, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
+    [InlineData("gemma", 9, 17)]    // GeGLU, head dim 80, float weights
+    [InlineData("phi3", 9, 17)]     // Q/K/V and gate/up stored fused in the file: stacked again from their views
+    [InlineData("llama-Q6_K", 9, 21)]
+    [InlineData("llama-Q5_0", 9, 21)]
     public void EveryFamilyLaunchesFewerKernelsPerLayerFused(string model, int fused, int unfused)
     {
         Assert.Equal(fused, LayerKernels(model, fuse: true, layer: 0).Length);
@@ -140,7 +181,7 @@ public class CudaLaunchPlanTests
                         case LaunchKind.GluSplitQ8 or LaunchKind.SplitRows:
                             if (l.Aux >= 0) runs[l.Aux]++;
                             continue;
-                        case LaunchKind.AddRmsNormQ8:
+                        case LaunchKind.AddRmsNormQ8 or LaunchKind.MatVecResidual:
                             if (l.Aux >= 0) runs[l.Aux]++;
                             break;
                     }

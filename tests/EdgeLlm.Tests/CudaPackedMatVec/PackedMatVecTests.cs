@@ -20,7 +20,8 @@ namespace EdgeLlm.Tests.CudaPackedMatVec;
 /// rows per block, short rows (fewer blocks than lanes), long rows (a partial last round of lanes) and the
 /// 70B K/V shape (8192-weight rows, 4 warps per row), against the double-precision sum of the reference
 /// dequantized weights times the same 8-bit activations; with one warp per row bit-identical to matmul.cu's
-/// kernel on the ggml rows; NT=1 and NT=8 bit-identical;</item>
+/// kernel on the ggml rows; NT=1 and NT=8 bit-identical; the residual-add epilogue (dst += W x) bit-identical to
+/// the product followed by add_f32;</item>
 /// <item>NVRTC: the hot loop of every packed product reads weights and activations with 16-byte loads
 /// (ld.global[.nc].v4) and ptxas reports no spills on sm_61, sm_87 and sm_90.</item>
 /// </list>
@@ -141,6 +142,12 @@ public class PackedMatVecTests
         if (wpr == 1) Assert.Equal(r.Raw, r.Packed); // one warp per row: matmul.cu's loop and block arithmetic exactly
         var other = RunMatVec(type, k, rows, tokens, nt == 1 ? 8 : 1, wpr, packed, raw, x);
         Assert.Equal(r.Packed, other.Packed);
+        // The residual epilogue (r += W x, the Wo and ffn_down products of a decode step): bit for bit the product
+        // followed by add_f32's float addition (x + y, rounded once), for every type, NT and warps per row.
+        for (int i = 0; i < r.Added.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(r.Residual[i] + r.Packed[i]) == BitConverter.SingleToInt32Bits(r.Added[i]),
+                $"{type} K={k} wpr={wpr} NT={nt} element {i}: epilogue {r.Added[i]}, product then add {r.Residual[i] + r.Packed[i]}");
+        Assert.Contains(r.Residual, v => v != 0f);
     }
 
     [NvrtcTheory]
@@ -195,7 +202,8 @@ public class PackedMatVecTests
         return (int.Parse(regs.Groups[1].Value), int.Parse(spill.Groups[1].Value));
     }
 
-    private sealed record MatVecResult(float[] Dx, sbyte[] Xq, float[] Packed, float[] Raw);
+    /// <summary>Residual: the harness's r; Added: the product run again with the residual epilogue on a copy of r.</summary>
+    private sealed record MatVecResult(float[] Dx, sbyte[] Xq, float[] Packed, float[] Raw, float[] Residual, float[] Added);
 
     private static MatVecResult RunMatVec(GgmlType type, int k, int rows, int tokens, int nt, int wpr, byte[] packed, byte[] raw, float[] x)
     {
@@ -210,7 +218,7 @@ public class PackedMatVecTests
         input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
         var bytes = PackedHarness.Exec(input, $"matvec {type} K={k} NT={nt} wpr={wpr}");
         int blocks = tokens * k / 32;
-        Assert.Equal(blocks * 36 + 2 * tokens * rows * 4, bytes.Length);
+        Assert.Equal(blocks * 36 + 4 * tokens * rows * 4, bytes.Length);
         var dx = new float[blocks];
         var xq = new sbyte[tokens * k];
         for (int b = 0; b < blocks; b++)
@@ -221,7 +229,9 @@ public class PackedMatVecTests
         int at = blocks * 36;
         var p = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at, tokens * rows * 4)).ToArray();
         var m = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + tokens * rows * 4, tokens * rows * 4)).ToArray();
-        return new MatVecResult(dx, xq, p, m);
+        var res = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + 2 * tokens * rows * 4, tokens * rows * 4)).ToArray();
+        var added = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + 3 * tokens * rows * 4, tokens * rows * 4)).ToArray();
+        return new MatVecResult(dx, xq, p, m, res, added);
     }
 
     private static void WriteName(Stream s, string name)

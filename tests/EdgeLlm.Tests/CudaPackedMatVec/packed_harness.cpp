@@ -4,7 +4,9 @@
 //   matvec:   i32 K, rows, nTokens, NT (1 or 8), wpr (1, 2 or 4); i64 packedRowBytes, rows * packedRowBytes bytes;
 //             i64 rowBytes, rows * rowBytes bytes (ggml); nTokens * K floats x
 //             -> per 32-block of x: dx (float) and 32 int8 quants (quantize_q8's arithmetic); nTokens * rows floats from
-//                matvec_packed_<type>_t<NT> with wpr warps per row; nTokens * rows floats from matvec_<type>_t<NT>
+//                matvec_packed_<type>_t<NT> with wpr warps per row; nTokens * rows floats from matvec_<type>_t<NT>;
+//                nTokens * rows floats of a residual r (made up here), then nTokens * rows floats from
+//                matvec_packed_<type>_t<NT> with the residual epilogue on a copy of r (r += W x)
 //   get_rows: i32 K, rows; i64 packedRowBytes, rows * packedRowBytes bytes -> rows * K floats (get_rows_packed_<type>)
 #include <cstdio>
 #include <cstdlib>
@@ -15,7 +17,7 @@
 #include "matvec_packed.cu"
 
 typedef void (*MatVecFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int);
-typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int);
+typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int, int);
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 
 struct Entry { const char* name; PackedFn p1, p8; MatVecFn m1, m8; GetRowsFn rows; };
@@ -103,7 +105,13 @@ int main()
     PackedFn pf = nt == 1 ? t->p1 : t->p8;
     int rowsPerBlock = MVP_WARPS / wpr;
     simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
-        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outPacked.data(), nTokens, wpr);
+        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outPacked.data(), nTokens, wpr, 0);
+    });
+    std::vector<float> residual((size_t)nTokens * rows);
+    for (size_t i = 0; i < residual.size(); i++) residual[i] = (float)((int)(i * 37 % 101) - 50) * 0.0625f + 1e-3f * (float)i;
+    std::vector<float> outResidual = residual;
+    simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
+        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outResidual.data(), nTokens, wpr, 1);
     });
     MatVecFn mf = nt == 1 ? t->m1 : t->m8;
     simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
@@ -111,5 +119,7 @@ int main()
     });
     std::fwrite(outPacked.data(), 4, outPacked.size(), stdout);
     std::fwrite(outRaw.data(), 4, outRaw.size(), stdout);
+    std::fwrite(residual.data(), 4, residual.size(), stdout);
+    std::fwrite(outResidual.data(), 4, outResidual.size(), stdout);
     return 0;
 }

@@ -53,9 +53,11 @@ public sealed unsafe partial class CudaBackend
         Launch(_kernels.RmsNorm, (uint)op.Tokens, 1, ElementwiseThreads, ref args);
     }
 
-    private void ExecMatMul(in CudaOp op)
+    /// <summary>The product of op; <paramref name="residual"/>: with the residual epilogue (dst += W x; packed weights, one token: CudaLaunchPlanner).</summary>
+    private void ExecMatMul(in CudaOp op, bool residual = false)
     {
         var w = op.Weight!;
+        if (residual && !(w.Packed && op.Tokens == 1)) throw new InvalidOperationException($"{w.Name}: the residual epilogue needs a one-token product over packed weights");
         var x = op.X!;
         int n = op.Tokens, k = (int)w.Ne0, rows = (int)w.Rows;
         uint grid = (uint)((rows + MatVecWarps - 1) / MatVecWarps);
@@ -84,6 +86,7 @@ public sealed unsafe partial class CudaBackend
                 var packed = new MatVecPackedArgs
                 {
                     Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n, WarpsPerRow = wpr,
+                    Residual = residual ? 1 : 0,
                 };
                 Launch(n == 1 ? _kernels.PackedT1[(int)w.Type] : _kernels.PackedT8[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref packed);
             }

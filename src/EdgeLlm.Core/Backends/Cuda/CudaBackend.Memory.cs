@@ -29,6 +29,8 @@ public sealed unsafe partial class CudaBackend
     private int* _hostMisc;           // pinned staging of _misc
     private ulong _splitPartials;     // split attention's per-chunk partial results (CudaBackend.Ops.SplitPartials)
     private long _splitPartialFloats;
+    private ulong _splitCounters;     // attention_flash_f16's per-kv-head counters, after the partials
+    private int _splitCounterSlots;
     private float* _hostOut;          // pinned staging for CopyOut
     private long _hostOutFloats;
     private readonly List<(RopeSpec Spec, ulong Table)> _ropeTables = new(); // one per distinct spec (Gemma 3: local and global)
@@ -310,6 +312,8 @@ public sealed unsafe partial class CudaBackend
         _ropeTables.Clear();
         _splitPartials = 0;
         _splitPartialFloats = 0;
+        _splitCounters = 0;
+        _splitCounterSlots = 0;
         if (_hostStep != null) CudaDriver.cuMemFreeHost(_hostStep);
         if (_hostMisc != null) CudaDriver.cuMemFreeHost(_hostMisc);
         _hostStep = null;

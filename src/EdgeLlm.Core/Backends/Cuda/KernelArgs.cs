@@ -89,7 +89,7 @@ internal unsafe struct MatVecQ8Args : IKernelArgs<MatVecQ8Args>
 }
 
 /// <summary>
-/// matvec_packed_&lt;type&gt;_t1/_t8(w, rowBytes, k, rows, qx, dx, sx, dst, tokens, wpr): products over rows in
+/// matvec_packed_&lt;type&gt;_t1/_t8(w, rowBytes, k, rows, qx, dx, sx, dst, tokens, wpr, residual): products over rows in
 /// <see cref="CudaRepack"/>'s layout, <c>wpr</c> warps per row.
 /// </summary>
 internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
@@ -105,12 +105,15 @@ internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
     public int Tokens;
     public int WarpsPerRow;
 
-    public static int Count => 10;
+    /// <summary>1: the residual-add epilogue, dst += W x (the Wo and ffn_down products of a fused decode step).</summary>
+    public int Residual;
+
+    public static int Count => 11;
 
     public static void Pointers(MatVecPackedArgs* a, void** p)
     {
         p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx;
-        p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow;
+        p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow; p[10] = &a->Residual;
     }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <condition_variable>
 #include <mutex>
@@ -216,3 +217,4 @@ static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 static inline int atomicAdd(int* p, int v) { return __sync_fetch_and_add(p, v); }
+static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
