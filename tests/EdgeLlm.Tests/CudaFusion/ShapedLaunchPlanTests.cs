@@ -15,7 +15,7 @@ namespace EdgeLlm.Tests.CudaFusion;
 /// </summary>
 public class ShapedLaunchPlanTests
 {
-    private static CudaOp[] DecodeStep(string preset, WeightFormat format, bool fuse, out int layers)
+    private static (CudaOp[] Ops, Dictionary<BackendWeight, string> Names) DecodeStep(string preset, WeightFormat format, bool fuse, out int layers)
     {
         var shape = ModelShape.Preset(preset)! with { Layers = 2, Vocab = 512 };
         layers = shape.Layers;
@@ -37,7 +37,7 @@ public class ShapedLaunchPlanTests
                 m.Forward([1, 2, 3], 0, logits);
                 m.Forward(4, 3, logits);
             }
-            return backend.Steps[^1];
+            return (backend.Steps[^1], backend.Names);
         }
         finally
         {
@@ -86,37 +86,40 @@ public class ShapedLaunchPlanTests
         public override void SetLength(long value) => throw new NotSupportedException();
     }
 
-    /// <summary>Launches per layer: every launch between the embedding lookup and the copy of the last row before the output norm, over the layers.</summary>
-    private static (int PerLayer, string[] Layer) PerLayer(CudaOp[] ops, bool fuse, int layers)
+    private static List<CudaLaunch> Plan(CudaOp[] ops, bool fuse)
     {
         var plan = new List<CudaLaunch>();
         CudaLaunchPlanner.Plan(ops, plan, fuse);
-        var names = plan.SelectMany(l => CudaLaunchPlanner.KernelNames(l, ops)).ToList();
-        // the step: get_rows, the layers, then the copy of the last row, the output norm, the output product
-        Assert.Equal(LaunchKind.GetRows, plan[0].Kind);
-        int first = 1;
-        int outputNorm = plan.FindLastIndex(l => ops[l.Op].Kind == CudaOpKind.RmsNorm);
-        Assert.Equal(LaunchKind.Copy, plan[outputNorm - 1].Kind);
-        int end = names.Count - (plan.Count - outputNorm) - 1;
-        Assert.Equal(0, (end - first) % layers);
-        int per = (end - first) / layers;
-        return (per, names.GetRange(first, per).ToArray());
+        return plan;
     }
 
+    /// <summary>
+    /// Fused, a layer is 7 launches (from its Q/K/V product to the next layer's) and the step 7 L + 5: the embedding
+    /// lookup, the first layer's attention norm, the layers, the copy of the last row, the output norm, the output
+    /// product. Unfused (EDGELLM_CUDA_FUSE=0) 21 per layer and 21 L + 5.
+    /// </summary>
     [Theory]
-    [InlineData("7b", 9, 21)]   // MHA: 32 kv heads, each its own attention_flash_f16 group
-    [InlineData("70b", 9, 21)]  // GQA: 8 kv heads of 8 query heads
-    public void ALlamaLayerOfQ4_0Launches9KernelsFusedAnd21Unfused(string preset, int fused, int unfused)
+    [InlineData("7b")]   // MHA: 32 kv heads, each its own attention_flash_f16 group
+    [InlineData("70b")]  // GQA: 8 kv heads of 8 query heads
+    public void ALlamaLayerOfQ4_0Launches7KernelsFusedAnd21Unfused(string preset)
     {
-        var ops = DecodeStep(preset, WeightFormat.Q4_0, fuse: true, out int layers);
-        var (perFused, layer) = PerLayer(ops, fuse: true, layers);
-        Assert.Equal(fused, perFused);
-        Assert.Equal(
+        var (ops, names) = DecodeStep(preset, WeightFormat.Q4_0, fuse: true, out int layers);
+        var plan = Plan(ops, fuse: true);
+        string[] layer =
         [
-            "add_rmsnorm_q8_f32", "matvec_packed_q4_0_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_packed_q4_0_t1",
-            "add_rmsnorm_q8_f32", "matvec_packed_q4_0_t1", "glu_split_q8_f32", "matvec_packed_q4_0_t1",
-        ], layer);
-        var plain = DecodeStep(preset, WeightFormat.Q4_0, fuse: false, out _);
-        Assert.Equal(unfused, PerLayer(plain, fuse: false, layers).PerLayer);
+            "matvec_packed_q4_0_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_packed_q4_0_t1",
+            "matvec_packed_q4_0_t1", "glu_split_q8_f32", "matvec_packed_q4_0_t1",
+        ];
+        Assert.Equal(layer, CudaLaunchPlanTests.LayerKernels(ops, plan, names, 0));
+        var all = plan.SelectMany(l => CudaLaunchPlanner.KernelNames(l, ops)).ToArray();
+        Assert.Equal(7 * layers + 5, all.Length);
+        // the output norm (before the Q6_K output product llama.cpp's rule gives a Q4_0 file) and its product
+        Assert.Equal(["get_rows_packed_q4_0", "add_rmsnorm_q8_f32"], all[..2]);
+        Assert.Equal([CudaProfile.CopyName, "add_rmsnorm_q8_f32", "matvec_packed_q6_k_t1"], all[^3..]);
+
+        var (plainOps, plainNames) = DecodeStep(preset, WeightFormat.Q4_0, fuse: false, out _);
+        var plain = Plan(plainOps, fuse: false);
+        Assert.Equal(21, CudaLaunchPlanTests.LayerKernels(plainOps, plain, plainNames, 0).Length);
+        Assert.Equal(21 * layers + 5, plain.Sum(l => CudaLaunchPlanner.KernelNames(l, plainOps).Length));
     }
 }

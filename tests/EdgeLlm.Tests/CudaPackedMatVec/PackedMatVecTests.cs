@@ -150,6 +150,64 @@ public class PackedMatVecTests
         Assert.Contains(r.Residual, v => v != 0f);
     }
 
+    /// <summary>
+    /// The norm epilogue (residual 2: the Wo / ffn_down product of a decode step adds into the residual, and the
+    /// block counted last writes the next RMSNorm and its q8 quantization): bit for bit the product with the residual
+    /// epilogue followed by add_rmsnorm_q8_f32 (no add, 256 threads), for every type and 1, 2 and 4 warps per row;
+    /// the counter is back at zero. Not vacuous: the norm is the float64 formula to float rounding.
+    /// </summary>
+    [HostCompilerTheory]
+    [MemberData(nameof(NormShapes))]
+    public void NormEpilogueEqualsProductThenAddRmsNormQ8(GgmlType type, int k, int rows, int wpr)
+    {
+        var rng = new Random(k + rows * 3 + wpr + (int)type);
+        var raw = RandomRows(type, k, rows, rng);
+        var packed = Pack(type, k, rows, raw);
+        var x = new float[k];
+        for (int i = 0; i < k; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        var input = new MemoryStream();
+        WriteName(input, "matvec_norm");
+        WriteName(input, CudaKernels.Suffix(type)!);
+        foreach (int v in new[] { k, rows, 1, 1, wpr }) input.Write(BitConverter.GetBytes(v));
+        input.Write(BitConverter.GetBytes(CudaRepack.RowBytes(type, k)));
+        input.Write(packed);
+        input.Write(BitConverter.GetBytes(GgmlTypes.RowBytes(type, k)));
+        input.Write(raw);
+        input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
+        var bytes = PackedHarness.Exec(input, $"matvec_norm {type} K={k} rows={rows} wpr={wpr}");
+        int quantBytes = k / 32 * 36, run = rows * 4 * 2 + rows + rows / 32 * 8 + 4;
+        Assert.Equal(quantBytes + 2 * run, bytes.Length);
+        var fused = bytes.AsSpan(quantBytes, run);
+        var plain = bytes.AsSpan(quantBytes + run, run);
+        int first = -1;
+        for (int i = 0; i < run && first < 0; i++) if (fused[i] != plain[i]) first = i;
+        Assert.True(first < 0, $"{type} wpr={wpr}: the norm epilogue and the product + add_rmsnorm_q8_f32 differ first at byte {first} of {run}");
+        Assert.Equal(0, BitConverter.ToInt32(fused[^4..]));
+        var sum = MemoryMarshal.Cast<byte, float>(plain[..(rows * 4)]);
+        var norm = MemoryMarshal.Cast<byte, float>(plain.Slice(rows * 4, rows * 4));
+        double ss = 0;
+        for (int i = 0; i < rows; i++) ss += (double)sum[i] * sum[i];
+        double scale = 1 / Math.Sqrt(ss / rows + 1e-5);
+        for (int i = 0; i < rows; i++)
+        {
+            double want = sum[i] * scale * (1.0f + 0.01f * (i % 13));
+            Assert.True(Math.Abs(norm[i] - want) <= 1e-5 * Math.Max(1, Math.Abs(want)), $"{type} row {i}: norm {norm[i]}, float64 {want}");
+        }
+    }
+
+    /// <summary>type, K, rows (a multiple of 32), warps per row.</summary>
+    public static TheoryData<GgmlType, int, int, int> NormShapes()
+    {
+        var d = new TheoryData<GgmlType, int, int, int>();
+        foreach (var t in CudaRepack.Types)
+        {
+            d.Add(t, 256, 96, 1);
+            d.Add(t, 512, 64, 2);
+            d.Add(t, 1024, 32, 4);
+        }
+        return d;
+    }
+
     [NvrtcTheory]
     [InlineData(61)]
     [InlineData(87)]

@@ -87,6 +87,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     private void ExecuteAll()
     {
         _qxSource = null;
+        if (_q8Swapped) SwapQ8(); // every step (and so every captured graph) starts from the same q8 set
         var ops = _ops.AsSpan(0, _opCount);
         CudaLaunchPlanner.Plan(ops, _plan, Settings.Fuse);
         foreach (var l in _plan) ExecuteLaunch(in l, ops);
@@ -122,6 +123,9 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             case LaunchKind.MatVecResidual:
                 ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true);
                 return; // keeps _qxSource when it stays valid
+            case LaunchKind.MatVecResidualNorm:
+                ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true, norm: ops[l.Aux + 1]);
+                return; // the norm's output is the current q8 set
             case LaunchKind.AttentionFlash:
                 ExecAttentionFlash(in op, l.Quantize);
                 if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim); return; }

@@ -22,6 +22,12 @@ internal enum LaunchKind : byte
 
     /// <summary>matvec_packed_&lt;type&gt;_t1 with the residual epilogue: the product at Op written as x += W a into the x of the add at Aux.</summary>
     MatVecResidual,
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_t1 with the residual and the norm epilogue: as <see cref="MatVecResidual"/>, and the block that
+    /// finishes last writes the RMSNorm at Aux + 1 of the updated x and its quantization for the product after it.
+    /// </summary>
+    MatVecResidualNorm,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -40,7 +46,10 @@ internal readonly record struct CudaLaunch(LaunchKind Kind, int Op, int Aux = -1
 /// block of each kv head combines);</item>
 /// <item>a decode product over packed integer weights followed by the residual add of its output (x += W a: Wo and
 /// ffn_down) as the product's epilogue, when the next op overwrites the product's own output buffer (the next norm,
-/// or the copy of the last row), so nothing reads it; the norm after it then has no add to absorb.</item>
+/// or the copy of the last row), so nothing reads it; the norm after it then has no add to absorb;</item>
+/// <item>and when that norm feeds an integer product, the norm and its quantization as well, written by the
+/// product's last block to finish (matvec_packed's norm epilogue): the Wo and ffn_down products then end the attention
+/// and the ffn half of a layer in one launch each.</item>
 /// </list>
 /// A pure function of the ops, so the launch count of a step is testable without a GPU (CudaLaunchPlanTests).
 /// </summary>
@@ -62,6 +71,14 @@ internal static class CudaLaunchPlanner
                     Product(in op, i);
                     if (fuse && IsResidualProduct(ops, i))
                     {
+                        if (IsNormEpilogue(ops, i))
+                        {
+                            ref readonly var norm = ref ops[i + 2];
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, Quantize: true);
+                            Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            i += 2;
+                            continue;
+                        }
                         plan[^1] = new CudaLaunch(LaunchKind.MatVecResidual, i, i + 1);
                         i += 1;
                         if (ReferenceEquals(ops[i].X, qx)) qx = null;
@@ -151,10 +168,10 @@ internal static class CudaLaunchPlanner
         ref readonly var op = ref ops[l.Op];
         return l.Kind switch
         {
-            LaunchKind.GetRows => [$"get_rows_{CudaKernels.Suffix(op.Weight!.Type)}"],
+            LaunchKind.GetRows => [$"get_rows_{(op.Weight!.Packed ? "packed_" : "")}{CudaKernels.Suffix(op.Weight.Type)}"],
             LaunchKind.RmsNorm => ["rmsnorm_f32"],
             LaunchKind.Quantize => ["quantize_q8"],
-            LaunchKind.MatVec or LaunchKind.MatVecResidual => [MatVecName(in op)],
+            LaunchKind.MatVec or LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm => [MatVecName(in op)],
             LaunchKind.Rope => ["rope_f32"],
             LaunchKind.StoreKv => ["store_kv_f16"],
             LaunchKind.Attention => ["attention_f16"],
@@ -221,6 +238,19 @@ internal static class CudaLaunchPlanner
             CudaOpKind.Copy => ReferenceEquals(next.Dst, y) && !ReferenceEquals(next.X, y) && next.DstOffset == 0 && next.Count >= add.Count,
             _ => false,
         };
+    }
+
+    /// <summary>
+    /// After the residual product at <paramref name="i"/> and its add, a norm of exactly the updated x (one token, a
+    /// multiple of 32 floats) into the product's own output buffer, whose output the next op reads as an integer
+    /// product: the product's last block can write the norm and the quantization (matvec_packed's norm epilogue).
+    /// </summary>
+    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i)
+    {
+        ref readonly var add = ref ops[i + 1];
+        ref readonly var norm = ref ops[i + 2];
+        return norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0
+            && ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
     }
 
     /// <summary>x += y, then the norm of x over exactly the elements the add wrote.</summary>
