@@ -102,21 +102,16 @@ __device__ __forceinline__ void unpack_half8(uint4 u, float* f)
     f[6] = half_to_float((u16)(u.w & 0xFFFFu)); f[7] = half_to_float((u16)(u.w >> 16));
 }
 
-extern "C" __global__ void attention_split_f16(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
-                                               float* __restrict__ part, const int* __restrict__ step, int posDelta, int nHeads,
-                                               int headDim, int kvDim, int group, float scale, float softcap, int window,
-                                               int chunkSize, int chunks)
+// The work of block (kv head kvh, chunk c, token t) of attention_split_f16 over its positions begin..end (begin <= end):
+// the partial results of the group's query heads into part.
+__device__ __forceinline__ void attention_split_chunk(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                                                      float* part, int nHeads, int headDim, int kvDim, int group, float scale,
+                                                      float softcap, int chunks, int kvh, int c, int t, int begin, int end)
 {
     __shared__ float qs[SPLIT_MAX_GROUP][MAX_HEAD_DIM];
     __shared__ float sacc[SPLIT_MAX_GROUP][MAX_HEAD_DIM];
     __shared__ float wm[SPLIT_WARPS][SPLIT_MAX_GROUP], wl[SPLIT_WARPS][SPLIT_MAX_GROUP];
-
-    int kvh = blockIdx.x, c = blockIdx.y, t = blockIdx.z;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    int last = step_pos(step, posDelta) + t;
-    int first = window > 0 ? max(0, last - window + 1) : 0;
-    int begin = max(c * chunkSize, first), end = min(c * chunkSize + chunkSize - 1, last);
-    if (begin > end) return; // the whole block: the combine step never reads this chunk
 
     i64 qDim = (i64)nHeads * headDim;
     int h0 = kvh * group;
@@ -216,6 +211,19 @@ extern "C" __global__ void attention_split_f16(const float* __restrict__ q, cons
     }
 }
 
+extern "C" __global__ void attention_split_f16(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                                               float* __restrict__ part, const int* __restrict__ step, int posDelta, int nHeads,
+                                               int headDim, int kvDim, int group, float scale, float softcap, int window,
+                                               int chunkSize, int chunks)
+{
+    int kvh = blockIdx.x, c = blockIdx.y, t = blockIdx.z;
+    int last = step_pos(step, posDelta) + t;
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    int begin = max(c * chunkSize, first), end = min(c * chunkSize + chunkSize - 1, last);
+    if (begin > end) return; // the whole block: the combine step never reads this chunk
+    attention_split_chunk(q, kc, vc, part, nHeads, headDim, kvDim, group, scale, softcap, chunks, kvh, c, t, begin, end);
+}
+
 // dst = the attention output of every (query head, token): the chunks first / chunkSize .. last / chunkSize of
 // attention_split_f16's partial results, rescaled to their common max and normalised. One block per (head, token).
 extern "C" __global__ void attention_combine_f32(const float* __restrict__ part, float* __restrict__ dst, const int* __restrict__ step,
@@ -237,5 +245,57 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
         float o = 0.0f;
         for (int c = c0; c <= c1; c++) o += ph[c * stride + d] * expf(ph[c * stride + headDim] - M);
         out[d] = o / L;
+    }
+}
+
+// Flash-decoding in one launch (issue 17.3): attention_split_f16's grid (kv heads, chunks of the whole context,
+// tokens) and per-chunk work, then the block of each (kv head, token) that is counted last on
+// counters[t * kvHeads + kvh] combines the partial results of that kv head's group of query heads into dst with
+// attention_combine_f32's loops (so the same floats), and with quantize != 0 also quantizes dst for the Wo product
+// (quantize_q8's arithmetic; headDim must then be a multiple of 32, so each warp's 32 elements are one 32-block). A
+// block whose chunk holds no position only counts. Each block makes its partials visible device-wide
+// (__threadfence) before it is counted, and the last block reads them with volatile loads (from L2, not a stale
+// L1). The last block puts the counter back to 0, so the next launch (the next layer, a graph replay) starts from
+// zero: counters must be zero before the first launch. The grid is fixed for the context, so a captured graph
+// stays valid as the position grows.
+extern "C" __global__ void attention_flash_f16(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                                               float* part, float* __restrict__ dst, i8* __restrict__ qx, float* __restrict__ dx,
+                                               float* __restrict__ sx, int* counters, const int* __restrict__ step, int posDelta,
+                                               int nHeads, int headDim, int kvDim, int group, float scale, float softcap, int window,
+                                               int chunkSize, int chunks, int quantize)
+{
+    __shared__ int lastBlock;
+    int kvh = blockIdx.x, c = blockIdx.y, t = blockIdx.z, kvHeads = kvDim / headDim;
+    int last = step_pos(step, posDelta) + t;
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    int begin = max(c * chunkSize, first), end = min(c * chunkSize + chunkSize - 1, last);
+    if (begin <= end) attention_split_chunk(q, kc, vc, part, nHeads, headDim, kvDim, group, scale, softcap, chunks, kvh, c, t, begin, end);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        int* counter = counters + (i64)t * kvHeads + kvh;
+        lastBlock = atomicAdd(counter, 1) == chunks - 1;
+        if (lastBlock) *counter = 0; // every block of this (kv head, token) has been counted
+    }
+    __syncthreads();
+    if (!lastBlock) return;
+    __threadfence();
+    int c0 = first / chunkSize, c1 = last / chunkSize;
+    i64 stride = headDim + 2;
+    for (int i = threadIdx.x; i < group * headDim; i += blockDim.x)
+    {
+        int h = kvh * group + i / headDim, d = i % headDim;
+        const volatile float* ph = part + ((i64)t * nHeads + h) * chunks * stride;
+        float M = NEG_INF;
+        for (int k = c0; k <= c1; k++) M = fmaxf(M, ph[k * stride + headDim]);
+        float L = 0.0f;
+        for (int k = c0; k <= c1; k++) L += ph[k * stride + headDim + 1] * expf(ph[k * stride + headDim] - M);
+        float o = 0.0f;
+        for (int k = c0; k <= c1; k++) o += ph[k * stride + d] * expf(ph[k * stride + headDim] - M);
+        float r = o / L;
+        i64 at = (i64)t * nHeads * headDim + (i64)h * headDim + d;
+        dst[at] = r;
+        if (quantize) quantize_lane_q8(r, at / 32, qx, dx, sx);
     }
 }

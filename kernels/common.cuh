@@ -149,3 +149,20 @@ __device__ __forceinline__ void q4k_scale_min(int j, const u8* s, int* sc, int* 
 // The first position of the batch: kernels read it from device memory so a captured CUDA graph replays for
 // any position. pos_delta is the op's offset from it (0 in a decode step).
 __device__ __forceinline__ int step_pos(const int* step, int pos_delta) { return step[0] + pos_delta; }
+
+// quantize_q8 of the 32-block a warp holds, lane i owning element i (v: this lane's element), block index b: the
+// fused kernels' quantization of their output for the next integer product (quantize.cu's arithmetic).
+__device__ __forceinline__ void quantize_lane_q8(float v, i64 b, i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx)
+{
+    int lane = threadIdx.x % WARP;
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    int q = amax == 0.0f ? 0 : __float2int_rn(v / d);
+    qx[b * 32 + lane] = (i8)q;
+    int sum = warp_sum_i(q);
+    if (lane == 0)
+    {
+        dx[b] = d;
+        sx[b] = d * (float)sum;
+    }
+}

@@ -14,21 +14,11 @@ __device__ __forceinline__ float fused_clamp_half(float x)
     return x > FUSED_HALF_MAX ? FUSED_HALF_MAX : (x < -FUSED_HALF_MAX ? -FUSED_HALF_MAX : x);
 }
 
-// quantize_q8 of the 32-block this warp holds (v: this lane's element), block index b.
+// quantize_q8 of the 32-block this warp holds (common.cuh's quantize_lane_q8).
 __device__ __forceinline__ void fused_quantize_lane(float v, i64 b, i8* __restrict__ qx, float* __restrict__ dx,
                                                     float* __restrict__ sx)
 {
-    int lane = threadIdx.x % WARP;
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    int q = amax == 0.0f ? 0 : __float2int_rn(v / d);
-    qx[b * 32 + lane] = (i8)q;
-    int sum = warp_sum_i(q);
-    if (lane == 0)
-    {
-        dx[b] = d;
-        sx[b] = d * (float)sum;
-    }
+    quantize_lane_q8(v, b, qx, dx, sx);
 }
 
 // One block per token row (blockDim a multiple of 32, 256 as rmsnorm_f32 runs):
@@ -174,33 +164,4 @@ extern "C" __global__ void split_rows_f32(const float* __restrict__ src, float* 
     if (c < w0) d0[t * w0 + c] = v;
     else if (c < w0 + w1) d1[t * w1 + c - w0] = v;
     else d2[t * w2 + c - w0 - w1] = v;
-}
-
-// attention_combine_f32 (kernels/attention.cu: the same loops, so the same floats) with the int8 quantization of its
-// output for the Wo product: one block per query head of a decode step's token t = blockIdx.y; headDim must be a
-// multiple of 32 so each warp's 32 consecutive elements are one 32-block of the token's [nHeads * headDim] row.
-extern "C" __global__ void attention_combine_q8_f32(const float* __restrict__ part, float* __restrict__ dst,
-                                                    i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx,
-                                                    const int* __restrict__ step, int posDelta, int nHeads, int headDim,
-                                                    int window, int chunkSize, int chunks)
-{
-    int h = blockIdx.x, t = blockIdx.y;
-    int last = step_pos(step, posDelta) + t;
-    int first = window > 0 ? max(0, last - window + 1) : 0;
-    int c0 = first / chunkSize, c1 = last / chunkSize;
-    i64 stride = headDim + 2;
-    const float* ph = part + ((i64)t * nHeads + h) * chunks * stride;
-    float M = NEG_INF;
-    for (int c = c0; c <= c1; c++) M = fmaxf(M, ph[c * stride + headDim]);
-    float L = 0.0f;
-    for (int c = c0; c <= c1; c++) L += ph[c * stride + headDim + 1] * expf(ph[c * stride + headDim] - M);
-    i64 row = (i64)t * nHeads * headDim + (i64)h * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x)
-    {
-        float o = 0.0f;
-        for (int c = c0; c <= c1; c++) o += ph[c * stride + d] * expf(ph[c * stride + headDim] - M);
-        float r = o / L;
-        dst[row + d] = r;
-        fused_quantize_lane(r, (row + d) / 32, qx, dx, sx);
-    }
 }

@@ -246,12 +246,59 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
     return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
 }
 
+// The norm epilogue: add_rmsnorm_q8_f32's norm + quantization (residual 0, quantize 1) of one token's dim floats x, in
+// the 128 threads of a matvec block, as add_rmsnorm_q8_f32's 256-thread block computes it: thread i keeps the double
+// sums of the virtual threads i and i + 128 apart and each warp reduces both (virtual warps w and w + 4), so the eight
+// warp sums and their total are added in the same order and the same floats come out. x is read with volatile loads
+// (other blocks wrote it: from L2, not a stale L1). dim must be a multiple of 32.
+__device__ __forceinline__ void packed_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
+                                               i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so, int dim, float eps)
+{
+    __shared__ double partial[2 * MVP_WARPS];
+    const volatile float* xv = x;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    double s0 = 0.0, s1 = 0.0;
+    for (int i = threadIdx.x; i < dim; i += 2 * MVP_WARPS * WARP) s0 += (double)xv[i] * (double)xv[i];
+    for (int i = threadIdx.x + MVP_WARPS * WARP; i < dim; i += 2 * MVP_WARPS * WARP) s1 += (double)xv[i] * (double)xv[i];
+    s0 = warp_sum_d(s0);
+    s1 = warp_sum_d(s1);
+    if (lane == 0)
+    {
+        partial[warp] = s0;
+        partial[warp + MVP_WARPS] = s1;
+    }
+    __syncthreads();
+    if (warp == 0)
+    {
+        double v = lane < 2 * MVP_WARPS ? partial[lane] : 0.0;
+        v = warp_sum_d(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
+    for (int i = threadIdx.x; i < dim; i += MVP_WARPS * WARP)
+    {
+        float v = __fmul_rn(__fmul_rn(xv[i], scale), w[i]);
+        out[i] = v;
+        quantize_lane_q8(v, i / 32, qo, dO, so);
+    }
+}
+
 // W: rows x rowBytes packed rows; qx/dx/sx: the q8 activations of nTokens rows of K (quantize.cu);
 // dst: [nTokens, rows]; wpr: warps per row (1, 2 or 4), MVP_WARPS / wpr rows per thread block.
+// residual != 0: the residual-add epilogue, dst += W x (each element read once, by the lane that writes it, after
+// the product: add_f32's x + y on the same floats, so the same bits as a product into scratch followed by add_f32).
+// residual == 2 (one token): then also the norm epilogue: every block makes its rows visible device-wide and is
+// counted on *counter; the block counted last puts the counter back to 0 (zero before the first launch, zero after
+// each) and writes the RMSNorm of the updated dst (rows floats) with weight normW into normDst and its q8
+// quantization into nqx/ndx/nsx (packed_norm_q8: add_rmsnorm_q8_f32's floats). These must not be qx/dx/sx, which
+// the other blocks may still read: the backend alternates two q8 buffers.
 template <int NT, int TYPE>
 __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
                                               const i8* __restrict__ qx, const float* __restrict__ dx,
-                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens, int wpr)
+                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens, int wpr,
+                                              int residual, int* counter, const float* __restrict__ normW, float* __restrict__ normDst,
+                                              i8* __restrict__ nqx, float* __restrict__ ndx, float* __restrict__ nsx, float eps)
 {
     __shared__ float part[MVP_WARPS][NT];
     int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
@@ -289,7 +336,11 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
                 float s = warp_sum(acc[t]);
                 if (wpr == 1)
                 {
-                    if (lane == 0 && live) dst[(i64)(t0 + t) * rows + r] = s;
+                    if (lane == 0 && live)
+                    {
+                        float* o = dst + (i64)(t0 + t) * rows + r;
+                        *o = residual ? __fadd_rn(*o, s) : s;
+                    }
                 }
                 else if (lane == 0) part[warp][t] = s;
             }
@@ -301,9 +352,28 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
             {
                 float s = part[warp][lane];
                 for (int w = 1; w < wpr; w++) s = __fadd_rn(s, part[warp + w][lane]);
-                dst[(i64)(t0 + lane) * rows + r] = s;
+                float* o = dst + (i64)(t0 + lane) * rows + r;
+                *o = residual ? __fadd_rn(*o, s) : s;
             }
             __syncthreads();
+        }
+    }
+    if (residual == 2)
+    {
+        __shared__ int lastBlock;
+        int blocks = (rows + MVP_WARPS / wpr - 1) / (MVP_WARPS / wpr);
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0)
+        {
+            lastBlock = atomicAdd(counter, 1) == blocks - 1;
+            if (lastBlock) *counter = 0;
+        }
+        __syncthreads();
+        if (lastBlock)
+        {
+            __threadfence();
+            packed_norm_q8(dst, normW, normDst, nqx, ndx, nsx, rows, eps);
         }
     }
 }
@@ -311,12 +381,16 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
 #define MATVEC_PACKED(NAME, TYPE)                                                                                     \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
-                              const float* sx, float* dst, int nTokens, int wpr)                                      \
-    { matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }                                  \
+                              const float* sx, float* dst, int nTokens, int wpr, int residual, int* counter,          \
+                              const float* normW, float* normDst, i8* nqx, float* ndx, float* nsx, float eps)         \
+    { matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual, counter, normW, normDst,   \
+                             nqx, ndx, nsx, eps); }                                                                   \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
-                              const float* sx, float* dst, int nTokens, int wpr)                                      \
-    { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr); }
+                              const float* sx, float* dst, int nTokens, int wpr, int residual, int* counter,          \
+                              const float* normW, float* normDst, i8* nqx, float* ndx, float* nsx, float eps)         \
+    { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual, counter, normW, normDst,   \
+                             nqx, ndx, nsx, eps); }
 
 MATVEC_PACKED(q4_0, PTYPE_Q4_0)
 MATVEC_PACKED(q8_0, PTYPE_Q8_0)

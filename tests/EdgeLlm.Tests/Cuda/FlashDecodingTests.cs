@@ -96,8 +96,9 @@ public unsafe class FlashDecodingTests
     /// <summary>
     /// ptxas (run by NVRTC for a real architecture) reports each kernel's registers and static shared memory: the
     /// launch of <see cref="CudaLaunchLimits.SplitThreads"/> threads must fit one block's 64K registers and 255 per
-    /// thread, the shared memory must be the layout the kernel declares (two [8][256] float arrays and two [4][8]) and
-    /// under the 48 KiB a static allocation may take, and nothing may spill to local memory.
+    /// thread, the shared memory must be the layout the kernel declares (two [8][256] float arrays and two [4][8]; the
+    /// one-launch attention_flash_f16 one int more) and under the 48 KiB a static allocation may take, and nothing may
+    /// spill to local memory.
     /// </summary>
     [NvrtcTheory]
     [InlineData(CudaProbe.MinArch)]
@@ -118,6 +119,12 @@ public unsafe class FlashDecodingTests
         Assert.True(combineRegs * 128 <= 65536);
         Assert.Equal(0, combineSmem);
         Assert.Equal(0, combineSpill);
+        // the one-launch kernel: the split's layout plus its last-block flag, launched like the split
+        var (flashRegs, flashSmem, flashSpill) = Figures(k.Log, "attention_flash_f16");
+        Assert.True(flashRegs * CudaLaunchLimits.SplitThreads <= 65536, $"sm_{arch}: {flashRegs} registers x {CudaLaunchLimits.SplitThreads} threads");
+        Assert.True(flashRegs <= 255);
+        Assert.Equal(splitSmem + sizeof(int), flashSmem);
+        Assert.Equal(0, flashSpill);
     }
 
     /// <summary>Registers, static shared bytes and spill-store bytes of <paramref name="entry"/> in a ptxas -v log.</summary>

@@ -106,7 +106,7 @@ public unsafe class KernelArgsTests
         Check<RopeStoreQkvArgs>("fused.cu", "rope_store_qkv_f32");
         Check<GluSplitArgs>("fused.cu", "glu_split_q8_f32");
         Check<SplitRowsArgs>("fused.cu", "split_rows_f32");
-        Check<AttentionCombineQ8Args>("fused.cu", "attention_combine_q8_f32");
+        Check<AttentionFlashArgs>("attention.cu", "attention_flash_f16");
         Check<SampleArgs>("sample.cu", "sample_f32");
     }
 
@@ -119,7 +119,7 @@ public unsafe class KernelArgsTests
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
             "attention_prefill_f16", "attention_prefill_f32",
-            "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_combine_q8_f32",
+            "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_flash_f16",
             "sample_f32",
         };
         covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));

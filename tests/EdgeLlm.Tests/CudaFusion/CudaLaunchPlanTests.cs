@@ -9,7 +9,9 @@ namespace EdgeLlm.Tests.CudaFusion;
 /// The kernels a CUDA decode step launches per layer, without a GPU: the forward runs against
 /// <see cref="PlanRecordingBackend"/> (which records what CudaBackend records) and <see cref="CudaLaunchPlanner"/>
 /// turns the recorded decode step into its launches, fused (the default, with Q/K/V and gate/up stacked) or not
-/// (EDGELLM_CUDA_FUSE=0). A layer's launches run from its attention norm to the next layer's.
+/// (EDGELLM_CUDA_FUSE=0). A layer's launches run from its Q/K/V product (with the quantization before it) to the next
+/// layer's: the attention norm is a launch of its own in the first layer only when the previous layer's ffn_down
+/// product writes it (the norm epilogue).
 /// </summary>
 public class CudaLaunchPlanTests
 {
@@ -41,57 +43,113 @@ public class CudaLaunchPlanTests
     {
         var (ops, backend) = DecodeStep(model, stacking: fuse);
         var plan = Plan(ops, fuse);
-        int Start(int l) => plan.FindIndex(x => ops[x.Op].Kind == CudaOpKind.RmsNorm && backend.Names[ops[x.Op].Weight!] == $"blk.{l}.{TensorNames.AttnNorm}");
+        return LayerKernels(ops, plan, backend.Names, layer);
+    }
+
+    /// <summary>The kernel names of the launches from layer <paramref name="layer"/>'s Q (or stacked Q/K/V) product to the next layer's.</summary>
+    internal static string[] LayerKernels(CudaOp[] ops, List<CudaLaunch> plan, Dictionary<BackendWeight, string> names, int layer)
+    {
+        int Start(int l) => plan.FindIndex(x => ops[x.Op].Kind is CudaOpKind.MatMul or CudaOpKind.MatMulStacked
+            && names[ops[x.Op].Weight!].StartsWith($"blk.{l}.attn_q", StringComparison.Ordinal));
         int from = Start(layer), to = Start(layer + 1);
-        Assert.True(from >= 0 && to > from, $"layer {layer}'s attention norm was not found in the plan");
+        Assert.True(from >= 0 && to > from, $"layer {layer}'s or layer {layer + 1}'s Q/K/V product was not found in the plan");
         return plan.Skip(from).Take(to - from).SelectMany(l => CudaLaunchPlanner.KernelNames(l, ops)).ToArray();
     }
 
     [Fact]
-    public void ALlamaLayerOfQ4KWeightsLaunches10KernelsFusedAnd21Unfused()
+    public void ALlamaLayerOfQ4KWeightsLaunches7KernelsFusedAnd21Unfused()
     {
         string[] fused =
         [
-            "add_rmsnorm_q8_f32",                          // attention norm + quantization of its output (layer 0: no residual add yet)
-            "matvec_q4_k_t1",                              // Q/K/V stacked
+            "matvec_packed_q4_k_t1",                       // Q/K/V stacked
             "rope_store_qkv_f32",                          // split + rope q + rope k + kv store
-            "attention_split_f16",
-            "attention_combine_q8_f32",                    // the combine + quantization of the attention output
-            "matvec_q4_k_t1",                              // Wo
-            "add_rmsnorm_q8_f32",                          // residual add + ffn norm + quantization
-            "matvec_q4_k_t1",                              // gate/up stacked
+            "attention_flash_f16",                         // split attention + combine + quantization of its output
+            "matvec_packed_q4_k_t1",                       // Wo, adding into the residual; its last block: ffn norm + quantization
+            "matvec_packed_q4_k_t1",                       // gate/up stacked
             "glu_split_q8_f32",                            // split + SwiGLU + quantization of the down projection's input
-            "matvec_q4_k_t1",                              // down (its residual add goes into the next layer's norm)
+            "matvec_packed_q4_k_t1",                       // down, adding into the residual; its last block: next attention norm + quantization
         ];
         Assert.Equal(fused, LayerKernels("llama-Q4_K", fuse: true, layer: 0));
         string[] unfused =
         [
-            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "matvec_q4_k_t1",
+            "quantize_q8", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1",
             "rope_f32", "rope_f32", "store_kv_f16", "attention_split_f16", "attention_combine_f32",
-            "quantize_q8", "matvec_q4_k_t1", "add_f32",
-            "rmsnorm_f32", "quantize_q8", "matvec_q4_k_t1", "matvec_q4_k_t1", "swiglu_f32", "quantize_q8", "matvec_q4_k_t1", "add_f32",
+            "quantize_q8", "matvec_packed_q4_k_t1", "add_f32",
+            "rmsnorm_f32", "quantize_q8", "matvec_packed_q4_k_t1", "matvec_packed_q4_k_t1", "swiglu_f32", "quantize_q8", "matvec_packed_q4_k_t1", "add_f32",
+            "rmsnorm_f32",                                 // the next layer's attention norm
         ];
         Assert.Equal(unfused, LayerKernels("llama-Q4_K", fuse: false, layer: 0));
+    }
+
+    /// <summary>
+    /// The Wo and ffn_down products of every layer write x += W a (MatVecResidual, absorbing the add after them), so
+    /// no add is launched and no norm adds; the residual they add into is the add's x (the hidden state), and the op
+    /// after the add overwrites the product's own output buffer. Weights read in place from the mapped file (an
+    /// integrated GPU: not packed, not stacked) keep the add, fused into the next norm.
+    /// </summary>
+    [Fact]
+    public void TheWoAndDownProductsAddIntoTheResidualOnlyOverPackedWeights()
+    {
+        var (ops, backend) = DecodeStep("llama-Q4_K", stacking: true);
+        var plan = Plan(ops, fuse: true);
+        var residual = plan.Where(l => l.Kind is LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm).ToList();
+        int layers = ops.Count(o => o.Kind == CudaOpKind.AttentionSplit);
+        Assert.True(layers >= 2);
+        Assert.Equal(2 * layers, residual.Count);
+        for (int k = 0; k < residual.Count; k++)
+        {
+            var l = residual[k];
+            string name = backend.Names[ops[l.Op].Weight!];
+            Assert.True(name.EndsWith(TensorNames.AttnOutput, StringComparison.Ordinal) || name.EndsWith(TensorNames.FfnDown, StringComparison.Ordinal), name);
+            Assert.Equal(CudaOpKind.Add, ops[l.Aux].Kind);
+            Assert.Same(ops[l.Op].Dst, ops[l.Aux].Y);
+            Assert.Same(ops[l.Op].Dst, ops[l.Aux + 1].Dst); // overwritten next (a norm, or the copy of the last row)
+            // the norm epilogue exactly where that norm feeds an integer product: all but the last layer's ffn_down,
+            // which the copy of the last row follows
+            bool last = k == residual.Count - 1;
+            Assert.Equal(last ? LaunchKind.MatVecResidual : LaunchKind.MatVecResidualNorm, l.Kind);
+            if (!last) Assert.Equal(CudaOpKind.RmsNorm, ops[l.Aux + 1].Kind);
+        }
+        Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.Add);
+        Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0);
+        // the norms left as launches: the first layer's attention norm and the output norm
+        Assert.Equal(2, plan.Count(l => l.Kind is LaunchKind.AddRmsNormQ8 or LaunchKind.RmsNorm));
+
+        var mapped = new PlanRecordingBackend(stacking: false, packing: false);
+        using (var m = new LlamaModel(GgufFile.Open(ModelPath("llama-Q4_K")), mapped, new BackendOptions { ContextSize = 256 }, ownsFile: true))
+        {
+            var logits = new float[m.VocabSize];
+            m.Forward([1, 2, 3], 0, logits);
+            m.Forward(4, 3, logits);
+        }
+        var step = mapped.Steps[^1];
+        var unpacked = Plan(step, fuse: true);
+        Assert.DoesNotContain(unpacked, l => l.Kind == LaunchKind.MatVecResidual);
+        // every layer's two adds: fused into the next norm (the last one's into nothing: the copy of the last row comes first)
+        int adds = step.Count(o => o.Kind == CudaOpKind.Add);
+        Assert.Equal(adds, unpacked.Count(l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0) + unpacked.Count(l => l.Kind == LaunchKind.Add));
     }
 
     [Fact]
     public void FloatWeightsNeedNoQuantizationSoTheNormsFuseOnlyWithTheAdds()
     {
         // llama.gguf is F16: the products read float activations, nothing is quantized.
+        // No packed layout for F16 either: the adds stay launches of their own, fused into the next norm.
         string[] fused =
         [
-            "rmsnorm_f32", "matvec_f16_t1", "rope_store_qkv_f32", "attention_split_f16", "attention_combine_f32", "matvec_f16_t1",
-            "add_rmsnorm_q8_f32", "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_t1",
+            "matvec_f16_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_f16_t1",
+            "add_rmsnorm_q8_f32", "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_t1", "add_rmsnorm_q8_f32",
         ];
         Assert.Equal(fused, LayerKernels("llama", fuse: true, layer: 0));
     }
 
     [Theory]
-    [InlineData("qwen2", 16, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
-    [InlineData("gemma", 10, 17)]   // GeGLU, head dim 80, float weights
-    [InlineData("phi3", 10, 17)]    // Q/K/V and gate/up stored fused in the file: stacked again from their views
-    [InlineData("llama-Q6_K", 10, 21)]
-    [InlineData("llama-Q5_0", 10, 21)]
+    [InlineData("qwen2", 15, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
+    [InlineData("gemma", 9, 17)]    // GeGLU, head dim 80, float weights
+    [InlineData("phi3", 9, 17)]     // Q/K/V and gate/up stored fused in the file: stacked again from their views
+    [InlineData("llama-Q6_K", 7, 21)]
+    [InlineData("llama-Q5_0", 7, 21)]
+    [InlineData("llama-IQ4_XS", 7, 21)]
     public void EveryFamilyLaunchesFewerKernelsPerLayerFused(string model, int fused, int unfused)
     {
         Assert.Equal(fused, LayerKernels(model, fuse: true, layer: 0).Length);
@@ -140,8 +198,12 @@ public class CudaLaunchPlanTests
                         case LaunchKind.GluSplitQ8 or LaunchKind.SplitRows:
                             if (l.Aux >= 0) runs[l.Aux]++;
                             continue;
-                        case LaunchKind.AddRmsNormQ8:
+                        case LaunchKind.AddRmsNormQ8 or LaunchKind.MatVecResidual:
                             if (l.Aux >= 0) runs[l.Aux]++;
+                            break;
+                        case LaunchKind.MatVecResidualNorm:
+                            runs[l.Aux]++;
+                            runs[l.Aux + 1]++;
                             break;
                     }
                     runs[l.Op]++;

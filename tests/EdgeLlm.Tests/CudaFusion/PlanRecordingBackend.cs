@@ -9,10 +9,12 @@ namespace EdgeLlm.Tests.CudaFusion;
 /// An <see cref="IBackend"/> that computes nothing and records each call as the <see cref="CudaOp"/> CudaBackend
 /// records for it (the same kinds and operand fields, CudaBackend.Ops.cs and CudaBackend.Fusion.cs), split into steps
 /// where CudaBackend flushes (the GetRows that starts a batch). Buffers and weights are CUDA objects with made-up
-/// addresses. With <c>stacking</c> it offers <see cref="IStackedMatMul"/> as CudaBackend does on a discrete GPU.
+/// addresses. With <c>stacking</c> it offers <see cref="IStackedMatMul"/> as CudaBackend does on a discrete GPU; with
+/// <c>packing</c> the weights of the types <see cref="CudaRepack"/> handles are marked packed, as CudaBackend uploads
+/// them on a discrete GPU (false: read in place from the mapped file, as on an integrated GPU).
 /// What the planner makes of a recorded step is then the launch list a GPU would run, without a GPU.
 /// </summary>
-internal sealed class PlanRecordingBackend(bool stacking) : IBackend, IStackedMatMul
+internal sealed class PlanRecordingBackend(bool stacking, bool packing = true) : IBackend, IStackedMatMul
 {
     private readonly List<CudaOp> _ops = new();
     private readonly Dictionary<CudaWeight, (int, int, int)> _stacks = new(ReferenceEqualityComparer.Instance);
@@ -36,7 +38,7 @@ internal sealed class PlanRecordingBackend(bool stacking) : IBackend, IStackedMa
 
     public BackendWeight LoadWeight(TensorView t)
     {
-        var w = new CudaWeight(t.Name, t.Type, t.Ne0, t.Rows, _next += 0x10000, t.RowBytes, owned: true);
+        var w = new CudaWeight(t.Name, t.Type, t.Ne0, t.Rows, _next += 0x10000, t.RowBytes, owned: true, packed: packing && CudaRepack.Packs(t.Type));
         Names[w] = t.Name;
         return w;
     }
@@ -50,7 +52,7 @@ internal sealed class PlanRecordingBackend(bool stacking) : IBackend, IStackedMa
             if (p.Type != parts[0].Type || p.Ne0 != parts[0].Ne0) return null;
             rows += p.Rows;
         }
-        var w = new CudaWeight(name, parts[0].Type, parts[0].Ne0, rows, _next += 0x10000, parts[0].RowBytes, owned: true);
+        var w = new CudaWeight(name, parts[0].Type, parts[0].Ne0, rows, _next += 0x10000, parts[0].RowBytes, owned: true, packed: packing && CudaRepack.Packs(parts[0].Type));
         Names[w] = name;
         _stacks[w] = ((int)parts[0].Rows, (int)parts[1].Rows, parts.Length == 3 ? (int)parts[2].Rows : 0);
         return w;

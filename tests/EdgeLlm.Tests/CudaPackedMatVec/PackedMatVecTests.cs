@@ -20,7 +20,8 @@ namespace EdgeLlm.Tests.CudaPackedMatVec;
 /// rows per block, short rows (fewer blocks than lanes), long rows (a partial last round of lanes) and the
 /// 70B K/V shape (8192-weight rows, 4 warps per row), against the double-precision sum of the reference
 /// dequantized weights times the same 8-bit activations; with one warp per row bit-identical to matmul.cu's
-/// kernel on the ggml rows; NT=1 and NT=8 bit-identical;</item>
+/// kernel on the ggml rows; NT=1 and NT=8 bit-identical; the residual-add epilogue (dst += W x) bit-identical to
+/// the product followed by add_f32;</item>
 /// <item>NVRTC: the hot loop of every packed product reads weights and activations with 16-byte loads
 /// (ld.global[.nc].v4) and ptxas reports no spills on sm_61, sm_87 and sm_90.</item>
 /// </list>
@@ -141,6 +142,70 @@ public class PackedMatVecTests
         if (wpr == 1) Assert.Equal(r.Raw, r.Packed); // one warp per row: matmul.cu's loop and block arithmetic exactly
         var other = RunMatVec(type, k, rows, tokens, nt == 1 ? 8 : 1, wpr, packed, raw, x);
         Assert.Equal(r.Packed, other.Packed);
+        // The residual epilogue (r += W x, the Wo and ffn_down products of a decode step): bit for bit the product
+        // followed by add_f32's float addition (x + y, rounded once), for every type, NT and warps per row.
+        for (int i = 0; i < r.Added.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(r.Residual[i] + r.Packed[i]) == BitConverter.SingleToInt32Bits(r.Added[i]),
+                $"{type} K={k} wpr={wpr} NT={nt} element {i}: epilogue {r.Added[i]}, product then add {r.Residual[i] + r.Packed[i]}");
+        Assert.Contains(r.Residual, v => v != 0f);
+    }
+
+    /// <summary>
+    /// The norm epilogue (residual 2: the Wo / ffn_down product of a decode step adds into the residual, and the
+    /// block counted last writes the next RMSNorm and its q8 quantization): bit for bit the product with the residual
+    /// epilogue followed by add_rmsnorm_q8_f32 (no add, 256 threads), for every type and 1, 2 and 4 warps per row;
+    /// the counter is back at zero. Not vacuous: the norm is the float64 formula to float rounding.
+    /// </summary>
+    [HostCompilerTheory]
+    [MemberData(nameof(NormShapes))]
+    public void NormEpilogueEqualsProductThenAddRmsNormQ8(GgmlType type, int k, int rows, int wpr)
+    {
+        var rng = new Random(k + rows * 3 + wpr + (int)type);
+        var raw = RandomRows(type, k, rows, rng);
+        var packed = Pack(type, k, rows, raw);
+        var x = new float[k];
+        for (int i = 0; i < k; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        var input = new MemoryStream();
+        WriteName(input, "matvec_norm");
+        WriteName(input, CudaKernels.Suffix(type)!);
+        foreach (int v in new[] { k, rows, 1, 1, wpr }) input.Write(BitConverter.GetBytes(v));
+        input.Write(BitConverter.GetBytes(CudaRepack.RowBytes(type, k)));
+        input.Write(packed);
+        input.Write(BitConverter.GetBytes(GgmlTypes.RowBytes(type, k)));
+        input.Write(raw);
+        input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
+        var bytes = PackedHarness.Exec(input, $"matvec_norm {type} K={k} rows={rows} wpr={wpr}");
+        int quantBytes = k / 32 * 36, run = rows * 4 * 2 + rows + rows / 32 * 8 + 4;
+        Assert.Equal(quantBytes + 2 * run, bytes.Length);
+        var fused = bytes.AsSpan(quantBytes, run);
+        var plain = bytes.AsSpan(quantBytes + run, run);
+        int first = -1;
+        for (int i = 0; i < run && first < 0; i++) if (fused[i] != plain[i]) first = i;
+        Assert.True(first < 0, $"{type} wpr={wpr}: the norm epilogue and the product + add_rmsnorm_q8_f32 differ first at byte {first} of {run}");
+        Assert.Equal(0, BitConverter.ToInt32(fused[^4..]));
+        var sum = MemoryMarshal.Cast<byte, float>(plain[..(rows * 4)]);
+        var norm = MemoryMarshal.Cast<byte, float>(plain.Slice(rows * 4, rows * 4));
+        double ss = 0;
+        for (int i = 0; i < rows; i++) ss += (double)sum[i] * sum[i];
+        double scale = 1 / Math.Sqrt(ss / rows + 1e-5);
+        for (int i = 0; i < rows; i++)
+        {
+            double want = sum[i] * scale * (1.0f + 0.01f * (i % 13));
+            Assert.True(Math.Abs(norm[i] - want) <= 1e-5 * Math.Max(1, Math.Abs(want)), $"{type} row {i}: norm {norm[i]}, float64 {want}");
+        }
+    }
+
+    /// <summary>type, K, rows (a multiple of 32), warps per row.</summary>
+    public static TheoryData<GgmlType, int, int, int> NormShapes()
+    {
+        var d = new TheoryData<GgmlType, int, int, int>();
+        foreach (var t in CudaRepack.Types)
+        {
+            d.Add(t, 256, 96, 1);
+            d.Add(t, 512, 64, 2);
+            d.Add(t, 1024, 32, 4);
+        }
+        return d;
     }
 
     [NvrtcTheory]
@@ -195,7 +260,8 @@ public class PackedMatVecTests
         return (int.Parse(regs.Groups[1].Value), int.Parse(spill.Groups[1].Value));
     }
 
-    private sealed record MatVecResult(float[] Dx, sbyte[] Xq, float[] Packed, float[] Raw);
+    /// <summary>Residual: the harness's r; Added: the product run again with the residual epilogue on a copy of r.</summary>
+    private sealed record MatVecResult(float[] Dx, sbyte[] Xq, float[] Packed, float[] Raw, float[] Residual, float[] Added);
 
     private static MatVecResult RunMatVec(GgmlType type, int k, int rows, int tokens, int nt, int wpr, byte[] packed, byte[] raw, float[] x)
     {
@@ -210,7 +276,7 @@ public class PackedMatVecTests
         input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
         var bytes = PackedHarness.Exec(input, $"matvec {type} K={k} NT={nt} wpr={wpr}");
         int blocks = tokens * k / 32;
-        Assert.Equal(blocks * 36 + 2 * tokens * rows * 4, bytes.Length);
+        Assert.Equal(blocks * 36 + 4 * tokens * rows * 4, bytes.Length);
         var dx = new float[blocks];
         var xq = new sbyte[tokens * k];
         for (int b = 0; b < blocks; b++)
@@ -221,7 +287,9 @@ public class PackedMatVecTests
         int at = blocks * 36;
         var p = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at, tokens * rows * 4)).ToArray();
         var m = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + tokens * rows * 4, tokens * rows * 4)).ToArray();
-        return new MatVecResult(dx, xq, p, m);
+        var res = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + 2 * tokens * rows * 4, tokens * rows * 4)).ToArray();
+        var added = MemoryMarshal.Cast<byte, float>(bytes.AsSpan(at + 3 * tokens * rows * 4, tokens * rows * 4)).ToArray();
+        return new MatVecResult(dx, xq, p, m, res, added);
     }
 
     private static void WriteName(Stream s, string name)

@@ -4,7 +4,13 @@
 //   matvec:   i32 K, rows, nTokens, NT (1 or 8), wpr (1, 2 or 4); i64 packedRowBytes, rows * packedRowBytes bytes;
 //             i64 rowBytes, rows * rowBytes bytes (ggml); nTokens * K floats x
 //             -> per 32-block of x: dx (float) and 32 int8 quants (quantize_q8's arithmetic); nTokens * rows floats from
-//                matvec_packed_<type>_t<NT> with wpr warps per row; nTokens * rows floats from matvec_<type>_t<NT>
+//                matvec_packed_<type>_t<NT> with wpr warps per row; nTokens * rows floats from matvec_<type>_t<NT>;
+//                nTokens * rows floats of a residual r (made up here), then nTokens * rows floats from
+//                matvec_packed_<type>_t<NT> with the residual epilogue on a copy of r (r += W x)
+//   matvec_norm: as matvec (one token, rows a multiple of 32), then the same quantized x and residual r ->
+//             per run (first matvec_packed_<type>_t1 with the norm epilogue, residual 2; then residual 1 followed by
+//             add_rmsnorm_q8_f32 without add, 256 threads): rows floats r + W x, rows floats of the norm, rows int8,
+//             rows / 32 floats dx, as many sx, one int counter
 //   get_rows: i32 K, rows; i64 packedRowBytes, rows * packedRowBytes bytes -> rows * K floats (get_rows_packed_<type>)
 #include <cstdio>
 #include <cstdlib>
@@ -13,9 +19,11 @@
 
 #include "matmul.cu"
 #include "matvec_packed.cu"
+#include "fused.cu"
 
 typedef void (*MatVecFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int);
-typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int);
+typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int, int, int*, const float*, float*, i8*,
+                         float*, float*, float);
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 
 struct Entry { const char* name; PackedFn p1, p8; MatVecFn m1, m8; GetRowsFn rows; };
@@ -66,7 +74,7 @@ int main()
         std::fwrite(out.data(), 4, out.size(), stdout);
         return 0;
     }
-    if (op != "matvec") { std::fprintf(stderr, "packed_harness: unknown op '%s'\n", op.c_str()); return 2; }
+    if (op != "matvec" && op != "matvec_norm") { std::fprintf(stderr, "packed_harness: unknown op '%s'\n", op.c_str()); return 2; }
     int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>(), nt = read1<int>(), wpr = read1<int>();
     i64 packedRow = read1<i64>();
     std::vector<uint4> packed = read_rows(rows, packedRow);
@@ -99,11 +107,60 @@ int main()
         std::fwrite(qx + b * 32, 1, 32, stdout);
     }
 
+    if (op == "matvec_norm")
+    {
+        std::vector<float> w((size_t)rows), residual((size_t)rows);
+        for (int i = 0; i < rows; i++)
+        {
+            w[(size_t)i] = 1.0f + 0.01f * (float)(i % 13);
+            residual[(size_t)i] = (float)((i * 37 % 101) - 50) * 0.0625f;
+        }
+        for (int i = 0; i < 32; i++) residual[(size_t)i] = 0.0f; // with the product, a block of small values
+        int rowsPerBlock = MVP_WARPS / wpr, nb = rows / 32;
+        for (int fused = 1; fused >= 0; fused--)
+        {
+            std::vector<float> x = residual, norm((size_t)rows, NAN), ndx((size_t)nb), nsx((size_t)nb);
+            std::vector<uint4> nqStore((size_t)rows / 16);
+            i8* nq = (i8*)nqStore.data();
+            int counter = 0;
+            if (fused)
+                simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
+                    t->p1((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), x.data(), 1, wpr, 2, &counter, w.data(),
+                          norm.data(), nq, ndx.data(), nsx.data(), 1e-5f);
+                });
+            else
+            {
+                simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
+                    t->p1((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), x.data(), 1, wpr, 1, nullptr, nullptr,
+                          nullptr, nullptr, nullptr, nullptr, 0.0f);
+                });
+                simt_launch(1, 1, 256, [&] {
+                    add_rmsnorm_q8_f32(x.data(), nullptr, w.data(), norm.data(), nq, ndx.data(), nsx.data(), rows, 1e-5f, 0, 1);
+                });
+            }
+            std::fwrite(x.data(), 4, x.size(), stdout);
+            std::fwrite(norm.data(), 4, norm.size(), stdout);
+            std::fwrite(nq, 1, (size_t)rows, stdout);
+            std::fwrite(ndx.data(), 4, ndx.size(), stdout);
+            std::fwrite(nsx.data(), 4, nsx.size(), stdout);
+            std::fwrite(&counter, 4, 1, stdout);
+        }
+        return 0;
+    }
+
     std::vector<float> outPacked((size_t)nTokens * rows, NAN), outRaw((size_t)nTokens * rows, NAN);
     PackedFn pf = nt == 1 ? t->p1 : t->p8;
     int rowsPerBlock = MVP_WARPS / wpr;
     simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
-        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outPacked.data(), nTokens, wpr);
+        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outPacked.data(), nTokens, wpr, 0, nullptr, nullptr, nullptr,
+           nullptr, nullptr, nullptr, 0.0f);
+    });
+    std::vector<float> residual((size_t)nTokens * rows);
+    for (size_t i = 0; i < residual.size(); i++) residual[i] = (float)((int)(i * 37 % 101) - 50) * 0.0625f + 1e-3f * (float)i;
+    std::vector<float> outResidual = residual;
+    simt_launch((unsigned)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MVP_WARPS * 32, [&] {
+        pf((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), outResidual.data(), nTokens, wpr, 1, nullptr, nullptr,
+           nullptr, nullptr, nullptr, nullptr, 0.0f);
     });
     MatVecFn mf = nt == 1 ? t->m1 : t->m8;
     simt_launch((unsigned)((rows + 3) / 4), 1, 128, [&] {
@@ -111,5 +168,7 @@ int main()
     });
     std::fwrite(outPacked.data(), 4, outPacked.size(), stdout);
     std::fwrite(outRaw.data(), 4, outRaw.size(), stdout);
+    std::fwrite(residual.data(), 4, residual.size(), stdout);
+    std::fwrite(outResidual.data(), 4, outResidual.size(), stdout);
     return 0;
 }

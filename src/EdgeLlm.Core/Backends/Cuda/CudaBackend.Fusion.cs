@@ -87,6 +87,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     private void ExecuteAll()
     {
         _qxSource = null;
+        if (_q8Swapped) SwapQ8(); // every step (and so every captured graph) starts from the same q8 set
         var ops = _ops.AsSpan(0, _opCount);
         CudaLaunchPlanner.Plan(ops, _plan, Settings.Fuse);
         foreach (var l in _plan) ExecuteLaunch(in l, ops);
@@ -119,10 +120,16 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             case LaunchKind.SplitRows:
                 ExecSplitRows(in op);
                 break;
-            case LaunchKind.AttentionSplitQ8:
-                ExecAttentionSplitQ8(in op);
-                SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
-                return;
+            case LaunchKind.MatVecResidual:
+                ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true);
+                return; // keeps _qxSource when it stays valid
+            case LaunchKind.MatVecResidualNorm:
+                ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true, norm: ops[l.Aux + 1]);
+                return; // the norm's output is the current q8 set
+            case LaunchKind.AttentionFlash:
+                ExecAttentionFlash(in op, l.Quantize);
+                if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim); return; }
+                break;
             default:
                 Execute(in op);
                 return; // Execute keeps _qxSource right itself
@@ -172,23 +179,21 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         Launch(_kernels.GluSplitQ8, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
     }
 
-    /// <summary>attention_split_f16 as ExecAttentionSplit launches it, then the combine that also quantizes the output.</summary>
-    private void ExecAttentionSplitQ8(in CudaOp op)
+    /// <summary>
+    /// attention_flash_f16 over ExecAttentionSplit's fixed grid (kv heads, chunks of the whole context): the last block
+    /// of each kv head combines (op.Counters: zero between launches) [and quantizes the output for the Wo product].
+    /// </summary>
+    private void ExecAttentionFlash(in CudaOp op, bool quantize)
     {
         int kvHeads = op.KvDim / op.HeadDim;
-        var split = new AttentionSplitArgs
+        var args = new AttentionFlashArgs
         {
-            Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Part = op.Partials, Step = _step, PosDelta = op.PosDelta,
-            Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim, Group = op.Heads / kvHeads, Scale = op.Scale, Softcap = op.Softcap,
-            Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
+            Q = op.X!.Ptr, KCache = op.KCache!.Ptr, VCache = op.VCache!.Ptr, Part = op.Partials, Dst = op.Dst!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx,
+            Counters = op.Counters, Step = _step, PosDelta = op.PosDelta, Heads = op.Heads, HeadDim = op.HeadDim, KvDim = op.KvDim,
+            Group = op.Heads / kvHeads, Scale = op.Scale, Softcap = op.Softcap, Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk,
+            Chunks = op.Chunks, Quantize = quantize ? 1 : 0,
         };
-        Launch(_kernels.AttentionSplit, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref split);
-        var combine = new AttentionCombineQ8Args
-        {
-            Part = op.Partials, Dst = op.Dst!.Ptr, Qx = _qx, Dx = _dx, Sx = _sx, Step = _step, PosDelta = op.PosDelta, Heads = op.Heads,
-            HeadDim = op.HeadDim, Window = op.Window, ChunkSize = CudaLaunchLimits.SplitChunk, Chunks = op.Chunks,
-        };
-        Launch(_kernels.AttentionCombineQ8, (uint)op.Heads, 1, AttentionThreads, ref combine);
+        Launch(_kernels.AttentionFlash, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref args);
     }
 
     private void ExecSplitRows(in CudaOp stacked)

@@ -53,9 +53,15 @@ public sealed unsafe partial class CudaBackend
         Launch(_kernels.RmsNorm, (uint)op.Tokens, 1, ElementwiseThreads, ref args);
     }
 
-    private void ExecMatMul(in CudaOp op)
+    /// <summary>
+    /// The product of op; <paramref name="residual"/>: with the residual epilogue (dst += W x; packed weights, one token:
+    /// CudaLaunchPlanner); <paramref name="norm"/> (an RmsNorm op of dst): also the norm epilogue, whose quantized output
+    /// goes to the other q8 set, which then becomes the current one.
+    /// </summary>
+    private void ExecMatMul(in CudaOp op, bool residual = false, CudaOp? norm = null)
     {
         var w = op.Weight!;
+        if (residual && !(w.Packed && op.Tokens == 1)) throw new InvalidOperationException($"{w.Name}: the residual epilogue needs a one-token product over packed weights");
         var x = op.X!;
         int n = op.Tokens, k = (int)w.Ne0, rows = (int)w.Rows;
         uint grid = (uint)((rows + MatVecWarps - 1) / MatVecWarps);
@@ -84,8 +90,26 @@ public sealed unsafe partial class CudaBackend
                 var packed = new MatVecPackedArgs
                 {
                     Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = op.Dst!.Ptr, Tokens = n, WarpsPerRow = wpr,
+                    Residual = residual ? 1 : 0,
                 };
+                if (norm is { } nm)
+                {
+                    packed.Residual = 2;
+                    packed.Counter = _epilogueCounter;
+                    packed.NormWeight = nm.Weight!.Ptr;
+                    packed.NormDst = nm.Dst!.Ptr;
+                    packed.NormQx = _qxOther;
+                    packed.NormDx = _dxOther;
+                    packed.NormSx = _sxOther;
+                    packed.Eps = nm.Eps;
+                }
                 Launch(n == 1 ? _kernels.PackedT1[(int)w.Type] : _kernels.PackedT8[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref packed);
+                if (norm is { } done)
+                {
+                    SwapQ8();
+                    SetQuantized(done.Dst!, 1, done.Dim);
+                    return;
+                }
             }
             else
             {
@@ -107,6 +131,15 @@ public sealed unsafe partial class CudaBackend
             else Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
         if (ReferenceEquals(op.Dst, _qxSource)) _qxSource = null;
+    }
+
+    /// <summary>Exchanges the current q8 activations with the other set (a norm epilogue wrote the next ones there).</summary>
+    private void SwapQ8()
+    {
+        (_qx, _qxOther) = (_qxOther, _qx);
+        (_dx, _dxOther) = (_dxOther, _dx);
+        (_sx, _sxOther) = (_sxOther, _sx);
+        _q8Swapped = !_q8Swapped;
     }
 
     /// <summary>quantize_q8 of <paramref name="n"/> rows of <paramref name="k"/> floats of <paramref name="x"/> into the q8 scratch.</summary>

@@ -23,12 +23,17 @@ public sealed unsafe partial class CudaBackend
     private BackendLimits _limits;
     private bool _prepared;
     private ulong _qx, _dx, _sx;      // q8 activations: int8 [MaxBatch * MaxRow], per-32 scale and scaled sum
+    private ulong _qxOther, _dxOther, _sxOther; // a second set: a product's norm epilogue writes the next activations there (SwapQ8)
+    private bool _q8Swapped;          // the two sets are exchanged (put back at the start of every step)
+    private ulong _epilogueCounter;   // matvec_packed's norm epilogue: blocks counted, zero between launches
     private ulong _step;              // int[1 + MaxBatch]: first position, then the token ids
     private int* _hostStep;           // pinned staging of _step
     private ulong _misc;              // argmax out: int token, int non-finite flag
     private int* _hostMisc;           // pinned staging of _misc
     private ulong _splitPartials;     // split attention's per-chunk partial results (CudaBackend.Ops.SplitPartials)
     private long _splitPartialFloats;
+    private ulong _splitCounters;     // attention_flash_f16's per-kv-head counters, after the partials
+    private int _splitCounterSlots;
     private float* _hostOut;          // pinned staging for CopyOut
     private long _hostOutFloats;
     private readonly List<(RopeSpec Spec, ulong Table)> _ropeTables = new(); // one per distinct spec (Gemma 3: local and global)
@@ -47,6 +52,12 @@ public sealed unsafe partial class CudaBackend
         _qx = Scratch(rowElems);
         _dx = Scratch((rowElems / 32 + 1) * sizeof(float));
         _sx = Scratch((rowElems / 32 + 1) * sizeof(float));
+        _qxOther = Scratch(rowElems);
+        _dxOther = Scratch((rowElems / 32 + 1) * sizeof(float));
+        _sxOther = Scratch((rowElems / 32 + 1) * sizeof(float));
+        _q8Swapped = false;
+        _epilogueCounter = Scratch(sizeof(int));
+        CudaDriver.Check(CudaDriver.cuMemsetD8Async(_epilogueCounter, 0, sizeof(int), _stream), "cuMemsetD8Async");
         _step = Scratch((1L + limits.MaxBatch) * sizeof(int));
         _misc = Scratch(16);
         void* p;
@@ -310,6 +321,8 @@ public sealed unsafe partial class CudaBackend
         _ropeTables.Clear();
         _splitPartials = 0;
         _splitPartialFloats = 0;
+        _splitCounters = 0;
+        _splitCounterSlots = 0;
         if (_hostStep != null) CudaDriver.cuMemFreeHost(_hostStep);
         if (_hostMisc != null) CudaDriver.cuMemFreeHost(_hostMisc);
         _hostStep = null;

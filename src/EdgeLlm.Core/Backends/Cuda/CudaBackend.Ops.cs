@@ -1,3 +1,4 @@
+using EdgeLlm.Backends.Cuda.Native;
 using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 using EdgeLlm.Model;
@@ -96,7 +97,8 @@ public sealed unsafe partial class CudaBackend
         int chunks = split ? CudaLaunchLimits.SplitChunks(_limits.ContextSize) : 0;
         Record(new CudaOp
         {
-            Kind = split ? CudaOpKind.AttentionSplit : CudaOpKind.Attention, Partials = split ? SplitPartials((long)nHeads * chunks * (headDim + 2)) : 0,
+            Kind = split ? CudaOpKind.AttentionSplit : CudaOpKind.Attention, Partials = split ? SplitPartials((long)nHeads * chunks * (headDim + 2), kvHeads) : 0,
+            Counters = split ? _splitCounters : 0,
             Chunks = chunks, X = qb, KCache = CacheBuf(cache.Keys(layer)), VCache = CacheBuf(cache.Values(layer)), Dst = d,
             Tokens = nTokens, Heads = nHeads, HeadDim = headDim, KvDim = cache.KvDim, Window = options.Window,
             Scale = options.Scale, Softcap = options.Softcap, StartPos = startPos,
@@ -171,14 +173,23 @@ public sealed unsafe partial class CudaBackend
         Record(new CudaOp { Kind = CudaOpKind.Copy, X = s, Dst = d, SrcOffset = srcOffset, DstOffset = dstOffset, Count = count });
     }
 
-    /// <summary>The device buffer of split attention's partial results, grown (once per model shape) to <paramref name="floats"/>.</summary>
-    private ulong SplitPartials(long floats)
+    /// <summary>
+    /// The device buffer of split attention's partial results, grown (once per model shape) to <paramref name="floats"/>,
+    /// followed by attention_flash_f16's <paramref name="counters"/> ints (<see cref="_splitCounters"/>), zeroed here:
+    /// each launch leaves them zero again.
+    /// </summary>
+    private ulong SplitPartials(long floats, int counters)
     {
-        if (floats > _splitPartialFloats)
+        if (floats > _splitPartialFloats || counters > _splitCounterSlots)
         {
             EnsureContext();
-            _splitPartials = Scratch(floats * sizeof(float)); // freed with the rest of the scratch at the next Prepare
+            floats = Math.Max(floats, _splitPartialFloats);
+            counters = Math.Max(counters, _splitCounterSlots);
+            _splitPartials = Scratch(floats * sizeof(float) + counters * sizeof(int)); // freed with the rest of the scratch at the next Prepare
             _splitPartialFloats = floats;
+            _splitCounterSlots = counters;
+            _splitCounters = _splitPartials + (ulong)(floats * sizeof(float));
+            CudaDriver.Check(CudaDriver.cuMemsetD8Async(_splitCounters, 0, (nuint)(counters * sizeof(int)), _stream), "cuMemsetD8Async");
         }
         return _splitPartials;
     }

@@ -68,10 +68,10 @@ internal sealed class CudaKernels : IDisposable
         foreach (var t in GemmFloatTypes) gemm.Add($"gemm_{Suffix(t)}");
         return new Dictionary<string, string[]>
         {
-            ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32"],
+            ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32", "attention_flash_f16"],
             ["attention_prefill.cu"] = ["attention_prefill_f16", "attention_prefill_f32"],
             ["gemm.cu"] = gemm.ToArray(),
-            ["fused.cu"] = ["add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_combine_q8_f32"],
+            ["fused.cu"] = ["add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32"],
             ["elementwise.cu"] = ["swiglu_f32", "geglu_f32", "add_bias_f32", "scale_f32", "softcap_f32", "add_f32", "store_kv_f16"],
             ["get_rows.cu"] = getRows.ToArray(),
             ["matmul.cu"] = matmul.ToArray(),
@@ -89,7 +89,10 @@ internal sealed class CudaKernels : IDisposable
     public CudaFunction QuantizeQ8, RmsNorm, Rope, SwiGlu, GeGlu, AddBias, Scale, Softcap, Add, StoreKv, Attention, AttentionSplit, AttentionCombine, ArgMax, AttentionPrefill, Sample;
 
     /// <summary>kernels/fused.cu (see <see cref="CudaLaunchPlanner"/>).</summary>
-    public CudaFunction AddRmsNormQ8, RopeStoreQkv, GluSplitQ8, SplitRows, AttentionCombineQ8;
+    public CudaFunction AddRmsNormQ8, RopeStoreQkv, GluSplitQ8, SplitRows;
+
+    /// <summary>attention_flash_f16 (kernels/attention.cu): split attention and its combine in one launch.</summary>
+    public CudaFunction AttentionFlash;
 
     /// <summary>Indexed by (int)GgmlType: the NT=1 and NT=8 product kernels and the row dequantizer of that type.</summary>
     public readonly CudaFunction[] MatVecT1 = new CudaFunction[64], MatVecT8 = new CudaFunction[64], GetRows = new CudaFunction[64];
@@ -185,7 +188,7 @@ internal sealed class CudaKernels : IDisposable
         RopeStoreQkv = _functions["rope_store_qkv_f32"];
         GluSplitQ8 = _functions["glu_split_q8_f32"];
         SplitRows = _functions["split_rows_f32"];
-        AttentionCombineQ8 = _functions["attention_combine_q8_f32"];
+        AttentionFlash = _functions["attention_flash_f16"];
         Sample = _functions["sample_f32"];
         foreach (var t in WeightTypes)
         {

@@ -17,8 +17,17 @@ internal enum LaunchKind : byte
     /// <summary>split_rows_f32: the split of the stacked product at Op alone.</summary>
     SplitRows,
 
-    /// <summary>attention_split_f16 + attention_combine_q8_f32: split attention whose combine also quantizes the output for the Wo product.</summary>
-    AttentionSplitQ8,
+    /// <summary>attention_flash_f16: split attention and its combine in one launch [+ the Wo product's quantization].</summary>
+    AttentionFlash,
+
+    /// <summary>matvec_packed_&lt;type&gt;_t1 with the residual epilogue: the product at Op written as x += W a into the x of the add at Aux.</summary>
+    MatVecResidual,
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_t1 with the residual and the norm epilogue: as <see cref="MatVecResidual"/>, and the block that
+    /// finishes last writes the RMSNorm at Aux + 1 of the updated x and its quantization for the product after it.
+    /// </summary>
+    MatVecResidualNorm,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -33,7 +42,14 @@ internal readonly record struct CudaLaunch(LaunchKind Kind, int Op, int Aux = -1
 /// <item>residual add + RMSNorm [+ the next product's quantization] (add_rmsnorm_q8_f32; also a lone norm before an integer product);</item>
 /// <item>a stacked Q/K/V product's split + rope(q) + rope(k) + kv store (rope_store_qkv_f32);</item>
 /// <item>a stacked gate/up product's split + SwiGLU/GeGLU [+ the down projection's quantization] (glu_split_q8_f32);</item>
-/// <item>split attention's combine + the Wo product's quantization (attention_combine_q8_f32).</item>
+/// <item>split attention + its combine [+ the Wo product's quantization] in one launch (attention_flash_f16: the last
+/// block of each kv head combines);</item>
+/// <item>a decode product over packed integer weights followed by the residual add of its output (x += W a: Wo and
+/// ffn_down) as the product's epilogue, when the next op overwrites the product's own output buffer (the next norm,
+/// or the copy of the last row), so nothing reads it; the norm after it then has no add to absorb;</item>
+/// <item>and when that norm feeds an integer product, the norm and its quantization as well, written by the
+/// product's last block to finish (matvec_packed's norm epilogue): the Wo and ffn_down products then end the attention
+/// and the ffn half of a layer in one launch each.</item>
 /// </list>
 /// A pure function of the ops, so the launch count of a step is testable without a GPU (CudaLaunchPlanTests).
 /// </summary>
@@ -53,6 +69,20 @@ internal static class CudaLaunchPlanner
             {
                 case CudaOpKind.MatMul:
                     Product(in op, i);
+                    if (fuse && IsResidualProduct(ops, i))
+                    {
+                        if (IsNormEpilogue(ops, i))
+                        {
+                            ref readonly var norm = ref ops[i + 2];
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, Quantize: true);
+                            Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            i += 2;
+                            continue;
+                        }
+                        plan[^1] = new CudaLaunch(LaunchKind.MatVecResidual, i, i + 1);
+                        i += 1;
+                        if (ReferenceEquals(ops[i].X, qx)) qx = null;
+                    }
                     if (ReferenceEquals(op.Dst, qx)) qx = null;
                     continue;
                 case CudaOpKind.MatMulStacked:
@@ -75,10 +105,13 @@ internal static class CudaLaunchPlanner
                     if (Norm(ops, i + 1, add: i)) { i += 1; continue; }
                     i += 1;
                     break;
-                case CudaOpKind.AttentionSplit when fuse && op.HeadDim % 32 == 0 && ConsumesQ8(ops, i + 1, op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim):
-                    plan.Add(new CudaLaunch(LaunchKind.AttentionSplitQ8, i, Quantize: true));
-                    Quantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
-                    continue;
+                case CudaOpKind.AttentionSplit when fuse:
+                {
+                    bool quantize = op.HeadDim % 32 == 0 && ConsumesQ8(ops, i + 1, op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim);
+                    plan.Add(new CudaLaunch(LaunchKind.AttentionFlash, i, Quantize: quantize));
+                    if (quantize) { Quantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim); continue; }
+                    break;
+                }
                 case CudaOpKind.RmsNorm:
                     if (!fuse) plan.Add(new CudaLaunch(LaunchKind.RmsNorm, i));
                     else if (Norm(ops, i, add: -1)) continue;
@@ -125,16 +158,20 @@ internal static class CudaLaunchPlanner
         }
     }
 
-    /// <summary>The kernel names a plan entry launches (for the profile's names and the tests): two for split attention.</summary>
+    /// <summary>
+    /// The kernel names a plan entry launches, as the profile (EDGELLM_CUDA_PROFILE=1) names them: two for unfused split
+    /// attention. A product is named by the matrix-vector kernel it launches (matvec_packed_* for weights repacked at
+    /// upload); a prefill batch of a type with a GEMM kernel runs gemm.cu's instead when the device has one.
+    /// </summary>
     public static string[] KernelNames(in CudaLaunch l, ReadOnlySpan<CudaOp> ops)
     {
         ref readonly var op = ref ops[l.Op];
         return l.Kind switch
         {
-            LaunchKind.GetRows => [$"get_rows_{CudaKernels.Suffix(op.Weight!.Type)}"],
+            LaunchKind.GetRows => [$"get_rows_{(op.Weight!.Packed ? "packed_" : "")}{CudaKernels.Suffix(op.Weight.Type)}"],
             LaunchKind.RmsNorm => ["rmsnorm_f32"],
             LaunchKind.Quantize => ["quantize_q8"],
-            LaunchKind.MatVec => [$"matvec_{CudaKernels.Suffix(op.Weight!.Type)}_{(op.Tokens == 1 ? "t1" : "t8")}"],
+            LaunchKind.MatVec or LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm => [MatVecName(in op)],
             LaunchKind.Rope => ["rope_f32"],
             LaunchKind.StoreKv => ["store_kv_f16"],
             LaunchKind.Attention => ["attention_f16"],
@@ -150,9 +187,16 @@ internal static class CudaLaunchPlanner
             LaunchKind.RopeStoreQkv => ["rope_store_qkv_f32"],
             LaunchKind.GluSplitQ8 => ["glu_split_q8_f32"],
             LaunchKind.SplitRows => ["split_rows_f32"],
-            LaunchKind.AttentionSplitQ8 => ["attention_split_f16", "attention_combine_q8_f32"],
+            LaunchKind.AttentionFlash => ["attention_flash_f16"],
             _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
         };
+    }
+
+    private static string MatVecName(in CudaOp op)
+    {
+        var w = op.Weight!;
+        string packed = w.Packed && CudaKernels.IsIntegerDot(w.Type) ? "packed_" : "";
+        return $"matvec_{packed}{CudaKernels.Suffix(w.Type)}_{(op.Tokens == 1 ? "t1" : "t8")}";
     }
 
     private static LaunchKind Simple(CudaOpKind k) => k switch
@@ -171,6 +215,43 @@ internal static class CudaLaunchPlanner
         CudaOpKind.Copy => LaunchKind.Copy,
         _ => throw new ArgumentOutOfRangeException(nameof(k), $"{k} is not a one-launch op"),
     };
+
+    /// <summary>
+    /// The product at <paramref name="i"/> is a one-token matvec_packed launch (integer weights repacked at upload:
+    /// the only kernel with the residual epilogue; one token never runs the GEMM), the op after it adds exactly its
+    /// output y into another buffer x, and the op after that overwrites all of y before anything reads it (a norm
+    /// into y, or a copy into y), so the epilogue's x += W a leaves every buffer that is read later as the sequence does.
+    /// </summary>
+    private static bool IsResidualProduct(ReadOnlySpan<CudaOp> ops, int i)
+    {
+        if (i + 2 >= ops.Length) return false;
+        ref readonly var mm = ref ops[i];
+        ref readonly var add = ref ops[i + 1];
+        ref readonly var next = ref ops[i + 2];
+        var y = mm.Dst;
+        if (mm.Tokens != 1 || !mm.Weight!.Packed || !CudaKernels.IsIntegerDot(mm.Weight.Type)) return false;
+        if (add.Kind != CudaOpKind.Add || !ReferenceEquals(add.Y, y) || ReferenceEquals(add.X, y) || ReferenceEquals(add.X, mm.X)
+            || add.Count != mm.Weight.Rows) return false;
+        return next.Kind switch
+        {
+            CudaOpKind.RmsNorm => ReferenceEquals(next.Dst, y) && !ReferenceEquals(next.X, y) && (long)next.Tokens * next.Dim >= add.Count,
+            CudaOpKind.Copy => ReferenceEquals(next.Dst, y) && !ReferenceEquals(next.X, y) && next.DstOffset == 0 && next.Count >= add.Count,
+            _ => false,
+        };
+    }
+
+    /// <summary>
+    /// After the residual product at <paramref name="i"/> and its add, a norm of exactly the updated x (one token, a
+    /// multiple of 32 floats) into the product's own output buffer, whose output the next op reads as an integer
+    /// product: the product's last block can write the norm and the quantization (matvec_packed's norm epilogue).
+    /// </summary>
+    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i)
+    {
+        ref readonly var add = ref ops[i + 1];
+        ref readonly var norm = ref ops[i + 2];
+        return norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0
+            && ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
+    }
 
     /// <summary>x += y, then the norm of x over exactly the elements the add wrote.</summary>
     private static bool IsNormAfterAdd(in CudaOp add, in CudaOp norm) =>

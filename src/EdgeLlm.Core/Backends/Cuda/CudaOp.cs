@@ -49,6 +49,9 @@ internal struct CudaOp
     public ulong Partials;
     public int Chunks;
 
+    /// <summary>Device counters of attention_flash_f16 (one int per kv head, zero between launches).</summary>
+    public ulong Counters;
+
     /// <summary>Elements of the element-wise ops (glu, add, add_bias, scale, softcap) and of a copy.</summary>
     public long Count;
 
@@ -80,7 +83,7 @@ internal struct CudaOp
         Kind == o.Kind && ReferenceEquals(X, o.X) && ReferenceEquals(Y, o.Y) && ReferenceEquals(KCache, o.KCache)
         && ReferenceEquals(VCache, o.VCache) && ReferenceEquals(Dst, o.Dst) && ReferenceEquals(Weight, o.Weight)
         && ReferenceEquals(Dst1, o.Dst1) && ReferenceEquals(Dst2, o.Dst2) && Part0 == o.Part0 && Part1 == o.Part1 && Part2 == o.Part2
-        && ReferenceEquals(StackOut, o.StackOut) && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks
+        && ReferenceEquals(StackOut, o.StackOut) && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks && Counters == o.Counters
         && Count == o.Count && SrcOffset == o.SrcOffset && DstOffset == o.DstOffset
         && Tokens == o.Tokens && Heads == o.Heads && HeadDim == o.HeadDim && KvDim == o.KvDim && Dim == o.Dim && Window == o.Window
         && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta;

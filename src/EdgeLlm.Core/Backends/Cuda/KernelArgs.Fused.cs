@@ -100,27 +100,42 @@ internal unsafe struct SplitRowsArgs : IKernelArgs<SplitRowsArgs>
     }
 }
 
-/// <summary>attention_combine_q8_f32(part, dst, qx, dx, sx, step, posDelta, nHeads, headDim, window, chunkSize, chunks): one block per query head.</summary>
-internal unsafe struct AttentionCombineQ8Args : IKernelArgs<AttentionCombineQ8Args>
+/// <summary>
+/// attention_flash_f16(q, kc, vc, part, dst, qx, dx, sx, counters, step, posDelta, nHeads, headDim, kvDim, group, scale,
+/// softcap, window, chunkSize, chunks, quantize): split attention, its combine by the last block of each kv head, and
+/// [quantize] the output's int8 quantization, in one launch over (kv heads, chunks).
+/// </summary>
+internal unsafe struct AttentionFlashArgs : IKernelArgs<AttentionFlashArgs>
 {
+    public ulong Q;
+    public ulong KCache;
+    public ulong VCache;
     public ulong Part;
     public ulong Dst;
     public ulong Qx;
     public ulong Dx;
     public ulong Sx;
+    public ulong Counters;
     public ulong Step;
     public int PosDelta;
     public int Heads;
     public int HeadDim;
+    public int KvDim;
+    public int Group;
+    public float Scale;
+    public float Softcap;
     public int Window;
     public int ChunkSize;
     public int Chunks;
+    public int Quantize;
 
-    public static int Count => 12;
+    public static int Count => 21;
 
-    public static void Pointers(AttentionCombineQ8Args* a, void** p)
+    public static void Pointers(AttentionFlashArgs* a, void** p)
     {
-        p[0] = &a->Part; p[1] = &a->Dst; p[2] = &a->Qx; p[3] = &a->Dx; p[4] = &a->Sx; p[5] = &a->Step; p[6] = &a->PosDelta;
-        p[7] = &a->Heads; p[8] = &a->HeadDim; p[9] = &a->Window; p[10] = &a->ChunkSize; p[11] = &a->Chunks;
+        p[0] = &a->Q; p[1] = &a->KCache; p[2] = &a->VCache; p[3] = &a->Part; p[4] = &a->Dst; p[5] = &a->Qx; p[6] = &a->Dx;
+        p[7] = &a->Sx; p[8] = &a->Counters; p[9] = &a->Step; p[10] = &a->PosDelta; p[11] = &a->Heads; p[12] = &a->HeadDim;
+        p[13] = &a->KvDim; p[14] = &a->Group; p[15] = &a->Scale; p[16] = &a->Softcap; p[17] = &a->Window; p[18] = &a->ChunkSize;
+        p[19] = &a->Chunks; p[20] = &a->Quantize;
     }
 }

@@ -89,7 +89,8 @@ internal unsafe struct MatVecQ8Args : IKernelArgs<MatVecQ8Args>
 }
 
 /// <summary>
-/// matvec_packed_&lt;type&gt;_t1/_t8(w, rowBytes, k, rows, qx, dx, sx, dst, tokens, wpr): products over rows in
+/// matvec_packed_&lt;type&gt;_t1/_t8(w, rowBytes, k, rows, qx, dx, sx, dst, tokens, wpr, residual, counter, normW,
+/// normDst, nqx, ndx, nsx, eps): products over rows in
 /// <see cref="CudaRepack"/>'s layout, <c>wpr</c> warps per row.
 /// </summary>
 internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
@@ -105,12 +106,26 @@ internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
     public int Tokens;
     public int WarpsPerRow;
 
-    public static int Count => 10;
+    /// <summary>1: the residual-add epilogue, dst += W x (the Wo and ffn_down products of a fused decode step); 2: also
+    /// the norm epilogue (the last block writes the RMSNorm of dst with <see cref="NormWeight"/> into <see cref="NormDst"/>
+    /// and its q8 quantization into NormQx/NormDx/NormSx; <see cref="Counter"/> counts the blocks).</summary>
+    public int Residual;
+    public ulong Counter;
+    public ulong NormWeight;
+    public ulong NormDst;
+    public ulong NormQx;
+    public ulong NormDx;
+    public ulong NormSx;
+    public float Eps;
+
+    public static int Count => 18;
 
     public static void Pointers(MatVecPackedArgs* a, void** p)
     {
         p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx;
-        p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow;
+        p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow; p[10] = &a->Residual;
+        p[11] = &a->Counter; p[12] = &a->NormWeight; p[13] = &a->NormDst; p[14] = &a->NormQx; p[15] = &a->NormDx; p[16] = &a->NormSx;
+        p[17] = &a->Eps;
     }
 }
 

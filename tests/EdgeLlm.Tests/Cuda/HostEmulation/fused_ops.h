@@ -9,9 +9,11 @@
 //        -> per run: q, k, v floats, then (startPos + nTokens) * kvDim u16 keys, as many values
 //   glu_split: i32 nTokens, ffn, geglu, quantize; nTokens * 2 ffn floats of stacked gate|up
 //        -> per run: gate, up floats; if quantize: qx, dx, sx as above
-//   attention_combine_q8: i32 nHeads, headDim, kvDim, startPos, window; f32 scale, softcap; i32 context, chunkSize;
+//   attention_flash: i32 nHeads, headDim, kvDim, startPos, window; f32 scale, softcap; i32 context, chunkSize, quantize;
 //        (startPos + 1) * kvDim fp16 keys, as many values, nHeads * headDim floats q (one token)
-//        -> per run: nHeads * headDim floats, as many int8 qx, then dx and sx per 32-block
+//        -> per run: nHeads * headDim floats; if quantize: as many int8 qx, then dx and sx per 32-block; then the
+//           kvHeads counters (the fused run: attention_flash_f16 launched twice on the same counters, as two layers
+//           or two graph replays do, its second results written; the unfused run: split + combine [+ quantize], zeros)
 //   split_rows: i32 nTokens, w0, w1, w2; nTokens * (w0 + w1 + w2) floats -> d0, d1, d2 floats (fused run only)
 #pragma once
 
@@ -117,41 +119,48 @@ static bool run_fused_op(const std::string& op)
         }
         return true;
     }
-    if (op == "attention_combine_q8")
+    if (op == "attention_flash")
     {
-        // One decode token: attention_split_f16 over the fixed grid, then the two combines on the same partials.
         int nHeads = read1<int>(), headDim = read1<int>(), kvDim = read1<int>(), start = read1<int>(), window = read1<int>();
         float scale = read1<float>(), softcap = read1<float>();
-        int context = read1<int>(), chunkSize = read1<int>();
+        int context = read1<int>(), chunkSize = read1<int>(), quantize = read1<int>();
         size_t cache = (size_t)context * kvDim;
-        std::vector<u16> kc(cache, 0x7E00), vc(cache, 0x7E00);
+        std::vector<u16> kc(cache, 0x7E00), vc(cache, 0x7E00); // NaN past the position: a chunk read too far shows
         read_exact(kc.data(), (size_t)(start + 1) * kvDim * 2);
         read_exact(vc.data(), (size_t)(start + 1) * kvDim * 2);
         std::vector<float> q = read_floats((i64)nHeads * headDim);
         int chunks = (context + chunkSize - 1) / chunkSize;
-        std::vector<float> part((size_t)nHeads * chunks * (headDim + 2), NAN);
         int step[1] = {start};
         int kvHeads = kvDim / headDim, group = nHeads / kvHeads;
-        simt_launch((unsigned)kvHeads, (unsigned)chunks, 128, [&] {
-            attention_split_f16(q.data(), kc.data(), vc.data(), part.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap, window,
-                                chunkSize, chunks);
-        });
         i64 count = (i64)nHeads * headDim, blocks = count / 32;
         for (int fused = 1; fused >= 0; fused--)
         {
+            std::vector<float> part((size_t)nHeads * chunks * (headDim + 2), NAN);
             std::vector<float> out((size_t)count, 0.0f), dx((size_t)blocks), sx((size_t)blocks);
             std::vector<u32> qxStore((size_t)(count + 3) / 4);
+            std::vector<int> counters((size_t)kvHeads, 0);
             i8* qx = (i8*)qxStore.data();
             if (fused)
-                simt_launch((unsigned)nHeads, 1, 128, [&] {
-                    attention_combine_q8_f32(part.data(), out.data(), qx, dx.data(), sx.data(), step, 0, nHeads, headDim, window, chunkSize, chunks);
-                });
+                for (int run = 0; run < 2; run++)
+                {
+                    std::fill(out.begin(), out.end(), 0.0f);
+                    simt_launch((unsigned)kvHeads, (unsigned)chunks, 128, [&] {
+                        attention_flash_f16(q.data(), kc.data(), vc.data(), part.data(), out.data(), qx, dx.data(), sx.data(), counters.data(),
+                                            step, 0, nHeads, headDim, kvDim, group, scale, softcap, window, chunkSize, chunks, quantize);
+                    });
+                }
             else
             {
+                simt_launch((unsigned)kvHeads, (unsigned)chunks, 128, [&] {
+                    attention_split_f16(q.data(), kc.data(), vc.data(), part.data(), step, 0, nHeads, headDim, kvDim, group, scale, softcap,
+                                        window, chunkSize, chunks);
+                });
                 simt_launch((unsigned)nHeads, 1, 128, [&] { attention_combine_f32(part.data(), out.data(), step, 0, nHeads, headDim, window, chunkSize, chunks); });
-                simt_launch((unsigned)((blocks + 7) / 8), 1, 256, [&] { quantize_q8(out.data(), qx, dx.data(), sx.data(), blocks); });
+                if (quantize) simt_launch((unsigned)((blocks + 7) / 8), 1, 256, [&] { quantize_q8(out.data(), qx, dx.data(), sx.data(), blocks); });
             }
-            put_vec(out); put(qx, (size_t)count); put_vec(dx); put_vec(sx);
+            put_vec(out);
+            if (quantize) { put(qx, (size_t)count); put_vec(dx); put_vec(sx); }
+            put_vec(counters);
         }
         return true;
     }

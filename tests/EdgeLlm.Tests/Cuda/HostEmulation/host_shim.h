@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <condition_variable>
 #include <mutex>
@@ -227,3 +228,4 @@ static inline uint4 load_nc16(const void* p)
     std::memcpy(&v, p, 16);
     return v;
 }
+static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
