@@ -9,7 +9,10 @@ public static unsafe partial class DotQ4_K
     /// <summary>
     /// One 64-weight chunk per zmm: its 32 packed bytes and their high nibbles side by side ([sub 2c | sub 2c+1]) match
     /// the 64 contiguous activations; vpmaddubsw, then vpmaddwd with [sc_2c ×16, sc_2c+1 ×16] (vpermw from the eight
-    /// int16 scales), int32 sum over the block, one FMA with d·d_x. Mins as in the AVX2 rung (256-bit).
+    /// int16 scales), int32 sum over the block, one FMA with d·d_x. Mins as in the AVX2 rung (256-bit). The scales and
+    /// mins are unpacked in SIMD (<see cref="UnpackScalesMins"/>) and d, dmin converted together in one xmm
+    /// (<see cref="DAndDmin"/>): no scalar integer work per block but the addressing. (.NET 10 exposes no 512-bit
+    /// vpdpwssd/vpdpbusd: AVX512-VNNI is not in System.Runtime.Intrinsics, only AVX-VNNI at 256 bits and AVX10.2.)
     /// </summary>
     private static float Avx512Loop(byte* w, byte* xq, int nb)
     {
@@ -21,16 +24,14 @@ public static unsafe partial class DotQ4_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector512<short> scales = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+            Vector128<byte> sm = UnpackScalesMins(wb + ScalesOffset);
+            Vector512<short> scales = Sse41.ConvertToVector128Int16(sm).ToVector256Unsafe().ToVector512Unsafe();
             byte* q = wb + QsOffset;
             Token512(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes,
                 Nibbles512(q, m4), Nibbles512(q + 32, m4), Nibbles512(q + 64, m4), Nibbles512(q + 96, m4),
                 Avx512BW.PermuteVar32x16(scales, idx0), Avx512BW.PermuteVar32x16(scales, idx1),
                 Avx512BW.PermuteVar32x16(scales, idx2), Avx512BW.PermuteVar32x16(scales, idx3),
-                minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
+                MinPairs(sm), DAndDmin(wb));
         }
         return Vector512.Sum(acc) - Vector256.Sum(accMin);
     }
