@@ -102,14 +102,25 @@ public static unsafe partial class DotQ4_K
         Vector256<short> minPairs, Vector128<float> dd)
     {
         Vector128<float> ddy = dd * Vector128.Create(Unsafe.ReadUnaligned<float>(yb));
+        Token512Scaled(ref acc, ref accMin, yb, n0, n1, n2, n3, s0, s1, s2, s3, minPairs,
+            Avx512F.BroadcastScalarToVector512(ddy), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)));
+    }
+
+    /// <summary>A token's block step with d·d_x (<paramref name="dScale"/>) and dmin·d_x (<paramref name="mScale"/>) given broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token512Scaled(ref Vector512<float> acc, ref Vector256<float> accMin, byte* yb,
+        Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3,
+        Vector256<short> minPairs, Vector512<float> dScale, Vector256<float> mScale)
+    {
         Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)), accMin);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), mScale, accMin);
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n0, Vector512.Load(y)), s0);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n1, Vector512.Load(y + 64)), s1);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n2, Vector512.Load(y + 128)), s2);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n3, Vector512.Load(y + 192)), s3);
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Avx512F.BroadcastScalarToVector512(ddy), acc);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dScale, acc);
     }
 
     /// <summary>
