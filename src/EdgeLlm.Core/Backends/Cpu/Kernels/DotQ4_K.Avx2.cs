@@ -10,7 +10,8 @@ public static unsafe partial class DotQ4_K
     /// Per 64-weight chunk: 32 packed bytes → low nibbles (sub-block 2c) and high nibbles (2c+1), vpmaddubsw with the
     /// matching 32 activations (int16, ≤ 3810), then vpmaddwd with the sub-block scale broadcast as int16 (pshufb) —
     /// fused into AVX-VNNI vpdpwssd when available — summed in int32 over the block. The mins term is one vpmaddwd of
-    /// the 16 bsums with [m0, m0, m1, m1, …], kept in its own float accumulator and subtracted at the end.
+    /// the 16 bsums with [m0, m0, m1, m1, …], kept in its own float accumulator and subtracted at the end. Scales, mins,
+    /// d and dmin are unpacked and converted in SIMD registers (<see cref="UnpackScalesMins"/>, <see cref="DAndDmin"/>).
     /// </summary>
     private static float Avx2Loop<TVnni>(byte* w, byte* xq, int nb) where TVnni : struct, IIsaFlag
     {
@@ -19,12 +20,10 @@ public static unsafe partial class DotQ4_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector128<byte> sm = UnpackScalesMins(wb + ScalesOffset);
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(sm);
             Token256<TVnni>(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes, wb + QsOffset,
-                Vector256.Create(sc16, sc16).AsByte(), minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
+                Vector256.Create(sc16, sc16).AsByte(), MinPairs(sm), DAndDmin(wb));
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMin);
     }

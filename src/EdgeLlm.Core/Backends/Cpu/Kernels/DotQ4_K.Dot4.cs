@@ -66,21 +66,19 @@ public static unsafe partial class DotQ4_K
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-            UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
-
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector512<short> scales = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+            Vector128<byte> sm = UnpackScalesMins(wb + ScalesOffset);
+            Vector128<float> dd = DAndDmin(wb);
+            Vector256<short> minPairs = MinPairs(sm);
+            Vector512<short> scales = Sse41.ConvertToVector128Int16(sm).ToVector256Unsafe().ToVector512Unsafe();
             Vector512<short> s0 = Avx512BW.PermuteVar32x16(scales, idx0), s1 = Avx512BW.PermuteVar32x16(scales, idx1);
             Vector512<short> s2 = Avx512BW.PermuteVar32x16(scales, idx2), s3 = Avx512BW.PermuteVar32x16(scales, idx3);
             byte* q = wb + QsOffset;
             Vector512<byte> n0 = Nibbles512(q, m4), n1 = Nibbles512(q + 32, m4), n2 = Nibbles512(q + 64, m4), n3 = Nibbles512(q + 96, m4);
 
-            Token512(ref a0, ref m0, x0 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a1, ref m1, x1 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a2, ref m2, x2 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a3, ref m3, x3 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
+            Token512(ref a0, ref m0, x0 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a1, ref m1, x1 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a2, ref m2, x2 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a3, ref m3, x3 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
         }
         dst[0] = Vector512.Sum(a0) - Vector256.Sum(m0);
         dst[dstStride] = Vector512.Sum(a1) - Vector256.Sum(m1);
@@ -101,17 +99,28 @@ public static unsafe partial class DotQ4_K
     private static void Token512(ref Vector512<float> acc, ref Vector256<float> accMin, byte* yb,
         Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
         Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3,
-        Vector256<short> minPairs, float d, float dmin)
+        Vector256<short> minPairs, Vector128<float> dd)
     {
-        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector128<float> ddy = dd * Vector128.Create(Unsafe.ReadUnaligned<float>(yb));
+        Token512Scaled(ref acc, ref accMin, yb, n0, n1, n2, n3, s0, s1, s2, s3, minPairs,
+            Avx512F.BroadcastScalarToVector512(ddy), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)));
+    }
+
+    /// <summary>A token's block step with d·d_x (<paramref name="dScale"/>) and dmin·d_x (<paramref name="mScale"/>) given broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token512Scaled(ref Vector512<float> acc, ref Vector256<float> accMin, byte* yb,
+        Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3,
+        Vector256<short> minPairs, Vector512<float> dScale, Vector256<float> mScale)
+    {
         Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), mScale, accMin);
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n0, Vector512.Load(y)), s0);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n1, Vector512.Load(y + 64)), s1);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n2, Vector512.Load(y + 128)), s2);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n3, Vector512.Load(y + 192)), s3);
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d * dy), acc);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dScale, acc);
     }
 
     /// <summary>
@@ -132,11 +141,10 @@ public static unsafe partial class DotQ4_K
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-            UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector128<byte> sm = UnpackScalesMins(wb + ScalesOffset);
+            Vector128<float> dd = DAndDmin(wb);
+            Vector256<short> minPairs = MinPairs(sm);
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(sm);
             Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
             byte* q = wb + QsOffset;
             long qo = yo + ActivationQuant.Q8_KQsOffset;
@@ -146,10 +154,10 @@ public static unsafe partial class DotQ4_K
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 32, y0 + 64, y1 + 64, y2 + 64, y3 + 64, scales, 2);
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 64, y0 + 128, y1 + 128, y2 + 128, y3 + 128, scales, 4);
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 96, y0 + 192, y1 + 192, y2 + 192, y3 + 192, scales, 6);
-            Finish256(ref a0, ref m0, x0 + yo, i0, minPairs, d, dmin);
-            Finish256(ref a1, ref m1, x1 + yo, i1, minPairs, d, dmin);
-            Finish256(ref a2, ref m2, x2 + yo, i2, minPairs, d, dmin);
-            Finish256(ref a3, ref m3, x3 + yo, i3, minPairs, d, dmin);
+            Finish256(ref a0, ref m0, x0 + yo, i0, minPairs, dd);
+            Finish256(ref a1, ref m1, x1 + yo, i1, minPairs, dd);
+            Finish256(ref a2, ref m2, x2 + yo, i2, minPairs, dd);
+            Finish256(ref a3, ref m3, x3 + yo, i3, minPairs, dd);
         }
         dst[0] = Vector256.Sum(a0) - Vector256.Sum(m0);
         dst[dstStride] = Vector256.Sum(a1) - Vector256.Sum(m1);
@@ -187,24 +195,24 @@ public static unsafe partial class DotQ4_K
     /// <summary>One token's share of a block, the step of the one-token AVX2 loop (the nibble unpack is cheap on ymm; the scales and mins are shared).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token256<TVnni>(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, byte* q,
-        Vector256<byte> scales, Vector256<short> minPairs, float d, float dmin) where TVnni : struct, IIsaFlag
+        Vector256<byte> scales, Vector256<short> minPairs, Vector128<float> dd) where TVnni : struct, IIsaFlag
     {
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         Vector256<int> isum = Avx2Chunk<TVnni>(Vector256<int>.Zero, q, y, scales, 0);
         isum = Avx2Chunk<TVnni>(isum, q + 32, y + 64, scales, 2);
         isum = Avx2Chunk<TVnni>(isum, q + 64, y + 128, scales, 4);
         isum = Avx2Chunk<TVnni>(isum, q + 96, y + 192, scales, 6);
-        Finish256(ref acc, ref accMin, yb, isum, minPairs, d, dmin);
+        Finish256(ref acc, ref accMin, yb, isum, minPairs, dd);
     }
 
     /// <summary>A token's float step for one block: the mins product (bsums · mins pairs) into accMin, isum·d·d_y into acc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Finish256(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, Vector256<int> isum,
-        Vector256<short> minPairs, float d, float dmin)
+        Vector256<short> minPairs, Vector128<float> dd)
     {
-        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector128<float> ddy = dd * Vector128.Create(Unsafe.ReadUnaligned<float>(yb));
         Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
-        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * dy), acc);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)), accMin);
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Avx2.BroadcastScalarToVector256(ddy), acc);
     }
 }

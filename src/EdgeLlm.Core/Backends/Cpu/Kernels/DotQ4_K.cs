@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;
@@ -37,6 +38,37 @@ public static unsafe partial class DotQ4_K
         scales = scLow | ((ulong)scHigh << 32);
         mins = mnLow | ((ulong)mnHigh << 32);
     }
+
+    /// <summary>
+    /// The same eight scales and mins in SIMD registers, for the x64 loops: byte j of the result is sc_j and byte 8+j is
+    /// m_j. Reads the 16 bytes at <paramref name="s"/> (the 12 packed bytes and the block's first four quant bytes, which
+    /// no lane keeps). One vpshufb gathers the low parts (s[0..3], s[8..11] for the scales, s[4..7], s[8..11] for the
+    /// mins), one vpsrlvd moves the mins' high nibbles down, one mask keeps 6 or 4 bits; a second vpshufb puts s[0..3]
+    /// and s[4..7] beside the j ≥ 4 lanes, whose top two bits a 16-bit shift and a mask move to bits 4..5. Eight
+    /// instructions against the 45 scalar ones of <see cref="UnpackScales"/>; exact, so the sums do not change.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<byte> UnpackScalesMins(byte* s)
+    {
+        Vector128<byte> v = Vector128.Load(s);
+        Vector128<byte> low = Ssse3.Shuffle(v, Vector128.Create((byte)0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+        low = Avx2.ShiftRightLogicalVariable(low.AsUInt32(), Vector128.Create(0u, 0u, 0u, 4u)).AsByte()
+            & Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu).AsByte();
+        Vector128<byte> top = Ssse3.Shuffle(v, Vector128.Create(0x80808080u, 0x03020100u, 0x80808080u, 0x07060504u).AsByte());
+        return low | ((top.AsUInt16() >>> 2).AsByte() & Vector128.Create((byte)0x30));
+    }
+
+    /// <summary>
+    /// d and dmin of the block at <paramref name="wb"/> as floats in lanes 0 and 1 (lanes 2 and 3 hold the first scale
+    /// bytes' conversion, unused): one vpmovzxwd and the branch-free vector conversion, exact like <see cref="Fp16.Read"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> DAndDmin(byte* wb) => Fp16.ToFloat(Sse41.ConvertToVector128Int32((ushort*)wb).AsUInt32());
+
+    /// <summary>Words [m0, m0, m1, m1, …, m7, m7] for vpmaddwd with the 16 bsums, from <see cref="UnpackScalesMins"/>'s bytes 8..15.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<short> MinPairs(Vector128<byte> scalesMins) =>
+        Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scalesMins, Vector128.Create((byte)8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 
     public static float Dot(byte* w, byte* xq, int n)
     {

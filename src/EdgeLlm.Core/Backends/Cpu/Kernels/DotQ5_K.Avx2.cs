@@ -20,12 +20,11 @@ public static unsafe partial class DotQ5_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector128<byte> sm = DotQ4_K.UnpackScalesMins(wb + ScalesOffset);
+            Vector256<short> minPairs = DotQ4_K.MinPairs(sm);
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(sm);
             Token256<TVnni>(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes, wb,
-                Vector256.Create(sc16, sc16).AsByte(), minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
+                Vector256.Create(sc16, sc16).AsByte(), minPairs, DotQ4_K.DAndDmin(wb));
         }
         return Vector256.Sum(acc) - Vector256.Sum(accMin);
     }
@@ -33,7 +32,7 @@ public static unsafe partial class DotQ5_K
     /// <summary>One token's share of a block, the step of the one-token AVX2 loop.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token256<TVnni>(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, byte* wb,
-        Vector256<byte> scales, Vector256<short> minPairs, float d, float dmin) where TVnni : struct, IIsaFlag
+        Vector256<byte> scales, Vector256<short> minPairs, Vector128<float> dd) where TVnni : struct, IIsaFlag
     {
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         byte* q = wb + QsOffset;
@@ -43,7 +42,7 @@ public static unsafe partial class DotQ5_K
         isum = Avx2Chunk<TVnni>(isum, q + 32, qh, qh1, y + 64, scales, 1);
         isum = Avx2Chunk<TVnni>(isum, q + 64, qh, qh1, y + 128, scales, 2);
         isum = Avx2Chunk<TVnni>(isum, q + 96, qh, qh1, y + 192, scales, 3);
-        Finish256(ref acc, ref accMin, yb, isum, minPairs, d, dmin);
+        Finish256(ref acc, ref accMin, yb, isum, minPairs, dd);
     }
 
     /// <summary>Chunk c (sub-blocks 2c, 2c+1); scales holds sc_0..7 as int16 in both 128-bit halves.</summary>

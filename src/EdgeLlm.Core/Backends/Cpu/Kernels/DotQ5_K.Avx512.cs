@@ -21,15 +21,14 @@ public static unsafe partial class DotQ5_K
         {
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
-            DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector512<short> scales = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+            Vector128<byte> sm = DotQ4_K.UnpackScalesMins(wb + ScalesOffset);
+            Vector256<short> minPairs = DotQ4_K.MinPairs(sm);
+            Vector512<short> scales = Sse41.ConvertToVector128Int16(sm).ToVector256Unsafe().ToVector512Unsafe();
             Quants512(wb, out Vector512<byte> n0, out Vector512<byte> n1, out Vector512<byte> n2, out Vector512<byte> n3);
             Token512(ref acc, ref accMin, xq + b * ActivationQuant.Q8_KBlockBytes, n0, n1, n2, n3,
                 Avx512BW.PermuteVar32x16(scales, idx0), Avx512BW.PermuteVar32x16(scales, idx1),
                 Avx512BW.PermuteVar32x16(scales, idx2), Avx512BW.PermuteVar32x16(scales, idx3),
-                minPairs, Fp16.Read(wb), Fp16.Read(wb + 2));
+                minPairs, DotQ4_K.DAndDmin(wb));
         }
         return Vector512.Sum(acc) - Vector256.Sum(accMin);
     }
@@ -63,17 +62,17 @@ public static unsafe partial class DotQ5_K
     private static void Token512(ref Vector512<float> acc, ref Vector256<float> accMin, byte* yb,
         Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
         Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3,
-        Vector256<short> minPairs, float d, float dmin)
+        Vector256<short> minPairs, Vector128<float> dd)
     {
-        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector128<float> ddy = dd * Vector128.Create(Unsafe.ReadUnaligned<float>(yb));
         Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)), accMin);
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n0, Vector512.Load(y)), s0);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n1, Vector512.Load(y + 64)), s1);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n2, Vector512.Load(y + 128)), s2);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n3, Vector512.Load(y + 192)), s3);
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d * dy), acc);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Avx512F.BroadcastScalarToVector512(ddy), acc);
     }
 
     /// <summary>vpermw indices: 16 lanes of sub-block j, then 16 of j+1.</summary>

@@ -64,19 +64,18 @@ public static unsafe partial class DotQ5_K
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-            DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector512<short> scales = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+            Vector128<byte> sm = DotQ4_K.UnpackScalesMins(wb + ScalesOffset);
+            Vector128<float> dd = DotQ4_K.DAndDmin(wb);
+            Vector256<short> minPairs = DotQ4_K.MinPairs(sm);
+            Vector512<short> scales = Sse41.ConvertToVector128Int16(sm).ToVector256Unsafe().ToVector512Unsafe();
             Vector512<short> s0 = Avx512BW.PermuteVar32x16(scales, idx0), s1 = Avx512BW.PermuteVar32x16(scales, idx1);
             Vector512<short> s2 = Avx512BW.PermuteVar32x16(scales, idx2), s3 = Avx512BW.PermuteVar32x16(scales, idx3);
             Quants512(wb, out Vector512<byte> n0, out Vector512<byte> n1, out Vector512<byte> n2, out Vector512<byte> n3);
 
-            Token512(ref a0, ref m0, x0 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a1, ref m1, x1 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a2, ref m2, x2 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
-            Token512(ref a3, ref m3, x3 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, d, dmin);
+            Token512(ref a0, ref m0, x0 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a1, ref m1, x1 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a2, ref m2, x2 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
+            Token512(ref a3, ref m3, x3 + yo, n0, n1, n2, n3, s0, s1, s2, s3, minPairs, dd);
         }
         dst[0] = Vector512.Sum(a0) - Vector256.Sum(m0);
         dst[dstStride] = Vector512.Sum(a1) - Vector256.Sum(m1);
@@ -101,11 +100,10 @@ public static unsafe partial class DotQ5_K
             byte* wb = w + b * BlockBytes;
             WeightPrefetch.Lines3(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
-            DotQ4_K.UnpackScales(wb + ScalesOffset, out ulong sc, out ulong mn);
-            float d = Fp16.Read(wb), dmin = Fp16.Read(wb + 2);
-            Vector128<byte> mins = Vector128.CreateScalar(mn).AsByte();
-            Vector256<short> minPairs = Avx2.ConvertToVector256Int16(Sse2.UnpackLow(mins, mins));
-            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(sc).AsByte());
+            Vector128<byte> sm = DotQ4_K.UnpackScalesMins(wb + ScalesOffset);
+            Vector128<float> dd = DotQ4_K.DAndDmin(wb);
+            Vector256<short> minPairs = DotQ4_K.MinPairs(sm);
+            Vector128<short> sc16 = Sse41.ConvertToVector128Int16(sm);
             Vector256<byte> scales = Vector256.Create(sc16, sc16).AsByte();
             byte* q = wb + QsOffset;
             Vector256<byte> qh = Vector256.Load(wb + QhOffset);
@@ -117,10 +115,10 @@ public static unsafe partial class DotQ5_K
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 32, qh, qh1, y0 + 64, y1 + 64, y2 + 64, y3 + 64, scales, 1);
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 64, qh, qh1, y0 + 128, y1 + 128, y2 + 128, y3 + 128, scales, 2);
             Chunk4<TVnni>(ref i0, ref i1, ref i2, ref i3, q + 96, qh, qh1, y0 + 192, y1 + 192, y2 + 192, y3 + 192, scales, 3);
-            Finish256(ref a0, ref m0, x0 + yo, i0, minPairs, d, dmin);
-            Finish256(ref a1, ref m1, x1 + yo, i1, minPairs, d, dmin);
-            Finish256(ref a2, ref m2, x2 + yo, i2, minPairs, d, dmin);
-            Finish256(ref a3, ref m3, x3 + yo, i3, minPairs, d, dmin);
+            Finish256(ref a0, ref m0, x0 + yo, i0, minPairs, dd);
+            Finish256(ref a1, ref m1, x1 + yo, i1, minPairs, dd);
+            Finish256(ref a2, ref m2, x2 + yo, i2, minPairs, dd);
+            Finish256(ref a3, ref m3, x3 + yo, i3, minPairs, dd);
         }
         dst[0] = Vector256.Sum(a0) - Vector256.Sum(m0);
         dst[dstStride] = Vector256.Sum(a1) - Vector256.Sum(m1);
@@ -160,11 +158,11 @@ public static unsafe partial class DotQ5_K
     /// <summary>A token's float step for one block: the mins product (bsums · mins pairs) into accMin, isum·d·d_y into acc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Finish256(ref Vector256<float> acc, ref Vector256<float> accMin, byte* yb, Vector256<int> isum,
-        Vector256<short> minPairs, float d, float dmin)
+        Vector256<short> minPairs, Vector128<float> dd)
     {
-        float dy = Unsafe.ReadUnaligned<float>(yb);
+        Vector128<float> ddy = dd * Vector128.Create(Unsafe.ReadUnaligned<float>(yb));
         Vector256<int> mprod = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), minPairs);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Vector256.Create(dmin * dy), accMin);
-        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d * dy), acc);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mprod), Avx2.PermuteVar8x32(ddy.ToVector256Unsafe(), Vector256.Create(1)), accMin);
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Avx2.BroadcastScalarToVector256(ddy), acc);
     }
 }
