@@ -9,7 +9,8 @@ public static unsafe partial class DotQ8_0
     /// <summary>
     /// One block per step in a zmm: both 32-byte blocks sign-extended to int16 (vpmovsxbw) and multiplied with
     /// vpmaddwd (exact, no sign trick needed), int → float, FMA with d_w·d_x broadcast from eight gathered scale
-    /// products (<see cref="BlockScales"/>). Eight blocks per step, two accumulators.
+    /// products (<see cref="BlockScales.Products8Wide"/>: the eight weight and eight activation scales converted in one
+    /// zmm). Eight blocks per step, two accumulators.
     /// </summary>
     private static float Avx512Loop(byte* w, byte* xq, int nb)
     {
@@ -20,7 +21,7 @@ public static unsafe partial class DotQ8_0
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
             WeightPrefetch.Lines5(w);
-            Vector512<float> d = BlockScales.Products8(w, wOff, xq, xOff).ToVector512Unsafe();
+            Vector512<float> d = BlockScales.Products8Wide(w, wOff, xq, xOff).ToVector512Unsafe();
             acc0 = Avx512Block(acc0, w, xq, Avx512F.PermuteVar16x32(d, Vector512.Create(0)));
             acc1 = Avx512Block(acc1, w + BlockBytes, xq + XB, Avx512F.PermuteVar16x32(d, Vector512.Create(1)));
             acc0 = Avx512Block(acc0, w + 2 * BlockBytes, xq + 2 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(2)));
