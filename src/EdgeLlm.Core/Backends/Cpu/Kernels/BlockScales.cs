@@ -24,6 +24,20 @@ internal static unsafe class BlockScales
         return Fp16.ToFloat(hw) * Fp16.ToFloat(hx);
     }
 
+    /// <summary>
+    /// <see cref="Products8"/> for the AVX-512 loops: the two gathers joined into one zmm and converted by one
+    /// <see cref="Fp16.ToFloat(Vector512{uint})"/> (13 instructions for the sixteen scales instead of 26), then the
+    /// halves multiplied. The same bits as <see cref="Products8"/> (the conversion is exact either way).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Products8Wide(byte* w, Vector256<int> wOffsets, byte* x, Vector256<int> xOffsets)
+    {
+        Vector256<int> hw = Avx2.GatherVector256((int*)w, wOffsets, 1);
+        Vector256<int> hx = Avx2.GatherVector256((int*)x, xOffsets, 1);
+        Vector512<float> f = Fp16.ToFloat(Avx512F.InsertVector256(hw.ToVector512Unsafe(), hx, 1).AsUInt32());
+        return f.GetLower() * f.GetUpper();
+    }
+
     /// <summary>Lane k of <paramref name="d"/> in every lane (vpermps).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Broadcast(Vector256<float> d, int k) => Avx2.PermuteVar8x32(d, Vector256.Create(k));

@@ -24,7 +24,10 @@ public static unsafe partial class DotQ4_0
     {
         int nb = Blocks(n);
         if (KernelRung.Selected == Rung.Avx512)
-            return KernelRung.UseAvx512Vbmi ? Avx512Panel<VbmiOn>(w, panel, nb) : Avx512Panel<VbmiOff>(w, panel, nb);
+        {
+            if (!KernelRung.UseAvx512Vbmi) return Avx512Panel<VbmiOff, GfniOff>(w, panel, nb);
+            return KernelRung.UseGfni && Gfni.V512.IsSupported ? Avx512Panel<VbmiOn, GfniOn>(w, panel, nb) : Avx512Panel<VbmiOn, GfniOff>(w, panel, nb);
+        }
         if (KernelRung.Selected == Rung.Avx2) return KernelRung.UseAvxVnni ? Avx2Panel<VnniOn>(w, panel, nb) : Avx2Panel<VnniOff>(w, panel, nb);
         return ScalarPanel(w, panel, nb);
     }
@@ -51,14 +54,21 @@ public static unsafe partial class DotQ4_0
         for (int t = 0; t < 4; t++) dst[t * dstStride] = ScalarPanel(w, panel + t * panelBytes, nb);
     }
 
-    /// <summary>The panel loops of one rung directly (tests, benchmarks); <paramref name="vbmi"/> as in <see cref="DotAvx512(byte*, byte*, int, bool)"/>.</summary>
-    public static float DotPanelAvx512(byte* w, byte* panel, int n, bool vbmi)
+    /// <summary>The panel loops of one rung directly (tests, benchmarks); <paramref name="vbmi"/> as in <see cref="DotAvx512(byte*, byte*, int, bool)"/>, GFNI off.</summary>
+    public static float DotPanelAvx512(byte* w, byte* panel, int n, bool vbmi) => DotPanelAvx512(w, panel, n, vbmi, gfni: false);
+
+    /// <summary>
+    /// The AVX-512 one-token panel loop with VBMI and GFNI on or off. GFNI (vgf2p8affineqb) takes the nibbles out of
+    /// the vpermb-spread bytes in one instruction instead of vpsrlvw + vpand; it is used only with VBMI (without VBMI
+    /// the loop ignores it).
+    /// </summary>
+    public static float DotPanelAvx512(byte* w, byte* panel, int n, bool vbmi, bool gfni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        if (!vbmi) return Avx512Panel<VbmiOff>(w, panel, nb);
-        if (!Avx512Vbmi.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
-        return Avx512Panel<VbmiOn>(w, panel, nb);
+        if (!vbmi) return Avx512Panel<VbmiOff, GfniOff>(w, panel, nb);
+        if (!Avx512Vbmi.IsSupported || (gfni && !Gfni.V512.IsSupported)) KernelRung.ThrowUnsupported(nameof(DotQ4_0), Rung.Avx512);
+        return gfni ? Avx512Panel<VbmiOn, GfniOn>(w, panel, nb) : Avx512Panel<VbmiOn, GfniOff>(w, panel, nb);
     }
 
     public static void DotPanel4Avx512(byte* w, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool vbmi)
@@ -95,49 +105,106 @@ public static unsafe partial class DotQ4_0
     private static float ScalarPanel(byte* w, byte* panel, int nb) =>
         ScalarPanelTail(w, panel, Q8_0Panel.Scales(panel, nb), Q8_0Panel.Offsets(panel, nb), nb);
 
-    private static float Avx512Panel<TVbmi>(byte* w, byte* panel, int nb) where TVbmi : struct, IIsaFlag
+    /// <summary>
+    /// The one-token AVX-512 panel loop (decode): sixteen blocks a step, so the sixteen fp16 weight scales are
+    /// converted in one zmm (<see cref="Fp16.ToFloat(Vector512{uint})"/>: 13 instructions per 16 scales instead of per
+    /// 8) and the d_w·d_x products and the offset correction are one 16-wide multiply and FMA. With VBMI the scales come
+    /// from the pairs' own 64-byte loads (two vpermt2w and a blend, <see cref="Scales16Vbmi"/>), without it from two
+    /// gathers. A remaining group of eight blocks goes as in the sixteen-block step with eight scales, the last nb mod 8
+    /// blocks through <see cref="ScalarPanelTail"/>. The index tables are built before the loop (no constant reload per
+    /// step where the compiler keeps them in registers; 32 zmm registers hold them and the loop's values).
+    /// </summary>
+    private static float Avx512Panel<TVbmi, TGfni>(byte* w, byte* panel, int nb)
+        where TVbmi : struct, IIsaFlag where TGfni : struct, IIsaFlag
     {
         float* dx = Q8_0Panel.Scales(panel, nb);
         float* c = Q8_0Panel.Offsets(panel, nb);
         byte* y = panel;
-        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
-        Vector256<float> corr = Vector256<float>.Zero;
+        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero, corr = Vector512<float>.Zero;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes);
         Vector512<int> i01 = PairIndex(0), i23 = PairIndex(2), i45 = PairIndex(4), i67 = PairIndex(6);
+        Vector512<int> i89 = PairIndex(8), iAB = PairIndex(10), iCD = PairIndex(12), iEF = PairIndex(14);
         Vector512<byte> fromStart = VbmiPairIndex(0), fromEnd = VbmiPairIndex(64 - 2 * BlockBytes);
-        Vector512<ushort> shifts = VbmiShifts();
-        Vector512<ushort> scaleIndex = ScaleIndexVbmi();
+        Vector512<byte> nibbleSel = NibbleSelect<TGfni>();
+        Vector512<ushort> scaleLo = ScaleIndex16(0), scaleHi = ScaleIndex16(16);
         int b = 0;
-        for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, y += 256)
+        for (; b + 16 <= nb; b += 16, w += 16 * BlockBytes, y += 512)
         {
-            WeightPrefetch.Lines3(w);
+            WeightPrefetch.Lines5(w);
+            Vector512<byte> q0, q1, q2, q3, q4, q5, q6, q7;
+            Vector512<float> dw;
+            if (TVbmi.Enabled)
+            {
+                // 64-byte loads inside each 144-byte group: pairs 0..2 from their start, pair 3 ending at the group end.
+                Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
+                Vector512<byte> r4 = Vector512.Load(w + 8 * BlockBytes), r6 = Vector512.Load(w + 12 * BlockBytes);
+                dw = Scales16Vbmi(r0, r2, r4, r6, scaleLo, scaleHi);
+                q0 = SpreadVbmi<TGfni>(r0, fromStart, nibbleSel);
+                q1 = SpreadVbmi<TGfni>(Vector512.Load(w + 2 * BlockBytes), fromStart, nibbleSel);
+                q2 = SpreadVbmi<TGfni>(r2, fromStart, nibbleSel);
+                q3 = SpreadVbmi<TGfni>(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, nibbleSel);
+                q4 = SpreadVbmi<TGfni>(r4, fromStart, nibbleSel);
+                q5 = SpreadVbmi<TGfni>(Vector512.Load(w + 10 * BlockBytes), fromStart, nibbleSel);
+                q6 = SpreadVbmi<TGfni>(r6, fromStart, nibbleSel);
+                q7 = SpreadVbmi<TGfni>(Vector512.Load(w + 16 * BlockBytes - 64), fromEnd, nibbleSel);
+            }
+            else
+            {
+                Vector256<int> h0 = Avx2.GatherVector256((int*)w, wOff, 1), h1 = Avx2.GatherVector256((int*)(w + 8 * BlockBytes), wOff, 1);
+                dw = Fp16.ToFloat(Avx512F.InsertVector256(h0.ToVector512Unsafe(), h1, 1).AsUInt32());
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, nibbleSel.AsUInt16());
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, nibbleSel.AsUInt16());
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, nibbleSel.AsUInt16());
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, nibbleSel.AsUInt16());
+                q4 = UnpackPair<VbmiOff>(w + 8 * BlockBytes, 0, fromStart, nibbleSel.AsUInt16());
+                q5 = UnpackPair<VbmiOff>(w + 8 * BlockBytes, 1, fromStart, nibbleSel.AsUInt16());
+                q6 = UnpackPair<VbmiOff>(w + 8 * BlockBytes, 2, fromStart, nibbleSel.AsUInt16());
+                q7 = UnpackPair<VbmiOff>(w + 8 * BlockBytes, 3, fromStart, nibbleSel.AsUInt16());
+            }
+            Vector512<float> d = dw * Vector512.Load(dx + b);
+            corr = Avx512F.FusedMultiplyAdd(dw, Vector512.Load(c + b), corr);
+            acc0 = PanelPair(acc0, q0, y, Avx512F.PermuteVar16x32(d, i01));
+            acc1 = PanelPair(acc1, q1, y + 64, Avx512F.PermuteVar16x32(d, i23));
+            acc0 = PanelPair(acc0, q2, y + 128, Avx512F.PermuteVar16x32(d, i45));
+            acc1 = PanelPair(acc1, q3, y + 192, Avx512F.PermuteVar16x32(d, i67));
+            acc0 = PanelPair(acc0, q4, y + 256, Avx512F.PermuteVar16x32(d, i89));
+            acc1 = PanelPair(acc1, q5, y + 320, Avx512F.PermuteVar16x32(d, iAB));
+            acc0 = PanelPair(acc0, q6, y + 384, Avx512F.PermuteVar16x32(d, iCD));
+            acc1 = PanelPair(acc1, q7, y + 448, Avx512F.PermuteVar16x32(d, iEF));
+        }
+        Vector256<float> corr8 = Vector256<float>.Zero;
+        if (b + 8 <= nb)
+        {
             Vector512<byte> q0, q1, q2, q3;
             Vector256<float> dw;
             if (TVbmi.Enabled)
             {
                 Vector512<byte> r0 = Vector512.Load(w), r2 = Vector512.Load(w + 4 * BlockBytes);
-                dw = ScalesVbmi(r0, r2, scaleIndex);
-                q0 = SpreadVbmi(r0, fromStart, shifts);
-                q1 = SpreadVbmi(Vector512.Load(w + 2 * BlockBytes), fromStart, shifts);
-                q2 = SpreadVbmi(r2, fromStart, shifts);
-                q3 = SpreadVbmi(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, shifts);
+                dw = Fp16.ToFloat(Avx512BW.PermuteVar32x16x2(r0.AsUInt16(), scaleLo, r2.AsUInt16()).AsUInt32().GetLower());
+                q0 = SpreadVbmi<TGfni>(r0, fromStart, nibbleSel);
+                q1 = SpreadVbmi<TGfni>(Vector512.Load(w + 2 * BlockBytes), fromStart, nibbleSel);
+                q2 = SpreadVbmi<TGfni>(r2, fromStart, nibbleSel);
+                q3 = SpreadVbmi<TGfni>(Vector512.Load(w + 8 * BlockBytes - 64), fromEnd, nibbleSel);
             }
             else
             {
                 dw = BlockScales.Half8(w, wOff);
-                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, shifts);
-                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, shifts);
-                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, shifts);
-                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, shifts);
+                q0 = UnpackPair<VbmiOff>(w, 0, fromStart, nibbleSel.AsUInt16());
+                q1 = UnpackPair<VbmiOff>(w, 1, fromStart, nibbleSel.AsUInt16());
+                q2 = UnpackPair<VbmiOff>(w, 2, fromStart, nibbleSel.AsUInt16());
+                q3 = UnpackPair<VbmiOff>(w, 3, fromStart, nibbleSel.AsUInt16());
             }
             Vector512<float> d = (dw * Vector256.Load(dx + b)).ToVector512Unsafe();
-            corr = Fma.MultiplyAdd(dw, Vector256.Load(c + b), corr);
+            corr8 = dw * Vector256.Load(c + b);
             acc0 = PanelPair(acc0, q0, y, Avx512F.PermuteVar16x32(d, i01));
             acc1 = PanelPair(acc1, q1, y + 64, Avx512F.PermuteVar16x32(d, i23));
             acc0 = PanelPair(acc0, q2, y + 128, Avx512F.PermuteVar16x32(d, i45));
             acc1 = PanelPair(acc1, q3, y + 192, Avx512F.PermuteVar16x32(d, i67));
+            b += 8;
+            w += 8 * BlockBytes;
+            y += 256;
         }
-        float sum = Vector512.Sum(acc0 + acc1) - Vector256.Sum(corr);
+        float sum = Vector512.Sum(acc0 + acc1) - (Vector512.Sum(corr) + Vector256.Sum(corr8));
         if (b < nb) sum += ScalarPanelTail(w, y, dx + b, c + b, nb - b);
         return sum;
     }
@@ -228,6 +295,61 @@ public static unsafe partial class DotQ4_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<ushort> ScaleIndexVbmi() =>
         Vector512.Create(Vector256.Create(Vector128.Create((ushort)0, 9, 18, 27, 32, 41, 50, 59), Vector128<ushort>.Zero), Vector256<ushort>.Zero);
+
+    /// <summary>
+    /// The sixteen fp16 scales of two eight-block groups as floats: vpermt2w puts the scales of the first group (words 0,
+    /// 9, 18, 27 of the loads at its block 0 and block 4) into words 0, 2, .., 14, the second vpermt2w those of the
+    /// second group into words 16, .., 30, a blend keeps dwords 0..7 of the first and 8..15 of the second, and
+    /// <see cref="Fp16.ToFloat(Vector512{uint})"/> (which reads the low 16 bits of each dword) converts all sixteen.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Scales16Vbmi(Vector512<byte> r0, Vector512<byte> r4, Vector512<byte> r8, Vector512<byte> r12,
+        Vector512<ushort> indexLo, Vector512<ushort> indexHi)
+    {
+        Vector512<uint> lo = Avx512BW.PermuteVar32x16x2(r0.AsUInt16(), indexLo, r4.AsUInt16()).AsUInt32();
+        Vector512<uint> hi = Avx512BW.PermuteVar32x16x2(r8.AsUInt16(), indexHi, r12.AsUInt16()).AsUInt32();
+        Vector512<uint> upper = Vector512.GreaterThanOrEqual(Vector512<uint>.Indices, Vector512.Create(8u));
+        return Fp16.ToFloat(Vector512.ConditionalSelect(upper, hi, lo));
+    }
+
+    /// <summary>
+    /// vpermt2w indices for <see cref="Scales16Vbmi"/>: word <paramref name="at"/> + 2k takes word 9k of the first source
+    /// (k = 0..3) or word 9(k − 4) of the second (32 + ·, k = 4..7); the other words pick word 0 (ignored).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ushort> ScaleIndex16(int at)
+    {
+        Vector512<ushort> j = Vector512<ushort>.Indices - Vector512.Create((ushort)at);
+        Vector512<ushort> k = j >>> 1;
+        // 9k for k < 4; 32 + 9(k − 4) = 9k − 4 for k ≥ 4
+        Vector512<ushort> word = k * Vector512.Create((ushort)9) - Vector512.ConditionalSelect(
+            Vector512.GreaterThanOrEqual(k, Vector512.Create((ushort)4)), Vector512.Create((ushort)4), Vector512<ushort>.Zero);
+        Vector512<ushort> used = Vector512.LessThan(j, Vector512.Create((ushort)16)) & Vector512.Equals(j & Vector512.Create((ushort)1), Vector512<ushort>.Zero);
+        return word & used;
+    }
+
+    /// <summary>
+    /// The nibble selector of <see cref="SpreadVbmi{TGfni}"/> for a pair spread as [qs0, qs0, qs1, qs1]: with GFNI the
+    /// affine matrices, per 64-bit lane, that keep the low nibble (1st and 3rd 128-bit lane) or move the high nibble
+    /// down (2nd and 4th), output bit i taken from input bit i or i + 4 (matrix byte 7 − i); without GFNI the vpsrlvw
+    /// counts (<see cref="VbmiShifts"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> NibbleSelect<TGfni>() where TGfni : struct, IIsaFlag
+    {
+        if (!TGfni.Enabled) return VbmiShifts().AsByte();
+        Vector512<ulong> high = Vector512.Equals((Vector512<ulong>.Indices >>> 1) & Vector512.Create(1ul), Vector512.Create(1ul));
+        return Vector512.ConditionalSelect(high, Vector512.Create(0x1020408000000000ul), Vector512.Create(0x0102040800000000ul)).AsByte();
+    }
+
+    /// <summary>VBMI nibble expansion of a pair from its raw 64-byte load: vpermb, then vgf2p8affineqb (GFNI) or vpsrlvw + vpand.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> SpreadVbmi<TGfni>(Vector512<byte> raw, Vector512<byte> index, Vector512<byte> select) where TGfni : struct, IIsaFlag
+    {
+        Vector512<byte> spread = Avx512Vbmi.PermuteVar64x8(raw, index);
+        if (TGfni.Enabled) return Gfni.V512.GaloisFieldAffineTransform(spread, select, 0);
+        return Avx512BW.ShiftRightLogicalVariable(spread.AsUInt16(), select.AsUInt16()).AsByte() & Vector512.Create((byte)0x0F);
+    }
 
     /// <summary>VBMI nibble expansion of a pair from its raw 64-byte load (see <see cref="Avx512PairVbmi"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -61,6 +61,8 @@ public static unsafe partial class DotQ8_0
         return n / BlockSize;
     }
 
+    /// <summary>The rung guard of the public entry points; inlined with <see cref="KernelRung.IsSupported"/>, so a constant rung costs no call per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Require(Rung rung)
     {
         if (!KernelRung.IsSupported(rung)) KernelRung.ThrowUnsupported(nameof(DotQ8_0), rung);

@@ -212,9 +212,10 @@ internal static unsafe class KernelTable
         switch (rung)
         {
             case Rung.Avx512:
-                return f.Vbmi
-                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn>>, panel: true, packsQ4_0: true)
-                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff>>, panel: true, packsQ4_0: true);
+                if (!f.Vbmi) return new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff, GfniOff>>, panel: true, packsQ4_0: true);
+                return f.Gfni && Gfni.V512.IsSupported
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOn>>, panel: true, packsQ4_0: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOff>>, panel: true, packsQ4_0: true);
             case Rung.Avx2:
                 return f.Vnni
                     ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOn>>, panel: true, packsQ4_0: true)

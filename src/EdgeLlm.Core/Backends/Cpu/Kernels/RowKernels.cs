@@ -265,10 +265,10 @@ internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : st
     }
 }
 
-/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off).</summary>
-internal unsafe struct Q4_0PanelAvx512<TVbmi> : IPackedQ4_0Kernel where TVbmi : struct, IIsaFlag
+/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off; GFNI, used with VBMI only, in the one-token loop).</summary>
+internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where TVbmi : struct, IIsaFlag where TGfni : struct, IIsaFlag
 {
-    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled);
+    public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled, TGfni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed2(group, panel, panelBytes, nb, dst, dstStride);
