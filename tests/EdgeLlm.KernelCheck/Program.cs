@@ -296,7 +296,7 @@ internal static unsafe class Program
 
     /// <summary>
     /// The same driver with the repacked copy (<see cref="CpuKernelRow.Repack"/>: Q4_0 on AVX-512, AVX2 and NEON, Q8_0 on
-    /// AVX-512 with AVX-VNNI) as a matmul runs it once a batch has made one: 12 whole groups of eight rows through the
+    /// AVX-512 with AVX-VNNI, AVX2 and NEON) as a matmul runs it once a batch has made one: 12 whole groups of eight rows through the
     /// group GEMM (groups cut by the uneven ranges computed whole, their rows in range kept), row 101 on the stored rows;
     /// every batch size against the Scalar rung within 1e-5·M, nothing written past the batch, and on NEON each token's
     /// result in the batch equal bit for bit to the same token alone through the packed path (what
@@ -353,19 +353,31 @@ internal static unsafe class Program
                 }
                 return null;
             });
-        if (t == GgmlType.Q4_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
+        if (t is GgmlType.Q4_0 or GgmlType.Q8_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
             Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token)", () =>
             {
                 var a = new float[5 * 8];
                 var b = new float[5 * 8];
-                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (float* da = a) fixed (float* db = b)
+                bool q8 = t == GgmlType.Q8_0;
+                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (byte* pp = panel) fixed (float* da = a) fixed (float* db = b)
                     for (int g = 0; g < rows / 8; g++)
                     {
                         byte* group = pk + g * row.PackedBytes(8, n);
-                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
-                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
-                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
-                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        if (q8)
+                        {
+                            // Q8_0's GEMM takes the panel (tokens 0-3, then token 4 alone).
+                            DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, da, 8, dp: true);
+                            DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, db, 8, dp: false);
+                            DotQ8_0.PackedDot1Neon(group, pp + 4 * panelStride, n, da + 32, dp: true);
+                            DotQ8_0.PackedDot1Neon(group, pp + 4 * panelStride, n, db + 32, dp: false);
+                        }
+                        else
+                        {
+                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
+                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
+                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
+                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        }
                         for (int i = 0; i < a.Length; i++)
                             if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
                                 return $"group {g} result {i}: sdot {a[i]} vs widening {b[i]}";
