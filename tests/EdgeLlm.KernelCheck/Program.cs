@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json;
 using EdgeLlm.Backends;
@@ -42,6 +43,7 @@ internal static unsafe class Program
         foreach (GgmlType t in K256TestData.Types) K256Checks(t);
         foreach (GgmlType t in KernelVariants.TableQuantTypes()) BatchedChecks(t);
         FloatChecks();
+        if (KernelRung.IsSupported(Rung.Neon)) NeonScaleChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
         foreach (string family in Families)
             Guard($"models-visible {family}: 40 positions (batch and token by token) vs llama.cpp top-10 within {FamilyTolerance}", () => FamilyLogits(repo, family));
@@ -296,7 +298,7 @@ internal static unsafe class Program
 
     /// <summary>
     /// The same driver with the repacked copy (<see cref="CpuKernelRow.Repack"/>: Q4_0 on AVX-512, AVX2 and NEON, Q8_0 on
-    /// AVX-512 with AVX-VNNI) as a matmul runs it once a batch has made one: 12 whole groups of eight rows through the
+    /// AVX-512 with AVX-VNNI, AVX2 and NEON) as a matmul runs it once a batch has made one: 12 whole groups of eight rows through the
     /// group GEMM (groups cut by the uneven ranges computed whole, their rows in range kept), row 101 on the stored rows;
     /// every batch size against the Scalar rung within 1e-5·M, nothing written past the batch, and on NEON each token's
     /// result in the batch equal bit for bit to the same token alone through the packed path (what
@@ -353,19 +355,31 @@ internal static unsafe class Program
                 }
                 return null;
             });
-        if (t == GgmlType.Q4_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
+        if (t is GgmlType.Q4_0 or GgmlType.Q8_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
             Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token)", () =>
             {
                 var a = new float[5 * 8];
                 var b = new float[5 * 8];
-                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (float* da = a) fixed (float* db = b)
+                bool q8 = t == GgmlType.Q8_0;
+                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (byte* pp = panel) fixed (float* da = a) fixed (float* db = b)
                     for (int g = 0; g < rows / 8; g++)
                     {
                         byte* group = pk + g * row.PackedBytes(8, n);
-                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
-                        DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
-                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
-                        DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        if (q8)
+                        {
+                            // Q8_0's GEMM takes the panel (tokens 0-3, then token 4 alone).
+                            DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, da, 8, dp: true);
+                            DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, db, 8, dp: false);
+                            DotQ8_0.PackedDot1Neon(group, pp + 4 * panelStride, n, da + 32, dp: true);
+                            DotQ8_0.PackedDot1Neon(group, pp + 4 * panelStride, n, db + 32, dp: false);
+                        }
+                        else
+                        {
+                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
+                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
+                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
+                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                        }
                         for (int i = 0; i < a.Length; i++)
                             if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
                                 return $"group {g} result {i}: sdot {a[i]} vs widening {b[i]}";
@@ -611,6 +625,52 @@ internal static unsafe class Program
 
     private static readonly int[] Lengths = { 0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 1000, 4099 };
     private static readonly string[] Widths = { "Dot", "512", "256", "128", "Scalar" };
+
+    /// <summary>
+    /// The vector scale helpers of the NEON K-quant loops against their scalar references: <c>NeonScales.KScales</c>
+    /// against <c>DotQ4_K.UnpackScales</c> on 20,000 random 12-byte fields (and all-ones bytes), <c>HalfPair</c> and
+    /// <c>Half1</c> against <c>Fp16.Read</c> on all 65,536 halves, bit for bit.
+    /// </summary>
+    private static void NeonScaleChecks()
+    {
+        Guard("Neon KScales == UnpackScales (Q4_K/Q5_K packed sub-block scales and mins), 20,001 fields", () =>
+        {
+            var rng = new Random(1414);
+            byte* f = stackalloc byte[16];
+            int* sc = stackalloc int[8];
+            short* mn = stackalloc short[8];
+            for (int i = 0; i <= 20000; i++)
+            {
+                for (int k = 0; k < 16; k++) f[k] = i == 20000 ? (byte)0xFF : (byte)rng.Next(256);
+                DotQ4_K.UnpackScales(f, out ulong wantSc, out ulong wantMn);
+                NeonScales.KScales(f, out var lo, out var hi, out var mins8);
+                lo.Store(sc);
+                hi.Store(sc + 4);
+                mins8.Store(mn);
+                for (int j = 0; j < 8; j++)
+                    if (sc[j] != (int)((wantSc >> (8 * j)) & 0xFF) || mn[j] != (short)((wantMn >> (8 * j)) & 0xFF))
+                        return $"field {i} sub-block {j}: scale {sc[j]} min {mn[j]} vs {(wantSc >> (8 * j)) & 0xFF} {(wantMn >> (8 * j)) & 0xFF}";
+            }
+            return null;
+        });
+        Guard("Neon HalfPair and Half1 == Fp16.Read on every half", () =>
+        {
+            ushort* h = stackalloc ushort[2];
+            for (int v = 0; v < 65536; v++)
+            {
+                h[0] = (ushort)v;
+                h[1] = (ushort)(v ^ 0x8001);
+                float a = Fp16.Read((byte*)h), b = Fp16.Read((byte*)(h + 1));
+                var pair = NeonScales.HalfPair((byte*)h);
+                float one = NeonScales.Half1((byte*)h);
+                if (BitConverter.SingleToInt32Bits(pair.GetElement(0)) != BitConverter.SingleToInt32Bits(a) ||
+                    BitConverter.SingleToInt32Bits(pair.GetElement(1)) != BitConverter.SingleToInt32Bits(b) ||
+                    BitConverter.SingleToInt32Bits(one) != BitConverter.SingleToInt32Bits(a))
+                    return $"half 0x{v:x4}: {pair.GetElement(0)}, {pair.GetElement(1)}, {one} vs {a}, {b}";
+            }
+            return null;
+        });
+    }
 
     /// <summary>F32·F32 and F16·F32 against float64: |Δ| ≤ (n + 16)·2^-24·Σ|a·b|, every ladder width.</summary>
     private static void FloatChecks()

@@ -131,7 +131,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// At a weight's first matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on AVX-512, AVX2 and NEON;
-    /// Q8_0 on AVX-512 with AVX-VNNI and on AVX2; every batch size then runs the packed kernels, so a row is computed the same way
+    /// Q8_0 on AVX-512 with AVX-VNNI, on AVX2 and on NEON; every batch size then runs the packed kernels, so a row is computed the same way
     /// whether its token decodes alone or beside other sequences' tokens): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>

@@ -32,7 +32,7 @@ internal sealed unsafe class CpuKernelRow
     /// <summary>
     /// The repack <see cref="Rows"/> takes a copy of (<see cref="RowJob.Packed"/>) where the matmul has one, or null:
     /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, on NEON
-    /// <see cref="DotQ4_0.RepackNeon"/>; Q8_0: <see cref="DotQ8_0.Repack"/>).
+    /// <see cref="DotQ4_0.RepackNeon"/>; Q8_0: <see cref="DotQ8_0.Repack"/>, on NEON <see cref="DotQ8_0.RepackNeon"/>).
     /// </summary>
     public readonly delegate*<long, int, long> PackedBytes;
     public readonly delegate*<byte*, long, long, int, byte*, void> Repack;
@@ -47,7 +47,7 @@ internal sealed unsafe class CpuKernelRow
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false,
-        bool packsQ4_0Neon = false)
+        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false)
     {
         PacksQ4_0 = packsQ4_0 || packsQ4_0Neon;
         if (packsQ4_0)
@@ -64,6 +64,12 @@ internal sealed unsafe class CpuKernelRow
         {
             PackedBytes = &DotQ8_0.PackedBytes;
             Repack = &DotQ8_0.Repack;
+            PackedPanel = true;
+        }
+        if (packsQ8_0Neon)
+        {
+            PackedBytes = &DotQ8_0.PackedBytesNeon;
+            Repack = &DotQ8_0.RepackNeon;
             PackedPanel = true;
         }
         Traits = traits;
@@ -150,14 +156,17 @@ internal static unsafe class KernelTable
     /// <summary>
     /// The NEON rows with four-token loops: the batch goes through <see cref="RowDrivers.Tiles{TK}"/>, sdot in the loop when
     /// <see cref="KernelRung.UseDotProd"/> (the choice the one-token loops make), null for the types without one. Q4_0 also
-    /// runs the eight-row GEMM over the NEON-repacked copy where the matmul has one (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
+    /// runs the eight-row GEMM over the NEON-repacked copy where the matmul has one (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>),
+    /// Q8_0 its own with <see cref="Q8_0Panel"/> activations (<see cref="PackedDrivers.Tiles{TK}"/>).
     /// </summary>
     private static CpuKernelRow? NeonDot4Row(TypeTraits t, KernelFlags f) => t.Type switch
     {
         GgmlType.Q4_0 => KernelRung.UseDotProd
             ? new(t, Rung.Neon, f, &RowDrivers.Dot<Q4_0NeonPacked<DotProdOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0NeonPacked<DotProdOn>>, packsQ4_0Neon: true)
             : new(t, Rung.Neon, f, &RowDrivers.Dot<Q4_0NeonPacked<DotProdOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0NeonPacked<DotProdOff>>, packsQ4_0Neon: true),
-        GgmlType.Q8_0 => NeonTiled<Q8_0NeonKernels>(t, f),
+        GgmlType.Q8_0 => KernelRung.UseDotProd
+            ? new(t, Rung.Neon, f, &RowDrivers.Dot<Q8_0NeonPacked<DotProdOn>>, &PackedDrivers.Tiles<Q8_0NeonPacked<DotProdOn>>, packsQ8_0Neon: true)
+            : new(t, Rung.Neon, f, &RowDrivers.Dot<Q8_0NeonPacked<DotProdOff>>, &PackedDrivers.Tiles<Q8_0NeonPacked<DotProdOff>>, packsQ8_0Neon: true),
         GgmlType.Q4_K => NeonTiled<Q4_KNeonKernels>(t, f),
         GgmlType.Q5_K => NeonTiled<Q5_KNeonKernels>(t, f),
         GgmlType.Q6_K => NeonTiled<Q6_KNeonKernels>(t, f),

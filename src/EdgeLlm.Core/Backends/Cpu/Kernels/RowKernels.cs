@@ -324,10 +324,19 @@ internal unsafe struct Q6_KNeonKernels : INeonDot4Kernels
     public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ6_K.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
 }
 
-internal unsafe struct Q8_0NeonKernels : INeonDot4Kernels
+/// <summary>
+/// Q8_0 on NEON (sdot or the widening pair, <typeparamref name="TDp"/>): the four-token loop on the stored rows, and the
+/// eight-row GEMM over the NEON-repacked copy (<see cref="DotQ8_0.RepackNeon"/>) with <see cref="Q8_0Panel"/> activations
+/// (<see cref="PackedDrivers.Tiles{TK}"/>).
+/// </summary>
+internal unsafe struct Q8_0NeonPacked<TDp> : IPackedGemmKernel where TDp : struct, IIsaFlag
 {
-    public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
-    public static void Dot4Neon(byte* w, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp) => DotQ8_0.Dot4Neon(w, xq, xqStride, n, dst, dstStride, dp);
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotNeon(row, x, n);
+    public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Neon(row, x, xStride, n, dst, dstStride, TDp.Enabled);
+    public static int PackRows => DotQ8_0.PackRows;
+    public static long GroupBytes(int n) => DotQ8_0.PackedBytesNeon(DotQ8_0.PackRows, n);
+    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.PackedDot4Neon(group, x, xStride, n, dst, dstStride, TDp.Enabled);
+    public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ8_0.PackedDot1Neon(group, x, n, dst, TDp.Enabled);
 }
 
 internal unsafe struct Q4_KNeonKernels : INeonDot4Kernels
