@@ -2,6 +2,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json;
 using EdgeLlm.Backends;
+using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;
@@ -42,6 +43,9 @@ internal static unsafe class Program
         foreach (GgmlType t in QuantTypes) QuantChecks(t);
         foreach (GgmlType t in K256TestData.Types) K256Checks(t);
         foreach (GgmlType t in KernelVariants.TableQuantTypes()) BatchedChecks(t);
+        // Q4_0 again with 67 blocks a row: the repacked GEMM's four-block steps and its last nb mod 4 blocks.
+        BatchedChecks(GgmlType.Q4_0, 2144);
+        if (KernelRung.Selected == Rung.Neon) NeonDecodeChecks();
         FloatChecks();
         if (KernelRung.IsSupported(Rung.Neon)) NeonScaleChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
@@ -217,9 +221,9 @@ internal static unsafe class Program
     /// 1e-5·M, and (NEON, whose four-token loops keep the one-token loop's order) equal to the variant's one-token dot;
     /// nothing written past the batch.
     /// </summary>
-    private static void BatchedChecks(GgmlType t)
+    private static void BatchedChecks(GgmlType t, int n = 2048)
     {
-        const int n = 2048, rows = 101, maxTokens = 13;
+        const int rows = 101, maxTokens = 13;
         long[] cuts = { 0, 29, 64, rows };
         int bs = BlockSize(t);
         long rowBytes = GgmlTypes.RowBytes(t, n);
@@ -266,7 +270,7 @@ internal static unsafe class Program
                     for (int k = 0; k < maxTokens; k++) Q8_0Panel.FromBlocks(pq + k * xb, pp + k * stride, n);
             }
             foreach (int tokens in Batches)
-                Guard($"{t} {Name(v)} batched matmul, {tokens} tokens x {rows} rows (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == one-token loop" : "")}", () =>
+                Guard($"{t} {Name(v)} batched matmul, {tokens} tokens x {rows} rows of {n} (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == one-token loop" : "")}", () =>
                 {
                     var dst = new float[(tokens + 1) * rows];
                     Array.Fill(dst, float.NaN);
@@ -292,7 +296,7 @@ internal static unsafe class Program
                     }
                     return null;
                 });
-            if (row.Packs) PackedChecks(t, v, row, w, rowBytes, act, stride, want, mag);
+            if (row.Packs) PackedChecks(t, v, row, n, w, rowBytes, act, stride, want, mag);
         }
     }
 
@@ -304,9 +308,9 @@ internal static unsafe class Program
     /// result in the batch equal bit for bit to the same token alone through the packed path (what
     /// <c>BackendOptions.BatchInvariant</c> promises).
     /// </summary>
-    private static void PackedChecks(GgmlType t, Variant v, CpuKernelRow row, byte[] w, long rowBytes, byte[] act, long stride, float[] want, double[] mag)
+    private static void PackedChecks(GgmlType t, Variant v, CpuKernelRow row, int n, byte[] w, long rowBytes, byte[] act, long stride, float[] want, double[] mag)
     {
-        const int n = 2048, rows = 101;
+        const int rows = 101;
         long[] cuts = { 0, 29, 64, rows };
         var packed = GC.AllocateUninitializedArray<byte>(checked((int)row.PackedBytes(rows, n)), pinned: true);
         byte[] panel = Array.Empty<byte>();
@@ -336,7 +340,7 @@ internal static unsafe class Program
             return dst;
         }
         foreach (int tokens in Batches)
-            Guard($"{t} {Name(v)} batched matmul over the repacked copy, {tokens} tokens x {rows} rows (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == each token alone" : "")}", () =>
+            Guard($"{t} {Name(v)} batched matmul over the repacked copy, {tokens} tokens x {rows} rows of {n} (3 ranges): vs Scalar rung{(v == Variant.Neon ? ", == each token alone" : "")}", () =>
             {
                 float[] dst = Run(0, tokens);
                 for (int i = tokens * rows; i < dst.Length; i++)
@@ -356,7 +360,7 @@ internal static unsafe class Program
                 return null;
             });
         if (t is GgmlType.Q4_0 or GgmlType.Q8_0 && v == Variant.Neon && System.Runtime.Intrinsics.Arm.Dp.IsSupported)
-            Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token)", () =>
+            Guard($"{t} Neon repacked GEMM: sdot and the widening path give the same bits (12 groups x 4 tokens, and 1 token; rows of {n})", () =>
             {
                 var a = new float[5 * 8];
                 var b = new float[5 * 8];
@@ -386,6 +390,86 @@ internal static unsafe class Program
                     }
                 return null;
             });
+    }
+
+    /// <summary>
+    /// Decode over the repacked copy on NEON, through the backend as the model runs it: a fresh <see cref="CpuBackend"/>
+    /// (2 threads) whose first Q4_0 matmul is a lone token (the copy is made there), then a batch of 5 tokens, then each of
+    /// the 5 again alone; 101 rows of 2144 values (12 groups of eight, 5 rows after them; 67 blocks, 3 after the last
+    /// four). Every result within 1e-5·M of the Scalar rung, and with the copy (not <c>EDGELLM_KERNEL_REPACK=0</c>) each
+    /// token alone equal bit for bit to the same token in the batch: decode and batches run the same kernel, so
+    /// batch invariance holds without <c>BatchInvariant</c> (a decode on the one-row loops sums in another order and fails
+    /// that). The first lone token is compared with its later run alone too (the copy made by a one-token matmul is used).
+    /// </summary>
+    private static void NeonDecodeChecks()
+    {
+        const GgmlType t = GgmlType.Q4_0;
+        const int n = 2144, rows = 101, tokens = 5;
+        long rowBytes = GgmlTypes.RowBytes(t, n), xb = ActivationQuant.BytesFor(t, n);
+        var w = new byte[rowBytes * rows];
+        var wDeq = new float[rows][];
+        for (int r = 0; r < rows; r++)
+        {
+            byte[] q = Weights(t, n, r % 3 == 0 ? "raw" : "gaussian", 8100 + r);
+            q.CopyTo(w, r * rowBytes);
+            wDeq[r] = new float[n];
+            QuantRef.DequantizeRow(t, q, wDeq[r]);
+        }
+        var x = new float[tokens * n];
+        var want = new float[tokens * rows];
+        var mag = new double[tokens * rows];
+        CpuKernelRow scalar = KernelVariants.Row(t, Variant.Scalar);
+        for (int k = 0; k < tokens; k++)
+        {
+            float[] xk = Activations(n, 32, 8200 + k);
+            for (int i = 0; i < n; i++) xk[i] *= k + 0.5f;
+            xk.CopyTo(x, k * n);
+            byte[] xq = QuantizeActivations(t, xk);
+            float[] xDeq = DequantizeActivations(t, xq, n);
+            fixed (byte* pw = w) fixed (byte* px = xq)
+                for (int r = 0; r < rows; r++)
+                {
+                    want[k * rows + r] = scalar.Dot(pw + r * rowBytes, px, n);
+                    mag[k * rows + r] = Magnitude(t, w.AsSpan((int)(r * rowBytes), (int)rowBytes).ToArray(), xq, wDeq[r], xDeq);
+                }
+        }
+        Guard($"{t} {Name(Variant.Neon)} decode through the backend over the repacked copy (first matmul one token, then {tokens} in a batch, then each alone; {rows} rows of {n}, 2 threads): vs Scalar rung{(KernelRung.UseRepack ? ", alone == in the batch" : "")}", () =>
+        {
+            fixed (byte* pw = w)
+            {
+                using var backend = new CpuBackend(threads: 2);
+                backend.Prepare(new BackendLimits(tokens, n, 4, 2, 2));
+                var weight = backend.LoadWeight(new TensorView("decode.weight", t, [n, rows], pw, rowBytes * rows));
+                var bx = backend.Allocate((long)tokens * n);
+                var bd = backend.Allocate((long)tokens * rows);
+                float[] Run(int first, int count)
+                {
+                    fixed (float* p = x) Buffer.MemoryCopy(p + first * n, ((CpuBuffer)bx).Data, count * n * 4L, count * n * 4L);
+                    backend.MatMul(weight, bx, bd, count);
+                    var got = new float[count * rows];
+                    backend.CopyOut(bd, 0, got);
+                    return got;
+                }
+                float[] firstAlone = Run(tokens - 1, 1);
+                float[] batch = Run(0, tokens);
+                for (int k = 0; k < tokens; k++)
+                {
+                    float[] alone = Run(k, 1);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float got = alone[r], reference = want[k * rows + r];
+                        double tol = 1e-5 * mag[k * rows + r];
+                        if (!(Math.Abs(got - reference) <= tol)) return $"token {k} alone, row {r}: {got} vs scalar {reference} (tol {tol:G3})";
+                        if (!(Math.Abs(batch[k * rows + r] - reference) <= tol)) return $"token {k} in the batch, row {r}: {batch[k * rows + r]} vs scalar {reference} (tol {tol:G3})";
+                        if (KernelRung.UseRepack && BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(batch[k * rows + r]))
+                            return $"token {k} row {r}: {got} alone vs {batch[k * rows + r]} in the batch";
+                        if (k == tokens - 1 && BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(firstAlone[r]))
+                            return $"token {k} row {r}: {firstAlone[r]} as the first matmul vs {got} later";
+                    }
+                }
+            }
+            return null;
+        });
     }
 
     /// <summary>Q4_1/Q5_1: the weight block's offset m (fp16 at byte 2), else 0.</summary>

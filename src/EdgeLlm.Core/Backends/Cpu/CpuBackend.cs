@@ -177,8 +177,9 @@ public sealed unsafe class CpuBackend : IBackend
         Need(x, nTokens * w.Ne0, "matmul x");
         Need(dst, nTokens * w.Rows, "matmul dst");
         // The packed GEMM for batches of four tokens or more; for fewer too when batch invariance is asked for (its
-        // one-token kernel is slower than the one-row loops over the stored rows, which a lone decode uses otherwise).
-        bool packed = nTokens >= 4 || _batchInvariant;
+        // one-token kernel is slower than the one-row loops over the stored rows, which a lone decode uses otherwise),
+        // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON).
+        bool packed = nTokens >= 4 || _batchInvariant || Kernels.KernelTable.For(_kernels, w.Type) is { PackedOneToken: true };
         if (packed && !w.PackDecided) MaybePack(w);
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
     }

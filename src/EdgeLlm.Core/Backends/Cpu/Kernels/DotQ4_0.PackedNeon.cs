@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
@@ -18,35 +19,63 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// power of two: exact). Without the dot-product extension the values are shifted back (q − 8) and the products
 /// accumulate in int16 lanes (smlal, smlal2 against the quad broadcast; ≤ 8·8·128 per lane), widened pairwise (saddlp)
 /// and pair-added (addp) to the same four row sums, scaled by d_w·d_x: the same integers and float products, so both
-/// paths give the same bits. Every token runs the same steps whether it comes with three others (<see cref="PackedNeon4{TDp}"/>)
-/// or alone (<see cref="PackedNeon1{TDp}"/>), so a token's result does not depend on its batch. The result differs from the
-/// one-row loops' by float rounding only (the per-block products are summed in another order).
+/// paths give the same bits. The token's scales are converted four blocks at a time (one gather, one vector conversion)
+/// and each block takes its lane (fmul by element): the same float values as one by one. Every token runs the same steps
+/// whether it comes with three others (<see cref="PackedNeon4{TDp}"/>), one (<see cref="PackedNeon2{TDp}"/>) or alone
+/// (<see cref="PackedNeon1{TDp}"/>), so a token's result does not depend on its batch; on NEON a lone token (decode) takes
+/// this path too where the copy exists (<see cref="CpuKernelRow.PackedOneToken"/>), so decode and batches run the same
+/// kernel. The result differs from the one-row loops' by float rounding only (the per-block products are summed in another order).
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
     /// <summary>
     /// Repacks the whole groups of eight rows of a Q4_0 matrix (<paramref name="rows"/> rows of <paramref name="n"/>
     /// values, <paramref name="rowBytes"/> apart) into <paramref name="dst"/> (<see cref="PackedBytes"/> bytes) in the NEON layout.
+    /// Per block and row half: the four rows' 16 quant bytes loaded as four vectors, xor 0x88, and transposed as a 4×4
+    /// matrix of 32-bit quads (trn1/trn2 on words, then on doublewords) into the four stored vectors; the eight fp16
+    /// scales gathered into two vectors and converted by <see cref="Fp16.ToFloatMul"/> (exact, as <see cref="Fp16.Read"/>).
     /// </summary>
     public static void RepackNeon(byte* src, long rowBytes, long rows, int n, byte* dst)
     {
+        if (!AdvSimd.Arm64.IsSupported) KernelRung.ThrowUnsupported(nameof(RepackNeon), Rung.Neon);
         int nb = Blocks(n);
+        Vector128<byte> flip = Vector128.Create((byte)0x88);
         for (long g = 0; g < rows / PackRows; g++)
         {
-            byte* pg = dst + g * nb * (long)PackedBlockBytes;
-            for (int b = 0; b < nb; b++)
+            byte* pb = dst + g * nb * (long)PackedBlockBytes;
+            byte* r0 = src + g * PackRows * rowBytes;
+            for (int b = 0; b < nb; b++, pb += PackedBlockBytes, r0 += BlockBytes)
             {
-                byte* pb = pg + b * (long)PackedBlockBytes;
-                for (int r = 0; r < PackRows; r++)
-                {
-                    byte* blk = src + (g * PackRows + r) * rowBytes + b * (long)BlockBytes;
-                    ((float*)pb)[r] = Fp16.Read(blk);
-                    byte* half = pb + 32 + 64 * (r / 4) + 4 * (r % 4);
-                    for (int k = 0; k < 4; k++)
-                        Unsafe.WriteUnaligned(half + 16 * k, Unsafe.ReadUnaligned<uint>(blk + 2 + 4 * k) ^ 0x88888888u);
-                }
+                byte* r4 = r0 + 4 * rowBytes;
+                AdvSimd.Store((float*)pb, RowScales4(r0, rowBytes));
+                AdvSimd.Store((float*)pb + 4, RowScales4(r4, rowBytes));
+                RepackHalf(r0, rowBytes, pb + 32, flip);
+                RepackHalf(r4, rowBytes, pb + 96, flip);
             }
         }
+    }
+
+    /// <summary>The fp16 scales of one block of four rows (at <paramref name="r"/> + k·<paramref name="rowBytes"/>) as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> RowScales4(byte* r, long rowBytes) => Fp16.ToFloatMul(Vector128.Create(
+        (uint)Unsafe.ReadUnaligned<ushort>(r), (uint)Unsafe.ReadUnaligned<ushort>(r + rowBytes),
+        (uint)Unsafe.ReadUnaligned<ushort>(r + 2 * rowBytes), (uint)Unsafe.ReadUnaligned<ushort>(r + 3 * rowBytes)));
+
+    /// <summary>Four rows' quant bytes of one block (rows at <paramref name="r"/> + k·<paramref name="rowBytes"/>) into the four stored vectors of a row half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RepackHalf(byte* r, long rowBytes, byte* dst, Vector128<byte> flip)
+    {
+        Vector128<uint> q0 = AdvSimd.Xor(AdvSimd.LoadVector128(r + 2), flip).AsUInt32();
+        Vector128<uint> q1 = AdvSimd.Xor(AdvSimd.LoadVector128(r + rowBytes + 2), flip).AsUInt32();
+        Vector128<uint> q2 = AdvSimd.Xor(AdvSimd.LoadVector128(r + 2 * rowBytes + 2), flip).AsUInt32();
+        Vector128<uint> q3 = AdvSimd.Xor(AdvSimd.LoadVector128(r + 3 * rowBytes + 2), flip).AsUInt32();
+        // t0 = (r0 k0, r1 k0, r0 k2, r1 k2), t1 = (r0 k1, r1 k1, r0 k3, r1 k3); t2, t3 the same of rows 2 and 3.
+        Vector128<ulong> t0 = AdvSimd.Arm64.TransposeEven(q0, q1).AsUInt64(), t1 = AdvSimd.Arm64.TransposeOdd(q0, q1).AsUInt64();
+        Vector128<ulong> t2 = AdvSimd.Arm64.TransposeEven(q2, q3).AsUInt64(), t3 = AdvSimd.Arm64.TransposeOdd(q2, q3).AsUInt64();
+        AdvSimd.Store((ulong*)dst, AdvSimd.Arm64.TransposeEven(t0, t2));
+        AdvSimd.Store((ulong*)(dst + 16), AdvSimd.Arm64.TransposeEven(t1, t3));
+        AdvSimd.Store((ulong*)(dst + 32), AdvSimd.Arm64.TransposeOdd(t0, t2));
+        AdvSimd.Store((ulong*)(dst + 48), AdvSimd.Arm64.TransposeOdd(t1, t3));
     }
 
     /// <summary>Whether the NEON repacked GEMM can run here with <paramref name="dp"/> (sdot needs the extension).</summary>
@@ -73,27 +102,52 @@ public static unsafe partial class DotQ4_0
         else PackedNeon1<DotProdOff>(group, xq, nb, dst);
     }
 
+    /// <summary>
+    /// Four tokens: per four blocks each token's four scales converted at once (<see cref="TokenScales4{TDp}"/>; the last
+    /// nb mod 4 blocks one by one: the same float values), each block's scale in lane 0 (the vectors rotated by one lane
+    /// after every block, so that the eight accumulators stay in registers in a loop written once); per block and row
+    /// half the stored vectors unpacked once for the four tokens and each token's step (<see cref="HalfToken{TDp}"/>).
+    /// </summary>
     internal static void PackedNeon4<TDp>(byte* group, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
     {
         const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+        Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
         byte* y0 = xq, y1 = xq + xqStride, y2 = xq + 2 * xqStride, y3 = xq + 3 * xqStride;
         byte* pb = group;
-        for (int b = 0; b < nb; b++, pb += PackedBlockBytes, y0 += XB, y1 += XB, y2 += XB, y3 += XB)
+        for (int b = 0; b < nb;)
         {
-            float s0 = TokenScale<TDp>(y0), s1 = TokenScale<TDp>(y1), s2 = TokenScale<TDp>(y2), s3 = TokenScale<TDp>(y3);
-            Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
-            Unpack<TDp>(pb + 32, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
-                out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
-            a0 = HalfToken<TDp>(a0, l0, h0, l1, h1, l2, h2, l3, h3, y0, dLo, s0);
-            a1 = HalfToken<TDp>(a1, l0, h0, l1, h1, l2, h2, l3, h3, y1, dLo, s1);
-            a2 = HalfToken<TDp>(a2, l0, h0, l1, h1, l2, h2, l3, h3, y2, dLo, s2);
-            a3 = HalfToken<TDp>(a3, l0, h0, l1, h1, l2, h2, l3, h3, y3, dLo, s3);
-            Unpack<TDp>(pb + 96, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
-            b0 = HalfToken<TDp>(b0, l0, h0, l1, h1, l2, h2, l3, h3, y0, dHi, s0);
-            b1 = HalfToken<TDp>(b1, l0, h0, l1, h1, l2, h2, l3, h3, y1, dHi, s1);
-            b2 = HalfToken<TDp>(b2, l0, h0, l1, h1, l2, h2, l3, h3, y2, dHi, s2);
-            b3 = HalfToken<TDp>(b3, l0, h0, l1, h1, l2, h2, l3, h3, y3, dHi, s3);
+            Vector128<float> s0, s1, s2, s3;
+            int run;
+            if (b + 4 <= nb)
+            {
+                s0 = TokenScales4<TDp>(y0); s1 = TokenScales4<TDp>(y1); s2 = TokenScales4<TDp>(y2); s3 = TokenScales4<TDp>(y3);
+                run = 4;
+            }
+            else
+            {
+                s0 = TokenScale1<TDp>(y0); s1 = TokenScale1<TDp>(y1); s2 = TokenScale1<TDp>(y2); s3 = TokenScale1<TDp>(y3);
+                run = 1;
+            }
+            for (int k = 0; k < run; k++, b++, pb += PackedBlockBytes, y0 += XB, y1 += XB, y2 += XB, y3 += XB)
+            {
+                Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
+                Unpack<TDp>(pb + 32, hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
+                    out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
+                a0 = HalfToken<TDp>(a0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dLo, s0, 0));
+                a1 = HalfToken<TDp>(a1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dLo, s1, 0));
+                a2 = HalfToken<TDp>(a2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dLo, s2, 0));
+                a3 = HalfToken<TDp>(a3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dLo, s3, 0));
+                Unpack<TDp>(pb + 96, hiMask, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
+                b0 = HalfToken<TDp>(b0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dHi, s0, 0));
+                b1 = HalfToken<TDp>(b1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dHi, s1, 0));
+                b2 = HalfToken<TDp>(b2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dHi, s2, 0));
+                b3 = HalfToken<TDp>(b3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dHi, s3, 0));
+                s0 = AdvSimd.ExtractVector128(s0, s0, 1);
+                s1 = AdvSimd.ExtractVector128(s1, s1, 1);
+                s2 = AdvSimd.ExtractVector128(s2, s2, 1);
+                s3 = AdvSimd.ExtractVector128(s3, s3, 1);
+            }
         }
         a0.Store(dst);
         b0.Store(dst + 4);
@@ -105,24 +159,113 @@ public static unsafe partial class DotQ4_0
         b3.Store(dst + 3 * dstStride + 4);
     }
 
+    /// <summary>
+    /// One token (decode, and the last nTokens mod 4 of a batch): per four blocks the token's four scales converted at
+    /// once; per block the activation halves loaded once for both row halves, the eight rows' d_w (two vectors) times the
+    /// token's scale by lane, the stored vectors unpacked and dotted by lane (the steps of <see cref="PackedNeon4{TDp}"/>,
+    /// so a token gets the same bits alone or in a batch).
+    /// </summary>
     internal static void PackedNeon1<TDp>(byte* group, byte* xq, int nb, float* dst) where TDp : struct, IIsaFlag
     {
         const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> a = default, c = default;
+        Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
         byte* pb = group, y = xq;
-        for (int b = 0; b < nb; b++, pb += PackedBlockBytes, y += XB)
+        int b = 0;
+        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y += 4 * XB)
         {
-            float s = TokenScale<TDp>(y);
-            Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
-            Unpack<TDp>(pb + 32, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
-                out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
-            a = HalfToken<TDp>(a, l0, h0, l1, h1, l2, h2, l3, h3, y, dLo, s);
-            Unpack<TDp>(pb + 96, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
-            c = HalfToken<TDp>(c, l0, h0, l1, h1, l2, h2, l3, h3, y, dHi, s);
+            Vector128<float> s = TokenScales4<TDp>(y);
+            Block1<TDp>(ref a, ref c, pb, y, s, 0, hiMask);
+            Block1<TDp>(ref a, ref c, pb + PackedBlockBytes, y + XB, s, 1, hiMask);
+            Block1<TDp>(ref a, ref c, pb + 2 * PackedBlockBytes, y + 2 * XB, s, 2, hiMask);
+            Block1<TDp>(ref a, ref c, pb + 3 * PackedBlockBytes, y + 3 * XB, s, 3, hiMask);
         }
+        for (; b < nb; b++, pb += PackedBlockBytes, y += XB)
+            Block1<TDp>(ref a, ref c, pb, y, TokenScale1<TDp>(y), 0, hiMask);
         a.Store(dst);
         c.Store(dst + 4);
     }
+
+    /// <summary>
+    /// Two tokens (<paramref name="xq"/>, <paramref name="xq"/> + <paramref name="xqStride"/>: a decode step of two
+    /// sequences, or a batch's last two): the weights unpacked once for both, each token's steps those of
+    /// <see cref="PackedNeon1{TDp}"/> (same bits as alone); token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].
+    /// </summary>
+    internal static void PackedNeon2<TDp>(byte* group, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        Vector128<float> a0 = default, b0 = default, a1 = default, b1 = default;
+        Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
+        byte* pb = group, y0 = xq, y1 = xq + xqStride;
+        int b = 0;
+        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y0 += 4 * XB, y1 += 4 * XB)
+        {
+            Vector128<float> s0 = TokenScales4<TDp>(y0), s1 = TokenScales4<TDp>(y1);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb, y0, y1, s0, s1, 0, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + PackedBlockBytes, y0 + XB, y1 + XB, s0, s1, 1, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 2 * PackedBlockBytes, y0 + 2 * XB, y1 + 2 * XB, s0, s1, 2, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 3 * PackedBlockBytes, y0 + 3 * XB, y1 + 3 * XB, s0, s1, 3, hiMask);
+        }
+        for (; b < nb; b++, pb += PackedBlockBytes, y0 += XB, y1 += XB)
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb, y0, y1, TokenScale1<TDp>(y0), TokenScale1<TDp>(y1), 0, hiMask);
+        a0.Store(dst);
+        b0.Store(dst + 4);
+        a1.Store(dst + dstStride);
+        b1.Store(dst + dstStride + 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block2<TDp>(ref Vector128<float> a0, ref Vector128<float> b0, ref Vector128<float> a1, ref Vector128<float> b1, byte* pb,
+        byte* y0, byte* y1, Vector128<float> s0, Vector128<float> s1, [ConstantExpected(Max = (byte)3)] byte lane, Vector128<byte> hiMask)
+        where TDp : struct, IIsaFlag
+    {
+        Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
+        Vector128<sbyte> x00 = Lo(y0), x01 = Hi(y0), x10 = Lo(y1), x11 = Hi(y1);
+        Unpack<TDp>(pb + 32, hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
+            out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
+        a0 = HalfToken<TDp>(a0, l0, h0, l1, h1, l2, h2, l3, h3, x00, x01, AdvSimd.MultiplyBySelectedScalar(dLo, s0, lane));
+        a1 = HalfToken<TDp>(a1, l0, h0, l1, h1, l2, h2, l3, h3, x10, x11, AdvSimd.MultiplyBySelectedScalar(dLo, s1, lane));
+        Unpack<TDp>(pb + 96, hiMask, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
+        b0 = HalfToken<TDp>(b0, l0, h0, l1, h1, l2, h2, l3, h3, x00, x01, AdvSimd.MultiplyBySelectedScalar(dHi, s0, lane));
+        b1 = HalfToken<TDp>(b1, l0, h0, l1, h1, l2, h2, l3, h3, x10, x11, AdvSimd.MultiplyBySelectedScalar(dHi, s1, lane));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block1<TDp>(ref Vector128<float> a, ref Vector128<float> c, byte* pb, byte* y, Vector128<float> s,
+        [ConstantExpected(Max = (byte)3)] byte lane, Vector128<byte> hiMask) where TDp : struct, IIsaFlag
+    {
+        Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
+        Vector128<sbyte> x0 = Lo(y), x1 = Hi(y);
+        Unpack<TDp>(pb + 32, hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
+            out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
+        a = HalfToken<TDp>(a, l0, h0, l1, h1, l2, h2, l3, h3, x0, x1, AdvSimd.MultiplyBySelectedScalar(dLo, s, lane));
+        Unpack<TDp>(pb + 96, hiMask, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
+        c = HalfToken<TDp>(c, l0, h0, l1, h1, l2, h2, l3, h3, x0, x1, AdvSimd.MultiplyBySelectedScalar(dHi, s, lane));
+    }
+
+    /// <summary>Activation bytes 0..15 of the Q8_0 block at <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> Lo(byte* y) => AdvSimd.LoadVector128((sbyte*)(y + 2));
+
+    /// <summary>Activation bytes 16..31 of the Q8_0 block at <paramref name="y"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> Hi(byte* y) => AdvSimd.LoadVector128((sbyte*)(y + 18));
+
+    /// <summary>
+    /// The token's scales d_x of the four blocks at <paramref name="y"/> as floats (one gather and vector conversion),
+    /// divided by 16 on the sdot path (whose weights are 16·(q − 8)): exact, a power of two. Lane k equals
+    /// <see cref="TokenScale1{TDp}"/> of block k bit for bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> TokenScales4<TDp>(byte* y) where TDp : struct, IIsaFlag
+    {
+        Vector128<float> d = NeonScales.Half4(y, ActivationQuant.Q8_0BlockBytes);
+        return TDp.Enabled ? d * Vector128.Create(0.0625f) : d;
+    }
+
+    /// <summary>One block's <see cref="TokenScale{TDp}"/> in lane 0 (the blocks after the last four).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> TokenScale1<TDp>(byte* y) where TDp : struct, IIsaFlag => Vector128.CreateScalarUnsafe(TokenScale<TDp>(y));
 
     /// <summary>The token's block scale d_x, divided by 16 on the sdot path (whose weights are 16·(q − 8)): exact, a power of two.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -133,23 +276,23 @@ public static unsafe partial class DotQ4_0
     /// high-nibble (<c>h</c>k) weights: 16·(q − 8) for sdot, q − 8 for the widening path.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack<TDp>(byte* p, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
+    private static void Unpack<TDp>(byte* p, Vector128<byte> hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
         out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3) where TDp : struct, IIsaFlag
     {
-        Unpack1<TDp>(AdvSimd.LoadVector128(p), out l0, out h0);
-        Unpack1<TDp>(AdvSimd.LoadVector128(p + 16), out l1, out h1);
-        Unpack1<TDp>(AdvSimd.LoadVector128(p + 32), out l2, out h2);
-        Unpack1<TDp>(AdvSimd.LoadVector128(p + 48), out l3, out h3);
+        Unpack1<TDp>(AdvSimd.LoadVector128(p), hiMask, out l0, out h0);
+        Unpack1<TDp>(AdvSimd.LoadVector128(p + 16), hiMask, out l1, out h1);
+        Unpack1<TDp>(AdvSimd.LoadVector128(p + 32), hiMask, out l2, out h2);
+        Unpack1<TDp>(AdvSimd.LoadVector128(p + 48), hiMask, out l3, out h3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack1<TDp>(Vector128<byte> v, out Vector128<sbyte> lo, out Vector128<sbyte> hi) where TDp : struct, IIsaFlag
+    private static void Unpack1<TDp>(Vector128<byte> v, Vector128<byte> hiMask, out Vector128<sbyte> lo, out Vector128<sbyte> hi) where TDp : struct, IIsaFlag
     {
         Vector128<sbyte> l16 = AdvSimd.ShiftLeftLogical(v, 4).AsSByte();
         if (TDp.Enabled)
         {
             lo = l16;
-            hi = AdvSimd.And(v, Vector128.Create((byte)0xF0)).AsSByte();
+            hi = AdvSimd.And(v, hiMask).AsSByte();
         }
         else
         {
@@ -159,14 +302,13 @@ public static unsafe partial class DotQ4_0
     }
 
     /// <summary>
-    /// One token's share of a block for one row half: the four rows' Σ w·x (exact int32) → float, times the rows'
-    /// d_w and the token's scale <paramref name="s"/>, added to <paramref name="acc"/> (lane r: row r of the half).
+    /// One token's share of a block for one row half: the four rows' Σ w·x (exact int32) → float, times
+    /// <paramref name="ds"/> (the rows' d_w times the token's scale), added to <paramref name="acc"/> (lane r: row r of the half).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> HalfToken<TDp>(Vector128<float> acc, Vector128<sbyte> l0, Vector128<sbyte> h0, Vector128<sbyte> l1, Vector128<sbyte> h1,
-        Vector128<sbyte> l2, Vector128<sbyte> h2, Vector128<sbyte> l3, Vector128<sbyte> h3, byte* y, Vector128<float> dw, float s) where TDp : struct, IIsaFlag
+        Vector128<sbyte> l2, Vector128<sbyte> h2, Vector128<sbyte> l3, Vector128<sbyte> h3, Vector128<sbyte> x0, Vector128<sbyte> x1, Vector128<float> ds) where TDp : struct, IIsaFlag
     {
-        Vector128<sbyte> x0 = AdvSimd.LoadVector128((sbyte*)(y + 2)), x1 = AdvSimd.LoadVector128((sbyte*)(y + 18));
         Vector128<int> isum;
         if (TDp.Enabled)
         {
@@ -193,7 +335,7 @@ public static unsafe partial class DotQ4_0
             Quad(ref p, ref q, h3, AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 3).AsSByte());
             isum = AdvSimd.Arm64.AddPairwise(AdvSimd.AddPairwiseWidening(p), AdvSimd.AddPairwiseWidening(q));
         }
-        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), dw * s);
+        return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), ds);
     }
 
     /// <summary>The widening step: four rows' quad products (rows 0-1 into <paramref name="p"/>, 2-3 into <paramref name="q"/>) against the broadcast activation quad.</summary>

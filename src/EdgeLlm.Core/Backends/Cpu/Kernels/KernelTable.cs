@@ -40,6 +40,11 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool PackedPanel;
     /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
     public bool Packs => Repack != null;
+    /// <summary>
+    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 on NEON), so one-token
+    /// (decode) matmuls take the copy without <c>BackendOptions.BatchInvariant</c> too, and batches and decode run the same kernel.
+    /// </summary>
+    public readonly bool PackedOneToken;
     /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
@@ -50,6 +55,7 @@ internal sealed unsafe class CpuKernelRow
         bool packsQ4_0Neon = false, bool packsQ8_0Neon = false)
     {
         PacksQ4_0 = packsQ4_0 || packsQ4_0Neon;
+        PackedOneToken = packsQ4_0Neon;
         if (packsQ4_0)
         {
             PackedBytes = &DotQ4_0.PackedBytes;

@@ -396,8 +396,8 @@ internal unsafe struct IQ4_XSNeonKernels : INeonDot4Kernels
 /// <summary>
 /// Q4_0 on NEON (sdot or the widening pair, <typeparamref name="TDp"/>): the four-token loop on the stored rows and the
 /// eight-row GEMM over the NEON-repacked copy (<see cref="DotQ4_0.RepackNeon"/>) with Q8_0 activation blocks
-/// (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>). Two tokens are two one-token passes: the same per-token arithmetic as
-/// <see cref="Packed4"/>, so a token's result does not depend on its batch.
+/// (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>), one token (decode) included. One, two and four tokens run the same
+/// per-token arithmetic, so a token's result does not depend on its batch.
 /// </summary>
 internal unsafe struct Q4_0NeonPacked<TDp> : IPackedQ4_0Kernel where TDp : struct, IIsaFlag
 {
@@ -406,9 +406,5 @@ internal unsafe struct Q4_0NeonPacked<TDp> : IPackedQ4_0Kernel where TDp : struc
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedNeon4<TDp>(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedNeon1<TDp>(group, panel, nb, dst);
 
-    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
-    {
-        DotQ4_0.PackedNeon1<TDp>(group, panel, nb, dst);
-        DotQ4_0.PackedNeon1<TDp>(group, panel + panelBytes, nb, dst + dstStride);
-    }
+    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedNeon2<TDp>(group, panel, panelBytes, nb, dst, dstStride);
 }
