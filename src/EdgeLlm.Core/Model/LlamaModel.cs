@@ -35,6 +35,7 @@ public sealed class LlamaModel : IDisposable
     private readonly Layer[] _layers;
     private readonly float _embeddingScale;
     private readonly IStackedMatMul? _stacker; // the backend, when it multiplies stacked weights (Layer.Wqkv, Layer.GateUp)
+    private readonly ISequenceAttention? _seqAttention; // the backend, when it attends all sequences of a batch in one call
 
     // Activations for one batch of up to MaxBatch tokens, row-major [tokens, width].
     private readonly BackendBuffer _x;      // residual stream [B, dim]
@@ -101,6 +102,7 @@ public sealed class LlamaModel : IDisposable
         _layers = new Layer[c.LayerCount];
         BackendWeight? Optional(TensorView? t) => t is { } v ? backend.LoadWeight(v) : null;
         _stacker = backend as IStackedMatMul; // checked once here; the forward only tests the layer's stacked weights for null
+        _seqAttention = backend as ISequenceAttention;
         BackendWeight? Stacked(string name, params TensorView[] parts) => _stacker?.LoadStacked(name, parts);
         BackendWeight? Unless(BackendWeight? stacked, TensorView t) => stacked is null ? backend.LoadWeight(t) : null;
         for (int i = 0; i < _layers.Length; i++)
@@ -407,13 +409,19 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// RoPE, cache store and attention of one layer for each sequence of the batch, each at its own positions in
-    /// its own cache. The first sequence works on rows 0.. of the batch buffers directly; the others are copied to
+    /// its own cache: in one call where the backend does them all together (<see cref="ISequenceAttention"/>, the CPU).
+    /// Otherwise the first sequence works on rows 0.. of the batch buffers directly; the others are copied to
     /// row 0 of scratch buffers and their attention output copied back (the backend ops address whole buffers).
     /// </summary>
     private void AttendSequences(int l, Layer w, ReadOnlySpan<SequenceBatch> seqs)
     {
         var c = Config;
         var b = Backend;
+        if (_seqAttention is not null)
+        {
+            _seqAttention.AttendSequences(_q, _k, _v, _att, seqs, l, c.HeadCount, c.KvHeadCount, w.Rope, w.Attention);
+            return;
+        }
         int row = 0;
         foreach (var sq in seqs)
         {

@@ -30,18 +30,22 @@ internal sealed unsafe class Attention : ParallelWork
     private readonly int _maxHeadDim;
     private readonly int _contextSize;
 
-    private float* _q;
-    private float* _k;
-    private float* _v;
-    private byte* _kb;
-    private byte* _vb;
-    private KvCacheType _kType;
-    private KvCacheType _vType;
-    private long _kRow;
-    private long _vRow;
-    private float* _dst;
-    private int _startPos;
-    private int _nTokens;
+    /// <summary>
+    /// One query batch against one KV cache: query rows at <see cref="Q"/>, cache rows at <see cref="K"/> / <see cref="V"/>
+    /// (stored as the given types, kRow / vRow bytes apart), output rows at <see cref="Dst"/>, tokens at positions
+    /// StartPos, StartPos + 1, ... A call runs one segment (a sequence alone) or several (the sequences of a server step).
+    /// </summary>
+    internal struct Segment
+    {
+        public float* Q, Dst;
+        public byte* K, V;
+        public KvCacheType KType, VType;
+        public long KRow, VRow;
+        public int StartPos, NTokens;
+    }
+
+    private Segment[] _segs = new Segment[1];
+    private int _segCount;
     private int _nHeads;
     private int _headDim;
     private int _group;
@@ -78,24 +82,42 @@ internal sealed unsafe class Attention : ParallelWork
     public void Run(WorkerPool pool, float* q, byte* k, KvCacheType kType, long kRow, byte* v, KvCacheType vType, long vRow, float* dst,
         int startPos, int nTokens, int nHeads, int headDim, int kvDim, float scale, float softcap, int window)
     {
+        ref var sg = ref Segments(1)[0];
+        sg.Q = q;
+        sg.K = k;
+        sg.V = v;
+        sg.KType = kType;
+        sg.VType = vType;
+        sg.KRow = kRow;
+        sg.VRow = vRow;
+        sg.Dst = dst;
+        sg.StartPos = startPos;
+        sg.NTokens = nTokens;
+        RunSegments(pool, 1, nHeads, headDim, kvDim, scale, softcap, window);
+    }
+
+    /// <summary>Room for <paramref name="count"/> segments for <see cref="RunSegments"/> to read (grown, never shrunk: allocates only when a call has more sequences than any before).</summary>
+    public Span<Segment> Segments(int count)
+    {
+        if (_segs.Length < count) _segs = new Segment[count];
+        return _segs.AsSpan(0, count);
+    }
+
+    /// <summary>
+    /// The first <paramref name="count"/> segments filled in through <see cref="Segments"/>, in one dispatch: the units of
+    /// all of them dealt to the threads by cost together. Each output element is computed exactly as when its
+    /// segment runs alone.
+    /// </summary>
+    public void RunSegments(WorkerPool pool, int count, int nHeads, int headDim, int kvDim, float scale, float softcap, int window)
+    {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
         if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"attention window {window} is negative");
         if (!float.IsFinite(scale) || !(softcap >= 0) || !float.IsFinite(softcap)) throw new ArgumentOutOfRangeException(nameof(scale), $"attention scale {scale} / softcap {softcap} is not usable");
+        if (count < 1 || count > _segs.Length) throw new ArgumentOutOfRangeException(nameof(count), $"{count} attention segments, {_segs.Length} prepared");
+        _segCount = count;
         _scale = scale;
         _softcap = softcap;
         _window = window;
-        _q = q;
-        _k = (float*)k;
-        _v = (float*)v;
-        _kb = k;
-        _vb = v;
-        _kType = kType;
-        _vType = vType;
-        _kRow = kRow;
-        _vRow = vRow;
-        _dst = dst;
-        _startPos = startPos;
-        _nTokens = nTokens;
         _nHeads = nHeads;
         _headDim = headDim;
         _kvDim = kvDim;
@@ -110,55 +132,67 @@ internal sealed unsafe class Attention : ParallelWork
             : Vector512.IsHardwareAccelerated ? 16
             : Vector256.IsHardwareAccelerated ? 8
             : Vector128.IsHardwareAccelerated ? 4 : 1;
-        int rowsPerKv = _nTokens * _group;
-        int tiles = (rowsPerKv + Lanes - 1) / Lanes;
-        long units = (long)tiles * _nKv;
-
         long total = 0;
-        for (int tile = 0; tile < tiles; tile++) total += UnitCost(tile, rowsPerKv) * _nKv;
-
-        // Unit u = tile · nKv + kvHead goes to the thread whose equal share of the total cost holds its midpoint.
-        long before = 0;
-        for (long u = 0; u < units; u++)
+        for (int s = 0; s < _segCount; s++)
         {
-            int tile = (int)(u / _nKv);
-            long cost = UnitCost(tile, rowsPerKv);
-            long owner = threadCount == 1 ? 0 : Math.Min(threadCount - 1, (2 * before + cost) * threadCount / (2 * total));
-            before += cost;
-            if (owner != thread) continue;
-            int kvHead = (int)(u % _nKv);
-            int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
-            switch (width)
+            int rowsPerKv = _segs[s].NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+            for (int tile = 0; tile < tiles; tile++) total += UnitCost(_segs[s].StartPos, tile, rowsPerKv) * _nKv;
+        }
+
+        // Unit u = tile · nKv + kvHead of each segment in turn goes to the thread whose equal share of the total cost
+        // holds its midpoint.
+        long before = 0;
+        for (int s = 0; s < _segCount; s++)
+        {
+            ref readonly Segment sg = ref _segs[s];
+            int rowsPerKv = sg.NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+            long units = (long)tiles * _nKv;
+            for (long u = 0; u < units; u++)
             {
-                case 16: Unit<SimdF512, Vector512<float>>(thread, kvHead, r0, r1); break;
-                case 8: Unit<SimdF256, Vector256<float>>(thread, kvHead, r0, r1); break;
-                case 4: Unit<SimdF128, Vector128<float>>(thread, kvHead, r0, r1); break;
-                default: Unit<SimdF1, float>(thread, kvHead, r0, r1); break;
+                int tile = (int)(u / _nKv);
+                long cost = UnitCost(sg.StartPos, tile, rowsPerKv);
+                long owner = threadCount == 1 ? 0 : Math.Min(threadCount - 1, (2 * before + cost) * threadCount / (2 * total));
+                before += cost;
+                if (owner != thread) continue;
+                int kvHead = (int)(u % _nKv);
+                int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
+                switch (width)
+                {
+                    case 16: Unit<SimdF512, Vector512<float>>(thread, in sg, kvHead, r0, r1); break;
+                    case 8: Unit<SimdF256, Vector256<float>>(thread, in sg, kvHead, r0, r1); break;
+                    case 4: Unit<SimdF128, Vector128<float>>(thread, in sg, kvHead, r0, r1); break;
+                    default: Unit<SimdF1, float>(thread, in sg, kvHead, r0, r1); break;
+                }
             }
         }
     }
 
     /// <summary>Relative cost of a tile: its rows times the keys they read (plus a fixed part for transposing).</summary>
-    private long UnitCost(int tile, int rowsPerKv)
+    private long UnitCost(int startPos, int tile, int rowsPerKv)
     {
         int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
-        long keys = _startPos + (r1 - 1) / _group + 1 - FirstKey(_startPos + r0 / _group);
+        long keys = startPos + (r1 - 1) / _group + 1 - FirstKey(startPos + r0 / _group);
         return (r1 - r0) * (keys + 16);
     }
 
     /// <summary>The first key position a query at position <paramref name="pos"/> sees (0 without a window).</summary>
     private int FirstKey(int pos) => _window == 0 ? 0 : Math.Max(0, pos - _window + 1);
 
-    private void Unit<TS, TV>(int thread, int kvHead, int r0, int r1)
+    private void Unit<TS, TV>(int thread, in Segment sg, int kvHead, int r0, int r1)
         where TS : struct, ISimdFloat<TV> where TV : struct
     {
+        int startPos = sg.StartPos;
+        float* q = sg.Q, dstBase = sg.Dst;
+        byte* kb = sg.K, vb = sg.V;
+        KvCacheType kType = sg.KType, vType = sg.VType;
+        long kRow = sg.KRow, vRow = sg.VRow;
         int headDim = _headDim, group = _group, rows = r1 - r0;
         float* qt = _scratch[thread];
         float* st = qt + (long)_maxHeadDim * Lanes;
         int* limit = (int*)(st + (long)_contextSize * Lanes);
         float* inv = (float*)(limit + Lanes);
-        int keys = _startPos + (r1 - 1) / group + 1;
-        int j0 = FirstKey(_startPos + r0 / group); // keys before j0 are hidden from every row of the tile
+        int keys = startPos + (r1 - 1) / group + 1;
+        int j0 = FirstKey(startPos + r0 / group); // keys before j0 are hidden from every row of the tile
         int n = keys - j0;
         float* dummy = inv + Lanes;
         long qDim = (long)_nHeads * headDim;
@@ -170,9 +204,9 @@ internal sealed unsafe class Attention : ParallelWork
             if (r < rows)
             {
                 int row = r0 + r, t = row / group, h = kvHead * group + row % group;
-                float* src = _q + t * qDim + (long)h * headDim;
+                float* src = q + t * qDim + (long)h * headDim;
                 for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
-                limit[r] = _startPos + t;
+                limit[r] = startPos + t;
             }
             else
             {
@@ -187,13 +221,13 @@ internal sealed unsafe class Attention : ParallelWork
         // Score row s of st is key j0 + s.
         float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
         float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]
-        if (_kType == KvCacheType.F32)
-            AttentionTile.Scores<TS, TV>(qt, _k + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
+        if (kType == KvCacheType.F32)
+            AttentionTile.Scores<TS, TV>(qt, (float*)kb + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
         else
             for (int c0 = 0; c0 < n; c0 += Chunk)
             {
                 int cn = Math.Min(Chunk, n - c0);
-                KvRows.Read(_kType, _kb + (j0 + c0) * _kRow, _kRow, (int)kvOff, headDim, cn, conv, w);
+                KvRows.Read(kType, kb + (j0 + c0) * kRow, kRow, (int)kvOff, headDim, cn, conv, w);
                 AttentionTile.Scores<TS, TV>(qt, conv, headDim, headDim, cn, chunks, _scale, st + (long)c0 * Lanes);
             }
         if (_softcap > 0) AttentionTile.Softcap<TS, TV>(st, n, chunks, _softcap);
@@ -205,13 +239,13 @@ internal sealed unsafe class Attention : ParallelWork
         }
         AttentionTile.Softmax<TS, TV>(st, n, chunks, inv);
 
-        if (_vType == KvCacheType.F32)
+        if (vType == KvCacheType.F32)
         {
-            float* v = _v + kvOff + (long)j0 * _kvDim;
+            float* v = (float*)vb + kvOff + (long)j0 * _kvDim;
             for (int r = 0; r < rows; r += 4)
             {
-                float* o0 = Out(r0 + r, kvHead), o1 = r + 1 < rows ? Out(r0 + r + 1, kvHead) : dummy;
-                float* o2 = r + 2 < rows ? Out(r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(r0 + r + 3, kvHead) : dummy;
+                float* o0 = Out(dstBase, r0 + r, kvHead), o1 = r + 1 < rows ? Out(dstBase, r0 + r + 1, kvHead) : dummy;
+                float* o2 = r + 2 < rows ? Out(dstBase, r0 + r + 2, kvHead) : dummy, o3 = r + 3 < rows ? Out(dstBase, r0 + r + 3, kvHead) : dummy;
                 int nv = limit[Math.Min(rows, r + 4) - 1] + 1 - j0;
                 AttentionTile.Values<TS, TV>(st, r, v, _kvDim, headDim, nv, inv, o0, o1, o2, o3);
             }
@@ -223,7 +257,7 @@ internal sealed unsafe class Attention : ParallelWork
         for (int c0 = 0; c0 < nAll; c0 += Chunk)
         {
             int cn = Math.Min(Chunk, nAll - c0);
-            KvRows.Read(_vType, _vb + (j0 + c0) * _vRow, _vRow, (int)kvOff, headDim, cn, conv, w);
+            KvRows.Read(vType, vb + (j0 + c0) * vRow, vRow, (int)kvOff, headDim, cn, conv, w);
             for (int r = 0; r < rows; r += 4)
             {
                 int nv = Math.Min(limit[Math.Min(rows, r + 4) - 1] + 1 - j0, c0 + cn) - c0;
@@ -234,16 +268,16 @@ internal sealed unsafe class Attention : ParallelWork
         }
         for (int r = 0; r < rows; r++)
         {
-            float* o = Out(r0 + r, kvHead), a = acc + (long)r * headDim;
+            float* o = Out(dstBase, r0 + r, kvHead), a = acc + (long)r * headDim;
             float s = inv[r];
             for (int d = 0; d < headDim; d++) o[d] = a[d] * s;
         }
     }
 
-    private float* Out(int row, int kvHead)
+    private float* Out(float* dst, int row, int kvHead)
     {
         int t = row / _group, h = kvHead * _group + row % _group;
-        return _dst + (long)t * _nHeads * _headDim + (long)h * _headDim;
+        return dst + (long)t * _nHeads * _headDim + (long)h * _headDim;
     }
 
     private static long RoundUp(long x, int m) => (x + m - 1) / m * m;

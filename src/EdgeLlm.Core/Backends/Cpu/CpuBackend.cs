@@ -13,7 +13,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// any thread count. Scratch memory is allocated once in <see cref="Prepare"/>; the per-token path
 /// allocates nothing.
 /// </summary>
-public sealed unsafe class CpuBackend : IBackend
+public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
 {
     private readonly WorkerPool _pool;
     private readonly List<CpuBuffer> _buffers = new();
@@ -209,6 +209,64 @@ public sealed unsafe class CpuBackend : IBackend
         Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
         _attention!.Run(_pool, P(q), (byte*)P(cache.Keys(layer)), cache.KeyType, cache.KeyRowBytes, (byte*)P(cache.Values(layer)), cache.ValueType, cache.ValueRowBytes,
             P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim, options.Scale, options.Softcap, options.Window);
+    }
+
+    private int[] _positions = [];
+
+    /// <summary>
+    /// The attention part of one layer for every sequence of a multi-sequence batch: one rotation of all the rows (each at
+    /// its sequence's position; the cos/sin table made once per step and kept for the other layers), the K/V rows stored
+    /// into each sequence's cache, and one attention dispatch whose work units are all the sequences' (tile, KV head)
+    /// pairs, reading the batch rows in place.
+    /// </summary>
+    public void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options)
+    {
+        Ready();
+        int headDim = rope.HeadDim, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        int total = 0;
+        foreach (var sq in seqs)
+        {
+            if (sq.Count < 1 || sq.StartPos < 0 || sq.StartPos + sq.Count > sq.Cache.Size || sq.StartPos + sq.Count > _limits.ContextSize)
+                throw new ArgumentOutOfRangeException(nameof(seqs), $"positions {sq.StartPos}..{sq.StartPos + sq.Count - 1} are outside the kv cache of {Math.Min(sq.Cache.Size, _limits.ContextSize)}");
+            if (sq.Cache.KvDim != kvDim) throw new ArgumentException($"a kv cache of rows of {sq.Cache.KvDim} for {nKvHeads} heads of {headDim}", nameof(seqs));
+            total += sq.Count;
+        }
+        Need(q, (long)total * qDim, "attention q");
+        Need(k, (long)total * kvDim, "store_kv k");
+        Need(v, (long)total * kvDim, "store_kv v");
+        Need(dst, (long)total * qDim, "attention dst");
+        if (_positions.Length < total) _positions = new int[Math.Max(total, _limits.MaxBatch)];
+        int row = 0;
+        foreach (var sq in seqs)
+            for (int t = 0; t < sq.Count; t++) _positions[row++] = sq.StartPos + t;
+        var positions = new ReadOnlySpan<int>(_positions, 0, total);
+        _rope!.RunPositions(_pool, P(q), total, nHeads, positions, rope);
+        _rope.RunPositions(_pool, P(k), total, nKvHeads, positions, rope);
+
+        var segs = _attention!.Segments(seqs.Length);
+        row = 0;
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            var sq = seqs[s];
+            var cache = sq.Cache;
+            byte* keys = (byte*)P(cache.Keys(layer)), values = (byte*)P(cache.Values(layer));
+            Kernels.KvRows.Store(cache.KeyType, P(k) + (long)row * kvDim, keys + sq.StartPos * cache.KeyRowBytes, sq.Count, kvDim);
+            Kernels.KvRows.Store(cache.ValueType, P(v) + (long)row * kvDim, values + sq.StartPos * cache.ValueRowBytes, sq.Count, kvDim);
+            ref var sg = ref segs[s];
+            sg.Q = P(q) + (long)row * qDim;
+            sg.Dst = P(dst) + (long)row * qDim;
+            sg.K = keys;
+            sg.V = values;
+            sg.KType = cache.KeyType;
+            sg.VType = cache.ValueType;
+            sg.KRow = cache.KeyRowBytes;
+            sg.VRow = cache.ValueRowBytes;
+            sg.StartPos = sq.StartPos;
+            sg.NTokens = sq.Count;
+            row += sq.Count;
+        }
+        _attention.RunSegments(_pool, seqs.Length, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window);
     }
 
     public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)

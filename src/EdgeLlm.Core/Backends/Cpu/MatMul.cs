@@ -25,6 +25,9 @@ internal sealed unsafe class MatMul : ParallelWork
     private RowJob _job;
     private float* _x;
     private bool _quantizePhase;
+    private bool _fusedQuantize;
+    /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
+    private PaddedCounter _arrivals;
     private long _xqRowBytes;
     private readonly float*[] _scratch;
     private readonly byte* _xq;
@@ -76,7 +79,7 @@ internal sealed unsafe class MatMul : ParallelWork
         return maxBatch * most;
     }
 
-    /// <summary>Batches up to this many tokens quantize their activations on the calling thread (server decode steps).</summary>
+    /// <summary>Batches up to this many tokens quantize their activations inside the product's dispatch (server decode steps); more take a dispatch of their own.</summary>
     internal const int InlineQuantizeTokens = 8;
 
     public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens, bool usePacked = true)
@@ -100,11 +103,19 @@ internal sealed unsafe class MatMul : ParallelWork
                 _job.PackedX = _panel;
                 _job.PackedXStride = _panelBytes;
             }
-            if (nTokens <= InlineQuantizeTokens)
+            if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
             {
-                // A decode step's few rows on the calling thread: a worker-pool dispatch (and its barrier) per
-                // product costs more than quantizing them (each row is quantized the same way either way).
+                // A lone decode token (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
+                // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
                 for (int t = 0; t < nTokens; t++) QuantizeToken(t);
+            }
+            else if (nTokens <= InlineQuantizeTokens)
+            {
+                // A server step's few rows (one per slot): quantized inside the product's own dispatch, the
+                // threads splitting them by token and meeting at a spin barrier before the rows (no second
+                // dispatch, and the workers do not idle while the caller quantizes them all).
+                _fusedQuantize = true;
+                _arrivals.Value = pool.ThreadCount;
             }
             else
             {
@@ -119,7 +130,8 @@ internal sealed unsafe class MatMul : ParallelWork
             _job.XStride = (long)n * sizeof(float);
         }
         Split(w, pool.ThreadCount);
-        pool.Run(this);
+        try { pool.Run(this); }
+        finally { _fusedQuantize = false; }
     }
 
     /// <summary>Sets the static share and the chunk size of the dynamic remainder for this call.</summary>
@@ -157,6 +169,14 @@ internal sealed unsafe class MatMul : ParallelWork
             var (t0, t1) = WorkerPool.Range(_job.NTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
+        }
+        if (_fusedQuantize)
+        {
+            var (t0, t1) = WorkerPool.Range(_job.NTokens, thread, threadCount);
+            for (long t = t0; t < t1; t++) QuantizeToken(t);
+            Interlocked.Decrement(ref _arrivals.Value);
+            // Every thread runs every dispatch, so all of them arrive; the rows read every token's activations.
+            for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);
         }
         var rowsOf = _row.Rows;
         float* scratch = _scratch[thread];

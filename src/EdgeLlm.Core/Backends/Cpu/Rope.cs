@@ -21,6 +21,9 @@ internal sealed unsafe class Rope : ParallelWork
     private readonly RopeSpec?[] _tableSpec = new RopeSpec?[Tables];
     private readonly int[] _tableStart = [-1, -1];
     private readonly int[] _tableCount = new int[Tables];
+    // Whether a table was made by RunPositions, and then the position of each of its rows (arrays kept once allocated).
+    private readonly bool[] _tablePositional = new bool[Tables];
+    private readonly int[]?[] _tablePositions = new int[]?[Tables];
     private int _lastFilled;
 
     private float* _cos;
@@ -48,7 +51,7 @@ internal sealed unsafe class Rope : ParallelWork
         if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
         int slot = -1;
         for (int k = 0; k < Tables; k++)
-            if (ReferenceEquals(spec, _tableSpec[k]) && startPos == _tableStart[k] && nTokens <= _tableCount[k]) slot = k;
+            if (ReferenceEquals(spec, _tableSpec[k]) && !_tablePositional[k] && startPos == _tableStart[k] && nTokens <= _tableCount[k]) slot = k;
         if (slot < 0)
         {
             slot = 1 - _lastFilled; // replace the table filled longer ago
@@ -67,14 +70,59 @@ internal sealed unsafe class Rope : ParallelWork
             _tableSpec[slot] = spec;
             _tableStart[slot] = startPos;
             _tableCount[slot] = nTokens;
+            _tablePositional[slot] = false;
         }
+        Apply(pool, slot, x, nTokens, nHeads, spec);
+    }
+
+    /// <summary>
+    /// As <see cref="Run"/>, token t of the batch at position <paramref name="positions"/>[t] (the sequences of a server
+    /// step, each at its own positions). Each row gets the same table values, so the same result, as in <see cref="Run"/>.
+    /// The table is kept for the next call with the same positions (Q and K, and every layer of the step).
+    /// </summary>
+    public void RunPositions(WorkerPool pool, float* x, int nTokens, int nHeads, ReadOnlySpan<int> positions, RopeSpec spec)
+    {
+        int half = spec.Dims / 2;
+        if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
+        if (positions.Length != nTokens) throw new ArgumentException($"{positions.Length} positions for {nTokens} tokens", nameof(positions));
+        int slot = -1;
+        for (int k = 0; k < Tables; k++)
+            if (ReferenceEquals(spec, _tableSpec[k]) && _tablePositional[k] && _tablePositions[k] is { } p && _tableCount[k] == nTokens && positions.SequenceEqual(p.AsSpan(0, nTokens))) slot = k;
+        if (slot < 0)
+        {
+            slot = 1 - _lastFilled;
+            _lastFilled = slot;
+            float* cos = _cosTables[slot], sin = _sinTables[slot];
+            for (int t = 0; t < nTokens; t++)
+            {
+                for (int i = 0; i < half; i++)
+                {
+                    double theta = spec.Theta(positions[t], i);
+                    cos[t * half + i] = (float)(Math.Cos(theta) * spec.AttnFactor);
+                    sin[t * half + i] = (float)(Math.Sin(theta) * spec.AttnFactor);
+                }
+            }
+            var kept = _tablePositions[slot];
+            if (kept is null || kept.Length < nTokens) kept = new int[Math.Max(nTokens, _capacity / Math.Max(1, half))];
+            positions.CopyTo(kept);
+            _tablePositions[slot] = kept;
+            _tablePositional[slot] = true;
+            _tableSpec[slot] = spec;
+            _tableStart[slot] = -1;
+            _tableCount[slot] = nTokens;
+        }
+        Apply(pool, slot, x, nTokens, nHeads, spec);
+    }
+
+    private void Apply(WorkerPool pool, int slot, float* x, int nTokens, int nHeads, RopeSpec spec)
+    {
         _cos = _cosTables[slot];
         _sin = _sinTables[slot];
         _x = x;
         _nTokens = nTokens;
         _nHeads = nHeads;
         _headDim = spec.HeadDim;
-        _half = half;
+        _half = spec.Dims / 2;
         _neox = spec.Neox;
         pool.Run(this, (long)nTokens * nHeads * spec.HeadDim);
     }

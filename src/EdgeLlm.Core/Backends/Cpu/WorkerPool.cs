@@ -118,7 +118,7 @@ internal sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Pause briefly; every 64th spin yield the core, so an oversubscribed machine still makes progress.</summary>
-    private static void Spin(int spins)
+    internal static void Spin(int spins)
     {
         if ((spins & 63) == 63) Thread.Yield();
         else Thread.SpinWait(4);
