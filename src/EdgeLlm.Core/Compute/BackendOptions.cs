@@ -47,7 +47,8 @@ public sealed class BackendOptions
     /// <c>--parallel</c> slots, <c>LlamaModel.ForwardSequences</c>) gives exactly what it gives alone. On the CPU, weights
     /// repacked for the eight-row GEMM (Q4_0, Q8_0) then run it for one-token steps too, which a lone decode pays for
     /// (1.1B Q4_0, 2 threads, this VM: 24 tok/s instead of 37); off, one-token steps read the stored rows and
-    /// batches of four or more the repacked copy, agreeing to float rounding. Default off.
+    /// batches of four or more the repacked copy, agreeing to float rounding (Q4_0 on NEON runs the GEMM for one-token
+    /// steps either way: there it is the faster kernel, so it is batch-invariant without this). Default off.
     /// </summary>
     public bool BatchInvariant { get; init; }
 }
