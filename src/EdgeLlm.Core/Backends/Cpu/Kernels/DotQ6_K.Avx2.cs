@@ -13,34 +13,27 @@ public static unsafe partial class DotQ6_K
     /// the even groups in the low 128-bit lane and the odd ones in the high lane, so each quarter's pair is one in-lane
     /// vpshufb. With GFNI (<typeparamref name="TGfni"/>) one vgf2p8affineqb per quarter moves qh's bit pair to bits
     /// 4..5 (instead of shift, mask, shift). The −32 offset is −32·Σ_g sc_g·bsums_g, one vpmaddwd per block. All
-    /// int32-exact; one FMA with d·d_x per block, d converted eight blocks at a time (<see cref="BlockD8"/>).
+    /// int32-exact; one FMA with d·d_x per block.
     /// </summary>
     private static float Avx2Loop<TVnni, TGfni>(byte* w, byte* xq, int nb)
         where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
     {
         Vector256<float> acc = Vector256<float>.Zero;
         Vector128<byte> evenOdd = Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-        float* dws = stackalloc float[8];
-        for (int b0 = 0; b0 < nb; b0 += 8)
+        for (int b = 0; b < nb; b++)
         {
-            int count = Math.Min(8, nb - b0);
-            BlockD8(w + b0 * BlockBytes, count).Store(dws);
-            for (int k = 0; k < count; k++)
-            {
-                int b = b0 + k;
-                byte* wb = w + b * BlockBytes;
-                byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-                Vector128<sbyte> sc = Vector128.Load((sbyte*)(wb + ScalesOffset));
-                Vector256<int> offset = Avx2.MultiplyAddAdjacent(
-                    Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), Avx2.ConvertToVector256Int16(sc));
-                Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd.AsSByte())).AsByte();
-                sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-                Vector256<int> isum = Avx2Half<TVnni, TGfni>(Vector256<int>.Zero, wb, wb + QhOffset, y, lanes, 0);
-                isum = Avx2Half<TVnni, TGfni>(isum, wb + 64, wb + QhOffset + 32, y + 128, lanes, 4);
-                isum -= offset << 5;
-                float d = dws[k] * Unsafe.ReadUnaligned<float>(yb);
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d), acc);
-            }
+            byte* wb = w + b * BlockBytes;
+            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
+            Vector128<sbyte> sc = Vector128.Load((sbyte*)(wb + ScalesOffset));
+            Vector256<int> offset = Avx2.MultiplyAddAdjacent(
+                Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), Avx2.ConvertToVector256Int16(sc));
+            Vector256<byte> lanes = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(sc, evenOdd.AsSByte())).AsByte();
+            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+            Vector256<int> isum = Avx2Half<TVnni, TGfni>(Vector256<int>.Zero, wb, wb + QhOffset, y, lanes, 0);
+            isum = Avx2Half<TVnni, TGfni>(isum, wb + 64, wb + QhOffset + 32, y + 128, lanes, 4);
+            isum -= offset << 5;
+            float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(d), acc);
         }
         return Vector256.Sum(acc);
     }

@@ -16,7 +16,6 @@ public static unsafe partial class DotQ6_K
     /// block plus an in-lane vpshufb per zmm, and the weights are prefetched about 1 KiB ahead; without, shifts and
     /// masks and a vpermw per zmm. (The qh halves come from one 64-byte load and two vshufi64x2, not from
     /// Avx512F.BroadcastVector256ToVector512 from memory: with .NET 10.0.12's Tier-1 JIT that gave wrong sums here.)
-    /// The fp16 d of eight blocks at a time is converted in one ymm (<see cref="BlockD8"/>), not per block in scalar code.
     /// </summary>
     private static float Avx512Loop<TGfni>(byte* w, byte* xq, int nb) where TGfni : struct, IIsaFlag
     {
@@ -24,38 +23,31 @@ public static unsafe partial class DotQ6_K
         Vector512<short> idx0 = GroupIndex(0), idx1 = GroupIndex(4), idx2 = GroupIndex(8), idx3 = GroupIndex(12);
         Vector512<byte> pairs01 = PairMatrix(0, 1), pairs23 = PairMatrix(2, 3);
         Vector512<short> laneIndex = LaneScaleIndex();
-        float* dws = stackalloc float[8];
-        for (int b0 = 0; b0 < nb; b0 += 8)
+        for (int b = 0; b < nb; b++)
         {
-            int count = Math.Min(8, nb - b0);
-            BlockD8(w + b0 * BlockBytes, count).Store(dws);
-            for (int k = 0; k < count; k++)
+            byte* wb = w + b * BlockBytes;
+            byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(wb + ScalesOffset)));
+            Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
+            sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
+            Vector512<int> isum;
+            if (TGfni.Enabled)
             {
-                int b = b0 + k;
-                byte* wb = w + b * BlockBytes;
-                byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
-                Vector256<short> sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(wb + ScalesOffset)));
-                Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
-                sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
-                Vector512<int> isum;
-                if (TGfni.Enabled)
-                {
-                    PrefetchWeights(wb);
-                    Vector512<byte> lanes = Avx512BW.PermuteVar32x16(sc16.ToVector512Unsafe(), laneIndex).AsByte();
-                    Vector512<ulong> qh = Vector512.Load((ulong*)(wb + QhOffset));
-                    isum = Avx512HalfGfni(wb, Avx512F.Shuffle4x128(qh, qh, 0x44).AsByte(), y, lanes, pairs01, pairs23, 0);
-                    isum += Avx512HalfGfni(wb + 64, Avx512F.Shuffle4x128(qh, qh, 0xEE).AsByte(), y + 128, lanes, pairs01, pairs23, 2);
-                }
-                else
-                {
-                    Vector512<short> scales = sc16.ToVector512Unsafe();
-                    isum = Avx512Half(wb, wb + QhOffset, y, scales, idx0, idx1);
-                    isum += Avx512Half(wb + 64, wb + QhOffset + 32, y + 128, scales, idx2, idx3);
-                }
-                isum -= (offset << 5).ToVector512();
-                float d = dws[k] * Unsafe.ReadUnaligned<float>(yb);
-                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
+                PrefetchWeights(wb);
+                Vector512<byte> lanes = Avx512BW.PermuteVar32x16(sc16.ToVector512Unsafe(), laneIndex).AsByte();
+                Vector512<ulong> qh = Vector512.Load((ulong*)(wb + QhOffset));
+                isum = Avx512HalfGfni(wb, Avx512F.Shuffle4x128(qh, qh, 0x44).AsByte(), y, lanes, pairs01, pairs23, 0);
+                isum += Avx512HalfGfni(wb + 64, Avx512F.Shuffle4x128(qh, qh, 0xEE).AsByte(), y + 128, lanes, pairs01, pairs23, 2);
             }
+            else
+            {
+                Vector512<short> scales = sc16.ToVector512Unsafe();
+                isum = Avx512Half(wb, wb + QhOffset, y, scales, idx0, idx1);
+                isum += Avx512Half(wb + 64, wb + QhOffset + 32, y + 128, scales, idx2, idx3);
+            }
+            isum -= (offset << 5).ToVector512();
+            float d = Fp16.Read(wb + DOffset) * Unsafe.ReadUnaligned<float>(yb);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
         }
         return Sum(acc);
     }

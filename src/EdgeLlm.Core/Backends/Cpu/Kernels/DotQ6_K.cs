@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;
@@ -19,22 +18,6 @@ public static unsafe partial class DotQ6_K
     private const int QhOffset = 128;
     private const int ScalesOffset = 192;
     private const int DOffset = 208;
-
-    /// <summary>
-    /// The fp16 d of the <paramref name="count"/> (1..8) consecutive blocks at <paramref name="wg"/> as floats in lanes
-    /// 0..count−1 (the others 0): one masked vpgatherdd of the four bytes that end at each block's d (the last two
-    /// scale bytes and d, inside the block, so the last block of a tensor is never read past), the high halves
-    /// converted in registers by <see cref="Fp16.ToFloat(Vector256{uint})"/>: exact like <see cref="Fp16.Read"/>
-    /// (subnormals included) with no branch, about 2 instructions per block instead of a scalar conversion each.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> BlockD8(byte* wg, int count)
-    {
-        Vector256<int> lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
-        Vector256<int> mask = Vector256.LessThan(lane, Vector256.Create(count));
-        Vector256<int> h = Avx2.GatherMaskVector256(Vector256<int>.Zero, (int*)(wg + DOffset - 2), lane * BlockBytes, mask, 1);
-        return Fp16.ToFloat(h.AsUInt32() >>> 16);
-    }
 
     public static float Dot(byte* w, byte* xq, int n)
     {
