@@ -7,7 +7,7 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 public static unsafe partial class DotQ4_0
 {
     /// <summary>
-    /// AVX2 panel loop, the same skeleton as <see cref="Avx512Panel{TVbmi}"/> one block per ymm: nibbles unpacked as in
+    /// AVX2 panel loop, the same skeleton as <see cref="Avx512Panel{TVbmi, TGfni}"/> one block per ymm: nibbles unpacked as in
     /// <see cref="Avx2Block{TVnni}"/>, vpmaddubsw with the activations (memory operand) and vpmaddwd (with AVX-VNNI one
     /// vpdpbusd from zero), int → float, FMA with the broadcast d_w·d_x; the −8 offset comes off per eight blocks as
     /// one FMA of the weight scales with the panel's c into a correction accumulator. Eight blocks per step, two

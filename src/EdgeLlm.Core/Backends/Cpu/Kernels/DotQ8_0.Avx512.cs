@@ -18,23 +18,18 @@ public static unsafe partial class DotQ8_0
         Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
         Vector256<int> wOff = BlockScales.Offsets(BlockBytes), xOff = BlockScales.Offsets(XB);
         int b = 0;
-        // The eight products go through memory so each block's FMA takes its scale as an embedded broadcast
-        // ({1to16} memory operand) instead of a vpermps per block: vpmovsxbw and vpermps share the one shuffle
-        // port, so the vpermps made that port the loop's bound (24 shuffles per eight blocks, now 16).
-        Vector256<float> products = default;
-        float* d = (float*)&products;
         for (; b + 8 <= nb; b += 8, w += 8 * BlockBytes, xq += 8 * XB)
         {
             WeightPrefetch.Lines5(w);
-            products = BlockScales.Products8Wide(w, wOff, xq, xOff);
-            acc0 = Avx512Block(acc0, w, xq, Vector512.Create(d[0]));
-            acc1 = Avx512Block(acc1, w + BlockBytes, xq + XB, Vector512.Create(d[1]));
-            acc0 = Avx512Block(acc0, w + 2 * BlockBytes, xq + 2 * XB, Vector512.Create(d[2]));
-            acc1 = Avx512Block(acc1, w + 3 * BlockBytes, xq + 3 * XB, Vector512.Create(d[3]));
-            acc0 = Avx512Block(acc0, w + 4 * BlockBytes, xq + 4 * XB, Vector512.Create(d[4]));
-            acc1 = Avx512Block(acc1, w + 5 * BlockBytes, xq + 5 * XB, Vector512.Create(d[5]));
-            acc0 = Avx512Block(acc0, w + 6 * BlockBytes, xq + 6 * XB, Vector512.Create(d[6]));
-            acc1 = Avx512Block(acc1, w + 7 * BlockBytes, xq + 7 * XB, Vector512.Create(d[7]));
+            Vector512<float> d = BlockScales.Products8Wide(w, wOff, xq, xOff).ToVector512Unsafe();
+            acc0 = Avx512Block(acc0, w, xq, Avx512F.PermuteVar16x32(d, Vector512.Create(0)));
+            acc1 = Avx512Block(acc1, w + BlockBytes, xq + XB, Avx512F.PermuteVar16x32(d, Vector512.Create(1)));
+            acc0 = Avx512Block(acc0, w + 2 * BlockBytes, xq + 2 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(2)));
+            acc1 = Avx512Block(acc1, w + 3 * BlockBytes, xq + 3 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(3)));
+            acc0 = Avx512Block(acc0, w + 4 * BlockBytes, xq + 4 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(4)));
+            acc1 = Avx512Block(acc1, w + 5 * BlockBytes, xq + 5 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(5)));
+            acc0 = Avx512Block(acc0, w + 6 * BlockBytes, xq + 6 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(6)));
+            acc1 = Avx512Block(acc1, w + 7 * BlockBytes, xq + 7 * XB, Avx512F.PermuteVar16x32(d, Vector512.Create(7)));
         }
         for (; b < nb; b++, w += BlockBytes, xq += XB)
             acc0 = Avx512Block(acc0, w, xq, Vector512.Create(Fp16.Read(w) * Fp16.Read(xq)));
