@@ -31,6 +31,15 @@
 
 #define MVP_WARPS 4 // warps per thread block (128 threads)
 
+// The norm epilogue is a call, not inlined, and its loops are not unrolled: inlined it raised the products' register
+// count (up to 69 on sm_90 for Q4_0, from 40), and with it the registers of every product; as a call it costs
+// 0-8 registers. (The host emulation has no such attribute.)
+#ifdef EDGELLM_HOST_EMULATION
+#define MVP_NOINLINE
+#else
+#define MVP_NOINLINE __noinline__
+#endif
+
 #define PTYPE_Q4_0 0
 #define PTYPE_Q8_0 1
 #define PTYPE_Q4_K 2
@@ -251,14 +260,16 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
 // sums of the virtual threads i and i + 128 apart and each warp reduces both (virtual warps w and w + 4), so the eight
 // warp sums and their total are added in the same order and the same floats come out. x is read with volatile loads
 // (other blocks wrote it: from L2, not a stale L1). dim must be a multiple of 32.
-__device__ __forceinline__ void packed_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
+__device__ MVP_NOINLINE void packed_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
                                                i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so, int dim, float eps)
 {
     __shared__ double partial[2 * MVP_WARPS];
     const volatile float* xv = x;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     double s0 = 0.0, s1 = 0.0;
+#pragma unroll 1
     for (int i = threadIdx.x; i < dim; i += 2 * MVP_WARPS * WARP) s0 += (double)xv[i] * (double)xv[i];
+#pragma unroll 1
     for (int i = threadIdx.x + MVP_WARPS * WARP; i < dim; i += 2 * MVP_WARPS * WARP) s1 += (double)xv[i] * (double)xv[i];
     s0 = warp_sum_d(s0);
     s1 = warp_sum_d(s1);
@@ -276,6 +287,7 @@ __device__ __forceinline__ void packed_norm_q8(const float* x, const float* __re
     }
     __syncthreads();
     float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
+#pragma unroll 1
     for (int i = threadIdx.x; i < dim; i += MVP_WARPS * WARP)
     {
         float v = __fmul_rn(__fmul_rn(xv[i], scale), w[i]);
@@ -358,7 +370,7 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
             __syncthreads();
         }
     }
-    if (residual == 2)
+    if (NT == 1 && residual == 2) // (the t8 kernels never get it: one token)
     {
         __shared__ int lastBlock;
         int blocks = (rows + MVP_WARPS / wpr - 1) / (MVP_WARPS / wpr);
