@@ -1,6 +1,6 @@
-using EdgeLlm.Model;
+using EdgeLlm.Compute;
 
-namespace EdgeLlm.Compute;
+namespace EdgeLlm.Model;
 
 /// <summary>
 /// A backend that runs the attention part of one layer for all the sequences of a multi-sequence batch
