@@ -151,7 +151,7 @@ __device__ __forceinline__ void q4k_scale_min(int j, const u8* s, int* sc, int* 
 __device__ __forceinline__ int step_pos(const int* step, int pos_delta) { return step[0] + pos_delta; }
 
 // quantize_q8 of the 32-block a warp holds, lane i owning element i (v: this lane's element), block index b: the
-// fused kernels' quantization of their output for the next integer product (quantize.cu's arithmetic).
+// fused kernels' quantization of their output for the next integer product, and quantize.cu's quantize_q8.
 __device__ __forceinline__ void quantize_lane_q8(float v, i64 b, i8* __restrict__ qx, float* __restrict__ dx, float* __restrict__ sx)
 {
     int lane = threadIdx.x % WARP;

@@ -7,17 +7,6 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restri
                                        float* __restrict__ sx, long long nBlocks)
 {
     long long b = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
     if (b >= nBlocks) return;
-    float v = x[b * 32 + lane];
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    int q = amax == 0.0f ? 0 : __float2int_rn(v / d);
-    qx[b * 32 + lane] = (i8)q;
-    int sum = warp_sum_i(q);
-    if (lane == 0)
-    {
-        dx[b] = d;
-        sx[b] = d * (float)sum;
-    }
+    quantize_lane_q8(x[b * 32 + threadIdx.x % WARP], b, qx, dx, sx);
 }
