@@ -45,7 +45,11 @@ internal static unsafe class Program
         foreach (GgmlType t in KernelVariants.TableQuantTypes()) BatchedChecks(t);
         // Q4_0 again with 67 blocks a row: the repacked GEMM's four-block steps and its last nb mod 4 blocks.
         BatchedChecks(GgmlType.Q4_0, 2144);
-        if (KernelRung.Selected == Rung.Neon) NeonDecodeChecks();
+        if (KernelRung.Selected == Rung.Neon)
+        {
+            NeonDecodeChecks(GgmlType.Q4_0);
+            NeonDecodeChecks(GgmlType.Q8_0);
+        }
         FloatChecks();
         if (KernelRung.IsSupported(Rung.Neon)) NeonScaleChecks();
         Guard("stories260K greedy 256 (LlamaModel, selected rung)", () => Greedy256(repo));
@@ -365,13 +369,13 @@ internal static unsafe class Program
                 var a = new float[5 * 8];
                 var b = new float[5 * 8];
                 bool q8 = t == GgmlType.Q8_0;
-                fixed (byte* pk = packed) fixed (byte* pa = act) fixed (byte* pp = panel) fixed (float* da = a) fixed (float* db = b)
+                fixed (byte* pk = packed) fixed (byte* pp = panel) fixed (float* da = a) fixed (float* db = b)
                     for (int g = 0; g < rows / 8; g++)
                     {
                         byte* group = pk + g * row.PackedBytes(8, n);
+                        // Both GEMMs take the panel (tokens 0-3, then token 4 alone).
                         if (q8)
                         {
-                            // Q8_0's GEMM takes the panel (tokens 0-3, then token 4 alone).
                             DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, da, 8, dp: true);
                             DotQ8_0.PackedDot4Neon(group, pp, panelStride, n, db, 8, dp: false);
                             DotQ8_0.PackedDot1Neon(group, pp + 4 * panelStride, n, da + 32, dp: true);
@@ -379,10 +383,10 @@ internal static unsafe class Program
                         }
                         else
                         {
-                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, da, 8, dp: true);
-                            DotQ4_0.PackedDot4Neon(group, pa, stride, n, db, 8, dp: false);
-                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, da + 32, dp: true);
-                            DotQ4_0.PackedDot1Neon(group, pa + 4 * stride, n, db + 32, dp: false);
+                            DotQ4_0.PackedDot4Neon(group, pp, panelStride, n, da, 8, dp: true);
+                            DotQ4_0.PackedDot4Neon(group, pp, panelStride, n, db, 8, dp: false);
+                            DotQ4_0.PackedDot1Neon(group, pp + 4 * panelStride, n, da + 32, dp: true);
+                            DotQ4_0.PackedDot1Neon(group, pp + 4 * panelStride, n, db + 32, dp: false);
                         }
                         for (int i = 0; i < a.Length; i++)
                             if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
@@ -393,17 +397,16 @@ internal static unsafe class Program
     }
 
     /// <summary>
-    /// Decode over the repacked copy on NEON, through the backend as the model runs it: a fresh <see cref="CpuBackend"/>
-    /// (2 threads) whose first Q4_0 matmul is a lone token (the copy is made there), then a batch of 5 tokens, then each of
+    /// Decode over the repacked copy on NEON (Q4_0 and Q8_0), through the backend as the model runs it: a fresh <see cref="CpuBackend"/>
+    /// (2 threads) whose first matmul of the weight is a lone token (the copy is made there), then a batch of 5 tokens, then each of
     /// the 5 again alone; 101 rows of 2144 values (12 groups of eight, 5 rows after them; 67 blocks, 3 after the last
     /// four). Every result within 1e-5·M of the Scalar rung, and with the copy (not <c>EDGELLM_KERNEL_REPACK=0</c>) each
     /// token alone equal bit for bit to the same token in the batch: decode and batches run the same kernel, so
     /// batch invariance holds without <c>BatchInvariant</c> (a decode on the one-row loops sums in another order and fails
     /// that). The first lone token is compared with its later run alone too (the copy made by a one-token matmul is used).
     /// </summary>
-    private static void NeonDecodeChecks()
+    private static void NeonDecodeChecks(GgmlType t)
     {
-        const GgmlType t = GgmlType.Q4_0;
         const int n = 2144, rows = 101, tokens = 5;
         long rowBytes = GgmlTypes.RowBytes(t, n), xb = ActivationQuant.BytesFor(t, n);
         var w = new byte[rowBytes * rows];
@@ -717,6 +720,47 @@ internal static unsafe class Program
     /// </summary>
     private static void NeonScaleChecks()
     {
+        Guard("Q8_0Panel.FromBlocks (NEON) == the panel computed here from the Q8_0 bytes (quants, (float)Half d, d·(8·Σq)), 1-67 blocks", () =>
+        {
+            var rng = new Random(1515);
+            foreach (int nb in new[] { 1, 3, 4, 5, 7, 8, 33, 67 })
+                foreach (string kind in new[] { "quantized", "raw", "extreme", "subnormal" })
+                {
+                    int n = nb * 32;
+                    byte[] xq;
+                    if (kind == "quantized") xq = QuantizeActivations(GgmlType.Q8_0, Activations(n, 32, 1600 + nb));
+                    else
+                    {
+                        xq = new byte[nb * ActivationQuant.Q8_0BlockBytes];
+                        rng.NextBytes(xq);
+                        for (int b = 0; b < nb; b++)
+                        {
+                            int o = b * ActivationQuant.Q8_0BlockBytes;
+                            // extreme: every quant -128 or 127 (the largest block sums); subnormal: the scale a subnormal half or ±0.
+                            if (kind == "extreme") for (int j = 0; j < 32; j++) xq[o + 2 + j] = (byte)(rng.Next(2) == 0 ? 0x80 : 0x7F);
+                            ushort h = kind == "subnormal" ? (ushort)(rng.Next(0x400) | (rng.Next(2) << 15)) : (ushort)BitConverter.HalfToUInt16Bits((Half)(rng.NextDouble() * 4 - 2));
+                            xq[o] = (byte)h;
+                            xq[o + 1] = (byte)(h >> 8);
+                        }
+                    }
+                    var got = new byte[Q8_0Panel.BytesFor(n)];
+                    fixed (byte* px = xq) fixed (byte* pp = got) Q8_0Panel.FromBlocks(px, pp, n);
+                    for (int b = 0; b < nb; b++)
+                    {
+                        int o = b * ActivationQuant.Q8_0BlockBytes, sum = 0;
+                        for (int j = 0; j < 32; j++)
+                        {
+                            sum += (sbyte)xq[o + 2 + j];
+                            if (got[b * 32 + j] != xq[o + 2 + j]) return $"{kind} {nb} blocks: quant {b}.{j} {got[b * 32 + j]} vs {xq[o + 2 + j]}";
+                        }
+                        float d = (float)BitConverter.ToHalf(xq, o), c = d * (8 * sum);
+                        float gd = BitConverter.ToSingle(got, nb * 32 + 4 * b), gc = BitConverter.ToSingle(got, nb * 36 + 4 * b);
+                        if (BitConverter.SingleToInt32Bits(gd) != BitConverter.SingleToInt32Bits(d)) return $"{kind} {nb} blocks: d of block {b} {gd} vs {d}";
+                        if (BitConverter.SingleToInt32Bits(gc) != BitConverter.SingleToInt32Bits(c)) return $"{kind} {nb} blocks: c of block {b} {gc} vs {c} (sum {sum})";
+                    }
+                }
+            return null;
+        });
         Guard("Neon KScales == UnpackScales (Q4_K/Q5_K packed sub-block scales and mins), 20,001 fields", () =>
         {
             var rng = new Random(1414);

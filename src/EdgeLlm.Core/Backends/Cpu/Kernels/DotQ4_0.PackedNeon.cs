@@ -15,12 +15,12 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// 0x88. With the Q4_0 nibble order (byte j: weight j low, weight j + 16 high) a byte b = qs ^ 0x88 gives
 /// b &lt;&lt; 4 = 16·(q_lo − 8) and b &amp; 0xF0 = 16·(q_hi − 8) as signed bytes (two instructions for 32 weights), which
 /// meet activation quads k of bytes 0..15 and of bytes 16..31. Per block, row half and token: eight sdot (exact int32:
-/// |16·8·128·32| &lt; 2^20), int → float, and one FMA with d_w·(d_x/16) (the factor 16 folded into the token's scale, a
-/// power of two: exact). Without the dot-product extension the values are shifted back (q − 8) and the products
+/// |16·8·128·32| &lt; 2^20), int → float, and one FMA with d_w·d_x/16 (the factor 16 folded into one of the two scales, a
+/// power of two: exact, so either way gives the same float). Without the dot-product extension the values are shifted back (q − 8) and the products
 /// accumulate in int16 lanes (smlal, smlal2 against the quad broadcast; ≤ 8·8·128 per lane), widened pairwise (saddlp)
 /// and pair-added (addp) to the same four row sums, scaled by d_w·d_x: the same integers and float products, so both
-/// paths give the same bits. The token's scales are converted four blocks at a time (one gather, one vector conversion)
-/// and each block takes its lane (fmul by element): the same float values as one by one. Every token runs the same steps
+/// paths give the same bits. The activations come as the <see cref="Q8_0Panel"/> (quants back to back, the block scales
+/// converted to float once per token and matmul), so no group converts a token's fp16 scales again. Every token runs the same steps
 /// whether it comes with three others (<see cref="PackedNeon4{TDp}"/>), one (<see cref="PackedNeon2{TDp}"/>) or alone
 /// (<see cref="PackedNeon1{TDp}"/>), so a token's result does not depend on its batch; on NEON a lone token (decode) takes
 /// this path too where the copy exists (<see cref="CpuKernelRow.PackedOneToken"/>), so decode and batches run the same
@@ -82,72 +82,55 @@ public static unsafe partial class DotQ4_0
     private static void RequirePackedNeon(bool dp) => NeonDot.Require(nameof(DotQ4_0), dp);
 
     /// <summary>
-    /// One NEON-repacked group (eight rows) · four tokens' Q8_0 blocks (<paramref name="xq"/> + t·<paramref name="xqStride"/>),
-    /// sdot when <paramref name="dp"/>: row r, token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].
+    /// One NEON-repacked group (eight rows) · four tokens' <see cref="Q8_0Panel"/> activations (<paramref name="panel"/> +
+    /// t·<paramref name="panelBytes"/>), sdot when <paramref name="dp"/>: row r, token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].
     /// </summary>
-    public static void PackedDot4Neon(byte* group, byte* xq, long xqStride, int n, float* dst, long dstStride, bool dp)
+    public static void PackedDot4Neon(byte* group, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool dp)
     {
         int nb = Blocks(n);
         RequirePackedNeon(dp);
-        if (dp) PackedNeon4<DotProdOn>(group, xq, xqStride, nb, dst, dstStride);
-        else PackedNeon4<DotProdOff>(group, xq, xqStride, nb, dst, dstStride);
+        if (dp) PackedNeon4<DotProdOn>(group, panel, panelBytes, nb, dst, dstStride);
+        else PackedNeon4<DotProdOff>(group, panel, panelBytes, nb, dst, dstStride);
     }
 
-    /// <summary>One NEON-repacked group (eight rows) · one token's Q8_0 blocks: row r to <paramref name="dst"/>[r].</summary>
-    public static void PackedDot1Neon(byte* group, byte* xq, int n, float* dst, bool dp)
+    /// <summary>One NEON-repacked group (eight rows) · one token's <see cref="Q8_0Panel"/>: row r to <paramref name="dst"/>[r].</summary>
+    public static void PackedDot1Neon(byte* group, byte* panel, int n, float* dst, bool dp)
     {
         int nb = Blocks(n);
         RequirePackedNeon(dp);
-        if (dp) PackedNeon1<DotProdOn>(group, xq, nb, dst);
-        else PackedNeon1<DotProdOff>(group, xq, nb, dst);
+        if (dp) PackedNeon1<DotProdOn>(group, panel, nb, dst);
+        else PackedNeon1<DotProdOff>(group, panel, nb, dst);
     }
 
     /// <summary>
-    /// Four tokens: per four blocks each token's four scales converted at once (<see cref="TokenScales4{TDp}"/>; the last
-    /// nb mod 4 blocks one by one: the same float values), each block's scale in lane 0 (the vectors rotated by one lane
-    /// after every block, so that the eight accumulators stay in registers in a loop written once); per block and row
-    /// half the stored vectors unpacked once for the four tokens and each token's step (<see cref="HalfToken{TDp}"/>).
+    /// Four tokens: per block the group's eight d_w (two vectors, divided by 16 once on the sdot path) and the stored
+    /// vectors unpacked once for the four tokens; per token and row half one scalar load of its float block scale from the
+    /// panel (converted once per token and matmul by <see cref="Q8_0Panel.FromBlocks"/>, not again per group), the
+    /// product d_w·d_x by lane and the token's step (<see cref="HalfToken{TDp}"/>).
     /// </summary>
-    internal static void PackedNeon4<TDp>(byte* group, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    internal static void PackedNeon4<TDp>(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
     {
-        const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
         Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
-        byte* y0 = xq, y1 = xq + xqStride, y2 = xq + 2 * xqStride, y3 = xq + 3 * xqStride;
+        byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
+        float* c0 = Q8_0Panel.Scales(y0, nb), c1 = Q8_0Panel.Scales(y1, nb), c2 = Q8_0Panel.Scales(y2, nb), c3 = Q8_0Panel.Scales(y3, nb);
         byte* pb = group;
-        for (int b = 0; b < nb;)
+        for (int b = 0; b < nb; b++, pb += PackedBlockBytes, y0 += 32, y1 += 32, y2 += 32, y3 += 32)
         {
-            Vector128<float> s0, s1, s2, s3;
-            int run;
-            if (b + 4 <= nb)
-            {
-                s0 = TokenScales4<TDp>(y0); s1 = TokenScales4<TDp>(y1); s2 = TokenScales4<TDp>(y2); s3 = TokenScales4<TDp>(y3);
-                run = 4;
-            }
-            else
-            {
-                s0 = TokenScale1<TDp>(y0); s1 = TokenScale1<TDp>(y1); s2 = TokenScale1<TDp>(y2); s3 = TokenScale1<TDp>(y3);
-                run = 1;
-            }
-            for (int k = 0; k < run; k++, b++, pb += PackedBlockBytes, y0 += XB, y1 += XB, y2 += XB, y3 += XB)
-            {
-                Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
-                Unpack<TDp>(pb + 32, hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
-                    out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
-                a0 = HalfToken<TDp>(a0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dLo, s0, 0));
-                a1 = HalfToken<TDp>(a1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dLo, s1, 0));
-                a2 = HalfToken<TDp>(a2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dLo, s2, 0));
-                a3 = HalfToken<TDp>(a3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dLo, s3, 0));
-                Unpack<TDp>(pb + 96, hiMask, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
-                b0 = HalfToken<TDp>(b0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dHi, s0, 0));
-                b1 = HalfToken<TDp>(b1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dHi, s1, 0));
-                b2 = HalfToken<TDp>(b2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dHi, s2, 0));
-                b3 = HalfToken<TDp>(b3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dHi, s3, 0));
-                s0 = AdvSimd.ExtractVector128(s0, s0, 1);
-                s1 = AdvSimd.ExtractVector128(s1, s1, 1);
-                s2 = AdvSimd.ExtractVector128(s2, s2, 1);
-                s3 = AdvSimd.ExtractVector128(s3, s3, 1);
-            }
+            Vector128<float> dLo = WeightScales<TDp>(pb), dHi = WeightScales<TDp>(pb + 16);
+            Vector128<float> s0 = Vector128.CreateScalarUnsafe(c0[b]), s1 = Vector128.CreateScalarUnsafe(c1[b]);
+            Vector128<float> s2 = Vector128.CreateScalarUnsafe(c2[b]), s3 = Vector128.CreateScalarUnsafe(c3[b]);
+            Unpack<TDp>(pb + 32, hiMask, out Vector128<sbyte> l0, out Vector128<sbyte> h0, out Vector128<sbyte> l1, out Vector128<sbyte> h1,
+                out Vector128<sbyte> l2, out Vector128<sbyte> h2, out Vector128<sbyte> l3, out Vector128<sbyte> h3);
+            a0 = HalfToken<TDp>(a0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dLo, s0, 0));
+            a1 = HalfToken<TDp>(a1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dLo, s1, 0));
+            a2 = HalfToken<TDp>(a2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dLo, s2, 0));
+            a3 = HalfToken<TDp>(a3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dLo, s3, 0));
+            Unpack<TDp>(pb + 96, hiMask, out l0, out h0, out l1, out h1, out l2, out h2, out l3, out h3);
+            b0 = HalfToken<TDp>(b0, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y0), Hi(y0), AdvSimd.MultiplyBySelectedScalar(dHi, s0, 0));
+            b1 = HalfToken<TDp>(b1, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y1), Hi(y1), AdvSimd.MultiplyBySelectedScalar(dHi, s1, 0));
+            b2 = HalfToken<TDp>(b2, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y2), Hi(y2), AdvSimd.MultiplyBySelectedScalar(dHi, s2, 0));
+            b3 = HalfToken<TDp>(b3, l0, h0, l1, h1, l2, h2, l3, h3, Lo(y3), Hi(y3), AdvSimd.MultiplyBySelectedScalar(dHi, s3, 0));
         }
         a0.Store(dst);
         b0.Store(dst + 4);
@@ -160,54 +143,53 @@ public static unsafe partial class DotQ4_0
     }
 
     /// <summary>
-    /// One token (decode, and the last nTokens mod 4 of a batch): per four blocks the token's four scales converted at
-    /// once; per block the activation halves loaded once for both row halves, the eight rows' d_w (two vectors) times the
-    /// token's scale by lane, the stored vectors unpacked and dotted by lane (the steps of <see cref="PackedNeon4{TDp}"/>,
-    /// so a token gets the same bits alone or in a batch).
+    /// One token (decode, and the last nTokens mod 4 of a batch): per block the activation halves loaded once for both
+    /// row halves, the eight rows' d_w (two vectors) times the token's float scale by lane, the stored vectors unpacked and
+    /// dotted by lane (the steps of <see cref="PackedNeon4{TDp}"/>, so a token gets the same bits alone or in a batch).
     /// </summary>
-    internal static void PackedNeon1<TDp>(byte* group, byte* xq, int nb, float* dst) where TDp : struct, IIsaFlag
+    internal static void PackedNeon1<TDp>(byte* group, byte* panel, int nb, float* dst) where TDp : struct, IIsaFlag
     {
-        const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> a = default, c = default;
         Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
-        byte* pb = group, y = xq;
+        float* sc = Q8_0Panel.Scales(panel, nb);
+        byte* pb = group, y = panel;
         int b = 0;
-        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y += 4 * XB)
+        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y += 128)
         {
-            Vector128<float> s = TokenScales4<TDp>(y);
+            Vector128<float> s = TokenScales4<TDp>(sc + b);
             Block1<TDp>(ref a, ref c, pb, y, s, 0, hiMask);
-            Block1<TDp>(ref a, ref c, pb + PackedBlockBytes, y + XB, s, 1, hiMask);
-            Block1<TDp>(ref a, ref c, pb + 2 * PackedBlockBytes, y + 2 * XB, s, 2, hiMask);
-            Block1<TDp>(ref a, ref c, pb + 3 * PackedBlockBytes, y + 3 * XB, s, 3, hiMask);
+            Block1<TDp>(ref a, ref c, pb + PackedBlockBytes, y + 32, s, 1, hiMask);
+            Block1<TDp>(ref a, ref c, pb + 2 * PackedBlockBytes, y + 64, s, 2, hiMask);
+            Block1<TDp>(ref a, ref c, pb + 3 * PackedBlockBytes, y + 96, s, 3, hiMask);
         }
-        for (; b < nb; b++, pb += PackedBlockBytes, y += XB)
-            Block1<TDp>(ref a, ref c, pb, y, TokenScale1<TDp>(y), 0, hiMask);
+        for (; b < nb; b++, pb += PackedBlockBytes, y += 32)
+            Block1<TDp>(ref a, ref c, pb, y, TokenScale<TDp>(sc + b), 0, hiMask);
         a.Store(dst);
         c.Store(dst + 4);
     }
 
     /// <summary>
-    /// Two tokens (<paramref name="xq"/>, <paramref name="xq"/> + <paramref name="xqStride"/>: a decode step of two
+    /// Two tokens (<paramref name="panel"/>, <paramref name="panel"/> + <paramref name="panelBytes"/>: a decode step of two
     /// sequences, or a batch's last two): the weights unpacked once for both, each token's steps those of
     /// <see cref="PackedNeon1{TDp}"/> (same bits as alone); token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].
     /// </summary>
-    internal static void PackedNeon2<TDp>(byte* group, byte* xq, long xqStride, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
+    internal static void PackedNeon2<TDp>(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) where TDp : struct, IIsaFlag
     {
-        const int XB = ActivationQuant.Q8_0BlockBytes;
         Vector128<float> a0 = default, b0 = default, a1 = default, b1 = default;
         Vector128<byte> hiMask = Vector128.Create((byte)0xF0);
-        byte* pb = group, y0 = xq, y1 = xq + xqStride;
+        byte* pb = group, y0 = panel, y1 = panel + panelBytes;
+        float* c0 = Q8_0Panel.Scales(y0, nb), c1 = Q8_0Panel.Scales(y1, nb);
         int b = 0;
-        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y0 += 4 * XB, y1 += 4 * XB)
+        for (; b + 4 <= nb; b += 4, pb += 4 * PackedBlockBytes, y0 += 128, y1 += 128)
         {
-            Vector128<float> s0 = TokenScales4<TDp>(y0), s1 = TokenScales4<TDp>(y1);
+            Vector128<float> s0 = TokenScales4<TDp>(c0 + b), s1 = TokenScales4<TDp>(c1 + b);
             Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb, y0, y1, s0, s1, 0, hiMask);
-            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + PackedBlockBytes, y0 + XB, y1 + XB, s0, s1, 1, hiMask);
-            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 2 * PackedBlockBytes, y0 + 2 * XB, y1 + 2 * XB, s0, s1, 2, hiMask);
-            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 3 * PackedBlockBytes, y0 + 3 * XB, y1 + 3 * XB, s0, s1, 3, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + PackedBlockBytes, y0 + 32, y1 + 32, s0, s1, 1, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 2 * PackedBlockBytes, y0 + 64, y1 + 64, s0, s1, 2, hiMask);
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb + 3 * PackedBlockBytes, y0 + 96, y1 + 96, s0, s1, 3, hiMask);
         }
-        for (; b < nb; b++, pb += PackedBlockBytes, y0 += XB, y1 += XB)
-            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb, y0, y1, TokenScale1<TDp>(y0), TokenScale1<TDp>(y1), 0, hiMask);
+        for (; b < nb; b++, pb += PackedBlockBytes, y0 += 32, y1 += 32)
+            Block2<TDp>(ref a0, ref b0, ref a1, ref b1, pb, y0, y1, TokenScale<TDp>(c0 + b), TokenScale<TDp>(c1 + b), 0, hiMask);
         a0.Store(dst);
         b0.Store(dst + 4);
         a1.Store(dst + dstStride);
@@ -243,33 +225,41 @@ public static unsafe partial class DotQ4_0
         c = HalfToken<TDp>(c, l0, h0, l1, h1, l2, h2, l3, h3, x0, x1, AdvSimd.MultiplyBySelectedScalar(dHi, s, lane));
     }
 
-    /// <summary>Activation bytes 0..15 of the Q8_0 block at <paramref name="y"/>.</summary>
+    /// <summary>Panel quants 0..15 of the block at <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<sbyte> Lo(byte* y) => AdvSimd.LoadVector128((sbyte*)(y + 2));
+    private static Vector128<sbyte> Lo(byte* y) => AdvSimd.LoadVector128((sbyte*)y);
 
-    /// <summary>Activation bytes 16..31 of the Q8_0 block at <paramref name="y"/>.</summary>
+    /// <summary>Panel quants 16..31 of the block at <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<sbyte> Hi(byte* y) => AdvSimd.LoadVector128((sbyte*)(y + 18));
+    private static Vector128<sbyte> Hi(byte* y) => AdvSimd.LoadVector128((sbyte*)(y + 16));
 
     /// <summary>
-    /// The token's scales d_x of the four blocks at <paramref name="y"/> as floats (one gather and vector conversion),
-    /// divided by 16 on the sdot path (whose weights are 16·(q − 8)): exact, a power of two. Lane k equals
-    /// <see cref="TokenScale1{TDp}"/> of block k bit for bit.
+    /// Four rows' d_w of a block (at <paramref name="p"/>), divided by 16 on the sdot path (whose weights are 16·(q − 8)):
+    /// exact (a power of two; the smallest fp16 subnormal over 16 is still a normal float), so (d_w/16)·d_x is the same
+    /// float as d_w·(d_x/16), which <see cref="TokenScale{TDp}"/> gives the one- and two-token kernels.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> TokenScales4<TDp>(byte* y) where TDp : struct, IIsaFlag
+    private static Vector128<float> WeightScales<TDp>(byte* p) where TDp : struct, IIsaFlag
     {
-        Vector128<float> d = NeonScales.Half4(y, ActivationQuant.Q8_0BlockBytes);
+        Vector128<float> d = AdvSimd.LoadVector128((float*)p);
         return TDp.Enabled ? d * Vector128.Create(0.0625f) : d;
     }
 
-    /// <summary>One block's <see cref="TokenScale{TDp}"/> in lane 0 (the blocks after the last four).</summary>
+    /// <summary>
+    /// The token's float scales d_x of four blocks (from the panel: one load), divided by 16 on the sdot path: exact, a
+    /// power of two; lane k equals <see cref="TokenScale{TDp}"/> of block k.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> TokenScale1<TDp>(byte* y) where TDp : struct, IIsaFlag => Vector128.CreateScalarUnsafe(TokenScale<TDp>(y));
+    private static Vector128<float> TokenScales4<TDp>(float* p) where TDp : struct, IIsaFlag
+    {
+        Vector128<float> d = AdvSimd.LoadVector128(p);
+        return TDp.Enabled ? d * Vector128.Create(0.0625f) : d;
+    }
 
-    /// <summary>The token's block scale d_x, divided by 16 on the sdot path (whose weights are 16·(q − 8)): exact, a power of two.</summary>
+    /// <summary>The token's float block scale d_x (from the panel) in lane 0, divided by 16 on the sdot path: exact, a power of two.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float TokenScale<TDp>(byte* y) where TDp : struct, IIsaFlag => TDp.Enabled ? Fp16.Read(y) * 0.0625f : Fp16.Read(y);
+    private static Vector128<float> TokenScale<TDp>(float* p) where TDp : struct, IIsaFlag =>
+        Vector128.CreateScalarUnsafe(TDp.Enabled ? *p * 0.0625f : *p);
 
     /// <summary>
     /// A row half's 64 stored bytes (four vectors, quads k = 0..3 of four rows) into the low-nibble (<c>l</c>k) and

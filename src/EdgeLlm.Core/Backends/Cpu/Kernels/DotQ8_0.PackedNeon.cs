@@ -152,6 +152,12 @@ public static unsafe partial class DotQ8_0
         b3.Store(dst + 3 * dstStride + 4);
     }
 
+    /// <summary>
+    /// One token (decode, and the last nTokens mod 4 of a batch): per block the token's two activation vectors loaded once
+    /// for both row halves (without the dot product also their eight broadcast quads, made once for both halves), then
+    /// each half's steps of <see cref="PackedNeon4{TDp}"/> (the same integer sums and float operations, so a token gets
+    /// the same bits alone as in a batch).
+    /// </summary>
     internal static void PackedNeon1<TDp>(byte* group, byte* panel, int nb, float* dst) where TDp : struct, IIsaFlag
     {
         float* s = Q8_0Panel.Scales(panel, nb);
@@ -161,11 +167,29 @@ public static unsafe partial class DotQ8_0
         {
             Vector128<float> dLo = AdvSimd.LoadVector128((float*)pb), dHi = AdvSimd.LoadVector128((float*)pb + 4);
             float sb = s[b];
+            Vector128<sbyte> x0 = AdvSimd.LoadVector128((sbyte*)y), x1 = AdvSimd.LoadVector128((sbyte*)(y + 16));
             Load8(pb + 32, out Vector128<sbyte> w0, out Vector128<sbyte> w1, out Vector128<sbyte> w2, out Vector128<sbyte> w3,
                 out Vector128<sbyte> w4, out Vector128<sbyte> w5, out Vector128<sbyte> w6, out Vector128<sbyte> w7);
-            a = Q8HalfToken<TDp>(a, w0, w1, w2, w3, w4, w5, w6, w7, y, dLo, sb);
-            Load8(pb + 160, out w0, out w1, out w2, out w3, out w4, out w5, out w6, out w7);
-            c = Q8HalfToken<TDp>(c, w0, w1, w2, w3, w4, w5, w6, w7, y, dHi, sb);
+            if (TDp.Enabled)
+            {
+                a = AdvSimd.FusedMultiplyAdd(a, AdvSimd.ConvertToSingle(HalfSdot(w0, w1, w2, w3, w4, w5, w6, w7, x0, x1)), dLo * sb);
+                Load8(pb + 160, out w0, out w1, out w2, out w3, out w4, out w5, out w6, out w7);
+                c = AdvSimd.FusedMultiplyAdd(c, AdvSimd.ConvertToSingle(HalfSdot(w0, w1, w2, w3, w4, w5, w6, w7, x0, x1)), dHi * sb);
+            }
+            else
+            {
+                Vector128<sbyte> q0 = AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 0).AsSByte();
+                Vector128<sbyte> q1 = AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 1).AsSByte();
+                Vector128<sbyte> q2 = AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 2).AsSByte();
+                Vector128<sbyte> q3 = AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 3).AsSByte();
+                Vector128<sbyte> q4 = AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 0).AsSByte();
+                Vector128<sbyte> q5 = AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 1).AsSByte();
+                Vector128<sbyte> q6 = AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 2).AsSByte();
+                Vector128<sbyte> q7 = AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 3).AsSByte();
+                a = AdvSimd.FusedMultiplyAdd(a, AdvSimd.ConvertToSingle(HalfWiden(w0, w1, w2, w3, w4, w5, w6, w7, q0, q1, q2, q3, q4, q5, q6, q7)), dLo * sb);
+                Load8(pb + 160, out w0, out w1, out w2, out w3, out w4, out w5, out w6, out w7);
+                c = AdvSimd.FusedMultiplyAdd(c, AdvSimd.ConvertToSingle(HalfWiden(w0, w1, w2, w3, w4, w5, w6, w7, q0, q1, q2, q3, q4, q5, q6, q7)), dHi * sb);
+            }
         }
         a.Store(dst);
         c.Store(dst + 4);
@@ -196,33 +220,46 @@ public static unsafe partial class DotQ8_0
         Vector128<sbyte> w4, Vector128<sbyte> w5, Vector128<sbyte> w6, Vector128<sbyte> w7, byte* y, Vector128<float> dw, float dx) where TDp : struct, IIsaFlag
     {
         Vector128<sbyte> x0 = AdvSimd.LoadVector128((sbyte*)y), x1 = AdvSimd.LoadVector128((sbyte*)(y + 16));
-        Vector128<int> isum;
-        if (TDp.Enabled)
-        {
-            isum = Dp.DotProductBySelectedQuadruplet(Vector128<int>.Zero, w0, x0, 0);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w1, x0, 1);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w2, x0, 2);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w3, x0, 3);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w4, x1, 0);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w5, x1, 1);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w6, x1, 2);
-            isum = Dp.DotProductBySelectedQuadruplet(isum, w7, x1, 3);
-        }
-        else
-        {
-            // Lanes of the int32 sums: rows 0-1 (p) and 2-3 (q), two lanes a row; each widening step adds two quads' products.
-            Vector128<int> p = Vector128<int>.Zero, q = Vector128<int>.Zero;
-            QuadPair(ref p, ref q, w0, AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 0).AsSByte(),
-                w1, AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 1).AsSByte());
-            QuadPair(ref p, ref q, w2, AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 2).AsSByte(),
-                w3, AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 3).AsSByte());
-            QuadPair(ref p, ref q, w4, AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 0).AsSByte(),
-                w5, AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 1).AsSByte());
-            QuadPair(ref p, ref q, w6, AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 2).AsSByte(),
-                w7, AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 3).AsSByte());
-            isum = AdvSimd.Arm64.AddPairwise(p, q);
-        }
+        Vector128<int> isum = TDp.Enabled
+            ? HalfSdot(w0, w1, w2, w3, w4, w5, w6, w7, x0, x1)
+            : HalfWiden(w0, w1, w2, w3, w4, w5, w6, w7,
+                AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 0).AsSByte(), AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 1).AsSByte(),
+                AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 2).AsSByte(), AdvSimd.DuplicateSelectedScalarToVector128(x0.AsInt32(), 3).AsSByte(),
+                AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 0).AsSByte(), AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 1).AsSByte(),
+                AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 2).AsSByte(), AdvSimd.DuplicateSelectedScalarToVector128(x1.AsInt32(), 3).AsSByte());
         return AdvSimd.FusedMultiplyAdd(acc, AdvSimd.ConvertToSingle(isum), dw * dx);
+    }
+
+    /// <summary>A row half's four row sums Σ w·x over one block with sdot by selected quad (activation quads k of <paramref name="x0"/>, then of <paramref name="x1"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> HalfSdot(Vector128<sbyte> w0, Vector128<sbyte> w1, Vector128<sbyte> w2, Vector128<sbyte> w3,
+        Vector128<sbyte> w4, Vector128<sbyte> w5, Vector128<sbyte> w6, Vector128<sbyte> w7, Vector128<sbyte> x0, Vector128<sbyte> x1)
+    {
+        Vector128<int> isum = Dp.DotProductBySelectedQuadruplet(Vector128<int>.Zero, w0, x0, 0);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w1, x0, 1);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w2, x0, 2);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w3, x0, 3);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w4, x1, 0);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w5, x1, 1);
+        isum = Dp.DotProductBySelectedQuadruplet(isum, w6, x1, 2);
+        return Dp.DotProductBySelectedQuadruplet(isum, w7, x1, 3);
+    }
+
+    /// <summary>
+    /// The same four row sums without the dot product, the activation quads given broadcast (<paramref name="q0"/>..<paramref name="q7"/>):
+    /// lanes of the int32 sums rows 0-1 (p) and 2-3 (q), two lanes a row, each widening step adding two quads' products.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> HalfWiden(Vector128<sbyte> w0, Vector128<sbyte> w1, Vector128<sbyte> w2, Vector128<sbyte> w3,
+        Vector128<sbyte> w4, Vector128<sbyte> w5, Vector128<sbyte> w6, Vector128<sbyte> w7, Vector128<sbyte> q0, Vector128<sbyte> q1,
+        Vector128<sbyte> q2, Vector128<sbyte> q3, Vector128<sbyte> q4, Vector128<sbyte> q5, Vector128<sbyte> q6, Vector128<sbyte> q7)
+    {
+        Vector128<int> p = Vector128<int>.Zero, q = Vector128<int>.Zero;
+        QuadPair(ref p, ref q, w0, q0, w1, q1);
+        QuadPair(ref p, ref q, w2, q2, w3, q3);
+        QuadPair(ref p, ref q, w4, q4, w5, q5);
+        QuadPair(ref p, ref q, w6, q6, w7, q7);
+        return AdvSimd.Arm64.AddPairwise(p, q);
     }
 
     /// <summary>

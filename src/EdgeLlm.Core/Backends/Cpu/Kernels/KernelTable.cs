@@ -41,7 +41,7 @@ internal sealed unsafe class CpuKernelRow
     /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
     public bool Packs => Repack != null;
     /// <summary>
-    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 on NEON), so one-token
+    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 and Q8_0 on NEON), so one-token
     /// (decode) matmuls take the copy without <c>BackendOptions.BatchInvariant</c> too, and batches and decode run the same kernel.
     /// </summary>
     public readonly bool PackedOneToken;
@@ -55,7 +55,7 @@ internal sealed unsafe class CpuKernelRow
         bool packsQ4_0Neon = false, bool packsQ8_0Neon = false)
     {
         PacksQ4_0 = packsQ4_0 || packsQ4_0Neon;
-        PackedOneToken = packsQ4_0Neon;
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon;
         if (packsQ4_0)
         {
             PackedBytes = &DotQ4_0.PackedBytes;
@@ -65,6 +65,7 @@ internal sealed unsafe class CpuKernelRow
         {
             PackedBytes = &DotQ4_0.PackedBytes;
             Repack = &DotQ4_0.RepackNeon;
+            PackedPanel = true;
         }
         if (packsQ8_0)
         {

@@ -10,7 +10,7 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// unsigned nibbles q ∈ 0..15 with y and take the −8 of Q4_0 off in float once per block:
 /// Σ (q−8)·y·d_w·d_x = d_w·d_x·Σ q·y − d_w·c. Built from the Q8_0 blocks once per token per matmul; <c>nb·40</c> bytes.
 /// </summary>
-public static unsafe class Q8_0Panel
+public static unsafe partial class Q8_0Panel
 {
     public const int BytesPerBlock = 40;
 
@@ -24,11 +24,21 @@ public static unsafe class Q8_0Panel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float* Offsets(byte* panel, int nb) => (float*)(panel + nb * 36);
 
-    /// <summary>Writes the panel of the <paramref name="n"/> values quantized as Q8_0 blocks at <paramref name="xq"/>.</summary>
+    /// <summary>
+    /// Writes the panel of the <paramref name="n"/> values quantized as Q8_0 blocks at <paramref name="xq"/> (on arm64 in
+    /// vector registers, <see cref="FromBlocksNeon"/>: the same bytes).
+    /// </summary>
     public static void FromBlocks(byte* xq, byte* panel, int n)
     {
         if (n < 0 || n % ActivationQuant.Q8_0BlockSize != 0) KernelRung.ThrowBadLength(nameof(Q8_0Panel), n, ActivationQuant.Q8_0BlockSize);
         int nb = n / ActivationQuant.Q8_0BlockSize;
+        if (System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported) FromBlocksNeon(xq, panel, nb);
+        else FromBlocksScalar(xq, panel, nb);
+    }
+
+    /// <summary>The panel of <paramref name="nb"/> Q8_0 blocks, one block at a time in scalar code (the reference of <see cref="FromBlocksNeon"/>).</summary>
+    private static void FromBlocksScalar(byte* xq, byte* panel, int nb)
+    {
         float* dx = Scales(panel, nb);
         float* c = Offsets(panel, nb);
         for (int b = 0; b < nb; b++)

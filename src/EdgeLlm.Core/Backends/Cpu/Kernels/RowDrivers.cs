@@ -135,6 +135,9 @@ internal static unsafe class RowDrivers
         long groupBytes = (long)nb * DotQ4_0.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[4 * G];
+        // The GEMM's activations: the panel the matmul made for it where they differ from X (NEON), else X (x64's panel).
+        byte* px = j.PackedX != null ? j.PackedX : j.X;
+        long pxStride = j.PackedX != null ? j.PackedXStride : j.XStride;
         for (long ga = r0 / G, gEnd = (pEnd + G - 1) / G; ga < gEnd; ga += tile)
         {
             long gb = Math.Min(gEnd, ga + tile);
@@ -142,7 +145,7 @@ internal static unsafe class RowDrivers
             {
                 int left = j.NTokens - t;
                 step = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-                byte* xt = j.X + t * j.XStride;
+                byte* xt = px + t * pxStride;
                 float* d = j.Dst + t * rows;
                 for (long g = ga; g < gb; g++)
                 {
@@ -151,8 +154,8 @@ internal static unsafe class RowDrivers
                     bool whole = b - a == G;
                     float* o = whole ? d + g * G : tmp;
                     long oStride = whole ? rows : G;
-                    if (step == 4) TK.Packed4(pg, xt, j.XStride, nb, o, oStride);
-                    else if (step == 2) TK.Packed2(pg, xt, j.XStride, nb, o, oStride);
+                    if (step == 4) TK.Packed4(pg, xt, pxStride, nb, o, oStride);
+                    else if (step == 2) TK.Packed2(pg, xt, pxStride, nb, o, oStride);
                     else TK.Packed1(pg, xt, nb, o);
                     if (whole) continue;
                     for (int k = 0; k < step; k++)

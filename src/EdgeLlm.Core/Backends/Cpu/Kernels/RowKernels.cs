@@ -395,8 +395,8 @@ internal unsafe struct IQ4_XSNeonKernels : INeonDot4Kernels
 
 /// <summary>
 /// Q4_0 on NEON (sdot or the widening pair, <typeparamref name="TDp"/>): the four-token loop on the stored rows and the
-/// eight-row GEMM over the NEON-repacked copy (<see cref="DotQ4_0.RepackNeon"/>) with Q8_0 activation blocks
-/// (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>), one token (decode) included. One, two and four tokens run the same
+/// eight-row GEMM over the NEON-repacked copy (<see cref="DotQ4_0.RepackNeon"/>) with <see cref="Q8_0Panel"/> activations
+/// (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>, <see cref="RowJob.PackedX"/>), one token (decode) included. One, two and four tokens run the same
 /// per-token arithmetic, so a token's result does not depend on its batch.
 /// </summary>
 internal unsafe struct Q4_0NeonPacked<TDp> : IPackedQ4_0Kernel where TDp : struct, IIsaFlag
