@@ -132,7 +132,7 @@ internal static unsafe class RowDrivers
         long pEnd = Math.Min(r1, packedRows);
         int n = j.N, nb = n / DotQ4_0.BlockSize;
         long rows = j.Rows;
-        long groupBytes = (long)nb * DotQ4_0.PackedBlockBytes;
+        long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[4 * G];
         for (long ga = r0 / G, gEnd = (pEnd + G - 1) / G; ga < gEnd; ga += tile)
