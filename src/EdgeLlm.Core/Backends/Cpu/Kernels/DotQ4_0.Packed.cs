@@ -21,10 +21,12 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// row's pair); the weight side (two loads, the nibble split, the scale pairs) once per block for all tokens. Every
 /// step prefetches the group's bytes <see cref="WeightPrefetch.Distance"/> ahead, as the one-row loops do: with the
 /// hardware prefetcher alone a core streamed the repacked rows from DRAM ~30% slower than the one-row loops stream
-/// the stored ones. With the prefetch and the fp16 layout, <see cref="Packed1"/> is the AVX-512 decode kernel
-/// (<see cref="CpuKernelRow.PackedOneToken"/>): about 40% of the panel loop's vector work per weight byte (a 1-core
-/// microbenchmark on L2-resident rows: 38.7 against 15.5 GB of weights per CPU-second), so it runs at what the
-/// memory delivers where the panel loop runs short of it.
+/// the stored ones. With the prefetch, the fp16 layout and the copy on 2 MiB pages (<see cref="PackedArena"/>),
+/// <see cref="Packed1"/> is the AVX-512 decode kernel (<see cref="CpuKernelRow.PackedOneToken"/>): about half the panel
+/// loop's vector work per weight byte (1-core microbenchmark, 2048-wide rows: 28.5 against 15.4 GB of weights per
+/// CPU-second from L2), and from DRAM 13.4 against 12.9 GB per CPU-second where a plain read of the same bytes streams
+/// 15.6 (medians of 10 on the loaded 2-vCPU Zen 5 VM): the panel loop is compute-bound at about the DRAM rate, the
+/// copy's loop leaves the core idle part of the time while lines arrive.
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
