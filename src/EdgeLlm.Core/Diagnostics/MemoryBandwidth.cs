@@ -13,7 +13,7 @@ public readonly record struct BandwidthResult(double BestGBps, double MedianGBps
 /// than the last-level cache (1 GiB by default) is filled once (so every page is real, not the shared zero
 /// page), then read end to end by <c>threads</c> threads, each its own contiguous slice, with the widest
 /// accelerated vector loads (Vector512, else Vector256, else Vector128) summed into four accumulators so the
-/// reads cannot be optimized away. Each pass is timed from a barrier release to the last thread's finish; the
+/// reads cannot be optimized away. The buffer is advised for transparent huge pages. Each pass is timed from a barrier release to the last thread's finish; the
 /// best pass is the figure (as STREAM reports), the median is kept for the spread.
 /// </summary>
 public static unsafe class MemoryBandwidth
@@ -34,7 +34,13 @@ public static unsafe class MemoryBandwidth
         if (slice == 0) throw new ArgumentOutOfRangeException(nameof(threads), $"{threads} threads is too many for {bytes} bytes");
         bytes = slice * threads;
 
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        // On 2 MiB pages, as the weights it is compared with lie (a model read into memory, the repacked copies): on
+        // 4 KiB pages a core takes a page walk every 4 KiB and the hardware prefetcher stops at each page boundary, and
+        // the probe read 20-26% less than the same loop over huge pages (1 thread, Zen 5 VM).
+        const long hugePage = 2L << 20;
+        long allocated = (bytes + hugePage - 1) / hugePage * hugePage;
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)allocated, (nuint)hugePage);
+        Gguf.MemoryLock.AdviseHugePages(buffer, (nuint)allocated);
         var seconds = new double[passes];
         try
         {

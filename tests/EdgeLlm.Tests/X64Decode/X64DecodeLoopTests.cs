@@ -53,7 +53,7 @@ public unsafe class X64DecodeLoopTests
     /// with every scale an fp16 subnormal (0x0001..0x03FF, either sign) except every fourth block's ±0 and every
     /// fifth block's normal scale ("subnormal"), or with every scale ±0 ("zero-scales").
     /// </summary>
-    private static byte[] MakeWeights(GgmlType t, int n, string kind, int seed)
+    internal static byte[] MakeWeights(GgmlType t, int n, string kind, int seed)
     {
         if (kind is not ("subnormal" or "zero-scales")) return Weights(t, n, kind, seed);
         byte[] w = Weights(t, n, "raw", seed);
@@ -71,7 +71,7 @@ public unsafe class X64DecodeLoopTests
         return w;
     }
 
-    private static byte[] Panel(byte[] xq, int n)
+    internal static byte[] Panel(byte[] xq, int n)
     {
         byte[] p = new byte[Q8_0Panel.BytesFor(n)];
         fixed (byte* px = xq) fixed (byte* pp = p) Q8_0Panel.FromBlocks(px, pp, n);
@@ -79,7 +79,7 @@ public unsafe class X64DecodeLoopTests
     }
 
     /// <summary>M' of the panel loops: Σ|x'|(|w'| + 16·|d_w|) (the offset 8·d_w·y they add and take off in float).</summary>
-    private static double PanelMagnitude(byte[] w, float[] wDeq, float[] xDeq)
+    internal static double PanelMagnitude(byte[] w, float[] wDeq, float[] xDeq)
     {
         double m = Magnitude(GgmlType.Q4_0, w, wDeq, xDeq);
         for (int i = 0; i < xDeq.Length; i++)

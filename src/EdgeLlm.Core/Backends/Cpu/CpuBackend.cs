@@ -126,7 +126,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     }
 
     private long _mappedBytes, _packedBytes;
-    private readonly List<nint> _packed = new();
+    private readonly PackedArena _packed = new();
     private readonly RepackWork _repack = new();
 
     /// <summary>
@@ -143,8 +143,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (need == 0) return;
         long ram = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (_mappedBytes > ram / 2 || _packedBytes + need > ram / 4) return;
-        byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
-        _packed.Add((nint)p);
+        byte* p = _packed.Allocate(need);
         _packedBytes += need;
         _repack.Run(_pool, row, w, p);
         w.Packed = p;
@@ -178,7 +177,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(dst, nTokens * w.Rows, "matmul dst");
         // The packed GEMM for batches of four tokens or more; for fewer too when batch invariance is asked for (its
         // one-token kernel is slower than the one-row loops over the stored rows, which a lone decode uses otherwise),
-        // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON).
+        // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON and AVX-512).
         bool packed = nTokens >= 4 || _batchInvariant || Kernels.KernelTable.For(_kernels, w.Type) is { PackedOneToken: true };
         if (packed && !w.PackDecided) MaybePack(w);
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
@@ -383,8 +382,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _pool.Dispose();
         foreach (var b in _buffers) b.Free();
         _buffers.Clear();
-        foreach (nint p in _packed) NativeMemory.AlignedFree((void*)p);
-        _packed.Clear();
+        _packed.Dispose();
         FreeScratch();
     }
 

@@ -5,20 +5,28 @@ using System.Runtime.Intrinsics.X86;
 namespace EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
-/// Q4_0 weights repacked at load for prefill's GEMM (AVX-512): eight rows interleaved per block, so one zmm holds the
-/// same eight weights of eight rows and every vector lane pair belongs to one row: the products need no horizontal
-/// sums and no per-block scale shuffles. Layout of a group of eight rows (rows 8g .. 8g+7), block after block, 160
-/// bytes each: <c>f32 d[8]</c> (the rows' block scales, widened from fp16), then 64 bytes holding qs bytes 0..7 of
-/// row 0, of row 1, … of row 7, then 64 bytes holding qs bytes 8..15 of the eight rows (11% more bytes than Q4_0).
+/// Q4_0 weights repacked at load for the x64 GEMMs: eight rows interleaved per block, so one register holds the same
+/// eight weights of eight rows and every vector lane pair belongs to one row: the products need no horizontal sums.
+/// Two layouts of a group of eight rows (rows 8g .. 8g+7) share the quant bytes of a block: 64 bytes holding qs bytes
+/// 0..7 of row 0, of row 1, … of row 7, then 64 bytes holding qs bytes 8..15 of the eight rows. <see cref="Repack"/>
+/// (the AVX2 rung, <c>DotQ4_0.PackedAvx2.cs</c>) puts <c>f32 d[8]</c> (the rows' block scales, widened from fp16)
+/// before each block's 128 bytes: 160 bytes per block, 11% more than Q4_0. <see cref="RepackAvx512"/> (this file's
+/// kernels) keeps the fp16 scales, four blocks' worth in one 64-byte line before their quants: 144 bytes per block,
+/// what the stored rows take, so a decode streaming the copy reads no more bytes than the one-row loops.
 /// With the Q4_0 nibble order (byte j holds weight j in its low nibble and weight j + 16 in its high one) the low
 /// nibbles of the first 64 bytes meet activations 0..7, the high ones 16..23; of the second 8..15 and 24..31, each
 /// eight activations one broadcast qword of the <see cref="Q8_0Panel"/>. Per block and token: four vpmaddubsw (the
 /// unsigned nibbles × the activations, ≤ 3810 per int16, the sum of four ≤ 15240: no saturation), three vpaddw, one
 /// vpmaddwd, int → float, and (d_x·isum − c/2) · d_w in two FMAs (c = d_x·8·Σy, the −8 of Q4_0, half per lane of the
-/// row's pair); the weight side (two loads, the nibble split, the scale pairs) once per block for four tokens. Every
+/// row's pair); the weight side (two loads, the nibble split, the scale pairs) once per block for all tokens. Every
 /// step prefetches the group's bytes <see cref="WeightPrefetch.Distance"/> ahead, as the one-row loops do: with the
 /// hardware prefetcher alone a core streamed the repacked rows from DRAM ~30% slower than the one-row loops stream
-/// the stored ones, so a lone decode through <see cref="Packed1"/> lost to them although it runs half the instructions.
+/// the stored ones. With the prefetch, the fp16 layout and the copy on 2 MiB pages (<see cref="PackedArena"/>),
+/// <see cref="Packed1"/> is the AVX-512 decode kernel (<see cref="CpuKernelRow.PackedOneToken"/>): about half the panel
+/// loop's vector work per weight byte (1-core microbenchmark, 2048-wide rows: 28.5 against 15.4 GB of weights per
+/// CPU-second from L2), and from DRAM 13.4 against 12.9 GB per CPU-second where a plain read of the same bytes streams
+/// 15.6 (medians of 10 on the loaded 2-vCPU Zen 5 VM): the panel loop is compute-bound at about the DRAM rate, the
+/// copy's loop leaves the core idle part of the time while lines arrive.
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
@@ -58,8 +66,47 @@ public static unsafe partial class DotQ4_0
         }
     }
 
+    /// <summary>Bytes of one block of a group in the AVX-512 layout (<see cref="RepackAvx512"/>): eight fp16 scales and eight rows' 16 quant bytes, what the eight stored blocks take.</summary>
+    public const int PackedBlockBytesAvx512 = PackRows * 2 + PackRows * 16;
+
+    /// <summary>Blocks per step of the AVX-512 layout: their 32 fp16 scales fill one 64-byte line.</summary>
+    private const int ScaleRunBlocks = 4;
+
+    /// <summary>Bytes the AVX-512 repacked copy (<see cref="RepackAvx512"/>) of the first rows / 8 · 8 rows of <paramref name="n"/> values takes: the stored bytes of those rows.</summary>
+    public static long PackedBytesAvx512(long rows, int n) => rows / PackRows * (long)Blocks(n) * PackedBlockBytesAvx512;
+
     /// <summary>
-    /// One repacked group (eight rows) · four tokens' panels (<paramref name="panel"/> + t·<paramref name="panelBytes"/>):
+    /// Repacks the whole groups of eight rows of a Q4_0 matrix into the AVX-512 layout (<paramref name="dst"/>,
+    /// <see cref="PackedBytesAvx512"/> bytes). A group is a run of steps of four blocks (the last step has nb mod 4
+    /// blocks when that is not zero): k ≤ 4 blocks take 16·k bytes of fp16 scales (block j's eight rows at 16·j, row r at
+    /// + 2·r, the stored bits), then k times 128 bytes of quants as in <see cref="Repack"/> (qs bytes 0..7 of rows
+    /// 0..7, then qs bytes 8..15). A whole step is 576 bytes, nine cache lines, and the copy takes the stored rows'
+    /// bytes: a decode that streams it reads no more than the one-row loops.
+    /// </summary>
+    public static void RepackAvx512(byte* src, long rowBytes, long rows, int n, byte* dst)
+    {
+        int nb = Blocks(n);
+        for (long g = 0; g < rows / PackRows; g++)
+        {
+            byte* pg = dst + g * nb * (long)PackedBlockBytesAvx512;
+            for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
+            {
+                int k = Math.Min(ScaleRunBlocks, nb - b0);
+                byte* ps = pg + b0 * (long)PackedBlockBytesAvx512, pq = ps + 16 * k;
+                for (int j = 0; j < k; j++)
+                    for (int r = 0; r < PackRows; r++)
+                    {
+                        byte* blk = src + (g * PackRows + r) * rowBytes + (b0 + j) * (long)BlockBytes;
+                        Unsafe.WriteUnaligned(ps + 16 * j + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 8 * r, blk + 2, 8);
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 64 + 8 * r, blk + 10, 8);
+                    }
+            }
+        }
+    }
+
+    /// <summary>
+    /// One group of the AVX-512 layout (eight rows) · four tokens' panels (<paramref name="panel"/> + t·<paramref name="panelBytes"/>):
     /// row r, token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].
     /// </summary>
     public static void PackedDot4Avx512(byte* group, byte* panel, long panelBytes, int n, float* dst, long dstStride)
@@ -69,7 +116,7 @@ public static unsafe partial class DotQ4_0
         Packed4(group, panel, panelBytes, nb, dst, dstStride);
     }
 
-    /// <summary>One repacked group (eight rows) · one token's panel: row r to <paramref name="dst"/>[r].</summary>
+    /// <summary>One group of the AVX-512 layout (eight rows) · one token's panel: row r to <paramref name="dst"/>[r].</summary>
     public static void PackedDot1Avx512(byte* group, byte* panel, int n, float* dst)
     {
         int nb = Blocks(n);
@@ -78,50 +125,89 @@ public static unsafe partial class DotQ4_0
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
+    internal static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
+        PackedSteps<Tokens4>(group, panel, panelBytes, nb, dst, dstStride);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Packed1(byte* group, byte* panel, int nb, float* dst) => PackedSteps<Tokens1>(group, panel, 0, nb, dst, 0);
+
+    /// <summary>How many tokens (1, 2 or 4) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
+    internal interface ITokenCount
+    {
+        static abstract int Count { get; }
+    }
+
+    internal struct Tokens1 : ITokenCount
+    {
+        public static int Count => 1;
+    }
+
+    internal struct Tokens2 : ITokenCount
+    {
+        public static int Count => 2;
+    }
+
+    internal struct Tokens4 : ITokenCount
+    {
+        public static int Count => 4;
+    }
+
+    /// <summary>
+    /// The GEMM over a group of the AVX-512 layout for <typeparamref name="TN"/> tokens. Per step of four blocks: one
+    /// 64-byte load of the 32 fp16 scales, two vpmovzxwd and two exact conversions (<see cref="Fp16.ToFloat(Vector512{uint})"/>),
+    /// one prefetch line; per block: the row scales into their lane pairs (one vpermt2ps over both conversions), two
+    /// 64-byte loads and the nibble split once, two prefetch lines, and per token four vpmaddubsw of the unsigned
+    /// nibbles with a broadcast qword of activations, three vpaddw, one vpmaddwd, int → float and two FMAs
+    /// (<see cref="PackedToken"/>). Each token's lane sums run in the same order whatever <typeparamref name="TN"/> is,
+    /// so a token gets the same bits alone, in a pair or in a four-token tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PackedSteps<TN>(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) where TN : struct, ITokenCount
     {
         byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
         long sOff = nb * 32L, cOff = nb * 36L;
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
         Vector512<int> pairs = PackedScalePairs();
         Vector512<byte> m4 = Vector512.Create((byte)0x0F);
-        byte* pb = group;
-        for (int b = 0; b < nb; b++, pb += PackedBlockBytes)
+        byte* ps = group;
+        for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
         {
-            WeightPrefetch.Lines3(pb);
-            Vector512<float> dw = Avx512F.PermuteVar16x32(Vector256.Load((float*)pb).ToVector512Unsafe(), pairs);
-            Vector512<byte> lo = Vector512.Load(pb + 32), hi = Vector512.Load(pb + 96);
-            Vector512<byte> w0 = lo & m4, w2 = (lo.AsUInt16() >>> 4).AsByte() & m4;
-            Vector512<byte> w1 = hi & m4, w3 = (hi.AsUInt16() >>> 4).AsByte() & m4;
-            long qo = 32L * b, fo = 4L * b;
-            a0 = PackedToken(a0, w0, w1, w2, w3, dw, y0 + qo, *(float*)(y0 + sOff + fo), *(float*)(y0 + cOff + fo));
-            a1 = PackedToken(a1, w0, w1, w2, w3, dw, y1 + qo, *(float*)(y1 + sOff + fo), *(float*)(y1 + cOff + fo));
-            a2 = PackedToken(a2, w0, w1, w2, w3, dw, y2 + qo, *(float*)(y2 + sOff + fo), *(float*)(y2 + cOff + fo));
-            a3 = PackedToken(a3, w0, w1, w2, w3, dw, y3 + qo, *(float*)(y3 + sOff + fo), *(float*)(y3 + cOff + fo));
+            int k = nb - b0 >= ScaleRunBlocks ? ScaleRunBlocks : nb - b0;
+            Sse.Prefetch0(ps + WeightPrefetch.Distance);
+            // A short last step reads the first quant bytes as scales too: those lanes are never selected.
+            Vector512<ushort> h = Vector512.Load((ushort*)ps);
+            Vector512<float> s01 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetLower()));
+            Vector512<float> s23 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetUpper()));
+            byte* pq = ps + 16 * k;
+            Vector512<int> idx = pairs;
+            for (int j = 0; j < k; j++, pq += 128)
+            {
+                Sse.Prefetch0(pq + WeightPrefetch.Distance);
+                Sse.Prefetch0(pq + WeightPrefetch.Distance + 64);
+                Vector512<float> dw = Avx512F.PermuteVar16x32x2(s01, idx, s23);
+                idx += Vector512.Create(PackRows);
+                Vector512<byte> lo = Vector512.Load(pq), hi = Vector512.Load(pq + 64);
+                Vector512<byte> w0 = lo & m4, w2 = (lo.AsUInt16() >>> 4).AsByte() & m4;
+                Vector512<byte> w1 = hi & m4, w3 = (hi.AsUInt16() >>> 4).AsByte() & m4;
+                long qo = 32L * (b0 + j), fo = 4L * (b0 + j);
+                a0 = PackedToken(a0, w0, w1, w2, w3, dw, y0 + qo, *(float*)(y0 + sOff + fo), *(float*)(y0 + cOff + fo));
+                if (TN.Count >= 2)
+                    a1 = PackedToken(a1, w0, w1, w2, w3, dw, y1 + qo, *(float*)(y1 + sOff + fo), *(float*)(y1 + cOff + fo));
+                if (TN.Count >= 4)
+                {
+                    a2 = PackedToken(a2, w0, w1, w2, w3, dw, y2 + qo, *(float*)(y2 + sOff + fo), *(float*)(y2 + cOff + fo));
+                    a3 = PackedToken(a3, w0, w1, w2, w3, dw, y3 + qo, *(float*)(y3 + sOff + fo), *(float*)(y3 + cOff + fo));
+                }
+            }
+            ps = pq;
         }
         FoldPairs(a0, dst);
-        FoldPairs(a1, dst + dstStride);
-        FoldPairs(a2, dst + 2 * dstStride);
-        FoldPairs(a3, dst + 3 * dstStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Packed1(byte* group, byte* panel, int nb, float* dst)
-    {
-        float* dx = Q8_0Panel.Scales(panel, nb), c = Q8_0Panel.Offsets(panel, nb);
-        Vector512<float> acc = Vector512<float>.Zero;
-        Vector512<int> pairs = PackedScalePairs();
-        Vector512<byte> m4 = Vector512.Create((byte)0x0F);
-        byte* pb = group;
-        for (int b = 0; b < nb; b++, pb += PackedBlockBytes)
+        if (TN.Count >= 2) FoldPairs(a1, dst + dstStride);
+        if (TN.Count >= 4)
         {
-            WeightPrefetch.Lines3(pb);
-            Vector512<float> dw = Avx512F.PermuteVar16x32(Vector256.Load((float*)pb).ToVector512Unsafe(), pairs);
-            Vector512<byte> lo = Vector512.Load(pb + 32), hi = Vector512.Load(pb + 96);
-            acc = PackedToken(acc, lo & m4, hi & m4, (lo.AsUInt16() >>> 4).AsByte() & m4, (hi.AsUInt16() >>> 4).AsByte() & m4,
-                dw, panel + 32L * b, dx[b], c[b]);
+            FoldPairs(a2, dst + 2 * dstStride);
+            FoldPairs(a3, dst + 3 * dstStride);
         }
-        FoldPairs(acc, dst);
     }
 
     /// <summary>acc + (d_x·isum − c/2)·d_w per lane, isum the lane's share of Σ q·y over the block (eight weights per qword).</summary>

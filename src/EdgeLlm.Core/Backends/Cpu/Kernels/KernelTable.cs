@@ -31,7 +31,7 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool PacksQ4_0;
     /// <summary>
     /// The repack <see cref="Rows"/> takes a copy of (<see cref="RowJob.Packed"/>) where the matmul has one, or null:
-    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, on NEON
+    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, on AVX-512 <see cref="DotQ4_0.RepackAvx512"/>, on NEON
     /// <see cref="DotQ4_0.RepackNeon"/>; Q8_0: <see cref="DotQ8_0.Repack"/>, on NEON <see cref="DotQ8_0.RepackNeon"/>).
     /// </summary>
     public readonly delegate*<long, int, long> PackedBytes;
@@ -41,7 +41,7 @@ internal sealed unsafe class CpuKernelRow
     /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
     public bool Packs => Repack != null;
     /// <summary>
-    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 and Q8_0 on NEON), so one-token
+    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 and Q8_0 on NEON, Q4_0 on AVX-512), so one-token
     /// (decode) matmuls take the copy without <c>BackendOptions.BatchInvariant</c> too, and batches and decode run the same kernel.
     /// </summary>
     public readonly bool PackedOneToken;
@@ -52,14 +52,19 @@ internal sealed unsafe class CpuKernelRow
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false,
-        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false)
+        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false)
     {
-        PacksQ4_0 = packsQ4_0 || packsQ4_0Neon;
-        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon;
+        PacksQ4_0 = packsQ4_0 || packsQ4_0Neon || packsQ4_0Avx512;
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512;
         if (packsQ4_0)
         {
             PackedBytes = &DotQ4_0.PackedBytes;
             Repack = &DotQ4_0.Repack;
+        }
+        if (packsQ4_0Avx512)
+        {
+            PackedBytes = &DotQ4_0.PackedBytesAvx512;
+            Repack = &DotQ4_0.RepackAvx512;
         }
         if (packsQ4_0Neon)
         {
@@ -220,18 +225,19 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 and
-    /// AVX2 a matmul of any batch size (decode included) runs the eight-row GEMM over the repacked copy where the matmul has one;
-    /// <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
+    /// AVX2 a matmul of any batch size runs the eight-row GEMM over the repacked copy where the matmul has one (AVX-512:
+    /// the fp16-scale layout of <see cref="DotQ4_0.RepackAvx512"/>, decode included without batch invariance asked for, as
+    /// on NEON); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
     /// </summary>
     private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {
         switch (rung)
         {
             case Rung.Avx512:
-                if (!f.Vbmi) return new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff, GfniOff>>, panel: true, packsQ4_0: true);
+                if (!f.Vbmi) return new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOff, GfniOff>>, panel: true, packsQ4_0Avx512: true);
                 return f.Gfni && Gfni.V512.IsSupported
-                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOn>>, panel: true, packsQ4_0: true)
-                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOff>>, panel: true, packsQ4_0: true);
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOn>>, panel: true, packsQ4_0Avx512: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOff>>, panel: true, packsQ4_0Avx512: true);
             case Rung.Avx2:
                 return f.Vnni
                     ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOn>>, panel: true, packsQ4_0: true)

@@ -132,7 +132,7 @@ internal static unsafe class RowDrivers
         long pEnd = Math.Min(r1, packedRows);
         int n = j.N, nb = n / DotQ4_0.BlockSize;
         long rows = j.Rows;
-        long groupBytes = (long)nb * DotQ4_0.PackedBlockBytes;
+        long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[4 * G];
         // The GEMM's activations: the panel the matmul made for it where they differ from X (NEON), else X (x64's panel).

@@ -238,11 +238,14 @@ internal unsafe struct Q4_0Neon : IRowKernel
 }
 
 /// <summary>
-/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.Repack"/>):
-/// one group of eight rows · four tokens' panels, · two, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
+/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.Repack"/>,
+/// <see cref="DotQ4_0.RepackAvx512"/>, <see cref="DotQ4_0.RepackNeon"/>): one group of eight rows · four tokens' panels,
+/// · two, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
 /// </summary>
 internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 {
+    /// <summary>Bytes per block of a group in the kernel's layout (a group of nb blocks takes nb times this).</summary>
+    static abstract int PackedBlockBytes { get; }
     static abstract void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed1(byte* group, byte* panel, int nb, float* dst);
@@ -251,6 +254,7 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 /// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off), with the four-row × four-token tiles of the repacked GEMM.</summary>
 internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : struct, IIsaFlag
 {
+    public static int PackedBlockBytes => DotQ4_0.PackedBlockBytes;
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx2(row, x, n, TVnni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedAvx2x4<TVnni>(group, panel, panelBytes, nb, dst, dstStride);
@@ -265,9 +269,13 @@ internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : st
     }
 }
 
-/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off; GFNI, used with VBMI only, in the one-token loop).</summary>
+/// <summary>
+/// Q4_0 against <see cref="Q8_0Panel"/> activations on AVX-512 (VBMI on or off; GFNI, used with VBMI only, in the
+/// one-token loop over the stored rows); the GEMM over the fp16-scale copy of <see cref="DotQ4_0.RepackAvx512"/>.
+/// </summary>
 internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where TVbmi : struct, IIsaFlag where TGfni : struct, IIsaFlag
 {
+    public static int PackedBlockBytes => DotQ4_0.PackedBlockBytesAvx512;
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled, TGfni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
@@ -401,6 +409,7 @@ internal unsafe struct IQ4_XSNeonKernels : INeonDot4Kernels
 /// </summary>
 internal unsafe struct Q4_0NeonPacked<TDp> : IPackedQ4_0Kernel where TDp : struct, IIsaFlag
 {
+    public static int PackedBlockBytes => DotQ4_0.PackedBlockBytes;
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotNeon(row, x, n);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.Dot4Neon(row, x, xStride, n, dst, dstStride, TDp.Enabled);
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedNeon4<TDp>(group, panel, panelBytes, nb, dst, dstStride);
