@@ -45,6 +45,7 @@ public static class PromptText
         if (text is not null && file is not null) throw new UsageException($"give either {textOption} or {fileOption}, not both");
         if (file is null) return text;
         if (file == "-" && stdin is not null) return FromStdin(stdin);
+        if (Directory.Exists(file)) throw new FileNotFoundException($"{file}: the prompt file is a directory");
         if (!File.Exists(file)) throw new FileNotFoundException($"{file}: prompt file not found");
         return File.ReadAllText(file);
     }

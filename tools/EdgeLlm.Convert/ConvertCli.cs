@@ -43,10 +43,11 @@ public static class ConvertCli
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr, bool progressBar, CancellationToken ct)
     {
         bool verbose = CliArgs.AsksForVerbose(args);
+        Command? cmd = null;
         try
         {
             if (CliArgs.AsksForHelp(args)) { stdout.Write(HelpText()); return 0; }
-            var cmd = Parse(args);
+            cmd = Parse(args);
             if (cmd.Version) { stdout.WriteLine($"{Program} {Version()}"); return 0; }
             return Run(cmd, stdout, stderr, progressBar, ct);
         }
@@ -63,6 +64,13 @@ public static class ConvertCli
         catch (Exception e) when (e is EdgeLlmException or GgufFormatException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"edgellm-convert: error: {ErrorText.OneLine(e)}");
+            if (verbose) stderr.WriteLine(e.ToString());
+            return 1;
+        }
+        catch (ArgumentOutOfRangeException e) when (e.ParamName == "value" && cmd is not null)
+        {
+            // .NET reports a write refused with EFBIG (past the file-size limit, ulimit -f) this way, not as IOException.
+            stderr.WriteLine($"edgellm-convert: error: {cmd.Output}: the output is over the file size limit (ulimit -f); no output written");
             if (verbose) stderr.WriteLine(e.ToString());
             return 1;
         }

@@ -101,6 +101,12 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested) { return; }
         catch (IOException) when (http.RequestAborted.IsCancellationRequested) { return; }
+        catch (InvalidOperationException e) when (e.Source == "System.Text.Json.Rethrowable")
+        {
+            // System.Text.Json's mark on what it would report as bad JSON: a string of the body read as a JsonElement
+            // (message content) that holds invalid UTF-8 or an unpaired \uD800-\uDFFF escape.
+            error = new ApiError(400, "the request body has a string that is not valid UTF-8 or has an unpaired surrogate escape", code: "invalid_json");
+        }
         catch (EdgeLlmException e) { error = new ApiError(400, e.Message); }
         catch (Exception e)
         {
@@ -113,7 +119,13 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
 
     private static async Task<T> Read<T>(HttpContext http, JsonTypeInfo<T> info) where T : class
     {
-        var value = await JsonSerializer.DeserializeAsync(http.Request.Body, info, http.RequestAborted);
+        T? value;
+        try { value = await JsonSerializer.DeserializeAsync(http.Request.Body, info, http.RequestAborted); }
+        catch (IOException e) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            // Kestrel's own body framing errors (e.g. a chunk size that overflows) come as IOException, not BadHttpRequestException.
+            throw new ApiError(400, $"the request body could not be read: {e.Message}", code: "invalid_request_body");
+        }
         return value ?? throw new ApiError(400, "the request body must be a JSON object", code: "invalid_json");
     }
 

@@ -66,9 +66,10 @@ public sealed class OutputFile : IDisposable
     /// <summary>Closes the stream; commits nothing. The partial file is deleted unless <see cref="Commit"/> ran.</summary>
     public void Dispose()
     {
-        // Closing flushes what is buffered, which fails again on a full disk: the partial file goes regardless.
+        // Closing flushes what is buffered, which fails again on a full disk (IOException) or past the file-size limit
+        // (EFBIG, which .NET reports as ArgumentOutOfRangeException): the partial file goes regardless.
         try { Stream.Dispose(); }
-        catch (IOException) when (!_done) { }
+        catch (Exception e) when (!_done && e is IOException or ArgumentOutOfRangeException) { }
         if (_done) return;
         _done = true;
         try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }

@@ -139,6 +139,7 @@ public class CommandTests
     [InlineData(new[] { "run", "-n", "-5" }, 2, "option '-n' must be between -1 and")]
     [InlineData(new[] { "run", "-p", "a", "-f", "b" }, 2, "give either -p or -f, not both")]
     [InlineData(new[] { "run", "-f", "/nonexistent/prompt.txt" }, 1, "/nonexistent/prompt.txt: prompt file not found")]
+    [InlineData(new[] { "run", "-f", "/tmp" }, 1, "/tmp: the prompt file is a directory")]
     [InlineData(new[] { "run", "-c", "4", "-p", "Once upon a time there was" }, 1, "does not fit in the context of 4 tokens")]
     [InlineData(new[] { "logits", "--tokens", "1,x" }, 2, "'x' is not a token id")]
     [InlineData(new[] { "logits", "--tokens", "1,9999" }, 2, "token id 9999 is outside the vocabulary of 512")]

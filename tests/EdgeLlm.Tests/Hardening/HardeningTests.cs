@@ -161,6 +161,27 @@ public class HardeningTests
         Assert.Equal("llama", f.GetString("general.architecture"));
     }
 
+    /// <summary>
+    /// A file-size limit (ulimit -f, as systemd's LimitFSIZE) crossed mid-conversion: the write fails (SIGXFSZ handled,
+    /// EFBIG) and the converter says so in one line and deletes its partial output, as on a full disk; before, SIGXFSZ
+    /// killed it (exit 153) and left OUTPUT.partial (and with the signal handled, EFBIG's ArgumentOutOfRangeException
+    /// escaped OutputFile.Dispose, which left it too).
+    /// </summary>
+    [Fact]
+    public void ConverterOverAFileSizeLimitLeavesNoPartialFile()
+    {
+        Assert.True(File.Exists(Converter), $"{Converter} is missing (tools/test.sh publishes it)");
+        string output = TestPaths.TempFile("limited.gguf");
+        var r = Bash("ulimit -f 64; exec \"$0\" \"$1\" -o \"$2\" --type f32", Converter, TestPaths.Stories260K, output);
+        Assert.True(r.ExitCode == 1, $"exit {r.ExitCode}: {r.Stderr}");
+        string[] errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains("error", StringComparison.Ordinal)).ToArray();
+        Assert.True(errors.Length == 1 && errors[0].Contains("file size limit", StringComparison.Ordinal) && errors[0].Contains(output, StringComparison.Ordinal),
+            "expected one error line naming the file: " + r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        Assert.False(File.Exists(output));
+        Assert.False(File.Exists(output + ".partial"));
+    }
+
     [Theory]
     [InlineData("TERM")]
     [InlineData("HUP")]
