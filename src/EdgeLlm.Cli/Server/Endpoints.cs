@@ -460,12 +460,16 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
             gen = GenerateInto(prompt, options, logprobs, matcher, channel.Writer, aborted);
             if (!stream)
             {
-                await foreach (var piece in channel.Reader.ReadAllAsync(aborted))
+                // The pieces wait in the channel until the end: reading them as they come would wake a pool thread
+                // for every token, beside the scheduler's forward passes, for an answer sent only at the end.
+                await ((Task)gen).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                aborted.ThrowIfCancellationRequested();
+                var result = await Finished(http, gen);
+                while (channel.Reader.TryRead(out var piece))
                 {
                     all.Append(piece.Text);
                     if (piece.Logprobs is not null) allLogprobs!.AddRange(piece.Logprobs);
                 }
-                var result = await Finished(http, gen);
                 all.Append(matcher.Flush());
                 await whole(all.ToString(), allLogprobs, Finish(result.Stats), UsageOf(result));
                 return;
