@@ -2,7 +2,7 @@
 """Bounded loopback load test of `edgellm serve --parallel N`.
 
 For each slot count N (default 1 2 4 8) it starts the server on 127.0.0.1 with N slots, warms it up with one
-request, then runs N concurrent clients, each sending ROUNDS non-streaming /v1/completions requests one after
+request, then runs N concurrent clients, each sending ROUNDS /v1/completions requests (non-streaming; --stream: server-sent events) one after
 another (greedy, MAX_TOKENS tokens each), and reports aggregate completion tokens/s over the wall time, the
 p50/p95 request latency, and the mean decode batch the server's /metrics saw. Every request's prompt starts with its
 own number, so no request reuses another client's cached prompt (--shared-prompts: the old rotation). From the
@@ -14,7 +14,7 @@ is stopped after each N.
 
 usage: perf/loadtest/loadtest.py -m MODEL [--slots 1,2,4,8] [-t 2] [--rounds 2] [--max-tokens 32]
                                  [--edgellm "dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll"]
-                                 [--shared-prompts] [--step-log DIR]
+                                 [--stream] [--shared-prompts] [--step-log DIR]
 """
 import argparse, http.client, json, os, shlex, signal, socket, statistics, subprocess, sys, threading, time
 
@@ -37,6 +37,16 @@ def request(port, method, path, body=None, timeout=120):
         return r.status, r.read()
     finally:
         c.close()
+
+
+def completion_tokens(data):
+    """The usage of a JSON answer, or of a server-sent event stream's usage chunk (the last before [DONE])."""
+    if not data.startswith(b"data: "):
+        return json.loads(data)["usage"]["completion_tokens"]
+    events = [e[len(b"data: "):] for e in data.split(b"\n\n") if e.startswith(b"data: ")]
+    if not events or events[-1] != b"[DONE]":
+        raise RuntimeError("the stream did not end with [DONE]")
+    return json.loads(events[-2])["usage"]["completion_tokens"]
 
 
 def metric(text, name):
@@ -80,7 +90,11 @@ def run(args, n):
             if server.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"server with --parallel {n} did not start")
             time.sleep(0.5)
-        body = lambda p: {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
+        def body(p):
+            b = {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
+            if args.stream:
+                b.update({"stream": True, "stream_options": {"include_usage": True}})
+            return b
         status, _ = request(port, "POST", "/v1/completions", body("warm up"))  # JIT / page-in
         assert status == 200, status
         # The warm-up ran alone: its steps must not count in the mean batch of the measured run.
@@ -98,7 +112,7 @@ def run(args, n):
                     status, data = request(port, "POST", "/v1/completions", body(prompt(args, i, k)))
                     if status != 200:
                         raise RuntimeError(f"status {status}: {data[:200]!r}")
-                    used = json.loads(data)["usage"]["completion_tokens"]
+                    used = completion_tokens(data)
                 except Exception as e:  # noqa: BLE001 - reported, not hidden
                     with lock:
                         errors.append(str(e))
@@ -150,6 +164,7 @@ def main():
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--wall-limit", type=float, default=600)
     p.add_argument("--edgellm", default="dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll")
+    p.add_argument("--stream", action="store_true", help="streaming requests (server-sent events, one per token)")
     p.add_argument("--shared-prompts", action="store_true",
                    help="rotate the 8 prompts among the clients as before (later rounds reuse other clients' cached prompts)")
     p.add_argument("--step-log", metavar="DIR", help="have the server write its per-step log (EDGELLM_STEP_LOG) to DIR/steps-N.csv")
@@ -157,7 +172,7 @@ def main():
     slots = [int(s) for s in args.slots.split(",")]
     if any(s < 1 or s > 8 for s in slots) or not 1 <= args.rounds <= 8 or not 1 <= args.max_tokens <= 256:
         sys.exit("loadtest: slots must be in 1..8, rounds in 1..8, max-tokens in 1..256 (the test is bounded)")
-    print(f"model {args.model}, {args.threads} threads, {args.rounds} requests per client, {args.max_tokens} tokens each; "
+    print(f"model {args.model}, {args.threads} threads, {args.rounds} {'streaming ' if args.stream else ''}requests per client, {args.max_tokens} tokens each; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'slots':>5} {'requests':>8} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'x1':>5} {'p50 s':>7} {'p95 s':>7} {'batch':>5}"
           f" {'fwd s':>6} {'host s':>6} {'idle s':>6} {'gath s':>6} {'steps':>5} {'ms/step':>7} {'prompt':>6}")
