@@ -24,8 +24,10 @@ public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
 /// model: each iteration is one forward call holding the next token of every generating slot and the next prompt
 /// chunk of every starting request that fits (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
 /// per step for all of them). A slot whose request ends (or whose client leaves) is free at once for the next
-/// waiting request (continuous batching). Each slot samples and stops exactly as <see cref="Generator"/> does, so a
-/// request's tokens do not depend on what else runs beside it.
+/// waiting request (continuous batching). A step that would run prompts only waits briefly for the clients of
+/// requests that just ended (<see cref="GatherPrompts"/>), so requests that end together start again together.
+/// Each slot samples and stops exactly as <see cref="Generator"/> does, so a request's tokens do not depend on what
+/// else runs beside it.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
@@ -100,7 +102,7 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>
     /// Seconds the scheduler spent with work but outside the forward calls: taking new requests, sampling,
-    /// detokenizing and passing text on (the per-step host work the forward waits for).
+    /// detokenizing and passing text on (the per-step host work the forward waits for), and embedding requests.
     /// </summary>
     public double HostSeconds => Interlocked.Read(ref _hostTicks) / (double)Stopwatch.Frequency;
 
