@@ -2,13 +2,19 @@
 """Bounded loopback load test of `edgellm serve --parallel N`.
 
 For each slot count N (default 1 2 4 8) it starts the server on 127.0.0.1 with N slots, warms it up with one
-request, then runs N concurrent clients, each sending ROUNDS non-streaming /v1/completions requests one after
+request, then runs N concurrent clients, each sending ROUNDS /v1/completions requests (non-streaming; --stream: server-sent events) one after
 another (greedy, MAX_TOKENS tokens each), and reports aggregate completion tokens/s over the wall time, the
-p50/p95 request latency, and the largest decode batch the server's /metrics saw. Everything is bounded: at most
-8 x ROUNDS requests per N, a per-request timeout and a per-N wall limit; the server is stopped after each N.
+p50/p95 request latency, and the mean decode batch the server's /metrics saw. Every request's prompt starts with its
+own number, so no request reuses another client's cached prompt (--shared-prompts: the old rotation). From the
+server's counters over the measured window: seconds in forward calls, host seconds outside them (admission,
+sampling, text), seconds idle with no request, seconds prompt-only steps waited for returning clients, all forward
+calls, their mean time, and the prompt tokens they ran (--step-log DIR: the server's per-step CSV, DIR/steps-N.csv).
+Everything is bounded: at most 8 x ROUNDS requests per N, a per-request timeout and a per-N wall limit; the server
+is stopped after each N.
 
 usage: perf/loadtest/loadtest.py -m MODEL [--slots 1,2,4,8] [-t 2] [--rounds 2] [--max-tokens 32]
                                  [--edgellm "dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll"]
+                                 [--stream] [--shared-prompts] [--step-log DIR]
 """
 import argparse, http.client, json, os, shlex, signal, socket, statistics, subprocess, sys, threading, time
 
@@ -33,6 +39,16 @@ def request(port, method, path, body=None, timeout=120):
         c.close()
 
 
+def completion_tokens(data):
+    """The usage of a JSON answer, or of a server-sent event stream's usage chunk (the last before [DONE])."""
+    if not data.startswith(b"data: "):
+        return json.loads(data)["usage"]["completion_tokens"]
+    events = [e[len(b"data: "):] for e in data.split(b"\n\n") if e.startswith(b"data: ")]
+    if not events or events[-1] != b"[DONE]":
+        raise RuntimeError("the stream did not end with [DONE]")
+    return json.loads(events[-2])["usage"]["completion_tokens"]
+
+
 def metric(text, name):
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -40,12 +56,29 @@ def metric(text, name):
     return float("nan")
 
 
+def prompt(args, i, k):
+    """Client i's k-th prompt. Each request starts with its own number, so that no request finds another client's
+    prompt in a slot's cache: with the 8 prompts rotated among the clients alone (--shared-prompts, how the test
+    ran before), client i's next prompt was client i+1's last one, so with several slots most prompts after the
+    first round came from the cache (one token prefilled) while one slot prefilled every prompt in full: an
+    advantage of the many-slot runs that real, independent users would not give them."""
+    text = PROMPTS[(i + k) % len(PROMPTS)]
+    return text if args.shared_prompts else f"{i * args.rounds + k + 1}. {text}"
+
+
+SPLIT = ["edgellm_step_forward_seconds_total", "edgellm_step_host_seconds_total", "edgellm_scheduler_idle_seconds_total",
+         "edgellm_steps_total", "edgellm_step_prompt_tokens_total", "edgellm_prompt_gather_seconds_total"]
+
+
 def run(args, n):
     port = free_port()
     cmd = shlex.split(args.edgellm) + ["serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
                                        "--parallel", str(n), "--queue", "64", "-t", str(args.threads),
                                        "-c", str(args.ctx), "--device", "cpu"]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ)
+    if args.step_log:
+        env["EDGELLM_STEP_LOG"] = os.path.join(args.step_log, f"steps-{n}.csv")
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
         deadline = time.time() + 120
         while True:
@@ -57,13 +90,18 @@ def run(args, n):
             if server.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"server with --parallel {n} did not start")
             time.sleep(0.5)
-        body = lambda p: {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
+        def body(p):
+            b = {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0}
+            if args.stream:
+                b.update({"stream": True, "stream_options": {"include_usage": True}})
+            return b
         status, _ = request(port, "POST", "/v1/completions", body("warm up"))  # JIT / page-in
         assert status == 200, status
         # The warm-up ran alone: its steps must not count in the mean batch of the measured run.
         _, m0 = request(port, "GET", "/metrics")
         m0 = m0.decode()
         steps0, step_tokens0 = metric(m0, "edgellm_decode_steps_total"), metric(m0, "edgellm_decode_step_tokens_total")
+        split0 = [metric(m0, k) for k in SPLIT]
         latencies, tokens, errors = [], [], []
         lock = threading.Lock()
 
@@ -71,10 +109,10 @@ def run(args, n):
             for k in range(args.rounds):
                 t0 = time.perf_counter()
                 try:
-                    status, data = request(port, "POST", "/v1/completions", body(PROMPTS[(i + k) % len(PROMPTS)]))
+                    status, data = request(port, "POST", "/v1/completions", body(prompt(args, i, k)))
                     if status != 200:
                         raise RuntimeError(f"status {status}: {data[:200]!r}")
-                    used = json.loads(data)["usage"]["completion_tokens"]
+                    used = completion_tokens(data)
                 except Exception as e:  # noqa: BLE001 - reported, not hidden
                     with lock:
                         errors.append(str(e))
@@ -96,12 +134,15 @@ def run(args, n):
         m = m.decode()
         steps = metric(m, "edgellm_decode_steps_total") - steps0
         step_tokens = metric(m, "edgellm_decode_step_tokens_total") - step_tokens0
+        split = [metric(m, k) - k0 for k, k0 in zip(SPLIT, split0)]
         return {
             "slots": n, "requests": len(latencies), "tokens": sum(tokens), "wall_s": wall,
             "tok_s": sum(tokens) / wall if wall > 0 else 0.0,
             "p50_s": statistics.median(latencies) if latencies else float("nan"),
             "p95_s": sorted(latencies)[max(0, int(round(0.95 * len(latencies))) - 1)] if latencies else float("nan"),
             "mean_batch": step_tokens / steps if steps else float("nan"),
+            # Where the server's scheduler spent the measured window (NaN for a binary without these counters).
+            "forward_s": split[0], "host_s": split[1], "idle_s": split[2], "all_steps": split[3], "prompt_tokens": split[4], "gather_s": split[5],
             "errors": errors,
         }
     finally:
@@ -123,19 +164,26 @@ def main():
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--wall-limit", type=float, default=600)
     p.add_argument("--edgellm", default="dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll")
+    p.add_argument("--stream", action="store_true", help="streaming requests (server-sent events, one per token)")
+    p.add_argument("--shared-prompts", action="store_true",
+                   help="rotate the 8 prompts among the clients as before (later rounds reuse other clients' cached prompts)")
+    p.add_argument("--step-log", metavar="DIR", help="have the server write its per-step log (EDGELLM_STEP_LOG) to DIR/steps-N.csv")
     args = p.parse_args()
     slots = [int(s) for s in args.slots.split(",")]
     if any(s < 1 or s > 8 for s in slots) or not 1 <= args.rounds <= 8 or not 1 <= args.max_tokens <= 256:
         sys.exit("loadtest: slots must be in 1..8, rounds in 1..8, max-tokens in 1..256 (the test is bounded)")
-    print(f"model {args.model}, {args.threads} threads, {args.rounds} requests per client, {args.max_tokens} tokens each; "
+    print(f"model {args.model}, {args.threads} threads, {args.rounds} {'streaming ' if args.stream else ''}requests per client, {args.max_tokens} tokens each; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'slots':>5} {'requests':>8} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'x1':>5} {'p50 s':>7} {'p95 s':>7} {'batch':>5}")
+    print(f"{'slots':>5} {'requests':>8} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'x1':>5} {'p50 s':>7} {'p95 s':>7} {'batch':>5}"
+          f" {'fwd s':>6} {'host s':>6} {'idle s':>6} {'gath s':>6} {'steps':>5} {'ms/step':>7} {'prompt':>6}")
     base = None
     for n in slots:
         r = run(args, n)
         base = base or r["tok_s"]
         print(f"{r['slots']:>5} {r['requests']:>8} {r['tokens']:>6} {r['wall_s']:>7.1f} {r['tok_s']:>7.2f} "
-              f"{r['tok_s'] / base:>5.2f} {r['p50_s']:>7.2f} {r['p95_s']:>7.2f} {r['mean_batch']:>5.2f}", flush=True)
+              f"{r['tok_s'] / base:>5.2f} {r['p50_s']:>7.2f} {r['p95_s']:>7.2f} {r['mean_batch']:>5.2f}"
+              f" {r['forward_s']:>6.2f} {r['host_s']:>6.3f} {r['idle_s']:>6.2f} {r['gather_s']:>6.2f} {r['all_steps']:>5.0f}"
+              f" {1000 * r['forward_s'] / r['all_steps'] if r['all_steps'] else float('nan'):>7.2f} {r['prompt_tokens']:>6.0f}", flush=True)
         for e in r["errors"]:
             print(f"      error: {e}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

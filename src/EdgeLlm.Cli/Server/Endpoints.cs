@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -472,12 +473,16 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
             gen = GenerateInto(prompt, options, logprobs, matcher, channel.Writer, aborted);
             if (!stream)
             {
-                await foreach (var piece in channel.Reader.ReadAllAsync(aborted))
+                // The pieces wait in the channel until the end: reading them as they come would wake a pool thread
+                // for every token, beside the scheduler's forward passes, for an answer sent only at the end.
+                await ((Task)gen).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                aborted.ThrowIfCancellationRequested();
+                var result = await Finished(http, gen);
+                while (channel.Reader.TryRead(out var piece))
                 {
                     all.Append(piece.Text);
                     if (piece.Logprobs is not null) allLogprobs!.AddRange(piece.Logprobs);
                 }
-                var result = await Finished(http, gen);
                 all.Append(matcher.Flush());
                 await whole(all.ToString(), allLogprobs, Finish(result.Stats), UsageOf(result));
                 return;
@@ -563,14 +568,18 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
         else await http.Response.Body.FlushAsync(http.RequestAborted);
     }
 
+    /// <summary>
+    /// One server-sent event, serialized straight into the response pipe and sent with one flush (a stream's tokens
+    /// come every step, beside the scheduler's forward passes: one write per token, not four).
+    /// </summary>
     private static async Task Sse<TChunk>(HttpContext http, TChunk value, JsonTypeInfo<TChunk> info)
     {
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(value, info);
-        var body = http.Response.Body;
-        await body.WriteAsync("data: "u8.ToArray(), http.RequestAborted);
-        await body.WriteAsync(json, http.RequestAborted);
-        await body.WriteAsync("\n\n"u8.ToArray(), http.RequestAborted);
-        await body.FlushAsync(http.RequestAborted);
+        var pipe = http.Response.BodyWriter;
+        pipe.Write("data: "u8);
+        using (var json = new Utf8JsonWriter(pipe, new JsonWriterOptions { Encoder = info.Options.Encoder, Indented = info.Options.WriteIndented }))
+            JsonSerializer.Serialize(json, value, info);
+        pipe.Write("\n\n"u8);
+        await pipe.FlushAsync(http.RequestAborted);
     }
 
     private static string Finish(GenerationStats s) => s.Stop is StopReason.TokenLimit or StopReason.ContextFull ? "length" : "stop";

@@ -24,8 +24,10 @@ public sealed record EngineResult(GenerationStats Stats, int CachedTokens)
 /// model: each iteration is one forward call holding the next token of every generating slot and the next prompt
 /// chunk of every starting request that fits (<see cref="LlamaModel.ForwardSequences"/>: the weights are read once
 /// per step for all of them). A slot whose request ends (or whose client leaves) is free at once for the next
-/// waiting request (continuous batching). Each slot samples and stops exactly as <see cref="Generator"/> does, so a
-/// request's tokens do not depend on what else runs beside it.
+/// waiting request (continuous batching). A step that would run prompts only waits briefly for the clients of
+/// requests that just ended (<see cref="GatherPrompts"/>), so requests that end together start again together.
+/// Each slot samples and stops exactly as <see cref="Generator"/> does, so a request's tokens do not depend on what
+/// else runs beside it.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
@@ -49,6 +51,10 @@ public sealed class InferenceEngine : IDisposable
     private long _decodeSteps, _decodeTokens;
     private double _lastStepTokensPerSecond;
     private int _lastStepSize;
+    private long _steps, _stepPromptTokens, _forwardTicks, _hostTicks, _idleTicks, _gatherTicks;
+    private readonly StepLog? _stepLog;
+    private readonly PromptGather _gather;
+    private long _lastForwardTicks;
 
     public LlamaModel Model { get; }
     public Tokenizer Tokenizer { get; }
@@ -84,6 +90,36 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>Slots the last decode step ran.</summary>
     public int LastStepSize => Volatile.Read(ref _lastStepSize);
+
+    /// <summary>Forward calls run so far (decode steps, prompt-only steps and mixed ones).</summary>
+    public long Steps => Interlocked.Read(ref _steps);
+
+    /// <summary>Prompt tokens the steps ran (a reused prefix is not run).</summary>
+    public long StepPromptTokens => Interlocked.Read(ref _stepPromptTokens);
+
+    /// <summary>Seconds the scheduler spent inside the forward calls.</summary>
+    public double ForwardSeconds => Interlocked.Read(ref _forwardTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>
+    /// Seconds the scheduler spent with work but outside the forward calls: taking new requests, sampling,
+    /// detokenizing and passing text on (the per-step host work the forward waits for), and embedding requests.
+    /// </summary>
+    public double HostSeconds => Interlocked.Read(ref _hostTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>Seconds the scheduler waited with no request to run.</summary>
+    public double IdleSeconds => Interlocked.Read(ref _idleTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>Seconds prompt-only steps waited for the clients of just-finished requests (<see cref="GatherPrompts"/>).</summary>
+    public double GatherSeconds => Interlocked.Read(ref _gatherTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>
+    /// Test hook: when set, a prompt-only step waits this long (instead of half a step) for the clients of requests
+    /// that ended within this long (instead of two steps).
+    /// </summary>
+    internal TimeSpan? GatherWaitOverride { get; set; }
+
+    /// <summary>The most prompts one step has started together (tests reset it).</summary>
+    internal int MaxStepPrompts { get; set; }
 
     /// <summary>Test hook: awaited while the slot is held, before generating (holds a slot deterministically).</summary>
     internal Func<CancellationToken, Task>? HoldSlotHook { get; set; }
@@ -126,6 +162,8 @@ public sealed class InferenceEngine : IDisposable
         _stepLogits = new float[(long)(parallel + 1) * model.VocabSize];
         _stepPrefill = new Job?[parallel];
         _stepChunks = new int[parallel];
+        _stepLog = StepLog.FromEnvironment();
+        _gather = new PromptGather(parallel);
         _scheduler = new Thread(SchedulerLoop) { IsBackground = true, Name = "edgellm-scheduler" };
         _scheduler.Start();
     }
@@ -216,9 +254,11 @@ public sealed class InferenceEngine : IDisposable
 
     private void SchedulerLoop()
     {
+        long idle = 0;
         while (!_stopping)
         {
             SchedulerGate?.Wait();
+            long t0 = Stopwatch.GetTimestamp();
             while (_incoming.TryDequeue(out var work))
             {
                 if (work is Job job) { Begin(job); }
@@ -226,11 +266,22 @@ public sealed class InferenceEngine : IDisposable
             }
             if (_prefilling.Count == 0 && _decoding.Count == 0)
             {
+                long w0 = Stopwatch.GetTimestamp();
+                Interlocked.Add(ref _hostTicks, w0 - t0);
                 _wake.Wait();
+                long waited = Stopwatch.GetTimestamp() - w0;
+                Interlocked.Add(ref _idleTicks, waited);
+                idle += waited;
                 continue;
             }
-            Step();
+            long gathered = _decoding.Count == 0 ? GatherPrompts() : 0;
+            var r = Step();
+            long host = Stopwatch.GetTimestamp() - t0 - r.ForwardTicks - gathered;
+            Interlocked.Add(ref _hostTicks, host);
+            if (r.ForwardTicks > 0) _stepLog?.Add(t0, idle, gathered, r, host, Busy);
+            idle = 0;
         }
+        _stepLog?.Write();
         // Shutting down: whatever still runs ends as cancelled.
         foreach (var j in _prefilling) j.Done.TrySetCanceled();
         foreach (var j in _decoding) j.Done.TrySetCanceled();
@@ -241,8 +292,37 @@ public sealed class InferenceEngine : IDisposable
         }
     }
 
+    /// <summary>
+    /// Before a step that would only run prompts (no slot is decoding): while slots are free and requests ended
+    /// recently (within two steps) with no new request answering them yet, waits for those clients' next requests,
+    /// up to half a step, so that requests ending together start again together (<see cref="PromptGather"/>).
+    /// Waiting half a step at most to spare the late ones a whole step of their own, and only when requests just
+    /// ended: a lone client, or the first request after a quiet spell, starts at once. Returns the ticks waited.
+    /// </summary>
+    private long GatherPrompts()
+    {
+        long step = Volatile.Read(ref _lastForwardTicks);
+        long window = 2 * step, wait = step / 2;
+        if (GatherWaitOverride is { } o) window = wait = (long)(o.TotalSeconds * Stopwatch.Frequency);
+        long start = Stopwatch.GetTimestamp(), now = start, deadline = start + wait;
+        while (!_stopping && now < deadline && _prefilling.Count < _slots.Length && _gather.Expected(now, window) > 0)
+        {
+            _wake.Wait(TimeSpan.FromSeconds((deadline - now) / (double)Stopwatch.Frequency));
+            while (_incoming.TryDequeue(out var work))
+            {
+                if (work is Job job) Begin(job);
+                else if (work is EmbedWork e) RunEmbed(e);
+            }
+            now = Stopwatch.GetTimestamp();
+        }
+        long waited = now - start;
+        if (waited > 0) Interlocked.Add(ref _gatherTicks, waited);
+        return waited;
+    }
+
     private void Begin(Job j)
     {
+        _gather.Arrived();
         var s = j.Slot;
         var o = j.Options;
         int limit = Math.Min(s.CachedCount, j.Prompt.Length - 1); // at least one token must run to get logits
@@ -269,7 +349,7 @@ public sealed class InferenceEngine : IDisposable
     /// still prefilling, in arrival order, as much as fits in the batch (requests that arrive together start
     /// decoding together), so a starting request costs the others no extra pass over the weights.
     /// </summary>
-    private void Step()
+    private StepCounts Step()
     {
         // A request whose client left before its prompt ran ends here.
         for (int i = _prefilling.Count - 1; i >= 0; i--)
@@ -299,11 +379,18 @@ public sealed class InferenceEngine : IDisposable
             _stepChunks[np++] = nb;
             used += nb;
         }
-        if (segs == 0) return;
+        if (segs == 0) return default;
         long t0 = Stopwatch.GetTimestamp();
+        var counts = new StepCounts(n, np, used - n, 0);
         try
         {
             Model.ForwardSequences(_stepTokens.AsSpan(0, used), _stepSeqs.AsSpan(0, segs), _stepLogits);
+            counts = counts with { ForwardTicks = Stopwatch.GetTimestamp() - t0 };
+            Volatile.Write(ref _lastForwardTicks, counts.ForwardTicks);
+            if (np > MaxStepPrompts) MaxStepPrompts = np;
+            Interlocked.Add(ref _forwardTicks, counts.ForwardTicks);
+            Interlocked.Increment(ref _steps);
+            Interlocked.Add(ref _stepPromptTokens, used - n);
         }
         catch (Exception e)
         {
@@ -316,12 +403,12 @@ public sealed class InferenceEngine : IDisposable
                 _prefilling.Remove(p);
                 Fail(p, e);
             }
-            return;
+            return default;
         }
         int vocab = Model.VocabSize;
         if (n > 0)
         {
-            double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            double seconds = counts.ForwardTicks / (double)Stopwatch.Frequency;
             Interlocked.Increment(ref _decodeSteps);
             Interlocked.Add(ref _decodeTokens, n);
             Volatile.Write(ref _lastStepTokensPerSecond, n / Math.Max(seconds, 1e-9));
@@ -350,6 +437,7 @@ public sealed class InferenceEngine : IDisposable
             Prefilled(_stepPrefill[k]!, _stepChunks[k], _stepLogits.AsSpan((n + k) * vocab, vocab));
             _stepPrefill[k] = null;
         }
+        return counts;
     }
 
     /// <summary>A chunk of a request's prompt has run: at the end of the prompt, its first token is sampled.</summary>
@@ -421,6 +509,8 @@ public sealed class InferenceEngine : IDisposable
 
     private void Complete(Job j, GenerationStats stats, bool flush)
     {
+        // Its client will likely send the next request soon (one that left will not).
+        if (stats.Stop != StopReason.Cancelled) _gather.Completed(Stopwatch.GetTimestamp());
         if (flush)
         {
             try
@@ -499,6 +589,9 @@ public sealed class InferenceEngine : IDisposable
         public TimeSpan PromptTime, FirstToken;
         public int Count, Reuse, Pos, Generated, Next;
     }
+
+    /// <summary>What one step ran: decoding slots, prompt chunks and their tokens, and the forward call's time.</summary>
+    internal readonly record struct StepCounts(int Decode, int PrefillSeqs, int PrefillTokens, long ForwardTicks);
 
     private sealed class EmbedWork(IReadOnlyList<int[]> inputs, CancellationToken cancel)
     {

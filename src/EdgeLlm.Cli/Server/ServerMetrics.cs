@@ -81,11 +81,20 @@ public sealed class ServerMetrics
         Counter(sb, "edgellm_decode_step_tokens_total", "Tokens produced by batched decode steps, all slots.", engine.DecodeTokens);
         Gauge(sb, "edgellm_decode_batch_size", "Slots the last decode step ran together.", engine.LastStepSize);
         Gauge(sb, "edgellm_decode_tokens_per_second", "Aggregate decode speed of the last step (its slots' tokens over its time).", engine.LastStepTokensPerSecond);
+        Counter(sb, "edgellm_steps_total", "Forward calls of the scheduler (decode, prompt and mixed steps).", engine.Steps);
+        Counter(sb, "edgellm_step_prompt_tokens_total", "Prompt tokens run in the scheduler's steps.", engine.StepPromptTokens);
+        Counter(sb, "edgellm_step_forward_seconds_total", "Seconds the scheduler spent in forward calls.", engine.ForwardSeconds);
+        Counter(sb, "edgellm_step_host_seconds_total", "Seconds the scheduler spent with work outside the forward calls (admission, sampling, text).", engine.HostSeconds);
+        Counter(sb, "edgellm_scheduler_idle_seconds_total", "Seconds the scheduler waited with no request to run.", engine.IdleSeconds);
+        Counter(sb, "edgellm_prompt_gather_seconds_total", "Seconds prompt-only steps waited for the next requests of clients whose requests just ended.", engine.GatherSeconds);
         return sb.ToString();
     }
 
     private static void Counter(StringBuilder sb, string name, string help, long value)
         => sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+
+    private static void Counter(StringBuilder sb, string name, string help, double value)
+        => sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value.ToString("R", CultureInfo.InvariantCulture)}\n");
 
     private static void Gauge(StringBuilder sb, string name, string help, double value)
         => sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value.ToString("R", CultureInfo.InvariantCulture)}\n");

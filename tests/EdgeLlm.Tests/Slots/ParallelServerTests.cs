@@ -150,6 +150,66 @@ public class ParallelServerTests(ParallelServerFixture f)
         Assert.Contains($"edgellm_decode_step_tokens_total {f.Engine.DecodeTokens}\n", metrics);
     }
 
+    /// <summary>A greedy non-streaming /v1/completions answer to prompt i (short prompts: four fit one batch).</summary>
+    private static async Task<string> Complete(HttpClient http, int i)
+    {
+        var r = await http.PostAsync("/v1/completions", ServerFixture.Body($$"""{"prompt":"{{Prompts[i]}}","temperature":0,"max_tokens":{{MaxTokens}}}"""));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        using var doc = JsonDocument.Parse(await r.Content.ReadAsStringAsync());
+        return doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    }
+
+    /// <summary>What the plain single-sequence Generator gives for <see cref="Complete"/>'s request i.</summary>
+    private static string CompleteAlone(int i)
+    {
+        using var model = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 1, ContextSize = 256 });
+        var tok = Tokenizer.FromGguf(model.File);
+        var sb = new StringBuilder();
+        new Generator(model, tok).Generate(tok.Encode(Prompts[i], addBos: true), new GenerateOptions
+        {
+            MaxTokens = MaxTokens, Sampler = new SamplerOptions() with { Temperature = 0, PresencePenalty = 0, FrequencyPenalty = 0 },
+        }, t => { sb.Append(t); return true; });
+        return sb.ToString();
+    }
+
+    [Fact]
+    public async Task Requests_that_end_together_start_their_next_prompts_in_one_step()
+    {
+        int n = ParallelServerFixture.Slots;
+        var expected = new string[n];
+        for (int i = 0; i < n; i++) expected[i] = CompleteAlone(i);
+        using var http = f.Client();
+        // Long enough that the scheduler surely waits for every returning client (the test times nothing).
+        f.Engine.GatherWaitOverride = TimeSpan.FromMinutes(5);
+        try
+        {
+            // Four requests end: four completions, which the next four requests answer (older ones are pushed out).
+            await Together(n, () => Task.WhenAll(Enumerable.Range(4, n).Select(i => Complete(http, i))));
+            f.Engine.MaxStepPrompts = 0;
+            var results = new Task<string>[n];
+            // The first client comes back alone; wait until the scheduler has taken its request (it holds a slot and
+            // nothing is queued), so that without the wait its prompt would run alone.
+            results[0] = Task.Run(() => Complete(http, 0));
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while ((f.Engine.Busy < 1 || f.Engine.Pending > 0) && DateTime.UtcNow < deadline) await Task.Delay(5);
+            Assert.Equal(1, f.Engine.Busy);
+            Assert.Equal(0, f.Engine.Pending);
+            for (int i = 1; i < n; i++)
+            {
+                int k = i;
+                results[k] = Task.Run(() => Complete(http, k));
+            }
+            for (int i = 0; i < n; i++) Assert.Equal(expected[i], await results[i]);
+            // All four prompts ran in one step, not the first alone and the other three a step later.
+            Assert.Equal(n, f.Engine.MaxStepPrompts);
+            Assert.True(f.Engine.GatherSeconds > 0);
+        }
+        finally
+        {
+            f.Engine.GatherWaitOverride = null;
+        }
+    }
+
     [Fact]
     public async Task A_long_prompt_prefilled_in_chunks_beside_decoding_slots_changes_nothing()
     {
