@@ -222,15 +222,12 @@ __device__ float sample_block_max(const float* keys, int size, float* sv)
 //   topK <= 0, topP >= 1, minP <= 0 turn those steps off; logMinP = ln(minP) as the host rounds it;
 // out[0] = the token, out[1] = 1 when a raw logit was NaN or infinite; feed, when not null, also gets the token
 // (the next step's get_rows ids).
-// __launch_bounds__: launched with SAMPLE_THREADS threads, so at most 64 registers each (54 on sm_90 with NVRTC 11.8).
+// __launch_bounds__: launched with SAMPLE_THREADS threads, so at most 64 registers each (NVRTC 11.8: see perf/README.md).
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const float* __restrict__ logits, int n, const u8* __restrict__ state,
                                       float repeatPenalty, float presencePenalty, float frequencyPenalty, float temperature, float invTemp,
                                       int topK, float topP, float minP, float logMinP, u8* __restrict__ work, int padded,
                                       int* __restrict__ out, int* __restrict__ feed)
 {
-    const double uniform = *(const double*)state;
-    const int penaltyCount = ((const int*)state)[2];
-    const int* __restrict__ penalties = (const int*)(state + SAMPLE_STATE_PAIRS);
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ int nonFinite;
@@ -262,7 +259,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const fl
     __syncthreads();
 
     // Penalties: positive logits divided by the repeat penalty, the others multiplied; then count * frequency +
-    // presence subtracted. The ids are distinct, so the threads write different candidates.
+    // presence subtracted. The ids are distinct, so the threads write different candidates. (The state block is read
+    // where it is used, so nothing of it stays in registers through the kernel.)
+    const int penaltyCount = ((const int*)state)[2];
+    const int* __restrict__ penalties = (const int*)(state + SAMPLE_STATE_PAIRS);
     for (int p = tid; p < penaltyCount; p += threads)
     {
         int id = penalties[2 * p], count = penalties[2 * p + 1];
@@ -383,7 +383,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const fl
     {
         double total = 0.0;
         for (int i = 0; i < m; i++) total = __dadd_rn(total, terms[i]);
-        double u = __dmul_rn(uniform, total);
+        double u = __dmul_rn(*(const double*)state, total); // the uniform
         double cum = 0.0;
         int id = ids[m - 1];
         for (int i = 0; i < m; i++)
