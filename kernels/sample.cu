@@ -2,6 +2,9 @@
 // whole logits row. One block of SAMPLE_THREADS threads over the n logits of one row.
 // argmax_f32: greedy decoding of the raw logits. sample_f32: the CPU Sampler's whole chain (penalties, top-k,
 // top-p, min-p, temperature, then the draw) with the uniform drawn on the host by the Sampler's own generator.
+// Both are the last launch of a captured decode step: what changes from token to token (the draw's uniform, the
+// penalty window) is read from device memory (the sample state block), never from a kernel argument, so the same
+// graph replays every step; both also write the token where the next step's get_rows reads its id.
 #include "common.cuh"
 
 #define SAMPLE_THREADS 1024
@@ -41,8 +44,9 @@ __device__ int block_argmax(const float* x, int n, float* sv, int* si)
 }
 
 // out[0] = the id of the largest of the n logits (ties: the lowest id, as the CPU sampler's greedy pick);
-// out[1] = 1 when a logit is NaN or infinite (the host then refuses the row, as LogitCheck does), else 0.
-extern "C" __global__ void argmax_f32(const float* __restrict__ logits, int n, int* __restrict__ out)
+// out[1] = 1 when a logit is NaN or infinite (the host then refuses the row, as LogitCheck does), else 0;
+// feed, when not null, also gets the id (the next step's get_rows ids).
+extern "C" __global__ void argmax_f32(const float* __restrict__ logits, int n, int* __restrict__ out, int* __restrict__ feed)
 {
     __shared__ float sv[32];
     __shared__ int si[32];
@@ -53,7 +57,12 @@ extern "C" __global__ void argmax_f32(const float* __restrict__ logits, int n, i
     for (int i = threadIdx.x; i < n; i += blockDim.x) bad |= !(__fmul_rn(logits[i], 0.0f) == 0.0f); // x * 0 is NaN for NaN and +-inf
     if (bad) nonFinite = 1;
     int id = block_argmax(logits, n, sv, si); // its barriers order the flag's writes before the read below
-    if (threadIdx.x == 0) { out[0] = id; out[1] = nonFinite; }
+    if (threadIdx.x == 0)
+    {
+        out[0] = id;
+        out[1] = nonFinite;
+        if (feed) feed[0] = id;
+    }
 }
 
 // ---- The sampler chain (Generation.Sampler, step by step, in its order and with its float operations) ----
@@ -200,19 +209,23 @@ __device__ float sample_block_max(const float* keys, int size, float* sv)
     return m;
 }
 
+// The sample state block (CudaSampleState on the host), written by the host before each step's graph launch:
+//   bytes 0..8: double uniform, the Sampler's next NextDouble() (unused when greedy);
+//   bytes 8..12: int penaltyCount; 12..16: zero;
+//   from byte 16: penaltyCount (id, count) int pairs, each id once: the distinct tokens of the penalty window and
+//              how often each occurs there (the host counts them; none when the penalties are off).
+#define SAMPLE_STATE_PAIRS 16
+
 // sample_f32: one block. work holds 24 * padded bytes (padded: the power of two >= n): double terms[padded],
-// float keys[padded], int ids[padded], float keys2[padded], int ids2[padded].
-//   penalties: penaltyCount (id, count) pairs, each id once: the distinct tokens of the penalty window and how
-//              often each occurs there (the host counts them; none when the penalties are off);
+// float keys[padded], int ids[padded], float keys2[padded], int ids2[padded]. state: the sample state block above.
 //   temperature <= 0: greedy (argmax of the penalised logits); invTemp = 1 / temperature as the host rounds it;
 //   topK <= 0, topP >= 1, minP <= 0 turn those steps off; logMinP = ln(minP) as the host rounds it;
-//   uniform: the Sampler's next NextDouble() (unused when greedy).
 // out[0] = the token, out[1] = 1 when a raw logit was NaN or infinite; feed, when not null, also gets the token
 // (the next step's get_rows ids).
-// __launch_bounds__: launched with SAMPLE_THREADS threads, so at most 64 registers each (54 on sm_90 with NVRTC 11.8).
-extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const float* __restrict__ logits, int n, const int* __restrict__ penalties, int penaltyCount,
+// __launch_bounds__: launched with SAMPLE_THREADS threads, so at most 64 registers each (NVRTC 11.8: see perf/README.md).
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const float* __restrict__ logits, int n, const u8* __restrict__ state,
                                       float repeatPenalty, float presencePenalty, float frequencyPenalty, float temperature, float invTemp,
-                                      int topK, float topP, float minP, float logMinP, double uniform, u8* __restrict__ work, int padded,
+                                      int topK, float topP, float minP, float logMinP, u8* __restrict__ work, int padded,
                                       int* __restrict__ out, int* __restrict__ feed)
 {
     __shared__ float sv[32];
@@ -246,7 +259,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const fl
     __syncthreads();
 
     // Penalties: positive logits divided by the repeat penalty, the others multiplied; then count * frequency +
-    // presence subtracted. The ids are distinct, so the threads write different candidates.
+    // presence subtracted. The ids are distinct, so the threads write different candidates. (The state block is read
+    // where it is used, so nothing of it stays in registers through the kernel.)
+    const int penaltyCount = ((const int*)state)[2];
+    const int* __restrict__ penalties = (const int*)(state + SAMPLE_STATE_PAIRS);
     for (int p = tid; p < penaltyCount; p += threads)
     {
         int id = penalties[2 * p], count = penalties[2 * p + 1];
@@ -367,7 +383,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(const fl
     {
         double total = 0.0;
         for (int i = 0; i < m; i++) total = __dadd_rn(total, terms[i]);
-        double u = __dmul_rn(uniform, total);
+        double u = __dmul_rn(*(const double*)state, total); // the uniform
         double cum = 0.0;
         int id = ids[m - 1];
         for (int i = 0; i < m; i++)

@@ -28,7 +28,8 @@
 #     600 positions. Measure: the worst position's NMSE over the reference's top 64 ids (sum of squared differences
 #     over sum of squares), <= 1e-4 for F32/F16/BF16 and <= 2e-3 for the block types (the GPU dots 8-bit activations
 #     with dp4a, in another order), and top-1 agreement (reported, not judged: near-ties may flip).
-#  3. stories260K greedy text: the same as on the CPU.
+#  3. stories260K greedy text: the same as on the CPU; sampled text (two seeded settings, penalties on in one): the
+#     device sampler gives the host sampler's text on the same device's logits (EDGELLM_DEVICE_SAMPLING=0 for the host).
 #  4. Speed (without --quick): 7B Q4_0 pp512/tg128 (goal tg >= 250 tok/s), tg at 4096 tokens of depth (goal >= 150),
 #     a 2000-token prefill (goal < 0.5 s), and a 70B-shaped Q4_0 model cut to 10 layers (the same bytes per layer;
 #     goal: decode weight traffic >= 75% of the copy bandwidth `bench` measures on the device), then a per-kernel
@@ -201,6 +202,27 @@ prebuilt() {
   else
     row greedy "differs or failed (diff $work/greedy.txt $ref/greedy.txt)" FAIL
   fi
+
+  # The device sampler (kernels/sample.cu, the last launch of the captured decode step) against the host Sampler on the
+  # same device's logits (EDGELLM_DEVICE_SAMPLING=0 keeps the logits copy and the CPU chain): same seed, same text.
+  # On the CPU both runs take the host sampler (the plumbing only).
+  echo "== stories260K sampled text (device sampler vs host sampler, $device)"
+  local sname sopts
+  while IFS='|' read -r sname sopts; do
+    # shellcheck disable=SC2086
+    if timeout 120 env EDGELLM_DEVICE_SAMPLING=0 "${edgellm[@]}" run -m models/stories260K.gguf -p "Once upon a time" -n 64 $sopts --ignore-eos \
+          --device "$device" > "$work/sampled-$sname.host.txt" 2> "$work/sampled-$sname.host.err" \
+        && timeout 120 "${edgellm[@]}" run -m models/stories260K.gguf -p "Once upon a time" -n 64 $sopts --ignore-eos \
+          --device "$device" > "$work/sampled-$sname.txt" 2> "$work/sampled-$sname.err" \
+        && [ -s "$work/sampled-$sname.txt" ] && cmp -s "$work/sampled-$sname.txt" "$work/sampled-$sname.host.txt"; then
+      row "sampled $sname" "identical, device vs host sampler" PASS
+    else
+      row "sampled $sname" "differs or failed (diff $work/sampled-$sname.txt $work/sampled-$sname.host.txt)" FAIL
+    fi
+  done <<'EOF_SAMPLED'
+chain|--temp 0.8 --seed 42 --repeat-penalty 1.1
+top-p|--temp 1.3 --seed 7 --top-k 0 --top-p 0.9 --min-p 0
+EOF_SAMPLED
 
   echo "== speed ($device)"
   bench() { # label model-name modelgen-options bench-options... ; prints the JSON line

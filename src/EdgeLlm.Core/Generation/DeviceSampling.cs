@@ -14,15 +14,26 @@ namespace EdgeLlm.Generation;
 /// </list>
 /// What needs the logits row on the host keeps the copy: a grammar (it masks tokens against the tokenizer) and
 /// log-probabilities (they are the row). Per-token logit bias is not supported by the sampler at all.
+/// <see cref="Variable"/>=0 in the environment keeps every request on the host sampler (the device check compares the
+/// two paths on the same device's logits).
 /// </summary>
 public static class DeviceSampling
 {
+    /// <summary>EDGELLM_DEVICE_SAMPLING=0: the host sampler (and the logits copy) even on a backend that picks tokens.</summary>
+    public const string Variable = "EDGELLM_DEVICE_SAMPLING";
+
+    /// <summary>False when the environment turned the device paths off (<see cref="Variable"/>=0), read once.</summary>
+    public static bool Allowed { get; } = AllowedBy(Environment.GetEnvironmentVariable(Variable));
+
+    /// <summary>The device paths stay on unless the variable is exactly "0".</summary>
+    internal static bool AllowedBy(string? value) => value?.Trim() != "0";
+
     public static bool UseDeviceArgMax(SamplerOptions sampler, bool backendCan, bool grammar, bool logprobs) =>
-        backendCan && !grammar && !logprobs && sampler.Temperature <= 0 && PenaltiesOff(sampler);
+        backendCan && Allowed && !grammar && !logprobs && sampler.Temperature <= 0 && PenaltiesOff(sampler);
 
     /// <summary>True when the whole chain may run on the device (and the argmax alone would not do).</summary>
     public static bool UseDeviceSampler(SamplerOptions sampler, bool backendCan, bool grammar, bool logprobs) =>
-        backendCan && !grammar && !logprobs && !UseDeviceArgMax(sampler, true, grammar, logprobs);
+        backendCan && Allowed && !grammar && !logprobs && !UseDeviceArgMax(sampler, true, grammar, logprobs);
 
     /// <summary>True when <see cref="Sampler"/> leaves the logits as they are before its greedy pick.</summary>
     public static bool PenaltiesOff(SamplerOptions o) =>

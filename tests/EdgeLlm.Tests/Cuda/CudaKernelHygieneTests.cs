@@ -69,8 +69,9 @@ public class CudaKernelHygieneTests
         input.Write(BitConverter.GetBytes(threads));
         input.Write(MemoryMarshal.AsBytes(logits.AsSpan()));
         var r = MemoryMarshal.Cast<byte, int>(Harness.Exec(input, "argmax")).ToArray();
-        Assert.Equal(2, r.Length);
+        Assert.Equal(3, r.Length);
         Assert.True(r[1] is 0 or 1, $"flag {r[1]}");
+        Assert.Equal(r[0], r[2]); // the id is also written where the next step's get_rows reads it
         return (r[0], r[1] == 1);
     }
 

@@ -70,8 +70,41 @@ public class DeviceSamplerCudaTests
         }
         int[] host = Run(host: true);
         int replays = ((CudaBackend)gpu.Backend).GraphReplays;
+        int eager = ((CudaBackend)gpu.Backend).EagerSteps;
         int[] device = Run(host: false);
         Assert.Equal(host, device);
-        if (((CudaBackend)gpu.Backend).GraphsEnabled) Assert.True(((CudaBackend)gpu.Backend).GraphReplays > replays + 32); // decode steps replayed with fed ids
+        if (((CudaBackend)gpu.Backend).GraphsEnabled)
+        {
+            Assert.True(((CudaBackend)gpu.Backend).GraphReplays > replays + 32); // decode steps replayed with fed ids
+            // The pick is part of the decode step's graph: only the prompt's batch ran op by op.
+            Assert.Equal(eager + 1, ((CudaBackend)gpu.Backend).EagerSteps);
+        }
+    }
+
+    [CudaDeviceFact]
+    public void GreedyGenerationPicksOnTheDeviceInsideTheGraphAndGivesTheHostsTokens()
+    {
+        using var gpu = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Device = "cuda", ContextSize = 256 });
+        var cuda = (CudaBackend)gpu.Backend;
+        var tokenizer = Tokenizer.FromGguf(gpu.File);
+        var prompt = tokenizer.Encode("Once upon a time, there was a little girl named Lily. She loved to", addBos: true);
+        int[] Run(bool host)
+        {
+            var generator = new Generator(gpu, tokenizer);
+            generator.Generate(prompt, new GenerateOptions
+            {
+                MaxTokens = 48, IgnoreEos = true, Sampler = SamplerOptions.Greedy, OnLogprobs = host ? _ => { } : null,
+            }, _ => true);
+            return generator.CachedTokens.ToArray();
+        }
+        int[] hostTokens = Run(host: true);
+        int captures = cuda.GraphCaptures, eager = cuda.EagerSteps;
+        int[] device = Run(host: false);
+        Assert.Equal(hostTokens, device);
+        if (cuda.GraphsEnabled)
+        {
+            Assert.Equal(eager + 1, cuda.EagerSteps);         // the prompt's batch
+            Assert.Equal(captures + 1, cuda.GraphCaptures);   // one graph (step + argmax) for all 47 decode steps
+        }
     }
 }

@@ -84,6 +84,17 @@ public class DeviceSamplerGenerationTests
     }
 
     [Fact]
+    public void OnlyEdgellmDeviceSamplingZeroTurnsTheDevicePathsOff()
+    {
+        Assert.True(DeviceSampling.AllowedBy(null));
+        Assert.True(DeviceSampling.AllowedBy("1"));
+        Assert.True(DeviceSampling.AllowedBy(""));
+        Assert.False(DeviceSampling.AllowedBy("0"));
+        Assert.False(DeviceSampling.AllowedBy(" 0\n"));
+        Assert.True(DeviceSampling.Allowed); // the test run does not set it (the selection tests above rely on that)
+    }
+
+    [Fact]
     public void SettingsCarryTheHostsRoundingOfTheInverseTemperatureAndLnMinP()
     {
         var s = DeviceSampling.Settings(new SamplerOptions { Temperature = 0.7f, MinP = 0.05f, TopK = 12, TopP = 0.9f });

@@ -186,6 +186,61 @@ public class DeviceSamplerKernelTests
         Assert.Equal(expected, SampleKernel.Run(cases).Select(r => r.Token));
     }
 
+    /// <summary>
+    /// Many rows, each with its own random settings (every step of the chain on or off, top-k at 1, at the vocabulary,
+    /// above it; top-p 1; min-p 0 and 1; temperature 0, below and above 1; penalties over short, whole and empty
+    /// windows; vocabularies down to one token) and coarse logits with many ties: the kernel picks the CPU sampler's token.
+    /// </summary>
+    [HostCompilerFact]
+    public void RandomSettingsOverRandomRowsGiveTheCpuSamplersTokens()
+    {
+        var rng = new Random(20261206);
+        var cases = new List<SampleKernel.Case>();
+        var expected = new List<int>();
+        var described = new List<string>();
+        int sampledCases = 0, cutByTopK = 0;
+        for (int c = 0; c < 240; c++)
+        {
+            int vocab = rng.Next(6) switch { 0 => 1 + rng.Next(3), 1 => 2 + rng.Next(40), 2 => 100 + rng.Next(200), 3 => 1000 + rng.Next(600), _ => 33 + rng.Next(64) };
+            var options = new SamplerOptions
+            {
+                Seed = c,
+                Temperature = rng.Next(5) switch { 0 => 0f, 1 => 1f, 2 => 0.2f + 0.6f * rng.NextSingle(), _ => 0.8f + 1.5f * rng.NextSingle() },
+                TopK = rng.Next(6) switch { 0 => 0, 1 => 1, 2 => vocab, 3 => vocab + 1 + rng.Next(100), _ => 1 + rng.Next(Math.Max(1, vocab / 2)) },
+                TopP = rng.Next(3) == 0 ? 1f : 0.05f + 0.95f * rng.NextSingle(),
+                MinP = rng.Next(4) switch { 0 => 0f, 1 => 1f, _ => 0.3f * rng.NextSingle() },
+                RepeatLastN = rng.Next(4) switch { 0 => 0, 1 => -1, _ => 1 + rng.Next(32) },
+                RepeatPenalty = rng.Next(3) == 0 ? 1f : 0.7f + rng.NextSingle(),
+                PresencePenalty = rng.Next(2) == 0 ? 0f : rng.NextSingle() - 0.3f,
+                FrequencyPenalty = rng.Next(2) == 0 ? 0f : 0.5f * rng.NextSingle() - 0.1f,
+            };
+            // steps of 0.5 over a small range: ties everywhere, also at the top
+            var logits = new float[vocab];
+            int levels = 1 + rng.Next(12);
+            for (int i = 0; i < vocab; i++) logits[i] = 0.5f * rng.Next(levels) - 2f;
+            var history = new int[rng.Next(48)];
+            for (int i = 0; i < history.Length; i++) history[i] = rng.Next(vocab);
+            var cpu = new Sampler(vocab, options);
+            var uniforms = new Sampler(vocab, options);
+            int want = cpu.Sample(logits, history);
+            double u = options.Temperature > 0 ? uniforms.NextUniform() : 0;
+            var pairs = new PenaltyWindow(vocab).Pairs(options, history).ToArray();
+            cases.Add(new SampleKernel.Case(logits, DeviceSampling.Settings(options), pairs, u, vocab < 64 ? 32 : 64 << rng.Next(3)));
+            expected.Add(want);
+            described.Add($"vocab {vocab}, {options}, history [{string.Join(",", history)}]");
+            if (options.Temperature > 0) sampledCases++;
+            if (options.Temperature > 0 && options.TopK > 0 && options.TopK < vocab) cutByTopK++;
+        }
+        Assert.True(sampledCases > 150 && cutByTopK > 40, $"{sampledCases} sampled, {cutByTopK} cut by top-k"); // the sweep covers the chain
+        var got = SampleKernel.Run(cases);
+        for (int i = 0; i < cases.Count; i++)
+        {
+            Assert.False(got[i].NonFinite);
+            Assert.True(expected[i] == got[i].Token, $"case {i} ({described[i]}): the CPU sampler picked {expected[i]}, the kernel {got[i].Token}");
+            Assert.Equal(got[i].Token, got[i].Fed);
+        }
+    }
+
     [HostCompilerTheory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]

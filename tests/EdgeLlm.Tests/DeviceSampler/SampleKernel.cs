@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using EdgeLlm.Backends.Cuda;
 using EdgeLlm.Compute;
 using EdgeLlm.Generation;
 using static EdgeLlm.Tests.Cuda.CudaBlockMathHostTests;
@@ -8,8 +9,8 @@ namespace EdgeLlm.Tests.DeviceSampler;
 /// <summary>
 /// kernels/sample.cu's sample_f32 run by the host emulation harness (tests/EdgeLlm.Tests/Cuda/HostEmulation): one
 /// emulated block per case, its threads as OS threads with real barriers and warp shuffles, its arguments as
-/// CudaBackend.Sample passes them (settings from <see cref="DeviceSampling.Settings"/>, pairs from a
-/// <see cref="PenaltyWindow"/>).
+/// CudaBackend.Sample passes them (settings from <see cref="DeviceSampling.Settings"/>; the uniform and the pairs from a
+/// <see cref="PenaltyWindow"/> in the sample state block <see cref="CudaSampleState"/> writes).
 /// </summary>
 internal static class SampleKernel
 {
@@ -24,13 +25,15 @@ internal static class SampleKernel
         foreach (var c in cases)
         {
             var s = c.Settings;
-            foreach (int v in new[] { c.Logits.Length, c.Threads, c.Penalties.Length / 2 }) input.Write(BitConverter.GetBytes(v));
+            // the state block exactly as CudaBackend.Sample uploads it
+            var state = new byte[CudaSampleState.Bytes(c.Penalties.Length / 2)];
+            Assert.Equal(state.Length, CudaSampleState.Write(state, c.Uniform, c.Penalties));
+            foreach (int v in new[] { c.Logits.Length, c.Threads, state.Length }) input.Write(BitConverter.GetBytes(v));
             foreach (float v in new[] { s.RepeatPenalty, s.PresencePenalty, s.FrequencyPenalty, s.Temperature, s.InvTemperature })
                 input.Write(BitConverter.GetBytes(v));
             input.Write(BitConverter.GetBytes(s.TopK));
             foreach (float v in new[] { s.TopP, s.MinP, s.LogMinP }) input.Write(BitConverter.GetBytes(v));
-            input.Write(BitConverter.GetBytes(c.Uniform));
-            input.Write(MemoryMarshal.AsBytes(c.Penalties.AsSpan()));
+            input.Write(state);
             input.Write(MemoryMarshal.AsBytes(c.Logits.AsSpan()));
         }
         var r = MemoryMarshal.Cast<byte, int>(Harness.Exec(input, "sample")).ToArray();

@@ -30,6 +30,7 @@ public sealed unsafe partial class CudaBackend
             case CudaOpKind.AddBias: ExecAddBias(in op); break;
             case CudaOpKind.Scale: ExecScalar(_kernels.Scale, in op, op.Scale); break;
             case CudaOpKind.Softcap: ExecScalar(_kernels.Softcap, in op, op.Softcap); break;
+            case CudaOpKind.ArgMax or CudaOpKind.Sample: ExecPick(in op); break; // CudaBackend.Sampling.cs
             case CudaOpKind.Copy:
                 nint timing = ProfileBegin();
                 CudaDriver.Check(CudaDriver.cuMemcpyDtoDAsync(op.Dst!.Ptr + (ulong)(op.DstOffset * sizeof(float)), op.X!.Ptr + (ulong)(op.SrcOffset * sizeof(float)),

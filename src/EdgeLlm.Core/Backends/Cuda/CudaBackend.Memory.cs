@@ -325,6 +325,7 @@ public sealed unsafe partial class CudaBackend
         _splitCounterSlots = 0;
         if (_hostStep != null) CudaDriver.cuMemFreeHost(_hostStep);
         if (_hostMisc != null) CudaDriver.cuMemFreeHost(_hostMisc);
+        FreeSampleStaging();
         _hostStep = null;
         _hostMisc = null;
         _prepared = false;

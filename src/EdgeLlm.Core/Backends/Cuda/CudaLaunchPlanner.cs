@@ -28,6 +28,9 @@ internal enum LaunchKind : byte
     /// finishes last writes the RMSNorm at Aux + 1 of the updated x and its quantization for the product after it.
     /// </summary>
     MatVecResidualNorm,
+
+    /// <summary>argmax_f32 / sample_f32: the token pick at the end of a decode step (kernels/sample.cu).</summary>
+    ArgMax, Sample,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -188,6 +191,8 @@ internal static class CudaLaunchPlanner
             LaunchKind.GluSplitQ8 => ["glu_split_q8_f32"],
             LaunchKind.SplitRows => ["split_rows_f32"],
             LaunchKind.AttentionFlash => ["attention_flash_f16"],
+            LaunchKind.ArgMax => ["argmax_f32"],
+            LaunchKind.Sample => ["sample_f32"],
             _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
         };
     }
@@ -213,6 +218,8 @@ internal static class CudaLaunchPlanner
         CudaOpKind.Scale => LaunchKind.Scale,
         CudaOpKind.Softcap => LaunchKind.Softcap,
         CudaOpKind.Copy => LaunchKind.Copy,
+        CudaOpKind.ArgMax => LaunchKind.ArgMax,
+        CudaOpKind.Sample => LaunchKind.Sample,
         _ => throw new ArgumentOutOfRangeException(nameof(k), $"{k} is not a one-launch op"),
     };
 

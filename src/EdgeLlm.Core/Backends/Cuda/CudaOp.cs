@@ -3,7 +3,7 @@ using EdgeLlm.Model;
 
 namespace EdgeLlm.Backends.Cuda;
 
-internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy, MatMulStacked }
+internal enum CudaOpKind : byte { GetRows, RmsNorm, MatMul, Rope, StoreKv, Attention, AttentionSplit, SwiGlu, GeGlu, Add, AddBias, Scale, Softcap, Copy, MatMulStacked, ArgMax, Sample }
 
 /// <summary>
 /// One recorded backend call: what <see cref="CudaBackend"/> will launch when the step is flushed. Each kind
@@ -78,6 +78,9 @@ internal struct CudaOp
     public int StartPos;
     public int PosDelta;
 
+    /// <summary>A token pick (argmax, sample) of <see cref="Count"/> logits at <see cref="X"/>[<see cref="SrcOffset"/>]: its launch data.</summary>
+    public CudaSampleLaunch? Pick;
+
     /// <summary>True if both ops launch the same kernels with the same arguments (positions compared relatively).</summary>
     public readonly bool SameLaunch(in CudaOp o) =>
         Kind == o.Kind && ReferenceEquals(X, o.X) && ReferenceEquals(Y, o.Y) && ReferenceEquals(KCache, o.KCache)
@@ -86,5 +89,5 @@ internal struct CudaOp
         && ReferenceEquals(StackOut, o.StackOut) && ReferenceEquals(Rope, o.Rope) && RopeTable == o.RopeTable && Partials == o.Partials && Chunks == o.Chunks && Counters == o.Counters
         && Count == o.Count && SrcOffset == o.SrcOffset && DstOffset == o.DstOffset
         && Tokens == o.Tokens && Heads == o.Heads && HeadDim == o.HeadDim && KvDim == o.KvDim && Dim == o.Dim && Window == o.Window
-        && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta;
+        && Eps.Equals(o.Eps) && Scale.Equals(o.Scale) && Softcap.Equals(o.Softcap) && PosDelta == o.PosDelta && Equals(Pick, o.Pick);
 }

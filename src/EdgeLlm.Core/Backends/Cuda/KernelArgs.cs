@@ -294,18 +294,19 @@ internal unsafe struct ScalarArgs : IKernelArgs<ScalarArgs>
     }
 }
 
-/// <summary>argmax_f32(logits, n, out).</summary>
+/// <summary>argmax_f32(logits, n, out, feed).</summary>
 internal unsafe struct ArgMaxArgs : IKernelArgs<ArgMaxArgs>
 {
     public ulong Logits;
     public int N;
     public ulong Out;
+    public ulong Feed;
 
-    public static int Count => 3;
+    public static int Count => 4;
 
     public static void Pointers(ArgMaxArgs* a, void** p)
     {
-        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Out;
+        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Out; p[3] = &a->Feed;
     }
 }
 
@@ -361,15 +362,15 @@ internal unsafe struct AttentionCombineArgs : IKernelArgs<AttentionCombineArgs>
 }
 
 /// <summary>
-/// sample_f32(logits, n, penalties, penaltyCount, repeatPenalty, presencePenalty, frequencyPenalty, temperature, invTemp,
-/// topK, topP, minP, logMinP, uniform, work, padded, out, feed): one block.
+/// sample_f32(logits, n, state, repeatPenalty, presencePenalty, frequencyPenalty, temperature, invTemp,
+/// topK, topP, minP, logMinP, work, padded, out, feed): one block. The per-token values (uniform, penalty pairs) are in
+/// the state block (<see cref="CudaSampleState"/>), so the arguments are the same every step.
 /// </summary>
 internal unsafe struct SampleArgs : IKernelArgs<SampleArgs>
 {
     public ulong Logits;
     public int N;
-    public ulong Penalties;
-    public int PenaltyCount;
+    public ulong State;
     public float RepeatPenalty;
     public float PresencePenalty;
     public float FrequencyPenalty;
@@ -379,19 +380,18 @@ internal unsafe struct SampleArgs : IKernelArgs<SampleArgs>
     public float TopP;
     public float MinP;
     public float LogMinP;
-    public double Uniform;
     public ulong Work;
     public int Padded;
     public ulong Out;
     public ulong Feed;
 
-    public static int Count => 18;
+    public static int Count => 16;
 
     public static void Pointers(SampleArgs* a, void** p)
     {
-        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->Penalties; p[3] = &a->PenaltyCount; p[4] = &a->RepeatPenalty;
-        p[5] = &a->PresencePenalty; p[6] = &a->FrequencyPenalty; p[7] = &a->Temperature; p[8] = &a->InvTemp; p[9] = &a->TopK;
-        p[10] = &a->TopP; p[11] = &a->MinP; p[12] = &a->LogMinP; p[13] = &a->Uniform; p[14] = &a->Work; p[15] = &a->Padded;
-        p[16] = &a->Out; p[17] = &a->Feed;
+        p[0] = &a->Logits; p[1] = &a->N; p[2] = &a->State; p[3] = &a->RepeatPenalty;
+        p[4] = &a->PresencePenalty; p[5] = &a->FrequencyPenalty; p[6] = &a->Temperature; p[7] = &a->InvTemp; p[8] = &a->TopK;
+        p[9] = &a->TopP; p[10] = &a->MinP; p[11] = &a->LogMinP; p[12] = &a->Work; p[13] = &a->Padded;
+        p[14] = &a->Out; p[15] = &a->Feed;
     }
 }

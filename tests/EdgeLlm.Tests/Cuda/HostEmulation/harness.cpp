@@ -76,10 +76,11 @@ template <typename F> static void launch(i64 threads, F kernel)
 //                                                                           -> (startPos + nTokens) * kvDim u16 keys, as many values
 //   attention_split: as attention, then i32 context, chunkSize: attention_split_f16 over the fixed grid of
 //         ceil(context / chunkSize) chunks, then attention_combine_f32      -> nTokens * nHeads * headDim floats
-//   argmax: i32 n, threads; n floats                                         -> i32 id, i32 non-finite flag
-//   sample: cases to the end of the input, each: i32 n, threads, penaltyCount; f32 repeat, presence, frequency,
-//         temperature, invTemp; i32 topK; f32 topP, minP, logMinP; f64 uniform; penaltyCount (i32 id, i32 count)
-//         pairs; n floats                                                   -> per case i32 token, flag, fed token
+//   argmax: i32 n, threads; n floats                                         -> i32 id, i32 non-finite flag, fed token
+//   sample: cases to the end of the input, each: i32 n, threads, stateBytes; f32 repeat, presence, frequency,
+//         temperature, invTemp; i32 topK; f32 topP, minP, logMinP; stateBytes bytes of the sample state block
+//         (uniform, pair count, pairs, as CudaSampleState writes it); n floats
+//                                                                           -> per case i32 token, flag, fed token
 //   attention: i32 nTokens, nHeads, headDim, kvDim, startPos, window, threads; f32 scale, softcap;
 //         (startPos + nTokens) * kvDim fp16 keys, as many fp16 values, nTokens * nHeads * headDim floats q
 //                                                                           -> nTokens * nHeads * headDim floats
@@ -303,9 +304,9 @@ static bool run_op(const std::string& op)
     {
         int n = read1<int>(), threads = read1<int>();
         std::vector<float> logits = read_floats(n);
-        int result[2] = {-1, -1};
-        simt_launch(1, 1, (unsigned)threads, [&] { argmax_f32(logits.data(), n, result); });
-        std::fwrite(result, 4, 2, stdout);
+        int result[3] = {-1, -1, -1};
+        simt_launch(1, 1, (unsigned)threads, [&] { argmax_f32(logits.data(), n, result, result + 2); });
+        std::fwrite(result, 4, 3, stdout);
         return true;
     }
     else if (op == "sample")
@@ -313,22 +314,21 @@ static bool run_op(const std::string& op)
         // Cases until the end of the input, each run as CudaBackend launches sample_f32 (one block).
         for (int n; std::fread(&n, 4, 1, stdin) == 1;)
         {
-            int threads = read1<int>(), penaltyCount = read1<int>();
+            int threads = read1<int>(), stateBytes = read1<int>();
             float repeat = read1<float>(), presence = read1<float>(), frequency = read1<float>(), temperature = read1<float>(),
                   invTemp = read1<float>();
             int topK = read1<int>();
             float topP = read1<float>(), minP = read1<float>(), logMinP = read1<float>();
-            double uniform = read1<double>();
-            std::vector<int> pen((size_t)(2 * penaltyCount) + 1);
-            read_exact(pen.data(), (size_t)penaltyCount * 8);
+            std::vector<double> state((size_t)stateBytes / 8 + 1); // 8-byte aligned, as a device allocation
+            read_exact(state.data(), (size_t)stateBytes);
             std::vector<float> logits = read_floats(n);
             int padded = 1;
             while (padded < n) padded <<= 1;
             std::vector<double> work((size_t)padded * 3, NAN); // 24 bytes per padded candidate, garbage to start
             int result[2] = {-1, -1}, feed = -1;
             simt_launch(1, 1, (unsigned)threads, [&] {
-                sample_f32(logits.data(), n, pen.data(), penaltyCount, repeat, presence, frequency, temperature, invTemp, topK, topP, minP,
-                           logMinP, uniform, (u8*)work.data(), padded, result, &feed);
+                sample_f32(logits.data(), n, (const u8*)state.data(), repeat, presence, frequency, temperature, invTemp, topK, topP, minP,
+                           logMinP, (u8*)work.data(), padded, result, &feed);
             });
             int answer[3] = {result[0], result[1], feed};
             std::fwrite(answer, 4, 3, stdout);
