@@ -166,3 +166,47 @@ __device__ __forceinline__ void quantize_lane_q8(float v, i64 b, i8* __restrict_
         sx[b] = d * (float)sum;
     }
 }
+
+// A K/V value as the fp16 cache stores it: clamped to fp16's finite range (+-65504: an infinite key would make every
+// score of its position NaN; NaN stays NaN), then rounded (store_kv_f16's conversion, written once for the fused
+// kernels and the matvec epilogues).
+__device__ __forceinline__ u16 kv_half(float x)
+{
+    const float m = 65504.0f;
+    return float_to_half(x > m ? m : (x < -m ? -m : x));
+}
+
+// Element h of one head after rotary embedding (rope_f32's arithmetic): pair i < half rotates by
+// theta_i = (pos / scale) * invFreq[i], the pair being (2i, 2i+1) in the normal layout and (i, i + half) in NEOX;
+// elements from 2 * half on (partial rotary) are returned as they are. The angle, its sine and cosine in double,
+// times attnFactor, rounded to float; each element of a pair computes the pair's angle itself (the same floats).
+// P: a plain or a volatile float pointer to the head's first element (the epilogues read what other blocks wrote).
+template <typename P>
+__device__ __forceinline__ float rope_head_value(P head, int h, int half, int neox, int pos, const double* __restrict__ invFreq,
+                                                 float scale, float attnFactor)
+{
+    float val = head[h];
+    if (h >= 2 * half) return val;
+    int i = neox ? (h < half ? h : h - half) : h / 2;
+    bool first = neox ? h < half : h % 2 == 0;
+    int partner = h + (first ? (neox ? half : 1) : -(neox ? half : 1));
+    double theta = (double)pos / (double)scale * invFreq[i];
+    double s, co;
+    sincos(theta, &s, &co);
+    float cs = (float)(co * (double)attnFactor), sn = (float)(s * (double)attnFactor);
+    float other = head[partner];
+    float x0 = first ? val : other, x1 = first ? other : val;
+    return first ? __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)) : __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+}
+
+// silu(g) * u and gelu_tanh(g) * u exactly as swiglu_f32 and geglu_f32 compute them.
+__device__ __forceinline__ float fused_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
+
+__device__ __forceinline__ float fused_geglu(float g, float u)
+{
+    const float c1 = -1.5957691216057308f;  // -2 sqrt(2/pi)
+    const float c3 = -0.07135481627159515f; // -2 sqrt(2/pi) * 0.044715
+    float m2u = __fmul_rn(g, __fmaf_rn(__fmul_rn(g, g), c3, c1));
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(m2u))), u);
+}
+

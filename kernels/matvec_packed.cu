@@ -390,6 +390,75 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
     }
 }
 
+// The epilogues of a stacked product (one token) that finish groups of its rows: every block makes its rows visible
+// device-wide and is counted on the counter of the group its rows belong to (a block's rows never straddle two
+// groups); the block counted last puts the counter back to 0 (zero before the first launch, zero after each) and
+// returns true: the whole group is then in dst, read with volatile loads (from L2, not a stale L1).
+__device__ __forceinline__ bool packed_group_done(int* counter, int blocksPerGroup)
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        last = atomicAdd(counter, 1) == blocksPerGroup - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    bool done = last != 0;
+    if (done) __threadfence();
+    return done;
+}
+
+// The Q/K/V epilogue (rope_store_qkv_f32's work for one head of the stacked [q | k | v] row x, once the head's
+// rows are all written): a q or k head rotated (rope_head_value), into q or k, keys also into the fp16 cache row pos;
+// a v head copied to v and the value cache. The same floats as the product into scratch + rope_store_qkv_f32.
+__device__ MVP_NOINLINE void packed_rope_store(const float* x, int head, float* __restrict__ q, float* __restrict__ k,
+                                               float* __restrict__ v, u16* __restrict__ kc, u16* __restrict__ vc, int pos,
+                                               int qDim, int kvDim, int headDim, int half, const double* __restrict__ invFreq,
+                                               float scale, int neox, float attnFactor)
+{
+    int c0 = head * headDim;
+    const volatile float* hv = x + c0;
+#pragma unroll 1
+    for (int h = threadIdx.x; h < headDim; h += MVP_WARPS * WARP)
+    {
+        int c = c0 + h;
+        if (c >= qDim + kvDim)
+        {
+            int e = c - qDim - kvDim;
+            float val = hv[h];
+            v[e] = val;
+            vc[(i64)pos * kvDim + e] = kv_half(val);
+            continue;
+        }
+        float val = rope_head_value(hv, h, half, neox, pos, invFreq, scale, attnFactor);
+        if (c < qDim) q[c] = val;
+        else
+        {
+            int e = c - qDim;
+            k[e] = val;
+            kc[(i64)pos * kvDim + e] = kv_half(val);
+        }
+    }
+}
+
+// The gate/up epilogue (glu_split_q8_f32's work for one 32-block of the stacked [gate (ffn) | up (ffn)] row x, once
+// its 32 gate rows and 32 up rows are all written), in the block's first warp, lane i on element 32 group + i:
+// gate = act(g) * u, up = u, and with quantize the q8 quantization of gate into qo/dO/so (for the down projection).
+__device__ MVP_NOINLINE void packed_glu_q8(const float* x, int group, int ffn, int geglu, int quantize, float* __restrict__ gate,
+                                           float* __restrict__ up, i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so)
+{
+    if (threadIdx.x >= WARP) return;
+    const volatile float* xv = x;
+    int i = group * 32 + (int)threadIdx.x;
+    float g = xv[i], u = xv[ffn + i];
+    float r = geglu ? fused_geglu(g, u) : fused_swiglu(g, u);
+    gate[i] = r;
+    up[i] = u;
+    if (quantize) quantize_lane_q8(r, group, qo, dO, so);
+}
+
 #define MATVEC_PACKED(NAME, TYPE)                                                                                     \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,             \
@@ -402,7 +471,32 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
                               const float* sx, float* dst, int nTokens, int wpr, int residual, int* counter,          \
                               const float* normW, float* normDst, i8* nqx, float* ndx, float* nsx, float eps)         \
     { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual, counter, normW, normDst,   \
-                             nqx, ndx, nsx, eps); }
+                             nqx, ndx, nsx, eps); }                                                                   \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_qkv(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \
+                               const float* sx, float* dst, int wpr, int* counters, float* q, float* k, float* v,     \
+                               u16* kc, u16* vc, const int* step, int posDelta, int qDim, int kvDim, int headDim,     \
+                               int half, const double* invFreq, float scale, int neox, float attnFactor)              \
+    {                                                                                                                 \
+        matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, 1, wpr, 0, nullptr, nullptr, nullptr, nullptr,   \
+                               nullptr, nullptr, 0.0f);                                                               \
+        int rowsPerBlock = MVP_WARPS / wpr, head = (int)blockIdx.x * rowsPerBlock / headDim;                          \
+        if (packed_group_done(counters + head, headDim / rowsPerBlock))                                               \
+            packed_rope_store(dst, head, q, k, v, kc, vc, step_pos(step, posDelta), qDim, kvDim, headDim, half,        \
+                              invFreq, scale, neox, attnFactor);                                                      \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_glu(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \
+                               const float* sx, float* dst, int wpr, int* counters, float* gate, float* up, i8* nqx,  \
+                               float* ndx, float* nsx, int ffn, int geglu, int quantize)                              \
+    {                                                                                                                 \
+        matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, 1, wpr, 0, nullptr, nullptr, nullptr, nullptr,   \
+                               nullptr, nullptr, 0.0f);                                                               \
+        int rowsPerBlock = MVP_WARPS / wpr, r0 = (int)blockIdx.x * rowsPerBlock;                                      \
+        int group = (r0 < ffn ? r0 : r0 - ffn) / 32;                                                                  \
+        if (packed_group_done(counters + group, 64 / rowsPerBlock))                                                   \
+            packed_glu_q8(dst, group, ffn, geglu, quantize, gate, up, nqx, ndx, nsx);                                 \
+    }
 
 MATVEC_PACKED(q4_0, PTYPE_Q4_0)
 MATVEC_PACKED(q8_0, PTYPE_Q8_0)

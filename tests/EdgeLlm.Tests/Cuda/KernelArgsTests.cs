@@ -88,6 +88,8 @@ public unsafe class KernelArgsTests
         Check<MatVecQ8Args>("matmul.cu", Each(CudaKernels.IsIntegerDot, "matvec_{0}_t1").Concat(Each(CudaKernels.IsIntegerDot, "matvec_{0}_t8")).ToArray());
         Check<MatVecFloatArgs>("matmul.cu", Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t1").Concat(Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t8")).ToArray());
         Check<MatVecPackedArgs>("matvec_packed.cu", CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8" }).ToArray());
+        Check<MatVecPackedQkvArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_qkv").ToArray());
+        Check<MatVecPackedGluArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_glu").ToArray());
         Check<GetRowsArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"get_rows_packed_{CudaKernels.Suffix(t)}").ToArray());
         Check<RopeArgs>("rope.cu", "rope_f32");
         Check<StoreKvArgs>("elementwise.cu", "store_kv_f16");
@@ -122,7 +124,11 @@ public unsafe class KernelArgsTests
             "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_flash_f16",
             "sample_f32",
         };
-        covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
+        covered.UnionWith(CudaRepack.Types.SelectMany(t => new[]
+        {
+            $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"matvec_packed_{CudaKernels.Suffix(t)}_qkv",
+            $"matvec_packed_{CudaKernels.Suffix(t)}_glu", $"get_rows_packed_{CudaKernels.Suffix(t)}",
+        }));
         foreach (var t in CudaKernels.GemmTypes)
         {
             covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}");

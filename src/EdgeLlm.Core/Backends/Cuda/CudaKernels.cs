@@ -55,6 +55,8 @@ internal sealed class CudaKernels : IDisposable
         {
             packed.Add($"matvec_packed_{Suffix(t)}_t1");
             packed.Add($"matvec_packed_{Suffix(t)}_t8");
+            packed.Add($"matvec_packed_{Suffix(t)}_qkv");
+            packed.Add($"matvec_packed_{Suffix(t)}_glu");
             packed.Add($"get_rows_packed_{Suffix(t)}");
         }
         var gemm = new List<string>();
@@ -99,6 +101,9 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>Indexed by (int)GgmlType for <see cref="CudaRepack.Types"/>: the kernels of matvec_packed.cu.</summary>
     public readonly CudaFunction[] PackedT1 = new CudaFunction[64], PackedT8 = new CudaFunction[64], GetRowsPacked = new CudaFunction[64];
+
+    /// <summary>matvec_packed_&lt;type&gt;_qkv and _glu: a stacked one-token product with the rope + kv store or the glu + q8 epilogue.</summary>
+    public readonly CudaFunction[] PackedQkv = new CudaFunction[64], PackedGlu = new CudaFunction[64];
     /// <summary>Indexed by (int)GgmlType: the prefill GEMMs of the <see cref="GemmTypes"/> (default elsewhere), over ggml's blocks (mapped weights) and over the repacked rows (<see cref="CudaRepack"/>).</summary>
     public readonly CudaFunction[] GemmMma = new CudaFunction[64], GemmDp4a = new CudaFunction[64],
         GemmMmaPacked = new CudaFunction[64], GemmDp4aPacked = new CudaFunction[64];
@@ -200,6 +205,8 @@ internal sealed class CudaKernels : IDisposable
         {
             PackedT1[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t1"];
             PackedT8[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t8"];
+            PackedQkv[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_qkv"];
+            PackedGlu[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_glu"];
             GetRowsPacked[(int)t] = _functions[$"get_rows_packed_{Suffix(t)}"];
         }
     }

@@ -28,6 +28,18 @@ internal enum LaunchKind : byte
     /// finishes last writes the RMSNorm at Aux + 1 of the updated x and its quantization for the product after it.
     /// </summary>
     MatVecResidualNorm,
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product at Op (one token, packed integer weights) with the rope +
+    /// kv store epilogue: the ropes at Op+1, Op+2 and the store at Aux (= Op+3), <see cref="RopeStoreQkv"/>'s work.
+    /// </summary>
+    MatVecRopeStore,
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_glu: the stacked gate/up product at Op (one token, packed integer weights) with the glu at
+    /// Aux [+ the down projection's quantization] as its epilogue, <see cref="GluSplitQ8"/>'s work.
+    /// </summary>
+    MatVecGlu,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -89,13 +101,16 @@ internal static class CudaLaunchPlanner
                     Product(in op, i);
                     if (fuse && IsRopeStore(ops, i))
                     {
-                        plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
+                        if (IsEpilogueProduct(in op) && ops[i + 1].Rope!.HeadDim % CudaBackend.MatVecWarps == 0)
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecRopeStore, i, i + 3);
+                        else plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
                         i += 3;
                     }
                     else if (fuse && IsGlu(ops, i))
                     {
                         bool quantize = ConsumesQ8(ops, i + 2, op.Dst!, op.Tokens, op.Part0);
-                        plan.Add(new CudaLaunch(LaunchKind.GluSplitQ8, i, i + 1, quantize));
+                        if (IsEpilogueProduct(in op) && op.Part0 % 32 == 0) plan[^1] = new CudaLaunch(LaunchKind.MatVecGlu, i, i + 1, quantize);
+                        else plan.Add(new CudaLaunch(LaunchKind.GluSplitQ8, i, i + 1, quantize));
                         i += 1;
                         if (quantize) { Quantized(op.Dst!, op.Tokens, op.Part0); continue; }
                     }
@@ -188,6 +203,8 @@ internal static class CudaLaunchPlanner
             LaunchKind.GluSplitQ8 => ["glu_split_q8_f32"],
             LaunchKind.SplitRows => ["split_rows_f32"],
             LaunchKind.AttentionFlash => ["attention_flash_f16"],
+            LaunchKind.MatVecRopeStore => [$"matvec_packed_{CudaKernels.Suffix(op.Weight!.Type)}_qkv"],
+            LaunchKind.MatVecGlu => [$"matvec_packed_{CudaKernels.Suffix(op.Weight!.Type)}_glu"],
             _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
         };
     }
@@ -252,6 +269,12 @@ internal static class CudaLaunchPlanner
         return norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0
             && ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
     }
+
+    /// <summary>
+    /// A stacked product that can take the epilogue of matvec_packed_*_qkv or _glu: one token (those kernels have no
+    /// token loop; prefill runs the GEMM) over weights repacked at upload with an integer dot.
+    /// </summary>
+    private static bool IsEpilogueProduct(in CudaOp op) => op.Tokens == 1 && op.Weight!.Packed && CudaKernels.IsIntegerDot(op.Weight.Type);
 
     /// <summary>x += y, then the norm of x over exactly the elements the add wrote.</summary>
     private static bool IsNormAfterAdd(in CudaOp add, in CudaOp norm) =>
