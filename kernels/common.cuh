@@ -210,3 +210,79 @@ __device__ __forceinline__ float fused_geglu(float g, float u)
     return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(m2u))), u);
 }
 
+
+// ---- the epilogues of the one-token products (matvec_packed.cu, matmul.cu): 128-thread blocks ----
+
+#define EPILOGUE_WARPS 4
+
+// The matvec epilogues (below) are calls, not inlined, and their loops are not unrolled: for the norm epilogue, inlined it raised the products' register
+// count (up to 69 on sm_90 for Q4_0, from 40), and with it the registers of every product; as a call it costs
+// 0-8 registers. (The host emulation has no such attribute.)
+#ifdef EDGELLM_HOST_EMULATION
+#define EPILOGUE_NOINLINE
+#else
+#define EPILOGUE_NOINLINE __noinline__
+#endif
+
+// The epilogues of a stacked product (one token) that finish groups of its rows: every block makes its rows visible
+// device-wide and is counted on the counter of the group its rows belong to (a block's rows never straddle two
+// groups); the block counted last puts the counter back to 0 (zero before the first launch, zero after each) and
+// returns true: the whole group is then in dst, read with volatile loads (from L2, not a stale L1).
+__device__ __forceinline__ bool epilogue_group_done(int* counter, int blocksPerGroup)
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        last = atomicAdd(counter, 1) == blocksPerGroup - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    bool done = last != 0;
+    if (done) __threadfence();
+    return done;
+}
+
+// The norm epilogue: add_rmsnorm_q8_f32's norm [+ quantization] (residual 0) of one token's dim floats x, in the
+// 128 threads of a matvec block (matvec_packed.cu's and matmul.cu's one-token products), as add_rmsnorm_q8_f32's 256-thread block computes it: thread i keeps the double
+// sums of the virtual threads i and i + 128 apart and each warp reduces both (virtual warps w and w + 4), so the eight
+// warp sums and their total are added in the same order and the same floats come out. x is read with volatile loads
+// (other blocks wrote it: from L2, not a stale L1). dim must be a multiple of 32.
+__device__ EPILOGUE_NOINLINE void epilogue_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
+                                               i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so, int dim, float eps,
+                                                 int quantize)
+{
+    __shared__ double partial[2 * EPILOGUE_WARPS];
+    const volatile float* xv = x;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll 1
+    for (int i = threadIdx.x; i < dim; i += 2 * EPILOGUE_WARPS * WARP) s0 += (double)xv[i] * (double)xv[i];
+#pragma unroll 1
+    for (int i = threadIdx.x + EPILOGUE_WARPS * WARP; i < dim; i += 2 * EPILOGUE_WARPS * WARP) s1 += (double)xv[i] * (double)xv[i];
+    s0 = warp_sum_d(s0);
+    s1 = warp_sum_d(s1);
+    if (lane == 0)
+    {
+        partial[warp] = s0;
+        partial[warp + EPILOGUE_WARPS] = s1;
+    }
+    __syncthreads();
+    if (warp == 0)
+    {
+        double v = lane < 2 * EPILOGUE_WARPS ? partial[lane] : 0.0;
+        v = warp_sum_d(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
+#pragma unroll 1
+    for (int i = threadIdx.x; i < dim; i += EPILOGUE_WARPS * WARP)
+    {
+        float v = __fmul_rn(__fmul_rn(xv[i], scale), w[i]);
+        out[i] = v;
+        if (quantize) quantize_lane_q8(v, i / 32, qo, dO, so);
+    }
+}
+

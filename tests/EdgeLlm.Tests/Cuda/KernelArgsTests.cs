@@ -88,6 +88,7 @@ public unsafe class KernelArgsTests
         Check<MatVecQ8Args>("matmul.cu", Each(CudaKernels.IsIntegerDot, "matvec_{0}_t1").Concat(Each(CudaKernels.IsIntegerDot, "matvec_{0}_t8")).ToArray());
         Check<MatVecFloatArgs>("matmul.cu", Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t1").Concat(Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t8")).ToArray());
         Check<MatVecPackedArgs>("matvec_packed.cu", CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8" }).ToArray());
+        Check<MatVecResidualArgs>("matmul.cu", Each(_ => true, "matvec_{0}_res"));
         Check<MatVecPackedQkvArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_qkv").ToArray());
         Check<MatVecPackedGluArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_glu").ToArray());
         Check<GetRowsArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"get_rows_packed_{CudaKernels.Suffix(t)}").ToArray());
@@ -116,7 +117,8 @@ public unsafe class KernelArgsTests
     [Fact]
     public void EveryEntryPointHasAnArgumentStruct()
     {
-        var covered = new HashSet<string>(Each(_ => true, "get_rows_{0}").Concat(Each(_ => true, "matvec_{0}_t1")).Concat(Each(_ => true, "matvec_{0}_t8")))
+        var covered = new HashSet<string>(Each(_ => true, "get_rows_{0}").Concat(Each(_ => true, "matvec_{0}_t1")).Concat(Each(_ => true, "matvec_{0}_t8"))
+            .Concat(Each(_ => true, "matvec_{0}_res")))
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",

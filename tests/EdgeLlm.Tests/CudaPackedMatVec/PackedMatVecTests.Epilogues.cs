@@ -15,6 +15,10 @@ namespace EdgeLlm.Tests.CudaPackedMatVec;
 /// </summary>
 public partial class PackedMatVecTests
 {
+    internal static byte[] RandomRowsFor(GgmlType type, int k, int rows, Random rng) => RandomRows(type, k, rows, rng);
+
+    internal static byte[] ExecHarness(MemoryStream input, string what) => PackedHarness.Exec(input, what);
+
     /// <summary>type, warps per row, NEOX, rotated pairs per head (head dim 32: 16 is full rotary).</summary>
     public static TheoryData<GgmlType, int, int, int> QkvShapes()
     {

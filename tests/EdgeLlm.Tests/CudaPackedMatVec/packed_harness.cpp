@@ -20,6 +20,12 @@
 //             -> per run (first matvec_packed_<type>_glu; then matvec_packed_<type>_t1 into the stack followed by
 //                glu_split_q8_f32, 256 threads): 2 ffn floats of the stacked product, ffn floats gate, ffn up,
 //                ffn int8, ffn / 32 floats dx, as many sx, one int counter per 32-block
+//   matvec_res (type: any of matmul.cu's, ggml's layout): i32 K, rows (a multiple of 32), norm, quantize; i64 rowBytes,
+//             rows * rowBytes bytes; K floats x
+//             -> per run (first matvec_<type>_res on a copy of a residual r made up here, with the norm epilogue when
+//                norm != 0; then matvec_<type>_t1 into scratch followed by add_rmsnorm_q8_f32 (x += y, 256 threads) or,
+//                without norm, add_f32's x + y): rows floats r + W x, rows floats of the norm, rows int8, rows / 32
+//                floats dx, as many sx, one int counter (the norm outputs untouched without norm: NaN, 0x5A)
 //   get_rows: i32 K, rows; i64 packedRowBytes, rows * packedRowBytes bytes -> rows * K floats (get_rows_packed_<type>)
 #include <cstdio>
 #include <cstdlib>
@@ -182,9 +188,78 @@ static int run_glu(const Entry* t)
     return 0;
 }
 
+typedef void (*ResFn)(const u8*, i64, int, int, const void*, const float*, const float*, float*, int*, const float*, float*, i8*, float*,
+                      float*, float, int, int);
+typedef void (*FloatFn)(const u8*, i64, int, int, const float*, float*, int);
+struct ResEntry { const char* name; ResFn res; MatVecFn m1; FloatFn f1; };
+#define RES_Q(NAME) {#NAME, matvec_##NAME##_res, matvec_##NAME##_t1, nullptr}
+#define RES_F(NAME) {#NAME, matvec_##NAME##_res, nullptr, matvec_##NAME##_t1}
+static const ResEntry ResTypes[] = {
+    RES_Q(q4_0), RES_Q(q8_0), RES_Q(q4_k), RES_Q(q6_k), RES_Q(q4_1), RES_Q(q5_0), RES_Q(q5_1), RES_Q(iq4_nl), RES_Q(q5_k), RES_Q(iq4_xs),
+    RES_Q(q2_k), RES_Q(q3_k), RES_F(f32), RES_F(f16), RES_F(bf16),
+};
+
+// matmul.cu's residual [+ norm] epilogue against the product into scratch + the add [+ norm] (see the op list above).
+static int run_res(const std::string& type)
+{
+    const ResEntry* t = nullptr;
+    for (const ResEntry& e : ResTypes) if (type == e.name) t = &e;
+    if (!t) { std::fprintf(stderr, "packed_harness: unknown type '%s'\n", type.c_str()); return 2; }
+    int K = read1<int>(), rows = read1<int>(), norm = read1<int>(), quantize = read1<int>();
+    i64 rowBytes = read1<i64>();
+    std::vector<uint4> raw = read_rows(rows, rowBytes);
+    std::vector<float> x((size_t)K);
+    read_exact(x.data(), x.size() * 4);
+    std::vector<uint4> qxStore((size_t)K / 16 + 1);
+    i8* qx = (i8*)qxStore.data();
+    std::vector<float> dx((size_t)K / 32 + 1), sx((size_t)K / 32 + 1);
+    if (t->m1) quantize_serial(x, qx, dx, sx);
+    const void* act = t->m1 ? (const void*)qx : (const void*)x.data();
+    std::vector<float> w((size_t)rows), residual((size_t)rows);
+    for (int i = 0; i < rows; i++)
+    {
+        w[(size_t)i] = 1.0f + 0.01f * (float)(i % 13);
+        residual[(size_t)i] = (float)((i * 37 % 101) - 50) * 0.0625f;
+    }
+    int nb = rows / 32;
+    unsigned blocks = (unsigned)((rows + 3) / 4);
+    for (int fused = 1; fused >= 0; fused--)
+    {
+        std::vector<float> r = residual, out((size_t)rows, NAN), ndx((size_t)nb, NAN), nsx((size_t)nb, NAN), y((size_t)rows, NAN);
+        std::vector<uint4> nqStore((size_t)rows / 16);
+        std::memset(nqStore.data(), 0x5A, (size_t)rows);
+        i8* nq = (i8*)nqStore.data();
+        int counter = 0;
+        if (fused)
+            simt_launch(blocks, 1, 128, [&] {
+                t->res((const u8*)raw.data(), rowBytes, K, rows, act, dx.data(), sx.data(), r.data(), &counter, w.data(), out.data(), nq, ndx.data(),
+                       nsx.data(), 1e-5f, norm, quantize);
+            });
+        else
+        {
+            simt_launch(blocks, 1, 128, [&] {
+                if (t->m1) t->m1((const u8*)raw.data(), rowBytes, K, rows, qx, dx.data(), sx.data(), y.data(), 1);
+                else t->f1((const u8*)raw.data(), rowBytes, K, rows, x.data(), y.data(), 1);
+            });
+            if (norm)
+                simt_launch(1, 1, 256, [&] {
+                    add_rmsnorm_q8_f32(r.data(), y.data(), w.data(), out.data(), nq, ndx.data(), nsx.data(), rows, 1e-5f, 1, quantize);
+                });
+            else
+                for (int i = 0; i < rows; i++) r[(size_t)i] = __fadd_rn(r[(size_t)i], y[(size_t)i]);
+        }
+        put(r); put(out);
+        std::fwrite(nq, 1, (size_t)rows, stdout);
+        put(ndx); put(nsx);
+        std::fwrite(&counter, 4, 1, stdout);
+    }
+    return 0;
+}
+
 int main()
 {
     std::string op = read_name(), type = read_name();
+    if (op == "matvec_res") return run_res(type);
     const Entry* t = nullptr;
     for (const Entry& e : Types) if (type == e.name) t = &e;
     if (!t) { std::fprintf(stderr, "packed_harness: unknown type '%s'\n", type.c_str()); return 2; }

@@ -138,6 +138,13 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             case LaunchKind.SplitRows:
                 ExecSplitRows(in op);
                 break;
+            case LaunchKind.MatVecResidual when !op.Weight!.Packed:
+                ExecMatVecResidual(in op, ops[l.Aux].X!, null, quantize: false);
+                break;
+            case LaunchKind.MatVecResidualNorm when !op.Weight!.Packed:
+                ExecMatVecResidual(in op, ops[l.Aux].X!, ops[l.Aux + 1], l.Quantize);
+                if (l.Quantize) return; // the norm's output is the current q8 set
+                break;
             case LaunchKind.MatVecResidual:
                 ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true);
                 return; // keeps _qxSource when it stays valid
@@ -263,6 +270,42 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         };
         Launch(_kernels.PackedGlu[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref args);
         if (quantize) SwapQ8();
+    }
+
+    /// <summary>
+    /// matvec_&lt;type&gt;_res: the one-token product of op over weights as stored, added into <paramref name="residual"/>
+    /// (x += W a); with <paramref name="norm"/> the last block writes that norm [and its quantization, into the other q8
+    /// set, which then becomes the current one].
+    /// </summary>
+    private void ExecMatVecResidual(in CudaOp op, CudaBuffer residual, CudaOp? norm, bool quantize)
+    {
+        var w = op.Weight!;
+        if (op.Tokens != 1 || w.Packed) throw new InvalidOperationException($"{w.Name}: matvec_res is a one-token product over weights as stored");
+        bool integer = CudaKernels.IsIntegerDot(w.Type);
+        if (integer) EnsureQuantized(op.X!, w);
+        int rows = (int)w.Rows;
+        var args = new MatVecResidualArgs
+        {
+            Weight = w.Ptr, RowBytes = w.RowBytes, K = (int)w.Ne0, Rows = rows, X = integer ? _qx : op.X!.Ptr, Dx = _dx, Sx = _sx, Dst = residual.Ptr,
+        };
+        if (norm is { } nm)
+        {
+            args.Norm = 1;
+            args.Counter = _epilogueCounter;
+            args.NormWeight = nm.Weight!.Ptr;
+            args.NormDst = nm.Dst!.Ptr;
+            args.NormQx = _qxOther;
+            args.NormDx = _dxOther;
+            args.NormSx = _sxOther;
+            args.Eps = nm.Eps;
+            args.Quantize = quantize ? 1 : 0;
+        }
+        Launch(_kernels.MatVecRes[(int)w.Type], (uint)((rows + MatVecWarps - 1) / MatVecWarps), 1, MatVecWarps * 32, ref args);
+        if (norm is { } done && quantize)
+        {
+            SwapQ8();
+            SetQuantized(done.Dst!, 1, done.Dim);
+        }
     }
 
     private void ExecSplitRows(in CudaOp stacked)

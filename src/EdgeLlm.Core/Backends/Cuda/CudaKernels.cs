@@ -48,6 +48,7 @@ internal sealed class CudaKernels : IDisposable
         {
             matmul.Add($"matvec_{Suffix(t)}_t1");
             matmul.Add($"matvec_{Suffix(t)}_t8");
+            matmul.Add($"matvec_{Suffix(t)}_res");
             getRows.Add($"get_rows_{Suffix(t)}");
         }
         var packed = new List<string>();
@@ -101,6 +102,9 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>Indexed by (int)GgmlType for <see cref="CudaRepack.Types"/>: the kernels of matvec_packed.cu.</summary>
     public readonly CudaFunction[] PackedT1 = new CudaFunction[64], PackedT8 = new CudaFunction[64], GetRowsPacked = new CudaFunction[64];
+
+    /// <summary>matvec_&lt;type&gt;_res: a one-token product over weights as stored with the residual [+ norm] epilogue.</summary>
+    public readonly CudaFunction[] MatVecRes = new CudaFunction[64];
 
     /// <summary>matvec_packed_&lt;type&gt;_qkv and _glu: a stacked one-token product with the rope + kv store or the glu + q8 epilogue.</summary>
     public readonly CudaFunction[] PackedQkv = new CudaFunction[64], PackedGlu = new CudaFunction[64];
@@ -199,6 +203,7 @@ internal sealed class CudaKernels : IDisposable
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];
             MatVecT8[(int)t] = _functions[$"matvec_{Suffix(t)}_t8"];
+            MatVecRes[(int)t] = _functions[$"matvec_{Suffix(t)}_res"];
             GetRows[(int)t] = _functions[$"get_rows_{Suffix(t)}"];
         }
         foreach (var t in CudaRepack.Types)

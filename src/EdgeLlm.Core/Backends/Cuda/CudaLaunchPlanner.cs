@@ -83,11 +83,13 @@ internal static class CudaLaunchPlanner
                     Product(in op, i);
                     if (fuse && IsResidualProduct(ops, i))
                     {
-                        if (IsNormEpilogue(ops, i))
+                        // matvec_packed's norm epilogue always quantizes; matmul.cu's _res kernels may leave it out
+                        if (IsNormEpilogue(ops, i, out bool quantize) && (quantize || !op.Weight!.Packed))
                         {
                             ref readonly var norm = ref ops[i + 2];
-                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, Quantize: true);
-                            Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, quantize);
+                            if (quantize) Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            else qx = null;
                             i += 2;
                             continue;
                         }
@@ -186,7 +188,9 @@ internal static class CudaLaunchPlanner
             LaunchKind.GetRows => [$"get_rows_{(op.Weight!.Packed ? "packed_" : "")}{CudaKernels.Suffix(op.Weight.Type)}"],
             LaunchKind.RmsNorm => ["rmsnorm_f32"],
             LaunchKind.Quantize => ["quantize_q8"],
-            LaunchKind.MatVec or LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm => [MatVecName(in op)],
+            LaunchKind.MatVec => [MatVecName(in op)],
+            LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm =>
+                [op.Weight!.Packed ? MatVecName(in op) : $"matvec_{CudaKernels.Suffix(op.Weight.Type)}_res"],
             LaunchKind.Rope => ["rope_f32"],
             LaunchKind.StoreKv => ["store_kv_f16"],
             LaunchKind.Attention => ["attention_f16"],
@@ -234,8 +238,9 @@ internal static class CudaLaunchPlanner
     };
 
     /// <summary>
-    /// The product at <paramref name="i"/> is a one-token matvec_packed launch (integer weights repacked at upload:
-    /// the only kernel with the residual epilogue; one token never runs the GEMM), the op after it adds exactly its
+    /// The product at <paramref name="i"/> is a one-token product (matvec_packed over weights repacked at upload, or
+    /// matmul.cu's matvec_&lt;type&gt;_res over weights as stored: both have the residual epilogue; one token never runs
+    /// the GEMM), the op after it adds exactly its
     /// output y into another buffer x, and the op after that overwrites all of y before anything reads it (a norm
     /// into y, or a copy into y), so the epilogue's x += W a leaves every buffer that is read later as the sequence does.
     /// </summary>
@@ -246,9 +251,9 @@ internal static class CudaLaunchPlanner
         ref readonly var add = ref ops[i + 1];
         ref readonly var next = ref ops[i + 2];
         var y = mm.Dst;
-        if (mm.Tokens != 1 || !mm.Weight!.Packed || !CudaKernels.IsIntegerDot(mm.Weight.Type)) return false;
+        if (mm.Tokens != 1) return false;
         if (add.Kind != CudaOpKind.Add || !ReferenceEquals(add.Y, y) || ReferenceEquals(add.X, y) || ReferenceEquals(add.X, mm.X)
-            || add.Count != mm.Weight.Rows) return false;
+            || add.Count != mm.Weight!.Rows) return false;
         return next.Kind switch
         {
             CudaOpKind.RmsNorm => ReferenceEquals(next.Dst, y) && !ReferenceEquals(next.X, y) && (long)next.Tokens * next.Dim >= add.Count,
@@ -259,15 +264,17 @@ internal static class CudaLaunchPlanner
 
     /// <summary>
     /// After the residual product at <paramref name="i"/> and its add, a norm of exactly the updated x (one token, a
-    /// multiple of 32 floats) into the product's own output buffer, whose output the next op reads as an integer
-    /// product: the product's last block can write the norm and the quantization (matvec_packed's norm epilogue).
+    /// multiple of 32 floats) into the product's own output buffer: the product's last block can write the norm, and
+    /// (<paramref name="quantize"/>) its quantization when the next op reads it as an integer product.
     /// </summary>
-    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i)
+    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i, out bool quantize)
     {
         ref readonly var add = ref ops[i + 1];
         ref readonly var norm = ref ops[i + 2];
-        return norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0
-            && ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
+        quantize = false;
+        if (!(norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0)) return false;
+        quantize = ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
+        return true;
     }
 
     /// <summary>

@@ -221,3 +221,39 @@ internal unsafe struct MatVecPackedGluArgs : IKernelArgs<MatVecPackedGluArgs>
         p[13] = &a->NormDx; p[14] = &a->NormSx; p[15] = &a->Ffn; p[16] = &a->Geglu; p[17] = &a->Quantize;
     }
 }
+
+/// <summary>
+/// matvec_&lt;type&gt;_res(w, rowBytes, k, rows, x, dx, sx, dst, counter, normW, normDst, nqx, ndx, nsx, eps, norm, quantize):
+/// a one-token product over weights as stored (matmul.cu) written as dst += W x; with norm the block counted last on
+/// counter writes the RMSNorm of dst [and its q8 quantization]. X: the q8 activations for the integer types, the
+/// float activations for F32/F16/BF16 (Dx, Sx unused).
+/// </summary>
+internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
+{
+    public ulong Weight;
+    public long RowBytes;
+    public int K;
+    public int Rows;
+    public ulong X;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Dst;
+    public ulong Counter;
+    public ulong NormWeight;
+    public ulong NormDst;
+    public ulong NormQx;
+    public ulong NormDx;
+    public ulong NormSx;
+    public float Eps;
+    public int Norm;
+    public int Quantize;
+
+    public static int Count => 17;
+
+    public static void Pointers(MatVecResidualArgs* a, void** p)
+    {
+        p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->X; p[5] = &a->Dx; p[6] = &a->Sx;
+        p[7] = &a->Dst; p[8] = &a->Counter; p[9] = &a->NormWeight; p[10] = &a->NormDst; p[11] = &a->NormQx; p[12] = &a->NormDx;
+        p[13] = &a->NormSx; p[14] = &a->Eps; p[15] = &a->Norm; p[16] = &a->Quantize;
+    }
+}
