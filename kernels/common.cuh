@@ -166,3 +166,123 @@ __device__ __forceinline__ void quantize_lane_q8(float v, i64 b, i8* __restrict_
         sx[b] = d * (float)sum;
     }
 }
+
+// A K/V value as the fp16 cache stores it: clamped to fp16's finite range (+-65504: an infinite key would make every
+// score of its position NaN; NaN stays NaN), then rounded (store_kv_f16's conversion, written once for the fused
+// kernels and the matvec epilogues).
+__device__ __forceinline__ u16 kv_half(float x)
+{
+    const float m = 65504.0f;
+    return float_to_half(x > m ? m : (x < -m ? -m : x));
+}
+
+// Element h of one head after rotary embedding (rope_f32's arithmetic): pair i < half rotates by
+// theta_i = (pos / scale) * invFreq[i], the pair being (2i, 2i+1) in the normal layout and (i, i + half) in NEOX;
+// elements from 2 * half on (partial rotary) are returned as they are. The angle, its sine and cosine in double,
+// times attnFactor, rounded to float; each element of a pair computes the pair's angle itself (the same floats).
+// P: a plain or a volatile float pointer to the head's first element (the epilogues read what other blocks wrote).
+template <typename P>
+__device__ __forceinline__ float rope_head_value(P head, int h, int half, int neox, int pos, const double* __restrict__ invFreq,
+                                                 float scale, float attnFactor)
+{
+    float val = head[h];
+    if (h >= 2 * half) return val;
+    int i = neox ? (h < half ? h : h - half) : h / 2;
+    bool first = neox ? h < half : h % 2 == 0;
+    int partner = h + (first ? (neox ? half : 1) : -(neox ? half : 1));
+    double theta = (double)pos / (double)scale * invFreq[i];
+    double s, co;
+    sincos(theta, &s, &co);
+    float cs = (float)(co * (double)attnFactor), sn = (float)(s * (double)attnFactor);
+    float other = head[partner];
+    float x0 = first ? val : other, x1 = first ? other : val;
+    return first ? __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)) : __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+}
+
+// silu(g) * u and gelu_tanh(g) * u exactly as swiglu_f32 and geglu_f32 compute them.
+__device__ __forceinline__ float fused_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
+
+__device__ __forceinline__ float fused_geglu(float g, float u)
+{
+    const float c1 = -1.5957691216057308f;  // -2 sqrt(2/pi)
+    const float c3 = -0.07135481627159515f; // -2 sqrt(2/pi) * 0.044715
+    float m2u = __fmul_rn(g, __fmaf_rn(__fmul_rn(g, g), c3, c1));
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(m2u))), u);
+}
+
+
+// ---- the epilogues of the one-token products (matvec_packed.cu, matmul.cu): 128-thread blocks ----
+
+#define EPILOGUE_WARPS 4
+
+// The matvec epilogues (below) are calls, not inlined, and their loops are not unrolled: for the norm epilogue, inlined it raised the products' register
+// count (up to 69 on sm_90 for Q4_0, from 40), and with it the registers of every product; as a call it costs
+// 0-8 registers. (The host emulation has no such attribute.)
+#ifdef EDGELLM_HOST_EMULATION
+#define EPILOGUE_NOINLINE
+#else
+#define EPILOGUE_NOINLINE __noinline__
+#endif
+
+// The epilogues of a stacked product (one token) that finish groups of its rows: every block makes its rows visible
+// device-wide and is counted on the counter of the group its rows belong to (a block's rows never straddle two
+// groups); the block counted last puts the counter back to 0 (zero before the first launch, zero after each) and
+// returns true: the whole group is then in dst, read with volatile loads (from L2, not a stale L1).
+__device__ __forceinline__ bool epilogue_group_done(int* counter, int blocksPerGroup)
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        last = atomicAdd(counter, 1) == blocksPerGroup - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    bool done = last != 0;
+    if (done) __threadfence();
+    return done;
+}
+
+// The norm epilogue: add_rmsnorm_q8_f32's norm [+ quantization] (residual 0) of one token's dim floats x, in the
+// 128 threads of a matvec block (matvec_packed.cu's and matmul.cu's one-token products), as add_rmsnorm_q8_f32's 256-thread block computes it: thread i keeps the double
+// sums of the virtual threads i and i + 128 apart and each warp reduces both (virtual warps w and w + 4), so the eight
+// warp sums and their total are added in the same order and the same floats come out. x is read with volatile loads
+// (other blocks wrote it: from L2, not a stale L1). dim must be a multiple of 32.
+__device__ EPILOGUE_NOINLINE void epilogue_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
+                                               i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so, int dim, float eps,
+                                                 int quantize)
+{
+    __shared__ double partial[2 * EPILOGUE_WARPS];
+    const volatile float* xv = x;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll 1
+    for (int i = threadIdx.x; i < dim; i += 2 * EPILOGUE_WARPS * WARP) s0 += (double)xv[i] * (double)xv[i];
+#pragma unroll 1
+    for (int i = threadIdx.x + EPILOGUE_WARPS * WARP; i < dim; i += 2 * EPILOGUE_WARPS * WARP) s1 += (double)xv[i] * (double)xv[i];
+    s0 = warp_sum_d(s0);
+    s1 = warp_sum_d(s1);
+    if (lane == 0)
+    {
+        partial[warp] = s0;
+        partial[warp + EPILOGUE_WARPS] = s1;
+    }
+    __syncthreads();
+    if (warp == 0)
+    {
+        double v = lane < 2 * EPILOGUE_WARPS ? partial[lane] : 0.0;
+        v = warp_sum_d(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
+#pragma unroll 1
+    for (int i = threadIdx.x; i < dim; i += EPILOGUE_WARPS * WARP)
+    {
+        float v = __fmul_rn(__fmul_rn(xv[i], scale), w[i]);
+        out[i] = v;
+        if (quantize) quantize_lane_q8(v, i / 32, qo, dO, so);
+    }
+}
+

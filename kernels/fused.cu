@@ -5,15 +5,6 @@
 // quantize.cu's arithmetic: one warp per 32-block, lane i owning element i.
 #include "common.cuh"
 
-// fp16's largest finite value (elementwise.cu's clamp, under another name: the host emulation compiles every
-// kernel file into one program).
-#define FUSED_HALF_MAX 65504.0f
-
-__device__ __forceinline__ float fused_clamp_half(float x)
-{
-    return x > FUSED_HALF_MAX ? FUSED_HALF_MAX : (x < -FUSED_HALF_MAX ? -FUSED_HALF_MAX : x);
-}
-
 // quantize_q8 of the 32-block this warp holds (common.cuh's quantize_lane_q8).
 __device__ __forceinline__ void fused_quantize_lane(float v, i64 b, i8* __restrict__ qx, float* __restrict__ dx,
                                                     float* __restrict__ sx)
@@ -93,42 +84,18 @@ extern "C" __global__ void rope_store_qkv_f32(const float* __restrict__ qkv, flo
         int e = c - qDim - kvDim;
         float val = src[c];
         v[(i64)t * kvDim + e] = val;
-        vc[(i64)pos * kvDim + e] = float_to_half(fused_clamp_half(val));
+        vc[(i64)pos * kvDim + e] = kv_half(val);
         return;
     }
     int e = c < qDim ? c : c - qDim; // index in the q or k part
     int h = e % headDim;             // index in the head
-    float val = src[c];
-    if (h < 2 * half)
-    {
-        // The pair of h and its partner: (2i, 2i+1) in the normal layout, (i, i + half) in NEOX.
-        int i = neox ? (h < half ? h : h - half) : h / 2;
-        bool first = neox ? h < half : h % 2 == 0;
-        int partner = c + (first ? (neox ? half : 1) : -(neox ? half : 1));
-        double theta = (double)pos / (double)scale * invFreq[i];
-        double s, co;
-        sincos(theta, &s, &co);
-        float cs = (float)(co * (double)attnFactor), sn = (float)(s * (double)attnFactor);
-        float x0 = first ? val : src[partner], x1 = first ? src[partner] : val;
-        val = first ? __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)) : __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
-    }
+    float val = rope_head_value(src + (c - h), h, half, neox, pos, invFreq, scale, attnFactor);
     if (c < qDim) q[(i64)t * qDim + e] = val;
     else
     {
         k[(i64)t * kvDim + e] = val;
-        kc[(i64)pos * kvDim + e] = float_to_half(fused_clamp_half(val));
+        kc[(i64)pos * kvDim + e] = kv_half(val);
     }
-}
-
-// silu(g) * u and gelu_tanh(g) * u exactly as swiglu_f32 and geglu_f32 compute them.
-__device__ __forceinline__ float fused_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
-
-__device__ __forceinline__ float fused_geglu(float g, float u)
-{
-    const float c1 = -1.5957691216057308f;  // -2 sqrt(2/pi)
-    const float c3 = -0.07135481627159515f; // -2 sqrt(2/pi) * 0.044715
-    float m2u = __fmul_rn(g, __fmaf_rn(__fmul_rn(g, g), c3, c1));
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(m2u))), u);
 }
 
 // The split of a stacked gate/up product ([gate (ffn) | up (ffn)] per token) and the gated activation in one

@@ -261,8 +261,9 @@ __device__ __forceinline__ float dot_block(const u8* row, int b, const int* xq, 
     return dot_q6_k(row, b, xq, dxv, sxv);
 }
 
-// W: rows x rowBytes; qx/dx/sx: the q8 activations of nTokens rows of K; dst: [nTokens, rows].
-template <int NT, int TYPE>
+// W: rows x rowBytes; qx/dx/sx: the q8 activations of nTokens rows of K; dst: [nTokens, rows]; RES: dst += W x
+// (the residual epilogue: each element read once, by the lane that writes it: add_f32's x + y on the same floats).
+template <int NT, int TYPE, bool RES = false>
 __device__ __forceinline__ void matvec_quant(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
                                              const i8* __restrict__ qx, const float* __restrict__ dx,
                                              const float* __restrict__ sx, float* __restrict__ dst, int nTokens)
@@ -296,11 +297,30 @@ __device__ __forceinline__ void matvec_quant(const u8* __restrict__ W, i64 rowBy
             if (t0 + t < nTokens)
             {
                 float s = warp_sum(acc[t]);
-                if (lane == 0) dst[(i64)(t0 + t) * rows + r] = s;
+                if (lane == 0)
+                {
+                    float* o = dst + (i64)(t0 + t) * rows + r;
+                    *o = RES ? __fadd_rn(*o, s) : s;
+                }
             }
         }
     }
 }
+
+// The one-token products with the residual epilogue, dst += W x (the Wo and ffn_down products of a fused decode
+// step over weights read as stored: the mapped file of an integrated GPU, float weights), 4 rows per 128-thread
+// block; norm != 0: also the norm epilogue, as matvec_packed's: every block is counted on *counter, the block counted
+// last puts it back to 0 and writes the RMSNorm of the updated dst (rows floats) with normW into normDst [and its q8
+// quantization into nqx/ndx/nsx, which must not be the product's qx/dx/sx]. x: the q8 activations (qx) for the
+// integer types (dx, sx their scales), the float activations for F32/F16/BF16 (dx, sx unused).
+#define MATVEC_RES_EPILOGUE                                                                                    \
+    if (norm && epilogue_group_done(counter, (rows + EPILOGUE_WARPS - 1) / EPILOGUE_WARPS))                   \
+        epilogue_norm_q8(dst, normW, normDst, nqx, ndx, nsx, rows, eps, quantize);
+
+#define MATVEC_RES_PARAMS                                                                                      \
+    const u8* W, i64 rowBytes, int K, int rows, const void* x, const float* dx, const float* sx, float* dst,  \
+        int* counter, const float* normW, float* normDst, i8* nqx, float* ndx, float* nsx, float eps, int norm, \
+        int quantize
 
 #define MATVEC_QUANT(NAME, TYPE)                                                                               \
     extern "C" __global__ void matvec_##NAME##_t1(const u8* W, i64 rowBytes, int K, int rows, const i8* qx,    \
@@ -308,7 +328,13 @@ __device__ __forceinline__ void matvec_quant(const u8* __restrict__ W, i64 rowBy
     { matvec_quant<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens); }                                 \
     extern "C" __global__ void matvec_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const i8* qx,    \
                                                   const float* dx, const float* sx, float* dst, int nTokens)   \
-    { matvec_quant<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens); }
+    { matvec_quant<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens); }                                 \
+    extern "C" __global__ void __launch_bounds__(EPILOGUE_WARPS * WARP) matvec_##NAME##_res(MATVEC_RES_PARAMS)   \
+    {                                                                                                          \
+        if ((int)(blockIdx.x * EPILOGUE_WARPS + threadIdx.x / WARP) < rows)                                    \
+            matvec_quant<1, TYPE, true>(W, rowBytes, K, rows, (const i8*)x, dx, sx, dst, 1);                   \
+        MATVEC_RES_EPILOGUE                                                                                    \
+    }
 
 MATVEC_QUANT(q4_0, QTYPE_Q4_0)
 MATVEC_QUANT(q8_0, QTYPE_Q8_0)
@@ -425,7 +451,7 @@ __device__ __forceinline__ void matvec_float_chunks(const u8* __restrict__ row, 
 // when the row and every token's activations are 16-byte aligned (x aligned and K % 4 == 0; the row's address,
 // which for F16/BF16 rows with K % 8 != 0 differs from row to row), scalar loads otherwise, with the same
 // arithmetic.
-template <int NT, int TYPE>
+template <int NT, int TYPE, bool RES = false>
 __device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
                                              const float* __restrict__ x, float* __restrict__ dst, int nTokens)
 {
@@ -456,7 +482,11 @@ __device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBy
             if (t0 + t < nTokens)
             {
                 float s = warp_sum(acc[t]);
-                if (lane == 0) dst[(i64)(t0 + t) * rows + r] = s;
+                if (lane == 0)
+                {
+                    float* o = dst + (i64)(t0 + t) * rows + r;
+                    *o = RES ? __fadd_rn(*o, s) : s;
+                }
             }
         }
     }
@@ -468,7 +498,13 @@ __device__ __forceinline__ void matvec_float(const u8* __restrict__ W, i64 rowBy
     { matvec_float<1, TYPE>(W, rowBytes, K, rows, x, dst, nTokens); }                                          \
     extern "C" __global__ void matvec_##NAME##_t8(const u8* W, i64 rowBytes, int K, int rows, const float* x,  \
                                                   float* dst, int nTokens)                                     \
-    { matvec_float<8, TYPE>(W, rowBytes, K, rows, x, dst, nTokens); }
+    { matvec_float<8, TYPE>(W, rowBytes, K, rows, x, dst, nTokens); }                                          \
+    extern "C" __global__ void __launch_bounds__(EPILOGUE_WARPS * WARP) matvec_##NAME##_res(MATVEC_RES_PARAMS)   \
+    {                                                                                                          \
+        if ((int)(blockIdx.x * EPILOGUE_WARPS + threadIdx.x / WARP) < rows)                                    \
+            matvec_float<1, TYPE, true>(W, rowBytes, K, rows, (const float*)x, dst, 1);                        \
+        MATVEC_RES_EPILOGUE                                                                                    \
+    }
 
 MATVEC_FLOAT(f32, FTYPE_F32)
 MATVEC_FLOAT(f16, FTYPE_F16)

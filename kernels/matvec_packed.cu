@@ -29,16 +29,7 @@
 // by 32 wpr, and the warps' sums are added in warp order through shared memory.
 #include "common.cuh"
 
-#define MVP_WARPS 4 // warps per thread block (128 threads)
-
-// The norm epilogue is a call, not inlined, and its loops are not unrolled: inlined it raised the products' register
-// count (up to 69 on sm_90 for Q4_0, from 40), and with it the registers of every product; as a call it costs
-// 0-8 registers. (The host emulation has no such attribute.)
-#ifdef EDGELLM_HOST_EMULATION
-#define MVP_NOINLINE
-#else
-#define MVP_NOINLINE __noinline__
-#endif
+#define MVP_WARPS EPILOGUE_WARPS // warps per thread block (128 threads)
 
 #define PTYPE_Q4_0 0
 #define PTYPE_Q8_0 1
@@ -255,47 +246,6 @@ __device__ __forceinline__ float packed_dot(const u8* __restrict__ row, int nb, 
     return __fmul_rn(__fmul_rn(d, dxv), (float)sumi);
 }
 
-// The norm epilogue: add_rmsnorm_q8_f32's norm + quantization (residual 0, quantize 1) of one token's dim floats x, in
-// the 128 threads of a matvec block, as add_rmsnorm_q8_f32's 256-thread block computes it: thread i keeps the double
-// sums of the virtual threads i and i + 128 apart and each warp reduces both (virtual warps w and w + 4), so the eight
-// warp sums and their total are added in the same order and the same floats come out. x is read with volatile loads
-// (other blocks wrote it: from L2, not a stale L1). dim must be a multiple of 32.
-__device__ MVP_NOINLINE void packed_norm_q8(const float* x, const float* __restrict__ w, float* __restrict__ out,
-                                               i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so, int dim, float eps)
-{
-    __shared__ double partial[2 * MVP_WARPS];
-    const volatile float* xv = x;
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    double s0 = 0.0, s1 = 0.0;
-#pragma unroll 1
-    for (int i = threadIdx.x; i < dim; i += 2 * MVP_WARPS * WARP) s0 += (double)xv[i] * (double)xv[i];
-#pragma unroll 1
-    for (int i = threadIdx.x + MVP_WARPS * WARP; i < dim; i += 2 * MVP_WARPS * WARP) s1 += (double)xv[i] * (double)xv[i];
-    s0 = warp_sum_d(s0);
-    s1 = warp_sum_d(s1);
-    if (lane == 0)
-    {
-        partial[warp] = s0;
-        partial[warp + MVP_WARPS] = s1;
-    }
-    __syncthreads();
-    if (warp == 0)
-    {
-        double v = lane < 2 * MVP_WARPS ? partial[lane] : 0.0;
-        v = warp_sum_d(v);
-        if (lane == 0) partial[0] = v;
-    }
-    __syncthreads();
-    float scale = (float)(1.0 / sqrt(partial[0] / dim + (double)eps));
-#pragma unroll 1
-    for (int i = threadIdx.x; i < dim; i += MVP_WARPS * WARP)
-    {
-        float v = __fmul_rn(__fmul_rn(xv[i], scale), w[i]);
-        out[i] = v;
-        quantize_lane_q8(v, i / 32, qo, dO, so);
-    }
-}
-
 // W: rows x rowBytes packed rows; qx/dx/sx: the q8 activations of nTokens rows of K (quantize.cu);
 // dst: [nTokens, rows]; wpr: warps per row (1, 2 or 4), MVP_WARPS / wpr rows per thread block.
 // residual != 0: the residual-add epilogue, dst += W x (each element read once, by the lane that writes it, after
@@ -303,7 +253,7 @@ __device__ MVP_NOINLINE void packed_norm_q8(const float* x, const float* __restr
 // residual == 2 (one token): then also the norm epilogue: every block makes its rows visible device-wide and is
 // counted on *counter; the block counted last puts the counter back to 0 (zero before the first launch, zero after
 // each) and writes the RMSNorm of the updated dst (rows floats) with weight normW into normDst and its q8
-// quantization into nqx/ndx/nsx (packed_norm_q8: add_rmsnorm_q8_f32's floats). These must not be qx/dx/sx, which
+// quantization into nqx/ndx/nsx (epilogue_norm_q8 in common.cuh: add_rmsnorm_q8_f32's floats). These must not be qx/dx/sx, which
 // the other blocks may still read: the backend alternates two q8 buffers.
 template <int NT, int TYPE>
 __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowBytes, int K, int rows,
@@ -385,9 +335,58 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
         if (lastBlock)
         {
             __threadfence();
-            packed_norm_q8(dst, normW, normDst, nqx, ndx, nsx, rows, eps);
+            epilogue_norm_q8(dst, normW, normDst, nqx, ndx, nsx, rows, eps, 1);
         }
     }
+}
+
+// The Q/K/V epilogue (rope_store_qkv_f32's work for one head of the stacked [q | k | v] row x, once the head's
+// rows are all written): a q or k head rotated (rope_head_value), into q or k, keys also into the fp16 cache row pos;
+// a v head copied to v and the value cache. The same floats as the product into scratch + rope_store_qkv_f32.
+__device__ EPILOGUE_NOINLINE void packed_rope_store(const float* x, int head, float* __restrict__ q, float* __restrict__ k,
+                                               float* __restrict__ v, u16* __restrict__ kc, u16* __restrict__ vc, int pos,
+                                               int qDim, int kvDim, int headDim, int half, const double* __restrict__ invFreq,
+                                               float scale, int neox, float attnFactor)
+{
+    int c0 = head * headDim;
+    const volatile float* hv = x + c0;
+#pragma unroll 1
+    for (int h = threadIdx.x; h < headDim; h += MVP_WARPS * WARP)
+    {
+        int c = c0 + h;
+        if (c >= qDim + kvDim)
+        {
+            int e = c - qDim - kvDim;
+            float val = hv[h];
+            v[e] = val;
+            vc[(i64)pos * kvDim + e] = kv_half(val);
+            continue;
+        }
+        float val = rope_head_value(hv, h, half, neox, pos, invFreq, scale, attnFactor);
+        if (c < qDim) q[c] = val;
+        else
+        {
+            int e = c - qDim;
+            k[e] = val;
+            kc[(i64)pos * kvDim + e] = kv_half(val);
+        }
+    }
+}
+
+// The gate/up epilogue (glu_split_q8_f32's work for one 32-block of the stacked [gate (ffn) | up (ffn)] row x, once
+// its 32 gate rows and 32 up rows are all written), in the block's first warp, lane i on element 32 group + i:
+// gate = act(g) * u, up = u, and with quantize the q8 quantization of gate into qo/dO/so (for the down projection).
+__device__ EPILOGUE_NOINLINE void packed_glu_q8(const float* x, int group, int ffn, int geglu, int quantize, float* __restrict__ gate,
+                                           float* __restrict__ up, i8* __restrict__ qo, float* __restrict__ dO, float* __restrict__ so)
+{
+    if (threadIdx.x >= WARP) return;
+    const volatile float* xv = x;
+    int i = group * 32 + (int)threadIdx.x;
+    float g = xv[i], u = xv[ffn + i];
+    float r = geglu ? fused_geglu(g, u) : fused_swiglu(g, u);
+    gate[i] = r;
+    up[i] = u;
+    if (quantize) quantize_lane_q8(r, group, qo, dO, so);
 }
 
 #define MATVEC_PACKED(NAME, TYPE)                                                                                     \
@@ -402,7 +401,32 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
                               const float* sx, float* dst, int nTokens, int wpr, int residual, int* counter,          \
                               const float* normW, float* normDst, i8* nqx, float* ndx, float* nsx, float eps)         \
     { matvec_packed<8, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, nTokens, wpr, residual, counter, normW, normDst,   \
-                             nqx, ndx, nsx, eps); }
+                             nqx, ndx, nsx, eps); }                                                                   \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_qkv(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \
+                               const float* sx, float* dst, int wpr, int* counters, float* q, float* k, float* v,     \
+                               u16* kc, u16* vc, const int* step, int posDelta, int qDim, int kvDim, int headDim,     \
+                               int half, const double* invFreq, float scale, int neox, float attnFactor)              \
+    {                                                                                                                 \
+        matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, 1, wpr, 0, nullptr, nullptr, nullptr, nullptr,   \
+                               nullptr, nullptr, 0.0f);                                                               \
+        int rowsPerBlock = MVP_WARPS / wpr, head = (int)blockIdx.x * rowsPerBlock / headDim;                          \
+        if (epilogue_group_done(counters + head, headDim / rowsPerBlock))                                               \
+            packed_rope_store(dst, head, q, k, v, kc, vc, step_pos(step, posDelta), qDim, kvDim, headDim, half,        \
+                              invFreq, scale, neox, attnFactor);                                                      \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
+    matvec_packed_##NAME##_glu(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \
+                               const float* sx, float* dst, int wpr, int* counters, float* gate, float* up, i8* nqx,  \
+                               float* ndx, float* nsx, int ffn, int geglu, int quantize)                              \
+    {                                                                                                                 \
+        matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, 1, wpr, 0, nullptr, nullptr, nullptr, nullptr,   \
+                               nullptr, nullptr, 0.0f);                                                               \
+        int rowsPerBlock = MVP_WARPS / wpr, r0 = (int)blockIdx.x * rowsPerBlock;                                      \
+        int group = (r0 < ffn ? r0 : r0 - ffn) / 32;                                                                  \
+        if (epilogue_group_done(counters + group, 64 / rowsPerBlock))                                                   \
+            packed_glu_q8(dst, group, ffn, geglu, quantize, gate, up, nqx, ndx, nsx);                                 \
+    }
 
 MATVEC_PACKED(q4_0, PTYPE_Q4_0)
 MATVEC_PACKED(q8_0, PTYPE_Q8_0)

@@ -88,6 +88,9 @@ public unsafe class KernelArgsTests
         Check<MatVecQ8Args>("matmul.cu", Each(CudaKernels.IsIntegerDot, "matvec_{0}_t1").Concat(Each(CudaKernels.IsIntegerDot, "matvec_{0}_t8")).ToArray());
         Check<MatVecFloatArgs>("matmul.cu", Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t1").Concat(Each(t => !CudaKernels.IsIntegerDot(t), "matvec_{0}_t8")).ToArray());
         Check<MatVecPackedArgs>("matvec_packed.cu", CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8" }).ToArray());
+        Check<MatVecResidualArgs>("matmul.cu", Each(_ => true, "matvec_{0}_res"));
+        Check<MatVecPackedQkvArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_qkv").ToArray());
+        Check<MatVecPackedGluArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"matvec_packed_{CudaKernels.Suffix(t)}_glu").ToArray());
         Check<GetRowsArgs>("matvec_packed.cu", CudaRepack.Types.Select(t => $"get_rows_packed_{CudaKernels.Suffix(t)}").ToArray());
         Check<RopeArgs>("rope.cu", "rope_f32");
         Check<StoreKvArgs>("elementwise.cu", "store_kv_f16");
@@ -114,7 +117,8 @@ public unsafe class KernelArgsTests
     [Fact]
     public void EveryEntryPointHasAnArgumentStruct()
     {
-        var covered = new HashSet<string>(Each(_ => true, "get_rows_{0}").Concat(Each(_ => true, "matvec_{0}_t1")).Concat(Each(_ => true, "matvec_{0}_t8")))
+        var covered = new HashSet<string>(Each(_ => true, "get_rows_{0}").Concat(Each(_ => true, "matvec_{0}_t1")).Concat(Each(_ => true, "matvec_{0}_t8"))
+            .Concat(Each(_ => true, "matvec_{0}_res")))
         {
             "rmsnorm_f32", "quantize_q8", "rope_f32", "store_kv_f16", "swiglu_f32", "geglu_f32", "add_f32", "add_bias_f32",
             "scale_f32", "softcap_f32", "attention_f16", "attention_split_f16", "attention_combine_f32", "argmax_f32",
@@ -122,7 +126,11 @@ public unsafe class KernelArgsTests
             "add_rmsnorm_q8_f32", "rope_store_qkv_f32", "glu_split_q8_f32", "split_rows_f32", "attention_flash_f16",
             "sample_f32",
         };
-        covered.UnionWith(CudaRepack.Types.SelectMany(t => new[] { $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"get_rows_packed_{CudaKernels.Suffix(t)}" }));
+        covered.UnionWith(CudaRepack.Types.SelectMany(t => new[]
+        {
+            $"matvec_packed_{CudaKernels.Suffix(t)}_t1", $"matvec_packed_{CudaKernels.Suffix(t)}_t8", $"matvec_packed_{CudaKernels.Suffix(t)}_qkv",
+            $"matvec_packed_{CudaKernels.Suffix(t)}_glu", $"get_rows_packed_{CudaKernels.Suffix(t)}",
+        }));
         foreach (var t in CudaKernels.GemmTypes)
         {
             covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}");

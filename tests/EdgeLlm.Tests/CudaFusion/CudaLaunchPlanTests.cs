@@ -57,16 +57,14 @@ public class CudaLaunchPlanTests
     }
 
     [Fact]
-    public void ALlamaLayerOfQ4KWeightsLaunches7KernelsFusedAnd21Unfused()
+    public void ALlamaLayerOfQ4KWeightsLaunches5KernelsFusedAnd21Unfused()
     {
         string[] fused =
         [
-            "matvec_packed_q4_k_t1",                       // Q/K/V stacked
-            "rope_store_qkv_f32",                          // split + rope q + rope k + kv store
+            "matvec_packed_q4_k_qkv",                      // Q/K/V stacked; the block finishing a head: rope + kv store
             "attention_flash_f16",                         // split attention + combine + quantization of its output
             "matvec_packed_q4_k_t1",                       // Wo, adding into the residual; its last block: ffn norm + quantization
-            "matvec_packed_q4_k_t1",                       // gate/up stacked
-            "glu_split_q8_f32",                            // split + SwiGLU + quantization of the down projection's input
+            "matvec_packed_q4_k_glu",                      // gate/up stacked; the block finishing a 32-block: SwiGLU + quantization
             "matvec_packed_q4_k_t1",                       // down, adding into the residual; its last block: next attention norm + quantization
         ];
         Assert.Equal(fused, LayerKernels("llama-Q4_K", fuse: true, layer: 0));
@@ -85,12 +83,21 @@ public class CudaLaunchPlanTests
     /// The Wo and ffn_down products of every layer write x += W a (MatVecResidual, absorbing the add after them), so
     /// no add is launched and no norm adds; the residual they add into is the add's x (the hidden state), and the op
     /// after the add overwrites the product's own output buffer. Weights read in place from the mapped file (an
-    /// integrated GPU: not packed, not stacked) keep the add, fused into the next norm.
+    /// integrated GPU: not packed, not stacked) do the same through matmul.cu's matvec_&lt;type&gt;_res.
     /// </summary>
-    [Fact]
-    public void TheWoAndDownProductsAddIntoTheResidualOnlyOverPackedWeights()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TheWoAndDownProductsAddIntoTheResidual(bool packedWeights)
     {
-        var (ops, backend) = DecodeStep("llama-Q4_K", stacking: true);
+        var backend = new PlanRecordingBackend(stacking: packedWeights, packing: packedWeights);
+        using (var m = new LlamaModel(GgufFile.Open(ModelPath("llama-Q4_K")), backend, new BackendOptions { ContextSize = 256 }, ownsFile: true))
+        {
+            var logits = new float[m.VocabSize];
+            m.Forward([1, 2, 3], 0, logits);
+            m.Forward(4, 3, logits);
+        }
+        var ops = backend.Steps[^1];
         var plan = Plan(ops, fuse: true);
         var residual = plan.Where(l => l.Kind is LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm).ToList();
         int layers = ops.Count(o => o.Kind == CudaOpKind.AttentionSplit);
@@ -101,6 +108,7 @@ public class CudaLaunchPlanTests
             var l = residual[k];
             string name = backend.Names[ops[l.Op].Weight!];
             Assert.True(name.EndsWith(TensorNames.AttnOutput, StringComparison.Ordinal) || name.EndsWith(TensorNames.FfnDown, StringComparison.Ordinal), name);
+            Assert.Equal(packedWeights, ops[l.Op].Weight!.Packed);
             Assert.Equal(CudaOpKind.Add, ops[l.Aux].Kind);
             Assert.Same(ops[l.Op].Dst, ops[l.Aux].Y);
             Assert.Same(ops[l.Op].Dst, ops[l.Aux + 1].Dst); // overwritten next (a norm, or the copy of the last row)
@@ -108,48 +116,37 @@ public class CudaLaunchPlanTests
             // which the copy of the last row follows
             bool last = k == residual.Count - 1;
             Assert.Equal(last ? LaunchKind.MatVecResidual : LaunchKind.MatVecResidualNorm, l.Kind);
+            Assert.Equal(!last, l.Quantize);
             if (!last) Assert.Equal(CudaOpKind.RmsNorm, ops[l.Aux + 1].Kind);
+            string kernel = CudaLaunchPlanner.KernelNames(l, ops).Single();
+            Assert.Equal(packedWeights ? "matvec_packed_q4_k_t1" : "matvec_q4_k_res", kernel);
         }
         Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.Add);
         Assert.DoesNotContain(plan, l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0);
         // the norms left as launches: the first layer's attention norm and the output norm
         Assert.Equal(2, plan.Count(l => l.Kind is LaunchKind.AddRmsNormQ8 or LaunchKind.RmsNorm));
-
-        var mapped = new PlanRecordingBackend(stacking: false, packing: false);
-        using (var m = new LlamaModel(GgufFile.Open(ModelPath("llama-Q4_K")), mapped, new BackendOptions { ContextSize = 256 }, ownsFile: true))
-        {
-            var logits = new float[m.VocabSize];
-            m.Forward([1, 2, 3], 0, logits);
-            m.Forward(4, 3, logits);
-        }
-        var step = mapped.Steps[^1];
-        var unpacked = Plan(step, fuse: true);
-        Assert.DoesNotContain(unpacked, l => l.Kind == LaunchKind.MatVecResidual);
-        // every layer's two adds: fused into the next norm (the last one's into nothing: the copy of the last row comes first)
-        int adds = step.Count(o => o.Kind == CudaOpKind.Add);
-        Assert.Equal(adds, unpacked.Count(l => l.Kind == LaunchKind.AddRmsNormQ8 && l.Aux >= 0) + unpacked.Count(l => l.Kind == LaunchKind.Add));
     }
 
     [Fact]
-    public void FloatWeightsNeedNoQuantizationSoTheNormsFuseOnlyWithTheAdds()
+    public void FloatWeightProductsTakeTheResidualAndNormEpiloguesWithoutQuantization()
     {
         // llama.gguf is F16: the products read float activations, nothing is quantized.
-        // No packed layout for F16 either: the adds stay launches of their own, fused into the next norm.
+        // The Wo and ffn_down products add into the residual and write the next norm (matvec_f16_res, no quantization).
         string[] fused =
         [
-            "matvec_f16_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_f16_t1",
-            "add_rmsnorm_q8_f32", "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_t1", "add_rmsnorm_q8_f32",
+            "matvec_f16_t1", "rope_store_qkv_f32", "attention_flash_f16", "matvec_f16_res",
+            "matvec_f16_t1", "glu_split_q8_f32", "matvec_f16_res",
         ];
         Assert.Equal(fused, LayerKernels("llama", fuse: true, layer: 0));
     }
 
     [Theory]
-    [InlineData("qwen2", 15, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
-    [InlineData("gemma", 9, 17)]    // GeGLU, head dim 80, float weights
-    [InlineData("phi3", 9, 17)]     // Q/K/V and gate/up stored fused in the file: stacked again from their views
-    [InlineData("llama-Q6_K", 7, 21)]
-    [InlineData("llama-Q5_0", 7, 21)]
-    [InlineData("llama-IQ4_XS", 7, 21)]
+    [InlineData("qwen2", 13, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
+    [InlineData("gemma", 7, 17)]    // GeGLU, head dim 80, float weights
+    [InlineData("phi3", 7, 17)]     // Q/K/V and gate/up stored fused in the file: stacked again from their views
+    [InlineData("llama-Q6_K", 5, 21)]
+    [InlineData("llama-Q5_0", 5, 21)]
+    [InlineData("llama-IQ4_XS", 5, 21)]
     public void EveryFamilyLaunchesFewerKernelsPerLayerFused(string model, int fused, int unfused)
     {
         Assert.Equal(fused, LayerKernels(model, fuse: true, layer: 0).Length);
@@ -189,12 +186,19 @@ public class CudaLaunchPlanTests
                     switch (l.Kind)
                     {
                         case LaunchKind.Quantize:
-                            Assert.Equal(LaunchKind.MatVec, plan[i + 1].Kind);
+                            Assert.Contains(plan[i + 1].Kind, new[] { LaunchKind.MatVec, LaunchKind.MatVecRopeStore, LaunchKind.MatVecGlu });
                             Assert.Equal(l.Op, plan[i + 1].Op);
                             continue;
                         case LaunchKind.RopeStoreQkv:
                             for (int j = l.Op + 1; j <= l.Op + 3; j++) runs[j]++;
                             continue; // the product itself ran as the MatVec before it
+                        case LaunchKind.MatVecRopeStore:
+                            Assert.Equal(l.Op + 3, l.Aux);
+                            for (int j = l.Op + 1; j <= l.Op + 3; j++) runs[j]++;
+                            break;
+                        case LaunchKind.MatVecGlu:
+                            runs[l.Aux]++;
+                            break;
                         case LaunchKind.GluSplitQ8 or LaunchKind.SplitRows:
                             if (l.Aux >= 0) runs[l.Aux]++;
                             continue;

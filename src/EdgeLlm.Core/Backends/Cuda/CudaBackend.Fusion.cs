@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using EdgeLlm.Backends.Cuda.Native;
 using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 
@@ -12,6 +13,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     private readonly List<CudaLaunch> _plan = new();
     private CudaBuffer? _stackOut; // a stacked product's [tokens, rows] output before its split
     private long _stackRows;       // the most rows of a stacked weight
+    private CudaBuffer? _stackCounters; // the stacked products' epilogue counters (per head or per 32-block), zero between launches
 
     /// <summary>
     /// Stacks the parts' rows on the host and loads the result as one weight (through <see cref="LoadWeight"/>, so it
@@ -71,7 +73,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         Record(new CudaOp
         {
             Kind = CudaOpKind.MatMulStacked, Weight = w, X = a, Dst = d0, Dst1 = d1, Dst2 = d2, Part0 = parts.P0, Part1 = parts.P1, Part2 = parts.P2,
-            Tokens = nTokens, StackOut = StackOut(),
+            Tokens = nTokens, StackOut = StackOut(), Counters = StackCounters(),
         });
     }
 
@@ -81,6 +83,22 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         long need = _stackRows * _limits.MaxBatch;
         if (_stackOut is null || _stackOut.Length < need) _stackOut = (CudaBuffer)Allocate(need);
         return _stackOut;
+    }
+
+    /// <summary>
+    /// The counters of matvec_packed_*_qkv (one per head) and _glu (one per 32-block of the gate half): at most a
+    /// quarter of the widest stack's rows (heads are a multiple of 4 rows when the planner fuses), zeroed once; each
+    /// launch leaves them at zero.
+    /// </summary>
+    private ulong StackCounters()
+    {
+        long need = _stackRows / 4 + 1;
+        if (_stackCounters is null || _stackCounters.Length < need)
+        {
+            _stackCounters = (CudaBuffer)Allocate(need);
+            CudaDriver.Check(CudaDriver.cuMemsetD8Async(_stackCounters.Ptr, 0, (nuint)(need * sizeof(int)), _stream), "cuMemsetD8Async");
+        }
+        return _stackCounters.Ptr;
     }
 
     /// <summary>Plans the recorded step (fused or not, <see cref="CudaSettings.Fuse"/>) and launches it.</summary>
@@ -120,12 +138,26 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             case LaunchKind.SplitRows:
                 ExecSplitRows(in op);
                 break;
+            case LaunchKind.MatVecResidual when !op.Weight!.Packed:
+                ExecMatVecResidual(in op, ops[l.Aux].X!, null, quantize: false);
+                break;
+            case LaunchKind.MatVecResidualNorm when !op.Weight!.Packed:
+                ExecMatVecResidual(in op, ops[l.Aux].X!, ops[l.Aux + 1], l.Quantize);
+                if (l.Quantize) return; // the norm's output is the current q8 set
+                break;
             case LaunchKind.MatVecResidual:
                 ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true);
                 return; // keeps _qxSource when it stays valid
             case LaunchKind.MatVecResidualNorm:
                 ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true, norm: ops[l.Aux + 1]);
                 return; // the norm's output is the current q8 set
+            case LaunchKind.MatVecRopeStore:
+                ExecMatVecRopeStore(in op, in ops[l.Op + 1], in ops[l.Aux]);
+                break;
+            case LaunchKind.MatVecGlu:
+                ExecMatVecGlu(in op, ops[l.Aux].Kind == CudaOpKind.GeGlu, l.Quantize);
+                if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, op.Part0); return; }
+                break;
             case LaunchKind.AttentionFlash:
                 ExecAttentionFlash(in op, l.Quantize);
                 if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, (long)op.Heads * op.HeadDim); return; }
@@ -194,6 +226,86 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             Chunks = op.Chunks, Quantize = quantize ? 1 : 0,
         };
         Launch(_kernels.AttentionFlash, (uint)kvHeads, (uint)op.Chunks, CudaLaunchLimits.SplitThreads, ref args);
+    }
+
+    /// <summary>The q8 activations of a one-token product over <paramref name="w"/> (the plan has quantized them already).</summary>
+    private void EnsureQuantized(CudaBuffer x, CudaWeight w)
+    {
+        if (!ReferenceEquals(_qxSource, x) || _qxTokens != 1 || _qxK != w.Ne0) Quantize(x, 1, w.Ne0);
+    }
+
+    /// <summary>matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product with rope_store_qkv_f32's work as its epilogue.</summary>
+    private void ExecMatVecRopeStore(in CudaOp stacked, in CudaOp ropeQ, in CudaOp store)
+    {
+        var w = stacked.Weight!;
+        if (stacked.Tokens != 1 || !w.Packed) throw new InvalidOperationException($"{w.Name}: the rope epilogue needs a one-token product over packed weights");
+        EnsureQuantized(stacked.X!, w);
+        var spec = ropeQ.Rope!;
+        int k = (int)w.Ne0, rows = (int)w.Rows, wpr = CudaRepack.WarpsPerRow(rows, k), rowsPerBlock = MatVecWarps / wpr;
+        var args = new MatVecPackedQkvArgs
+        {
+            Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = stacked.StackOut!.Ptr, WarpsPerRow = wpr,
+            Counters = stacked.Counters, Q = stacked.Dst!.Ptr, KOut = stacked.Dst1!.Ptr, V = stacked.Dst2!.Ptr, KCache = store.KCache!.Ptr,
+            VCache = store.VCache!.Ptr, Step = _step, PosDelta = ropeQ.PosDelta, QDim = stacked.Part0, KvDim = stacked.Part1, HeadDim = spec.HeadDim,
+            Half = spec.Dims / 2, InvFreq = ropeQ.RopeTable, Scale = spec.Scale, Neox = spec.Neox ? 1 : 0, AttnFactor = spec.AttnFactor,
+        };
+        Launch(_kernels.PackedQkv[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref args);
+    }
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_glu: the stacked gate/up product with glu_split_q8_f32's work as its epilogue; the
+    /// quantization goes to the other q8 set (the product's blocks still read the current one), which then becomes current.
+    /// </summary>
+    private void ExecMatVecGlu(in CudaOp stacked, bool geglu, bool quantize)
+    {
+        var w = stacked.Weight!;
+        if (stacked.Tokens != 1 || !w.Packed) throw new InvalidOperationException($"{w.Name}: the glu epilogue needs a one-token product over packed weights");
+        EnsureQuantized(stacked.X!, w);
+        int k = (int)w.Ne0, rows = (int)w.Rows, wpr = CudaRepack.WarpsPerRow(rows, k), rowsPerBlock = MatVecWarps / wpr;
+        var args = new MatVecPackedGluArgs
+        {
+            Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, Qx = _qx, Dx = _dx, Sx = _sx, Dst = stacked.StackOut!.Ptr, WarpsPerRow = wpr,
+            Counters = stacked.Counters, Gate = stacked.Dst!.Ptr, Up = stacked.Dst1!.Ptr, NormQx = _qxOther, NormDx = _dxOther, NormSx = _sxOther,
+            Ffn = stacked.Part0, Geglu = geglu ? 1 : 0, Quantize = quantize ? 1 : 0,
+        };
+        Launch(_kernels.PackedGlu[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref args);
+        if (quantize) SwapQ8();
+    }
+
+    /// <summary>
+    /// matvec_&lt;type&gt;_res: the one-token product of op over weights as stored, added into <paramref name="residual"/>
+    /// (x += W a); with <paramref name="norm"/> the last block writes that norm [and its quantization, into the other q8
+    /// set, which then becomes the current one].
+    /// </summary>
+    private void ExecMatVecResidual(in CudaOp op, CudaBuffer residual, CudaOp? norm, bool quantize)
+    {
+        var w = op.Weight!;
+        if (op.Tokens != 1 || w.Packed) throw new InvalidOperationException($"{w.Name}: matvec_res is a one-token product over weights as stored");
+        bool integer = CudaKernels.IsIntegerDot(w.Type);
+        if (integer) EnsureQuantized(op.X!, w);
+        int rows = (int)w.Rows;
+        var args = new MatVecResidualArgs
+        {
+            Weight = w.Ptr, RowBytes = w.RowBytes, K = (int)w.Ne0, Rows = rows, X = integer ? _qx : op.X!.Ptr, Dx = _dx, Sx = _sx, Dst = residual.Ptr,
+        };
+        if (norm is { } nm)
+        {
+            args.Norm = 1;
+            args.Counter = _epilogueCounter;
+            args.NormWeight = nm.Weight!.Ptr;
+            args.NormDst = nm.Dst!.Ptr;
+            args.NormQx = _qxOther;
+            args.NormDx = _dxOther;
+            args.NormSx = _sxOther;
+            args.Eps = nm.Eps;
+            args.Quantize = quantize ? 1 : 0;
+        }
+        Launch(_kernels.MatVecRes[(int)w.Type], (uint)((rows + MatVecWarps - 1) / MatVecWarps), 1, MatVecWarps * 32, ref args);
+        if (norm is { } done && quantize)
+        {
+            SwapQ8();
+            SetQuantized(done.Dst!, 1, done.Dim);
+        }
     }
 
     private void ExecSplitRows(in CudaOp stacked)

@@ -48,6 +48,7 @@ internal sealed class CudaKernels : IDisposable
         {
             matmul.Add($"matvec_{Suffix(t)}_t1");
             matmul.Add($"matvec_{Suffix(t)}_t8");
+            matmul.Add($"matvec_{Suffix(t)}_res");
             getRows.Add($"get_rows_{Suffix(t)}");
         }
         var packed = new List<string>();
@@ -55,6 +56,8 @@ internal sealed class CudaKernels : IDisposable
         {
             packed.Add($"matvec_packed_{Suffix(t)}_t1");
             packed.Add($"matvec_packed_{Suffix(t)}_t8");
+            packed.Add($"matvec_packed_{Suffix(t)}_qkv");
+            packed.Add($"matvec_packed_{Suffix(t)}_glu");
             packed.Add($"get_rows_packed_{Suffix(t)}");
         }
         var gemm = new List<string>();
@@ -99,6 +102,12 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>Indexed by (int)GgmlType for <see cref="CudaRepack.Types"/>: the kernels of matvec_packed.cu.</summary>
     public readonly CudaFunction[] PackedT1 = new CudaFunction[64], PackedT8 = new CudaFunction[64], GetRowsPacked = new CudaFunction[64];
+
+    /// <summary>matvec_&lt;type&gt;_res: a one-token product over weights as stored with the residual [+ norm] epilogue.</summary>
+    public readonly CudaFunction[] MatVecRes = new CudaFunction[64];
+
+    /// <summary>matvec_packed_&lt;type&gt;_qkv and _glu: a stacked one-token product with the rope + kv store or the glu + q8 epilogue.</summary>
+    public readonly CudaFunction[] PackedQkv = new CudaFunction[64], PackedGlu = new CudaFunction[64];
     /// <summary>Indexed by (int)GgmlType: the prefill GEMMs of the <see cref="GemmTypes"/> (default elsewhere), over ggml's blocks (mapped weights) and over the repacked rows (<see cref="CudaRepack"/>).</summary>
     public readonly CudaFunction[] GemmMma = new CudaFunction[64], GemmDp4a = new CudaFunction[64],
         GemmMmaPacked = new CudaFunction[64], GemmDp4aPacked = new CudaFunction[64];
@@ -194,12 +203,15 @@ internal sealed class CudaKernels : IDisposable
         {
             MatVecT1[(int)t] = _functions[$"matvec_{Suffix(t)}_t1"];
             MatVecT8[(int)t] = _functions[$"matvec_{Suffix(t)}_t8"];
+            MatVecRes[(int)t] = _functions[$"matvec_{Suffix(t)}_res"];
             GetRows[(int)t] = _functions[$"get_rows_{Suffix(t)}"];
         }
         foreach (var t in CudaRepack.Types)
         {
             PackedT1[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t1"];
             PackedT8[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_t8"];
+            PackedQkv[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_qkv"];
+            PackedGlu[(int)t] = _functions[$"matvec_packed_{Suffix(t)}_glu"];
             GetRowsPacked[(int)t] = _functions[$"get_rows_packed_{Suffix(t)}"];
         }
     }

@@ -31,6 +31,17 @@ internal enum LaunchKind : byte
 
     /// <summary>argmax_f32 / sample_f32: the token pick at the end of a decode step (kernels/sample.cu).</summary>
     ArgMax, Sample,
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product at Op (one token, packed integer weights) with the rope +
+    /// kv store epilogue: the ropes at Op+1, Op+2 and the store at Aux (= Op+3), <see cref="RopeStoreQkv"/>'s work.
+    /// </summary>
+    MatVecRopeStore,
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_glu: the stacked gate/up product at Op (one token, packed integer weights) with the glu at
+    /// Aux [+ the down projection's quantization] as its epilogue, <see cref="GluSplitQ8"/>'s work.
+    /// </summary>
+    MatVecGlu,
 }
 
 /// <summary>One launch of a plan: its kind, the recorded op it is for, a second op it absorbs (-1: none), and whether it also quantizes the activations of the product that follows.</summary>
@@ -74,11 +85,13 @@ internal static class CudaLaunchPlanner
                     Product(in op, i);
                     if (fuse && IsResidualProduct(ops, i))
                     {
-                        if (IsNormEpilogue(ops, i))
+                        // matvec_packed's norm epilogue always quantizes; matmul.cu's _res kernels may leave it out
+                        if (IsNormEpilogue(ops, i, out bool quantize) && (quantize || !op.Weight!.Packed))
                         {
                             ref readonly var norm = ref ops[i + 2];
-                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, Quantize: true);
-                            Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecResidualNorm, i, i + 1, quantize);
+                            if (quantize) Quantized(norm.Dst!, norm.Tokens, norm.Dim);
+                            else qx = null;
                             i += 2;
                             continue;
                         }
@@ -92,13 +105,16 @@ internal static class CudaLaunchPlanner
                     Product(in op, i);
                     if (fuse && IsRopeStore(ops, i))
                     {
-                        plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
+                        if (IsEpilogueProduct(in op) && ops[i + 1].Rope!.HeadDim % CudaBackend.MatVecWarps == 0)
+                            plan[^1] = new CudaLaunch(LaunchKind.MatVecRopeStore, i, i + 3);
+                        else plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
                         i += 3;
                     }
                     else if (fuse && IsGlu(ops, i))
                     {
                         bool quantize = ConsumesQ8(ops, i + 2, op.Dst!, op.Tokens, op.Part0);
-                        plan.Add(new CudaLaunch(LaunchKind.GluSplitQ8, i, i + 1, quantize));
+                        if (IsEpilogueProduct(in op) && op.Part0 % 32 == 0) plan[^1] = new CudaLaunch(LaunchKind.MatVecGlu, i, i + 1, quantize);
+                        else plan.Add(new CudaLaunch(LaunchKind.GluSplitQ8, i, i + 1, quantize));
                         i += 1;
                         if (quantize) { Quantized(op.Dst!, op.Tokens, op.Part0); continue; }
                     }
@@ -174,7 +190,9 @@ internal static class CudaLaunchPlanner
             LaunchKind.GetRows => [$"get_rows_{(op.Weight!.Packed ? "packed_" : "")}{CudaKernels.Suffix(op.Weight.Type)}"],
             LaunchKind.RmsNorm => ["rmsnorm_f32"],
             LaunchKind.Quantize => ["quantize_q8"],
-            LaunchKind.MatVec or LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm => [MatVecName(in op)],
+            LaunchKind.MatVec => [MatVecName(in op)],
+            LaunchKind.MatVecResidual or LaunchKind.MatVecResidualNorm =>
+                [op.Weight!.Packed ? MatVecName(in op) : $"matvec_{CudaKernels.Suffix(op.Weight.Type)}_res"],
             LaunchKind.Rope => ["rope_f32"],
             LaunchKind.StoreKv => ["store_kv_f16"],
             LaunchKind.Attention => ["attention_f16"],
@@ -193,6 +211,8 @@ internal static class CudaLaunchPlanner
             LaunchKind.AttentionFlash => ["attention_flash_f16"],
             LaunchKind.ArgMax => ["argmax_f32"],
             LaunchKind.Sample => ["sample_f32"],
+            LaunchKind.MatVecRopeStore => [$"matvec_packed_{CudaKernels.Suffix(op.Weight!.Type)}_qkv"],
+            LaunchKind.MatVecGlu => [$"matvec_packed_{CudaKernels.Suffix(op.Weight!.Type)}_glu"],
             _ => throw new ArgumentOutOfRangeException(nameof(l), $"unknown launch kind {l.Kind}"),
         };
     }
@@ -224,8 +244,9 @@ internal static class CudaLaunchPlanner
     };
 
     /// <summary>
-    /// The product at <paramref name="i"/> is a one-token matvec_packed launch (integer weights repacked at upload:
-    /// the only kernel with the residual epilogue; one token never runs the GEMM), the op after it adds exactly its
+    /// The product at <paramref name="i"/> is a one-token product (matvec_packed over weights repacked at upload, or
+    /// matmul.cu's matvec_&lt;type&gt;_res over weights as stored: both have the residual epilogue; one token never runs
+    /// the GEMM), the op after it adds exactly its
     /// output y into another buffer x, and the op after that overwrites all of y before anything reads it (a norm
     /// into y, or a copy into y), so the epilogue's x += W a leaves every buffer that is read later as the sequence does.
     /// </summary>
@@ -236,9 +257,9 @@ internal static class CudaLaunchPlanner
         ref readonly var add = ref ops[i + 1];
         ref readonly var next = ref ops[i + 2];
         var y = mm.Dst;
-        if (mm.Tokens != 1 || !mm.Weight!.Packed || !CudaKernels.IsIntegerDot(mm.Weight.Type)) return false;
+        if (mm.Tokens != 1) return false;
         if (add.Kind != CudaOpKind.Add || !ReferenceEquals(add.Y, y) || ReferenceEquals(add.X, y) || ReferenceEquals(add.X, mm.X)
-            || add.Count != mm.Weight.Rows) return false;
+            || add.Count != mm.Weight!.Rows) return false;
         return next.Kind switch
         {
             CudaOpKind.RmsNorm => ReferenceEquals(next.Dst, y) && !ReferenceEquals(next.X, y) && (long)next.Tokens * next.Dim >= add.Count,
@@ -249,16 +270,24 @@ internal static class CudaLaunchPlanner
 
     /// <summary>
     /// After the residual product at <paramref name="i"/> and its add, a norm of exactly the updated x (one token, a
-    /// multiple of 32 floats) into the product's own output buffer, whose output the next op reads as an integer
-    /// product: the product's last block can write the norm and the quantization (matvec_packed's norm epilogue).
+    /// multiple of 32 floats) into the product's own output buffer: the product's last block can write the norm, and
+    /// (<paramref name="quantize"/>) its quantization when the next op reads it as an integer product.
     /// </summary>
-    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i)
+    private static bool IsNormEpilogue(ReadOnlySpan<CudaOp> ops, int i, out bool quantize)
     {
         ref readonly var add = ref ops[i + 1];
         ref readonly var norm = ref ops[i + 2];
-        return norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0
-            && ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
+        quantize = false;
+        if (!(norm.Kind == CudaOpKind.RmsNorm && ReferenceEquals(norm.X, add.X) && norm.Tokens == 1 && norm.Dim == add.Count && norm.Dim % 32 == 0)) return false;
+        quantize = ConsumesQ8(ops, i + 3, norm.Dst!, 1, norm.Dim);
+        return true;
     }
+
+    /// <summary>
+    /// A stacked product that can take the epilogue of matvec_packed_*_qkv or _glu: one token (those kernels have no
+    /// token loop; prefill runs the GEMM) over weights repacked at upload with an integer dot.
+    /// </summary>
+    private static bool IsEpilogueProduct(in CudaOp op) => op.Tokens == 1 && op.Weight!.Packed && CudaKernels.IsIntegerDot(op.Weight.Type);
 
     /// <summary>x += y, then the norm of x over exactly the elements the add wrote.</summary>
     private static bool IsNormAfterAdd(in CudaOp add, in CudaOp norm) =>

@@ -139,3 +139,121 @@ internal unsafe struct AttentionFlashArgs : IKernelArgs<AttentionFlashArgs>
         p[19] = &a->Chunks; p[20] = &a->Quantize;
     }
 }
+
+/// <summary>
+/// matvec_packed_&lt;type&gt;_qkv(w, rowBytes, k, rows, qx, dx, sx, dst, wpr, counters, q, k, v, kc, vc, step, posDelta, qDim,
+/// kvDim, headDim, half, invFreq, scale, neox, attnFactor): the stacked Q/K/V product of one token into dst, and the
+/// block that finishes a head (counted on counters[head], zero between launches) rotates it into q or k and stores
+/// k and v in the fp16 cache (rope_store_qkv_f32's work).
+/// </summary>
+internal unsafe struct MatVecPackedQkvArgs : IKernelArgs<MatVecPackedQkvArgs>
+{
+    public ulong Weight;
+    public long RowBytes;
+    public int K;
+    public int Rows;
+    public ulong Qx;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Dst;
+    public int WarpsPerRow;
+    public ulong Counters;
+    public ulong Q;
+    public ulong KOut;
+    public ulong V;
+    public ulong KCache;
+    public ulong VCache;
+    public ulong Step;
+    public int PosDelta;
+    public int QDim;
+    public int KvDim;
+    public int HeadDim;
+    public int Half;
+    public ulong InvFreq;
+    public float Scale;
+    public int Neox;
+    public float AttnFactor;
+
+    public static int Count => 25;
+
+    public static void Pointers(MatVecPackedQkvArgs* a, void** p)
+    {
+        p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx; p[5] = &a->Dx; p[6] = &a->Sx;
+        p[7] = &a->Dst; p[8] = &a->WarpsPerRow; p[9] = &a->Counters; p[10] = &a->Q; p[11] = &a->KOut; p[12] = &a->V;
+        p[13] = &a->KCache; p[14] = &a->VCache; p[15] = &a->Step; p[16] = &a->PosDelta; p[17] = &a->QDim; p[18] = &a->KvDim;
+        p[19] = &a->HeadDim; p[20] = &a->Half; p[21] = &a->InvFreq; p[22] = &a->Scale; p[23] = &a->Neox; p[24] = &a->AttnFactor;
+    }
+}
+
+/// <summary>
+/// matvec_packed_&lt;type&gt;_glu(w, rowBytes, k, rows, qx, dx, sx, dst, wpr, counters, gate, up, nqx, ndx, nsx, ffn, geglu,
+/// quantize): the stacked gate/up product of one token into dst, and the block that finishes a 32-block of both halves
+/// (counted on counters[block]) writes gate = act(g) * u, up = u [and gate's q8 quantization into nqx/ndx/nsx, which
+/// must not be qx/dx/sx] (glu_split_q8_f32's work).
+/// </summary>
+internal unsafe struct MatVecPackedGluArgs : IKernelArgs<MatVecPackedGluArgs>
+{
+    public ulong Weight;
+    public long RowBytes;
+    public int K;
+    public int Rows;
+    public ulong Qx;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Dst;
+    public int WarpsPerRow;
+    public ulong Counters;
+    public ulong Gate;
+    public ulong Up;
+    public ulong NormQx;
+    public ulong NormDx;
+    public ulong NormSx;
+    public int Ffn;
+    public int Geglu;
+    public int Quantize;
+
+    public static int Count => 18;
+
+    public static void Pointers(MatVecPackedGluArgs* a, void** p)
+    {
+        p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx; p[5] = &a->Dx; p[6] = &a->Sx;
+        p[7] = &a->Dst; p[8] = &a->WarpsPerRow; p[9] = &a->Counters; p[10] = &a->Gate; p[11] = &a->Up; p[12] = &a->NormQx;
+        p[13] = &a->NormDx; p[14] = &a->NormSx; p[15] = &a->Ffn; p[16] = &a->Geglu; p[17] = &a->Quantize;
+    }
+}
+
+/// <summary>
+/// matvec_&lt;type&gt;_res(w, rowBytes, k, rows, x, dx, sx, dst, counter, normW, normDst, nqx, ndx, nsx, eps, norm, quantize):
+/// a one-token product over weights as stored (matmul.cu) written as dst += W x; with norm the block counted last on
+/// counter writes the RMSNorm of dst [and its q8 quantization]. X: the q8 activations for the integer types, the
+/// float activations for F32/F16/BF16 (Dx, Sx unused).
+/// </summary>
+internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
+{
+    public ulong Weight;
+    public long RowBytes;
+    public int K;
+    public int Rows;
+    public ulong X;
+    public ulong Dx;
+    public ulong Sx;
+    public ulong Dst;
+    public ulong Counter;
+    public ulong NormWeight;
+    public ulong NormDst;
+    public ulong NormQx;
+    public ulong NormDx;
+    public ulong NormSx;
+    public float Eps;
+    public int Norm;
+    public int Quantize;
+
+    public static int Count => 17;
+
+    public static void Pointers(MatVecResidualArgs* a, void** p)
+    {
+        p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->X; p[5] = &a->Dx; p[6] = &a->Sx;
+        p[7] = &a->Dst; p[8] = &a->Counter; p[9] = &a->NormWeight; p[10] = &a->NormDst; p[11] = &a->NormQx; p[12] = &a->NormDx;
+        p[13] = &a->NormSx; p[14] = &a->Eps; p[15] = &a->Norm; p[16] = &a->Quantize;
+    }
+}
