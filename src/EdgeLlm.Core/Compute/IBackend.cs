@@ -78,6 +78,18 @@ public interface IBackend : IDisposable
     /// </summary>
     void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens);
 
+    /// <summary>
+    /// Products of one input with several weights of one row length (a layer's Q/K/V, its gate/up): for each i,
+    /// <c>dsts[i][t, r] = dot(weights[i] row r, x[t])</c>, the same values <see cref="MatMul"/> of that weight alone writes.
+    /// A backend may run them as one product (the CPU quantizes x once and splits the rows of all weights over its
+    /// threads in one dispatch); this default runs them one after another.
+    /// </summary>
+    void MatMulGroup(ReadOnlySpan<BackendWeight> weights, BackendBuffer x, ReadOnlySpan<BackendBuffer> dsts, int nTokens)
+    {
+        if (weights.Length != dsts.Length) throw new ArgumentException($"{weights.Length} weights and {dsts.Length} outputs", nameof(dsts));
+        for (int i = 0; i < weights.Length; i++) MatMul(weights[i], x, dsts[i], nTokens);
+    }
+
     /// <summary>Rotates, in place, the nHeads heads of each token t at position startPos + t.</summary>
     void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope);
 

@@ -205,12 +205,7 @@ public sealed class LlamaModel : IDisposable
             // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
             b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
             if (w.Wqkv is not null) _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
-            else
-            {
-                b.MatMul(w.Wq!, _xb, _q, n);
-                b.MatMul(w.Wk!, _xb, _k, n);
-                b.MatMul(w.Wv!, _xb, _v, n);
-            }
+            else b.MatMulGroup([w.Wq!, w.Wk!, w.Wv!], _xb, [_q, _k, _v], n); // one product where the backend can (spans on the stack)
             if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
             if (w.Bk is not null) b.AddBias(_k, w.Bk, n);
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
@@ -232,11 +227,7 @@ public sealed class LlamaModel : IDisposable
             // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
             b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
             if (w.GateUp is not null) _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
-            else
-            {
-                b.MatMul(w.Gate!, _xb, _gate, n);
-                b.MatMul(w.Up!, _xb, _up, n);
-            }
+            else b.MatMulGroup([w.Gate!, w.Up!], _xb, [_gate, _up], n);
             b.Glu(_gate, _up, (long)n * c.FfnDim, c.Arch.Activation);
             b.MatMul(w.Down, _gate, _xb, n);
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);

@@ -67,6 +67,9 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
 
     public int ThreadCount => _pool.ThreadCount;
 
+    /// <summary>Worker-pool dispatches so far (each a publish and a barrier; tests count what a product costs).</summary>
+    internal long Dispatches => _pool.Dispatches;
+
     public string Name => $"cpu, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}{(_pool.PinnedWorkers > 0 ? $" ({_pool.PinnedWorkers} pinned)" : "")}, {SimdName}, int8 kernels: {Kernels.KernelRung.Selected}";
 
     /// <summary>The widest vector the kernels use on this machine.</summary>
@@ -170,6 +173,13 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     public void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens)
     {
         var w = W(weight);
+        bool packed = PrepareMatMul(w, x, dst, nTokens);
+        _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
+    }
+
+    /// <summary>Checks one product's buffers and returns whether it runs the packed GEMM (repacking the weight at its first such product).</summary>
+    private bool PrepareMatMul(CpuWeight w, BackendBuffer x, BackendBuffer dst, int nTokens)
+    {
         Ready();
         if (w.Ne0 > _limits.MaxRowLength)
             throw new ArgumentException($"{w.Name} rows of {w.Ne0} exceed the prepared scratch row of {_limits.MaxRowLength}");
@@ -180,7 +190,45 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON and AVX-512).
         bool packed = nTokens >= 4 || _batchInvariant || Kernels.KernelTable.For(_kernels, w.Type) is { PackedOneToken: true };
         if (packed && !w.PackDecided) MaybePack(w);
-        _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
+        return packed;
+    }
+
+    /// <summary>
+    /// False runs <see cref="MatMulGroup"/> as separate products (tests: the grouped product against the products it replaces).
+    /// </summary>
+    internal bool GroupMatMuls { get; init; } = true;
+
+    /// <summary>
+    /// The weights as one product (<see cref="Cpu.MatMul.Add"/>): x quantized once, one dispatch over the rows of all of
+    /// them. Weights whose kernels take different activation formats, or rows of different lengths, run one after another.
+    /// </summary>
+    public void MatMulGroup(ReadOnlySpan<BackendWeight> weights, BackendBuffer x, ReadOnlySpan<BackendBuffer> dsts, int nTokens)
+    {
+        if (weights.Length != dsts.Length) throw new ArgumentException($"{weights.Length} weights and {dsts.Length} outputs", nameof(dsts));
+        Ready();
+        if (!GroupMatMuls || !Groupable(weights))
+        {
+            for (int i = 0; i < weights.Length; i++) MatMul(weights[i], x, dsts[i], nTokens);
+            return;
+        }
+        Span<bool> packed = stackalloc bool[weights.Length];
+        for (int i = 0; i < weights.Length; i++) packed[i] = PrepareMatMul(W(weights[i]), x, dsts[i], nTokens);
+        _matMul!.Clear();
+        for (int i = 0; i < weights.Length; i++) _matMul.Add(W(weights[i]), P(dsts[i]), packed[i]);
+        _matMul.Run(_pool, P(x), nTokens);
+    }
+
+    /// <summary>True when the weights can be one product: 2 to <see cref="Cpu.MatMul.MaxMembers"/> of one row length whose kernels read x the same way.</summary>
+    private bool Groupable(ReadOnlySpan<BackendWeight> weights)
+    {
+        if (weights.Length is < 2 or > Cpu.MatMul.MaxMembers) return false;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            if (weights[i].Ne0 != weights[0].Ne0 || Kernels.KernelTable.For(_kernels, weights[i].Type) is not { } row) return false;
+            for (int j = 0; j < i; j++)
+                if (!Cpu.MatMul.ShareActivations(Kernels.KernelTable.For(_kernels, weights[j].Type)!, row)) return false;
+        }
+        return true;
     }
 
     public void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope)

@@ -17,13 +17,41 @@ namespace EdgeLlm.Backends.Cpu;
 /// the rest in small chunks that threads claim from a shared counter once their own range is done, which
 /// absorbs a late wake-up, a preempted core or an unfair share of memory bandwidth. A row is computed by
 /// exactly one thread with the same kernel whatever the split, so results do not depend on it.
+/// A product may have several members (<see cref="Clear"/>, <see cref="Add"/>, <see cref="Run(WorkerPool, float*, int)"/>):
+/// weights of one row length that read the same input (a layer's Q/K/V, its gate/up), each writing its own output. Their
+/// activations are quantized once (the members' kernels take one activation format; the panel is built when any member
+/// reads it) and one dispatch runs them all: each thread takes its static share of every member in turn, then claims
+/// chunks of all members' remainders from one counter, so the threads share the rows of all members by their cost, and
+/// each row is computed by the same range driver over the same activation bytes as in a product of its own.
 /// </summary>
 internal sealed unsafe class MatMul : ParallelWork
 {
-    private CpuWeight _w = null!;
-    private CpuKernelRow _row = null!;
-    private RowJob _job;
+    /// <summary>The most weights one product runs together (a layer's Q/K/V is three).</summary>
+    public const int MaxMembers = 4;
+
+    /// <summary>One weight of a product: its kernel row, its job (its own output) and its share of the rows.</summary>
+    private struct Member
+    {
+        public CpuWeight W;
+        public CpuKernelRow Row;
+        public float* Dst;
+        public RowJob Job;
+        public bool UsePacked;
+        public long StaticRows;
+        public long ChunkRows;
+        /// <summary>Rows per unit of the split: the repacked group (8) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
+        public long Unit;
+        /// <summary>The member's claimable chunks are [ChunkStart, ChunkEnd) of the product's chunk counter.</summary>
+        public long ChunkStart, ChunkEnd;
+    }
+
+    private readonly Member[] _members = new Member[MaxMembers];
+    private int _count;
+    private int _n;
+    private int _nTokens;
     private float* _x;
+    /// <summary>The activation quantizer every quantized member's kernel takes (null when no member is quantized).</summary>
+    private delegate*<float*, byte*, int, void> _quantize;
     private bool _quantizePhase;
     private bool _fusedQuantize;
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
@@ -43,10 +71,8 @@ internal sealed unsafe class MatMul : ParallelWork
     /// <summary>Bytes of weights a claimed chunk aims for (at least 4 rows, at most 16 chunks per thread).</summary>
     private const long ChunkBytes = 32 * 1024;
 
-    private long _staticRows;
-    private long _chunkRows;
-    /// <summary>Rows per unit of the split: the repacked group (8) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
-    private long _unit;
+    /// <summary>Chunks of all members' remainders, claimed in order from <see cref="_next"/>.</summary>
+    private long _chunks;
     private PaddedCounter _next;
 
     /// <param name="scratch">one row buffer per thread, at least as long as the longest weight row.</param>
@@ -79,30 +105,84 @@ internal sealed unsafe class MatMul : ParallelWork
         return maxBatch * most;
     }
 
-    /// <summary>Batches up to this many tokens quantize their activations inside the product's dispatch (server decode steps); more take a dispatch of their own.</summary>
+    /// <summary>Batches up to this many tokens quantize their activations inside the product's own dispatch (server decode steps); more take a dispatch of their own.</summary>
     internal const int InlineQuantizeTokens = 8;
 
+    /// <summary>The kernel row of <paramref name="w"/> in this product's table, or throws for a type without kernels.</summary>
+    public CpuKernelRow RowOf(CpuWeight w) =>
+        KernelTable.For(_kernels, w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
+
+    /// <summary>
+    /// True when <paramref name="a"/> and <paramref name="b"/> can be members of one product: each either reads the
+    /// input as floats, or both quantize it into the same activation format.
+    /// </summary>
+    public static bool ShareActivations(CpuKernelRow a, CpuKernelRow b) =>
+        !a.Traits.IsQuantized || !b.Traits.IsQuantized || a.Traits.Activation == b.Traits.Activation;
+
+    /// <summary>One weight, one output: <c>dst[t, r] = dot(W row r, x[t])</c> for t &lt; nTokens.</summary>
     public void Run(WorkerPool pool, CpuWeight w, float* x, float* dst, int nTokens, bool usePacked = true)
     {
-        _row = KernelTable.For(_kernels, w.Type) ?? throw new NotSupportedException($"matmul with {GgmlTypes.Name(w.Type)} weights ({w.Name})");
-        _w = w;
-        _x = x;
-        int n = (int)w.Ne0;
-        _job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = dst, NTokens = nTokens, Packed = _row.Packs && usePacked ? w.Packed : null };
-        if (_row.Traits.IsQuantized)
+        Clear();
+        Add(w, dst, usePacked);
+        Run(pool, x, nTokens);
+    }
+
+    /// <summary>Starts a product with no members.</summary>
+    public void Clear() => _count = 0;
+
+    /// <summary>
+    /// Adds <paramref name="w"/> to the product, writing <c>dst[t, r]</c> (rows of w.Rows); all members have one row
+    /// length, and their quantized kernels one activation format (<see cref="ShareActivations"/>).
+    /// </summary>
+    public void Add(CpuWeight w, float* dst, bool usePacked)
+    {
+        if (_count == MaxMembers) throw new ArgumentException($"{w.Name}: a product has at most {MaxMembers} weights");
+        var row = RowOf(w);
+        if (_count > 0)
         {
-            _xqRowBytes = _row.ActivationBytes(n);
-            bool packedPanel = _row.PackedPanel && _job.Packed != null;
-            _panelBytes = _row.Panel || packedPanel ? Q8_0Panel.BytesFor(n) : 0;
-            if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
-                throw new ArgumentException($"{w.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
-            _job.X = _row.Panel ? _panel : _xq;
-            _job.XStride = _row.Panel ? _panelBytes : _xqRowBytes;
-            if (packedPanel)
+            ref var first = ref _members[0];
+            if (first.W.Ne0 != w.Ne0) throw new ArgumentException($"{w.Name}: rows of {w.Ne0} in a product with {first.W.Name}'s rows of {first.W.Ne0}");
+            for (int i = 0; i < _count; i++)
+                if (!ShareActivations(_members[i].Row, row))
+                    throw new ArgumentException($"{w.Name} ({GgmlTypes.Name(w.Type)}) and {_members[i].W.Name} ({GgmlTypes.Name(_members[i].W.Type)}) take different activation formats");
+        }
+        ref var m = ref _members[_count++];
+        m.W = w;
+        m.Row = row;
+        m.Dst = dst;
+        m.UsePacked = usePacked;
+    }
+
+    /// <summary>Runs the members added since <see cref="Clear"/> over the <paramref name="nTokens"/> rows of <paramref name="x"/>.</summary>
+    public void Run(WorkerPool pool, float* x, int nTokens)
+    {
+        if (_count == 0) throw new InvalidOperationException("a matmul with no weights");
+        int n = (int)_members[0].W.Ne0;
+        _x = x;
+        _n = n;
+        _nTokens = nTokens;
+        _quantize = null;
+        _xqRowBytes = 0;
+        bool panel = false;
+        for (int i = 0; i < _count; i++)
+        {
+            ref var m = ref _members[i];
+            var w = m.W;
+            var row = m.Row;
+            m.Job = new RowJob { W = w.Data, RowBytes = w.RowBytes, Rows = w.Rows, N = n, Dst = m.Dst, NTokens = nTokens, Packed = row.Packs && m.UsePacked ? w.Packed : null };
+            if (row.Traits.IsQuantized)
             {
-                _job.PackedX = _panel;
-                _job.PackedXStride = _panelBytes;
+                _quantize = row.QuantizeActivations;
+                _xqRowBytes = row.ActivationBytes(n);
+                panel |= row.Panel || (row.PackedPanel && m.Job.Packed != null);
             }
+        }
+        _panelBytes = panel ? Q8_0Panel.BytesFor(n) : 0;
+        if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
+            throw new ArgumentException($"{_members[0].W.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
+        for (int i = 0; i < _count; i++) Bind(ref _members[i]);
+        if (_quantize != null)
+        {
             if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
             {
                 // A lone decode token (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
@@ -120,45 +200,70 @@ internal sealed unsafe class MatMul : ParallelWork
             else
             {
                 _quantizePhase = true;
-                pool.Run(this);
-                _quantizePhase = false;
+                try { pool.Run(this); }
+                finally { _quantizePhase = false; }
             }
         }
-        else
-        {
-            _job.X = (byte*)x;
-            _job.XStride = (long)n * sizeof(float);
-        }
-        Split(w, pool.ThreadCount);
+        Split(pool.ThreadCount);
         try { pool.Run(this); }
         finally { _fusedQuantize = false; }
     }
 
-    /// <summary>Sets the static share and the chunk size of the dynamic remainder for this call.</summary>
-    private void Split(CpuWeight w, int threads)
+    /// <summary>Points a member's job at the input its kernel reads: the floats, the quantized rows or their panel.</summary>
+    private void Bind(ref Member m)
     {
-        long rows = w.Rows;
-        _unit = _job.Packed != null ? 8 : 1;
-        if (threads == 1 || rows < 8L * threads)
+        var row = m.Row;
+        if (row.Traits.IsQuantized)
         {
-            _staticRows = rows;
-            _chunkRows = rows;
+            m.Job.X = row.Panel ? _panel : _xq;
+            m.Job.XStride = row.Panel ? _panelBytes : _xqRowBytes;
+            if (row.PackedPanel && m.Job.Packed != null)
+            {
+                m.Job.PackedX = _panel;
+                m.Job.PackedXStride = _panelBytes;
+            }
         }
         else
         {
-            _staticRows = rows * StaticShare / 8 / (threads * _unit) * (threads * _unit);
-            long rest = rows - _staticRows;
-            long rowBytes = Math.Max(1, w.RowBytes * (long)_job.NTokens);
-            long chunks = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
-            _chunkRows = (Math.Max(4, (rest + chunks - 1) / chunks) + _unit - 1) / _unit * _unit;
+            m.Job.X = (byte*)_x;
+            m.Job.XStride = (long)_n * sizeof(float);
         }
-        _next.Value = _staticRows;
+    }
+
+    /// <summary>Sets each member's static share and the chunk size of its dynamic remainder for this call, and numbers the chunks.</summary>
+    private void Split(int threads)
+    {
+        long chunks = 0;
+        for (int i = 0; i < _count; i++)
+        {
+            ref var m = ref _members[i];
+            long rows = m.W.Rows;
+            m.Unit = m.Job.Packed != null ? 8 : 1;
+            if (threads == 1 || rows < 8L * threads)
+            {
+                m.StaticRows = rows;
+                m.ChunkRows = rows;
+            }
+            else
+            {
+                m.StaticRows = rows * StaticShare / 8 / (threads * m.Unit) * (threads * m.Unit);
+                long rest = rows - m.StaticRows;
+                long rowBytes = Math.Max(1, m.W.RowBytes * (long)_nTokens);
+                long count = Math.Clamp(rest * rowBytes / ChunkBytes, 2L * threads, 16L * threads);
+                m.ChunkRows = (Math.Max(4, (rest + count - 1) / count) + m.Unit - 1) / m.Unit * m.Unit;
+            }
+            m.ChunkStart = chunks;
+            if (m.ChunkRows > 0) chunks += (rows - m.StaticRows + m.ChunkRows - 1) / m.ChunkRows;
+            m.ChunkEnd = chunks;
+        }
+        _chunks = chunks;
+        _next.Value = 0;
     }
 
     private void QuantizeToken(long t)
     {
-        int n = _job.N;
-        _row.QuantizeActivations(_x + t * n, _xq + t * _xqRowBytes, n);
+        int n = _n;
+        _quantize(_x + t * n, _xq + t * _xqRowBytes, n);
         if (_panelBytes != 0) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
     }
 
@@ -166,29 +271,37 @@ internal sealed unsafe class MatMul : ParallelWork
     {
         if (_quantizePhase)
         {
-            var (t0, t1) = WorkerPool.Range(_job.NTokens, thread, threadCount);
+            var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
         if (_fusedQuantize)
         {
-            var (t0, t1) = WorkerPool.Range(_job.NTokens, thread, threadCount);
+            var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             Interlocked.Decrement(ref _arrivals.Value);
             // Every thread runs every dispatch, so all of them arrive; the rows read every token's activations.
             for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);
         }
-        var rowsOf = _row.Rows;
         float* scratch = _scratch[thread];
-        var (r0, r1) = WorkerPool.Range(_staticRows / _unit, thread, threadCount);
-        long a = r0 * _unit, b = thread == threadCount - 1 ? _staticRows : r1 * _unit;
-        if (a < b) rowsOf(in _job, a, b, scratch);
-        long rows = _w.Rows, chunk = _chunkRows;
-        while (Volatile.Read(ref _next.Value) < rows)
+        int count = _count;
+        for (int i = 0; i < count; i++)
         {
-            long start = Interlocked.Add(ref _next.Value, chunk) - chunk;
-            if (start >= rows) break;
-            rowsOf(in _job, start, Math.Min(rows, start + chunk), scratch);
+            ref var m = ref _members[i];
+            var (r0, r1) = WorkerPool.Range(m.StaticRows / m.Unit, thread, threadCount);
+            long a = r0 * m.Unit, b = thread == threadCount - 1 ? m.StaticRows : r1 * m.Unit;
+            if (a < b) m.Row.Rows(in m.Job, a, b, scratch);
+        }
+        long chunks = _chunks;
+        int at = 0;
+        while (Volatile.Read(ref _next.Value) < chunks)
+        {
+            long k = Interlocked.Increment(ref _next.Value) - 1;
+            if (k >= chunks) break;
+            while (k >= _members[at].ChunkEnd) at++; // claims only grow, so the member index only moves forward
+            ref var m = ref _members[at];
+            long start = m.StaticRows + (k - m.ChunkStart) * m.ChunkRows;
+            m.Row.Rows(in m.Job, start, Math.Min(m.W.Rows, start + m.ChunkRows), scratch);
         }
     }
 }

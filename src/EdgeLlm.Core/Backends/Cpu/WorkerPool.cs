@@ -81,9 +81,13 @@ internal sealed class WorkerPool : IDisposable
         else Run(work);
     }
 
+    /// <summary>How many times <see cref="Run(ParallelWork)"/> was called (one dispatch and barrier each; tests count them).</summary>
+    public long Dispatches { get; private set; }
+
     /// <summary>Runs <paramref name="work"/> on every thread and returns when all are done. Not reentrant.</summary>
     public void Run(ParallelWork work)
     {
+        Dispatches++;
         if (ThreadCount == 1)
         {
             work.Execute(0, 1);
