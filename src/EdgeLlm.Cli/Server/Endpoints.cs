@@ -122,9 +122,10 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
     {
         T? value;
         try { value = await JsonSerializer.DeserializeAsync(http.Request.Body, info, http.RequestAborted); }
-        catch (IOException e) when (!http.RequestAborted.IsCancellationRequested)
+        catch (IOException e) when (e is not BadHttpRequestException && !http.RequestAborted.IsCancellationRequested)
         {
-            // Kestrel's own body framing errors (e.g. a chunk size that overflows) come as IOException, not BadHttpRequestException.
+            // Kestrel's own body framing errors (e.g. a chunk size that overflows) come as IOException, not BadHttpRequestException;
+            // a BadHttpRequestException (an IOException too: a body over the size limit, 413) goes on to the caller's handler.
             throw new ApiError(400, $"the request body could not be read: {e.Message}", code: "invalid_request_body");
         }
         return value ?? throw new ApiError(400, "the request body must be a JSON object", code: "invalid_json");
