@@ -126,10 +126,10 @@ public static unsafe partial class DotQ4_0
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
-        PackedSteps<Tokens4>(group, panel, panelBytes, nb, dst, dstStride);
+        PackedSteps<Tokens4, ScalesFp16>(group, null, panel, panelBytes, nb, dst, dstStride, true);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Packed1(byte* group, byte* panel, int nb, float* dst) => PackedSteps<Tokens1>(group, panel, 0, nb, dst, 0);
+    internal static void Packed1(byte* group, byte* panel, int nb, float* dst) => PackedSteps<Tokens1, ScalesFp16>(group, null, panel, 0, nb, dst, 0, true);
 
     /// <summary>How many tokens (1, 2 or 4) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
     internal interface ITokenCount
@@ -161,8 +161,12 @@ public static unsafe partial class DotQ4_0
     /// (<see cref="PackedToken"/>). Each token's lane sums run in the same order whatever <typeparamref name="TN"/> is,
     /// so a token gets the same bits alone, in a pair or in a four-token tile.
     /// </summary>
+    /// With <typeparamref name="TS"/> = <see cref="ScalesPanel"/> the row scales come from <paramref name="scales"/> instead
+    /// (<see cref="ScalePanelAvx512"/>: the same floats, already in their lane pairs, one 64-byte load per block), and the
+    /// weight lines are prefetched only when <paramref name="prefetch"/> (the first pass over a tile that is then in cache).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PackedSteps<TN>(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) where TN : struct, ITokenCount
+    private static void PackedSteps<TN, TS>(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch)
+        where TN : struct, ITokenCount where TS : struct, IScaleSource
     {
         byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
         long sOff = nb * 32L, cOff = nb * 36L;
@@ -173,19 +177,26 @@ public static unsafe partial class DotQ4_0
         for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
         {
             int k = nb - b0 >= ScaleRunBlocks ? ScaleRunBlocks : nb - b0;
-            Sse.Prefetch0(ps + WeightPrefetch.Distance);
-            // A short last step reads the first quant bytes as scales too: those lanes are never selected.
-            Vector512<ushort> h = Vector512.Load((ushort*)ps);
-            Vector512<float> s01 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetLower()));
-            Vector512<float> s23 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetUpper()));
+            if (prefetch) Sse.Prefetch0(ps + WeightPrefetch.Distance);
+            Vector512<float> s01 = default, s23 = default;
+            if (!TS.Panel) StepScales(ps, out s01, out s23);
             byte* pq = ps + 16 * k;
             Vector512<int> idx = pairs;
             for (int j = 0; j < k; j++, pq += 128)
             {
-                Sse.Prefetch0(pq + WeightPrefetch.Distance);
-                Sse.Prefetch0(pq + WeightPrefetch.Distance + 64);
-                Vector512<float> dw = Avx512F.PermuteVar16x32x2(s01, idx, s23);
-                idx += Vector512.Create(PackRows);
+                if (prefetch)
+                {
+                    Sse.Prefetch0(pq + WeightPrefetch.Distance);
+                    Sse.Prefetch0(pq + WeightPrefetch.Distance + 64);
+                }
+                Vector512<float> dw;
+                if (TS.Panel)
+                    dw = Vector512.Load(scales + 16 * (b0 + j));
+                else
+                {
+                    dw = Avx512F.PermuteVar16x32x2(s01, idx, s23);
+                    idx += Vector512.Create(PackRows);
+                }
                 Vector512<byte> lo = Vector512.Load(pq), hi = Vector512.Load(pq + 64);
                 Vector512<byte> w0 = lo & m4, w2 = (lo.AsUInt16() >>> 4).AsByte() & m4;
                 Vector512<byte> w1 = hi & m4, w3 = (hi.AsUInt16() >>> 4).AsByte() & m4;

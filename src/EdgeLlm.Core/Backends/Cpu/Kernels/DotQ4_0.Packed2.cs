@@ -20,5 +20,5 @@ public static unsafe partial class DotQ4_0
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
-        PackedSteps<Tokens2>(group, panel, panelBytes, nb, dst, dstStride);
+        PackedSteps<Tokens2, ScalesFp16>(group, null, panel, panelBytes, nb, dst, dstStride, true);
 }

@@ -103,6 +103,9 @@ internal static unsafe class RowDrivers
         }
     }
 
+    /// <summary>The largest float scale panel <see cref="Q4_0PackedTiles{TK}"/> puts on a worker's stack.</summary>
+    internal const int MaxScalePanelBytes = 64 * 1024;
+
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
     /// the whole groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a
@@ -113,7 +116,8 @@ internal static unsafe class RowDrivers
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
     /// last whole group run <see cref="Rows{TK}"/> (the one-token loop for every token, as alone); every call without
-    /// the copy runs <see cref="Tiles{TK}"/>.
+    /// the copy runs <see cref="Tiles{TK}"/>. On AVX-512 a batch of more than four tokens takes each tile's fp16 scales
+    /// from a float panel converted once per tile (<see cref="IPackedQ4_0Kernel.ScalePanel"/>, same bits).
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
@@ -135,12 +139,23 @@ internal static unsafe class RowDrivers
         long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[4 * G];
+        // Where the layout keeps fp16 scales (AVX-512) and a tile gets more than one four-token pass, its scales are
+        // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
+        // wider than MaxScalePanelBytes keeps converting per pass).
+        long panelGroupBytes = (long)nb * TK.ScalePanelBlockBytes;
+        bool scalePanel = panelGroupBytes > 0 && j.NTokens > 4 && panelGroupBytes <= MaxScalePanelBytes;
+        int panelFloats = scalePanel ? (int)(Math.Min(tile, Math.Max(1, MaxScalePanelBytes / panelGroupBytes)) * panelGroupBytes / sizeof(float)) : 0;
+        float* sp = stackalloc float[panelFloats];
+        if (scalePanel) tile = panelFloats * sizeof(float) / panelGroupBytes;
         // The GEMM's activations: the panel the matmul made for it where they differ from X (NEON), else X (x64's panel).
         byte* px = j.PackedX != null ? j.PackedX : j.X;
         long pxStride = j.PackedX != null ? j.PackedXStride : j.XStride;
         for (long ga = r0 / G, gEnd = (pEnd + G - 1) / G; ga < gEnd; ga += tile)
         {
             long gb = Math.Min(gEnd, ga + tile);
+            if (scalePanel)
+                for (long g = ga; g < gb; g++)
+                    TK.ScalePanel(j.Packed + g * groupBytes, nb, sp + (g - ga) * (panelGroupBytes / sizeof(float)));
             for (int t = 0, step; t < j.NTokens; t += step)
             {
                 int left = j.NTokens - t;
@@ -154,7 +169,9 @@ internal static unsafe class RowDrivers
                     bool whole = b - a == G;
                     float* o = whole ? d + g * G : tmp;
                     long oStride = whole ? rows : G;
-                    if (step == 4) TK.Packed4(pg, xt, pxStride, nb, o, oStride);
+                    if (step == 4 && scalePanel)
+                        TK.Packed4Scaled(pg, sp + (g - ga) * (panelGroupBytes / sizeof(float)), xt, pxStride, nb, o, oStride, t == 0);
+                    else if (step == 4) TK.Packed4(pg, xt, pxStride, nb, o, oStride);
                     else if (step == 2) TK.Packed2(pg, xt, pxStride, nb, o, oStride);
                     else TK.Packed1(pg, xt, nb, o);
                     if (whole) continue;

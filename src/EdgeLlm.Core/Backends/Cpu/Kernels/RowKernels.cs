@@ -249,6 +249,16 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
     static abstract void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed1(byte* group, byte* panel, int nb, float* dst);
+
+    /// <summary>
+    /// Bytes per block of the float scale panel <see cref="Packed4Scaled"/> takes a group's scales from (made once per row
+    /// tile by <see cref="ScalePanel"/>, then read by every four-token pass over the tile), or 0 where the layout has its
+    /// scales in float already (AVX2, NEON) and the driver never calls the two.
+    /// </summary>
+    static virtual int ScalePanelBlockBytes => 0;
+    static virtual void ScalePanel(byte* group, int nb, float* dst) => throw new NotSupportedException("this layout has no scale panel");
+    static virtual void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        throw new NotSupportedException("this layout has no scale panel");
 }
 
 /// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off), with the four-row × four-token tiles of the repacked GEMM.</summary>
@@ -281,6 +291,10 @@ internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where T
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed2(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.Packed1(group, panel, nb, dst);
+    public static int ScalePanelBlockBytes => DotQ4_0.ScalePanelBlockBytes;
+    public static void ScalePanel(byte* group, int nb, float* dst) => DotQ4_0.ScalePanel(group, nb, dst);
+    public static void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        DotQ4_0.Packed4Scaled(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
 }
 
 // ---- Q6_K: GFNI on both x64 rungs ----

@@ -1,0 +1,91 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLlm.Backends.Cpu.Kernels;
+
+/// <summary>
+/// The float scale panel of the AVX-512 Q4_0 GEMM (<see cref="RepackAvx512"/>'s fp16-scale layout): a batch of more than
+/// four tokens passes over every group of a row tile once per four tokens, and converting the group's fp16 scales on
+/// each pass (a load, two widenings, two exact conversions per four blocks and a permute per block) cost prefill about
+/// 6% against the float-scale layout. <see cref="RowDrivers.Q4_0PackedTiles{TK}"/> converts a tile's scales once into a
+/// small panel (<see cref="ScalePanelAvx512"/>: 16 floats per block, row r's scale in lanes 2r and 2r + 1, the lane pairs
+/// the kernel's accumulators use) and the passes load them from there (<see cref="Packed4Scaled"/>). The panel holds the
+/// floats the kernel converts itself (the same exact conversion), so every result keeps its bits: a token in a batch
+/// still gets what it gets alone in decode.
+/// </summary>
+public static unsafe partial class DotQ4_0
+{
+    /// <summary>Bytes of one block of the float scale panel: the eight rows' scales, each twice.</summary>
+    public const int ScalePanelBlockBytes = 2 * PackRows * sizeof(float);
+
+    /// <summary>Where <see cref="PackedSteps{TN, TS}"/> takes the row scales from: the group's fp16 scales, or a float panel.</summary>
+    internal interface IScaleSource
+    {
+        static abstract bool Panel { get; }
+    }
+
+    internal struct ScalesFp16 : IScaleSource
+    {
+        public static bool Panel => false;
+    }
+
+    internal struct ScalesPanel : IScaleSource
+    {
+        public static bool Panel => true;
+    }
+
+    /// <summary>
+    /// The 32 fp16 scales of the step at <paramref name="ps"/> (four blocks' eight rows) as floats: blocks 0 and 1 in
+    /// <paramref name="s01"/>, 2 and 3 in <paramref name="s23"/>, row r of block j at lane 8·(j mod 2) + r. A short last step
+    /// reads the first quant bytes as scales too: those lanes are never selected.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StepScales(byte* ps, out Vector512<float> s01, out Vector512<float> s23)
+    {
+        Vector512<ushort> h = Vector512.Load((ushort*)ps);
+        s01 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetLower()));
+        s23 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetUpper()));
+    }
+
+    /// <summary>
+    /// The scale panel of one group of the AVX-512 layout (<paramref name="nb"/> blocks): <see cref="ScalePanelBlockBytes"/>
+    /// per block into <paramref name="dst"/>, block b's row r scale (fp16 → float, exact) at dst[16·b + 2r] and dst[16·b + 2r + 1].
+    /// </summary>
+    public static void ScalePanelAvx512(byte* group, int nb, float* dst)
+    {
+        Require(Rung.Avx512);
+        ScalePanel(group, nb, dst);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScalePanel(byte* group, int nb, float* dst)
+    {
+        Vector512<int> pairs = PackedScalePairs();
+        byte* ps = group;
+        for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
+        {
+            int k = nb - b0 >= ScaleRunBlocks ? ScaleRunBlocks : nb - b0;
+            StepScales(ps, out Vector512<float> s01, out Vector512<float> s23);
+            Vector512<int> idx = pairs;
+            for (int j = 0; j < k; j++, idx += Vector512.Create(PackRows))
+                Avx512F.PermuteVar16x32x2(s01, idx, s23).Store(dst + 16 * (b0 + j));
+            ps += k * (long)PackedBlockBytesAvx512;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="PackedDot4Avx512"/> with the group's scales from its panel (<paramref name="scales"/>, made by
+    /// <see cref="ScalePanelAvx512"/>); the weight lines prefetched ahead when <paramref name="prefetch"/>.
+    /// </summary>
+    public static void PackedDot4ScaledAvx512(byte* group, float* scales, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool prefetch)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx512);
+        Packed4Scaled(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        PackedSteps<Tokens4, ScalesPanel>(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
+}
