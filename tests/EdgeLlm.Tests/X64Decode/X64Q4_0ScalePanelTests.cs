@@ -8,7 +8,8 @@ namespace EdgeLlm.Tests.X64Decode;
 /// The float scale panel of the AVX-512 Q4_0 GEMM (<see cref="DotQ4_0.ScalePanelAvx512"/>, converted once per row tile
 /// for batches of more than four tokens) and the driver that uses it (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/> with
 /// the AVX-512 row of <see cref="KernelTable"/>). The panel is checked bit for bit against .NET's own fp16 → float
-/// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf). The driver
+/// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf), and normal
+/// ones only (every exponent, both signs: the fast conversion a step of normal scales takes). The driver
 /// runs batches of 5, 6, 8, 9 and 13 tokens (one to three four-token passes per tile, tails of one, two and three) over
 /// rows that span several row tiles and end in a partial group, cut into three uneven thread ranges, with a different
 /// scale for every (row, block) (|d_w| from 0.01 to 0.17, signs alternating) and independent activations per token;
@@ -30,7 +31,10 @@ public unsafe class X64Q4_0ScalePanelTests
     [InlineData(5)]
     [InlineData(9)]
     [InlineData(43)]
-    public void ScalePanelHoldsEachRowsScaleInItsLanePair(int nb)
+    [InlineData(1, true)]
+    [InlineData(4, true)]
+    [InlineData(43, true)]
+    public void ScalePanelHoldsEachRowsScaleInItsLanePair(int nb, bool normalOnly = false)
     {
         int n = nb * 32;
         long rowBytes = (long)nb * DotQ4_0.BlockBytes;
@@ -43,7 +47,11 @@ public unsafe class X64Q4_0ScalePanelTests
             for (int b = 0; b < nb; b++)
             {
                 int i = b * G + r;
-                ushort h = i % 3 == 0 ? special[i / 3 % special.Length] : (ushort)(rng.Next(0x10000) & 0xfbff);
+                // normalOnly: every fp16 exponent 1..30 with random sign and mantissa, the extremes 0x0400 and 0x7bff
+                // included (the kernels' fast conversion); else one scale in three of another class too.
+                ushort h = normalOnly
+                    ? (ushort)(rng.Next(2) << 15 | (i % 7 == 0 ? (i % 14 == 0 ? 0x0400 : 0x7bff) : (1 + i % 30) << 10 | rng.Next(1024)))
+                    : i % 3 == 0 ? special[i / 3 % special.Length] : (ushort)(rng.Next(0x10000) & 0xfbff);
                 w[b * 18] = (byte)h;
                 w[b * 18 + 1] = (byte)(h >> 8);
             }

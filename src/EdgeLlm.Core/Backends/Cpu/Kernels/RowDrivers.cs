@@ -105,6 +105,7 @@ internal static unsafe class RowDrivers
 
     /// <summary>The largest float scale panel <see cref="Q4_0PackedTiles{TK}"/> puts on a worker's stack.</summary>
     internal const int MaxScalePanelBytes = 64 * 1024;
+    internal static readonly bool AbScalePanelOff = Environment.GetEnvironmentVariable("EDGELLM_AB_SCALE_PANEL") == "0"; // TEMP A/B
 
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
@@ -143,7 +144,7 @@ internal static unsafe class RowDrivers
         // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
         // wider than MaxScalePanelBytes keeps converting per pass).
         long panelGroupBytes = (long)nb * TK.ScalePanelBlockBytes;
-        bool scalePanel = panelGroupBytes > 0 && j.NTokens > 4 && panelGroupBytes <= MaxScalePanelBytes;
+        bool scalePanel = !AbScalePanelOff && panelGroupBytes > 0 && j.NTokens > 4 && panelGroupBytes <= MaxScalePanelBytes;
         int panelFloats = scalePanel ? (int)(Math.Min(tile, Math.Max(1, MaxScalePanelBytes / panelGroupBytes)) * panelGroupBytes / sizeof(float)) : 0;
         float* sp = stackalloc float[panelFloats];
         if (scalePanel) tile = panelFloats * sizeof(float) / panelGroupBytes;
