@@ -131,7 +131,7 @@ public static unsafe partial class DotQ4_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Packed1(byte* group, byte* panel, int nb, float* dst) => PackedSteps<Tokens1, ScalesFp16>(group, null, panel, 0, nb, dst, 0, true);
 
-    /// <summary>How many tokens (1, 2 or 4) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
+    /// <summary>How many tokens (1, 2, 4 or 8) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
     internal interface ITokenCount
     {
         static abstract int Count { get; }
@@ -152,6 +152,11 @@ public static unsafe partial class DotQ4_0
         public static int Count => 4;
     }
 
+    internal struct Tokens8 : ITokenCount
+    {
+        public static int Count => 8;
+    }
+
     /// <summary>
     /// The GEMM over a group of the AVX-512 layout for <typeparamref name="TN"/> tokens. Per step of four blocks: one
     /// 64-byte load of the 32 fp16 scales, two vpmovzxwd and two exact conversions (<see cref="Fp16.ToFloat(Vector512{uint})"/>),
@@ -169,8 +174,10 @@ public static unsafe partial class DotQ4_0
         where TN : struct, ITokenCount where TS : struct, IScaleSource
     {
         byte* y0 = panel, y1 = panel + panelBytes, y2 = panel + 2 * panelBytes, y3 = panel + 3 * panelBytes;
+        byte* y4 = panel + 4 * panelBytes, y5 = panel + 5 * panelBytes, y6 = panel + 6 * panelBytes, y7 = panel + 7 * panelBytes;
         long sOff = nb * 32L, cOff = nb * 36L;
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+        Vector512<float> a4 = Vector512<float>.Zero, a5 = Vector512<float>.Zero, a6 = Vector512<float>.Zero, a7 = Vector512<float>.Zero;
         Vector512<int> pairs = PackedScalePairs();
         Vector512<byte> m4 = Vector512.Create((byte)0x0F);
         byte* ps = group;
@@ -209,6 +216,13 @@ public static unsafe partial class DotQ4_0
                     a2 = PackedToken(a2, w0, w1, w2, w3, dw, y2 + qo, *(float*)(y2 + sOff + fo), *(float*)(y2 + cOff + fo));
                     a3 = PackedToken(a3, w0, w1, w2, w3, dw, y3 + qo, *(float*)(y3 + sOff + fo), *(float*)(y3 + cOff + fo));
                 }
+                if (TN.Count >= 8)
+                {
+                    a4 = PackedToken(a4, w0, w1, w2, w3, dw, y4 + qo, *(float*)(y4 + sOff + fo), *(float*)(y4 + cOff + fo));
+                    a5 = PackedToken(a5, w0, w1, w2, w3, dw, y5 + qo, *(float*)(y5 + sOff + fo), *(float*)(y5 + cOff + fo));
+                    a6 = PackedToken(a6, w0, w1, w2, w3, dw, y6 + qo, *(float*)(y6 + sOff + fo), *(float*)(y6 + cOff + fo));
+                    a7 = PackedToken(a7, w0, w1, w2, w3, dw, y7 + qo, *(float*)(y7 + sOff + fo), *(float*)(y7 + cOff + fo));
+                }
             }
             ps = pq;
         }
@@ -218,6 +232,13 @@ public static unsafe partial class DotQ4_0
         {
             FoldPairs(a2, dst + 2 * dstStride);
             FoldPairs(a3, dst + 3 * dstStride);
+        }
+        if (TN.Count >= 8)
+        {
+            FoldPairs(a4, dst + 4 * dstStride);
+            FoldPairs(a5, dst + 5 * dstStride);
+            FoldPairs(a6, dst + 6 * dstStride);
+            FoldPairs(a7, dst + 7 * dstStride);
         }
     }
 

@@ -106,6 +106,7 @@ internal static unsafe class RowDrivers
     /// <summary>The largest float scale panel <see cref="Q4_0PackedTiles{TK}"/> puts on a worker's stack.</summary>
     internal const int MaxScalePanelBytes = 64 * 1024;
     internal static readonly bool AbScalePanelOff = Environment.GetEnvironmentVariable("EDGELLM_AB_SCALE_PANEL") == "0"; // TEMP A/B
+    internal static readonly bool AbTok8Off = Environment.GetEnvironmentVariable("EDGELLM_AB_TOK8") == "0"; // TEMP A/B
 
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
@@ -139,7 +140,7 @@ internal static unsafe class RowDrivers
         long rows = j.Rows;
         long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
-        float* tmp = stackalloc float[4 * G];
+        float* tmp = stackalloc float[8 * G];
         // Where the layout keeps fp16 scales (AVX-512) and a tile gets more than one four-token pass, its scales are
         // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
         // wider than MaxScalePanelBytes keeps converting per pass).
@@ -160,7 +161,7 @@ internal static unsafe class RowDrivers
             for (int t = 0, step; t < j.NTokens; t += step)
             {
                 int left = j.NTokens - t;
-                step = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                step = left >= 8 && scalePanel && !AbTok8Off ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
                 byte* xt = px + t * pxStride;
                 float* d = j.Dst + t * rows;
                 for (long g = ga; g < gb; g++)
@@ -170,7 +171,9 @@ internal static unsafe class RowDrivers
                     bool whole = b - a == G;
                     float* o = whole ? d + g * G : tmp;
                     long oStride = whole ? rows : G;
-                    if (step == 4 && scalePanel)
+                    if (step == 8)
+                        TK.Packed8Scaled(pg, sp + (g - ga) * (panelGroupBytes / sizeof(float)), xt, pxStride, nb, o, oStride, t == 0);
+                    else if (step == 4 && scalePanel)
                         TK.Packed4Scaled(pg, sp + (g - ga) * (panelGroupBytes / sizeof(float)), xt, pxStride, nb, o, oStride, t == 0);
                     else if (step == 4) TK.Packed4(pg, xt, pxStride, nb, o, oStride);
                     else if (step == 2) TK.Packed2(pg, xt, pxStride, nb, o, oStride);

@@ -259,6 +259,9 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
     static virtual void ScalePanel(byte* group, int nb, float* dst) => throw new NotSupportedException("this layout has no scale panel");
     static virtual void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
         throw new NotSupportedException("this layout has no scale panel");
+    /// <summary><see cref="Packed4Scaled"/> for eight tokens (the weight side once per block for all eight).</summary>
+    static virtual void Packed8Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        throw new NotSupportedException("this layout has no scale panel");
 }
 
 /// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off), with the four-row × four-token tiles of the repacked GEMM.</summary>
@@ -295,6 +298,8 @@ internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where T
     public static void ScalePanel(byte* group, int nb, float* dst) => DotQ4_0.ScalePanel(group, nb, dst);
     public static void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
         DotQ4_0.Packed4Scaled(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
+    public static void Packed8Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        DotQ4_0.Packed8Scaled(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
 }
 
 // ---- Q6_K: GFNI on both x64 rungs ----
