@@ -10,7 +10,7 @@ namespace EdgeLlm.Tests.X64Decode;
 /// the AVX-512 row of <see cref="KernelTable"/>). The panel is checked bit for bit against .NET's own fp16 → float
 /// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf), and normal
 /// ones only (every exponent, both signs: the fast conversion a step of normal scales takes). The driver
-/// runs batches of 5, 6, 8, 9 and 13 tokens (one to three four-token passes per tile, tails of one, two and three) over
+/// runs batches of 5, 6, 8, 9 and 13 tokens (passes of eight, four, two and one token: 4+1, 4+2, 8, 8+1, 8+4+1) over
 /// rows that span several row tiles and end in a partial group, cut into three uneven thread ranges, with a different
 /// scale for every (row, block) (|d_w| from 0.01 to 0.17, signs alternating) and independent activations per token;
 /// each result against a double reference Σ_b d_w·d_x·Σ(q − 8)·y computed from the stored bytes, tolerance 1e-5·M'

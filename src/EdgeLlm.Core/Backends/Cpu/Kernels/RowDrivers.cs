@@ -105,8 +105,6 @@ internal static unsafe class RowDrivers
 
     /// <summary>The largest float scale panel <see cref="Q4_0PackedTiles{TK}"/> puts on a worker's stack.</summary>
     internal const int MaxScalePanelBytes = 64 * 1024;
-    internal static readonly bool AbScalePanelOff = Environment.GetEnvironmentVariable("EDGELLM_AB_SCALE_PANEL") == "0"; // TEMP A/B
-    internal static readonly bool AbTok8Off = Environment.GetEnvironmentVariable("EDGELLM_AB_TOK8") == "0"; // TEMP A/B
 
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
@@ -119,7 +117,8 @@ internal static unsafe class RowDrivers
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
     /// last whole group run <see cref="Rows{TK}"/> (the one-token loop for every token, as alone); every call without
     /// the copy runs <see cref="Tiles{TK}"/>. On AVX-512 a batch of more than four tokens takes each tile's fp16 scales
-    /// from a float panel converted once per tile (<see cref="IPackedQ4_0Kernel.ScalePanel"/>, same bits).
+    /// from a float panel converted once per tile (<see cref="IPackedQ4_0Kernel.ScalePanel"/>, same bits) and runs eight
+    /// tokens a pass while eight are left (<see cref="IPackedQ4_0Kernel.Packed8Scaled"/>), then four, two, one.
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
@@ -141,11 +140,11 @@ internal static unsafe class RowDrivers
         long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[8 * G];
-        // Where the layout keeps fp16 scales (AVX-512) and a tile gets more than one four-token pass, its scales are
+        // Where the layout keeps fp16 scales (AVX-512) and a tile gets more than one pass, its scales are
         // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
         // wider than MaxScalePanelBytes keeps converting per pass).
         long panelGroupBytes = (long)nb * TK.ScalePanelBlockBytes;
-        bool scalePanel = !AbScalePanelOff && panelGroupBytes > 0 && j.NTokens > 4 && panelGroupBytes <= MaxScalePanelBytes;
+        bool scalePanel = panelGroupBytes > 0 && j.NTokens > 4 && panelGroupBytes <= MaxScalePanelBytes;
         int panelFloats = scalePanel ? (int)(Math.Min(tile, Math.Max(1, MaxScalePanelBytes / panelGroupBytes)) * panelGroupBytes / sizeof(float)) : 0;
         float* sp = stackalloc float[panelFloats];
         if (scalePanel) tile = panelFloats * sizeof(float) / panelGroupBytes;
@@ -161,7 +160,7 @@ internal static unsafe class RowDrivers
             for (int t = 0, step; t < j.NTokens; t += step)
             {
                 int left = j.NTokens - t;
-                step = left >= 8 && scalePanel && !AbTok8Off ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                step = left >= 8 && scalePanel ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
                 byte* xt = px + t * pxStride;
                 float* d = j.Dst + t * rows;
                 for (long g = ga; g < gb; g++)
