@@ -187,7 +187,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(dst, nTokens * w.Rows, "matmul dst");
         // The packed GEMM for batches of four tokens or more; for fewer too when batch invariance is asked for (its
         // one-token kernel is slower than the one-row loops over the stored rows, which a lone decode uses otherwise),
-        // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON and AVX-512).
+        // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON, AVX2 and AVX-512, Q8_0 on NEON and AVX2).
         bool packed = nTokens >= 4 || _batchInvariant || Kernels.KernelTable.For(_kernels, w.Type) is { PackedOneToken: true };
         if (packed && !w.PackDecided) MaybePack(w);
         return packed;

@@ -12,7 +12,7 @@ internal sealed unsafe class CpuWeight(TensorView view) : BackendWeight(view.Nam
 
     public byte* Row(long row) => Data + row * RowBytes;
 
-    /// <summary>A copy of the whole eight-row groups repacked for the GEMM (<see cref="Kernels.DotQ4_0.Repack"/>, <see cref="Kernels.DotQ8_0.Repack"/>), owned by the backend, or null.</summary>
+    /// <summary>A copy of the whole eight-row groups repacked for the GEMM (<see cref="Kernels.CpuKernelRow.Repack"/>), owned by the backend, or null.</summary>
     public byte* Packed { get; set; }
 
     /// <summary>Whether the backend has decided about <see cref="Packed"/> (it decides once, at the first matmul).</summary>

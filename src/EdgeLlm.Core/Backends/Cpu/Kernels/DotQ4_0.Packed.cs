@@ -8,9 +8,9 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// Q4_0 weights repacked at load for the x64 GEMMs: eight rows interleaved per block, so one register holds the same
 /// eight weights of eight rows and every vector lane pair belongs to one row: the products need no horizontal sums.
 /// Two layouts of a group of eight rows (rows 8g .. 8g+7) share the quant bytes of a block: 64 bytes holding qs bytes
-/// 0..7 of row 0, of row 1, … of row 7, then 64 bytes holding qs bytes 8..15 of the eight rows. <see cref="Repack"/>
-/// (the AVX2 rung, <c>DotQ4_0.PackedAvx2.cs</c>) puts <c>f32 d[8]</c> (the rows' block scales, widened from fp16)
-/// before each block's 128 bytes: 160 bytes per block, 11% more than Q4_0. <see cref="RepackAvx512"/> (this file's
+/// 0..7 of row 0, of row 1, … of row 7, then 64 bytes holding qs bytes 8..15 of the eight rows. The NEON layout
+/// (<see cref="RepackNeon"/>) puts <c>f32 d[8]</c> (the rows' block scales, widened from fp16) before each block's
+/// 128 bytes: 160 bytes per block, 11% more than Q4_0 (<see cref="PackedBlockBytes"/>). <see cref="RepackAvx512"/> (this file's
 /// kernels) keeps the fp16 scales, four blocks' worth in one 64-byte line before their quants: 144 bytes per block,
 /// what the stored rows take, so a decode streaming the copy reads no more bytes than the one-row loops.
 /// With the Q4_0 nibble order (byte j holds weight j in its low nibble and weight j + 16 in its high one) the low
@@ -42,30 +42,6 @@ public static unsafe partial class DotQ4_0
     /// <summary>Bytes the repacked copy of the first rows / 8 · 8 rows of <paramref name="n"/> values takes.</summary>
     public static long PackedBytes(long rows, int n) => rows / PackRows * (long)Blocks(n) * PackedBlockBytes;
 
-    /// <summary>
-    /// Repacks the whole groups of eight rows of a Q4_0 matrix (<paramref name="rows"/> rows of <paramref name="n"/>
-    /// values, <paramref name="rowBytes"/> apart) into <paramref name="dst"/> (<see cref="PackedBytes"/> bytes).
-    /// </summary>
-    public static void Repack(byte* src, long rowBytes, long rows, int n, byte* dst)
-    {
-        int nb = Blocks(n);
-        for (long g = 0; g < rows / PackRows; g++)
-        {
-            byte* pg = dst + g * nb * (long)PackedBlockBytes;
-            for (int b = 0; b < nb; b++)
-            {
-                byte* pb = pg + b * (long)PackedBlockBytes;
-                for (int r = 0; r < PackRows; r++)
-                {
-                    byte* blk = src + (g * PackRows + r) * rowBytes + b * (long)BlockBytes;
-                    ((float*)pb)[r] = Fp16.Read(blk);
-                    Unsafe.CopyBlockUnaligned(pb + 32 + 8 * r, blk + 2, 8);
-                    Unsafe.CopyBlockUnaligned(pb + 96 + 8 * r, blk + 10, 8);
-                }
-            }
-        }
-    }
-
     /// <summary>Bytes of one block of a group in the AVX-512 layout (<see cref="RepackAvx512"/>): eight fp16 scales and eight rows' 16 quant bytes, what the eight stored blocks take.</summary>
     public const int PackedBlockBytesAvx512 = PackRows * 2 + PackRows * 16;
 
@@ -79,7 +55,7 @@ public static unsafe partial class DotQ4_0
     /// Repacks the whole groups of eight rows of a Q4_0 matrix into the AVX-512 layout (<paramref name="dst"/>,
     /// <see cref="PackedBytesAvx512"/> bytes). A group is a run of steps of four blocks (the last step has nb mod 4
     /// blocks when that is not zero): k ≤ 4 blocks take 16·k bytes of fp16 scales (block j's eight rows at 16·j, row r at
-    /// + 2·r, the stored bits), then k times 128 bytes of quants as in <see cref="Repack"/> (qs bytes 0..7 of rows
+    /// + 2·r, the stored bits), then k times 128 bytes of quants (qs bytes 0..7 of rows
     /// 0..7, then qs bytes 8..15). A whole step is 576 bytes, nine cache lines, and the copy takes the stored rows'
     /// bytes: a decode that streams it reads no more than the one-row loops.
     /// </summary>

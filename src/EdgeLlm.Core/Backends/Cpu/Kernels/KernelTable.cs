@@ -27,11 +27,11 @@ internal sealed unsafe class CpuKernelRow
     public readonly delegate*<in RowJob, long, long, float*, void> Rows;
     /// <summary>True when <see cref="Rows"/> takes the Q8_0 activations repacked as a <see cref="Q8_0Panel"/>.</summary>
     public readonly bool Panel;
-    /// <summary>True when <see cref="Rows"/> uses a Q4_0 copy repacked by <see cref="DotQ4_0.Repack"/> (<see cref="RowJob.Packed"/>) where the matmul has one.</summary>
+    /// <summary>True when <see cref="Rows"/> uses a repacked Q4_0 copy (<see cref="RowJob.Packed"/>) where the matmul has one.</summary>
     public readonly bool PacksQ4_0;
     /// <summary>
     /// The repack <see cref="Rows"/> takes a copy of (<see cref="RowJob.Packed"/>) where the matmul has one, or null:
-    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: <see cref="DotQ4_0.Repack"/>, on AVX-512 <see cref="DotQ4_0.RepackAvx512"/>, on NEON
+    /// <c>PackedBytes(rows, n)</c> and <c>Repack(src, rowBytes, rows, n, dst)</c> (Q4_0: on AVX2 <see cref="DotQ4_0.RepackAvx2"/>, on AVX-512 <see cref="DotQ4_0.RepackAvx512"/>, on NEON
     /// <see cref="DotQ4_0.RepackNeon"/>; Q8_0: <see cref="DotQ8_0.Repack"/>, on NEON <see cref="DotQ8_0.RepackNeon"/>).
     /// </summary>
     public readonly delegate*<long, int, long> PackedBytes;
@@ -41,7 +41,7 @@ internal sealed unsafe class CpuKernelRow
     /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
     public bool Packs => Repack != null;
     /// <summary>
-    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 and Q8_0 on NEON, Q4_0 on AVX-512), so one-token
+    /// True when the GEMM over the repacked copy is also the faster kernel for a lone token (Q4_0 and Q8_0 on NEON and AVX2, Q4_0 on AVX-512), so one-token
     /// (decode) matmuls take the copy without <c>BackendOptions.BatchInvariant</c> too, and batches and decode run the same kernel.
     /// </summary>
     public readonly bool PackedOneToken;
@@ -51,20 +51,21 @@ internal sealed unsafe class CpuKernelRow
     public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
-        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0 = false, bool packsQ8_0 = false,
+        delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
         bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false)
     {
-        PacksQ4_0 = packsQ4_0 || packsQ4_0Neon || packsQ4_0Avx512;
-        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512;
-        if (packsQ4_0)
-        {
-            PackedBytes = &DotQ4_0.PackedBytes;
-            Repack = &DotQ4_0.Repack;
-        }
+        PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
+        // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2);
         if (packsQ4_0Avx512)
         {
             PackedBytes = &DotQ4_0.PackedBytesAvx512;
             Repack = &DotQ4_0.RepackAvx512;
+        }
+        if (packsQ4_0Avx2)
+        {
+            PackedBytes = &DotQ4_0.PackedBytesAvx2;
+            Repack = &DotQ4_0.RepackAvx2;
         }
         if (packsQ4_0Neon)
         {
@@ -225,9 +226,9 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// Q4_0: on x64 the batch takes <see cref="Q8_0Panel"/> activations (one- and four-token panel loops); on AVX-512 and
-    /// AVX2 a matmul of any batch size runs the eight-row GEMM over the repacked copy where the matmul has one (AVX-512:
-    /// the fp16-scale layout of <see cref="DotQ4_0.RepackAvx512"/>, decode included without batch invariance asked for, as
-    /// on NEON); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
+    /// AVX2 a matmul of any batch size runs the eight-row GEMM over the repacked copy where the matmul has one (the fp16-scale
+    /// layouts of <see cref="DotQ4_0.RepackAvx512"/> and <see cref="DotQ4_0.RepackAvx2"/>, decode included without batch
+    /// invariance asked for, as on NEON); <see cref="CpuKernelRow.Dot"/> stays on Q8_0 blocks.
     /// </summary>
     private static CpuKernelRow Q4_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {
@@ -240,8 +241,8 @@ internal static unsafe class KernelTable
                     : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx512<VbmiOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx512<VbmiOn, GfniOff>>, panel: true, packsQ4_0Avx512: true);
             case Rung.Avx2:
                 return f.Vnni
-                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOn>>, panel: true, packsQ4_0: true)
-                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOff>>, panel: true, packsQ4_0: true);
+                    ? new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOn>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOn>>, panel: true, packsQ4_0Avx2: true)
+                    : new(t, rung, f, &RowDrivers.Dot<Q4_0Avx2<VnniOff>>, &RowDrivers.Q4_0PackedTiles<Q4_0PanelAvx2<VnniOff>>, panel: true, packsQ4_0Avx2: true);
             case Rung.Neon: return Plain<Q4_0Neon>(t, rung, f);
             default: return Plain<Q4_0Scalar>(t, rung, f);
         }
@@ -250,7 +251,8 @@ internal static unsafe class KernelTable
     /// <summary>
     /// Q8_0: on AVX-512 the four-token loop, and with AVX-VNNI (<see cref="KernelFlags.Vnni"/>) the eight-row GEMM over
     /// the repacked copy where the matmul has one; on AVX2 (VNNI on or off) the eight-row GEMM over the same repacked copy
-    /// (<see cref="Q8_0PackedAvx2{TVnni}"/>), the four-token loop on the stored rows without one; the other rungs the one-token loops.
+    /// (<see cref="Q8_0PackedAvx2{TVnni}"/>, decode included: its one-token loop reads the copy faster than the one-row loops
+    /// read the stored rows), the four-token loop on the stored rows without one; the other rungs the one-token loops.
     /// </summary>
     private static CpuKernelRow Q8_0Row(TypeTraits t, Rung rung, KernelFlags f)
     {

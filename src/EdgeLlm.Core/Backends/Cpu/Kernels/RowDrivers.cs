@@ -15,7 +15,7 @@ internal unsafe struct RowJob
     public long XStride;
     public float* Dst;
     public int NTokens;
-    /// <summary>The weights repacked for the GEMM (Q4_0: <see cref="DotQ4_0.Repack"/>, Q8_0: <see cref="DotQ8_0.Repack"/>, whole groups of eight rows), or null.</summary>
+    /// <summary>The weights repacked for the GEMM (<see cref="CpuKernelRow.Repack"/>: whole groups of eight rows), or null.</summary>
     public byte* Packed;
     /// <summary>The activations a repacked GEMM takes when they differ from <see cref="X"/> (Q8_0: the <see cref="Q8_0Panel"/>), or null.</summary>
     public byte* PackedX;

@@ -238,7 +238,7 @@ internal unsafe struct Q4_0Neon : IRowKernel
 }
 
 /// <summary>
-/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.Repack"/>,
+/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.RepackAvx2"/>,
 /// <see cref="DotQ4_0.RepackAvx512"/>, <see cref="DotQ4_0.RepackNeon"/>): one group of eight rows · four tokens' panels,
 /// · two, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
 /// </summary>
@@ -264,22 +264,21 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
         throw new NotSupportedException("this layout has no scale panel");
 }
 
-/// <summary>Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off), with the four-row × four-token tiles of the repacked GEMM.</summary>
+/// <summary>
+/// Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off): the one- and four-token panel loops over
+/// the stored rows, and the eight-row GEMM over the fp16-scale copy of <see cref="DotQ4_0.RepackAvx2"/> for one, two
+/// and four tokens (decode included), each token's float steps in the same order in all three.
+/// </summary>
 internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : struct, IIsaFlag
 {
-    public static int PackedBlockBytes => DotQ4_0.PackedBlockBytes;
+    public static int PackedBlockBytes => DotQ4_0.PackedBlockBytesAvx2;
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx2(row, x, n, TVnni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx2(row, x, xStride, n, dst, dstStride, TVnni.Enabled);
-    public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.PackedAvx2x4<TVnni>(group, panel, panelBytes, nb, dst, dstStride);
-    public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedAvx2x1<TVnni>(group, panel, nb, dst);
-
-    // Two tokens as two one-token passes: the same per-token arithmetic as Packed4 and Packed1 (PackedToken256), so a
-    // token's result does not depend on the batch it decodes in.
-    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride)
-    {
-        DotQ4_0.PackedAvx2x1<TVnni>(group, panel, nb, dst);
-        DotQ4_0.PackedAvx2x1<TVnni>(group, panel + panelBytes, nb, dst + dstStride);
-    }
+    public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
+        DotQ4_0.PackedAvx2<DotQ4_0.Tokens4, TVnni>(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
+        DotQ4_0.PackedAvx2<DotQ4_0.Tokens2, TVnni>(group, panel, panelBytes, nb, dst, dstStride);
+    public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedAvx2<DotQ4_0.Tokens1, TVnni>(group, panel, 0, nb, dst, 0);
 }
 
 /// <summary>
