@@ -198,8 +198,15 @@ internal sealed unsafe class Attention : ParallelWork
         long qDim = (long)_nHeads * headDim;
         long kvOff = (long)kvHead * headDim;
 
-        // Transpose the tile's queries into qt[d][lane]; lanes past the tile are zero and see every key.
-        for (int r = 0; r < Lanes; r++)
+        int w = TS.Count;
+        int rows4 = (rows + 3) & ~3;
+        int chunks = (rows4 + w - 1) / w;
+
+        // Transpose the tile's queries into qt[d][lane]; lanes past the tile up to the last vector the kernels read
+        // (chunks · w) are zero and see every key; lanes beyond it are never read, so they are not written (a decode
+        // tile, one GQA group of 8 rows at width 16, touches one cache line of each qt row instead of two).
+        int readLanes = chunks * w;
+        for (int r = 0; r < readLanes; r++)
         {
             if (r < rows)
             {
@@ -214,10 +221,6 @@ internal sealed unsafe class Attention : ParallelWork
                 limit[r] = keys - 1;
             }
         }
-
-        int w = TS.Count;
-        int rows4 = (rows + 3) & ~3;
-        int chunks = (rows4 + w - 1) / w;
         // Score row s of st is key j0 + s.
         float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
         float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]

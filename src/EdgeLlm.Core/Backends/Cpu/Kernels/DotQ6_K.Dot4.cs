@@ -9,8 +9,11 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// 256 6-bit values rebuilt from ql and qh (four zmm, GFNI or shifts as in the one-token loop) and the four vpmaddwd
 /// scale vectors — is unpacked once and applied to all four tokens; each token then costs four vpmaddubsw, four
 /// vpmaddwd, its bsums·scales offset and one FMA. AVX2: four tokens per pass over the row, each quarter of a 128-weight half
-/// unpacked once for the four. The integer block sums are exact and the float steps (d·d_x, the FMA per block, the
-/// final sum) are those of the one-token loops, so the results are bit-identical to four <see cref="Dot"/> calls.
+/// unpacked once for the four. The −32 offset of the 6-bit values is Σ_g bsums_g·(−32·sc_g): the scales times −32 are
+/// formed once per block for the four tokens (int16: |−32·sc| ≤ 4096; the int32 pair sums ≤ 2·2048·4096), so each token
+/// pays one vpmaddwd and one add for it instead of a vpmaddwd, a shift and a subtract. The integer block sums are exact
+/// (the same int32 value however they are grouped) and the float steps (d·d_x, the FMA per block, the final sum) are
+/// those of the one-token loops, so the results are bit-identical to four <see cref="Dot"/> calls.
 /// </summary>
 public static unsafe partial class DotQ6_K
 {
@@ -84,6 +87,7 @@ public static unsafe partial class DotQ6_K
             PrefetchWeights(wb);
             long yo = (long)b * ActivationQuant.Q8_KBlockBytes;
             Vector256<short> sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(wb + ScalesOffset)));
+            Vector256<short> scM32 = Vector256<short>.Zero - (sc16 << 5); // −32·sc_g, once for the four tokens
             Vector512<short> scales = sc16.ToVector512Unsafe();
             Vector512<short> s0 = Avx512BW.PermuteVar32x16(scales, idx0), s1 = Avx512BW.PermuteVar32x16(scales, idx1);
             Vector512<short> s2 = Avx512BW.PermuteVar32x16(scales, idx2), s3 = Avx512BW.PermuteVar32x16(scales, idx3);
@@ -109,10 +113,10 @@ public static unsafe partial class DotQ6_K
                 q3 = ((l1.AsUInt16() >>> 4).AsByte() & m4) | (((hh1.AsUInt16() >>> 4).AsByte() & m2).AsUInt16() << 4).AsByte();
             }
             float dw = Fp16.Read(wb + DOffset);
-            a0 = Token512(a0, x0 + yo, q0, q1, q2, q3, s0, s1, s2, s3, sc16, dw);
-            a1 = Token512(a1, x1 + yo, q0, q1, q2, q3, s0, s1, s2, s3, sc16, dw);
-            a2 = Token512(a2, x2 + yo, q0, q1, q2, q3, s0, s1, s2, s3, sc16, dw);
-            a3 = Token512(a3, x3 + yo, q0, q1, q2, q3, s0, s1, s2, s3, sc16, dw);
+            a0 = Token512(a0, x0 + yo, q0, q1, q2, q3, s0, s1, s2, s3, scM32, dw);
+            a1 = Token512(a1, x1 + yo, q0, q1, q2, q3, s0, s1, s2, s3, scM32, dw);
+            a2 = Token512(a2, x2 + yo, q0, q1, q2, q3, s0, s1, s2, s3, scM32, dw);
+            a3 = Token512(a3, x3 + yo, q0, q1, q2, q3, s0, s1, s2, s3, scM32, dw);
         }
         dst[0] = Sum(a0);
         dst[dstStride] = Sum(a1);
@@ -120,19 +124,19 @@ public static unsafe partial class DotQ6_K
         dst[3 * dstStride] = Sum(a3);
     }
 
-    /// <summary>One token's share of a block: Σ sc_g·Σ q·y − 32·Σ sc_g·bsums_g, then acc + float(isum)·(d·d_x).</summary>
+    /// <summary>One token's share of a block: Σ sc_g·Σ q·y + Σ (−32·sc_g)·bsums_g (<paramref name="scM32"/>), then acc + float(isum)·(d·d_x).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Token512(Vector512<float> acc, byte* yb,
         Vector512<byte> q0, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3,
-        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector256<short> sc16, float dw)
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector256<short> scM32, float dw)
     {
-        Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16);
+        Vector256<int> offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), scM32);
         sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
         Vector512<int> isum = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q0, Vector512.Load(y)), s0)
                             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q1, Vector512.Load(y + 64)), s1);
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q2, Vector512.Load(y + 128)), s2)
               + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q3, Vector512.Load(y + 192)), s3);
-        isum -= (offset << 5).ToVector512();
+        isum += offset.ToVector512();
         float d = dw * Unsafe.ReadUnaligned<float>(yb);
         return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(d), acc);
     }
@@ -161,11 +165,11 @@ public static unsafe partial class DotQ6_K
             Avx2Half4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, wb, wb + QhOffset, y0, y1, y2, y3, lanes, 0);
             Avx2Half4<TVnni, TGfni>(ref i0, ref i1, ref i2, ref i3, wb + 64, wb + QhOffset + 32, y0 + 128, y1 + 128, y2 + 128, y3 + 128, lanes, 4);
             float dw = Fp16.Read(wb + DOffset);
-            Vector256<short> sc16 = Avx2.ConvertToVector256Int16(sc);
-            a0 = Finish256(a0, x0 + yo, i0, sc16, dw);
-            a1 = Finish256(a1, x1 + yo, i1, sc16, dw);
-            a2 = Finish256(a2, x2 + yo, i2, sc16, dw);
-            a3 = Finish256(a3, x3 + yo, i3, sc16, dw);
+            Vector256<short> scM32 = Vector256<short>.Zero - (Avx2.ConvertToVector256Int16(sc) << 5); // −32·sc_g, once for the four tokens
+            a0 = Finish256(a0, x0 + yo, i0, scM32, dw);
+            a1 = Finish256(a1, x1 + yo, i1, scM32, dw);
+            a2 = Finish256(a2, x2 + yo, i2, scM32, dw);
+            a3 = Finish256(a3, x3 + yo, i3, scM32, dw);
         }
         dst[0] = Vector256.Sum(a0);
         dst[dstStride] = Vector256.Sum(a1);
@@ -173,11 +177,11 @@ public static unsafe partial class DotQ6_K
         dst[3 * dstStride] = Vector256.Sum(a3);
     }
 
-    /// <summary>A token's block step: its int32 sums less 32·Σ_g sc_g·bsums_g, then one FMA with d·d_x (the float step of the one-token loop).</summary>
+    /// <summary>A token's block step: its int32 sums plus Σ_g (−32·sc_g)·bsums_g (<paramref name="scM32"/>), then one FMA with d·d_x (the float step of the one-token loop).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Finish256(Vector256<float> acc, byte* yb, Vector256<int> isum, Vector256<short> sc16, float dw)
+    private static Vector256<float> Finish256(Vector256<float> acc, byte* yb, Vector256<int> isum, Vector256<short> scM32, float dw)
     {
-        isum -= Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), sc16) << 5;
+        isum += Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), scM32);
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(dw * Unsafe.ReadUnaligned<float>(yb)), acc);
     }
 
