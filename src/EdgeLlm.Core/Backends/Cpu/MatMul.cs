@@ -54,6 +54,16 @@ internal sealed unsafe class MatMul : ParallelWork
     private delegate*<float*, byte*, int, void> _quantize;
     private bool _quantizePhase;
     private bool _fusedQuantize;
+    /// <summary>A one-token product whose threads quantize a share of the token's blocks each (<see cref="SplitOneToken"/>).</summary>
+    private bool _splitQuantize;
+    private GgmlType _activation;
+    private int _blockSize, _blockBytes;
+
+    /// <summary>
+    /// One-token products on several threads quantize the token inside their dispatch, split by blocks (default); false
+    /// quantizes it on the calling thread before the dispatch (tests: the same bytes either way).
+    /// </summary>
+    internal bool SplitOneToken { get; set; } = true;
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
@@ -64,6 +74,9 @@ internal sealed unsafe class MatMul : ParallelWork
     private readonly long _panelCapacity;
     private long _panelBytes;
     private readonly CpuKernelRow?[] _kernels;
+
+    /// <summary>Where the serial activation quantize of a lone token is timed (<see cref="OpProfile"/>; null when off).</summary>
+    internal OpProfile? Profile { get; init; }
 
     /// <summary>Fraction of the rows (eighths) split statically; the remainder is claimed in chunks.</summary>
     private const int StaticShare = 7;
@@ -173,6 +186,7 @@ internal sealed unsafe class MatMul : ParallelWork
             if (row.Traits.IsQuantized)
             {
                 _quantize = row.QuantizeActivations;
+                _activation = row.Traits.Activation;
                 _xqRowBytes = row.ActivationBytes(n);
                 panel |= row.Panel || (row.PackedPanel && m.Job.Packed != null);
             }
@@ -183,11 +197,24 @@ internal sealed unsafe class MatMul : ParallelWork
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
         if (_quantize != null)
         {
-            if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
+            if (nTokens == 1 && pool.ThreadCount > 1 && SplitOneToken)
             {
-                // A lone decode token (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
+                // A lone decode token on several threads: quantized inside the product's own dispatch, the threads
+                // splitting its blocks and meeting at a spin barrier before the rows (each block is quantized the
+                // same way whoever does it), so the workers do not idle while the caller quantizes it alone.
+                var (bs, bb) = ActivationQuant.FormatGeometry(_activation);
+                _blockSize = bs;
+                _blockBytes = bb;
+                _splitQuantize = true;
+                _arrivals.Value = pool.ThreadCount;
+            }
+            else if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
+            {
+                // A lone decode token on one thread (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
                 // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
+                long q0 = Profile is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 for (int t = 0; t < nTokens; t++) QuantizeToken(t);
+                Profile?.Split(ProfiledOp.Quantize, System.Diagnostics.Stopwatch.GetTimestamp() - q0);
             }
             else if (nTokens <= InlineQuantizeTokens)
             {
@@ -206,7 +233,7 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         Split(pool.ThreadCount);
         try { pool.Run(this); }
-        finally { _fusedQuantize = false; }
+        finally { _fusedQuantize = false; _splitQuantize = false; }
     }
 
     /// <summary>Points a member's job at the input its kernel reads: the floats, the quantized rows or their panel.</summary>
@@ -275,7 +302,19 @@ internal sealed unsafe class MatMul : ParallelWork
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
-        if (_fusedQuantize)
+        if (_splitQuantize)
+        {
+            int nb = _n / _blockSize;
+            var (b0, b1) = WorkerPool.Range(nb, thread, threadCount);
+            if (b0 < b1)
+            {
+                _quantize(_x + b0 * _blockSize, _xq + b0 * _blockBytes, (int)(b1 - b0) * _blockSize);
+                if (_panelBytes != 0) Q8_0Panel.FromBlocksRange(_xq, _panel, nb, (int)b0, (int)b1);
+            }
+            Interlocked.Decrement(ref _arrivals.Value);
+            for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);
+        }
+        else if (_fusedQuantize)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);
