@@ -57,7 +57,12 @@ internal sealed unsafe class MatMul : ParallelWork
     /// <summary>A one-token product whose threads quantize a share of the token's blocks each (<see cref="SplitOneToken"/>).</summary>
     private bool _splitQuantize;
     private GgmlType _activation;
-    private int _blockSize, _blockBytes;
+    private int _blockSize, _blockBytes, _qBlocks, _qChunk;
+    /// <summary>The next unclaimed block of a split quantize, and how many blocks are done.</summary>
+    private PaddedCounter _qNext, _qDone;
+
+    /// <summary>Values per claimed chunk of a split one-token quantize (whole blocks; one Q8_K block).</summary>
+    private const int QuantizeChunkValues = 256;
 
     /// <summary>
     /// One-token products on several threads quantize the token inside their dispatch, split by blocks (default); false
@@ -200,13 +205,18 @@ internal sealed unsafe class MatMul : ParallelWork
             if (nTokens == 1 && pool.ThreadCount > 1 && SplitOneToken)
             {
                 // A lone decode token on several threads: quantized inside the product's own dispatch, the threads
-                // splitting its blocks and meeting at a spin barrier before the rows (each block is quantized the
-                // same way whoever does it), so the workers do not idle while the caller quantizes it alone.
+                // claiming chunks of its blocks from a counter (each block is quantized the same way whoever does
+                // it) and waiting before the rows until every chunk is done, so the workers do not idle while the
+                // caller quantizes it alone, and a worker that wakes late finds the chunks taken and goes straight to
+                // the rows (the caller then waits for no one: only a chunk claimed and not yet finished holds it up).
                 var (bs, bb) = ActivationQuant.FormatGeometry(_activation);
                 _blockSize = bs;
                 _blockBytes = bb;
+                _qBlocks = n / bs;
+                _qChunk = Math.Max(1, QuantizeChunkValues / bs);
+                _qNext.Value = 0;
+                _qDone.Value = 0;
                 _splitQuantize = true;
-                _arrivals.Value = pool.ThreadCount;
             }
             else if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
             {
@@ -304,15 +314,17 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         if (_splitQuantize)
         {
-            int nb = _n / _blockSize;
-            var (b0, b1) = WorkerPool.Range(nb, thread, threadCount);
-            if (b0 < b1)
+            long nb = _qBlocks, chunk = _qChunk;
+            while (Volatile.Read(ref _qNext.Value) < nb)
             {
+                long b0 = Interlocked.Add(ref _qNext.Value, chunk) - chunk;
+                if (b0 >= nb) break;
+                long b1 = Math.Min(nb, b0 + chunk);
                 _quantize(_x + b0 * _blockSize, _xq + b0 * _blockBytes, (int)(b1 - b0) * _blockSize);
-                if (_panelBytes != 0) Q8_0Panel.FromBlocksRange(_xq, _panel, nb, (int)b0, (int)b1);
+                if (_panelBytes != 0) Q8_0Panel.FromBlocksRange(_xq, _panel, (int)nb, (int)b0, (int)b1);
+                Interlocked.Add(ref _qDone.Value, b1 - b0);
             }
-            Interlocked.Decrement(ref _arrivals.Value);
-            for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);
+            for (int spins = 0; Volatile.Read(ref _qDone.Value) != nb; spins++) WorkerPool.Spin(spins);
         }
         else if (_fusedQuantize)
         {
