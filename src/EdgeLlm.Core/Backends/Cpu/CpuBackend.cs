@@ -226,10 +226,14 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     internal bool GroupMatMuls { get; init; } = true;
 
     /// <summary>
-    /// False quantizes a lone token's activations on the calling thread before the product's dispatch instead of split
-    /// over the threads inside it (tests: the same bits either way).
+    /// True quantizes a lone token's activations inside the product's dispatch, the threads claiming chunks of its blocks,
+    /// instead of on the calling thread before the dispatch (the same bits either way; tests run both). Off unless
+    /// <c>EDGELLM_SPLIT_QUANTIZE=1</c>: on the shared, oversubscribed 2-vCPU test machine the caller waiting for a
+    /// preempted worker's chunk cost more than the ~1-2 us per product it saves; to be measured on a quiet machine.
     /// </summary>
-    internal bool SplitOneTokenQuantize { get; init; } = true;
+    internal bool SplitOneTokenQuantize { get; init; } = SplitQuantizeDefault;
+
+    private static readonly bool SplitQuantizeDefault = Environment.GetEnvironmentVariable("EDGELLM_SPLIT_QUANTIZE") == "1";
 
     /// <summary>
     /// The weights as one product (<see cref="Cpu.MatMul.Add"/>): x quantized once, one dispatch over the rows of all of

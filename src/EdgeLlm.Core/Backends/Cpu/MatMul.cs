@@ -65,10 +65,10 @@ internal sealed unsafe class MatMul : ParallelWork
     private const int QuantizeChunkValues = 256;
 
     /// <summary>
-    /// One-token products on several threads quantize the token inside their dispatch, split by blocks (default); false
-    /// quantizes it on the calling thread before the dispatch (tests: the same bytes either way).
+    /// One-token products on several threads quantize the token inside their dispatch, split by blocks; false (default)
+    /// quantizes it on the calling thread before the dispatch (the same bytes either way; <see cref="CpuBackend.SplitOneTokenQuantize"/>).
     /// </summary>
-    internal bool SplitOneToken { get; set; } = true;
+    internal bool SplitOneToken { get; set; }
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
