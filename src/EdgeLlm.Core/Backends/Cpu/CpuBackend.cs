@@ -53,6 +53,26 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _pool = new WorkerPool(threads == 0 ? Environment.ProcessorCount : threads);
         _batchInvariant = batchInvariant;
         _kernels = kernels;
+        if (OpProfile.Enabled)
+        {
+            _prof = new OpProfile(_pool.ThreadCount);
+            _pool.Profile = _prof;
+        }
+    }
+
+    /// <summary>Per-op times (<c>EDGELLM_OP_PROFILE=1</c>), printed to stderr at <see cref="Dispose"/>; null otherwise.</summary>
+    private readonly OpProfile? _prof;
+
+    /// <summary>The profile row of a product of <paramref name="w"/> (by its GGUF name; only called when profiling).</summary>
+    private static ProfiledOp MatKind(CpuWeight w)
+    {
+        string n = w.Name;
+        if (n.Contains("attn_q", StringComparison.Ordinal)) return ProfiledOp.MatQkv;
+        if (n.Contains("attn_output", StringComparison.Ordinal)) return ProfiledOp.MatWo;
+        if (n.Contains("ffn_gate", StringComparison.Ordinal) || n.Contains("ffn_up", StringComparison.Ordinal)) return ProfiledOp.MatGateUp;
+        if (n.Contains("ffn_down", StringComparison.Ordinal)) return ProfiledOp.MatDown;
+        if (n is "output.weight" or "token_embd.weight") return ProfiledOp.MatOutput;
+        return ProfiledOp.MatOther;
     }
 
     private static Kernels.CpuKernelRow?[] KernelsOf(Kernels.Rung rung, Kernels.KernelFlags flags)
@@ -95,7 +115,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
         long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
         long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
-        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes, _kernels);
+        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes, _kernels) { Profile = _prof, SplitOneToken = SplitOneTokenQuantize };
         _attention = new Attention(attention, limits.ContextSize, limits.HeadDim);
         _rope = new Rope([AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], [AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], ropeCapacity);
     }
@@ -158,7 +178,9 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(dst, (long)ids.Length * w.Ne0, "get_rows dst");
         foreach (int id in ids)
             if ((uint)id >= (ulong)w.Rows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} is outside {w.Name} (0..{w.Rows - 1})");
+        long t = _prof?.Begin(ProfiledOp.GetRows) ?? 0;
         Cpu.GetRows.Run(w, ids, P(dst));
+        _prof?.End(ProfiledOp.GetRows, t);
     }
 
     public void RmsNorm(BackendBuffer x, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps)
@@ -167,14 +189,19 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (w.Ne0 != dim || w.Type != GgmlType.F32) throw new ArgumentException($"rms_norm weight {w.Name} is not F32 [{dim}]");
         Need(x, (long)nTokens * dim, "rms_norm x");
         Need(dst, (long)nTokens * dim, "rms_norm dst");
+        long t = _prof?.Begin(ProfiledOp.RmsNorm) ?? 0;
         _rmsNorm.Run(_pool, P(x), (float*)w.Data, P(dst), nTokens, dim, eps);
+        _prof?.End(ProfiledOp.RmsNorm, t);
     }
 
     public void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens)
     {
         var w = W(weight);
         bool packed = PrepareMatMul(w, x, dst, nTokens);
+        var kind = _prof is not null ? MatKind(w) : default;
+        long t = _prof?.Begin(kind) ?? 0;
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
+        _prof?.End(kind, t);
     }
 
     /// <summary>Checks one product's buffers and returns whether it runs the packed GEMM (repacking the weight at its first such product).</summary>
@@ -199,6 +226,16 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     internal bool GroupMatMuls { get; init; } = true;
 
     /// <summary>
+    /// True quantizes a lone token's activations inside the product's dispatch, the threads claiming chunks of its blocks,
+    /// instead of on the calling thread before the dispatch (the same bits either way; tests run both). Off unless
+    /// <c>EDGELLM_SPLIT_QUANTIZE=1</c>: on the shared, oversubscribed 2-vCPU test machine the caller waiting for a
+    /// preempted worker's chunk cost more than the ~1-2 us per product it saves; to be measured on a quiet machine.
+    /// </summary>
+    internal bool SplitOneTokenQuantize { get; init; } = SplitQuantizeDefault;
+
+    private static readonly bool SplitQuantizeDefault = Environment.GetEnvironmentVariable("EDGELLM_SPLIT_QUANTIZE") == "1";
+
+    /// <summary>
     /// The weights as one product (<see cref="Cpu.MatMul.Add"/>): x quantized once, one dispatch over the rows of all of
     /// them. Weights whose kernels take different activation formats, or rows of different lengths, run one after another.
     /// </summary>
@@ -215,7 +252,10 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         for (int i = 0; i < weights.Length; i++) packed[i] = PrepareMatMul(W(weights[i]), x, dsts[i], nTokens);
         _matMul!.Clear();
         for (int i = 0; i < weights.Length; i++) _matMul.Add(W(weights[i]), P(dsts[i]), packed[i]);
+        var kind = _prof is not null ? MatKind(W(weights[0])) : default;
+        long t = _prof?.Begin(kind) ?? 0;
         _matMul.Run(_pool, P(x), nTokens);
+        _prof?.End(kind, t);
     }
 
     /// <summary>True when the weights can be one product: 2 to <see cref="Cpu.MatMul.MaxMembers"/> of one row length whose kernels read x the same way.</summary>
@@ -235,7 +275,9 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     {
         Ready();
         Need(x, (long)nTokens * nHeads * rope.HeadDim, "rope x");
+        long t = _prof?.Begin(ProfiledOp.Rope) ?? 0;
         _rope!.Run(_pool, P(x), nTokens, nHeads, startPos, rope);
+        _prof?.End(ProfiledOp.Rope, t);
     }
 
     public void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v)
@@ -244,8 +286,10 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (startPos < 0 || startPos + nTokens > cache.Size) throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + nTokens - 1} are outside the kv cache of {cache.Size}");
         Need(k, count, "store_kv k");
         Need(v, count, "store_kv v");
+        long t = _prof?.Begin(ProfiledOp.StoreKv) ?? 0;
         Kernels.KvRows.Store(cache.KeyType, P(k), (byte*)P(cache.Keys(layer)) + startPos * cache.KeyRowBytes, nTokens, cache.KvDim);
         Kernels.KvRows.Store(cache.ValueType, P(v), (byte*)P(cache.Values(layer)) + startPos * cache.ValueRowBytes, nTokens, cache.KvDim);
+        _prof?.End(ProfiledOp.StoreKv, t);
     }
 
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options)
@@ -254,8 +298,10 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (startPos + nTokens > _limits.ContextSize) throw new ArgumentOutOfRangeException(nameof(startPos), $"attention up to position {startPos + nTokens} exceeds the prepared context of {_limits.ContextSize}");
         Need(q, (long)nTokens * nHeads * headDim, "attention q");
         Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
+        long t = _prof?.Begin(ProfiledOp.Attention) ?? 0;
         _attention!.Run(_pool, P(q), (byte*)P(cache.Keys(layer)), cache.KeyType, cache.KeyRowBytes, (byte*)P(cache.Values(layer)), cache.ValueType, cache.ValueRowBytes,
             P(dst), startPos, nTokens, nHeads, headDim, cache.KvDim, options.Scale, options.Softcap, options.Window);
+        _prof?.End(ProfiledOp.Attention, t);
     }
 
     private int[] _positions = [];
@@ -373,7 +419,9 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(gate, count, "glu gate");
         Need(up, count, "glu up");
         if (kind is not (GluKind.Silu or GluKind.GeluTanh)) throw new ArgumentOutOfRangeException(nameof(kind), $"unknown gate activation {kind}");
+        long t = _prof?.Begin(ProfiledOp.Glu) ?? 0;
         _glu.Run(_pool, P(gate), P(up), count, kind);
+        _prof?.End(ProfiledOp.Glu, t);
     }
 
     public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens)
@@ -381,40 +429,52 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         var w = W(bias);
         if (w.Type != GgmlType.F32 || w.Rows != 1 || w.Ne0 > int.MaxValue) throw new ArgumentException($"bias {w.Name} is not an F32 vector");
         Need(x, nTokens * w.Ne0, "add_bias x");
+        long t = _prof?.Begin(ProfiledOp.AddBias) ?? 0;
         _addBias.Run(_pool, P(x), (float*)w.Data, (int)w.Ne0, nTokens);
+        _prof?.End(ProfiledOp.AddBias, t);
     }
 
     public void Scale(BackendBuffer x, long count, float factor)
     {
         Need(x, count, "scale x");
+        long t = _prof?.Begin(ProfiledOp.Scale) ?? 0;
         _scale.Run(_pool, P(x), count, factor);
+        _prof?.End(ProfiledOp.Scale, t);
     }
 
     public void Softcap(BackendBuffer x, long count, float cap)
     {
         if (!(cap > 0) || !float.IsFinite(cap)) throw new ArgumentOutOfRangeException(nameof(cap), $"softcap {cap} must be positive");
         Need(x, count, "softcap x");
+        long t = _prof?.Begin(ProfiledOp.Softcap) ?? 0;
         _softcap.Run(_pool, P(x), count, cap);
+        _prof?.End(ProfiledOp.Softcap, t);
     }
 
     public void Add(BackendBuffer x, BackendBuffer y, long count)
     {
         Need(x, count, "add x");
         Need(y, count, "add y");
+        long t = _prof?.Begin(ProfiledOp.Add) ?? 0;
         _add.Run(_pool, P(x), P(y), count);
+        _prof?.End(ProfiledOp.Add, t);
     }
 
     public void Copy(BackendBuffer src, long srcOffset, BackendBuffer dst, long dstOffset, long count)
     {
         Need(src, srcOffset + count, "copy src");
         Need(dst, dstOffset + count, "copy dst");
+        long t = _prof?.Begin(ProfiledOp.Copy) ?? 0;
         Buffer.MemoryCopy(P(src) + srcOffset, P(dst) + dstOffset, count * sizeof(float), count * sizeof(float));
+        _prof?.End(ProfiledOp.Copy, t);
     }
 
     public void CopyOut(BackendBuffer src, long srcOffset, Span<float> dst)
     {
         Need(src, srcOffset + dst.Length, "copy_out src");
+        long t = _prof?.Begin(ProfiledOp.Copy) ?? 0;
         new ReadOnlySpan<float>(P(src) + srcOffset, dst.Length).CopyTo(dst);
+        _prof?.End(ProfiledOp.Copy, t, endsStep: true);
     }
 
     public void CopyIn(ReadOnlySpan<float> src, BackendBuffer dst, long dstOffset)
@@ -428,6 +488,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (_disposed) return;
         _disposed = true;
         _pool.Dispose();
+        if (_prof is not null) Console.Error.Write(_prof.Report());
         foreach (var b in _buffers) b.Free();
         _buffers.Clear();
         _packed.Dispose();

@@ -54,6 +54,21 @@ internal sealed unsafe class MatMul : ParallelWork
     private delegate*<float*, byte*, int, void> _quantize;
     private bool _quantizePhase;
     private bool _fusedQuantize;
+    /// <summary>A one-token product whose threads quantize a share of the token's blocks each (<see cref="SplitOneToken"/>).</summary>
+    private bool _splitQuantize;
+    private GgmlType _activation;
+    private int _blockSize, _blockBytes, _qBlocks, _qChunk;
+    /// <summary>The next unclaimed block of a split quantize, and how many blocks are done.</summary>
+    private PaddedCounter _qNext, _qDone;
+
+    /// <summary>Values per claimed chunk of a split one-token quantize (whole blocks; one Q8_K block).</summary>
+    private const int QuantizeChunkValues = 256;
+
+    /// <summary>
+    /// One-token products on several threads quantize the token inside their dispatch, split by blocks; false (default)
+    /// quantizes it on the calling thread before the dispatch (the same bytes either way; <see cref="CpuBackend.SplitOneTokenQuantize"/>).
+    /// </summary>
+    internal bool SplitOneToken { get; set; }
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
@@ -64,6 +79,9 @@ internal sealed unsafe class MatMul : ParallelWork
     private readonly long _panelCapacity;
     private long _panelBytes;
     private readonly CpuKernelRow?[] _kernels;
+
+    /// <summary>Where the serial activation quantize of a lone token is timed (<see cref="OpProfile"/>; null when off).</summary>
+    internal OpProfile? Profile { get; init; }
 
     /// <summary>Fraction of the rows (eighths) split statically; the remainder is claimed in chunks.</summary>
     private const int StaticShare = 7;
@@ -173,6 +191,7 @@ internal sealed unsafe class MatMul : ParallelWork
             if (row.Traits.IsQuantized)
             {
                 _quantize = row.QuantizeActivations;
+                _activation = row.Traits.Activation;
                 _xqRowBytes = row.ActivationBytes(n);
                 panel |= row.Panel || (row.PackedPanel && m.Job.Packed != null);
             }
@@ -183,11 +202,29 @@ internal sealed unsafe class MatMul : ParallelWork
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
         if (_quantize != null)
         {
-            if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
+            if (nTokens == 1 && pool.ThreadCount > 1 && SplitOneToken)
             {
-                // A lone decode token (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
+                // A lone decode token on several threads: quantized inside the product's own dispatch, the threads
+                // claiming chunks of its blocks from a counter (each block is quantized the same way whoever does
+                // it) and waiting before the rows until every chunk is done, so the workers do not idle while the
+                // caller quantizes it alone, and a worker that wakes late finds the chunks taken and goes straight to
+                // the rows (the caller then waits for no one: only a chunk claimed and not yet finished holds it up).
+                var (bs, bb) = ActivationQuant.FormatGeometry(_activation);
+                _blockSize = bs;
+                _blockBytes = bb;
+                _qBlocks = n / bs;
+                _qChunk = Math.Max(1, QuantizeChunkValues / bs);
+                _qNext.Value = 0;
+                _qDone.Value = 0;
+                _splitQuantize = true;
+            }
+            else if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
+            {
+                // A lone decode token on one thread (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
                 // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
+                long q0 = Profile is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 for (int t = 0; t < nTokens; t++) QuantizeToken(t);
+                Profile?.Split(ProfiledOp.Quantize, System.Diagnostics.Stopwatch.GetTimestamp() - q0);
             }
             else if (nTokens <= InlineQuantizeTokens)
             {
@@ -206,7 +243,7 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         Split(pool.ThreadCount);
         try { pool.Run(this); }
-        finally { _fusedQuantize = false; }
+        finally { _fusedQuantize = false; _splitQuantize = false; }
     }
 
     /// <summary>Points a member's job at the input its kernel reads: the floats, the quantized rows or their panel.</summary>
@@ -275,7 +312,21 @@ internal sealed unsafe class MatMul : ParallelWork
             for (long t = t0; t < t1; t++) QuantizeToken(t);
             return;
         }
-        if (_fusedQuantize)
+        if (_splitQuantize)
+        {
+            long nb = _qBlocks, chunk = _qChunk;
+            while (Volatile.Read(ref _qNext.Value) < nb)
+            {
+                long b0 = Interlocked.Add(ref _qNext.Value, chunk) - chunk;
+                if (b0 >= nb) break;
+                long b1 = Math.Min(nb, b0 + chunk);
+                _quantize(_x + b0 * _blockSize, _xq + b0 * _blockBytes, (int)(b1 - b0) * _blockSize);
+                if (_panelBytes != 0) Q8_0Panel.FromBlocksRange(_xq, _panel, (int)nb, (int)b0, (int)b1);
+                Interlocked.Add(ref _qDone.Value, b1 - b0);
+            }
+            for (int spins = 0; Volatile.Read(ref _qDone.Value) != nb; spins++) WorkerPool.Spin(spins);
+        }
+        else if (_fusedQuantize)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
             for (long t = t0; t < t1; t++) QuantizeToken(t);

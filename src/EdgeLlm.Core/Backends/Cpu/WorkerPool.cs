@@ -35,6 +35,10 @@ internal sealed class WorkerPool : IDisposable
     private bool _stop;
     private Exception? _error;
 
+    /// <summary>Per-thread busy/wake/wait times (<see cref="OpProfile"/>, only with <c>EDGELLM_OP_PROFILE=1</c>; else null).</summary>
+    internal OpProfile? Profile;
+    private long _publishTicks;
+
     public int ThreadCount { get; }
 
     /// <summary>How many worker threads are pinned to a CPU of their own (0 when pinning is off or not possible).</summary>
@@ -93,6 +97,9 @@ internal sealed class WorkerPool : IDisposable
             work.Execute(0, 1);
             return;
         }
+        var prof = Profile;
+        long p0 = prof is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+        _publishTicks = p0;
         _work = work;
         _error = null;
         Volatile.Write(ref _remaining, ThreadCount - 1);
@@ -105,6 +112,7 @@ internal sealed class WorkerPool : IDisposable
         Exception? mine = null;
         try { work.Execute(0, ThreadCount); }
         catch (Exception e) { mine = e; }
+        long p1 = prof is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
 
         for (int spins = 0; Volatile.Read(ref _remaining) != 0; spins++)
         {
@@ -115,6 +123,11 @@ internal sealed class WorkerPool : IDisposable
                 while (Volatile.Read(ref _remaining) != 0) Monitor.Wait(_lock);
                 Volatile.Write(ref _callerSleeping, 0);
             }
+        }
+        if (prof is not null)
+        {
+            long p2 = System.Diagnostics.Stopwatch.GetTimestamp();
+            prof.Dispatched(p2 - p0, p1 - p0, p2 - p1);
         }
         _work = null;
         var error = mine ?? _error;
@@ -148,8 +161,11 @@ internal sealed class WorkerPool : IDisposable
             }
             seen = gen;
             if (Volatile.Read(ref _stop)) return;
+            var prof = Profile;
+            long s0 = prof is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             try { _work!.Execute(index, ThreadCount); }
             catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
+            if (prof is not null) prof.Worker(index, s0 - _publishTicks, System.Diagnostics.Stopwatch.GetTimestamp() - s0);
             if (Interlocked.Decrement(ref _remaining) == 0 && Volatile.Read(ref _callerSleeping) != 0)
             {
                 lock (_lock) Monitor.PulseAll(_lock);

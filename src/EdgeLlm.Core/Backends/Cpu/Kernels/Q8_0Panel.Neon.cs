@@ -15,13 +15,16 @@ public static unsafe partial class Q8_0Panel
     /// The bytes equal <see cref="FromBlocksScalar"/>'s (kernelcheck asserts it). The panel is made once per token and
     /// matmul for the NEON GEMMs (Q4_0, Q8_0; decode too), where the scalar sum of 32 bytes per block was ~130 instructions.
     /// </summary>
-    internal static void FromBlocksNeon(byte* xq, byte* panel, int nb)
+    internal static void FromBlocksNeon(byte* xq, byte* panel, int nb) => FromBlocksNeon(xq, panel, nb, 0, nb);
+
+    /// <summary>Blocks [b0, b1) of <see cref="FromBlocksNeon(byte*, byte*, int)"/>'s panel, four at a time from b0.</summary>
+    internal static void FromBlocksNeon(byte* xq, byte* panel, int nb, int b0, int b1)
     {
         const int XB = ActivationQuant.Q8_0BlockBytes;
         float* dx = Scales(panel, nb);
         float* c = Offsets(panel, nb);
-        int b = 0;
-        for (; b + 4 <= nb; b += 4)
+        int b = b0;
+        for (; b + 4 <= b1; b += 4)
         {
             byte* y = xq + b * XB;
             byte* q = panel + b * 32;
@@ -32,7 +35,7 @@ public static unsafe partial class Q8_0Panel
             d.Store(dx + b);
             (d * AdvSimd.ConvertToSingle(Vector128.ShiftLeft(s, 3))).Store(c + b);
         }
-        for (; b < nb; b++)
+        for (; b < b1; b++)
         {
             byte* y = xq + b * XB;
             int s = AdvSimd.Arm64.AddAcross(BlockSum(y, panel + b * 32)).ToScalar();

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;
 
@@ -33,15 +34,55 @@ public static unsafe partial class Q8_0Panel
         if (n < 0 || n % ActivationQuant.Q8_0BlockSize != 0) KernelRung.ThrowBadLength(nameof(Q8_0Panel), n, ActivationQuant.Q8_0BlockSize);
         int nb = n / ActivationQuant.Q8_0BlockSize;
         if (System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported) FromBlocksNeon(xq, panel, nb);
+        else if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) FromBlocksAvx2(xq, panel, nb, 0, nb);
         else FromBlocksScalar(xq, panel, nb);
     }
 
+    /// <summary>
+    /// Blocks [b0, b1) on x64 with AVX2: each block's 32 quants copied in one 32-byte load and store, their sum as
+    /// Σ(q + 128) − 4096 (the bytes flipped to unsigned, summed exactly by vpsadbw against zero into four 64-bit lanes),
+    /// d and c = d·(8·Σq) as <see cref="FromBlocksScalar(byte*, byte*, int)"/> computes them: the same bytes (the decode
+    /// quantize of a lone token built the panel with a scalar 32-byte sum per block before).
+    /// </summary>
+    internal static void FromBlocksAvx2(byte* xq, byte* panel, int nb, int b0, int b1)
+    {
+        const int XB = ActivationQuant.Q8_0BlockBytes;
+        float* dx = Scales(panel, nb);
+        float* c = Offsets(panel, nb);
+        var flip = System.Runtime.Intrinsics.Vector256.Create((byte)0x80);
+        for (int b = b0; b < b1; b++)
+        {
+            byte* y = xq + b * XB;
+            var q = System.Runtime.Intrinsics.Vector256.Load(y + 2);
+            q.Store(panel + b * 32);
+            var sad = System.Runtime.Intrinsics.X86.Avx2.SumAbsoluteDifferences(q ^ flip, System.Runtime.Intrinsics.Vector256<byte>.Zero).AsInt64();
+            int s = (int)(sad[0] + sad[1] + sad[2] + sad[3]) - 32 * 128;
+            float d = Fp16.Read(y);
+            dx[b] = d;
+            c[b] = d * (8 * s);
+        }
+    }
+
+    /// <summary>
+    /// Blocks [<paramref name="b0"/>, <paramref name="b1"/>) of the panel of <paramref name="nb"/> Q8_0 blocks at
+    /// <paramref name="xq"/> (the same bytes as those blocks of <see cref="FromBlocks"/>; threads may fill disjoint ranges).
+    /// </summary>
+    public static void FromBlocksRange(byte* xq, byte* panel, int nb, int b0, int b1)
+    {
+        if ((uint)b0 > (uint)b1 || b1 > nb) throw new ArgumentOutOfRangeException(nameof(b1), $"panel blocks {b0}..{b1} of {nb}");
+        if (System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported) FromBlocksNeon(xq, panel, nb, b0, b1);
+        else if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) FromBlocksAvx2(xq, panel, nb, b0, b1);
+        else FromBlocksScalar(xq, panel, nb, b0, b1);
+    }
+
     /// <summary>The panel of <paramref name="nb"/> Q8_0 blocks, one block at a time in scalar code (the reference of <see cref="FromBlocksNeon"/>).</summary>
-    private static void FromBlocksScalar(byte* xq, byte* panel, int nb)
+    internal static void FromBlocksScalar(byte* xq, byte* panel, int nb) => FromBlocksScalar(xq, panel, nb, 0, nb);
+
+    private static void FromBlocksScalar(byte* xq, byte* panel, int nb, int b0, int b1)
     {
         float* dx = Scales(panel, nb);
         float* c = Offsets(panel, nb);
-        for (int b = 0; b < nb; b++)
+        for (int b = b0; b < b1; b++)
         {
             byte* yb = xq + b * ActivationQuant.Q8_0BlockBytes;
             Unsafe.CopyBlockUnaligned(panel + b * 32, yb + 2, 32);
