@@ -775,3 +775,130 @@ __device__ __forceinline__ void gemm_float(const u8* __restrict__ W, i64 rowByte
 GEMM_FLOAT_KERNEL(f32, GTYPE_F32)
 GEMM_FLOAT_KERNEL(f16, GTYPE_F16)
 GEMM_FLOAT_KERNEL(bf16, GTYPE_BF16)
+
+// ---- half-precision weights (F16, BF16) on sm_80 and later: tensor-core MMAs, mma.sync m16n8k16 with f16 or bf16
+// inputs and f32 accumulators. The same 64 x 64 tile, grid and arguments as gemm_float, K in steps of 32 (two k16
+// MMAs). The weights are staged as stored (their bits, two per word); the activations are rounded to the weights'
+// format as they are staged (fp16: clamped to +-65504 first, float_to_half_sat; bf16: float_to_bf16), so each
+// product is exact in float and the MMA's sums are the only other rounding. Warp w owns rows 16w..16w+15 of the
+// tile, all 64 tokens (eight 16 x 8 accumulator tiles). Elements past K, rows past `rows` and tokens past `nTokens`
+// are staged as zeros. Fragments (PTX ISA, mma.m16n8k16 .f16/.bf16), g = lane / 4, c = lane % 4, each register
+// two elements, the lower k in the low half:
+//   A: reg 0 = A[g][2c, 2c+1], reg 1 = A[g+8][2c, 2c+1], reg 2 = A[g][2c+8, 2c+9], reg 3 = A[g+8][2c+8, 2c+9]
+//   B: reg 0 = B[2c, 2c+1][g], reg 1 = B[2c+8, 2c+9][g]
+//   C/D: as the int8 MMAs' (c0 = D[g][2c], c1 = D[g][2c+1], c2 = D[g+8][2c], c3 = D[g+8][2c+1]).
+// The host emulation (host_shim.h host_mma_half) gathers the fragments by these formulas.
+#define GEMMH_BK 32
+#define GEMMH_WSTRIDE (GEMMH_BK / 2 + 4) // words per staged row: 20, so lanes (g, c) hit 32 distinct banks
+
+#ifndef EDGELLM_HOST_EMULATION
+template <int FTYPE> __device__ __forceinline__ void mma_half_k16(float* d, const u32* a, const u32* b)
+{
+#if __CUDA_ARCH__ >= 800
+    if (FTYPE == GTYPE_F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    asm volatile("trap;"); // never launched below sm_80 (the backend takes gemm_f16 / gemm_bf16 there)
+#endif
+}
+#else
+template <int FTYPE> static inline void mma_half_k16(float* d, const u32* a, const u32* b) { host_mma_half(d, a, b, FTYPE == GTYPE_BF16); }
+#endif
+
+struct GemmHalfTiles
+{
+    u32 w[GEMM_BM * GEMMH_WSTRIDE]; // weights: row r, elements 2j (low half) and 2j + 1 of the K step in word j
+    u32 x[GEMM_BN * GEMMH_WSTRIDE]; // activations rounded to the weights' format: token t, the same words
+};
+
+// Activation value v in the weights' half format (its bits).
+template <int FTYPE> __device__ __forceinline__ u32 gemmh_round(float v)
+{
+    return FTYPE == GTYPE_F16 ? (u32)float_to_half_sat(v) : (u32)float_to_bf16(v);
+}
+
+template <int FTYPE>
+__device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes, int K, int rows, const float* __restrict__ x,
+                                          float* __restrict__ dst, int nTokens)
+{
+    __shared__ GemmHalfTiles s;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, c = lane & 3;
+    int r0 = blockIdx.x * GEMM_BM, t0 = blockIdx.y * GEMM_BN;
+    int ra = warp * 16 + g, rb = ra + 8; // this lane's two rows (tile-relative)
+    bool pairs = ((rowBytes | (i64)(unsigned long long)W) & 3) == 0; // rows whose element pairs are 4-byte words
+    float acc[GEMM_BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < GEMM_BN / 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += GEMMH_BK)
+    {
+        __syncthreads(); // the previous step's reads are done
+        // 64 rows (tokens) x 16 words: thread tid stages word tid % 16 of rows (tokens) tid / 16 + 8i, so a warp
+        // reads two rows' 64 consecutive bytes of weights (128 of activations).
+#pragma unroll
+        for (int i = 0; i < GEMM_BM * (GEMMH_BK / 2) / GEMM_THREADS; i++)
+        {
+            int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2), k = k0 + 2 * kw;
+            u32 wv = 0, xv = 0;
+            if (r0 + r < rows && k < K)
+            {
+                const u16* row = (const u16*)(W + (i64)(r0 + r) * rowBytes);
+                if (pairs && k + 1 < K) wv = *(const u32*)(row + k);
+                else wv = (u32)row[k] | (k + 1 < K ? (u32)row[k + 1] << 16 : 0u);
+            }
+            if (t0 + r < nTokens && k < K)
+            {
+                const float* xt = x + (i64)(t0 + r) * K;
+                xv = gemmh_round<FTYPE>(xt[k]) | (k + 1 < K ? gemmh_round<FTYPE>(xt[k + 1]) << 16 : 0u);
+            }
+            s.w[r * GEMMH_WSTRIDE + kw] = wv;
+            s.x[r * GEMMH_WSTRIDE + kw] = xv;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int h = 0; h < GEMMH_BK / 16; h++)
+        {
+            int kw = 8 * h + c;
+            u32 a[4];
+            a[0] = s.w[ra * GEMMH_WSTRIDE + kw];
+            a[1] = s.w[rb * GEMMH_WSTRIDE + kw];
+            a[2] = s.w[ra * GEMMH_WSTRIDE + kw + 4];
+            a[3] = s.w[rb * GEMMH_WSTRIDE + kw + 4];
+#pragma unroll
+            for (int j = 0; j < GEMM_BN / 8; j++)
+            {
+                int tb = j * 8 + g; // the token whose column this lane loads
+                u32 b[2];
+                b[0] = s.x[tb * GEMMH_WSTRIDE + kw];
+                b[1] = s.x[tb * GEMMH_WSTRIDE + kw + 4];
+                mma_half_k16<FTYPE>(acc[j], a, b);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int j = 0; j < GEMM_BN / 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            int r = r0 + (i < 2 ? ra : rb), t = t0 + j * 8 + 2 * c + (i & 1);
+            if (r < rows && t < nTokens) dst[(i64)t * rows + r] = acc[j][i];
+        }
+}
+
+// Grid and arguments as gemm_f16 / gemm_bf16 (the backend takes these instead on sm_80 and later).
+#define GEMM_HALF_KERNEL(NAME, FTYPE)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                        \
+        gemm_mma_##NAME(const u8* W, i64 rowBytes, int K, int rows, const float* x, float* dst, int nTokens)          \
+    { gemm_half<FTYPE>(W, rowBytes, K, rows, x, dst, nTokens); }
+
+GEMM_HALF_KERNEL(f16, GTYPE_F16)
+GEMM_HALF_KERNEL(bf16, GTYPE_BF16)

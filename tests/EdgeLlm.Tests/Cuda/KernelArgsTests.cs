@@ -102,6 +102,7 @@ public unsafe class KernelArgsTests
         Check<MatVecQ8Args>("gemm.cu", CudaKernels.GemmTypes.SelectMany(t => new[] { $"gemm_mma_{CudaKernels.Suffix(t)}", $"gemm_dp4a_{CudaKernels.Suffix(t)}" }).ToArray());
         Check<MatVecQ8Args>("gemm.cu", CudaKernels.GemmTypes.SelectMany(t => new[] { $"gemm_mma_{CudaKernels.Suffix(t)}_packed", $"gemm_dp4a_{CudaKernels.Suffix(t)}_packed" }).ToArray());
         Check<MatVecFloatArgs>("gemm.cu", CudaKernels.GemmFloatTypes.Select(t => $"gemm_{CudaKernels.Suffix(t)}").ToArray());
+        Check<MatVecFloatArgs>("gemm.cu", CudaKernels.GemmHalfTypes.Select(t => $"gemm_mma_{CudaKernels.Suffix(t)}").ToArray());
         Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
         Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
@@ -139,6 +140,7 @@ public unsafe class KernelArgsTests
             covered.Add($"gemm_dp4a_{CudaKernels.Suffix(t)}_packed");
         }
         foreach (var t in CudaKernels.GemmFloatTypes) covered.Add($"gemm_{CudaKernels.Suffix(t)}");
+        foreach (var t in CudaKernels.GemmHalfTypes) covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}");
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));
     }

@@ -126,8 +126,10 @@ public sealed unsafe partial class CudaBackend
             var args = new MatVecFloatArgs { Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, X = x.Ptr, Dst = op.Dst!.Ptr, Tokens = n };
             if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
             {
-                var (gx, gy) = CudaPrefill.GemmGrid(rows, n); // gemm.cu's float tiles
-                Launch(_kernels.GemmFloat[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
+                // gemm.cu: half-precision tensor-core tiles for F16/BF16 on sm_80+, float tiles otherwise
+                var (gx, gy) = CudaPrefill.GemmGrid(rows, n);
+                var gemm = CudaPrefill.UsesHalfMma(GemmPath, w.Type) ? _kernels.GemmHalfMma : _kernels.GemmFloat;
+                Launch(gemm[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
             }
             else Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
