@@ -13,7 +13,8 @@
 // ones side by side). Rows past `rows`, tokens past `nTokens` and blocks past K are zero-filled.
 // Types: every block type of the CPU's kernel table (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, IQ4_XS,
 // Q6_K, Q3_K, Q2_K), over ggml's blocks and over the repacked rows; and the float types (F32, F16, BF16) as a
-// float FMA tiling at the end of the file.
+// float FMA tiling at the end of the file, with F16 and BF16 also as half-precision tensor-core tiles for sm_80 and
+// later (mma.sync m16n8k16, f32 accumulators) after it.
 #include "common.cuh"
 
 #define GEMM_BM 64
@@ -72,6 +73,24 @@ __device__ __forceinline__ void mma_s8_k16(int* d, int a0, int a1, int b0)
 }
 #endif
 
+// The paired fragment loads of both MMA cores from a staged tile of `stride` words per row: A's four registers are
+// words `word` and `word + 4` of rows ra and rb (reg 0: ra, word; 1: rb, word; 2: ra, word + 4; 3: rb, word + 4), B's
+// two are words `word` and `word + 4` of token tb. The int8 k32 fragments (words of four int8, word = 8 kb + c) and the
+// f16/bf16 k16 ones (words of two halves, word = 8 h + c) both have this shape.
+template <typename T> __device__ __forceinline__ void mma_load_a(T* a, const T* tile, int stride, int ra, int rb, int word)
+{
+    a[0] = tile[ra * stride + word];
+    a[1] = tile[rb * stride + word];
+    a[2] = tile[ra * stride + word + 4];
+    a[3] = tile[rb * stride + word + 4];
+}
+
+template <typename T> __device__ __forceinline__ void mma_load_b(T* b, const T* tile, int stride, int tb, int word)
+{
+    b[0] = tile[tb * stride + word];
+    b[1] = tile[tb * stride + word + 4];
+}
+
 // ---- staging: one 32-weight block of a row as 8 int8 words, its scale(s) and its min term ----
 //
 // Every type is a decode function to this form; the staging and the two compute cores below are written once.
@@ -100,36 +119,70 @@ struct GemmBlock
 
 __device__ __forceinline__ void gemm_scales(GemmBlock& o, float s0, float s1, float m) { o.ws[0] = s0; o.ws[1] = s1; o.wm = m; }
 
-// Four bytes of 16 nibble bytes (byte i: weight i low, weight i + 16 high) as words j and j + 4, minus `bias` per byte.
-__device__ __forceinline__ void gemm_nibbles(GemmBlock& o, int j, u32 v, u32 bias)
+// A block's 16 quant bytes as four words: read where they lie (2-byte aligned ggml blocks, 4-byte aligned ones, the
+// repacked rows' 16-byte aligned quads), then split by the helpers below.
+__device__ __forceinline__ uint4 gemm_quads_a2(const u8* p)
 {
-    o.w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, bias);
-    o.w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, bias);
+    uint4 v;
+    v.x = (u32)load_i32_a2(p); v.y = (u32)load_i32_a2(p + 4); v.z = (u32)load_i32_a2(p + 8); v.w = (u32)load_i32_a2(p + 12);
+    return v;
+}
+
+__device__ __forceinline__ uint4 gemm_quads_a4(const u8* p)
+{
+    const u32* w = (const u32*)p;
+    uint4 v;
+    v.x = w[0]; v.y = w[1]; v.z = w[2]; v.w = w[3];
+    return v;
+}
+
+__device__ __forceinline__ uint4 gemm_quads_packed(const u8* row, int b) { return *(const uint4*)(row + 16 * (i64)b); }
+
+__device__ __forceinline__ u32 gemm_word(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// 16 nibble bytes (byte i: weight i low, weight i + 16 high): word j of q gives words j and j + 4 of the block,
+// minus `bias` per byte.
+__device__ __forceinline__ void gemm_nibbles(GemmBlock& o, uint4 q, u32 bias)
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, bias);
+        o.w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, bias);
+    }
 }
 
 // The same with the fifth bits (bit i of qh: weight i) above the nibbles.
-__device__ __forceinline__ void gemm_nibbles5(GemmBlock& o, int j, u32 v, u32 qh, u32 bias)
+__device__ __forceinline__ void gemm_nibbles5(GemmBlock& o, uint4 q, u32 qh, u32 bias)
 {
-    o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (4 * j)), bias);
-    o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (16 + 4 * j)), bias);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (4 * j)), bias);
+        o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (16 + 4 * j)), bias);
+    }
 }
 
 // The same as IQ4 levels.
-__device__ __forceinline__ void gemm_iq4(GemmBlock& o, int j, u32 v)
+__device__ __forceinline__ void gemm_iq4(GemmBlock& o, uint4 q)
 {
-    o.w[j] = iq4_levels4(v & 0x0F0F0F0Fu);
-    o.w[j + 4] = iq4_levels4((v >> 4) & 0x0F0F0F0Fu);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = iq4_levels4(v & 0x0F0F0F0Fu);
+        o.w[j + 4] = iq4_levels4((v >> 4) & 0x0F0F0F0Fu);
+    }
 }
-
-__device__ __forceinline__ u32 gemm_word(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // ggml blocks (block b of a row; scales and mins as the CPU's reference code: QuantRef).
 
 __device__ __forceinline__ void gemm_q4_0(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q4_0_BYTES;
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, (u32)load_i32_a2(blk + 2 + 4 * j), 0x08080808u);
+    gemm_nibbles(o, gemm_quads_a2(blk + 2), 0x08080808u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -144,8 +197,7 @@ __device__ __forceinline__ void gemm_q8_0(const u8* row, int b, GemmBlock& o)
 __device__ __forceinline__ void gemm_q4_1(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q4_1_BYTES; // 4-byte aligned
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, ((const u32*)(blk + 4))[j], 0u);
+    gemm_nibbles(o, gemm_quads_a4(blk + 4), 0u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
 }
 
@@ -153,8 +205,7 @@ __device__ __forceinline__ void gemm_q5_0(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q5_0_BYTES;
     u32 qh = (u32)load_i32_a2(blk + 2);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, (u32)load_i32_a2(blk + 6 + 4 * j), qh, 0x10101010u);
+    gemm_nibbles5(o, gemm_quads_a2(blk + 6), qh, 0x10101010u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -162,16 +213,14 @@ __device__ __forceinline__ void gemm_q5_1(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q5_1_BYTES; // 8-byte aligned
     u32 qh = *(const u32*)(blk + 4);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, ((const u32*)(blk + 8))[j], qh, 0u);
+    gemm_nibbles5(o, gemm_quads_a4(blk + 8), qh, 0u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
 }
 
 __device__ __forceinline__ void gemm_iq4_nl(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * IQ4_NL_BYTES;
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, (u32)load_i32_a2(blk + 2 + 4 * j));
+    gemm_iq4(o, gemm_quads_a2(blk + 2));
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -207,9 +256,7 @@ __device__ __forceinline__ void gemm_iq4_xs(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)(b >> 3) * IQ4_XS_BYTES; // 8-byte aligned
     int s = b & 7;
-    const u32* q = (const u32*)(blk + 8 + 16 * s);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, q[j]);
+    gemm_iq4(o, gemm_quads_a4(blk + 8 + 16 * s));
     gemm_scales(o, half_to_float(*(const u16*)blk) * (float)(iq4xs_scale(s, blk) - 32), 0.0f, 0.0f);
 }
 
@@ -269,9 +316,7 @@ __device__ __forceinline__ void gemm_q2_k(const u8* row, int b, GemmBlock& o)
 
 __device__ __forceinline__ void gemm_q4_0_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0x08080808u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0x08080808u);
     gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
@@ -286,37 +331,29 @@ __device__ __forceinline__ void gemm_q8_0_packed(const u8* row, int nb, int b, G
 
 __device__ __forceinline__ void gemm_q4_1_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 dm = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0u);
     gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
 }
 
 __device__ __forceinline__ void gemm_q5_0_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0x10101010u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0x10101010u);
     gemm_scales(o, half_to_float(*(const u16*)(row + 20 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
 __device__ __forceinline__ void gemm_q5_1_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
     u32 dm = *(const u32*)(row + 20 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0u);
     gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
 }
 
 __device__ __forceinline__ void gemm_iq4_nl_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_iq4(o, gemm_quads_packed(row, b));
     gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
@@ -330,27 +367,21 @@ __device__ __forceinline__ void gemm_k_header(GemmBlock& o, const u8* h, int s)
 
 __device__ __forceinline__ void gemm_q4_k_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0u);
     gemm_k_header(o, row + 16 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
 }
 
 __device__ __forceinline__ void gemm_q5_k_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0u);
     gemm_k_header(o, row + 20 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
 }
 
 __device__ __forceinline__ void gemm_iq4_xs_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     const u8* h = row + 16 * (i64)nb + 8 * (i64)(b >> 3); // fp16 d, u16 scales_h, 4 B scales_l: ggml's header
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_iq4(o, gemm_quads_packed(row, b));
     gemm_scales(o, half_to_float(*(const u16*)h) * (float)(iq4xs_scale(b & 7, h) - 32), 0.0f, 0.0f);
 }
 
@@ -505,10 +536,7 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
         for (int kb = 0; kb < GEMM_KB && kb0 + kb < nb; kb++)
         {
             int a[4];
-            a[0] = s.w[ra * GEMM_WSTRIDE + kb * 8 + c];
-            a[1] = s.w[rb * GEMM_WSTRIDE + kb * 8 + c];
-            a[2] = s.w[ra * GEMM_WSTRIDE + kb * 8 + 4 + c];
-            a[3] = s.w[rb * GEMM_WSTRIDE + kb * 8 + 4 + c];
+            mma_load_a(a, s.w, GEMM_WSTRIDE, ra, rb, kb * 8 + c);
             float wsa0 = s.ws[ra][2 * kb], wsb0 = s.ws[rb][2 * kb];
             float wsa1 = s.ws[ra][2 * kb + 1], wsb1 = s.ws[rb][2 * kb + 1];
             float wma = s.wm[ra][kb], wmb = s.wm[rb][kb];
@@ -526,8 +554,7 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
             {
                 int tb = j * 8 + g; // the token whose column this lane loads
                 int b[2];
-                b[0] = s.x[tb * GEMM_WSTRIDE + kb * 8 + c];
-                b[1] = s.x[tb * GEMM_WSTRIDE + kb * 8 + 4 + c];
+                mma_load_b(b, s.x, GEMM_WSTRIDE, tb, kb * 8 + c);
                 int tc = j * 8 + 2 * c; // the tokens of this lane's accumulators: tc, tc + 1
                 float dx0 = s.dx[tc][kb], dx1 = s.dx[tc + 1][kb];
                 if (gemm_kind<TYPE>() == GEMM_HALVES)
@@ -868,17 +895,13 @@ __device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes
         {
             int kw = 8 * h + c;
             u32 a[4];
-            a[0] = s.w[ra * GEMMH_WSTRIDE + kw];
-            a[1] = s.w[rb * GEMMH_WSTRIDE + kw];
-            a[2] = s.w[ra * GEMMH_WSTRIDE + kw + 4];
-            a[3] = s.w[rb * GEMMH_WSTRIDE + kw + 4];
+            mma_load_a(a, s.w, GEMMH_WSTRIDE, ra, rb, kw);
 #pragma unroll
             for (int j = 0; j < GEMM_BN / 8; j++)
             {
                 int tb = j * 8 + g; // the token whose column this lane loads
                 u32 b[2];
-                b[0] = s.x[tb * GEMMH_WSTRIDE + kw];
-                b[1] = s.x[tb * GEMMH_WSTRIDE + kw + 4];
+                mma_load_b(b, s.x, GEMMH_WSTRIDE, tb, kw);
                 mma_half_k16<FTYPE>(acc[j], a, b);
             }
         }

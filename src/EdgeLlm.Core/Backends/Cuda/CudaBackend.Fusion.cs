@@ -317,21 +317,11 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         if (norm is { } nm)
         {
             args.Norm = 1;
-            args.Counter = _epilogueCounter;
-            args.NormWeight = nm.Weight!.Ptr;
-            args.NormDst = nm.Dst!.Ptr;
-            args.NormQx = _qxOther;
-            args.NormDx = _dxOther;
-            args.NormSx = _sxOther;
-            args.Eps = nm.Eps;
+            args.Epilogue = NormEpilogue(in nm);
             args.Quantize = quantize ? 1 : 0;
         }
         Launch(_kernels.MatVecRes[(int)w.Type], (uint)((rows + MatVecWarps - 1) / MatVecWarps), 1, MatVecWarps * 32, ref args);
-        if (norm is { } done && quantize)
-        {
-            SwapQ8();
-            SetQuantized(done.Dst!, 1, done.Dim);
-        }
+        if (norm is { } done && quantize) NormEpilogueQuantized(in done);
     }
 
     private void ExecSplitRows(in CudaOp stacked)

@@ -247,13 +247,7 @@ internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
     public ulong Dx;
     public ulong Sx;
     public ulong Dst;
-    public ulong Counter;
-    public ulong NormWeight;
-    public ulong NormDst;
-    public ulong NormQx;
-    public ulong NormDx;
-    public ulong NormSx;
-    public float Eps;
+    public NormEpilogueArgs Epilogue;
     public int Norm;
     public int Quantize;
 
@@ -262,7 +256,8 @@ internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
     public static void Pointers(MatVecResidualArgs* a, void** p)
     {
         p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->X; p[5] = &a->Dx; p[6] = &a->Sx;
-        p[7] = &a->Dst; p[8] = &a->Counter; p[9] = &a->NormWeight; p[10] = &a->NormDst; p[11] = &a->NormQx; p[12] = &a->NormDx;
-        p[13] = &a->NormSx; p[14] = &a->Eps; p[15] = &a->Norm; p[16] = &a->Quantize;
+        p[7] = &a->Dst;
+        NormEpilogueArgs.Pointers(&a->Epilogue, p + 8);
+        p[15] = &a->Norm; p[16] = &a->Quantize;
     }
 }
