@@ -42,6 +42,15 @@ __device__ __forceinline__ int dp4a(int a, int b, int c)
 
 __device__ __forceinline__ float bf16_to_float(u16 b) { return __uint_as_float(((u32)b) << 16); }
 
+// A float as bf16, rounded to nearest even (cvt.rn.bf16.f32's result, in integer arithmetic so sm_61 compiles it and
+// the host emulation runs the same code); NaN stays a (quiet) NaN.
+__device__ __forceinline__ u16 float_to_bf16(float f)
+{
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u16)((u >> 16) | 0x40u);
+    return (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 // Reads 4 bytes that are only 2-byte aligned (Q4_0, Q8_0 and Q6_K blocks have odd sizes).
 __device__ __forceinline__ int load_i32_a2(const u8* p)
 {
@@ -167,14 +176,16 @@ __device__ __forceinline__ void quantize_lane_q8(float v, i64 b, i8* __restrict_
     }
 }
 
-// A K/V value as the fp16 cache stores it: clamped to fp16's finite range (+-65504: an infinite key would make every
-// score of its position NaN; NaN stays NaN), then rounded (store_kv_f16's conversion, written once for the fused
-// kernels and the matvec epilogues).
-__device__ __forceinline__ u16 kv_half(float x)
+// A float as fp16, clamped to fp16's finite range (+-65504; NaN stays NaN), then rounded to nearest even. kv_half: a
+// K/V value as the fp16 cache stores it (an infinite key would make every score of its position NaN;
+// store_kv_f16's conversion, written once for the fused kernels and the matvec epilogues).
+__device__ __forceinline__ u16 float_to_half_sat(float x)
 {
     const float m = 65504.0f;
     return float_to_half(x > m ? m : (x < -m ? -m : x));
 }
+
+__device__ __forceinline__ u16 kv_half(float x) { return float_to_half_sat(x); }
 
 // Element h of one head after rotary embedding (rope_f32's arithmetic): pair i < half rotates by
 // theta_i = (pos / scale) * invFreq[i], the pair being (2i, 2i+1) in the normal layout and (i, i + half) in NEOX;
@@ -198,6 +209,17 @@ __device__ __forceinline__ float rope_head_value(P head, int h, int half, int ne
     float x0 = first ? val : other, x1 = first ? other : val;
     return first ? __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)) : __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
 }
+
+// One head of a stacked Q/K/V product as rope_head_value reads it, with its part's bias added first (add_bias_f32's
+// __fadd_rn; b points at the head's first bias value, null: no bias, the values as they are).
+template <typename P> struct BiasedHead
+{
+    P x;
+    const float* b;
+    __device__ __forceinline__ float operator[](int i) const { return b ? __fadd_rn(x[i], b[i]) : x[i]; }
+};
+
+template <typename P> __device__ __forceinline__ BiasedHead<P> biased_head(P x, const float* b) { BiasedHead<P> h; h.x = x; h.b = b; return h; }
 
 // silu(g) * u and gelu_tanh(g) * u exactly as swiglu_f32 and geglu_f32 compute them.
 __device__ __forceinline__ float fused_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
@@ -228,14 +250,17 @@ __device__ __forceinline__ float fused_geglu(float g, float u)
 // device-wide and is counted on the counter of the group its rows belong to (a block's rows never straddle two
 // groups); the block counted last puts the counter back to 0 (zero before the first launch, zero after each) and
 // returns true: the whole group is then in dst, read with volatile loads (from L2, not a stale L1).
-__device__ __forceinline__ bool epilogue_group_done(int* counter, int blocksPerGroup)
+// epilogue_rows_done: the same for groups of `total` rows, this block having finished `n` of them (the Q/K/V
+// epilogue's heads, whose rows a block may share with the next head when the head size is not a multiple of the
+// block's rows): the block that brings the group's count to total is the last.
+__device__ __forceinline__ bool epilogue_rows_done(int* counter, int n, int total)
 {
     __shared__ int last;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0)
     {
-        last = atomicAdd(counter, 1) == blocksPerGroup - 1;
+        last = atomicAdd(counter, n) == total - n;
         if (last) *counter = 0;
     }
     __syncthreads();
@@ -243,6 +268,8 @@ __device__ __forceinline__ bool epilogue_group_done(int* counter, int blocksPerG
     if (done) __threadfence();
     return done;
 }
+
+__device__ __forceinline__ bool epilogue_group_done(int* counter, int blocksPerGroup) { return epilogue_rows_done(counter, 1, blocksPerGroup); }
 
 // The norm epilogue: add_rmsnorm_q8_f32's norm [+ quantization] (residual 0) of one token's dim floats x, in the
 // 128 threads of a matvec block (matvec_packed.cu's and matmul.cu's one-token products), as add_rmsnorm_q8_f32's 256-thread block computes it: thread i keeps the double

@@ -63,15 +63,18 @@ extern "C" __global__ void add_rmsnorm_q8_f32(float* x, const float* y, const fl
 }
 
 // The split of a stacked Q/K/V product and what follows it in a layer, in one pass: the product of the stacked
-// weight holds per token [q (qDim) | k (kvDim) | v (kvDim)]. q and k are rotated (rope_f32's arithmetic, the same
-// table and position for both), q goes to q, k to k and to the fp16 key cache, v to v and to the value cache
-// (store_kv_f16's conversion), at cache rows pos + t. One thread per element of a token's [q | k | v]; each
-// element of a rotated pair computes the pair's angle itself (the same double arithmetic, so the same floats).
+// weight holds per token [q (qDim) | k (kvDim) | v (kvDim)]. Each part's bias is added first when it has one
+// (bq, bk, bv: add_bias_f32's arithmetic; null: none, Qwen2 has all three). q and k are rotated (rope_f32's
+// arithmetic, the same table and position for both), q goes to q, k to k and to the fp16 key cache, v to v and to
+// the value cache (store_kv_f16's conversion), at cache rows pos + t. One thread per element of a token's
+// [q | k | v]; each element of a rotated pair computes the pair's angle itself (the same double arithmetic, so the
+// same floats). Any head size.
 extern "C" __global__ void rope_store_qkv_f32(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k,
                                               float* __restrict__ v, u16* __restrict__ kc, u16* __restrict__ vc,
                                               const int* __restrict__ step, int posDelta, int nTokens, int qDim, int kvDim,
                                               int headDim, int half, const double* __restrict__ invFreq, float scale,
-                                              int neox, float attnFactor)
+                                              int neox, float attnFactor, const float* __restrict__ bq,
+                                              const float* __restrict__ bk, const float* __restrict__ bv)
 {
     int width = qDim + 2 * kvDim;
     i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -82,14 +85,15 @@ extern "C" __global__ void rope_store_qkv_f32(const float* __restrict__ qkv, flo
     if (c >= qDim + kvDim)
     {
         int e = c - qDim - kvDim;
-        float val = src[c];
+        float val = bv ? __fadd_rn(src[c], bv[e]) : src[c];
         v[(i64)t * kvDim + e] = val;
         vc[(i64)pos * kvDim + e] = kv_half(val);
         return;
     }
     int e = c < qDim ? c : c - qDim; // index in the q or k part
     int h = e % headDim;             // index in the head
-    float val = rope_head_value(src + (c - h), h, half, neox, pos, invFreq, scale, attnFactor);
+    const float* bias = c < qDim ? bq : bk;
+    float val = rope_head_value(biased_head(src + (c - h), bias ? bias + (e - h) : nullptr), h, half, neox, pos, invFreq, scale, attnFactor);
     if (c < qDim) q[(i64)t * qDim + e] = val;
     else
     {

@@ -13,7 +13,8 @@
 // ones side by side). Rows past `rows`, tokens past `nTokens` and blocks past K are zero-filled.
 // Types: every block type of the CPU's kernel table (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, IQ4_XS,
 // Q6_K, Q3_K, Q2_K), over ggml's blocks and over the repacked rows; and the float types (F32, F16, BF16) as a
-// float FMA tiling at the end of the file.
+// float FMA tiling at the end of the file, with F16 and BF16 also as half-precision tensor-core tiles for sm_80 and
+// later (mma.sync m16n8k16, f32 accumulators) after it.
 #include "common.cuh"
 
 #define GEMM_BM 64
@@ -72,6 +73,24 @@ __device__ __forceinline__ void mma_s8_k16(int* d, int a0, int a1, int b0)
 }
 #endif
 
+// The paired fragment loads of both MMA cores from a staged tile of `stride` words per row: A's four registers are
+// words `word` and `word + 4` of rows ra and rb (reg 0: ra, word; 1: rb, word; 2: ra, word + 4; 3: rb, word + 4), B's
+// two are words `word` and `word + 4` of token tb. The int8 k32 fragments (words of four int8, word = 8 kb + c) and the
+// f16/bf16 k16 ones (words of two halves, word = 8 h + c) both have this shape.
+template <typename T> __device__ __forceinline__ void mma_load_a(T* a, const T* tile, int stride, int ra, int rb, int word)
+{
+    a[0] = tile[ra * stride + word];
+    a[1] = tile[rb * stride + word];
+    a[2] = tile[ra * stride + word + 4];
+    a[3] = tile[rb * stride + word + 4];
+}
+
+template <typename T> __device__ __forceinline__ void mma_load_b(T* b, const T* tile, int stride, int tb, int word)
+{
+    b[0] = tile[tb * stride + word];
+    b[1] = tile[tb * stride + word + 4];
+}
+
 // ---- staging: one 32-weight block of a row as 8 int8 words, its scale(s) and its min term ----
 //
 // Every type is a decode function to this form; the staging and the two compute cores below are written once.
@@ -100,36 +119,70 @@ struct GemmBlock
 
 __device__ __forceinline__ void gemm_scales(GemmBlock& o, float s0, float s1, float m) { o.ws[0] = s0; o.ws[1] = s1; o.wm = m; }
 
-// Four bytes of 16 nibble bytes (byte i: weight i low, weight i + 16 high) as words j and j + 4, minus `bias` per byte.
-__device__ __forceinline__ void gemm_nibbles(GemmBlock& o, int j, u32 v, u32 bias)
+// A block's 16 quant bytes as four words: read where they lie (2-byte aligned ggml blocks, 4-byte aligned ones, the
+// repacked rows' 16-byte aligned quads), then split by the helpers below.
+__device__ __forceinline__ uint4 gemm_quads_a2(const u8* p)
 {
-    o.w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, bias);
-    o.w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, bias);
+    uint4 v;
+    v.x = (u32)load_i32_a2(p); v.y = (u32)load_i32_a2(p + 4); v.z = (u32)load_i32_a2(p + 8); v.w = (u32)load_i32_a2(p + 12);
+    return v;
+}
+
+__device__ __forceinline__ uint4 gemm_quads_a4(const u8* p)
+{
+    const u32* w = (const u32*)p;
+    uint4 v;
+    v.x = w[0]; v.y = w[1]; v.z = w[2]; v.w = w[3];
+    return v;
+}
+
+__device__ __forceinline__ uint4 gemm_quads_packed(const u8* row, int b) { return *(const uint4*)(row + 16 * (i64)b); }
+
+__device__ __forceinline__ u32 gemm_word(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// 16 nibble bytes (byte i: weight i low, weight i + 16 high): word j of q gives words j and j + 4 of the block,
+// minus `bias` per byte.
+__device__ __forceinline__ void gemm_nibbles(GemmBlock& o, uint4 q, u32 bias)
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = (int)__vsub4(v & 0x0F0F0F0Fu, bias);
+        o.w[j + 4] = (int)__vsub4((v >> 4) & 0x0F0F0F0Fu, bias);
+    }
 }
 
 // The same with the fifth bits (bit i of qh: weight i) above the nibbles.
-__device__ __forceinline__ void gemm_nibbles5(GemmBlock& o, int j, u32 v, u32 qh, u32 bias)
+__device__ __forceinline__ void gemm_nibbles5(GemmBlock& o, uint4 q, u32 qh, u32 bias)
 {
-    o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (4 * j)), bias);
-    o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (16 + 4 * j)), bias);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = (int)__vsub4((v & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (4 * j)), bias);
+        o.w[j + 4] = (int)__vsub4(((v >> 4) & 0x0F0F0F0Fu) | (u32)spread4_bit4(qh >> (16 + 4 * j)), bias);
+    }
 }
 
 // The same as IQ4 levels.
-__device__ __forceinline__ void gemm_iq4(GemmBlock& o, int j, u32 v)
+__device__ __forceinline__ void gemm_iq4(GemmBlock& o, uint4 q)
 {
-    o.w[j] = iq4_levels4(v & 0x0F0F0F0Fu);
-    o.w[j + 4] = iq4_levels4((v >> 4) & 0x0F0F0F0Fu);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+    {
+        u32 v = gemm_word(q, j);
+        o.w[j] = iq4_levels4(v & 0x0F0F0F0Fu);
+        o.w[j + 4] = iq4_levels4((v >> 4) & 0x0F0F0F0Fu);
+    }
 }
-
-__device__ __forceinline__ u32 gemm_word(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // ggml blocks (block b of a row; scales and mins as the CPU's reference code: QuantRef).
 
 __device__ __forceinline__ void gemm_q4_0(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q4_0_BYTES;
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, (u32)load_i32_a2(blk + 2 + 4 * j), 0x08080808u);
+    gemm_nibbles(o, gemm_quads_a2(blk + 2), 0x08080808u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -144,8 +197,7 @@ __device__ __forceinline__ void gemm_q8_0(const u8* row, int b, GemmBlock& o)
 __device__ __forceinline__ void gemm_q4_1(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q4_1_BYTES; // 4-byte aligned
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, ((const u32*)(blk + 4))[j], 0u);
+    gemm_nibbles(o, gemm_quads_a4(blk + 4), 0u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
 }
 
@@ -153,8 +205,7 @@ __device__ __forceinline__ void gemm_q5_0(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q5_0_BYTES;
     u32 qh = (u32)load_i32_a2(blk + 2);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, (u32)load_i32_a2(blk + 6 + 4 * j), qh, 0x10101010u);
+    gemm_nibbles5(o, gemm_quads_a2(blk + 6), qh, 0x10101010u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -162,16 +213,14 @@ __device__ __forceinline__ void gemm_q5_1(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * Q5_1_BYTES; // 8-byte aligned
     u32 qh = *(const u32*)(blk + 4);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, ((const u32*)(blk + 8))[j], qh, 0u);
+    gemm_nibbles5(o, gemm_quads_a4(blk + 8), qh, 0u);
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, half_to_float(*(const u16*)(blk + 2)));
 }
 
 __device__ __forceinline__ void gemm_iq4_nl(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)b * IQ4_NL_BYTES;
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, (u32)load_i32_a2(blk + 2 + 4 * j));
+    gemm_iq4(o, gemm_quads_a2(blk + 2));
     gemm_scales(o, half_to_float(*(const u16*)blk), 0.0f, 0.0f);
 }
 
@@ -207,9 +256,7 @@ __device__ __forceinline__ void gemm_iq4_xs(const u8* row, int b, GemmBlock& o)
 {
     const u8* blk = row + (i64)(b >> 3) * IQ4_XS_BYTES; // 8-byte aligned
     int s = b & 7;
-    const u32* q = (const u32*)(blk + 8 + 16 * s);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, q[j]);
+    gemm_iq4(o, gemm_quads_a4(blk + 8 + 16 * s));
     gemm_scales(o, half_to_float(*(const u16*)blk) * (float)(iq4xs_scale(s, blk) - 32), 0.0f, 0.0f);
 }
 
@@ -269,9 +316,7 @@ __device__ __forceinline__ void gemm_q2_k(const u8* row, int b, GemmBlock& o)
 
 __device__ __forceinline__ void gemm_q4_0_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0x08080808u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0x08080808u);
     gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
@@ -286,37 +331,29 @@ __device__ __forceinline__ void gemm_q8_0_packed(const u8* row, int nb, int b, G
 
 __device__ __forceinline__ void gemm_q4_1_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 dm = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0u);
     gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
 }
 
 __device__ __forceinline__ void gemm_q5_0_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0x10101010u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0x10101010u);
     gemm_scales(o, half_to_float(*(const u16*)(row + 20 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
 __device__ __forceinline__ void gemm_q5_1_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
     u32 dm = *(const u32*)(row + 20 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0u);
     gemm_scales(o, half_to_float((u16)(dm & 0xFFFFu)), 0.0f, half_to_float((u16)(dm >> 16)));
 }
 
 __device__ __forceinline__ void gemm_iq4_nl_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_iq4(o, gemm_quads_packed(row, b));
     gemm_scales(o, half_to_float(*(const u16*)(row + 16 * (i64)nb + 2 * b)), 0.0f, 0.0f);
 }
 
@@ -330,27 +367,21 @@ __device__ __forceinline__ void gemm_k_header(GemmBlock& o, const u8* h, int s)
 
 __device__ __forceinline__ void gemm_q4_k_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles(o, j, gemm_word(q, j), 0u);
+    gemm_nibbles(o, gemm_quads_packed(row, b), 0u);
     gemm_k_header(o, row + 16 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
 }
 
 __device__ __forceinline__ void gemm_q5_k_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     u32 qh = *(const u32*)(row + 16 * (i64)nb + 4 * b);
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_nibbles5(o, j, gemm_word(q, j), qh, 0u);
+    gemm_nibbles5(o, gemm_quads_packed(row, b), qh, 0u);
     gemm_k_header(o, row + 20 * (i64)nb + 16 * (i64)(b >> 3), b & 7);
 }
 
 __device__ __forceinline__ void gemm_iq4_xs_packed(const u8* row, int nb, int b, GemmBlock& o)
 {
-    uint4 q = *(const uint4*)(row + 16 * (i64)b);
     const u8* h = row + 16 * (i64)nb + 8 * (i64)(b >> 3); // fp16 d, u16 scales_h, 4 B scales_l: ggml's header
-#pragma unroll
-    for (int j = 0; j < 4; j++) gemm_iq4(o, j, gemm_word(q, j));
+    gemm_iq4(o, gemm_quads_packed(row, b));
     gemm_scales(o, half_to_float(*(const u16*)h) * (float)(iq4xs_scale(b & 7, h) - 32), 0.0f, 0.0f);
 }
 
@@ -505,10 +536,7 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
         for (int kb = 0; kb < GEMM_KB && kb0 + kb < nb; kb++)
         {
             int a[4];
-            a[0] = s.w[ra * GEMM_WSTRIDE + kb * 8 + c];
-            a[1] = s.w[rb * GEMM_WSTRIDE + kb * 8 + c];
-            a[2] = s.w[ra * GEMM_WSTRIDE + kb * 8 + 4 + c];
-            a[3] = s.w[rb * GEMM_WSTRIDE + kb * 8 + 4 + c];
+            mma_load_a(a, s.w, GEMM_WSTRIDE, ra, rb, kb * 8 + c);
             float wsa0 = s.ws[ra][2 * kb], wsb0 = s.ws[rb][2 * kb];
             float wsa1 = s.ws[ra][2 * kb + 1], wsb1 = s.ws[rb][2 * kb + 1];
             float wma = s.wm[ra][kb], wmb = s.wm[rb][kb];
@@ -526,8 +554,7 @@ __device__ __forceinline__ void gemm_mma(const u8* __restrict__ W, i64 rowBytes,
             {
                 int tb = j * 8 + g; // the token whose column this lane loads
                 int b[2];
-                b[0] = s.x[tb * GEMM_WSTRIDE + kb * 8 + c];
-                b[1] = s.x[tb * GEMM_WSTRIDE + kb * 8 + 4 + c];
+                mma_load_b(b, s.x, GEMM_WSTRIDE, tb, kb * 8 + c);
                 int tc = j * 8 + 2 * c; // the tokens of this lane's accumulators: tc, tc + 1
                 float dx0 = s.dx[tc][kb], dx1 = s.dx[tc + 1][kb];
                 if (gemm_kind<TYPE>() == GEMM_HALVES)
@@ -775,3 +802,126 @@ __device__ __forceinline__ void gemm_float(const u8* __restrict__ W, i64 rowByte
 GEMM_FLOAT_KERNEL(f32, GTYPE_F32)
 GEMM_FLOAT_KERNEL(f16, GTYPE_F16)
 GEMM_FLOAT_KERNEL(bf16, GTYPE_BF16)
+
+// ---- half-precision weights (F16, BF16) on sm_80 and later: tensor-core MMAs, mma.sync m16n8k16 with f16 or bf16
+// inputs and f32 accumulators. The same 64 x 64 tile, grid and arguments as gemm_float, K in steps of 32 (two k16
+// MMAs). The weights are staged as stored (their bits, two per word); the activations are rounded to the weights'
+// format as they are staged (fp16: clamped to +-65504 first, float_to_half_sat; bf16: float_to_bf16), so each
+// product is exact in float and the MMA's sums are the only other rounding. Warp w owns rows 16w..16w+15 of the
+// tile, all 64 tokens (eight 16 x 8 accumulator tiles). Elements past K, rows past `rows` and tokens past `nTokens`
+// are staged as zeros. Fragments (PTX ISA, mma.m16n8k16 .f16/.bf16), g = lane / 4, c = lane % 4, each register
+// two elements, the lower k in the low half:
+//   A: reg 0 = A[g][2c, 2c+1], reg 1 = A[g+8][2c, 2c+1], reg 2 = A[g][2c+8, 2c+9], reg 3 = A[g+8][2c+8, 2c+9]
+//   B: reg 0 = B[2c, 2c+1][g], reg 1 = B[2c+8, 2c+9][g]
+//   C/D: as the int8 MMAs' (c0 = D[g][2c], c1 = D[g][2c+1], c2 = D[g+8][2c], c3 = D[g+8][2c+1]).
+// The host emulation (host_shim.h host_mma_half) gathers the fragments by these formulas.
+#define GEMMH_BK 32
+#define GEMMH_WSTRIDE (GEMMH_BK / 2 + 4) // words per staged row: 20, so lanes (g, c) hit 32 distinct banks
+
+#ifndef EDGELLM_HOST_EMULATION
+template <int FTYPE> __device__ __forceinline__ void mma_half_k16(float* d, const u32* a, const u32* b)
+{
+#if __CUDA_ARCH__ >= 800
+    if (FTYPE == GTYPE_F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    asm volatile("trap;"); // never launched below sm_80 (the backend takes gemm_f16 / gemm_bf16 there)
+#endif
+}
+#else
+template <int FTYPE> static inline void mma_half_k16(float* d, const u32* a, const u32* b) { host_mma_half(d, a, b, FTYPE == GTYPE_BF16); }
+#endif
+
+struct GemmHalfTiles
+{
+    u32 w[GEMM_BM * GEMMH_WSTRIDE]; // weights: row r, elements 2j (low half) and 2j + 1 of the K step in word j
+    u32 x[GEMM_BN * GEMMH_WSTRIDE]; // activations rounded to the weights' format: token t, the same words
+};
+
+// Activation value v in the weights' half format (its bits).
+template <int FTYPE> __device__ __forceinline__ u32 gemmh_round(float v)
+{
+    return FTYPE == GTYPE_F16 ? (u32)float_to_half_sat(v) : (u32)float_to_bf16(v);
+}
+
+template <int FTYPE>
+__device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes, int K, int rows, const float* __restrict__ x,
+                                          float* __restrict__ dst, int nTokens)
+{
+    __shared__ GemmHalfTiles s;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, c = lane & 3;
+    int r0 = blockIdx.x * GEMM_BM, t0 = blockIdx.y * GEMM_BN;
+    int ra = warp * 16 + g, rb = ra + 8; // this lane's two rows (tile-relative)
+    bool pairs = ((rowBytes | (i64)(unsigned long long)W) & 3) == 0; // rows whose element pairs are 4-byte words
+    float acc[GEMM_BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < GEMM_BN / 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += GEMMH_BK)
+    {
+        __syncthreads(); // the previous step's reads are done
+        // 64 rows (tokens) x 16 words: thread tid stages word tid % 16 of rows (tokens) tid / 16 + 8i, so a warp
+        // reads two rows' 64 consecutive bytes of weights (128 of activations).
+#pragma unroll
+        for (int i = 0; i < GEMM_BM * (GEMMH_BK / 2) / GEMM_THREADS; i++)
+        {
+            int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2), k = k0 + 2 * kw;
+            u32 wv = 0, xv = 0;
+            if (r0 + r < rows && k < K)
+            {
+                const u16* row = (const u16*)(W + (i64)(r0 + r) * rowBytes);
+                if (pairs && k + 1 < K) wv = *(const u32*)(row + k);
+                else wv = (u32)row[k] | (k + 1 < K ? (u32)row[k + 1] << 16 : 0u);
+            }
+            if (t0 + r < nTokens && k < K)
+            {
+                const float* xt = x + (i64)(t0 + r) * K;
+                xv = gemmh_round<FTYPE>(xt[k]) | (k + 1 < K ? gemmh_round<FTYPE>(xt[k + 1]) << 16 : 0u);
+            }
+            s.w[r * GEMMH_WSTRIDE + kw] = wv;
+            s.x[r * GEMMH_WSTRIDE + kw] = xv;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int h = 0; h < GEMMH_BK / 16; h++)
+        {
+            int kw = 8 * h + c;
+            u32 a[4];
+            mma_load_a(a, s.w, GEMMH_WSTRIDE, ra, rb, kw);
+#pragma unroll
+            for (int j = 0; j < GEMM_BN / 8; j++)
+            {
+                int tb = j * 8 + g; // the token whose column this lane loads
+                u32 b[2];
+                mma_load_b(b, s.x, GEMMH_WSTRIDE, tb, kw);
+                mma_half_k16<FTYPE>(acc[j], a, b);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int j = 0; j < GEMM_BN / 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            int r = r0 + (i < 2 ? ra : rb), t = t0 + j * 8 + 2 * c + (i & 1);
+            if (r < rows && t < nTokens) dst[(i64)t * rows + r] = acc[j][i];
+        }
+}
+
+// Grid and arguments as gemm_f16 / gemm_bf16 (the backend takes these instead on sm_80 and later).
+#define GEMM_HALF_KERNEL(NAME, FTYPE)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                        \
+        gemm_mma_##NAME(const u8* W, i64 rowBytes, int K, int rows, const float* x, float* dst, int nTokens)          \
+    { gemm_half<FTYPE>(W, rowBytes, K, rows, x, dst, nTokens); }
+
+GEMM_HALF_KERNEL(f16, GTYPE_F16)
+GEMM_HALF_KERNEL(bf16, GTYPE_BF16)

@@ -341,15 +341,20 @@ __device__ __forceinline__ void matvec_packed(const u8* __restrict__ W, i64 rowB
 }
 
 // The Q/K/V epilogue (rope_store_qkv_f32's work for one head of the stacked [q | k | v] row x, once the head's
-// rows are all written): a q or k head rotated (rope_head_value), into q or k, keys also into the fp16 cache row pos;
-// a v head copied to v and the value cache. The same floats as the product into scratch + rope_store_qkv_f32.
+// rows are all written): the part's bias added (bq, bk, bv; null: none), a q or k head rotated (rope_head_value),
+// into q or k, keys also into the fp16 cache row pos; a v head copied to v and the value cache. The same floats as
+// the product into scratch + rope_store_qkv_f32.
 __device__ EPILOGUE_NOINLINE void packed_rope_store(const float* x, int head, float* __restrict__ q, float* __restrict__ k,
                                                float* __restrict__ v, u16* __restrict__ kc, u16* __restrict__ vc, int pos,
                                                int qDim, int kvDim, int headDim, int half, const double* __restrict__ invFreq,
-                                               float scale, int neox, float attnFactor)
+                                               float scale, int neox, float attnFactor, const float* __restrict__ bq,
+                                               const float* __restrict__ bk, const float* __restrict__ bv)
 {
     int c0 = head * headDim;
     const volatile float* hv = x + c0;
+    // the head's part and its bias from the head's first element (a head never straddles two parts)
+    const float* hb = c0 < qDim ? (bq ? bq + c0 : nullptr) : c0 < qDim + kvDim ? (bk ? bk + (c0 - qDim) : nullptr)
+                                                                              : (bv ? bv + (c0 - qDim - kvDim) : nullptr);
 #pragma unroll 1
     for (int h = threadIdx.x; h < headDim; h += MVP_WARPS * WARP)
     {
@@ -357,12 +362,12 @@ __device__ EPILOGUE_NOINLINE void packed_rope_store(const float* x, int head, fl
         if (c >= qDim + kvDim)
         {
             int e = c - qDim - kvDim;
-            float val = hv[h];
+            float val = hb ? __fadd_rn(hv[h], hb[h]) : hv[h];
             v[e] = val;
             vc[(i64)pos * kvDim + e] = kv_half(val);
             continue;
         }
-        float val = rope_head_value(hv, h, half, neox, pos, invFreq, scale, attnFactor);
+        float val = rope_head_value(biased_head(hv, hb), h, half, neox, pos, invFreq, scale, attnFactor);
         if (c < qDim) q[c] = val;
         else
         {
@@ -406,14 +411,17 @@ __device__ EPILOGUE_NOINLINE void packed_glu_q8(const float* x, int group, int f
     matvec_packed_##NAME##_qkv(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \
                                const float* sx, float* dst, int wpr, int* counters, float* q, float* k, float* v,     \
                                u16* kc, u16* vc, const int* step, int posDelta, int qDim, int kvDim, int headDim,     \
-                               int half, const double* invFreq, float scale, int neox, float attnFactor)              \
+                               int half, const double* invFreq, float scale, int neox, float attnFactor,              \
+                               const float* bq, const float* bk, const float* bv)                                     \
     {                                                                                                                 \
         matvec_packed<1, TYPE>(W, rowBytes, K, rows, qx, dx, sx, dst, 1, wpr, 0, nullptr, nullptr, nullptr, nullptr,   \
                                nullptr, nullptr, 0.0f);                                                               \
-        int rowsPerBlock = MVP_WARPS / wpr, head = (int)blockIdx.x * rowsPerBlock / headDim;                          \
-        if (epilogue_group_done(counters + head, headDim / rowsPerBlock))                                               \
-            packed_rope_store(dst, head, q, k, v, kc, vc, step_pos(step, posDelta), qDim, kvDim, headDim, half,        \
-                              invFreq, scale, neox, attnFactor);                                                      \
+        /* this block's rows r0..r1-1 count towards each head they fall in (two when a head ends inside them) */      \
+        int r0 = (int)blockIdx.x * (MVP_WARPS / wpr), r1 = min(r0 + MVP_WARPS / wpr, rows);                           \
+        for (int head = r0 / headDim; head * headDim < r1; head++)                                                    \
+            if (epilogue_rows_done(counters + head, min(r1, (head + 1) * headDim) - max(r0, head * headDim), headDim))  \
+                packed_rope_store(dst, head, q, k, v, kc, vc, step_pos(step, posDelta), qDim, kvDim, headDim, half,    \
+                                  invFreq, scale, neox, attnFactor, bq, bk, bv);                                      \
     }                                                                                                                 \
     extern "C" __global__ void __launch_bounds__(MVP_WARPS * WARP, 4)                                                 \
     matvec_packed_##NAME##_glu(const u8* W, i64 rowBytes, int K, int rows, const i8* qx, const float* dx,            \

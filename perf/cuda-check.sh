@@ -16,8 +16,9 @@
 #       Both, one after the other (a GPU machine that has the SDK).
 #   perf/cuda-check.sh --list [--quick]
 #       The models the numerics check covers (every weight type) and the kernel each one's prefill takes on CUDA
-#       (kernels/gemm.cu): `gemm-int8` (the block types: tensor-core MMA on sm_80+, dp4a tiles on sm_61..75) or
-#       `gemm-float` (F32, F16, BF16: float FMA tiles). Runs nothing.
+#       (kernels/gemm.cu): `gemm-int8` (the block types: tensor-core MMA on sm_80+, dp4a tiles on sm_61..75),
+#       `gemm-half` (F16, BF16: half-precision tensor-core MMA on sm_80+, float FMA tiles below) or `gemm-float`
+#       (F32: float FMA tiles). Runs nothing.
 #
 # What --prebuilt checks, as one table at the end:
 #  1. `edgellm devices --bandwidth` (CUDA): the device and the kernel target.
@@ -76,8 +77,9 @@ model_list() {
     echo "7b2l-$t|--shape 7b --layers 2 --kv-heads 8 --type $t --seed 7|600|32000"
   done
 }
-# The kernel a CUDA prefill of the model's weight type takes (kernels/gemm.cu): int8 tiles for the block types, float tiles for the others.
-prefill_kernel() { case "$1" in *-f32|*-f16|*-bf16) echo gemm-float ;; *) echo gemm-int8 ;; esac; }
+# The kernel a CUDA prefill of the model's weight type takes (kernels/gemm.cu): int8 tiles for the block types, half-precision
+# tensor-core tiles for F16/BF16 (float tiles below sm_80), float tiles for F32.
+prefill_kernel() { case "$1" in *-f32) echo gemm-float ;; *-f16|*-bf16) echo gemm-half ;; *) echo gemm-int8 ;; esac; }
 tolerance() { case "$1" in *-f32|*-f16|*-bf16) echo 1e-4 ;; *) echo 2e-3 ;; esac; }
 genmodel() { # file "modelgen options"; at most 5 minutes
   # shellcheck disable=SC2086

@@ -45,10 +45,25 @@ public unsafe class KernelArgsTests
         return types;
     }
 
+    /// <summary>
+    /// The public instance fields of <paramref name="t"/> in declaration order with their offsets from
+    /// <paramref name="at"/>, a field of a struct type (<see cref="NormEpilogueArgs"/>) standing for its own fields.
+    /// </summary>
+    private static IEnumerable<(long Offset, Type Type, string Name)> Flattened(Type t, long at)
+    {
+        foreach (var f in t.GetFields(BindingFlags.Public | BindingFlags.Instance))
+        {
+            long offset = at + (long)Marshal.OffsetOf(t, f.Name);
+            if (f.FieldType.IsPrimitive) yield return (offset, f.FieldType, f.Name);
+            else
+                foreach (var inner in Flattened(f.FieldType, offset)) yield return (inner.Offset, inner.Type, $"{f.Name}.{inner.Name}");
+        }
+    }
+
     /// <summary>The field types of T in the order Pointers hands them out, checking each field appears once.</summary>
     private static Type[] FieldsInLaunchOrder<T>() where T : unmanaged, IKernelArgs<T>
     {
-        var fields = typeof(T).GetFields(BindingFlags.Public | BindingFlags.Instance);
+        var fields = Flattened(typeof(T), 0).ToArray();
         Assert.Equal(fields.Length, T.Count);
         T value = default;
         void** p = stackalloc void*[T.Count];
@@ -58,8 +73,8 @@ public unsafe class KernelArgsTests
         {
             long offset = (byte*)p[i] - (byte*)&value;
             // Declaration order is launch order: parameter i is field i.
-            Assert.Equal((long)Marshal.OffsetOf<T>(fields[i].Name), offset);
-            types[i] = fields[i].FieldType;
+            Assert.True(fields[i].Offset == offset, $"{typeof(T).Name}: parameter {i} points at offset {offset}, field {fields[i].Name} is at {fields[i].Offset}");
+            types[i] = fields[i].Type;
         }
         return types;
     }
@@ -102,6 +117,7 @@ public unsafe class KernelArgsTests
         Check<MatVecQ8Args>("gemm.cu", CudaKernels.GemmTypes.SelectMany(t => new[] { $"gemm_mma_{CudaKernels.Suffix(t)}", $"gemm_dp4a_{CudaKernels.Suffix(t)}" }).ToArray());
         Check<MatVecQ8Args>("gemm.cu", CudaKernels.GemmTypes.SelectMany(t => new[] { $"gemm_mma_{CudaKernels.Suffix(t)}_packed", $"gemm_dp4a_{CudaKernels.Suffix(t)}_packed" }).ToArray());
         Check<MatVecFloatArgs>("gemm.cu", CudaKernels.GemmFloatTypes.Select(t => $"gemm_{CudaKernels.Suffix(t)}").ToArray());
+        Check<MatVecFloatArgs>("gemm.cu", CudaKernels.GemmHalfTypes.Select(t => $"gemm_mma_{CudaKernels.Suffix(t)}").ToArray());
         Check<AttentionSplitArgs>("attention.cu", "attention_split_f16");
         Check<AttentionCombineArgs>("attention.cu", "attention_combine_f32");
         Check<ArgMaxArgs>("sample.cu", "argmax_f32");
@@ -139,6 +155,7 @@ public unsafe class KernelArgsTests
             covered.Add($"gemm_dp4a_{CudaKernels.Suffix(t)}_packed");
         }
         foreach (var t in CudaKernels.GemmFloatTypes) covered.Add($"gemm_{CudaKernels.Suffix(t)}");
+        foreach (var t in CudaKernels.GemmHalfTypes) covered.Add($"gemm_mma_{CudaKernels.Suffix(t)}");
         var all = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
         Assert.Empty(all.Except(covered));
     }

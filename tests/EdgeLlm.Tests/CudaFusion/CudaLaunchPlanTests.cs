@@ -141,7 +141,7 @@ public class CudaLaunchPlanTests
     }
 
     [Theory]
-    [InlineData("qwen2", 13, 20)]   // q/k/v biases between the product and rope: the stacked product is split on its own
+    [InlineData("qwen2", 7, 20)]    // q/k/v biases between the product and rope: added by the split + rope + store launch
     [InlineData("gemma", 7, 17)]    // GeGLU, head dim 80, float weights
     [InlineData("phi3", 7, 17)]     // Q/K/V and gate/up stored fused in the file: stacked again from their views
     [InlineData("llama-Q6_K", 5, 21)]
@@ -190,11 +190,12 @@ public class CudaLaunchPlanTests
                             Assert.Equal(l.Op, plan[i + 1].Op);
                             continue;
                         case LaunchKind.RopeStoreQkv:
-                            for (int j = l.Op + 1; j <= l.Op + 3; j++) runs[j]++;
+                            Assert.Equal(l.Op + CudaLaunchPlanner.BiasOps(ops, l.Op) + 3, l.Aux); // [bias adds,] rope, rope, store
+                            for (int j = l.Op + 1; j <= l.Aux; j++) runs[j]++;
                             continue; // the product itself ran as the MatVec before it
                         case LaunchKind.MatVecRopeStore:
-                            Assert.Equal(l.Op + 3, l.Aux);
-                            for (int j = l.Op + 1; j <= l.Op + 3; j++) runs[j]++;
+                            Assert.Equal(l.Op + CudaLaunchPlanner.BiasOps(ops, l.Op) + 3, l.Aux);
+                            for (int j = l.Op + 1; j <= l.Aux; j++) runs[j]++;
                             break;
                         case LaunchKind.MatVecGlu:
                             runs[l.Aux]++;

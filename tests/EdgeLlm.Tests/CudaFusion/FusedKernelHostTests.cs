@@ -84,23 +84,33 @@ public class FusedKernelHostTests
         if (quantize == 1) Assert.Contains(plain.AsSpan((int)(count * 8), (int)count).ToArray(), b => b != 0);
     }
 
+    /// <summary>
+    /// rope_store_qkv_f32 against the split, [the Q/K/V bias adds (add_bias_f32, Qwen2),] rope_f32 of q and k and
+    /// store_kv_f16, bit for bit; head sizes that are not a multiple of 4 included.
+    /// </summary>
     [HostCompilerTheory]
-    [InlineData(0, 32, 1f, 1f)]   // normal layout, full rotary
-    [InlineData(1, 32, 1f, 1f)]   // NEOX
-    [InlineData(1, 16, 4f, 1.3f)] // NEOX, partial rotary, linear scaling, attention factor
-    [InlineData(0, 24, 1f, 1f)]   // normal layout, partial rotary
-    public void RopeStoreQkvEqualsSplitRopeRopeStore(int neox, int half, float scale, float attnFactor)
+    [InlineData(0, 32, 1f, 1f, 64, 0)]   // normal layout, full rotary
+    [InlineData(1, 32, 1f, 1f, 64, 0)]   // NEOX
+    [InlineData(1, 16, 4f, 1.3f, 64, 0)] // NEOX, partial rotary, linear scaling, attention factor
+    [InlineData(0, 24, 1f, 1f, 64, 0)]   // normal layout, partial rotary
+    [InlineData(1, 32, 1f, 1f, 64, 1)]   // Qwen2: NEOX with Q/K/V biases
+    [InlineData(1, 9, 1f, 1f, 18, 1)]    // biases, a head size of 18
+    [InlineData(0, 3, 2f, 1f, 10, 1)]    // biases, a head size of 10, partial rotary
+    [InlineData(1, 5, 1f, 1f, 10, 0)]    // a head size of 10 without biases
+    public void RopeStoreQkvEqualsSplitRopeRopeStore(int neox, int half, float scale, float attnFactor, int headDim, int biased)
     {
-        const int n = 3, qHeads = 4, kvHeads = 2, headDim = 64, start = 5;
+        const int n = 3, qHeads = 4, kvHeads = 2, start = 5;
         int qDim = qHeads * headDim, kvDim = kvHeads * headDim, width = qDim + 2 * kvDim;
         var inv = new double[half];
         for (int i = 0; i < half; i++) inv[i] = Math.Pow(10000, -2.0 * i / (2 * half));
         var qkv = Random(n * width, 4, 2f);
         qkv[qDim + 3] = 1e6f; // a key beyond fp16's range: both paths must clamp it alike
+        var bias = Random(qDim + 2 * kvDim, 9, 0.5f);
         var input = Input("rope_store_qkv");
-        Ints(input, n, qHeads, kvHeads, headDim, half, start, neox);
+        Ints(input, n, qHeads, kvHeads, headDim, half, start, neox, biased);
         Floats(input, scale, attnFactor);
         input.Write(MemoryMarshal.AsBytes(inv.AsSpan()));
+        if (biased == 1) Floats(input, bias);
         Floats(input, qkv);
         long cache = (long)(start + n) * kvDim;
         long floats = (long)n * width;
@@ -111,7 +121,7 @@ public class FusedKernelHostTests
         int at = 2 * qDim + 1;
         Assert.NotEqual(qkv[2 * width + 1], q[at]);
         var v = MemoryMarshal.Cast<byte, float>(plain.AsSpan((n * qDim + n * kvDim) * 4, n * kvDim * 4));
-        Assert.Equal(qkv[width + qDim + kvDim + 7], v[kvDim + 7]);
+        Assert.Equal(qkv[width + qDim + kvDim + 7] + (biased == 1 ? bias[qDim + kvDim + 7] : 0f), v[kvDim + 7]); // (the bias added)
         var kc = MemoryMarshal.Cast<byte, ushort>(plain.AsSpan((int)(floats * 4), (int)(cache * 2)));
         for (int i = 0; i < start * kvDim; i++) Assert.Equal(0xFFFF, kc[i]);
     }

@@ -48,7 +48,7 @@ public partial class PackedMatVecTests
         var input = new MemoryStream();
         WriteName(input, "matvec_qkv");
         WriteName(input, CudaKernels.Suffix(type)!);
-        foreach (int v in new[] { k, qHeads, kvHeads, headDim, wpr, half, neox, pos }) input.Write(BitConverter.GetBytes(v));
+        foreach (int v in new[] { k, qHeads, kvHeads, headDim, wpr, half, neox, pos, 0 }) input.Write(BitConverter.GetBytes(v));
         input.Write(BitConverter.GetBytes(scale));
         input.Write(BitConverter.GetBytes(attnFactor));
         input.Write(MemoryMarshal.AsBytes(inv.AsSpan()));
@@ -104,6 +104,69 @@ public partial class PackedMatVecTests
             Assert.Equal(0xFFFF, kc[i]);
             Assert.Equal(0xFFFF, vc[i]);
         }
+    }
+
+    /// <summary>type, warps per row, head size, Q/K/V biases.</summary>
+    public static TheoryData<GgmlType, int, int, int> BiasedQkvShapes()
+    {
+        var d = new TheoryData<GgmlType, int, int, int>();
+        d.Add(GgmlType.Q4_0, 1, 32, 1);  // Qwen2: biases, four rows per block
+        d.Add(GgmlType.Q8_0, 1, 18, 1);  // a head size of 18: blocks of 4 rows straddle two heads
+        d.Add(GgmlType.Q4_K, 2, 10, 1);  // 10 with 2 rows per block
+        d.Add(GgmlType.Q6_K, 1, 6, 0);   // 6 without biases
+        d.Add(GgmlType.Q5_0, 4, 14, 1);  // one row per block
+        return d;
+    }
+
+    /// <summary>
+    /// matvec_packed_&lt;type&gt;_qkv with Qwen2's Q/K/V biases and with head sizes that are not a multiple of the
+    /// block's rows (a block then finishes rows of two heads; each head's rows are counted) against the product into
+    /// the stack + rope_store_qkv_f32 with the same biases, every output bit for bit and the counters back at zero
+    /// (rope_store_qkv_f32 with biases is held to split + add_bias_f32 + rope_f32 + store_kv_f16 by
+    /// FusedKernelHostTests). The biased values are the product plus the bias, the float sum.
+    /// </summary>
+    [HostCompilerTheory]
+    [MemberData(nameof(BiasedQkvShapes))]
+    public void QkvEpilogueWithBiasesAndAnyHeadSizeEqualsProductThenRopeStoreQkv(GgmlType type, int wpr, int headDim, int biased)
+    {
+        const int k = 256, qHeads = 3, kvHeads = 1, pos = 2, neox = 1;
+        const float scale = 1f, attnFactor = 1f;
+        int half = headDim / 2, qDim = qHeads * headDim, kvDim = kvHeads * headDim, rows = qDim + 2 * kvDim, heads = qHeads + 2 * kvHeads;
+        var rng = new Random(k + wpr * 11 + headDim + (int)type);
+        var packed = Pack(type, k, rows, RandomRows(type, k, rows, rng));
+        var x = new float[k];
+        for (int i = 0; i < k; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        var bias = new float[rows];
+        for (int i = 0; i < rows; i++) bias[i] = (float)(rng.NextDouble() - 0.5);
+        var inv = new double[half];
+        for (int i = 0; i < half; i++) inv[i] = Math.Pow(1000000, -2.0 * i / (2 * half));
+        var input = new MemoryStream();
+        WriteName(input, "matvec_qkv");
+        WriteName(input, CudaKernels.Suffix(type)!);
+        foreach (int v in new[] { k, qHeads, kvHeads, headDim, wpr, half, neox, pos, biased }) input.Write(BitConverter.GetBytes(v));
+        input.Write(BitConverter.GetBytes(scale));
+        input.Write(BitConverter.GetBytes(attnFactor));
+        input.Write(MemoryMarshal.AsBytes(inv.AsSpan()));
+        if (biased == 1) input.Write(MemoryMarshal.AsBytes(bias.AsSpan()));
+        input.Write(BitConverter.GetBytes(CudaRepack.RowBytes(type, k)));
+        input.Write(packed);
+        input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
+        var bytes = PackedHarness.Exec(input, $"matvec_qkv {type} wpr={wpr} head {headDim}");
+        int cache = (pos + 1) * kvDim;
+        int run = rows * 4 + (qDim + 2 * kvDim) * 4 + 2 * cache * 2 + heads * 4;
+        Assert.Equal(2 * run, bytes.Length);
+        var fused = bytes.AsSpan(0, run);
+        var plain = bytes.AsSpan(run, run);
+        int first = -1;
+        for (int i = 0; i < run && first < 0; i++) if (fused[i] != plain[i]) first = i;
+        Assert.True(first < 0, $"{type} wpr={wpr} head {headDim}: the qkv epilogue and the product + rope_store_qkv_f32 differ first at byte {first} of {run}");
+        foreach (int c in MemoryMarshal.Cast<byte, int>(fused[^(heads * 4)..])) Assert.Equal(0, c);
+        var stack = MemoryMarshal.Cast<byte, float>(fused[..(rows * 4)]).ToArray();
+        var outs = MemoryMarshal.Cast<byte, float>(fused.Slice(rows * 4, (qDim + 2 * kvDim) * 4)).ToArray();
+        Assert.Contains(stack, v => v != 0f);
+        for (int e = 0; e < kvDim; e++)
+            Assert.Equal(stack[qDim + kvDim + e] + (biased == 1 ? bias[qDim + kvDim + e] : 0f), outs[qDim + kvDim + e]);
+        for (int c = 0; c < qDim + kvDim; c++) Assert.True(float.IsFinite(outs[c]), $"{type} head {headDim}: element {c} never written");
     }
 
     /// <summary>type, warps per row, GeGLU (else SwiGLU), quantize.</summary>

@@ -11,8 +11,9 @@
 //             per run (first matvec_packed_<type>_t1 with the norm epilogue, residual 2; then residual 1 followed by
 //             add_rmsnorm_q8_f32 without add, 256 threads): rows floats r + W x, rows floats of the norm, rows int8,
 //             rows / 32 floats dx, as many sx, one int counter
-//   matvec_qkv: i32 K, qHeads, kvHeads, headDim, wpr, half, neox, pos; f32 scale, attnFactor; half f64 invFreq;
-//             i64 packedRowBytes, rows * packedRowBytes bytes (rows = (qHeads + 2 kvHeads) headDim); K floats x
+//   matvec_qkv: i32 K, qHeads, kvHeads, headDim, wpr, half, neox, pos, biased; f32 scale, attnFactor; half f64 invFreq;
+//             if biased: rows floats of biases (q | k | v); i64 packedRowBytes, rows * packedRowBytes bytes
+//             (rows = (qHeads + 2 kvHeads) headDim); K floats x
 //             -> per run (first matvec_packed_<type>_qkv; then matvec_packed_<type>_t1 into the stack followed by
 //                rope_store_qkv_f32, 256 threads): rows floats of the stacked product, qDim floats q, kvDim k, kvDim v,
 //                (pos + 1) * kvDim fp16 keys, as many values (cache rows before pos: 0xFFFF), one int counter per head
@@ -41,7 +42,7 @@ typedef void (*PackedFn)(const u8*, i64, int, int, const i8*, const float*, cons
                          float*, float*, float);
 typedef void (*GetRowsFn)(const u8*, i64, int, const int*, float*);
 typedef void (*QkvFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int*, float*, float*, float*, u16*, u16*,
-                      const int*, int, int, int, int, int, const double*, float, int, float);
+                      const int*, int, int, int, int, int, const double*, float, int, float, const float*, const float*, const float*);
 typedef void (*GluFn)(const u8*, i64, int, int, const i8*, const float*, const float*, float*, int, int*, float*, float*, i8*, float*, float*,
                       int, int, int);
 
@@ -103,11 +104,16 @@ template <typename T> static void put(const std::vector<T>& v) { std::fwrite(v.d
 static int run_qkv(const Entry* t)
 {
     int K = read1<int>(), qHeads = read1<int>(), kvHeads = read1<int>(), headDim = read1<int>(), wpr = read1<int>();
-    int half = read1<int>(), neox = read1<int>(), pos = read1<int>();
+    int half = read1<int>(), neox = read1<int>(), pos = read1<int>(), biased = read1<int>();
     float scale = read1<float>(), attnFactor = read1<float>();
     std::vector<double> inv((size_t)half);
     read_exact(inv.data(), inv.size() * 8);
     int qDim = qHeads * headDim, kvDim = kvHeads * headDim, rows = qDim + 2 * kvDim, heads = qHeads + 2 * kvHeads;
+    std::vector<float> bias(biased ? (size_t)rows : 0);
+    read_exact(bias.data(), bias.size() * 4);
+    const float* bq = biased ? bias.data() : nullptr;
+    const float* bk = biased ? bias.data() + qDim : nullptr;
+    const float* bv = biased ? bias.data() + qDim + kvDim : nullptr;
     i64 packedRow = read1<i64>();
     std::vector<uint4> packed = read_rows(rows, packedRow);
     std::vector<float> x((size_t)K);
@@ -126,7 +132,8 @@ static int run_qkv(const Entry* t)
         if (fused)
             simt_launch((unsigned)blocks, 1, MVP_WARPS * 32, [&] {
                 t->qkv((const u8*)packed.data(), packedRow, K, rows, qx, dx.data(), sx.data(), stack.data(), wpr, counters.data(), q.data(),
-                       k.data(), v.data(), kc.data(), vc.data(), step, 0, qDim, kvDim, headDim, half, inv.data(), scale, neox, attnFactor);
+                       k.data(), v.data(), kc.data(), vc.data(), step, 0, qDim, kvDim, headDim, half, inv.data(), scale, neox, attnFactor,
+                       bq, bk, bv);
             });
         else
         {
@@ -136,7 +143,7 @@ static int run_qkv(const Entry* t)
             });
             simt_launch((unsigned)((rows + 255) / 256), 1, 256, [&] {
                 rope_store_qkv_f32(stack.data(), q.data(), k.data(), v.data(), kc.data(), vc.data(), step, 0, 1, qDim, kvDim, headDim, half,
-                                   inv.data(), scale, neox, attnFactor);
+                                   inv.data(), scale, neox, attnFactor, bq, bk, bv);
             });
         }
         put(stack); put(q); put(k); put(v); put(kc); put(vc); put(counters);

@@ -31,10 +31,11 @@ public class CheckScriptPrefillListTests
         {
             var type = CudaKernels.WeightTypes.Single(t => CudaKernels.Suffix(t) == m.Groups[1].Value);
             Assert.True(CudaPrefill.UsesGemm(CudaGemmPath.Mma, type, 512) && CudaPrefill.UsesGemm(CudaGemmPath.Dp4a, type, 512));
-            Assert.Equal(CudaKernels.IsIntegerDot(type) ? "gemm-int8" : "gemm-float", m.Groups[2].Value);
+            string want = CudaKernels.IsIntegerDot(type) ? "gemm-int8" : CudaPrefill.UsesHalfMma(CudaGemmPath.Mma, type) ? "gemm-half" : "gemm-float";
+            Assert.Equal(want, m.Groups[2].Value);
             Assert.True(seen.Add(type), $"{type} listed twice");
         }
         Assert.Equal(CudaKernels.WeightTypes.OrderBy(t => t), seen.OrderBy(t => t));
-        Assert.Equal(quick ? 0 : CudaKernels.WeightTypes.Length + 1, Regex.Matches(output, @"(?m)^7b2l-\S+ +gemm-(int8|float)$").Count); // + q4_k_m
+        Assert.Equal(quick ? 0 : CudaKernels.WeightTypes.Length + 1, Regex.Matches(output, @"(?m)^7b2l-\S+ +gemm-(int8|half|float)$").Count); // + q4_k_m
     }
 }

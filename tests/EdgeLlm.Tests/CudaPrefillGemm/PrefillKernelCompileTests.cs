@@ -25,6 +25,9 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     // kernels/gemm.cu's GemmFloatTiles: weights and activations as 32 k x 65 floats.
     private const int GemmFloatSharedBytes = 2 * 32 * 65 * 4;
 
+    // kernels/gemm.cu's GemmHalfTiles: weights and activations as 64 rows x 20 words (16 element pairs + 4 of padding).
+    private const int GemmHalfSharedBytes = 2 * 64 * 20 * 4;
+
     // kernels/attention_prefill.cu: q [8][256], k [16][257], v [16][256] floats.
     private const int AttentionSharedBytes = (8 * 256 + 16 * 257 + 16 * 256) * 4;
 
@@ -35,10 +38,13 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     public void GemmKernelsFitTheirLaunchBoundsWithoutSpills(int arch)
     {
         var log = PtxasLog("gemm.cu", arch);
-        Assert.Equal(4 * CudaKernels.GemmTypes.Length + CudaKernels.GemmFloatTypes.Length, CudaKernels.EntryPoints["gemm.cu"].Length);
+        Assert.Equal(4 * CudaKernels.GemmTypes.Length + CudaKernels.GemmFloatTypes.Length + CudaKernels.GemmHalfTypes.Length, CudaKernels.EntryPoints["gemm.cu"].Length);
         foreach (string entry in CudaKernels.EntryPoints["gemm.cu"])
         {
-            int shared = CudaKernels.GemmFloatTypes.Any(t => entry == $"gemm_{CudaKernels.Suffix(t)}") ? GemmFloatSharedBytes : GemmSharedBytes;
+            bool halfMma = CudaKernels.GemmHalfTypes.Any(t => entry == $"gemm_mma_{CudaKernels.Suffix(t)}");
+            // below sm_80 the half-precision MMA kernels are a trap (never launched there): no tiles left to count
+            int shared = CudaKernels.GemmFloatTypes.Any(t => entry == $"gemm_{CudaKernels.Suffix(t)}") ? GemmFloatSharedBytes
+                : halfMma ? (arch >= 80 ? GemmHalfSharedBytes : 0) : GemmSharedBytes;
             output.WriteLine($"sm_{arch} {entry}: {CheckFigures(log, entry, arch, shared, CudaPrefill.GemmThreads)} registers, no spills");
         }
     }
@@ -62,6 +68,25 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32", ptx);
         Assert.Contains("dp4a.s32.s32", ptx); // the dp4a kernels are in the same module
+    }
+
+    /// <summary>The F16/BF16 GEMMs' half-precision MMAs on sm_80+: f16 and bf16 inputs, f32 accumulators, in their own kernels.</summary>
+    [NvrtcTheory]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void HalfGemmsUseHalfPrecisionMma(int arch)
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), arch, cubin: false).Image);
+        foreach (var (entry, mma) in new[] { ("gemm_mma_f16", ".f32.f16.f16.f32"), ("gemm_mma_bf16", ".f32.bf16.bf16.f32") })
+        {
+            int at = ptx.IndexOf($".entry {entry}(", StringComparison.Ordinal);
+            Assert.True(at >= 0, $"no .entry {entry}");
+            int end = ptx.IndexOf(".entry ", at + 7, StringComparison.Ordinal);
+            string body = end < 0 ? ptx[at..] : ptx[at..end];
+            Assert.Contains("mma.sync.aligned.m16n8k16.row.col" + mma, body);
+            Assert.DoesNotContain("trap;", body);
+        }
     }
 
     [NvrtcFact]
@@ -96,6 +121,13 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
             Assert.Equal(!CudaKernels.IsIntegerDot(t), CudaKernels.GemmFloatTypes.Contains(t));
             Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.Mma, t, 1)); // decode keeps the matvec
             Assert.False(CudaPrefill.UsesGemm(CudaGemmPath.None, t, 64));
+        }
+        foreach (var t in CudaKernels.WeightTypes)
+        {
+            bool half = t is GgmlType.F16 or GgmlType.BF16;
+            Assert.Equal(half, CudaPrefill.UsesHalfMma(CudaGemmPath.Mma, t)); // F16/BF16 on sm_80+: the half-precision MMA
+            Assert.False(CudaPrefill.UsesHalfMma(CudaGemmPath.Dp4a, t));       // below: the float tiles
+            Assert.False(CudaPrefill.UsesHalfMma(CudaGemmPath.None, t));
         }
         Assert.Equal((2u, 9u), CudaPrefill.GemmGrid(65, 513));
         Assert.Equal((32u, 64u), CudaPrefill.AttentionGrid(32, 512));
@@ -136,13 +168,13 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
         var spillLoads = Regex.Match(part, @"(\d+) bytes spill loads");
         var stack = Regex.Match(part, @"(\d+) bytes stack frame");
         var smem = Regex.Match(part, @"(\d+) bytes smem");
-        Assert.True(regs.Success && spill.Success && spillLoads.Success && smem.Success, $"sm_{arch} {entry}: figures missing in:\n{part}");
+        Assert.True(regs.Success && spill.Success && spillLoads.Success && (smem.Success || sharedBytes == 0), $"sm_{arch} {entry}: figures missing in:\n{part}");
         int r = int.Parse(regs.Groups[1].Value);
         Assert.True(r <= 255 && r * threads <= 65536, $"sm_{arch} {entry}: {r} registers x {threads} threads");
         Assert.Equal(0, int.Parse(spill.Groups[1].Value));
         Assert.Equal(0, int.Parse(spillLoads.Groups[1].Value));
         Assert.True(!stack.Success || int.Parse(stack.Groups[1].Value) == 0, $"sm_{arch} {entry}: a stack frame (local arrays):\n{part}");
-        Assert.Equal(sharedBytes, int.Parse(smem.Groups[1].Value));
+        Assert.Equal(sharedBytes, smem.Success ? int.Parse(smem.Groups[1].Value) : 0);
         Assert.True(sharedBytes <= 48 * 1024);
         return r;
     }

@@ -86,13 +86,12 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
     }
 
     /// <summary>
-    /// The counters of matvec_packed_*_qkv (one per head) and _glu (one per 32-block of the gate half): at most a
-    /// quarter of the widest stack's rows (heads are a multiple of 4 rows when the planner fuses), zeroed once; each
-    /// launch leaves them at zero.
+    /// The counters of matvec_packed_*_qkv (one per head, of any size) and _glu (one per 32-block of the gate half): one
+    /// per row of the widest stack, zeroed once; each launch leaves them at zero.
     /// </summary>
     private ulong StackCounters()
     {
-        long need = _stackRows / 4 + 1;
+        long need = _stackRows + 1;
         if (_stackCounters is null || _stackCounters.Length < need)
         {
             _stackCounters = (CudaBuffer)Allocate(need);
@@ -129,7 +128,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
                 if (l.Quantize) { SetQuantized(op.Dst!, op.Tokens, op.Dim); return; }
                 break;
             case LaunchKind.RopeStoreQkv:
-                ExecRopeStoreQkv(in op, in ops[l.Op + 1], in ops[l.Aux]);
+                ExecRopeStoreQkv(ops, l.Op, l.Aux);
                 break;
             case LaunchKind.GluSplitQ8:
                 ExecGluSplit(in op, ops[l.Aux].Kind == CudaOpKind.GeGlu, l.Quantize);
@@ -152,7 +151,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
                 ExecMatMul(op with { Dst = ops[l.Aux].X }, residual: true, norm: ops[l.Aux + 1]);
                 return; // the norm's output is the current q8 set
             case LaunchKind.MatVecRopeStore:
-                ExecMatVecRopeStore(in op, in ops[l.Op + 1], in ops[l.Aux]);
+                ExecMatVecRopeStore(ops, l.Op, l.Aux);
                 break;
             case LaunchKind.MatVecGlu:
                 ExecMatVecGlu(in op, ops[l.Aux].Kind == CudaOpKind.GeGlu, l.Quantize);
@@ -186,15 +185,37 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         Launch(_kernels.AddRmsNormQ8, (uint)norm.Tokens, 1, ElementwiseThreads, ref args);
     }
 
-    private void ExecRopeStoreQkv(in CudaOp stacked, in CudaOp ropeQ, in CudaOp store)
+    /// <summary>
+    /// The biases that the bias adds between the stacked Q/K/V product at ops[<paramref name="stacked"/>] and the ropes
+    /// before the kv store at ops[<paramref name="store"/>] add to its q, k and v parts (0: none; CudaLaunchPlanner.BiasOps).
+    /// </summary>
+    private static (ulong Q, ulong K, ulong V) QkvBiases(ReadOnlySpan<CudaOp> ops, int stacked, int store)
     {
+        ref readonly var s = ref ops[stacked];
+        ulong bq = 0, bk = 0, bv = 0;
+        for (int j = stacked + 1; j < store - 2; j++)
+        {
+            ref readonly var b = ref ops[j];
+            if (ReferenceEquals(b.X, s.Dst)) bq = b.Weight!.Ptr;
+            else if (ReferenceEquals(b.X, s.Dst1)) bk = b.Weight!.Ptr;
+            else bv = b.Weight!.Ptr;
+        }
+        return (bq, bk, bv);
+    }
+
+    private void ExecRopeStoreQkv(ReadOnlySpan<CudaOp> ops, int at, int storeAt)
+    {
+        ref readonly var stacked = ref ops[at];
+        ref readonly var ropeQ = ref ops[storeAt - 2];
+        ref readonly var store = ref ops[storeAt];
         var spec = ropeQ.Rope!;
+        var (bq, bk, bv) = QkvBiases(ops, at, storeAt);
         var args = new RopeStoreQkvArgs
         {
             Qkv = stacked.StackOut!.Ptr, Q = stacked.Dst!.Ptr, K = stacked.Dst1!.Ptr, V = stacked.Dst2!.Ptr,
             KCache = store.KCache!.Ptr, VCache = store.VCache!.Ptr, Step = _step, PosDelta = ropeQ.PosDelta, Tokens = stacked.Tokens,
             QDim = stacked.Part0, KvDim = stacked.Part1, HeadDim = spec.HeadDim, Half = spec.Dims / 2, InvFreq = ropeQ.RopeTable,
-            Scale = spec.Scale, Neox = spec.Neox ? 1 : 0, AttnFactor = spec.AttnFactor,
+            Scale = spec.Scale, Neox = spec.Neox ? 1 : 0, AttnFactor = spec.AttnFactor, Bq = bq, Bk = bk, Bv = bv,
         };
         long total = (long)stacked.Tokens * (stacked.Part0 + 2L * stacked.Part1);
         Launch(_kernels.RopeStoreQkv, (uint)((total + ElementwiseThreads - 1) / ElementwiseThreads), 1, ElementwiseThreads, ref args);
@@ -234,9 +255,13 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         if (!ReferenceEquals(_qxSource, x) || _qxTokens != 1 || _qxK != w.Ne0) Quantize(x, 1, w.Ne0);
     }
 
-    /// <summary>matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product with rope_store_qkv_f32's work as its epilogue.</summary>
-    private void ExecMatVecRopeStore(in CudaOp stacked, in CudaOp ropeQ, in CudaOp store)
+    /// <summary>matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product with rope_store_qkv_f32's work (biases included) as its epilogue.</summary>
+    private void ExecMatVecRopeStore(ReadOnlySpan<CudaOp> ops, int at, int storeAt)
     {
+        ref readonly var stacked = ref ops[at];
+        ref readonly var ropeQ = ref ops[storeAt - 2];
+        ref readonly var store = ref ops[storeAt];
+        var (bq, bk, bv) = QkvBiases(ops, at, storeAt);
         var w = stacked.Weight!;
         if (stacked.Tokens != 1 || !w.Packed) throw new InvalidOperationException($"{w.Name}: the rope epilogue needs a one-token product over packed weights");
         EnsureQuantized(stacked.X!, w);
@@ -248,6 +273,7 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
             Counters = stacked.Counters, Q = stacked.Dst!.Ptr, KOut = stacked.Dst1!.Ptr, V = stacked.Dst2!.Ptr, KCache = store.KCache!.Ptr,
             VCache = store.VCache!.Ptr, Step = _step, PosDelta = ropeQ.PosDelta, QDim = stacked.Part0, KvDim = stacked.Part1, HeadDim = spec.HeadDim,
             Half = spec.Dims / 2, InvFreq = ropeQ.RopeTable, Scale = spec.Scale, Neox = spec.Neox ? 1 : 0, AttnFactor = spec.AttnFactor,
+            Bq = bq, Bk = bk, Bv = bv,
         };
         Launch(_kernels.PackedQkv[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref args);
     }
@@ -291,21 +317,11 @@ public sealed unsafe partial class CudaBackend : IStackedMatMul
         if (norm is { } nm)
         {
             args.Norm = 1;
-            args.Counter = _epilogueCounter;
-            args.NormWeight = nm.Weight!.Ptr;
-            args.NormDst = nm.Dst!.Ptr;
-            args.NormQx = _qxOther;
-            args.NormDx = _dxOther;
-            args.NormSx = _sxOther;
-            args.Eps = nm.Eps;
+            args.Epilogue = NormEpilogue(in nm);
             args.Quantize = quantize ? 1 : 0;
         }
         Launch(_kernels.MatVecRes[(int)w.Type], (uint)((rows + MatVecWarps - 1) / MatVecWarps), 1, MatVecWarps * 32, ref args);
-        if (norm is { } done && quantize)
-        {
-            SwapQ8();
-            SetQuantized(done.Dst!, 1, done.Dim);
-        }
+        if (norm is { } done && quantize) NormEpilogueQuantized(in done);
     }
 
     private void ExecSplitRows(in CudaOp stacked)

@@ -96,19 +96,12 @@ public sealed unsafe partial class CudaBackend
                 if (norm is { } nm)
                 {
                     packed.Residual = 2;
-                    packed.Counter = _epilogueCounter;
-                    packed.NormWeight = nm.Weight!.Ptr;
-                    packed.NormDst = nm.Dst!.Ptr;
-                    packed.NormQx = _qxOther;
-                    packed.NormDx = _dxOther;
-                    packed.NormSx = _sxOther;
-                    packed.Eps = nm.Eps;
+                    packed.Epilogue = NormEpilogue(in nm);
                 }
                 Launch(n == 1 ? _kernels.PackedT1[(int)w.Type] : _kernels.PackedT8[(int)w.Type], (uint)((rows + rowsPerBlock - 1) / rowsPerBlock), 1, MatVecWarps * 32, ref packed);
                 if (norm is { } done)
                 {
-                    SwapQ8();
-                    SetQuantized(done.Dst!, 1, done.Dim);
+                    NormEpilogueQuantized(in done);
                     return;
                 }
             }
@@ -126,12 +119,30 @@ public sealed unsafe partial class CudaBackend
             var args = new MatVecFloatArgs { Weight = w.Ptr, RowBytes = w.RowBytes, K = k, Rows = rows, X = x.Ptr, Dst = op.Dst!.Ptr, Tokens = n };
             if (CudaPrefill.UsesGemm(GemmPath, w.Type, n))
             {
-                var (gx, gy) = CudaPrefill.GemmGrid(rows, n); // gemm.cu's float tiles
-                Launch(_kernels.GemmFloat[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
+                // gemm.cu: half-precision tensor-core tiles for F16/BF16 on sm_80+, float tiles otherwise
+                var (gx, gy) = CudaPrefill.GemmGrid(rows, n);
+                var gemm = CudaPrefill.UsesHalfMma(GemmPath, w.Type) ? _kernels.GemmHalfMma : _kernels.GemmFloat;
+                Launch(gemm[(int)w.Type], gx, gy, CudaPrefill.GemmThreads, ref args);
             }
             else Launch(fn, grid, 1, MatVecWarps * 32, ref args);
         }
         if (ReferenceEquals(op.Dst, _qxSource)) _qxSource = null;
+    }
+
+    /// <summary>
+    /// The norm epilogue's parameters for <paramref name="norm"/> (an RmsNorm op of the product's output), the same for
+    /// matvec_packed_&lt;type&gt;_t1 and matvec_&lt;type&gt;_res: the block counter, the norm, and the other q8 set for its quantization.
+    /// </summary>
+    private NormEpilogueArgs NormEpilogue(in CudaOp norm) => new()
+    {
+        Counter = _epilogueCounter, Weight = norm.Weight!.Ptr, Dst = norm.Dst!.Ptr, Qx = _qxOther, Dx = _dxOther, Sx = _sxOther, Eps = norm.Eps,
+    };
+
+    /// <summary>After a product with the norm epilogue that quantized: its q8 set becomes the current one, holding <paramref name="norm"/>'s output.</summary>
+    private void NormEpilogueQuantized(in CudaOp norm)
+    {
+        SwapQ8();
+        SetQuantized(norm.Dst!, 1, norm.Dim);
     }
 
     /// <summary>Exchanges the current q8 activations with the other set (a norm epilogue wrote the next ones there).</summary>

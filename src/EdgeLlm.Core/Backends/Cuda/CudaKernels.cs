@@ -35,6 +35,12 @@ internal sealed class CudaKernels : IDisposable
     /// <summary>Float weight types with a prefill GEMM (kernels/gemm.cu gemm_&lt;type&gt;: float FMA tiles, every architecture).</summary>
     public static readonly GgmlType[] GemmFloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
 
+    /// <summary>
+    /// Half-precision weight types with a tensor-core prefill GEMM (kernels/gemm.cu gemm_mma_&lt;type&gt;: mma.sync m16n8k16
+    /// with f16 / bf16 inputs and f32 accumulators, sm_80 and later; below, their float tiles).
+    /// </summary>
+    public static readonly GgmlType[] GemmHalfTypes = [GgmlType.F16, GgmlType.BF16];
+
     public static bool HasGemm(GgmlType t) => Array.IndexOf(GemmTypes, t) >= 0 || Array.IndexOf(GemmFloatTypes, t) >= 0;
 
     /// <summary>Kernel file -> its extern "C" entry points.</summary>
@@ -69,6 +75,7 @@ internal sealed class CudaKernels : IDisposable
             gemm.Add($"gemm_dp4a_{Suffix(t)}_packed");
         }
         foreach (var t in GemmFloatTypes) gemm.Add($"gemm_{Suffix(t)}");
+        foreach (var t in GemmHalfTypes) gemm.Add($"gemm_mma_{Suffix(t)}");
         return new Dictionary<string, string[]>
         {
             ["attention.cu"] = ["attention_f16", "attention_split_f16", "attention_combine_f32", "attention_flash_f16"],
@@ -114,6 +121,9 @@ internal sealed class CudaKernels : IDisposable
 
     /// <summary>Indexed by (int)GgmlType: the float GEMMs of the <see cref="GemmFloatTypes"/>.</summary>
     public readonly CudaFunction[] GemmFloat = new CudaFunction[64];
+
+    /// <summary>Indexed by (int)GgmlType: the tensor-core GEMMs of the <see cref="GemmHalfTypes"/> (sm_80 and later).</summary>
+    public readonly CudaFunction[] GemmHalfMma = new CudaFunction[64];
 
     /// <summary>How many files came from the disk cache and how many were compiled.</summary>
     public int CacheHits { get; private set; }
@@ -193,6 +203,7 @@ internal sealed class CudaKernels : IDisposable
             GemmDp4aPacked[(int)t] = _functions[$"gemm_dp4a_{Suffix(t)}_packed"];
         }
         foreach (var t in GemmFloatTypes) GemmFloat[(int)t] = _functions[$"gemm_{Suffix(t)}"];
+        foreach (var t in GemmHalfTypes) GemmHalfMma[(int)t] = _functions[$"gemm_mma_{Suffix(t)}"];
         AddRmsNormQ8 = _functions["add_rmsnorm_q8_f32"];
         RopeStoreQkv = _functions["rope_store_qkv_f32"];
         GluSplitQ8 = _functions["glu_split_q8_f32"];

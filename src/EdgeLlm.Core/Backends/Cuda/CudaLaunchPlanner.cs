@@ -8,7 +8,7 @@ internal enum LaunchKind : byte
     /// <summary>add_rmsnorm_q8_f32: [the residual add at <see cref="CudaLaunch.Aux"/> +] the norm at <see cref="CudaLaunch.Op"/> [+ the next product's quantization].</summary>
     AddRmsNormQ8,
 
-    /// <summary>rope_store_qkv_f32: the split of the stacked product at Op, both ropes and the kv store (ops Op+1..Op+3).</summary>
+    /// <summary>rope_store_qkv_f32: the split of the stacked product at Op, its bias adds (Op+1..Aux-3: Qwen2), both ropes and the kv store (Aux-2..Aux).</summary>
     RopeStoreQkv,
 
     /// <summary>glu_split_q8_f32: the split of the stacked gate/up product at Op and the glu at Op+1 [+ the down projection's quantization].</summary>
@@ -32,8 +32,9 @@ internal enum LaunchKind : byte
     /// <summary>argmax_f32 / sample_f32: the token pick at the end of a decode step (kernels/sample.cu).</summary>
     ArgMax, Sample,
     /// <summary>
-    /// matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product at Op (one token, packed integer weights) with the rope +
-    /// kv store epilogue: the ropes at Op+1, Op+2 and the store at Aux (= Op+3), <see cref="RopeStoreQkv"/>'s work.
+    /// matvec_packed_&lt;type&gt;_qkv: the stacked Q/K/V product at Op (one token, packed integer weights) with the bias +
+    /// rope + kv store epilogue: the bias adds at Op+1..Aux-3, the ropes at Aux-2, Aux-1 and the store at Aux,
+    /// <see cref="RopeStoreQkv"/>'s work.
     /// </summary>
     MatVecRopeStore,
 
@@ -54,7 +55,7 @@ internal readonly record struct CudaLaunch(LaunchKind Kind, int Op, int Aux = -1
 /// ops becomes one kernel of kernels/fused.cu whose results are bit for bit those of the sequence:
 /// <list type="bullet">
 /// <item>residual add + RMSNorm [+ the next product's quantization] (add_rmsnorm_q8_f32; also a lone norm before an integer product);</item>
-/// <item>a stacked Q/K/V product's split + rope(q) + rope(k) + kv store (rope_store_qkv_f32);</item>
+/// <item>a stacked Q/K/V product's split [+ its Q/K/V bias adds] + rope(q) + rope(k) + kv store (rope_store_qkv_f32);</item>
 /// <item>a stacked gate/up product's split + SwiGLU/GeGLU [+ the down projection's quantization] (glu_split_q8_f32);</item>
 /// <item>split attention + its combine [+ the Wo product's quantization] in one launch (attention_flash_f16: the last
 /// block of each kv head combines);</item>
@@ -103,12 +104,12 @@ internal static class CudaLaunchPlanner
                     continue;
                 case CudaOpKind.MatMulStacked:
                     Product(in op, i);
-                    if (fuse && IsRopeStore(ops, i))
+                    if (fuse && IsRopeStore(ops, i, BiasOps(ops, i)))
                     {
-                        if (IsEpilogueProduct(in op) && ops[i + 1].Rope!.HeadDim % CudaBackend.MatVecWarps == 0)
-                            plan[^1] = new CudaLaunch(LaunchKind.MatVecRopeStore, i, i + 3);
-                        else plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, i + 3));
-                        i += 3;
+                        int store = i + BiasOps(ops, i) + 3; // the kv store; the ropes before it, the biases before them
+                        if (IsEpilogueProduct(in op)) plan[^1] = new CudaLaunch(LaunchKind.MatVecRopeStore, i, store);
+                        else plan.Add(new CudaLaunch(LaunchKind.RopeStoreQkv, i, store));
+                        i = store;
                     }
                     else if (fuse && IsGlu(ops, i))
                     {
@@ -299,16 +300,37 @@ internal static class CudaLaunchPlanner
         && ops[j].Tokens == tokens && ops[j].Weight!.Ne0 == k && k % 32 == 0 && CudaKernels.IsIntegerDot(ops[j].Weight!.Type);
 
     /// <summary>
-    /// The stacked Q/K/V product at <paramref name="i"/> followed by rope(q), rope(k) with one spec and the kv store of
-    /// k and v, each over all the product's tokens and exactly its parts.
+    /// How many bias adds follow the stacked product at <paramref name="i"/>, each adding a bias of exactly one part's
+    /// width to all of that part (the Q, K and V biases of Qwen2), in part order, each part at most once.
     /// </summary>
-    private static bool IsRopeStore(ReadOnlySpan<CudaOp> ops, int i)
+    internal static int BiasOps(ReadOnlySpan<CudaOp> ops, int i)
     {
-        if (i + 3 >= ops.Length) return false;
         ref readonly var s = ref ops[i];
-        ref readonly var rq = ref ops[i + 1];
-        ref readonly var rk = ref ops[i + 2];
-        ref readonly var kv = ref ops[i + 3];
+        int n = 0, next = 0; // next: the first part a bias may still go to
+        while (i + 1 + n < ops.Length && ops[i + 1 + n].Kind == CudaOpKind.AddBias)
+        {
+            ref readonly var b = ref ops[i + 1 + n];
+            int part = ReferenceEquals(b.X, s.Dst) ? 0 : ReferenceEquals(b.X, s.Dst1) ? 1 : s.Dst2 is not null && ReferenceEquals(b.X, s.Dst2) ? 2 : -1;
+            if (part < next) break;
+            long width = part == 0 ? s.Part0 : part == 1 ? s.Part1 : s.Part2;
+            if (b.Weight!.Ne0 != width || b.Count != (long)s.Tokens * width) break;
+            next = part + 1;
+            n++;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// The stacked Q/K/V product at <paramref name="i"/>, <paramref name="biases"/> bias adds (<see cref="BiasOps"/>), then
+    /// rope(q), rope(k) with one spec and the kv store of k and v, each over all the product's tokens and exactly its parts.
+    /// </summary>
+    private static bool IsRopeStore(ReadOnlySpan<CudaOp> ops, int i, int biases)
+    {
+        if (i + biases + 3 >= ops.Length) return false;
+        ref readonly var s = ref ops[i];
+        ref readonly var rq = ref ops[i + biases + 1];
+        ref readonly var rk = ref ops[i + biases + 2];
+        ref readonly var kv = ref ops[i + biases + 3];
         return s.Dst2 is not null && rq.Kind == CudaOpKind.Rope && rk.Kind == CudaOpKind.Rope && kv.Kind == CudaOpKind.StoreKv
             && ReferenceEquals(rq.X, s.Dst) && ReferenceEquals(rk.X, s.Dst1) && ReferenceEquals(kv.X, s.Dst1) && ReferenceEquals(kv.Y, s.Dst2)
             && ReferenceEquals(rq.Rope, rk.Rope) && rq.StartPos == rk.StartPos && rk.StartPos == kv.StartPos

@@ -18,7 +18,8 @@ public enum CudaGemmPath
 /// <summary>
 /// The prefill choices of the CUDA backend: the GEMM path for the architecture the kernels were compiled for, which
 /// products take it (batches of more than one token: every weight type, the block types through the int8 kernels of
-/// <see cref="CudaKernels.GemmTypes"/>, F32/F16/BF16 through the float ones of <see cref="CudaKernels.GemmFloatTypes"/>),
+/// <see cref="CudaKernels.GemmTypes"/>, F32/F16/BF16 through the float ones of <see cref="CudaKernels.GemmFloatTypes"/>, F16/BF16
+/// through the half-precision tensor-core ones of <see cref="CudaKernels.GemmHalfTypes"/> instead on sm_80 and later),
 /// and the launch shapes of gemm.cu and attention_prefill.cu.
 /// </summary>
 public static class CudaPrefill
@@ -34,6 +35,12 @@ public static class CudaPrefill
 
     /// <summary>True when a product of <paramref name="tokens"/> tokens with <paramref name="type"/> weights runs a GEMM on <paramref name="path"/>.</summary>
     public static bool UsesGemm(CudaGemmPath path, GgmlType type, int tokens) => path != CudaGemmPath.None && tokens > 1 && CudaKernels.HasGemm(type);
+
+    /// <summary>
+    /// True when a GEMM over <paramref name="type"/> weights runs the half-precision tensor-core kernel (gemm_mma_f16 /
+    /// gemm_mma_bf16) on <paramref name="path"/>: F16 and BF16 weights on sm_80 and later; below, the float tiles.
+    /// </summary>
+    public static bool UsesHalfMma(CudaGemmPath path, GgmlType type) => path == CudaGemmPath.Mma && Array.IndexOf(CudaKernels.GemmHalfTypes, type) >= 0;
 
     /// <summary>The GEMM grid: (row tiles, token tiles).</summary>
     public static (uint X, uint Y) GemmGrid(long rows, int tokens) =>

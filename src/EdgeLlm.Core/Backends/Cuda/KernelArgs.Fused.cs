@@ -26,7 +26,7 @@ internal unsafe struct AddRmsNormQ8Args : IKernelArgs<AddRmsNormQ8Args>
     }
 }
 
-/// <summary>rope_store_qkv_f32(qkv, q, k, v, kc, vc, step, posDelta, nTokens, qDim, kvDim, headDim, half, invFreq, scale, neox, attnFactor).</summary>
+/// <summary>rope_store_qkv_f32(qkv, q, k, v, kc, vc, step, posDelta, nTokens, qDim, kvDim, headDim, half, invFreq, scale, neox, attnFactor, bq, bk, bv).</summary>
 internal unsafe struct RopeStoreQkvArgs : IKernelArgs<RopeStoreQkvArgs>
 {
     public ulong Qkv;
@@ -46,14 +46,18 @@ internal unsafe struct RopeStoreQkvArgs : IKernelArgs<RopeStoreQkvArgs>
     public float Scale;
     public int Neox;
     public float AttnFactor;
+    /// <summary>The Q, K and V biases (0: none).</summary>
+    public ulong Bq;
+    public ulong Bk;
+    public ulong Bv;
 
-    public static int Count => 17;
+    public static int Count => 20;
 
     public static void Pointers(RopeStoreQkvArgs* a, void** p)
     {
         p[0] = &a->Qkv; p[1] = &a->Q; p[2] = &a->K; p[3] = &a->V; p[4] = &a->KCache; p[5] = &a->VCache; p[6] = &a->Step;
         p[7] = &a->PosDelta; p[8] = &a->Tokens; p[9] = &a->QDim; p[10] = &a->KvDim; p[11] = &a->HeadDim; p[12] = &a->Half;
-        p[13] = &a->InvFreq; p[14] = &a->Scale; p[15] = &a->Neox; p[16] = &a->AttnFactor;
+        p[13] = &a->InvFreq; p[14] = &a->Scale; p[15] = &a->Neox; p[16] = &a->AttnFactor; p[17] = &a->Bq; p[18] = &a->Bk; p[19] = &a->Bv;
     }
 }
 
@@ -142,9 +146,9 @@ internal unsafe struct AttentionFlashArgs : IKernelArgs<AttentionFlashArgs>
 
 /// <summary>
 /// matvec_packed_&lt;type&gt;_qkv(w, rowBytes, k, rows, qx, dx, sx, dst, wpr, counters, q, k, v, kc, vc, step, posDelta, qDim,
-/// kvDim, headDim, half, invFreq, scale, neox, attnFactor): the stacked Q/K/V product of one token into dst, and the
-/// block that finishes a head (counted on counters[head], zero between launches) rotates it into q or k and stores
-/// k and v in the fp16 cache (rope_store_qkv_f32's work).
+/// kvDim, headDim, half, invFreq, scale, neox, attnFactor, bq, bk, bv): the stacked Q/K/V product of one token into dst,
+/// and the block that finishes a head (its rows counted on counters[head], zero between launches) adds the part's
+/// bias, rotates it into q or k and stores k and v in the fp16 cache (rope_store_qkv_f32's work).
 /// </summary>
 internal unsafe struct MatVecPackedQkvArgs : IKernelArgs<MatVecPackedQkvArgs>
 {
@@ -173,8 +177,12 @@ internal unsafe struct MatVecPackedQkvArgs : IKernelArgs<MatVecPackedQkvArgs>
     public float Scale;
     public int Neox;
     public float AttnFactor;
+    /// <summary>The Q, K and V biases (0: none).</summary>
+    public ulong Bq;
+    public ulong Bk;
+    public ulong Bv;
 
-    public static int Count => 25;
+    public static int Count => 28;
 
     public static void Pointers(MatVecPackedQkvArgs* a, void** p)
     {
@@ -182,6 +190,7 @@ internal unsafe struct MatVecPackedQkvArgs : IKernelArgs<MatVecPackedQkvArgs>
         p[7] = &a->Dst; p[8] = &a->WarpsPerRow; p[9] = &a->Counters; p[10] = &a->Q; p[11] = &a->KOut; p[12] = &a->V;
         p[13] = &a->KCache; p[14] = &a->VCache; p[15] = &a->Step; p[16] = &a->PosDelta; p[17] = &a->QDim; p[18] = &a->KvDim;
         p[19] = &a->HeadDim; p[20] = &a->Half; p[21] = &a->InvFreq; p[22] = &a->Scale; p[23] = &a->Neox; p[24] = &a->AttnFactor;
+        p[25] = &a->Bq; p[26] = &a->Bk; p[27] = &a->Bv;
     }
 }
 
@@ -238,13 +247,7 @@ internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
     public ulong Dx;
     public ulong Sx;
     public ulong Dst;
-    public ulong Counter;
-    public ulong NormWeight;
-    public ulong NormDst;
-    public ulong NormQx;
-    public ulong NormDx;
-    public ulong NormSx;
-    public float Eps;
+    public NormEpilogueArgs Epilogue;
     public int Norm;
     public int Quantize;
 
@@ -253,7 +256,8 @@ internal unsafe struct MatVecResidualArgs : IKernelArgs<MatVecResidualArgs>
     public static void Pointers(MatVecResidualArgs* a, void** p)
     {
         p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->X; p[5] = &a->Dx; p[6] = &a->Sx;
-        p[7] = &a->Dst; p[8] = &a->Counter; p[9] = &a->NormWeight; p[10] = &a->NormDst; p[11] = &a->NormQx; p[12] = &a->NormDx;
-        p[13] = &a->NormSx; p[14] = &a->Eps; p[15] = &a->Norm; p[16] = &a->Quantize;
+        p[7] = &a->Dst;
+        NormEpilogueArgs.Pointers(&a->Epilogue, p + 8);
+        p[15] = &a->Norm; p[16] = &a->Quantize;
     }
 }

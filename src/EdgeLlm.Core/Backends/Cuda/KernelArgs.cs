@@ -107,16 +107,9 @@ internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
     public int WarpsPerRow;
 
     /// <summary>1: the residual-add epilogue, dst += W x (the Wo and ffn_down products of a fused decode step); 2: also
-    /// the norm epilogue (the last block writes the RMSNorm of dst with <see cref="NormWeight"/> into <see cref="NormDst"/>
-    /// and its q8 quantization into NormQx/NormDx/NormSx; <see cref="Counter"/> counts the blocks).</summary>
+    /// the norm epilogue (<see cref="Epilogue"/>).</summary>
     public int Residual;
-    public ulong Counter;
-    public ulong NormWeight;
-    public ulong NormDst;
-    public ulong NormQx;
-    public ulong NormDx;
-    public ulong NormSx;
-    public float Eps;
+    public NormEpilogueArgs Epilogue;
 
     public static int Count => 18;
 
@@ -124,8 +117,31 @@ internal unsafe struct MatVecPackedArgs : IKernelArgs<MatVecPackedArgs>
     {
         p[0] = &a->Weight; p[1] = &a->RowBytes; p[2] = &a->K; p[3] = &a->Rows; p[4] = &a->Qx;
         p[5] = &a->Dx; p[6] = &a->Sx; p[7] = &a->Dst; p[8] = &a->Tokens; p[9] = &a->WarpsPerRow; p[10] = &a->Residual;
-        p[11] = &a->Counter; p[12] = &a->NormWeight; p[13] = &a->NormDst; p[14] = &a->NormQx; p[15] = &a->NormDx; p[16] = &a->NormSx;
-        p[17] = &a->Eps;
+        NormEpilogueArgs.Pointers(&a->Epilogue, p + 11);
+    }
+}
+
+/// <summary>
+/// The norm epilogue's run of kernel parameters (counter, normW, normDst, nqx, ndx, nsx, eps), the same in
+/// matvec_packed_&lt;type&gt;_t1 and matmul.cu's matvec_&lt;type&gt;_res: the block counted last on <see cref="Counter"/>
+/// writes the RMSNorm of the product's output with <see cref="Weight"/> into <see cref="Dst"/> and its q8 quantization
+/// into Qx/Dx/Sx. A field of their argument structs (its fields are those kernels' parameters, in order).
+/// </summary>
+internal unsafe struct NormEpilogueArgs
+{
+    public ulong Counter;
+    public ulong Weight;
+    public ulong Dst;
+    public ulong Qx;
+    public ulong Dx;
+    public ulong Sx;
+    public float Eps;
+
+    public const int Count = 7;
+
+    public static void Pointers(NormEpilogueArgs* a, void** p)
+    {
+        p[0] = &a->Counter; p[1] = &a->Weight; p[2] = &a->Dst; p[3] = &a->Qx; p[4] = &a->Dx; p[5] = &a->Sx; p[6] = &a->Eps;
     }
 }
 

@@ -4,9 +4,10 @@
 //   add_rmsnorm_q8: i32 nTokens, dim, residual, quantize, alias (y is dst, as the forward passes them); f32 eps;
 //        dim floats w, nTokens * dim floats x, as many y
 //        -> per run: nTokens * dim floats x, as many dst; if quantize: nTokens * dim int8 qx, nTokens * dim / 32 floats dx, as many sx
-//   rope_store_qkv: i32 nTokens, qHeads, kvHeads, headDim, half, startPos, neox; f32 scale, attnFactor; half doubles
-//        invFreq; nTokens * (qDim + 2 kvDim) floats of stacked q|k|v
-//        -> per run: q, k, v floats, then (startPos + nTokens) * kvDim u16 keys, as many values
+//   rope_store_qkv: i32 nTokens, qHeads, kvHeads, headDim, half, startPos, neox, biased; f32 scale, attnFactor; half
+//        doubles invFreq; if biased: qDim floats bq, kvDim bk, kvDim bv; nTokens * (qDim + 2 kvDim) floats of stacked q|k|v
+//        -> per run (the unfused one: split, add_bias_f32 of each part when biased, rope_f32 of q and k, store_kv_f16):
+//           q, k, v floats, then (startPos + nTokens) * kvDim u16 keys, as many values
 //   glu_split: i32 nTokens, ffn, geglu, quantize; nTokens * 2 ffn floats of stacked gate|up
 //        -> per run: gate, up floats; if quantize: qx, dx, sx as above
 //   attention_flash: i32 nHeads, headDim, kvDim, startPos, window; f32 scale, softcap; i32 context, chunkSize, quantize;
@@ -67,11 +68,16 @@ static bool run_fused_op(const std::string& op)
     if (op == "rope_store_qkv")
     {
         int n = read1<int>(), qHeads = read1<int>(), kvHeads = read1<int>(), headDim = read1<int>(), half = read1<int>(),
-            start = read1<int>(), neox = read1<int>();
+            start = read1<int>(), neox = read1<int>(), biased = read1<int>();
         float scale = read1<float>(), attnFactor = read1<float>();
         std::vector<double> inv((size_t)half);
         read_exact(inv.data(), (size_t)half * 8);
         int qDim = qHeads * headDim, kvDim = kvHeads * headDim, width = qDim + 2 * kvDim;
+        std::vector<float> bq, bk, bv;
+        if (biased) { bq = read_floats(qDim); bk = read_floats(kvDim); bv = read_floats(kvDim); }
+        const float* pq = biased ? bq.data() : nullptr;
+        const float* pk = biased ? bk.data() : nullptr;
+        const float* pv = biased ? bv.data() : nullptr;
         std::vector<float> qkv = read_floats((i64)n * width);
         int step[1] = {start};
         size_t cache = (size_t)(start + n) * kvDim;
@@ -82,11 +88,17 @@ static bool run_fused_op(const std::string& op)
             if (fused)
                 elementwise_launch((i64)n * width, [&] {
                     rope_store_qkv_f32(qkv.data(), q.data(), k.data(), v.data(), kc.data(), vc.data(), step, 0, n, qDim, kvDim, headDim,
-                                       half, inv.data(), scale, neox, attnFactor);
+                                       half, inv.data(), scale, neox, attnFactor, pq, pk, pv);
                 });
             else
             {
                 split_serial(qkv, q, k, v, qDim, kvDim, kvDim, n);
+                if (biased)
+                {
+                    launch((i64)n * qDim, [&] { add_bias_f32(q.data(), pq, qDim, (i64)n * qDim); });
+                    launch((i64)n * kvDim, [&] { add_bias_f32(k.data(), pk, kvDim, (i64)n * kvDim); });
+                    launch((i64)n * kvDim, [&] { add_bias_f32(v.data(), pv, kvDim, (i64)n * kvDim); });
+                }
                 launch((i64)n * qHeads * half, [&] { rope_f32(q.data(), step, 0, n, qHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
                 launch((i64)n * kvHeads * half, [&] { rope_f32(k.data(), step, 0, n, kvHeads, headDim, half, inv.data(), scale, neox, attnFactor); });
                 launch((i64)n * kvDim, [&] { store_kv_f16(k.data(), v.data(), kc.data(), vc.data(), step, 0, n, kvDim); });

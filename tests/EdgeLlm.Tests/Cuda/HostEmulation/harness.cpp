@@ -203,14 +203,15 @@ static bool run_op(const std::string& op)
     }
     else if (op == "gemm_float")
     {
-        // gemm_{f32,f16,bf16} over (ceil(rows/64), ceil(nTokens/64)) blocks of 128 threads. Input: type name
+        // gemm_{f32,f16,bf16,mma_f16,mma_bf16} over (ceil(rows/64), ceil(nTokens/64)) blocks of 128 threads. Input: type name
         // (NUL-terminated), i32 K, rows, nTokens, i64 rowBytes, rows * rowBytes bytes, nTokens * K floats -> nTokens * rows floats.
         std::string type;
         for (int c; (c = std::fgetc(stdin)) > 0;) type.push_back((char)c);
         int K = read1<int>(), rows = read1<int>(), nTokens = read1<int>();
         i64 rowBytes = read1<i64>();
         typedef void (*FloatFn)(const u8*, i64, int, int, const float*, float*, int);
-        FloatFn fn = type == "f32" ? gemm_f32 : type == "f16" ? gemm_f16 : type == "bf16" ? gemm_bf16 : nullptr;
+        FloatFn fn = type == "f32" ? gemm_f32 : type == "f16" ? gemm_f16 : type == "bf16" ? gemm_bf16
+                   : type == "mma_f16" ? gemm_mma_f16 : type == "mma_bf16" ? gemm_mma_bf16 : nullptr;
         if (!fn) { std::fprintf(stderr, "harness: no float gemm for '%s'\n", type.c_str()); std::exit(2); }
         std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
         read_exact(store.data(), (size_t)(rows * rowBytes));

@@ -213,6 +213,48 @@ static inline void mma_s8_k16(int* d, int a0, int a1, int b0)
     int a[2] = {a0, a1}, b[1] = {b0};
     host_mma_s8(d, a, b, 16);
 }
+// The warp-wide half-precision MMA of kernels/gemm.cu (mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32,
+// D = A * B + C in place): every lane posts its four A and two B registers, then each lane rebuilds the 16 x 16 A
+// and 16 x 8 B from all 32 lanes by the PTX ISA's layouts (g = lane / 4, c = lane % 4; register element e = 0 the
+// low half, 1 the high half; A register r: row g + 8 (r % 2), column 2c + e + 8 (r / 2); B register r: row
+// 2c + e + 8r, column g) and computes its own accumulators D[g][2c], D[g][2c+1], D[g+8][2c], D[g+8][2c+1]: the 16
+// exact products and C summed in double, rounded to float once. Needs simt_launch (a whole warp).
+static inline float host_half_bits(unsigned h, bool bf16)
+{
+    if (bf16) { unsigned u = h << 16; float f; std::memcpy(&f, &u, 4); return f; }
+    return half_to_float((unsigned short)h);
+}
+
+static inline void host_mma_half(float* d, const unsigned* a, const unsigned* b, bool bf16)
+{
+    if (!host_warp) { std::fprintf(stderr, "host_mma_half needs a whole warp (simt_launch)\n"); std::abort(); }
+    int lane = (int)(threadIdx.x % 32);
+    for (int r = 0; r < 4; r++) host_warp->mmaA[lane][r] = (int)a[r];
+    for (int r = 0; r < 2; r++) host_warp->mmaB[lane][r] = (int)b[r];
+    host_warp->barrier.wait();
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++)
+    {
+        int g = l >> 2, c = l & 3;
+        for (int e = 0; e < 2; e++)
+        {
+            for (int r = 0; r < 4; r++)
+                A[g + 8 * (r & 1)][2 * c + e + 8 * (r >> 1)] = host_half_bits(((unsigned)host_warp->mmaA[l][r] >> (16 * e)) & 0xFFFFu, bf16);
+            for (int r = 0; r < 2; r++)
+                B[2 * c + e + 8 * r][g] = host_half_bits(((unsigned)host_warp->mmaB[l][r] >> (16 * e)) & 0xFFFFu, bf16);
+        }
+    }
+    host_warp->barrier.wait();
+    int g = lane >> 2, c = lane & 3;
+    for (int e = 0; e < 4; e++)
+    {
+        int row = g + 8 * (e >> 1), col = 2 * c + (e & 1);
+        double sum = d[e];
+        for (int kk = 0; kk < 16; kk++) sum += (double)A[row][kk] * (double)B[kk][col];
+        d[e] = (float)sum;
+    }
+}
+
 static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
