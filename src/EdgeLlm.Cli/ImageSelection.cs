@@ -142,6 +142,10 @@ public static unsafe partial class ImageSelection
                 reasons.Add($"dlopen /proc/self/fd/{fd} failed");
             }
             catch (IOException e) { reasons.Add($"memfd: {e.Message}"); }
+            catch (ArgumentOutOfRangeException e) when (EdgeLlm.IO.FileSizeLimit.IsExceeded(e))
+            {
+                reasons.Add($"memfd: the file size limit (ulimit -f) is below the image's {bytes.Length >> 20} MiB");
+            }
         }
         else if (reasons.Count == 0) reasons.Add($"memfd_create: errno {Marshal.GetLastPInvokeError()}");
 
@@ -157,6 +161,10 @@ public static unsafe partial class ImageSelection
         }
         catch (IOException e) { reasons.Add($"temp file: {e.Message}"); }
         catch (UnauthorizedAccessException e) { reasons.Add($"temp file: {e.Message}"); }
+        catch (ArgumentOutOfRangeException e) when (EdgeLlm.IO.FileSizeLimit.IsExceeded(e))
+        {
+            reasons.Add($"temp file: the file size limit (ulimit -f) is below the image's {bytes.Length >> 20} MiB");
+        }
         finally
         {
             try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }

@@ -189,6 +189,7 @@ public sealed class LineEditor
             File.AppendAllText(path, Escape(entry) + "\n");
         }
         catch (IOException) { }
+        catch (ArgumentOutOfRangeException e) when (IO.FileSizeLimit.IsExceeded(e)) { } // past the file-size limit
         catch (UnauthorizedAccessException) { }
     }
 }

@@ -125,6 +125,7 @@ public sealed class RunCommand : Command
         if (kind is not null)
             return kind == "json" ? Grammar.JsonObject : throw new UsageException($"--grammar takes 'json' (any JSON object), got '{kind}'");
         if (file is null) return null;
+        if (Directory.Exists(file)) throw new EdgeLlmException($"{file}: a directory, not a JSON schema file");
         if (!File.Exists(file)) throw new FileNotFoundException($"{file}: JSON schema file not found");
         try { return JsonSchemaCompiler.Compile(File.ReadAllText(file)); }
         catch (GrammarException e) { throw new GrammarException($"{file}: {e.Message}"); }

@@ -120,15 +120,58 @@ internal sealed partial class Endpoints(InferenceEngine engine, ServerMetrics me
 
     private static async Task<T> Read<T>(HttpContext http, JsonTypeInfo<T> info) where T : class
     {
-        T? value;
-        try { value = await JsonSerializer.DeserializeAsync(http.Request.Body, info, http.RequestAborted); }
+        // The body is read whole first (Kestrel bounds it: 413 past the limit), so every string in it can be checked
+        // before any field is used: a string read as a JsonElement (message content, prompt, input, a schema) that
+        // holds an unpaired \uD800-\uDFFF escape or invalid UTF-8 would throw InvalidOperationException wherever it
+        // is read later.
+        var body = new MemoryStream();
+        try { await http.Request.Body.CopyToAsync(body, http.RequestAborted); }
         catch (IOException e) when (e is not BadHttpRequestException && !http.RequestAborted.IsCancellationRequested)
         {
             // Kestrel's own body framing errors (e.g. a chunk size that overflows) come as IOException, not BadHttpRequestException;
             // a BadHttpRequestException (an IOException too: a body over the size limit, 413) goes on to the caller's handler.
             throw new ApiError(400, $"the request body could not be read: {e.Message}", code: "invalid_request_body");
         }
+        var json = new ReadOnlySpan<byte>(body.GetBuffer(), 0, (int)body.Length);
+        if (FirstStringNotText(json) is { } at)
+            throw new ApiError(400, $"the request body has a string that is not valid text (an unpaired \\uD800-\\uDFFF escape or invalid UTF-8) at line {at.Line}, byte {at.Byte}", code: "invalid_json");
+        if (!StartsAnObject(json)) throw new ApiError(400, "the request body must be a JSON object", code: "invalid_json");
+        T? value = JsonSerializer.Deserialize(json, info);
         return value ?? throw new ApiError(400, "the request body must be a JSON object", code: "invalid_json");
+    }
+
+    /// <summary>False when the body's first token is a value other than an object (an array, a string, ...); true when it is an object or unreadable (the deserializer reports that).</summary>
+    private static bool StartsAnObject(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        try { return !reader.Read() || reader.TokenType == JsonTokenType.StartObject; }
+        catch (JsonException) { return true; }
+    }
+
+    /// <summary>
+    /// Where (line and byte in it, from 1) the first string or property name of <paramref name="json"/> that is not
+    /// text starts; null when there is none, or when the JSON is malformed before one (the deserializer reports that).
+    /// </summary>
+    internal static (long Line, long Byte)? FirstStringNotText(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
+                try { reader.GetString(); }
+                catch (InvalidOperationException)
+                {
+                    long at = reader.TokenStartIndex, line = 1, lineStart = 0;
+                    for (long i = 0; i < at; i++)
+                        if (json[(int)i] == (byte)'\n') { line++; lineStart = i + 1; }
+                    return (line, at - lineStart + 1);
+                }
+            }
+        }
+        catch (JsonException) { }
+        return null;
     }
 
     private static bool IsSet(JsonElement? e) => e is { } v && v.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using EdgeLlm.IO;
 
 namespace EdgeLlm.Cli.Server;
 
@@ -32,24 +33,40 @@ internal sealed class StepLog(string path)
         if (_count < _rows.Length) _rows[_count++] = new Row(start, idleBefore, gather, counts, host, busy);
     }
 
-    /// <summary>Writes the rows as CSV (times in milliseconds); a failure to write is reported on stderr, not thrown.</summary>
+    /// <summary>
+    /// Writes the rows as CSV (times in milliseconds) through an <see cref="OutputFile"/>: complete or not at all (a full
+    /// disk or the file-size limit leaves no truncated log that reads as a shorter run). A failure is one line on
+    /// stderr, not thrown: the server is stopping anyway.
+    /// </summary>
     public void Write()
+    {
+        if (TryWrite() is { } error) Console.Error.WriteLine(error);
+    }
+
+    /// <summary>Writes the log; null when written, else the one-line reason (for the caller to print).</summary>
+    internal string? TryWrite()
     {
         try
         {
-            using var w = new StreamWriter(Path);
-            w.WriteLine("start_ms,idle_before_ms,gather_ms,decode,prefill_seqs,prefill_tokens,forward_ms,host_ms,busy_slots");
-            var inv = CultureInfo.InvariantCulture;
-            double ms = 1000.0 / Stopwatch.Frequency;
-            for (int i = 0; i < _count; i++)
+            using var output = OutputFile.Create(Path);
+            using (var w = new StreamWriter(output.Stream, new System.Text.UTF8Encoding(false), 1 << 16, leaveOpen: true))
             {
-                var r = _rows[i];
-                w.WriteLine(string.Create(inv, $"{(r.Start - _origin) * ms:F3},{r.IdleBefore * ms:F3},{r.Gather * ms:F3},{r.Counts.Decode},{r.Counts.PrefillSeqs},{r.Counts.PrefillTokens},{r.Counts.ForwardTicks * ms:F3},{r.Host * ms:F3},{r.Busy}"));
+                w.WriteLine("start_ms,idle_before_ms,gather_ms,decode,prefill_seqs,prefill_tokens,forward_ms,host_ms,busy_slots");
+                var inv = CultureInfo.InvariantCulture;
+                double ms = 1000.0 / Stopwatch.Frequency;
+                for (int i = 0; i < _count; i++)
+                {
+                    var r = _rows[i];
+                    w.WriteLine(string.Create(inv, $"{(r.Start - _origin) * ms:F3},{r.IdleBefore * ms:F3},{r.Gather * ms:F3},{r.Counts.Decode},{r.Counts.PrefillSeqs},{r.Counts.PrefillTokens},{r.Counts.ForwardTicks * ms:F3},{r.Host * ms:F3},{r.Busy}"));
+                }
             }
+            output.Commit();
+            return null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or EdgeLlmException || FileSizeLimit.IsExceeded(e))
         {
-            Console.Error.WriteLine($"edgellm serve: cannot write the step log {Path}: {e.Message}");
+            string why = FileSizeLimit.IsExceeded(e) ? "it would pass the file size limit (ulimit -f)" : ErrorText.OneLine(e);
+            return $"edgellm serve: cannot write the step log {Path}: {why}; not written";
         }
     }
 }

@@ -71,6 +71,16 @@ public static class PromptCache
         if (n < 1 || n > cache.Filled) throw new ArgumentOutOfRangeException(nameof(tokens), $"{n} tokens, {cache.Filled} cached positions");
         byte[] identity = ModelIdentity(model);
         using var output = OutputFile.Create(path);
+        try { WriteBody(output, model, tokens, identity, cache); }
+        catch (ArgumentOutOfRangeException e) when (FileSizeLimit.IsExceeded(e))
+        {
+            throw FileSizeLimit.Error(path); // the partial file goes with the OutputFile
+        }
+    }
+
+    private static void WriteBody(OutputFile output, LlamaModel model, ReadOnlySpan<int> tokens, byte[] identity, KvCache cache)
+    {
+        int n = tokens.Length;
         var hash = new XxHash128();
         void Write(ReadOnlySpan<byte> bytes)
         {

@@ -43,13 +43,50 @@ public sealed class JsonSchemaCompiler
     public static Grammar Compile(string json)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new GrammarException($"the JSON schema is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = MaxDepth }); }
+        catch (JsonException e) { throw new GrammarException(SyntaxError(json, e)); }
         using (doc) return Compile(doc.RootElement);
+    }
+
+    /// <summary>How deep a schema's JSON may nest (System.Text.Json's default).</summary>
+    private const int MaxDepth = 64;
+
+    /// <summary>
+    /// The one line for a schema text that does not parse: where (line and byte, counted from 1) and, for the common
+    /// cases, what; never System.Text.Json's own message (it names .NET internals, or resource keys in the AOT build).
+    /// </summary>
+    private static string SyntaxError(string json, JsonException e)
+    {
+        string where = e.LineNumber is { } line ? $" at line {line + 1}, byte {e.BytePositionInLine + 1}" : "";
+        string what = json.AsSpan().Trim().IsEmpty ? "the file is empty"
+            : Depth(json) > MaxDepth ? $"it nests arrays and objects more than {MaxDepth} deep"
+            : "a syntax error";
+        return $"the JSON schema is not valid JSON{where} ({what})";
+    }
+
+    /// <summary>The deepest nesting of [ and { outside strings (for the error message only).</summary>
+    private static int Depth(string json)
+    {
+        int depth = 0, most = 0;
+        bool inString = false;
+        for (int i = 0; i < json.Length; i++)
+        {
+            char ch = json[i];
+            if (inString)
+            {
+                if (ch == '\\') i++;
+                else if (ch == '"') inString = false;
+            }
+            else if (ch == '"') inString = true;
+            else if (ch is '[' or '{') most = Math.Max(most, ++depth);
+            else if (ch is ']' or '}') depth--;
+        }
+        return most;
     }
 
     public static Grammar Compile(JsonElement schema)
     {
+        CheckText(schema, "#");
         var c = new JsonSchemaCompiler(schema.Clone());
         int root = c.Schema(c._root, "#");
         return c._b.Build("JSON schema", root);
@@ -63,6 +100,37 @@ public sealed class JsonSchemaCompiler
     }
 
     private static GrammarException Refuse(string where, string what) => new($"JSON schema at {where}: {what}");
+
+    /// <summary>
+    /// Refuses, by path, a string or property name that is not text: an unpaired \uD800-\uDFFF escape or invalid
+    /// UTF-8 (System.Text.Json parses them but throws an InvalidOperationException when the string is read).
+    /// </summary>
+    private static void CheckText(JsonElement e, string where)
+    {
+        const string NotText = "is not valid text (an unpaired \\uD800-\\uDFFF escape or invalid UTF-8)";
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String:
+                try { e.GetString(); }
+                catch (InvalidOperationException) { throw Refuse(where, $"a string {NotText}"); }
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) CheckText(item, $"{where}/{i++}");
+                break;
+            case JsonValueKind.Object:
+                int k = 0;
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try { name = p.Name; }
+                    catch (InvalidOperationException) { throw Refuse(where, $"the name of member {k} {NotText}"); }
+                    CheckText(p.Value, $"{where}/{name}");
+                    k++;
+                }
+                break;
+        }
+    }
 
     private int Schema(JsonElement s, string where)
     {
