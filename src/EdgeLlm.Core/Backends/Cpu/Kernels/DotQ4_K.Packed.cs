@@ -67,16 +67,21 @@ public static unsafe partial class DotQ4_K
                     for (int j = 0; j < 8; j++) meta[MetaMins + 16 * (j >> 1) + 2 * r + (j & 1)] = (byte)(mn >> (8 * j));
                     byte* q = blk + QsOffset;
                     byte* o = qs + 128 * r;
+                    // Line k takes stored chunks 2k (A: weights 128k + i, 128k + 32 + i in its low / high nibbles) and
+                    // 2k + 1 (B: weights 128k + 64 + i, 128k + 96 + i): byte i < 32 is A's low | B's low, byte 32 + i A's high | B's high.
                     for (int line = 0; line < 2; line++)
-                        for (int i = 0; i < 64; i++)
-                            o[64 * line + i] = (byte)(Nibble(q, 128 * line + i) | Nibble(q, 128 * line + 64 + i) << 4);
+                    {
+                        byte* a = q + 64 * line, bq = a + 32, ol = o + 64 * line;
+                        for (int i = 0; i < 32; i++)
+                        {
+                            ol[i] = (byte)((a[i] & 0x0F) | (bq[i] << 4));
+                            ol[32 + i] = (byte)((a[i] >> 4) | (bq[i] & 0xF0));
+                        }
+                    }
                 }
             }
         }
     }
-
-    /// <summary>Weight <paramref name="e"/> (0..255) of a stored Q4_K block's 128 quant bytes.</summary>
-    private static int Nibble(byte* q, int e) => (q[32 * (e / 64) + e % 32] >> (e % 64 >= 32 ? 4 : 0)) & 0x0F;
 
     /// <summary>
     /// One repacked group (<paramref name="group"/>) · one token's Q8_K activations, AVX-512: row r to <paramref name="dst"/>[r]
