@@ -13,7 +13,8 @@ public static unsafe partial class DotQ6_K
     /// the even groups in the low 128-bit lane and the odd ones in the high lane, so each quarter's pair is one in-lane
     /// vpshufb. With GFNI (<typeparamref name="TGfni"/>) one vgf2p8affineqb per quarter moves qh's bit pair to bits
     /// 4..5 (instead of shift, mask, shift). The −32 offset is −32·Σ_g sc_g·bsums_g, one vpmaddwd per block. All
-    /// int32-exact; one FMA with d·d_x per block.
+    /// int32-exact; one FMA with d·d_x per block. The weights are prefetched as on AVX-512 (<see cref="PrefetchWeights"/>:
+    /// one core streaming from DRAM, 7.2 → 12.2 GB/s with AVX-VNNI and GFNI).
     /// </summary>
     private static float Avx2Loop<TVnni, TGfni>(byte* w, byte* xq, int nb)
         where TVnni : struct, IIsaFlag where TGfni : struct, IIsaFlag
@@ -24,6 +25,7 @@ public static unsafe partial class DotQ6_K
         {
             byte* wb = w + b * BlockBytes;
             byte* yb = xq + b * ActivationQuant.Q8_KBlockBytes;
+            PrefetchWeights(wb);
             Vector128<sbyte> sc = Vector128.Load((sbyte*)(wb + ScalesOffset));
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(
                 Vector256.Load((short*)(yb + ActivationQuant.Q8_KBsumsOffset)), Avx2.ConvertToVector256Int16(sc));

@@ -45,6 +45,11 @@ internal sealed unsafe class CpuKernelRow
     /// (decode) matmuls take the copy without <c>BackendOptions.BatchInvariant</c> too, and batches and decode run the same kernel.
     /// </summary>
     public readonly bool PackedOneToken;
+    /// <summary>
+    /// True when the copy serves decode only (Q4_K on AVX-512 and AVX2, <see cref="DotQ4_K.Repack"/>): one to three tokens
+    /// read it, batches of four or more and every product under <c>BackendOptions.BatchInvariant</c> the stored rows.
+    /// </summary>
+    public readonly bool PackedDecodeOnly;
     /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
@@ -52,11 +57,17 @@ internal sealed unsafe class CpuKernelRow
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
-        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false)
+        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false, bool packsQ4_K = false)
     {
         PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
         // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
-        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2);
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K;
+        if (packsQ4_K)
+        {
+            PackedBytes = &DotQ4_K.PackedBytes;
+            Repack = &DotQ4_K.Repack;
+            PackedDecodeOnly = true;
+        }
         if (packsQ4_0Avx512)
         {
             PackedBytes = &DotQ4_0.PackedBytesAvx512;
@@ -152,7 +163,7 @@ internal static unsafe class KernelTable
             GgmlType.BF16 => Plain<BF16Rows>(traits, rung, flags),
             GgmlType.Q8_0 => Q8_0Row(traits, rung, flags),
             GgmlType.Q4_0 => Q4_0Row(traits, rung, flags),
-            GgmlType.Q4_K => StandardDot4<Q4_KKernels>(traits, rung, flags),
+            GgmlType.Q4_K => Q4_KRow(traits, rung, flags),
             GgmlType.Q4_1 => StandardDot4<Q4_1Kernels>(traits, rung, flags),
             GgmlType.Q5_0 => StandardDot4<Q5_0Kernels>(traits, rung, flags),
             GgmlType.Q5_1 => StandardDot4<Q5_1Kernels>(traits, rung, flags),
@@ -265,6 +276,22 @@ internal static unsafe class KernelTable
             return new(t, rung, f, &RowDrivers.Dot<Q8_0PackedAvx512>, &PackedDrivers.Tiles<Q8_0PackedAvx512>, packsQ8_0: true);
         return Tiled<Q8_0Avx512Dot4>(t, rung, f);
     }
+
+    /// <summary>
+    /// Q4_K: the four-token loops on x64 (<see cref="StandardDot4{T}"/>), and on AVX-512 and AVX2 decode over the copy of
+    /// <see cref="DotQ4_K.Repack"/> where the matmul has one (<see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>).
+    /// </summary>
+    private static CpuKernelRow Q4_KRow(TypeTraits t, Rung rung, KernelFlags f) => rung switch
+    {
+        Rung.Avx512 => new(t, rung, f, &RowDrivers.Dot<Avx512Dot4Rung<Q4_KKernels>>,
+            &PackedDecodeDrivers.Tiles<Avx512Dot4Rung<Q4_KKernels>, Q4_KPackedAvx512>, packsQ4_K: true),
+        Rung.Avx2 => f.Vnni
+            ? new(t, rung, f, &RowDrivers.Dot<Avx2Dot4Rung<Q4_KKernels, VnniOn>>,
+                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOn>, Q4_KPackedAvx2<VnniOn>>, packsQ4_K: true)
+            : new(t, rung, f, &RowDrivers.Dot<Avx2Dot4Rung<Q4_KKernels, VnniOff>>,
+                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOff>, Q4_KPackedAvx2<VnniOff>>, packsQ4_K: true),
+        _ => StandardDot4<Q4_KKernels>(t, rung, f),
+    };
 
     /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.</summary>
     private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)
