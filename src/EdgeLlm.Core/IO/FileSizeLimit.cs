@@ -16,9 +16,30 @@ public static class FileSizeLimit
     /// <summary>Takes SIGXFSZ for as long as the registration lives (the process, in the entry points); null where signals cannot be registered.</summary>
     public static IDisposable? Handle()
     {
-        try { return PosixSignalRegistration.Create((PosixSignal)SigXfsz, c => c.Cancel = true); }
-        catch (PlatformNotSupportedException) { return null; }
-        catch (IOException) { return null; }
+        // The runtime's signal handling opens a pipe the first time a signal is registered. Where the process was started
+        // with stdin, stdout or stderr closed, that pipe would take the lowest free descriptor (0, 1 or 2), and the
+        // closed stream would then look open (chat would wait forever on the pipe for input). So the closed ones are
+        // held on /dev/null while the handler is registered and closed again afterwards.
+        var placeholders = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>(3);
+        try
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                Microsoft.Win32.SafeHandles.SafeFileHandle h;
+                try { h = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite); }
+                catch (IOException) { break; }
+                catch (UnauthorizedAccessException) { break; }
+                if (h.DangerousGetHandle() > 2) { h.Dispose(); break; }
+                placeholders.Add(h);
+            }
+            try { return PosixSignalRegistration.Create((PosixSignal)SigXfsz, c => c.Cancel = true); }
+            catch (PlatformNotSupportedException) { return null; }
+            catch (IOException) { return null; }
+        }
+        finally
+        {
+            foreach (var h in placeholders) h.Dispose();
+        }
     }
 
     /// <summary>Whether <paramref name="e"/> is a write refused with EFBIG (past the file-size limit).</summary>

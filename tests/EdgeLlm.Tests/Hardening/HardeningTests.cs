@@ -95,6 +95,17 @@ public class HardeningTests
     }
 
     [Fact]
+    public void ClosedStdoutIsAOneLineErrorWhenGenerating()
+    {
+        // The SIGXFSZ registration at start must not let the runtime's signal pipe take the closed descriptor 1
+        // (tokens would then vanish into the pipe with exit 0).
+        var r = Bash("exec \"$0\" run -m \"$1\" -p 'Once upon a time' -n 8 --temp 0 -t 1 >&-", Edgellm, TestPaths.Stories260K);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("standard output is closed", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
     public void ClosedStdinIsAOneLineErrorInChat()
     {
         var r = Bash("exec \"$0\" chat -m \"$1\" --chat-template chatml <&- >/dev/null", Edgellm, TestPaths.Stories260K);
