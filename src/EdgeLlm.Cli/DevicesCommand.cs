@@ -64,11 +64,19 @@ public sealed class DevicesCommand : Command
             throw new EdgeLlmException($"no NVRTC (none of {string.Join(", ", CudaLibraries.NvrtcSonames)} found)");
         var (major, minor) = KernelCompiler.Version();
         ctx.Out.WriteLine($"NVRTC {major}.{minor} ({CudaLibraries.NvrtcPath}), sm_{arch}");
-        foreach (var (file, source) in KernelSources.Files)
+        // The files are independent NVRTC programs: compile them on every core, print in file order.
+        var files = KernelSources.Files;
+        var sizes = new int[files.Count];
+        var errors = new Exception?[files.Count];
+        Parallel.For(0, files.Count, i =>
         {
-            var k = KernelCompiler.Compile(file, source, arch, cubin: true);
-            ctx.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kernels/{file}: {k.Image.Length} byte cubin"));
-        }
+            try { sizes[i] = KernelCompiler.Compile(files[i].Name, files[i].Text, arch, cubin: true).Image.Length; }
+            catch (Exception e) { errors[i] = e; }
+        });
+        foreach (var e in errors)   // the first failing file in file order, as itself (one-line error), not wrapped
+            if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        for (int i = 0; i < files.Count; i++)
+            ctx.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kernels/{files[i].Name}: {sizes[i]} byte cubin"));
         return 0;
     }
 }

@@ -31,7 +31,14 @@ internal static class CliRunner
     /// piped in (then closed: "" is an empty pipe, so nothing waits on the test host's own stdin), in
     /// <paramref name="workingDirectory"/> (default the repository root).
     /// </summary>
-    public static Result PublishedWith(IEnumerable<KeyValuePair<string, string>> env, string stdin, string? workingDirectory, string? binary, params string[] args)
+    public static Result PublishedWith(IEnumerable<KeyValuePair<string, string>> env, string stdin, string? workingDirectory, string? binary, params string[] args) =>
+        PublishedWithin(120, env, stdin, workingDirectory, binary, args);
+
+    /// <summary>
+    /// <see cref="PublishedWith"/> with a watchdog of <paramref name="seconds"/> (a hang guard, not a timing: a run that
+    /// needs much CPU, such as compiling every kernel, gets more room on a loaded 2-core CI machine).
+    /// </summary>
+    public static Result PublishedWithin(int seconds, IEnumerable<KeyValuePair<string, string>> env, string stdin, string? workingDirectory, string? binary, params string[] args)
     {
         binary ??= PublishedBinary;
         Assert.True(File.Exists(binary), $"{binary} is missing: run tools/publish.sh linux-x64 (tools/test.sh does)");
@@ -49,7 +56,7 @@ internal static class CliRunner
         catch (IOException) { }   // the program exited without reading its input
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("edgellm did not finish in 120 s"); }
+        if (!p.WaitForExit(seconds * 1000)) { p.Kill(true); throw new TimeoutException($"edgellm did not finish in {seconds} s"); }
         return new Result(p.ExitCode, stdout.Result, stderr.Result);
     }
 }

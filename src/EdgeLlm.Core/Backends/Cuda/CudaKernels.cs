@@ -137,24 +137,51 @@ internal sealed class CudaKernels : IDisposable
         {
             var headers = KernelSources.HeaderFiles;
             var options = KernelCompiler.Options(target.Arch, target.Cubin);
-            foreach (var (file, source) in KernelSources.Files)
-            {
-                if (!EntryPoints.TryGetValue(file, out var names))
+            var files = KernelSources.Files;
+            foreach (var (file, _) in files)
+                if (!EntryPoints.ContainsKey(file))
                     throw new InvalidOperationException($"kernels/{file} is embedded but CudaKernels.EntryPoints does not list it");
-                ulong key = KernelCache.Key(file, source, headers, options, target.Arch, target.Cubin, device.DriverVersion, (target.NvrtcMajor, target.NvrtcMinor));
-                byte[]? image = cache.TryRead(key, target.Cubin);
+
+            // First the images: read from the cache or compiled, the NVRTC programs on every core at once (they are
+            // independent, and a first run on a Jetson compiles for tens of seconds). No driver call happens here.
+            var keys = new ulong[files.Count];
+            var images = new byte[]?[files.Count];
+            var cached = new bool[files.Count];
+            var errors = new Exception?[files.Count];
+            Parallel.For(0, files.Count, i =>
+            {
+                var (file, source) = files[i];
+                try
+                {
+                    keys[i] = KernelCache.Key(file, source, headers, options, target.Arch, target.Cubin, device.DriverVersion, (target.NvrtcMajor, target.NvrtcMinor));
+                    images[i] = cache.TryRead(keys[i], target.Cubin);
+                    cached[i] = images[i] is not null;
+                    images[i] ??= KernelCompiler.Compile(file, source, headers, options, target.Arch, target.Cubin).Image;
+                }
+                catch (Exception e) { errors[i] = e; }
+            });
+            // The first failing file in file order, thrown as itself (not wrapped), as the one-at-a-time loop did.
+            foreach (var e in errors)
+                if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+
+            // Then the modules, on this thread (its context is current), in file order.
+            for (int i = 0; i < files.Count; i++)
+            {
+                var (file, source) = files[i];
+                var names = EntryPoints[file];
+                byte[] image = images[i]!;
                 nint module = 0;
-                if (image is not null && TryLoadModule(image, out module) == CudaDriver.Success)
+                if (cached[i] && TryLoadModule(image, out module) == CudaDriver.Success)
                 {
                     k.CacheHits++;
                 }
                 else
                 {
                     // Not cached, or the cached image no longer loads (a driver change the key missed): rebuild it.
-                    image = KernelCompiler.Compile(file, source, headers, options, target.Arch, target.Cubin).Image;
+                    if (cached[i]) image = KernelCompiler.Compile(file, source, headers, options, target.Arch, target.Cubin).Image;
                     k.Compiled++;
                     CudaDriver.Check(TryLoadModule(image, out module), $"cuModuleLoadData({file})");
-                    cache.TryWrite(key, target.Cubin, image);
+                    cache.TryWrite(keys[i], target.Cubin, image);
                 }
                 k._modules.Add(module);
                 foreach (string name in names)
