@@ -73,6 +73,18 @@ public interface IBackend : IDisposable
     void RmsNorm(BackendBuffer x, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps);
 
     /// <summary>
+    /// The residual add and the norm that reads it, as one op: <c>x[t] += delta[t]</c>, then <c>dst[t] = RmsNorm(x[t])</c> as
+    /// <see cref="RmsNorm"/> writes it, for each of the nTokens rows of width dim (the same bits as <see cref="Add"/> then
+    /// <see cref="RmsNorm"/>). dst may be delta (each row's delta is read before its dst is written), not x. This default
+    /// runs the two ops; the CPU does each row in one pass and one dispatch.
+    /// </summary>
+    void AddRmsNorm(BackendBuffer x, BackendBuffer delta, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps)
+    {
+        Add(x, delta, (long)nTokens * dim);
+        RmsNorm(x, weight, dst, nTokens, dim, eps);
+    }
+
+    /// <summary>
     /// <c>dst[t, r] = dot(weight row r, x[t])</c> for t &lt; nTokens: x rows are weight.Ne0 wide, dst rows
     /// weight.Rows wide. Each output element is computed the same way whatever nTokens is.
     /// </summary>
@@ -90,6 +102,18 @@ public interface IBackend : IDisposable
         for (int i = 0; i < weights.Length; i++) MatMul(weights[i], x, dsts[i], nTokens);
     }
 
+    /// <summary>
+    /// The gated feed-forward's down product with its activation as one op: <c>gate[i] = act(gate[i]) · up[i]</c> over the
+    /// nTokens rows of weight.Ne0 (as <see cref="Glu"/>; gate keeps the result), then <c>dst = weight · gate</c> (as
+    /// <see cref="MatMul"/>): the same bits as the two ops. This default runs the two ops; the CPU applies the activation
+    /// to each token where it quantizes it for the product, without a dispatch of its own.
+    /// </summary>
+    void GluMatMul(BackendWeight weight, BackendBuffer gate, BackendBuffer up, GluKind kind, BackendBuffer dst, int nTokens)
+    {
+        Glu(gate, up, (long)nTokens * weight.Ne0, kind);
+        MatMul(weight, gate, dst, nTokens);
+    }
+
     /// <summary>Rotates, in place, the nHeads heads of each token t at position startPos + t.</summary>
     void Rope(BackendBuffer x, int nTokens, int nHeads, int startPos, RopeSpec rope);
 
@@ -103,6 +127,21 @@ public interface IBackend : IDisposable
     /// (Window == 0 or i − j &lt; Window) (llama.cpp's sliding-window mask).
     /// </summary>
     void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options);
+
+    /// <summary>
+    /// The attention of one layer from its fresh q, k, v as one op: <see cref="Rope"/> of q (nHeads heads) and k (nKvHeads
+    /// heads) at positions startPos.., <see cref="StoreKv"/> of k and v, then <see cref="Attention"/> of q into dst: the same
+    /// bits as those four ops. Afterwards k holds its rotation; q may hold its rotation or still the unrotated values (the
+    /// CPU rotates each query row inside the attention dispatch and leaves q as it was). This default runs the four ops.
+    /// </summary>
+    void RopeAttention(BackendBuffer q, BackendBuffer k, BackendBuffer v, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int nKvHeads,
+        RopeSpec rope, BackendBuffer dst, AttentionOptions options)
+    {
+        Rope(q, nTokens, nHeads, startPos, rope);
+        Rope(k, nTokens, nKvHeads, startPos, rope);
+        StoreKv(cache, layer, startPos, nTokens, k, v);
+        Attention(q, cache, layer, startPos, nTokens, nHeads, rope.HeadDim, dst, options);
+    }
 
     /// <summary><c>gate[i] = act(gate[i]) * up[i]</c> for i &lt; count, act chosen by <paramref name="kind"/>.</summary>
     void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind);

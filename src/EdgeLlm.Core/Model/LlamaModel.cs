@@ -188,7 +188,11 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>The transformer over one batch: embeddings, then every layer, leaving the residual stream in _x.</summary>
+    /// <summary>
+    /// The transformer over one batch: embeddings, then every layer, leaving the residual stream in _x. A layer's
+    /// feed-forward output is added to x by the next layer's attention norm (<see cref="IBackend.AddRmsNorm"/>), the last
+    /// one's by a plain add.
+    /// </summary>
     private void ForwardBatch(ReadOnlySpan<int> tokens, int pos, ReadOnlySpan<SequenceBatch> seqs = default)
     {
         var c = Config;
@@ -203,7 +207,9 @@ public sealed class LlamaModel : IDisposable
             var w = _layers[l];
 
             // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
-            b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+            // (the previous layer's feed-forward output, in _xb, is added to x by the norm that reads x: one op)
+            if (l == 0) b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+            else b.AddRmsNorm(_x, _xb, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
             if (w.Wqkv is not null) _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
             else b.MatMulGroup([w.Wq!, w.Wk!, w.Wv!], _xb, [_q, _k, _v], n); // one product where the backend can (spans on the stack)
             if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
@@ -211,28 +217,20 @@ public sealed class LlamaModel : IDisposable
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
             if (w.QNorm is not null) b.RmsNorm(_q, w.QNorm, _q, n * c.HeadCount, c.HeadDim, c.RmsEps);
             if (w.KNorm is not null) b.RmsNorm(_k, w.KNorm, _k, n * c.KvHeadCount, c.HeadDim, c.RmsEps);
-            if (seqs.IsEmpty)
-            {
-                b.Rope(_q, n, c.HeadCount, pos, w.Rope);
-                b.Rope(_k, n, c.KvHeadCount, pos, w.Rope);
-                b.StoreKv(Cache, l, pos, n, _k, _v);
-                b.Attention(_q, Cache, l, pos, n, c.HeadCount, c.HeadDim, _att, w.Attention);
-            }
+            if (seqs.IsEmpty) b.RopeAttention(_q, _k, _v, Cache, l, pos, n, c.HeadCount, c.KvHeadCount, w.Rope, _att, w.Attention);
             else AttendSequences(l, w, seqs);
             b.MatMul(w.Wo, _att, _xb, n);
             if (w.Bo is not null) b.AddBias(_xb, w.Bo, n);
             if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
-            b.Add(_x, _xb, nDim);
 
             // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
-            b.RmsNorm(_x, w.FfnNorm, _xb, n, c.Dim, c.RmsEps);
+            b.AddRmsNorm(_x, _xb, w.FfnNorm, _xb, n, c.Dim, c.RmsEps); // x += the attention output, then its norm
             if (w.GateUp is not null) _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
             else b.MatMulGroup([w.Gate!, w.Up!], _xb, [_gate, _up], n);
-            b.Glu(_gate, _up, (long)n * c.FfnDim, c.Arch.Activation);
-            b.MatMul(w.Down, _gate, _xb, n);
+            b.GluMatMul(w.Down, _gate, _up, c.Arch.Activation, _xb, n); // act(gate) * up, then Wdown . that
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);
-            b.Add(_x, _xb, nDim);
         }
+        if (_layers.Length > 0) b.Add(_x, _xb, nDim); // the last layer's feed-forward output
         if (seqs.IsEmpty) Cache.Filled = pos + n;
         else foreach (var sq in seqs) sq.Cache.Filled = sq.StartPos + sq.Count;
     }

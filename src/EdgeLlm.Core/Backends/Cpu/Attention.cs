@@ -42,6 +42,12 @@ internal sealed unsafe class Attention : ParallelWork
         public KvCacheType KType, VType;
         public long KRow, VRow;
         public int StartPos, NTokens;
+        /// <summary>
+        /// Rows of the RoPE tables (<see cref="Rope.Cos"/>, <see cref="Rope.Sin"/>) of the segment's first token, when the
+        /// queries are still unrotated: the unit rotates each query row as it transposes it (<see cref="Rope.Rotate"/>: the
+        /// bits a rotation of q in place gives) and leaves Q as it was. Null: Q is already rotated.
+        /// </summary>
+        public float* Cos, Sin;
     }
 
     private Segment[] _segs = new Segment[1];
@@ -54,6 +60,15 @@ internal sealed unsafe class Attention : ParallelWork
     private float _scale;
     private float _softcap;
     private int _window;
+    private int _ropeHalf;
+    private bool _ropeNeox;
+
+    /// <summary>
+    /// Calls whose total cost (<see cref="UnitCost"/>: rows times keys) is at most this run on the calling thread alone: a
+    /// decode step's attention over a short context takes a few microseconds, about what waking the workers and waiting
+    /// for them costs (they keep spinning for the next product meanwhile).
+    /// </summary>
+    public const long SerialCost = 4096;
 
     /// <summary>Vector width to run (16, 8, 4 or 1 floats); 0 = the widest the hardware accelerates. Tests set it.</summary>
     internal int Width { get; set; }
@@ -93,6 +108,7 @@ internal sealed unsafe class Attention : ParallelWork
         sg.Dst = dst;
         sg.StartPos = startPos;
         sg.NTokens = nTokens;
+        sg.Cos = sg.Sin = null;
         RunSegments(pool, 1, nHeads, headDim, kvDim, scale, softcap, window);
     }
 
@@ -108,7 +124,9 @@ internal sealed unsafe class Attention : ParallelWork
     /// all of them dealt to the threads by cost together. Each output element is computed exactly as when its
     /// segment runs alone.
     /// </summary>
-    public void RunSegments(WorkerPool pool, int count, int nHeads, int headDim, int kvDim, float scale, float softcap, int window)
+    /// <paramref name="ropeDims"/> and <paramref name="neox"/>: the rotation of segments whose queries are unrotated (<see cref="Segment.Cos"/>).
+    public void RunSegments(WorkerPool pool, int count, int nHeads, int headDim, int kvDim, float scale, float softcap, int window,
+        int ropeDims = 0, bool neox = false)
     {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
         if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"attention window {window} is negative");
@@ -123,7 +141,19 @@ internal sealed unsafe class Attention : ParallelWork
         _kvDim = kvDim;
         _nKv = kvDim / headDim;
         _group = nHeads / _nKv;
-        pool.Run(this);
+        _ropeHalf = ropeDims / 2;
+        _ropeNeox = neox;
+        for (int i = 0; i < count; i++)
+            if (_segs[i].Cos != null && (ropeDims < 2 || ropeDims > headDim))
+                throw new ArgumentOutOfRangeException(nameof(ropeDims), $"attention segment {i} asks for a rotation of {ropeDims} of {headDim} dims");
+        long total = 0;
+        for (int i = 0; i < count && total <= SerialCost; i++)
+        {
+            int rowsPerKv = _segs[i].NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+            for (int tile = 0; tile < tiles; tile++) total += UnitCost(_segs[i].StartPos, tile, rowsPerKv) * _nKv;
+        }
+        if (total <= SerialCost) Execute(0, 1);
+        else pool.Run(this);
     }
 
     public override void Execute(int thread, int threadCount)
@@ -212,7 +242,8 @@ internal sealed unsafe class Attention : ParallelWork
             {
                 int row = r0 + r, t = row / group, h = kvHead * group + row % group;
                 float* src = q + t * qDim + (long)h * headDim;
-                for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
+                if (sg.Cos != null) Rope.Rotate(src, sg.Cos + (long)t * _ropeHalf, sg.Sin + (long)t * _ropeHalf, _ropeHalf, headDim, _ropeNeox, qt + r, Lanes);
+                else for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
                 limit[r] = startPos + t;
             }
             else

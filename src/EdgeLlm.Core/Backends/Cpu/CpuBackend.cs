@@ -115,7 +115,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         int ropeCapacity = limits.MaxBatch * (limits.RopeDims / 2);
         long xqBytes = Cpu.MatMul.ActivationBytes(limits.MaxBatch, limits.MaxRowLength);
         long panelBytes = Cpu.MatMul.PanelBytes(limits.MaxBatch, limits.MaxRowLength);
-        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes, _kernels) { Profile = _prof, SplitOneToken = SplitOneTokenQuantize };
+        _matMul = new MatMul(rows, (byte*)AllocScratch((xqBytes + 3) / 4), xqBytes, (byte*)AllocScratch((panelBytes + 3) / 4), panelBytes, _kernels) { Profile = _prof };
         _attention = new Attention(attention, limits.ContextSize, limits.HeadDim);
         _rope = new Rope([AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], [AllocScratch(ropeCapacity), AllocScratch(ropeCapacity)], ropeCapacity);
     }
@@ -194,6 +194,19 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _prof?.End(ProfiledOp.RmsNorm, t);
     }
 
+    public void AddRmsNorm(BackendBuffer x, BackendBuffer delta, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps)
+    {
+        var w = W(weight);
+        if (w.Ne0 != dim || w.Type != GgmlType.F32) throw new ArgumentException($"rms_norm weight {w.Name} is not F32 [{dim}]");
+        Need(x, (long)nTokens * dim, "add_rms_norm x");
+        Need(delta, (long)nTokens * dim, "add_rms_norm delta");
+        Need(dst, (long)nTokens * dim, "add_rms_norm dst");
+        if (ReferenceEquals(x, dst)) throw new ArgumentException("add_rms_norm: dst may not be x (the residual stream keeps the sum)");
+        long t = _prof?.Begin(ProfiledOp.AddRmsNorm) ?? 0;
+        _rmsNorm.RunAdd(_pool, P(x), P(delta), (float*)w.Data, P(dst), nTokens, dim, eps);
+        _prof?.End(ProfiledOp.AddRmsNorm, t);
+    }
+
     public void MatMul(BackendWeight weight, BackendBuffer x, BackendBuffer dst, int nTokens)
     {
         var w = W(weight);
@@ -203,6 +216,35 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _matMul!.Run(_pool, w, P(x), P(dst), nTokens, packed);
         _prof?.End(kind, t);
     }
+
+    /// <summary>
+    /// The GLU and the down product in one dispatch where the weight's kernels quantize their input (the activation applied
+    /// to each token by the thread that quantizes it: the caller for a lone token); else the two ops.
+    /// </summary>
+    public void GluMatMul(BackendWeight weight, BackendBuffer gate, BackendBuffer up, GluKind kind, BackendBuffer dst, int nTokens)
+    {
+        var w = W(weight);
+        Ready();
+        if (kind is not (GluKind.Silu or GluKind.GeluTanh)) throw new ArgumentOutOfRangeException(nameof(kind), $"unknown gate activation {kind}");
+        if (!FuseGlu || w.Ne0 % 16 != 0 || !_matMul!.QuantizesInput(w))
+        {
+            Glu(gate, up, nTokens * w.Ne0, kind);
+            MatMul(weight, gate, dst, nTokens);
+            return;
+        }
+        Need(up, nTokens * w.Ne0, "glu up");
+        bool packed = PrepareMatMul(w, gate, dst, nTokens);
+        var prof = _prof is not null ? MatKind(w) : default;
+        long t = _prof?.Begin(prof) ?? 0;
+        _matMul.Clear();
+        _matMul.Add(w, P(dst), packed);
+        _matMul.SetGlu(P(up), kind);
+        _matMul.Run(_pool, P(gate), nTokens);
+        _prof?.End(prof, t);
+    }
+
+    /// <summary>False runs <see cref="GluMatMul"/> as the two ops (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseGlu { get; init; } = true;
 
     /// <summary>Checks one product's buffers and returns whether it runs the packed GEMM (repacking the weight at its first such product).</summary>
     private bool PrepareMatMul(CpuWeight w, BackendBuffer x, BackendBuffer dst, int nTokens)
@@ -227,16 +269,6 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
     /// False runs <see cref="MatMulGroup"/> as separate products (tests: the grouped product against the products it replaces).
     /// </summary>
     internal bool GroupMatMuls { get; init; } = true;
-
-    /// <summary>
-    /// True quantizes a lone token's activations inside the product's dispatch, the threads claiming chunks of its blocks,
-    /// instead of on the calling thread before the dispatch (the same bits either way; tests run both). Off unless
-    /// <c>EDGELLM_SPLIT_QUANTIZE=1</c>: on the shared, oversubscribed 2-vCPU test machine the caller waiting for a
-    /// preempted worker's chunk cost more than the ~1-2 us per product it saves; to be measured on a quiet machine.
-    /// </summary>
-    internal bool SplitOneTokenQuantize { get; init; } = SplitQuantizeDefault;
-
-    private static readonly bool SplitQuantizeDefault = Environment.GetEnvironmentVariable("EDGELLM_SPLIT_QUANTIZE") == "1";
 
     /// <summary>
     /// The weights as one product (<see cref="Cpu.MatMul.Add"/>): x quantized once, one dispatch over the rows of all of
@@ -307,13 +339,63 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _prof?.End(ProfiledOp.Attention, t);
     }
 
+    /// <summary>
+    /// k rotated in place (a serial pass for a decode step's few rows) and stored with v, then one attention dispatch that
+    /// rotates each query row as it transposes it (q is left unrotated): no separate rotation of q.
+    /// </summary>
+    public void RopeAttention(BackendBuffer q, BackendBuffer k, BackendBuffer v, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int nKvHeads,
+        RopeSpec rope, BackendBuffer dst, AttentionOptions options)
+    {
+        Ready();
+        if (!FuseRope)
+        {
+            Rope(q, nTokens, nHeads, startPos, rope);
+            Rope(k, nTokens, nKvHeads, startPos, rope);
+            StoreKv(cache, layer, startPos, nTokens, k, v);
+            Attention(q, cache, layer, startPos, nTokens, nHeads, rope.HeadDim, dst, options);
+            return;
+        }
+        int headDim = rope.HeadDim, kvDim = nKvHeads * headDim;
+        if (cache.KvDim != kvDim) throw new ArgumentException($"a kv cache of rows of {cache.KvDim} for {nKvHeads} heads of {headDim}", nameof(cache));
+        if (startPos < 0 || startPos + nTokens > cache.Size || startPos + nTokens > _limits.ContextSize)
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + nTokens - 1} are outside the kv cache of {Math.Min(cache.Size, _limits.ContextSize)}");
+        Need(q, (long)nTokens * nHeads * headDim, "attention q");
+        Need(k, (long)nTokens * kvDim, "store_kv k");
+        Need(v, (long)nTokens * kvDim, "store_kv v");
+        Need(dst, (long)nTokens * nHeads * headDim, "attention dst");
+        long t = _prof?.Begin(ProfiledOp.Attention) ?? 0;
+        int slot = _rope!.Table(nTokens, startPos, rope);
+        _rope.Apply(_pool, slot, P(k), nTokens, nKvHeads, rope);
+        byte* keys = (byte*)P(cache.Keys(layer)), values = (byte*)P(cache.Values(layer));
+        Kernels.KvRows.Store(cache.KeyType, P(k), keys + startPos * cache.KeyRowBytes, nTokens, kvDim);
+        Kernels.KvRows.Store(cache.ValueType, P(v), values + startPos * cache.ValueRowBytes, nTokens, kvDim);
+        ref var sg = ref _attention!.Segments(1)[0];
+        sg.Q = P(q);
+        sg.Dst = P(dst);
+        sg.K = keys;
+        sg.V = values;
+        sg.KType = cache.KeyType;
+        sg.VType = cache.ValueType;
+        sg.KRow = cache.KeyRowBytes;
+        sg.VRow = cache.ValueRowBytes;
+        sg.StartPos = startPos;
+        sg.NTokens = nTokens;
+        sg.Cos = _rope.Cos(slot);
+        sg.Sin = _rope.Sin(slot);
+        _attention.RunSegments(_pool, 1, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        _prof?.End(ProfiledOp.Attention, t);
+    }
+
+    /// <summary>False runs <see cref="RopeAttention"/> (and <see cref="AttendSequences"/>) with q rotated by its own op first (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseRope { get; init; } = true;
+
     private int[] _positions = [];
 
     /// <summary>
-    /// The attention part of one layer for every sequence of a multi-sequence batch: one rotation of all the rows (each at
+    /// The attention part of one layer for every sequence of a multi-sequence batch: one rotation of all the k rows (each at
     /// its sequence's position; the cos/sin table made once per step and kept for the other layers), the K/V rows stored
     /// into each sequence's cache, and one attention dispatch whose work units are all the sequences' (tile, KV head)
-    /// pairs, reading the batch rows in place.
+    /// pairs, reading the batch rows in place and rotating each query row as they transpose it (q is left unrotated).
     /// </summary>
     public void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
         int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options)
@@ -337,8 +419,11 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         foreach (var sq in seqs)
             for (int t = 0; t < sq.Count; t++) _positions[row++] = sq.StartPos + t;
         var positions = new ReadOnlySpan<int>(_positions, 0, total);
-        _rope!.RunPositions(_pool, P(q), total, nHeads, positions, rope);
-        _rope.RunPositions(_pool, P(k), total, nKvHeads, positions, rope);
+        long t0 = _prof?.Begin(ProfiledOp.Attention) ?? 0;
+        int slot = _rope!.TablePositions(total, positions, rope);
+        if (!FuseRope) _rope.Apply(_pool, slot, P(q), total, nHeads, rope);
+        _rope.Apply(_pool, slot, P(k), total, nKvHeads, rope);
+        int half = rope.Dims / 2;
 
         var segs = _attention!.Segments(seqs.Length);
         row = 0;
@@ -360,9 +445,12 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
             sg.VRow = cache.ValueRowBytes;
             sg.StartPos = sq.StartPos;
             sg.NTokens = sq.Count;
+            sg.Cos = FuseRope ? _rope.Cos(slot) + (long)row * half : null;
+            sg.Sin = FuseRope ? _rope.Sin(slot) + (long)row * half : null;
             row += sq.Count;
         }
-        _attention.RunSegments(_pool, seqs.Length, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window);
+        _attention.RunSegments(_pool, seqs.Length, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        _prof?.End(ProfiledOp.Attention, t0);
     }
 
     public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)

@@ -1,4 +1,5 @@
 using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Compute;
 using EdgeLlm.Gguf;
 
 namespace EdgeLlm.Backends.Cpu;
@@ -54,21 +55,14 @@ internal sealed unsafe class MatMul : ParallelWork
     private delegate*<float*, byte*, int, void> _quantize;
     private bool _quantizePhase;
     private bool _fusedQuantize;
-    /// <summary>A one-token product whose threads quantize a share of the token's blocks each (<see cref="SplitOneToken"/>).</summary>
-    private bool _splitQuantize;
-    private GgmlType _activation;
-    private int _blockSize, _blockBytes, _qBlocks, _qChunk;
-    /// <summary>The next unclaimed block of a split quantize, and how many blocks are done.</summary>
-    private PaddedCounter _qNext, _qDone;
-
-    /// <summary>Values per claimed chunk of a split one-token quantize (whole blocks; one Q8_K block).</summary>
-    private const int QuantizeChunkValues = 256;
-
     /// <summary>
-    /// One-token products on several threads quantize the token inside their dispatch, split by blocks; false (default)
-    /// quantizes it on the calling thread before the dispatch (the same bytes either way; <see cref="CpuBackend.SplitOneTokenQuantize"/>).
+    /// The gated feed-forward's activation as the product's input step (<see cref="SetGlu"/>): before a token's activations
+    /// are quantized, the thread that quantizes it writes x[t] = act(x[t]) · up[t] (<see cref="Glu"/>'s per-element math),
+    /// so the GLU needs no dispatch of its own. Null: the input is used as it is.
     /// </summary>
-    internal bool SplitOneToken { get; set; }
+    private float* _gluUp;
+    private GluKind _gluKind;
+
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
@@ -171,8 +165,29 @@ internal sealed unsafe class MatMul : ParallelWork
         m.UsePacked = usePacked;
     }
 
+    /// <summary>
+    /// Makes the next <see cref="Run(WorkerPool, float*, int)"/> first turn its input x (the gate) into act(x) · up, token by token,
+    /// on the threads that quantize the tokens (x keeps the result). Only for products whose members all quantize their
+    /// input (<see cref="QuantizesInput"/>) and rows whose length is a multiple of 16 (each row then runs the vector widths
+    /// <see cref="Glu"/> runs over the whole batch). Cleared by the run.
+    /// </summary>
+    public void SetGlu(float* up, GluKind kind)
+    {
+        _gluUp = up;
+        _gluKind = kind;
+    }
+
+    /// <summary>True when <paramref name="w"/>'s kernels read quantized activations (a product with a GLU input step needs that).</summary>
+    public bool QuantizesInput(CpuWeight w) => RowOf(w).Traits.IsQuantized;
+
     /// <summary>Runs the members added since <see cref="Clear"/> over the <paramref name="nTokens"/> rows of <paramref name="x"/>.</summary>
     public void Run(WorkerPool pool, float* x, int nTokens)
+    {
+        try { RunProduct(pool, x, nTokens); }
+        finally { _gluUp = null; }
+    }
+
+    private void RunProduct(WorkerPool pool, float* x, int nTokens)
     {
         if (_count == 0) throw new InvalidOperationException("a matmul with no weights");
         int n = (int)_members[0].W.Ne0;
@@ -191,7 +206,6 @@ internal sealed unsafe class MatMul : ParallelWork
             if (row.Traits.IsQuantized)
             {
                 _quantize = row.QuantizeActivations;
-                _activation = row.Traits.Activation;
                 _xqRowBytes = row.ActivationBytes(n);
                 panel |= row.Panel || (row.PackedPanel && m.Job.Packed != null);
             }
@@ -200,29 +214,25 @@ internal sealed unsafe class MatMul : ParallelWork
         if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
             throw new ArgumentException($"{_members[0].W.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
+        if (_gluUp != null && (_quantize == null || n % 16 != 0))
+            throw new InvalidOperationException($"{_members[0].W.Name}: a GLU input step needs quantized activations and rows of a multiple of 16");
         if (_quantize != null)
         {
-            if (nTokens == 1 && pool.ThreadCount > 1 && SplitOneToken)
-            {
-                // A lone decode token on several threads: quantized inside the product's own dispatch, the threads
-                // claiming chunks of its blocks from a counter (each block is quantized the same way whoever does
-                // it) and waiting before the rows until every chunk is done, so the workers do not idle while the
-                // caller quantizes it alone, and a worker that wakes late finds the chunks taken and goes straight to
-                // the rows (the caller then waits for no one: only a chunk claimed and not yet finished holds it up).
-                var (bs, bb) = ActivationQuant.FormatGeometry(_activation);
-                _blockSize = bs;
-                _blockBytes = bb;
-                _qBlocks = n / bs;
-                _qChunk = Math.Max(1, QuantizeChunkValues / bs);
-                _qNext.Value = 0;
-                _qDone.Value = 0;
-                _splitQuantize = true;
-            }
-            else if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
+            if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
             {
                 // A lone decode token on one thread (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
                 // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
                 long q0 = Profile is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                if (_gluUp != null)
+                {
+                    for (int t = 0; t < nTokens; t++) GluToken(t);
+                    if (Profile is not null)
+                    {
+                        long g = System.Diagnostics.Stopwatch.GetTimestamp();
+                        Profile.Split(ProfiledOp.Glu, g - q0);
+                        q0 = g;
+                    }
+                }
                 for (int t = 0; t < nTokens; t++) QuantizeToken(t);
                 Profile?.Split(ProfiledOp.Quantize, System.Diagnostics.Stopwatch.GetTimestamp() - q0);
             }
@@ -243,7 +253,7 @@ internal sealed unsafe class MatMul : ParallelWork
         }
         Split(pool.ThreadCount);
         try { pool.Run(this); }
-        finally { _fusedQuantize = false; _splitQuantize = false; }
+        finally { _fusedQuantize = false; }
     }
 
     /// <summary>Points a member's job at the input its kernel reads: the floats, the quantized rows or their panel.</summary>
@@ -297,6 +307,21 @@ internal sealed unsafe class MatMul : ParallelWork
         _next.Value = 0;
     }
 
+    /// <summary>x[t] = act(x[t]) · up[t] (the GLU input step).</summary>
+    private void GluToken(long t)
+    {
+        float* g = _x + t * _n, u = _gluUp + t * _n;
+        if (_gluKind == GluKind.GeluTanh) Glu.Apply<GeluTanhGate>(g, u, 0, _n);
+        else Glu.Apply<SiluGate>(g, u, 0, _n);
+    }
+
+    /// <summary>The input step (if any) and the quantize of token t, on the thread that owns it.</summary>
+    private void PrepareToken(long t)
+    {
+        if (_gluUp != null) GluToken(t);
+        QuantizeToken(t);
+    }
+
     private void QuantizeToken(long t)
     {
         int n = _n;
@@ -309,27 +334,13 @@ internal sealed unsafe class MatMul : ParallelWork
         if (_quantizePhase)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-            for (long t = t0; t < t1; t++) QuantizeToken(t);
+            for (long t = t0; t < t1; t++) PrepareToken(t);
             return;
         }
-        if (_splitQuantize)
-        {
-            long nb = _qBlocks, chunk = _qChunk;
-            while (Volatile.Read(ref _qNext.Value) < nb)
-            {
-                long b0 = Interlocked.Add(ref _qNext.Value, chunk) - chunk;
-                if (b0 >= nb) break;
-                long b1 = Math.Min(nb, b0 + chunk);
-                _quantize(_x + b0 * _blockSize, _xq + b0 * _blockBytes, (int)(b1 - b0) * _blockSize);
-                if (_panelBytes != 0) Q8_0Panel.FromBlocksRange(_xq, _panel, (int)nb, (int)b0, (int)b1);
-                Interlocked.Add(ref _qDone.Value, b1 - b0);
-            }
-            for (int spins = 0; Volatile.Read(ref _qDone.Value) != nb; spins++) WorkerPool.Spin(spins);
-        }
-        else if (_fusedQuantize)
+        if (_fusedQuantize)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-            for (long t = t0; t < t1; t++) QuantizeToken(t);
+            for (long t = t0; t < t1; t++) PrepareToken(t);
             Interlocked.Decrement(ref _arrivals.Value);
             // Every thread runs every dispatch, so all of them arrive; the rows read every token's activations.
             for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);

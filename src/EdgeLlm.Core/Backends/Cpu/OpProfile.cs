@@ -7,7 +7,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// <summary>The operations <see cref="OpProfile"/> times (matmuls by the weight they multiply).</summary>
 internal enum ProfiledOp
 {
-    GetRows, RmsNorm, Quantize, MatQkv, MatWo, MatGateUp, MatDown, MatOutput, MatOther,
+    GetRows, RmsNorm, AddRmsNorm, Quantize, MatQkv, MatWo, MatGateUp, MatDown, MatOutput, MatOther,
     Rope, StoreKv, Attention, AddBias, Add, Glu, Scale, Softcap, Copy, Gap,
 }
 

@@ -6,11 +6,14 @@ namespace EdgeLlm.Backends.Cpu;
 /// RMS normalisation, one token row per work item: dst = x / sqrt(mean(x^2) + eps) * weight. The squares are exact in
 /// double and summed in double over eight interleaved lanes (element i into lane i mod 8, the lanes added pairwise at
 /// the end), a fixed order that does not depend on the thread count; the scaling is (x * scale) * w per element, in
-/// float vectors (the same two roundings as the scalar form).
+/// float vectors (the same two roundings as the scalar form). With a delta (<see cref="RunAdd"/>), each row first takes the
+/// residual add x += delta (<see cref="Add"/>'s per-element sum) in the same pass, so the add and the norm that reads it are
+/// one dispatch (or one serial pass) instead of two, with the bits of the two ops.
 /// </summary>
 internal sealed unsafe class RmsNorm : ParallelWork
 {
     private float* _x;
+    private float* _delta;
     private float* _w;
     private float* _dst;
     private int _nTokens;
@@ -20,6 +23,7 @@ internal sealed unsafe class RmsNorm : ParallelWork
     public void Run(WorkerPool pool, float* x, float* weight, float* dst, int nTokens, int dim, float eps)
     {
         _x = x;
+        _delta = null;
         _w = weight;
         _dst = dst;
         _nTokens = nTokens;
@@ -28,10 +32,40 @@ internal sealed unsafe class RmsNorm : ParallelWork
         pool.Run(this, (long)nTokens * dim);
     }
 
+    /// <summary>x[t] += delta[t], then dst[t] = norm(x[t]), row by row (dst may be delta: a row's delta is read before its dst is written).</summary>
+    public void RunAdd(WorkerPool pool, float* x, float* delta, float* weight, float* dst, int nTokens, int dim, float eps)
+    {
+        _x = x;
+        _delta = delta;
+        _w = weight;
+        _dst = dst;
+        _nTokens = nTokens;
+        _dim = dim;
+        _eps = eps;
+        try { pool.Run(this, (long)nTokens * dim); }
+        finally { _delta = null; }
+    }
+
     public override void Execute(int thread, int threadCount)
     {
         var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-        for (long t = t0; t < t1; t++) Row(_x + t * _dim, _w, _dst + t * _dim, _dim, _eps);
+        for (long t = t0; t < t1; t++)
+        {
+            float* x = _x + t * _dim;
+            if (_delta != null) AddRow(x, _delta + t * _dim, _dim);
+            Row(x, _w, _dst + t * _dim, _dim, _eps);
+        }
+    }
+
+    /// <summary>x[i] += y[i] for i &lt; n (each sum rounded once, as <see cref="Add"/> does).</summary>
+    public static void AddRow(float* x, float* y, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= n - 8; i += 8) (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
+        }
+        for (; i < n; i++) x[i] += y[i];
     }
 
     public static void Row(float* x, float* w, float* dst, int n, float eps)

@@ -9,7 +9,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// dims pass through. cos/sin (times the spec's attention factor) are computed in double once per
 /// (spec, startPos, nTokens) into a table shared by Q and K of every layer of that kind; two tables are kept, so a
 /// model with local and global layers (Gemma 3) does not recompute them at every switch. Threads then split the
-/// (token, head) rows.
+/// (token, head) rows. <see cref="Attention"/> reads the same tables to rotate q as it transposes it (<see cref="Rotate"/>).
 /// </summary>
 internal sealed unsafe class Rope : ParallelWork
 {
@@ -46,6 +46,19 @@ internal sealed unsafe class Rope : ParallelWork
     }
 
     public void Run(WorkerPool pool, float* x, int nTokens, int nHeads, int startPos, RopeSpec spec)
+        => Apply(pool, Table(nTokens, startPos, spec), x, nTokens, nHeads, spec);
+
+    /// <summary>cos (times the attention factor) of table <paramref name="slot"/>: row t holds token t's Dims / 2 values.</summary>
+    public float* Cos(int slot) => _cosTables[slot];
+
+    /// <summary>sin (times the attention factor) of table <paramref name="slot"/>, rows as <see cref="Cos"/>.</summary>
+    public float* Sin(int slot) => _sinTables[slot];
+
+    /// <summary>
+    /// The table of tokens at positions startPos.. (made, or kept from an earlier call with the same spec and positions):
+    /// its slot for <see cref="Cos"/> and <see cref="Sin"/>, valid until a table for other positions is made.
+    /// </summary>
+    public int Table(int nTokens, int startPos, RopeSpec spec)
     {
         int half = spec.Dims / 2;
         if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
@@ -72,7 +85,7 @@ internal sealed unsafe class Rope : ParallelWork
             _tableCount[slot] = nTokens;
             _tablePositional[slot] = false;
         }
-        Apply(pool, slot, x, nTokens, nHeads, spec);
+        return slot;
     }
 
     /// <summary>
@@ -81,6 +94,10 @@ internal sealed unsafe class Rope : ParallelWork
     /// The table is kept for the next call with the same positions (Q and K, and every layer of the step).
     /// </summary>
     public void RunPositions(WorkerPool pool, float* x, int nTokens, int nHeads, ReadOnlySpan<int> positions, RopeSpec spec)
+        => Apply(pool, TablePositions(nTokens, positions, spec), x, nTokens, nHeads, spec);
+
+    /// <summary>As <see cref="Table"/>, token t at position <paramref name="positions"/>[t].</summary>
+    public int TablePositions(int nTokens, ReadOnlySpan<int> positions, RopeSpec spec)
     {
         int half = spec.Dims / 2;
         if ((long)nTokens * half > _capacity) throw new ArgumentException($"rope for {nTokens} tokens exceeds the table prepared for the batch size");
@@ -111,10 +128,11 @@ internal sealed unsafe class Rope : ParallelWork
             _tableStart[slot] = -1;
             _tableCount[slot] = nTokens;
         }
-        Apply(pool, slot, x, nTokens, nHeads, spec);
+        return slot;
     }
 
-    private void Apply(WorkerPool pool, int slot, float* x, int nTokens, int nHeads, RopeSpec spec)
+    /// <summary>Rotates the nHeads heads of each of the nTokens rows of x by table <paramref name="slot"/>'s rows.</summary>
+    public void Apply(WorkerPool pool, int slot, float* x, int nTokens, int nHeads, RopeSpec spec)
     {
         _cos = _cosTables[slot];
         _sin = _sinTables[slot];
@@ -125,6 +143,35 @@ internal sealed unsafe class Rope : ParallelWork
         _half = spec.Dims / 2;
         _neox = spec.Neox;
         pool.Run(this, (long)nTokens * nHeads * spec.HeadDim);
+    }
+
+    /// <summary>
+    /// One head <paramref name="v"/> rotated by a table row (<paramref name="c"/>, <paramref name="s"/>: half values), written to
+    /// <paramref name="dst"/>[d · stride] for d &lt; headDim (elements past 2 · half copied): the float operations of
+    /// <see cref="Execute"/>, so the same bits. <paramref name="dst"/> may not overlap <paramref name="v"/>.
+    /// </summary>
+    public static void Rotate(float* v, float* c, float* s, int half, int headDim, bool neox, float* dst, long stride)
+    {
+        if (neox)
+        {
+            float* u = v + half;
+            for (int i = 0; i < half; i++)
+            {
+                float x0 = v[i], x1 = u[i];
+                dst[i * stride] = x0 * c[i] - x1 * s[i];
+                dst[(i + half) * stride] = x0 * s[i] + x1 * c[i];
+            }
+        }
+        else
+        {
+            for (int i = 0; i < half; i++)
+            {
+                float x0 = v[2 * i], x1 = v[2 * i + 1];
+                dst[2 * i * stride] = x0 * c[i] - x1 * s[i];
+                dst[(2 * i + 1) * stride] = x0 * s[i] + x1 * c[i];
+            }
+        }
+        for (int d = 2 * half; d < headDim; d++) dst[d * stride] = v[d];
     }
 
     public override void Execute(int thread, int threadCount)
