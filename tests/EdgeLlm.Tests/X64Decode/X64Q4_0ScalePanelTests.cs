@@ -10,8 +10,8 @@ namespace EdgeLlm.Tests.X64Decode;
 /// the AVX-512 row of <see cref="KernelTable"/>). The panel is checked bit for bit against .NET's own fp16 → float
 /// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf), and normal
 /// ones only (every exponent, both signs: the fast conversion a step of normal scales takes). The driver
-/// runs batches of 1 to 6, 8, 9 and 13 tokens (passes of eight, four, two and one token: 1, 2, 2+1, 4, 4+1, 4+2, 8, 8+1,
-/// 8+4+1; without the panel up to four) with odd and even block counts (the kernel takes blocks two at a time, an odd
+/// runs batches of 1 to 9 and 13 tokens (passes of eight, four, three, two and one token: 1, 2, 3, 4, 4+1, 4+2, 4+3, 8,
+/// 8+1, 8+4+1; without the panel up to four) with odd and even block counts (the kernel takes blocks two at a time, an odd
 /// step's last block alone) over
 /// rows that span several row tiles and end in a partial group, cut into three uneven thread ranges, with a different
 /// scale for every (row, block) (|d_w| from 0.01 to 0.17, signs alternating) and independent activations per token;
@@ -87,6 +87,8 @@ public unsafe class X64Q4_0ScalePanelTests
     [InlineData(4, 7, 205)]
     [InlineData(4, 1, 35)]
     [InlineData(5, 64, 67)]
+    [InlineData(7, 64, 67)]
+    [InlineData(7, 5, 205)]
     [InlineData(5, 7, 67)]
     [InlineData(8, 1, 35)]
     [InlineData(8, 5, 205)]

@@ -108,7 +108,7 @@ public static unsafe partial class DotQ4_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Packed1(byte* group, byte* panel, int nb, float* dst) => PackedSteps<Tokens1, ScalesFp16>(group, null, panel, 0, nb, dst, 0, true);
 
-    /// <summary>How many tokens (1, 2, 4 or 8) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
+    /// <summary>How many tokens (1, 2, 3, 4 or 8) one pass of <see cref="PackedSteps{TN}"/> dots with a group.</summary>
     internal interface ITokenCount
     {
         static abstract int Count { get; }
@@ -122,6 +122,11 @@ public static unsafe partial class DotQ4_0
     internal struct Tokens2 : ITokenCount
     {
         public static int Count => 2;
+    }
+
+    internal struct Tokens3 : ITokenCount
+    {
+        public static int Count => 3;
     }
 
     internal struct Tokens4 : ITokenCount
@@ -198,11 +203,10 @@ public static unsafe partial class DotQ4_0
                     a0 = PairToken(a0, w0, w1, w2, w3, v0, v1, v2, v3, dw, y0 + qo, y0 + sOff + fo, y0 + cOff + fo);
                     if (TN.Count >= 2)
                         a1 = PairToken(a1, w0, w1, w2, w3, v0, v1, v2, v3, dw, y1 + qo, y1 + sOff + fo, y1 + cOff + fo);
-                    if (TN.Count >= 4)
-                    {
+                    if (TN.Count >= 3)
                         a2 = PairToken(a2, w0, w1, w2, w3, v0, v1, v2, v3, dw, y2 + qo, y2 + sOff + fo, y2 + cOff + fo);
+                    if (TN.Count >= 4)
                         a3 = PairToken(a3, w0, w1, w2, w3, v0, v1, v2, v3, dw, y3 + qo, y3 + sOff + fo, y3 + cOff + fo);
-                    }
                     if (TN.Count >= 8)
                     {
                         a4 = PairToken(a4, w0, w1, w2, w3, v0, v1, v2, v3, dw, y4 + qo, y4 + sOff + fo, y4 + cOff + fo);
@@ -218,11 +222,10 @@ public static unsafe partial class DotQ4_0
                 a0 = SingleToken(a0, w0, w1, w2, w3, dw, y0 + qo, y0 + sOff + fo, y0 + cOff + fo);
                 if (TN.Count >= 2)
                     a1 = SingleToken(a1, w0, w1, w2, w3, dw, y1 + qo, y1 + sOff + fo, y1 + cOff + fo);
-                if (TN.Count >= 4)
-                {
+                if (TN.Count >= 3)
                     a2 = SingleToken(a2, w0, w1, w2, w3, dw, y2 + qo, y2 + sOff + fo, y2 + cOff + fo);
+                if (TN.Count >= 4)
                     a3 = SingleToken(a3, w0, w1, w2, w3, dw, y3 + qo, y3 + sOff + fo, y3 + cOff + fo);
-                }
                 if (TN.Count >= 8)
                 {
                     a4 = SingleToken(a4, w0, w1, w2, w3, dw, y4 + qo, y4 + sOff + fo, y4 + cOff + fo);
@@ -236,11 +239,8 @@ public static unsafe partial class DotQ4_0
         }
         FoldHalves(a0, dst);
         if (TN.Count >= 2) FoldHalves(a1, dst + dstStride);
-        if (TN.Count >= 4)
-        {
-            FoldHalves(a2, dst + 2 * dstStride);
-            FoldHalves(a3, dst + 3 * dstStride);
-        }
+        if (TN.Count >= 3) FoldHalves(a2, dst + 2 * dstStride);
+        if (TN.Count >= 4) FoldHalves(a3, dst + 3 * dstStride);
         if (TN.Count >= 8)
         {
             FoldHalves(a4, dst + 4 * dstStride);
