@@ -7,12 +7,12 @@ namespace EdgeLlm.Tests.X64Decode;
 /// <summary>
 /// The AVX-512 GEMM over Q4_0 weights repacked with their fp16 scales (<see cref="DotQ4_0.RepackAvx512"/>: steps of four
 /// blocks, the 32 scales of a step in one line, a short last step when nb mod 4 ≠ 0), what AVX-512 decode runs since the
-/// copy became the one-token kernel: <see cref="DotQ4_0.PackedDot1Avx512"/>, <see cref="DotQ4_0.PackedDot2Avx512"/> and
-/// <see cref="DotQ4_0.PackedDot4Avx512"/> for a group of eight rows, each row against the integer scalar rung
+/// copy became the one-token kernel: <see cref="DotQ4_0.PackedDot1Avx512"/>, <see cref="DotQ4_0.PackedDot2Avx512"/>,
+/// <see cref="DotQ4_0.PackedDot3Avx512"/> and <see cref="DotQ4_0.PackedDot4Avx512"/> for a group of eight rows, each row against the integer scalar rung
 /// (<see cref="DotQ4_0.DotScalar"/>) on the same Q8_0 activations, with the panel loops' tolerance (2e-6·M', M' with the
 /// 8·d_w offset the kernels add and take off in float); block counts on both sides of the four-block step (nb mod 4 = 0,
 /// 1, 2, 3), scales normal, fp16 subnormal with ±0, or all ±0. A token's result must have the same bits whichever of the
-/// three kernels computes it (batch invariance: decode and batched rows share the copy). One live block at a time with a
+/// four kernels computes it (batch invariance: decode and batched rows share the copy). One live block at a time with a
 /// distinct subnormal scale per row and block checks that each row takes its own scale and nibbles in every block.
 /// </summary>
 public unsafe class X64PackedQ4_0Tests
@@ -38,20 +38,30 @@ public unsafe class X64PackedQ4_0Tests
         return packed;
     }
 
-    /// <summary>Row r, token t of one group through the one-, two- and four-token kernels: [kernel][t·8 + r].</summary>
+    /// <summary>
+    /// Row r, token t of one group through the one-, two-, three- (tokens 0..2, then 1..3) and four-token kernels:
+    /// [kernel][t·8 + r].
+    /// </summary>
     private static float[][] RunAll(byte[] packed, byte[] panels, long panelBytes, int n)
     {
         var one = new float[Tokens * Rows];
         var two = new float[Tokens * Rows];
+        var three = new float[Tokens * Rows];
         var four = new float[Tokens * Rows];
+        var threeLate = new float[Tokens * Rows];
         fixed (byte* pg = packed) fixed (byte* pp = panels) fixed (float* d1 = one) fixed (float* d2 = two) fixed (float* d4 = four)
+        fixed (float* d3 = three) fixed (float* d3b = threeLate)
         {
             for (int t = 0; t < Tokens; t++) DotQ4_0.PackedDot1Avx512(pg, pp + t * panelBytes, n, d1 + t * Rows);
             DotQ4_0.PackedDot2Avx512(pg, pp, panelBytes, n, d2, Rows);
             DotQ4_0.PackedDot2Avx512(pg, pp + 2 * panelBytes, panelBytes, n, d2 + 2 * Rows, Rows);
+            DotQ4_0.PackedDot3Avx512(pg, pp, panelBytes, n, d3, Rows);
+            DotQ4_0.PackedDot3Avx512(pg, pp + panelBytes, panelBytes, n, d3b + Rows, Rows);
             DotQ4_0.PackedDot4Avx512(pg, pp, panelBytes, n, d4, Rows);
         }
-        return new[] { one, two, four };
+        // Token 3 from the second three-token call, token 0 from the first: every token through the three-token kernel.
+        Array.Copy(threeLate, 3 * Rows, three, 3 * Rows, Rows);
+        return new[] { one, two, four, three };
     }
 
     [X64LoopTheory(X64Loop.Q4_0PanelNoVbmi)]
@@ -88,6 +98,8 @@ public unsafe class X64PackedQ4_0Tests
                     $"{nb} blocks {kind}, token {t} row {r}: {one} alone vs {got[1][t * Rows + r]} in a pair");
                 Assert.True(BitConverter.SingleToUInt32Bits(one) == BitConverter.SingleToUInt32Bits(got[2][t * Rows + r]),
                     $"{nb} blocks {kind}, token {t} row {r}: {one} alone vs {got[2][t * Rows + r]} in a four-token tile");
+                Assert.True(BitConverter.SingleToUInt32Bits(one) == BitConverter.SingleToUInt32Bits(got[3][t * Rows + r]),
+                    $"{nb} blocks {kind}, token {t} row {r}: {one} alone vs {got[3][t * Rows + r]} in a three-token pass");
             }
     }
 

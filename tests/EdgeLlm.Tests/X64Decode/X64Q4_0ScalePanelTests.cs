@@ -10,7 +10,9 @@ namespace EdgeLlm.Tests.X64Decode;
 /// the AVX-512 row of <see cref="KernelTable"/>). The panel is checked bit for bit against .NET's own fp16 → float
 /// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf), and normal
 /// ones only (every exponent, both signs: the fast conversion a step of normal scales takes). The driver
-/// runs batches of 5, 6, 8, 9 and 13 tokens (passes of eight, four, two and one token: 4+1, 4+2, 8, 8+1, 8+4+1) over
+/// runs batches of 1 to 9 and 13 tokens (passes of eight, four, three, two and one token: 1, 2, 3, 4, 4+1, 4+2, 4+3, 8,
+/// 8+1, 8+4+1; without the panel up to four) with odd and even block counts (the kernel takes blocks two at a time, an odd
+/// step's last block alone) over
 /// rows that span several row tiles and end in a partial group, cut into three uneven thread ranges, with a different
 /// scale for every (row, block) (|d_w| from 0.01 to 0.17, signs alternating) and independent activations per token;
 /// each result against a double reference Σ_b d_w·d_x·Σ(q − 8)·y computed from the stored bytes, tolerance 1e-5·M'
@@ -34,7 +36,7 @@ public unsafe class X64Q4_0ScalePanelTests
     [InlineData(1, true)]
     [InlineData(4, true)]
     [InlineData(43, true)]
-    public void ScalePanelHoldsEachRowsScaleInItsLanePair(int nb, bool normalOnly = false)
+    public void ScalePanelHoldsEachRowsScaleAtItsBlockAndRow(int nb, bool normalOnly = false)
     {
         int n = nb * 32;
         long rowBytes = (long)nb * DotQ4_0.BlockBytes;
@@ -58,7 +60,7 @@ public unsafe class X64Q4_0ScalePanelTests
             w.CopyTo(rows, r * rowBytes);
         }
         var packed = new byte[DotQ4_0.PackedBytesAvx512(G, n)];
-        var panel = new float[nb * 16 + 16];
+        var panel = new float[nb * G + 16];
         Array.Fill(panel, float.NaN);
         fixed (byte* pr = rows) fixed (byte* pp = packed) fixed (float* ps = panel)
         {
@@ -69,15 +71,28 @@ public unsafe class X64Q4_0ScalePanelTests
             for (int r = 0; r < G; r++)
             {
                 float want = (float)BitConverter.ToHalf(rows, (int)(r * rowBytes) + b * 18);
-                for (int lane = 2 * r; lane <= 2 * r + 1; lane++)
-                    Assert.True(BitConverter.SingleToUInt32Bits(want) == BitConverter.SingleToUInt32Bits(panel[16 * b + lane]),
-                        $"{nb} blocks: block {b} row {r} lane {lane}: {panel[16 * b + lane]} vs {want}");
+                Assert.True(BitConverter.SingleToUInt32Bits(want) == BitConverter.SingleToUInt32Bits(panel[G * b + r]),
+                    $"{nb} blocks: block {b} row {r}: {panel[G * b + r]} vs {want}");
             }
-        for (int i = nb * 16; i < panel.Length; i++) Assert.True(float.IsNaN(panel[i]), $"{nb} blocks: wrote past the panel at {i}");
+        for (int i = nb * G; i < panel.Length; i++) Assert.True(float.IsNaN(panel[i]), $"{nb} blocks: wrote past the panel at {i}");
     }
 
     [X64LoopTheory(X64Loop.Q4_0PanelNoVbmi)]
+    [InlineData(1, 9, 67)]
+    [InlineData(1, 7, 35)]
+    [InlineData(2, 5, 67)]
+    [InlineData(3, 3, 205)]
+    [InlineData(3, 64, 67)]
+    [InlineData(4, 64, 67)]
+    [InlineData(4, 7, 205)]
+    [InlineData(4, 1, 35)]
     [InlineData(5, 64, 67)]
+    [InlineData(7, 64, 67)]
+    [InlineData(7, 5, 205)]
+    [InlineData(5, 7, 67)]
+    [InlineData(8, 1, 35)]
+    [InlineData(8, 5, 205)]
+    [InlineData(13, 3, 67)]
     [InlineData(6, 9, 67)]
     [InlineData(8, 64, 67)]
     [InlineData(9, 200, 35)]

@@ -9,8 +9,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// four tokens passes over every group of a row tile once per four tokens, and converting the group's fp16 scales on
 /// each pass (a load, two widenings, two exact conversions per four blocks and a permute per block) cost prefill about
 /// 6% against the float-scale layout. <see cref="RowDrivers.Q4_0PackedTiles{TK}"/> converts a tile's scales once into a
-/// small panel (<see cref="ScalePanelAvx512"/>: 16 floats per block, row r's scale in lanes 2r and 2r + 1, the lane pairs
-/// the kernel's accumulators use) and the passes load them from there (<see cref="Packed4Scaled"/>). The panel holds the
+/// small panel (<see cref="ScalePanelAvx512"/>: 8 floats per block, row r's scale at 8·b + r, so a pair of blocks
+/// loads as the lanes the kernel's accumulators use) and the passes load them from there (<see cref="Packed4Scaled"/>). The panel holds the
 /// floats the kernel converts itself (the same exact conversion), so every result keeps its bits: a token in a batch
 /// still gets what it gets alone in decode. With the scales out of the loop the weight side of a block (two loads, the
 /// nibble split) is most of what is left besides the per-token work, so the driver runs eight tokens a pass
@@ -19,8 +19,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
-    /// <summary>Bytes of one block of the float scale panel: the eight rows' scales, each twice.</summary>
-    public const int ScalePanelBlockBytes = 2 * PackRows * sizeof(float);
+    /// <summary>Bytes of one block of the float scale panel: the eight rows' scales.</summary>
+    public const int ScalePanelBlockBytes = PackRows * sizeof(float);
 
     /// <summary>Where <see cref="PackedSteps{TN, TS}"/> takes the row scales from: the group's fp16 scales, or a float panel.</summary>
     internal interface IScaleSource
@@ -72,7 +72,8 @@ public static unsafe partial class DotQ4_0
 
     /// <summary>
     /// The scale panel of one group of the AVX-512 layout (<paramref name="nb"/> blocks): <see cref="ScalePanelBlockBytes"/>
-    /// per block into <paramref name="dst"/>, block b's row r scale (fp16 → float, exact) at dst[16·b + 2r] and dst[16·b + 2r + 1].
+    /// per block into <paramref name="dst"/>, block b's row r scale (fp16 → float, exact) at dst[8·b + r], so a pair of
+    /// blocks is one 64-byte load with the lanes of <see cref="StepScales"/>.
     /// </summary>
     public static void ScalePanelAvx512(byte* group, int nb, float* dst)
     {
@@ -83,15 +84,23 @@ public static unsafe partial class DotQ4_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void ScalePanel(byte* group, int nb, float* dst)
     {
-        Vector512<int> pairs = PackedScalePairs();
         byte* ps = group;
         for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
         {
             int k = nb - b0 >= ScaleRunBlocks ? ScaleRunBlocks : nb - b0;
             StepScales(ps, out Vector512<float> s01, out Vector512<float> s23);
-            Vector512<int> idx = pairs;
-            for (int j = 0; j < k; j++, idx += Vector512.Create(PackRows))
-                Avx512F.PermuteVar16x32x2(s01, idx, s23).Store(dst + 16 * (b0 + j));
+            float* d = dst + 8 * b0;
+            if (k == ScaleRunBlocks)
+            {
+                s01.Store(d);
+                s23.Store(d + 16);
+            }
+            else
+            {
+                s01.GetLower().Store(d);
+                if (k >= 2) s01.GetUpper().Store(d + 8);
+                if (k >= 3) s23.GetLower().Store(d + 16);
+            }
             ps += k * (long)PackedBlockBytesAvx512;
         }
     }

@@ -109,16 +109,17 @@ internal static unsafe class RowDrivers
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
     /// the whole groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a
-    /// step, the last nTokens mod 4 two at a time with <see cref="IPackedQ4_0Kernel.Packed2"/> and one with
-    /// <see cref="IPackedQ4_0Kernel.Packed1"/>: a decode step of two or three sequences shares each block's unpacking
-    /// too; every token's sums are formed the same way by all three, so a token gets the same bits in a batch of any
+    /// step, the last nTokens mod 4 three at a time with <see cref="IPackedQ4_0Kernel.Packed3"/> where the layout has it (AVX-512),
+    /// else two with <see cref="IPackedQ4_0Kernel.Packed2"/>, and one with <see cref="IPackedQ4_0Kernel.Packed1"/>: a decode
+    /// step of two or three sequences shares each block's unpacking too; every token's sums are formed the same way by
+    /// all of them, so a token gets the same bits in a batch of any
     /// size), tiles of groups small enough to stay in L1/L2. A
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
     /// last whole group run <see cref="Rows{TK}"/> (the one-token loop for every token, as alone); every call without
     /// the copy runs <see cref="Tiles{TK}"/>. On AVX-512 a batch of more than four tokens takes each tile's fp16 scales
     /// from a float panel converted once per tile (<see cref="IPackedQ4_0Kernel.ScalePanel"/>, same bits) and runs eight
-    /// tokens a pass while eight are left (<see cref="IPackedQ4_0Kernel.Packed8Scaled"/>), then four, two, one.
+    /// tokens a pass while eight are left (<see cref="IPackedQ4_0Kernel.Packed8Scaled"/>), then four, three, two, one.
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
@@ -160,7 +161,7 @@ internal static unsafe class RowDrivers
             for (int t = 0, step; t < j.NTokens; t += step)
             {
                 int left = j.NTokens - t;
-                step = left >= 8 && scalePanel ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                step = left >= 8 && scalePanel ? 8 : left >= 4 ? 4 : left == 3 && TK.HasPacked3 ? 3 : left >= 2 ? 2 : 1;
                 byte* xt = px + t * pxStride;
                 float* d = j.Dst + t * rows;
                 for (long g = ga; g < gb; g++)
@@ -175,6 +176,7 @@ internal static unsafe class RowDrivers
                     else if (step == 4 && scalePanel)
                         TK.Packed4Scaled(pg, sp + (g - ga) * (panelGroupBytes / sizeof(float)), xt, pxStride, nb, o, oStride, t == 0);
                     else if (step == 4) TK.Packed4(pg, xt, pxStride, nb, o, oStride);
+                    else if (step == 3) TK.Packed3(pg, xt, pxStride, nb, o, oStride);
                     else if (step == 2) TK.Packed2(pg, xt, pxStride, nb, o, oStride);
                     else TK.Packed1(pg, xt, nb, o);
                     if (whole) continue;

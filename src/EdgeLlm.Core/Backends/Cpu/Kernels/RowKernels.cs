@@ -250,6 +250,11 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
     static abstract void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
     static abstract void Packed1(byte* group, byte* panel, int nb, float* dst);
 
+    /// <summary>Whether the layout has a three-token pass (<see cref="Packed3"/>); without one three tokens take a pair, then one.</summary>
+    static virtual bool HasPacked3 => false;
+    static virtual void Packed3(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
+        throw new NotSupportedException("this layout has no three-token pass");
+
     /// <summary>
     /// Bytes per block of the float scale panel <see cref="Packed4Scaled"/> takes a group's scales from (made once per row
     /// tile by <see cref="ScalePanel"/>, then read by every four-token pass over the tile), or 0 where the layout has its
@@ -293,6 +298,8 @@ internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where T
     public static void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed4(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed2(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.Packed1(group, panel, nb, dst);
+    public static bool HasPacked3 => true;
+    public static void Packed3(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) => DotQ4_0.Packed3(group, panel, panelBytes, nb, dst, dstStride);
     public static int ScalePanelBlockBytes => DotQ4_0.ScalePanelBlockBytes;
     public static void ScalePanel(byte* group, int nb, float* dst) => DotQ4_0.ScalePanel(group, nb, dst);
     public static void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
