@@ -9,8 +9,9 @@ namespace EdgeLlm.Tests.X64KDecode;
 /// Q4_K decode end to end: tests/data/models-visible/llama-Q4_K.gguf (every matrix Q4_K) decoded one token at a time
 /// over the 40 tokens of the reference, so every product is a one-token matmul (on x64 through the decode copy of
 /// <c>DotQ4_K.Repack</c>), against (1) the same model's 40-token prefill with all logits, whose batched products read the
-/// stored rows with the four-token loops (bit-identical to the one-row loops decode ran before the copy): every logit
-/// within 1e-4 of it (logits up to about 2; measured 9.5e-7, exactly 0 with EDGELLM_KERNEL_REPACK=0), and
+/// copy with its four-token loop on AVX-512 and the stored rows with the four-token loops on AVX2: every logit within
+/// 1e-4 of it (logits up to about 2; measured 9.5e-7 before the four-token copy loop, exactly 0 with
+/// EDGELLM_KERNEL_REPACK=0), and
 /// (2) llama.cpp: the RMS of the decode logits against llama.cpp's F16 logits within 10% of llama.cpp's own Q4_K run, top-1
 /// agreement within 3 of 40, as <see cref="QuantTypeLogits"/> scores the prefill.
 /// </summary>

@@ -107,7 +107,17 @@ public static unsafe partial class DotQ4_K
     /// times dmin·d_x into <paramref name="accMin"/> (shared by both rungs).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GroupBlock(ref Vector256<float> acc, ref Vector256<float> accMin, Vector256<int> isum, byte* meta, byte* yb)
+    private static void GroupBlock(ref Vector256<float> acc, ref Vector256<float> accMin, Vector256<int> isum, byte* meta, byte* yb) =>
+        GroupToken(ref acc, ref accMin, isum, meta, yb, Fp16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)meta).AsUInt32()),
+            Fp16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(meta + MetaDmin)).AsUInt32()));
+
+    /// <summary>
+    /// <see cref="GroupBlock"/> with the block header's eight d and eight dmin already converted (<paramref name="d"/>,
+    /// <paramref name="dmin"/>): the multi-token loops convert them once per block for all their tokens.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GroupToken(ref Vector256<float> acc, ref Vector256<float> accMin, Vector256<int> isum, byte* meta, byte* yb,
+        Vector256<float> d, Vector256<float> dmin)
     {
         // Pair sums of the sixteen bsums (ys_j for sub-block j, |ys_j| ≤ 4096) packed to int16: dword k of lane 0 holds
         // (ys_2k, ys_2k+1) for k = 0, 1, of lane 1 for k = 2, 3.
@@ -119,9 +129,7 @@ public static unsafe partial class DotQ4_K
             + Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins + 32), Avx2.PermuteVar8x32(pairs, Vector256.Create(4)).AsInt16())
             + Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(mins + 48), Avx2.PermuteVar8x32(pairs, Vector256.Create(5)).AsInt16());
         Vector256<float> dy = Vector256.Create(Unsafe.ReadUnaligned<float>(yb));
-        Vector256<float> d = Fp16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)meta).AsUInt32()) * dy;
-        Vector256<float> dmin = Fp16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(meta + MetaDmin)).AsUInt32()) * dy;
-        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
-        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum), dmin, accMin);
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d * dy, acc);
+        accMin = Fma.MultiplyAdd(Avx.ConvertToVector256Single(msum), dmin * dy, accMin);
     }
 }

@@ -46,10 +46,13 @@ internal sealed unsafe class CpuKernelRow
     /// </summary>
     public readonly bool PackedOneToken;
     /// <summary>
-    /// True when the copy serves decode only (Q4_K on AVX-512 and AVX2, <see cref="DotQ4_K.Repack"/>): one to three tokens
-    /// read it, batches of four or more and every product under <c>BackendOptions.BatchInvariant</c> the stored rows.
+    /// True when the copy serves small batches only (Q4_K on AVX-512 and AVX2, <see cref="DotQ4_K.Repack"/>): up to
+    /// <see cref="PackedDecodeTokens"/> tokens read it, larger batches and every product under
+    /// <c>BackendOptions.BatchInvariant</c> the stored rows.
     /// </summary>
     public readonly bool PackedDecodeOnly;
+    /// <summary>With <see cref="PackedDecodeOnly"/>, the most tokens of a product that read the copy (<see cref="IPackedDecodeKernel.MaxTokens"/>).</summary>
+    public readonly int PackedDecodeTokens;
     /// <summary>Row of the type → <c>n</c> floats (embedding lookups): the vectorized converters for F16/BF16, else the type's reference dequantizer.</summary>
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
@@ -57,7 +60,8 @@ internal sealed unsafe class CpuKernelRow
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
-        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false, bool packsQ4_K = false)
+        bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false, bool packsQ4_K = false,
+        int packedDecodeTokens = 3)
     {
         PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
         // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
@@ -67,6 +71,7 @@ internal sealed unsafe class CpuKernelRow
             PackedBytes = &DotQ4_K.PackedBytes;
             Repack = &DotQ4_K.Repack;
             PackedDecodeOnly = true;
+            PackedDecodeTokens = packedDecodeTokens;
         }
         if (packsQ4_0Avx512)
         {
@@ -278,13 +283,15 @@ internal static unsafe class KernelTable
     }
 
     /// <summary>
-    /// Q4_K: the four-token loops on x64 (<see cref="StandardDot4{T}"/>), and on AVX-512 and AVX2 decode over the copy of
-    /// <see cref="DotQ4_K.Repack"/> where the matmul has one (<see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>).
+    /// Q4_K: the four-token loops on x64 (<see cref="StandardDot4{T}"/>), and over the copy of <see cref="DotQ4_K.Repack"/>
+    /// where the matmul has one (<see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>): on AVX-512 every batch (one-, two- and
+    /// four-token loops), on AVX2 one to three tokens.
     /// </summary>
     private static CpuKernelRow Q4_KRow(TypeTraits t, Rung rung, KernelFlags f) => rung switch
     {
         Rung.Avx512 => new(t, rung, f, &RowDrivers.Dot<Avx512Dot4Rung<Q4_KKernels>>,
-            &PackedDecodeDrivers.Tiles<Avx512Dot4Rung<Q4_KKernels>, Q4_KPackedAvx512>, packsQ4_K: true),
+            &PackedDecodeDrivers.Tiles<Avx512Dot4Rung<Q4_KKernels>, Q4_KPackedAvx512>, packsQ4_K: true,
+            packedDecodeTokens: Q4_KPackedAvx512.MaxTokens),
         Rung.Avx2 => f.Vnni
             ? new(t, rung, f, &RowDrivers.Dot<Avx2Dot4Rung<Q4_KKernels, VnniOn>>,
                 &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOn>, Q4_KPackedAvx2<VnniOn>>, packsQ4_K: true)

@@ -1,0 +1,216 @@
+using System.Runtime.InteropServices;
+using EdgeLlm.Backends.Cpu;
+using EdgeLlm.Backends.Cpu.Kernels;
+using EdgeLlm.Compute;
+using EdgeLlm.Gguf;
+using EdgeLlm.Model;
+using EdgeLlm.ModelGen;
+using EdgeLlm.Quant;
+using EdgeLlm.Tests.Kernels;
+using static EdgeLlm.Tests.Kernels.KernelTestData;
+
+namespace EdgeLlm.Tests.X64KDecode;
+
+/// <summary>
+/// Several tokens over Q4_K's decode copy on AVX-512 (<see cref="DotQ4_K.PackedDot2Avx512"/>,
+/// <see cref="DotQ4_K.PackedDot4Avx512"/>, and the matmul driver that runs them for batches of any size). Each token's
+/// activations are drawn from their own seed and scaled by 1 + 3t, so a token read at another token's offset (or a row
+/// at another row's) is far outside the tolerance. Every (token, row) result is checked against the integer scalar rung
+/// (<see cref="DotQ4_K.DotScalar"/> on the stored row) within 1e-5·M, and against the token computed alone, bit for bit
+/// (the int32 sums are exact and the float steps the same, so a batch of any size gives a token its one-token bits).
+/// The matmul runs 109 rows of 768 values (thirteen groups in two cache tiles, five rows on the stored rows) on three
+/// threads (ranges cut inside groups), batches of 1, 2, 3, 4, 5, 8 and 13 tokens. A whole Q4_K_M model's all-logits
+/// prefill is checked against the scalar rung's. Skipped where the CPU has no AVX-512.
+/// </summary>
+public sealed unsafe class X64PackedQ4_KBatchTests
+{
+    private const int G = DotQ4_K.PackRows;
+
+    [KPackedTheory(KPackedWay.Avx512)]
+    [InlineData(2, 1, "gaussian")]
+    [InlineData(2, 3, "raw")]
+    [InlineData(4, 1, "raw")]
+    [InlineData(4, 3, "gaussian")]
+    [InlineData(4, 9, "raw")]
+    public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind)
+    {
+        int n = nb * 256, bb = DotQ4_K.BlockBytes;
+        const int dstStride = 11; // not the group's eight: the t·stride offset of each token's rows is checked
+        var rows = new byte[G][];
+        var stored = new byte[G * nb * bb];
+        for (int r = 0; r < G; r++)
+        {
+            rows[r] = Weights(GgmlType.Q4_K, n, kind, 3300 + 19 * r + nb);
+            rows[r].CopyTo(stored, r * nb * bb);
+        }
+        var xq = new byte[tokens][];
+        for (int t = 0; t < tokens; t++)
+        {
+            float[] a = Activations(n, 256, 3900 + 7 * t + nb);
+            for (int i = 0; i < n; i++) a[i] *= 1 + 3 * t;
+            xq[t] = QuantizeActivations(GgmlType.Q4_K, a);
+        }
+        int xStride = xq[0].Length;
+        var xAll = new byte[tokens * xStride];
+        for (int t = 0; t < tokens; t++) xq[t].CopyTo(xAll, t * xStride);
+
+        long bytes = DotQ4_K.PackedBytes(G, n);
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        var got = new float[tokens * dstStride];
+        var alone = new float[G];
+        try
+        {
+            fixed (byte* ps = stored) DotQ4_K.Repack(ps, (long)nb * bb, G, n, packed);
+            fixed (byte* px = xAll) fixed (float* pd = got)
+            {
+                if (tokens == 2) DotQ4_K.PackedDot2Avx512(packed, px, xStride, n, pd, dstStride);
+                else DotQ4_K.PackedDot4Avx512(packed, px, xStride, n, pd, dstStride);
+            }
+            for (int t = 0; t < tokens; t++)
+            {
+                fixed (byte* px = xq[t]) fixed (float* pa = alone) DotQ4_K.PackedDot1Avx512(packed, px, n, pa);
+                float[] xDeq = DequantizeActivations(GgmlType.Q4_K, xq[t], n);
+                for (int r = 0; r < G; r++)
+                {
+                    float scalar;
+                    fixed (byte* pw = rows[r]) fixed (byte* px = xq[t]) scalar = DotQ4_K.DotScalar(pw, px, n);
+                    double m = Magnitude(GgmlType.Q4_K, rows[r], DequantizeWeights(GgmlType.Q4_K, rows[r], n), xDeq);
+                    float v = got[t * dstStride + r];
+                    Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
+                    Assert.True(BitConverter.SingleToInt32Bits(v) == BitConverter.SingleToInt32Bits(alone[r]),
+                        $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} in the group loop vs {alone[r]} alone");
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    private const int N = 768, Rows = 13 * G + 5, MaxTokens = 13;
+
+    [VariantTheory(Variant.Avx512)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens)
+    {
+        var (rung, flags) = KernelVariants.Of(Variant.Avx512);
+        long rowBytes = GgmlTypes.RowBytes(GgmlType.Q4_K, N);
+        var w = new byte[Rows * rowBytes];
+        var wRow = new byte[Rows][];
+        for (int r = 0; r < Rows; r++)
+        {
+            wRow[r] = Weights(GgmlType.Q4_K, N, r % 2 == 0 ? "gaussian" : "raw", 5100 + r);
+            wRow[r].CopyTo(w, r * rowBytes);
+        }
+        var x = new float[MaxTokens * N];
+        var xq = new byte[MaxTokens][];
+        for (int k = 0; k < MaxTokens; k++)
+        {
+            float[] a = Activations(N, 256, 5700 + k);
+            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
+            a.CopyTo(x, k * N);
+            xq[k] = QuantizeActivations(GgmlType.Q4_K, a);
+        }
+        using var b = new CpuBackend(3, false, rung, flags);
+        b.Prepare(new BackendLimits(MaxTokens, N, 16, 64, 64));
+        fixed (byte* pw = w)
+        {
+            var weight = b.LoadWeight(new TensorView("blk.0.ffn_up.weight", GgmlType.Q4_K, [N, Rows], pw, w.Length));
+            var xb = b.Allocate(MaxTokens * N);
+            var db = b.Allocate(MaxTokens * Rows);
+            float* px = ((CpuBuffer)xb).Data, pd = ((CpuBuffer)db).Data;
+            var alone = new float[tokens * Rows];
+            for (int k = 0; k < tokens; k++)
+            {
+                new ReadOnlySpan<float>(x, k * N, N).CopyTo(new Span<float>(px, N));
+                b.MatMul(weight, xb, db, 1);
+                new Span<float>(pd, Rows).CopyTo(alone.AsSpan(k * Rows, Rows));
+            }
+            new ReadOnlySpan<float>(x, 0, tokens * N).CopyTo(new Span<float>(px, tokens * N));
+            b.MatMul(weight, xb, db, tokens);
+            for (int k = 0; k < tokens; k++)
+            {
+                float[] xDeq = DequantizeActivations(GgmlType.Q4_K, xq[k], N);
+                for (int r = 0; r < Rows; r++)
+                {
+                    float want;
+                    fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want = DotQ4_K.DotScalar(pr, pq, N);
+                    double tol = 1e-5 * Magnitude(GgmlType.Q4_K, wRow[r], DequantizeWeights(GgmlType.Q4_K, wRow[r], N), xDeq);
+                    float got = pd[k * Rows + r], one = alone[k * Rows + r];
+                    Assert.True(Math.Abs(got - want) <= tol, $"token {k} of {tokens}, row {r}: {got} vs scalar {want} (tol {tol:G3})");
+                    Assert.True(Math.Abs(one - want) <= tol, $"token {k} alone, row {r}: {one} vs scalar {want} (tol {tol:G3})");
+                    if (KernelRung.UseRepack)
+                        Assert.True(BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(one),
+                            $"token {k} of {tokens}, row {r}: {got} in the batch vs {one} decoded alone");
+                }
+            }
+        }
+    }
+
+    private static readonly int[] Prompt = [1, 17, 255, 3, 299, 42, 42, 7, 100, 260, 2, 0, 150, 151, 9, 33, 77];
+
+    /// <summary>
+    /// A random Q4_K_M model (ModelGen's mix: Q4_K matrices, Q6_K for the output and some ffn_down / attn_v) of rows of
+    /// 256 and 768 values: the all-logits prefill of 17 tokens (in chunks of <paramref name="maxBatch"/>: the copy's four-,
+    /// two- and one-token steps) on AVX-512 against the same prefill on the scalar rung (the reference loops), every logit within 2e-2 of
+    /// the position's largest (a last-bit difference can flip one int8 of the next product's activations; a mixed-up
+    /// token or row changes the logits by O(1)), and against token-by-token decode on AVX-512 within the same bound.
+    /// </summary>
+    [VariantTheory(Variant.Avx512)]
+    [InlineData(13)]
+    [InlineData(5)]
+    public void Q4_K_MAllLogitsMatchTheScalarRung(int maxBatch)
+    {
+        var shape = new ModelShape { Dim = 256, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 768, Vocab = 300, Context = 64 };
+        string path = TestPaths.TempFile($"q4kmulti-q4_k_m-{maxBatch}.gguf");
+        ModelGenerator.Write(new ModelGenOptions { Shape = shape, Format = WeightFormat.Q4_K_M, Seed = 11 }, path);
+        var options = new BackendOptions { Threads = 2, MaxBatch = maxBatch, ContextSize = 64 };
+        float[] fast = Prefill(path, options, Variant.Avx512, out int v, out float[] decode);
+        float[] reference = Prefill(path, options, Variant.Scalar, out _, out _);
+        for (int pos = 0; pos < Prompt.Length; pos++)
+        {
+            float scale = 0;
+            for (int i = 0; i < v; i++) scale = Math.Max(scale, Math.Abs(reference[pos * v + i]));
+            Assert.True(scale > 0.1f, $"position {pos}: reference logits all near zero");
+            for (int i = 0; i < v; i++)
+            {
+                float f = fast[pos * v + i], r = reference[pos * v + i], d = decode[pos * v + i];
+                Assert.True(Math.Abs(f - r) <= 2e-2f * scale, $"position {pos} logit {i}: AVX-512 prefill {f} vs scalar {r} (largest {scale})");
+                Assert.True(Math.Abs(d - r) <= 2e-2f * scale, $"position {pos} logit {i}: AVX-512 decode {d} vs scalar {r} (largest {scale})");
+            }
+        }
+    }
+
+    private static float[] Prefill(string path, BackendOptions options, Variant variant, out int v, out float[] decode)
+    {
+        var (rung, flags) = KernelVariants.Of(variant);
+        var file = GgufFile.Open(path);
+        LlamaModel model;
+        try
+        {
+            model = new LlamaModel(file, new CpuBackend(options.Threads, options.BatchInvariant, rung, flags), options, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        using (model)
+        {
+            v = model.VocabSize;
+            var all = new float[Prompt.Length * v];
+            model.Forward(Prompt, 0, all, allLogits: true);
+            model.Cache.Clear();
+            decode = new float[Prompt.Length * v];
+            for (int p = 0; p < Prompt.Length; p++) model.Forward(Prompt[p], p, decode.AsSpan(p * v, v));
+            return all;
+        }
+    }
+}
