@@ -60,7 +60,18 @@ public static unsafe partial class DotQ4_0
     /// 0..7, then qs bytes 8..15). A whole step is 576 bytes, nine cache lines, and the copy takes the stored rows'
     /// bytes: a decode that streams it reads no more than the one-row loops.
     /// </summary>
-    public static void RepackAvx512(byte* src, long rowBytes, long rows, int n, byte* dst)
+    public static void RepackAvx512(byte* src, long rowBytes, long rows, int n, byte* dst) => RepackFp16Steps(src, rowBytes, rows, n, dst, Avx512Slot);
+
+    /// <summary>Byte offset of row r's eight quant bytes in a 64-byte run of the AVX-512 layout: row order.</summary>
+    private static ReadOnlySpan<byte> Avx512Slot => [0, 8, 16, 24, 32, 40, 48, 56];
+
+    /// <summary>
+    /// The repack loop of the two x64 fp16-scale layouts (<see cref="RepackAvx512"/>, <see cref="RepackAvx2"/>), which
+    /// differ only in where a row's eight quant bytes sit in a 64-byte run: row r's at <paramref name="slot"/>[r]. Per group
+    /// of eight rows, steps of up to <see cref="ScaleRunBlocks"/> blocks: k blocks' fp16 scales (block j's row r at 16·j + 2·r,
+    /// the stored bits), then per block 128 bytes of quants (qs bytes 0..7 of the rows in the first 64, 8..15 in the second).
+    /// </summary>
+    private static void RepackFp16Steps(byte* src, long rowBytes, long rows, int n, byte* dst, ReadOnlySpan<byte> slot)
     {
         int nb = Blocks(n);
         for (long g = 0; g < rows / PackRows; g++)
@@ -75,8 +86,8 @@ public static unsafe partial class DotQ4_0
                     {
                         byte* blk = src + (g * PackRows + r) * rowBytes + (b0 + j) * (long)BlockBytes;
                         Unsafe.WriteUnaligned(ps + 16 * j + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
-                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 8 * r, blk + 2, 8);
-                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 64 + 8 * r, blk + 10, 8);
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + slot[r], blk + 2, 8);
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 64 + slot[r], blk + 10, 8);
                     }
             }
         }

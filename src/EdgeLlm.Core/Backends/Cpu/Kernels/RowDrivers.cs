@@ -117,7 +117,7 @@ internal static unsafe class RowDrivers
     /// group cut by the range (a thread's range need not start on a group) is computed whole into a stack buffer and
     /// only its rows in the range are kept, so every row gets the same kernel whatever the split. The rows after the
     /// last whole group run <see cref="Rows{TK}"/> (the one-token loop for every token, as alone); every call without
-    /// the copy runs <see cref="Tiles{TK}"/>. On AVX-512 a batch of more than four tokens takes each tile's fp16 scales
+    /// the copy runs <see cref="Tiles{TK}"/>. On AVX-512 and AVX2 a batch of more than four tokens takes each tile's fp16 scales
     /// from a float panel converted once per tile (<see cref="IPackedQ4_0Kernel.ScalePanel"/>, same bits) and runs eight
     /// tokens a pass while eight are left (<see cref="IPackedQ4_0Kernel.Packed8Scaled"/>), then four, three, two, one.
     /// </summary>
@@ -141,7 +141,7 @@ internal static unsafe class RowDrivers
         long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
         float* tmp = stackalloc float[8 * G];
-        // Where the layout keeps fp16 scales (AVX-512) and a tile gets more than one pass, its scales are
+        // Where the layout keeps fp16 scales (AVX-512, AVX2) and a tile gets more than one pass, its scales are
         // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
         // wider than MaxScalePanelBytes keeps converting per pass).
         long panelGroupBytes = (long)nb * TK.ScalePanelBlockBytes;

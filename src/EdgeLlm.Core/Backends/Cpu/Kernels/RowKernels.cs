@@ -257,8 +257,8 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 
     /// <summary>
     /// Bytes per block of the float scale panel <see cref="Packed4Scaled"/> takes a group's scales from (made once per row
-    /// tile by <see cref="ScalePanel"/>, then read by every four-token pass over the tile), or 0 where the layout has its
-    /// scales in float already (AVX2, NEON) and the driver never calls the two.
+    /// tile by <see cref="ScalePanel"/>, then read by every four- and eight-token pass over the tile), or 0 where the layout has its
+    /// scales in float already (NEON) and the driver never calls them.
     /// </summary>
     static virtual int ScalePanelBlockBytes => 0;
     static virtual void ScalePanel(byte* group, int nb, float* dst) => throw new NotSupportedException("this layout has no scale panel");
@@ -272,7 +272,8 @@ internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 /// <summary>
 /// Q4_0 against <see cref="Q8_0Panel"/> activations on AVX2 (VNNI on or off): the one- and four-token panel loops over
 /// the stored rows, and the eight-row GEMM over the fp16-scale copy of <see cref="DotQ4_0.RepackAvx2"/> for one, two
-/// and four tokens (decode included), each token's float steps in the same order in all three.
+/// and four tokens (decode included), and for four and eight tokens with the scales from a tile's float panel
+/// (<see cref="DotQ4_0.ScalePanelAvx2"/>, batches of more than four), each token's float steps in the same order in all.
 /// </summary>
 internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : struct, IIsaFlag
 {
@@ -284,6 +285,12 @@ internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : st
     public static void Packed2(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride) =>
         DotQ4_0.PackedAvx2<DotQ4_0.Tokens2, TVnni>(group, panel, panelBytes, nb, dst, dstStride);
     public static void Packed1(byte* group, byte* panel, int nb, float* dst) => DotQ4_0.PackedAvx2<DotQ4_0.Tokens1, TVnni>(group, panel, 0, nb, dst, 0);
+    public static int ScalePanelBlockBytes => DotQ4_0.ScalePanelBlockBytesAvx2;
+    public static void ScalePanel(byte* group, int nb, float* dst) => DotQ4_0.ScalePanelAvx2Steps(group, nb, dst);
+    public static void Packed4Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        DotQ4_0.PackedAvx2Steps<DotQ4_0.Tokens4, TVnni, DotQ4_0.ScalesPanel>(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
+    public static void Packed8Scaled(byte* group, float* scales, byte* panel, long panelBytes, int nb, float* dst, long dstStride, bool prefetch) =>
+        DotQ4_0.PackedAvx2Steps<DotQ4_0.Tokens8, TVnni, DotQ4_0.ScalesPanel>(group, scales, panel, panelBytes, nb, dst, dstStride, prefetch);
 }
 
 /// <summary>
