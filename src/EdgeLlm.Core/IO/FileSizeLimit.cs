@@ -45,7 +45,9 @@ public static class FileSizeLimit
     /// <summary>Whether <paramref name="e"/> is a write refused with EFBIG (past the file-size limit).</summary>
     public static bool IsExceeded(Exception e) => e is ArgumentOutOfRangeException { ParamName: "value" };
 
+    /// <summary>The cause, in the words of <see cref="Error"/>.</summary>
+    public const string Reason = "the file would pass the file size limit (ulimit -f)";
+
     /// <summary>The one-line error for a write to <paramref name="path"/> that crossed the limit.</summary>
-    public static EdgeLlmException Error(string path) =>
-        new($"{path}: the file would pass the file size limit (ulimit -f); nothing written");
+    public static OutputWriteException Error(string path) => new(path, Reason);
 }
