@@ -8,7 +8,7 @@ namespace EdgeLlm.IO;
 /// : '/x/out.partial'", or an <see cref="ArgumentOutOfRangeException"/> for EFBIG); <see cref="OutputFile"/> turns them
 /// into this one line naming the file the user asked for and the cause, and deletes its partial file.
 /// </summary>
-public sealed class OutputWriteException(string path, string reason) : EdgeLlmException($"{path}: {reason}; nothing written")
+public sealed class OutputWriteException(string path, string reason, string outcome = "nothing written") : EdgeLlmException($"{path}: {reason}; {outcome}")
 {
     /// <summary>The file the user named (not its .partial).</summary>
     public string Path { get; } = path;
@@ -27,7 +27,8 @@ public static class WriteFailure
     /// <summary>The one-line error for the refused write <paramref name="e"/> to <paramref name="path"/>.</summary>
     public static OutputWriteException For(string path, Exception e) => e as OutputWriteException ?? new(path, Reason(e));
 
-    private static string Reason(Exception e)
+    /// <summary>The cause of the refused write <paramref name="e"/> in a few words.</summary>
+    public static string Reason(Exception e)
     {
         if (FileSizeLimit.IsExceeded(e)) return FileSizeLimit.Reason;
         // On Unix .NET's IOException for a failed system call carries the errno as its HResult.
