@@ -13,7 +13,7 @@ public static unsafe class Avx512Entry
     public static int Main(int argc, byte** argv)
     {
         ImageSelection.InEmbeddedImage = true;
-        using var fileSizeLimit = FileSizeLimit.Handle(); // this runtime's own signal handling (see Program.cs)
+        FileSizeLimit.Handle(); // this runtime's own signal handling, for the whole process (see Program.cs)
         string[] args = ImageSelection.ArgsFrom(argc, argv);
         return StandardStreams.Run("edgellm", (stdout, stderr, stdin) => EdgeLlmCli.Execute(args, stdout, stderr, stdin, Terminal.Detect()));
     }

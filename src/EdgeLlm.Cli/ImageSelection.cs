@@ -51,8 +51,9 @@ public static unsafe partial class ImageSelection
             V3Reason = $"{IsaVariable}={forced}";
             return false;
         }
-        if (forced is { Length: > 0 } && forced.ToLowerInvariant() is not ("auto" or "avx512" or "avx-512" or "x86-64-v4" or "v4"))
-            Console.Error.WriteLine($"edgellm: warning: {IsaVariable}={forced} is not avx2 or auto; choosing by CPU");
+        if (forced is { Length: > 0 } && forced.ToLowerInvariant() is not ("auto" or "avx512" or "avx-512" or "x86-64-v4" or "v4")
+            && !Warn($"{IsaVariable}={forced} is not avx2 or auto; choosing by CPU", out exitCode))
+            return true;
         if (!CpuHasAvx512(out string missing))
         {
             V3Reason = $"the CPU has no {missing}";
@@ -63,11 +64,22 @@ public static unsafe partial class ImageSelection
         if (lib == 0 || !NativeLibrary.TryGetExport(lib, EntryPoint, out nint entry))
         {
             V3Reason = $"the AVX-512 image did not load ({failure ?? $"no {EntryPoint} export"})";
-            Console.Error.WriteLine($"edgellm: warning: {V3Reason}; running the x86-64-v3 (AVX2) image");
-            return false;
+            return !Warn($"{V3Reason}; running the x86-64-v3 (AVX2) image", out exitCode);
         }
         exitCode = Call((delegate* unmanaged<int, byte**, int>)entry, args);
         return true;
+    }
+
+    /// <summary>
+    /// One warning line on stderr; false (and exit code 1) when stderr cannot take it (a full disk, the file-size limit):
+    /// the process then stops as any command does when its stderr fails, instead of the write's exception aborting it.
+    /// </summary>
+    private static bool Warn(string text, out int exitCode)
+    {
+        exitCode = 0;
+        if (EdgeLlm.IO.StandardStreams.TryWriteError($"edgellm: warning: {text}")) return true;
+        exitCode = 1;
+        return false;
     }
 
     /// <summary>

@@ -91,6 +91,11 @@ public static class ModelGenCli
             stderr.WriteLine(e.Line(Program));
             return UsageException.ExitCode;
         }
+        catch (EdgeLlmException e)
+        {
+            stderr.WriteLine($"edgellm-modelgen: error: {e.Message}");
+            return 1;
+        }
         catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException or GgufFormatException)
         {
             stderr.WriteLine($"edgellm-modelgen: error: {e.Message.ReplaceLineEndings(" ")}");

@@ -40,7 +40,7 @@ internal sealed class StepLog(string path)
     /// </summary>
     public void Write()
     {
-        if (TryWrite() is { } error) Console.Error.WriteLine(error);
+        if (TryWrite() is { } error) StandardStreams.TryWriteError(error);
     }
 
     /// <summary>Writes the log; null when written, else the one-line reason (for the caller to print).</summary>
@@ -65,7 +65,7 @@ internal sealed class StepLog(string path)
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or EdgeLlmException || FileSizeLimit.IsExceeded(e))
         {
-            string why = FileSizeLimit.IsExceeded(e) ? "it would pass the file size limit (ulimit -f)" : ErrorText.OneLine(e);
+            string why = e is OutputWriteException w ? w.Reason : FileSizeLimit.IsExceeded(e) ? FileSizeLimit.Reason : ErrorText.OneLine(e);
             return $"edgellm serve: cannot write the step log {Path}: {why}; not written";
         }
     }

@@ -210,13 +210,27 @@ public sealed class HubClient : IDisposable
                 int n = await input.ReadAsync(buffer, idle.Token).ConfigureAwait(false);
                 if (n == 0) break;
                 if (have + n > file.Size) throw new EdgeLlmException($"{what}: the server sent more than the {file.Size} bytes the hub published");
-                await output.WriteAsync(buffer.AsMemory(0, n), cancel).ConfigureAwait(false);
+                await Local(output.WriteAsync(buffer.AsMemory(0, n), cancel).AsTask(), partialPath).ConfigureAwait(false);
                 have += n;
                 OnProgress?.Invoke(have, file.Size);
             }
-            await output.FlushAsync(cancel).ConfigureAwait(false);
+            await Local(output.FlushAsync(cancel), partialPath).ConfigureAwait(false);
             if (have < file.Size) throw new IOException($"the connection closed after {have} of {file.Size} bytes");
             return;
+        }
+    }
+
+    /// <summary>
+    /// A write to the partial download: a refused one (a full disk, the file-size limit) is the one-line
+    /// <see cref="OutputWriteException"/>, not an <see cref="IOException"/>, so it is not taken for a dropped
+    /// connection and retried; the partial file stays for a later pull to resume.
+    /// </summary>
+    private static async Task Local(Task write, string partialPath)
+    {
+        try { await write.ConfigureAwait(false); }
+        catch (Exception e) when (EdgeLlm.IO.WriteFailure.Is(e))
+        {
+            throw new EdgeLlm.IO.OutputWriteException(partialPath, EdgeLlm.IO.WriteFailure.Reason(e), "the partial download is kept (pull again to resume)");
         }
     }
 

@@ -136,7 +136,12 @@ public sealed partial class ModelStore
         };
         File.Move(verifiedFile, ModelPath(name), overwrite: true);
         string tmp = ManifestPath(name) + ".tmp";
-        File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(m, StoreJson.Default.ModelManifest));
+        try { File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(m, StoreJson.Default.ModelManifest)); }
+        catch (Exception e) when (EdgeLlm.IO.WriteFailure.Is(e) && e is not (DirectoryNotFoundException or FileNotFoundException))
+        {
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw new EdgeLlm.IO.OutputWriteException(ManifestPath(name), EdgeLlm.IO.WriteFailure.Reason(e), "the model file is stored, its manifest is not (pull again)");
+        }
         File.Move(tmp, ManifestPath(name), overwrite: true);
         return m;
     }

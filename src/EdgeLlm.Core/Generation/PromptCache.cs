@@ -70,12 +70,9 @@ public static class PromptCache
         int n = tokens.Length;
         if (n < 1 || n > cache.Filled) throw new ArgumentOutOfRangeException(nameof(tokens), $"{n} tokens, {cache.Filled} cached positions");
         byte[] identity = ModelIdentity(model);
+        // A refused write (full disk, file-size limit) is the OutputFile's one-line OutputWriteException; the partial file goes with it.
         using var output = OutputFile.Create(path);
-        try { WriteBody(output, model, tokens, identity, cache); }
-        catch (ArgumentOutOfRangeException e) when (FileSizeLimit.IsExceeded(e))
-        {
-            throw FileSizeLimit.Error(path); // the partial file goes with the OutputFile
-        }
+        WriteBody(output, model, tokens, identity, cache);
     }
 
     private static void WriteBody(OutputFile output, LlamaModel model, ReadOnlySpan<int> tokens, byte[] identity, KvCache cache)

@@ -12,8 +12,9 @@ namespace EdgeLlm.IO;
 public static class FileSizeLimit
 {
     private const int SigXfsz = 25;
+    private static PosixSignalRegistration? s_registration;
 
-    /// <summary>Takes SIGXFSZ for as long as the registration lives (the process, in the entry points); null where signals cannot be registered.</summary>
+    /// <summary>Takes SIGXFSZ for the rest of the process (call once, first in an entry point; do not dispose what it returns); null where signals cannot be registered.</summary>
     public static IDisposable? Handle()
     {
         // The runtime's signal handling opens a pipe the first time a signal is registered. Where the process was started
@@ -32,7 +33,10 @@ public static class FileSizeLimit
                 if (h.DangerousGetHandle() > 2) { h.Dispose(); break; }
                 placeholders.Add(h);
             }
-            try { return PosixSignalRegistration.Create((PosixSignal)SigXfsz, c => c.Cancel = true); }
+            // Held for the rest of the process, never disposed: the runtime dispatches a caught signal on a thread of its
+            // own, and a SIGXFSZ still waiting there when the registration goes (a command that fails on its write and
+            // returns at once) gets the default action after all (killed, exit 153, after the one-line error).
+            try { return s_registration ??= PosixSignalRegistration.Create((PosixSignal)SigXfsz, c => c.Cancel = true); }
             catch (PlatformNotSupportedException) { return null; }
             catch (IOException) { return null; }
         }
@@ -45,7 +49,9 @@ public static class FileSizeLimit
     /// <summary>Whether <paramref name="e"/> is a write refused with EFBIG (past the file-size limit).</summary>
     public static bool IsExceeded(Exception e) => e is ArgumentOutOfRangeException { ParamName: "value" };
 
+    /// <summary>The cause, in the words of <see cref="Error"/>.</summary>
+    public const string Reason = "the file would pass the file size limit (ulimit -f)";
+
     /// <summary>The one-line error for a write to <paramref name="path"/> that crossed the limit.</summary>
-    public static EdgeLlmException Error(string path) =>
-        new($"{path}: the file would pass the file size limit (ulimit -f); nothing written");
+    public static OutputWriteException Error(string path) => new(path, Reason);
 }

@@ -6,20 +6,26 @@ namespace EdgeLlm.IO;
 /// onto PATH only when complete. PATH itself may be missing or a regular file; anything else (a device node such as
 /// /dev/null, a directory, a fifo, a symbolic link) is refused before any work starts and again before the rename,
 /// so no special file is ever replaced by a regular one. <see cref="Dispose"/> without <see cref="Commit"/> deletes
-/// the partial file.
+/// the partial file. Every write and flush goes through <see cref="Stream"/>, which turns a refused write (a full disk,
+/// the file-size limit, an I/O error) into one <see cref="OutputWriteException"/> naming PATH and the cause
+/// (<see cref="WriteFailure"/>), whoever the writer is.
 /// </summary>
 public sealed class OutputFile : IDisposable
 {
     public string Path { get; }
     public string PartialPath { get; }
-    public FileStream Stream { get; }
+    /// <summary>Where the bytes go: the partial file, its write errors as <see cref="OutputWriteException"/>.</summary>
+    public Stream Stream => _guard;
+    private readonly FileStream _file;
+    private readonly GuardedStream _guard;
     private bool _done;
 
     private OutputFile(string path, string partial, FileStream stream)
     {
         Path = path;
         PartialPath = partial;
-        Stream = stream;
+        _file = stream;
+        _guard = new GuardedStream(stream, path);
     }
 
     /// <summary>Throws <see cref="EdgeLlmException"/> unless <paramref name="path"/> is missing or a regular file.</summary>
@@ -49,8 +55,9 @@ public sealed class OutputFile : IDisposable
     public void Close()
     {
         if (_closed) return;
-        Stream.Flush(flushToDisk: true);
-        Stream.Dispose();
+        try { _file.Flush(flushToDisk: true); }
+        catch (Exception e) when (WriteFailure.Is(e)) { throw WriteFailure.For(Path, e); }
+        _file.Dispose();
         _closed = true;
     }
 
@@ -68,10 +75,39 @@ public sealed class OutputFile : IDisposable
     {
         // Closing flushes what is buffered, which fails again on a full disk (IOException) or past the file-size limit
         // (EFBIG, which .NET reports as ArgumentOutOfRangeException): the partial file goes regardless.
-        try { Stream.Dispose(); }
+        try { _file.Dispose(); }
         catch (Exception e) when (!_done && e is IOException or ArgumentOutOfRangeException) { }
         if (_done) return;
         _done = true;
         try { File.Delete(PartialPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>The partial file's stream with its write and flush failures said as <see cref="OutputWriteException"/>.</summary>
+    private sealed class GuardedStream(FileStream file, string path) : Stream
+    {
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            try { file.Write(buffer); }
+            catch (Exception e) when (WriteFailure.Is(e)) { throw WriteFailure.For(path, e); }
+        }
+
+        public override void WriteByte(byte value) => Write([value]);
+
+        public override void Flush()
+        {
+            try { file.Flush(); }
+            catch (Exception e) when (WriteFailure.Is(e)) { throw WriteFailure.For(path, e); }
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => file.CanSeek;
+        public override bool CanWrite => true;
+        public override long Length => file.Length;
+        public override long Position { get => file.Position; set => file.Position = value; }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => file.Seek(offset, origin);
+        public override void SetLength(long value) => file.SetLength(value);
     }
 }

@@ -83,6 +83,23 @@ public static partial class StandardStreams
         return rc;
     }
 
+    /// <summary>
+    /// Writes one line to descriptor 2 outside a tool's streams (the image loader's warnings, end-of-run reports); false
+    /// when it could not be written (stderr redirected to a full disk or a file at the file-size limit, EFBIG with
+    /// SIGXFSZ handled): never throws, so a line that cannot be said cannot abort the process either. A stderr that was
+    /// closed at start counts as written (nothing to say it on).
+    /// </summary>
+    public static bool TryWriteError(string line)
+    {
+        if (!IsUsable(2, write: true)) return true;
+        try
+        {
+            new StdStream(2, "standard error").Write(new UTF8Encoding(false).GetBytes(line + "\n"));
+            return true;
+        }
+        catch (OutputClosedException) { return false; }
+    }
+
     private static void TryWriteLine(TextWriter w, string line)
     {
         try { w.WriteLine(line); } catch (OutputClosedException) { }

@@ -581,7 +581,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         if (_disposed) return;
         _disposed = true;
         _pool.Dispose();
-        if (_prof is not null) Console.Error.Write(_prof.Report());
+        if (_prof is not null) EdgeLlm.IO.StandardStreams.TryWriteError(_prof.Report().TrimEnd('\n'));
         foreach (var b in _buffers) b.Free();
         _buffers.Clear();
         _packed.Dispose();
