@@ -854,9 +854,7 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
                  :: "r"((u32)__cvta_generic_to_shared(dst)), "l"(src), "r"(bytes) : "memory");
 #else
-    uint4 v = {0u, 0u, 0u, 0u};
-    if (bytes) v = *(const uint4*)src;
-    *(uint4*)dst = v;
+    asm volatile("trap;"); // never launched below sm_80 (gemm_half traps there first)
 #endif
 }
 
@@ -964,6 +962,9 @@ template <int FTYPE>
 __device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes, int K, int rows, const float* __restrict__ x,
                                           float* __restrict__ dst, int nTokens)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    asm volatile("trap;"); // never launched below sm_80 (the backend takes gemm_f16 / gemm_bf16 there): no tiles, no registers
+#else
     __shared__ __align__(16) GemmHalfTiles s[2];
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, c = lane & 3;
     int r0 = blockIdx.x * GEMM_BM, t0 = blockIdx.y * GEMM_BN;
@@ -1021,6 +1022,7 @@ __device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes
             int r = r0 + (i < 2 ? ra : rb), t = t0 + j * 8 + 2 * c + (i & 1);
             if (r < rows && t < nTokens) dst[(i64)t * rows + r] = acc[j][i];
         }
+#endif
 }
 
 // Grid and arguments as gemm_f16 / gemm_bf16 (the backend takes these instead on sm_80 and later).
