@@ -815,8 +815,19 @@ GEMM_FLOAT_KERNEL(bf16, GTYPE_BF16)
 //   B: reg 0 = B[2c, 2c+1][g], reg 1 = B[2c+8, 2c+9][g]
 //   C/D: as the int8 MMAs' (c0 = D[g][2c], c1 = D[g][2c+1], c2 = D[g+8][2c], c3 = D[g+8][2c+1]).
 // The host emulation (host_shim.h host_mma_half) gathers the fragments by these formulas.
+//
+// Pipelining: two stages of tiles. While the MMAs read stage s, the next K step's weights are on their way into
+// stage s ^ 1 by cp.async (16 bytes a copy, no registers; rows past `rows` and chunks past K zero-filled), and its
+// activations are loaded into registers, rounded and stored into stage s ^ 1 after the MMAs: one barrier a K step.
+// That needs rows of 16-byte aligned chunks (rowBytes and W multiples of 16, so K a multiple of 8); other weights are
+// staged through registers as before, with the same pipeline. Fragments come out of the tiles by ldmatrix (x4: four
+// 8 x 8 matrices of halves; lane l gives the address of row l % 8 of matrix l / 8 and gets word l % 4 of row l / 4 of
+// each): A's four registers are the matrices (rows 0-7, words 0-3), (rows 8-15, words 0-3), (rows 0-7, words 4-7),
+// (rows 8-15, words 4-7) of the warp's 16 rows in the K half h; two j's B registers are (tokens 8j.., words 0-3),
+// (8j.., 4-7), (8j+8.., 0-3), (8j+8.., 4-7). A staged row is 20 words (80 bytes): eight rows' 16-byte reads of one
+// ldmatrix phase start at banks 0, 20, 8, 28, 16, 4, 24, 12 and never conflict.
 #define GEMMH_BK 32
-#define GEMMH_WSTRIDE (GEMMH_BK / 2 + 4) // words per staged row: 20, so lanes (g, c) hit 32 distinct banks
+#define GEMMH_WSTRIDE (GEMMH_BK / 2 + 4) // words per staged row: 20 (80 bytes, a multiple of 16 for ldmatrix and cp.async)
 
 #ifndef EDGELLM_HOST_EMULATION
 template <int FTYPE> __device__ __forceinline__ void mma_half_k16(float* d, const u32* a, const u32* b)
@@ -832,6 +843,37 @@ template <int FTYPE> __device__ __forceinline__ void mma_half_k16(float* d, cons
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
     asm volatile("trap;"); // never launched below sm_80 (the backend takes gemm_f16 / gemm_bf16 there)
+#endif
+}
+
+// cp.async of 16 bytes from global to shared memory, `bytes` of them read (16, or 0: zero-filled). Below sm_80 (never
+// launched there) the same through registers, so every target compiles.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :: "r"((u32)__cvta_generic_to_shared(dst)), "l"(src), "r"(bytes) : "memory");
+#else
+    asm volatile("trap;"); // never launched below sm_80 (gemm_half traps there first)
+#endif
+}
+
+// Waits for every cp.async this thread issued (cp.async.commit_group + wait_group 0).
+__device__ __forceinline__ void cp_async_wait_all()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+#endif
+}
+
+// ldmatrix.x4 of 16-bit elements: this lane's address is row lane % 8 of matrix lane / 8 (16 bytes, 16-byte aligned).
+__device__ __forceinline__ void ldmatrix_x4(u32* r, const u32* row)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((u32)__cvta_generic_to_shared(row)));
+#else
+    asm volatile("trap;");
 #endif
 }
 #else
@@ -850,61 +892,126 @@ template <int FTYPE> __device__ __forceinline__ u32 gemmh_round(float v)
     return FTYPE == GTYPE_F16 ? (u32)float_to_half_sat(v) : (u32)float_to_bf16(v);
 }
 
+// Per thread and K step: GEMMH_STAGE words of weights and of activations (64 rows x 16 words / 128 threads); thread
+// tid takes word tid % 16 of rows (tokens) tid / 16 + 8i, so a warp reads two rows' 64 consecutive bytes of weights
+// (128 of activations). With cp.async: GEMMH_CHUNKS 16-byte chunks (64 rows x 4), chunk tid % 4 of rows tid / 4 + 32i.
+#define GEMMH_STAGE (GEMM_BM * (GEMMH_BK / 2) / GEMM_THREADS)
+#define GEMMH_CHUNKS (GEMM_BM * (GEMMH_BK / 8) / GEMM_THREADS)
+
+// The weights of the K step at k0 into tile w: cp.async when the rows are 16-byte chunks, else through registers.
+__device__ __forceinline__ void gemmh_stage_w(u32* w, const u8* __restrict__ W, i64 rowBytes, int K, int rows, int r0, int k0, bool chunks)
+{
+    if (chunks)
+    {
+#pragma unroll
+        for (int i = 0; i < GEMMH_CHUNKS; i++)
+        {
+            int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 8), q = u % (GEMMH_BK / 8), k = k0 + 8 * q;
+            bool in = r0 + r < rows && k < K; // K is a multiple of 8: a chunk is all in or all out
+            const u8* src = in ? W + (i64)(r0 + r) * rowBytes + 2 * (i64)k : W;
+            cp_async16(w + r * GEMMH_WSTRIDE + 4 * q, src, in ? 16 : 0);
+        }
+        return;
+    }
+    bool pairs = ((rowBytes | (i64)(unsigned long long)W) & 3) == 0; // rows whose element pairs are 4-byte words
+#pragma unroll
+    for (int i = 0; i < GEMMH_STAGE; i++)
+    {
+        int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2), k = k0 + 2 * kw;
+        u32 wv = 0;
+        if (r0 + r < rows && k < K)
+        {
+            const u16* row = (const u16*)(W + (i64)(r0 + r) * rowBytes);
+            if (pairs && k + 1 < K) wv = *(const u32*)(row + k);
+            else wv = (u32)row[k] | (k + 1 < K ? (u32)row[k + 1] << 16 : 0u);
+        }
+        w[r * GEMMH_WSTRIDE + kw] = wv;
+    }
+}
+
+// The activations of the K step at k0, as floats in registers (zeros past K and nTokens) ...
+__device__ __forceinline__ void gemmh_load_x(float2* v, const float* __restrict__ x, int K, int nTokens, int t0, int k0)
+{
+#pragma unroll
+    for (int i = 0; i < GEMMH_STAGE; i++)
+    {
+        int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2), k = k0 + 2 * kw;
+        float2 f = {0.0f, 0.0f};
+        if (t0 + r < nTokens && k < K)
+        {
+            const float* xt = x + (i64)(t0 + r) * K;
+            f.x = xt[k];
+            if (k + 1 < K) f.y = xt[k + 1];
+        }
+        v[i] = f;
+    }
+}
+
+// ... then rounded to the weights' format into tile xs (a zero stays a zero in both formats).
+template <int FTYPE> __device__ __forceinline__ void gemmh_store_x(u32* xs, const float2* v)
+{
+#pragma unroll
+    for (int i = 0; i < GEMMH_STAGE; i++)
+    {
+        int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2);
+        xs[r * GEMMH_WSTRIDE + kw] = gemmh_round<FTYPE>(v[i].x) | gemmh_round<FTYPE>(v[i].y) << 16;
+    }
+}
+
 template <int FTYPE>
 __device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes, int K, int rows, const float* __restrict__ x,
                                           float* __restrict__ dst, int nTokens)
 {
-    __shared__ GemmHalfTiles s;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    asm volatile("trap;"); // never launched below sm_80 (the backend takes gemm_f16 / gemm_bf16 there): no tiles, no registers
+#else
+    __shared__ __align__(16) GemmHalfTiles s[2];
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, c = lane & 3;
     int r0 = blockIdx.x * GEMM_BM, t0 = blockIdx.y * GEMM_BN;
-    int ra = warp * 16 + g, rb = ra + 8; // this lane's two rows (tile-relative)
-    bool pairs = ((rowBytes | (i64)(unsigned long long)W) & 3) == 0; // rows whose element pairs are 4-byte words
+    int ra = warp * 16 + g, rb = ra + 8; // this lane's two rows (tile-relative), for the results
+    // ldmatrix rows of this lane: matrix m = lane / 8, row lane % 8 (A: rows 8 (m % 2) + .., words 4 (m / 2) + ..;
+    // B: tokens 8 (m / 2) + .., words 4 (m % 2) + ..)
+    int m = lane >> 3, lr = lane & 7;
+    int aRow = warp * 16 + 8 * (m & 1) + lr, aWord = 4 * (m >> 1);
+    int bTok = 8 * (m >> 1) + lr, bWord = 4 * (m & 1);
+    bool chunks = ((rowBytes | (i64)(unsigned long long)W) & 15) == 0;
     float acc[GEMM_BN / 8][4];
 #pragma unroll
     for (int j = 0; j < GEMM_BN / 8; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
 
-    for (int k0 = 0; k0 < K; k0 += GEMMH_BK)
+    float2 xv[GEMMH_STAGE];
+    gemmh_stage_w(s[0].w, W, rowBytes, K, rows, r0, 0, chunks);
+    gemmh_load_x(xv, x, K, nTokens, t0, 0);
+    gemmh_store_x<FTYPE>(s[0].x, xv);
+    int st = 0;
+    for (int k0 = 0; k0 < K; k0 += GEMMH_BK, st ^= 1)
     {
-        __syncthreads(); // the previous step's reads are done
-        // 64 rows (tokens) x 16 words: thread tid stages word tid % 16 of rows (tokens) tid / 16 + 8i, so a warp
-        // reads two rows' 64 consecutive bytes of weights (128 of activations).
-#pragma unroll
-        for (int i = 0; i < GEMM_BM * (GEMMH_BK / 2) / GEMM_THREADS; i++)
+        cp_async_wait_all(); // this thread's copies into stage st have landed ...
+        __syncthreads();     // ... everyone's, with the activations; and stage st ^ 1 is no longer read
+        bool next = k0 + GEMMH_BK < K;
+        if (next)
         {
-            int u = threadIdx.x + i * GEMM_THREADS, r = u / (GEMMH_BK / 2), kw = u % (GEMMH_BK / 2), k = k0 + 2 * kw;
-            u32 wv = 0, xv = 0;
-            if (r0 + r < rows && k < K)
-            {
-                const u16* row = (const u16*)(W + (i64)(r0 + r) * rowBytes);
-                if (pairs && k + 1 < K) wv = *(const u32*)(row + k);
-                else wv = (u32)row[k] | (k + 1 < K ? (u32)row[k + 1] << 16 : 0u);
-            }
-            if (t0 + r < nTokens && k < K)
-            {
-                const float* xt = x + (i64)(t0 + r) * K;
-                xv = gemmh_round<FTYPE>(xt[k]) | (k + 1 < K ? gemmh_round<FTYPE>(xt[k + 1]) << 16 : 0u);
-            }
-            s.w[r * GEMMH_WSTRIDE + kw] = wv;
-            s.x[r * GEMMH_WSTRIDE + kw] = xv;
+            gemmh_stage_w(s[st ^ 1].w, W, rowBytes, K, rows, r0, k0 + GEMMH_BK, chunks);
+            gemmh_load_x(xv, x, K, nTokens, t0, k0 + GEMMH_BK);
         }
-        __syncthreads();
+        const GemmHalfTiles& t = s[st];
 #pragma unroll
         for (int h = 0; h < GEMMH_BK / 16; h++)
         {
-            int kw = 8 * h + c;
             u32 a[4];
-            mma_load_a(a, s.w, GEMMH_WSTRIDE, ra, rb, kw);
+            ldmatrix_x4(a, t.w + aRow * GEMMH_WSTRIDE + 8 * h + aWord);
 #pragma unroll
-            for (int j = 0; j < GEMM_BN / 8; j++)
+            for (int j = 0; j < GEMM_BN / 8; j += 2)
             {
-                int tb = j * 8 + g; // the token whose column this lane loads
-                u32 b[2];
-                mma_load_b(b, s.x, GEMMH_WSTRIDE, tb, kw);
+                u32 b[4]; // tokens 8j.. (b[0], b[1]) and 8j+8.. (b[2], b[3])
+                ldmatrix_x4(b, t.x + (8 * j + bTok) * GEMMH_WSTRIDE + 8 * h + bWord);
                 mma_half_k16<FTYPE>(acc[j], a, b);
+                mma_half_k16<FTYPE>(acc[j + 1], a, b + 2);
             }
         }
+        if (next) gemmh_store_x<FTYPE>(s[st ^ 1].x, xv);
     }
 
 #pragma unroll
@@ -915,6 +1022,7 @@ __device__ __forceinline__ void gemm_half(const u8* __restrict__ W, i64 rowBytes
             int r = r0 + (i < 2 ? ra : rb), t = t0 + j * 8 + 2 * c + (i & 1);
             if (r < rows && t < nTokens) dst[(i64)t * rows + r] = acc[j][i];
         }
+#endif
 }
 
 // Grid and arguments as gemm_f16 / gemm_bf16 (the backend takes these instead on sm_80 and later).

@@ -29,7 +29,8 @@
 #     600 positions. Measure: the worst position's NMSE over the reference's top 64 ids (sum of squared differences
 #     over sum of squares), <= 1e-4 for F32/F16/BF16 and <= 2e-3 for the block types (the GPU dots 8-bit activations
 #     with dp4a, in another order), and top-1 agreement (reported, not judged: near-ties may flip).
-#  3. stories260K greedy text: the same as on the CPU; sampled text (two seeded settings, penalties on in one): the
+#  3. stories260K greedy text: the same as on the CPU, decoding one step ahead (the default) and step by step
+#     (EDGELLM_DEVICE_PIPELINE=0); sampled text (two seeded settings, penalties on in one): the
 #     device sampler gives the host sampler's text on the same device's logits (EDGELLM_DEVICE_SAMPLING=0 for the host).
 #  4. Speed (without --quick): 7B Q4_0 pp512/tg128 (goal tg >= 250 tok/s), tg at 4096 tokens of depth (goal >= 150),
 #     a 2000-token prefill (goal < 0.5 s), and a 70B-shaped Q4_0 model cut to 10 layers (the same bytes per layer;
@@ -53,7 +54,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --no-70b) skip70=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "cuda-check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -204,6 +205,14 @@ prebuilt() {
   else
     row greedy "differs or failed (diff $work/greedy.txt $ref/greedy.txt)" FAIL
   fi
+  # Decoding one step ahead (the next step launched before the last token is read back, the default on a device that
+  # picks tokens) against step by step (EDGELLM_DEVICE_PIPELINE=0): the same text. On the CPU both run step by step.
+  if timeout 120 env EDGELLM_DEVICE_PIPELINE=0 "${edgellm[@]}" run -m models/stories260K.gguf -p "Once upon a time" -n 64 --temp 0 \
+      --ignore-eos --device "$device" > "$work/greedy-step.txt" 2>"$work/greedy-step.err" && cmp -s "$work/greedy-step.txt" "$ref/greedy.txt"; then
+    row "greedy step by step" "identical to the CPU's 64 tokens" PASS
+  else
+    row "greedy step by step" "differs or failed (diff $work/greedy-step.txt $ref/greedy.txt)" FAIL
+  fi
 
   # The device sampler (kernels/sample.cu, the last launch of the captured decode step) against the host Sampler on the
   # same device's logits (EDGELLM_DEVICE_SAMPLING=0 keeps the logits copy and the CPU chain): same seed, same text.
@@ -267,6 +276,21 @@ EOF_SAMPLED
         echo "per-kernel times (EDGELLM_CUDA_PROFILE=1):"; grep -i -A60 'profile' "$work/profile.err" | head -n 60
       else
         echo "(this build prints no per-kernel profile for EDGELLM_CUDA_PROFILE=1)"
+      fi
+    fi
+    # The generation loop (bench times its own): greedy 7B decode one step ahead against step by step, same text.
+    if [ -f "$work/7b-q4_0.gguf" ]; then
+      tps() { sed -n 's/.*generation: [0-9]* tokens in [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' "$1" | tail -n1; }
+      local ahead step
+      if timeout 300 "${edgellm[@]}" run -m "$work/7b-q4_0.gguf" -p "Once upon a time" -n 128 --temp 0 --ignore-eos --device "$device" \
+            > "$work/run-ahead.txt" 2> "$work/run-ahead.err" \
+          && timeout 300 env EDGELLM_DEVICE_PIPELINE=0 "${edgellm[@]}" run -m "$work/7b-q4_0.gguf" -p "Once upon a time" -n 128 --temp 0 \
+            --ignore-eos --device "$device" > "$work/run-step.txt" 2> "$work/run-step.err" \
+          && cmp -s "$work/run-ahead.txt" "$work/run-step.txt"; then
+        ahead=$(tps "$work/run-ahead.err"); step=$(tps "$work/run-step.err")
+        row "7B Q4_0 run, one step ahead" "$(printf '%.1f tok/s, step by step %.1f, same text' "${ahead:-0}" "${step:-0}")" info
+      else
+        row "7B Q4_0 run, one step ahead" "failed or the text differs from step by step ($work/run-ahead.txt)" FAIL
       fi
     fi
     [ "$keep" = 1 ] || rm -f "$work/7b-q4_0.gguf"

@@ -28,6 +28,12 @@ public static class DeviceSampling
     /// <summary>The device paths stay on unless the variable is exactly "0".</summary>
     internal static bool AllowedBy(string? value) => value?.Trim() != "0";
 
+    /// <summary>EDGELLM_DEVICE_PIPELINE=0: a backend that picks tokens still waits for each token before it launches the next step.</summary>
+    public const string PipelineVariable = "EDGELLM_DEVICE_PIPELINE";
+
+    /// <summary>False when <see cref="PipelineVariable"/>=0 (read once): no decode step runs ahead of the host's read of the last token.</summary>
+    public static bool PipelineAllowed { get; } = AllowedBy(Environment.GetEnvironmentVariable(PipelineVariable));
+
     public static bool UseDeviceArgMax(SamplerOptions sampler, bool backendCan, bool grammar, bool logprobs) =>
         backendCan && Allowed && !grammar && !logprobs && sampler.Temperature <= 0 && PenaltiesOff(sampler);
 

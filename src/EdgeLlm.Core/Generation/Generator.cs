@@ -128,6 +128,13 @@ public sealed class Generator
         bool deviceSample = !deviceGreedy && DeviceSampling.UseDeviceSampler(o.Sampler, _model.HasDeviceSampler, constraint is not null, logprobs is not null);
         var deviceSettings = deviceSample ? DeviceSampling.Settings(o.Sampler) : default;
         if (deviceSample) _penaltyWindow ??= new PenaltyWindow(_model.VocabSize);
+        if ((deviceGreedy || deviceSample && DeviceSampling.PenaltiesOff(o.Sampler)) && _model.HasDevicePickQueue && DeviceSampling.PipelineAllowed)
+        {
+            stop = DecodeAhead(o, onText, cancel, sampler, decoder, deviceGreedy ? null : deviceSettings, ref count, keep, clock, ref firstToken, ref generated);
+            string tail = decoder.Flush();
+            if (tail.Length > 0) onText(tail);
+            return new GenerationStats(prompt.Length, generated, promptTime, clock.Elapsed - firstToken, firstToken, stop);
+        }
         int picked = -1; // the token the backend picked in the last step (deviceGreedy, deviceSample)
         while (true)
         {
@@ -182,6 +189,66 @@ public sealed class Generator
         string rest = decoder.Flush();
         if (rest.Length > 0) onText(rest);
         return new GenerationStats(prompt.Length, generated, promptTime, clock.Elapsed - firstToken, firstToken, stop);
+    }
+
+    /// <summary>
+    /// The decode loop of a backend that picks tokens itself and can run a step ahead (<see cref="Compute.IDevicePickQueue"/>):
+    /// while token N is read back and handled here (end token, text, limits), step N+1 already runs on the device with
+    /// token N as its input (fed there, not uploaded). The step ahead is enqueued only when it will be needed if token N
+    /// does not end generation: not past the token limit, not where the context is full (a shift runs between steps, so
+    /// that step goes after the shift, unpipelined). When token N ends generation the step ahead is waited for and
+    /// dropped (<see cref="LlamaModel.DiscardPicks"/>): the cache and <see cref="CachedCount"/> end after token N's
+    /// predecessor, as in the loop without it. The sampler's uniforms are drawn in step order, one per step, so a seed
+    /// gives the same tokens. Returns why generation stopped.
+    /// </summary>
+    private StopReason DecodeAhead(GenerateOptions o, Func<string, bool> onText, CancellationToken cancel, Sampler sampler, TokenDecoder decoder,
+        Compute.DeviceSamplerSettings? settings, ref int count, int keep, Stopwatch clock, ref TimeSpan firstToken, ref int generated)
+    {
+        int ctx = _model.ContextSize;
+        bool draws = settings is not null && o.Sampler.Temperature > 0; // the sampler draws one uniform per non-greedy token
+        bool ahead = false; // a step whose input is `token` is already in flight (fed on the device)
+        try
+        {
+            if (cancel.IsCancellationRequested) return StopReason.Cancelled;
+            int token = sampler.Sample(_logits, new ReadOnlySpan<int>(_history, 0, count), null); // the prompt's logits
+            while (true)
+            {
+                if (generated > 0 && cancel.IsCancellationRequested) return StopReason.Cancelled; // the step ahead is dropped
+                if (generated == 0) firstToken = clock.Elapsed;
+                if (!o.IgnoreEos && _tokenizer.Vocab.EndsGeneration(token, o.StopTokens)) return StopReason.EndOfGeneration;
+                generated++;
+                _history[count++] = token;
+                string text = decoder.Append(token);
+                if (text.Length > 0 && !onText(text)) return StopReason.StopText;
+                if (o.MaxTokens >= 0 && generated >= o.MaxTokens) return StopReason.TokenLimit;
+                if (!ahead)
+                {
+                    if (count >= ctx)
+                    {
+                        // As in Generate's loop: keep the first `keep`, drop the older half of the rest, re-rotate.
+                        int drop = o.ContextShift ? (count - 1 - keep) / 2 : 0;
+                        if (drop < 1) return StopReason.ContextFull;
+                        _model.ShiftContext(keep, drop);
+                        Array.Copy(_history, keep + drop, _history, keep, count - keep - drop);
+                        count -= drop;
+                        CachedCount = count - 1;
+                        ContextShifts++;
+                    }
+                    _model.EnqueueDecode(token, count - 1, settings, draws ? sampler.NextUniform() : 0);
+                }
+                // One step is in flight: `token` at count - 1. Its successor goes at count; run it ahead when it will be
+                // wanted unless that token ends generation (one more under the limit, no shift before it).
+                ahead = count + 1 <= ctx - 1 && (o.MaxTokens < 0 || generated + 1 < o.MaxTokens);
+                if (ahead) _model.EnqueueDecode(-1, count, settings, draws ? sampler.NextUniform() : 0);
+                token = _model.TakePick(out bool finite);
+                CachedCount = count;
+                LogitCheck.Require(_model, finite, count - 1);
+            }
+        }
+        finally
+        {
+            _model.DiscardPicks(); // the step ahead of the last token, if any: the cache ends at CachedCount again
+        }
     }
 
     /// <summary>

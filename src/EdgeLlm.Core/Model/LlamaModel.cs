@@ -280,6 +280,69 @@ public sealed class LlamaModel : IDisposable
         return sampler.Sample(_logits, 0, vocab, settings, penalties, uniform, out logitsFinite);
     }
 
+    /// <summary>True when the backend can run a decode step ahead of the host's read of the last token (<see cref="IDevicePickQueue"/>).</summary>
+    public bool HasDevicePickQueue => Backend is IDevicePickQueue;
+
+    // Positions of the decode steps enqueued and not yet taken, oldest first (a ring of the queue's depth).
+    private int[] _pickPositions = [];
+    private int _pickHead, _pickCount;
+
+    /// <summary>Decode steps enqueued whose tokens have not been taken.</summary>
+    public int PendingPicks => _pickCount;
+
+    /// <summary>
+    /// Enqueues one decode step at <paramref name="pos"/> with its pick on the device (<see cref="IDevicePickQueue"/>):
+    /// of <paramref name="token"/>, or, when <paramref name="token"/> is negative, of the token the previous enqueued
+    /// step picks (read on the device: the host need not know it yet). The pick is the argmax when
+    /// <paramref name="settings"/> is null, else the sampler chain (penalties off) with <paramref name="uniform"/>.
+    /// Returns without waiting; <see cref="TakePick"/> gives the token.
+    /// </summary>
+    public void EnqueueDecode(int token, int pos, DeviceSamplerSettings? settings, double uniform)
+    {
+        var queue = Backend as IDevicePickQueue ?? throw new InvalidOperationException($"{Backend.Name} cannot run decode steps ahead");
+        int vocab = Config.VocabSize;
+        if (pos < 0 || pos > Cache.Filled)
+            throw new ArgumentOutOfRangeException(nameof(pos), $"start position {pos} is not in [0, {Cache.Filled}] (the positions already in the kv cache)");
+        if ((long)pos + 1 > ContextSize) throw new ContextOverflowException(pos, 1, ContextSize);
+        if (token >= vocab) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} is not in the vocabulary [0, {vocab})");
+        if (token < 0 && _pickCount == 0) throw new InvalidOperationException("a decode step fed with the previous pick needs a pick in flight");
+        if (_pickPositions.Length != queue.PickDepth) _pickPositions = new int[queue.PickDepth];
+        if (_pickCount == _pickPositions.Length || queue.PendingPicks != _pickCount)
+            throw new InvalidOperationException($"{_pickCount} picks in flight ({queue.PendingPicks} in the backend) of at most {_pickPositions.Length}");
+        if (token < 0)
+        {
+            queue.FeedLastPick();
+            token = 0; // a placeholder: the lookup reads the id the previous pick wrote on the device
+        }
+        ForwardBatch(new ReadOnlySpan<int>(in token), pos);
+        ProjectLogits(1, lastOnly: true);
+        queue.EnqueuePick(_logits, 0, vocab, settings, uniform);
+        _pickPositions[(_pickHead + _pickCount++) % _pickPositions.Length] = pos;
+    }
+
+    /// <summary>Waits for the oldest enqueued decode step and returns the token it picked (see <see cref="ForwardGreedy"/> for <paramref name="logitsFinite"/>).</summary>
+    public int TakePick(out bool logitsFinite)
+    {
+        if (_pickCount == 0) throw new InvalidOperationException("no decode step is in flight");
+        var queue = (IDevicePickQueue)Backend;
+        int id = queue.TakePick(out logitsFinite);
+        _pickHead = (_pickHead + 1) % _pickPositions.Length;
+        _pickCount--;
+        return id;
+    }
+
+    /// <summary>
+    /// Waits for the enqueued decode steps whose tokens are not wanted and forgets them: the cache ends where the
+    /// first of them started (its keys and values are stale and will be overwritten).
+    /// </summary>
+    public void DiscardPicks()
+    {
+        if (_pickCount == 0) return;
+        int first = _pickPositions[_pickHead];
+        while (_pickCount > 0) TakePick(out _);
+        Cache.Filled = first;
+    }
+
     /// <summary>Final norm and output projection of the batch's last token (or of all n), copied to <paramref name="dst"/>.</summary>
     private void Logits(int n, Span<float> dst, bool lastOnly)
     {

@@ -153,22 +153,32 @@ public class CudaLaunchPlanTests
         Assert.Equal(unfused, LayerKernels(model, fuse: false, layer: 0).Length);
     }
 
+    private static readonly HashSet<string> Known = CudaKernels.EntryPoints.Values.SelectMany(v => v).ToHashSet();
+
     /// <summary>
     /// Every recorded op of every step (prefill and decode, every family) is run by exactly one launch: its own, or
     /// the fused launch that absorbed it; quantize_q8 launches come right before the product whose input they quantize.
+    /// Mapped: the weights read in place from the registered file of an integrated GPU (Jetson): not packed, not
+    /// stacked, so Q/K/V (with Qwen2's biases) and gate/up are separate products.
     /// </summary>
     [Theory]
-    [InlineData("llama-Q4_K")]
-    [InlineData("llama")]
-    [InlineData("qwen2")]
-    [InlineData("gemma")]
-    [InlineData("gemma2")]
-    [InlineData("phi3")]
-    public void EveryOpIsLaunchedExactlyOnce(string model)
+    [InlineData("llama-Q4_K", false)]
+    [InlineData("llama", false)]
+    [InlineData("qwen2", false)]
+    [InlineData("gemma", false)]
+    [InlineData("gemma2", false)]
+    [InlineData("phi3", false)]
+    [InlineData("llama-Q4_K", true)]
+    [InlineData("llama", true)]
+    [InlineData("qwen2", true)]
+    [InlineData("gemma", true)]
+    [InlineData("gemma2", true)]
+    [InlineData("phi3", true)]
+    public void EveryOpIsLaunchedExactlyOnce(string model, bool mapped)
     {
         foreach (bool fuse in new[] { true, false })
         {
-            var backend = new PlanRecordingBackend(fuse);
+            var backend = new PlanRecordingBackend(stacking: fuse && !mapped, packing: !mapped);
             using (var m = new LlamaModel(GgufFile.Open(ModelPath(model)), backend, new BackendOptions { ContextSize = 256 }, ownsFile: true))
             {
                 var logits = new float[m.VocabSize];
@@ -186,7 +196,11 @@ public class CudaLaunchPlanTests
                     switch (l.Kind)
                     {
                         case LaunchKind.Quantize:
-                            Assert.Contains(plan[i + 1].Kind, new[] { LaunchKind.MatVec, LaunchKind.MatVecRopeStore, LaunchKind.MatVecGlu });
+                            // (on the mapped path a separate product's quantization also feeds matmul.cu's _res kernels)
+                            Assert.Contains(plan[i + 1].Kind, new[]
+                            {
+                                LaunchKind.MatVec, LaunchKind.MatVecRopeStore, LaunchKind.MatVecGlu, LaunchKind.MatVecResidual, LaunchKind.MatVecResidualNorm,
+                            });
                             Assert.Equal(l.Op, plan[i + 1].Op);
                             continue;
                         case LaunchKind.RopeStoreQkv:
@@ -214,6 +228,10 @@ public class CudaLaunchPlanTests
                     runs[l.Op]++;
                 }
                 for (int j = 0; j < ops.Length; j++) Assert.True(runs[j] == 1, $"{model} (fuse {fuse}): op {j} ({ops[j].Kind}) runs {runs[j]} times");
+                // every launch names a kernel the backend compiles (an entry point of kernels/*.cu)
+                foreach (var l in plan)
+                    foreach (string name in CudaLaunchPlanner.KernelNames(l, ops))
+                        Assert.True(name == CudaProfile.CopyName || Known.Contains(name), $"{model} (fuse {fuse}, mapped {mapped}): {l.Kind} launches {name}, no kernel of that name");
                 if (!fuse) Assert.DoesNotContain(plan, l => l.Kind >= LaunchKind.AddRmsNormQ8);
             }
         }

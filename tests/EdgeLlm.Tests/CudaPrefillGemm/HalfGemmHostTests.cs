@@ -28,6 +28,7 @@ public class HalfGemmHostTests
             data.Add(t, 64, 64, 64);
             data.Add(t, 70, 5, 256);
             data.Add(t, 130, 67, 100); // ragged rows, tokens and K (three full K steps and 4)
+            data.Add(t, 100, 70, 136); // rows of 16-byte chunks (cp.async) with a last K step of one chunk
             data.Add(t, 33, 9, 45);    // odd K: element pairs straddle the rows' 4-byte words
             data.Add(t, 9, 2, 7);      // K below one step
         }
@@ -45,10 +46,13 @@ public class HalfGemmHostTests
         return BitConverter.UInt32BitsToSingle(r);
     }
 
-    private static float[] Run(GgmlType type, int rows, int tokens, int k, byte[] w, float[] x)
+    private static float[] Run(GgmlType type, int rows, int tokens, int k, byte[] w, float[] x) => Run(type, rows, tokens, k, w, x, out _, out _);
+
+    /// <summary>The GEMM's results, and the cp.async copies and warp-wide ldmatrix loads the emulation counted.</summary>
+    private static float[] Run(GgmlType type, int rows, int tokens, int k, byte[] w, float[] x, out long copies, out long ldmatrix)
     {
         var input = new MemoryStream();
-        input.Write("gemm_float\0"u8);
+        input.Write("gemm_float_counted\0"u8);
         input.Write(Encoding.ASCII.GetBytes("mma_" + CudaKernels.Suffix(type)));
         input.WriteByte(0);
         foreach (int v in new[] { k, rows, tokens }) input.Write(BitConverter.GetBytes(v));
@@ -56,8 +60,10 @@ public class HalfGemmHostTests
         input.Write(w);
         input.Write(MemoryMarshal.AsBytes(x.AsSpan()));
         var bytes = Harness.Exec(input, $"gemm_mma {type} {rows}x{tokens}x{k}");
-        Assert.Equal(tokens * rows * 4, bytes.Length);
-        return MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+        Assert.Equal(tokens * rows * 4 + 16, bytes.Length);
+        copies = BitConverter.ToInt64(bytes, tokens * rows * 4);
+        ldmatrix = BitConverter.ToInt64(bytes, tokens * rows * 4 + 8);
+        return MemoryMarshal.Cast<byte, float>(bytes.AsSpan(0, tokens * rows * 4)).ToArray();
     }
 
     /// <summary>Random weights in <paramref name="type"/> (their bits and values).</summary>
@@ -105,6 +111,29 @@ public class HalfGemmHostTests
                 Assert.True(Math.Abs(g - exact) <= (unit + k * Math.Pow(2, -24)) * mag + 1e-30,
                     $"{type} {rows}x{tokens}x{k}: token {t} row {r}: gemm {g}, reference {exact} (sum of |products| {mag})");
             }
+    }
+
+    /// <summary>
+    /// Which staging the kernel takes: rows of 16-byte chunks (rowBytes a multiple of 16: K a multiple of 8) go by
+    /// cp.async, 256 copies per block and K step (64 rows x 4 chunks, the ones past the rows or K zero-filled); other
+    /// rows through registers, no copy. Both read every fragment by ldmatrix: per warp and K step, two K halves of one
+    /// A load and four B loads (two 8-token tiles each). The results are checked in HalfMmaGemmMatchesTheDoubleReference.
+    /// </summary>
+    [HostCompilerTheory]
+    [InlineData(GgmlType.F16, 100, 70, 136, true)]
+    [InlineData(GgmlType.BF16, 64, 64, 64, true)]
+    [InlineData(GgmlType.F16, 130, 67, 100, false)]
+    [InlineData(GgmlType.BF16, 33, 9, 45, false)]
+    public void AlignedRowsAreCopiedByCpAsyncAndFragmentsLoadedByLdmatrix(GgmlType type, int rows, int tokens, int k, bool chunks)
+    {
+        var rng = new Random(k);
+        var (w, _) = Weights(type, rows * k, rng);
+        var x = new float[tokens * k];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        Run(type, rows, tokens, k, w, x, out long copies, out long ldmatrix);
+        long blockSteps = (long)((rows + 63) / 64) * ((tokens + 63) / 64) * ((k + 31) / 32);
+        Assert.Equal(chunks ? 256 * blockSteps : 0, copies);
+        Assert.Equal(4 * 2 * (1 + 4) * blockSteps, ldmatrix);
     }
 
     /// <summary>

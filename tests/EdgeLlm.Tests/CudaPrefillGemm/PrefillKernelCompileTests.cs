@@ -25,8 +25,9 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     // kernels/gemm.cu's GemmFloatTiles: weights and activations as 32 k x 65 floats.
     private const int GemmFloatSharedBytes = 2 * 32 * 65 * 4;
 
-    // kernels/gemm.cu's GemmHalfTiles: weights and activations as 64 rows x 20 words (16 element pairs + 4 of padding).
-    private const int GemmHalfSharedBytes = 2 * 64 * 20 * 4;
+    // kernels/gemm.cu's GemmHalfTiles: weights and activations as 64 rows x 20 words (16 element pairs + 4 of padding),
+    // two stages (the next K step's tiles load while the MMAs read the current ones).
+    private const int GemmHalfSharedBytes = 2 * 2 * 64 * 20 * 4;
 
     // kernels/attention_prefill.cu: q [8][256], k [16][257], v [16][256] floats.
     private const int AttentionSharedBytes = (8 * 256 + 16 * 257 + 16 * 256) * 4;
@@ -70,7 +71,11 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Contains("dp4a.s32.s32", ptx); // the dp4a kernels are in the same module
     }
 
-    /// <summary>The F16/BF16 GEMMs' half-precision MMAs on sm_80+: f16 and bf16 inputs, f32 accumulators, in their own kernels.</summary>
+    /// <summary>
+    /// The F16/BF16 GEMMs' half-precision MMAs on sm_80+: f16 and bf16 inputs, f32 accumulators, in their own kernels;
+    /// the weights' next tile by 16-byte cp.async with a zero-fill size, the fragments by ldmatrix.x4 (HalfGemmHostTests
+    /// checks both under the host emulation).
+    /// </summary>
     [NvrtcTheory]
     [InlineData(80)]
     [InlineData(90)]
@@ -85,6 +90,9 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
             int end = ptx.IndexOf(".entry ", at + 7, StringComparison.Ordinal);
             string body = end < 0 ? ptx[at..] : ptx[at..end];
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col" + mma, body);
+            Assert.Contains("cp.async.cg.shared.global", body);
+            Assert.Contains("cp.async.wait_group 0", body);
+            Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16", body);
             Assert.DoesNotContain("trap;", body);
         }
     }

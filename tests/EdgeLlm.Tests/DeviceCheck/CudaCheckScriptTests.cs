@@ -50,6 +50,7 @@ public sealed class CudaCheckScriptTests
             Assert.Matches($@"(?m)^{name} decode +nmse .* PASS$", run.Output);
         }
         Assert.Matches(@"(?m)^greedy +identical .*PASS$", run.Output);
+        Assert.Matches(@"(?m)^greedy step by step +identical .*PASS$", run.Output);
         Assert.Matches(@"(?m)^sampled chain +identical, device vs host sampler +PASS$", run.Output);   // device vs host sampler (both host on the CPU)
         Assert.Matches(@"(?m)^sampled top-p +identical, device vs host sampler +PASS$", run.Output);
 

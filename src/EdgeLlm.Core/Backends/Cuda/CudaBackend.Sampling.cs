@@ -33,11 +33,27 @@ public sealed unsafe partial class CudaBackend : IDeviceArgMax, IDeviceSampler
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), $"argmax of {count} logits");
         if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset), $"argmax at offset {offset}");
         Need(s, offset + count, "argmax logits");
+        RecordArgMax(s, offset, count);
+        return Picked(out allFinite);
+    }
+
+    /// <summary>Records argmax_f32 as the step's last op (launch data reused while the scratch stays).</summary>
+    private void RecordArgMax(CudaBuffer logits, long offset, int count)
+    {
         ulong feed = _step + sizeof(int);
         if (_argMaxLaunch is not { } l || l.Out != _misc || l.Feed != feed)
             _argMaxLaunch = new CudaSampleLaunch(null, 0, 0, 0, _misc, feed);
-        Record(new CudaOp { Kind = CudaOpKind.ArgMax, X = s, SrcOffset = offset, Count = count, Pick = _argMaxLaunch });
-        return Picked(out allFinite);
+        Record(new CudaOp { Kind = CudaOpKind.ArgMax, X = logits, SrcOffset = offset, Count = count, Pick = _argMaxLaunch });
+    }
+
+    /// <summary>Records sample_f32 as the step's last op; the state block's upload must already be on the stream.</summary>
+    private void RecordSample(CudaBuffer logits, long offset, int count, in DeviceSamplerSettings settings)
+    {
+        ulong feed = _step + sizeof(int);
+        if (_sampleLaunch is not { } l || l.Settings != settings || l.Work != _sampleWork || l.Padded != _samplePadded || l.State != _sampleState
+            || l.Out != _misc || l.Feed != feed)
+            _sampleLaunch = new CudaSampleLaunch(settings, _sampleWork, _samplePadded, _sampleState, _misc, feed);
+        Record(new CudaOp { Kind = CudaOpKind.Sample, X = logits, SrcOffset = offset, Count = count, Pick = _sampleLaunch });
     }
 
     /// <summary>The CPU sampler's chain over <paramref name="count"/> logits (see <see cref="IDeviceSampler"/>); the token is also fed to the next step's get_rows.</summary>
@@ -56,11 +72,7 @@ public sealed unsafe partial class CudaBackend : IDeviceArgMax, IDeviceSampler
         // step's launch (the step's own ops are only recorded so far).
         int bytes = CudaSampleState.Write(new Span<byte>(_hostSampleState, (int)_hostSampleStateBytes), uniform, penalties);
         CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync(_sampleState, _hostSampleState, (nuint)bytes, _stream), "cuMemcpyHtoDAsync_v2");
-        ulong feed = _step + sizeof(int);
-        if (_sampleLaunch is not { } l || l.Settings != settings || l.Work != _sampleWork || l.Padded != _samplePadded || l.State != _sampleState
-            || l.Out != _misc || l.Feed != feed)
-            _sampleLaunch = new CudaSampleLaunch(settings, _sampleWork, _samplePadded, _sampleState, _misc, feed);
-        Record(new CudaOp { Kind = CudaOpKind.Sample, X = s, SrcOffset = offset, Count = count, Pick = _sampleLaunch });
+        RecordSample(s, offset, count, settings);
         return Picked(out allFinite);
     }
 

@@ -174,6 +174,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (_hostOut != null) CudaDriver.cuMemFreeHost(_hostOut);
         _hostOut = null;
         if (_stepUploaded != 0) CudaDriver.cuEventDestroy(_stepUploaded);
+        FreePickSlots();
         _kernels?.Dispose();
         if (_stream != 0) CudaDriver.cuStreamDestroy(_stream);
         if (WeightsMapped) CudaDriver.cuMemHostUnregister(_mappedHost);

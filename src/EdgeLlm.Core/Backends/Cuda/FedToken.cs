@@ -13,6 +13,7 @@ internal struct FedToken
     private int _id;
     private long _generation;
     private bool _set;
+    private bool _unread; // the id is not known on the host yet: any one-token lookup takes the slot
 
     /// <summary>The sampler wrote <paramref name="id"/> into the step buffer of scratch generation <paramref name="generation"/>.</summary>
     public void Set(int id, long generation)
@@ -22,11 +23,23 @@ internal struct FedToken
         _set = true;
     }
 
+    /// <summary>
+    /// A pick still in flight will write the id (a decode step enqueued ahead, <see cref="CudaBackend.FeedLastPick"/>):
+    /// the next one-token lookup in scratch generation <paramref name="generation"/> reads the slot whatever id it is given.
+    /// </summary>
+    public void SetUnread(long generation)
+    {
+        _generation = generation;
+        _set = true;
+        _unread = true;
+    }
+
     /// <summary>True when <paramref name="ids"/> is the one fed token and <paramref name="generation"/> still the scratch it is in; clears the mark.</summary>
     public bool Take(ReadOnlySpan<int> ids, long generation)
     {
-        bool fed = _set && _generation == generation && ids.Length == 1 && ids[0] == _id;
+        bool fed = _set && _generation == generation && ids.Length == 1 && (_unread || ids[0] == _id);
         _set = false;
+        _unread = false;
         return fed;
     }
 }

@@ -201,7 +201,7 @@ static bool run_op(const std::string& op)
             fn((const u8*)store.data(), rowBytes, K, rows, (const i8*)qxStore.data(), dx.data(), sx.data(), out.data(), nTokens);
         });
     }
-    else if (op == "gemm_float")
+    else if (op == "gemm_float" || op == "gemm_float_counted")
     {
         // gemm_{f32,f16,bf16,mma_f16,mma_bf16} over (ceil(rows/64), ceil(nTokens/64)) blocks of 128 threads. Input: type name
         // (NUL-terminated), i32 K, rows, nTokens, i64 rowBytes, rows * rowBytes bytes, nTokens * K floats -> nTokens * rows floats.
@@ -213,13 +213,25 @@ static bool run_op(const std::string& op)
         FloatFn fn = type == "f32" ? gemm_f32 : type == "f16" ? gemm_f16 : type == "bf16" ? gemm_bf16
                    : type == "mma_f16" ? gemm_mma_f16 : type == "mma_bf16" ? gemm_mma_bf16 : nullptr;
         if (!fn) { std::fprintf(stderr, "harness: no float gemm for '%s'\n", type.c_str()); std::exit(2); }
-        std::vector<u32> store((size_t)(rows * rowBytes + 3) / 4);
-        read_exact(store.data(), (size_t)(rows * rowBytes));
+        // the rows start 16-byte aligned (as cuMemAlloc's), so rows of a multiple of 16 bytes take gemm_half's cp.async
+        std::vector<uint64_t> store((size_t)(rows * rowBytes + 7) / 8 + 2);
+        u8* wBase = (u8*)(((uintptr_t)store.data() + 15) & ~(uintptr_t)15);
+        read_exact(wBase, (size_t)(rows * rowBytes));
         std::vector<float> x = read_floats((i64)nTokens * K);
         out.assign((size_t)nTokens * rows, NAN);
+        host_cp_async_copies = 0;
+        host_ldmatrix = 0;
         simt_launch((unsigned)((rows + GEMM_BM - 1) / GEMM_BM), (unsigned)((nTokens + GEMM_BN - 1) / GEMM_BN), GEMM_THREADS, [&] {
-            fn((const u8*)store.data(), rowBytes, K, rows, x.data(), out.data(), nTokens);
+            fn(wBase, rowBytes, K, rows, x.data(), out.data(), nTokens);
         });
+        if (op == "gemm_float_counted")
+        {
+            // the results, then i64 cp.async copies and i64 warp-wide ldmatrix loads
+            std::fwrite(out.data(), 4, out.size(), stdout);
+            i64 counts[2] = {host_cp_async_copies, host_ldmatrix};
+            std::fwrite(counts, 8, 2, stdout);
+            return true;
+        }
     }
     else if (op == "attention_prefill")
     {

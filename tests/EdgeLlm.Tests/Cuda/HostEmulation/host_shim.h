@@ -23,10 +23,12 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct HostDim3 { unsigned x, y, z; };
 struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
+struct float2 { float x, y; };
 static thread_local HostDim3 threadIdx;
 static HostDim3 blockIdx, blockDim;
 using std::max;
@@ -271,3 +273,32 @@ static inline uint4 load_nc16(const void* p)
     return v;
 }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+
+// cp.async (gemm.cu gemm_half): the copy at once (the wait is then a no-op), counted; an address that is not 16-byte
+// aligned aborts as it faults on the device. `bytes` 0 zero-fills without reading the source.
+static long host_cp_async_copies = 0;
+static inline void cp_async16(void* dst, const void* src, int bytes)
+{
+    if (((uintptr_t)dst | (uintptr_t)src) & 15) { std::fprintf(stderr, "harness: misaligned cp.async %p <- %p\n", dst, src); std::abort(); }
+    if (bytes != 0 && bytes != 16) { std::fprintf(stderr, "harness: cp.async of %d bytes\n", bytes); std::abort(); }
+    if (bytes) std::memcpy(dst, src, 16);
+    else std::memset(dst, 0, 16);
+    __sync_fetch_and_add(&host_cp_async_copies, 1L);
+}
+static inline void cp_async_wait_all() {}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane l posts the address of row l % 8 of matrix l / 8; register m of lane
+// l is word l % 4 of the row that lane 8m + l / 4 posted. Rows must be 16-byte aligned. Counted per warp.
+static long host_ldmatrix = 0;
+static inline void ldmatrix_x4(unsigned* r, const unsigned* row)
+{
+    if (!host_warp) { std::fprintf(stderr, "ldmatrix_x4 needs a whole warp (simt_launch)\n"); std::abort(); }
+    if ((uintptr_t)row & 15) { std::fprintf(stderr, "harness: misaligned ldmatrix row %p\n", (const void*)row); std::abort(); }
+    int lane = (int)(threadIdx.x % 32);
+    for (int m = 0; m < 4; m++)
+    {
+        const unsigned* src = __shfl_sync(0xFFFFFFFFu, row, 8 * m + lane / 4);
+        r[m] = src[lane % 4];
+    }
+    if (lane == 0) __sync_fetch_and_add(&host_ldmatrix, 1L);
+}
