@@ -14,7 +14,7 @@ namespace EdgeLlm.Tests.Gguf;
 public class GgufWriterFullDiskTests(ITestOutputHelper output)
 {
     [Fact]
-    public void WriteToAFullTmpfsThrowsIOExceptionAndLeavesNoFile()
+    public void WriteToAFullTmpfsIsTheOneLineErrorAndLeavesNoFile()
     {
         string dir = Path.GetDirectoryName(TestPaths.TempFile("mountpoint"))!;
         string? why = OperatingSystem.IsLinux() ? Run("mount", $"-t tmpfs -o size=64k tmpfs {dir}") : "not Linux";
@@ -34,8 +34,10 @@ public class GgufWriterFullDiskTests(ITestOutputHelper output)
             // 256 KiB of tensor data cannot fit in 64 KiB
             string path = Path.Combine(dir, "big.gguf");
             var w = new GgufWriter().AddTensor("w", GgmlType.F32, [256, 256], new byte[256 * 256 * 4]);
-            var e = Assert.ThrowsAny<IOException>(() => w.Write(path));
+            // the house one-line error (EdgeLlm.IO.OutputFile): the file the caller named and the cause, nothing left
+            var e = Assert.Throws<EdgeLlm.IO.OutputWriteException>(() => w.Write(path));
             output.WriteLine($"got {e.GetType().Name}: {e.Message}");
+            Assert.Equal($"{path}: the disk is full (no space left on device); nothing written", e.Message);
             Assert.False(File.Exists(path));
             Assert.False(File.Exists(path + ".partial"));
             Assert.Empty(Directory.GetFileSystemEntries(dir));
