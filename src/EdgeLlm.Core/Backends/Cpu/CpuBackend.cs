@@ -324,8 +324,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(k, count, "store_kv k");
         Need(v, count, "store_kv v");
         long t = _prof?.Begin(ProfiledOp.StoreKv) ?? 0;
-        Kernels.KvRows.Store(cache.KeyType, P(k), (byte*)P(cache.Keys(layer)) + startPos * cache.KeyRowBytes, nTokens, cache.KvDim);
-        Kernels.KvRows.Store(cache.ValueType, P(v), (byte*)P(cache.Values(layer)) + startPos * cache.ValueRowBytes, nTokens, cache.KvDim);
+        StoreRows(cache, layer, startPos, nTokens, P(k), P(v));
         _prof?.End(ProfiledOp.StoreKv, t);
     }
 
@@ -368,24 +367,35 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         long t = _prof?.Begin(ProfiledOp.Attention) ?? 0;
         int slot = _rope!.Table(nTokens, startPos, rope);
         _rope.Apply(_pool, slot, P(k), nTokens, nKvHeads, rope);
-        byte* keys = (byte*)P(cache.Keys(layer)), values = (byte*)P(cache.Values(layer));
-        Kernels.KvRows.Store(cache.KeyType, P(k), keys + startPos * cache.KeyRowBytes, nTokens, kvDim);
-        Kernels.KvRows.Store(cache.ValueType, P(v), values + startPos * cache.ValueRowBytes, nTokens, kvDim);
+        StoreRows(cache, layer, startPos, nTokens, P(k), P(v));
         ref var sg = ref _attention!.Segments(1)[0];
         sg.Q = P(q);
         sg.Dst = P(dst);
-        sg.K = keys;
-        sg.V = values;
-        sg.KType = cache.KeyType;
-        sg.VType = cache.ValueType;
-        sg.KRow = cache.KeyRowBytes;
-        sg.VRow = cache.ValueRowBytes;
+        BindCache(ref sg, cache, layer);
         sg.StartPos = startPos;
         sg.NTokens = nTokens;
         sg.Cos = _rope.Cos(slot);
         sg.Sin = _rope.Sin(slot);
         _attention.RunSegments(_pool, 1, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
         _prof?.End(ProfiledOp.Attention, t);
+    }
+
+    /// <summary>Rows k and v of nTokens tokens into layer <paramref name="layer"/> of <paramref name="cache"/> from position startPos, in its types.</summary>
+    private void StoreRows(KvCache cache, int layer, int startPos, int nTokens, float* k, float* v)
+    {
+        Kernels.KvRows.Store(cache.KeyType, k, (byte*)P(cache.Keys(layer)) + startPos * cache.KeyRowBytes, nTokens, cache.KvDim);
+        Kernels.KvRows.Store(cache.ValueType, v, (byte*)P(cache.Values(layer)) + startPos * cache.ValueRowBytes, nTokens, cache.KvDim);
+    }
+
+    /// <summary>The cache half of an attention segment: layer <paramref name="layer"/>'s K/V rows of <paramref name="cache"/>, their types and strides.</summary>
+    private void BindCache(ref Attention.Segment sg, KvCache cache, int layer)
+    {
+        sg.K = (byte*)P(cache.Keys(layer));
+        sg.V = (byte*)P(cache.Values(layer));
+        sg.KType = cache.KeyType;
+        sg.VType = cache.ValueType;
+        sg.KRow = cache.KeyRowBytes;
+        sg.VRow = cache.ValueRowBytes;
     }
 
     /// <summary>False runs <see cref="RopeAttention"/> (and <see cref="AttendSequences"/>) with q rotated by its own op first (tests: the fused op against the ops it replaces).</summary>
@@ -433,18 +443,11 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         {
             var sq = seqs[s];
             var cache = sq.Cache;
-            byte* keys = (byte*)P(cache.Keys(layer)), values = (byte*)P(cache.Values(layer));
-            Kernels.KvRows.Store(cache.KeyType, P(k) + (long)row * kvDim, keys + sq.StartPos * cache.KeyRowBytes, sq.Count, kvDim);
-            Kernels.KvRows.Store(cache.ValueType, P(v) + (long)row * kvDim, values + sq.StartPos * cache.ValueRowBytes, sq.Count, kvDim);
+            StoreRows(cache, layer, sq.StartPos, sq.Count, P(k) + (long)row * kvDim, P(v) + (long)row * kvDim);
             ref var sg = ref segs[s];
             sg.Q = P(q) + (long)row * qDim;
             sg.Dst = P(dst) + (long)row * qDim;
-            sg.K = keys;
-            sg.V = values;
-            sg.KType = cache.KeyType;
-            sg.VType = cache.ValueType;
-            sg.KRow = cache.KeyRowBytes;
-            sg.VRow = cache.ValueRowBytes;
+            BindCache(ref sg, cache, layer);
             sg.StartPos = sq.StartPos;
             sg.NTokens = sq.Count;
             sg.Cos = FuseRope ? _rope.Cos(slot) + (long)row * half : null;

@@ -63,18 +63,6 @@ public static unsafe partial class Q8_0Panel
         }
     }
 
-    /// <summary>
-    /// Blocks [<paramref name="b0"/>, <paramref name="b1"/>) of the panel of <paramref name="nb"/> Q8_0 blocks at
-    /// <paramref name="xq"/> (the same bytes as those blocks of <see cref="FromBlocks"/>; threads may fill disjoint ranges).
-    /// </summary>
-    public static void FromBlocksRange(byte* xq, byte* panel, int nb, int b0, int b1)
-    {
-        if ((uint)b0 > (uint)b1 || b1 > nb) throw new ArgumentOutOfRangeException(nameof(b1), $"panel blocks {b0}..{b1} of {nb}");
-        if (System.Runtime.Intrinsics.Arm.AdvSimd.Arm64.IsSupported) FromBlocksNeon(xq, panel, nb, b0, b1);
-        else if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) FromBlocksAvx2(xq, panel, nb, b0, b1);
-        else FromBlocksScalar(xq, panel, nb, b0, b1);
-    }
-
     /// <summary>The panel of <paramref name="nb"/> Q8_0 blocks, one block at a time in scalar code (the reference of <see cref="FromBlocksNeon"/>).</summary>
     internal static void FromBlocksScalar(byte* xq, byte* panel, int nb) => FromBlocksScalar(xq, panel, nb, 0, nb);
 
