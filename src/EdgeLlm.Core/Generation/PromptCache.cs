@@ -43,6 +43,22 @@ public static class PromptCache
         Span<byte> size = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(size, file.FileSize);
         h.Append(size);
+        long data = Math.Min(file.DataOffset, file.FileSize);
+        if (file.InMemory)
+        {
+            // A model read into memory (or the one embedded in the binary, which has no file): its own copy of the
+            // bytes, the same ones the file holds. A mapped file is read through a stream instead, so a file truncated
+            // on disk since it was mapped is an error, not a bus fault on the missing pages.
+            unsafe
+            {
+                byte* p = file.BasePointer;
+                h.Append(new ReadOnlySpan<byte>(p, checked((int)data)));
+                long tail = Math.Max(data, file.FileSize - DataSample), head = Math.Min(file.FileSize, data + DataSample);
+                h.Append(new ReadOnlySpan<byte>(p + data, (int)(head - data)));
+                h.Append(new ReadOnlySpan<byte>(p + tail, (int)(file.FileSize - tail)));
+            }
+            return h.GetCurrentHash();
+        }
         using var fs = new FileStream(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         var buf = new byte[1 << 16];
         void Range(long from, long to)
@@ -56,7 +72,6 @@ public static class PromptCache
                 from += n;
             }
         }
-        long data = Math.Min(file.DataOffset, file.FileSize);
         Range(0, data);
         Range(data, Math.Min(file.FileSize, data + DataSample));
         Range(Math.Max(data, file.FileSize - DataSample), file.FileSize);

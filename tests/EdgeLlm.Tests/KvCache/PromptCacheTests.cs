@@ -149,4 +149,41 @@ public class PromptCacheTests
         Assert.Contains($"{file}: prompt cache refused", err);
         Assert.Equal("", r.Stdout);
     }
+
+    [Fact]
+    public void ModelReadIntoMemoryHasTheIdentityOfTheMappedFile()
+    {
+        // The identity of a model read into memory comes from its own bytes (no file to reopen: the embedded model has
+        // none); of a mapped one from the file through a stream. Both must name the same file the same way.
+        using var mapped = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 1, ContextSize = 16, Load = new EdgeLlm.Gguf.GgufLoadOptions { Mode = EdgeLlm.Gguf.GgufLoadMode.Map } });
+        using var read = LlamaModel.Load(TestPaths.Stories260K, new BackendOptions { Threads = 1, ContextSize = 16, Load = new EdgeLlm.Gguf.GgufLoadOptions { Mode = EdgeLlm.Gguf.GgufLoadMode.Read } });
+        Assert.False(mapped.File.InMemory);
+        Assert.True(read.File.InMemory);
+        byte[] id = PromptCache.ModelIdentity(mapped);
+        Assert.Equal(id, PromptCache.ModelIdentity(read));
+        // and an independent XXH128 over the same ranges of the file on disk
+        byte[] file = File.ReadAllBytes(TestPaths.Stories260K);
+        var h = new System.IO.Hashing.XxHash128();
+        h.Append(BitConverter.GetBytes((long)file.Length));
+        int data = (int)mapped.File.DataOffset, sample = 64 * 1024;
+        h.Append(file.AsSpan(0, data));
+        h.Append(file.AsSpan(data, Math.Min(file.Length, data + sample) - data));
+        int tail = Math.Max(data, file.Length - sample);
+        h.Append(file.AsSpan(tail));
+        Assert.Equal(h.GetCurrentHash(), id);
+    }
+
+    [Fact]
+    public void TheEmbeddedModelSavesAndReusesAPromptCache()
+    {
+        // run without -m takes the model built into the binary, which has no file on disk
+        string file = TestPaths.TempFile("embedded.cache");
+        var first = CliRunner.InProcess("run", "-p", Prompt, "-n", "8", "-t", "1", "--temp", "0", "--prompt-cache", file);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.True(File.Exists(file));
+        var second = CliRunner.InProcess("run", "-p", Prompt, "-n", "8", "-t", "1", "--temp", "0", "--prompt-cache", file);
+        Assert.True(second.ExitCode == 0, second.Stderr);
+        Assert.Equal(first.Stdout, second.Stdout);
+        Assert.Equal(first.Stdout, CliRunner.InProcess("run", "-p", Prompt, "-n", "8", "-t", "1", "--temp", "0").Stdout);
+    }
 }
