@@ -12,8 +12,23 @@ if ! tools/publish.sh linux-x64; then
 fi
 
 log=$(mktemp)
-dotnet test EdgeLlm.sln -c Release -nologo 2>&1 | tee "$log"
+# Every test's result and duration goes to the log; the terminal gets everything but the passed-test lines, then the
+# slowest tests (what to look at when the suite slows down).
+dotnet test EdgeLlm.sln -c Release -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" | grep --line-buffered -vE '^ +Passed [A-Za-z_]'
 rc=${PIPESTATUS[0]}
+# Durations: "[< 1 ms]", "[12 ms]", "[4 s]", "[1 m 3 s]". Per test, then per class (theories add up).
+durations() {
+  awk '/^ +Passed [A-Za-z_].*\[[^]]*\]$/ {
+         d = $0; sub(/.*\[/, "", d); sub(/\]$/, "", d); ms = 0; n = split(d, w, " ")
+         for (i = 1; i < n; i += 2) { v = w[i] + 0; u = w[i + 1]; ms += (u == "m") ? v * 60000 : (u == "s") ? v * 1000 : (u == "ms") ? v : 0 }
+         name = $0; sub(/^ +Passed /, "", name); sub(/ \[[^]]*\]$/, "", name); print ms "\t" name }' "$1"
+}
+echo "test: the slowest tests:"
+durations "$log" | sort -t$'\t' -k1,1 -rn | head -n 15 | awk -F'\t' '{ printf "%8.1f s  %s\n", $1 / 1000, substr($2, 1, 140) }'
+echo "test: the slowest classes (sum of their tests):"
+durations "$log" | awk -F'\t' '{ c = $2; sub(/\(.*/, "", c); sub(/\.[^.]*$/, "", c); t[c] += $1; k[c]++ }
+  END { for (c in t) printf "%.0f\t%s\t%d\n", t[c], c, k[c] }' | sort -t$'\t' -k1,1 -rn | head -n 15 |
+  awk -F'\t' '{ printf "%8.1f s  %s (%d tests)\n", $1 / 1000, $2, $3 }'
 
 # Sum the per-assembly summaries: "Passed!  - Failed: 0, Passed: 3, Skipped: 0, Total: 3, ...".
 read -r passed failed skipped < <(grep -E '(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" |
