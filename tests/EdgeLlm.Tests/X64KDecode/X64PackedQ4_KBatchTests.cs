@@ -12,15 +12,16 @@ using static EdgeLlm.Tests.Kernels.KernelTestData;
 namespace EdgeLlm.Tests.X64KDecode;
 
 /// <summary>
-/// Several tokens over Q4_K's decode copy on AVX-512 (<see cref="DotQ4_K.PackedDot2Avx512"/>,
-/// <see cref="DotQ4_K.PackedDot4Avx512"/>, and the matmul driver that runs them for batches of any size). Each token's
+/// Several tokens over Q4_K's copy on AVX-512 (<see cref="DotQ4_K.PackedDot2Avx512"/>, <see cref="DotQ4_K.PackedDot4Avx512"/>)
+/// and on AVX2 with AVX-VNNI off and on (<see cref="DotQ4_K.PackedDot2Avx2"/>, <see cref="DotQ4_K.PackedDot4Avx2"/>), and
+/// the matmul driver that runs them for batches of any size. Each token's
 /// activations are drawn from their own seed and scaled by 1 + 3t, so a token read at another token's offset (or a row
 /// at another row's) is far outside the tolerance. Every (token, row) result is checked against the integer scalar rung
 /// (<see cref="DotQ4_K.DotScalar"/> on the stored row) within 1e-5·M, and against the token computed alone, bit for bit
 /// (the int32 sums are exact and the float steps the same, so a batch of any size gives a token its one-token bits).
 /// The matmul runs 109 rows of 768 values (thirteen groups in two cache tiles, five rows on the stored rows) on three
-/// threads (ranges cut inside groups), batches of 1, 2, 3, 4, 5, 8 and 13 tokens. A whole Q4_K_M model's all-logits
-/// prefill is checked against the scalar rung's. Skipped where the CPU has no AVX-512.
+/// threads (ranges cut inside groups), batches of 1, 2, 3, 4, 5, 8 and 13 tokens, plain and batch-invariant. A whole Q4_K_M model's all-logits
+/// prefill is checked against the scalar rung's. Each rung's theories are skipped where the CPU cannot run it.
 /// </summary>
 public sealed unsafe class X64PackedQ4_KBatchTests
 {
@@ -32,7 +33,25 @@ public sealed unsafe class X64PackedQ4_KBatchTests
     [InlineData(4, 1, "raw")]
     [InlineData(4, 3, "gaussian")]
     [InlineData(4, 9, "raw")]
-    public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind)
+    public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind) => GroupLoops(KPackedWay.Avx512, tokens, nb, kind);
+
+    [KPackedTheory(KPackedWay.Avx2)]
+    [InlineData(2, 1, "gaussian")]
+    [InlineData(2, 3, "raw")]
+    [InlineData(4, 1, "raw")]
+    [InlineData(4, 3, "gaussian")]
+    [InlineData(4, 9, "raw")]
+    public void Avx2GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind) => GroupLoops(KPackedWay.Avx2, tokens, nb, kind);
+
+    [KPackedTheory(KPackedWay.Avx2Vnni)]
+    [InlineData(2, 1, "raw")]
+    [InlineData(2, 3, "gaussian")]
+    [InlineData(4, 1, "gaussian")]
+    [InlineData(4, 3, "raw")]
+    [InlineData(4, 9, "gaussian")]
+    public void Avx2VnniGroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind) => GroupLoops(KPackedWay.Avx2Vnni, tokens, nb, kind);
+
+    private static void GroupLoops(KPackedWay way, int tokens, int nb, string kind)
     {
         int n = nb * 256, bb = DotQ4_K.BlockBytes;
         const int dstStride = 11; // not the group's eight: the t·stride offset of each token's rows is checked
@@ -61,14 +80,24 @@ public sealed unsafe class X64PackedQ4_KBatchTests
         try
         {
             fixed (byte* ps = stored) DotQ4_K.Repack(ps, (long)nb * bb, G, n, packed);
+            bool vnni = way == KPackedWay.Avx2Vnni;
             fixed (byte* px = xAll) fixed (float* pd = got)
             {
-                if (tokens == 2) DotQ4_K.PackedDot2Avx512(packed, px, xStride, n, pd, dstStride);
-                else DotQ4_K.PackedDot4Avx512(packed, px, xStride, n, pd, dstStride);
+                switch (way, tokens)
+                {
+                    case (KPackedWay.Avx512, 2): DotQ4_K.PackedDot2Avx512(packed, px, xStride, n, pd, dstStride); break;
+                    case (KPackedWay.Avx512, _): DotQ4_K.PackedDot4Avx512(packed, px, xStride, n, pd, dstStride); break;
+                    case (_, 2): DotQ4_K.PackedDot2Avx2(packed, px, xStride, n, pd, dstStride, vnni); break;
+                    default: DotQ4_K.PackedDot4Avx2(packed, px, xStride, n, pd, dstStride, vnni); break;
+                }
             }
             for (int t = 0; t < tokens; t++)
             {
-                fixed (byte* px = xq[t]) fixed (float* pa = alone) DotQ4_K.PackedDot1Avx512(packed, px, n, pa);
+                fixed (byte* px = xq[t]) fixed (float* pa = alone)
+                {
+                    if (way == KPackedWay.Avx512) DotQ4_K.PackedDot1Avx512(packed, px, n, pa);
+                    else DotQ4_K.PackedDot1Avx2(packed, px, n, pa, vnni);
+                }
                 float[] xDeq = DequantizeActivations(GgmlType.Q4_K, xq[t], n);
                 for (int r = 0; r < G; r++)
                 {
@@ -76,9 +105,9 @@ public sealed unsafe class X64PackedQ4_KBatchTests
                     fixed (byte* pw = rows[r]) fixed (byte* px = xq[t]) scalar = DotQ4_K.DotScalar(pw, px, n);
                     double m = Magnitude(GgmlType.Q4_K, rows[r], DequantizeWeights(GgmlType.Q4_K, rows[r], n), xDeq);
                     float v = got[t * dstStride + r];
-                    Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
+                    Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{way}, {tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
                     Assert.True(BitConverter.SingleToInt32Bits(v) == BitConverter.SingleToInt32Bits(alone[r]),
-                        $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} in the group loop vs {alone[r]} alone");
+                        $"{way}, {tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} in the group loop vs {alone[r]} alone");
                 }
             }
         }
@@ -98,9 +127,31 @@ public sealed unsafe class X64PackedQ4_KBatchTests
     [InlineData(5)]
     [InlineData(8)]
     [InlineData(13)]
-    public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens)
+    public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens) => MatMul(Variant.Avx512, tokens);
+
+    [VariantTheory(Variant.Avx2)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void Avx2MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens) => MatMul(Variant.Avx2, tokens);
+
+    [VariantTheory(Variant.Avx2Vnni)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void Avx2VnniMatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens) => MatMul(Variant.Avx2Vnni, tokens);
+
+    private static void MatMul(Variant variant, int tokens)
     {
-        var (rung, flags) = KernelVariants.Of(Variant.Avx512);
+        var (rung, flags) = KernelVariants.Of(variant);
         long rowBytes = GgmlTypes.RowBytes(GgmlType.Q4_K, N);
         var w = new byte[Rows * rowBytes];
         var wRow = new byte[Rows][];
@@ -118,7 +169,14 @@ public sealed unsafe class X64PackedQ4_KBatchTests
             a.CopyTo(x, k * N);
             xq[k] = QuantizeActivations(GgmlType.Q4_K, a);
         }
-        using var b = new CpuBackend(3, false, rung, flags);
+        // Plain and batch-invariant (serve --parallel): both read the copy for every batch size.
+        foreach (bool invariant in new[] { false, true })
+            MatMulOn(new CpuBackend(3, invariant, rung, flags), invariant, variant, tokens, w, wRow, x, xq);
+    }
+
+    private static void MatMulOn(CpuBackend b, bool invariant, Variant variant, int tokens, byte[] w, byte[][] wRow, float[] x, byte[][] xq)
+    {
+        using var backend = b;
         b.Prepare(new BackendLimits(MaxTokens, N, 16, 64, 64));
         fixed (byte* pw = w)
         {
@@ -144,11 +202,11 @@ public sealed unsafe class X64PackedQ4_KBatchTests
                     fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want = DotQ4_K.DotScalar(pr, pq, N);
                     double tol = 1e-5 * Magnitude(GgmlType.Q4_K, wRow[r], DequantizeWeights(GgmlType.Q4_K, wRow[r], N), xDeq);
                     float got = pd[k * Rows + r], one = alone[k * Rows + r];
-                    Assert.True(Math.Abs(got - want) <= tol, $"token {k} of {tokens}, row {r}: {got} vs scalar {want} (tol {tol:G3})");
-                    Assert.True(Math.Abs(one - want) <= tol, $"token {k} alone, row {r}: {one} vs scalar {want} (tol {tol:G3})");
-                    if (KernelRung.UseRepack)
+                    Assert.True(Math.Abs(got - want) <= tol, $"{variant}{(invariant ? " batch-invariant" : "")}: token {k} of {tokens}, row {r}: {got} vs scalar {want} (tol {tol:G3})");
+                    Assert.True(Math.Abs(one - want) <= tol, $"{variant}: token {k} alone, row {r}: {one} vs scalar {want} (tol {tol:G3})");
+                    if (KernelRung.UseRepack || invariant)
                         Assert.True(BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(one),
-                            $"token {k} of {tokens}, row {r}: {got} in the batch vs {one} decoded alone");
+                            $"{variant}{(invariant ? " batch-invariant" : "")}: token {k} of {tokens}, row {r}: {got} in the batch vs {one} decoded alone");
                 }
             }
         }
@@ -159,20 +217,31 @@ public sealed unsafe class X64PackedQ4_KBatchTests
     /// <summary>
     /// A random Q4_K_M model (ModelGen's mix: Q4_K matrices, Q6_K for the output and some ffn_down / attn_v) of rows of
     /// 256 and 768 values: the all-logits prefill of 17 tokens (in chunks of <paramref name="maxBatch"/>: the copy's four-,
-    /// two- and one-token steps) on AVX-512 against the same prefill on the scalar rung (the reference loops), every logit within 2e-2 of
+    /// two- and one-token steps) on the rung against the same prefill on the scalar rung (the reference loops), every logit within 2e-2 of
     /// the position's largest (a last-bit difference can flip one int8 of the next product's activations; a mixed-up
-    /// token or row changes the logits by O(1)), and against token-by-token decode on AVX-512 within the same bound.
+    /// token or row changes the logits by O(1)), and against token-by-token decode on the rung within the same bound.
     /// </summary>
     [VariantTheory(Variant.Avx512)]
     [InlineData(13)]
     [InlineData(5)]
-    public void Q4_K_MAllLogitsMatchTheScalarRung(int maxBatch)
+    public void Q4_K_MAllLogitsMatchTheScalarRung(int maxBatch) => AllLogits(Variant.Avx512, maxBatch);
+
+    [VariantTheory(Variant.Avx2)]
+    [InlineData(13)]
+    [InlineData(5)]
+    public void Avx2Q4_K_MAllLogitsMatchTheScalarRung(int maxBatch) => AllLogits(Variant.Avx2, maxBatch);
+
+    [VariantTheory(Variant.Avx2Vnni)]
+    [InlineData(13)]
+    public void Avx2VnniQ4_K_MAllLogitsMatchTheScalarRung(int maxBatch) => AllLogits(Variant.Avx2Vnni, maxBatch);
+
+    private static void AllLogits(Variant variant, int maxBatch)
     {
         var shape = new ModelShape { Dim = 256, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 768, Vocab = 300, Context = 64 };
-        string path = TestPaths.TempFile($"q4kmulti-q4_k_m-{maxBatch}.gguf");
+        string path = TestPaths.TempFile($"q4kmulti-q4_k_m-{variant}-{maxBatch}.gguf");
         ModelGenerator.Write(new ModelGenOptions { Shape = shape, Format = WeightFormat.Q4_K_M, Seed = 11 }, path);
         var options = new BackendOptions { Threads = 2, MaxBatch = maxBatch, ContextSize = 64 };
-        float[] fast = Prefill(path, options, Variant.Avx512, out int v, out float[] decode);
+        float[] fast = Prefill(path, options, variant, out int v, out float[] decode);
         float[] reference = Prefill(path, options, Variant.Scalar, out _, out _);
         for (int pos = 0; pos < Prompt.Length; pos++)
         {
@@ -182,8 +251,8 @@ public sealed unsafe class X64PackedQ4_KBatchTests
             for (int i = 0; i < v; i++)
             {
                 float f = fast[pos * v + i], r = reference[pos * v + i], d = decode[pos * v + i];
-                Assert.True(Math.Abs(f - r) <= 2e-2f * scale, $"position {pos} logit {i}: AVX-512 prefill {f} vs scalar {r} (largest {scale})");
-                Assert.True(Math.Abs(d - r) <= 2e-2f * scale, $"position {pos} logit {i}: AVX-512 decode {d} vs scalar {r} (largest {scale})");
+                Assert.True(Math.Abs(f - r) <= 2e-2f * scale, $"position {pos} logit {i}: {variant} prefill {f} vs scalar {r} (largest {scale})");
+                Assert.True(Math.Abs(d - r) <= 2e-2f * scale, $"position {pos} logit {i}: {variant} decode {d} vs scalar {r} (largest {scale})");
             }
         }
     }

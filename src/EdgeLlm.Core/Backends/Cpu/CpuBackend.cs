@@ -259,8 +259,8 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON, AVX2 and AVX-512, Q8_0 on NEON and AVX2).
         var row = Kernels.KernelTable.For(_kernels, w.Type);
         bool packed = row is { PackedDecodeOnly: true }
-            // Q4_K's copy (x64): on AVX-512 every batch, under batch invariance too (its one-, two- and four-token loops
-            // give a token its one-token bits); on AVX2 up to three tokens, larger batches on the stored rows.
+            // Q4_K's copy (x64): on AVX-512 and AVX2 every batch, under batch invariance too (their one-, two- and
+            // four-token loops give a token its one-token bits).
             ? row.PackedDecodeTokens == int.MaxValue || (nTokens <= row.PackedDecodeTokens && !_batchInvariant)
             : nTokens >= 4 || _batchInvariant || row is { PackedOneToken: true };
         if (packed && !w.PackDecided) MaybePack(w);

@@ -46,9 +46,10 @@ internal sealed unsafe class CpuKernelRow
     /// </summary>
     public readonly bool PackedOneToken;
     /// <summary>
-    /// True when the copy serves small batches only (Q4_K on AVX-512 and AVX2, <see cref="DotQ4_K.Repack"/>): up to
-    /// <see cref="PackedDecodeTokens"/> tokens read it, larger batches and every product under
-    /// <c>BackendOptions.BatchInvariant</c> the stored rows.
+    /// True when the copy may serve small batches only (the <see cref="DotQ4_K.Repack"/> copy of Q4_K on AVX-512 and
+    /// AVX2): up to <see cref="PackedDecodeTokens"/> tokens read it, larger batches and every product under
+    /// <c>BackendOptions.BatchInvariant</c> the stored rows; <see cref="int.MaxValue"/> (both rungs today) is every
+    /// batch, batch-invariant products included.
     /// </summary>
     public readonly bool PackedDecodeOnly;
     /// <summary>With <see cref="PackedDecodeOnly"/>, the most tokens of a product that read the copy (<see cref="IPackedDecodeKernel.MaxTokens"/>).</summary>
@@ -284,8 +285,8 @@ internal static unsafe class KernelTable
 
     /// <summary>
     /// Q4_K: the four-token loops on x64 (<see cref="StandardDot4{T}"/>), and over the copy of <see cref="DotQ4_K.Repack"/>
-    /// where the matmul has one (<see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>): on AVX-512 every batch (one-, two- and
-    /// four-token loops), on AVX2 one to three tokens.
+    /// where the matmul has one (<see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>): every batch (one-, two- and four-token
+    /// loops) on AVX-512 and on AVX2, VNNI on or off.
     /// </summary>
     private static CpuKernelRow Q4_KRow(TypeTraits t, Rung rung, KernelFlags f) => rung switch
     {
@@ -294,9 +295,11 @@ internal static unsafe class KernelTable
             packedDecodeTokens: Q4_KPackedAvx512.MaxTokens),
         Rung.Avx2 => f.Vnni
             ? new(t, rung, f, &RowDrivers.Dot<Avx2Dot4Rung<Q4_KKernels, VnniOn>>,
-                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOn>, Q4_KPackedAvx2<VnniOn>>, packsQ4_K: true)
+                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOn>, Q4_KPackedAvx2<VnniOn>>, packsQ4_K: true,
+                packedDecodeTokens: Q4_KPackedAvx2<VnniOn>.MaxTokens)
             : new(t, rung, f, &RowDrivers.Dot<Avx2Dot4Rung<Q4_KKernels, VnniOff>>,
-                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOff>, Q4_KPackedAvx2<VnniOff>>, packsQ4_K: true),
+                &PackedDecodeDrivers.Tiles<Avx2Dot4Rung<Q4_KKernels, VnniOff>, Q4_KPackedAvx2<VnniOff>>, packsQ4_K: true,
+                packedDecodeTokens: Q4_KPackedAvx2<VnniOff>.MaxTokens),
         _ => StandardDot4<Q4_KKernels>(t, rung, f),
     };
 

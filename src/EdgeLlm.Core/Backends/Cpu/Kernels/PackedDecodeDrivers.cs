@@ -39,28 +39,24 @@ internal unsafe struct Q4_KPackedAvx512 : IPackedDecodeKernel
         DotQ4_K.PackedKernel512x4(group, x, xStride, n, dst, dstStride);
 }
 
-/// <summary>Q4_K's AVX2 decode loop over <see cref="DotQ4_K.Repack"/>'s copy, AVX-VNNI as <typeparamref name="TVnni"/>.</summary>
+/// <summary>
+/// Q4_K's AVX2 one-, two- and four-token loops over <see cref="DotQ4_K.Repack"/>'s copy, AVX-VNNI as
+/// <typeparamref name="TVnni"/> (<c>DotQ4_K.PackedAvx2Multi.cs</c>: a token gets its one-token bits in any batch).
+/// </summary>
 internal unsafe struct Q4_KPackedAvx2<TVnni> : IPackedDecodeKernel where TVnni : struct, IIsaFlag
 {
     public static int PackRows => DotQ4_K.PackRows;
     public static long GroupBytes(int n) => DotQ4_K.PackedGroupBytes(n);
     public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ4_K.PackedKernel256<TVnni>(group, x, n, dst);
-
-    /// <summary>No shared multi-token loop on AVX2: up to three tokens, each through <see cref="Packed1"/>.</summary>
-    public static int MaxTokens => 3;
-    public static void Packed2(byte* group, byte* x, long xStride, int n, float* dst, long dstStride)
-    {
-        Packed1(group, x, n, dst);
-        Packed1(group, x + xStride, n, dst + dstStride);
-    }
-    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride)
-    {
-        Packed2(group, x, xStride, n, dst, dstStride);
-        Packed2(group, x + 2 * xStride, xStride, n, dst + 2 * dstStride, dstStride);
-    }
+    /// <summary>Every batch: the four-token loop over the copy beat the stored rows' four-token loop in prefill (perf/README, avx2k).</summary>
+    public static int MaxTokens => int.MaxValue;
+    public static void Packed2(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ4_K.PackedKernel256x2<TVnni>(group, x, xStride, n, dst, dstStride);
+    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ4_K.PackedKernel256x4<TVnni>(group, x, xStride, n, dst, dstStride);
 }
 
-/// <summary>The range driver of the types whose small batches (on AVX-512 Q4_K: every batch) read a repacked copy, the others the stored rows.</summary>
+/// <summary>The range driver of the types whose small batches (Q4_K on AVX-512 and AVX2: every batch) read a repacked copy, the others the stored rows.</summary>
 internal static unsafe class PackedDecodeDrivers
 {
     /// <summary>
