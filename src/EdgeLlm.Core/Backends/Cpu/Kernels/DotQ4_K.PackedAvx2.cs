@@ -15,6 +15,9 @@ public static unsafe partial class DotQ4_K
     /// </summary>
     private static void PackedLoop256<TVnni>(byte* g, byte* xq, int nb, float* dst) where TVnni : struct, IIsaFlag
     {
+        // Row r's sums at rs[r]: the rows' partial sums go through memory rather than eight live ymm (with sixteen
+        // registers the JIT spilled the whole-block expression, several hundred stack references a block).
+        Vector256<int>* rs = stackalloc Vector256<int>[PackRows];
         Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
         byte* meta = g;
         byte* qs = g + (PackedGroupBytes(nb * BlockSize) - (long)nb * PackedQsBytes);
@@ -24,11 +27,8 @@ public static unsafe partial class DotQ4_K
             sbyte* y = (sbyte*)(yb + ActivationQuant.Q8_KQsOffset);
             byte* sc = meta + MetaScales;
             byte* pf = PrefetchBlock(g, b);
-            Vector256<int> h01 = Avx2.HorizontalAdd(Row256<TVnni>(qs, sc, pf, y), Row256<TVnni>(qs + 128, sc + 8, pf + 128, y));
-            Vector256<int> h23 = Avx2.HorizontalAdd(Row256<TVnni>(qs + 256, sc + 16, pf + 256, y), Row256<TVnni>(qs + 384, sc + 24, pf + 384, y));
-            Vector256<int> h45 = Avx2.HorizontalAdd(Row256<TVnni>(qs + 512, sc + 32, pf + 512, y), Row256<TVnni>(qs + 640, sc + 40, pf + 640, y));
-            Vector256<int> h67 = Avx2.HorizontalAdd(Row256<TVnni>(qs + 768, sc + 48, pf + 768, y), Row256<TVnni>(qs + 896, sc + 56, pf + 896, y));
-            GroupBlock(ref acc, ref accMin, RowSums(Avx2.HorizontalAdd(h01, h23), Avx2.HorizontalAdd(h45, h67)), meta, yb);
+            for (int r = 0; r < PackRows; r++) rs[r] = Row256<TVnni>(qs + 128 * r, sc + 8 * r, pf + 128 * r, y);
+            GroupBlock(ref acc, ref accMin, TableRowSums(rs), meta, yb);
         }
         (acc - accMin).Store(dst);
     }
