@@ -5,19 +5,19 @@ using static EdgeLlm.Tests.Kernels.KernelTestData;
 namespace EdgeLlm.Tests.X64Decode;
 
 /// <summary>
-/// The AVX-512 GEMM over Q4_0 weights repacked with their fp16 scales (<see cref="DotQ4_0.RepackAvx512"/>: steps of four
-/// blocks, the 32 scales of a step in one line, a short last step when nb mod 4 ≠ 0), what AVX-512 decode runs since the
-/// copy became the one-token kernel: <see cref="DotQ4_0.PackedDot1Avx512"/>, <see cref="DotQ4_0.PackedDot2Avx512"/>,
-/// <see cref="DotQ4_0.PackedDot3Avx512"/> and <see cref="DotQ4_0.PackedDot4Avx512"/> for a group of eight rows, each row against the integer scalar rung
+/// The AVX-512 GEMM over Q4_0 weights repacked with their fp16 scales (<see cref="DotQ4_0.RepackAvx512"/>: groups of 16
+/// rows, steps of two blocks, the 32 scales of a step in one line, a one-block last step when nb is odd), what AVX-512
+/// decode runs since the copy became the one-token kernel: <see cref="DotQ4_0.PackedDot1Avx512"/>, <see cref="DotQ4_0.PackedDot2Avx512"/>,
+/// <see cref="DotQ4_0.PackedDot3Avx512"/> and <see cref="DotQ4_0.PackedDot4Avx512"/> for a group, each row against the integer scalar rung
 /// (<see cref="DotQ4_0.DotScalar"/>) on the same Q8_0 activations, with the panel loops' tolerance (2e-6·M', M' with the
-/// 8·d_w offset the kernels add and take off in float); block counts on both sides of the four-block step (nb mod 4 = 0,
-/// 1, 2, 3), scales normal, fp16 subnormal with ±0, or all ±0. A token's result must have the same bits whichever of the
+/// 8·d_w offset the kernels add and take off in float); odd and even block counts, scales normal, fp16 subnormal with
+/// ±0, or all ±0. A token's result must have the same bits whichever of the
 /// four kernels computes it (batch invariance: decode and batched rows share the copy). One live block at a time with a
 /// distinct subnormal scale per row and block checks that each row takes its own scale and nibbles in every block.
 /// </summary>
 public unsafe class X64PackedQ4_0Tests
 {
-    private const int Rows = DotQ4_0.PackRows, Tokens = 4;
+    private const int Rows = DotQ4_0.PackRowsAvx512, Tokens = 4;
     private static readonly int[] BlockCounts = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 40, 43, 64 };
     private static readonly string[] Kinds = { "gaussian", "raw", "subnormal", "zero-scales" };
 
@@ -40,7 +40,7 @@ public unsafe class X64PackedQ4_0Tests
 
     /// <summary>
     /// Row r, token t of one group through the one-, two-, three- (tokens 0..2, then 1..3) and four-token kernels:
-    /// [kernel][t·8 + r].
+    /// [kernel][t·16 + r].
     /// </summary>
     private static float[][] RunAll(byte[] packed, byte[] panels, long panelBytes, int n)
     {
@@ -107,7 +107,7 @@ public unsafe class X64PackedQ4_0Tests
     /// Activations zero outside block k (one token), every (row, block) scale a different fp16 subnormal of alternating
     /// sign: row r must give d_w[r, k]·d_x[k]·Σ(q−8)·y of that block alone (double reference), for every k and r, so a
     /// scale taken from another row or block, nibbles from another row or block half, or a short last step laid out
-    /// wrong fail. nb = 9, 6 and 43 end in a last step of one, two and three blocks.
+    /// wrong fail. nb = 9 and 43 end in a one-block step, 6 in a two-block one.
     /// </summary>
     [X64LoopTheory(X64Loop.Q4_0PanelNoVbmi)]
     [InlineData(9)]

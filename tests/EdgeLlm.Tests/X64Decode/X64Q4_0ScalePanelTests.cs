@@ -10,10 +10,10 @@ namespace EdgeLlm.Tests.X64Decode;
 /// the AVX-512 row of <see cref="KernelTable"/>). The panel is checked bit for bit against .NET's own fp16 → float
 /// conversion of every (row, block) scale, fp16 bit patterns of every class (normal, subnormal, ±0, ±inf), and normal
 /// ones only (every exponent, both signs: the fast conversion a step of normal scales takes). The driver
-/// runs batches of 1 to 9 and 13 tokens (passes of eight, four, three, two and one token: 1, 2, 3, 4, 4+1, 4+2, 4+3, 8,
-/// 8+1, 8+4+1; without the panel up to four) with odd and even block counts (the kernel takes blocks two at a time, an odd
-/// step's last block alone) over
-/// rows that span several row tiles and end in a partial group, cut into three uneven thread ranges, with a different
+/// runs batches of 1 to 13 tokens (passes of eight, four, three, two and one token: 1, 2, 3, 4, 4+1, 4+2, 4+3, 8,
+/// 8+1, 8+2, 8+3, 8+4, 8+4+1; without the panel up to four) with odd and even block counts (the kernel takes blocks two at a
+/// time, an odd nb's last block alone) over rows that span several row tiles and end in a partial group of 16 (24 and
+/// 40 rows: a whole group and eight left, which the eight-row layout packed), cut into three uneven thread ranges, with a different
 /// scale for every (row, block) (|d_w| from 0.01 to 0.17, signs alternating) and independent activations per token;
 /// each result against a double reference Σ_b d_w·d_x·Σ(q − 8)·y computed from the stored bytes, tolerance 1e-5·M'
 /// (M' = Σ_b |d_w·d_x|·Σ(|q − 8| + 8)·|y|, the kernel's float terms); a scale from another row, block or group, or a
@@ -24,7 +24,7 @@ namespace EdgeLlm.Tests.X64Decode;
 /// </summary>
 public unsafe class X64Q4_0ScalePanelTests
 {
-    private const int G = DotQ4_0.PackRows;
+    private const int G = DotQ4_0.PackRowsAvx512;
 
     [X64LoopTheory(X64Loop.Q4_0PanelNoVbmi)]
     [InlineData(1)]
@@ -93,6 +93,11 @@ public unsafe class X64Q4_0ScalePanelTests
     [InlineData(8, 1, 35)]
     [InlineData(8, 5, 205)]
     [InlineData(13, 3, 67)]
+    [InlineData(10, 9, 67)]
+    [InlineData(11, 64, 205)]
+    [InlineData(12, 5, 35)]
+    [InlineData(4, 9, 24)]
+    [InlineData(2, 9, 40)]
     [InlineData(6, 9, 67)]
     [InlineData(8, 64, 67)]
     [InlineData(9, 200, 35)]

@@ -40,7 +40,7 @@ internal sealed unsafe class MatMul : ParallelWork
         public bool UsePacked;
         public long StaticRows;
         public long ChunkRows;
-        /// <summary>Rows per unit of the split: the repacked group (8) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
+        /// <summary>Rows per unit of the split: the repacked group (<see cref="Kernels.CpuKernelRow.PackRows"/>) when the weight has a repacked copy, so no group is cut between threads and computed twice; else 1.</summary>
         public long Unit;
         /// <summary>The member's claimable chunks are [ChunkStart, ChunkEnd) of the product's chunk counter.</summary>
         public long ChunkStart, ChunkEnd;
@@ -285,7 +285,7 @@ internal sealed unsafe class MatMul : ParallelWork
         {
             ref var m = ref _members[i];
             long rows = m.W.Rows;
-            m.Unit = m.Job.Packed != null ? 8 : 1;
+            m.Unit = m.Job.Packed != null ? m.Row.PackRows : 1;
             if (threads == 1 || rows < 8L * threads)
             {
                 m.StaticRows = rows;

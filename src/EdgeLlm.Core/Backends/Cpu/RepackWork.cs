@@ -2,14 +2,11 @@ namespace EdgeLlm.Backends.Cpu;
 
 /// <summary>
 /// A weight's repack for its GEMM (<see cref="Kernels.CpuKernelRow.Repack"/>) split over the pool's threads by whole
-/// groups of <see cref="GroupRows"/> rows (each group's bytes depend on its rows only, so the split does not change
-/// them). Runs once per weight, at its first batched matmul; a 7B Q8_0 model is several GB to repack.
+/// groups of <see cref="Kernels.CpuKernelRow.PackRows"/> rows (each group's bytes depend on its rows only, so the split
+/// does not change them). Runs once per weight, at its first batched matmul; a 7B Q8_0 model is several GB to repack.
 /// </summary>
 internal sealed unsafe class RepackWork : ParallelWork
 {
-    /// <summary>Rows per repacked group (Q4_0's and Q8_0's repacks both interleave eight rows).</summary>
-    private const int GroupRows = 8;
-
     private Kernels.CpuKernelRow _row = null!;
     private CpuWeight _w = null!;
     private byte* _dst;
@@ -24,10 +21,10 @@ internal sealed unsafe class RepackWork : ParallelWork
 
     public override void Execute(int thread, int threadCount)
     {
-        int n = checked((int)_w.Ne0);
-        long groupBytes = _row.PackedBytes(GroupRows, n);
-        var (g0, g1) = WorkerPool.Range(_w.Rows / GroupRows, thread, threadCount);
+        int n = checked((int)_w.Ne0), groupRows = _row.PackRows;
+        long groupBytes = _row.PackedBytes(groupRows, n);
+        var (g0, g1) = WorkerPool.Range(_w.Rows / groupRows, thread, threadCount);
         if (g0 < g1)
-            _row.Repack(_w.Data + g0 * GroupRows * _w.RowBytes, _w.RowBytes, (g1 - g0) * GroupRows, n, _dst + g0 * groupBytes);
+            _row.Repack(_w.Data + g0 * groupRows * _w.RowBytes, _w.RowBytes, (g1 - g0) * groupRows, n, _dst + g0 * groupBytes);
     }
 }

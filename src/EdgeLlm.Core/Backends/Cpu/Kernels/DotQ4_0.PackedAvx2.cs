@@ -34,14 +34,41 @@ public static unsafe partial class DotQ4_0
     /// <summary>Bytes the AVX2 repacked copy (<see cref="RepackAvx2"/>) of the first rows / 8 · 8 rows of <paramref name="n"/> values takes: the stored bytes of those rows.</summary>
     public static long PackedBytesAvx2(long rows, int n) => rows / PackRows * (long)Blocks(n) * PackedBlockBytesAvx2;
 
+    /// <summary>Blocks per step of the AVX2 layout: their 32 fp16 scales fill one 64-byte line.</summary>
+    private const int ScaleRunBlocks = 4;
+
     /// <summary>Byte offset of row r's eight quant bytes in a 64-byte run of the AVX2 layout (slot order 0, 1, 4, 5, 2, 3, 6, 7; its own inverse).</summary>
     private static ReadOnlySpan<byte> Avx2Slot => [0, 8, 32, 40, 16, 24, 48, 56];
 
     /// <summary>
     /// Repacks the whole groups of eight rows of a Q4_0 matrix (<paramref name="rows"/> rows of <paramref name="n"/>
-    /// values, <paramref name="rowBytes"/> apart) into the AVX2 layout (<paramref name="dst"/>, <see cref="PackedBytesAvx2"/> bytes).
+    /// values, <paramref name="rowBytes"/> apart) into the AVX2 layout (<paramref name="dst"/>, <see cref="PackedBytesAvx2"/> bytes):
+    /// per group steps of up to <see cref="ScaleRunBlocks"/> blocks, k blocks' fp16 scales (block j's row r at 16·j + 2·r,
+    /// the stored bits), then per block 128 bytes of quants (qs bytes 0..7 of the rows in the first 64, 8..15 in the
+    /// second), row r's eight at <see cref="Avx2Slot"/>[r].
     /// </summary>
-    public static void RepackAvx2(byte* src, long rowBytes, long rows, int n, byte* dst) => RepackFp16Steps(src, rowBytes, rows, n, dst, Avx2Slot);
+    public static void RepackAvx2(byte* src, long rowBytes, long rows, int n, byte* dst)
+    {
+        ReadOnlySpan<byte> slot = Avx2Slot;
+        int nb = Blocks(n);
+        for (long g = 0; g < rows / PackRows; g++)
+        {
+            byte* pg = dst + g * nb * (long)PackedBlockBytesAvx2;
+            for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
+            {
+                int k = Math.Min(ScaleRunBlocks, nb - b0);
+                byte* ps = pg + b0 * (long)PackedBlockBytesAvx2, pq = ps + 16 * k;
+                for (int j = 0; j < k; j++)
+                    for (int r = 0; r < PackRows; r++)
+                    {
+                        byte* blk = src + (g * PackRows + r) * rowBytes + (b0 + j) * (long)BlockBytes;
+                        Unsafe.WriteUnaligned(ps + 16 * j + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + slot[r], blk + 2, 8);
+                        Unsafe.CopyBlockUnaligned(pq + 128 * j + 64 + slot[r], blk + 10, 8);
+                    }
+            }
+        }
+    }
 
     /// <summary>One group of the AVX2 layout (eight rows) · four tokens' panels (<paramref name="panel"/> + t·<paramref name="panelBytes"/>): row r, token t to <paramref name="dst"/>[t·<paramref name="dstStride"/> + r].</summary>
     public static void PackedDot4Avx2(byte* group, byte* panel, long panelBytes, int n, float* dst, long dstStride, bool vnni)

@@ -7,20 +7,20 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// <summary>
 /// The float scale panel of the AVX-512 Q4_0 GEMM (<see cref="RepackAvx512"/>'s fp16-scale layout): a batch of more than
 /// four tokens passes over every group of a row tile once per four tokens, and converting the group's fp16 scales on
-/// each pass (a load, two widenings, two exact conversions per four blocks and a permute per block) cost prefill about
-/// 6% against the float-scale layout. <see cref="RowDrivers.Q4_0PackedTiles{TK}"/> converts a tile's scales once into a
-/// small panel (<see cref="ScalePanelAvx512"/>: 8 floats per block, row r's scale at 8·b + r, so a pair of blocks
-/// loads as the lanes the kernel's accumulators use) and the passes load them from there (<see cref="Packed4Scaled"/>). The panel holds the
+/// each pass (a load, two widenings and two conversions per step of blocks) cost prefill about 6% against a float-scale
+/// layout (measured on the eight-row layout this replaced). <see cref="RowDrivers.Q4_0PackedTiles{TK}"/> converts a tile's scales once into a
+/// small panel (<see cref="ScalePanelAvx512"/>: 16 floats per block, row r's scale at 16·b + r, the lanes the kernel's
+/// accumulators use) and the passes load them from there (<see cref="Packed4Scaled"/>). The panel holds the
 /// floats the kernel converts itself (the same exact conversion), so every result keeps its bits: a token in a batch
-/// still gets what it gets alone in decode. With the scales out of the loop the weight side of a block (two loads, the
+/// still gets what it gets alone in decode. With the scales out of the loop the weight side of a block (four loads, the
 /// nibble split) is most of what is left besides the per-token work, so the driver runs eight tokens a pass
 /// (<see cref="Packed8Scaled"/>) while eight are left. One core, 2048 × 2048, 64 tokens, weights in cache (min of 9,
 /// loaded 2-vCPU VM): 3.12 ms before, 2.85 with the panel, 2.68-2.78 with eight tokens a pass.
 /// </summary>
 public static unsafe partial class DotQ4_0
 {
-    /// <summary>Bytes of one block of the float scale panel: the eight rows' scales.</summary>
-    public const int ScalePanelBlockBytes = PackRows * sizeof(float);
+    /// <summary>Bytes of one block of the float scale panel: the 16 rows' scales.</summary>
+    public const int ScalePanelBlockBytes = PackRowsAvx512 * sizeof(float);
 
     /// <summary>Where <see cref="PackedSteps{TN, TS}"/> takes the row scales from: the group's fp16 scales, or a float panel.</summary>
     internal interface IScaleSource
@@ -39,26 +39,34 @@ public static unsafe partial class DotQ4_0
     }
 
     /// <summary>
-    /// The 32 fp16 scales of the step at <paramref name="ps"/> (four blocks' eight rows) as floats: blocks 0 and 1 in
-    /// <paramref name="s01"/>, 2 and 3 in <paramref name="s23"/>, row r of block j at lane 8·(j mod 2) + r. A short last step
-    /// reads the first quant bytes as scales too: those lanes are never selected. When all 32 are normal halves (what a
-    /// model's scales are, one compare of the 32 tells), each 16 take four instructions (<see cref="NormalToFloat"/>)
+    /// The fp16 scales of the step at <paramref name="ps"/> as floats: block 0's 16 rows in <paramref name="s0"/>, block
+    /// 1's in <paramref name="s1"/> (when <paramref name="two"/>; else zero), row r at lane r. When all are normal halves
+    /// (what a model's scales are, one compare tells), each 16 take four instructions (<see cref="NormalToFloat"/>)
     /// instead of the ~13 of the exact conversion of every class (<see cref="Fp16.ToFloat(Vector512{uint})"/>), which a
-    /// step with a zero, subnormal, inf or NaN scale (or a short last step) still takes: the same bits either way.
+    /// step with a zero, subnormal, inf or NaN scale still takes: the same bits either way.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepScales(byte* ps, out Vector512<float> s01, out Vector512<float> s23)
+    private static void StepScales(byte* ps, bool two, out Vector512<float> s0, out Vector512<float> s1)
     {
-        Vector512<ushort> h = Vector512.Load((ushort*)ps);
-        // Normal: exponent field 1..30, i.e. (h & 0x7fff) - 0x400 below 0x7800 without wrapping.
-        if (Vector512.LessThanAll((h & Vector512.Create((ushort)0x7fff)) - Vector512.Create((ushort)0x0400), Vector512.Create((ushort)0x7800)))
+        if (two)
         {
-            s01 = NormalToFloat(Avx512F.ConvertToVector512Int32(h.AsInt16().GetLower()));
-            s23 = NormalToFloat(Avx512F.ConvertToVector512Int32(h.AsInt16().GetUpper()));
+            Vector512<ushort> h = Vector512.Load((ushort*)ps);
+            // Normal: exponent field 1..30, i.e. (h & 0x7fff) - 0x400 below 0x7800 without wrapping.
+            if (Vector512.LessThanAll((h & Vector512.Create((ushort)0x7fff)) - Vector512.Create((ushort)0x0400), Vector512.Create((ushort)0x7800)))
+            {
+                s0 = NormalToFloat(Avx512F.ConvertToVector512Int32(h.AsInt16().GetLower()));
+                s1 = NormalToFloat(Avx512F.ConvertToVector512Int32(h.AsInt16().GetUpper()));
+                return;
+            }
+            s0 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetLower()));
+            s1 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetUpper()));
             return;
         }
-        s01 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetLower()));
-        s23 = Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(h.GetUpper()));
+        Vector256<ushort> l = Vector256.Load((ushort*)ps);
+        s1 = Vector512<float>.Zero;
+        s0 = Vector256.LessThanAll((l & Vector256.Create((ushort)0x7fff)) - Vector256.Create((ushort)0x0400), Vector256.Create((ushort)0x7800))
+            ? NormalToFloat(Avx512F.ConvertToVector512Int32(l.AsInt16()))
+            : Fp16.ToFloat(Avx512F.ConvertToVector512UInt32(l));
     }
 
     /// <summary>
@@ -72,8 +80,8 @@ public static unsafe partial class DotQ4_0
 
     /// <summary>
     /// The scale panel of one group of the AVX-512 layout (<paramref name="nb"/> blocks): <see cref="ScalePanelBlockBytes"/>
-    /// per block into <paramref name="dst"/>, block b's row r scale (fp16 → float, exact) at dst[8·b + r], so a pair of
-    /// blocks is one 64-byte load with the lanes of <see cref="StepScales"/>.
+    /// per block into <paramref name="dst"/>, block b's row r scale (fp16 → float, exact) at dst[16·b + r], so a block's
+    /// scales are one 64-byte load with the lanes of <see cref="StepScales"/>.
     /// </summary>
     public static void ScalePanelAvx512(byte* group, int nb, float* dst)
     {
@@ -85,23 +93,13 @@ public static unsafe partial class DotQ4_0
     internal static void ScalePanel(byte* group, int nb, float* dst)
     {
         byte* ps = group;
-        for (int b0 = 0; b0 < nb; b0 += ScaleRunBlocks)
+        for (int b = 0; b < nb; b += StepBlocksAvx512)
         {
-            int k = nb - b0 >= ScaleRunBlocks ? ScaleRunBlocks : nb - b0;
-            StepScales(ps, out Vector512<float> s01, out Vector512<float> s23);
-            float* d = dst + 8 * b0;
-            if (k == ScaleRunBlocks)
-            {
-                s01.Store(d);
-                s23.Store(d + 16);
-            }
-            else
-            {
-                s01.GetLower().Store(d);
-                if (k >= 2) s01.GetUpper().Store(d + 8);
-                if (k >= 3) s23.GetLower().Store(d + 16);
-            }
-            ps += k * (long)PackedBlockBytesAvx512;
+            bool two = b + 1 < nb;
+            StepScales(ps, two, out Vector512<float> s0, out Vector512<float> s1);
+            s0.Store(dst + 16 * b);
+            if (two) s1.Store(dst + 16 * (b + 1));
+            ps += (two ? 2 : 1) * (long)PackedBlockBytesAvx512;
         }
     }
 

@@ -36,6 +36,8 @@ internal sealed unsafe class CpuKernelRow
     /// </summary>
     public readonly delegate*<long, int, long> PackedBytes;
     public readonly delegate*<byte*, long, long, int, byte*, void> Repack;
+    /// <summary>Rows per group of the repacked copy (16 for Q4_0 on AVX-512, <see cref="DotQ4_0.PackRowsAvx512"/>; 8 for the others): the copy holds the first rows / PackRows · PackRows rows, and a thread's share of a product starts on a group.</summary>
+    public readonly int PackRows;
     /// <summary>True when the GEMM over the repacked copy takes <see cref="Q8_0Panel"/> activations (<see cref="RowJob.PackedX"/>) while the other kernels take <see cref="TypeTraits.Activation"/> blocks.</summary>
     public readonly bool PackedPanel;
     /// <summary>Whether <see cref="Rows"/> uses a repacked copy where the matmul has one.</summary>
@@ -65,6 +67,7 @@ internal sealed unsafe class CpuKernelRow
         int packedDecodeTokens = 3)
     {
         PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
+        PackRows = packsQ4_0Avx512 ? DotQ4_0.PackRowsAvx512 : 8;
         // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
         PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K;
         if (packsQ4_K)

@@ -15,7 +15,7 @@ internal unsafe struct RowJob
     public long XStride;
     public float* Dst;
     public int NTokens;
-    /// <summary>The weights repacked for the GEMM (<see cref="CpuKernelRow.Repack"/>: whole groups of eight rows), or null.</summary>
+    /// <summary>The weights repacked for the GEMM (<see cref="CpuKernelRow.Repack"/>: whole groups of <see cref="CpuKernelRow.PackRows"/> rows), or null.</summary>
     public byte* Packed;
     /// <summary>The activations a repacked GEMM takes when they differ from <see cref="X"/> (Q8_0: the <see cref="Q8_0Panel"/>), or null.</summary>
     public byte* PackedX;
@@ -103,12 +103,15 @@ internal static unsafe class RowDrivers
         }
     }
 
+    /// <summary>The most rows of a group of any Q4_0 repacked layout (<see cref="DotQ4_0.PackRowsAvx512"/>).</summary>
+    private const int MaxPackRows = DotQ4_0.PackRowsAvx512;
+
     /// <summary>The largest float scale panel <see cref="Q4_0PackedTiles{TK}"/> puts on a worker's stack.</summary>
     internal const int MaxScalePanelBytes = 64 * 1024;
 
     /// <summary>
     /// Q4_0 with the repacked copy (<see cref="RowJob.Packed"/>, AVX-512 and AVX2), any number of tokens: the rows of
-    /// the whole groups of eight go through the eight-row GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a
+    /// the whole groups (<see cref="IPackedQ4_0Kernel.PackRows"/>: eight, 16 on AVX-512) go through the group GEMM (<see cref="IPackedQ4_0Kernel.Packed4"/>, four tokens a
     /// step, the last nTokens mod 4 three at a time with <see cref="IPackedQ4_0Kernel.Packed3"/> where the layout has it (AVX-512),
     /// else two with <see cref="IPackedQ4_0Kernel.Packed2"/>, and one with <see cref="IPackedQ4_0Kernel.Packed1"/>: a decode
     /// step of two or three sequences shares each block's unpacking too; every token's sums are formed the same way by
@@ -123,7 +126,7 @@ internal static unsafe class RowDrivers
     /// </summary>
     public static void Q4_0PackedTiles<TK>(in RowJob j, long r0, long r1, float* scratch) where TK : struct, IPackedQ4_0Kernel
     {
-        const int G = DotQ4_0.PackRows;
+        int G = TK.PackRows;
         long packedRows = j.Rows / G * G;
         if (j.Packed == null)
         {
@@ -140,7 +143,7 @@ internal static unsafe class RowDrivers
         long rows = j.Rows;
         long groupBytes = (long)nb * TK.PackedBlockBytes;
         long tile = Math.Max(1, RowTileBytes / groupBytes);
-        float* tmp = stackalloc float[8 * G];
+        float* tmp = stackalloc float[8 * MaxPackRows];
         // Where the layout keeps fp16 scales (AVX-512, AVX2) and a tile gets more than one pass, its scales are
         // converted once per tile into a float panel on the stack (at most ~14 KiB, or one group's n·2 bytes; a group
         // wider than MaxScalePanelBytes keeps converting per pass).
@@ -185,7 +188,7 @@ internal static unsafe class RowDrivers
                 }
             }
         }
-        // The rows after the last whole group one token at a time (at most seven rows): the four-token loop sums in
+        // The rows after the last whole group one token at a time (fewer than a group): the four-token loop sums in
         // another order, and a token must get the same bits in a batch of any size as alone.
         if (pEnd < r1) Rows<TK>(j, pEnd, r1, scratch);
     }

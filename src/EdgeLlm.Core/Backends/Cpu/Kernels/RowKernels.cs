@@ -238,12 +238,15 @@ internal unsafe struct Q4_0Neon : IRowKernel
 }
 
 /// <summary>
-/// A Q4_0 panel kernel that also runs the eight-row GEMM over the repacked copy (<see cref="DotQ4_0.RepackAvx2"/>,
-/// <see cref="DotQ4_0.RepackAvx512"/>, <see cref="DotQ4_0.RepackNeon"/>): one group of eight rows · four tokens' panels,
+/// A Q4_0 panel kernel that also runs the GEMM over the repacked copy (<see cref="DotQ4_0.RepackAvx2"/>,
+/// <see cref="DotQ4_0.RepackAvx512"/>, <see cref="DotQ4_0.RepackNeon"/>): one group of rows (eight; 16 on AVX-512) · four tokens' panels,
 /// · two, or · one token's panel (<see cref="RowDrivers.Q4_0PackedTiles{TK}"/>).
 /// </summary>
 internal unsafe interface IPackedQ4_0Kernel : IFourTokenKernel
 {
+    /// <summary>Rows per group of the kernel's layout.</summary>
+    static virtual int PackRows => DotQ4_0.PackRows;
+
     /// <summary>Bytes per block of a group in the kernel's layout (a group of nb blocks takes nb times this).</summary>
     static abstract int PackedBlockBytes { get; }
     static abstract void Packed4(byte* group, byte* panel, long panelBytes, int nb, float* dst, long dstStride);
@@ -299,6 +302,7 @@ internal unsafe struct Q4_0PanelAvx2<TVnni> : IPackedQ4_0Kernel where TVnni : st
 /// </summary>
 internal unsafe struct Q4_0PanelAvx512<TVbmi, TGfni> : IPackedQ4_0Kernel where TVbmi : struct, IIsaFlag where TGfni : struct, IIsaFlag
 {
+    public static int PackRows => DotQ4_0.PackRowsAvx512;
     public static int PackedBlockBytes => DotQ4_0.PackedBlockBytesAvx512;
     public static float Dot(byte* row, byte* x, int n) => DotQ4_0.DotPanelAvx512(row, x, n, TVbmi.Enabled, TGfni.Enabled);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ4_0.DotPanel4Avx512(row, x, xStride, n, dst, dstStride, TVbmi.Enabled);
