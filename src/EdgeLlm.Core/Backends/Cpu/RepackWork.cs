@@ -7,7 +7,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// </summary>
 internal sealed unsafe class RepackWork : ParallelWork
 {
-    /// <summary>Rows per repacked group (Q4_0's and Q8_0's repacks both interleave eight rows).</summary>
+    /// <summary>Rows per repacked group (the Q4_0, Q8_0, Q4_K and Q6_K repacks all take eight rows a group).</summary>
     private const int GroupRows = 8;
 
     private Kernels.CpuKernelRow _row = null!;
