@@ -73,16 +73,15 @@ public static unsafe partial class DotQ6_K
                         for (int j = 0; j < 4; j++) sc[4 * k + j] = blk[ScalesOffset + 4 * j + k];
                     byte* o = qs + PackedRowBytes * r;
                     Buffer.MemoryCopy(blk, o, 128, 128);
-                    // Weight w = 64p + i lies in stored half h = w / 128 at byte l = w mod 32 of its 32 qh bytes, bit pair (w mod 128) / 32.
-                    for (int i = 0; i < 64; i++)
+                    // Weight 64p + i lies in stored half p / 2 at qh byte i mod 32, bit pair 2·(p mod 2) + i / 32: for
+                    // i < 32 pairs 0 and 2 of the two halves' byte i (planes 0, 1 from half 0, planes 2, 3 from half 1), for
+                    // i ≥ 32 pairs 1 and 3.
+                    byte* qh = blk + QhOffset;
+                    for (int i = 0; i < 32; i++)
                     {
-                        int bits = 0;
-                        for (int p = 0; p < 4; p++)
-                        {
-                            int w = 64 * p + i, h = w / 128, l = w % 32, k = (w % 128) / 32;
-                            bits |= ((blk[QhOffset + 32 * h + l] >> (2 * k)) & 3) << (2 * p);
-                        }
-                        o[128 + i] = (byte)bits;
+                        int a = qh[i], c = qh[32 + i];
+                        o[128 + i] = (byte)((a & 3) | ((a >> 4) & 3) << 2 | (c & 3) << 4 | ((c >> 4) & 3) << 6);
+                        o[160 + i] = (byte)(((a >> 2) & 3) | ((a >> 6) & 3) << 2 | ((c >> 2) & 3) << 4 | ((c >> 6) & 3) << 6);
                     }
                 }
             }
