@@ -49,9 +49,9 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool PackedOneToken;
     /// <summary>
     /// True when the copy may serve small batches only (the <see cref="DotQ4_K.Repack"/> copy of Q4_K on AVX-512 and
-    /// AVX2): up to <see cref="PackedDecodeTokens"/> tokens read it, larger batches and every product under
-    /// <c>BackendOptions.BatchInvariant</c> the stored rows; <see cref="int.MaxValue"/> (both rungs today) is every
-    /// batch, batch-invariant products included.
+    /// AVX2, the <see cref="DotQ6_K.Repack"/> copy of Q6_K on AVX-512 with GFNI): up to <see cref="PackedDecodeTokens"/>
+    /// tokens read it, larger batches and every product under <c>BackendOptions.BatchInvariant</c> the stored rows;
+    /// <see cref="int.MaxValue"/> (all three today) is every batch, batch-invariant products included.
     /// </summary>
     public readonly bool PackedDecodeOnly;
     /// <summary>With <see cref="PackedDecodeOnly"/>, the most tokens of a product that read the copy (<see cref="IPackedDecodeKernel.MaxTokens"/>).</summary>
@@ -64,16 +64,23 @@ internal sealed unsafe class CpuKernelRow
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
         bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false, bool packsQ4_K = false,
-        int packedDecodeTokens = 3)
+        int packedDecodeTokens = 3, bool packsQ6_K = false)
     {
         PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
         PackRows = packsQ4_0Avx512 ? DotQ4_0.PackRowsAvx512 : 8;
         // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
-        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K;
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K || packsQ6_K;
         if (packsQ4_K)
         {
             PackedBytes = &DotQ4_K.PackedBytes;
             Repack = &DotQ4_K.Repack;
+            PackedDecodeOnly = true;
+            PackedDecodeTokens = packedDecodeTokens;
+        }
+        if (packsQ6_K)
+        {
+            PackedBytes = &DotQ6_K.PackedBytes;
+            Repack = &DotQ6_K.Repack;
             PackedDecodeOnly = true;
             PackedDecodeTokens = packedDecodeTokens;
         }
@@ -306,13 +313,21 @@ internal static unsafe class KernelTable
         _ => StandardDot4<Q4_KKernels>(t, rung, f),
     };
 
-    /// <summary>Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.</summary>
+    /// <summary>
+    /// Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.
+    /// On AVX-512 with GFNI, every batch over the copy of <see cref="DotQ6_K.Repack"/> where the matmul has one (one-, two-
+    /// and four-token loops, <see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>), the stored rows' loops without one.
+    /// </summary>
     private static CpuKernelRow Q6_KRow(TypeTraits t, Rung rung, KernelFlags f)
     {
         switch (rung)
         {
             case Rung.Avx512:
-                return f.Gfni && Gfni.V512.IsSupported ? Tiled<Q6_KAvx512<GfniOn>>(t, rung, f) : Tiled<Q6_KAvx512<GfniOff>>(t, rung, f);
+                if (f.Gfni && DotQ6_K.PackedSupported)
+                    return new(t, rung, f, &RowDrivers.Dot<Q6_KAvx512<GfniOn>>,
+                        &PackedDecodeDrivers.Tiles<Q6_KAvx512<GfniOn>, Q6_KPackedAvx512>, packsQ6_K: true,
+                        packedDecodeTokens: Q6_KPackedAvx512.MaxTokens);
+                return Tiled<Q6_KAvx512<GfniOff>>(t, rung, f);
             case Rung.Avx2:
                 bool gfni = f.Gfni && Gfni.V256.IsSupported;
                 if (f.Vnni) return gfni ? Tiled<Q6_KAvx2<VnniOn, GfniOn>>(t, rung, f) : Tiled<Q6_KAvx2<VnniOn, GfniOff>>(t, rung, f);
