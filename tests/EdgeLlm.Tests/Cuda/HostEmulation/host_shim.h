@@ -2,8 +2,11 @@
 // the tests can run them on the CPU. Force-included before the kernel sources (-include host_shim.h).
 // Two ways to run a kernel: serially, one "thread" at a time (the index variables set by the caller; a shuffle
 // then returns its own value, so only kernels without cross-thread communication), or with simt_launch, which
-// runs every thread of a block as an OS thread: __syncthreads is a block barrier, the warp shuffles exchange
-// values through the warp's slots between two warp barriers, __shared__ variables are statics.
+// runs every thread of a block as a fiber (its own stack, ucontext) on the calling OS thread: a thread runs until it
+// waits at a barrier, then the next runnable one runs. __syncthreads is a block barrier, the warp shuffles exchange
+// values through the warp's slots between two warp barriers, __shared__ variables are statics. (Each thread was an
+// OS thread with condition-variable barriers until 2026-12-06: the same results, but every shuffle cost two rounds of
+// 32 futex waits and wakes, and the emulated GEMM tests took most of CI's time on a loaded 2-core machine.)
 #pragma once
 #include <cmath>
 #include <math.h> // expf, tanhf, sincos (a GNU extension, as in CUDA)
@@ -14,8 +17,9 @@
 #include <cstring>
 #include <condition_variable>
 #include <mutex>
-#include <thread>
+#include <functional>
 #include <vector>
+#include <ucontext.h>
 
 #define EDGELLM_HOST_EMULATION 1
 #define __device__
@@ -34,20 +38,39 @@ static HostDim3 blockIdx, blockDim;
 using std::max;
 using std::min;
 
+// The fibers of the block simt_launch runs (one per emulated thread) and the one running now.
+struct HostFiber
+{
+    ucontext_t ctx;
+    unsigned index;
+    const long* waitGen = nullptr; // blocked until *waitGen != waitValue
+    long waitValue = 0;
+    bool done = false;
+};
+static ucontext_t host_scheduler;
+static HostFiber* host_fiber = nullptr; // null outside simt_launch
+
+// Blocks the running fiber until *gen changes (another fiber completed the barrier it waits at).
+static inline void host_fiber_wait(const long* gen, long value)
+{
+    if (!host_fiber) { std::fprintf(stderr, "harness: a barrier outside simt_launch\n"); std::abort(); }
+    host_fiber->waitGen = gen;
+    host_fiber->waitValue = value;
+    swapcontext(&host_fiber->ctx, &host_scheduler);
+}
+
+// A barrier of n fibers: the last to arrive releases the others (they run again when the scheduler reaches them).
 class HostBarrier
 {
 public:
     explicit HostBarrier(int n) : _n(n) {}
     void wait()
     {
-        std::unique_lock<std::mutex> lock(_m);
         long gen = _gen;
-        if (++_count == _n) { _count = 0; _gen++; _cv.notify_all(); return; }
-        _cv.wait(lock, [&] { return gen != _gen; });
+        if (++_count == _n) { _count = 0; _gen++; return; }
+        host_fiber_wait(&_gen, gen);
     }
 private:
-    std::mutex _m;
-    std::condition_variable _cv;
     int _n, _count = 0;
     long _gen = 0;
 };
@@ -107,9 +130,24 @@ template <typename T> static inline T __shfl_sync(unsigned, T v, int srcLane)
 }
 
 // Runs kernel() for every thread of every block of a gridX x gridY (x gridZ) grid of `threads`-thread blocks (a
-// multiple of 32), the blocks one after another.
+// multiple of 32), the blocks one after another; within a block the threads are fibers, resumed round robin (thread
+// order) whenever the barrier they wait at has been completed. A block whose threads all wait and none can go on
+// (a barrier some thread never reaches: a hang on the device too) aborts with a message.
+static std::function<void()>* host_kernel = nullptr;
+static void host_fiber_entry()
+{
+    (*host_kernel)();
+    host_fiber->done = true; // returns to host_scheduler through uc_link
+}
+
 template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, unsigned threads, F kernel, unsigned gridZ = 1)
 {
+    const size_t stackBytes = 512 * 1024;
+    static std::vector<char*> stacks;
+    while (stacks.size() < threads) stacks.push_back(static_cast<char*>(std::malloc(stackBytes)));
+    std::function<void()> body = kernel;
+    host_kernel = &body;
+    std::vector<HostFiber> fibers(threads);
     blockDim = {threads, 1, 1};
     for (unsigned bz = 0; bz < gridZ; bz++)
     for (unsigned by = 0; by < gridY; by++)
@@ -118,16 +156,45 @@ template <typename F> static void simt_launch(unsigned gridX, unsigned gridY, un
             blockIdx = {bx, by, bz};
             HostBarrier block((int)threads);
             std::vector<HostWarp> warps(threads / 32);
-            std::vector<std::thread> pool;
             for (unsigned t = 0; t < threads; t++)
-                pool.emplace_back([&, t] {
+            {
+                HostFiber& f = fibers[t];
+                f.index = t; f.waitGen = nullptr; f.done = false;
+                getcontext(&f.ctx);
+                f.ctx.uc_stack.ss_sp = stacks[t];
+                f.ctx.uc_stack.ss_size = stackBytes;
+                f.ctx.uc_link = &host_scheduler;
+                makecontext(&f.ctx, host_fiber_entry, 0);
+            }
+            unsigned finished = 0;
+            while (finished < threads)
+            {
+                bool ran = false;
+                for (unsigned t = 0; t < threads; t++)
+                {
+                    HostFiber& f = fibers[t];
+                    if (f.done || (f.waitGen && *f.waitGen == f.waitValue)) continue;
+                    f.waitGen = nullptr;
                     threadIdx = {t, 0, 0};
                     host_warp = &warps[t / 32];
                     host_block = &block;
-                    kernel();
-                });
-            for (auto& th : pool) th.join();
+                    host_fiber = &f;
+                    swapcontext(&host_scheduler, &f.ctx);
+                    host_fiber = nullptr;
+                    ran = true;
+                    if (f.done) finished++;
+                }
+                if (!ran)
+                {
+                    std::fprintf(stderr, "harness: block (%u, %u, %u): %u of %u threads wait at a barrier no other thread reaches\n",
+                                 bx, by, bz, threads - finished, threads);
+                    std::abort();
+                }
+            }
+            host_warp = nullptr;
+            host_block = nullptr;
         }
+    host_kernel = nullptr;
 }
 
 // Per-byte wrap-around subtraction.
