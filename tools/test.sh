@@ -30,10 +30,18 @@ durations "$log" | awk -F'\t' '{ c = $2; sub(/\(.*/, "", c); sub(/\.[^.]*$/, "",
   END { for (c in t) printf "%.0f\t%s\t%d\n", t[c], c, k[c] }' | sort -t$'\t' -k1,1 -rn | head -n 15 |
   awk -F'\t' '{ printf "%8.1f s  %s (%d tests)\n", $1 / 1000, $2, $3 }'
 
-# Sum the per-assembly summaries: "Passed!  - Failed: 0, Passed: 3, Skipped: 0, Total: 3, ...".
-read -r passed failed skipped < <(grep -E '(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" |
-  sed -E 's/.*Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\2 \1 \3/' |
-  awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
+# Sum the per-assembly summaries. At normal verbosity vstest ends each assembly with a block
+# "Total tests: N / Passed: N / Failed: N / Skipped: N" (a count it has none of is left out); at minimal verbosity
+# with one line "Passed!  - Failed: 0, Passed: 3, Skipped: 0, Total: 3, ...". Either is read.
+read -r passed failed skipped < <(awk '
+  /(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+/ {
+    s = $0; sub(/.*Failed: +/, "", s); f += s + 0; s = $0; sub(/.*Passed: +/, "", s); p += s + 0; s = $0; sub(/.*Skipped: +/, "", s); k += s + 0; next }
+  /^Total tests: +[0-9]+/ { block = 1; next }
+  block && /^ +Passed: +[0-9]+$/ { p += $2; next }
+  block && /^ +Failed: +[0-9]+$/ { f += $2; next }
+  block && /^ +Skipped: +[0-9]+$/ { k += $2; next }
+  block && /^ +Total time:/ { block = 0 }
+  END { print p + 0, f + 0, k + 0 }' "$log")
 rm -f "$log"
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi   # build failure or crashed test host
 

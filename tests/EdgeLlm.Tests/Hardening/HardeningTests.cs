@@ -23,7 +23,8 @@ public class HardeningTests
         Assert.True(File.Exists(Edgellm), $"{Edgellm} is missing (tools/test.sh publishes it)");
         string prompt = TestPaths.TempFile("long-prompt.txt");
         File.WriteAllText(prompt, string.Join(' ', Enumerable.Repeat("Once upon a time there was a little girl.", 3000)));
-        var psi = new ProcessStartInfo(Edgellm) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        var psi = SignalDefaults.For(Edgellm);
+        psi.RedirectStandardOutput = psi.RedirectStandardError = psi.RedirectStandardInput = true;
         foreach (string a in new[] { "run", "-m", TestPaths.Stories260K, "-f", prompt, "-c", "40000", "-n", "1", "-v", "-t", "1" }) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var err = new StringBuilder();
@@ -201,7 +202,8 @@ public class HardeningTests
         Assert.True(File.Exists(Converter), $"{Converter} is missing (tools/test.sh publishes it)");
         string input = BigModel.Value;
         string output = TestPaths.TempFile("signalled.gguf");
-        var psi = new ProcessStartInfo(Converter) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = SignalDefaults.For(Converter);
+        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
         foreach (string a in new[] { input, "-o", output, "--type", "q4_k_m", "-t", "1" }) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();

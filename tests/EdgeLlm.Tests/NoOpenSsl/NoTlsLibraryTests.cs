@@ -44,7 +44,8 @@ public class NoTlsLibraryTests
     [MemberData(nameof(Images))]
     public async Task ServeAnswersAndLooksForNoTlsLibrary(string isa)
     {
-        var psi = new ProcessStartInfo(NativeRun.Edgellm) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        var psi = SignalDefaults.For(NativeRun.Edgellm);
+        psi.RedirectStandardOutput = psi.RedirectStandardError = psi.RedirectStandardInput = true;
         psi.Environment["LD_DEBUG"] = "libs";
         psi.Environment["EDGELLM_ISA"] = isa;
         foreach (string a in new[] { "serve", "-m", TestPaths.Stories260K, "--port", "0" }) psi.ArgumentList.Add(a);
