@@ -171,7 +171,11 @@ public static unsafe partial class DotQ4_0
         for (int b = 0; b < nb; b += StepBlocksAvx512)
         {
             bool two = b + 1 < nb;
-            if (prefetch) Sse.Prefetch0(ps + WeightPrefetch.Distance);
+            if (prefetch)
+            {
+                Sse.Prefetch0(ps + WeightPrefetch.Distance);
+                if (TN.Count == 1) PrefetchActivations(y0, sOff, cOff, b);
+            }
             Vector512<float> s0, s1;
             if (TS.Panel)
             {
@@ -227,6 +231,23 @@ public static unsafe partial class DotQ4_0
             (e6 + o6).Store(dst + 6 * dstStride);
             (e7 + o7).Store(dst + 7 * dstStride);
         }
+    }
+
+    /// <summary>
+    /// The one-token loop's activation lines a few steps ahead: the quant line of the step eight steps on, and every 16 blocks
+    /// the next line of the panel's scales and offsets. A 16-row group of a 4096-wide matrix is 36 KiB, so between two groups'
+    /// reads of the same activation line about ten weight lines per set of a 48 KiB L1 pass through it and the activation
+    /// lines fall out to L2 (a 7B Q4_0 decode ran 2-4% behind the eight-row layout, whose groups are half as long, and
+    /// level with it with these prefetches: perf/README, "lead's 7B decode A/B"). One token only: the multi-token loops are
+    /// compute-bound and their activations are re-read per token within the step.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchActivations(byte* y, long sOff, long cOff, int b)
+    {
+        Sse.Prefetch0(y + 32L * b + 512);
+        if ((b & 15) != 0) return;
+        Sse.Prefetch0(y + sOff + 4L * b + 64);
+        Sse.Prefetch0(y + cOff + 4L * b + 64);
     }
 
     /// <summary>The four lines of a block's quants <see cref="WeightPrefetch.Distance"/> ahead.</summary>
