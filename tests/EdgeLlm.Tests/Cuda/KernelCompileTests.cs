@@ -105,6 +105,29 @@ public class KernelCompileTests
         Assert.DoesNotContain("\n", e.Message);
     }
 
+    /// <summary>
+    /// <see cref="KernelCompileMemo"/> keeps no failure (each test that asks for a broken file gets a compile of its own:
+    /// a new exception with NVRTC's log) and hands each caller its own image.
+    /// </summary>
+    [NvrtcFact]
+    public void TheCompileMemoKeepsNoFailureAndHandsOutCopies()
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        const string bad = "extern \"C\" __global__ void broken_memo(float* x) { x[0] = undefined_memo_name; }\n";
+        var options = KernelCompiler.Options(87, cubin: false);
+        var first = Assert.Throws<KernelCompileException>(() => KernelCompileMemo.Compile("broken_memo.cu", bad, [], options, 87, cubin: false));
+        var second = Assert.Throws<KernelCompileException>(() => KernelCompileMemo.Compile("broken_memo.cu", bad, [], options, 87, cubin: false));
+        Assert.NotSame(first, second);
+        Assert.Contains("undefined_memo_name", second.Log);
+        const string good = "extern \"C\" __global__ void fine_memo(float* x) { x[0] = 1.0f; }\n";
+        var a = KernelCompileMemo.Compile("fine_memo.cu", good, [], options, 87, cubin: false);
+        byte firstByte = a.Image[0];
+        a.Image[0] ^= 0xFF;
+        var b = KernelCompileMemo.Compile("fine_memo.cu", good, [], options, 87, cubin: false);
+        Assert.Equal(firstByte, b.Image[0]);
+        Assert.Contains(".entry fine_memo(", Encoding.UTF8.GetString(b.Image));
+    }
+
     [NvrtcFact]
     public void NvrtcReportsItsVersionAndTheShippedArchitectures()
     {
