@@ -107,8 +107,7 @@ public unsafe class FlashDecodingTests
     public void PtxasFiguresFitTheLaunchConfiguration(int arch)
     {
         CudaTestEnvironment.RequireNvrtc();
-        var options = KernelCompiler.Options(arch, cubin: true).Append("--ptxas-options=-v").ToArray();
-        var k = KernelCompiler.Compile("attention.cu", KernelSources.Get("attention.cu"), KernelSources.HeaderFiles, options, arch, cubin: true);
+        var k = KernelCompileMemo.CubinWithPtxasFigures("attention.cu", arch);
         var (splitRegs, splitSmem, splitSpill) = Figures(k.Log, "attention_split_f16");
         Assert.True(splitRegs * CudaLaunchLimits.SplitThreads <= 65536, $"sm_{arch}: {splitRegs} registers x {CudaLaunchLimits.SplitThreads} threads");
         Assert.True(splitRegs <= 255);

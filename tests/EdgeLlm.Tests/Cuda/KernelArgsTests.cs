@@ -22,7 +22,7 @@ public unsafe class KernelArgsTests
         {
             if (!Ptx.TryGetValue(file, out string? ptx))
             {
-                var k = KernelCompiler.Compile(file, KernelSources.Get(file), CudaProbe.MinArch, cubin: false);
+                var k = KernelCompileMemo.Compile(file, CudaProbe.MinArch, cubin: false);
                 Ptx[file] = ptx = Encoding.UTF8.GetString(k.Image).TrimEnd('\0');
             }
             return ptx;

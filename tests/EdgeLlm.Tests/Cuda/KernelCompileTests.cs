@@ -7,7 +7,9 @@ namespace EdgeLlm.Tests.Cuda;
 /// <summary>
 /// Every kernel file compiles with NVRTC for the oldest supported architecture (sm_61, the first with dp4a) and
 /// the two targets the project ships for, Jetson Orin (sm_87) and H100 (sm_90), to cubins, so NVRTC's internal ptxas runs too (unresolved externs such as NVRTC 11.8's
-/// __dp4a fail there, not at PTX time). No GPU is involved.
+/// __dp4a fail there, not at PTX time), with ptxas's -v figures, which must name every entry point (the backend's options
+/// without -v: <see cref="PublishedBinaryCompilesEveryKernel"/>). No GPU is involved. The compiles go through
+/// <see cref="KernelCompileMemo"/>, shared with the other NVRTC tests of the run; the error path compiles for real.
 /// </summary>
 public class KernelCompileTests
 {
@@ -42,7 +44,9 @@ public class KernelCompileTests
         CompiledKernel k;
         try
         {
-            k = KernelCompiler.Compile(file, KernelSources.Get(file), arch, cubin: true);
+            // with ptxas's figures (-v changes no code, only the log): the same cubin the ptxas-figure tests of
+            // PrefillKernelCompileTests, FlashDecodingTests and PackedMatVecTests read, compiled once a run
+            k = KernelCompileMemo.CubinWithPtxasFigures(file, arch);
         }
         catch (KernelCompileException e)
         {
@@ -52,6 +56,9 @@ public class KernelCompileTests
         Assert.True(k.IsCubin);
         Assert.True(k.Image.Length > 1000, $"{file}: a {k.Image.Length}-byte cubin is too small to hold its kernels");
         Assert.Equal(new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F' }, k.Image[..4]); // a cubin is an ELF file
+        Assert.True(CudaKernels.EntryPoints.TryGetValue(file, out var names), $"CudaKernels.EntryPoints does not list {file}");
+        foreach (string name in names!) // ptxas compiled every entry point for this architecture
+            Assert.True(k.Log.Contains($"Compiling entry function '{name}' for 'sm_{arch}'", StringComparison.Ordinal), $"{file}: ptxas did not report {name} for sm_{arch}");
     }
 
     /// <summary>
@@ -63,7 +70,7 @@ public class KernelCompileTests
     public void PtxDeclaresEveryEntryPointAndNoExterns(string file)
     {
         CudaTestEnvironment.RequireNvrtc();
-        var k = KernelCompiler.Compile(file, KernelSources.Get(file), CudaProbe.MinArch, cubin: false);
+        var k = KernelCompileMemo.Compile(file, CudaProbe.MinArch, cubin: false);
         Assert.False(k.IsCubin);
         string ptx = Encoding.UTF8.GetString(k.Image).TrimEnd('\0');
         Assert.Contains($".target sm_{CudaProbe.MinArch}", ptx);
@@ -79,7 +86,7 @@ public class KernelCompileTests
     public void IntegerDotsUseDp4aInstructions()
     {
         CudaTestEnvironment.RequireNvrtc();
-        var k = KernelCompiler.Compile("matmul.cu", KernelSources.Get("matmul.cu"), 87, cubin: false);
+        var k = KernelCompileMemo.Compile("matmul.cu", 87, cubin: false);
         string ptx = Encoding.UTF8.GetString(k.Image);
         Assert.Contains("dp4a.s32.s32", ptx);
         Assert.DoesNotContain("__dp4a", ptx);
@@ -96,6 +103,29 @@ public class KernelCompileTests
         Assert.Contains("NVRTC_ERROR_COMPILATION", e.Message);
         Assert.Contains("sm_87", e.Message);
         Assert.DoesNotContain("\n", e.Message);
+    }
+
+    /// <summary>
+    /// <see cref="KernelCompileMemo"/> keeps no failure (each test that asks for a broken file gets a compile of its own:
+    /// a new exception with NVRTC's log) and hands each caller its own image.
+    /// </summary>
+    [NvrtcFact]
+    public void TheCompileMemoKeepsNoFailureAndHandsOutCopies()
+    {
+        CudaTestEnvironment.RequireNvrtc();
+        const string bad = "extern \"C\" __global__ void broken_memo(float* x) { x[0] = undefined_memo_name; }\n";
+        var options = KernelCompiler.Options(87, cubin: false);
+        var first = Assert.Throws<KernelCompileException>(() => KernelCompileMemo.Compile("broken_memo.cu", bad, [], options, 87, cubin: false));
+        var second = Assert.Throws<KernelCompileException>(() => KernelCompileMemo.Compile("broken_memo.cu", bad, [], options, 87, cubin: false));
+        Assert.NotSame(first, second);
+        Assert.Contains("undefined_memo_name", second.Log);
+        const string good = "extern \"C\" __global__ void fine_memo(float* x) { x[0] = 1.0f; }\n";
+        var a = KernelCompileMemo.Compile("fine_memo.cu", good, [], options, 87, cubin: false);
+        byte firstByte = a.Image[0];
+        a.Image[0] ^= 0xFF;
+        var b = KernelCompileMemo.Compile("fine_memo.cu", good, [], options, 87, cubin: false);
+        Assert.Equal(firstByte, b.Image[0]);
+        Assert.Contains(".entry fine_memo(", Encoding.UTF8.GetString(b.Image));
     }
 
     [NvrtcFact]

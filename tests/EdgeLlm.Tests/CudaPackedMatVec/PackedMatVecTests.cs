@@ -216,10 +216,9 @@ public partial class PackedMatVecTests
     {
         CudaTestEnvironment.RequireNvrtc();
         const string file = "matvec_packed.cu";
-        var ptxK = KernelCompiler.Compile(file, KernelSources.Get(file), arch, cubin: false);
+        var ptxK = KernelCompileMemo.Compile(file, arch, cubin: false);
         string ptx = Encoding.UTF8.GetString(ptxK.Image).TrimEnd('\0');
-        var options = KernelCompiler.Options(arch, cubin: true).Append("--ptxas-options=-v").ToArray();
-        var cubin = KernelCompiler.Compile(file, KernelSources.Get(file), KernelSources.HeaderFiles, options, arch, cubin: true);
+        var cubin = KernelCompileMemo.CubinWithPtxasFigures(file, arch);
         foreach (var t in CudaRepack.Types)
             foreach (string nt in new[] { "t1", "t8", "qkv", "glu" }) // qkv and glu: one token, with the stacked products' epilogues
             {

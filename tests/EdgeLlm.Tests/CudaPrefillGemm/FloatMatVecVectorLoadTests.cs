@@ -84,7 +84,7 @@ public class FloatMatVecVectorLoadTests
     public void FloatMatVecPtxUsesSixteenByteLoads(int arch)
     {
         CudaTestEnvironment.RequireNvrtc();
-        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("matmul.cu", KernelSources.Get("matmul.cu"), arch, cubin: false).Image);
+        string ptx = Encoding.UTF8.GetString(KernelCompileMemo.Compile("matmul.cu", arch, cubin: false).Image);
         foreach (string name in new[] { "f32", "f16", "bf16" })
             foreach (string nt in new[] { "t1", "t8" })
             {

@@ -65,7 +65,7 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     public void TensorCoreGemmsUseInt8Mma(int arch)
     {
         CudaTestEnvironment.RequireNvrtc();
-        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), arch, cubin: false).Image);
+        string ptx = Encoding.UTF8.GetString(KernelCompileMemo.Compile("gemm.cu", arch, cubin: false).Image);
         Assert.Contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32", ptx);
         Assert.Contains("dp4a.s32.s32", ptx); // the dp4a kernels are in the same module
@@ -82,7 +82,7 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     public void HalfGemmsUseHalfPrecisionMma(int arch)
     {
         CudaTestEnvironment.RequireNvrtc();
-        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), arch, cubin: false).Image);
+        string ptx = Encoding.UTF8.GetString(KernelCompileMemo.Compile("gemm.cu", arch, cubin: false).Image);
         foreach (var (entry, mma) in new[] { ("gemm_mma_f16", ".f32.f16.f16.f32"), ("gemm_mma_bf16", ".f32.bf16.bf16.f32") })
         {
             int at = ptx.IndexOf($".entry {entry}(", StringComparison.Ordinal);
@@ -101,7 +101,7 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     public void BelowSm80TheGemmModuleHasNoMma()
     {
         CudaTestEnvironment.RequireNvrtc();
-        string ptx = Encoding.UTF8.GetString(KernelCompiler.Compile("gemm.cu", KernelSources.Get("gemm.cu"), 75, cubin: false).Image);
+        string ptx = Encoding.UTF8.GetString(KernelCompileMemo.Compile("gemm.cu", 75, cubin: false).Image);
         Assert.DoesNotContain("mma.sync", ptx);
         Assert.Contains("dp4a.s32.s32", ptx);
     }
@@ -158,8 +158,7 @@ public class PrefillKernelCompileTests(Xunit.Abstractions.ITestOutputHelper outp
     private static string PtxasLog(string file, int arch)
     {
         CudaTestEnvironment.RequireNvrtc();
-        var options = KernelCompiler.Options(arch, cubin: true).Append("--ptxas-options=-v").ToArray();
-        var k = KernelCompiler.Compile(file, KernelSources.Get(file), KernelSources.HeaderFiles, options, arch, cubin: true);
+        var k = KernelCompileMemo.CubinWithPtxasFigures(file, arch);
         Assert.True(k.IsCubin);
         return k.Log;
     }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Compute;
@@ -54,70 +53,12 @@ public sealed unsafe class X64PackedQ4_KBatchTests
     private static void GroupLoops(KPackedWay way, int tokens, int nb, string kind)
     {
         int n = nb * 256, bb = DotQ4_K.BlockBytes;
-        const int dstStride = 11; // not the group's eight: the t·stride offset of each token's rows is checked
-        var rows = new byte[G][];
         var stored = new byte[G * nb * bb];
-        for (int r = 0; r < G; r++)
-        {
-            rows[r] = Weights(GgmlType.Q4_K, n, kind, 3300 + 19 * r + nb);
-            rows[r].CopyTo(stored, r * nb * bb);
-        }
-        var xq = new byte[tokens][];
-        for (int t = 0; t < tokens; t++)
-        {
-            float[] a = Activations(n, 256, 3900 + 7 * t + nb);
-            for (int i = 0; i < n; i++) a[i] *= 1 + 3 * t;
-            xq[t] = QuantizeActivations(GgmlType.Q4_K, a);
-        }
-        int xStride = xq[0].Length;
-        var xAll = new byte[tokens * xStride];
-        for (int t = 0; t < tokens; t++) xq[t].CopyTo(xAll, t * xStride);
-
-        long bytes = DotQ4_K.PackedBytes(G, n);
-        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        var got = new float[tokens * dstStride];
-        var alone = new float[G];
-        try
-        {
-            fixed (byte* ps = stored) DotQ4_K.Repack(ps, (long)nb * bb, G, n, packed);
-            bool vnni = way == KPackedWay.Avx2Vnni;
-            fixed (byte* px = xAll) fixed (float* pd = got)
-            {
-                switch (way, tokens)
-                {
-                    case (KPackedWay.Avx512, 2): DotQ4_K.PackedDot2Avx512(packed, px, xStride, n, pd, dstStride); break;
-                    case (KPackedWay.Avx512, _): DotQ4_K.PackedDot4Avx512(packed, px, xStride, n, pd, dstStride); break;
-                    case (_, 2): DotQ4_K.PackedDot2Avx2(packed, px, xStride, n, pd, dstStride, vnni); break;
-                    default: DotQ4_K.PackedDot4Avx2(packed, px, xStride, n, pd, dstStride, vnni); break;
-                }
-            }
-            for (int t = 0; t < tokens; t++)
-            {
-                fixed (byte* px = xq[t]) fixed (float* pa = alone)
-                {
-                    if (way == KPackedWay.Avx512) DotQ4_K.PackedDot1Avx512(packed, px, n, pa);
-                    else DotQ4_K.PackedDot1Avx2(packed, px, n, pa, vnni);
-                }
-                float[] xDeq = DequantizeActivations(GgmlType.Q4_K, xq[t], n);
-                for (int r = 0; r < G; r++)
-                {
-                    float scalar;
-                    fixed (byte* pw = rows[r]) fixed (byte* px = xq[t]) scalar = DotQ4_K.DotScalar(pw, px, n);
-                    double m = Magnitude(GgmlType.Q4_K, rows[r], DequantizeWeights(GgmlType.Q4_K, rows[r], n), xDeq);
-                    float v = got[t * dstStride + r];
-                    Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{way}, {tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
-                    Assert.True(BitConverter.SingleToInt32Bits(v) == BitConverter.SingleToInt32Bits(alone[r]),
-                        $"{way}, {tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} in the group loop vs {alone[r]} alone");
-                }
-            }
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(packed);
-        }
+        for (int r = 0; r < G; r++) Weights(GgmlType.Q4_K, n, kind, 3300 + 19 * r + nb).CopyTo(stored, r * nb * bb);
+        KPackedCopyChecks.GroupLoopsMatchScalarAndTheOneTokenLoop(X64PackedQ4_KTests.Format, X64PackedQ4_KTests.Loops(way), tokens, nb, stored, $"{way}, {kind}: ");
     }
 
-    private const int N = 768, Rows = 13 * G + 5, MaxTokens = 13;
+    private static readonly Lazy<KPackedCopyChecks.MatMulData> MatMulData = new(() => KPackedCopyChecks.MakeMatMulData(X64PackedQ4_KTests.Format));
 
     [VariantTheory(Variant.Avx512)]
     [InlineData(1)]
@@ -151,65 +92,10 @@ public sealed unsafe class X64PackedQ4_KBatchTests
 
     private static void MatMul(Variant variant, int tokens)
     {
-        var (rung, flags) = KernelVariants.Of(variant);
-        long rowBytes = GgmlTypes.RowBytes(GgmlType.Q4_K, N);
-        var w = new byte[Rows * rowBytes];
-        var wRow = new byte[Rows][];
-        for (int r = 0; r < Rows; r++)
-        {
-            wRow[r] = Weights(GgmlType.Q4_K, N, r % 2 == 0 ? "gaussian" : "raw", 5100 + r);
-            wRow[r].CopyTo(w, r * rowBytes);
-        }
-        var x = new float[MaxTokens * N];
-        var xq = new byte[MaxTokens][];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] a = Activations(N, 256, 5700 + k);
-            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
-            a.CopyTo(x, k * N);
-            xq[k] = QuantizeActivations(GgmlType.Q4_K, a);
-        }
         // Plain and batch-invariant (serve --parallel): both read the copy for every batch size.
         foreach (bool invariant in new[] { false, true })
-            MatMulOn(new CpuBackend(3, invariant, rung, flags), invariant, variant, tokens, w, wRow, x, xq);
-    }
-
-    private static void MatMulOn(CpuBackend b, bool invariant, Variant variant, int tokens, byte[] w, byte[][] wRow, float[] x, byte[][] xq)
-    {
-        using var backend = b;
-        b.Prepare(new BackendLimits(MaxTokens, N, 16, 64, 64));
-        fixed (byte* pw = w)
-        {
-            var weight = b.LoadWeight(new TensorView("blk.0.ffn_up.weight", GgmlType.Q4_K, [N, Rows], pw, w.Length));
-            var xb = b.Allocate(MaxTokens * N);
-            var db = b.Allocate(MaxTokens * Rows);
-            float* px = ((CpuBuffer)xb).Data, pd = ((CpuBuffer)db).Data;
-            var alone = new float[tokens * Rows];
-            for (int k = 0; k < tokens; k++)
-            {
-                new ReadOnlySpan<float>(x, k * N, N).CopyTo(new Span<float>(px, N));
-                b.MatMul(weight, xb, db, 1);
-                new Span<float>(pd, Rows).CopyTo(alone.AsSpan(k * Rows, Rows));
-            }
-            new ReadOnlySpan<float>(x, 0, tokens * N).CopyTo(new Span<float>(px, tokens * N));
-            b.MatMul(weight, xb, db, tokens);
-            for (int k = 0; k < tokens; k++)
-            {
-                float[] xDeq = DequantizeActivations(GgmlType.Q4_K, xq[k], N);
-                for (int r = 0; r < Rows; r++)
-                {
-                    float want;
-                    fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want = DotQ4_K.DotScalar(pr, pq, N);
-                    double tol = 1e-5 * Magnitude(GgmlType.Q4_K, wRow[r], DequantizeWeights(GgmlType.Q4_K, wRow[r], N), xDeq);
-                    float got = pd[k * Rows + r], one = alone[k * Rows + r];
-                    Assert.True(Math.Abs(got - want) <= tol, $"{variant}{(invariant ? " batch-invariant" : "")}: token {k} of {tokens}, row {r}: {got} vs scalar {want} (tol {tol:G3})");
-                    Assert.True(Math.Abs(one - want) <= tol, $"{variant}: token {k} alone, row {r}: {one} vs scalar {want} (tol {tol:G3})");
-                    if (KernelRung.UseRepack || invariant)
-                        Assert.True(BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(one),
-                            $"{variant}{(invariant ? " batch-invariant" : "")}: token {k} of {tokens}, row {r}: {got} in the batch vs {one} decoded alone");
-                }
-            }
-        }
+            KPackedCopyChecks.MatMulMatchesScalarAndDecodeAlone(X64PackedQ4_KTests.Format, MatMulData.Value, variant, tokens, invariant, "blk.0.ffn_up.weight",
+                bitExact: KernelRung.UseRepack || invariant, copyExpected: false);
     }
 
     private static readonly int[] Prompt = [1, 17, 255, 3, 299, 42, 42, 7, 100, 260, 2, 0, 150, 151, 9, 33, 77];
