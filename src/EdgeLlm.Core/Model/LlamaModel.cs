@@ -208,10 +208,14 @@ public sealed class LlamaModel : IDisposable
 
             // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
             // (the previous layer's feed-forward output, in _xb, is added to x by the norm that reads x: one op)
-            if (l == 0) b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
-            else b.AddRmsNorm(_x, _xb, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
-            if (w.Wqkv is not null) _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
-            else b.MatMulGroup([w.Wq!, w.Wk!, w.Wv!], _xb, [_q, _k, _v], n); // one product where the backend can (spans on the stack)
+            if (w.Wqkv is not null)
+            {
+                if (l == 0) b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+                else b.AddRmsNorm(_x, _xb, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+                _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
+            }
+            else // the norm and one product where the backend can (spans on the stack)
+                b.NormMatMulGroup(_x, l == 0 ? null : _xb, w.AttnNorm, _xb, c.Dim, c.RmsEps, [w.Wq!, w.Wk!, w.Wv!], [_q, _k, _v], n);
             if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
             if (w.Bk is not null) b.AddBias(_k, w.Bk, n);
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
@@ -224,9 +228,12 @@ public sealed class LlamaModel : IDisposable
             if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
 
             // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
-            b.AddRmsNorm(_x, _xb, w.FfnNorm, _xb, n, c.Dim, c.RmsEps); // x += the attention output, then its norm
-            if (w.GateUp is not null) _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
-            else b.MatMulGroup([w.Gate!, w.Up!], _xb, [_gate, _up], n);
+            if (w.GateUp is not null)
+            {
+                b.AddRmsNorm(_x, _xb, w.FfnNorm, _xb, n, c.Dim, c.RmsEps); // x += the attention output, then its norm
+                _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
+            }
+            else b.NormMatMulGroup(_x, _xb, w.FfnNorm, _xb, c.Dim, c.RmsEps, [w.Gate!, w.Up!], [_gate, _up], n);
             b.GluMatMul(w.Down, _gate, _up, c.Arch.Activation, _xb, n); // act(gate) * up, then Wdown . that
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);
         }

@@ -107,6 +107,131 @@ public sealed unsafe class FusedOpTests
         }
     }
 
+    public static TheoryData<GgmlType, int, int, bool> NormProductCases()
+    {
+        var d = new TheoryData<GgmlType, int, int, bool>();
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.F32 })
+            foreach (int tokens in new[] { 1, 4, 9 })
+                foreach (int threads in new[] { 1, 2, 3 })
+                    d.Add(type, tokens, threads, tokens != 9);
+        return d;
+    }
+
+    /// <summary>
+    /// <see cref="CpuBackend.NormMatMulGroup"/> (the norm of a layer's input, with the residual add, done where the product
+    /// quantizes each token) against <see cref="IBackend.AddRmsNorm"/> / <see cref="IBackend.RmsNorm"/> then
+    /// <see cref="IBackend.MatMulGroup"/>: the same bits in the residual, the normed rows and every member's output, one
+    /// dispatch fewer where the rows' norm was dispatched (types whose kernels read floats run the two ops); the normed rows
+    /// and the products also against float64.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NormProductCases))]
+    public void NormMatMulGroup_is_norm_then_product_and_matches_float64(GgmlType type, int tokens, int threads, bool withDelta)
+    {
+        const int dim = 1536;
+        const float eps = 1e-5f;
+        int[] rows = [48, 16, 16]; // a layer's Q, K and V
+        long rowBytes = GgmlTypes.RowBytes(type, dim);
+        var weights = new byte[rows.Length][];
+        var deq = new float[rows.Length][];
+        for (int m = 0; m < rows.Length; m++)
+        {
+            weights[m] = new byte[rowBytes * rows[m]];
+            deq[m] = new float[rows[m] * dim];
+            for (int r = 0; r < rows[m]; r++)
+            {
+                float[] f = QuantTestData.Gaussian(dim, 1000 * m + 31 * r + 7, 0.05);
+                byte[] q = type == GgmlType.F32 ? FloatBytes(f) : QuantRef.QuantizeRow(type, f);
+                q.CopyTo(weights[m], r * rowBytes);
+                if (type == GgmlType.F32) f.CopyTo(deq[m], r * dim);
+                else QuantRef.DequantizeRow(type, q, deq[m].AsSpan(r * dim, dim));
+            }
+        }
+        float[] x = QuantTestData.Gaussian(tokens * dim, 41, 3.0);
+        float[] delta = QuantTestData.Gaussian(tokens * dim, 42, 0.5);
+        float[] normW = QuantTestData.Gaussian(dim, 43);
+        var (fx, fn, fo, fDispatches) = Run(fused: true);
+        var (ux, un, uo, uDispatches) = Run(fused: false);
+        string what = $"{type}, {tokens} tokens, {threads} threads, {(withDelta ? "add + norm" : "norm")}";
+        SameBits(ux, fx, what + ": residual");
+        SameBits(un, fn, what + ": normed rows");
+        for (int m = 0; m < rows.Length; m++) SameBits(uo[m], fo[m], what + $": product {m}");
+        bool normDispatched = (long)tokens * dim > WorkerPool.SerialElements;
+        long saved = type == GgmlType.F32 || !normDispatched ? 0 : 1;
+        Assert.True(uDispatches - fDispatches == saved, $"{what}: {fDispatches} dispatches fused, {uDispatches} unfused, {saved} fewer expected");
+        for (int t = 0; t < tokens; t++)
+        {
+            var s = new double[dim];
+            double ss = 0;
+            for (int i = 0; i < dim; i++)
+            {
+                s[i] = (double)x[t * dim + i] + (withDelta ? delta[t * dim + i] : 0);
+                ss += s[i] * s[i];
+            }
+            double scale = 1 / Math.Sqrt(ss / dim + eps);
+            var a = new double[dim];
+            for (int i = 0; i < dim; i++)
+            {
+                a[i] = s[i] * scale * normW[i];
+                Assert.True(Math.Abs(fn[t * dim + i] - a[i]) <= 6 * Math.Pow(2, -24) * Math.Abs(a[i]) + 1e-30, $"{what}: normed[{t}, {i}] {fn[t * dim + i]:R} vs float64 {a[i]:R}");
+            }
+            for (int m = 0; m < rows.Length; m++)
+                for (int r = 0; r < rows[m]; r++)
+                {
+                    double want = 0, mag = 0;
+                    for (int i = 0; i < dim; i++)
+                    {
+                        want += deq[m][r * dim + i] * a[i];
+                        mag += Math.Abs(deq[m][r * dim + i] * a[i]);
+                    }
+                    double tol = type == GgmlType.F32 ? 1e-5 * mag : 2e-2 * mag;
+                    Assert.True(Math.Abs(fo[m][t * rows[m] + r] - want) <= tol, $"{what}: product {m} [{t}, {r}] {fo[m][t * rows[m] + r]:G6} vs float64 {want:G6} (|w||a| {mag:G3})");
+                }
+        }
+
+        (float[] X, float[] Normed, float[][] Out, long Dispatches) Run(bool fused)
+        {
+            using var b = new CpuBackend(threads, batchInvariant: true) { FuseNorm = fused };
+            b.Prepare(new BackendLimits(tokens, dim, 4, 2, 2));
+            using var pn = new Pinned(b, "blk.0.attn_norm.weight", GgmlType.F32, dim, 1, FloatBytes(normW));
+            var pws = new Pinned[rows.Length];
+            var ws = new BackendWeight[rows.Length];
+            var dsts = new BackendBuffer[rows.Length];
+            for (int m = 0; m < rows.Length; m++)
+            {
+                pws[m] = new Pinned(b, $"blk.0.attn_{"qkv"[m]}.weight", type, dim, rows[m], weights[m]);
+                ws[m] = pws[m].W;
+                dsts[m] = b.Allocate((long)tokens * rows[m]);
+            }
+            try
+            {
+                var bx = b.Allocate((long)tokens * dim);
+                var bd = b.Allocate((long)tokens * dim); // the delta, and the normed rows (as the model: the norm overwrites it)
+                b.CopyIn(delta, bd, 0);
+                b.MatMulGroup(ws, bd, dsts, tokens); // the weights' first product (a repack, where their kernels take one) before the count
+                b.CopyIn(x, bx, 0);
+                b.CopyIn(delta, bd, 0);
+                long before = b.Dispatches;
+                b.NormMatMulGroup(bx, withDelta ? bd : null, pn.W, bd, dim, eps, ws, dsts, tokens);
+                long dispatches = b.Dispatches - before;
+                float[] ox = new float[tokens * dim], on = new float[tokens * dim];
+                b.CopyOut(bx, 0, ox);
+                b.CopyOut(bd, 0, on);
+                var outs = new float[rows.Length][];
+                for (int m = 0; m < rows.Length; m++)
+                {
+                    outs[m] = new float[tokens * rows[m]];
+                    b.CopyOut(dsts[m], 0, outs[m]);
+                }
+                return (ox, on, outs, dispatches);
+            }
+            finally
+            {
+                foreach (var pw in pws) pw.Dispose();
+            }
+        }
+    }
+
     public static TheoryData<GgmlType, int, int, GluKind> GluCases()
     {
         var d = new TheoryData<GgmlType, int, int, GluKind>();

@@ -295,6 +295,47 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _prof?.End(kind, t);
     }
 
+    /// <summary>
+    /// The norm (with the residual add when <paramref name="delta"/> is given) and the product of its output as one op where
+    /// every weight's kernels quantize their input: the thread that quantizes a token for the product first adds and norms
+    /// its row (<see cref="Cpu.RmsNorm.AddRow"/>, <see cref="Cpu.RmsNorm.Row"/>: the bits of <see cref="AddRmsNorm"/> and
+    /// <see cref="RmsNorm"/>), so a server step's four rows, whose norm was a dispatch of its own, and a prompt batch's rows
+    /// are normed inside the product's dispatch; a lone token is normed on the caller as before. Else the two ops.
+    /// </summary>
+    public void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps,
+        ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens)
+    {
+        if (weights.Length != dsts.Length) throw new ArgumentException($"{weights.Length} weights and {dsts.Length} outputs", nameof(dsts));
+        Ready();
+        bool fuse = FuseNorm && weights.Length >= 1 && (weights.Length == 1 || (GroupMatMuls && Groupable(weights)));
+        for (int i = 0; fuse && i < weights.Length; i++) fuse = weights[i].Ne0 == dim && _matMul!.QuantizesInput(W(weights[i]));
+        if (!fuse)
+        {
+            if (delta is null) RmsNorm(x, norm, normed, nTokens, dim, eps);
+            else AddRmsNorm(x, delta, norm, normed, nTokens, dim, eps);
+            MatMulGroup(weights, normed, dsts, nTokens);
+            return;
+        }
+        var nw = W(norm);
+        if (nw.Ne0 != dim || nw.Type != GgmlType.F32) throw new ArgumentException($"rms_norm weight {nw.Name} is not F32 [{dim}]");
+        Need(x, (long)nTokens * dim, "rms_norm x");
+        if (delta is not null) Need(delta, (long)nTokens * dim, "add_rms_norm delta");
+        Need(normed, (long)nTokens * dim, "rms_norm dst");
+        if (ReferenceEquals(x, normed)) throw new ArgumentException("norm before a product: the normed rows may not be x (the residual stream keeps the sum)");
+        Span<bool> packed = stackalloc bool[weights.Length];
+        for (int i = 0; i < weights.Length; i++) packed[i] = PrepareMatMul(W(weights[i]), normed, dsts[i], nTokens);
+        _matMul!.Clear();
+        for (int i = 0; i < weights.Length; i++) _matMul.Add(W(weights[i]), P(dsts[i]), packed[i]);
+        _matMul.SetNorm(P(x), delta is null ? null : P(delta), (float*)nw.Data, eps);
+        var kind = _prof is not null ? MatKind(W(weights[0])) : default;
+        long t = _prof?.Begin(kind) ?? 0;
+        _matMul.Run(_pool, P(normed), nTokens);
+        _prof?.End(kind, t);
+    }
+
+    /// <summary>False runs <see cref="NormMatMulGroup"/> as the norm and the product (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseNorm { get; init; } = true;
+
     /// <summary>True when the weights can be one product: 2 to <see cref="Cpu.MatMul.MaxMembers"/> of one row length whose kernels read x the same way.</summary>
     private bool Groupable(ReadOnlySpan<BackendWeight> weights)
     {

@@ -63,6 +63,14 @@ internal sealed unsafe class MatMul : ParallelWork
     private float* _gluUp;
     private GluKind _gluKind;
 
+    /// <summary>
+    /// The norm as the product's input step (<see cref="SetNorm"/>): before a token's activations are quantized, the thread
+    /// that quantizes it adds delta[t] to the residual row (when <see cref="_normDelta"/> is set) and writes the row's norm
+    /// into x[t] (<see cref="RmsNorm"/>'s per-row math). Null <see cref="_normW"/>: no norm step.
+    /// </summary>
+    private float* _normX, _normDelta, _normW;
+    private float _normEps;
+
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
@@ -177,6 +185,20 @@ internal sealed unsafe class MatMul : ParallelWork
         _gluKind = kind;
     }
 
+    /// <summary>
+    /// Makes the next <see cref="Run(WorkerPool, float*, int)"/> first norm its input, token by token, on the threads that
+    /// quantize the tokens: residual[t] += delta[t] (when <paramref name="delta"/> is not null), then x[t] = norm(residual[t])
+    /// with <paramref name="weight"/>, as <see cref="RmsNorm.Run"/> / <see cref="RmsNorm.RunAdd"/> do per row (x may be delta,
+    /// not the residual). Only for products whose members all quantize their input. Cleared by the run.
+    /// </summary>
+    public void SetNorm(float* residual, float* delta, float* weight, float eps)
+    {
+        _normX = residual;
+        _normDelta = delta;
+        _normW = weight;
+        _normEps = eps;
+    }
+
     /// <summary>True when <paramref name="w"/>'s kernels read quantized activations (a product with a GLU input step needs that).</summary>
     public bool QuantizesInput(CpuWeight w) => RowOf(w).Traits.IsQuantized;
 
@@ -184,7 +206,11 @@ internal sealed unsafe class MatMul : ParallelWork
     public void Run(WorkerPool pool, float* x, int nTokens)
     {
         try { RunProduct(pool, x, nTokens); }
-        finally { _gluUp = null; }
+        finally
+        {
+            _gluUp = null;
+            _normW = null;
+        }
     }
 
     private void RunProduct(WorkerPool pool, float* x, int nTokens)
@@ -216,6 +242,8 @@ internal sealed unsafe class MatMul : ParallelWork
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
         if (_gluUp != null && (_quantize == null || n % 16 != 0))
             throw new InvalidOperationException($"{_members[0].W.Name}: a GLU input step needs quantized activations and rows of a multiple of 16");
+        if (_normW != null && (_quantize == null || _gluUp != null))
+            throw new InvalidOperationException($"{_members[0].W.Name}: a norm input step needs quantized activations (and no GLU step)");
         if (_quantize != null)
         {
             if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
@@ -223,6 +251,16 @@ internal sealed unsafe class MatMul : ParallelWork
                 // A lone decode token on one thread (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
                 // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
                 long q0 = Profile is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                if (_normW != null)
+                {
+                    for (int t = 0; t < nTokens; t++) NormToken(t);
+                    if (Profile is not null)
+                    {
+                        long g = System.Diagnostics.Stopwatch.GetTimestamp();
+                        Profile.Split(ProfiledOp.AddRmsNorm, g - q0);
+                        q0 = g;
+                    }
+                }
                 if (_gluUp != null)
                 {
                     for (int t = 0; t < nTokens; t++) GluToken(t);
@@ -315,10 +353,19 @@ internal sealed unsafe class MatMul : ParallelWork
         else Glu.Apply<SiluGate>(g, u, 0, _n);
     }
 
+    /// <summary>residual[t] += delta[t] (with a delta), then x[t] = norm(residual[t]) (the norm input step).</summary>
+    private void NormToken(long t)
+    {
+        float* r = _normX + t * _n;
+        if (_normDelta != null) RmsNorm.AddRow(r, _normDelta + t * _n, _n);
+        RmsNorm.Row(r, _normW, _x + t * _n, _n, _normEps);
+    }
+
     /// <summary>The input step (if any) and the quantize of token t, on the thread that owns it.</summary>
     private void PrepareToken(long t)
     {
-        if (_gluUp != null) GluToken(t);
+        if (_normW != null) NormToken(t);
+        else if (_gluUp != null) GluToken(t);
         QuantizeToken(t);
     }
 
