@@ -106,8 +106,8 @@ public interface IBackend : IDisposable
     /// The norm that feeds a product, and the product: with a <paramref name="delta"/>, <see cref="AddRmsNorm"/>(x, delta,
     /// <paramref name="norm"/>, <paramref name="normed"/>), else <see cref="RmsNorm"/>(x, norm, normed), then
     /// <see cref="MatMulGroup"/>(weights, normed, dsts): the same bits as those ops (x keeps the residual sum, normed the
-    /// normed rows). This default runs them; the CPU norms each token where it quantizes it for the product, so the norm
-    /// of a server step's few rows needs no dispatch of its own.
+    /// normed rows; without a delta, normed may be x: the norm in place). This default runs them; the CPU norms each token
+    /// where it quantizes it for the product, so the norm of a server step's few rows needs no dispatch of its own.
     /// </summary>
     void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps,
         ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens)

@@ -412,8 +412,7 @@ public sealed class LlamaModel : IDisposable
             b.Copy(_x, (long)(row - 1) * c.Dim, _xb, (long)s * c.Dim, c.Dim);
         }
         int rows = seqs.Length;
-        b.RmsNorm(_xb, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
-        b.MatMul(_output, _xb, _logits, rows);
+        b.NormMatMulGroup(_xb, null, _outputNorm, _xb, c.Dim, c.RmsEps, [_output], [_logits], rows); // the final norm in place, then the output layer
         if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * vocab, c.FinalSoftcap);
         b.CopyOut(_logits, 0, logits[..(rows * vocab)]);
     }

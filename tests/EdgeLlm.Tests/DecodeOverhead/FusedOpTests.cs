@@ -107,13 +107,13 @@ public sealed unsafe class FusedOpTests
         }
     }
 
-    public static TheoryData<GgmlType, int, int, bool> NormProductCases()
+    public static TheoryData<GgmlType, int, int> NormProductCases()
     {
-        var d = new TheoryData<GgmlType, int, int, bool>();
+        var d = new TheoryData<GgmlType, int, int>();
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.F32 })
             foreach (int tokens in new[] { 1, 4, 9 })
                 foreach (int threads in new[] { 1, 2, 3 })
-                    d.Add(type, tokens, threads, tokens != 9);
+                    d.Add(type, tokens, threads);
         return d;
     }
 
@@ -122,12 +122,20 @@ public sealed unsafe class FusedOpTests
     /// quantizes each token) against <see cref="IBackend.AddRmsNorm"/> / <see cref="IBackend.RmsNorm"/> then
     /// <see cref="IBackend.MatMulGroup"/>: the same bits in the residual, the normed rows and every member's output, one
     /// dispatch fewer where the rows' norm was dispatched (types whose kernels read floats run the two ops); the normed rows
-    /// and the products also against float64.
+    /// and the products also against float64. Three forms: add and norm into the delta's rows (a layer's norms), a norm into
+    /// rows apart (layer 0's) and a norm in place (the final norm before the output layer).
     /// </summary>
     [Theory]
     [MemberData(nameof(NormProductCases))]
-    public void NormMatMulGroup_is_norm_then_product_and_matches_float64(GgmlType type, int tokens, int threads, bool withDelta)
+    public void NormMatMulGroup_is_norm_then_product_and_matches_float64(GgmlType type, int tokens, int threads)
     {
+        foreach (string form in new[] { "add + norm", "norm", "norm in place" })
+            NormProduct(type, tokens, threads, form);
+    }
+
+    private static void NormProduct(GgmlType type, int tokens, int threads, string form)
+    {
+        bool withDelta = form == "add + norm", inPlace = form == "norm in place";
         const int dim = 1536;
         const float eps = 1e-5f;
         int[] rows = [48, 16, 16]; // a layer's Q, K and V
@@ -152,7 +160,7 @@ public sealed unsafe class FusedOpTests
         float[] normW = QuantTestData.Gaussian(dim, 43);
         var (fx, fn, fo, fDispatches) = Run(fused: true);
         var (ux, un, uo, uDispatches) = Run(fused: false);
-        string what = $"{type}, {tokens} tokens, {threads} threads, {(withDelta ? "add + norm" : "norm")}";
+        string what = $"{type}, {tokens} tokens, {threads} threads, {form}";
         SameBits(ux, fx, what + ": residual");
         SameBits(un, fn, what + ": normed rows");
         for (int m = 0; m < rows.Length; m++) SameBits(uo[m], fo[m], what + $": product {m}");
@@ -212,11 +220,12 @@ public sealed unsafe class FusedOpTests
                 b.CopyIn(x, bx, 0);
                 b.CopyIn(delta, bd, 0);
                 long before = b.Dispatches;
-                b.NormMatMulGroup(bx, withDelta ? bd : null, pn.W, bd, dim, eps, ws, dsts, tokens);
+                var normed = inPlace ? bx : bd;
+                b.NormMatMulGroup(bx, withDelta ? bd : null, pn.W, normed, dim, eps, ws, dsts, tokens);
                 long dispatches = b.Dispatches - before;
                 float[] ox = new float[tokens * dim], on = new float[tokens * dim];
                 b.CopyOut(bx, 0, ox);
-                b.CopyOut(bd, 0, on);
+                b.CopyOut(normed, 0, on);
                 var outs = new float[rows.Length][];
                 for (int m = 0; m < rows.Length; m++)
                 {

@@ -321,7 +321,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         Need(x, (long)nTokens * dim, "rms_norm x");
         if (delta is not null) Need(delta, (long)nTokens * dim, "add_rms_norm delta");
         Need(normed, (long)nTokens * dim, "rms_norm dst");
-        if (ReferenceEquals(x, normed)) throw new ArgumentException("norm before a product: the normed rows may not be x (the residual stream keeps the sum)");
+        if (delta is not null && ReferenceEquals(x, normed)) throw new ArgumentException("add and norm before a product: the normed rows may not be x (the residual stream keeps the sum)");
         Span<bool> packed = stackalloc bool[weights.Length];
         for (int i = 0; i < weights.Length; i++) packed[i] = PrepareMatMul(W(weights[i]), normed, dsts[i], nTokens);
         _matMul!.Clear();

@@ -188,8 +188,9 @@ internal sealed unsafe class MatMul : ParallelWork
     /// <summary>
     /// Makes the next <see cref="Run(WorkerPool, float*, int)"/> first norm its input, token by token, on the threads that
     /// quantize the tokens: residual[t] += delta[t] (when <paramref name="delta"/> is not null), then x[t] = norm(residual[t])
-    /// with <paramref name="weight"/>, as <see cref="RmsNorm.Run"/> / <see cref="RmsNorm.RunAdd"/> do per row (x may be delta,
-    /// not the residual). Only for products whose members all quantize their input. Cleared by the run.
+    /// with <paramref name="weight"/>, as <see cref="RmsNorm.Run"/> / <see cref="RmsNorm.RunAdd"/> do per row (x may be delta;
+    /// without a delta it may be the residual: the norm in place). Only for products whose members all quantize their input.
+    /// Cleared by the run.
     /// </summary>
     public void SetNorm(float* residual, float* delta, float* weight, float eps)
     {
