@@ -221,9 +221,18 @@ public sealed class LlamaModel : IDisposable
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
             if (w.QNorm is not null) b.RmsNorm(_q, w.QNorm, _q, n * c.HeadCount, c.HeadDim, c.RmsEps);
             if (w.KNorm is not null) b.RmsNorm(_k, w.KNorm, _k, n * c.KvHeadCount, c.HeadDim, c.RmsEps);
-            if (seqs.IsEmpty) b.RopeAttention(_q, _k, _v, Cache, l, pos, n, c.HeadCount, c.KvHeadCount, w.Rope, _att, w.Attention);
-            else AttendSequences(l, w, seqs);
-            b.MatMul(w.Wo, _att, _xb, n);
+            if (seqs.IsEmpty)
+            {
+                b.RopeAttention(_q, _k, _v, Cache, l, pos, n, c.HeadCount, c.KvHeadCount, w.Rope, _att, w.Attention);
+                b.MatMul(w.Wo, _att, _xb, n);
+            }
+            else if (_seqAttention is not null) // all sequences' attention and Wo in one call (the CPU: in one dispatch for a decode step)
+                _seqAttention.AttendSequencesMatMul(_q, _k, _v, _att, seqs, l, c.HeadCount, c.KvHeadCount, w.Rope, w.Attention, w.Wo, _xb);
+            else
+            {
+                AttendSequences(l, w, seqs);
+                b.MatMul(w.Wo, _att, _xb, n);
+            }
             if (w.Bo is not null) b.AddBias(_xb, w.Bo, n);
             if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
 
@@ -467,19 +476,14 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// RoPE, cache store and attention of one layer for each sequence of the batch, each at its own positions in
-    /// its own cache: in one call where the backend does them all together (<see cref="ISequenceAttention"/>, the CPU).
-    /// Otherwise the first sequence works on rows 0.. of the batch buffers directly; the others are copied to
+    /// its own cache, on a backend that does not do them all in one call (<see cref="ISequenceAttention"/>, the CPU, does).
+    /// The first sequence works on rows 0.. of the batch buffers directly; the others are copied to
     /// row 0 of scratch buffers and their attention output copied back (the backend ops address whole buffers).
     /// </summary>
     private void AttendSequences(int l, Layer w, ReadOnlySpan<SequenceBatch> seqs)
     {
         var c = Config;
         var b = Backend;
-        if (_seqAttention is not null)
-        {
-            _seqAttention.AttendSequences(_q, _k, _v, _att, seqs, l, c.HeadCount, c.KvHeadCount, w.Rope, w.Attention);
-            return;
-        }
         int row = 0;
         foreach (var sq in seqs)
         {

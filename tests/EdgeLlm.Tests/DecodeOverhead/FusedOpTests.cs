@@ -483,4 +483,119 @@ public sealed unsafe class FusedOpTests
             return o;
         }
     }
+
+    public static TheoryData<int, GgmlType, int> AttendProductCases()
+    {
+        var d = new TheoryData<int, GgmlType, int>();
+        foreach (int threads in new[] { 1, 2, 3 })
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.F32 })
+                for (int shape = 0; shape < 4; shape++)
+                    d.Add(threads, type, shape);
+        return d;
+    }
+
+    /// <summary>
+    /// <see cref="CpuBackend.AttendSequencesMatMul"/> (a decode step's attention of each sequence run inside the Wo product's
+    /// dispatch, on the thread that quantizes its token) against <see cref="CpuBackend.AttendSequences"/> then
+    /// <see cref="CpuBackend.MatMul"/>: the same bits in the attention output, the product and the stored keys; one dispatch
+    /// fewer where the attention was dispatched and the step qualifies (2 to 8 sequences of one token each, several threads,
+    /// a quantized weight); batches with a longer sequence and float weights run the two ops. The product also against float64.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(AttendProductCases))]
+    public void AttendSequencesMatMul_is_attention_then_product(int threads, GgmlType type, int shape)
+    {
+        var rope = new RopeSpec(HeadDim, HeadDim, 10000f, 1f, null, false);
+        int qDim = Heads * HeadDim, kvDim = KvHeads * HeadDim;
+        (int[] starts, int[] counts) = shape switch
+        {
+            0 => (new[] { 200, 220, 190, 210 }, new[] { 1, 1, 1, 1 }), // four decode sequences, long contexts (dispatched attention)
+            1 => (new[] { 3, 9 }, new[] { 1, 1 }),                    // two, short contexts (serial attention)
+            2 => (new[] { 60, 7, 101 }, new[] { 1, 1, 1 }),           // three, uneven
+            _ => (new[] { 3, 40, 0, 17 }, new[] { 1, 2, 1, 1 }),      // a sequence of two tokens: the two ops
+        };
+        int total = counts.Sum();
+        const int rows = 96;
+        long rowBytes = GgmlTypes.RowBytes(type, qDim);
+        byte[] weights = new byte[rowBytes * rows];
+        var deq = new float[rows * qDim];
+        for (int r = 0; r < rows; r++)
+        {
+            float[] f = QuantTestData.Gaussian(qDim, 53 * r + 5, 0.05);
+            byte[] qb = type == GgmlType.F32 ? FloatBytes(f) : QuantRef.QuantizeRow(type, f);
+            qb.CopyTo(weights, r * rowBytes);
+            if (type == GgmlType.F32) f.CopyTo(deq, r * qDim);
+            else QuantRef.DequantizeRow(type, qb, deq.AsSpan(r * qDim, qDim));
+        }
+        float[] q = QuantTestData.Gaussian(total * qDim, 26, 2.0);
+        float[] k = QuantTestData.Gaussian(total * kvDim, 27);
+        float[] v = QuantTestData.Gaussian(total * kvDim, 28);
+        float[] past = QuantTestData.Gaussian(2 * Context * kvDim, 29);
+        var options = new AttentionOptions(0.125f, 0f, 0);
+        var (fAtt, fOut, fKeys, fDispatches) = Run(true);
+        var (uAtt, uOut, uKeys, uDispatches) = Run(false);
+        string what = $"{threads} threads, {type}, starts [{string.Join(", ", starts)}], counts [{string.Join(", ", counts)}]";
+        SameBits(uAtt, fAtt, what + ": attention");
+        SameBits(uOut, fOut, what + ": product");
+        SameBits(uKeys, fKeys, what + ": stored keys");
+        bool qualifies = threads > 1 && type != GgmlType.F32 && counts.All(c => c == 1);
+        long saved = uDispatches - fDispatches;
+        Assert.True(qualifies ? saved is 0 or 1 : saved == 0, $"{what}: {fDispatches} dispatches fused, {uDispatches} unfused");
+        if (qualifies && shape == 0) Assert.True(saved == 1, $"{what}: the dispatched attention should ride in the product's dispatch ({fDispatches} vs {uDispatches})");
+        for (int t = 0; t < total; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                double want = 0, mag = 0;
+                for (int i = 0; i < qDim; i++)
+                {
+                    want += deq[r * qDim + i] * (double)fAtt[t * qDim + i];
+                    mag += Math.Abs(deq[r * qDim + i] * (double)fAtt[t * qDim + i]);
+                }
+                double tol = type == GgmlType.F32 ? 1e-5 * mag : 2e-2 * mag;
+                Assert.True(Math.Abs(fOut[t * rows + r] - want) <= tol, $"{what}: product [{t}, {r}] {fOut[t * rows + r]:G6} vs float64 {want:G6}");
+            }
+
+        (float[] Att, float[] Out, float[] Keys, long Dispatches) Run(bool fuse)
+        {
+            using var b = new CpuBackend(threads, batchInvariant: true) { FuseAttention = fuse };
+            b.Prepare(new BackendLimits(8, qDim, Context, HeadDim, HeadDim));
+            using var pw = new Pinned(b, "blk.0.attn_output.weight", type, qDim, rows, weights);
+            var seqs = new SequenceBatch[starts.Length];
+            var caches = new KvCache[starts.Length];
+            for (int s = 0; s < seqs.Length; s++)
+            {
+                var cache = caches[s] = ((IBackend)b).CreateCache(1, Context, kvDim, KvCacheType.F32, KvCacheType.F32);
+                if (starts[s] > 0)
+                {
+                    b.CacheRows(cache, 0, false, 0, starts[s], MemoryMarshal.AsBytes(past.AsSpan(0, starts[s] * kvDim)), write: true);
+                    b.CacheRows(cache, 0, true, 0, starts[s], MemoryMarshal.AsBytes(past.AsSpan(Context * kvDim, starts[s] * kvDim)), write: true);
+                }
+                cache.Filled = starts[s];
+                seqs[s] = new SequenceBatch(cache, starts[s], counts[s]);
+            }
+            var bq = b.Allocate(total * qDim);
+            var bk = b.Allocate(total * kvDim);
+            var bv = b.Allocate(total * kvDim);
+            var att = b.Allocate(total * qDim);
+            var outB = b.Allocate(total * rows);
+            b.CopyIn(q, bq, 0);
+            b.MatMul(pw.W, bq, outB, total); // the weight's first product (a repack, where its kernels take one) before the count
+            b.CopyIn(k, bk, 0);
+            b.CopyIn(v, bv, 0);
+            long before = b.Dispatches;
+            b.AttendSequencesMatMul(bq, bk, bv, att, seqs, 0, Heads, KvHeads, rope, options, pw.W, outB);
+            long dispatches = b.Dispatches - before;
+            float[] a = new float[total * qDim], o = new float[total * rows];
+            b.CopyOut(att, 0, a);
+            b.CopyOut(outB, 0, o);
+            var keys = new List<float>();
+            for (int s = 0; s < seqs.Length; s++)
+            {
+                var kk = new float[(starts[s] + counts[s]) * kvDim];
+                b.CacheRows(caches[s], 0, false, 0, starts[s] + counts[s], MemoryMarshal.AsBytes(kk.AsSpan()), write: false);
+                keys.AddRange(kk);
+            }
+            return (a, o, keys.ToArray(), dispatches);
+        }
+    }
 }

@@ -454,6 +454,58 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options)
     {
         Ready();
+        long t0 = _prof?.Begin(ProfiledOp.Attention) ?? 0;
+        PrepareSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope);
+        _attention!.RunSegments(_pool, seqs.Length, nHeads, rope.HeadDim, nKvHeads * rope.HeadDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        _prof?.End(ProfiledOp.Attention, t0);
+    }
+
+    /// <summary>
+    /// <see cref="AttendSequences"/> and then <c>product = weight · dst</c> (<see cref="MatMul"/>), where a decode step of
+    /// two to <see cref="Cpu.MatMul.InlineQuantizeTokens"/> sequences (one token each) on several threads runs each
+    /// sequence's attention inside the product's dispatch, on the thread that then quantizes its token: one dispatch
+    /// fewer per layer, the same bits (a unit's output does not depend on the thread that runs it). Else the two ops.
+    /// </summary>
+    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product)
+    {
+        Ready();
+        var w = W(weight);
+        bool fuse = FuseAttention && ThreadCount > 1 && seqs.Length >= 2 && seqs.Length <= Cpu.MatMul.InlineQuantizeTokens
+            && w.Ne0 == (long)nHeads * rope.HeadDim && _matMul!.QuantizesInput(w);
+        foreach (var sq in seqs) fuse &= sq.Count == 1;
+        if (!fuse)
+        {
+            int rows = 0;
+            foreach (var sq in seqs) rows += sq.Count;
+            AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options);
+            MatMul(weight, dst, product, rows);
+            return;
+        }
+        var kind = _prof is not null ? MatKind(w) : default;
+        long t0 = _prof?.Begin(kind) ?? 0;
+        PrepareSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope);
+        _attention!.Bind(seqs.Length, nHeads, rope.HeadDim, nKvHeads * rope.HeadDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        bool packed = PrepareMatMul(w, dst, product, seqs.Length);
+        _matMul!.Clear();
+        _matMul.Add(w, P(product), packed);
+        _matMul.SetStep(_attention);
+        _matMul.Run(_pool, P(dst), seqs.Length);
+        _prof?.End(kind, t0);
+    }
+
+    /// <summary>False runs <see cref="AttendSequencesMatMul"/> as the two ops (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseAttention { get; init; } = true;
+
+    /// <summary>
+    /// What <see cref="AttendSequences"/> does before its units: the checks, one rotation of all the k rows (each at its
+    /// sequence's position; the cos/sin table made once per step and kept for the other layers), the K/V rows stored into
+    /// each sequence's cache, and the attention segments (reading the batch rows in place, rotating each query row as they
+    /// transpose it: q is left unrotated).
+    /// </summary>
+    private void PrepareSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope)
+    {
         int headDim = rope.HeadDim, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         int total = 0;
         foreach (var sq in seqs)
@@ -472,7 +524,6 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         foreach (var sq in seqs)
             for (int t = 0; t < sq.Count; t++) _positions[row++] = sq.StartPos + t;
         var positions = new ReadOnlySpan<int>(_positions, 0, total);
-        long t0 = _prof?.Begin(ProfiledOp.Attention) ?? 0;
         int slot = _rope!.TablePositions(total, positions, rope);
         if (!FuseRope) _rope.Apply(_pool, slot, P(q), total, nHeads, rope);
         _rope.Apply(_pool, slot, P(k), total, nKvHeads, rope);
@@ -495,8 +546,6 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
             sg.Sin = FuseRope ? _rope.Sin(slot) + (long)row * half : null;
             row += sq.Count;
         }
-        _attention.RunSegments(_pool, seqs.Length, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
-        _prof?.End(ProfiledOp.Attention, t0);
     }
 
     public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)
