@@ -9,7 +9,8 @@ using EdgeLlm.Model;
 // backend wrapped in a timing decorator (one Stopwatch read before and after each backend call; nothing in the engine
 // changes). Per op it prints the smallest per-step total over the measured steps (on a shared, loaded machine the
 // minimum is the least disturbed sample), the step medians and minima, and the worker-pool dispatches of each step.
-//   dotnet run -c Release --project perf/step-profile -- MODEL THREADS STEPS [profile|plain] [LABEL]
+//   dotnet run -c Release --project perf/step-profile -- MODEL THREADS STEPS [profile|plain|prompt] [LABEL]
+//   (prompt: a 9-token prompt chunk of one sequence against four sequences' chunks in one batch, profiled)
 //   dotnet run -c Release --project perf/step-profile -- MODEL 1 REPS q6k [LABEL]   (Q6_K Dot vs Dot4, one thread, in cache)
 //   dotnet run -c Release --project perf/step-profile -- MODEL THREADS REPS out [LABEL]   (the output and layer-0 products at 1, 2, 4 tokens)
 string path = args[0];
@@ -19,7 +20,7 @@ string mode = args.Length > 3 ? args[3] : "profile";
 string label = args.Length > 4 ? args[4] : "";
 if (mode == "q6k") { Q6Bench.Run(path, steps, label); return; }
 if (mode == "out") { OutBench.Run(path, threads, steps, label); return; }
-bool profile = mode == "profile";
+bool profile = mode is "profile" or "prompt";
 
 var inner = new CpuBackend(threads, batchInvariant: true); // serve --parallel N > 1 runs batch-invariant
 var prof = new ProfilingBackend(inner);
@@ -45,8 +46,31 @@ for (int s = 0; s < S; s++)
 }
 var seqs4 = new SequenceBatch[S];
 var seqs1 = new SequenceBatch[1];
+// "prompt" mode: the load test's prompt steps instead of decode steps: one sequence's PROMPT-token chunk against four
+// sequences' chunks in one batch (what the server runs when four requests start together), each rerun at the same
+// positions (the cache rewound), alternated.
+const int PromptTokens = 9;
+var promptToks = new int[S * PromptTokens];
+for (int i = 0; i < promptToks.Length; i++) promptToks[i] = rng.Next(vocab);
+bool promptMode = mode == "prompt";
 double Step(int k)
 {
+    if (promptMode)
+    {
+        long p0 = Stopwatch.GetTimestamp();
+        if (k == 1)
+        {
+            seqs1[0] = new SequenceBatch(caches[0], 24, PromptTokens);
+            model.ForwardSequences(promptToks.AsSpan(0, PromptTokens), seqs1, logits);
+        }
+        else
+        {
+            for (int s = 0; s < S; s++) seqs4[s] = new SequenceBatch(caches[s], 24, PromptTokens);
+            model.ForwardSequences(promptToks, seqs4, logits);
+        }
+        return Stopwatch.GetElapsedTime(p0).TotalMilliseconds;
+    }
+
     long t0 = Stopwatch.GetTimestamp();
     if (k == 1)
     {
@@ -119,8 +143,10 @@ sealed class ProfilingBackend(CpuBackend b) : IBackend, ISequenceAttention
     public void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v) { long t = Stopwatch.GetTimestamp(); b.StoreKv(cache, layer, startPos, nTokens, k, v); Add("store_kv", t); }
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.Attention(q, cache, layer, startPos, nTokens, nHeads, headDim, dst, options); Add("attention", t); }
     public void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options); Add("attend_sequences (rope+kv+attn)", t); }
+    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product) { long t = Stopwatch.GetTimestamp(); b.AttendSequencesMatMul(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options, weight, product); Add("attend+matmul " + Role(weight), t); }
     public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind) { long t = Stopwatch.GetTimestamp(); b.Glu(gate, up, count, kind); Add("glu", t); }
     public void AddRmsNorm(BackendBuffer x, BackendBuffer delta, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps) { long t = Stopwatch.GetTimestamp(); b.AddRmsNorm(x, delta, weight, dst, nTokens, dim, eps); Add("add+rms_norm", t); }
+    public void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps, ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens) { long t = Stopwatch.GetTimestamp(); b.NormMatMulGroup(x, delta, norm, normed, dim, eps, weights, dsts, nTokens); Add("norm+matmul group " + Role(weights[0]) + "+", t); }
     public void GluMatMul(BackendWeight weight, BackendBuffer gate, BackendBuffer up, GluKind kind, BackendBuffer dst, int nTokens) { long t = Stopwatch.GetTimestamp(); b.GluMatMul(weight, gate, up, kind, dst, nTokens); Add("glu+matmul " + Role(weight), t); }
     public void RopeAttention(BackendBuffer q, BackendBuffer k, BackendBuffer v, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int nKvHeads, RopeSpec rope, BackendBuffer dst, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.RopeAttention(q, k, v, cache, layer, startPos, nTokens, nHeads, nKvHeads, rope, dst, options); Add("rope+kv+attention", t); }
     public void AddBias(BackendBuffer x, BackendWeight bias, int nTokens) { long t = Stopwatch.GetTimestamp(); b.AddBias(x, bias, nTokens); Add("add_bias", t); }

@@ -103,6 +103,21 @@ public interface IBackend : IDisposable
     }
 
     /// <summary>
+    /// The norm that feeds a product, and the product: with a <paramref name="delta"/>, <see cref="AddRmsNorm"/>(x, delta,
+    /// <paramref name="norm"/>, <paramref name="normed"/>), else <see cref="RmsNorm"/>(x, norm, normed), then
+    /// <see cref="MatMulGroup"/>(weights, normed, dsts): the same bits as those ops (x keeps the residual sum, normed the
+    /// normed rows; without a delta, normed may be x: the norm in place). This default runs them; the CPU norms each token
+    /// where it quantizes it for the product, so the norm of a server step's few rows needs no dispatch of its own.
+    /// </summary>
+    void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps,
+        ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens)
+    {
+        if (delta is null) RmsNorm(x, norm, normed, nTokens, dim, eps);
+        else AddRmsNorm(x, delta, norm, normed, nTokens, dim, eps);
+        MatMulGroup(weights, normed, dsts, nTokens);
+    }
+
+    /// <summary>
     /// The gated feed-forward's down product with its activation as one op: <c>gate[i] = act(gate[i]) · up[i]</c> over the
     /// nTokens rows of weight.Ne0 (as <see cref="Glu"/>; gate keeps the result), then <c>dst = weight · gate</c> (as
     /// <see cref="MatMul"/>): the same bits as the two ops. This default runs the two ops; the CPU applies the activation

@@ -1,3 +1,4 @@
+using System.Numerics;
 
 namespace EdgeLlm.Generation;
 
@@ -125,6 +126,20 @@ public sealed class Sampler
             throw new ArgumentException($"expected {VocabSize} logits (the vocabulary size), got {logits.Length}", nameof(logits));
         var o = Options;
         var cand = _cand;
+        if (o.Temperature <= 0 && mask is null && !PenaltiesApply(o))
+        {
+            // Greedy with nothing to change the logits: the first highest one read in place, without copying the
+            // vocabulary into the candidates (a server step samples every slot's row on the scheduler thread while
+            // the workers wait). The loop below gives the same id; a row holding NaN takes it (its order rules).
+            int first = FirstArgMax(logits);
+            if (first >= 0)
+            {
+                cand[0].Id = first;
+                cand[0].Logit = logits[first];
+                greedy = true;
+                return 1;
+            }
+        }
         for (int i = 0; i < cand.Length; i++)
         {
             cand[i].Id = i;
@@ -219,10 +234,56 @@ public sealed class Sampler
     /// <summary>The first <paramref name="count"/> candidates after <see cref="Filter"/> (for tests and diagnostics).</summary>
     internal ReadOnlySpan<Candidate> Candidates(int count) => _cand.AsSpan(0, count);
 
+    /// <summary>False when the penalties leave every logit as it is (<see cref="ApplyPenalties"/> returns at once).</summary>
+    private static bool PenaltiesApply(SamplerOptions o) =>
+        o.RepeatLastN != 0 && (o.RepeatPenalty != 1f || o.FrequencyPenalty != 0f || o.PresencePenalty != 0f);
+
+    /// <summary>
+    /// The first index of the largest value, what the scalar loop <c>if (x[i] &gt; x[best]) best = i</c> gives for a row
+    /// without NaN (equal values, −0 and +0 included, keep the first); −1 when the row holds a NaN (the caller then runs
+    /// that loop). Two vector passes: the maximum, then the first element equal to it.
+    /// </summary>
+    internal static int FirstArgMax(ReadOnlySpan<float> x)
+    {
+        int n = x.Length, w = Vector<float>.Count, i = 0;
+        if (n == 0) return -1;
+        float max = x[0];
+        if (Vector.IsHardwareAccelerated && n >= w)
+        {
+            var vmax = new Vector<float>(x);
+            var ordered = Vector<int>.AllBitsSet;
+            for (; i <= n - w; i += w)
+            {
+                var v = new Vector<float>(x[i..]);
+                ordered &= Vector.Equals(v, v); // false in a NaN lane
+                vmax = Vector.Max(vmax, v);
+            }
+            if (!Vector.EqualsAll(ordered, Vector<int>.AllBitsSet)) return -1;
+            max = vmax[0];
+            for (int k = 1; k < w; k++) if (vmax[k] > max) max = vmax[k];
+        }
+        for (int k = i; k < n; k++)
+        {
+            if (float.IsNaN(x[k])) return -1;
+            if (x[k] > max) max = x[k];
+        }
+        if (float.IsNaN(max)) return -1;
+        i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vm = new Vector<float>(max);
+            for (; i <= n - w; i += w)
+                if (Vector.EqualsAny(new Vector<float>(x[i..]), vm)) break;
+        }
+        for (; i < n; i++)
+            if (x[i] == max) return i;
+        return -1; // not reached: max is one of the values
+    }
+
     private void ApplyPenalties(ReadOnlySpan<int> history)
     {
         var o = Options;
-        if (o.RepeatLastN == 0 || (o.RepeatPenalty == 1f && o.FrequencyPenalty == 0f && o.PresencePenalty == 0f)) return;
+        if (!PenaltiesApply(o)) return;
         var window = o.RepeatLastN < 0 || history.Length <= o.RepeatLastN ? history : history[^o.RepeatLastN..];
         foreach (int t in window)
         {

@@ -21,4 +21,18 @@ public interface ISequenceAttention
     /// </summary>
     void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
         int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options);
+
+    /// <summary>
+    /// <see cref="AttendSequences"/>, then <c>product = weight · dst</c> as <see cref="IBackend.MatMul"/> (the layer's
+    /// attention output projection): the same bits as the two calls, which this default makes; the CPU runs a decode
+    /// step's attention inside the product's dispatch.
+    /// </summary>
+    void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product)
+    {
+        AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options);
+        int rows = 0;
+        foreach (var sq in seqs) rows += sq.Count;
+        ((IBackend)this).MatMul(weight, dst, product, rows);
+    }
 }

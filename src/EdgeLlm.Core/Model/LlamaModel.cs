@@ -208,25 +208,41 @@ public sealed class LlamaModel : IDisposable
 
             // attention: x += [post-norm] Wo . attention(rope([q-norm] Wq . norm(x) [+ bq]), cache + rope([k-norm] Wk . norm(x) [+ bk]), Wv . norm(x) [+ bv])
             // (the previous layer's feed-forward output, in _xb, is added to x by the norm that reads x: one op)
-            if (l == 0) b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
-            else b.AddRmsNorm(_x, _xb, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
-            if (w.Wqkv is not null) _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
-            else b.MatMulGroup([w.Wq!, w.Wk!, w.Wv!], _xb, [_q, _k, _v], n); // one product where the backend can (spans on the stack)
+            if (w.Wqkv is not null)
+            {
+                if (l == 0) b.RmsNorm(_x, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+                else b.AddRmsNorm(_x, _xb, w.AttnNorm, _xb, n, c.Dim, c.RmsEps);
+                _stacker!.MatMulStacked(w.Wqkv, _xb, n, _q, _k, _v);
+            }
+            else // the norm and one product where the backend can (spans on the stack)
+                b.NormMatMulGroup(_x, l == 0 ? null : _xb, w.AttnNorm, _xb, c.Dim, c.RmsEps, [w.Wq!, w.Wk!, w.Wv!], [_q, _k, _v], n);
             if (w.Bq is not null) b.AddBias(_q, w.Bq, n);
             if (w.Bk is not null) b.AddBias(_k, w.Bk, n);
             if (w.Bv is not null) b.AddBias(_v, w.Bv, n);
             if (w.QNorm is not null) b.RmsNorm(_q, w.QNorm, _q, n * c.HeadCount, c.HeadDim, c.RmsEps);
             if (w.KNorm is not null) b.RmsNorm(_k, w.KNorm, _k, n * c.KvHeadCount, c.HeadDim, c.RmsEps);
-            if (seqs.IsEmpty) b.RopeAttention(_q, _k, _v, Cache, l, pos, n, c.HeadCount, c.KvHeadCount, w.Rope, _att, w.Attention);
-            else AttendSequences(l, w, seqs);
-            b.MatMul(w.Wo, _att, _xb, n);
+            if (seqs.IsEmpty)
+            {
+                b.RopeAttention(_q, _k, _v, Cache, l, pos, n, c.HeadCount, c.KvHeadCount, w.Rope, _att, w.Attention);
+                b.MatMul(w.Wo, _att, _xb, n);
+            }
+            else if (_seqAttention is not null) // all sequences' attention and Wo in one call (the CPU: in one dispatch for a decode step)
+                _seqAttention.AttendSequencesMatMul(_q, _k, _v, _att, seqs, l, c.HeadCount, c.KvHeadCount, w.Rope, w.Attention, w.Wo, _xb);
+            else
+            {
+                AttendSequences(l, w, seqs);
+                b.MatMul(w.Wo, _att, _xb, n);
+            }
             if (w.Bo is not null) b.AddBias(_xb, w.Bo, n);
             if (w.PostAttnNorm is not null) b.RmsNorm(_xb, w.PostAttnNorm, _xb, n, c.Dim, c.RmsEps);
 
             // feed-forward: x += [post-norm] Wdown . (act(Wgate . norm(x)) * (Wup . norm(x))), act = silu or gelu(tanh)
-            b.AddRmsNorm(_x, _xb, w.FfnNorm, _xb, n, c.Dim, c.RmsEps); // x += the attention output, then its norm
-            if (w.GateUp is not null) _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
-            else b.MatMulGroup([w.Gate!, w.Up!], _xb, [_gate, _up], n);
+            if (w.GateUp is not null)
+            {
+                b.AddRmsNorm(_x, _xb, w.FfnNorm, _xb, n, c.Dim, c.RmsEps); // x += the attention output, then its norm
+                _stacker!.MatMulStacked(w.GateUp, _xb, n, _gate, _up, null);
+            }
+            else b.NormMatMulGroup(_x, _xb, w.FfnNorm, _xb, c.Dim, c.RmsEps, [w.Gate!, w.Up!], [_gate, _up], n);
             b.GluMatMul(w.Down, _gate, _up, c.Arch.Activation, _xb, n); // act(gate) * up, then Wdown . that
             if (w.PostFfnNorm is not null) b.RmsNorm(_xb, w.PostFfnNorm, _xb, n, c.Dim, c.RmsEps);
         }
@@ -405,8 +421,7 @@ public sealed class LlamaModel : IDisposable
             b.Copy(_x, (long)(row - 1) * c.Dim, _xb, (long)s * c.Dim, c.Dim);
         }
         int rows = seqs.Length;
-        b.RmsNorm(_xb, _outputNorm, _xb, rows, c.Dim, c.RmsEps);
-        b.MatMul(_output, _xb, _logits, rows);
+        b.NormMatMulGroup(_xb, null, _outputNorm, _xb, c.Dim, c.RmsEps, [_output], [_logits], rows); // the final norm in place, then the output layer
         if (c.FinalSoftcap > 0) b.Softcap(_logits, (long)rows * vocab, c.FinalSoftcap);
         b.CopyOut(_logits, 0, logits[..(rows * vocab)]);
     }
@@ -461,19 +476,14 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// RoPE, cache store and attention of one layer for each sequence of the batch, each at its own positions in
-    /// its own cache: in one call where the backend does them all together (<see cref="ISequenceAttention"/>, the CPU).
-    /// Otherwise the first sequence works on rows 0.. of the batch buffers directly; the others are copied to
+    /// its own cache, on a backend that does not do them all in one call (<see cref="ISequenceAttention"/>, the CPU, does).
+    /// The first sequence works on rows 0.. of the batch buffers directly; the others are copied to
     /// row 0 of scratch buffers and their attention output copied back (the backend ops address whole buffers).
     /// </summary>
     private void AttendSequences(int l, Layer w, ReadOnlySpan<SequenceBatch> seqs)
     {
         var c = Config;
         var b = Backend;
-        if (_seqAttention is not null)
-        {
-            _seqAttention.AttendSequences(_q, _k, _v, _att, seqs, l, c.HeadCount, c.KvHeadCount, w.Rope, w.Attention);
-            return;
-        }
         int row = 0;
         foreach (var sq in seqs)
         {

@@ -107,6 +107,140 @@ public sealed unsafe class FusedOpTests
         }
     }
 
+    public static TheoryData<GgmlType, int, int> NormProductCases()
+    {
+        var d = new TheoryData<GgmlType, int, int>();
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.F32 })
+            foreach (int tokens in new[] { 1, 4, 9 })
+                foreach (int threads in new[] { 1, 2, 3 })
+                    d.Add(type, tokens, threads);
+        return d;
+    }
+
+    /// <summary>
+    /// <see cref="CpuBackend.NormMatMulGroup"/> (the norm of a layer's input, with the residual add, done where the product
+    /// quantizes each token) against <see cref="IBackend.AddRmsNorm"/> / <see cref="IBackend.RmsNorm"/> then
+    /// <see cref="IBackend.MatMulGroup"/>: the same bits in the residual, the normed rows and every member's output, one
+    /// dispatch fewer where the rows' norm was dispatched (types whose kernels read floats run the two ops); the normed rows
+    /// and the products also against float64. Three forms: add and norm into the delta's rows (a layer's norms), a norm into
+    /// rows apart (layer 0's) and a norm in place (the final norm before the output layer).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NormProductCases))]
+    public void NormMatMulGroup_is_norm_then_product_and_matches_float64(GgmlType type, int tokens, int threads)
+    {
+        foreach (string form in new[] { "add + norm", "norm", "norm in place" })
+            NormProduct(type, tokens, threads, form);
+    }
+
+    private static void NormProduct(GgmlType type, int tokens, int threads, string form)
+    {
+        bool withDelta = form == "add + norm", inPlace = form == "norm in place";
+        const int dim = 1536;
+        const float eps = 1e-5f;
+        int[] rows = [48, 16, 16]; // a layer's Q, K and V
+        long rowBytes = GgmlTypes.RowBytes(type, dim);
+        var weights = new byte[rows.Length][];
+        var deq = new float[rows.Length][];
+        for (int m = 0; m < rows.Length; m++)
+        {
+            weights[m] = new byte[rowBytes * rows[m]];
+            deq[m] = new float[rows[m] * dim];
+            for (int r = 0; r < rows[m]; r++)
+            {
+                float[] f = QuantTestData.Gaussian(dim, 1000 * m + 31 * r + 7, 0.05);
+                byte[] q = type == GgmlType.F32 ? FloatBytes(f) : QuantRef.QuantizeRow(type, f);
+                q.CopyTo(weights[m], r * rowBytes);
+                if (type == GgmlType.F32) f.CopyTo(deq[m], r * dim);
+                else QuantRef.DequantizeRow(type, q, deq[m].AsSpan(r * dim, dim));
+            }
+        }
+        float[] x = QuantTestData.Gaussian(tokens * dim, 41, 3.0);
+        float[] delta = QuantTestData.Gaussian(tokens * dim, 42, 0.5);
+        float[] normW = QuantTestData.Gaussian(dim, 43);
+        var (fx, fn, fo, fDispatches) = Run(fused: true);
+        var (ux, un, uo, uDispatches) = Run(fused: false);
+        string what = $"{type}, {tokens} tokens, {threads} threads, {form}";
+        SameBits(ux, fx, what + ": residual");
+        SameBits(un, fn, what + ": normed rows");
+        for (int m = 0; m < rows.Length; m++) SameBits(uo[m], fo[m], what + $": product {m}");
+        bool normDispatched = (long)tokens * dim > WorkerPool.SerialElements;
+        long saved = type == GgmlType.F32 || !normDispatched ? 0 : 1;
+        Assert.True(uDispatches - fDispatches == saved, $"{what}: {fDispatches} dispatches fused, {uDispatches} unfused, {saved} fewer expected");
+        for (int t = 0; t < tokens; t++)
+        {
+            var s = new double[dim];
+            double ss = 0;
+            for (int i = 0; i < dim; i++)
+            {
+                s[i] = (double)x[t * dim + i] + (withDelta ? delta[t * dim + i] : 0);
+                ss += s[i] * s[i];
+            }
+            double scale = 1 / Math.Sqrt(ss / dim + eps);
+            var a = new double[dim];
+            for (int i = 0; i < dim; i++)
+            {
+                a[i] = s[i] * scale * normW[i];
+                Assert.True(Math.Abs(fn[t * dim + i] - a[i]) <= 6 * Math.Pow(2, -24) * Math.Abs(a[i]) + 1e-30, $"{what}: normed[{t}, {i}] {fn[t * dim + i]:R} vs float64 {a[i]:R}");
+            }
+            for (int m = 0; m < rows.Length; m++)
+                for (int r = 0; r < rows[m]; r++)
+                {
+                    double want = 0, mag = 0;
+                    for (int i = 0; i < dim; i++)
+                    {
+                        want += deq[m][r * dim + i] * a[i];
+                        mag += Math.Abs(deq[m][r * dim + i] * a[i]);
+                    }
+                    double tol = type == GgmlType.F32 ? 1e-5 * mag : 2e-2 * mag;
+                    Assert.True(Math.Abs(fo[m][t * rows[m] + r] - want) <= tol, $"{what}: product {m} [{t}, {r}] {fo[m][t * rows[m] + r]:G6} vs float64 {want:G6} (|w||a| {mag:G3})");
+                }
+        }
+
+        (float[] X, float[] Normed, float[][] Out, long Dispatches) Run(bool fused)
+        {
+            using var b = new CpuBackend(threads, batchInvariant: true) { FuseNorm = fused };
+            b.Prepare(new BackendLimits(tokens, dim, 4, 2, 2));
+            using var pn = new Pinned(b, "blk.0.attn_norm.weight", GgmlType.F32, dim, 1, FloatBytes(normW));
+            var pws = new Pinned[rows.Length];
+            var ws = new BackendWeight[rows.Length];
+            var dsts = new BackendBuffer[rows.Length];
+            for (int m = 0; m < rows.Length; m++)
+            {
+                pws[m] = new Pinned(b, $"blk.0.attn_{"qkv"[m]}.weight", type, dim, rows[m], weights[m]);
+                ws[m] = pws[m].W;
+                dsts[m] = b.Allocate((long)tokens * rows[m]);
+            }
+            try
+            {
+                var bx = b.Allocate((long)tokens * dim);
+                var bd = b.Allocate((long)tokens * dim); // the delta, and the normed rows (as the model: the norm overwrites it)
+                b.CopyIn(delta, bd, 0);
+                b.MatMulGroup(ws, bd, dsts, tokens); // the weights' first product (a repack, where their kernels take one) before the count
+                b.CopyIn(x, bx, 0);
+                b.CopyIn(delta, bd, 0);
+                long before = b.Dispatches;
+                var normed = inPlace ? bx : bd;
+                b.NormMatMulGroup(bx, withDelta ? bd : null, pn.W, normed, dim, eps, ws, dsts, tokens);
+                long dispatches = b.Dispatches - before;
+                float[] ox = new float[tokens * dim], on = new float[tokens * dim];
+                b.CopyOut(bx, 0, ox);
+                b.CopyOut(normed, 0, on);
+                var outs = new float[rows.Length][];
+                for (int m = 0; m < rows.Length; m++)
+                {
+                    outs[m] = new float[tokens * rows[m]];
+                    b.CopyOut(dsts[m], 0, outs[m]);
+                }
+                return (ox, on, outs, dispatches);
+            }
+            finally
+            {
+                foreach (var pw in pws) pw.Dispose();
+            }
+        }
+    }
+
     public static TheoryData<GgmlType, int, int, GluKind> GluCases()
     {
         var d = new TheoryData<GgmlType, int, int, GluKind>();
@@ -347,6 +481,121 @@ public sealed unsafe class FusedOpTests
             float[] o = new float[total * qDim];
             b.CopyOut(dst, 0, o);
             return o;
+        }
+    }
+
+    public static TheoryData<int, GgmlType, int> AttendProductCases()
+    {
+        var d = new TheoryData<int, GgmlType, int>();
+        foreach (int threads in new[] { 1, 2, 3 })
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.F32 })
+                for (int shape = 0; shape < 4; shape++)
+                    d.Add(threads, type, shape);
+        return d;
+    }
+
+    /// <summary>
+    /// <see cref="CpuBackend.AttendSequencesMatMul"/> (a decode step's attention of each sequence run inside the Wo product's
+    /// dispatch, on the thread that quantizes its token) against <see cref="CpuBackend.AttendSequences"/> then
+    /// <see cref="CpuBackend.MatMul"/>: the same bits in the attention output, the product and the stored keys; one dispatch
+    /// fewer where the attention was dispatched and the step qualifies (2 to 8 sequences of one token each, several threads,
+    /// a quantized weight); batches with a longer sequence and float weights run the two ops. The product also against float64.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(AttendProductCases))]
+    public void AttendSequencesMatMul_is_attention_then_product(int threads, GgmlType type, int shape)
+    {
+        var rope = new RopeSpec(HeadDim, HeadDim, 10000f, 1f, null, false);
+        int qDim = Heads * HeadDim, kvDim = KvHeads * HeadDim;
+        (int[] starts, int[] counts) = shape switch
+        {
+            0 => (new[] { 200, 220, 190, 210 }, new[] { 1, 1, 1, 1 }), // four decode sequences, long contexts (dispatched attention)
+            1 => (new[] { 3, 9 }, new[] { 1, 1 }),                    // two, short contexts (serial attention)
+            2 => (new[] { 60, 7, 101 }, new[] { 1, 1, 1 }),           // three, uneven
+            _ => (new[] { 3, 40, 0, 17 }, new[] { 1, 2, 1, 1 }),      // a sequence of two tokens: the two ops
+        };
+        int total = counts.Sum();
+        const int rows = 96;
+        long rowBytes = GgmlTypes.RowBytes(type, qDim);
+        byte[] weights = new byte[rowBytes * rows];
+        var deq = new float[rows * qDim];
+        for (int r = 0; r < rows; r++)
+        {
+            float[] f = QuantTestData.Gaussian(qDim, 53 * r + 5, 0.05);
+            byte[] qb = type == GgmlType.F32 ? FloatBytes(f) : QuantRef.QuantizeRow(type, f);
+            qb.CopyTo(weights, r * rowBytes);
+            if (type == GgmlType.F32) f.CopyTo(deq, r * qDim);
+            else QuantRef.DequantizeRow(type, qb, deq.AsSpan(r * qDim, qDim));
+        }
+        float[] q = QuantTestData.Gaussian(total * qDim, 26, 2.0);
+        float[] k = QuantTestData.Gaussian(total * kvDim, 27);
+        float[] v = QuantTestData.Gaussian(total * kvDim, 28);
+        float[] past = QuantTestData.Gaussian(2 * Context * kvDim, 29);
+        var options = new AttentionOptions(0.125f, 0f, 0);
+        var (fAtt, fOut, fKeys, fDispatches) = Run(true);
+        var (uAtt, uOut, uKeys, uDispatches) = Run(false);
+        string what = $"{threads} threads, {type}, starts [{string.Join(", ", starts)}], counts [{string.Join(", ", counts)}]";
+        SameBits(uAtt, fAtt, what + ": attention");
+        SameBits(uOut, fOut, what + ": product");
+        SameBits(uKeys, fKeys, what + ": stored keys");
+        bool qualifies = threads > 1 && type != GgmlType.F32 && counts.All(c => c == 1);
+        long saved = uDispatches - fDispatches;
+        Assert.True(qualifies ? saved is 0 or 1 : saved == 0, $"{what}: {fDispatches} dispatches fused, {uDispatches} unfused");
+        if (qualifies && shape == 0) Assert.True(saved == 1, $"{what}: the dispatched attention should ride in the product's dispatch ({fDispatches} vs {uDispatches})");
+        for (int t = 0; t < total; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                double want = 0, mag = 0;
+                for (int i = 0; i < qDim; i++)
+                {
+                    want += deq[r * qDim + i] * (double)fAtt[t * qDim + i];
+                    mag += Math.Abs(deq[r * qDim + i] * (double)fAtt[t * qDim + i]);
+                }
+                double tol = type == GgmlType.F32 ? 1e-5 * mag : 2e-2 * mag;
+                Assert.True(Math.Abs(fOut[t * rows + r] - want) <= tol, $"{what}: product [{t}, {r}] {fOut[t * rows + r]:G6} vs float64 {want:G6}");
+            }
+
+        (float[] Att, float[] Out, float[] Keys, long Dispatches) Run(bool fuse)
+        {
+            using var b = new CpuBackend(threads, batchInvariant: true) { FuseAttention = fuse };
+            b.Prepare(new BackendLimits(8, qDim, Context, HeadDim, HeadDim));
+            using var pw = new Pinned(b, "blk.0.attn_output.weight", type, qDim, rows, weights);
+            var seqs = new SequenceBatch[starts.Length];
+            var caches = new KvCache[starts.Length];
+            for (int s = 0; s < seqs.Length; s++)
+            {
+                var cache = caches[s] = ((IBackend)b).CreateCache(1, Context, kvDim, KvCacheType.F32, KvCacheType.F32);
+                if (starts[s] > 0)
+                {
+                    b.CacheRows(cache, 0, false, 0, starts[s], MemoryMarshal.AsBytes(past.AsSpan(0, starts[s] * kvDim)), write: true);
+                    b.CacheRows(cache, 0, true, 0, starts[s], MemoryMarshal.AsBytes(past.AsSpan(Context * kvDim, starts[s] * kvDim)), write: true);
+                }
+                cache.Filled = starts[s];
+                seqs[s] = new SequenceBatch(cache, starts[s], counts[s]);
+            }
+            var bq = b.Allocate(total * qDim);
+            var bk = b.Allocate(total * kvDim);
+            var bv = b.Allocate(total * kvDim);
+            var att = b.Allocate(total * qDim);
+            var outB = b.Allocate(total * rows);
+            b.CopyIn(q, bq, 0);
+            b.MatMul(pw.W, bq, outB, total); // the weight's first product (a repack, where its kernels take one) before the count
+            b.CopyIn(k, bk, 0);
+            b.CopyIn(v, bv, 0);
+            long before = b.Dispatches;
+            b.AttendSequencesMatMul(bq, bk, bv, att, seqs, 0, Heads, KvHeads, rope, options, pw.W, outB);
+            long dispatches = b.Dispatches - before;
+            float[] a = new float[total * qDim], o = new float[total * rows];
+            b.CopyOut(att, 0, a);
+            b.CopyOut(outB, 0, o);
+            var keys = new List<float>();
+            for (int s = 0; s < seqs.Length; s++)
+            {
+                var kk = new float[(starts[s] + counts[s]) * kvDim];
+                b.CacheRows(caches[s], 0, false, 0, starts[s] + counts[s], MemoryMarshal.AsBytes(kk.AsSpan()), write: false);
+                keys.AddRange(kk);
+            }
+            return (a, o, keys.ToArray(), dispatches);
         }
     }
 }

@@ -59,6 +59,47 @@ public class SamplerTests
         }
     }
 
+    [Fact]
+    public void FirstArgMaxIsTheScalarLoopsFirstHighest()
+    {
+        var r = new Random(11);
+        for (int n = 1; n <= 70; n++)
+            for (int trial = 0; trial < 20; trial++)
+            {
+                // Few distinct values, so the maximum repeats (ties within a vector, across vectors and in the tail).
+                var l = new float[n];
+                for (int i = 0; i < n; i++) l[i] = r.Next(4) switch { 0 => -0f, 1 => 0f, 2 => r.Next(3) - 1.5f, _ => float.NegativeInfinity };
+                Assert.Equal(ArgMax(l), Sampler.FirstArgMax(l));
+            }
+        Assert.Equal(0, Sampler.FirstArgMax(new[] { float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity }));
+        Assert.Equal(0, Sampler.FirstArgMax(new[] { -0f, 0f, -0f, 0f, -0f, 0f, -0f, 0f, -0f, 0f, -0f, 0f, -0f, 0f, -0f, 0f, 0f }));
+        var big = RandomLogits(32000, 5);
+        big[31999] = 20f;
+        Assert.Equal(31999, Sampler.FirstArgMax(big));
+        big[17] = float.PositiveInfinity;
+        big[40] = float.PositiveInfinity;
+        Assert.Equal(17, Sampler.FirstArgMax(big));
+        big[20000] = float.NaN;
+        Assert.Equal(-1, Sampler.FirstArgMax(big));
+        Assert.Equal(-1, Sampler.FirstArgMax(new[] { 1f, float.NaN }));
+        Assert.Equal(-1, Sampler.FirstArgMax(ReadOnlySpan<float>.Empty));
+    }
+
+    [Fact]
+    public void GreedyTakesTheFirstOfTiedLogitsAndSkipsNaN()
+    {
+        var s = new Sampler(40, SamplerOptions.Greedy);
+        var l = new float[40];
+        Array.Fill(l, -3f);
+        l[9] = 2f;
+        l[33] = 2f;
+        Assert.Equal(9, s.Sample(l, []));
+        l[9] = float.NaN; // the scalar loop never picks a NaN after index 0
+        Assert.Equal(33, s.Sample(l, []));
+        l[0] = float.NaN; // ... and keeps one at index 0
+        Assert.Equal(0, s.Sample(l, []));
+    }
+
     [Theory]
     [InlineData(0.3f)]
     [InlineData(1f)]

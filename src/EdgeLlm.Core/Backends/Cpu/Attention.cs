@@ -20,7 +20,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// them, the value sums kept in scratch between chunks; every output element sees the same sequence of operations
 /// as with a float32 cache holding the dequantized values, so it equals that result exactly.
 /// </summary>
-internal sealed unsafe class Attention : ParallelWork
+internal sealed unsafe class Attention : ParallelWork, ITokenStep
 {
     private const int Lanes = AttentionTile.Lanes;
 
@@ -128,6 +128,17 @@ internal sealed unsafe class Attention : ParallelWork
     public void RunSegments(WorkerPool pool, int count, int nHeads, int headDim, int kvDim, float scale, float softcap, int window,
         int ropeDims = 0, bool neox = false)
     {
+        if (Bind(count, nHeads, headDim, kvDim, scale, softcap, window, ropeDims, neox)) Execute(0, 1);
+        else pool.Run(this);
+    }
+
+    /// <summary>
+    /// Sets up a call over the first <paramref name="count"/> segments (as <see cref="RunSegments"/>) without running it:
+    /// <see cref="RunSegment"/> then runs a segment's units on a given thread. True when the call is small enough for the
+    /// calling thread alone (<see cref="SerialCost"/>).
+    /// </summary>
+    public bool Bind(int count, int nHeads, int headDim, int kvDim, float scale, float softcap, int window, int ropeDims = 0, bool neox = false)
+    {
         if (headDim > _maxHeadDim) throw new ArgumentOutOfRangeException(nameof(headDim), $"attention head size {headDim} exceeds the prepared {_maxHeadDim}");
         if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"attention window {window} is negative");
         if (!float.IsFinite(scale) || !(softcap >= 0) || !float.IsFinite(softcap)) throw new ArgumentOutOfRangeException(nameof(scale), $"attention scale {scale} / softcap {softcap} is not usable");
@@ -152,8 +163,43 @@ internal sealed unsafe class Attention : ParallelWork
             int rowsPerKv = _segs[i].NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
             for (int tile = 0; tile < tiles; tile++) total += UnitCost(_segs[i].StartPos, tile, rowsPerKv) * _nKv;
         }
-        if (total <= SerialCost) Execute(0, 1);
-        else pool.Run(this);
+        return total <= SerialCost;
+    }
+
+    /// <summary>
+    /// Every unit of segment <paramref name="s"/> of the call set up by <see cref="Bind"/>, on <paramref name="thread"/>'s
+    /// scratch: the same outputs as the dispatch (a unit's output does not depend on the thread that runs it). A product
+    /// whose input is the attention output runs this for a decode step's sequence on the thread that quantizes its token
+    /// (<see cref="MatMul.SetStep"/>).
+    /// </summary>
+    public void RunSegment(int thread, int s)
+    {
+        ref readonly Segment sg = ref _segs[s];
+        int rowsPerKv = sg.NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+        for (int tile = 0; tile < tiles; tile++)
+            for (int kvHead = 0; kvHead < _nKv; kvHead++)
+            {
+                int r0 = tile * Lanes, r1 = Math.Min(rowsPerKv, r0 + Lanes);
+                RunUnit(thread, in sg, kvHead, r0, r1);
+            }
+    }
+
+    /// <summary>A decode step's sequence t (one token each) for the Wo product's token step.</summary>
+    void ITokenStep.Prepare(int thread, long t) => RunSegment(thread, (int)t);
+
+    private void RunUnit(int thread, in Segment sg, int kvHead, int r0, int r1)
+    {
+        int width = Width != 0 ? Width
+            : Vector512.IsHardwareAccelerated ? 16
+            : Vector256.IsHardwareAccelerated ? 8
+            : Vector128.IsHardwareAccelerated ? 4 : 1;
+        switch (width)
+        {
+            case 16: Unit<SimdF512, Vector512<float>>(thread, in sg, kvHead, r0, r1); break;
+            case 8: Unit<SimdF256, Vector256<float>>(thread, in sg, kvHead, r0, r1); break;
+            case 4: Unit<SimdF128, Vector128<float>>(thread, in sg, kvHead, r0, r1); break;
+            default: Unit<SimdF1, float>(thread, in sg, kvHead, r0, r1); break;
+        }
     }
 
     public override void Execute(int thread, int threadCount)

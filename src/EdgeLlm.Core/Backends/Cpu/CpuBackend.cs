@@ -295,6 +295,47 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         _prof?.End(kind, t);
     }
 
+    /// <summary>
+    /// The norm (with the residual add when <paramref name="delta"/> is given) and the product of its output as one op where
+    /// every weight's kernels quantize their input: the thread that quantizes a token for the product first adds and norms
+    /// its row (<see cref="Cpu.RmsNorm.AddRow"/>, <see cref="Cpu.RmsNorm.Row"/>: the bits of <see cref="AddRmsNorm"/> and
+    /// <see cref="RmsNorm"/>), so a server step's four rows, whose norm was a dispatch of its own, and a prompt batch's rows
+    /// are normed inside the product's dispatch; a lone token is normed on the caller as before. Else the two ops.
+    /// </summary>
+    public void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps,
+        ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens)
+    {
+        if (weights.Length != dsts.Length) throw new ArgumentException($"{weights.Length} weights and {dsts.Length} outputs", nameof(dsts));
+        Ready();
+        bool fuse = FuseNorm && weights.Length >= 1 && (weights.Length == 1 || (GroupMatMuls && Groupable(weights)));
+        for (int i = 0; fuse && i < weights.Length; i++) fuse = weights[i].Ne0 == dim && _matMul!.QuantizesInput(W(weights[i]));
+        if (!fuse)
+        {
+            if (delta is null) RmsNorm(x, norm, normed, nTokens, dim, eps);
+            else AddRmsNorm(x, delta, norm, normed, nTokens, dim, eps);
+            MatMulGroup(weights, normed, dsts, nTokens);
+            return;
+        }
+        var nw = W(norm);
+        if (nw.Ne0 != dim || nw.Type != GgmlType.F32) throw new ArgumentException($"rms_norm weight {nw.Name} is not F32 [{dim}]");
+        Need(x, (long)nTokens * dim, "rms_norm x");
+        if (delta is not null) Need(delta, (long)nTokens * dim, "add_rms_norm delta");
+        Need(normed, (long)nTokens * dim, "rms_norm dst");
+        if (delta is not null && ReferenceEquals(x, normed)) throw new ArgumentException("add and norm before a product: the normed rows may not be x (the residual stream keeps the sum)");
+        Span<bool> packed = stackalloc bool[weights.Length];
+        for (int i = 0; i < weights.Length; i++) packed[i] = PrepareMatMul(W(weights[i]), normed, dsts[i], nTokens);
+        _matMul!.Clear();
+        for (int i = 0; i < weights.Length; i++) _matMul.Add(W(weights[i]), P(dsts[i]), packed[i]);
+        _matMul.SetNorm(P(x), delta is null ? null : P(delta), (float*)nw.Data, eps);
+        var kind = _prof is not null ? MatKind(W(weights[0])) : default;
+        long t = _prof?.Begin(kind) ?? 0;
+        _matMul.Run(_pool, P(normed), nTokens);
+        _prof?.End(kind, t);
+    }
+
+    /// <summary>False runs <see cref="NormMatMulGroup"/> as the norm and the product (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseNorm { get; init; } = true;
+
     /// <summary>True when the weights can be one product: 2 to <see cref="Cpu.MatMul.MaxMembers"/> of one row length whose kernels read x the same way.</summary>
     private bool Groupable(ReadOnlySpan<BackendWeight> weights)
     {
@@ -413,6 +454,58 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options)
     {
         Ready();
+        long t0 = _prof?.Begin(ProfiledOp.Attention) ?? 0;
+        PrepareSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope);
+        _attention!.RunSegments(_pool, seqs.Length, nHeads, rope.HeadDim, nKvHeads * rope.HeadDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        _prof?.End(ProfiledOp.Attention, t0);
+    }
+
+    /// <summary>
+    /// <see cref="AttendSequences"/> and then <c>product = weight · dst</c> (<see cref="MatMul"/>), where a decode step of
+    /// two to <see cref="Cpu.MatMul.InlineQuantizeTokens"/> sequences (one token each) on several threads runs each
+    /// sequence's attention inside the product's dispatch, on the thread that then quantizes its token: one dispatch
+    /// fewer per layer, the same bits (a unit's output does not depend on the thread that runs it). Else the two ops.
+    /// </summary>
+    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product)
+    {
+        Ready();
+        var w = W(weight);
+        bool fuse = FuseAttention && ThreadCount > 1 && seqs.Length >= 2 && seqs.Length <= Cpu.MatMul.InlineQuantizeTokens
+            && w.Ne0 == (long)nHeads * rope.HeadDim && _matMul!.QuantizesInput(w);
+        foreach (var sq in seqs) fuse &= sq.Count == 1;
+        if (!fuse)
+        {
+            int rows = 0;
+            foreach (var sq in seqs) rows += sq.Count;
+            AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options);
+            MatMul(weight, dst, product, rows);
+            return;
+        }
+        var kind = _prof is not null ? MatKind(w) : default;
+        long t0 = _prof?.Begin(kind) ?? 0;
+        PrepareSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope);
+        _attention!.Bind(seqs.Length, nHeads, rope.HeadDim, nKvHeads * rope.HeadDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
+        bool packed = PrepareMatMul(w, dst, product, seqs.Length);
+        _matMul!.Clear();
+        _matMul.Add(w, P(product), packed);
+        _matMul.SetStep(_attention);
+        _matMul.Run(_pool, P(dst), seqs.Length);
+        _prof?.End(kind, t0);
+    }
+
+    /// <summary>False runs <see cref="AttendSequencesMatMul"/> as the two ops (tests: the fused op against the ops it replaces).</summary>
+    internal bool FuseAttention { get; init; } = true;
+
+    /// <summary>
+    /// What <see cref="AttendSequences"/> does before its units: the checks, one rotation of all the k rows (each at its
+    /// sequence's position; the cos/sin table made once per step and kept for the other layers), the K/V rows stored into
+    /// each sequence's cache, and the attention segments (reading the batch rows in place, rotating each query row as they
+    /// transpose it: q is left unrotated).
+    /// </summary>
+    private void PrepareSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs,
+        int layer, int nHeads, int nKvHeads, RopeSpec rope)
+    {
         int headDim = rope.HeadDim, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         int total = 0;
         foreach (var sq in seqs)
@@ -431,7 +524,6 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         foreach (var sq in seqs)
             for (int t = 0; t < sq.Count; t++) _positions[row++] = sq.StartPos + t;
         var positions = new ReadOnlySpan<int>(_positions, 0, total);
-        long t0 = _prof?.Begin(ProfiledOp.Attention) ?? 0;
         int slot = _rope!.TablePositions(total, positions, rope);
         if (!FuseRope) _rope.Apply(_pool, slot, P(q), total, nHeads, rope);
         _rope.Apply(_pool, slot, P(k), total, nKvHeads, rope);
@@ -454,8 +546,6 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
             sg.Sin = FuseRope ? _rope.Sin(slot) + (long)row * half : null;
             row += sq.Count;
         }
-        _attention.RunSegments(_pool, seqs.Length, nHeads, headDim, kvDim, options.Scale, options.Softcap, options.Window, rope.Dims, rope.Neox);
-        _prof?.End(ProfiledOp.Attention, t0);
     }
 
     public void ShiftKv(KvCache cache, int layer, int keep, int drop, RopeSpec rope)

@@ -63,6 +63,17 @@ internal sealed unsafe class MatMul : ParallelWork
     private float* _gluUp;
     private GluKind _gluKind;
 
+    /// <summary>
+    /// The norm as the product's input step (<see cref="SetNorm"/>): before a token's activations are quantized, the thread
+    /// that quantizes it adds delta[t] to the residual row (when <see cref="_normDelta"/> is set) and writes the row's norm
+    /// into x[t] (<see cref="RmsNorm"/>'s per-row math). Null <see cref="_normW"/>: no norm step.
+    /// </summary>
+    private float* _normX, _normDelta, _normW;
+    private float _normEps;
+
+    /// <summary>Work that makes token t's input row before the input step and the quantize (<see cref="SetStep"/>), or null.</summary>
+    private ITokenStep? _step;
+
     /// <summary>Threads that have not yet quantized their tokens of a fused-quantize product.</summary>
     private PaddedCounter _arrivals;
     private long _xqRowBytes;
@@ -177,6 +188,29 @@ internal sealed unsafe class MatMul : ParallelWork
         _gluKind = kind;
     }
 
+    /// <summary>
+    /// Makes the next <see cref="Run(WorkerPool, float*, int)"/> first norm its input, token by token, on the threads that
+    /// quantize the tokens: residual[t] += delta[t] (when <paramref name="delta"/> is not null), then x[t] = norm(residual[t])
+    /// with <paramref name="weight"/>, as <see cref="RmsNorm.Run"/> / <see cref="RmsNorm.RunAdd"/> do per row (x may be delta;
+    /// without a delta it may be the residual: the norm in place). Only for products whose members all quantize their input.
+    /// Cleared by the run.
+    /// </summary>
+    public void SetNorm(float* residual, float* delta, float* weight, float eps)
+    {
+        _normX = residual;
+        _normDelta = delta;
+        _normW = weight;
+        _normEps = eps;
+    }
+
+    /// <summary>
+    /// Makes the next <see cref="Run(WorkerPool, float*, int)"/> first have <paramref name="step"/> write token t's input row
+    /// (<see cref="ITokenStep.Prepare"/>, on the thread that then quantizes it: the caller for a lone token): a server step's
+    /// attention of each sequence inside the Wo product's dispatch. Only for products whose members all quantize their
+    /// input. Cleared by the run.
+    /// </summary>
+    public void SetStep(ITokenStep step) => _step = step;
+
     /// <summary>True when <paramref name="w"/>'s kernels read quantized activations (a product with a GLU input step needs that).</summary>
     public bool QuantizesInput(CpuWeight w) => RowOf(w).Traits.IsQuantized;
 
@@ -184,7 +218,12 @@ internal sealed unsafe class MatMul : ParallelWork
     public void Run(WorkerPool pool, float* x, int nTokens)
     {
         try { RunProduct(pool, x, nTokens); }
-        finally { _gluUp = null; }
+        finally
+        {
+            _gluUp = null;
+            _normW = null;
+            _step = null;
+        }
     }
 
     private void RunProduct(WorkerPool pool, float* x, int nTokens)
@@ -216,6 +255,10 @@ internal sealed unsafe class MatMul : ParallelWork
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
         if (_gluUp != null && (_quantize == null || n % 16 != 0))
             throw new InvalidOperationException($"{_members[0].W.Name}: a GLU input step needs quantized activations and rows of a multiple of 16");
+        if (_normW != null && (_quantize == null || _gluUp != null))
+            throw new InvalidOperationException($"{_members[0].W.Name}: a norm input step needs quantized activations (and no GLU step)");
+        if (_step != null && _quantize == null)
+            throw new InvalidOperationException($"{_members[0].W.Name}: a token step needs quantized activations");
         if (_quantize != null)
         {
             if (nTokens == 1 || (pool.ThreadCount == 1 && nTokens <= InlineQuantizeTokens))
@@ -223,6 +266,26 @@ internal sealed unsafe class MatMul : ParallelWork
                 // A lone decode token on one thread (or a step on one thread) on the calling thread: a worker-pool dispatch (and its
                 // barrier) per product costs more than quantizing it (each row is quantized the same way either way).
                 long q0 = Profile is not null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                if (_step != null)
+                {
+                    for (int t = 0; t < nTokens; t++) _step.Prepare(0, t);
+                    if (Profile is not null)
+                    {
+                        long g = System.Diagnostics.Stopwatch.GetTimestamp();
+                        Profile.Split(ProfiledOp.Attention, g - q0);
+                        q0 = g;
+                    }
+                }
+                if (_normW != null)
+                {
+                    for (int t = 0; t < nTokens; t++) NormToken(t);
+                    if (Profile is not null)
+                    {
+                        long g = System.Diagnostics.Stopwatch.GetTimestamp();
+                        Profile.Split(ProfiledOp.AddRmsNorm, g - q0);
+                        q0 = g;
+                    }
+                }
                 if (_gluUp != null)
                 {
                     for (int t = 0; t < nTokens; t++) GluToken(t);
@@ -315,10 +378,20 @@ internal sealed unsafe class MatMul : ParallelWork
         else Glu.Apply<SiluGate>(g, u, 0, _n);
     }
 
-    /// <summary>The input step (if any) and the quantize of token t, on the thread that owns it.</summary>
-    private void PrepareToken(long t)
+    /// <summary>residual[t] += delta[t] (with a delta), then x[t] = norm(residual[t]) (the norm input step).</summary>
+    private void NormToken(long t)
     {
-        if (_gluUp != null) GluToken(t);
+        float* r = _normX + t * _n;
+        if (_normDelta != null) RmsNorm.AddRow(r, _normDelta + t * _n, _n);
+        RmsNorm.Row(r, _normW, _x + t * _n, _n, _normEps);
+    }
+
+    /// <summary>The token step and input step (if any) and the quantize of token t, on the thread that owns it.</summary>
+    private void PrepareToken(int thread, long t)
+    {
+        _step?.Prepare(thread, t);
+        if (_normW != null) NormToken(t);
+        else if (_gluUp != null) GluToken(t);
         QuantizeToken(t);
     }
 
@@ -334,13 +407,13 @@ internal sealed unsafe class MatMul : ParallelWork
         if (_quantizePhase)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-            for (long t = t0; t < t1; t++) PrepareToken(t);
+            for (long t = t0; t < t1; t++) PrepareToken(thread, t);
             return;
         }
         if (_fusedQuantize)
         {
             var (t0, t1) = WorkerPool.Range(_nTokens, thread, threadCount);
-            for (long t = t0; t < t1; t++) PrepareToken(t);
+            for (long t = t0; t < t1; t++) PrepareToken(thread, t);
             Interlocked.Decrement(ref _arrivals.Value);
             // Every thread runs every dispatch, so all of them arrive; the rows read every token's activations.
             for (int spins = 0; Volatile.Read(ref _arrivals.Value) != 0; spins++) WorkerPool.Spin(spins);
@@ -366,6 +439,13 @@ internal sealed unsafe class MatMul : ParallelWork
             m.Row.Rows(in m.Job, start, Math.Min(m.W.Rows, start + m.ChunkRows), scratch);
         }
     }
+}
+
+/// <summary>Work that writes token t's input row of a product on the thread that quantizes the token (<see cref="MatMul.SetStep"/>).</summary>
+internal interface ITokenStep
+{
+    /// <summary>Writes token <paramref name="t"/>'s input row, on <paramref name="thread"/> (its scratch).</summary>
+    void Prepare(int thread, long t);
 }
 
 /// <summary>A counter alone on its cache line (and the next), so claiming a chunk does not evict the matmul's other fields.</summary>
