@@ -154,7 +154,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
 
     /// <summary>
     /// At a weight's first matmul, a repacked copy for the GEMM where its kernel row takes one (Q4_0 on AVX-512, AVX2 and NEON;
-    /// Q8_0 on AVX-512 with AVX-VNNI, on AVX2 and on NEON; Q4_K on AVX-512 and AVX2; Q6_K on AVX-512 with GFNI; every batch size then runs the packed kernels, so a row is computed the same way
+    /// Q8_0 on AVX-512 with AVX-VNNI, on AVX2 and on NEON; Q4_K on AVX-512 and AVX2; Q5_K and Q6_K on AVX-512 with GFNI; every batch size then runs the packed kernels, so a row is computed the same way
     /// whether its token decodes alone or beside other sequences' tokens): only while the weights loaded so far (the mapped model) take at most half the RAM and all copies
     /// together at most a quarter of it, and not with <c>EDGELLM_KERNEL_REPACK=0</c>.
     /// </summary>
@@ -259,7 +259,7 @@ public sealed unsafe class CpuBackend : IBackend, ISequenceAttention
         // or where the row says its one-token packed kernel is the faster one (Q4_0 on NEON, AVX2 and AVX-512, Q8_0 on NEON and AVX2).
         var row = Kernels.KernelTable.For(_kernels, w.Type);
         bool packed = row is { PackedDecodeOnly: true }
-            // Q4_K's copy (x64: AVX-512 and AVX2) and Q6_K's (AVX-512 with GFNI): every batch, under batch invariance too
+            // Q4_K's copy (x64: AVX-512 and AVX2), Q5_K's and Q6_K's (AVX-512 with GFNI): every batch, under batch invariance too
             // (their one-, two- and four-token loops give a token its one-token bits).
             ? row.PackedDecodeTokens == int.MaxValue || (nTokens <= row.PackedDecodeTokens && !_batchInvariant)
             : nTokens >= 4 || _batchInvariant || row is { PackedOneToken: true };

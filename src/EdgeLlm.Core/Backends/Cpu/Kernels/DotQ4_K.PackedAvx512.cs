@@ -88,7 +88,7 @@ public static unsafe partial class DotQ4_K
     /// weights) take sub-block <paramref name="a"/>, lanes 2 and 3 sub-block <paramref name="b"/> (high bytes zeroed).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> PlaneScales512(int a, int b)
+    internal static Vector512<byte> PlaneScales512(int a, int b)
     {
         Vector128<byte> la = Vector128.Create((ushort)(0x8000 | a)).AsByte(), lb = Vector128.Create((ushort)(0x8000 | b)).AsByte();
         return Vector512.Create(Vector256.Create(la, la), Vector256.Create(lb, lb));
@@ -99,7 +99,7 @@ public static unsafe partial class DotQ4_K
     /// half a part of the total): the row totals, row r in lane r.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> RowSums(Vector256<int> h0123, Vector256<int> h4567) =>
+    internal static Vector256<int> RowSums(Vector256<int> h0123, Vector256<int> h4567) =>
         Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
 
     /// <summary>
@@ -116,7 +116,7 @@ public static unsafe partial class DotQ4_K
     /// <paramref name="dmin"/>): the multi-token loops convert them once per block for all their tokens.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GroupToken(ref Vector256<float> acc, ref Vector256<float> accMin, Vector256<int> isum, byte* meta, byte* yb,
+    internal static void GroupToken(ref Vector256<float> acc, ref Vector256<float> accMin, Vector256<int> isum, byte* meta, byte* yb,
         Vector256<float> d, Vector256<float> dmin)
     {
         // Pair sums of the sixteen bsums (ys_j for sub-block j, |ys_j| ≤ 4096) packed to int16: dword k of lane 0 holds

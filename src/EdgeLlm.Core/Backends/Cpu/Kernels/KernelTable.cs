@@ -49,9 +49,9 @@ internal sealed unsafe class CpuKernelRow
     public readonly bool PackedOneToken;
     /// <summary>
     /// True when the copy may serve small batches only (the <see cref="DotQ4_K.Repack"/> copy of Q4_K on AVX-512 and
-    /// AVX2, the <see cref="DotQ6_K.Repack"/> copy of Q6_K on AVX-512 with GFNI): up to <see cref="PackedDecodeTokens"/>
+    /// AVX2, the <see cref="DotQ5_K.Repack"/> and <see cref="DotQ6_K.Repack"/> copies of Q5_K and Q6_K on AVX-512 with GFNI): up to <see cref="PackedDecodeTokens"/>
     /// tokens read it, larger batches and every product under <c>BackendOptions.BatchInvariant</c> the stored rows;
-    /// <see cref="int.MaxValue"/> (all three today) is every batch, batch-invariant products included.
+    /// <see cref="int.MaxValue"/> (all four today) is every batch, batch-invariant products included.
     /// </summary>
     public readonly bool PackedDecodeOnly;
     /// <summary>With <see cref="PackedDecodeOnly"/>, the most tokens of a product that read the copy (<see cref="IPackedDecodeKernel.MaxTokens"/>).</summary>
@@ -64,16 +64,23 @@ internal sealed unsafe class CpuKernelRow
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
         bool packsQ4_0Neon = false, bool packsQ8_0Neon = false, bool packsQ4_0Avx512 = false, bool packsQ4_K = false,
-        int packedDecodeTokens = 3, bool packsQ6_K = false)
+        int packedDecodeTokens = 3, bool packsQ6_K = false, bool packsQ5_K = false)
     {
         PacksQ4_0 = packsQ4_0Avx2 || packsQ4_0Neon || packsQ4_0Avx512;
         PackRows = packsQ4_0Avx512 ? DotQ4_0.PackRowsAvx512 : 8;
         // Q8_0 on AVX-512 (with AVX-VNNI) keeps decode on the stored rows; on AVX2 the copy's one-token loop is the faster one.
-        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K || packsQ6_K;
+        PackedOneToken = packsQ4_0Neon || packsQ8_0Neon || packsQ4_0Avx512 || packsQ4_0Avx2 || (packsQ8_0 && rung == Rung.Avx2) || packsQ4_K || packsQ6_K || packsQ5_K;
         if (packsQ4_K)
         {
             PackedBytes = &DotQ4_K.PackedBytes;
             Repack = &DotQ4_K.Repack;
+            PackedDecodeOnly = true;
+            PackedDecodeTokens = packedDecodeTokens;
+        }
+        if (packsQ5_K)
+        {
+            PackedBytes = &DotQ5_K.PackedBytes;
+            Repack = &DotQ5_K.Repack;
             PackedDecodeOnly = true;
             PackedDecodeTokens = packedDecodeTokens;
         }
@@ -184,7 +191,7 @@ internal static unsafe class KernelTable
             GgmlType.Q5_0 => StandardDot4<Q5_0Kernels>(traits, rung, flags),
             GgmlType.Q5_1 => StandardDot4<Q5_1Kernels>(traits, rung, flags),
             GgmlType.IQ4_NL => StandardDot4<IQ4_NLKernels>(traits, rung, flags),
-            GgmlType.Q5_K => StandardDot4<Q5_KKernels>(traits, rung, flags),
+            GgmlType.Q5_K => Q5_KRow(traits, rung, flags),
             GgmlType.Q3_K => StandardDot4<Q3_KKernels>(traits, rung, flags),
             GgmlType.Q2_K => StandardDot4<Q2_KKernels>(traits, rung, flags),
             GgmlType.IQ4_XS => StandardDot4<IQ4_XSKernels>(traits, rung, flags),
@@ -312,6 +319,18 @@ internal static unsafe class KernelTable
                 packedDecodeTokens: Q4_KPackedAvx2<VnniOff>.MaxTokens),
         _ => StandardDot4<Q4_KKernels>(t, rung, f),
     };
+
+    /// <summary>
+    /// Q5_K: the four-token loops on x64 (<see cref="StandardDot4{T}"/>); on AVX-512 with GFNI every batch over the copy
+    /// of <see cref="DotQ5_K.Repack"/> where the matmul has one (one-, two- and four-token loops,
+    /// <see cref="PackedDecodeDrivers.Tiles{TK, TP}"/>), the stored rows' loops without one.
+    /// </summary>
+    private static CpuKernelRow Q5_KRow(TypeTraits t, Rung rung, KernelFlags f) =>
+        rung == Rung.Avx512 && f.Gfni && DotQ5_K.PackedSupported
+            ? new(t, rung, f, &RowDrivers.Dot<Avx512Dot4Rung<Q5_KKernels>>,
+                &PackedDecodeDrivers.Tiles<Avx512Dot4Rung<Q5_KKernels>, Q5_KPackedAvx512>, packsQ5_K: true,
+                packedDecodeTokens: Q5_KPackedAvx512.MaxTokens)
+            : StandardDot4<Q5_KKernels>(t, rung, f);
 
     /// <summary>
     /// Q6_K: GFNI at the rung's width where the CPU has it, as <see cref="KernelFlags.Gfni"/> asks; four-token loops on x64.

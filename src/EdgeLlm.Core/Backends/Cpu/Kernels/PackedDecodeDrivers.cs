@@ -53,6 +53,20 @@ internal unsafe struct Q6_KPackedAvx512 : IPackedDecodeKernel
         DotQ6_K.PackedKernel512x4(group, x, xStride, n, dst, dstStride);
 }
 
+/// <summary>Q5_K's AVX-512 + GFNI one-, two- and four-token loops over <see cref="DotQ5_K.Repack"/>'s copy.</summary>
+internal unsafe struct Q5_KPackedAvx512 : IPackedDecodeKernel
+{
+    public static int PackRows => DotQ5_K.PackRows;
+    public static long GroupBytes(int n) => DotQ5_K.PackedGroupBytes(n);
+    public static void Packed1(byte* group, byte* x, int n, float* dst) => DotQ5_K.PackedKernel512(group, x, n, dst);
+    /// <summary>Every batch, as Q4_K's and Q6_K's copies on AVX-512 (a token gets its one-token bits in every loop).</summary>
+    public static int MaxTokens => int.MaxValue;
+    public static void Packed2(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ5_K.PackedKernel512x2(group, x, xStride, n, dst, dstStride);
+    public static void Packed4(byte* group, byte* x, long xStride, int n, float* dst, long dstStride) =>
+        DotQ5_K.PackedKernel512x4(group, x, xStride, n, dst, dstStride);
+}
+
 /// <summary>
 /// Q4_K's AVX2 one-, two- and four-token loops over <see cref="DotQ4_K.Repack"/>'s copy, AVX-VNNI as
 /// <typeparamref name="TVnni"/> (<c>DotQ4_K.PackedAvx2Multi.cs</c>: a token gets its one-token bits in any batch).
@@ -70,7 +84,7 @@ internal unsafe struct Q4_KPackedAvx2<TVnni> : IPackedDecodeKernel where TVnni :
         DotQ4_K.PackedKernel256x4<TVnni>(group, x, xStride, n, dst, dstStride);
 }
 
-/// <summary>The range driver of the types whose small batches (Q4_K on AVX-512 and AVX2, Q6_K on AVX-512 with GFNI: every batch) read a repacked copy, the others the stored rows.</summary>
+/// <summary>The range driver of the types whose small batches (Q4_K on AVX-512 and AVX2, Q5_K and Q6_K on AVX-512 with GFNI: every batch) read a repacked copy, the others the stored rows.</summary>
 internal static unsafe class PackedDecodeDrivers
 {
     /// <summary>
