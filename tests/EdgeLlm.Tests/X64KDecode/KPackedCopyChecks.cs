@@ -28,6 +28,16 @@ internal sealed unsafe class KPackedFormat
     public required RepackFn Repack { get; init; }
     public required ScalarFn DotScalar { get; init; }
     public required KindFn Kind { get; init; }
+
+    /// <summary>
+    /// The magnitude M the tolerances scale with, for a row w (dequantized wDeq) against activations xDeq; null:
+    /// <see cref="KernelTestData.Magnitude"/> (Q5_K supplies its own: the mins term of its sub-blocks).
+    /// </summary>
+    public Func<byte[], float[], float[], double>? Magnitude { get; init; }
+
+    /// <summary><see cref="Magnitude"/>, or the shared one.</summary>
+    public double MagnitudeOf(byte[] w, float[] wDeq, float[] xDeq) =>
+        Magnitude?.Invoke(w, wDeq, xDeq) ?? KernelTestData.Magnitude(Type, w, wDeq, xDeq);
 }
 
 /// <summary>One x64 loop set over a copy: one token, and (where the way has them) two and four tokens with strides.</summary>
@@ -109,7 +119,7 @@ internal static unsafe class KPackedCopyChecks
         {
             byte[] w = rows.AsSpan(r * nb * bb, nb * bb).ToArray();
             float[] wDeq = DequantizeWeights(f.Type, w, n);
-            double m = Magnitude(f.Type, w, wDeq, xDeq), reference = 0;
+            double m = f.MagnitudeOf(w, wDeq, xDeq), reference = 0;
             for (int i = 0; i < n; i++) reference += (double)wDeq[i] * xDeq[i];
             float scalar;
             fixed (byte* pw = w) fixed (byte* px = xq) scalar = f.DotScalar(pw, px, n);
@@ -213,7 +223,7 @@ internal static unsafe class KPackedCopyChecks
                     byte[] w = stored.AsSpan(r * nb * bb, nb * bb).ToArray();
                     float scalar;
                     fixed (byte* pw = w) fixed (byte* px = xq[t]) scalar = f.DotScalar(pw, px, n);
-                    double m = Magnitude(f.Type, w, DequantizeWeights(f.Type, w, n), xDeq);
+                    double m = f.MagnitudeOf(w, DequantizeWeights(f.Type, w, n), xDeq);
                     float v = got[t * dstStride + r];
                     Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{label}{tokens} tokens, {nb} blocks: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
                     Assert.True(BitConverter.SingleToInt32Bits(v) == BitConverter.SingleToInt32Bits(alone[r]),
@@ -232,7 +242,7 @@ internal static unsafe class KPackedCopyChecks
     /// <summary>The matmul's rows: thirteen groups (several cache tiles, ranges cut inside groups on three threads) and five on the stored rows.</summary>
     public static int MatMulRows(KPackedFormat f) => 13 * f.PackRows + 5;
 
-    /// <summary>The matmul's weights (row r: gaussian or raw, seed 5100 + r) and activations (token k: seed 5700 + k, scaled by 1 + 3k), made once per type.</summary>
+    /// <summary>The matmul's weights (row r: gaussian or raw through the format's <see cref="KPackedFormat.Kind"/>, seed 5100 + r) and activations (token k: seed 5700 + k, scaled by 1 + 3k), made once per type.</summary>
     public sealed class MatMulData
     {
         public required byte[] Weights { get; init; }
@@ -252,7 +262,10 @@ internal static unsafe class KPackedCopyChecks
         var wRow = new byte[rowsN][];
         for (int r = 0; r < rowsN; r++)
         {
-            wRow[r] = Weights(f.Type, MatMulN, r % 2 == 0 ? "gaussian" : "raw", 5100 + r);
+            string kind = r % 2 == 0 ? "gaussian" : "raw";
+            wRow[r] = Weights(f.Type, MatMulN, kind, 5100 + r);
+            var rng = new Random(5100 + r);
+            for (int b = 0; b < MatMulN / 256; b++) f.Kind(wRow[r], b * f.BlockBytes, r, b, kind, rng); // e.g. finite block scales on raw rows
             wRow[r].CopyTo(w, r * rowBytes);
         }
         var x = new float[MatMulMaxTokens * MatMulN];
@@ -274,7 +287,7 @@ internal static unsafe class KPackedCopyChecks
             for (int r = 0; r < rowsN; r++)
             {
                 fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want[k * rowsN + r] = f.DotScalar(pr, pq, MatMulN);
-                tol[k * rowsN + r] = 1e-5 * Magnitude(f.Type, wRow[r], wDeq[r], xDeq);
+                tol[k * rowsN + r] = 1e-5 * f.MagnitudeOf(wRow[r], wDeq[r], xDeq);
             }
         }
         return new MatMulData { Weights = w, X = x, Xq = xq, Want = want, Tolerance = tol };

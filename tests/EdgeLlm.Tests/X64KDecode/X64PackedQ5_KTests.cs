@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using EdgeLlm.Backends.Cpu;
 using EdgeLlm.Backends.Cpu.Kernels;
 using EdgeLlm.Compute;
@@ -39,6 +38,49 @@ public sealed unsafe class X64PackedQ5_KTests
 {
     private const int G = DotQ5_K.PackRows;
     private const int Bb = DotQ5_K.BlockBytes;
+
+    /// <summary>Q5_K's copy for <see cref="KPackedCopyChecks"/>, with the block kinds of <see cref="Cases"/> and its own magnitude (the mins term).</summary>
+    internal static readonly KPackedFormat Format = new()
+    {
+        Type = GgmlType.Q5_K,
+        PackRows = G,
+        BlockBytes = Bb,
+        PackedBytes = DotQ5_K.PackedBytes,
+        Repack = DotQ5_K.Repack,
+        DotScalar = DotQ5_K.DotScalar,
+        Magnitude = (w, _, xDeq) => Magnitude5(w, xDeq),
+        Kind = (w, o, r, b, kind, rng) =>
+        {
+            if (kind is "gaussian" or "zeros") return;
+            SetHalf(w, o, rng);
+            SetHalf(w, o + 2, rng);
+            switch (kind)
+            {
+                case "scales 63":
+                    for (int i = 0; i < 12; i++) w[o + 4 + i] = 0xFF;
+                    break;
+                case "subnormal d":
+                    for (int k = 0; k < 2; k++)
+                    {
+                        ushort d = (ushort)(rng.Next(1, 1024) | (rng.Next(2) << 15));
+                        w[o + 2 * k] = (byte)d;
+                        w[o + 2 * k + 1] = (byte)(d >> 8);
+                    }
+                    break;
+            }
+        },
+    };
+
+    /// <summary>The AVX-512 + GFNI loops over the copy.</summary>
+    internal static readonly KPackedLoops Avx512 = new()
+    {
+        Name = "Avx512",
+        Dot1 = DotQ5_K.PackedDot1Avx512,
+        Dot2 = DotQ5_K.PackedDot2Avx512,
+        Dot4 = DotQ5_K.PackedDot4Avx512,
+    };
+
+    private static readonly Lazy<KPackedCopyChecks.MatMulData> MatMulData = new(() => KPackedCopyChecks.MakeMatMulData(Format));
 
     /// <summary>
     /// The 5-bit value (0..31) of weight e of the stored block at w[o..], from ggml's dequantize_row_q5_K: per 64-weight
@@ -93,26 +135,12 @@ public sealed unsafe class X64PackedQ5_KTests
         return mag;
     }
 
-    private static byte[] Repack(byte[] rows, int n)
+    /// <summary>A random finite fp16 with magnitude in [2^-14, 2^0), either sign, at w[o..].</summary>
+    private static void SetHalf(byte[] w, int o, Random rng)
     {
-        var packed = new byte[DotQ5_K.PackedBytes(G, n)];
-        fixed (byte* pr = rows) fixed (byte* pp = packed) DotQ5_K.Repack(pr, (long)n / 256 * Bb, G, n, pp);
-        return packed;
-    }
-
-    /// <summary>The one-token loop over the copy placed at a 64-byte aligned address, as the backend's arena hands it out.</summary>
-    private static void Run1(byte[] packed, byte[] xq, int n, float[] dst)
-    {
-        byte* a = (byte*)NativeMemory.AlignedAlloc((nuint)packed.Length, 64);
-        try
-        {
-            packed.AsSpan().CopyTo(new Span<byte>(a, packed.Length));
-            fixed (byte* px = xq) fixed (float* pd = dst) DotQ5_K.PackedDot1Avx512(a, px, n, pd);
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(a);
-        }
+        ushort h = (ushort)((rng.Next(1, 16) << 10) | rng.Next(1024) | (rng.Next(2) << 15));
+        w[o] = (byte)h;
+        w[o + 1] = (byte)(h >> 8);
     }
 
     public static TheoryData<int, string> Cases()
@@ -124,112 +152,41 @@ public sealed unsafe class X64PackedQ5_KTests
         return d;
     }
 
-    /// <summary>A random finite fp16 with magnitude in [2^-14, 2^0), either sign, at w[o..].</summary>
-    private static void SetHalf(byte[] w, int o, Random rng)
-    {
-        ushort h = (ushort)((rng.Next(1, 16) << 10) | rng.Next(1024) | (rng.Next(2) << 15));
-        w[o] = (byte)h;
-        w[o + 1] = (byte)(h >> 8);
-    }
-
-    /// <summary>Eight rows of <paramref name="nb"/> blocks of the given kind (different per row).</summary>
-    private static byte[] MakeRows(int nb, string kind, int seed)
-    {
-        int n = nb * 256;
-        var rows = new byte[G * nb * Bb];
-        var rng = new Random(seed);
-        for (int r = 0; r < G; r++)
-        {
-            byte[] w = Weights(GgmlType.Q5_K, n, kind is "gaussian" or "zeros" ? kind : "raw", seed + 17 * r);
-            for (int b = 0; b < nb; b++)
-            {
-                int o = b * Bb;
-                if (kind is not ("gaussian" or "zeros"))
-                {
-                    SetHalf(w, o, rng);
-                    SetHalf(w, o + 2, rng);
-                }
-                switch (kind)
-                {
-                    case "scales 63":
-                        for (int i = 0; i < 12; i++) w[o + 4 + i] = 0xFF;
-                        break;
-                    case "subnormal d":
-                        for (int k = 0; k < 2; k++)
-                        {
-                            ushort d = (ushort)(rng.Next(1, 1024) | (rng.Next(2) << 15));
-                            w[o + 2 * k] = (byte)d;
-                            w[o + 2 * k + 1] = (byte)(d >> 8);
-                        }
-                        break;
-                }
-            }
-            w.CopyTo(rows, r * nb * Bb);
-        }
-        return rows;
-    }
-
     [Q5_KPackedTheory]
     [MemberData(nameof(Cases))]
-    public void OneTokenMatchesIntegerAndFloat64References(int nb, string kind)
-    {
-        int n = nb * 256;
-        int seed = 8500 + 31 * nb + kind.Length * 7;
-        byte[] rows = MakeRows(nb, kind, seed);
-        float[] x = Activations(n, 256, seed + 5);
-        byte[] xq = QuantizeActivations(GgmlType.Q5_K, x);
-        float[] xDeq = DequantizeActivations(GgmlType.Q5_K, xq, n);
-        var got = new float[G];
-        Run1(Repack(rows, n), xq, n, got);
-        for (int r = 0; r < G; r++)
-        {
-            byte[] w = rows.AsSpan(r * nb * Bb, nb * Bb).ToArray();
-            float[] wDeq = DequantizeWeights(GgmlType.Q5_K, w, n);
-            double m = Magnitude5(w, xDeq), reference = 0;
-            for (int i = 0; i < n; i++) reference += (double)wDeq[i] * xDeq[i];
-            float scalar;
-            fixed (byte* pw = w) fixed (byte* px = xq) scalar = DotQ5_K.DotScalar(pw, px, n);
-            Assert.True(Math.Abs(got[r] - scalar) <= 1e-5 * m + 1e-30, $"{nb} blocks {kind} row {r}: {got[r]} vs integer reference {scalar} (M {m:G3})");
-            Assert.True(Math.Abs(got[r] - reference) <= 1e-5 * m + 1e-30, $"{nb} blocks {kind} row {r}: {got[r]} vs float64 {reference} (M {m:G3})");
-        }
-    }
+    public void OneTokenMatchesIntegerAndFloat64References(int nb, string kind) =>
+        KPackedCopyChecks.OneTokenMatchesIntegerAndFloat64References(Format, Avx512, nb, kind, 8500 + 31 * nb + kind.Length * 7, "");
 
+    /// <summary>
+    /// Per block a 160-byte header (the rows' d, dmin, then the scales and mins as bytes), then per row two nibble lines
+    /// (128 bytes at 128·r) and after all eight rows' nibbles each row's 32 fifth-bit bytes (at 1024 + 32·r).
+    /// </summary>
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
     [InlineData(9)]
     [InlineData(17)]
-    public void RepackWritesTheDocumentedLayout(int nb)
-    {
-        int n = nb * 256;
-        byte[] rows = MakeRows(nb, "raw", 400 + nb);
-        byte[] p = Repack(rows, n);
-        int metaRegion = (nb * 160 + 63) / 64 * 64;
-        Assert.Equal(metaRegion + nb * 1280, p.Length);
-        Assert.Equal(0, p.Length % 64);
-        for (int i = nb * 160; i < metaRegion; i++) Assert.Equal(0, p[i]);
-        for (int b = 0; b < nb; b++)
-            for (int r = 0; r < G; r++)
+    public void RepackWritesTheDocumentedLayout(int nb) =>
+        KPackedCopyChecks.RepackWritesTheLayout(Format, nb, metaBytes: 160, quantBytes: 160, (rows, o, p, meta, rowQuants, b, r) =>
+        {
+            int blockQuants = rowQuants - 160 * r, qs = blockQuants + 128 * r, qh = blockQuants + 1024 + 32 * r;
+            Assert.Equal(rows[o] | rows[o + 1] << 8, p[meta + 2 * r] | p[meta + 2 * r + 1] << 8);
+            Assert.Equal(rows[o + 2] | rows[o + 3] << 8, p[meta + 16 + 2 * r] | p[meta + 17 + 2 * r] << 8);
+            for (int j = 0; j < 8; j++)
             {
-                int o = r * nb * Bb + b * Bb, meta = b * 160, qs = metaRegion + b * 1280 + 128 * r, qh = metaRegion + b * 1280 + 1024 + 32 * r;
-                Assert.Equal(rows[o] | rows[o + 1] << 8, p[meta + 2 * r] | p[meta + 2 * r + 1] << 8);
-                Assert.Equal(rows[o + 2] | rows[o + 3] << 8, p[meta + 16 + 2 * r] | p[meta + 17 + 2 * r] << 8);
-                for (int j = 0; j < 8; j++)
-                {
-                    ScaleMin(rows, o, j, out int sc, out int m);
-                    Assert.True(sc == p[meta + 32 + 8 * r + j], $"{nb} blocks, block {b} row {r} scale {j}");
-                    Assert.True(m == p[meta + 96 + 16 * (j / 2) + 2 * r + j % 2], $"{nb} blocks, block {b} row {r} min {j}");
-                }
-                for (int e = 0; e < 256; e++)
-                {
-                    int plane = e / 64, i = e % 64;
-                    int line = p[qs + 64 * (plane / 2) + i];
-                    int nibble = plane % 2 == 0 ? line & 0xF : line >> 4;
-                    int fifth = (p[qh + i % 32] >> (2 * plane + i / 32)) & 1;
-                    Assert.True(StoredQ5(rows, o, e) == (nibble | fifth << 4), $"{nb} blocks, block {b} row {r} weight {e}");
-                }
+                ScaleMin(rows, o, j, out int sc, out int m);
+                Assert.True(sc == p[meta + 32 + 8 * r + j], $"{nb} blocks, block {b} row {r} scale {j}");
+                Assert.True(m == p[meta + 96 + 16 * (j / 2) + 2 * r + j % 2], $"{nb} blocks, block {b} row {r} min {j}");
             }
-    }
+            for (int e = 0; e < 256; e++)
+            {
+                int plane = e / 64, i = e % 64;
+                int line = p[qs + 64 * (plane / 2) + i];
+                int nibble = plane % 2 == 0 ? line & 0xF : line >> 4;
+                int fifth = (p[qh + i % 32] >> (2 * plane + i / 32)) & 1;
+                Assert.True(StoredQ5(rows, o, e) == (nibble | fifth << 4), $"{nb} blocks, block {b} row {r} weight {e}");
+            }
+        });
 
     /// <summary>
     /// One live sub-block j of block k at a time (activations zero elsewhere, so the mins term sees that sub-block only),
@@ -240,48 +197,32 @@ public sealed unsafe class X64PackedQ5_KTests
     [Q5_KPackedTheory]
     [InlineData(1)]
     [InlineData(3)]
-    public void RowsTakeTheirOwnScalesAndMins(int nb)
-    {
-        int n = nb * 256;
-        byte[] rows = MakeRows(nb, "raw", 900 + nb);
-        for (int r = 0; r < G; r++)
-            for (int b = 0; b < nb; b++)
+    public void RowsTakeTheirOwnScalesAndMins(int nb) =>
+        KPackedCopyChecks.RowsTakeTheirOwnScales(Format, Avx512, nb, groupWeights: 32,
+            rows =>
             {
-                int o = r * nb * Bb + b * Bb;
-                for (int j = 0; j < 8; j++) SetScaleMin(rows, o, j, 1 + (7 * r + 3 * j + 5 * b) % 63, 1 + (5 * r + 11 * j + 3 * b) % 63);
-                if (r % 4 == 1)
-                    for (int i = 0; i < 32; i++) rows[o + 16 + i] = 0xFF;
-            }
-        byte[] packed = Repack(rows, n);
-        float[] x = Activations(n, 256, 77 + nb);
-        var got = new float[G];
-        for (int k = 0; k < nb; k++)
-            for (int j = 0; j < 8; j++)
-            {
-                var xs = new float[n];
-                for (int i = 0; i < 32; i++) xs[k * 256 + 32 * j + i] = x[(k * 256 + 32 * j + i) % n] + 0.25f;
-                byte[] xq = QuantizeActivations(GgmlType.Q5_K, xs);
-                Run1(packed, xq, n, got);
-                int yo = k * ActivationQuant.Q8_KBlockBytes;
-                double dx = BitConverter.ToSingle(xq, yo);
                 for (int r = 0; r < G; r++)
-                {
-                    int o = r * nb * Bb + k * Bb;
-                    ScaleMin(rows, o, j, out int sc, out int m);
-                    long dot = 0, sum = 0;
-                    for (int i = 0; i < 32; i++)
+                    for (int b = 0; b < nb; b++)
                     {
-                        int q8 = (sbyte)xq[yo + 4 + 32 * j + i];
-                        dot += StoredQ5(rows, o, 32 * j + i) * (long)q8;
-                        sum += q8;
+                        int o = r * nb * Bb + b * Bb;
+                        for (int j = 0; j < 8; j++) SetScaleMin(rows, o, j, 1 + (7 * r + 3 * j + 5 * b) % 63, 1 + (5 * r + 11 * j + 3 * b) % 63);
+                        if (r % 4 == 1)
+                            for (int i = 0; i < 32; i++) rows[o + 16 + i] = 0xFF;
                     }
-                    double d = Half(rows, o), dmin = Half(rows, o + 2);
-                    double want = dx * (d * sc * dot - dmin * m * sum);
-                    double mag = Math.Abs(dx) * (Math.Abs(d) * 63 * 31 + Math.Abs(dmin) * 63) * 32 * 128;
-                    Assert.True(Math.Abs(got[r] - want) <= 1e-6 * mag, $"block {k} of {nb}, sub-block {j}, row {r}: {got[r]} vs {want}");
+            },
+            (rows, o, xq, yo, dx, j, r) =>
+            {
+                ScaleMin(rows, o, j, out int sc, out int m);
+                long dot = 0, sum = 0;
+                for (int i = 0; i < 32; i++)
+                {
+                    int q8 = (sbyte)xq[yo + 4 + 32 * j + i];
+                    dot += StoredQ5(rows, o, 32 * j + i) * (long)q8;
+                    sum += q8;
                 }
-            }
-    }
+                double d = Half(rows, o), dmin = Half(rows, o + 2);
+                return (dx * (d * sc * dot - dmin * m * sum), Math.Abs(dx) * (Math.Abs(d) * 63 * 31 + Math.Abs(dmin) * 63) * 32 * 128);
+            }, "");
 
     [Q5_KPackedTheory]
     [InlineData(2, 1, "gaussian")]
@@ -290,58 +231,8 @@ public sealed unsafe class X64PackedQ5_KTests
     [InlineData(4, 3, "gaussian")]
     [InlineData(4, 9, "raw")]
     [InlineData(4, 3, "scales 63")]
-    public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind)
-    {
-        int n = nb * 256;
-        const int dstStride = 11; // not the group's eight: the t·stride offset of each token's rows is checked
-        byte[] stored = MakeRows(nb, kind, 3300 + nb);
-        var xq = new byte[tokens][];
-        for (int t = 0; t < tokens; t++)
-        {
-            float[] a = Activations(n, 256, 3900 + 7 * t + nb);
-            for (int i = 0; i < n; i++) a[i] *= 1 + 3 * t;
-            xq[t] = QuantizeActivations(GgmlType.Q5_K, a);
-        }
-        int xStride = xq[0].Length;
-        var xAll = new byte[tokens * xStride];
-        for (int t = 0; t < tokens; t++) xq[t].CopyTo(xAll, t * xStride);
-
-        long bytes = DotQ5_K.PackedBytes(G, n);
-        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        var got = new float[tokens * dstStride];
-        var alone = new float[G];
-        try
-        {
-            fixed (byte* ps = stored) DotQ5_K.Repack(ps, (long)nb * Bb, G, n, packed);
-            fixed (byte* px = xAll) fixed (float* pd = got)
-            {
-                if (tokens == 2) DotQ5_K.PackedDot2Avx512(packed, px, xStride, n, pd, dstStride);
-                else DotQ5_K.PackedDot4Avx512(packed, px, xStride, n, pd, dstStride);
-            }
-            for (int t = 0; t < tokens; t++)
-            {
-                fixed (byte* px = xq[t]) fixed (float* pa = alone) DotQ5_K.PackedDot1Avx512(packed, px, n, pa);
-                float[] xDeq = DequantizeActivations(GgmlType.Q5_K, xq[t], n);
-                for (int r = 0; r < G; r++)
-                {
-                    byte[] w = stored.AsSpan(r * nb * Bb, nb * Bb).ToArray();
-                    float scalar;
-                    fixed (byte* pw = w) fixed (byte* px = xq[t]) scalar = DotQ5_K.DotScalar(pw, px, n);
-                    double m = Magnitude5(w, xDeq);
-                    float v = got[t * dstStride + r];
-                    Assert.True(Math.Abs(v - scalar) <= 1e-5 * m + 1e-30, $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} vs scalar {scalar} (M {m:G3})");
-                    Assert.True(BitConverter.SingleToInt32Bits(v) == BitConverter.SingleToInt32Bits(alone[r]),
-                        $"{tokens} tokens, {nb} blocks {kind}: token {t} row {r}: {v} in the group loop vs {alone[r]} alone");
-                }
-            }
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(packed);
-        }
-    }
-
-    private const int N = 768, Rows = 13 * G + 5, MaxTokens = 13;
+    public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind) =>
+        KPackedCopyChecks.GroupLoopsMatchScalarAndTheOneTokenLoop(Format, Avx512, tokens, nb, KPackedCopyChecks.MakeRows(Format, nb, kind, 3300 + nb), $"{kind}: ");
 
     /// <summary>
     /// The matmul of a Q5_K weight on AVX-512 (the copy where the CPU has GFNI: checked to be made): every (token, row)
@@ -358,63 +249,9 @@ public sealed unsafe class X64PackedQ5_KTests
     [InlineData(13, false)]
     [InlineData(5, true)]
     [InlineData(13, true)]
-    public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens, bool batchInvariant)
-    {
-        var (rung, flags) = KernelVariants.Of(Variant.Avx512);
-        long rowBytes = GgmlTypes.RowBytes(GgmlType.Q5_K, N);
-        var w = new byte[Rows * rowBytes];
-        var wRow = new byte[Rows][];
-        for (int r = 0; r < Rows; r++)
-        {
-            wRow[r] = Weights(GgmlType.Q5_K, N, "gaussian", 5100 + r);
-            wRow[r].CopyTo(w, r * rowBytes);
-        }
-        var x = new float[MaxTokens * N];
-        var xq = new byte[MaxTokens][];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] a = Activations(N, 256, 5700 + k);
-            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
-            a.CopyTo(x, k * N);
-            xq[k] = QuantizeActivations(GgmlType.Q5_K, a);
-        }
-        using var b = new CpuBackend(3, batchInvariant, rung, flags);
-        b.Prepare(new BackendLimits(MaxTokens, N, 16, 64, 64));
-        fixed (byte* pw = w)
-        {
-            var weight = b.LoadWeight(new TensorView("blk.0.ffn_down.weight", GgmlType.Q5_K, [N, Rows], pw, w.Length));
-            var xb = b.Allocate(MaxTokens * N);
-            var db = b.Allocate(MaxTokens * Rows);
-            float* px = ((CpuBuffer)xb).Data, pd = ((CpuBuffer)db).Data;
-            var alone = new float[tokens * Rows];
-            for (int k = 0; k < tokens; k++)
-            {
-                new ReadOnlySpan<float>(x, k * N, N).CopyTo(new Span<float>(px, N));
-                b.MatMul(weight, xb, db, 1);
-                new Span<float>(pd, Rows).CopyTo(alone.AsSpan(k * Rows, Rows));
-            }
-            if (KernelRung.UseRepack && DotQ5_K.PackedSupported)
-                Assert.True(((CpuWeight)weight).Packed != null, "no Q5_K copy was made for the AVX-512 + GFNI matmul");
-            new ReadOnlySpan<float>(x, 0, tokens * N).CopyTo(new Span<float>(px, tokens * N));
-            b.MatMul(weight, xb, db, tokens);
-            for (int k = 0; k < tokens; k++)
-            {
-                float[] xDeq = DequantizeActivations(GgmlType.Q5_K, xq[k], N);
-                for (int r = 0; r < Rows; r++)
-                {
-                    float want;
-                    fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want = DotQ5_K.DotScalar(pr, pq, N);
-                    double tol = 1e-5 * Magnitude5(wRow[r], xDeq);
-                    float got = pd[k * Rows + r], one = alone[k * Rows + r];
-                    Assert.True(Math.Abs(got - want) <= tol, $"token {k} of {tokens}, row {r}: {got} vs scalar {want} (tol {tol:G3})");
-                    Assert.True(Math.Abs(one - want) <= tol, $"token {k} alone, row {r}: {one} vs scalar {want} (tol {tol:G3})");
-                    if (KernelRung.UseRepack || batchInvariant)
-                        Assert.True(BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(one),
-                            $"token {k} of {tokens}, row {r}: {got} in the batch vs {one} decoded alone");
-                }
-            }
-        }
-    }
+    public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens, bool batchInvariant) =>
+        KPackedCopyChecks.MatMulMatchesScalarAndDecodeAlone(Format, MatMulData.Value, Variant.Avx512, tokens, batchInvariant, "blk.0.ffn_down.weight",
+            bitExact: KernelRung.UseRepack || batchInvariant, copyExpected: KernelRung.UseRepack && DotQ5_K.PackedSupported);
 
     private static readonly int[] Prompt = [1, 17, 255, 3, 299, 42, 42, 7, 100, 260, 2, 0, 150, 151, 9, 33, 77];
 
