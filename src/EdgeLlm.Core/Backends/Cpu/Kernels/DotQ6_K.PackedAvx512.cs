@@ -11,9 +11,8 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// after a vpsrlw), and the four plane scale vectors (vpmovsxbw of the transposed scales, a vpermq putting lane k's
 /// four words in 128-bit lane k, an in-lane vpshufb per plane). Per token a row then costs four vpmaddubsw, four
 /// vpmaddwd, the fold to eight lanes and its −32 offset (one vpmaddwd of the token's transposed bsums with 32·sc).
-/// Per block the eight rows' sums meet in one ymm through a vphaddd tree (row r in lane r; the four-token loop: a tree
-/// of 512-bit shuffles over pairs of rows, <see cref="PackedLoop512x4"/>), converted once and multiplied into the
-/// accumulator with the eight d (one fp16 conversion per block) times d_x. The int32 sums are
+/// Per block the eight rows' sums meet in one ymm through a vphaddd tree (row r in lane r), converted once and
+/// multiplied into the accumulator with the eight d (one fp16 conversion per block) times d_x. The int32 sums are
 /// exact and the float steps per token are the same in every loop, so a token gets the same bits alone or in a batch.
 /// </summary>
 public static unsafe partial class DotQ6_K
@@ -73,116 +72,43 @@ public static unsafe partial class DotQ6_K
     }
 
     /// <summary>
-    /// Four tokens, rows in pairs: the weight side of both rows once (sixteen zmm of planes and scales), then per token its
-    /// four activation lines loaded once for the two rows (in cache 8-12% faster than the row-at-a-time loop; the same from DRAM); a
-    /// pair of rows meets in one zmm (row 2k's eight lanes below, row 2k + 1's above: two vshufi32x4 and an add) and takes
-    /// its −32 offset for both rows in one vpmaddwd (the pair's 32 scales against the token's bsums twice); two pairs meet in
-    /// a zmm of four rows (row r in 128-bit lane r mod 4), and the two halves of the group in one unpack-and-add tree whose
-    /// vpermd puts row r in lane r. Every step is int32 and exact, so the row totals, and the block step after them, are
-    /// those of the one-token loop.
+    /// Four tokens: each row's weight side once, its four tokens' eight-lane sums parked in a 1 KiB stack buffer (so the
+    /// live registers are one row's planes and scales, not four tokens' vphaddd trees), then per token the tree over
+    /// the eight rows from the buffer and the block step.
     /// </summary>
     private static void PackedLoop512x4(byte* g, byte* xq, long xqStride, int nb, float* dst, long dstStride)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        // Per block: the four tokens' bsums (twice each), and each pair's four tokens' sums (pair k, token t at 4k + t):
-        // kept in registers next to two rows' planes, they spilled.
-        Vector512<short>* bs = stackalloc Vector512<short>[4];
-        Vector512<int>* pairs = stackalloc Vector512<int>[16];
+        Vector256<int>* sums = stackalloc Vector256<int>[4 * PackRows];
         byte* meta = g;
         byte* qs = g + (PackedGroupBytes(nb * BlockSize) - (long)nb * PackedQsBytes);
         for (int b = 0; b < nb; b++, meta += MetaBytes, qs += PackedQsBytes)
         {
             byte* yb0 = xq + (long)b * ActivationQuant.Q8_KBlockBytes, yb1 = yb0 + xqStride, yb2 = yb1 + xqStride, yb3 = yb2 + xqStride;
-            bs[0] = PackedBsums2(yb0);
-            bs[1] = PackedBsums2(yb1);
-            bs[2] = PackedBsums2(yb2);
-            bs[3] = PackedBsums2(yb3);
+            const int Qs = ActivationQuant.Q8_KQsOffset;
+            sbyte* y0 = (sbyte*)(yb0 + Qs), y1 = (sbyte*)(yb1 + Qs), y2 = (sbyte*)(yb2 + Qs), y3 = (sbyte*)(yb3 + Qs);
+            Vector256<short> bs0 = PackedBsums(yb0), bs1 = PackedBsums(yb1), bs2 = PackedBsums(yb2), bs3 = PackedBsums(yb3);
             byte* sc = meta + MetaScales;
             byte* pf = PackedPrefetch(g, b);
-            PackedPair4(qs, sc, pf, yb0, xqStride, bs, pairs);
-            PackedPair4(qs + 2 * PackedRowBytes, sc + 32, pf + 2 * PackedRowBytes, yb0, xqStride, bs, pairs + 4);
-            PackedPair4(qs + 4 * PackedRowBytes, sc + 64, pf + 4 * PackedRowBytes, yb0, xqStride, bs, pairs + 8);
-            PackedPair4(qs + 6 * PackedRowBytes, sc + 96, pf + 6 * PackedRowBytes, yb0, xqStride, bs, pairs + 12);
+            for (int r = 0; r < PackRows; r++)
+            {
+                PackedPlanes(qs + PackedRowBytes * r, sc + 16 * r, pf + PackedRowBytes * r,
+                    out var n0, out var n1, out var n2, out var n3, out var s0, out var s1, out var s2, out var s3, out var sc32);
+                sums[r] = PackedToken(n0, n1, n2, n3, s0, s1, s2, s3, sc32, y0, bs0);
+                sums[PackRows + r] = PackedToken(n0, n1, n2, n3, s0, s1, s2, s3, sc32, y1, bs1);
+                sums[2 * PackRows + r] = PackedToken(n0, n1, n2, n3, s0, s1, s2, s3, sc32, y2, bs2);
+                sums[3 * PackRows + r] = PackedToken(n0, n1, n2, n3, s0, s1, s2, s3, sc32, y3, bs3);
+            }
             Vector256<float> d = PackedD(meta);
-            acc0 = PackedBlockStep(acc0, PackedOctet(PackedQuad(pairs[0], pairs[4]), PackedQuad(pairs[8], pairs[12])), d, yb0);
-            acc1 = PackedBlockStep(acc1, PackedOctet(PackedQuad(pairs[1], pairs[5]), PackedQuad(pairs[9], pairs[13])), d, yb1);
-            acc2 = PackedBlockStep(acc2, PackedOctet(PackedQuad(pairs[2], pairs[6]), PackedQuad(pairs[10], pairs[14])), d, yb2);
-            acc3 = PackedBlockStep(acc3, PackedOctet(PackedQuad(pairs[3], pairs[7]), PackedQuad(pairs[11], pairs[15])), d, yb3);
+            acc0 = PackedBlockStep(acc0, PackedTree(sums), d, yb0);
+            acc1 = PackedBlockStep(acc1, PackedTree(sums + PackRows), d, yb1);
+            acc2 = PackedBlockStep(acc2, PackedTree(sums + 2 * PackRows), d, yb2);
+            acc3 = PackedBlockStep(acc3, PackedTree(sums + 3 * PackRows), d, yb3);
         }
         acc0.Store(dst);
         acc1.Store(dst + dstStride);
         acc2.Store(dst + 2 * dstStride);
         acc3.Store(dst + 3 * dstStride);
-    }
-
-    /// <summary>
-    /// Rows r and r + 1 of a block (quants at <paramref name="q"/>, scales at <paramref name="sc"/>) · the four tokens whose
-    /// Q8_K blocks start at <paramref name="yb"/> + t·<paramref name="stride"/> (bsums of token t, twice, at
-    /// <paramref name="bs"/>[t]): per token t a zmm at <paramref name="o"/>[t] whose lanes 0..7 total row r's
-    /// Σ_g sc_g·Σ (q6 − 32)·q8 and lanes 8..15 row r + 1's.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PackedPair4(byte* q, byte* sc, byte* pf, byte* yb, long stride, Vector512<short>* bs, Vector512<int>* o)
-    {
-        const int Qs = ActivationQuant.Q8_KQsOffset;
-        sbyte* y0 = (sbyte*)(yb + Qs), y1 = (sbyte*)(yb + stride + Qs), y2 = (sbyte*)(yb + 2 * stride + Qs), y3 = (sbyte*)(yb + 3 * stride + Qs);
-        PackedPlanes(q, sc, pf, out var n0, out var n1, out var n2, out var n3, out var s0, out var s1, out var s2, out var s3, out _);
-        PackedPlanes(q + PackedRowBytes, sc + 16, pf + PackedRowBytes, out var m0, out var m1, out var m2, out var m3, out var r0, out var r1, out var r2, out var r3, out _);
-        // The pair's 32 scales (row r's transposed sixteen, then row r + 1's) times 32, against the bsums in both halves.
-        Vector512<short> sc32 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)sc)) << 5;
-        o[0] = PackedPairToken(n0, n1, n2, n3, s0, s1, s2, s3, m0, m1, m2, m3, r0, r1, r2, r3, y0) - Avx512BW.MultiplyAddAdjacent(sc32, bs[0]);
-        o[1] = PackedPairToken(n0, n1, n2, n3, s0, s1, s2, s3, m0, m1, m2, m3, r0, r1, r2, r3, y1) - Avx512BW.MultiplyAddAdjacent(sc32, bs[1]);
-        o[2] = PackedPairToken(n0, n1, n2, n3, s0, s1, s2, s3, m0, m1, m2, m3, r0, r1, r2, r3, y2) - Avx512BW.MultiplyAddAdjacent(sc32, bs[2]);
-        o[3] = PackedPairToken(n0, n1, n2, n3, s0, s1, s2, s3, m0, m1, m2, m3, r0, r1, r2, r3, y3) - Avx512BW.MultiplyAddAdjacent(sc32, bs[3]);
-    }
-
-    /// <summary>One token · a pair of rows (planes n, scales s of row r; m, r of row r + 1), each activation line loaded once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> PackedPairToken(Vector512<byte> n0, Vector512<byte> n1, Vector512<byte> n2, Vector512<byte> n3,
-        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3,
-        Vector512<byte> m0, Vector512<byte> m1, Vector512<byte> m2, Vector512<byte> m3,
-        Vector512<short> r0, Vector512<short> r1, Vector512<short> r2, Vector512<short> r3, sbyte* y)
-    {
-        Vector512<sbyte> y0 = Vector512.Load(y), y1 = Vector512.Load(y + 64), y2 = Vector512.Load(y + 128), y3 = Vector512.Load(y + 192);
-        Vector512<int> a = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n0, y0), s0)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n1, y1), s1)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n2, y2), s2)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(n3, y3), s3);
-        Vector512<int> b = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(m0, y0), r0)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(m1, y1), r1)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(m2, y2), r2)
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(m3, y3), r3);
-        return PackedPair(a, b);
-    }
-
-    /// <summary>Two rows' sixteen-lane sums a, b as one zmm: lanes 0..7 a's 128-bit lanes 0, 1 plus 2, 3, lanes 8..15 b's.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> PackedPair(Vector512<int> a, Vector512<int> b) =>
-        Avx512F.Shuffle4x128(a, b, 0x44) + Avx512F.Shuffle4x128(a, b, 0xEE);
-
-    /// <summary>Two pairs (rows 0, 1 and 2, 3 of a quad, eight lanes each) as one zmm: row k's four lanes in 128-bit lane k.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> PackedQuad(Vector512<int> p, Vector512<int> q) =>
-        Avx512F.Shuffle4x128(p, q, 0x88) + Avx512F.Shuffle4x128(p, q, 0xDD);
-
-    /// <summary>
-    /// Rows 0..3 and 4..7 (row k's four lanes in 128-bit lane k of each) to the eight row totals, row r in lane r: per
-    /// 128-bit lane [a0 + a2, a1 + a3, b0 + b2, b1 + b3], then its neighbour pairs added, then lanes 0 and 2 of each picked.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> PackedOctet(Vector512<int> a, Vector512<int> b)
-    {
-        Vector512<int> s = Avx512F.UnpackLow(a.AsInt64(), b.AsInt64()).AsInt32() + Avx512F.UnpackHigh(a.AsInt64(), b.AsInt64()).AsInt32();
-        s += Avx512F.Shuffle(s, 0xB1);
-        return Avx512F.PermuteVar16x32(s, Vector512.Create(0, 4, 8, 12, 2, 6, 10, 14, 0, 4, 8, 12, 2, 6, 10, 14)).GetLower();
-    }
-
-    /// <summary><see cref="PackedBsums"/> in both 256-bit halves (against a pair of rows' scales).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> PackedBsums2(byte* yb)
-    {
-        Vector256<short> bs = PackedBsums(yb);
-        return Vector512.Create(bs, bs);
     }
 
     /// <summary>One row's block · one token: eight int32 lanes whose total is Σ_g sc_g·Σ (q6 − 32)·q8.</summary>
@@ -268,6 +194,12 @@ public static unsafe partial class DotQ6_K
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> PackedRowSums(Vector256<int> h0123, Vector256<int> h4567) =>
         Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
+
+    /// <summary>The vphaddd tree over eight rows' eight-lane sums at <paramref name="s"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> PackedTree(Vector256<int>* s) => PackedRowSums(
+        Avx2.HorizontalAdd(Avx2.HorizontalAdd(s[0], s[1]), Avx2.HorizontalAdd(s[2], s[3])),
+        Avx2.HorizontalAdd(Avx2.HorizontalAdd(s[4], s[5]), Avx2.HorizontalAdd(s[6], s[7])));
 
     /// <summary>
     /// Software prefetch of the copy, <see cref="WeightPrefetch.Distance"/> bytes ahead: block b of a group is about
