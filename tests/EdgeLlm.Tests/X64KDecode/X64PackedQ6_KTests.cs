@@ -149,6 +149,10 @@ public sealed unsafe class X64PackedQ6_KTests
     [InlineData(4, 3, "gaussian")]
     [InlineData(4, 9, "raw")]
     [InlineData(4, 3, "scales -128 127")]
+    [InlineData(4, 1, "zeros")]
+    [InlineData(4, 2, "scales -128 127")]
+    [InlineData(4, 8, "subnormal d")]
+    [InlineData(4, 17, "gaussian")]
     public void GroupLoopsMatchScalarAndTheOneTokenLoop(int tokens, int nb, string kind) =>
         KPackedCopyChecks.GroupLoopsMatchScalarAndTheOneTokenLoop(Format, Avx512, tokens, nb, KPackedCopyChecks.MakeRows(Format, nb, kind, 3300 + nb), $"{kind}: ");
 
@@ -166,6 +170,8 @@ public sealed unsafe class X64PackedQ6_KTests
     [InlineData(8, false)]
     [InlineData(13, false)]
     [InlineData(5, true)]
+    [InlineData(4, true)]
+    [InlineData(13, true)]
     public void MatMulOverTheCopyMatchesScalarAndDecodeAlone(int tokens, bool batchInvariant) =>
         KPackedCopyChecks.MatMulMatchesScalarAndDecodeAlone(Format, MatMulData.Value, Variant.Avx512, tokens, batchInvariant, "blk.0.ffn_down.weight",
             bitExact: true, copyExpected: KernelRung.UseRepack && DotQ6_K.PackedSupported);

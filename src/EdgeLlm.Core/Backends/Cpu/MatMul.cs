@@ -53,6 +53,8 @@ internal sealed unsafe class MatMul : ParallelWork
     private float* _x;
     /// <summary>The activation quantizer every quantized member's kernel takes (null when no member is quantized).</summary>
     private delegate*<float*, byte*, int, void> _quantize;
+    /// <summary>Where every member reads only the <see cref="Q8_0Panel"/>: the quantizer that writes it directly (else null).</summary>
+    private delegate*<float*, byte*, int, void> _quantizePanel;
     private bool _quantizePhase;
     private bool _fusedQuantize;
     /// <summary>
@@ -234,8 +236,9 @@ internal sealed unsafe class MatMul : ParallelWork
         _n = n;
         _nTokens = nTokens;
         _quantize = null;
+        _quantizePanel = null;
         _xqRowBytes = 0;
-        bool panel = false;
+        bool panel = false, blocks = false;
         for (int i = 0; i < _count; i++)
         {
             ref var m = ref _members[i];
@@ -247,9 +250,13 @@ internal sealed unsafe class MatMul : ParallelWork
                 _quantize = row.QuantizeActivations;
                 _xqRowBytes = row.ActivationBytes(n);
                 panel |= row.Panel || (row.PackedPanel && m.Job.Packed != null);
+                blocks |= !row.Panel;
+                if (row.Panel) _quantizePanel = row.QuantizePanel;
             }
         }
         _panelBytes = panel ? Q8_0Panel.BytesFor(n) : 0;
+        // Every kernel reads the panel alone (x64's Q4_0): each token is quantized straight into it, without the blocks.
+        if (blocks || !panel) _quantizePanel = null;
         if (_xqRowBytes * nTokens > _xqCapacity || _panelBytes * nTokens > _panelCapacity)
             throw new ArgumentException($"{_members[0].W.Name}: {nTokens} quantized activation rows exceed the prepared buffer");
         for (int i = 0; i < _count; i++) Bind(ref _members[i]);
@@ -398,6 +405,11 @@ internal sealed unsafe class MatMul : ParallelWork
     private void QuantizeToken(long t)
     {
         int n = _n;
+        if (_quantizePanel != null)
+        {
+            _quantizePanel(_x + t * n, _panel + t * _panelBytes, n);
+            return;
+        }
         _quantize(_x + t * n, _xq + t * _xqRowBytes, n);
         if (_panelBytes != 0) Q8_0Panel.FromBlocks(_xq + t * _xqRowBytes, _panel + t * _panelBytes, n);
     }

@@ -14,7 +14,7 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 /// qs[16g..16g+15]; the K-quant kernels use it for the min and offset terms. Vectorized with Vector128 so it runs
 /// the same on x64 and arm64; every lane does the scalar reference's float operations, so the bytes are identical.
 /// </summary>
-public static unsafe class ActivationQuant
+public static unsafe partial class ActivationQuant
 {
     public const int Q8_0BlockSize = Quant.Q8_0.BlockSize;
     public const int Q8_0BlockBytes = Quant.Q8_0.BlockBytes;
@@ -52,10 +52,18 @@ public static unsafe class ActivationQuant
         return n / bs * bb;
     }
 
-    /// <summary>The quantizer of an activation format (resolved once per matmul call, called per token).</summary>
-    internal static delegate*<float*, byte*, int, void> Quantizer(GgmlType format) => format switch
+    /// <summary>The quantizer of an activation format (resolved once per matmul call, called per token): the widest this CPU runs.</summary>
+    internal static delegate*<float*, byte*, int, void> Quantizer(GgmlType format) => Quantizer(format, KernelRung.Selected);
+
+    /// <summary>
+    /// The quantizer of an activation format for a kernel row of <paramref name="rung"/>: Q8_0 at the rung's width where the
+    /// CPU has it (<see cref="QuantizeQ8_0Avx512"/>, <see cref="QuantizeQ8_0Avx2"/>, else the 128-bit <see cref="QuantizeQ8_0"/>;
+    /// all give the same bytes).
+    /// </summary>
+    internal static delegate*<float*, byte*, int, void> Quantizer(GgmlType format, Rung rung) => format switch
     {
-        GgmlType.Q8_0 => &QuantizeQ8_0,
+        GgmlType.Q8_0 => rung == Rung.Avx512 && KernelRung.IsSupported(Rung.Avx512) ? &QuantizeQ8_0Avx512
+            : rung is Rung.Avx512 or Rung.Avx2 && KernelRung.IsSupported(Rung.Avx2) ? &QuantizeQ8_0Avx2 : &QuantizeQ8_0,
         GgmlType.Q8_1 => &QuantizeQ8_1,
         GgmlType.Q8_K => &QuantizeQ8_K,
         _ => throw new NotSupportedException($"ActivationQuant: {GgmlTypes.Name(format)} is not an activation format"),

@@ -60,6 +60,11 @@ internal sealed unsafe class CpuKernelRow
     public readonly delegate*<byte*, float*, long, void> ToFloat;
     /// <summary>Quantizes one token's floats into <see cref="TypeTraits.Activation"/> blocks (null for the float types).</summary>
     public readonly delegate*<float*, byte*, int, void> QuantizeActivations;
+    /// <summary>
+    /// With <see cref="Panel"/> on x64: quantizes one token's floats straight into its <see cref="Q8_0Panel"/> (the bytes of
+    /// <see cref="QuantizeActivations"/> then <see cref="Q8_0Panel.FromBlocks"/>), for products that read only the panel; else null.
+    /// </summary>
+    public readonly delegate*<float*, byte*, int, void> QuantizePanel;
 
     public CpuKernelRow(TypeTraits traits, Rung rung, KernelFlags flags, delegate*<byte*, byte*, int, float> dot,
         delegate*<in RowJob, long, long, float*, void> rows, bool panel = false, bool packsQ4_0Avx2 = false, bool packsQ8_0 = false,
@@ -125,7 +130,8 @@ internal sealed unsafe class CpuKernelRow
         Dot = dot;
         Rows = rows;
         Panel = panel;
-        QuantizeActivations = traits.IsQuantized ? ActivationQuant.Quantizer(traits.Activation) : null;
+        QuantizeActivations = traits.IsQuantized ? ActivationQuant.Quantizer(traits.Activation, rung) : null;
+        QuantizePanel = panel && traits.Activation == GgmlType.Q8_0 ? ActivationQuant.PanelQuantizer(rung) : null;
         ToFloat = traits.Type switch
         {
             GgmlType.F32 => &CopyF32,
