@@ -145,7 +145,18 @@ sealed class ProfilingBackend(CpuBackend b) : IBackend, ISequenceAttention
     public void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v) { long t = Stopwatch.GetTimestamp(); b.StoreKv(cache, layer, startPos, nTokens, k, v); Add("store_kv", t); }
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.Attention(q, cache, layer, startPos, nTokens, nHeads, headDim, dst, options); Add("attention", t); }
     public void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options); Add("attend_sequences (rope+kv+attn)", t); }
-    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product) { long t = Stopwatch.GetTimestamp(); b.AttendSequencesMatMul(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options, weight, product); Add("attend+matmul " + Role(weight), t); }
+    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product)
+    {
+        if (b.ThreadCount == 1) // one thread: the backend runs the two ops anyway (it fuses them only on several threads), so time them apart
+        {
+            int rows = 0;
+            foreach (var sq in seqs) rows += sq.Count;
+            AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options);
+            MatMul(weight, dst, product, rows);
+            return;
+        }
+        long t = Stopwatch.GetTimestamp(); b.AttendSequencesMatMul(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options, weight, product); Add("attend+matmul " + Role(weight), t);
+    }
     public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind) { long t = Stopwatch.GetTimestamp(); b.Glu(gate, up, count, kind); Add("glu", t); }
     public void AddRmsNorm(BackendBuffer x, BackendBuffer delta, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps) { long t = Stopwatch.GetTimestamp(); b.AddRmsNorm(x, delta, weight, dst, nTokens, dim, eps); Add("add+rms_norm", t); }
     public void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps, ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens) { long t = Stopwatch.GetTimestamp(); b.NormMatMulGroup(x, delta, norm, normed, dim, eps, weights, dsts, nTokens); Add("norm+matmul group " + Role(weights[0]) + "+", t); }
