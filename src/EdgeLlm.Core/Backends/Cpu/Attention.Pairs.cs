@@ -66,7 +66,7 @@ internal sealed unsafe partial class Attention
         if (oneToken && sg.Cos != null) AttentionTile.RotateLanes<SimdF512, Vector512<float>>(qt, 1, sg.Cos, sg.Sin, _ropeHalf, _ropeNeox);
 
         long kvOff = (long)kvHead * headDim;
-        AttentionTile.ScoresPair(qt, (float*)sg.K + kvOff + (long)j0 * _kvDim, _kvDim, headDim, headDim, n, _scale, st);
+        AttentionTile.ScoresPair(qt, (float*)sg.K + kvOff + (long)j0 * _kvDim, _kvDim, headDim, headDim, n, _scale, st, (float*)sg.V + kvOff + (long)j0 * _kvDim);
         if (_softcap > 0) AttentionTile.Softcap<SimdF512, Vector512<float>>(st, n, 1, _softcap);
         for (int half = 0; half < 2; half++)
             for (int r = half * Half; r < half * Half + rows; r++)

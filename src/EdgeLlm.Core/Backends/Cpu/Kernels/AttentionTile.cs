@@ -226,16 +226,24 @@ internal static unsafe class AttentionTile
     /// <paramref name="second"/>)] for keys j in [0, n) and lanes [0, 16): lanes 0..7 against the first head's keys, lanes
     /// 8..15 against the second head's (<paramref name="second"/> floats further in each key row). Each lane's score goes
     /// through the same fused steps as in <see cref="Scores"/> (d ascending, then the scale), so the same bits.
+    /// A decode step reads the cache rows from memory (a step's weights stream through the caches between two layers'
+    /// attentions), so the blocks prefetch as they go: the key rows two blocks ahead, and the value rows
+    /// (<paramref name="v"/>, kStride apart, the two heads side by side as in k) of their own keys for the value step.
     /// </summary>
-    public static void ScoresPair(float* qt, float* k, long kStride, long second, int headDim, int n, float scale, float* st)
+    public static void ScoresPair(float* qt, float* k, long kStride, long second, int headDim, int n, float scale, float* st, float* v)
     {
         var vs = Vector512.Create(scale);
         var upper = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1).AsSingle();
         int j = 0;
         if (n >= 8)
         {
-            for (; j + 8 <= n; j += 8) PairBlock8(qt, k + j * kStride, kStride, second, headDim, vs, upper, st + j * Lanes);
-            if (j < n) PairBlock8(qt, k + (n - 8) * kStride, kStride, second, headDim, vs, upper, st + (n - 8) * Lanes); // the last 8 keys again
+            int lines = (int)((second + headDim + 15) / 16); // cache lines of a key row's two heads
+            if (Sse.IsSupported)
+                for (int key = 0; key < Math.Min(n, 16); key++)
+                    for (int l = 0; l < lines; l++) Sse.Prefetch0(k + key * kStride + l * 16);
+            for (; j + 8 <= n; j += 8)
+                PairBlock8(qt, k + j * kStride, kStride, second, headDim, vs, upper, st + j * Lanes, k + (j + 16) * kStride, v + j * kStride, lines);
+            if (j < n) PairBlock8(qt, k + (n - 8) * kStride, kStride, second, headDim, vs, upper, st + (n - 8) * Lanes, null, v + (n - 8) * kStride, lines); // the last 8 keys again
             return;
         }
         for (; j < n; j++)
@@ -248,22 +256,40 @@ internal static unsafe class AttentionTile
         }
     }
 
-    private static void PairBlock8(float* q, float* k, long ks, long second, int headDim, Vector512<float> vs, Vector512<float> upper, float* s)
+    /// <summary>8 keys of <see cref="ScoresPair"/>. The d loop goes in 8 parts; before part r it prefetches row r of the
+    /// 8 key rows at <paramref name="kAhead"/> (null: none) and of the 8 value rows at <paramref name="vHere"/>, as many lines
+    /// as given.</summary>
+    private static void PairBlock8(float* q, float* k, long ks, long second, int headDim, Vector512<float> vs, Vector512<float> upper, float* s,
+        float* kAhead, float* vHere, int lines)
     {
         Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         float* k2 = k + second;
-        for (int d = 0; d < headDim; d++)
+        bool prefetch = Sse.IsSupported;
+        int d = 0;
+        for (int part = 0; part < 8; part++)
         {
-            var x = Vector512.Load(q + d * Lanes);
-            float* kd = k + d, ld = k2 + d;
-            a0 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[0]), Vector512.Create(kd[0])), a0);
-            a1 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[ks]), Vector512.Create(kd[ks])), a1);
-            a2 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[2 * ks]), Vector512.Create(kd[2 * ks])), a2);
-            a3 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[3 * ks]), Vector512.Create(kd[3 * ks])), a3);
-            a4 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[4 * ks]), Vector512.Create(kd[4 * ks])), a4);
-            a5 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[5 * ks]), Vector512.Create(kd[5 * ks])), a5);
-            a6 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[6 * ks]), Vector512.Create(kd[6 * ks])), a6);
-            a7 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[7 * ks]), Vector512.Create(kd[7 * ks])), a7);
+            if (prefetch)
+            {
+                float* kr = kAhead + part * ks, vr = vHere + part * ks;
+                for (int l = 0; l < lines; l++)
+                {
+                    if (kAhead != null) Sse.Prefetch0(kr + l * 16);
+                    Sse.Prefetch0(vr + l * 16);
+                }
+            }
+            for (int dEnd = part == 7 ? headDim : (part + 1) * headDim / 8; d < dEnd; d++)
+            {
+                var x = Vector512.Load(q + d * Lanes);
+                float* kd = k + d, ld = k2 + d;
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[0]), Vector512.Create(kd[0])), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[ks]), Vector512.Create(kd[ks])), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[2 * ks]), Vector512.Create(kd[2 * ks])), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[3 * ks]), Vector512.Create(kd[3 * ks])), a3);
+                a4 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[4 * ks]), Vector512.Create(kd[4 * ks])), a4);
+                a5 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[5 * ks]), Vector512.Create(kd[5 * ks])), a5);
+                a6 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[6 * ks]), Vector512.Create(kd[6 * ks])), a6);
+                a7 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[7 * ks]), Vector512.Create(kd[7 * ks])), a7);
+            }
         }
         (a0 * vs).Store(s);
         (a1 * vs).Store(s + Lanes);
