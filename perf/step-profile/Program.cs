@@ -13,7 +13,8 @@ using EdgeLlm.Model;
 //   (prompt: a 9-token prompt chunk of one sequence against four sequences' chunks in one batch, profiled)
 //   dotnet run -c Release --project perf/step-profile -- MODEL 1 REPS q6k [LABEL]   (Q6_K Dot vs Dot4, one thread, in cache)
 //   dotnet run -c Release --project perf/step-profile -- MODEL THREADS REPS out [LABEL]   (the output and layer-0 products at 1, 2, 4 tokens)
-//   dotnet run -c Release --project perf/step-profile -- - THREADS REPS attn [LABEL]   (one layer's AttendSequences, 1 vs 4 sequences, 1.1B shape)
+//   dotnet run -c Release --project perf/step-profile -- - THREADS REPS attn|attncold [LABEL]   (one layer's AttendSequences, 1 vs 4 sequences,
+//   1.1B shape; attncold: 64 MiB swept through the caches before each call, as a step's weights do between two layers' attentions)
 string path = args[0];
 int threads = int.Parse(args[1]);
 int steps = int.Parse(args[2]);
@@ -21,7 +22,7 @@ string mode = args.Length > 3 ? args[3] : "profile";
 string label = args.Length > 4 ? args[4] : "";
 if (mode == "q6k") { Q6Bench.Run(path, steps, label); return; }
 if (mode == "out") { OutBench.Run(path, threads, steps, label); return; }
-if (mode == "attn") { AttnBench.Run(threads, steps, label); return; }
+if (mode is "attn" or "attncold") { AttnBench.Run(threads, steps, label, cold: mode == "attncold"); return; }
 bool profile = mode is "profile" or "prompt";
 
 var inner = new CpuBackend(threads, batchInvariant: true); // serve --parallel N > 1 runs batch-invariant
@@ -257,8 +258,11 @@ static unsafe class Q6Bench
 /// </summary>
 static class AttnBench
 {
-    public static void Run(int threads, int reps, string label)
+    public static void Run(int threads, int reps, string label, bool cold)
     {
+        var sweep = new long[cold ? 8 << 20 : 1];
+        long sink = 0;
+        void Evict() { if (!cold) return; for (int i = 0; i < sweep.Length; i += 8) sink += sweep[i]++; }
         const int heads = 32, kvHeads = 4, headDim = 64, qDim = heads * headDim, kvDim = kvHeads * headDim, ctx = 512, S = 4;
         using var b = new CpuBackend(threads, batchInvariant: true);
         b.Prepare(new BackendLimits(8, qDim, ctx, headDim, headDim));
@@ -294,17 +298,20 @@ static class AttnBench
             {
                 b.CopyIn(qs, q, 0); b.CopyIn(ks, k, 0); b.CopyIn(vs, v, 0);
                 one[0] = new SequenceBatch(caches[0], basePos, 1);
+                Evict();
                 long a0 = Stopwatch.GetTimestamp();
                 b.AttendSequences(q, k, v, dst, one, 0, heads, kvHeads, rope, options);
                 t1[r] = Stopwatch.GetElapsedTime(a0).TotalMicroseconds;
                 b.CopyIn(qs, q, 0); b.CopyIn(ks, k, 0); b.CopyIn(vs, v, 0);
                 for (int s = 0; s < S; s++) four[s] = new SequenceBatch(caches[s], basePos + 3 * s, 1);
+                Evict();
                 long a1 = Stopwatch.GetTimestamp();
                 b.AttendSequences(q, k, v, dst, four, 0, heads, kvHeads, rope, options);
                 t4[r] = Stopwatch.GetElapsedTime(a1).TotalMicroseconds;
             }
+            if (sink == 42) Console.Write("");
             Array.Sort(t1); Array.Sort(t4);
-            Console.WriteLine($"{label} attn pos {basePos,3} threads {threads}: 1 seq min {t1[0],7:F2} med {t1[reps / 2],7:F2} us | 4 seqs min {t4[0],7:F2} med {t4[reps / 2],7:F2} us | 4/1 {t4[0] / t1[0]:F2}");
+            Console.WriteLine($"{label} {(cold ? "attncold" : "attn")} pos {basePos,3} threads {threads}: 1 seq min {t1[0],7:F2} med {t1[reps / 2],7:F2} us | 4 seqs min {t4[0],7:F2} med {t4[reps / 2],7:F2} us | 4/1 {t4[0] / t1[0]:F2}");
         }
     }
 }
