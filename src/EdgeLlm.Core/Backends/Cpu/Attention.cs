@@ -332,7 +332,8 @@ internal sealed unsafe partial class Attention : ParallelWork, ITokenStep
         float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
         float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]
         if (kType == KvCacheType.F32)
-            AttentionTile.Scores<TS, TV>(qt, (float*)kb + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
+            AttentionTile.Scores<TS, TV>(qt, (float*)kb + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st,
+                vType == KvCacheType.F32 && sg.NTokens == 1 ? (float*)vb + kvOff + (long)j0 * _kvDim : null);
         else
             for (int c0 = 0; c0 < n; c0 += Chunk)
             {

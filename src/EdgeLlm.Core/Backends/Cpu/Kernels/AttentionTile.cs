@@ -25,7 +25,9 @@ internal static unsafe class AttentionTile
     /// which recomputes and stores again some scores of the block before it, through the same operations, so the same
     /// bits (a key alone would be a chain of headDim dependent fused steps).
     /// </summary>
-    public static void Scores<TS, TV>(float* qt, float* k, long kStride, int headDim, int n, int chunks, float scale, float* st)
+    /// <paramref name="v"/> (a one-vector tile, such as a decode token's, over an f32 cache): the value rows of the same
+    /// keys, kStride apart, prefetched for the value step with the key rows two blocks ahead (<see cref="ScoresPair"/>).
+    public static void Scores<TS, TV>(float* qt, float* k, long kStride, int headDim, int n, int chunks, float scale, float* st, float* v = null)
         where TS : struct, ISimdFloat<TV> where TV : struct
     {
         int w = TS.Count;
@@ -67,6 +69,16 @@ internal static unsafe class AttentionTile
             float* q = qt + c * w;
             float* s = st + c * w;
             int j = 0;
+            if (n >= 8 && chunks == 1 && v != null && Sse.IsSupported)
+            {
+                int lines = (headDim + 15) / 16;
+                for (int key = 0; key < Math.Min(n, 16); key++)
+                    for (int l = 0; l < lines; l++) Sse.Prefetch0(k + key * kStride + l * 16);
+                for (; j + 8 <= n; j += 8)
+                    Block1x8Prefetch<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes, k + (j + 16) * kStride, v + j * kStride, lines);
+                if (j < n) Block1x8Prefetch<TS, TV>(q, k + (n - 8) * kStride, kStride, headDim, vs, s + (n - 8) * Lanes, null, v + (n - 8) * kStride, lines);
+                j = n;
+            }
             if (n >= 8)
             {
                 for (; j + 8 <= n; j += 8) Block1x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
@@ -299,6 +311,44 @@ internal static unsafe class AttentionTile
         (a5 * vs).Store(s + 5 * Lanes);
         (a6 * vs).Store(s + 6 * Lanes);
         (a7 * vs).Store(s + 7 * Lanes);
+    }
+
+    /// <summary><see cref="Block1x8"/> with the prefetches of <see cref="PairBlock8"/> (one head's lines per row).</summary>
+    private static void Block1x8Prefetch<TS, TV>(float* q, float* k, long ks, int headDim, TV vs, float* s, float* kAhead, float* vHere, int lines)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        TV a0 = TS.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        int d = 0;
+        for (int part = 0; part < 8; part++)
+        {
+            float* kr = kAhead + part * ks, vr = vHere + part * ks;
+            for (int l = 0; l < lines; l++)
+            {
+                if (kAhead != null) Sse.Prefetch0(kr + l * 16);
+                Sse.Prefetch0(vr + l * 16);
+            }
+            for (int dEnd = part == 7 ? headDim : (part + 1) * headDim / 8; d < dEnd; d++)
+            {
+                TV x = TS.Load(q + d * Lanes);
+                float* kd = k + d;
+                a0 = TS.Fma(x, TS.Broadcast(kd[0]), a0);
+                a1 = TS.Fma(x, TS.Broadcast(kd[ks]), a1);
+                a2 = TS.Fma(x, TS.Broadcast(kd[2 * ks]), a2);
+                a3 = TS.Fma(x, TS.Broadcast(kd[3 * ks]), a3);
+                a4 = TS.Fma(x, TS.Broadcast(kd[4 * ks]), a4);
+                a5 = TS.Fma(x, TS.Broadcast(kd[5 * ks]), a5);
+                a6 = TS.Fma(x, TS.Broadcast(kd[6 * ks]), a6);
+                a7 = TS.Fma(x, TS.Broadcast(kd[7 * ks]), a7);
+            }
+        }
+        TS.Store(TS.Mul(a0, vs), s);
+        TS.Store(TS.Mul(a1, vs), s + Lanes);
+        TS.Store(TS.Mul(a2, vs), s + 2 * Lanes);
+        TS.Store(TS.Mul(a3, vs), s + 3 * Lanes);
+        TS.Store(TS.Mul(a4, vs), s + 4 * Lanes);
+        TS.Store(TS.Mul(a5, vs), s + 5 * Lanes);
+        TS.Store(TS.Mul(a6, vs), s + 6 * Lanes);
+        TS.Store(TS.Mul(a7, vs), s + 7 * Lanes);
     }
 
     /// <summary>st[j][lane] = cap · tanh(st[j][lane] / cap) for keys [0, n) and lanes [0, chunks · TS.Count) (Gemma 2).</summary>
