@@ -13,6 +13,8 @@ using EdgeLlm.Model;
 //   (prompt: a 9-token prompt chunk of one sequence against four sequences' chunks in one batch, profiled)
 //   dotnet run -c Release --project perf/step-profile -- MODEL 1 REPS q6k [LABEL]   (Q6_K Dot vs Dot4, one thread, in cache)
 //   dotnet run -c Release --project perf/step-profile -- MODEL THREADS REPS out [LABEL]   (the output and layer-0 products at 1, 2, 4 tokens)
+//   dotnet run -c Release --project perf/step-profile -- - THREADS REPS attn|attncold [LABEL]   (one layer's AttendSequences, 1 vs 4 sequences,
+//   1.1B shape; attncold: 64 MiB swept through the caches before each call, as a step's weights do between two layers' attentions)
 string path = args[0];
 int threads = int.Parse(args[1]);
 int steps = int.Parse(args[2]);
@@ -20,6 +22,7 @@ string mode = args.Length > 3 ? args[3] : "profile";
 string label = args.Length > 4 ? args[4] : "";
 if (mode == "q6k") { Q6Bench.Run(path, steps, label); return; }
 if (mode == "out") { OutBench.Run(path, threads, steps, label); return; }
+if (mode is "attn" or "attncold") { AttnBench.Run(threads, steps, label, cold: mode == "attncold"); return; }
 bool profile = mode is "profile" or "prompt";
 
 var inner = new CpuBackend(threads, batchInvariant: true); // serve --parallel N > 1 runs batch-invariant
@@ -143,7 +146,18 @@ sealed class ProfilingBackend(CpuBackend b) : IBackend, ISequenceAttention
     public void StoreKv(KvCache cache, int layer, int startPos, int nTokens, BackendBuffer k, BackendBuffer v) { long t = Stopwatch.GetTimestamp(); b.StoreKv(cache, layer, startPos, nTokens, k, v); Add("store_kv", t); }
     public void Attention(BackendBuffer q, KvCache cache, int layer, int startPos, int nTokens, int nHeads, int headDim, BackendBuffer dst, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.Attention(q, cache, layer, startPos, nTokens, nHeads, headDim, dst, options); Add("attention", t); }
     public void AttendSequences(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options) { long t = Stopwatch.GetTimestamp(); b.AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options); Add("attend_sequences (rope+kv+attn)", t); }
-    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product) { long t = Stopwatch.GetTimestamp(); b.AttendSequencesMatMul(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options, weight, product); Add("attend+matmul " + Role(weight), t); }
+    public void AttendSequencesMatMul(BackendBuffer q, BackendBuffer k, BackendBuffer v, BackendBuffer dst, ReadOnlySpan<SequenceBatch> seqs, int layer, int nHeads, int nKvHeads, RopeSpec rope, AttentionOptions options, BackendWeight weight, BackendBuffer product)
+    {
+        if (b.ThreadCount == 1) // one thread: the backend runs the two ops anyway (it fuses them only on several threads), so time them apart
+        {
+            int rows = 0;
+            foreach (var sq in seqs) rows += sq.Count;
+            AttendSequences(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options);
+            MatMul(weight, dst, product, rows);
+            return;
+        }
+        long t = Stopwatch.GetTimestamp(); b.AttendSequencesMatMul(q, k, v, dst, seqs, layer, nHeads, nKvHeads, rope, options, weight, product); Add("attend+matmul " + Role(weight), t);
+    }
     public void Glu(BackendBuffer gate, BackendBuffer up, long count, GluKind kind) { long t = Stopwatch.GetTimestamp(); b.Glu(gate, up, count, kind); Add("glu", t); }
     public void AddRmsNorm(BackendBuffer x, BackendBuffer delta, BackendWeight weight, BackendBuffer dst, int nTokens, int dim, float eps) { long t = Stopwatch.GetTimestamp(); b.AddRmsNorm(x, delta, weight, dst, nTokens, dim, eps); Add("add+rms_norm", t); }
     public void NormMatMulGroup(BackendBuffer x, BackendBuffer? delta, BackendWeight norm, BackendBuffer normed, int dim, float eps, ReadOnlySpan<BackendWeight> weights, ReadOnlySpan<BackendBuffer> dsts, int nTokens) { long t = Stopwatch.GetTimestamp(); b.NormMatMulGroup(x, delta, norm, normed, dim, eps, weights, dsts, nTokens); Add("norm+matmul group " + Role(weights[0]) + "+", t); }
@@ -233,5 +247,71 @@ static unsafe class Q6Bench
         }
         t1.Sort(); t4.Sort();
         Console.WriteLine($"{label} Q6_K row of {n}, 1 thread, in cache: 4x Dot min {t1[0] * 1000:F0} ns/row (p10 {t1[t1.Count / 10] * 1000:F0}) | Dot4 min {t4[0] * 1000:F0} ns/row (p10 {t4[t4.Count / 10] * 1000:F0}) | Dot4 / one Dot {4 * t4[0] / t1[0]:F2}");
+    }
+}
+
+/// <summary>
+/// One layer's <see cref="CpuBackend.AttendSequences"/> (k rotation, K/V store, attention) at the 1.1B shape (32 heads of
+/// 64, 4 KV heads, f32 cache): one sequence's decode token against four sequences' (each at its own position), min and
+/// median over REPS alternated calls, for several context lengths (the positions the load test's requests reach, and
+/// longer). Only the public backend API, so it builds against an older tree too.
+/// </summary>
+static class AttnBench
+{
+    public static void Run(int threads, int reps, string label, bool cold)
+    {
+        var sweep = new long[cold ? 8 << 20 : 1];
+        long sink = 0;
+        void Evict() { if (!cold) return; for (int i = 0; i < sweep.Length; i += 8) sink += sweep[i]++; }
+        const int heads = 32, kvHeads = 4, headDim = 64, qDim = heads * headDim, kvDim = kvHeads * headDim, ctx = 512, S = 4;
+        using var b = new CpuBackend(threads, batchInvariant: true);
+        b.Prepare(new BackendLimits(8, qDim, ctx, headDim, headDim));
+        var rope = new RopeSpec(headDim, headDim, 10000f, 1f, null);
+        var options = new AttentionOptions(1f / MathF.Sqrt(headDim), 0f, 0);
+        var rng = new Random(11);
+        float[] Rand(int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
+        var caches = new KvCache[S];
+        var kb = b.Allocate(8 * kvDim);
+        var vb = b.Allocate(8 * kvDim);
+        for (int s = 0; s < S; s++)
+        {
+            caches[s] = ((IBackend)b).CreateCache(1, ctx, kvDim, KvCacheType.F32, KvCacheType.F32);
+            for (int p = 0; p < ctx; p += 8)
+            {
+                b.CopyIn(Rand(8 * kvDim), kb, 0);
+                b.CopyIn(Rand(8 * kvDim), vb, 0);
+                b.StoreKv(caches[s], 0, p, 8, kb, vb);
+            }
+        }
+        var q = b.Allocate(S * qDim);
+        var k = b.Allocate(S * kvDim);
+        var v = b.Allocate(S * kvDim);
+        var dst = b.Allocate(S * qDim);
+        float[] qs = Rand(S * qDim), ks = Rand(S * kvDim), vs = Rand(S * kvDim);
+        var one = new SequenceBatch[1];
+        var four = new SequenceBatch[S];
+        foreach (int basePos in new[] { 30, 61, 100, 250 })
+        {
+            var t1 = new double[reps];
+            var t4 = new double[reps];
+            for (int r = 0; r < reps; r++)
+            {
+                b.CopyIn(qs, q, 0); b.CopyIn(ks, k, 0); b.CopyIn(vs, v, 0);
+                one[0] = new SequenceBatch(caches[0], basePos, 1);
+                Evict();
+                long a0 = Stopwatch.GetTimestamp();
+                b.AttendSequences(q, k, v, dst, one, 0, heads, kvHeads, rope, options);
+                t1[r] = Stopwatch.GetElapsedTime(a0).TotalMicroseconds;
+                b.CopyIn(qs, q, 0); b.CopyIn(ks, k, 0); b.CopyIn(vs, v, 0);
+                for (int s = 0; s < S; s++) four[s] = new SequenceBatch(caches[s], basePos + 3 * s, 1);
+                Evict();
+                long a1 = Stopwatch.GetTimestamp();
+                b.AttendSequences(q, k, v, dst, four, 0, heads, kvHeads, rope, options);
+                t4[r] = Stopwatch.GetElapsedTime(a1).TotalMicroseconds;
+            }
+            if (sink == 42) Console.Write("");
+            Array.Sort(t1); Array.Sort(t4);
+            Console.WriteLine($"{label} {(cold ? "attncold" : "attn")} pos {basePos,3} threads {threads}: 1 seq min {t1[0],7:F2} med {t1[reps / 2],7:F2} us | 4 seqs min {t4[0],7:F2} med {t4[reps / 2],7:F2} us | 4/1 {t4[0] / t1[0]:F2}");
+        }
     }
 }

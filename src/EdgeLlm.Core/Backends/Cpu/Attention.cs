@@ -7,7 +7,8 @@ namespace EdgeLlm.Backends.Cpu;
 /// <summary>
 /// Causal grouped-query attention over the KV cache, computed in tiles: the query rows of one KV head (token t,
 /// group member g, in that order: row = t · group + g) are cut into tiles of <see cref="AttentionTile.Lanes"/>
-/// rows, and one work unit is one (tile, KV head). A unit transposes its queries, computes the tile's scores
+/// rows, and one work unit is one (tile, KV head), or at 16 lanes two KV heads of a tile of at most 8 rows, such as a
+/// decode token's GQA group (<see cref="PairUnit"/>). A unit transposes its queries, computes the tile's scores
 /// (scale · q·k, then softcapped when the options ask) against keys j0..startPos + (its last token) as a matrix
 /// product, masks the keys each row may not see (token t sits at position i = startPos + t and sees j ≤ i, and with
 /// a sliding window W only i − j &lt; W; the batch's own K/V were stored first; j0 is the first key the tile's first
@@ -20,7 +21,7 @@ namespace EdgeLlm.Backends.Cpu;
 /// them, the value sums kept in scratch between chunks; every output element sees the same sequence of operations
 /// as with a float32 cache holding the dequantized values, so it equals that result exactly.
 /// </summary>
-internal sealed unsafe class Attention : ParallelWork, ITokenStep
+internal sealed unsafe partial class Attention : ParallelWork, ITokenStep
 {
     private const int Lanes = AttentionTile.Lanes;
 
@@ -62,6 +63,7 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
     private int _window;
     private int _ropeHalf;
     private bool _ropeNeox;
+    private int _width; // the vector width of the call set up by Bind
 
     /// <summary>
     /// Calls whose total cost (<see cref="UnitCost"/>: rows times keys) is at most this run on the calling thread alone: a
@@ -154,6 +156,10 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
         _group = nHeads / _nKv;
         _ropeHalf = ropeDims / 2;
         _ropeNeox = neox;
+        _width = Width != 0 ? Width
+            : Vector512.IsHardwareAccelerated ? 16
+            : Vector256.IsHardwareAccelerated ? 8
+            : Vector128.IsHardwareAccelerated ? 4 : 1;
         for (int i = 0; i < count; i++)
             if (_segs[i].Cos != null && (ropeDims < 2 || ropeDims > headDim))
                 throw new ArgumentOutOfRangeException(nameof(ropeDims), $"attention segment {i} asks for a rotation of {ropeDims} of {headDim} dims");
@@ -176,6 +182,13 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
     {
         ref readonly Segment sg = ref _segs[s];
         int rowsPerKv = sg.NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+        if (Paired(in sg))
+        {
+            for (int kvHead = 0; kvHead < _nKv; kvHead += 2)
+                if (kvHead + 1 < _nKv) PairUnit(thread, in sg, kvHead);
+                else RunUnit(thread, in sg, kvHead, 0, rowsPerKv);
+            return;
+        }
         for (int tile = 0; tile < tiles; tile++)
             for (int kvHead = 0; kvHead < _nKv; kvHead++)
             {
@@ -189,11 +202,7 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
 
     private void RunUnit(int thread, in Segment sg, int kvHead, int r0, int r1)
     {
-        int width = Width != 0 ? Width
-            : Vector512.IsHardwareAccelerated ? 16
-            : Vector256.IsHardwareAccelerated ? 8
-            : Vector128.IsHardwareAccelerated ? 4 : 1;
-        switch (width)
+        switch (_width)
         {
             case 16: Unit<SimdF512, Vector512<float>>(thread, in sg, kvHead, r0, r1); break;
             case 8: Unit<SimdF256, Vector256<float>>(thread, in sg, kvHead, r0, r1); break;
@@ -204,10 +213,7 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
 
     public override void Execute(int thread, int threadCount)
     {
-        int width = Width != 0 ? Width
-            : Vector512.IsHardwareAccelerated ? 16
-            : Vector256.IsHardwareAccelerated ? 8
-            : Vector128.IsHardwareAccelerated ? 4 : 1;
+        int width = _width;
         long total = 0;
         for (int s = 0; s < _segCount; s++)
         {
@@ -216,12 +222,27 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
         }
 
         // Unit u = tile · nKv + kvHead of each segment in turn goes to the thread whose equal share of the total cost
-        // holds its midpoint.
+        // holds its midpoint (a paired segment's unit u: KV heads 2u and 2u + 1, at twice a head's cost).
         long before = 0;
         for (int s = 0; s < _segCount; s++)
         {
             ref readonly Segment sg = ref _segs[s];
             int rowsPerKv = sg.NTokens * _group, tiles = (rowsPerKv + Lanes - 1) / Lanes;
+            if (Paired(in sg))
+            {
+                long head = UnitCost(sg.StartPos, 0, rowsPerKv);
+                for (int kvHead = 0; kvHead < _nKv; kvHead += 2)
+                {
+                    bool pair = kvHead + 1 < _nKv;
+                    long cost = pair ? 2 * head : head;
+                    long owner = threadCount == 1 ? 0 : Math.Min(threadCount - 1, (2 * before + cost) * threadCount / (2 * total));
+                    before += cost;
+                    if (owner != thread) continue;
+                    if (pair) PairUnit(thread, in sg, kvHead);
+                    else RunUnit(thread, in sg, kvHead, 0, rowsPerKv);
+                }
+                continue;
+            }
             long units = (long)tiles * _nKv;
             for (long u = 0; u < units; u++)
             {
@@ -281,28 +302,38 @@ internal sealed unsafe class Attention : ParallelWork, ITokenStep
         // Transpose the tile's queries into qt[d][lane]; lanes past the tile up to the last vector the kernels read
         // (chunks · w) are zero and see every key; lanes beyond it are never read, so they are not written (a decode
         // tile, one GQA group of 8 rows at width 16, touches one cache line of each qt row instead of two).
+        // A tile of one token (a decode step's) holds consecutive heads: moved by blocks and rotated across lanes below.
         int readLanes = chunks * w;
-        for (int r = 0; r < readLanes; r++)
+        bool oneToken = sg.NTokens == 1;
+        if (oneToken) AttentionTile.TransposeRows(q + (long)(kvHead * group + r0) * headDim, headDim, rows, headDim, qt, 0);
+        for (int r = 0; r < rows; r++)
         {
-            if (r < rows)
+            int row = r0 + r, t = row / group;
+            limit[r] = startPos + t;
+            if (oneToken) continue;
+            int h = kvHead * group + row % group;
+            float* src = q + t * qDim + (long)h * headDim;
+            if (sg.Cos != null) Rope.Rotate(src, sg.Cos + (long)t * _ropeHalf, sg.Sin + (long)t * _ropeHalf, _ropeHalf, headDim, _ropeNeox, qt + r, Lanes);
+            else for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
+        }
+        if (rows < readLanes)
+        {
+            for (int r = rows; r < readLanes; r++) limit[r] = keys - 1;
+            int z4 = rows4; // lanes from rows4 on come in whole groups of 4 (readLanes is a multiple of 4 when w >= 4, else rows4)
+            for (int d = 0; d < headDim; d++)
             {
-                int row = r0 + r, t = row / group, h = kvHead * group + row % group;
-                float* src = q + t * qDim + (long)h * headDim;
-                if (sg.Cos != null) Rope.Rotate(src, sg.Cos + (long)t * _ropeHalf, sg.Sin + (long)t * _ropeHalf, _ropeHalf, headDim, _ropeNeox, qt + r, Lanes);
-                else for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = src[d];
-                limit[r] = startPos + t;
-            }
-            else
-            {
-                for (int d = 0; d < headDim; d++) qt[d * Lanes + r] = 0f;
-                limit[r] = keys - 1;
+                float* line = qt + d * Lanes;
+                for (int r = rows; r < z4; r++) line[r] = 0f;
+                for (int r = z4; r < readLanes; r += 4) Vector128<float>.Zero.Store(line + r);
             }
         }
+        if (oneToken && sg.Cos != null) AttentionTile.RotateLanes<TS, TV>(qt, chunks, sg.Cos, sg.Sin, _ropeHalf, _ropeNeox);
         // Score row s of st is key j0 + s.
         float* conv = dummy + RoundUp(_maxHeadDim, 16); // Chunk rows of converted K or V
         float* acc = conv + (long)Chunk * _maxHeadDim;   // value sums of the tile's rows, [row][d]
         if (kType == KvCacheType.F32)
-            AttentionTile.Scores<TS, TV>(qt, (float*)kb + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st);
+            AttentionTile.Scores<TS, TV>(qt, (float*)kb + kvOff + (long)j0 * _kvDim, _kvDim, headDim, n, chunks, _scale, st,
+                vType == KvCacheType.F32 && sg.NTokens == 1 ? (float*)vb + kvOff + (long)j0 * _kvDim : null);
         else
             for (int c0 = 0; c0 < n; c0 += Chunk)
             {

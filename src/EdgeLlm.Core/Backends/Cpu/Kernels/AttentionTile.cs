@@ -1,3 +1,6 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
@@ -18,8 +21,13 @@ internal static unsafe class AttentionTile
 
     /// <summary>
     /// st[j][lane] = scale · Σ_d qt[d][lane] · k_j[d] for keys j in [0, n) and lanes [0, chunks · TS.Count).
+    /// Keys go in blocks of 8 (or 4); a count that is not a multiple ends with one more block over the last 8 (4) keys,
+    /// which recomputes and stores again some scores of the block before it, through the same operations, so the same
+    /// bits (a key alone would be a chain of headDim dependent fused steps).
     /// </summary>
-    public static void Scores<TS, TV>(float* qt, float* k, long kStride, int headDim, int n, int chunks, float scale, float* st)
+    /// <paramref name="v"/> (a one-vector tile, such as a decode token's, over an f32 cache): the value rows of the same
+    /// keys, kStride apart, prefetched for the value step with the key rows two blocks ahead (<see cref="ScoresPair"/>).
+    public static void Scores<TS, TV>(float* qt, float* k, long kStride, int headDim, int n, int chunks, float scale, float* st, float* v = null)
         where TS : struct, ISimdFloat<TV> where TV : struct
     {
         int w = TS.Count;
@@ -30,9 +38,18 @@ internal static unsafe class AttentionTile
             float* q = qt + c * w;
             float* s = st + c * w;
             int j = 0;
-            if (w >= 16)
+            if (w >= 16 && n >= 8)
+            {
                 for (; j + 8 <= n; j += 8) Block2x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
-            for (; j + 4 <= n; j += 4) Block2x4<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+                if (j < n) Block2x8<TS, TV>(q, k + (n - 8) * kStride, kStride, headDim, vs, s + (n - 8) * Lanes); // the last 8 keys again
+                j = n;
+            }
+            if (n >= 4)
+            {
+                for (; j + 4 <= n; j += 4) Block2x4<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+                if (j < n) Block2x4<TS, TV>(q, k + (n - 4) * kStride, kStride, headDim, vs, s + (n - 4) * Lanes);
+                j = n;
+            }
             for (; j < n; j++)
             {
                 float* kj = k + j * kStride;
@@ -52,7 +69,22 @@ internal static unsafe class AttentionTile
             float* q = qt + c * w;
             float* s = st + c * w;
             int j = 0;
-            for (; j + 8 <= n; j += 8) Block1x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+            if (n >= 8 && chunks == 1 && v != null && Sse.IsSupported)
+            {
+                int lines = (headDim + 15) / 16;
+                for (int key = 0; key < Math.Min(n, 16); key++)
+                    for (int l = 0; l < lines; l++) Sse.Prefetch0(k + key * kStride + l * 16);
+                for (; j + 8 <= n; j += 8)
+                    Block1x8Prefetch<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes, k + (j + 16) * kStride, v + j * kStride, lines);
+                if (j < n) Block1x8Prefetch<TS, TV>(q, k + (n - 8) * kStride, kStride, headDim, vs, s + (n - 8) * Lanes, null, v + (n - 8) * kStride, lines);
+                j = n;
+            }
+            if (n >= 8)
+            {
+                for (; j + 8 <= n; j += 8) Block1x8<TS, TV>(q, k + j * kStride, kStride, headDim, vs, s + j * Lanes);
+                if (j < n) Block1x8<TS, TV>(q, k + (n - 8) * kStride, kStride, headDim, vs, s + (n - 8) * Lanes); // the last 8 keys again
+                j = n;
+            }
             for (; j < n; j++)
             {
                 float* kj = k + j * kStride;
@@ -128,6 +160,186 @@ internal static unsafe class AttentionTile
             a5 = TS.Fma(x, TS.Broadcast(kd[5 * ks]), a5);
             a6 = TS.Fma(x, TS.Broadcast(kd[6 * ks]), a6);
             a7 = TS.Fma(x, TS.Broadcast(kd[7 * ks]), a7);
+        }
+        TS.Store(TS.Mul(a0, vs), s);
+        TS.Store(TS.Mul(a1, vs), s + Lanes);
+        TS.Store(TS.Mul(a2, vs), s + 2 * Lanes);
+        TS.Store(TS.Mul(a3, vs), s + 3 * Lanes);
+        TS.Store(TS.Mul(a4, vs), s + 4 * Lanes);
+        TS.Store(TS.Mul(a5, vs), s + 5 * Lanes);
+        TS.Store(TS.Mul(a6, vs), s + 6 * Lanes);
+        TS.Store(TS.Mul(a7, vs), s + 7 * Lanes);
+    }
+
+    /// <summary>
+    /// Rows [0, rows) of a tile, row r at src + r · srcStride (headDim floats), into lanes lane0 + r of qt[d][lane]
+    /// (d &lt; headDim): blocks of 8 rows by 8 × 8 in-register transposes where AVX is there, the rest one float at a time.
+    /// Moves bits only.
+    /// </summary>
+    public static void TransposeRows(float* src, long srcStride, int rows, int headDim, float* qt, int lane0)
+    {
+        int r = 0;
+        if (Avx.IsSupported && headDim % 8 == 0)
+            for (; r + 8 <= rows; r += 8)
+            {
+                float* a = src + r * srcStride;
+                for (int d = 0; d < headDim; d += 8)
+                {
+                    Vector256<float> x0 = Avx.LoadVector256(a + d), x1 = Avx.LoadVector256(a + srcStride + d);
+                    Vector256<float> x2 = Avx.LoadVector256(a + 2 * srcStride + d), x3 = Avx.LoadVector256(a + 3 * srcStride + d);
+                    Vector256<float> x4 = Avx.LoadVector256(a + 4 * srcStride + d), x5 = Avx.LoadVector256(a + 5 * srcStride + d);
+                    Vector256<float> x6 = Avx.LoadVector256(a + 6 * srcStride + d), x7 = Avx.LoadVector256(a + 7 * srcStride + d);
+                    Vector256<float> t0 = Avx.UnpackLow(x0, x1), t1 = Avx.UnpackHigh(x0, x1), t2 = Avx.UnpackLow(x2, x3), t3 = Avx.UnpackHigh(x2, x3);
+                    Vector256<float> t4 = Avx.UnpackLow(x4, x5), t5 = Avx.UnpackHigh(x4, x5), t6 = Avx.UnpackLow(x6, x7), t7 = Avx.UnpackHigh(x6, x7);
+                    Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+                    Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+                    float* o = qt + d * Lanes + lane0 + r;
+                    Avx.Store(o, Avx.Permute2x128(u0, u4, 0x20));
+                    Avx.Store(o + Lanes, Avx.Permute2x128(u1, u5, 0x20));
+                    Avx.Store(o + 2 * Lanes, Avx.Permute2x128(u2, u6, 0x20));
+                    Avx.Store(o + 3 * Lanes, Avx.Permute2x128(u3, u7, 0x20));
+                    Avx.Store(o + 4 * Lanes, Avx.Permute2x128(u0, u4, 0x31));
+                    Avx.Store(o + 5 * Lanes, Avx.Permute2x128(u1, u5, 0x31));
+                    Avx.Store(o + 6 * Lanes, Avx.Permute2x128(u2, u6, 0x31));
+                    Avx.Store(o + 7 * Lanes, Avx.Permute2x128(u3, u7, 0x31));
+                }
+            }
+        for (; r < rows; r++)
+        {
+            float* a = src + r * srcStride;
+            for (int d = 0; d < headDim; d++) qt[d * Lanes + lane0 + r] = a[d];
+        }
+    }
+
+    /// <summary>
+    /// The rotary embedding of a tile whose rows are all one token's, in place in qt across lanes [0, chunks · TS.Count):
+    /// pair i (dims 2i, 2i + 1, or i, i + half with <paramref name="neox"/>) of every lane rotated by c[i], s[i] as
+    /// x0 · c − x1 · s and x0 · s + x1 · c, the float operations of <see cref="Rope.Rotate"/>, so the same bits.
+    /// </summary>
+    public static void RotateLanes<TS, TV>(float* qt, int chunks, float* c, float* s, int half, bool neox)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        int w = TS.Count;
+        for (int i = 0; i < half; i++)
+        {
+            float* p0 = qt + (neox ? i : 2 * i) * Lanes, p1 = qt + (neox ? i + half : 2 * i + 1) * Lanes;
+            TV vc = TS.Broadcast(c[i]), vs = TS.Broadcast(s[i]);
+            for (int l = 0; l < chunks * w; l += w)
+            {
+                TV x0 = TS.Load(p0 + l), x1 = TS.Load(p1 + l);
+                TS.Store(TS.Sub(TS.Mul(x0, vc), TS.Mul(x1, vs)), p0 + l);
+                TS.Store(TS.Add(TS.Mul(x0, vs), TS.Mul(x1, vc)), p1 + l);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The scores of two KV heads in one 16-lane vector: st[j][lane] = scale · Σ_d qt[d][lane] · k_j[d + (lane &lt; 8 ? 0 :
+    /// <paramref name="second"/>)] for keys j in [0, n) and lanes [0, 16): lanes 0..7 against the first head's keys, lanes
+    /// 8..15 against the second head's (<paramref name="second"/> floats further in each key row). Each lane's score goes
+    /// through the same fused steps as in <see cref="Scores"/> (d ascending, then the scale), so the same bits.
+    /// A decode step reads the cache rows from memory (a step's weights stream through the caches between two layers'
+    /// attentions), so the blocks prefetch as they go: the key rows two blocks ahead, and the value rows
+    /// (<paramref name="v"/>, kStride apart, the two heads side by side as in k) of their own keys for the value step.
+    /// </summary>
+    public static void ScoresPair(float* qt, float* k, long kStride, long second, int headDim, int n, float scale, float* st, float* v)
+    {
+        var vs = Vector512.Create(scale);
+        var upper = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1).AsSingle();
+        int j = 0;
+        if (n >= 8)
+        {
+            int lines = (int)((second + headDim + 15) / 16); // cache lines of a key row's two heads
+            if (Sse.IsSupported)
+                for (int key = 0; key < Math.Min(n, 16); key++)
+                    for (int l = 0; l < lines; l++) Sse.Prefetch0(k + key * kStride + l * 16);
+            for (; j + 8 <= n; j += 8)
+                PairBlock8(qt, k + j * kStride, kStride, second, headDim, vs, upper, st + j * Lanes, k + (j + 16) * kStride, v + j * kStride, lines);
+            if (j < n) PairBlock8(qt, k + (n - 8) * kStride, kStride, second, headDim, vs, upper, st + (n - 8) * Lanes, null, v + (n - 8) * kStride, lines); // the last 8 keys again
+            return;
+        }
+        for (; j < n; j++)
+        {
+            float* kj = k + j * kStride;
+            Vector512<float> a = Vector512<float>.Zero;
+            for (int d = 0; d < headDim; d++)
+                a = Vector512.FusedMultiplyAdd(Vector512.Load(qt + d * Lanes), Vector512.ConditionalSelect(upper, Vector512.Create(kj[d + second]), Vector512.Create(kj[d])), a);
+            (a * vs).Store(st + j * Lanes);
+        }
+    }
+
+    /// <summary>8 keys of <see cref="ScoresPair"/>. The d loop goes in 8 parts; before part r it prefetches row r of the
+    /// 8 key rows at <paramref name="kAhead"/> (null: none) and of the 8 value rows at <paramref name="vHere"/>, as many lines
+    /// as given.</summary>
+    private static void PairBlock8(float* q, float* k, long ks, long second, int headDim, Vector512<float> vs, Vector512<float> upper, float* s,
+        float* kAhead, float* vHere, int lines)
+    {
+        Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        float* k2 = k + second;
+        bool prefetch = Sse.IsSupported;
+        int d = 0;
+        for (int part = 0; part < 8; part++)
+        {
+            if (prefetch)
+            {
+                float* kr = kAhead + part * ks, vr = vHere + part * ks;
+                for (int l = 0; l < lines; l++)
+                {
+                    if (kAhead != null) Sse.Prefetch0(kr + l * 16);
+                    Sse.Prefetch0(vr + l * 16);
+                }
+            }
+            for (int dEnd = part == 7 ? headDim : (part + 1) * headDim / 8; d < dEnd; d++)
+            {
+                var x = Vector512.Load(q + d * Lanes);
+                float* kd = k + d, ld = k2 + d;
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[0]), Vector512.Create(kd[0])), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[ks]), Vector512.Create(kd[ks])), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[2 * ks]), Vector512.Create(kd[2 * ks])), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[3 * ks]), Vector512.Create(kd[3 * ks])), a3);
+                a4 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[4 * ks]), Vector512.Create(kd[4 * ks])), a4);
+                a5 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[5 * ks]), Vector512.Create(kd[5 * ks])), a5);
+                a6 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[6 * ks]), Vector512.Create(kd[6 * ks])), a6);
+                a7 = Vector512.FusedMultiplyAdd(x, Vector512.ConditionalSelect(upper, Vector512.Create(ld[7 * ks]), Vector512.Create(kd[7 * ks])), a7);
+            }
+        }
+        (a0 * vs).Store(s);
+        (a1 * vs).Store(s + Lanes);
+        (a2 * vs).Store(s + 2 * Lanes);
+        (a3 * vs).Store(s + 3 * Lanes);
+        (a4 * vs).Store(s + 4 * Lanes);
+        (a5 * vs).Store(s + 5 * Lanes);
+        (a6 * vs).Store(s + 6 * Lanes);
+        (a7 * vs).Store(s + 7 * Lanes);
+    }
+
+    /// <summary><see cref="Block1x8"/> with the prefetches of <see cref="PairBlock8"/> (one head's lines per row).</summary>
+    private static void Block1x8Prefetch<TS, TV>(float* q, float* k, long ks, int headDim, TV vs, float* s, float* kAhead, float* vHere, int lines)
+        where TS : struct, ISimdFloat<TV> where TV : struct
+    {
+        TV a0 = TS.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        int d = 0;
+        for (int part = 0; part < 8; part++)
+        {
+            float* kr = kAhead + part * ks, vr = vHere + part * ks;
+            for (int l = 0; l < lines; l++)
+            {
+                if (kAhead != null) Sse.Prefetch0(kr + l * 16);
+                Sse.Prefetch0(vr + l * 16);
+            }
+            for (int dEnd = part == 7 ? headDim : (part + 1) * headDim / 8; d < dEnd; d++)
+            {
+                TV x = TS.Load(q + d * Lanes);
+                float* kd = k + d;
+                a0 = TS.Fma(x, TS.Broadcast(kd[0]), a0);
+                a1 = TS.Fma(x, TS.Broadcast(kd[ks]), a1);
+                a2 = TS.Fma(x, TS.Broadcast(kd[2 * ks]), a2);
+                a3 = TS.Fma(x, TS.Broadcast(kd[3 * ks]), a3);
+                a4 = TS.Fma(x, TS.Broadcast(kd[4 * ks]), a4);
+                a5 = TS.Fma(x, TS.Broadcast(kd[5 * ks]), a5);
+                a6 = TS.Fma(x, TS.Broadcast(kd[6 * ks]), a6);
+                a7 = TS.Fma(x, TS.Broadcast(kd[7 * ks]), a7);
+            }
         }
         TS.Store(TS.Mul(a0, vs), s);
         TS.Store(TS.Mul(a1, vs), s + Lanes);
