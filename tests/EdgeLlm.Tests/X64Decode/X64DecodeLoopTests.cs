@@ -6,7 +6,7 @@ using static EdgeLlm.Tests.Kernels.KernelTestData;
 namespace EdgeLlm.Tests.X64Decode;
 
 /// <summary>The x64 one-token loops these tests drive directly (the AVX-512 Q4_0 panel loop's three variants, Q8_0's AVX-512 loop).</summary>
-public enum X64Loop { Q4_0PanelNoVbmi, Q4_0PanelVbmi, Q4_0PanelVbmiGfni, Q8_0Avx512 }
+public enum X64Loop { Q4_0PanelNoVbmi, Q4_0PanelVbmi, Q4_0PanelVbmiGfni, Q8_0Avx512, Q8_0Avx512Vnni }
 
 /// <summary>A theory skipped (not missing) on a CPU that cannot run <see cref="X64Loop"/>.</summary>
 public sealed class X64LoopTheoryAttribute : TheoryAttribute
@@ -36,6 +36,7 @@ public unsafe class X64DecodeLoopTests
     {
         X64Loop.Q4_0PanelNoVbmi or X64Loop.Q8_0Avx512 => KernelRung.IsSupported(Rung.Avx512),
         X64Loop.Q4_0PanelVbmi => KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported,
+        X64Loop.Q8_0Avx512Vnni => KernelRung.IsSupported(Rung.Avx512) && AvxVnni.IsSupported,
         _ => KernelRung.IsSupported(Rung.Avx512) && Avx512Vbmi.IsSupported && Gfni.V512.IsSupported,
     };
 
@@ -178,19 +179,92 @@ public unsafe class X64DecodeLoopTests
 
     [X64LoopTheory(X64Loop.Q8_0Avx512)]
     [MemberData(nameof(Cases))]
-    public void Q8_0Avx512MatchesScalarRung(int nb, string kind)
+    public void Q8_0Avx512MatchesScalarRung(int nb, string kind) => CheckQ8_0(nb, kind, vnni: false);
+
+    [X64LoopTheory(X64Loop.Q8_0Avx512Vnni)]
+    [MemberData(nameof(Cases))]
+    public void Q8_0Avx512VnniMatchesScalarRung(int nb, string kind) => CheckQ8_0(nb, kind, vnni: true);
+
+    /// <summary>
+    /// The AVX-512 Q8_0 one-token loop (scales picked out of the blocks by vpermt2w, no gathers), AVX-VNNI off or on,
+    /// against the integer scalar rung within 1e-5·M; the same loop with the activation scales prepared once
+    /// (<see cref="DotQ8_0.PrepareScalesAvx512"/>, <see cref="DotQ8_0.DotAvx512Prepared"/>, what decode's row driver
+    /// runs) must give the same bits, and the prepared scales must be the halves' exact floats.
+    /// </summary>
+    private static void CheckQ8_0(int nb, string kind, bool vnni)
     {
         int n = nb * 32;
         int seed = 2400 + nb * 10 + kind.Length;
         byte[] w = MakeWeights(GgmlType.Q8_0, n, kind, seed);
         byte[] xq = QuantizeActivations(GgmlType.Q8_0, Activations(n, 32, seed + 1));
+        // Activation scales of every kind too (subnormal, ±0): the quantizer's own are all normal.
+        if (kind is "subnormal" or "zero-scales")
+        {
+            byte[] ws = MakeWeights(GgmlType.Q8_0, n, kind, seed + 2);
+            for (int b = 0; b < nb; b++) { xq[b * 34] = ws[b * 34]; xq[b * 34 + 1] = ws[b * 34 + 1]; }
+        }
         double m = Magnitude(GgmlType.Q8_0, w, DequantizeWeights(GgmlType.Q8_0, w, n), DequantizeActivations(GgmlType.Q8_0, xq, n));
-        fixed (byte* pw = w) fixed (byte* pxq = xq)
+        var xs = new float[nb];
+        fixed (byte* pw = w) fixed (byte* pxq = xq) fixed (float* pxs = xs)
         {
             float expected = DotQ8_0.DotScalar(pw, pxq, n);
-            float got = DotQ8_0.DotAvx512(pw, pxq, n);
-            Assert.True(Math.Abs(got - expected) <= 1e-5 * m, $"Q8_0 AVX-512 {nb} blocks {kind}: {got} vs scalar {expected} (tol {1e-5 * m:G3})");
+            float got = DotQ8_0.DotAvx512(pw, pxq, n, vnni);
+            Assert.True(Math.Abs(got - expected) <= 1e-5 * m, $"Q8_0 AVX-512 (vnni {vnni}) {nb} blocks {kind}: {got} vs scalar {expected} (tol {1e-5 * m:G3})");
             if (kind == "zero-scales") Assert.Equal(0f, Math.Abs(got));
+            DotQ8_0.PrepareScalesAvx512(pxq, n, pxs);
+            for (int b = 0; b < nb; b++)
+                Assert.Equal(BitConverter.SingleToUInt32Bits((float)BitConverter.ToHalf(xq, b * 34)), BitConverter.SingleToUInt32Bits(xs[b]));
+            float prepared = DotQ8_0.DotAvx512Prepared(pw, pxq, pxs, n, vnni);
+            Assert.Equal(BitConverter.SingleToUInt32Bits(got), BitConverter.SingleToUInt32Bits(prepared));
+        }
+    }
+
+    /// <summary>
+    /// Each block's own scales, one live block at a time: every block's quants zero but block k's, every scale a
+    /// different fp16 (subnormal weight scales, normal activation scales), 40 and 43 blocks: the loop must equal
+    /// d_w[k]·d_x[k]·Σ q·y (double reference) for every k, with AVX-VNNI off and on, the activation scales from the
+    /// blocks and prepared. A scale picked from the wrong block (the vpermt2w index, the blend of the two halves)
+    /// is off by a factor, not a rounding.
+    /// </summary>
+    [X64LoopTheory(X64Loop.Q8_0Avx512)]
+    [InlineData(40)]
+    [InlineData(43)]
+    public void Q8_0Avx512TakesEachBlocksOwnScales(int nb)
+    {
+        int n = nb * 32;
+        var rng = new Random(77 + nb);
+        byte[] w = new byte[nb * 34], xq = new byte[nb * 34];
+        for (int b = 0; b < nb; b++)
+        {
+            ushort hw = (ushort)((b % 2 == 0 ? 0x8000 : 0) | (1 + b * 23)), hx = (ushort)(0x3000 + b * 37);
+            w[b * 34] = (byte)hw; w[b * 34 + 1] = (byte)(hw >> 8);
+            xq[b * 34] = (byte)hx; xq[b * 34 + 1] = (byte)(hx >> 8);
+        }
+        var xs = new float[nb];
+        bool[] vnnis = AvxVnni.IsSupported ? new[] { false, true } : new[] { false };
+        for (int k = 0; k < nb; k++)
+        {
+            byte[] wk = (byte[])w.Clone(), xk = (byte[])xq.Clone();
+            long s = 0, sAbs = 0;
+            for (int i = 0; i < 32; i++)
+            {
+                sbyte a = (sbyte)rng.Next(-128, 128), y = (sbyte)rng.Next(-127, 128);
+                wk[k * 34 + 2 + i] = (byte)a; xk[k * 34 + 2 + i] = (byte)y;
+                s += a * y;
+                sAbs += Math.Abs(a * y);
+            }
+            double d = (double)(float)BitConverter.ToHalf(wk, k * 34) * (float)BitConverter.ToHalf(xk, k * 34);
+            double want = d * s, tol = 1e-6 * Math.Abs(d) * sAbs; // the lanes' partial sums cancel: rounding scales with Σ|q·y|
+            fixed (byte* pw = wk) fixed (byte* px = xk) fixed (float* pxs = xs)
+            {
+                DotQ8_0.PrepareScalesAvx512(px, n, pxs);
+                foreach (bool vnni in vnnis)
+                {
+                    float a = DotQ8_0.DotAvx512(pw, px, n, vnni), p = DotQ8_0.DotAvx512Prepared(pw, px, pxs, n, vnni);
+                    Assert.True(Math.Abs(a - want) <= tol, $"block {k} of {nb}, vnni {vnni}: {a} vs {want}");
+                    Assert.True(Math.Abs(p - want) <= tol, $"block {k} of {nb}, vnni {vnni}, prepared: {p} vs {want}");
+                }
+            }
         }
     }
 

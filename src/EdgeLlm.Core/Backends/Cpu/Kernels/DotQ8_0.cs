@@ -19,7 +19,7 @@ public static unsafe partial class DotQ8_0
         int nb = Blocks(n);
         switch (KernelRung.Selected)
         {
-            case Rung.Avx512: return Avx512Loop(w, xq, nb);
+            case Rung.Avx512: return KernelRung.UseAvxVnni ? Avx512Loop<VnniOn, VnniOff>(w, xq, null, nb) : Avx512Loop<VnniOff, VnniOff>(w, xq, null, nb);
             case Rung.Avx2: return KernelRung.UseAvxVnni ? Avx2Loop<VnniOn>(w, xq, nb) : Avx2Loop<VnniOff>(w, xq, nb);
             case Rung.Neon: return NeonLoop(w, xq, nb);
             default: return ScalarLoop(w, xq, nb);
@@ -40,11 +40,38 @@ public static unsafe partial class DotQ8_0
         return Avx2Loop<VnniOn>(w, xq, nb);
     }
 
-    public static float DotAvx512(byte* w, byte* xq, int n)
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotAvx512(w, xq, n, KernelRung.UseAvxVnni);
+
+    /// <summary>The AVX-512 one-token loop with AVX-VNNI on or off (off runs on any AVX-512 CPU; on needs AVX-VNNI too).</summary>
+    public static float DotAvx512(byte* w, byte* xq, int n, bool vnni)
     {
         int nb = Blocks(n);
         Require(Rung.Avx512);
-        return Avx512Loop(w, xq, nb);
+        if (!vnni) return Avx512Loop<VnniOff, VnniOff>(w, xq, null, nb);
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ8_0), Rung.Avx512);
+        return Avx512Loop<VnniOn, VnniOff>(w, xq, null, nb);
+    }
+
+    /// <summary>
+    /// <see cref="DotAvx512(byte*, byte*, int, bool)"/> with the activation scales already converted by
+    /// <see cref="PrepareScalesAvx512"/> into <paramref name="xs"/> (n / 32 floats): the same bits, without converting
+    /// the token's scales again for every row (decode's row driver converts them once per call and token).
+    /// </summary>
+    public static float DotAvx512Prepared(byte* w, byte* xq, float* xs, int n, bool vnni)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx512);
+        if (!vnni) return Avx512Loop<VnniOff, VnniOn>(w, xq, xs, nb);
+        if (!AvxVnni.IsSupported) KernelRung.ThrowUnsupported(nameof(DotQ8_0), Rung.Avx512);
+        return Avx512Loop<VnniOn, VnniOn>(w, xq, xs, nb);
+    }
+
+    /// <summary>The fp16 scales of the n / 32 activation blocks at <paramref name="xq"/> as floats into <paramref name="xs"/> (exact), for <see cref="DotAvx512Prepared"/>.</summary>
+    public static void PrepareScalesAvx512(byte* xq, int n, float* xs)
+    {
+        int nb = Blocks(n);
+        Require(Rung.Avx512);
+        PrepareScalesLoop(xq, nb, xs);
     }
 
     public static float DotNeon(byte* w, byte* xq, int n)

@@ -39,6 +39,20 @@ internal unsafe interface IRowKernel
 
     /// <summary>True when <see cref="Prepare"/> writes into the scratch row (the kernel dots the prepared row, not the stored one).</summary>
     static virtual bool UsesScratch => false;
+
+    /// <summary>
+    /// Floats a token's activations take once prepared for <see cref="DotPrepared"/> (0, the default: the kernel
+    /// prepares nothing). <see cref="RowDrivers.Rows{TK}"/> prepares each token once per call into the thread's
+    /// scratch, so the rows do not redo it (Q8_0 on AVX-512: the activation block scales as floats).
+    /// </summary>
+    static virtual int PreparedFloats(int n) => 0;
+
+    /// <summary>Writes <see cref="PreparedFloats"/>(n) floats of token data to <paramref name="prepared"/>.</summary>
+    static virtual void PrepareToken(byte* x, int n, float* prepared) { }
+
+    /// <summary><see cref="Dot"/> with the token's prepared data: the same bits. Only called where <see cref="PreparedFloats"/> is positive.</summary>
+    static virtual float DotPrepared(byte* row, byte* x, float* prepared, int n) =>
+        throw new NotSupportedException("DotPrepared of a kernel that prepares no token data");
 }
 
 /// <summary>A kernel that also dots one row with four tokens at once, unpacking each weight block once for all four.</summary>
@@ -64,6 +78,18 @@ internal static unsafe class RowDrivers
     {
         int n = j.N;
         long rows = j.Rows;
+        int pf = TK.PreparedFloats(n);
+        // Token data prepared once per call (n floats of scratch hold it for up to n / pf tokens).
+        if (pf > 0 && !TK.UsesScratch && scratch != null && (long)pf * j.NTokens <= n)
+        {
+            for (int t = 0; t < j.NTokens; t++) TK.PrepareToken(j.X + t * j.XStride, n, scratch + t * pf);
+            for (long r = r0; r < r1; r++)
+            {
+                byte* row = j.W + r * j.RowBytes;
+                for (int t = 0; t < j.NTokens; t++) j.Dst[t * rows + r] = TK.DotPrepared(row, j.X + t * j.XStride, scratch + t * pf, n);
+            }
+            return;
+        }
         for (long r = r0; r < r1; r++)
         {
             byte* row = TK.Prepare(j.W + r * j.RowBytes, n, scratch);

@@ -85,25 +85,31 @@ internal unsafe struct Q8_0Kernels : IDotKernels
 {
     public static float DotScalar(byte* w, byte* xq, int n) => DotQ8_0.DotScalar(w, xq, n);
     public static float DotAvx2(byte* w, byte* xq, int n, bool vnni) => DotQ8_0.DotAvx2(w, xq, n, vnni);
-    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ8_0.DotAvx512(w, xq, n);
+    public static float DotAvx512(byte* w, byte* xq, int n) => DotQ8_0.DotAvx512(w, xq, n, vnni: false);
     public static float DotNeon(byte* w, byte* xq, int n) => DotQ8_0.DotNeon(w, xq, n);
 }
 
 /// <summary>Q8_0 on AVX-512 with its four-token loop (<see cref="DotQ8_0.Dot4Avx512"/>); the other rungs run <see cref="Q8_0Kernels"/>.</summary>
 internal unsafe struct Q8_0Avx512Dot4 : IFourTokenKernel
 {
-    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n);
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n, vnni: false);
+    public static int PreparedFloats(int n) => n / DotQ8_0.BlockSize;
+    public static void PrepareToken(byte* x, int n, float* prepared) => DotQ8_0.PrepareScalesAvx512(x, n, prepared);
+    public static float DotPrepared(byte* row, byte* x, float* prepared, int n) => DotQ8_0.DotAvx512Prepared(row, x, prepared, n, vnni: false);
 
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
 }
 
 /// <summary>
-/// Q8_0 on AVX-512 with AVX-VNNI: <see cref="Q8_0Avx512Dot4"/> on the stored rows, and the eight-row GEMM over the
+/// Q8_0 on AVX-512 with AVX-VNNI: the stored rows as <see cref="Q8_0Avx512Dot4"/> (the one-token loop with AVX-VNNI's vpdpbusd), and the eight-row GEMM over the
 /// repacked copy (<see cref="DotQ8_0.Repack"/>) with <see cref="Q8_0Panel"/> activations (<see cref="PackedDrivers.Tiles{TK}"/>).
 /// </summary>
 internal unsafe struct Q8_0PackedAvx512 : IPackedGemmKernel
 {
-    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n);
+    public static float Dot(byte* row, byte* x, int n) => DotQ8_0.DotAvx512(row, x, n, vnni: true);
+    public static int PreparedFloats(int n) => n / DotQ8_0.BlockSize;
+    public static void PrepareToken(byte* x, int n, float* prepared) => DotQ8_0.PrepareScalesAvx512(x, n, prepared);
+    public static float DotPrepared(byte* row, byte* x, float* prepared, int n) => DotQ8_0.DotAvx512Prepared(row, x, prepared, n, vnni: true);
     public static void Dot4(byte* row, byte* x, long xStride, int n, float* dst, long dstStride) => DotQ8_0.Dot4Avx512(row, x, xStride, n, dst, dstStride);
     public static int PackRows => DotQ8_0.PackRows;
     public static long GroupBytes(int n) => DotQ8_0.PackedBytes(DotQ8_0.PackRows, n);
