@@ -53,7 +53,7 @@ public static unsafe partial class ActivationQuant
             ushort h = Block512(x + b * Q8_0BlockSize, (sbyte*)(panel + b * 32), out var q);
             float d = Fp16.ToFloat(h);
             dx[b] = d;
-            c[b] = d * (8 * ByteSum(q));
+            c[b] = d * (8 * Q8_0Panel.QuantSum(q));
         }
     }
 
@@ -69,7 +69,7 @@ public static unsafe partial class ActivationQuant
             ushort h = Block256(x + b * Q8_0BlockSize, (sbyte*)(panel + b * 32), out var q);
             float d = Fp16.ToFloat(h);
             dx[b] = d;
-            c[b] = d * (8 * ByteSum(q));
+            c[b] = d * (8 * Q8_0Panel.QuantSum(q));
         }
     }
 
@@ -117,17 +117,6 @@ public static unsafe partial class ActivationQuant
         q = Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
         q.Store(qs);
         return HalfBits(d);
-    }
-
-    /// <summary>
-    /// Σ of a block's 32 quant bytes as <see cref="Q8_0Panel.FromBlocksAvx2"/> forms it from the stored bytes (flipped to
-    /// unsigned, vpsadbw against zero, less 32·128), from the register that was stored.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ByteSum(Vector256<sbyte> q)
-    {
-        Vector256<long> sad = Avx2.SumAbsoluteDifferences(q.AsByte() ^ Vector256.Create((byte)0x80), Vector256<byte>.Zero).AsInt64();
-        return (int)(sad[0] + sad[1] + sad[2] + sad[3]) - 32 * 128;
     }
 
     /// <summary>

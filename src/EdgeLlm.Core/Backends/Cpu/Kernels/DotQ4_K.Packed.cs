@@ -29,7 +29,7 @@ public static unsafe partial class DotQ4_K
     /// <summary>Bytes of one block's quants in a group (eight rows of 128).</summary>
     public const int PackedQsBytes = PackRows * 128;
 
-    private const int MetaDmin = 16, MetaScales = 32, MetaMins = 96;
+    internal const int MetaDmin = 16, MetaScales = 32, MetaMins = 96;
 
     /// <summary>Bytes of one repacked group of rows of <paramref name="n"/> values (a multiple of 64).</summary>
     public static long PackedGroupBytes(int n)
@@ -60,25 +60,34 @@ public static unsafe partial class DotQ4_K
                 for (int r = 0; r < PackRows; r++)
                 {
                     byte* blk = src + (g * PackRows + r) * rowBytes + (long)b * BlockBytes;
-                    Unsafe.WriteUnaligned(meta + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
-                    Unsafe.WriteUnaligned(meta + MetaDmin + 2 * r, Unsafe.ReadUnaligned<ushort>(blk + 2));
-                    UnpackScales(blk + ScalesOffset, out ulong sc, out ulong mn);
-                    Unsafe.WriteUnaligned(meta + MetaScales + 8 * r, sc);
-                    for (int j = 0; j < 8; j++) meta[MetaMins + 16 * (j >> 1) + 2 * r + (j & 1)] = (byte)(mn >> (8 * j));
-                    byte* q = blk + QsOffset;
-                    byte* o = qs + 128 * r;
-                    // Line k takes stored chunks 2k (A: weights 128k + i, 128k + 32 + i in its low / high nibbles) and
-                    // 2k + 1 (B: weights 128k + 64 + i, 128k + 96 + i): byte i < 32 is A's low | B's low, byte 32 + i A's high | B's high.
-                    for (int line = 0; line < 2; line++)
-                    {
-                        byte* a = q + 64 * line, bq = a + 32, ol = o + 64 * line;
-                        for (int i = 0; i < 32; i++)
-                        {
-                            ol[i] = (byte)((a[i] & 0x0F) | (bq[i] << 4));
-                            ol[32 + i] = (byte)((a[i] >> 4) | (bq[i] & 0xF0));
-                        }
-                    }
+                    RepackBlockRow(blk, blk + QsOffset, meta, r, qs + 128 * r);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Row <paramref name="r"/>'s share of one block of a group in the header and nibble layout that Q4_K's and Q5_K's
+    /// copies share (Q5_K's block starts with the same d, dmin and 12 scale bytes): its d and dmin, its unpacked scales
+    /// and mins in <paramref name="meta"/>, and its 128 stored quant bytes <paramref name="q"/> as two 64-byte nibble lines
+    /// at <paramref name="lines"/>. Line k takes stored chunks 2k (A: weights 128k + i, 128k + 32 + i in its low / high
+    /// nibbles) and 2k + 1 (B: weights 128k + 64 + i, 128k + 96 + i): byte i &lt; 32 is A's low | B's low, byte 32 + i
+    /// A's high | B's high.
+    /// </summary>
+    internal static void RepackBlockRow(byte* blk, byte* q, byte* meta, int r, byte* lines)
+    {
+        Unsafe.WriteUnaligned(meta + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
+        Unsafe.WriteUnaligned(meta + MetaDmin + 2 * r, Unsafe.ReadUnaligned<ushort>(blk + 2));
+        UnpackScales(blk + ScalesOffset, out ulong sc, out ulong mn);
+        Unsafe.WriteUnaligned(meta + MetaScales + 8 * r, sc);
+        for (int j = 0; j < 8; j++) meta[MetaMins + 16 * (j >> 1) + 2 * r + (j & 1)] = (byte)(mn >> (8 * j));
+        for (int line = 0; line < 2; line++)
+        {
+            byte* a = q + 64 * line, bq = a + 32, ol = lines + 64 * line;
+            for (int i = 0; i < 32; i++)
+            {
+                ol[i] = (byte)((a[i] & 0x0F) | (bq[i] << 4));
+                ol[32 + i] = (byte)((a[i] >> 4) | (bq[i] & 0xF0));
             }
         }
     }

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLlm.Backends.Cpu.Kernels;
@@ -27,8 +26,8 @@ public static unsafe partial class DotQ5_K
     /// <summary>Rows per repacked group.</summary>
     public const int PackRows = 8;
 
-    /// <summary>Bytes of one block's header in a group (d, dmin, scales, mins of its eight rows).</summary>
-    public const int MetaBytes = 160;
+    /// <summary>Bytes of one block's header in a group (d, dmin, scales, mins of its eight rows: Q4_K's header).</summary>
+    public const int MetaBytes = DotQ4_K.MetaBytes;
 
     /// <summary>Bytes of one block's low-nibble lines in a group (eight rows of 128).</summary>
     public const int PackedLowBytes = PackRows * 128;
@@ -36,7 +35,7 @@ public static unsafe partial class DotQ5_K
     /// <summary>Bytes of one block's quants in a group (the nibble lines, then eight rows of 32 fifth-bit bytes).</summary>
     public const int PackedQsBytes = PackedLowBytes + PackRows * 32;
 
-    private const int MetaDmin = 16, MetaScales = 32, MetaMins = 96;
+    private const int MetaScales = DotQ4_K.MetaScales;
 
     /// <summary>Whether this CPU runs the loops over the copy (AVX-512 BW and GFNI at 512 bits).</summary>
     public static bool PackedSupported => KernelRung.IsSupported(Rung.Avx512) && Gfni.V512.IsSupported;
@@ -70,24 +69,7 @@ public static unsafe partial class DotQ5_K
                 for (int r = 0; r < PackRows; r++)
                 {
                     byte* blk = src + (g * PackRows + r) * rowBytes + (long)b * BlockBytes;
-                    Unsafe.WriteUnaligned(meta + 2 * r, Unsafe.ReadUnaligned<ushort>(blk));
-                    Unsafe.WriteUnaligned(meta + MetaDmin + 2 * r, Unsafe.ReadUnaligned<ushort>(blk + 2));
-                    DotQ4_K.UnpackScales(blk + ScalesOffset, out ulong sc, out ulong mn);
-                    Unsafe.WriteUnaligned(meta + MetaScales + 8 * r, sc);
-                    for (int j = 0; j < 8; j++) meta[MetaMins + 16 * (j >> 1) + 2 * r + (j & 1)] = (byte)(mn >> (8 * j));
-                    byte* q = blk + QsOffset;
-                    byte* o = qs + 128 * r;
-                    // Stored chunk c (32 bytes) holds weights 64c + i in its low and 64c + 32 + i in its high nibbles. Line
-                    // k takes chunks 2k (A) and 2k + 1 (B): byte i < 32 is A's low | B's low, byte 32 + i A's high | B's high.
-                    for (int line = 0; line < 2; line++)
-                    {
-                        byte* a = q + 64 * line, bq = a + 32, ol = o + 64 * line;
-                        for (int i = 0; i < 32; i++)
-                        {
-                            ol[i] = (byte)((a[i] & 0x0F) | (bq[i] << 4));
-                            ol[32 + i] = (byte)((a[i] >> 4) | (bq[i] & 0xF0));
-                        }
-                    }
+                    DotQ4_K.RepackBlockRow(blk, blk + QsOffset, meta, r, qs + 128 * r);
                     Buffer.MemoryCopy(blk + QhOffset, qs + PackedLowBytes + 32 * r, 32, 32);
                 }
             }

@@ -49,18 +49,28 @@ public static unsafe partial class Q8_0Panel
         const int XB = ActivationQuant.Q8_0BlockBytes;
         float* dx = Scales(panel, nb);
         float* c = Offsets(panel, nb);
-        var flip = System.Runtime.Intrinsics.Vector256.Create((byte)0x80);
         for (int b = b0; b < b1; b++)
         {
             byte* y = xq + b * XB;
-            var q = System.Runtime.Intrinsics.Vector256.Load(y + 2);
-            q.Store(panel + b * 32);
-            var sad = System.Runtime.Intrinsics.X86.Avx2.SumAbsoluteDifferences(q ^ flip, System.Runtime.Intrinsics.Vector256<byte>.Zero).AsInt64();
-            int s = (int)(sad[0] + sad[1] + sad[2] + sad[3]) - 32 * 128;
+            var q = System.Runtime.Intrinsics.Vector256.Load((sbyte*)(y + 2));
+            q.Store((sbyte*)(panel + b * 32));
+            int s = QuantSum(q);
             float d = Fp16.Read(y);
             dx[b] = d;
             c[b] = d * (8 * s);
         }
+    }
+
+    /// <summary>
+    /// Σ of a block's 32 quants, exactly: the bytes flipped to unsigned (q + 128), summed by vpsadbw against zero into four
+    /// 64-bit lanes, less 32·128 (AVX2; also the panel quantizers of <c>ActivationQuant.Q8_0Wide.cs</c>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int QuantSum(System.Runtime.Intrinsics.Vector256<sbyte> q)
+    {
+        var sad = System.Runtime.Intrinsics.X86.Avx2.SumAbsoluteDifferences(q.AsByte() ^ System.Runtime.Intrinsics.Vector256.Create((byte)0x80),
+            System.Runtime.Intrinsics.Vector256<byte>.Zero).AsInt64();
+        return (int)(sad[0] + sad[1] + sad[2] + sad[3]) - 32 * 128;
     }
 
     /// <summary>The panel of <paramref name="nb"/> Q8_0 blocks, one block at a time in scalar code (the reference of <see cref="FromBlocksNeon"/>).</summary>
