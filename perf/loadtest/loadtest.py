@@ -94,7 +94,7 @@ def start(args, n):
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"server with --parallel {n} did not start")
+                raise RuntimeError(f"the server with --parallel {n} did not start ({' '.join(cmd)}; exit code {server.poll()})")
             time.sleep(0.5)
         status, _ = request(port, "POST", "/v1/completions", body(args, "warm up"))
         assert status == 200, status
@@ -105,12 +105,16 @@ def start(args, n):
 
 
 def stop(server):
-    os.killpg(server.pid, signal.SIGTERM)
+    """Stops a server's process group (nothing to do when it has already exited)."""
     try:
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
+    except ProcessLookupError:
+        pass
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+    server.wait()
 
 
 def body(args, p):
@@ -249,4 +253,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (RuntimeError, OSError) as e:
+        sys.exit(f"loadtest: {e}")
