@@ -19,6 +19,11 @@ other servers were measured: the scheduler books an idle stretch when it ends.)
 usage: perf/loadtest/loadtest.py -m MODEL [--slots 1,2,4,8] [-t 2] [--rounds 2] [--max-tokens 32]
                                  [--edgellm "dotnet src/EdgeLlm.Cli/bin/Release/net10.0/edgellm.dll"]
                                  [--stream] [--shared-prompts] [--repeat K] [--step-log DIR]
+                                 [--llama-server BIN]
+
+--llama-server BIN runs the same clients and requests against llama.cpp's `llama-server` (-np N, -c N x CTX, since it
+splits its context among the slots; -t THREADS) instead of edgellm, for a reference curve on the same machine; its
+scheduler counters (fwd s .. prompt) are not read (nan).
 """
 import argparse, http.client, json, os, shlex, signal, socket, statistics, subprocess, sys, threading, time
 
@@ -75,12 +80,16 @@ SPLIT = ["edgellm_step_forward_seconds_total", "edgellm_step_host_seconds_total"
 
 
 def start(args, n):
-    """Starts `edgellm serve --parallel n` on a free loopback port, waits for /health and warms it up with one request
-    (JIT / page-in). Returns (server process, port)."""
+    """Starts `edgellm serve --parallel n` (or llama.cpp's llama-server -np n) on a free loopback port, waits for
+    /health and warms it up with one request (JIT / page-in). Returns (server process, port)."""
     port = free_port()
-    cmd = shlex.split(args.edgellm) + ["serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
-                                       "--parallel", str(n), "--queue", "64", "-t", str(args.threads),
-                                       "-c", str(args.ctx), "--device", "cpu"]
+    if args.llama_server:
+        cmd = [args.llama_server, "-m", args.model, "--host", "127.0.0.1", "--port", str(port), "-np", str(n),
+               "-t", str(args.threads), "-c", str(args.ctx * n)]
+    else:
+        cmd = shlex.split(args.edgellm) + ["serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
+                                           "--parallel", str(n), "--queue", "64", "-t", str(args.threads),
+                                           "-c", str(args.ctx), "--device", "cpu"]
     env = dict(os.environ)
     if args.step_log:
         env["EDGELLM_STEP_LOG"] = os.path.join(args.step_log, f"steps-{n}.csv")
@@ -202,12 +211,15 @@ def main():
     p.add_argument("--repeat", type=int, default=1,
                    help="measure the slot counts K times, alternated, all servers kept up; report the median ratio to the first")
     p.add_argument("--step-log", metavar="DIR", help="have the server write its per-step log (EDGELLM_STEP_LOG) to DIR/steps-N.csv")
+    p.add_argument("--llama-server", metavar="BIN", help="measure llama.cpp's llama-server at BIN instead of edgellm (a reference)")
     args = p.parse_args()
+    if args.llama_server and args.step_log:
+        sys.exit("loadtest: --step-log is edgellm's per-step log; it does not apply to --llama-server")
     slots = [int(s) for s in args.slots.split(",")]
     if any(s < 1 or s > 8 for s in slots) or not 1 <= args.rounds <= 8 or not 1 <= args.max_tokens <= 256 \
             or not 1 <= args.repeat <= 10:
         sys.exit("loadtest: slots must be in 1..8, rounds in 1..8, max-tokens in 1..256, repeat in 1..10 (the test is bounded)")
-    print(f"model {args.model}, {args.threads} threads, {args.rounds} {'streaming ' if args.stream else ''}requests per client, {args.max_tokens} tokens each; "
+    print(f"{'llama-server ' + args.llama_server if args.llama_server else 'edgellm'}: model {args.model}, {args.threads} threads, {args.rounds} {'streaming ' if args.stream else ''}requests per client, {args.max_tokens} tokens each; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'slots':>5} {'requests':>8} {'tokens':>6} {'wall s':>7} {'tok/s':>7} {'x1':>5} {'p50 s':>7} {'p95 s':>7} {'batch':>5}"
           f" {'fwd s':>6} {'host s':>6} {'idle s':>6} {'gath s':>6} {'steps':>5} {'ms/step':>7} {'prompt':>6}")

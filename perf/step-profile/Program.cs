@@ -13,6 +13,8 @@ using EdgeLlm.Model;
 //   (prompt: a 9-token prompt chunk of one sequence against four sequences' chunks in one batch, profiled)
 //   dotnet run -c Release --project perf/step-profile -- MODEL 1 REPS q6k [LABEL]   (Q6_K Dot vs Dot4, one thread, in cache)
 //   dotnet run -c Release --project perf/step-profile -- MODEL THREADS REPS out [LABEL]   (the output and layer-0 products at 1, 2, 4 tokens)
+//   dotnet run -c Release --project perf/step-profile -- - 2 REPS cores [LABEL]   (how far two threads share one core's vector units:
+//   a scalar dependent-multiply chain, a vector-add loop and the Q4_0 AVX-512 one- and four-token loops, in cache and from DRAM, 1 vs 2 threads)
 //   dotnet run -c Release --project perf/step-profile -- - THREADS REPS attn|attncold [LABEL]   (one layer's AttendSequences, 1 vs 4 sequences,
 //   1.1B shape; attncold: 64 MiB swept through the caches before each call, as a step's weights do between two layers' attentions)
 string path = args[0];
@@ -22,6 +24,7 @@ string mode = args.Length > 3 ? args[3] : "profile";
 string label = args.Length > 4 ? args[4] : "";
 if (mode == "q6k") { Q6Bench.Run(path, steps, label); return; }
 if (mode == "out") { OutBench.Run(path, threads, steps, label); return; }
+if (mode == "cores") { CoreShareBench.Run(threads, steps, label); return; }
 if (mode is "attn" or "attncold") { AttnBench.Run(threads, steps, label, cold: mode == "attncold"); return; }
 bool profile = mode is "profile" or "prompt";
 
@@ -30,7 +33,8 @@ var prof = new ProfilingBackend(inner);
 var file = GgufFile.Open(path);
 var model = new LlamaModel(file, profile ? prof : inner, new BackendOptions { Threads = threads, ContextSize = 512, BatchInvariant = true }, ownsFile: true);
 int vocab = model.VocabSize;
-const int S = 4;
+// STEP_SEQS=N (2..8) measures N sequences against one instead of four.
+int S = int.TryParse(Environment.GetEnvironmentVariable("STEP_SEQS"), out int sEnv) && sEnv is >= 2 and <= 8 ? sEnv : 4;
 var caches = new KvCache[S];
 var logits = new float[S * vocab];
 var rng = new Random(7);
@@ -89,23 +93,23 @@ double Step(int k)
     for (int s = 0; s < k; s++) pos[s]++;
     return ms;
 }
-for (int i = 0; i < 6; i++) { Step(1); Step(4); }
+for (int i = 0; i < 6; i++) { Step(1); Step(S); }
 var dispatchProp = typeof(CpuBackend).GetProperty("Dispatches", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!;
 long Dispatches() => (long)dispatchProp.GetValue(inner)!;
-long d0 = Dispatches(); Step(1); long d1 = Dispatches(); Step(4); long d4 = Dispatches();
-Console.WriteLine($"{label} worker-pool dispatches per step: 1 token {d1 - d0}, 4 sequences {d4 - d1}");
+long d0 = Dispatches(); Step(1); long d1 = Dispatches(); Step(S); long d4 = Dispatches();
+Console.WriteLine($"{label} worker-pool dispatches per step: 1 token {d1 - d0}, {S} sequences {d4 - d1}");
 var t1 = new List<double>(); var t4 = new List<double>();
 var p1 = new Dictionary<string, double>(); var p4 = new Dictionary<string, double>();
 for (int i = 0; i < steps; i++)
 {
     prof.Reset(); t1.Add(Step(1)); prof.AddTo(p1);
-    prof.Reset(); t4.Add(Step(4)); prof.AddTo(p4);
+    prof.Reset(); t4.Add(Step(S)); prof.AddTo(p4);
 }
 double Med(List<double> l) { var a = l.ToArray(); Array.Sort(a); return a[a.Length / 2]; }
-Console.WriteLine($"{label} step1 median {Med(t1):F2} ms min {t1.Min():F2} | step4 median {Med(t4):F2} ms min {t4.Min():F2} | ratio4/1 {Med(t4) / Med(t1):F3} | agg speedup {4 * Med(t1) / Med(t4):F2}x");
+Console.WriteLine($"{label} step1 median {Med(t1):F2} ms min {t1.Min():F2} | step{S} median {Med(t4):F2} ms min {t4.Min():F2} | ratio{S}/1 {Med(t4) / Med(t1):F3} | agg speedup {S * Med(t1) / Med(t4):F2}x");
 if (profile)
 {
-    Console.WriteLine($"{"op (min over steps of the per-step sum)",-40} {"1-tok ms",9} {"4-seq ms",9} {"delta",8}");
+    Console.WriteLine($"{"op (min over steps of the per-step sum)",-40} {"1-tok ms",9} {$"{S}-seq ms",9} {"delta",8}");
     foreach (var key in p4.Keys.Union(p1.Keys).OrderByDescending(k => p4.GetValueOrDefault(k)))
     {
         double a = p1.GetValueOrDefault(key), b = p4.GetValueOrDefault(key);
