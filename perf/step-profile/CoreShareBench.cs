@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics;
 using EdgeLlm.Backends.Cpu.Kernels;
 
 /// <summary>
-/// How much vector throughput a second thread adds on this machine (issue 15: a server step of four sequences is bound
+/// How much vector throughput more threads add on this machine (issue 15: a server step of four sequences is bound
 /// by the Q4_0 four-token loop's vector work, a one-token step by memory). Each workload runs on one thread, then on
-/// two threads at once (each its own data), and prints the time or the weight bytes per second per thread and in all:
+/// THREADS threads at once (at least 2; each its own data), and prints the time or the weight bytes per second per thread and in all:
 /// <list type="bullet">
 /// <item>a scalar chain of dependent multiplies: latency-bound, it uses almost nothing of a core, so two threads on
 /// two cores and two threads on one core's two hyperthreads both take the one-thread time;</item>
@@ -29,44 +29,44 @@ static unsafe class CoreShareBench
 
     public static void Run(int threads, int reps, string label)
     {
+        int n2 = Math.Max(2, threads);
         if (!Vector512.IsHardwareAccelerated)
         {
             Console.WriteLine("cores: needs AVX-512");
             return;
         }
         reps = Math.Max(1, reps);
-        Console.WriteLine($"{label} one thread vs {2} threads at once (best of {reps}); per-thread figures, then the sum");
-        Time("scalar dependent multiply chain", reps, _ => Chain(3));
-        Time("vector vpaddw zmm x12 chains", reps, _ => Adds(Vector512.Create((short)3)));
+        Console.WriteLine($"{label} one thread vs {n2} threads at once (best of {reps}); per-thread figures, then the sum");
+        Time("scalar dependent multiply chain", reps, n2, _ => Chain(3));
+        Time("vector vpaddw zmm x12 chains", reps, n2, _ => Adds(Vector512.Create((short)3)));
         var rnd = new Random(1);
-        var panels = new byte*[2];
-        for (int t = 0; t < 2; t++) panels[t] = Panel(rnd);
-        float* dst = (float*)NativeMemory.AlignedAlloc(2 * 4096, 64);
+        var panels = new byte*[n2];
+        for (int t = 0; t < n2; t++) panels[t] = Panel(rnd);
+        float* dst = (float*)NativeMemory.AlignedAlloc((nuint)n2 * 4096, 64);
         foreach (long groups in new long[] { 8, 3000 })
         {
-            var w = new byte*[2];
-            for (int t = 0; t < 2; t++) w[t] = Weights(groups, rnd);
+            var w = new byte*[n2];
+            for (int t = 0; t < n2; t++) w[t] = Weights(groups, rnd);
             Console.WriteLine($"{label}   ({HugePages()} of the process on transparent huge pages)");
             foreach (int tokens in new[] { 1, 4 })
             {
                 long passes = Math.Max(1, 1_500_000_000L / (groups * GroupBytes) / tokens);
                 double bytes = passes * groups * (double)GroupBytes;
-                double[] secs = new double[3];
-                for (int n = 1; n <= 2; n++)
-                    secs[n] = Best(n, reps, t => Loop(w[t], groups, panels[t], dst + 1024 * t, tokens, passes));
+                double one = Best(1, reps, t => Loop(w[t], groups, panels[t], dst + 1024 * t, tokens, passes));
+                double all = Best(n2, reps, t => Loop(w[t], groups, panels[t], dst + 1024 * t, tokens, passes));
                 string where = groups * GroupBytes < (1 << 20) ? $"{groups * GroupBytes >> 10} KiB per thread, in cache" : $"{groups * GroupBytes >> 20} MiB per thread, DRAM";
-                Console.WriteLine($"{label} Q4_0 AVX-512 {tokens}-token loop, {where}: 1 thread {bytes / secs[1] / 1e9,5:F1} GB/s | 2 threads {bytes / secs[2] / 1e9,5:F1} GB/s each, {2 * bytes / secs[2] / 1e9,5:F1} in all (x{2 * secs[1] / secs[2]:F2} of one)");
+                Console.WriteLine($"{label} Q4_0 AVX-512 {tokens}-token loop, {where}: 1 thread {bytes / one / 1e9,5:F1} GB/s | {n2} threads {bytes / all / 1e9,5:F1} GB/s each, {n2 * bytes / all / 1e9,5:F1} in all (x{n2 * one / all:F2} of one)");
             }
-            for (int t = 0; t < 2; t++) NativeMemory.AlignedFree(w[t]);
+            for (int t = 0; t < n2; t++) NativeMemory.AlignedFree(w[t]);
         }
-        for (int t = 0; t < 2; t++) NativeMemory.AlignedFree(panels[t]);
+        for (int t = 0; t < n2; t++) NativeMemory.AlignedFree(panels[t]);
         NativeMemory.AlignedFree(dst);
     }
 
-    private static void Time(string name, int reps, Action<int> work)
+    private static void Time(string name, int reps, int n, Action<int> work)
     {
-        double one = Best(1, reps, work), two = Best(2, reps, work);
-        Console.WriteLine($"  {name}: 1 thread {one * 1000:F0} ms | 2 threads {two * 1000:F0} ms each (x{2 * one / two:F2} of one thread's throughput)");
+        double one = Best(1, reps, work), all = Best(n, reps, work);
+        Console.WriteLine($"  {name}: 1 thread {one * 1000:F0} ms | {n} threads {all * 1000:F0} ms each (x{n * one / all:F2} of one thread's throughput)");
     }
 
     /// <summary>The best wall time of <paramref name="reps"/> runs of <paramref name="work"/> on <paramref name="n"/> threads started together.</summary>
@@ -146,7 +146,7 @@ static unsafe class CoreShareBench
     {
         long bytes = groups * GroupBytes;
         byte* w = Alloc(bytes);
-        rnd.NextBytes(new Span<byte>(w, (int)Math.Min(bytes, int.MaxValue)));
+        rnd.NextBytes(new Span<byte>(w, checked((int)bytes)));
         for (long g = 0; g < groups; g++)
             for (int b = 0; b < Blocks; b += 2)
             {

@@ -13,8 +13,8 @@ using EdgeLlm.Model;
 //   (prompt: a 9-token prompt chunk of one sequence against four sequences' chunks in one batch, profiled)
 //   dotnet run -c Release --project perf/step-profile -- MODEL 1 REPS q6k [LABEL]   (Q6_K Dot vs Dot4, one thread, in cache)
 //   dotnet run -c Release --project perf/step-profile -- MODEL THREADS REPS out [LABEL]   (the output and layer-0 products at 1, 2, 4 tokens)
-//   dotnet run -c Release --project perf/step-profile -- - 2 REPS cores [LABEL]   (how far two threads share one core's vector units:
-//   a scalar dependent-multiply chain, a vector-add loop and the Q4_0 AVX-512 one- and four-token loops, in cache and from DRAM, 1 vs 2 threads)
+//   dotnet run -c Release --project perf/step-profile -- - THREADS REPS cores [LABEL]   (how far THREADS (>= 2) threads share vector units:
+//   a scalar dependent-multiply chain, a vector-add loop and the Q4_0 AVX-512 one- and four-token loops, in cache and from DRAM, 1 vs THREADS threads)
 //   dotnet run -c Release --project perf/step-profile -- - THREADS REPS attn|attncold [LABEL]   (one layer's AttendSequences, 1 vs 4 sequences,
 //   1.1B shape; attncold: 64 MiB swept through the caches before each call, as a step's weights do between two layers' attentions)
 string path = args[0];
