@@ -34,24 +34,8 @@ public sealed unsafe class Avx2PackedDecodeTests
     private static void Check(GgmlType t, Variant v)
     {
         var (rung, flags) = KernelVariants.Of(v);
-        long rowBytes = GgmlTypes.RowBytes(t, N);
-        var w = new byte[Rows * rowBytes];
-        var wRow = new byte[Rows][];
         string[] kinds = { "gaussian", "raw" };
-        for (int r = 0; r < Rows; r++)
-        {
-            wRow[r] = Weights(t, N, kinds[r % 2], 8100 + r);
-            wRow[r].CopyTo(w, r * rowBytes);
-        }
-        var x = new float[MaxTokens * N];
-        var xq = new byte[MaxTokens][];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] a = Activations(N, 32, 8700 + k);
-            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
-            a.CopyTo(x, k * N);
-            xq[k] = QuantizeActivations(t, a);
-        }
+        var (w, wRow, x, xq) = DecodeCase(t, N, Rows, MaxTokens, r => Weights(t, N, kinds[r % 2], 8100 + r), 32, 8700);
         using var b = new CpuBackend(2, false, rung, flags);
         b.Prepare(new BackendLimits(MaxTokens, N, 16, 64, 64));
         fixed (byte* pw = w)

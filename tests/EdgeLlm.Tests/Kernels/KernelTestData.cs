@@ -118,4 +118,56 @@ internal static unsafe class KernelTestData
         QuantRef.DequantizeRow(t, w, f);
         return f;
     }
+
+    /// <summary>
+    /// A decode case: <paramref name="rows"/> weight rows of <paramref name="n"/> values (row r from
+    /// <paramref name="makeRow"/>), stored one after another in <c>W</c> and apart in <c>WRow</c>; <paramref name="tokens"/>
+    /// activation vectors (<see cref="Activations"/> of <paramref name="actBlock"/>-value blocks, seeds
+    /// <paramref name="actSeed"/> + k), token k scaled by 1 + 3k so a token that reads another token's activations is far
+    /// off, side by side in <c>X</c>, and each quantized for the weight type in <c>Xq</c>.
+    /// </summary>
+    public static (byte[] W, byte[][] WRow, float[] X, byte[][] Xq) DecodeCase(GgmlType t, int n, int rows, int tokens,
+        Func<int, byte[]> makeRow, int actBlock, int actSeed)
+    {
+        long rowBytes = GgmlTypes.RowBytes(t, n);
+        var w = new byte[rows * rowBytes];
+        var wRow = new byte[rows][];
+        for (int r = 0; r < rows; r++)
+        {
+            wRow[r] = makeRow(r);
+            wRow[r].CopyTo(w, r * rowBytes);
+        }
+        var x = new float[tokens * n];
+        var xq = new byte[tokens][];
+        for (int k = 0; k < tokens; k++)
+        {
+            float[] a = Activations(n, actBlock, actSeed + k);
+            for (int i = 0; i < n; i++) a[i] *= 1 + 3 * k;
+            a.CopyTo(x, k * n);
+            xq[k] = QuantizeActivations(t, a);
+        }
+        return (w, wRow, x, xq);
+    }
+
+    /// <summary>
+    /// Per (token k, row r) at k·rows + r: the integer scalar rung <paramref name="scalar"/> on the stored row and the
+    /// token's quantized activations, and the tolerance 1e-5·<see cref="Magnitude"/> around it.
+    /// </summary>
+    public static (float[] Want, double[] Tol) ScalarReference(GgmlType t, int n, byte[][] wRow, byte[][] xq,
+        delegate*<byte*, byte*, int, float> scalar)
+    {
+        int rows = wRow.Length, tokens = xq.Length;
+        var want = new float[tokens * rows];
+        var tol = new double[tokens * rows];
+        for (int k = 0; k < tokens; k++)
+        {
+            float[] xDeq = DequantizeActivations(t, xq[k], n);
+            for (int r = 0; r < rows; r++)
+            {
+                fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want[k * rows + r] = scalar(pr, pq, n);
+                tol[k * rows + r] = 1e-5 * Magnitude(t, wRow[r], DequantizeWeights(t, wRow[r], n), xDeq);
+            }
+        }
+        return (want, tol);
+    }
 }

@@ -38,34 +38,9 @@ public sealed unsafe class X64Q8_0DecodeRowsTests
         const GgmlType t = GgmlType.Q8_0;
         var (rung, flags) = KernelVariants.Of(v);
         long rowBytes = GgmlTypes.RowBytes(t, N);
-        var w = new byte[Rows * rowBytes];
-        var wRow = new byte[Rows][];
         string[] kinds = { "gaussian", "raw", "subnormal" };
-        for (int r = 0; r < Rows; r++)
-        {
-            wRow[r] = X64DecodeLoopTests.MakeWeights(t, N, kinds[r % 3], 5100 + r);
-            wRow[r].CopyTo(w, r * rowBytes);
-        }
-        var x = new float[MaxTokens * N];
-        var xq = new byte[MaxTokens][];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] a = Activations(N, 32, 6100 + k);
-            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
-            a.CopyTo(x, k * N);
-            xq[k] = QuantizeActivations(t, a);
-        }
-        var want = new float[MaxTokens * Rows];
-        var tol = new double[MaxTokens * Rows];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] xDeq = DequantizeActivations(t, xq[k], N);
-            for (int r = 0; r < Rows; r++)
-            {
-                fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want[k * Rows + r] = DotQ8_0.DotScalar(pr, pq, N);
-                tol[k * Rows + r] = 1e-5 * Magnitude(t, wRow[r], DequantizeWeights(t, wRow[r], N), xDeq);
-            }
-        }
+        var (w, wRow, x, xq) = DecodeCase(t, N, Rows, MaxTokens, r => X64DecodeLoopTests.MakeWeights(t, N, kinds[r % 3], 5100 + r), 32, 6100);
+        var (want, tol) = ScalarReference(t, N, wRow, xq, &DotQ8_0.DotScalar);
 
         CpuKernelRow row = KernelTable.Resolve(t, rung, flags)!;
         long xStride = xq[0].Length;

@@ -44,35 +44,10 @@ public sealed unsafe class Q4_KPackedDecodeDriverTests
         const GgmlType t = GgmlType.Q4_K;
         var (rung, flags) = KernelVariants.Of(v);
         long rowBytes = GgmlTypes.RowBytes(t, N);
-        var w = new byte[Rows * rowBytes];
-        var wRow = new byte[Rows][];
         string[] kinds = { "gaussian", "raw" };
-        for (int r = 0; r < Rows; r++)
-        {
-            wRow[r] = Weights(t, N, kinds[r % 2], 9100 + r);
-            wRow[r].CopyTo(w, r * rowBytes);
-        }
-        var x = new float[MaxTokens * N];
-        var xq = new byte[MaxTokens][];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] a = Activations(N, 256, 9700 + k);
-            for (int i = 0; i < N; i++) a[i] *= 1 + 3 * k;
-            a.CopyTo(x, k * N);
-            xq[k] = QuantizeActivations(t, a);
-        }
+        var (w, wRow, x, xq) = DecodeCase(t, N, Rows, MaxTokens, r => Weights(t, N, kinds[r % 2], 9100 + r), 256, 9700);
         // The reference: the scalar rung on the stored rows, and its tolerance, per (token, row).
-        var want = new float[MaxTokens * Rows];
-        var tol = new double[MaxTokens * Rows];
-        for (int k = 0; k < MaxTokens; k++)
-        {
-            float[] xDeq = DequantizeActivations(t, xq[k], N);
-            for (int r = 0; r < Rows; r++)
-            {
-                fixed (byte* pr = wRow[r]) fixed (byte* pq = xq[k]) want[k * Rows + r] = DotQ4_K.DotScalar(pr, pq, N);
-                tol[k * Rows + r] = 1e-5 * Magnitude(t, wRow[r], DequantizeWeights(t, wRow[r], N), xDeq);
-            }
-        }
+        var (want, tol) = ScalarReference(t, N, wRow, xq, &DotQ4_K.DotScalar);
         // The driver called directly, as threads whose ranges do not start or end on a group would call it (the backend's
         // ranges are whole groups): rows 0-12, 13-36, 37-60.
         CpuKernelRow row = KernelTable.Resolve(t, rung, flags)!;

@@ -15,58 +15,65 @@ namespace EdgeLlm.Backends.Cpu.Kernels;
 public static unsafe partial class ActivationQuant
 {
     /// <summary>x → Q8_0 blocks, AVX-512 (the bytes of <see cref="QuantizeQ8_0"/>).</summary>
-    public static void QuantizeQ8_0Avx512(float* x, byte* dst, int n)
-    {
-        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_0Avx512", n, Q8_0BlockSize);
-        if (!KernelRung.IsSupported(Rung.Avx512)) KernelRung.ThrowUnsupported(nameof(QuantizeQ8_0Avx512), Rung.Avx512);
-        for (int b = 0; b < n / Q8_0BlockSize; b++)
-        {
-            byte* y = dst + b * Q8_0BlockBytes;
-            Unsafe.WriteUnaligned(y, Block512(x + b * Q8_0BlockSize, (sbyte*)(y + 2), out _));
-        }
-    }
+    public static void QuantizeQ8_0Avx512(float* x, byte* dst, int n) => BlocksWide<Wide512>(x, dst, n, nameof(QuantizeQ8_0Avx512));
 
     /// <summary>x → Q8_0 blocks, AVX2 (the bytes of <see cref="QuantizeQ8_0"/>).</summary>
-    public static void QuantizeQ8_0Avx2(float* x, byte* dst, int n)
-    {
-        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_0Avx2", n, Q8_0BlockSize);
-        if (!KernelRung.IsSupported(Rung.Avx2)) KernelRung.ThrowUnsupported(nameof(QuantizeQ8_0Avx2), Rung.Avx2);
-        for (int b = 0; b < n / Q8_0BlockSize; b++)
-        {
-            byte* y = dst + b * Q8_0BlockBytes;
-            Unsafe.WriteUnaligned(y, Block256(x + b * Q8_0BlockSize, (sbyte*)(y + 2), out _));
-        }
-    }
+    public static void QuantizeQ8_0Avx2(float* x, byte* dst, int n) => BlocksWide<Wide256>(x, dst, n, nameof(QuantizeQ8_0Avx2));
 
     /// <summary>
     /// x → the <see cref="Q8_0Panel"/> of its Q8_0 blocks (<see cref="Q8_0Panel.BytesFor"/> bytes), AVX-512: the bytes of
     /// <see cref="QuantizeQ8_0"/> followed by <see cref="Q8_0Panel.FromBlocks"/>, in one pass.
     /// </summary>
-    public static void QuantizeQ8_0PanelAvx512(float* x, byte* panel, int n)
+    public static void QuantizeQ8_0PanelAvx512(float* x, byte* panel, int n) => PanelWide<Wide512>(x, panel, n, nameof(QuantizeQ8_0PanelAvx512));
+
+    /// <summary>The same at 256 bits (AVX2).</summary>
+    public static void QuantizeQ8_0PanelAvx2(float* x, byte* panel, int n) => PanelWide<Wide256>(x, panel, n, nameof(QuantizeQ8_0PanelAvx2));
+
+    /// <summary>One Q8_0 block at a vector width: <see cref="Block512"/> or <see cref="Block256"/>, and the rung it needs.</summary>
+    private interface IQ8Width
     {
-        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_0PanelAvx512", n, Q8_0BlockSize);
-        if (!KernelRung.IsSupported(Rung.Avx512)) KernelRung.ThrowUnsupported(nameof(QuantizeQ8_0PanelAvx512), Rung.Avx512);
-        int nb = n / Q8_0BlockSize;
-        float* dx = Q8_0Panel.Scales(panel, nb), c = Q8_0Panel.Offsets(panel, nb);
-        for (int b = 0; b < nb; b++)
+        static abstract Rung Rung { get; }
+        static abstract ushort Block(float* xb, sbyte* qs, out Vector256<sbyte> q);
+    }
+
+    private struct Wide512 : IQ8Width
+    {
+        public static Rung Rung => Rung.Avx512;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static ushort Block(float* xb, sbyte* qs, out Vector256<sbyte> q) => Block512(xb, qs, out q);
+    }
+
+    private struct Wide256 : IQ8Width
+    {
+        public static Rung Rung => Rung.Avx2;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static ushort Block(float* xb, sbyte* qs, out Vector256<sbyte> q) => Block256(xb, qs, out q);
+    }
+
+    private static void CheckWide<TW>(int n, string name) where TW : struct, IQ8Width
+    {
+        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant." + name, n, Q8_0BlockSize);
+        if (!KernelRung.IsSupported(TW.Rung)) KernelRung.ThrowUnsupported(name, TW.Rung);
+    }
+
+    private static void BlocksWide<TW>(float* x, byte* dst, int n, string name) where TW : struct, IQ8Width
+    {
+        CheckWide<TW>(n, name);
+        for (int b = 0; b < n / Q8_0BlockSize; b++)
         {
-            ushort h = Block512(x + b * Q8_0BlockSize, (sbyte*)(panel + b * 32), out var q);
-            float d = Fp16.ToFloat(h);
-            dx[b] = d;
-            c[b] = d * (8 * Q8_0Panel.QuantSum(q));
+            byte* y = dst + b * Q8_0BlockBytes;
+            Unsafe.WriteUnaligned(y, TW.Block(x + b * Q8_0BlockSize, (sbyte*)(y + 2), out _));
         }
     }
 
-    /// <summary>The same at 256 bits (AVX2).</summary>
-    public static void QuantizeQ8_0PanelAvx2(float* x, byte* panel, int n)
+    private static void PanelWide<TW>(float* x, byte* panel, int n, string name) where TW : struct, IQ8Width
     {
-        if (n < 0 || n % Q8_0BlockSize != 0) KernelRung.ThrowBadLength("ActivationQuant.QuantizeQ8_0PanelAvx2", n, Q8_0BlockSize);
-        if (!KernelRung.IsSupported(Rung.Avx2)) KernelRung.ThrowUnsupported(nameof(QuantizeQ8_0PanelAvx2), Rung.Avx2);
+        CheckWide<TW>(n, name);
         int nb = n / Q8_0BlockSize;
         float* dx = Q8_0Panel.Scales(panel, nb), c = Q8_0Panel.Offsets(panel, nb);
         for (int b = 0; b < nb; b++)
         {
-            ushort h = Block256(x + b * Q8_0BlockSize, (sbyte*)(panel + b * 32), out var q);
+            ushort h = TW.Block(x + b * Q8_0BlockSize, (sbyte*)(panel + b * 32), out var q);
             float d = Fp16.ToFloat(h);
             dx[b] = d;
             c[b] = d * (8 * Q8_0Panel.QuantSum(q));
