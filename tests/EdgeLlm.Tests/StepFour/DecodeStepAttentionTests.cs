@@ -40,14 +40,8 @@ public sealed unsafe class DecodeStepAttentionTests
         var v = new float*[seqs];
         var dst = new float*[seqs];
         var scratch = new float*[threads];
-        var allocated = new List<nint>();
-        float* Alloc(long floats, float fill)
-        {
-            var p = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
-            allocated.Add((nint)p);
-            new Span<float>(p, (int)floats).Fill(fill);
-            return p;
-        }
+        var memory = new AlignedFloats();
+        float* Alloc(long floats, float fill) => memory.Alloc(floats, fill);
         try
         {
             for (int s = 0; s < seqs; s++)
@@ -105,7 +99,7 @@ public sealed unsafe class DecodeStepAttentionTests
         }
         finally
         {
-            foreach (nint p in allocated) NativeMemory.AlignedFree((void*)p);
+            memory.Dispose();
         }
     }
 

@@ -39,14 +39,8 @@ public sealed unsafe class ManySequenceDecodeAttentionTests
         int window = variant == 1 ? 20 : 0;
         float softcap = variant == 2 ? 3f : 0f, scale = 1f / MathF.Sqrt(HeadDim);
         var rng = new Random(kvHeads * 1000 + group * 10 + variant);
-        var allocated = new List<nint>();
-        float* Alloc(long floats, float fill)
-        {
-            var p = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
-            allocated.Add((nint)p);
-            new Span<float>(p, (int)floats).Fill(fill);
-            return p;
-        }
+        var memory = new AlignedFloats();
+        float* Alloc(long floats, float fill) => memory.Alloc(floats, fill);
         try
         {
             // Sequence s: queries of its last 3 positions (rows t = 0, 1, 2 at positions pos - 2, pos - 1, pos), its cache,
@@ -132,12 +126,12 @@ public sealed unsafe class ManySequenceDecodeAttentionTests
                             }
                         }
                     }
-                    foreach (var p in scratch) { allocated.Remove((nint)p); NativeMemory.AlignedFree(p); }
+                    foreach (var p in scratch) memory.Free(p);
                 }
         }
         finally
         {
-            foreach (nint p in allocated) NativeMemory.AlignedFree((void*)p);
+            memory.Dispose();
         }
     }
 
