@@ -103,7 +103,7 @@ def start(args, n):
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the server with --parallel {n} did not start ({' '.join(cmd)}; exit code {server.poll()})")
+                raise RuntimeError(f"the server with {n} slot{'s' if n > 1 else ''} did not start ({' '.join(cmd)}; exit code {server.poll()})")
             time.sleep(0.5)
         status, _ = request(port, "POST", "/v1/completions", body(args, "warm up"))
         assert status == 200, status
